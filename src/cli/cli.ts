@@ -1,0 +1,131 @@
+// The command line: `mc-proxy server|check|version`. Usage errors exit 2,
+// configuration errors exit 1, a clean stop exits 0.
+import { ConfigError, loadConfig } from "../config/config";
+import { formatDuration } from "../config/duration";
+import { CountryDatabase } from "../firewall/country_database";
+import { Logger } from "../log/logger";
+import { Server } from "../server/server";
+import { VERSION } from "../version";
+import { parseArgs, UsageError } from "./usage_error";
+
+const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
+
+Usage:
+  mc-proxy server -c FILE    run the proxy
+  mc-proxy check -c FILE     validate a config file and exit (0 = valid)
+  mc-proxy version           print the version
+  mc-proxy COMMAND --help    help for a command
+
+Environment: MCPROXY_<SECTION>_<KEY> overrides a config value,
+e.g. MCPROXY_PROXY_IDLE_TIMEOUT=10m, MCPROXY_LOG_LEVEL=debug.`;
+
+const SERVER_USAGE = `Usage: mc-proxy server -c FILE
+
+Runs the proxy with the config FILE (TOML).
+Signals: SIGINT/SIGTERM drain and stop (a second one exits at once);
+SIGHUP reloads the GeoIP database.`;
+
+const CHECK_USAGE = `Usage: mc-proxy check -c FILE
+
+Validates FILE (TOML) and the files it names (GeoIP database); prints every
+problem with its key and exits 1, or prints a summary and exits 0.`;
+
+const VERSION_USAGE = `Usage: mc-proxy version
+
+Prints the version.`;
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [cmd, ...args] = argv;
+  try {
+    switch (cmd) {
+      case undefined:
+        throw new UsageError("no command given", MAIN_USAGE);
+      case "-h":
+      case "--help":
+      case "help":
+        console.log(MAIN_USAGE);
+        return 0;
+      case "version":
+      case "--version": {
+        const a = parseArgs(args, VERSION_USAGE);
+        if (a.help) return help(VERSION_USAGE);
+        if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, VERSION_USAGE);
+        console.log(`mc-proxy ${VERSION} (bun ${Bun.version})`);
+        return 0;
+      }
+      case "check":
+        return check(args);
+      case "server":
+        return await server(args);
+      default:
+        throw new UsageError(`unknown command "${cmd}"`, MAIN_USAGE);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`mc-proxy: ${e.message}\n\n${e.usage}`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      return 1;
+    }
+    console.error(`mc-proxy: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+function help(usage: string): number {
+  console.log(usage);
+  return 0;
+}
+
+function configArg(args: string[], usage: string): string | null {
+  const a = parseArgs(args, usage);
+  if (a.help) return null;
+  if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, usage);
+  if (a.config === null) throw new UsageError("-c FILE is required", usage);
+  return a.config;
+}
+
+function check(args: string[]): number {
+  const file = configArg(args, CHECK_USAGE);
+  if (file === null) return help(CHECK_USAGE);
+  const cfg = loadConfig(file);
+  if (cfg.firewall.geoipDb !== null) CountryDatabase.open(cfg.firewall.geoipDb);
+  const routes = cfg.listeners.reduce((n, l) => n + l.routes.length, 0);
+  console.log(
+    `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +
+      `connect_timeout=${formatDuration(cfg.proxy.connectTimeoutMs)} idle_timeout=${formatDuration(cfg.proxy.idleTimeoutMs)} ` +
+      `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr}`,
+  );
+  return 0;
+}
+
+async function server(args: string[]): Promise<number> {
+  const file = configArg(args, SERVER_USAGE);
+  if (file === null) return help(SERVER_USAGE);
+  const cfg = loadConfig(file);
+  const logger = new Logger(cfg.log.level, cfg.log.format);
+  const srv = new Server(cfg, logger);
+  srv.start();
+  logger.info("started", { version: VERSION, pid: process.pid, config: file });
+  if (cfg.grpc !== null) {
+    logger.warn("the [grpc] admin API is configured but not available in this version; routes and rules come from the config file", { addr: cfg.grpc.addr });
+  }
+  let signals = 0;
+  const onStop = (sig: string) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn("second signal: exiting now", { signal: sig, active: srv.activeConnections });
+      logger.flush();
+      process.exit(0);
+    }
+    logger.info("signal received", { signal: sig });
+    srv.shutdown();
+  };
+  process.on("SIGINT", () => onStop("SIGINT"));
+  process.on("SIGTERM", () => onStop("SIGTERM"));
+  process.on("SIGHUP", () => srv.reloadGeoIp());
+  await srv.done;
+  return 0;
+}

@@ -1,0 +1,44 @@
+// host:port parsing for listener and backend addresses.
+import { isIP } from "node:net";
+import { normaliseHostName } from "../sni/host_name";
+
+export interface HostPort {
+  /** IP literal or DNS name; "" means every address (listeners only). */
+  host: string;
+  port: number;
+}
+
+/**
+ * Parse "host:port", "[v6]:port" or ":port". Returns an error message (not
+ * naming the key; the caller does) or the parsed address.
+ */
+export function parseHostPort(text: string, opts: { allowEmptyHost: boolean }): HostPort | string {
+  let host: string;
+  let portText: string;
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    if (close < 0 || text[close + 1] !== ":") return "expected [IPv6]:port";
+    host = text.slice(1, close);
+    portText = text.slice(close + 2);
+    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+  } else {
+    const colon = text.lastIndexOf(":");
+    if (colon < 0) return "expected host:port";
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(":")) return "an IPv6 address must be written in brackets, as [::1]:443";
+    if (host === "") {
+      if (!opts.allowEmptyHost) return "the host is missing";
+    } else if (isIP(host) === 0 && normaliseHostName(host) === null) {
+      return `"${host}" is not a valid host name or IP address`;
+    }
+  }
+  if (!/^\d{1,5}$/.test(portText)) return `port "${portText}" is not a number`;
+  const port = Number(portText);
+  if (port < 1 || port > 65535) return `port ${port} is out of range 1-65535`;
+  return { host, port };
+}
+
+export function formatHostPort(a: HostPort): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

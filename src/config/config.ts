@@ -1,0 +1,479 @@
+// The one config loader: TOML text → validated Config, or a ConfigError that
+// lists every problem with the file, the key and the bad value (SPEC §7).
+// Nothing binds before this returns. Unknown keys are errors.
+
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { normaliseHostName } from "../sni/host_name";
+import { type HostPort, parseHostPort } from "./address";
+import { parseDuration } from "./duration";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
+
+export interface RouteConfig {
+  /** Normalised: lower case, no trailing dot; "*.suffix" for a wildcard. */
+  hostname: string;
+  backend: string;
+}
+
+export interface ListenerConfig {
+  /** As written in the config: the listener's name in logs and the admin API. */
+  addr: string;
+  bind: HostPort;
+  maxConnections: number;
+  defaultBackend: string | null;
+  routes: RouteConfig[];
+}
+
+export interface GrpcConfig {
+  addr: string;
+  tlsCert: string | null;
+  tlsKey: string | null;
+  clientCa: string | null;
+  /** Used by the CLI to reach the admin API. */
+  clientCert: string | null;
+  clientKey: string | null;
+  serverCa: string | null;
+}
+
+export interface FirewallConfig {
+  geoipDb: string | null;
+  blockedIps: string[];
+  blockedCidrs: string[];
+  blockedCountries: string[];
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+export interface ProxyConfig {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  helloTimeoutMs: number;
+  maxHelloBytes: number;
+  shutdownTimeoutMs: number;
+}
+
+export interface Config {
+  file: string;
+  databasePath: string;
+  listeners: ListenerConfig[];
+  grpc: GrpcConfig | null;
+  firewall: FirewallConfig;
+  proxy: ProxyConfig;
+  log: { level: LogLevel; format: LogFormat };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(problems.map((p) => `${file}: ${p}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+type Kind = "string" | "int" | "bool" | "duration" | "strings";
+type Table = Record<string, unknown>;
+
+/** The scalar sections and their keys; these are also the env overrides. */
+const SECTIONS: Record<string, Record<string, Kind>> = {
+  database: { path: "string" },
+  grpc: {
+    addr: "string",
+    tls_cert: "string",
+    tls_key: "string",
+    client_ca: "string",
+    client_cert: "string",
+    client_key: "string",
+    server_ca: "string",
+  },
+  firewall: {
+    geoip_db: "string",
+    blocked_ips: "strings",
+    blocked_cidrs: "strings",
+    blocked_countries: "strings",
+    rate_limit: "int",
+    rate_window: "duration",
+  },
+  proxy: {
+    connect_timeout: "duration",
+    idle_timeout: "duration",
+    hello_timeout: "duration",
+    max_hello_bytes: "int",
+    shutdown_timeout: "duration",
+  },
+  log: { level: "string", format: "string" },
+};
+
+const LISTENER_KEYS: Record<string, Kind | "routes"> = {
+  addr: "string",
+  max_connections: "int",
+  default_backend: "string",
+  proxy_protocol: "bool",
+  routes: "routes",
+};
+const ROUTE_KEYS: Record<string, Kind> = { hostname: "string", backend: "string", send_proxy_protocol: "bool" };
+
+export const DEFAULTS = {
+  connectTimeout: "5s",
+  idleTimeout: "5m",
+  helloTimeout: "10s",
+  maxHelloBytes: 65536,
+  shutdownTimeout: "30s",
+  rateWindow: "1s",
+} as const;
+
+/** Read, parse and validate a config file, applying MCPROXY_* overrides from env. */
+export function loadConfig(file: string, env: Record<string, string | undefined> = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(file, [`cannot read config file: ${(e as Error).message}`]);
+  }
+  return parseConfig(text, file, env);
+}
+
+export function parseConfig(text: string, file: string, env: Record<string, string | undefined> = {}): Config {
+  let raw: unknown;
+  try {
+    raw = Bun.TOML.parse(text);
+  } catch (e) {
+    // Bun's TOML errors carry no line or column (BUN-NOTES); say what we can.
+    throw new ConfigError(file, [`not valid TOML: ${(e as Error).message}`]);
+  }
+  const problems: string[] = [];
+  const root = raw as Table;
+  applyEnvOverrides(root, env, problems);
+  const cfg = validate(root, file, problems);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return cfg;
+}
+
+function applyEnvOverrides(root: Table, env: Record<string, string | undefined>, problems: string[]): void {
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith("MCPROXY_") || value === undefined) continue;
+    const rest = name.slice("MCPROXY_".length).toLowerCase();
+    const us = rest.indexOf("_");
+    const section = us < 0 ? rest : rest.slice(0, us);
+    const key = us < 0 ? "" : rest.slice(us + 1);
+    const kind = SECTIONS[section]?.[key];
+    if (kind === undefined) {
+      problems.push(`environment variable ${name}: no such setting (overridable: ${envNames().join(", ")})`);
+      continue;
+    }
+    const existing = root[section];
+    const table: Table = isTable(existing) ? existing : {};
+    root[section] = table;
+    table[key] = coerceEnv(kind, value);
+  }
+}
+
+function envNames(): string[] {
+  return Object.entries(SECTIONS).flatMap(([s, keys]) => Object.keys(keys).map((k) => `MCPROXY_${s}_${k}`.toUpperCase()));
+}
+
+function coerceEnv(kind: Kind, value: string): unknown {
+  switch (kind) {
+    case "int":
+      return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value;
+    case "bool":
+      return value === "true" ? true : value === "false" ? false : value;
+    case "strings":
+      return value.trim() === "" ? [] : value.split(",").map((s) => s.trim());
+    default:
+      return value;
+  }
+}
+
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function show(v: unknown): string {
+  return typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? JSON.stringify(v) : String(v);
+}
+
+/** Read one typed value; records a problem and returns undefined when it is the wrong type. */
+function typed(kind: Kind, v: unknown, key: string, problems: string[]): unknown {
+  switch (kind) {
+    case "string":
+      if (typeof v === "string") return v;
+      problems.push(`${key}: expected a string, got ${show(v)}`);
+      return undefined;
+    case "bool":
+      if (typeof v === "boolean") return v;
+      problems.push(`${key}: expected true or false, got ${show(v)}`);
+      return undefined;
+    case "int":
+      if (typeof v === "number" && Number.isSafeInteger(v)) return v;
+      problems.push(`${key}: expected a whole number, got ${show(v)}`);
+      return undefined;
+    case "duration": {
+      if (typeof v !== "string") {
+        problems.push(`${key}: expected a duration string such as "500ms", "10s" or "5m", got ${show(v)}`);
+        return undefined;
+      }
+      if (v.trim().startsWith("-")) {
+        problems.push(`${key}: ${show(v)} is negative; durations must be positive`);
+        return undefined;
+      }
+      const ms = parseDuration(v);
+      if (ms === null) {
+        problems.push(`${key}: ${show(v)} is not a duration (use a number and a unit: ms, s, m, h — e.g. "500ms", "10s", "5m")`);
+        return undefined;
+      }
+      return ms;
+    }
+    case "strings":
+      if (Array.isArray(v) && v.every((s) => typeof s === "string")) return v;
+      problems.push(`${key}: expected a list of strings, got ${show(v)}`);
+      return undefined;
+  }
+}
+
+function checkKeys(t: Table, allowed: Record<string, unknown>, where: string, problems: string[]): void {
+  for (const k of Object.keys(t)) {
+    if (!(k in allowed)) {
+      problems.push(`${where}${k}: unknown key (allowed here: ${Object.keys(allowed).join(", ")})`);
+    }
+  }
+}
+
+function readSection(root: Table, name: string, problems: string[]): Table | null {
+  const v = root[name];
+  if (v === undefined) return null;
+  if (!isTable(v)) {
+    problems.push(`${name}: expected a table [${name}], got ${show(v)}`);
+    return null;
+  }
+  checkKeys(v, SECTIONS[name]!, `${name}.`, problems);
+  const out: Table = {};
+  for (const [k, kind] of Object.entries(SECTIONS[name]!)) {
+    if (v[k] !== undefined) out[k] = typed(kind, v[k], `${name}.${k}`, problems);
+  }
+  return out;
+}
+
+function validate(root: Table, file: string, problems: string[]): Config {
+  const base = dirname(resolve(file));
+  const pathOf = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  checkKeys(root, { ...SECTIONS, listeners: 1 }, "", problems);
+
+  const database = readSection(root, "database", problems) ?? {};
+  const databasePath = pathOf((database.path as string | undefined) || "mc-proxy.db");
+
+  const proxySec = readSection(root, "proxy", problems) ?? {};
+  const dur = (k: string, def: string, allowZero = false): number => {
+    const v = proxySec[k] as number | undefined;
+    if (v === undefined) return parseDuration(def)!;
+    if (v === 0 && !allowZero) problems.push(`proxy.${k}: must be greater than zero`);
+    return v;
+  };
+  const proxy: ProxyConfig = {
+    connectTimeoutMs: dur("connect_timeout", DEFAULTS.connectTimeout),
+    idleTimeoutMs: dur("idle_timeout", DEFAULTS.idleTimeout),
+    helloTimeoutMs: dur("hello_timeout", DEFAULTS.helloTimeout),
+    maxHelloBytes: (proxySec.max_hello_bytes as number | undefined) ?? DEFAULTS.maxHelloBytes,
+    shutdownTimeoutMs: dur("shutdown_timeout", DEFAULTS.shutdownTimeout, true),
+  };
+  // A ClientHello is a uint24-length handshake message; a cap under 512 bytes
+  // would refuse real clients (the smallest captured one is 214 bytes).
+  if (proxy.maxHelloBytes < 512 || proxy.maxHelloBytes > 16_777_219) {
+    problems.push(`proxy.max_hello_bytes: ${proxy.maxHelloBytes} is out of range 512-16777219`);
+  }
+
+  const logSec = readSection(root, "log", problems) ?? {};
+  const level = (logSec.level as string | undefined) ?? "info";
+  const format = (logSec.format as string | undefined) ?? "text";
+  if (!["debug", "info", "warn", "error"].includes(level)) problems.push(`log.level: ${show(level)} is not one of debug, info, warn, error`);
+  if (!["text", "json"].includes(format)) problems.push(`log.format: ${show(format)} is not one of text, json`);
+
+  const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);
+  const grpc = validateGrpc(root, pathOf, problems);
+  const listeners = validateListeners(root.listeners, problems);
+
+  return {
+    file,
+    databasePath,
+    listeners,
+    grpc,
+    firewall,
+    proxy,
+    log: { level: level as LogLevel, format: format as LogFormat },
+  };
+}
+
+function validateFirewall(sec: Table, pathOf: (p: string) => string, problems: string[]): FirewallConfig {
+  const ips = (sec.blocked_ips as string[] | undefined) ?? [];
+  const cidrs = (sec.blocked_cidrs as string[] | undefined) ?? [];
+  const countries = (sec.blocked_countries as string[] | undefined) ?? [];
+  const fw: FirewallConfig = {
+    geoipDb: typeof sec.geoip_db === "string" && sec.geoip_db !== "" ? pathOf(sec.geoip_db) : null,
+    blockedIps: [],
+    blockedCidrs: [],
+    blockedCountries: [],
+    rateLimit: (sec.rate_limit as number | undefined) ?? 0,
+    rateWindowMs: (sec.rate_window as number | undefined) ?? parseDuration(DEFAULTS.rateWindow)!,
+  };
+  ips.forEach((v, i) => {
+    const r = parseIpRule(v);
+    if (typeof r === "string") fw.blockedIps.push(r);
+    else problems.push(`firewall.blocked_ips[${i}]: ${r.error}`);
+  });
+  cidrs.forEach((v, i) => {
+    const r = parseCidrRule(v);
+    if ("error" in r) problems.push(`firewall.blocked_cidrs[${i}]: ${r.error}`);
+    else fw.blockedCidrs.push(`${r.address}/${r.prefix}`);
+  });
+  countries.forEach((v, i) => {
+    const r = parseCountryRule(v);
+    if (typeof r === "string") fw.blockedCountries.push(r);
+    else problems.push(`firewall.blocked_countries[${i}]: ${r.error}`);
+  });
+  if (fw.blockedCountries.length > 0 && fw.geoipDb === null) {
+    problems.push(`firewall.geoip_db: required when firewall.blocked_countries is set`);
+  }
+  if (fw.rateLimit < 0) problems.push(`firewall.rate_limit: ${fw.rateLimit} is negative (0 turns the limit off)`);
+  if (fw.rateWindowMs === 0) problems.push(`firewall.rate_window: must be greater than zero`);
+  return fw;
+}
+
+function validateGrpc(root: Table, pathOf: (p: string) => string, problems: string[]): GrpcConfig | null {
+  const sec = readSection(root, "grpc", problems);
+  if (sec === null) return null;
+  const opt = (k: string): string | null => (typeof sec[k] === "string" && sec[k] !== "" ? pathOf(sec[k] as string) : null);
+  const addr = (sec.addr as string | undefined) ?? "";
+  const g: GrpcConfig = {
+    addr,
+    tlsCert: opt("tls_cert"),
+    tlsKey: opt("tls_key"),
+    clientCa: opt("client_ca"),
+    clientCert: opt("client_cert"),
+    clientKey: opt("client_key"),
+    serverCa: opt("server_ca"),
+  };
+  if (addr === "") {
+    problems.push(`grpc.addr: required when [grpc] is present (host:port, or unix:/path/to/admin.sock)`);
+  } else if (addr.startsWith("unix:")) {
+    if (addr.length === "unix:".length) problems.push(`grpc.addr: ${show(addr)} names no socket path`);
+    else g.addr = `unix:${pathOf(addr.slice(5))}`;
+  } else {
+    const hp = parseHostPort(addr, { allowEmptyHost: true });
+    if (typeof hp === "string") problems.push(`grpc.addr: ${show(addr)}: ${hp}`);
+    if (g.tlsCert === null || g.tlsKey === null) {
+      problems.push(`grpc.tls_cert, grpc.tls_key: both required for a TCP admin address (TLS 1.3 is mandatory; use a unix: address for a local plaintext socket)`);
+    }
+  }
+  return g;
+}
+
+function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
+  if (v === undefined) {
+    problems.push(`listeners: at least one [[listeners]] table is required`);
+    return [];
+  }
+  if (!Array.isArray(v)) {
+    problems.push(`listeners: expected [[listeners]] tables, got ${show(v)}`);
+    return [];
+  }
+  if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
+  const out: ListenerConfig[] = [];
+  const seenAddr = new Map<string, number>();
+  v.forEach((item, i) => {
+    const where = `listeners[${i}]`;
+    if (!isTable(item)) {
+      problems.push(`${where}: expected a table, got ${show(item)}`);
+      return;
+    }
+    checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
+    const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
+    let bind: HostPort = { host: "", port: 0 };
+    if (addr === undefined || addr === "") {
+      problems.push(`${where}.addr: required (e.g. ":443" or "127.0.0.1:8443")`);
+    } else {
+      const hp = parseHostPort(addr, { allowEmptyHost: true });
+      if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
+      else bind = hp;
+      const prev = seenAddr.get(addr);
+      if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is already used by listeners[${prev}]`);
+      seenAddr.set(addr, i);
+    }
+    const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0;
+    if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
+    let defaultBackend: string | null = null;
+    if (item.default_backend !== undefined) {
+      const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
+      if (db !== undefined && db !== "") {
+        const err = backendError(db);
+        if (err !== null) problems.push(`${where}.default_backend: ${show(db)}: ${err}`);
+        defaultBackend = db;
+      }
+    }
+    if (item.proxy_protocol !== undefined) {
+      const pp = typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems);
+      if (pp === true) problems.push(`${where}.proxy_protocol: PROXY protocol is not supported by this version; remove the key or set it to false`);
+    }
+    out.push({ addr: addr ?? "", bind, maxConnections, defaultBackend, routes: validateRoutes(item.routes, where, problems) });
+  });
+  return out;
+}
+
+function validateRoutes(v: unknown, where: string, problems: string[]): RouteConfig[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) {
+    problems.push(`${where}.routes: expected [[listeners.routes]] tables, got ${show(v)}`);
+    return [];
+  }
+  const out: RouteConfig[] = [];
+  const seen = new Map<string, number>();
+  v.forEach((item, j) => {
+    const rw = `${where}.routes[${j}]`;
+    if (!isTable(item)) {
+      problems.push(`${rw}: expected a table, got ${show(item)}`);
+      return;
+    }
+    checkKeys(item, ROUTE_KEYS, `${rw}.`, problems);
+    const hostname = typed("string", item.hostname ?? "", `${rw}.hostname`, problems) as string | undefined;
+    const backend = typed("string", item.backend ?? "", `${rw}.backend`, problems) as string | undefined;
+    if (item.send_proxy_protocol !== undefined) {
+      const pp = typed("bool", item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
+      if (pp === true) problems.push(`${rw}.send_proxy_protocol: PROXY protocol is not supported by this version; remove the key or set it to false`);
+    }
+    if (hostname === undefined || backend === undefined) return;
+    const host = parseRouteHostname(hostname);
+    if (typeof host !== "string" || hostname === "") {
+      problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" ? "required" : (host as { error: string }).error}`);
+      return;
+    }
+    const prev = seen.get(host);
+    if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
+    seen.set(host, j);
+    if (backend === "") problems.push(`${rw}.backend: required (host:port)`);
+    else {
+      const err = backendError(backend);
+      if (err !== null) problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
+    }
+    out.push({ hostname: host, backend });
+  });
+  return out;
+}
+
+/** Validate a route hostname: exact, or a wildcard only as a leading "*.". */
+export function parseRouteHostname(hostname: string): string | { error: string } {
+  const wildcard = hostname.startsWith("*.");
+  const rest = wildcard ? hostname.slice(2) : hostname;
+  if (rest.includes("*")) return { error: `a wildcard is allowed only as a leading "*." label` };
+  const norm = normaliseHostName(rest);
+  if (norm === null) return { error: `not a valid host name (1-253 bytes of A-Z a-z 0-9 . - _, no empty labels)` };
+  return wildcard ? `*.${norm}` : norm;
+}
+
+/** Backends are host:port with a host and a port 1-65535. */
+export function backendError(backend: string): string | null {
+  const hp = parseHostPort(backend, { allowEmptyHost: false });
+  return typeof hp === "string" ? hp : null;
+}

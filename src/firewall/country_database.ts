@@ -1,0 +1,52 @@
+// Country lookups from a MaxMind DB file (GeoLite2-Country, or any MMDB whose
+// records carry a country code). Opened synchronously from a buffer so that a
+// reload is a single reference swap: lookups in flight finish on the old data.
+import { readFileSync } from "node:fs";
+import { type Response, Reader } from "maxmind";
+
+/** Record shapes seen in the wild: GeoIP2/GeoLite2 and ip-location-db. */
+interface CountryRecord {
+  country?: { iso_code?: string };
+  country_code?: string;
+}
+
+// maxmind's Reader is typed for MaxMind's own record shapes; ours is looser.
+type AnyReader = Reader<Response>;
+
+export class CountryDatabase {
+  private constructor(
+    private readonly reader: AnyReader,
+    readonly path: string,
+    readonly buildEpoch: number,
+  ) {}
+
+  /** Open and parse the file; throws (with the path in the message) when it cannot. */
+  static open(path: string): CountryDatabase {
+    let buf: Buffer;
+    try {
+      buf = readFileSync(path);
+    } catch (e) {
+      throw new Error(`cannot read GeoIP database ${path}: ${(e as Error).message}`);
+    }
+    let reader: AnyReader;
+    try {
+      reader = new Reader<Response>(buf);
+    } catch (e) {
+      throw new Error(`${path} is not a valid MaxMind DB file: ${(e as Error).message}`);
+    }
+    return new CountryDatabase(reader, path, Number(reader.metadata.buildEpoch?.getTime?.() ?? 0));
+  }
+
+  /** ISO country code of a normalised IP (IPv4 dotted or IPv6), or null if unknown. */
+  country(ip: string): string | null {
+    let rec: CountryRecord | null;
+    try {
+      rec = this.reader.get(ip) as CountryRecord | null;
+    } catch {
+      // An IPv6 address looked up in an IPv4-only database throws; it is simply unknown.
+      return null;
+    }
+    if (rec === null || typeof rec !== "object") return null;
+    return rec.country?.iso_code ?? rec.country_code ?? null;
+  }
+}

@@ -1,0 +1,89 @@
+// The global firewall (SPEC §3 step 2), evaluated on the peer address before
+// any byte is read: blocked IP, blocked CIDR, blocked country, then the rate
+// limit. Rules are an immutable snapshot swapped by reference, so a rule change
+// applies to the next accept and never to half of one.
+import { BlockList } from "node:net";
+import { CountryDatabase } from "./country_database";
+import { RateLimiter } from "./rate_limiter";
+
+export type FirewallVerdict = "blocked_ip" | "blocked_cidr" | "blocked_country" | "rate_limited" | null;
+
+export interface FirewallRules {
+  blockedIps: readonly string[];
+  /** Canonical "address/prefix" strings. */
+  blockedCidrs: readonly string[];
+  blockedCountries: readonly string[];
+}
+
+class RuleSet {
+  readonly ips = new BlockList();
+  readonly cidrs = new BlockList();
+  readonly countries: ReadonlySet<string>;
+  constructor(readonly rules: FirewallRules) {
+    for (const ip of rules.blockedIps) this.ips.addAddress(ip, ip.includes(":") ? "ipv6" : "ipv4");
+    for (const c of rules.blockedCidrs) {
+      const slash = c.indexOf("/");
+      const addr = c.slice(0, slash);
+      this.cidrs.addSubnet(addr, Number(c.slice(slash + 1)), addr.includes(":") ? "ipv6" : "ipv4");
+    }
+    this.countries = new Set(rules.blockedCountries);
+  }
+}
+
+export interface FirewallOptions {
+  rules: FirewallRules;
+  geoipDb: string | null;
+  rateLimit: number;
+  rateWindowMs: number;
+}
+
+export class Firewall {
+  private set: RuleSet;
+  private geo: CountryDatabase | null = null;
+  private readonly rate: RateLimiter | null;
+  readonly geoipPath: string | null;
+
+  /** Throws when the GeoIP database is configured but cannot be opened. */
+  constructor(opts: FirewallOptions) {
+    this.set = new RuleSet(opts.rules);
+    this.geoipPath = opts.geoipDb;
+    if (opts.geoipDb !== null) this.geo = CountryDatabase.open(opts.geoipDb);
+    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs) : null;
+  }
+
+  get rules(): FirewallRules {
+    return this.set.rules;
+  }
+
+  /** Swap in a new rule snapshot (admin API). */
+  replaceRules(rules: FirewallRules): void {
+    this.set = new RuleSet(rules);
+  }
+
+  /**
+   * Re-open the GeoIP database from its configured path. On failure the old
+   * database stays in use and the error is returned.
+   */
+  reloadGeoIp(): { ok: true; path: string } | { ok: false; error: string } | null {
+    if (this.geoipPath === null) return null;
+    try {
+      this.geo = CountryDatabase.open(this.geoipPath);
+      return { ok: true, path: this.geoipPath };
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
+    }
+  }
+
+  /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
+  check(ip: string, family: "ipv4" | "ipv6", nowMs: number): FirewallVerdict {
+    const s = this.set;
+    if (s.rules.blockedIps.length > 0 && s.ips.check(ip, family)) return "blocked_ip";
+    if (s.rules.blockedCidrs.length > 0 && s.cidrs.check(ip, family)) return "blocked_cidr";
+    if (s.countries.size > 0 && this.geo !== null) {
+      const cc = this.geo.country(ip);
+      if (cc !== null && s.countries.has(cc)) return "blocked_country";
+    }
+    if (this.rate !== null && !this.rate.allow(ip, nowMs)) return "rate_limited";
+    return null;
+  }
+}

@@ -1,0 +1,108 @@
+// The one logger: structured records to stderr, as logfmt ("text") or JSON.
+// Records are buffered and written in batches (one write per event-loop turn)
+// so the access log costs no syscall per connection; flush() on exit.
+
+import type { LogFormat, LogLevel } from "../config/config";
+
+export type Fields = Record<string, string | number | boolean | null | undefined | readonly string[]>;
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface LogSink {
+  write(text: string): void;
+  flush(): void;
+}
+
+/** stderr through Bun's buffered file writer. */
+function stderrSink(): LogSink {
+  const w = Bun.stderr.writer();
+  return {
+    write: (t) => void w.write(t),
+    flush: () => void w.flush(),
+  };
+}
+
+export class Logger {
+  private min: number;
+  private pending = false;
+
+  constructor(
+    level: LogLevel,
+    private format: LogFormat,
+    private readonly sink: LogSink = stderrSink(),
+  ) {
+    this.min = LEVELS[level];
+  }
+
+  configure(level: LogLevel, format: LogFormat): void {
+    this.min = LEVELS[level];
+    this.format = format;
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LEVELS[level] >= this.min;
+  }
+
+  debug(msg: string, fields?: Fields): void {
+    this.log("debug", msg, fields);
+  }
+  info(msg: string, fields?: Fields): void {
+    this.log("info", msg, fields);
+  }
+  warn(msg: string, fields?: Fields): void {
+    this.log("warn", msg, fields);
+  }
+  error(msg: string, fields?: Fields): void {
+    this.log("error", msg, fields);
+  }
+
+  log(level: LogLevel, msg: string, fields?: Fields): void {
+    if (LEVELS[level] < this.min) return;
+    const time = new Date().toISOString();
+    const line = this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields);
+    this.sink.write(line);
+    if (!this.pending) {
+      this.pending = true;
+      setImmediate(this.flushSoon);
+    }
+  }
+
+  private readonly flushSoon = (): void => {
+    this.pending = false;
+    this.sink.flush();
+  };
+
+  flush(): void {
+    this.sink.flush();
+  }
+}
+
+function jsonLine(time: string, level: string, msg: string, fields?: Fields): string {
+  const o: Record<string, unknown> = { time, level, msg };
+  if (fields !== undefined) {
+    for (const k in fields) {
+      const v = fields[k];
+      if (v !== undefined) o[k] = v;
+    }
+  }
+  return JSON.stringify(o) + "\n";
+}
+
+function logfmtLine(time: string, level: string, msg: string, fields?: Fields): string {
+  let s = `time=${time} level=${level} msg=${quote(msg)}`;
+  if (fields !== undefined) {
+    for (const k in fields) {
+      const v = fields[k];
+      if (v === undefined) continue;
+      s += ` ${k}=${v === null ? "" : typeof v === "string" ? quote(v) : Array.isArray(v) ? quote(v.join(",")) : String(v)}`;
+    }
+  }
+  return s + "\n";
+}
+
+const NEEDS_QUOTE = /[\s"=\\\x00-\x1f\x7f]/;
+
+function quote(v: string): string {
+  if (v !== "" && !NEEDS_QUOTE.test(v)) return v;
+  return JSON.stringify(v);
+}

@@ -1,0 +1,193 @@
+// The byte pump between a client and its backend (SPEC §6).
+//
+// Bun's socket.write() does not queue: it returns how many bytes the kernel
+// took (BUN-NOTES). What it did not take is kept here, reading from the other
+// side is paused, and the rest is written on `drain`; so at most one chunk per
+// direction is ever held, whatever the speed difference of the peers.
+//
+// EOF is propagated with shutdown() (a FIN, still reading); end() is a full
+// close in Bun 1.4.4 and is used only once both directions are done.
+
+import type { Socket } from "bun";
+
+export type PeerSocket = Socket<Relay>;
+
+/** Who ended the connection first (access-log field `closed_by`). */
+export type Closer = "client" | "backend" | "proxy";
+
+/** How a relay ends, for the access log: ok, idle_timeout, or a reset. */
+export type RelayEnd = "ok" | "idle_timeout";
+
+export abstract class Relay {
+  client: PeerSocket;
+  backend: PeerSocket | null = null;
+  /** Bytes read from the client not yet taken by the backend's socket. */
+  private toBackend: Uint8Array | null = null;
+  /** Bytes read from the backend not yet taken by the client's socket. */
+  private toClient: Uint8Array | null = null;
+  clientEof = false;
+  backendEof = false;
+  private backendFinSent = false;
+  private clientFinSent = false;
+  bytesFromClient = 0;
+  bytesFromBackend = 0;
+  closedBy: Closer | null = null;
+  /** Set once the connection is over; every handler checks it first. */
+  finished = false;
+
+  constructor(client: PeerSocket) {
+    this.client = client;
+  }
+
+  /** Called once when the relay is over (both directions done, error, or timeout). */
+  protected abstract onRelayEnd(end: RelayEnd): void;
+  /** Called on every byte of traffic, to push the idle deadline. */
+  protected abstract touch(): void;
+
+  /** Start relaying: write what was read during the hello, then pump both ways. */
+  protected startRelay(backend: PeerSocket, replay: Uint8Array): void {
+    this.backend = backend;
+    this.bytesFromClient += replay.length;
+    this.writeToBackend(replay);
+    if (this.toBackend === null) this.client.resume();
+    // The client may have half-closed while we were connecting.
+    if (this.clientEof && this.toBackend === null) this.finToBackend();
+  }
+
+  clientData(chunk: Uint8Array): void {
+    this.bytesFromClient += chunk.length;
+    this.touch();
+    this.writeToBackend(chunk);
+  }
+
+  backendData(chunk: Uint8Array): void {
+    this.bytesFromBackend += chunk.length;
+    this.touch();
+    const pending = this.toClient;
+    if (pending !== null) {
+      // Only bytes already in flight when we paused can land here.
+      this.toClient = concat(pending, chunk);
+      return;
+    }
+    const n = this.client.write(chunk);
+    if (n === chunk.length) return;
+    if (n < 0) return this.resetBoth("client");
+    this.toClient = chunk.subarray(n);
+    this.backend!.pause();
+  }
+
+  private writeToBackend(chunk: Uint8Array): void {
+    const pending = this.toBackend;
+    if (pending !== null) {
+      this.toBackend = concat(pending, chunk);
+      return;
+    }
+    if (chunk.length === 0) return;
+    const n = this.backend!.write(chunk);
+    if (n === chunk.length) return;
+    if (n < 0) return this.resetBoth("backend");
+    this.toBackend = chunk.subarray(n);
+    this.client.pause();
+  }
+
+  backendDrain(): void {
+    const p = this.toBackend;
+    if (p === null || this.backend === null) return;
+    const n = this.backend.write(p);
+    if (n < 0) return this.resetBoth("backend");
+    if (n < p.length) {
+      this.toBackend = p.subarray(n);
+      return;
+    }
+    this.toBackend = null;
+    if (this.clientEof) this.finToBackend();
+    else this.client.resume();
+  }
+
+  clientDrain(): void {
+    const p = this.toClient;
+    if (p === null) return;
+    const n = this.client.write(p);
+    if (n < 0) return this.resetBoth("client");
+    if (n < p.length) {
+      this.toClient = p.subarray(n);
+      return;
+    }
+    this.toClient = null;
+    if (this.backendEof) this.finToClient();
+    else this.backend!.resume();
+  }
+
+  /** The client sent FIN. */
+  clientEnd(): void {
+    this.clientEof = true;
+    this.closedBy ??= "client";
+    if (this.backend !== null && this.toBackend === null) this.finToBackend();
+  }
+
+  /** The backend sent FIN. */
+  backendEnd(): void {
+    this.backendEof = true;
+    this.closedBy ??= "backend";
+    if (this.toClient === null) this.finToClient();
+  }
+
+  private finToBackend(): void {
+    if (this.backendFinSent) return;
+    this.backendFinSent = true;
+    this.backend!.shutdown();
+    this.maybeDone();
+  }
+
+  private finToClient(): void {
+    if (this.clientFinSent) return;
+    this.clientFinSent = true;
+    this.client.shutdown();
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    if (this.backendFinSent && this.clientFinSent) this.endRelay("ok");
+  }
+
+  /** A socket closed under us: with an error (reset) or without (full close by the peer). */
+  socketClosed(side: Closer, error: Error | undefined): void {
+    if (this.finished) return;
+    this.closedBy ??= side;
+    if (error !== undefined) return this.resetBoth(side);
+    // A full close with nothing left to deliver is a normal end; otherwise the
+    // other side is cut off too.
+    this.endRelay("ok");
+  }
+
+  /** Close both sockets with RST (an error on one side resets the other, SPEC §6). */
+  resetBoth(side: Closer): void {
+    if (this.finished) return;
+    this.closedBy ??= side;
+    this.finished = true;
+    this.toBackend = this.toClient = null;
+    this.client.terminate();
+    this.backend?.terminate();
+    this.onRelayEnd("ok");
+  }
+
+  /** Close both sockets gracefully. */
+  endRelay(end: RelayEnd): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (end === "idle_timeout") this.closedBy ??= "proxy";
+    this.toBackend = this.toClient = null;
+    this.client.end();
+    this.backend?.end();
+    this.onRelayEnd(end);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (b.length === 0) return a;
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

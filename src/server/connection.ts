@@ -1,0 +1,243 @@
+// One client connection through its whole life (SPEC §3): firewall verdict at
+// accept, ClientHello, route, backend connect, replay, relay, access record.
+// Sockets call in through the shared handler tables in listener.ts; the
+// deadline wheel calls expire().
+
+import type { Socket } from "bun";
+import { ClientHelloReader } from "../sni/client_hello_reader";
+import type { HelloReject } from "../sni/hello_result";
+import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
+import type { Timed } from "../relay/deadline_wheel";
+import type { FirewallVerdict } from "../firewall/firewall";
+import type { ListenerRuntime, ServerContext } from "./context";
+
+/** Access-log outcome names (SPEC §9), plus client_closed and shutdown. */
+export type Outcome =
+  | "ok"
+  | Exclude<FirewallVerdict, null>
+  | "over_capacity"
+  | HelloReject
+  | "hello_timeout"
+  | "no_sni"
+  | "no_route"
+  | "connect_failed"
+  | "idle_timeout"
+  | "client_closed"
+  | "shutdown";
+
+const enum Phase {
+  Hello,
+  Connecting,
+  Relaying,
+  Closed,
+}
+
+export class Connection extends Relay implements Timed {
+  deadline = 0;
+  wheelSlot: Set<Timed> | null = null;
+  private phase = Phase.Hello;
+  private reader: ClientHelloReader | null;
+  /** Every byte read before the relay starts, in order, for replay. */
+  private readBuffer: Uint8Array[] | null = [];
+  private sni: string | null = null;
+  private alpn: readonly string[] = [];
+  private backendAddr: string | null = null;
+  private readonly acceptedAt: number;
+  private readonly clientPort: number;
+  private helloAt = 0;
+  private connectStartAt = 0;
+  private connectedAt = 0;
+  private outcomeOverride: Outcome | null = null;
+
+  constructor(
+    client: Socket<Connection>,
+    readonly listener: ListenerRuntime,
+    private readonly ctx: ServerContext,
+    readonly clientIp: string,
+  ) {
+    super(client as unknown as PeerSocket);
+    this.acceptedAt = performance.now();
+    this.clientPort = client.remotePort;
+    this.reader = new ClientHelloReader(ctx.proxy.maxHelloBytes);
+  }
+
+  /** Refuse at accept (capacity, draining, firewall): RST before any byte is read. */
+  refuse(outcome: Outcome): void {
+    this.finished = true;
+    this.phase = Phase.Closed;
+    this.closedBy = "proxy";
+    this.client.terminate();
+    this.record(outcome);
+  }
+
+  /** Accepted: wait for the ClientHello within hello_timeout. */
+  admit(): void {
+    this.listener.active++;
+    this.ctx.connections.add(this);
+    this.deadline = this.ctx.wheel.now + this.ctx.proxy.helloTimeoutMs;
+    this.ctx.wheel.schedule(this);
+  }
+
+  onClientData(chunk: Uint8Array): void {
+    if (this.finished) return;
+    if (this.phase === Phase.Relaying) return this.clientData(chunk);
+    this.readBuffer!.push(chunk);
+    if (this.phase !== Phase.Hello) return;
+    const r = this.reader!.feed(chunk);
+    if (r === null) return;
+    this.reader = null;
+    this.helloAt = performance.now();
+    if (r.kind === "reject") return this.abort(r.outcome);
+    this.alpn = r.alpn;
+    if (r.kind === "hostname") this.sni = r.hostname;
+    const backend = this.listener.table.lookup(this.sni);
+    if (backend === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
+    this.connect(backend);
+  }
+
+  private connect(backend: string): void {
+    this.backendAddr = backend;
+    this.phase = Phase.Connecting;
+    // Hold the client until the backend has the hello; its later bytes wait in the kernel.
+    this.client.pause();
+    this.connectStartAt = performance.now();
+    this.deadline = this.ctx.wheel.now + this.ctx.proxy.connectTimeoutMs;
+    this.ctx.wheel.schedule(this);
+    const { host, port } = splitBackend(backend);
+    Bun.connect<Connection>({
+      hostname: host,
+      port,
+      allowHalfOpen: true,
+      data: this,
+      socket: this.ctx.backendHandlers,
+    }).catch(() => {
+      // Reported through connectError; the rejection itself carries nothing more.
+    });
+  }
+
+  onBackendOpen(socket: PeerSocket): void {
+    if (this.phase !== Phase.Connecting || this.finished) {
+      // We gave up (connect_timeout, client gone, shutdown) before it opened.
+      socket.terminate();
+      return;
+    }
+    this.phase = Phase.Relaying;
+    this.connectedAt = performance.now();
+    this.deadline = this.ctx.wheel.now + this.ctx.proxy.idleTimeoutMs;
+    this.ctx.wheel.schedule(this);
+    const parts = this.readBuffer!;
+    this.readBuffer = null;
+    this.startRelay(socket, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+  }
+
+  onBackendConnectError(): void {
+    if (this.phase === Phase.Connecting && !this.finished) this.abort("connect_failed");
+  }
+
+  onClientEnd(): void {
+    if (this.finished) return;
+    if (this.phase === Phase.Hello) return this.abort("client_closed");
+    this.clientEnd();
+  }
+
+  onClientClose(error: Error | undefined): void {
+    if (this.finished) return;
+    if (this.phase !== Phase.Relaying) {
+      this.closedBy = "client";
+      return this.abort("client_closed");
+    }
+    this.socketClosed("client", error);
+  }
+
+  /** The wheel found this connection's deadline passed. */
+  expire(): void {
+    if (this.finished) return;
+    switch (this.phase) {
+      case Phase.Hello:
+        return this.abort("hello_timeout");
+      case Phase.Connecting:
+        return this.abort("connect_failed");
+      case Phase.Relaying:
+        return this.endRelay("idle_timeout");
+    }
+  }
+
+  /** Force-close at the end of the shutdown grace period. */
+  forceClose(): void {
+    if (this.finished) return;
+    if (this.phase === Phase.Relaying) {
+      this.outcomeOverride = "shutdown";
+      this.resetBoth("proxy");
+    } else this.abort("shutdown");
+  }
+
+  protected touch(): void {
+    this.deadline = this.ctx.wheel.now + this.ctx.proxy.idleTimeoutMs;
+  }
+
+  protected onRelayEnd(end: RelayEnd): void {
+    this.phase = Phase.Closed;
+    this.release();
+    this.record(this.outcomeOverride ?? (end === "idle_timeout" ? "idle_timeout" : "ok"));
+  }
+
+  /** End before the relay started: RST the client (SPEC §3: no byte, no alert). */
+  private abort(outcome: Outcome): void {
+    this.finished = true;
+    this.phase = Phase.Closed;
+    this.closedBy ??= "proxy";
+    this.readBuffer = null;
+    this.reader = null;
+    this.client.terminate();
+    this.release();
+    this.record(outcome);
+  }
+
+  private release(): void {
+    this.ctx.wheel.cancel(this);
+    this.ctx.connections.delete(this);
+    this.listener.active--;
+    this.ctx.onConnectionClosed();
+  }
+
+  private record(outcome: Outcome): void {
+    const now = performance.now();
+    this.ctx.stats.record(outcome);
+    const log = this.ctx.logger;
+    if (!log.enabled("info")) return;
+    log.info("access", {
+      listener: this.listener.addr,
+      client: this.clientIp.includes(":") ? `[${this.clientIp}]:${this.clientPort}` : `${this.clientIp}:${this.clientPort}`,
+      outcome,
+      sni: this.sni ?? "",
+      alpn: this.alpn,
+      backend: this.backendAddr ?? "",
+      bytes_in: this.bytesFromClient,
+      bytes_out: this.bytesFromBackend,
+      hello_ms: this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null,
+      connect_ms: this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null,
+      duration_ms: round(now - this.acceptedAt),
+      closed_by: this.closedBy ?? "",
+    });
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+const backendCache = new Map<string, { host: string; port: number }>();
+
+/** "host:port" / "[v6]:port" → parts; validated when the route was accepted. */
+function splitBackend(backend: string): { host: string; port: number } {
+  let hp = backendCache.get(backend);
+  if (hp === undefined) {
+    const colon = backend.lastIndexOf(":");
+    let host = backend.slice(0, colon);
+    if (host.startsWith("[")) host = host.slice(1, -1);
+    hp = { host, port: Number(backend.slice(colon + 1)) };
+    if (backendCache.size > 10_000) backendCache.clear();
+    backendCache.set(backend, hp);
+  }
+  return hp;
+}

@@ -1,0 +1,28 @@
+// What every connection shares: settings, the deadline wheel, logger, counters
+// and the backend socket handlers. One per running server.
+import type { SocketHandler } from "bun";
+import type { ProxyConfig } from "../config/config";
+import type { Logger } from "../log/logger";
+import type { DeadlineWheel } from "../relay/deadline_wheel";
+import type { RouteTable } from "../routing/route_table";
+import type { Connection } from "./connection";
+import type { Stats } from "./stats";
+
+export interface ListenerRuntime {
+  /** The configured addr string: the listener's name. */
+  readonly addr: string;
+  /** Swapped whole on a route change. */
+  table: RouteTable;
+  maxConnections: number;
+  active: number;
+}
+
+export interface ServerContext {
+  readonly proxy: ProxyConfig;
+  readonly wheel: DeadlineWheel<Connection>;
+  readonly logger: Logger;
+  readonly stats: Stats;
+  readonly connections: Set<Connection>;
+  readonly backendHandlers: SocketHandler<Connection>;
+  onConnectionClosed(): void;
+}

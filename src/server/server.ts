@@ -1,0 +1,178 @@
+// The running proxy: binds every listener, wires accept → firewall → hello →
+// route → relay, and owns the lifecycle (drain on SIGINT/SIGTERM, GeoIP
+// reload on SIGHUP).
+
+import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { Config } from "../config/config";
+import { normaliseIp } from "../firewall/address";
+import { Firewall } from "../firewall/firewall";
+import type { Logger } from "../log/logger";
+import { DeadlineWheel } from "../relay/deadline_wheel";
+import type { PeerSocket } from "../relay/relay";
+import { RouteTable } from "../routing/route_table";
+import { Connection } from "./connection";
+import type { ListenerRuntime, ServerContext } from "./context";
+import { Stats } from "./stats";
+
+/** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
+const WHEEL_TICK_MS = 100;
+
+export class Server {
+  readonly firewall: Firewall;
+  readonly listeners: ListenerRuntime[];
+  readonly stats = new Stats();
+  private readonly bound: TCPSocketListener<unknown>[] = [];
+  private readonly ctx: ServerContext;
+  private draining = false;
+  private forceTimer: ReturnType<typeof setTimeout> | null = null;
+  private resolveDone!: () => void;
+  /** Resolves when the server has stopped (drained or force-closed). */
+  readonly done = new Promise<void>((r) => (this.resolveDone = r));
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    // Throws if the GeoIP database is configured but unreadable: refuse to start
+    // rather than run without the country rules.
+    this.firewall = new Firewall({
+      rules: {
+        blockedIps: config.firewall.blockedIps,
+        blockedCidrs: config.firewall.blockedCidrs,
+        blockedCountries: config.firewall.blockedCountries,
+      },
+      geoipDb: config.firewall.geoipDb,
+      rateLimit: config.firewall.rateLimit,
+      rateWindowMs: config.firewall.rateWindowMs,
+    });
+    this.listeners = config.listeners.map((l) => ({
+      addr: l.addr,
+      table: new RouteTable(l.routes, l.defaultBackend),
+      maxConnections: l.maxConnections,
+      active: 0,
+    }));
+    const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
+    this.ctx = {
+      proxy: config.proxy,
+      wheel,
+      logger,
+      stats: this.stats,
+      connections: new Set(),
+      backendHandlers: backendHandlers(logger),
+      onConnectionClosed: () => {
+        if (this.draining && this.ctx.connections.size === 0) this.stopped();
+      },
+    };
+  }
+
+  get activeConnections(): number {
+    return this.ctx.connections.size;
+  }
+
+  /** Bind every listener; on any failure, unbind the rest and throw. */
+  start(): void {
+    try {
+      this.config.listeners.forEach((lc, i) => {
+        const rt = this.listeners[i]!;
+        const host = lc.bind.host === "" ? "::" : lc.bind.host;
+        try {
+          this.bound.push(
+            Bun.listen<Connection>({
+              hostname: host,
+              port: lc.bind.port,
+              allowHalfOpen: true,
+              socket: this.clientHandlers(rt),
+            }) as TCPSocketListener<unknown>,
+          );
+        } catch (e) {
+          throw new Error(`listeners[${i}].addr "${lc.addr}": cannot listen: ${(e as Error).message}`);
+        }
+      });
+    } catch (e) {
+      for (const l of this.bound) l.stop(true);
+      throw e;
+    }
+    this.ctx.wheel.start();
+    for (const rt of this.listeners) {
+      this.logger.info("listening", { listener: rt.addr, routes: rt.table.size, max_connections: rt.maxConnections });
+    }
+  }
+
+  private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
+    const ctx = this.ctx;
+    const firewall = this.firewall;
+    return {
+      open: (socket) => {
+        const ip = normaliseIp(socket.remoteAddress);
+        const conn = new Connection(socket, rt, ctx, ip);
+        socket.data = conn;
+        // SPEC §3: capacity first, then the firewall, before any byte is read.
+        if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) return conn.refuse("over_capacity");
+        const verdict = firewall.check(ip, ip.includes(":") ? "ipv6" : "ipv4", ctx.wheel.now);
+        if (verdict !== null) return conn.refuse(verdict);
+        conn.admit();
+      },
+      data: (socket, chunk) => socket.data.onClientData(chunk),
+      drain: (socket) => socket.data.clientDrain(),
+      end: (socket) => socket.data.onClientEnd(),
+      close: (socket, err) => socket.data?.onClientClose(err),
+      error: (_socket, err) => this.logger.debug("client socket error", { error: err.message }),
+    };
+  }
+
+  /** SIGINT/SIGTERM: stop accepting, let connections finish, force-close at shutdown_timeout. */
+  shutdown(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const l of this.bound) l.stop(false);
+    const n = this.ctx.connections.size;
+    this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs });
+    if (n === 0) return this.stopped();
+    this.forceTimer = setTimeout(() => {
+      this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size });
+      for (const c of [...this.ctx.connections]) c.forceClose();
+      this.stopped();
+    }, this.config.proxy.shutdownTimeoutMs);
+  }
+
+  private stopped(): void {
+    if (this.forceTimer !== null) clearTimeout(this.forceTimer);
+    this.forceTimer = null;
+    this.ctx.wheel.stop();
+    this.logger.info("stopped", { connections_total: this.stats.total });
+    this.logger.flush();
+    this.resolveDone();
+  }
+
+  /** SIGHUP: re-open the GeoIP database; keep the old one if that fails. */
+  reloadGeoIp(): void {
+    const r = this.firewall.reloadGeoIp();
+    if (r === null) this.logger.info("SIGHUP: no GeoIP database configured; nothing to reload");
+    else if (r.ok) this.logger.info("GeoIP database reloaded", { path: r.path });
+    else this.logger.error("GeoIP reload failed; keeping the previous database", { error: r.error });
+  }
+}
+
+function backendHandlers(logger: Logger): SocketHandler<Connection> {
+  return {
+    open: (socket) => socket.data.onBackendOpen(socket as unknown as PeerSocket),
+    data: (socket, chunk) => {
+      const c = socket.data;
+      if (!c.finished) c.backendData(chunk);
+    },
+    drain: (socket) => {
+      const c = socket.data;
+      if (!c.finished) c.backendDrain();
+    },
+    end: (socket) => {
+      const c = socket.data;
+      if (!c.finished && c.backend === (socket as unknown)) c.backendEnd();
+    },
+    close: (socket, err) => {
+      const c = socket.data;
+      if (c.backend === (socket as unknown as PeerSocket)) c.socketClosed("backend", err);
+    },
+    connectError: (socket: Socket<Connection>) => socket.data.onBackendConnectError(),
+    error: (_socket, err) => logger.debug("backend socket error", { error: err.message }),
+  };
+}

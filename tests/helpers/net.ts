@@ -1,0 +1,96 @@
+// Loopback helpers for end-to-end tests: free ports, TCP servers and clients
+// with explicit results, all bounded in time.
+import { createConnection, type Socket as NetSocket } from "node:net";
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort(): number {
+  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const p = l.port;
+  l.stop(true);
+  return p;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `cond` every 20 ms until it holds or `ms` passes. */
+export async function waitFor(cond: () => boolean, ms = 5000, what = "condition"): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export interface RawResult {
+  /** Everything received before the socket closed. */
+  received: Buffer;
+  /** "reset" (ECONNRESET), "refused", "eof" (clean FIN/close), or "timeout". */
+  end: "reset" | "refused" | "eof" | "timeout";
+  error?: string;
+}
+
+/**
+ * Open a TCP connection, send `payload` (optionally half-closing after it), and
+ * collect what comes back until the connection ends or `timeoutMs` passes.
+ */
+export function rawExchange(
+  port: number,
+  payload: Uint8Array | null,
+  opts: { localAddress?: string; halfClose?: boolean; timeoutMs?: number; host?: string } = {},
+): Promise<RawResult> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const sock: NetSocket = createConnection({ host: opts.host ?? "127.0.0.1", port, localAddress: opts.localAddress, allowHalfOpen: true });
+    const done = (end: RawResult["end"], error?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ received: Buffer.concat(chunks), end, error });
+    };
+    const timer = setTimeout(() => done("timeout"), opts.timeoutMs ?? 3000);
+    sock.on("connect", () => {
+      if (payload !== null) sock.write(payload);
+      if (opts.halfClose) sock.end();
+    });
+    sock.on("data", (d: Buffer) => chunks.push(d));
+    sock.on("error", (e: NodeJS.ErrnoException) => done(e.code === "ECONNRESET" ? "reset" : e.code === "ECONNREFUSED" ? "refused" : "eof", e.code ?? e.message));
+    // Let an 'error' that trails 'end'/'close' decide the outcome.
+    sock.on("end", () => setTimeout(() => done("eof"), 50));
+    sock.on("close", () => setTimeout(() => done("eof"), 50));
+  });
+}
+
+/** A TCP server that counts connections and runs `onConn` for each. */
+export interface CountingServer {
+  port: number;
+  connections: number;
+  stop(): void;
+}
+
+export function tcpServer(onOpen: (s: import("bun").Socket<unknown>) => void = () => {}, onData: (s: import("bun").Socket<unknown>, d: Buffer) => void = () => {}): CountingServer {
+  const state: CountingServer = {
+    port: 0,
+    connections: 0,
+    stop: () => l.stop(true),
+  };
+  const l = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: {
+      open(s) {
+        state.connections++;
+        onOpen(s);
+      },
+      data(s, d) {
+        onData(s, d);
+      },
+    },
+  });
+  state.port = l.port;
+  return state;
+}

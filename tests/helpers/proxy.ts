@@ -1,0 +1,144 @@
+// Runs the real mc-proxy as a child process — from source (`bun run
+// src/main.ts`) or the compiled binary (dist/mc-proxy) — on a config written to
+// a temp dir, and collects its structured (JSON) log.
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { sleep } from "./net";
+
+export type Mode = "source" | "binary";
+export const MODES: Mode[] = ["source", "binary"];
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BINARY = join(ROOT, "dist/mc-proxy");
+
+let built = false;
+/** Build dist/mc-proxy if it is not there (CI builds it first; this keeps a local `bun test` honest). */
+export function ensureBinary(): string {
+  if (!built && !existsSync(BINARY)) {
+    const r = Bun.spawnSync([process.execPath, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`bun run build failed: ${r.stderr.toString()}`);
+  }
+  built = true;
+  return BINARY;
+}
+
+export function command(mode: Mode): string[] {
+  return mode === "binary" ? [ensureBinary()] : [process.execPath, "run", join(ROOT, "src/main.ts")];
+}
+
+/** The environment without any MCPROXY_* overrides from the caller's shell. */
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MCPROXY_") && v !== undefined) env[k] = v;
+  return { ...env, ...extra };
+}
+
+export function tempDir(prefix = "mcproxy-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export type LogRecord = Record<string, unknown> & { msg: string; level: string };
+
+export class RunningProxy {
+  private text = "";
+  readonly exited: Promise<number>;
+
+  constructor(
+    readonly proc: Subprocess<"ignore", "pipe", "pipe">,
+    readonly configFile: string,
+  ) {
+    this.exited = proc.exited;
+    void this.pump(proc.stderr);
+    void this.pump(proc.stdout);
+  }
+
+  private async pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) this.text += dec.decode(chunk, { stream: true });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get output(): string {
+    return this.text;
+  }
+
+  records(): LogRecord[] {
+    const out: LogRecord[] = [];
+    for (const line of this.text.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      try {
+        out.push(JSON.parse(line) as LogRecord);
+      } catch {
+        // a line cut mid-write; the next read completes it
+      }
+    }
+    return out;
+  }
+
+  access(): LogRecord[] {
+    return this.records().filter((r) => r.msg === "access");
+  }
+
+  /** Wait until an access record matching `pred` is logged. */
+  async waitAccess(pred: (r: LogRecord) => boolean, ms = 5000): Promise<LogRecord> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const r = this.access().find(pred);
+      if (r !== undefined) return r;
+      if (Date.now() > end) throw new Error(`no matching access record within ${ms} ms; log:\n${this.text}`);
+      await sleep(20);
+    }
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.kill(sig);
+  }
+
+  /** RSS of the proxy process in bytes, from /proc. */
+  rss(): number {
+    const status = require("node:fs").readFileSync(`/proc/${this.pid}/status`, "utf8") as string;
+    const m = /VmRSS:\s+(\d+) kB/.exec(status);
+    return m === null ? 0 : Number(m[1]) * 1024;
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill("SIGKILL");
+    await this.exited;
+  }
+}
+
+/**
+ * Start the proxy on `toml` (logging JSON at info unless the config says
+ * otherwise) and wait until every listener is bound.
+ */
+export async function startProxy(mode: Mode, toml: string, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<RunningProxy> {
+  const dir = opts.dir ?? tempDir();
+  const file = join(dir, "mc-proxy.toml");
+  const body = toml.includes("[log]") ? toml : `${toml}\n[log]\nlevel = "info"\nformat = "json"\n`;
+  writeFileSync(file, body);
+  const listeners = (body.match(/^\s*\[\[listeners\]\]/gm) ?? []).length;
+  const proc = Bun.spawn([...command(mode), "server", "-c", file], {
+    cwd: dir,
+    env: cleanEnv(opts.env),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const p = new RunningProxy(proc, file);
+  const end = Date.now() + 15_000;
+  while (p.records().filter((r) => r.msg === "listening").length < listeners) {
+    if (proc.exitCode !== null) throw new Error(`mc-proxy exited with ${proc.exitCode} before listening:\n${p.output}`);
+    if (Date.now() > end) {
+      await p.stop();
+      throw new Error(`mc-proxy did not start within 15 s:\n${p.output}`);
+    }
+    await sleep(20);
+  }
+  return p;
+}
