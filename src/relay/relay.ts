@@ -150,14 +150,18 @@ export abstract class Relay {
     if (this.backendFinSent && this.clientFinSent) this.endRelay("ok");
   }
 
-  /** A socket closed under us: with an error (reset) or without (full close by the peer). */
+  /**
+   * A socket closed. With an error it was reset: reset the other side too.
+   * Without one it is an EOF: Bun 1.4.4 reports a peer's FIN as `close`, not
+   * `end`, when our write side to that peer is already shut down (BUN-NOTES
+   * test "fin after shutdown"), so finish that direction like an `end`.
+   */
   socketClosed(side: Closer, error: Error | undefined): void {
     if (this.finished) return;
-    this.closedBy ??= side;
     if (error !== undefined) return this.resetBoth(side);
-    // A full close with nothing left to deliver is a normal end; otherwise the
-    // other side is cut off too.
-    this.endRelay("ok");
+    if (side === "backend") {
+      if (!this.backendEof) this.backendEnd();
+    } else if (!this.clientEof) this.clientEnd();
   }
 
   /** Close both sockets with RST (an error on one side resets the other, SPEC §6). */

@@ -1,7 +1,7 @@
 // Runs the real mc-proxy as a child process — from source (`bun run
 // src/main.ts`) or the compiled binary (dist/mc-proxy) — on a config written to
 // a temp dir, and collects its structured (JSON) log.
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -14,9 +14,22 @@ export const ROOT = resolve(import.meta.dir, "../..");
 export const BINARY = join(ROOT, "dist/mc-proxy");
 
 let built = false;
-/** Build dist/mc-proxy if it is not there (CI builds it first; this keeps a local `bun test` honest). */
+
+function newestSource(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newestSource(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/**
+ * Build dist/mc-proxy if it is missing or older than the source (CI builds it
+ * first; this keeps a local `bun test` from testing a stale binary).
+ */
 export function ensureBinary(): string {
-  if (!built && !existsSync(BINARY)) {
+  if (!built && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource(join(ROOT, "src")))) {
     const r = Bun.spawnSync([process.execPath, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`bun run build failed: ${r.stderr.toString()}`);
   }
