@@ -444,6 +444,11 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
       if (pp === true) problems.push(`${rw}.send_proxy_protocol: PROXY protocol is not supported by this version; remove the key or set it to false`);
     }
     if (hostname === undefined || backend === undefined) return;
+    if (backend === "") problems.push(`${rw}.backend: required (host:port)`);
+    else {
+      const err = backendError(backend);
+      if (err !== null) problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
+    }
     const host = parseRouteHostname(hostname);
     if (typeof host !== "string" || hostname === "") {
       problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" ? "required" : (host as { error: string }).error}`);
@@ -452,11 +457,6 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     const prev = seen.get(host);
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
-    if (backend === "") problems.push(`${rw}.backend: required (host:port)`);
-    else {
-      const err = backendError(backend);
-      if (err !== null) problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
-    }
     out.push({ hostname: host, backend });
   });
   return out;

@@ -136,7 +136,10 @@ export class Connection extends Relay implements Timed {
 
   onClientEnd(): void {
     if (this.finished) return;
-    if (this.phase === Phase.Hello) return this.abort("client_closed");
+    if (this.phase === Phase.Hello) {
+      this.closedBy = "client";
+      return this.abort("client_closed");
+    }
     this.clientEnd();
   }
 

@@ -1,5 +1,5 @@
 // TLS backends and clients for end-to-end tests.
-import { connect as tlsConnect } from "node:tls";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import type { TestCert } from "./certs";
 
 export interface TlsBackend {
@@ -60,7 +60,8 @@ export function tlsGet(
     let body = "";
     let settled = false;
     let alpn: string | false | null = null;
-    const s = tlsConnect({
+    // localAddress is passed through to net.connect (node's typings omit it).
+    const options: ConnectionOptions & { localAddress?: string } = {
       host: "127.0.0.1",
       port,
       servername: servername ?? undefined,
@@ -68,7 +69,8 @@ export function tlsGet(
       localAddress: opts.localAddress,
       ALPNProtocols: opts.alpn,
       checkServerIdentity: () => undefined,
-    });
+    };
+    const s = tlsConnect(options);
     const done = (error: string | null) => {
       if (settled) return;
       settled = true;

@@ -1,0 +1,149 @@
+// The command line of the compiled binary: check on valid and invalid
+// configs, version, help, usage errors (exit 2).
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { writeMmdb } from "../helpers/mmdb_writer";
+import { cleanEnv, command, tempDir } from "../helpers/proxy";
+
+function run(args: string[], env: Record<string, string> = {}, cwd?: string) {
+  const r = Bun.spawnSync([...command("binary"), ...args], { env: cleanEnv(env), cwd, stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+function configFile(toml: string): string {
+  const dir = tempDir();
+  const f = join(dir, "c.toml");
+  writeFileSync(f, toml);
+  return f;
+}
+
+const LISTENER = `[[listeners]]
+addr = "127.0.0.1:8443"
+  [[listeners.routes]]
+  hostname = "a.example.com"
+  backend = "127.0.0.1:9001"
+`;
+
+describe("mc-proxy check", () => {
+  test("a valid config passes with a summary", () => {
+    const f = configFile(`${LISTENER}\n[proxy]\nidle_timeout = "2m"\n`);
+    const r = run(["check", "-c", f]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("OK");
+    expect(r.out).toContain("idle_timeout=2m");
+  });
+
+  test("the example config in examples/ is valid", () => {
+    const r = run(["check", "-c", join(import.meta.dir, "../../examples/mc-proxy.toml")]);
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+  });
+
+  // Each: a config, and the text the error must contain (the key, and the value where there is one).
+  const invalid: [string, string, string[]][] = [
+    ["bad duration", `${LISTENER}[proxy]\nidle_timeout = "5 minutes"\n`, ["proxy.idle_timeout", "5 minutes"]],
+    ["negative timeout", `${LISTENER}[proxy]\nconnect_timeout = "-5s"\n`, ["proxy.connect_timeout", "-5s", "negative"]],
+    ["zero hello timeout", `${LISTENER}[proxy]\nhello_timeout = "0s"\n`, ["proxy.hello_timeout", "greater than zero"]],
+    ["bare number as duration", `${LISTENER}[proxy]\nidle_timeout = 30\n`, ["proxy.idle_timeout", "30"]],
+    ["bad CIDR", `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.0/33"]\n`, ["firewall.blocked_cidrs[0]", "10.0.0.0/33"]],
+    ["non-canonical CIDR", `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.1/8"]\n`, ["firewall.blocked_cidrs[0]", "10.0.0.1/8", "10.0.0.0/8"]],
+    ["bad IP", `${LISTENER}[firewall]\nblocked_ips = ["300.1.1.1"]\n`, ["firewall.blocked_ips[0]", "300.1.1.1"]],
+    ["lower-case country", `${LISTENER}[firewall]\ngeoip_db = "g.mmdb"\nblocked_countries = ["kp"]\n`, ["firewall.blocked_countries[0]", "kp"]],
+    ["countries without a GeoIP database", `${LISTENER}[firewall]\nblocked_countries = ["KP"]\n`, ["firewall.geoip_db"]],
+    ["negative rate limit", `${LISTENER}[firewall]\nrate_limit = -1\n`, ["firewall.rate_limit", "-1"]],
+    [
+      "duplicate hostname on one listener",
+      `${LISTENER}  [[listeners.routes]]\n  hostname = "A.example.com"\n  backend = "127.0.0.1:9002"\n`,
+      ["listeners[0].routes[1].hostname", "A.example.com", "duplicates"],
+    ],
+    ["bad backend address", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1"\n`, ["listeners[0].routes[0].backend", "127.0.0.1"]],
+    ["backend port out of range", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:70000"\n`, ["listeners[0].routes[0].backend", "70000"]],
+    ["unknown key", `${LISTENER}[proxy]\nidle_timeot = "5m"\n`, ["proxy.idle_timeot", "unknown key"]],
+    ["unknown route key", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  backends = "x"\n`, ["listeners[0].routes[0].backends", "unknown key"]],
+    ["unknown section", `${LISTENER}[metrics]\nenabled = true\n`, ["metrics", "unknown key"]],
+    ["bad wildcard", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.*.example.com"\n  backend = "127.0.0.1:1"\n`, ["listeners[0].routes[0].hostname", "a.*.example.com", "wildcard"]],
+    ["bad listener address", `[[listeners]]\naddr = "localhost"\n`, ["listeners[0].addr", "localhost"]],
+    ["duplicate listener address", `${LISTENER}[[listeners]]\naddr = "127.0.0.1:8443"\n`, ["listeners[1].addr", "127.0.0.1:8443"]],
+    ["no listeners", `[proxy]\nidle_timeout = "5m"\n`, ["listeners", "required"]],
+    ["bad log level", `${LISTENER}[log]\nlevel = "verbose"\n`, ["log.level", "verbose"]],
+    ["max_hello_bytes too small", `${LISTENER}[proxy]\nmax_hello_bytes = 100\n`, ["proxy.max_hello_bytes", "100"]],
+    ["TCP admin address without TLS", `${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\n`, ["grpc.tls_cert"]],
+    ["proxy_protocol not supported yet", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\n`, ["listeners[0].proxy_protocol"]],
+    ["not TOML", `[[listeners]\naddr = `, ["not valid TOML"]],
+    ["wrong type", `[[listeners]]\naddr = ":8443"\nmax_connections = "ten"\n`, ["listeners[0].max_connections", "ten"]],
+  ];
+  for (const [name, toml, needles] of invalid) {
+    test(`rejects: ${name}`, () => {
+      const f = configFile(toml);
+      const r = run(["check", "-c", f]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(f);
+      for (const n of needles) expect(r.err).toContain(n);
+    });
+  }
+
+  test("a GeoIP database that cannot be opened fails the check", () => {
+    const f = configFile(`${LISTENER}[firewall]\ngeoip_db = "missing.mmdb"\nblocked_countries = ["KP"]\n`);
+    const r = run(["check", "-c", f]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("missing.mmdb");
+  });
+
+  test("a readable GeoIP database passes", () => {
+    const f = configFile(`${LISTENER}[firewall]\ngeoip_db = "g.mmdb"\nblocked_countries = ["KP"]\n`);
+    writeFileSync(join(f, "../g.mmdb"), writeMmdb([{ cidr: "10.0.0.0/8", record: { country_code: "KP" } }]));
+    expect(run(["check", "-c", f]).code).toBe(0);
+  });
+
+  test("MCPROXY_<SECTION>_<KEY> overrides a value, and a bad override is named", () => {
+    const f = configFile(LISTENER);
+    const ok = run(["check", "-c", f], { MCPROXY_PROXY_IDLE_TIMEOUT: "7m" });
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("idle_timeout=7m");
+    const bad = run(["check", "-c", f], { MCPROXY_PROXY_IDLE_TIMEOUT: "soon" });
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("proxy.idle_timeout");
+    const unknown = run(["check", "-c", f], { MCPROXY_PROXY_IDLE: "1s" });
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain("MCPROXY_PROXY_IDLE");
+  });
+
+  test("server refuses to start on an invalid config and binds nothing", () => {
+    const f = configFile(`[[listeners]]\naddr = "127.0.0.1:1"\n[proxy]\nidle_timeout = "x"\n`);
+    const r = run(["server", "-c", f]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("proxy.idle_timeout");
+    expect(r.err).not.toContain("listening");
+  });
+});
+
+describe("usage", () => {
+  test("version prints the package version", () => {
+    const r = run(["version"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^mc-proxy \d+\.\d+\.\d+/);
+  });
+  test("--help works at the top and on each command", () => {
+    for (const args of [["--help"], ["server", "--help"], ["check", "--help"], ["version", "--help"]]) {
+      const r = run(args);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain("Usage");
+    }
+  });
+  test("usage errors exit 2 with a clear message", () => {
+    for (const [args, needle] of [
+      [[], "no command"],
+      [["frobnicate"], 'unknown command "frobnicate"'],
+      [["server"], "-c FILE is required"],
+      [["check", "-c"], "needs a file name"],
+      [["check", "--bogus"], "unknown flag --bogus"],
+    ] as [string[], string][]) {
+      const r = run(args);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(needle);
+      expect(r.err).toContain("Usage");
+    }
+  });
+});

@@ -1,0 +1,96 @@
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { normaliseIp, parseCidrRule, parseIpRule } from "../../src/firewall/address";
+import { Firewall } from "../../src/firewall/firewall";
+import { RateLimiter } from "../../src/firewall/rate_limiter";
+import { writeMmdb } from "../helpers/mmdb_writer";
+import { tempDir } from "../helpers/proxy";
+
+describe("address normalisation and rule parsing", () => {
+  test("::ffff:a.b.c.d is IPv4", () => {
+    expect(normaliseIp("::ffff:192.0.2.1")).toBe("192.0.2.1");
+    expect(normaliseIp("::FFFF:10.0.0.1")).toBe("10.0.0.1");
+    expect(normaliseIp("2001:db8::1")).toBe("2001:db8::1");
+    expect(normaliseIp("127.0.0.1")).toBe("127.0.0.1");
+    // NAT64 and IPv4-compatible forms are not IPv4.
+    expect(normaliseIp("64:ff9b::10.0.0.1")).toBe("64:ff9b::10.0.0.1");
+    expect(normaliseIp("::10.0.0.1")).toBe("::10.0.0.1");
+  });
+  test("IP rules", () => {
+    expect(parseIpRule("::ffff:1.2.3.4")).toBe("1.2.3.4");
+    expect(parseIpRule("1.2.3")).toEqual({ error: expect.stringContaining("1.2.3") });
+  });
+  test("CIDR rules must be canonical", () => {
+    expect(parseCidrRule("10.0.0.0/8")).toEqual({ address: "10.0.0.0", prefix: 8, family: "ipv4" });
+    expect(parseCidrRule("2001:db8::/32")).toEqual({ address: "2001:db8::", prefix: 32, family: "ipv6" });
+    expect(parseCidrRule("0.0.0.0/0")).toEqual({ address: "0.0.0.0", prefix: 0, family: "ipv4" });
+    const bad = parseCidrRule("10.0.0.1/8");
+    expect("error" in bad && bad.error).toContain("10.0.0.0/8");
+    const bad6 = parseCidrRule("2001:db8::1/32");
+    expect("error" in bad6 && bad6.error).toContain("2001:db8::/32");
+    for (const t of ["10.0.0.0", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/x", "300.0.0.0/8", "::/129"]) {
+      expect("error" in parseCidrRule(t)).toBe(true);
+    }
+  });
+});
+
+describe("Firewall verdicts", () => {
+  const dir = tempDir();
+  const geo = join(dir, "g.mmdb");
+  writeFileSync(geo, writeMmdb([{ cidr: "203.0.113.0/24", record: { country: { iso_code: "KP" } } }]));
+  const fw = new Firewall({
+    rules: { blockedIps: ["192.0.2.1", "2001:db8::1"], blockedCidrs: ["198.51.100.0/24", "2001:db8:ff::/48"], blockedCountries: ["KP"] },
+    geoipDb: geo,
+    rateLimit: 0,
+    rateWindowMs: 1000,
+  });
+  test("in order: ip, cidr, country; others pass", () => {
+    expect(fw.check("192.0.2.1", "ipv4", 0)).toBe("blocked_ip");
+    expect(fw.check("2001:db8::1", "ipv6", 0)).toBe("blocked_ip");
+    expect(fw.check("2001:0db8:0000::0001", "ipv6", 0)).toBe("blocked_ip");
+    expect(fw.check("198.51.100.77", "ipv4", 0)).toBe("blocked_cidr");
+    expect(fw.check("2001:db8:ff:1::5", "ipv6", 0)).toBe("blocked_cidr");
+    expect(fw.check("203.0.113.9", "ipv4", 0)).toBe("blocked_country");
+    expect(fw.check("192.0.2.2", "ipv4", 0)).toBeNull();
+    expect(fw.check("2001:db8:fe::1", "ipv6", 0)).toBeNull();
+  });
+  test("a mapped address is checked as the IPv4 address once normalised", () => {
+    expect(fw.check(normaliseIp("::ffff:198.51.100.1"), "ipv4", 0)).toBe("blocked_cidr");
+  });
+  test("replaceRules swaps the whole rule set", () => {
+    const f2 = new Firewall({ rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [] }, geoipDb: null, rateLimit: 0, rateWindowMs: 1000 });
+    expect(f2.check("10.1.1.1", "ipv4", 0)).toBeNull();
+    f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [] });
+    expect(f2.check("10.1.1.1", "ipv4", 0)).toBe("blocked_ip");
+  });
+  test("a failed GeoIP reload keeps the old database", () => {
+    writeFileSync(geo, "broken");
+    const r = fw.reloadGeoIp();
+    expect(r?.ok).toBe(false);
+    expect(fw.check("203.0.113.9", "ipv4", 0)).toBe("blocked_country");
+  });
+});
+
+describe("RateLimiter", () => {
+  test("the (N+1)th in a window is refused; a later window allows again", () => {
+    const r = new RateLimiter(3, 1000);
+    const t0 = 10_000;
+    expect([r.allow("a", t0), r.allow("a", t0 + 1), r.allow("a", t0 + 2)]).toEqual([true, true, true]);
+    expect(r.allow("a", t0 + 3)).toBe(false);
+    expect(r.allow("b", t0 + 3)).toBe(true);
+    // Sliding: halfway through the next window, half of the previous 3 still count.
+    expect(r.allow("a", t0 + 1500)).toBe(true);
+    expect(r.allow("a", t0 + 1501)).toBe(false);
+    // Two windows later, nothing counts.
+    expect(r.allow("a", t0 + 3000)).toBe(true);
+  });
+  test("memory stays bounded under many distinct IPs", () => {
+    const r = new RateLimiter(5, 1000, 10_000);
+    for (let i = 0; i < 200_000; i++) r.allow(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 5000);
+    expect(r.tracked).toBeLessThanOrEqual(10_000);
+    // Old entries are swept when windows pass.
+    r.allow("x", 9000);
+    expect(r.tracked).toBe(1);
+  });
+});
