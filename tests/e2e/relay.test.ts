@@ -1,11 +1,11 @@
-// End to end relay behaviour through the compiled binary: byte-exact bulk
+// End to end relay behaviour, from source and through the compiled binary: byte-exact bulk
 // both ways, half-close, bounded memory with a slow reader, idle timeout,
 // refused and black-holed backends.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
-import { type RunningProxy, startProxy } from "../helpers/proxy";
+import { MODES, type RunningProxy, startProxy } from "../helpers/proxy";
 import { StreamReader, StreamWriter, streamHash } from "../helpers/stream";
 
 const MiB = 1024 * 1024;
@@ -84,7 +84,7 @@ function client(port: number, hooks: { onData?: ClientState["onData"] } = {}): P
   });
 }
 
-describe("relay (binary)", () => {
+describe.each(MODES)("relay (%s)", (mode) => {
   const bulkHello = helloFor("bulk.example.com");
   const halfHello = helloFor("half.example.com");
   const bigHello = helloFor("big.example.com");
@@ -121,7 +121,7 @@ describe("relay (binary)", () => {
     blackhole = await startBlackhole();
     port = freePort();
     proxy = await startProxy(
-      "binary",
+      mode,
       `
 [[listeners]]
 addr = "127.0.0.1:${port}"
