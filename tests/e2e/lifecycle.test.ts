@@ -8,7 +8,7 @@ import { testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { writeMmdb } from "../helpers/mmdb_writer";
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
-import { startProxy, tempDir } from "../helpers/proxy";
+import { listenerToml, startProxy, tempDir } from "../helpers/proxy";
 import { StreamReader, StreamWriter, streamHash } from "../helpers/stream";
 import { bodyOf, tlsBackend, tlsGet } from "../helpers/tls";
 
@@ -72,11 +72,7 @@ describe("lifecycle (binary)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "slow.example.com"
-  backend = "127.0.0.1:${l.port}"
+      `${listenerToml(port, { "slow.example.com": l.port })}
 [proxy]
 shutdown_timeout = "30s"`,
     );
@@ -132,11 +128,7 @@ shutdown_timeout = "30s"`,
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "stuck.example.com"
-  backend = "127.0.0.1:${be.port}"
+      `${listenerToml(port, { "stuck.example.com": be.port })}
 [proxy]
 shutdown_timeout = "1s"`,
     );
@@ -162,11 +154,7 @@ shutdown_timeout = "1s"`,
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "stuck.example.com"
-  backend = "127.0.0.1:${be.port}"
+      `${listenerToml(port, { "stuck.example.com": be.port })}
 [proxy]
 shutdown_timeout = "60s"`,
     );
@@ -198,11 +186,7 @@ shutdown_timeout = "60s"`,
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "alpha.example.com"
-  backend = "127.0.0.1:${alpha.port}"
+      `${listenerToml(port, { "alpha.example.com": alpha.port })}
 [firewall]
 geoip_db = "geo.mmdb"
 blocked_countries = ["KP"]`,
@@ -232,12 +216,8 @@ blocked_countries = ["KP"]`,
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-max_connections = 2
-  [[listeners.routes]]
-  hostname = "cap.example.com"
-  backend = "127.0.0.1:${be.port}"`,
+      `${listenerToml(port, { "cap.example.com": be.port }, { maxConnections: 2 })}
+`,
     );
     try {
       const a = await hold(port, helloFor("cap.example.com"));

@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { testCert } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
-import { ensureBinary, tempDir } from "../helpers/proxy";
+import { ensureBinary, listenerToml, tempDir } from "../helpers/proxy";
 import { bodyOf, tlsBackend, tlsGet } from "../helpers/tls";
 
 function buildRootfs(): string | null {
@@ -39,11 +39,7 @@ test("the binary runs alone on a minimal root filesystem and routes a TLS reques
   try {
     writeFileSync(
       join(root, "etc/mc-proxy.toml"),
-      `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "alpha.example.com"
-  backend = "127.0.0.1:${alpha.port}"
+      `${listenerToml(port, { "alpha.example.com": alpha.port })}
 [log]
 format = "json"
 `,

@@ -155,3 +155,12 @@ export async function startProxy(mode: Mode, toml: string, opts: { env?: Record<
   }
   return p;
 }
+
+/** TOML for one loopback listener on `port` with `routes` (hostname → backend port). */
+export function listenerToml(port: number, routes: Record<string, number>, extra: { maxConnections?: number; defaultBackendPort?: number } = {}): string {
+  let t = `[[listeners]]\naddr = "127.0.0.1:${port}"\n`;
+  if (extra.maxConnections !== undefined) t += `max_connections = ${extra.maxConnections}\n`;
+  if (extra.defaultBackendPort !== undefined) t += `default_backend = "127.0.0.1:${extra.defaultBackendPort}"\n`;
+  for (const [hostname, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${hostname}"\n  backend = "127.0.0.1:${p}"\n`;
+  return t;
+}
