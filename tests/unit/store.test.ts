@@ -1,0 +1,80 @@
+import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { Store, StoreError } from "../../src/store/store";
+import { tempDir } from "../helpers/proxy";
+
+const seedListeners = [
+  { addr: ":443", maxConnections: 10, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1" }] },
+  { addr: ":8443", maxConnections: 0, routes: [] },
+];
+
+describe("Store", () => {
+  test("first open creates a 0600 WAL database, migrates and seeds", () => {
+    const path = join(tempDir(), "sub", "p.db");
+    const s = Store.open(path);
+    expect(s.created).toBe(true);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const r = s.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
+    expect(r.seededListeners).toEqual([":443", ":8443"]);
+    expect(s.listener(":443")).toEqual({ maxConnections: 10, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1" }] });
+    expect(s.rules()).toEqual([{ type: "ip", value: "192.0.2.1" }]);
+    s.close();
+    const raw = new Database(path);
+    expect((raw.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode).toBe("wal");
+    expect((raw.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(1);
+    raw.close();
+  });
+
+  test("later opens seed only new listeners, never rules, and keep changes", () => {
+    const path = join(tempDir(), "p.db");
+    const s1 = Store.open(path);
+    s1.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
+    s1.removeRoute(":443", "a.example.com");
+    s1.removeRule({ type: "ip", value: "192.0.2.1" });
+    s1.close();
+    const s2 = Store.open(path);
+    expect(s2.created).toBe(false);
+    const r = s2.seed([...seedListeners, { addr: ":9443", maxConnections: 1, routes: [{ hostname: "n.example", backend: "h:2" }] }], [{ type: "ip", value: "192.0.2.1" }]);
+    expect(r.seededListeners).toEqual([":9443"]);
+    expect(s2.listener(":443")!.routes).toEqual([]);
+    expect(s2.rules()).toEqual([]);
+    expect(s2.listener(":9443")!.routes.length).toBe(1);
+    s2.close();
+  });
+
+  test("upsert, remove, rules, max connections", () => {
+    const s = Store.open(join(tempDir(), "p.db"));
+    s.seed(seedListeners, []);
+    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:1" })).toBe(false);
+    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:2" })).toBe(true);
+    expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backend).toBe("x:2");
+    expect(s.removeRoute(":443", "b.example.com")).toBe(true);
+    expect(s.removeRoute(":443", "b.example.com")).toBe(false);
+    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toBe(true);
+    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toBe(false);
+    s.setMaxConnections(":8443", 5);
+    expect(s.listener(":8443")!.maxConnections).toBe(5);
+    expect(() => s.setMaxConnections(":1", 5)).toThrow(StoreError);
+    expect(() => s.upsertRoute(":1", { hostname: "a", backend: "b:1" })).toThrow(StoreError);
+  });
+
+  test("snapshot writes a consistent copy", () => {
+    const dir = tempDir();
+    const s = Store.open(join(dir, "p.db"));
+    s.seed(seedListeners, [{ type: "country", value: "KP" }]);
+    s.snapshot(join(dir, "backups", "snap.db"));
+    const copy = Store.open(join(dir, "backups", "snap.db"));
+    expect(copy.listener(":443")).toEqual(s.listener(":443"));
+    expect(copy.rules()).toEqual([{ type: "country", value: "KP" }]);
+  });
+
+  test("a database from a newer schema is refused", () => {
+    const path = join(tempDir(), "p.db");
+    const raw = new Database(path, { create: true });
+    raw.run("PRAGMA user_version = 99");
+    raw.close();
+    expect(() => Store.open(path)).toThrow(/newer/);
+  });
+});
