@@ -1,10 +1,13 @@
 // The command line: `mc-proxy server|check|version`. Usage errors exit 2,
 // configuration errors exit 1, a clean stop exits 0.
-import { ConfigError, loadConfig } from "../config/config";
+import { AdminService, rulesFromStore } from "../admin/admin_service";
+import { AdminServer } from "../admin/grpc_server";
+import { type Config, ConfigError, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
 import { Server } from "../server/server";
+import { Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
 import { parseArgs, UsageError } from "./usage_error";
 
@@ -65,7 +68,7 @@ export async function runCli(argv: string[]): Promise<number> {
       console.error(`mc-proxy: ${e.message}\n\n${e.usage}`);
       return 2;
     }
-    if (e instanceof ConfigError) {
+    if (e instanceof ConfigError || e instanceof StoreError) {
       console.error(e.message);
       return 1;
     }
@@ -104,14 +107,33 @@ function check(args: string[]): number {
 async function server(args: string[]): Promise<number> {
   const file = configArg(args, SERVER_USAGE);
   if (file === null) return help(SERVER_USAGE);
-  const cfg = loadConfig(file);
-  const logger = new Logger(cfg.log.level, cfg.log.format);
+  const loaded = loadConfig(file);
+  const logger = new Logger(loaded.log.level, loaded.log.format);
+  // The database is the source of truth for routes, rules and limits once
+  // seeded; listener addresses always come from the TOML.
+  const store = Store.open(loaded.databasePath);
+  const seeded = store.seed(
+    loaded.listeners.map((l) => ({ addr: l.addr, maxConnections: l.maxConnections, routes: l.routes })),
+    [
+      ...loaded.firewall.blockedIps.map((value) => ({ type: "ip" as const, value })),
+      ...loaded.firewall.blockedCidrs.map((value) => ({ type: "cidr" as const, value })),
+      ...loaded.firewall.blockedCountries.map((value) => ({ type: "country" as const, value })),
+    ],
+  );
+  const cfg = effectiveConfig(loaded, store);
+  logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
   const srv = new Server(cfg, logger);
   srv.start();
-  logger.info("started", { version: VERSION, pid: process.pid, config: file });
+  let admin: AdminServer | null = null;
   if (cfg.grpc !== null) {
-    logger.warn("the [grpc] admin API is configured but not available in this version; routes and rules come from the config file", { addr: cfg.grpc.addr });
+    try {
+      admin = await AdminServer.start(cfg.grpc, new AdminService(srv, store, logger), logger);
+    } catch (e) {
+      srv.shutdown();
+      throw e;
+    }
   }
+  logger.info("started", { version: VERSION, pid: process.pid, config: file });
   let signals = 0;
   const onStop = (sig: string) => {
     signals++;
@@ -121,11 +143,26 @@ async function server(args: string[]): Promise<number> {
       process.exit(0);
     }
     logger.info("signal received", { signal: sig });
+    admin?.stop();
     srv.shutdown();
   };
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
   process.on("SIGHUP", () => srv.reloadGeoIp());
   await srv.done;
+  store.close();
   return 0;
+}
+
+/** The config with routes, firewall rules and connection limits as the database holds them. */
+function effectiveConfig(cfg: Config, store: Store): Config {
+  const rules = rulesFromStore(store.rules());
+  return {
+    ...cfg,
+    listeners: cfg.listeners.map((l) => {
+      const stored = store.listener(l.addr);
+      return stored === null ? l : { ...l, maxConnections: stored.maxConnections, routes: stored.routes };
+    }),
+    firewall: { ...cfg.firewall, blockedIps: [...rules.blockedIps], blockedCidrs: [...rules.blockedCidrs], blockedCountries: [...rules.blockedCountries] },
+  };
 }

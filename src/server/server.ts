@@ -9,10 +9,19 @@ import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import type { PeerSocket } from "../relay/relay";
-import { RouteTable } from "../routing/route_table";
+import { type Route, RouteTable } from "../routing/route_table";
 import { Connection } from "./connection";
 import type { ListenerRuntime, ServerContext } from "./context";
 import { Stats } from "./stats";
+
+export interface ServerStatus {
+  startedAt: number;
+  /** Connections closed since start (one access record each). */
+  closed: number;
+  active: number;
+  outcomes: Record<string, number>;
+  listeners: { addr: string; routes: number; active: number; maxConnections: number }[];
+}
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
@@ -67,6 +76,26 @@ export class Server {
 
   get activeConnections(): number {
     return this.ctx.connections.size;
+  }
+
+  listener(addr: string): ListenerRuntime | undefined {
+    return this.listeners.find((l) => l.addr === addr);
+  }
+
+  /** Swap a listener's route table; connections already routed are not touched. */
+  setRoutes(rt: ListenerRuntime, routes: readonly Route[]): void {
+    rt.table = new RouteTable(routes, rt.table.defaultBackend);
+  }
+
+  /** Counters for the admin API's GetStatus. */
+  status(): ServerStatus {
+    return {
+      startedAt: this.stats.startedAt,
+      closed: this.stats.total,
+      active: this.ctx.connections.size,
+      outcomes: Object.fromEntries(this.stats.byOutcome),
+      listeners: this.listeners.map((l) => ({ addr: l.addr, routes: l.table.size, active: l.active, maxConnections: l.maxConnections })),
+    };
   }
 
   /** Bind every listener; on any failure, unbind the rest and throw. */

@@ -1,0 +1,49 @@
+// The .proto files the admin plane serves, embedded in the binary as text and
+// turned into grpc-js package definitions at start-up. Each file keeps its
+// repository path as its descriptor name, which is what reflection clients
+// (grpcurl, buf curl) show and ask for.
+import { type Options, type PackageDefinition, loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import protobuf from "protobufjs";
+import descriptor from "protobufjs/ext/descriptor";
+import adminText from "../../proto/mc_proxy/v1/admin.proto" with { type: "text" };
+import healthText from "../../proto/grpc/health/v1/health.proto" with { type: "text" };
+import reflectionV1Text from "../../proto/grpc/reflection/v1/reflection.proto" with { type: "text" };
+import reflectionV1AlphaText from "../../proto/grpc/reflection/v1alpha/reflection.proto" with { type: "text" };
+
+/** Field names as in the .proto (snake_case), int64 as JS numbers, enums as names. */
+export const ADMIN_LOADER_OPTIONS: Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+/** What @grpc/reflection's handlers expect its own messages to look like (camelCase). */
+const REFLECTION_LOADER_OPTIONS: Options = { keepCase: false, longs: String, enums: String, bytes: Array, defaults: true, oneofs: true };
+
+function definition(name: string, text: string, options: Options): PackageDefinition {
+  const root = new protobuf.Root();
+  // Loading from a descriptor set ignores proto-loader's keepCase, so the
+  // field-name style is fixed here, at parse time (field numbers are what
+  // goes on the wire either way).
+  protobuf.parse(text, root, { keepCase: options.keepCase === true });
+  root.resolveAll();
+  const set = (root as unknown as { toDescriptor(syntax: string): { file: { name: string }[] } }).toDescriptor("proto3");
+  if (set.file.length !== 1) throw new Error(`${name}: expected one file descriptor, got ${set.file.length}`);
+  set.file[0]!.name = name;
+  const bytes = descriptor.FileDescriptorSet.encode(set as unknown as descriptor.IFileDescriptorSet).finish();
+  return loadFileDescriptorSetFromBuffer(Buffer.from(bytes), options);
+}
+
+export const ADMIN_PROTO_FILE = "mc_proxy/v1/admin.proto";
+export const ADMIN_SERVICE = "mc_proxy.v1.ProxyAdminService";
+export const HEALTH_SERVICE = "grpc.health.v1.Health";
+
+export function adminDefinition(): PackageDefinition {
+  return definition(ADMIN_PROTO_FILE, adminText, ADMIN_LOADER_OPTIONS);
+}
+
+export function healthDefinition(): PackageDefinition {
+  return definition("grpc/health/v1/health.proto", healthText, ADMIN_LOADER_OPTIONS);
+}
+
+export function reflectionDefinitions(): { v1: PackageDefinition; v1alpha: PackageDefinition } {
+  return {
+    v1: definition("grpc/reflection/v1/reflection.proto", reflectionV1Text, REFLECTION_LOADER_OPTIONS),
+    v1alpha: definition("grpc/reflection/v1alpha/reflection.proto", reflectionV1AlphaText, REFLECTION_LOADER_OPTIONS),
+  };
+}
