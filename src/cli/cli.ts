@@ -9,15 +9,21 @@ import { Logger } from "../log/logger";
 import { Server } from "../server/server";
 import { Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
+import { AdminCallError } from "./admin_client";
+import { firewall, routes, snapshot, status } from "./admin_commands";
 import { parseArgs, UsageError } from "./usage_error";
 
 const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
 
 Usage:
-  mc-proxy server -c FILE    run the proxy
-  mc-proxy check -c FILE     validate a config file and exit (0 = valid)
-  mc-proxy version           print the version
-  mc-proxy COMMAND --help    help for a command
+  mc-proxy server -c FILE                run the proxy
+  mc-proxy check -c FILE                 validate a config file and exit (0 = valid)
+  mc-proxy status -c FILE                status of the running instance (admin API)
+  mc-proxy routes list|add|remove ...    show or change routes (admin API)
+  mc-proxy firewall list|add|remove ...  show or change firewall rules (admin API)
+  mc-proxy snapshot -c FILE [-o PATH]    copy the database (VACUUM INTO)
+  mc-proxy version                       print the version
+  mc-proxy COMMAND --help                help for a command
 
 Environment: MCPROXY_<SECTION>_<KEY> overrides a config value,
 e.g. MCPROXY_PROXY_IDLE_TIMEOUT=10m, MCPROXY_LOG_LEVEL=debug.`;
@@ -58,6 +64,14 @@ export async function runCli(argv: string[]): Promise<number> {
       }
       case "check":
         return check(args);
+      case "status":
+        return await status(args);
+      case "routes":
+        return await routes(args);
+      case "firewall":
+        return await firewall(args);
+      case "snapshot":
+        return snapshot(args);
       case "server":
         return await server(args);
       default:
@@ -67,6 +81,10 @@ export async function runCli(argv: string[]): Promise<number> {
     if (e instanceof UsageError) {
       console.error(`mc-proxy: ${e.message}\n\n${e.usage}`);
       return 2;
+    }
+    if (e instanceof AdminCallError) {
+      console.error(`mc-proxy: ${e.message}`);
+      return 1;
     }
     if (e instanceof ConfigError || e instanceof StoreError) {
       console.error(e.message);

@@ -1,0 +1,98 @@
+// A gRPC client for the admin API, configured from the [grpc] section of the
+// same config file the server runs with: the address, and for TLS the CA
+// that signed the server's certificate (server_ca, else the tls_cert itself
+// for a self-signed one) and, for mTLS, client_cert / client_key.
+import * as grpc from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { type PeerCertificate, checkServerIdentity } from "node:tls";
+import type { GrpcConfig } from "../config/config";
+import { adminDefinition } from "../admin/protos";
+
+const CALL_TIMEOUT_MS = 10_000;
+
+/** A failed admin call: what the server (or the connection) said. */
+export class AdminCallError extends Error {
+  constructor(
+    readonly rpc: string,
+    readonly code: string,
+    readonly details: string,
+  ) {
+    super(`${rpc} failed: ${code}: ${details}`);
+    this.name = "AdminCallError";
+  }
+}
+
+type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
+export class AdminClient {
+  private readonly client: grpc.Client & Record<string, Unary>;
+
+  constructor(private readonly cfg: GrpcConfig) {
+    const pkg = grpc.loadPackageDefinition(adminDefinition()) as unknown as {
+      mc_proxy: { v1: { ProxyAdminService: new (target: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> } };
+    };
+    const t = target(cfg.addr);
+    this.client = new pkg.mc_proxy.v1.ProxyAdminService(t, credentials(cfg, hostOf(t)), channelOptions(cfg, hostOf(t)));
+  }
+
+  call<T>(rpc: string, req: object = {}): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const fn = this.client[rpc]!;
+      fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, res) => {
+        if (err === null) return resolve(res as T);
+        const code = grpc.status[err.code] ?? String(err.code);
+        const details = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED ? `cannot reach the admin API at ${this.cfg.addr}: ${err.details}` : err.details;
+        reject(new AdminCallError(rpc, code, details));
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+function target(addr: string): string {
+  if (addr.startsWith("unix:")) return addr;
+  return addr.startsWith(":") ? `localhost${addr}` : addr;
+}
+
+function hostOf(target: string): string {
+  const colon = target.lastIndexOf(":");
+  const host = target.slice(0, colon);
+  return host.startsWith("[") ? host.slice(1, -1) : host;
+}
+
+/**
+ * Bun's tls.connect refuses an IP address as the TLS server name, which
+ * grpc-js sends for an IP target. For those, send a placeholder name instead
+ * (the admin server does not look at SNI) and verify the certificate against
+ * the IP itself in checkServerIdentity.
+ */
+const PLACEHOLDER_SERVER_NAME = "mc-proxy-admin.invalid";
+
+function channelOptions(cfg: GrpcConfig, host: string): grpc.ChannelOptions {
+  if (cfg.addr.startsWith("unix:") || isIP(host) === 0) return {};
+  return { "grpc.ssl_target_name_override": PLACEHOLDER_SERVER_NAME };
+}
+
+function credentials(cfg: GrpcConfig, host: string): grpc.ChannelCredentials {
+  if (cfg.addr.startsWith("unix:")) return grpc.credentials.createInsecure();
+  const read = (key: string, path: string | null): Buffer | null => {
+    if (path === null) return null;
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new Error(`grpc.${key}: cannot read ${path}: ${(e as Error).message}`);
+    }
+  };
+  const ca = read("server_ca", cfg.serverCa) ?? read("tls_cert", cfg.tlsCert);
+  const key = read("client_key", cfg.clientKey);
+  const cert = read("client_cert", cfg.clientCert);
+  if (cfg.clientCa !== null && (key === null || cert === null)) {
+    throw new Error("grpc.client_cert and grpc.client_key are required: the server asks for a client certificate (grpc.client_ca is set)");
+  }
+  const verify = isIP(host) === 0 ? {} : { checkServerIdentity: (_name: string, c: PeerCertificate) => checkServerIdentity(host, c) };
+  return grpc.credentials.createSsl(ca, key, cert, verify);
+}

@@ -1,0 +1,201 @@
+// Operator subcommands that talk to a running instance through the admin API
+// (status, routes, firewall), and `snapshot`, which copies the database.
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { type Config, loadConfig } from "../config/config";
+import { formatDuration } from "../config/duration";
+import { Store } from "../store/store";
+import { AdminClient } from "./admin_client";
+import { parseArgs, UsageError } from "./usage_error";
+
+export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
+
+Shows the running instance's version, uptime, connection counters and
+listeners, through the admin API named in FILE's [grpc] section.`;
+
+export const ROUTES_USAGE = `Usage:
+  mc-proxy routes list   -c FILE [--listener ADDR] [--json]
+  mc-proxy routes add    -c FILE [--listener ADDR] HOSTNAME BACKEND [--json]
+  mc-proxy routes remove -c FILE [--listener ADDR] HOSTNAME
+
+HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
+--listener is the listener's addr as configured; it may be left out when the
+config has one listener. "add" replaces the backend of an existing route.`;
+
+export const FIREWALL_USAGE = `Usage:
+  mc-proxy firewall list   -c FILE [--json]
+  mc-proxy firewall add    -c FILE TYPE VALUE [--json]
+  mc-proxy firewall remove -c FILE TYPE VALUE
+
+TYPE is ip, cidr or country; e.g. "firewall add -c FILE cidr 198.51.100.0/24".`;
+
+export const SNAPSHOT_USAGE = `Usage: mc-proxy snapshot -c FILE [-o PATH]
+
+Writes a consistent copy of the database (SQLite VACUUM INTO) to PATH, by
+default backups/mc-proxy-<UTC timestamp>.db beside the database. Safe while
+the server runs. Restore: stop the server, replace the database file with the
+copy (and delete any -wal / -shm files beside it), start the server.`;
+
+interface Opts {
+  cfg: Config;
+  json: boolean;
+  listener: string | null;
+  rest: string[];
+}
+
+function options(args: string[], usage: string, allowListener: boolean): Opts | null {
+  const a = parseArgs(args, usage, { values: allowListener ? ["--listener"] : [], switches: ["--json"] });
+  if (a.help) return null;
+  if (a.config === null) throw new UsageError("-c FILE is required", usage);
+  return { cfg: loadConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, rest: a.rest };
+}
+
+function client(cfg: Config): AdminClient {
+  if (cfg.grpc === null) throw new Error(`${cfg.file}: no [grpc] section: the admin API is not configured`);
+  return new AdminClient(cfg.grpc);
+}
+
+function print(json: boolean, value: unknown, human: () => string): void {
+  console.log(json ? JSON.stringify(value, null, 2) : human());
+}
+
+/** --listener, or the only listener in the config. */
+function listenerOf(o: Opts, usage: string): string {
+  if (o.listener !== null) return o.listener;
+  if (o.cfg.listeners.length === 1) return o.cfg.listeners[0]!.addr;
+  throw new UsageError(`--listener ADDR is required: the config has ${o.cfg.listeners.length} listeners (${o.cfg.listeners.map((l) => l.addr).join(", ")})`, usage);
+}
+
+interface StatusResponse {
+  version: string;
+  uptime_seconds: number;
+  started_at_unix_seconds: number;
+  total_connections: number;
+  active_connections: number;
+  outcomes: { outcome: string; count: number }[];
+  listeners: { addr: string; route_count: number; active_connections: number; max_connections: number }[];
+}
+
+export async function status(args: string[]): Promise<number> {
+  const o = options(args, STATUS_USAGE, false);
+  if (o === null) return help(STATUS_USAGE);
+  noArgs(o, STATUS_USAGE);
+  const c = client(o.cfg);
+  try {
+    const s = await c.call<StatusResponse>("GetStatus");
+    print(o.json, s, () => {
+      const lines = [
+        `mc-proxy ${s.version}, up ${formatDuration(s.uptime_seconds * 1000)} (since ${new Date(s.started_at_unix_seconds * 1000).toISOString()})`,
+        `connections: ${s.total_connections} total, ${s.active_connections} active`,
+        `outcomes: ${s.outcomes.length === 0 ? "none yet" : s.outcomes.map((x) => `${x.outcome}=${x.count}`).join(" ")}`,
+        "listeners:",
+        ...s.listeners.map((l) => `  ${l.addr}  routes=${l.route_count}  active=${l.active_connections}  max=${l.max_connections === 0 ? "unlimited" : l.max_connections}`),
+      ];
+      return lines.join("\n");
+    });
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+interface RouteMsg {
+  hostname: string;
+  backend: string;
+}
+
+export async function routes(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h") return help(ROUTES_USAGE);
+  if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`, ROUTES_USAGE);
+  const o = options(rest, ROUTES_USAGE, true);
+  if (o === null) return help(ROUTES_USAGE);
+  const pos = o.rest;
+  const c = client(o.cfg);
+  try {
+    if (sub === "list") {
+      if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
+      const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
+      print(o.json, r, () =>
+        r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${x.hostname}  ->  ${x.backend}`))].join("\n")).join("\n"),
+      );
+    } else if (sub === "add") {
+      if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
+      const listener = listenerOf(o, ROUTES_USAGE);
+      const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route: { hostname: pos[0], backend: pos[1] } });
+      print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${r.route.hostname}  ->  ${r.route.backend}`);
+    } else {
+      if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
+      const listener = listenerOf(o, ROUTES_USAGE);
+      await c.call("RemoveRoute", { listener, hostname: pos[0] });
+      print(o.json, { listener, hostname: pos[0], removed: true }, () => `removed: ${listener}  ${pos[0]}`);
+    }
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+const RULE_TYPES: Record<string, string> = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY" };
+const shortType = (t: string) => t.replace("FIREWALL_RULE_TYPE_", "").toLowerCase();
+
+export async function firewall(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h") return help(FIREWALL_USAGE);
+  if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "firewall needs list, add or remove" : `unknown firewall command "${sub}"`, FIREWALL_USAGE);
+  const o = options(rest, FIREWALL_USAGE, false);
+  if (o === null) return help(FIREWALL_USAGE);
+  const pos = o.rest;
+  const c = client(o.cfg);
+  try {
+    if (sub === "list") {
+      if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, FIREWALL_USAGE);
+      const r = await c.call<{ rules: { type: string; value: string }[] }>("GetFirewallRules");
+      print(o.json, r, () => (r.rules.length === 0 ? "(no rules)" : r.rules.map((x) => `${shortType(x.type).padEnd(8)}${x.value}`).join("\n")));
+      return 0;
+    }
+    if (pos.length !== 2) throw new UsageError(`firewall ${sub} needs TYPE and VALUE`, FIREWALL_USAGE);
+    const type = RULE_TYPES[pos[0]!];
+    if (type === undefined) throw new UsageError(`TYPE must be ip, cidr or country, not "${pos[0]}"`, FIREWALL_USAGE);
+    const rule = { type, value: pos[1] };
+    if (sub === "add") {
+      const r = await c.call<{ rule: { type: string; value: string }; added: boolean }>("AddFirewallRule", { rule });
+      print(o.json, r, () => `${r.added ? "added" : "already present"}: ${shortType(r.rule.type)} ${r.rule.value}`);
+    } else {
+      await c.call("RemoveFirewallRule", { rule });
+      print(o.json, { rule, removed: true }, () => `removed: ${pos[0]} ${pos[1]}`);
+    }
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+export function snapshot(args: string[]): number {
+  const a = parseArgs(args, SNAPSHOT_USAGE, { values: ["-o", "--output"] });
+  if (a.help) return help(SNAPSHOT_USAGE);
+  if (a.config === null) throw new UsageError("-c FILE is required", SNAPSHOT_USAGE);
+  if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SNAPSHOT_USAGE);
+  const cfg = loadConfig(a.config);
+  if (!existsSync(cfg.databasePath)) throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const dest = a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
+  if (existsSync(dest)) throw new Error(`${dest} already exists; choose another -o PATH`);
+  const store = Store.open(cfg.databasePath);
+  try {
+    store.snapshot(dest);
+  } finally {
+    store.close();
+  }
+  console.log(`snapshot written: ${dest}`);
+  return 0;
+}
+
+function noArgs(o: Opts, usage: string): void {
+  if (o.rest.length > 0) throw new UsageError(`unexpected argument ${o.rest[0]}`, usage);
+}
+
+function help(usage: string): number {
+  console.log(usage);
+  return 0;
+}
