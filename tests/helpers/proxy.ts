@@ -128,14 +128,13 @@ export class RunningProxy {
 
 /**
  * Start the proxy on `toml` (logging JSON at info unless the config says
- * otherwise) and wait until every listener is bound.
+ * otherwise) and wait until it is up.
  */
 export async function startProxy(mode: Mode, toml: string, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<RunningProxy> {
   const dir = opts.dir ?? tempDir();
   const file = join(dir, "mc-proxy.toml");
   const body = toml.includes("[log]") ? toml : `${toml}\n[log]\nlevel = "info"\nformat = "json"\n`;
   writeFileSync(file, body);
-  const listeners = (body.match(/^\s*\[\[listeners\]\]/gm) ?? []).length;
   const proc = Bun.spawn([...command(mode), "server", "-c", file], {
     cwd: dir,
     env: cleanEnv(opts.env),
@@ -145,7 +144,8 @@ export async function startProxy(mode: Mode, toml: string, opts: { env?: Record<
   });
   const p = new RunningProxy(proc, file);
   const end = Date.now() + 15_000;
-  while (p.records().filter((r) => r.msg === "listening").length < listeners) {
+  // "started" is logged once every listener and the admin API are up.
+  while (!p.records().some((r) => r.msg === "started")) {
     if (proc.exitCode !== null) throw new Error(`mc-proxy exited with ${proc.exitCode} before listening:\n${p.output}`);
     if (Date.now() > end) {
       await p.stop();
