@@ -8,45 +8,12 @@ import type { Socket } from "bun";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { AdminCallError, AdminClient } from "../../src/cli/admin_client";
-import type { GrpcConfig } from "../../src/config/config";
-import { type AdminPki, adminPki, testCert } from "../helpers/certs";
+import { adminToml, grpcConfig } from "../helpers/admin";
+import { adminPki, testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep, tcpServer, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { bodyOf, type TlsBackend, tlsBackend, tlsGet } from "../helpers/tls";
-
-export function grpcConfig(pki: AdminPki, port: number): GrpcConfig {
-  return {
-    addr: `127.0.0.1:${port}`,
-    tlsCert: pki.serverCert,
-    tlsKey: pki.serverKey,
-    clientCa: pki.ca,
-    clientCert: pki.clientCert,
-    clientKey: pki.clientKey,
-    serverCa: pki.ca,
-  };
-}
-
-export function adminToml(pki: AdminPki, grpcPort: number, listenerPort: number, routes: Record<string, number>, extra = ""): string {
-  let t = `[database]
-path = "data/mc-proxy.db"
-
-[[listeners]]
-addr = "127.0.0.1:${listenerPort}"
-`;
-  for (const [h, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${h}"\n  backend = "127.0.0.1:${p}"\n`;
-  t += `
-[grpc]
-addr = "127.0.0.1:${grpcPort}"
-tls_cert = "${pki.serverCert}"
-tls_key = "${pki.serverKey}"
-client_ca = "${pki.ca}"
-client_cert = "${pki.clientCert}"
-client_key = "${pki.clientKey}"
-server_ca = "${pki.ca}"
-${extra}`;
-  return t;
-}
 
 async function callError(p: Promise<unknown>): Promise<AdminCallError> {
   try {

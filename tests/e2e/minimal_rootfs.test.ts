@@ -4,35 +4,21 @@
 // node_modules, no Bun. Needs root (chroot, mount); skipped with a message
 // where that is not possible.
 import { expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { testCert } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
-import { ensureBinary, listenerToml, tempDir } from "../helpers/proxy";
+import { listenerToml } from "../helpers/proxy";
+import { buildRootfs } from "../helpers/rootfs";
 import { bodyOf, tlsBackend, tlsGet } from "../helpers/tls";
 
-function buildRootfs(): string | null {
-  if (process.getuid?.() !== 0) return null;
-  const bin = ensureBinary();
-  const root = tempDir("mcproxy-rootfs-");
-  for (const d of ["bin", "etc", "proc", "tmp"]) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync(bin, join(root, "bin/mc-proxy"));
-  const ldd = Bun.spawnSync(["ldd", bin]).stdout.toString();
-  for (const lib of ldd.match(/\/\S+/g) ?? []) {
-    mkdirSync(join(root, dirname(lib)), { recursive: true });
-    copyFileSync(lib, join(root, lib));
-  }
-  const m = Bun.spawnSync(["mount", "-t", "proc", "proc", join(root, "proc")]);
-  if (m.exitCode !== 0) return null;
-  return root;
-}
-
 test("the binary runs alone on a minimal root filesystem and routes a TLS request", async () => {
-  const root = buildRootfs();
-  if (root === null) {
+  const fs = buildRootfs();
+  if (fs === null) {
     console.warn("SKIP: minimal rootfs check needs root with chroot and mount");
     return;
   }
+  const root = fs.root;
   const cert = testCert();
   const alpha = tlsBackend("alpha", cert);
   const port = freePort();
@@ -44,11 +30,11 @@ test("the binary runs alone on a minimal root filesystem and routes a TLS reques
 format = "json"
 `,
     );
-    const v = Bun.spawnSync(["chroot", root, "/bin/mc-proxy", "version"]);
+    const v = Bun.spawnSync(fs.argv("version"));
     expect(v.stdout.toString()).toStartWith("mc-proxy ");
-    const c = Bun.spawnSync(["chroot", root, "/bin/mc-proxy", "check", "-c", "/etc/mc-proxy.toml"]);
+    const c = Bun.spawnSync(fs.argv("check", "-c", "/etc/mc-proxy.toml"));
     expect(c.exitCode).toBe(0);
-    const p = Bun.spawn(["chroot", root, "/bin/mc-proxy", "server", "-c", "/etc/mc-proxy.toml"], { stdout: "pipe", stderr: "pipe" });
+    const p = Bun.spawn(fs.argv("server", "-c", "/etc/mc-proxy.toml"), { stdout: "pipe", stderr: "pipe" });
     let log = "";
     void (async () => {
       for await (const chunk of p.stderr) log += new TextDecoder().decode(chunk);
@@ -60,6 +46,6 @@ format = "json"
     expect(await p.exited).toBe(0);
   } finally {
     alpha.stop();
-    Bun.spawnSync(["umount", join(root, "proc")]);
+    fs.cleanup();
   }
 });

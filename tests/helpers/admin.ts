@@ -1,0 +1,36 @@
+// Config for a proxy with the admin API on TCP with mTLS, and the matching client settings.
+import type { GrpcConfig } from "../../src/config/config";
+import type { AdminPki } from "./certs";
+
+export function grpcConfig(pki: AdminPki, port: number): GrpcConfig {
+  return {
+    addr: `127.0.0.1:${port}`,
+    tlsCert: pki.serverCert,
+    tlsKey: pki.serverKey,
+    clientCa: pki.ca,
+    clientCert: pki.clientCert,
+    clientKey: pki.clientKey,
+    serverCa: pki.ca,
+  };
+}
+
+export function adminToml(pki: AdminPki, grpcPort: number, listenerPort: number, routes: Record<string, number>, extra = ""): string {
+  let t = `[database]
+path = "data/mc-proxy.db"
+
+[[listeners]]
+addr = "127.0.0.1:${listenerPort}"
+`;
+  for (const [h, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${h}"\n  backend = "127.0.0.1:${p}"\n`;
+  t += `
+[grpc]
+addr = "127.0.0.1:${grpcPort}"
+tls_cert = "${pki.serverCert}"
+tls_key = "${pki.serverKey}"
+client_ca = "${pki.ca}"
+client_cert = "${pki.clientCert}"
+client_key = "${pki.clientKey}"
+server_ca = "${pki.ca}"
+${extra}`;
+  return t;
+}
