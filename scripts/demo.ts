@@ -62,6 +62,8 @@ console.log(`demo: a TLS request for alpha.example.com through 127.0.0.1:8443 go
 console.log(`demo: try it yourself:
   curl --cacert ${certFile} --resolve alpha.example.com:8443:127.0.0.1 https://alpha.example.com:8443/
   curl --cacert ${certFile} --resolve x.demo.example.com:8443:127.0.0.1 https://x.demo.example.com:8443/
+  ${existsSync(binary) ? "dist/mc-proxy" : "bun run src/main.ts"} status -c examples/mc-proxy.toml       (admin API over examples/admin.sock)
+  ${existsSync(binary) ? "dist/mc-proxy" : "bun run src/main.ts"} routes add -c examples/mc-proxy.toml beta.example.com 127.0.0.1:9443
 demo: Ctrl-C stops the proxy (graceful drain) and the backend.`);
 const code = await proxy.exited;
 process.exit(code);
