@@ -1,0 +1,428 @@
+// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...]`
+//
+// Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
+// ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
+// and mc-proxy (the compiled binary, realistic firewall and access log).
+// Systems are interleaved in every round (A/B/C/D, then rotated); medians of
+// the rounds are reported with ratios to direct and to HAProxy. CPU cost is
+// read from /proc (utime + stime of the proxy's processes); CPU used by any
+// other process during a measurement is recorded, and a measurement where it
+// exceeds 10 % of a core is flagged as disturbed.
+//
+// Every load is bounded in time; everything runs on 127.0.0.1.
+
+import type { Subprocess } from "bun";
+import { existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from "./procstat";
+import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
+
+type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy";
+const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy"];
+
+interface Settings {
+  quick: boolean;
+  rounds: number;
+  loadSeconds: number;
+  c1Seconds: number;
+  bigBytes: number;
+  idleConnections: number;
+  only: SystemName[];
+}
+
+function settings(argv: string[]): Settings {
+  const quick = argv.includes("--quick");
+  const opt = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? SYSTEMS;
+  return {
+    quick,
+    rounds: Number(opt("--rounds") ?? (quick ? 1 : 3)),
+    loadSeconds: quick ? 4 : 10,
+    c1Seconds: quick ? 3 : 5,
+    bigBytes: (quick ? 256 : 1024) * 1024 * 1024,
+    idleConnections: Number(opt("--idle") ?? 5000),
+    only,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run a command under a raised fd limit. */
+function withFds(cmd: string[]): string[] {
+  return ["sh", "-c", `ulimit -n "$(ulimit -Hn)" && exec "$@"`, "sh", ...cmd];
+}
+
+async function waitPort(port: number, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = require("node:net").createConnection({ host: "127.0.0.1", port });
+      s.on("connect", () => (s.destroy(), resolve(true)));
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing listening on ${port} after ${ms} ms`);
+    await sleep(50);
+  }
+}
+
+interface Running {
+  name: SystemName;
+  port: number;
+  proc: Subprocess | null;
+  /** The processes whose CPU and memory count as "the proxy". */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+async function startSystem(name: SystemName, f: Files): Promise<Running> {
+  if (name === "direct") return { name, port: PORTS.backend, proc: null, pids: () => [], stop: async () => {} };
+  let cmd: string[];
+  let port: number;
+  let stderr: number | "ignore" = "ignore";
+  if (name === "haproxy") {
+    cmd = ["haproxy", "-db", "-f", f.haproxyConf];
+    port = PORTS.haproxy;
+  } else if (name === "nginx") {
+    cmd = ["nginx", "-c", f.nginxConf];
+    port = PORTS.nginx;
+  } else {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
+    port = PORTS.mcproxy;
+    stderr = openSync(f.mcproxyLog, "a");
+  }
+  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore" });
+  await waitPort(port);
+  await sleep(300);
+  return {
+    name,
+    port,
+    proc,
+    pids: () => processTree(proc.pid),
+    stop: async () => {
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
+      await proc.exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+interface Sample {
+  wall: number;
+  proxyCpu: number;
+  otherCpu: number;
+  disturbed: boolean;
+}
+
+/**
+ * Measure `work`, accounting CPU: the proxy's processes, the known
+ * participants (backend, load tools), and everyone else.
+ */
+async function measure(sys: Running, backendPids: number[], work: () => Promise<number[]>): Promise<Sample> {
+  const proxyPids = sys.pids();
+  const before = allProcessCpu();
+  const busy0 = machineBusySeconds();
+  const p0 = treeCpu(proxyPids);
+  const t0 = performance.now();
+  const toolPids = await work();
+  const wall = (performance.now() - t0) / 1000;
+  const busy1 = machineBusySeconds();
+  const after = allProcessCpu();
+  const proxyCpu = treeCpu(proxyPids) - p0;
+  // Participants: proxy, backend, load tools, this script. Everything else is "other".
+  const known = new Set([...proxyPids, ...backendPids, ...toolPids, process.pid]);
+  let knownCpu = 0;
+  for (const [pid, t] of after) if (known.has(pid)) knownCpu += t - (before.get(pid) ?? 0);
+  // Tools that exited during the measurement are gone from /proc; their CPU is
+  // reported by the tool itself (returned in toolCpu) — approximated via the busy delta.
+  const otherCpu = Math.max(0, busy1 - busy0 - knownCpu - toolCpuGone);
+  toolCpuGone = 0;
+  return { wall, proxyCpu, otherCpu, disturbed: otherCpu / wall > 0.1 };
+}
+
+/** CPU seconds of load-tool processes that exited during the current measurement. */
+let toolCpuGone = 0;
+
+/** Run a child to completion, adding its CPU (from rusage) to toolCpuGone. */
+async function runTool(cmd: string[]): Promise<{ out: string; pid: number }> {
+  const p = Bun.spawn(withFds(cmd), { stdout: "pipe", stderr: "pipe" });
+  const out = await new Response(p.stdout).text();
+  await p.exited;
+  const ru = p.resourceUsage();
+  if (ru !== undefined) toolCpuGone += Number(ru.cpuTime.user + ru.cpuTime.system) / 1e6;
+  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${await new Response(p.stderr).text()}`);
+  return { out, pid: p.pid };
+}
+
+interface WrkResult {
+  requests: number;
+  seconds: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+function parseWrk(out: string): WrkResult {
+  const num = (re: RegExp) => {
+    const m = re.exec(out);
+    return m === null ? NaN : Number(m[1]);
+  };
+  const latency = (pct: string) => {
+    const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
+    if (m === null) return NaN;
+    const v = Number(m[1]);
+    return m[2] === "us" ? v / 1000 : m[2] === "s" ? v * 1000 : v;
+  };
+  const m = /(\d+) requests in ([\d.]+)(s|m)/.exec(out);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = num(/Non-2xx or 3xx responses: (\d+)/);
+  return {
+    requests: m === null ? 0 : Number(m[1]),
+    seconds: m === null ? 0 : Number(m[2]) * (m[3] === "m" ? 60 : 1),
+    p50ms: latency("50"),
+    p99ms: latency("99"),
+    errors: (errs === null ? 0 : Number(errs[1]) + Number(errs[2]) + Number(errs[3]) + Number(errs[4])) + (Number.isNaN(non2xx) ? 0 : non2xx),
+  };
+}
+
+const url = (port: number, path: string) => `https://${HOST}:${port}${path}`;
+
+type Metrics = Record<string, number>;
+
+async function runRound(sys: Running, s: Settings, f: Files, backendPids: number[], idle: boolean): Promise<{ metrics: Metrics; disturbed: string[] }> {
+  const m: Metrics = {};
+  const disturbed: string[] = [];
+  const note = (what: string, x: Sample) => {
+    if (x.disturbed) disturbed.push(`${what} (other CPU ${(x.otherCpu / x.wall * 100).toFixed(0)}% of a core)`);
+  };
+  const threads = "2";
+
+  // 1. New TLS connections: full handshake + small request + close, 50 concurrent.
+  let w!: WrkResult;
+  let x = await measure(sys, backendPids, async () => {
+    const r = await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", "-H", "Connection: close", url(sys.port, "/small")]);
+    w = parseWrk(r.out);
+    return [r.pid];
+  });
+  m.newconn_per_s = w.requests / w.seconds;
+  m.newconn_p50_ms = w.p50ms;
+  m.newconn_p99_ms = w.p99ms;
+  m.newconn_errors = w.errors;
+  m.cpu_ms_per_1000_newconn = (x.proxyCpu * 1000) / (w.requests / 1000);
+  note("new connections", x);
+
+  // 2. Keep-alive requests over 50 long-lived TLS connections.
+  x = await measure(sys, backendPids, async () => {
+    const r = await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", url(sys.port, "/small")]);
+    w = parseWrk(r.out);
+    return [r.pid];
+  });
+  m.keepalive_req_per_s = w.requests / w.seconds;
+  m.keepalive_p99_ms = w.p99ms;
+  m.keepalive_errors = w.errors;
+  m.cpu_us_per_keepalive_req = (x.proxyCpu * 1e6) / w.requests;
+  note("keep-alive", x);
+
+  // 3. One unloaded connection: the latency the proxy adds.
+  x = await measure(sys, backendPids, async () => {
+    const r = await runTool(["wrk", "-t", "1", "-c", "1", "-d", `${s.c1Seconds}s`, "--latency", url(sys.port, "/small")]);
+    w = parseWrk(r.out);
+    return [r.pid];
+  });
+  m.c1_p50_ms = w.p50ms;
+  note("c=1 latency", x);
+
+  // 4. Bulk download and upload, 1 and 4 streams.
+  for (const [dir, streams] of [["download", 1], ["download", 4], ["upload", 1], ["upload", 4]] as const) {
+    let bytes = 0;
+    x = await measure(sys, backendPids, async () => {
+      const runs = await Promise.all(
+        Array.from({ length: streams }, () =>
+          runTool(
+            dir === "download"
+              ? ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}", url(sys.port, `/big-${f.bigBytes}`)]
+              : ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_upload}", "-T", f.uploadFile, url(sys.port, "/upload")],
+          ),
+        ),
+      );
+      for (const r of runs) bytes += Number(r.out.trim());
+      return runs.map((r) => r.pid);
+    });
+    if (bytes !== f.bigBytes * streams) throw new Error(`${sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
+    m[`${dir}_${streams}s_MBps`] = bytes / 1e6 / x.wall;
+    m[`cpu_s_per_GB_${dir}_${streams}s`] = x.proxyCpu / (bytes / 1e9);
+    note(`${dir} x${streams}`, x);
+  }
+
+  // 5. Memory per idle connection: N idle TLS connections held through the proxy.
+  if (idle && sys.name !== "direct") {
+    const pids = sys.pids();
+    await sleep(500);
+    const rss0 = treeRss(pids);
+    const holder = Bun.spawn(withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(sys.port), String(s.idleConnections), HOST]), {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const reader = holder.stdout.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    const readLine = async (): Promise<string> => {
+      for (;;) {
+        const nl = buf.indexOf("\n");
+        if (nl >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          return line;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error("idle client exited early");
+        buf += dec.decode(value);
+      }
+    };
+    const ready = (await readLine()).split(" ");
+    await sleep(1500); // let allocations settle
+    const rss1 = treeRss(pids);
+    holder.stdin.write("check\n");
+    holder.stdin.flush();
+    const ok = Number((await readLine()).split(" ")[1]);
+    await holder.exited;
+    m.idle_open = Number(ready[1]);
+    m.idle_failed = Number(ready[2]);
+    m.idle_working_after = ok;
+    m.idle_bytes_per_conn = (rss1 - rss0) / Math.max(1, Number(ready[1]));
+    await sleep(1000);
+  }
+  return { metrics: m, disturbed };
+}
+
+function median(v: number[]): number {
+  const s = v.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function spread(v: number[]): number {
+  const s = v.filter((x) => !Number.isNaN(x));
+  if (s.length < 2) return 0;
+  const med = median(s);
+  return med === 0 ? 0 : (Math.max(...s) - Math.min(...s)) / med;
+}
+
+const ROWS: [string, string, number][] = [
+  // key, label, decimals
+  ["newconn_per_s", "new TLS conn/s (c=50)", 0],
+  ["newconn_p50_ms", "  p50 latency ms", 2],
+  ["newconn_p99_ms", "  p99 latency ms", 2],
+  ["cpu_ms_per_1000_newconn", "  proxy CPU ms / 1000 conns", 0],
+  ["keepalive_req_per_s", "keep-alive req/s (c=50)", 0],
+  ["keepalive_p99_ms", "  p99 latency ms", 2],
+  ["cpu_us_per_keepalive_req", "  proxy CPU µs / request", 1],
+  ["c1_p50_ms", "c=1 p50 latency ms", 3],
+  ["download_1s_MBps", "download MB/s, 1 stream", 0],
+  ["download_4s_MBps", "download MB/s, 4 streams", 0],
+  ["upload_1s_MBps", "upload MB/s, 1 stream", 0],
+  ["upload_4s_MBps", "upload MB/s, 4 streams", 0],
+  ["cpu_s_per_GB_download_4s", "proxy CPU s / GB down (4 streams)", 2],
+  ["cpu_s_per_GB_upload_4s", "proxy CPU s / GB up (4 streams)", 2],
+  ["cpu_s_per_GB_download_1s", "proxy CPU s / GB down (1 stream)", 2],
+  ["cpu_s_per_GB_upload_1s", "proxy CPU s / GB up (1 stream)", 2],
+  ["idle_bytes_per_conn", "memory per idle conn, bytes", 0],
+  ["idle_working_after", "  idle conns still working", 0],
+];
+
+function fmt(v: number | undefined, d: number): string {
+  return v === undefined || Number.isNaN(v) ? "–" : v.toFixed(d);
+}
+
+async function main(): Promise<void> {
+  const s = settings(process.argv.slice(2));
+  ensurePackages();
+  ensureHost();
+  if (!existsSync(join(ROOT, "dist/mc-proxy"))) {
+    const b = Bun.spawnSync([process.execPath, "run", "build"], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
+    if (b.exitCode !== 0) throw new Error("bun run build failed");
+  }
+  mkdirSync(WORK, { recursive: true });
+  const f = prepare(s.bigBytes);
+  console.log(`bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`);
+
+  const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
+  await waitPort(PORTS.backend);
+  const backendPids = () => processTree(backend.pid);
+  const results: Record<string, Metrics[]> = {};
+  const disturbedLog: string[] = [];
+  const started = Date.now();
+  try {
+    for (let round = 0; round < s.rounds; round++) {
+      // Rotate the order every round so no system always runs first or last.
+      const order = s.only.map((_, i) => s.only[(i + round) % s.only.length]!);
+      for (const name of order) {
+        const sys = await startSystem(name, f);
+        try {
+          const t = Date.now();
+          const r = await runRound(sys, s, f, backendPids(), true);
+          (results[name] ??= []).push(r.metrics);
+          for (const d of r.disturbed) disturbedLog.push(`round ${round + 1}, ${name}: ${d}`);
+          console.log(`bench: round ${round + 1}/${s.rounds} ${name} done in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+        } finally {
+          await sys.stop();
+        }
+      }
+    }
+  } finally {
+    backend.kill("SIGTERM");
+    await backend.exited;
+  }
+
+  const med: Record<string, Metrics> = {};
+  const spreads: Record<string, Metrics> = {};
+  for (const [name, rounds] of Object.entries(results)) {
+    med[name] = {};
+    spreads[name] = {};
+    for (const key of Object.keys(rounds[0]!)) {
+      med[name]![key] = median(rounds.map((r) => r[key]!));
+      spreads[name]![key] = spread(rounds.map((r) => r[key]!));
+    }
+  }
+  const machine = {
+    cpus: require("node:os").cpus().length,
+    cpu_model: require("node:os").cpus()[0]?.model,
+    kernel: require("node:os").release(),
+    bun: Bun.version,
+    haproxy: Bun.spawnSync(["haproxy", "-v"]).stdout.toString().split("\n")[0],
+    nginx: Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim(),
+    wrk: Bun.spawnSync(["wrk", "-v"]).stdout.toString().split("\n")[0] || Bun.spawnSync(["wrk", "-v"]).stderr.toString().split("\n")[0],
+    mc_proxy: Bun.spawnSync([join(ROOT, "dist/mc-proxy"), "version"]).stdout.toString().trim(),
+  };
+  const table = markdown(med, s);
+  console.log(`\n${table}`);
+  if (disturbedLog.length > 0) console.log(`\nDisturbed measurements (other processes used > 10 % of a core):\n${disturbedLog.map((d) => `- ${d}`).join("\n")}`);
+  else console.log("\nNo measurement was disturbed by other processes (> 10 % of a core).");
+  const out = join(WORK, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(
+    out,
+    JSON.stringify({ settings: s, machine, seconds: (Date.now() - started) / 1000, medians: med, spread: spreads, rounds: results, disturbed: disturbedLog, table }, null, 2),
+  );
+  console.log(`\nbench: results written to ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+function markdown(med: Record<string, Metrics>, s: Settings): string {
+  const systems = s.only;
+  const head = `| metric | ${systems.join(" | ")} | mc-proxy × direct | mc-proxy × HAProxy |`;
+  const sep = `|---|${systems.map(() => "---:").join("|")}|---:|---:|`;
+  const lines = ROWS.map(([key, label, d]) => {
+    const vals = systems.map((n) => fmt(med[n]?.[key], d));
+    const mc = med["mc-proxy"]?.[key];
+    const ratio = (base: number | undefined) => (mc === undefined || base === undefined || !base || Number.isNaN(base) ? "–" : `${(mc / base).toFixed(2)}×`);
+    return `| ${label} | ${vals.join(" | ")} | ${ratio(med.direct?.[key])} | ${ratio(med.haproxy?.[key])} |`;
+  });
+  return [head, sep, ...lines].join("\n");
+}
+
+await main();

@@ -1,0 +1,216 @@
+// Everything the benchmark needs on a fresh Debian machine: packages, certs,
+// the TLS backend (nginx), the three proxies' configs, a realistic mc-proxy
+// firewall (1,000 blocked CIDRs, a country database with 5 blocked
+// countries, the rate limiter on, the access log written to a file).
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const WORK = join(ROOT, ".bench");
+/** SNI used by every client; resolves to 127.0.0.1 here (checked in ensureHost). */
+export const HOST = "localhost";
+
+export const PORTS = { backend: 19443, haproxy: 20443, nginx: 21443, mcproxy: 22443 } as const;
+
+export const PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "wrk", "openssl", "curl"];
+
+function run(cmd: string[], what: string): string {
+  const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${what} failed (${cmd.join(" ")}):\n${r.stderr.toString()}${r.stdout.toString()}`);
+  return r.stdout.toString();
+}
+
+export function ensurePackages(): void {
+  const missing = ["haproxy", "nginx", "wrk", "openssl", "curl"].filter((b) => Bun.which(b) === null && !existsSync(`/usr/sbin/${b}`));
+  const streamModule = existsSync("/usr/lib/nginx/modules/ngx_stream_module.so");
+  if (missing.length === 0 && streamModule) return;
+  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(", ")}${streamModule ? "" : " nginx stream module"}; install as root: apt-get install ${PACKAGES.join(" ")}`);
+  console.log(`bench: installing ${PACKAGES.join(" ")} (apt)`);
+  run(["apt-get", "update", "-qq"], "apt-get update");
+  run(["apt-get", "install", "-y", "-qq", ...PACKAGES], "apt-get install");
+}
+
+export function ensureHost(): void {
+  const r = Bun.spawnSync(["getent", "ahostsv4", HOST]).stdout.toString();
+  if (!r.startsWith("127.0.0.1")) throw new Error(`${HOST} must resolve to 127.0.0.1 for the load tools (got: ${r.split("\n")[0]})`);
+}
+
+export interface Files {
+  cert: string;
+  key: string;
+  www: string;
+  bigFile: string;
+  uploadFile: string;
+  bigBytes: number;
+  backendConf: string;
+  haproxyConf: string;
+  nginxConf: string;
+  mcproxyConf: string;
+  mcproxyLog: string;
+}
+
+export function prepare(bigBytes: number): Files {
+  for (const d of ["", "www", "run", "logs", "tmp"]) mkdirSync(join(WORK, d), { recursive: true });
+  const cert = join(WORK, "cert.pem");
+  const key = join(WORK, "key.pem");
+  if (!existsSync(cert)) {
+    run(
+      ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", `/CN=${HOST}`, "-addext", `subjectAltName=DNS:${HOST}`],
+      "openssl req",
+    );
+  }
+  const www = join(WORK, "www");
+  writeFileSync(join(www, "small"), "x".repeat(64));
+  const bigFile = join(www, `big-${bigBytes}`);
+  if (!existsSync(bigFile)) run(["sh", "-c", `head -c ${bigBytes} /dev/urandom > ${bigFile}`], "write big file");
+  const uploadFile = bigFile;
+
+  const backendConf = join(WORK, "backend.conf");
+  writeFileSync(
+    backendConf,
+    `# TLS backend for every system: small and large responses, an upload sink.
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${WORK}/run/backend.pid;
+error_log ${WORK}/logs/backend-error.log warn;
+daemon off;
+events { worker_connections 15000; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_timeout 600s;
+  keepalive_requests 100000000;
+  client_body_temp_path ${WORK}/tmp;
+  proxy_temp_path ${WORK}/tmp;
+  fastcgi_temp_path ${WORK}/tmp;
+  uwsgi_temp_path ${WORK}/tmp;
+  scgi_temp_path ${WORK}/tmp;
+  server {
+    listen 127.0.0.1:${PORTS.backend} ssl;
+    server_name ${HOST};
+    ssl_certificate ${cert};
+    ssl_certificate_key ${key};
+    ssl_protocols TLSv1.3;
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    root ${www};
+    location = /upload {
+      client_max_body_size 0;
+      return 204;
+    }
+  }
+}
+`,
+  );
+
+  const haproxyConf = join(WORK, "haproxy.cfg");
+  writeFileSync(
+    haproxyConf,
+    `# HAProxy as an SNI router: mode tcp, inspect-delay + req.ssl_sni, one thread.
+global
+  nbthread 1
+  maxconn 9000
+  log stdout format raw local0 err
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend sni
+  bind 127.0.0.1:${PORTS.haproxy}
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend be_bench if { req.ssl_sni -i ${HOST} }
+backend be_bench
+  server s1 127.0.0.1:${PORTS.backend}
+`,
+  );
+
+  const nginxConf = join(WORK, "nginx-stream.conf");
+  writeFileSync(
+    nginxConf,
+    `# nginx stream + ssl_preread as an SNI router, one worker.
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${WORK}/run/nginx-stream.pid;
+error_log ${WORK}/logs/nginx-stream-error.log warn;
+daemon off;
+events { worker_connections 15000; }
+stream {
+  map $ssl_preread_server_name $upstream {
+    ${HOST} 127.0.0.1:${PORTS.backend};
+  }
+  server {
+    listen 127.0.0.1:${PORTS.nginx};
+    ssl_preread on;
+    proxy_pass $upstream;
+    proxy_timeout 10m;
+  }
+}
+`,
+  );
+
+  // A realistic mc-proxy: 1,000 blocked CIDRs (none match loopback), a real
+  // country database with 5 blocked countries, the rate limiter on (high
+  // enough not to refuse the load), the access log written to a file.
+  const cidrs: string[] = [];
+  for (let i = 0; i < 1000; i++) cidrs.push(`"10.${i >> 8}.${i & 255}.0/24"`);
+  const geo = countryDatabase();
+  const mcproxyConf = join(WORK, "mc-proxy.toml");
+  writeFileSync(
+    mcproxyConf,
+    `[database]
+path = "${WORK}/run/mc-proxy.db"
+
+[[listeners]]
+addr = "127.0.0.1:${PORTS.mcproxy}"
+  [[listeners.routes]]
+  hostname = "${HOST}"
+  backend = "127.0.0.1:${PORTS.backend}"
+
+[firewall]
+geoip_db = "${geo}"
+blocked_countries = ["KP", "IR", "SY", "CU", "RU"]
+blocked_ips = ["192.0.2.1"]
+blocked_cidrs = [${cidrs.join(", ")}]
+rate_limit = 1000000
+rate_window = "1s"
+
+[proxy]
+idle_timeout = "10m"
+
+[log]
+level = "info"
+format = "text"
+`,
+  );
+  return {
+    cert,
+    key,
+    www,
+    bigFile,
+    uploadFile,
+    bigBytes,
+    backendConf,
+    haproxyConf,
+    nginxConf,
+    mcproxyConf,
+    mcproxyLog: join(WORK, "logs/mc-proxy-access.log"),
+  };
+}
+
+/** The CC0 ip-location-db country database from npm (records carry `country_code`). */
+function countryDatabase(): string {
+  const dir = join(WORK, "geo");
+  const find = () => (existsSync(dir) ? readdirSync(join(dir, "package")).find((f) => f.endsWith(".mmdb")) : undefined);
+  let f = find();
+  if (f === undefined) {
+    mkdirSync(dir, { recursive: true });
+    const tgz = run(["npm", "pack", "--silent", "@ip-location-db/geo-whois-asn-country-mmdb", "--pack-destination", dir], "npm pack country db").trim().split("\n").pop()!;
+    run(["tar", "-xzf", join(dir, tgz), "-C", dir], "untar country db");
+    f = find();
+  }
+  if (f === undefined) throw new Error("no .mmdb in @ip-location-db/geo-whois-asn-country-mmdb");
+  return join(dir, "package", f);
+}
