@@ -13,7 +13,13 @@ interface CountryRecord {
 // maxmind's Reader is typed for MaxMind's own record shapes; ours is looser.
 type AnyReader = Reader<Response>;
 
+/** Lookups remembered per database instance (a reload starts afresh). */
+const CACHE_MAX = 16_384;
+
 export class CountryDatabase {
+  /** Recent IP → country answers: returning clients skip the tree walk and record decode. */
+  private readonly cache = new Map<string, string | null>();
+
   private constructor(
     private readonly reader: AnyReader,
     readonly path: string,
@@ -39,6 +45,15 @@ export class CountryDatabase {
 
   /** ISO country code of a normalised IP (IPv4 dotted or IPv6), or null if unknown. */
   country(ip: string): string | null {
+    const hit = this.cache.get(ip);
+    if (hit !== undefined) return hit;
+    const cc = this.lookup(ip);
+    if (this.cache.size >= CACHE_MAX) this.cache.clear();
+    this.cache.set(ip, cc);
+    return cc;
+  }
+
+  private lookup(ip: string): string | null {
     let rec: CountryRecord | null;
     try {
       rec = this.reader.get(ip) as CountryRecord | null;

@@ -2,7 +2,7 @@
 // any byte is read: blocked IP, blocked CIDR, blocked country, then the rate
 // limit. Rules are an immutable snapshot swapped by reference, so a rule change
 // applies to the next accept and never to half of one.
-import { BlockList } from "node:net";
+import { AddressTable } from "./address_table";
 import { CountryDatabase } from "./country_database";
 import { RateLimiter } from "./rate_limiter";
 
@@ -15,17 +15,14 @@ export interface FirewallRules {
   blockedCountries: readonly string[];
 }
 
+/** A rule snapshot compiled into lookup tables once, when it is installed. */
 class RuleSet {
-  readonly ips = new BlockList();
-  readonly cidrs = new BlockList();
+  readonly ips: AddressTable;
+  readonly cidrs: AddressTable;
   readonly countries: ReadonlySet<string>;
   constructor(readonly rules: FirewallRules) {
-    for (const ip of rules.blockedIps) this.ips.addAddress(ip, ip.includes(":") ? "ipv6" : "ipv4");
-    for (const c of rules.blockedCidrs) {
-      const slash = c.indexOf("/");
-      const addr = c.slice(0, slash);
-      this.cidrs.addSubnet(addr, Number(c.slice(slash + 1)), addr.includes(":") ? "ipv6" : "ipv4");
-    }
+    this.ips = new AddressTable(rules.blockedIps);
+    this.cidrs = new AddressTable(rules.blockedCidrs);
     this.countries = new Set(rules.blockedCountries);
   }
 }
@@ -75,10 +72,10 @@ export class Firewall {
   }
 
   /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
-  check(ip: string, family: "ipv4" | "ipv6", nowMs: number): FirewallVerdict {
+  check(ip: string, nowMs: number): FirewallVerdict {
     const s = this.set;
-    if (s.rules.blockedIps.length > 0 && s.ips.check(ip, family)) return "blocked_ip";
-    if (s.rules.blockedCidrs.length > 0 && s.cidrs.check(ip, family)) return "blocked_cidr";
+    if (!s.ips.empty && s.ips.has(ip)) return "blocked_ip";
+    if (!s.cidrs.empty && s.cidrs.has(ip)) return "blocked_cidr";
     if (s.countries.size > 0 && this.geo !== null) {
       const cc = this.geo.country(ip);
       if (cc !== null && s.countries.has(cc)) return "blocked_country";

@@ -1,12 +1,14 @@
 // The one logger: structured records to stderr, as logfmt ("text") or JSON.
-// Records are buffered and written in batches (one write per event-loop turn)
-// so the access log costs no syscall per connection; flush() on exit.
+// Records are buffered and written in batches, at most FLUSH_MS after the
+// first one, so the access log costs no syscall per connection; flush() on
+// exit.
 
 import type { LogFormat, LogLevel } from "../config/config";
 
 export type Fields = Record<string, string | number | boolean | null | undefined | readonly string[]>;
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const FLUSH_MS = 50;
 
 export interface LogSink {
   write(text: string): void;
@@ -63,7 +65,7 @@ export class Logger {
     this.sink.write(line);
     if (!this.pending) {
       this.pending = true;
-      setImmediate(this.flushSoon);
+      setTimeout(this.flushSoon, FLUSH_MS);
     }
   }
 

@@ -44,12 +44,17 @@ export abstract class Relay {
   /** Called on every byte of traffic, to push the idle deadline. */
   protected abstract touch(): void;
 
-  /** Start relaying: write what was read during the hello, then pump both ways. */
-  protected startRelay(backend: PeerSocket, replay: Uint8Array): void {
+  /**
+   * Start relaying: write what was read during the hello (and while
+   * connecting), then pump both ways. `clientPaused` says whether reading from
+   * the client was paused meanwhile and must be resumed.
+   */
+  protected startRelay(backend: PeerSocket, replay: Uint8Array, clientPaused: boolean): void {
     this.backend = backend;
     this.bytesFromClient += replay.length;
     this.writeToBackend(replay);
-    if (this.toBackend === null) this.client.resume();
+    // writeToBackend pauses the client itself when the backend did not take it all.
+    if (this.toBackend === null && clientPaused) this.client.resume();
     // The client may have half-closed while we were connecting.
     if (this.clientEof && this.toBackend === null) this.finToBackend();
   }

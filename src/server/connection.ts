@@ -25,6 +25,9 @@ export type Outcome =
   | "client_closed"
   | "shutdown";
 
+/** Bytes a client may send beyond its hello while the backend connect is pending. */
+const CONNECT_READ_ALLOWANCE = 16384;
+
 const enum Phase {
   Hello,
   Connecting,
@@ -36,9 +39,14 @@ export class Connection extends Relay implements Timed {
   deadline = 0;
   wheelSlot: Set<Timed> | null = null;
   private phase = Phase.Hello;
-  private reader: ClientHelloReader | null;
-  /** Every byte read before the relay starts, in order, for replay. */
-  private readBuffer: Uint8Array[] | null = [];
+  /** Made only when the first chunk does not hold the whole hello. */
+  private reader: ClientHelloReader | null = null;
+  /** Every byte read before the relay starts, in order, for replay: the
+   *  first chunk, then (rarely) the rest. */
+  private firstChunk: Uint8Array | null = null;
+  private moreChunks: Uint8Array[] | null = null;
+  private readBytes = 0;
+  private clientPaused = false;
   private sni: string | null = null;
   private alpn: readonly string[] = [];
   private backendAddr: string | null = null;
@@ -58,7 +66,6 @@ export class Connection extends Relay implements Timed {
     super(client as unknown as PeerSocket);
     this.acceptedAt = performance.now();
     this.clientPort = client.remotePort;
-    this.reader = new ClientHelloReader(ctx.proxy.maxHelloBytes);
   }
 
   /** Refuse at accept (capacity, draining, firewall): RST before any byte is read. */
@@ -81,10 +88,25 @@ export class Connection extends Relay implements Timed {
   onClientData(chunk: Uint8Array): void {
     if (this.finished) return;
     if (this.phase === Phase.Relaying) return this.clientData(chunk);
-    this.readBuffer!.push(chunk);
-    if (this.phase !== Phase.Hello) return;
-    const r = this.reader!.feed(chunk);
-    if (r === null) return;
+    if (this.firstChunk === null) this.firstChunk = chunk;
+    else (this.moreChunks ??= []).push(chunk);
+    this.readBytes += chunk.length;
+    if (this.phase !== Phase.Hello) {
+      // Connecting: a TLS client sends little or nothing before the server's
+      // reply; hold what comes, and stop reading only if it grows (pausing
+      // costs two epoll changes, so it is not done for every connection).
+      if (!this.clientPaused && this.readBytes > this.ctx.proxy.maxHelloBytes + CONNECT_READ_ALLOWANCE) {
+        this.clientPaused = true;
+        this.client.pause();
+      }
+      return;
+    }
+    let r = this.moreChunks === null ? ClientHelloReader.readWhole(chunk, this.ctx.proxy.maxHelloBytes) : null;
+    if (r === null) {
+      this.reader ??= new ClientHelloReader(this.ctx.proxy.maxHelloBytes);
+      r = this.reader.feed(chunk);
+      if (r === null) return;
+    }
     this.reader = null;
     this.helloAt = performance.now();
     if (r.kind === "reject") return this.abort(r.outcome);
@@ -98,8 +120,6 @@ export class Connection extends Relay implements Timed {
   private connect(backend: string): void {
     this.backendAddr = backend;
     this.phase = Phase.Connecting;
-    // Hold the client until the backend has the hello; its later bytes wait in the kernel.
-    this.client.pause();
     this.connectStartAt = performance.now();
     this.deadline = this.ctx.wheel.now + this.ctx.proxy.connectTimeoutMs;
     this.ctx.wheel.schedule(this);
@@ -110,9 +130,7 @@ export class Connection extends Relay implements Timed {
       allowHalfOpen: true,
       data: this,
       socket: this.ctx.backendHandlers,
-    }).catch(() => {
-      // Reported through connectError; the rejection itself carries nothing more.
-    });
+    }).catch(IGNORE);
   }
 
   onBackendOpen(socket: PeerSocket): void {
@@ -125,9 +143,10 @@ export class Connection extends Relay implements Timed {
     this.connectedAt = performance.now();
     this.deadline = this.ctx.wheel.now + this.ctx.proxy.idleTimeoutMs;
     this.ctx.wheel.schedule(this);
-    const parts = this.readBuffer!;
-    this.readBuffer = null;
-    this.startRelay(socket, parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    const first = this.firstChunk!;
+    const more = this.moreChunks;
+    this.firstChunk = this.moreChunks = null;
+    this.startRelay(socket, more === null ? first : Buffer.concat([first, ...more]), this.clientPaused);
   }
 
   onBackendConnectError(): void {
@@ -189,7 +208,7 @@ export class Connection extends Relay implements Timed {
     this.finished = true;
     this.phase = Phase.Closed;
     this.closedBy ??= "proxy";
-    this.readBuffer = null;
+    this.firstChunk = this.moreChunks = null;
     this.reader = null;
     this.client.terminate();
     this.release();
@@ -224,6 +243,9 @@ export class Connection extends Relay implements Timed {
     });
   }
 }
+
+/** Connect failures are reported through connectError; the rejection carries nothing more. */
+const IGNORE = (): void => {};
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;

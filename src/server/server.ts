@@ -137,10 +137,12 @@ export class Server {
         socket.data = conn;
         // SPEC §3: capacity first, then the firewall, before any byte is read.
         if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) return conn.refuse("over_capacity");
-        const verdict = firewall.check(ip, ip.includes(":") ? "ipv6" : "ipv4", ctx.wheel.now);
+        const verdict = firewall.check(ip, ctx.wheel.now);
         if (verdict !== null) return conn.refuse(verdict);
         conn.admit();
       },
+      // Plain Uint8Array chunks: no Buffer prototype per chunk.
+      binaryType: "uint8array",
       data: (socket, chunk) => socket.data.onClientData(chunk),
       drain: (socket) => socket.data.clientDrain(),
       end: (socket) => socket.data.onClientEnd(),
@@ -184,6 +186,7 @@ export class Server {
 
 function backendHandlers(logger: Logger): SocketHandler<Connection> {
   return {
+    binaryType: "uint8array",
     open: (socket) => socket.data.onBackendOpen(socket as unknown as PeerSocket),
     data: (socket, chunk) => {
       const c = socket.data;

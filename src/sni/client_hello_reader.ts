@@ -46,6 +46,23 @@ export class ClientHelloReader {
 
   constructor(private readonly maxHelloBytes: number = DEFAULT_MAX_HELLO_BYTES) {}
 
+  /**
+   * The common case without a reader: `chunk` starts with one handshake
+   * record that holds the whole ClientHello. Returns the outcome, or null when
+   * this chunk alone does not settle it (then feed a ClientHelloReader, which
+   * gives the same answer for the same bytes).
+   */
+  static readWhole(chunk: Uint8Array, maxHelloBytes: number = DEFAULT_MAX_HELLO_BYTES): HelloResult | null {
+    if (chunk.length < RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) return null;
+    if (chunk[0] !== CONTENT_TYPE_HANDSHAKE || chunk[1] !== 3 || chunk[5] !== HANDSHAKE_CLIENT_HELLO) return null;
+    const recLen = (chunk[3]! << 8) | chunk[4]!;
+    if (recLen < HANDSHAKE_HEADER_LEN || recLen > MAX_RECORD_LEN || chunk.length < RECORD_HEADER_LEN + recLen) return null;
+    const bodyLen = (chunk[6]! << 16) | (chunk[7]! << 8) | chunk[8]!;
+    if (HANDSHAKE_HEADER_LEN + bodyLen > recLen) return null;
+    if (HANDSHAKE_HEADER_LEN + bodyLen > maxHelloBytes) return reject("too_large");
+    return parseClientHelloBody(chunk, RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN, bodyLen);
+  }
+
   /** The outcome, once one is known; null while more bytes are needed. */
   get outcome(): HelloResult | null {
     return this.result;

@@ -106,6 +106,7 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
   const corpus = seeds();
   const started = performance.now();
   let done = 0;
+  let fastAnswers = 0;
   const outcomes = new Map<string, number>();
   for (; done < ITERATIONS && performance.now() - started < TIME_BUDGET_MS; done++) {
     const input = rand() < 0.85 ? mutate(rand, corpus[randInt(rand, 0, corpus.length - 1)]!) : randomBytes(rand);
@@ -126,11 +127,18 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
     if (!wellFormed(whole) || key(whole) !== key(chunked)) {
       throw new Error(`inconsistent outcome for ${Buffer.from(input).toString("hex")}: ${key(whole)} vs ${key(chunked)}`);
     }
+    // The reader-less fast path must agree whenever it answers.
+    const fast = ClientHelloReader.readWhole(input, max);
+    if (fast !== null) {
+      fastAnswers++;
+      if (key(fast) !== key(whole)) throw new Error(`readWhole disagrees for ${Buffer.from(input).toString("hex")}: ${key(fast)} vs ${key(whole)}`);
+    }
     const k = whole === null ? "incomplete" : whole.kind === "reject" ? whole.outcome : whole.kind;
     outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   }
   console.log(`fuzz: ${done} inputs in ${Math.round(performance.now() - started)} ms; outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);
   expect(done).toBe(ITERATIONS);
+  expect(fastAnswers).toBeGreaterThan(ITERATIONS / 10);
   // The corpus must exercise every path, or the fuzzer is not testing much.
   for (const k of ["hostname", "no_sni", "malformed", "not_tls", "too_large", "incomplete"]) {
     expect(outcomes.get(k) ?? 0).toBeGreaterThan(0);

@@ -43,6 +43,7 @@ describe("real ClientHellos from ../shared/testdata/hellos", () => {
   for (const f of fixtures) {
     test(`${f.file} → ${f.sni ?? "no SNI"}`, () => {
       expect(sniOf(readWhole(f.bytes))).toBe(f.sni);
+      expect(sniOf(ClientHelloReader.readWhole(f.bytes))).toBe(f.sni);
       expect(sniOf(readInChunks(f.bytes, () => 1))).toBe(f.sni);
       const rand = prng(f.bytes.length);
       for (let i = 0; i < 200; i++) {

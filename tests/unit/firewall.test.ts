@@ -46,29 +46,29 @@ describe("Firewall verdicts", () => {
     rateWindowMs: 1000,
   });
   test("in order: ip, cidr, country; others pass", () => {
-    expect(fw.check("192.0.2.1", "ipv4", 0)).toBe("blocked_ip");
-    expect(fw.check("2001:db8::1", "ipv6", 0)).toBe("blocked_ip");
-    expect(fw.check("2001:0db8:0000::0001", "ipv6", 0)).toBe("blocked_ip");
-    expect(fw.check("198.51.100.77", "ipv4", 0)).toBe("blocked_cidr");
-    expect(fw.check("2001:db8:ff:1::5", "ipv6", 0)).toBe("blocked_cidr");
-    expect(fw.check("203.0.113.9", "ipv4", 0)).toBe("blocked_country");
-    expect(fw.check("192.0.2.2", "ipv4", 0)).toBeNull();
-    expect(fw.check("2001:db8:fe::1", "ipv6", 0)).toBeNull();
+    expect(fw.check("192.0.2.1", 0)).toBe("blocked_ip");
+    expect(fw.check("2001:db8::1", 0)).toBe("blocked_ip");
+    expect(fw.check("2001:0db8:0000::0001", 0)).toBe("blocked_ip");
+    expect(fw.check("198.51.100.77", 0)).toBe("blocked_cidr");
+    expect(fw.check("2001:db8:ff:1::5", 0)).toBe("blocked_cidr");
+    expect(fw.check("203.0.113.9", 0)).toBe("blocked_country");
+    expect(fw.check("192.0.2.2", 0)).toBeNull();
+    expect(fw.check("2001:db8:fe::1", 0)).toBeNull();
   });
   test("a mapped address is checked as the IPv4 address once normalised", () => {
-    expect(fw.check(normaliseIp("::ffff:198.51.100.1"), "ipv4", 0)).toBe("blocked_cidr");
+    expect(fw.check(normaliseIp("::ffff:198.51.100.1"), 0)).toBe("blocked_cidr");
   });
   test("replaceRules swaps the whole rule set", () => {
     const f2 = new Firewall({ rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [] }, geoipDb: null, rateLimit: 0, rateWindowMs: 1000 });
-    expect(f2.check("10.1.1.1", "ipv4", 0)).toBeNull();
+    expect(f2.check("10.1.1.1", 0)).toBeNull();
     f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [] });
-    expect(f2.check("10.1.1.1", "ipv4", 0)).toBe("blocked_ip");
+    expect(f2.check("10.1.1.1", 0)).toBe("blocked_ip");
   });
   test("a failed GeoIP reload keeps the old database", () => {
     writeFileSync(geo, "broken");
     const r = fw.reloadGeoIp();
     expect(r?.ok).toBe(false);
-    expect(fw.check("203.0.113.9", "ipv4", 0)).toBe("blocked_country");
+    expect(fw.check("203.0.113.9", 0)).toBe("blocked_country");
   });
 });
 
@@ -92,5 +92,48 @@ describe("RateLimiter", () => {
     // Old entries are swept when windows pass.
     r.allow("x", 9000);
     expect(r.tracked).toBe(1);
+  });
+});
+
+describe("AddressTable", () => {
+  test("agrees with node's BlockList on random IPv4 rules and addresses", () => {
+    const { BlockList } = require("node:net") as typeof import("node:net");
+    const { AddressTable } = require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
+    const { prng, randInt } = require("../helpers/prng") as typeof import("../helpers/prng");
+    const rand = prng(42);
+    const quad = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+    const rules: string[] = [];
+    const bl = new BlockList();
+    for (let i = 0; i < 500; i++) {
+      const prefix = randInt(rand, 0, 32) === 0 ? 0 : randInt(rand, 8, 32);
+      const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+      const net = (Math.floor(rand() * 2 ** 32) & mask) >>> 0;
+      if (prefix === 0) continue;
+      rules.push(`${quad(net)}/${prefix}`);
+      bl.addSubnet(quad(net), prefix, "ipv4");
+    }
+    const t = new AddressTable(rules);
+    let hits = 0;
+    for (let i = 0; i < 20_000; i++) {
+      // Half the probes near a rule, half anywhere.
+      const base = rand() < 0.5 ? rules[randInt(rand, 0, rules.length - 1)]!.split("/")[0]! : quad(Math.floor(rand() * 2 ** 32));
+      const n = (base.split(".").reduce((a, o) => a * 256 + Number(o), 0) + randInt(rand, 0, 300)) % 2 ** 32;
+      const ip = quad(n);
+      const want = bl.check(ip, "ipv4");
+      expect(t.has(ip)).toBe(want);
+      if (want) hits++;
+    }
+    expect(hits).toBeGreaterThan(1000);
+  });
+  test("bare addresses, /0, IPv6, and strings that are not IPv4", () => {
+    const { AddressTable, ipv4ToUint32 } = require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
+    const t = new AddressTable(["192.0.2.1", "2001:db8::/32", "2001:db8:1::5"]);
+    expect(t.has("192.0.2.1")).toBe(true);
+    expect(t.has("192.0.2.2")).toBe(false);
+    expect(t.has("2001:db8:ffff::1")).toBe(true);
+    expect(t.has("2001:db9::1")).toBe(false);
+    expect(new AddressTable(["0.0.0.0/0"]).has("8.8.8.8")).toBe(true);
+    for (const bad of ["1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 "]) expect(ipv4ToUint32(bad)).toBe(-1);
+    expect(ipv4ToUint32("255.255.255.255")).toBe(2 ** 32 - 1);
   });
 });
