@@ -7,7 +7,7 @@ import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
 import { Server } from "../server/server";
-import { Store, StoreError } from "../store/store";
+import { type SeedResult, Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
 import { firewall, routes, snapshot, status } from "./admin_commands";
@@ -138,7 +138,15 @@ async function server(args: string[]): Promise<number> {
       ...loaded.firewall.blockedCountries.map((value) => ({ type: "country" as const, value })),
     ],
   );
-  const cfg = effectiveConfig(loaded, store);
+  try {
+    return await serve(file, effectiveConfig(loaded, store), store, seeded, logger);
+  } finally {
+    logger.flush();
+    store.close();
+  }
+}
+
+async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult, logger: Logger): Promise<number> {
   logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
   const srv = new Server(cfg, logger);
   srv.start();
@@ -168,7 +176,6 @@ async function server(args: string[]): Promise<number> {
   process.on("SIGTERM", () => onStop("SIGTERM"));
   process.on("SIGHUP", () => srv.reloadGeoIp());
   await srv.done;
-  store.close();
   return 0;
 }
 

@@ -9,13 +9,15 @@ export type Fields = Record<string, string | number | boolean | null | undefined
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const FLUSH_MS = 50;
+/** Write at once when this much is waiting, whatever the time. */
+const FLUSH_BYTES = 64 * 1024;
 
 export interface LogSink {
   write(text: string): void;
   flush(): void;
 }
 
-/** stderr through Bun's buffered file writer. */
+/** stderr; the logger hands it whole batches, so each write is one syscall. */
 function stderrSink(): LogSink {
   const w = Bun.stderr.writer();
   return {
@@ -26,7 +28,9 @@ function stderrSink(): LogSink {
 
 export class Logger {
   private min: number;
-  private pending = false;
+  /** Lines not yet handed to the sink (a rope; joined once per batch). */
+  private batch = "";
+  private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     level: LogLevel,
@@ -62,19 +66,27 @@ export class Logger {
     if (LEVELS[level] < this.min) return;
     const time = new Date().toISOString();
     const line = this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields);
-    this.sink.write(line);
-    if (!this.pending) {
-      this.pending = true;
-      setTimeout(this.flushSoon, FLUSH_MS);
-    }
+    this.batch += line;
+    // Warnings and errors are rare and wanted at once; access records can wait a little.
+    if (this.batch.length >= FLUSH_BYTES || LEVELS[level] >= LEVELS.warn) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(this.flushSoon, FLUSH_MS);
   }
 
   private readonly flushSoon = (): void => {
-    this.pending = false;
-    this.sink.flush();
+    this.timer = null;
+    this.flush();
   };
 
+  /** Write everything logged so far. */
   flush(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.batch === "") return;
+    const text = this.batch;
+    this.batch = "";
+    this.sink.write(text);
     this.sink.flush();
   }
 }
