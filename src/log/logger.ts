@@ -64,8 +64,46 @@ export class Logger {
 
   log(level: LogLevel, msg: string, fields?: Fields): void {
     if (LEVELS[level] < this.min) return;
-    const time = new Date().toISOString();
-    const line = this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields);
+    const time = this.time();
+    this.append(level, this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields));
+  }
+
+  /** True when records are JSON (for callers that format their own fields, see emit). */
+  get json(): boolean {
+    return this.format === "json";
+  }
+
+  /**
+   * A record whose fields the caller has already formatted in this logger's
+   * format: ` key=value ...` for text, `,"key":value...` for JSON. For the
+   * access log, written once per connection, this skips building a fields
+   * object and walking it.
+   */
+  emit(level: LogLevel, msg: string, formattedFields: string): void {
+    if (LEVELS[level] < this.min) return;
+    const time = this.time();
+    this.append(
+      level,
+      this.format === "json"
+        ? `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}${formattedFields}}\n`
+        : `time=${time} level=${level} msg=${quote(msg)}${formattedFields}\n`,
+    );
+  }
+
+  private lastMs = 0;
+  private lastIso = "";
+
+  /** ISO 8601 time, formatted once per millisecond. */
+  private time(): string {
+    const ms = Date.now();
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastIso = new Date(ms).toISOString();
+    }
+    return this.lastIso;
+  }
+
+  private append(level: LogLevel, line: string): void {
     this.batch += line;
     // Warnings and errors are rare and wanted at once; access records can wait a little.
     if (this.batch.length >= FLUSH_BYTES || LEVELS[level] >= LEVELS.warn) this.flush();
@@ -116,7 +154,7 @@ function logfmtLine(time: string, level: string, msg: string, fields?: Fields): 
 
 const NEEDS_QUOTE = /[\s"=\\\x00-\x1f\x7f]/;
 
-function quote(v: string): string {
+export function quote(v: string): string {
   if (v !== "" && !NEEDS_QUOTE.test(v)) return v;
   return JSON.stringify(v);
 }

@@ -9,6 +9,7 @@ import type { HelloReject } from "../sni/hello_result";
 import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
 import type { FirewallVerdict } from "../firewall/firewall";
+import { quote } from "../log/logger";
 import type { ListenerRuntime, ServerContext } from "./context";
 
 /** Access-log outcome names (SPEC §9), plus client_closed and shutdown. */
@@ -223,24 +224,28 @@ export class Connection extends Relay implements Timed {
   }
 
   private record(outcome: Outcome): void {
-    const now = performance.now();
     this.ctx.stats.record(outcome);
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
-    log.info("access", {
-      listener: this.listener.addr,
-      client: this.clientIp.includes(":") ? `[${this.clientIp}]:${this.clientPort}` : `${this.clientIp}:${this.clientPort}`,
-      outcome,
-      sni: this.sni ?? "",
-      alpn: this.alpn,
-      backend: this.backendAddr ?? "",
-      bytes_in: this.bytesFromClient,
-      bytes_out: this.bytesFromBackend,
-      hello_ms: this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null,
-      connect_ms: this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null,
-      duration_ms: round(now - this.acceptedAt),
-      closed_by: this.closedBy ?? "",
-    });
+    const ip = this.clientIp;
+    const client = ip.includes(":") ? `[${ip}]:${this.clientPort}` : `${ip}:${this.clientPort}`;
+    const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
+    const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
+    const durationMs = round(performance.now() - this.acceptedAt);
+    const alpn = this.alpn.join(",");
+    const sni = this.sni ?? "";
+    const backend = this.backendAddr ?? "";
+    const closedBy = this.closedBy ?? "";
+    // SPEC §9 fields. Formatted here rather than through a fields object: this
+    // runs once per connection. Names and values from the network (sni, alpn)
+    // are quoted/escaped; sni is already limited to [a-z0-9._-].
+    log.emit(
+      "info",
+      "access",
+      log.json
+        ? `,"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+        : ` listener=${quote(this.listener.addr)} client=${client} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+    );
   }
 }
 
