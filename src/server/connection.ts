@@ -1,6 +1,6 @@
 // One client connection through its whole life (SPEC §3): firewall verdict at
 // accept, ClientHello, route, backend connect, replay, relay, access record.
-// Sockets call in through the shared handler tables in listener.ts; the
+// Sockets call in through the shared handler tables in server.ts; the
 // deadline wheel calls expire().
 
 import type { Socket } from "bun";
