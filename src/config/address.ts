@@ -38,7 +38,3 @@ export function parseHostPort(text: string, opts: { allowEmptyHost: boolean }): 
   if (port < 1 || port > 65535) return `port ${port} is out of range 1-65535`;
   return { host, port };
 }
-
-export function formatHostPort(a: HostPort): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}

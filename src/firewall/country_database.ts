@@ -23,7 +23,6 @@ export class CountryDatabase {
   private constructor(
     private readonly reader: AnyReader,
     readonly path: string,
-    readonly buildEpoch: number,
   ) {}
 
   /** Open and parse the file; throws (with the path in the message) when it cannot. */
@@ -40,7 +39,7 @@ export class CountryDatabase {
     } catch (e) {
       throw new Error(`${path} is not a valid MaxMind DB file: ${(e as Error).message}`);
     }
-    return new CountryDatabase(reader, path, Number(reader.metadata.buildEpoch?.getTime?.() ?? 0));
+    return new CountryDatabase(reader, path);
   }
 
   /** ISO country code of a normalised IP (IPv4 dotted or IPv6), or null if unknown. */

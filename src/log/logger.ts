@@ -34,15 +34,10 @@ export class Logger {
 
   constructor(
     level: LogLevel,
-    private format: LogFormat,
+    private readonly format: LogFormat,
     private readonly sink: LogSink = stderrSink(),
   ) {
     this.min = LEVELS[level];
-  }
-
-  configure(level: LogLevel, format: LogFormat): void {
-    this.min = LEVELS[level];
-    this.format = format;
   }
 
   enabled(level: LogLevel): boolean {
