@@ -158,8 +158,9 @@ export abstract class Relay {
   /**
    * A socket closed. With an error it was reset: reset the other side too.
    * Without one it is an EOF: Bun 1.4.4 reports a peer's FIN as `close`, not
-   * `end`, when our write side to that peer is already shut down (BUN-NOTES
-   * test "fin after shutdown"), so finish that direction like an `end`.
+   * `end`, when our write side to that peer is already shut down (measured;
+   * kept as a test in tests/platform/bun_sockets.test.ts), so finish that
+   * direction like an `end`.
    */
   socketClosed(side: Closer, error: Error | undefined): void {
     if (this.finished) return;
