@@ -15,6 +15,7 @@ interface BackendConn {
   writer: StreamWriter | null;
   ended: boolean;
   closed: boolean;
+  error: string | null;
 }
 
 /** A raw TCP backend: reads (skipping the replayed hello), and runs `onOpen` to start writing. */
@@ -26,7 +27,7 @@ function backend(helloLen: number, onOpen: (s: Socket<BackendConn>) => void, onE
     allowHalfOpen: true,
     socket: {
       open(s) {
-        s.data = { reader: new StreamReader(helloLen), writer: null, ended: false, closed: false };
+        s.data = { reader: new StreamReader(helloLen), writer: null, ended: false, closed: false, error: null };
         conns.push(s.data);
         onOpen(s);
       },
@@ -40,8 +41,9 @@ function backend(helloLen: number, onOpen: (s: Socket<BackendConn>) => void, onE
         s.data.ended = true;
         onEnd(s);
       },
-      close(s) {
+      close(s, err) {
         s.data.closed = true;
+        if (err !== undefined) s.data.error = (err as NodeJS.ErrnoException).code ?? err.message;
       },
     },
   });
@@ -114,6 +116,12 @@ describe.each(MODES)("relay (%s)", (mode) => {
   const idle = backend(idleHello.length, (s) => {
     s.write("hi");
   });
+  const resetHello = helloFor("reset.example.com");
+  // Greets, then resets the connection a moment later.
+  const resetter = backend(resetHello.length, (s) => {
+    s.write("hi");
+    setTimeout(() => s.terminate(), 100);
+  });
   const refusedPort = freePort();
   let blackhole: { port: number; proc: import("bun").Subprocess } | null = null;
 
@@ -138,6 +146,9 @@ addr = "127.0.0.1:${port}"
   hostname = "idle.example.com"
   backend = "127.0.0.1:${idle.port}"
   [[listeners.routes]]
+  hostname = "reset.example.com"
+  backend = "127.0.0.1:${resetter.port}"
+  [[listeners.routes]]
   hostname = "refused.example.com"
   backend = "127.0.0.1:${refusedPort}"
   [[listeners.routes]]
@@ -152,7 +163,7 @@ connect_timeout = "700ms"
 
   afterAll(async () => {
     await proxy?.stop();
-    for (const b of [bulk, half, big, idle]) b.stop();
+    for (const b of [bulk, half, big, idle, resetter]) b.stop();
     blackhole?.proc.kill();
   });
 
@@ -229,6 +240,25 @@ connect_timeout = "700ms"
     expect(rec.outcome).toBe("idle_timeout");
     expect(rec.closed_by).toBe("proxy");
     await waitFor(() => idle.conns[0]!.closed || idle.conns[0]!.ended, 2000, "backend closed too");
+  });
+
+  test("a client reset resets the backend side", async () => {
+    const before = idle.conns.length;
+    const c = await client(port);
+    c.write(idleHello);
+    await waitFor(() => c.data.reader.received === 2, 5000, "greeting");
+    const b = idle.conns[before]!;
+    c.terminate();
+    await waitFor(() => b.closed, 5000, "backend closed");
+    expect(b.error).toBe("ECONNRESET");
+  });
+
+  test("a backend reset resets the client side", async () => {
+    const c = await client(port);
+    c.write(resetHello);
+    await waitFor(() => c.data.closed, 5000, "client closed");
+    expect(c.data.reader.received).toBe(2);
+    expect(c.data.error).toBe("ECONNRESET");
   });
 
   test("backend refuses → the client gets a RST", async () => {
