@@ -12,7 +12,7 @@ import type { FirewallVerdict } from "../firewall/firewall";
 import { quote } from "../log/logger";
 import type { ListenerRuntime, ServerContext } from "./context";
 
-/** Access-log outcome names (SPEC §9), plus client_closed and shutdown. */
+/** Access-log outcome names (SPEC §9), plus client_closed, shutdown and internal_error. */
 export type Outcome =
   | "ok"
   | Exclude<FirewallVerdict, null>
@@ -24,7 +24,8 @@ export type Outcome =
   | "connect_failed"
   | "idle_timeout"
   | "client_closed"
-  | "shutdown";
+  | "shutdown"
+  | "internal_error";
 
 /** Bytes a client may send beyond its hello while the backend connect is pending. */
 const CONNECT_READ_ALLOWANCE = 16384;
@@ -66,14 +67,15 @@ export class Connection extends Relay implements Timed {
   ) {
     super(client as unknown as PeerSocket);
     this.acceptedAt = performance.now();
-    this.clientPort = client.remotePort;
+    // Undefined when the client reset before we could ask (see server.ts open).
+    this.clientPort = client.remotePort ?? 0;
   }
 
   /** Refuse at accept (capacity, draining, firewall): RST before any byte is read. */
-  refuse(outcome: Outcome): void {
+  refuse(outcome: Outcome, closedBy: "proxy" | "client" = "proxy"): void {
     this.finished = true;
     this.phase = Phase.Closed;
-    this.closedBy = "proxy";
+    this.closedBy = closedBy;
     this.client.terminate();
     this.record(outcome);
   }
@@ -185,13 +187,17 @@ export class Connection extends Relay implements Timed {
     }
   }
 
-  /** Force-close at the end of the shutdown grace period. */
-  forceClose(): void {
+  /**
+   * Reset both sides now: at the end of the shutdown grace period
+   * ("shutdown"), or after a handler threw ("internal_error"), so that a bug
+   * can never leave a connection open and unaccounted for.
+   */
+  forceClose(outcome: "shutdown" | "internal_error" = "shutdown"): void {
     if (this.finished) return;
     if (this.phase === Phase.Relaying) {
-      this.outcomeOverride = "shutdown";
+      this.outcomeOverride = outcome;
       this.resetBoth("proxy");
-    } else this.abort("shutdown");
+    } else this.abort(outcome);
   }
 
   protected touch(): void {
@@ -228,7 +234,7 @@ export class Connection extends Relay implements Timed {
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
     const ip = this.clientIp;
-    const client = ip.includes(":") ? `[${ip}]:${this.clientPort}` : `${ip}:${this.clientPort}`;
+    const client = ip === "" ? "" : ip.includes(":") ? `[${ip}]:${this.clientPort}` : `${ip}:${this.clientPort}`;
     const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
     const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
     const durationMs = round(performance.now() - this.acceptedAt);
@@ -244,7 +250,7 @@ export class Connection extends Relay implements Timed {
       "access",
       log.json
         ? `,"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-        : ` listener=${quote(this.listener.addr)} client=${client} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+        : ` listener=${quote(this.listener.addr)} client=${quote(client)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
     );
   }
 }

@@ -132,7 +132,14 @@ export class Server {
     const firewall = this.firewall;
     return {
       open: (socket) => {
-        const ip = normaliseIp(socket.remoteAddress);
+        const raw = socket.remoteAddress as string | undefined;
+        if (raw === undefined || raw === "") {
+          // The client reset between accept and now: its address is gone with it.
+          const gone = new Connection(socket, rt, ctx, "");
+          socket.data = gone;
+          return gone.refuse("client_closed", "client");
+        }
+        const ip = normaliseIp(raw);
         const conn = new Connection(socket, rt, ctx, ip);
         socket.data = conn;
         // SPEC §3: capacity first, then the firewall, before any byte is read.
@@ -147,7 +154,12 @@ export class Server {
       drain: (socket) => socket.data.clientDrain(),
       end: (socket) => socket.data.onClientEnd(),
       close: (socket, err) => socket.data?.onClientClose(err),
-      error: (_socket, err) => this.logger.debug("client socket error", { error: err.message }),
+      // Bun calls this when one of the handlers above threw: a bug. Say so, and
+      // close the connection so it cannot leak.
+      error: (socket, err) => {
+        this.logger.error("client socket handler failed", { error: err.message, stack: err.stack });
+        socket.data?.forceClose("internal_error");
+      },
     };
   }
 
@@ -205,6 +217,9 @@ function backendHandlers(logger: Logger): SocketHandler<Connection> {
       if (c.backend === (socket as unknown as PeerSocket)) c.socketClosed("backend", err);
     },
     connectError: (socket: Socket<Connection>) => socket.data.onBackendConnectError(),
-    error: (_socket, err) => logger.debug("backend socket error", { error: err.message }),
+    error: (socket, err) => {
+      logger.error("backend socket handler failed", { error: err.message, stack: err.stack });
+      socket.data?.forceClose("internal_error");
+    },
   };
 }
