@@ -34,6 +34,15 @@ export class DeadlineWheel<T extends Timed> {
     this.cursor = Math.floor(this.now / tickMs);
   }
 
+  /**
+   * The deadline for a timeout of `ms` starting now. `now` is up to one tick
+   * old, so one tick is added: a timeout never fires early, and fires at most
+   * two ticks late.
+   */
+  after(ms: number): number {
+    return this.now + ms + this.tickMs;
+  }
+
   start(): void {
     if (this.timer === null) this.timer = setInterval(() => this.advance(this.clock()), this.tickMs);
   }

@@ -84,7 +84,7 @@ export class Connection extends Relay implements Timed {
   admit(): void {
     this.listener.active++;
     this.ctx.connections.add(this);
-    this.deadline = this.ctx.wheel.now + this.ctx.proxy.helloTimeoutMs;
+    this.deadline = this.ctx.wheel.after(this.ctx.proxy.helloTimeoutMs);
     this.ctx.wheel.schedule(this);
   }
 
@@ -124,7 +124,7 @@ export class Connection extends Relay implements Timed {
     this.backendAddr = backend;
     this.phase = Phase.Connecting;
     this.connectStartAt = performance.now();
-    this.deadline = this.ctx.wheel.now + this.ctx.proxy.connectTimeoutMs;
+    this.deadline = this.ctx.wheel.after(this.ctx.proxy.connectTimeoutMs);
     this.ctx.wheel.schedule(this);
     const { host, port } = splitBackend(backend);
     Bun.connect<Connection>({
@@ -144,7 +144,7 @@ export class Connection extends Relay implements Timed {
     }
     this.phase = Phase.Relaying;
     this.connectedAt = performance.now();
-    this.deadline = this.ctx.wheel.now + this.ctx.proxy.idleTimeoutMs;
+    this.deadline = this.ctx.wheel.after(this.ctx.proxy.idleTimeoutMs);
     this.ctx.wheel.schedule(this);
     const first = this.firstChunk!;
     const more = this.moreChunks;
@@ -201,7 +201,7 @@ export class Connection extends Relay implements Timed {
   }
 
   protected touch(): void {
-    this.deadline = this.ctx.wheel.now + this.ctx.proxy.idleTimeoutMs;
+    this.deadline = this.ctx.wheel.after(this.ctx.proxy.idleTimeoutMs);
   }
 
   protected onRelayEnd(end: RelayEnd): void {

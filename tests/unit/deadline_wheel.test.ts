@@ -64,3 +64,19 @@ test("cancel prevents the expiry; a long stall still fires what is due", () => {
   w.advance(now);
   expect(fired).toEqual([2]);
 });
+
+test("after(): a deadline set from the coarse clock never fires early", () => {
+  let real = 1_000_000;
+  const fired: number[] = [];
+  const w = new DeadlineWheel<Item>(100, () => fired.push(real), () => real);
+  // The wheel's clock was last updated 99 ms ago.
+  w.advance(real);
+  real += 99;
+  const it = item(1, w.after(500));
+  const setAt = real;
+  w.schedule(it);
+  for (; real < setAt + 1000; real += 10) w.advance(real);
+  expect(fired.length).toBe(1);
+  expect(fired[0]! - setAt).toBeGreaterThanOrEqual(500);
+  expect(fired[0]! - setAt).toBeLessThanOrEqual(500 + 200);
+});
