@@ -1,5 +1,6 @@
 // The command line: `mc-proxy server|check|version`. Usage errors exit 2,
 // configuration errors exit 1, a clean stop exits 0.
+import { accessSync, constants } from "node:fs";
 import { AdminService, rulesFromStore } from "../admin/admin_service";
 import { AdminServer } from "../admin/grpc_server";
 import { type Config, ConfigError, loadConfig } from "../config/config";
@@ -36,8 +37,9 @@ SIGHUP reloads the GeoIP database.`;
 
 const CHECK_USAGE = `Usage: mc-proxy check -c FILE
 
-Validates FILE (TOML) and the files it names (GeoIP database); prints every
-problem with its key and exits 1, or prints a summary and exits 0.`;
+Validates FILE (TOML) and the files it names (GeoIP database, admin API
+certificates); prints every problem with its key and exits 1, or prints a
+summary and exits 0.`;
 
 const VERSION_USAGE = `Usage: mc-proxy version
 
@@ -113,6 +115,19 @@ function check(args: string[]): number {
   if (file === null) return help(CHECK_USAGE);
   const cfg = loadConfig(file);
   if (cfg.firewall.geoipDb !== null) CountryDatabase.open(cfg.firewall.geoipDb);
+  // The admin API's certificate files must be readable by the server.
+  if (cfg.grpc !== null) {
+    const unreadable: string[] = [];
+    for (const [key, path] of [["grpc.tls_cert", cfg.grpc.tlsCert], ["grpc.tls_key", cfg.grpc.tlsKey], ["grpc.client_ca", cfg.grpc.clientCa]] as const) {
+      if (path === null) continue;
+      try {
+        accessSync(path, constants.R_OK);
+      } catch (e) {
+        unreadable.push(`${key}: cannot read ${path}: ${(e as Error).message}`);
+      }
+    }
+    if (unreadable.length > 0) throw new ConfigError(file, unreadable);
+  }
   const routes = cfg.listeners.reduce((n, l) => n + l.routes.length, 0);
   console.log(
     `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +

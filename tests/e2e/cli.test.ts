@@ -91,6 +91,14 @@ describe("mc-proxy check", () => {
     expect(r.err).toContain("missing.mmdb");
   });
 
+  test("admin API certificate files that cannot be read fail the check, naming the key", () => {
+    const f = configFile(`${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\ntls_cert = "nope.pem"\ntls_key = "nope.key"\n`);
+    const r = run(["check", "-c", f]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("grpc.tls_cert");
+    expect(r.err).toContain("grpc.tls_key");
+  });
+
   test("a readable GeoIP database passes", () => {
     const f = configFile(`${LISTENER}[firewall]\ngeoip_db = "g.mmdb"\nblocked_countries = ["KP"]\n`);
     writeFileSync(join(f, "../g.mmdb"), writeMmdb([{ cidr: "10.0.0.0/8", record: { country_code: "KP" } }]));
