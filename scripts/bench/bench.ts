@@ -42,7 +42,7 @@ function settings(argv: string[]): Settings {
     quick,
     rounds: Number(opt("--rounds") ?? (quick ? 1 : 3)),
     loadSeconds: quick ? 4 : 10,
-    warmupSeconds: quick ? 1 : 2,
+    warmupSeconds: quick ? 2 : 5,
     c1Seconds: quick ? 3 : 5,
     bigBytes: (quick ? 256 : 1024) * 1024 * 1024,
     idleConnections: Number(opt("--idle") ?? 5000),
