@@ -31,13 +31,11 @@ export class AddressTable {
     for (const [prefix, nets] of [...byPrefix].sort((a, b) => b[0] - a[0])) this.v4.push({ mask: prefixMask(prefix), nets });
   }
 
-  get empty(): boolean {
-    return this.v4.length === 0 && this.v6Count === 0;
-  }
-
-  /** `ip` is a normalised address (IPv4-mapped IPv6 already turned into IPv4). */
-  has(ip: string): boolean {
-    const n = ipv4ToUint32(ip);
+  /**
+   * `ip` is a normalised address (IPv4-mapped IPv6 already turned into IPv4);
+   * `n` is its ipv4ToUint32 value, passed in when the caller already has it.
+   */
+  has(ip: string, n: number = ipv4ToUint32(ip)): boolean {
     if (n < 0) return this.v6Count > 0 && this.v6.check(ip, "ipv6");
     for (let i = 0; i < this.v4.length; i++) {
       const b = this.v4[i]!;

@@ -2,7 +2,7 @@
 // any byte is read: blocked IP, blocked CIDR, blocked country, then the rate
 // limit. Rules are an immutable snapshot swapped by reference, so a rule change
 // applies to the next accept and never to half of one.
-import { AddressTable } from "./address_table";
+import { AddressTable, ipv4ToUint32 } from "./address_table";
 import { CountryDatabase } from "./country_database";
 import { RateLimiter } from "./rate_limiter";
 
@@ -20,7 +20,7 @@ class RuleSet {
   readonly ips: AddressTable;
   readonly cidrs: AddressTable;
   readonly countries: ReadonlySet<string>;
-  constructor(readonly rules: FirewallRules) {
+  constructor(rules: FirewallRules) {
     this.ips = new AddressTable(rules.blockedIps);
     this.cidrs = new AddressTable(rules.blockedCidrs);
     this.countries = new Set(rules.blockedCountries);
@@ -48,10 +48,6 @@ export class Firewall {
     this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs) : null;
   }
 
-  get rules(): FirewallRules {
-    return this.set.rules;
-  }
-
   /** Swap in a new rule snapshot (admin API). */
   replaceRules(rules: FirewallRules): void {
     this.set = new RuleSet(rules);
@@ -74,8 +70,9 @@ export class Firewall {
   /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
   check(ip: string, nowMs: number): FirewallVerdict {
     const s = this.set;
-    if (!s.ips.empty && s.ips.has(ip)) return "blocked_ip";
-    if (!s.cidrs.empty && s.cidrs.has(ip)) return "blocked_cidr";
+    const v4 = ipv4ToUint32(ip);
+    if (s.ips.has(ip, v4)) return "blocked_ip";
+    if (s.cidrs.has(ip, v4)) return "blocked_cidr";
     if (s.countries.size > 0 && this.geo !== null) {
       const cc = this.geo.country(ip);
       if (cc !== null && s.countries.has(cc)) return "blocked_country";
