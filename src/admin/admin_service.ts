@@ -13,8 +13,9 @@ import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { ListenerRuntime } from "../server/context";
 import type { Server } from "../server/server";
-import { type RuleType, type Store, StoreError, type StoredRule } from "../store/store";
+import { type Store, StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
+import { RULE_TYPE_ENUM, shortRuleType } from "./protos";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
 export class AdminError extends Error {
@@ -27,12 +28,6 @@ export class AdminError extends Error {
   }
 }
 
-const RULE_TYPES: Record<string, RuleType> = {
-  FIREWALL_RULE_TYPE_IP: "ip",
-  FIREWALL_RULE_TYPE_CIDR: "cidr",
-  FIREWALL_RULE_TYPE_COUNTRY: "country",
-};
-const RULE_TYPE_NAMES: Record<RuleType, string> = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY" };
 
 interface RouteMsg {
   hostname: string;
@@ -83,7 +78,7 @@ export class AdminService {
   }
 
   getFirewallRules(): { rules: RuleMsg[] } {
-    return { rules: this.store.rules().map((r) => ({ type: RULE_TYPE_NAMES[r.type], value: r.value })) };
+    return { rules: this.store.rules().map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
   }
 
   addFirewallRule(req: { rule: RuleMsg | null }): { rule: RuleMsg; added: boolean } {
@@ -94,7 +89,7 @@ export class AdminService {
     const added = this.write(() => this.store.addRule(rule));
     this.reloadRules();
     this.logger.info("admin: firewall rule added", { type: rule.type, value: rule.value, added });
-    return { rule: { type: RULE_TYPE_NAMES[rule.type], value: rule.value }, added };
+    return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added };
   }
 
   removeFirewallRule(req: { rule: RuleMsg | null }): Record<string, never> {
@@ -147,7 +142,7 @@ export class AdminService {
 
   private rule(msg: RuleMsg | null): StoredRule {
     if (msg === null || msg === undefined) throw invalid("rule: required");
-    const type = RULE_TYPES[msg.type];
+    const type = shortRuleType(msg.type);
     if (type === undefined) throw invalid(`rule.type: ${JSON.stringify(msg.type)} must be FIREWALL_RULE_TYPE_IP, FIREWALL_RULE_TYPE_CIDR or FIREWALL_RULE_TYPE_COUNTRY`);
     if (msg.value === "") throw invalid("rule.value: required");
     if (type === "ip") {

@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
+import { RULE_TYPE_ENUM, type ShortRuleType, shortRuleType } from "../admin/protos";
 import { Store } from "../store/store";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./usage_error";
@@ -136,8 +137,7 @@ export async function routes(args: string[]): Promise<number> {
   }
 }
 
-const RULE_TYPES: Record<string, string> = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY" };
-const shortType = (t: string) => t.replace("FIREWALL_RULE_TYPE_", "").toLowerCase();
+const shortType = (t: string) => shortRuleType(t) ?? t;
 
 export async function firewall(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -155,7 +155,7 @@ export async function firewall(args: string[]): Promise<number> {
       return 0;
     }
     if (pos.length !== 2) throw new UsageError(`firewall ${sub} needs TYPE and VALUE`, FIREWALL_USAGE);
-    const type = RULE_TYPES[pos[0]!];
+    const type = Object.hasOwn(RULE_TYPE_ENUM, pos[0]!) ? RULE_TYPE_ENUM[pos[0] as ShortRuleType] : undefined;
     if (type === undefined) throw new UsageError(`TYPE must be ip, cidr or country, not "${pos[0]}"`, FIREWALL_USAGE);
     const rule = { type, value: pos[1] };
     if (sub === "add") {
