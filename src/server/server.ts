@@ -33,6 +33,7 @@ export class Server {
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
   private draining = false;
+  private isStopped = false;
   private forceTimer: ReturnType<typeof setTimeout> | null = null;
   private resolveDone!: () => void;
   /** Resolves when the server has stopped (drained or force-closed). */
@@ -178,7 +179,10 @@ export class Server {
     }, this.config.proxy.shutdownTimeoutMs);
   }
 
+  /** Runs once: force-closing the last connections also reaches here through onConnectionClosed. */
   private stopped(): void {
+    if (this.isStopped) return;
+    this.isStopped = true;
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
