@@ -5,9 +5,9 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionV1Implementation } from "@grpc/reflection/build/src/implementations/reflection-v1";
-import { readFileSync, chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { createConnection } from "node:net";
-import type { GrpcConfig } from "../config/config";
+import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
 import { AdminError, type AdminService } from "./admin_service";
 import { ADMIN_SERVICE, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
@@ -115,16 +115,10 @@ export class AdminServer {
 
 /** TLS 1.3 only; with client_ca, a client certificate signed by it is required. */
 function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
-  const read = (what: string, path: string | null): Buffer => {
-    try {
-      return readFileSync(path!);
-    } catch (e) {
-      throw new Error(`grpc.${what}: cannot read ${path}: ${(e as Error).message}`);
-    }
-  };
-  const cert = read("tls_cert", cfg.tlsCert);
-  const key = read("tls_key", cfg.tlsKey);
-  const ca = cfg.clientCa !== null ? read("client_ca", cfg.clientCa) : null;
+  // Config validation guarantees tls_cert and tls_key for a TCP address.
+  const cert = readGrpcFile("tls_cert", cfg.tlsCert)!;
+  const key = readGrpcFile("tls_key", cfg.tlsKey)!;
+  const ca = readGrpcFile("client_ca", cfg.clientCa);
   const creds = grpc.ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
   // grpc-js has no option for the protocol floor; its secure credentials hand
   // these constructor options to http2.createSecureServer, so add it there.

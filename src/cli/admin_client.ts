@@ -3,10 +3,9 @@
 // that signed the server's certificate (server_ca, else the tls_cert itself
 // for a self-signed one) and, for mTLS, client_cert / client_key.
 import * as grpc from "@grpc/grpc-js";
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { type PeerCertificate, checkServerIdentity } from "node:tls";
-import type { GrpcConfig } from "../config/config";
+import { type GrpcConfig, readGrpcFile } from "../config/config";
 import { adminDefinition } from "../admin/protos";
 
 const CALL_TIMEOUT_MS = 10_000;
@@ -79,17 +78,9 @@ function channelOptions(cfg: GrpcConfig, host: string): grpc.ChannelOptions {
 
 function credentials(cfg: GrpcConfig, host: string): grpc.ChannelCredentials {
   if (cfg.addr.startsWith("unix:")) return grpc.credentials.createInsecure();
-  const read = (key: string, path: string | null): Buffer | null => {
-    if (path === null) return null;
-    try {
-      return readFileSync(path);
-    } catch (e) {
-      throw new Error(`grpc.${key}: cannot read ${path}: ${(e as Error).message}`);
-    }
-  };
-  const ca = read("server_ca", cfg.serverCa) ?? read("tls_cert", cfg.tlsCert);
-  const key = read("client_key", cfg.clientKey);
-  const cert = read("client_cert", cfg.clientCert);
+  const ca = readGrpcFile("server_ca", cfg.serverCa) ?? readGrpcFile("tls_cert", cfg.tlsCert);
+  const key = readGrpcFile("client_key", cfg.clientKey);
+  const cert = readGrpcFile("client_cert", cfg.clientCert);
   if (cfg.clientCa !== null && (key === null || cert === null)) {
     throw new Error("grpc.client_cert and grpc.client_key are required: the server asks for a client certificate (grpc.client_ca is set)");
   }

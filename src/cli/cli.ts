@@ -1,9 +1,8 @@
 // The command line: `mc-proxy server|check|version`. Usage errors exit 2,
 // configuration errors exit 1, a clean stop exits 0.
-import { accessSync, constants } from "node:fs";
 import { AdminService, rulesFromStore } from "../admin/admin_service";
 import { AdminServer } from "../admin/grpc_server";
-import { type Config, ConfigError, loadConfig } from "../config/config";
+import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/config";
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
@@ -118,12 +117,11 @@ function check(args: string[]): number {
   // The admin API's certificate files must be readable by the server.
   if (cfg.grpc !== null) {
     const unreadable: string[] = [];
-    for (const [key, path] of [["grpc.tls_cert", cfg.grpc.tlsCert], ["grpc.tls_key", cfg.grpc.tlsKey], ["grpc.client_ca", cfg.grpc.clientCa]] as const) {
-      if (path === null) continue;
+    for (const [key, path] of [["tls_cert", cfg.grpc.tlsCert], ["tls_key", cfg.grpc.tlsKey], ["client_ca", cfg.grpc.clientCa]] as const) {
       try {
-        accessSync(path, constants.R_OK);
+        readGrpcFile(key, path);
       } catch (e) {
-        unreadable.push(`${key}: cannot read ${path}: ${(e as Error).message}`);
+        unreadable.push((e as Error).message);
       }
     }
     if (unreadable.length > 0) throw new ConfigError(file, unreadable);

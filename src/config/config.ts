@@ -126,6 +126,19 @@ export const DEFAULTS = {
   rateWindow: "1s",
 } as const;
 
+/**
+ * Read a file named by a [grpc] key (certificates, keys, CAs); null when the
+ * key is not set. The error names the key and the path.
+ */
+export function readGrpcFile(key: string, path: string | null): Buffer | null {
+  if (path === null) return null;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`grpc.${key}: cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
 /** Read, parse and validate a config file, applying MCPROXY_* overrides from env. */
 export function loadConfig(file: string, env: Record<string, string | undefined> = process.env): Config {
   let text: string;
