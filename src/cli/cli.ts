@@ -6,6 +6,7 @@ import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/co
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
+import { capacityWarning, readFdLimits } from "../server/fd_limit";
 import { Server } from "../server/server";
 import { type SeedResult, Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
@@ -126,6 +127,12 @@ function check(args: string[]): number {
     }
     if (unreadable.length > 0) throw new ConfigError(file, unreadable);
   }
+  const limits = readFdLimits();
+  const warning = capacityWarning(
+    cfg.listeners.map((l) => l.maxConnections),
+    limits,
+  );
+  if (warning !== null) console.error(`${file}: warning: ${warning}`);
   const routes = cfg.listeners.reduce((n, l) => n + l.routes.length, 0);
   console.log(
     `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +

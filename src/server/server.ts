@@ -12,6 +12,7 @@ import type { PeerSocket } from "../relay/relay";
 import { type Route, RouteTable } from "../routing/route_table";
 import { Connection } from "./connection";
 import type { ListenerRuntime, ServerContext } from "./context";
+import { capacityWarning, connectionCap, readFdLimits } from "./fd_limit";
 import { Stats } from "./stats";
 
 export interface ServerStatus {
@@ -32,6 +33,8 @@ export class Server {
   readonly stats = new Stats();
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
+  /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
+  readonly connectionCap: number;
   private draining = false;
   private isStopped = false;
   private forceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -61,6 +64,15 @@ export class Server {
       maxConnections: l.maxConnections,
       active: 0,
     }));
+    const limits = readFdLimits();
+    this.connectionCap = connectionCap(limits);
+    const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
+    logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: this.connectionCap });
+    const warning = capacityWarning(
+      config.listeners.map((l) => l.maxConnections),
+      limits,
+    );
+    if (warning !== null) logger.warn(warning);
     const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
@@ -131,6 +143,7 @@ export class Server {
   private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
     const ctx = this.ctx;
     const firewall = this.firewall;
+    const cap = this.connectionCap;
     return {
       open: (socket) => {
         const raw = socket.remoteAddress as string | undefined;
@@ -144,7 +157,10 @@ export class Server {
         const conn = new Connection(socket, rt, ctx, ip);
         socket.data = conn;
         // SPEC §3: capacity first, then the firewall, before any byte is read.
-        if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) return conn.refuse("over_capacity");
+        // The process cap keeps descriptors from running out (fd_limit.ts).
+        if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections) || (cap > 0 && ctx.connections.size >= cap)) {
+          return conn.refuse("over_capacity");
+        }
         const verdict = firewall.check(ip, ctx.wheel.now);
         if (verdict !== null) return conn.refuse(verdict);
         conn.admit();

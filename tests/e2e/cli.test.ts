@@ -35,6 +35,17 @@ describe("mc-proxy check", () => {
     expect(r.out).toContain("idle_timeout=2m");
   });
 
+  test("warns when the listeners' max_connections cannot fit in the open-file limit, naming both numbers", () => {
+    const f = configFile(`[[listeners]]\naddr = "127.0.0.1:8443"\nmax_connections = 500\n`);
+    const r = Bun.spawnSync(["prlimit", "--nofile=512:512", ...command("binary"), "check", "-c", f], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+    expect(r.exitCode).toBe(0);
+    const err = r.stderr.toString();
+    expect(err).toContain("warning");
+    expect(err).toContain("add up to 500");
+    expect(err).toContain("open-file limit is 512");
+    expect(run(["check", "-c", f]).err).toBe("");
+  });
+
   test("the example config in examples/ is valid", () => {
     const r = run(["check", "-c", join(import.meta.dir, "../../examples/mc-proxy.toml")]);
     expect(r.err).toBe("");

@@ -130,12 +130,16 @@ export class RunningProxy {
  * Start the proxy on `toml` (logging JSON at info unless the config says
  * otherwise) and wait until it is up.
  */
-export async function startProxy(mode: Mode, toml: string, opts: { env?: Record<string, string>; dir?: string } = {}): Promise<RunningProxy> {
+export async function startProxy(
+  mode: Mode,
+  toml: string,
+  opts: { env?: Record<string, string>; dir?: string; /** argv prefix, e.g. ["prlimit", "--nofile=256:256"] (it must exec the proxy) */ wrap?: string[] } = {},
+): Promise<RunningProxy> {
   const dir = opts.dir ?? tempDir();
   const file = join(dir, "mc-proxy.toml");
   const body = toml.includes("[log]") ? toml : `${toml}\n[log]\nlevel = "info"\nformat = "json"\n`;
   writeFileSync(file, body);
-  const proc = Bun.spawn([...command(mode), "server", "-c", file], {
+  const proc = Bun.spawn([...(opts.wrap ?? []), ...command(mode), "server", "-c", file], {
     cwd: dir,
     env: cleanEnv(opts.env),
     stdin: "ignore",

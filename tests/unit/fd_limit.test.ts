@@ -1,0 +1,35 @@
+import { expect, test } from "bun:test";
+import { capacityWarning, connectionCap, parseProcLimits } from "../../src/server/fd_limit";
+
+const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            1024                 524288               files
+Max locked memory         8388608              8388608              bytes
+`;
+
+test("parses the open-files line of /proc/self/limits", () => {
+  expect(parseProcLimits(LIMITS)).toEqual({ soft: 1024, hard: 524288 });
+  expect(parseProcLimits(LIMITS.replace("1024                 524288", "unlimited            unlimited"))).toEqual({
+    soft: Number.POSITIVE_INFINITY,
+    hard: Number.POSITIVE_INFINITY,
+  });
+  expect(parseProcLimits("garbage")).toBeNull();
+});
+
+test("the connection cap is (soft - 64) / 2, at least 1, none when unknown or unlimited", () => {
+  expect(connectionCap({ soft: 256, hard: 256 })).toBe(96);
+  expect(connectionCap({ soft: 1024, hard: 4096 })).toBe(480);
+  expect(connectionCap({ soft: 20, hard: 20 })).toBe(1);
+  expect(connectionCap(null)).toBe(0);
+  expect(connectionCap({ soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY })).toBe(0);
+});
+
+test("warns when the listeners' max_connections cannot fit in the limit, naming both numbers", () => {
+  expect(capacityWarning([40, 50], { soft: 256, hard: 256 })).toBeNull();
+  const w = capacityWarning([100, 0, 50], { soft: 256, hard: 256 });
+  expect(w).toContain("add up to 150");
+  expect(w).toContain("open-file limit is 256");
+  expect(w).toContain("at most 96 connections");
+  expect(capacityWarning([0], { soft: 256, hard: 256 })).toBeNull();
+  expect(capacityWarning([1_000_000], null)).toBeNull();
+});
