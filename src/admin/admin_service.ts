@@ -1,10 +1,14 @@
-// The admin API's behaviour, independent of gRPC plumbing: validate → write
-// to SQLite in a transaction → swap the in-memory table (SPEC §8). The swap
-// is built from what the store now holds, so memory always equals the
-// database; a failed write throws before anything in memory changes.
+// The admin API's behaviour, independent of gRPC plumbing: bound and
+// validate → write to SQLite in a transaction → swap the in-memory table
+// (SPEC §8). The swap is built from what the transaction committed, so memory
+// always equals the database; a failed write throws before anything in
+// memory changes.
 //
-// Handlers are synchronous (bun:sqlite is), so two mutations never
-// interleave: each runs to completion within one turn of the event loop.
+// Mutations run one at a time, in arrival order (a queue). The data plane
+// never waits on the store (issue 7): a write that meets another process's
+// lock fails at once inside SQLite and is retried from a timer, off the event
+// loop's critical path, for up to LOCK_WAIT_MS; then the RPC is UNAVAILABLE
+// and nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
 import { backendError, parseRouteHostname } from "../config/config";
@@ -16,6 +20,7 @@ import type { Server } from "../server/server";
 import { type Store, StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
 import { RULE_TYPE_ENUM, shortRuleType } from "./protos";
+import { clip } from "./clip";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
 export class AdminError extends Error {
@@ -28,7 +33,6 @@ export class AdminError extends Error {
   }
 }
 
-
 interface RouteMsg {
   hostname: string;
   backend: string;
@@ -38,77 +42,120 @@ interface RuleMsg {
   value: string;
 }
 
+/**
+ * Longest accepted value per field, checked before anything else so that a
+ * megabyte of input is refused without being parsed or echoed. A host name is
+ * at most 253 bytes, plus "*." for a wildcard; a backend is a host name and
+ * ":65535"; a listener is a host:port or [v6]:port.
+ */
+export const MAX_LENGTH = { hostname: 255, backend: 261, listener: 270, ruleValue: 64 } as const;
+
+/** How long a mutation keeps retrying while another process holds the database's write lock. */
+export const LOCK_WAIT_MS = 5000;
+const RETRY_MS = 25;
+
 const invalid = (msg: string) => new AdminError(status.INVALID_ARGUMENT, msg);
 
+/** Refuse a value over `max` characters (or not a string) without echoing it whole. */
+function bounded(field: string, value: unknown, max: number): string {
+  if (value === undefined || value === null) return "";
+  if (typeof value !== "string") throw invalid(`${field}: expected a string`);
+  if (value.length > max) throw invalid(`${field}: ${clip(value)} is too long (at most ${max} characters)`);
+  return value;
+}
+
+export interface StatusExtras {
+  /** `[grpc] allow_unauthenticated_admin` is on: shown so it cannot go unnoticed. */
+  unauthenticatedAdmin: boolean;
+}
+
 export class AdminService {
+  /** The firewall rules as committed; GetFirewallRules answers from here, never from the database. */
+  private rules: StoredRule[];
+  /** Mutations in arrival order: each starts when the previous one has finished. */
+  private queue: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly server: Server,
     private readonly store: Store,
     private readonly logger: Logger,
-  ) {}
+    private readonly extras: StatusExtras = { unauthenticatedAdmin: false },
+  ) {
+    this.rules = store.rules();
+  }
 
   listRoutes(req: { listener: string }): { listeners: { listener: string; routes: RouteMsg[] }[] } {
-    const targets = req.listener === "" ? this.server.listeners : [this.listener(req.listener)];
+    const name = bounded("listener", req.listener, MAX_LENGTH.listener);
+    const targets = name === "" ? this.server.listeners : [this.listener(name)];
     return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes() })) };
   }
 
-  addRoute(req: { listener: string; route: RouteMsg | null }): { route: RouteMsg; replaced: boolean } {
-    const l = this.listener(req.listener);
+  addRoute(req: { listener: string; route: RouteMsg | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
+    const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
+    const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
+    const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
+    const l = this.listener(listener);
     if (req.route === null || req.route === undefined) throw invalid("route: required");
-    const hostname = this.hostname("route.hostname", req.route.hostname);
-    const backend = req.route.backend;
+    const hostname = this.hostname("route.hostname", rawHost);
     if (backend === "") throw invalid("route.backend: required (host:port)");
     const err = backendError(backend);
-    if (err !== null) throw invalid(`route.backend: ${JSON.stringify(backend)}: ${err}`);
+    if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
     const route = { hostname, backend };
-    const replaced = this.write(() => this.store.upsertRoute(l.addr, route));
-    this.reloadRoutes(l);
-    this.logger.info("admin: route added", { listener: l.addr, hostname, backend, replaced });
-    return { route, replaced };
+    return this.mutate(() => {
+      const after = this.store.upsertRoute(l.addr, route);
+      this.server.setRoutes(l, after.routes);
+      return { route, replaced: after.changed };
+    });
   }
 
-  removeRoute(req: { listener: string; hostname: string }): Record<string, never> {
-    const l = this.listener(req.listener);
-    const hostname = this.hostname("hostname", req.hostname);
-    const removed = this.write(() => this.store.removeRoute(l.addr, hostname));
-    if (!removed) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${JSON.stringify(hostname)} on listener ${JSON.stringify(l.addr)}`);
-    this.reloadRoutes(l);
-    this.logger.info("admin: route removed", { listener: l.addr, hostname });
-    return {};
+  removeRoute(req: { listener: string; hostname: string }): Promise<Record<string, never>> {
+    const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
+    const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
+    const l = this.listener(listener);
+    const hostname = this.hostname("hostname", rawHost);
+    return this.mutate(() => {
+      const after = this.store.removeRoute(l.addr, hostname);
+      if (!after.changed) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${clip(hostname)} on listener ${clip(l.addr)}`);
+      this.server.setRoutes(l, after.routes);
+      return {};
+    });
   }
 
   getFirewallRules(): { rules: RuleMsg[] } {
-    return { rules: this.store.rules().map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
+    return { rules: this.rules.map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
   }
 
-  addFirewallRule(req: { rule: RuleMsg | null }): { rule: RuleMsg; added: boolean } {
+  addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
     const rule = this.rule(req.rule);
     if (rule.type === "country" && this.server.firewall.geoipPath === null) {
       throw new AdminError(status.FAILED_PRECONDITION, `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`);
     }
-    const added = this.write(() => this.store.addRule(rule));
-    this.reloadRules();
-    this.logger.info("admin: firewall rule added", { type: rule.type, value: rule.value, added });
-    return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added };
+    return this.mutate(() => {
+      const after = this.store.addRule(rule);
+      this.installRules(after.rules);
+      return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added: after.changed };
+    });
   }
 
-  removeFirewallRule(req: { rule: RuleMsg | null }): Record<string, never> {
+  removeFirewallRule(req: { rule: RuleMsg | null }): Promise<Record<string, never>> {
     const rule = this.rule(req.rule);
-    const removed = this.write(() => this.store.removeRule(rule));
-    if (!removed) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${JSON.stringify(rule.value)}`);
-    this.reloadRules();
-    this.logger.info("admin: firewall rule removed", { type: rule.type, value: rule.value });
-    return {};
+    return this.mutate(() => {
+      const after = this.store.removeRule(rule);
+      if (!after.changed) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
+      this.installRules(after.rules);
+      return {};
+    });
   }
 
-  setListenerMaxConnections(req: { listener: string; max_connections: number }): { listener: string; max_connections: number } {
-    const l = this.listener(req.listener);
+  setListenerMaxConnections(req: { listener: string; max_connections: number }): Promise<{ listener: string; max_connections: number }> {
+    const l = this.listener(bounded("listener", req.listener, MAX_LENGTH.listener));
     const n = req.max_connections;
     if (!Number.isSafeInteger(n) || n < 0 || n > 2_147_483_647) throw invalid(`max_connections: ${n} must be 0 (unlimited) to 2147483647`);
-    this.write(() => this.store.setMaxConnections(l.addr, n));
-    l.maxConnections = n;
-    this.logger.info("admin: max_connections set", { listener: l.addr, max_connections: n });
-    return { listener: l.addr, max_connections: n };
+    return this.mutate(() => {
+      this.store.setMaxConnections(l.addr, n);
+      l.maxConnections = n;
+      return { listener: l.addr, max_connections: n };
+    });
   }
 
   getStatus(): object {
@@ -121,63 +168,79 @@ export class AdminService {
       active_connections: s.active,
       outcomes: Object.entries(s.outcomes).map(([outcome, count]) => ({ outcome, count })),
       listeners: s.listeners.map((l) => ({ addr: l.addr, route_count: l.routes, active_connections: l.active, max_connections: l.maxConnections })),
+      connection_cap: s.connectionCap,
+      unauthenticated_admin: this.extras.unauthenticatedAdmin,
     };
   }
 
+  /**
+   * Run `write` after every earlier mutation, retrying while another process
+   * holds the database lock. Each attempt is synchronous (bun:sqlite with
+   * busy_timeout 0), so it never blocks the loop for more than one write.
+   */
+  private mutate<T>(write: () => T): Promise<T> {
+    const run = async (): Promise<T> => {
+      const giveUpAt = performance.now() + LOCK_WAIT_MS;
+      for (;;) {
+        try {
+          return write();
+        } catch (e) {
+          if (!(e instanceof StoreError)) throw e;
+          if (e.busy && performance.now() < giveUpAt) {
+            await Bun.sleep(RETRY_MS);
+            continue;
+          }
+          this.logger.error("admin: database write failed; nothing changed", { error: e.message });
+          if (e.busy) throw new AdminError(status.UNAVAILABLE, `database is locked by another process (waited ${LOCK_WAIT_MS} ms); nothing changed, retry: ${e.message}`);
+          throw new AdminError(status.INTERNAL, e.message);
+        }
+      }
+    };
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
   private listener(addr: string): ListenerRuntime {
-    if (addr === "" || addr === undefined) throw invalid("listener: required (the listener's addr as configured)");
+    if (addr === "") throw invalid("listener: required (the listener's addr as configured)");
     const l = this.server.listener(addr);
     if (l === undefined) {
-      throw new AdminError(status.NOT_FOUND, `listener: ${JSON.stringify(addr)} not found (listeners: ${this.server.listeners.map((x) => x.addr).join(", ")})`);
+      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.server.listeners.map((x) => x.addr).join(", ")})`);
     }
     return l;
   }
 
   private hostname(field: string, value: string): string {
-    if (value === "" || value === undefined) throw invalid(`${field}: required`);
+    if (value === "") throw invalid(`${field}: required`);
     const h = parseRouteHostname(value);
-    if (typeof h !== "string") throw invalid(`${field}: ${JSON.stringify(value)}: ${h.error}`);
+    if (typeof h !== "string") throw invalid(`${field}: ${clip(value)}: ${h.error}`);
     return h;
   }
 
   private rule(msg: RuleMsg | null): StoredRule {
+    const value = bounded("rule.value", msg?.value, MAX_LENGTH.ruleValue);
     if (msg === null || msg === undefined) throw invalid("rule: required");
     const type = shortRuleType(msg.type);
-    if (type === undefined) throw invalid(`rule.type: ${JSON.stringify(msg.type)} must be FIREWALL_RULE_TYPE_IP, FIREWALL_RULE_TYPE_CIDR or FIREWALL_RULE_TYPE_COUNTRY`);
-    if (msg.value === "") throw invalid("rule.value: required");
+    if (type === undefined) throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, FIREWALL_RULE_TYPE_CIDR or FIREWALL_RULE_TYPE_COUNTRY`);
+    if (value === "") throw invalid("rule.value: required");
     if (type === "ip") {
-      const r = parseIpRule(msg.value);
+      const r = parseIpRule(value);
       if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
       return { type, value: r };
     }
     if (type === "cidr") {
-      const r = parseCidrRule(msg.value);
+      const r = parseCidrRule(value);
       if ("error" in r) throw invalid(`rule.value: ${r.error}`);
       return { type, value: `${r.address}/${r.prefix}` };
     }
-    const r = parseCountryRule(msg.value);
+    const r = parseCountryRule(value);
     if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
     return { type, value: r };
   }
 
-  private write<T>(fn: () => T): T {
-    try {
-      return fn();
-    } catch (e) {
-      if (e instanceof StoreError) {
-        this.logger.error("admin: database write failed; nothing changed", { error: e.message });
-        throw new AdminError(status.INTERNAL, e.message);
-      }
-      throw e;
-    }
-  }
-
-  private reloadRoutes(l: ListenerRuntime): void {
-    this.server.setRoutes(l, this.store.listener(l.addr)?.routes ?? []);
-  }
-
-  private reloadRules(): void {
-    this.server.firewall.replaceRules(rulesFromStore(this.store.rules()));
+  private installRules(rules: StoredRule[]): void {
+    this.rules = rules;
+    this.server.firewall.replaceRules(rulesFromStore(rules));
   }
 }
 

@@ -9,24 +9,89 @@ import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { createConnection } from "node:net";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
+import type { Fields } from "../log/logger";
 import { AdminError, type AdminService } from "./admin_service";
-import { ADMIN_SERVICE, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
+import { clip } from "./clip";
+import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, mayMutate } from "./identity";
+import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
 
 type Handler = (req: never) => unknown;
 
-/** Wrap a synchronous handler as a grpc-js unary handler with status mapping. */
-function unary(logger: Logger, name: string, fn: Handler): grpc.handleUnaryCall<unknown, unknown> {
+/**
+ * Largest request accepted. grpc-js refuses bigger ones with
+ * RESOURCE_EXHAUSTED before a handler runs; under it, an oversized field
+ * reaches the handler and is refused as INVALID_ARGUMENT naming the field
+ * (a 5 MB hostname must say so, issue 7). Real requests are under 1 KB.
+ */
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
+export interface AccessPolicy {
+  /** Names (certificate CN or DNS SAN) allowed to call mutating RPCs; null = every authenticated caller. */
+  adminClients: readonly string[] | null;
+}
+
+function callerOf(call: grpc.ServerUnaryCall<unknown, unknown>, unix: boolean): Caller {
+  if (unix) return UNIX_CALLER;
+  return callerFromCert(call.getAuthContext()?.sslPeerCertificate as PeerCert | undefined);
+}
+
+/** Trailing metadata that marks an error as the server's own answer (see ANSWERED_HEADER). */
+function answeredMetadata(): grpc.Metadata {
+  const m = new grpc.Metadata();
+  m.set(ANSWERED_HEADER, "1");
+  return m;
+}
+
+/** The request's key fields for the audit line, each cut to 64 characters. */
+function auditFields(req: unknown): Fields {
+  const out: Fields = {};
+  const walk = (o: unknown, prefix: string) => {
+    if (typeof o !== "object" || o === null) return;
+    for (const [k, v] of Object.entries(o)) {
+      if (typeof v === "string") out[prefix + k] = v.length > 64 ? `${v.slice(0, 64)}…(${Buffer.byteLength(v)} bytes)` : v;
+      else if (typeof v === "number" || typeof v === "boolean") out[prefix + k] = v;
+      else if (prefix === "") walk(v, `${k}.`);
+    }
+  };
+  walk(req, "");
+  return out;
+}
+
+/**
+ * Wrap a handler (synchronous, or returning a promise) as a grpc-js unary
+ * handler: access control for mutating calls, status mapping, and one audit
+ * line (`msg=admin`) per mutating call with the caller and the result.
+ */
+function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: boolean; unix: boolean; policy: AccessPolicy }): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
-    try {
-      callback(null, fn(call.request as never));
-    } catch (e) {
-      if (e instanceof AdminError) {
-        logger.debug("admin: request refused", { rpc: name, code: grpc.status[e.code], error: e.message, peer: call.getPeer() });
-        callback({ code: e.code, details: e.message });
-      } else {
-        logger.error("admin: handler failed", { rpc: name, error: (e as Error).message });
-        callback({ code: grpc.status.INTERNAL, details: (e as Error).message });
+    const caller = callerOf(call, opts.unix);
+    const finish = (err: unknown, res?: unknown) => {
+      let code = grpc.status.OK;
+      let details = "";
+      if (err !== null) {
+        if (err instanceof AdminError) {
+          code = err.code;
+          details = err.message;
+          logger.debug("admin: request refused", { rpc: name, code: grpc.status[code], error: details, identity: caller.identity });
+        } else {
+          code = grpc.status.INTERNAL;
+          details = (err as Error).message;
+          logger.error("admin: handler failed", { rpc: name, error: details, stack: (err as Error).stack });
+        }
       }
+      if (opts.mutating) logger.info("admin", { method: name, identity: caller.identity, ...auditFields(call.request), code: grpc.status[code] });
+      if (code === grpc.status.OK) callback(null, res);
+      else callback({ code, details, metadata: answeredMetadata() });
+    };
+    if (opts.mutating && !mayMutate(caller, opts.policy.adminClients)) {
+      return finish(new AdminError(grpc.status.PERMISSION_DENIED, `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`));
+    }
+    try {
+      const r = fn(call.request as never);
+      if (r instanceof Promise) r.then((v) => finish(null, v), (e) => finish(e));
+      else finish(null, r);
+    } catch (e) {
+      finish(e);
     }
   };
 }
@@ -38,30 +103,35 @@ export class AdminServer {
   ) {}
 
   static async start(cfg: GrpcConfig, service: AdminService, logger: Logger): Promise<AdminServer> {
-    const server = new grpc.Server();
+    const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_REQUEST_BYTES });
     const admin = adminDefinition();
     const health = healthDefinition();
+    const unix = cfg.addr.startsWith("unix:");
+    const policy: AccessPolicy = { adminClients: cfg.adminClients };
+    const read = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: false, unix, policy });
+    const write = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: true, unix, policy });
     server.addService((admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition), {
-      ListRoutes: unary(logger, "ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
-      AddRoute: unary(logger, "AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
-      RemoveRoute: unary(logger, "RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
-      GetFirewallRules: unary(logger, "GetFirewallRules", () => service.getFirewallRules()),
-      AddFirewallRule: unary(logger, "AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) => service.addFirewallRule(r)),
-      RemoveFirewallRule: unary(logger, "RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) => service.removeFirewallRule(r)),
-      SetListenerMaxConnections: unary(logger, "SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) =>
+      ListRoutes: read("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
+      AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
+      RemoveRoute: write("RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
+      GetFirewallRules: read("GetFirewallRules", () => service.getFirewallRules()),
+      AddFirewallRule: write("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) => service.addFirewallRule(r)),
+      RemoveFirewallRule: write("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) => service.removeFirewallRule(r)),
+      SetListenerMaxConnections: write("SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) =>
         service.setListenerMaxConnections(r),
       ),
-      GetStatus: unary(logger, "GetStatus", () => service.getStatus()),
+      GetStatus: read("GetStatus", () => service.getStatus()),
     });
 
     // grpc.health.v1: the whole server and the admin service are SERVING while it runs.
     const serving = new Set(["", ADMIN_SERVICE]);
     const check = (name: string) => {
-      if (!serving.has(name)) throw new AdminError(grpc.status.NOT_FOUND, `service: unknown service ${JSON.stringify(name)}`);
+      if (typeof name === "string" && name.length > 256) throw new AdminError(grpc.status.INVALID_ARGUMENT, `service: ${clip(name)} is too long`);
+      if (!serving.has(name)) throw new AdminError(grpc.status.NOT_FOUND, `service: unknown service ${clip(name)}`);
       return { status: "SERVING" };
     };
     server.addService(health[HEALTH_SERVICE] as unknown as grpc.ServiceDefinition, {
-      Check: unary(logger, "Health.Check", (r: { service: string }) => check(r.service)),
+      Check: read("Health.Check", (r: { service: string }) => check(r.service)),
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
         // Report once; the status never changes while the process runs.
         call.write({ status: serving.has(call.request.service) ? "SERVING" : "SERVICE_UNKNOWN" });
@@ -103,7 +173,10 @@ export class AdminServer {
       if (oldMask !== null) process.umask(oldMask);
     }
     if (socketPath !== null) chmodSync(socketPath, 0o600);
-    logger.info("admin API listening", { addr: cfg.addr, tls: socketPath === null, mtls: socketPath === null && cfg.clientCa !== null });
+    logger.info("admin API listening", { addr: cfg.addr, tls: socketPath === null, mtls: socketPath === null && cfg.clientCa !== null, admin_clients: cfg.adminClients ?? undefined });
+    if (socketPath === null && cfg.clientCa === null) {
+      logger.warn("admin API accepts ANY TLS client (grpc.allow_unauthenticated_admin = true): anyone who can reach it can change routes and firewall rules; set grpc.client_ca or use a unix: address", { addr: cfg.addr });
+    }
     return new AdminServer(server, cfg.addr);
   }
 

@@ -40,6 +40,13 @@ export function shortRuleType(enumName: string): ShortRuleType | undefined {
   return (Object.keys(RULE_TYPE_ENUM) as ShortRuleType[]).find((k) => RULE_TYPE_ENUM[k] === enumName);
 }
 export const ADMIN_SERVICE = "mc_proxy.v1.ProxyAdminService";
+
+/**
+ * Trailing metadata key on every error the admin server sends, so a client
+ * can tell "the server answered UNAVAILABLE (database locked)" from "the
+ * server could not be reached" (both are UNAVAILABLE in gRPC).
+ */
+export const ANSWERED_HEADER = "mc-proxy-answered";
 export const HEALTH_SERVICE = "grpc.health.v1.Health";
 
 export function adminDefinition(): PackageDefinition {

@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import { type PeerCertificate, checkServerIdentity } from "node:tls";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
-import { adminDefinition } from "../admin/protos";
+import { ANSWERED_HEADER, adminDefinition } from "../admin/protos";
 
 const CALL_TIMEOUT_MS = 10_000;
 
@@ -41,7 +41,11 @@ export class AdminClient {
       fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err, res) => {
         if (err === null) return resolve(res as T);
         const code = grpc.status[err.code] ?? String(err.code);
-        const details = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED ? `cannot reach the admin API at ${this.cfg.addr}: ${err.details}` : err.details;
+        // The server marks its own answers; anything else UNAVAILABLE or past
+        // the deadline never got an answer from it.
+        const answered = err.metadata?.get(ANSWERED_HEADER).length > 0;
+        const unreachable = !answered && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED);
+        const details = unreachable ? `cannot reach the admin API at ${this.cfg.addr}: ${err.details}` : err.details;
         reject(new AdminCallError(rpc, code, details));
       });
     });

@@ -170,10 +170,13 @@ async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult
   logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
   const srv = new Server(cfg, logger);
   srv.start();
+  // Serving: from here a write never waits inside SQLite for another process's lock.
+  store.serving();
   let admin: AdminServer | null = null;
   if (cfg.grpc !== null) {
     try {
-      admin = await AdminServer.start(cfg.grpc, new AdminService(srv, store, logger), logger);
+      const service = new AdminService(srv, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
+      admin = await AdminServer.start(cfg.grpc, service, logger);
     } catch (e) {
       srv.shutdown();
       throw e;

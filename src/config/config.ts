@@ -36,6 +36,10 @@ export interface GrpcConfig {
   clientCert: string | null;
   clientKey: string | null;
   serverCa: string | null;
+  /** Accept TLS clients without a certificate (no client_ca on a TCP address): an explicit, logged risk. */
+  allowUnauthenticatedAdmin: boolean;
+  /** Certificate names (CN or DNS SAN) that may call mutating RPCs; null = every verified client. */
+  adminClients: string[] | null;
 }
 
 export interface FirewallConfig {
@@ -89,6 +93,8 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
     client_cert: "string",
     client_key: "string",
     server_ca: "string",
+    allow_unauthenticated_admin: "bool",
+    admin_clients: "strings",
   },
   firewall: {
     geoip_db: "string",
@@ -368,10 +374,13 @@ function validateGrpc(root: Table, pathOf: (p: string) => string, problems: stri
     clientCert: opt("client_cert"),
     clientKey: opt("client_key"),
     serverCa: opt("server_ca"),
+    allowUnauthenticatedAdmin: (sec.allow_unauthenticated_admin as boolean | undefined) ?? false,
+    adminClients: (sec.admin_clients as string[] | undefined) ?? null,
   };
+  const unix = addr.startsWith("unix:");
   if (addr === "") {
     problems.push(`grpc.addr: required when [grpc] is present (host:port, or unix:/path/to/admin.sock)`);
-  } else if (addr.startsWith("unix:")) {
+  } else if (unix) {
     if (addr.length === "unix:".length) problems.push(`grpc.addr: ${show(addr)} names no socket path`);
     else g.addr = `unix:${pathOf(addr.slice(5))}`;
   } else {
@@ -380,6 +389,26 @@ function validateGrpc(root: Table, pathOf: (p: string) => string, problems: stri
     if (g.tlsCert === null || g.tlsKey === null) {
       problems.push(`grpc.tls_cert, grpc.tls_key: both required for a TCP admin address (TLS 1.3 is mandatory; use a unix: address for a local plaintext socket)`);
     }
+    // Secure by default: a TCP admin API without client certificates lets
+    // anyone who reaches the port rewrite routes and firewall rules.
+    if (g.clientCa === null && !g.allowUnauthenticatedAdmin) {
+      problems.push(
+        `grpc.client_ca: required for a TCP admin address (${show(addr)}): without it any TLS client can change routes and firewall rules. ` +
+          `Set grpc.client_ca to the CA that signs your admin certificates (mTLS), or use addr = "unix:/srv/mc-proxy/admin.sock"; ` +
+          `to accept the risk anyway, set grpc.allow_unauthenticated_admin = true`,
+      );
+    }
+  }
+  if (g.adminClients !== null) {
+    if (unix || g.clientCa === null) {
+      problems.push(`grpc.admin_clients: names clients by their certificates, so it needs a TCP address with grpc.client_ca (a unix: socket is guarded by its file mode)`);
+    }
+    g.adminClients.forEach((n, i) => {
+      if (n.trim() === "") problems.push(`grpc.admin_clients[${i}]: empty name (expected a certificate CN or DNS subjectAltName)`);
+    });
+  }
+  if (g.allowUnauthenticatedAdmin && (unix || g.clientCa !== null)) {
+    problems.push(`grpc.allow_unauthenticated_admin: only meaningful for a TCP address without grpc.client_ca; remove it`);
   }
   return g;
 }

@@ -22,6 +22,7 @@ export interface ServerStatus {
   active: number;
   outcomes: Record<string, number>;
   listeners: { addr: string; routes: number; active: number; maxConnections: number }[];
+  connectionCap: number;
 }
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
@@ -108,6 +109,7 @@ export class Server {
       active: this.ctx.connections.size,
       outcomes: Object.fromEntries(this.stats.byOutcome),
       listeners: this.listeners.map((l) => ({ addr: l.addr, routes: l.table.size, active: l.active, maxConnections: l.maxConnections })),
+      connectionCap: this.connectionCap,
     };
   }
 

@@ -14,7 +14,7 @@ import { adminPki } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
 import { ROOT, cleanEnv, command, type RunningProxy, listenerToml, startProxy, tempDir } from "../helpers/proxy";
 import { buildRootfs } from "../helpers/rootfs";
-import { adminToml } from "../helpers/admin";
+import { adminToml, unixGrpcConfig } from "../helpers/admin";
 
 const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
 
@@ -120,7 +120,7 @@ describe("admin API on a unix socket (binary)", () => {
       expect(existsSync(sock)).toBe(true);
       proxy = await startProxy("binary", toml, { dir });
       expect(statSync(sock).mode & 0o777).toBe(0o600);
-      const c = new AdminClient({ addr: `unix:${sock}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null });
+      const c = new AdminClient(unixGrpcConfig(sock));
       const s = await c.call<{ listeners: unknown[] }>("GetStatus");
       c.close();
       expect(s.listeners.length).toBe(1);

@@ -103,7 +103,7 @@ describe("mc-proxy check", () => {
   });
 
   test("admin API certificate files that cannot be read fail the check, naming the key", () => {
-    const f = configFile(`${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\ntls_cert = "nope.pem"\ntls_key = "nope.key"\n`);
+    const f = configFile(`${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\ntls_cert = "nope.pem"\ntls_key = "nope.key"\nclient_ca = "nope-ca.pem"\n`);
     const r = run(["check", "-c", f]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("grpc.tls_cert");

@@ -86,7 +86,10 @@ async function saturate(nofile: number, clients: number): Promise<void> {
     expect(backendConns).toBe(cap);
     const refused = closed();
     expect(refused.length).toBe(clients - cap);
-    expect(refused.filter((s) => s.error !== "ECONNRESET")).toEqual([]);
+    // Bun's client reports some resets as a plain close (3 to 65 of 504 per
+    // run); a python client counted 504 of 504 as ECONNRESET against the
+    // same binary. Either way: ended at once, with no byte.
+    expect(refused.filter((s) => (s.error !== "ECONNRESET" && s.error !== "eof") || s.echoed !== 0)).toEqual([]);
     const slowest = Math.max(...refused.map((s) => s.closedAt - s.openedAt));
     expect(slowest).toBeLessThan(2000);
     await waitFor(() => proxy.access().filter((r) => r.outcome === "over_capacity").length === clients - cap, 5000, "over_capacity records");

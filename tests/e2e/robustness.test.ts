@@ -5,6 +5,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { AdminClient } from "../../src/cli/admin_client";
+import { unixGrpcConfig } from "../helpers/admin";
 import { clientHelloBody, handshake, helloFor, records, sniExtension } from "../helpers/hello_builder";
 import { freePort, sleep } from "../helpers/net";
 import { listenerToml, startProxy, tempDir } from "../helpers/proxy";
@@ -53,7 +54,7 @@ connect_timeout = "500ms"
 `,
     { dir },
   );
-  const admin = new AdminClient({ addr: `unix:${join(dir, "admin.sock")}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null });
+  const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
   try {
     const rand = prng(7);
     const good = helloFor("known.example.com");

@@ -11,7 +11,14 @@ export function grpcConfig(pki: AdminPki, port: number): GrpcConfig {
     clientCert: pki.clientCert,
     clientKey: pki.clientKey,
     serverCa: pki.ca,
+    allowUnauthenticatedAdmin: false,
+    adminClients: null,
   };
+}
+
+/** Client settings for an admin API on a unix socket. */
+export function unixGrpcConfig(socketPath: string): GrpcConfig {
+  return { addr: `unix:${socketPath}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null, allowUnauthenticatedAdmin: false, adminClients: null };
 }
 
 export function adminToml(pki: AdminPki, grpcPort: number, listenerPort: number, routes: Record<string, number>, extra = ""): string {

@@ -40,6 +40,13 @@ export interface AdminPki {
   /** A client certificate from a CA the server does not trust. */
   foreignCert: string;
   foreignKey: string;
+  /** Client certificates from the trusted CA for role tests: CN=ops-admin; CN=ci-runner with DNS SAN "deployer"; CN=viewer. */
+  opsAdminCert: string;
+  opsAdminKey: string;
+  deployerCert: string;
+  deployerKey: string;
+  viewerCert: string;
+  viewerKey: string;
 }
 
 function openssl(args: string[]): void {
@@ -53,8 +60,8 @@ export function adminPki(): AdminPki {
   const p = (n: string) => join(dir, n);
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
   for (const ca of ["ca", "foreign-ca"]) openssl(["req", "-x509", ...ec, "-keyout", p(`${ca}.key`), "-out", p(`${ca}.pem`), "-days", "2", "-subj", `/CN=${ca}`]);
-  const leaf = (name: string, ca: string, ext: string | null) => {
-    openssl(["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${name}`]);
+  const leaf = (name: string, ca: string, ext: string | null, cn = name) => {
+    openssl(["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${cn}`]);
     const args = ["x509", "-req", "-in", p(`${name}.csr`), "-CA", p(`${ca}.pem`), "-CAkey", p(`${ca}.key`), "-CAcreateserial", "-out", p(`${name}.pem`), "-days", "2"];
     if (ext !== null) {
       writeFileSync(p(`${name}.ext`), ext);
@@ -65,6 +72,9 @@ export function adminPki(): AdminPki {
   leaf("server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n");
   leaf("client", "ca", null);
   leaf("foreign", "foreign-ca", null);
+  leaf("ops-admin", "ca", null);
+  leaf("deployer", "ca", "subjectAltName=DNS:deployer\n", "ci-runner");
+  leaf("viewer", "ca", null);
   return {
     dir,
     ca: p("ca.pem"),
@@ -74,5 +84,11 @@ export function adminPki(): AdminPki {
     clientKey: p("client.key"),
     foreignCert: p("foreign.pem"),
     foreignKey: p("foreign.key"),
+    opsAdminCert: p("ops-admin.pem"),
+    opsAdminKey: p("ops-admin.key"),
+    deployerCert: p("deployer.pem"),
+    deployerKey: p("deployer.key"),
+    viewerCert: p("viewer.pem"),
+    viewerKey: p("viewer.key"),
   };
 }

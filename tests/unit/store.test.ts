@@ -47,13 +47,16 @@ describe("Store", () => {
   test("upsert, remove, rules, max connections", () => {
     const s = Store.open(join(tempDir(), "p.db"));
     s.seed(seedListeners, []);
-    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:1" })).toBe(false);
-    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:2" })).toBe(true);
+    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:1" }).changed).toBe(false);
+    const replaced = s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:2" });
+    expect(replaced.changed).toBe(true);
+    // The result carries the listener's routes as committed.
+    expect(replaced.routes).toEqual(s.listener(":443")!.routes);
     expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backend).toBe("x:2");
-    expect(s.removeRoute(":443", "b.example.com")).toBe(true);
-    expect(s.removeRoute(":443", "b.example.com")).toBe(false);
-    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toBe(true);
-    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toBe(false);
+    expect(s.removeRoute(":443", "b.example.com")).toEqual({ changed: true, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1" }] });
+    expect(s.removeRoute(":443", "b.example.com").changed).toBe(false);
+    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toEqual({ changed: true, rules: [{ type: "cidr", value: "10.0.0.0/8" }] });
+    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" }).changed).toBe(false);
     s.setMaxConnections(":8443", 5);
     expect(s.listener(":8443")!.maxConnections).toBe(5);
     expect(() => s.setMaxConnections(":1", 5)).toThrow(StoreError);
