@@ -49,6 +49,7 @@ export interface FirewallConfig {
   blockedCountries: string[];
   rateLimit: number;
   rateWindowMs: number;
+  rateLimitIpv6Prefix: number;
 }
 
 export interface ProxyConfig {
@@ -103,6 +104,7 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
     blocked_countries: "strings",
     rate_limit: "int",
     rate_window: "duration",
+    rate_limit_ipv6_prefix: "int",
   },
   proxy: {
     connect_timeout: "duration",
@@ -130,6 +132,7 @@ export const DEFAULTS = {
   maxHelloBytes: 65536,
   shutdownTimeout: "30s",
   rateWindow: "1s",
+  rateLimitIpv6Prefix: 64,
 } as const;
 
 /**
@@ -337,7 +340,11 @@ function validateFirewall(sec: Table, pathOf: (p: string) => string, problems: s
     blockedCountries: [],
     rateLimit: (sec.rate_limit as number | undefined) ?? 0,
     rateWindowMs: (sec.rate_window as number | undefined) ?? parseDuration(DEFAULTS.rateWindow)!,
+    rateLimitIpv6Prefix: (sec.rate_limit_ipv6_prefix as number | undefined) ?? DEFAULTS.rateLimitIpv6Prefix,
   };
+  if (fw.rateLimitIpv6Prefix < 48 || fw.rateLimitIpv6Prefix > 128) {
+    problems.push(`firewall.rate_limit_ipv6_prefix: ${fw.rateLimitIpv6Prefix} is out of range 48-128 (IPv6 clients are counted per network of this size; 64 is one customer)`);
+  }
   ips.forEach((v, i) => {
     const r = parseIpRule(v);
     if (typeof r === "string") fw.blockedIps.push(r);

@@ -1,5 +1,6 @@
 // Client address normalisation and the firewall's rule parsers (SPEC §3 step 2).
 import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 
 const MAPPED_V4 = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i;
 
@@ -93,4 +94,26 @@ export function ipv6Bytes(addr: string): Uint8Array {
 export function parseCountryRule(text: string): string | { error: string } {
   if (!/^[A-Z]{2}$/.test(text)) return { error: `"${text}" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. "KP")` };
   return text;
+}
+
+/**
+ * The rate limiter's key for an IPv6 client: its /prefix network, as hex.
+ * One customer or cloud instance gets a whole /64 (2^64 addresses), so
+ * counting per address would never limit it (issue 7). `ip` is a normalised
+ * IPv6 address; an unparsable one is its own key.
+ */
+export function ipv6PrefixKey(ip: string, prefix: number): string {
+  let bytes: number[];
+  try {
+    bytes = ipaddr.IPv6.parse(ip).toByteArray();
+  } catch {
+    return ip;
+  }
+  let key = "";
+  for (let bit = 0; bit < prefix; bit += 8) {
+    const keep = Math.min(8, prefix - bit);
+    const b = bytes[bit >> 3]! & ((0xff << (8 - keep)) & 0xff);
+    key += (b < 16 ? "0" : "") + b.toString(16);
+  }
+  return `${key}/${prefix}`;
 }

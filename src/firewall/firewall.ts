@@ -2,6 +2,7 @@
 // any byte is read: blocked IP, blocked CIDR, blocked country, then the rate
 // limit. Rules are an immutable snapshot swapped by reference, so a rule change
 // applies to the next accept and never to half of one.
+import { ipv6PrefixKey } from "./address";
 import { AddressTable, ipv4ToUint32 } from "./address_table";
 import { CountryDatabase } from "./country_database";
 import { RateLimiter } from "./rate_limiter";
@@ -32,12 +33,15 @@ export interface FirewallOptions {
   geoipDb: string | null;
   rateLimit: number;
   rateWindowMs: number;
+  /** IPv6 clients are rate-limited per network of this prefix length (48–128; default 64). */
+  rateLimitIpv6Prefix?: number;
 }
 
 export class Firewall {
   private set: RuleSet;
   private geo: CountryDatabase | null = null;
   private readonly rate: RateLimiter | null;
+  private readonly ipv6Prefix: number;
   readonly geoipPath: string | null;
 
   /** Throws when the GeoIP database is configured but cannot be opened. */
@@ -46,6 +50,7 @@ export class Firewall {
     this.geoipPath = opts.geoipDb;
     if (opts.geoipDb !== null) this.geo = CountryDatabase.open(opts.geoipDb);
     this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs) : null;
+    this.ipv6Prefix = opts.rateLimitIpv6Prefix ?? 64;
   }
 
   /** Swap in a new rule snapshot (admin API). */
@@ -67,6 +72,11 @@ export class Firewall {
     }
   }
 
+  /** Addresses (IPv4) and IPv6 networks the rate limiter is tracking now. */
+  get rateTracked(): number {
+    return this.rate?.tracked ?? 0;
+  }
+
   /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
   check(ip: string, nowMs: number): FirewallVerdict {
     const s = this.set;
@@ -77,7 +87,7 @@ export class Firewall {
       const cc = this.geo.country(ip);
       if (cc !== null && s.countries.has(cc)) return "blocked_country";
     }
-    if (this.rate !== null && !this.rate.allow(ip, nowMs)) return "rate_limited";
+    if (this.rate !== null && !this.rate.allow(v4 >= 0 ? ip : ipv6PrefixKey(ip, this.ipv6Prefix), nowMs)) return "rate_limited";
     return null;
   }
 }

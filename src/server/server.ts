@@ -58,6 +58,7 @@ export class Server {
       geoipDb: config.firewall.geoipDb,
       rateLimit: config.firewall.rateLimit,
       rateWindowMs: config.firewall.rateWindowMs,
+      rateLimitIpv6Prefix: config.firewall.rateLimitIpv6Prefix,
     });
     this.listeners = config.listeners.map((l) => ({
       addr: l.addr,

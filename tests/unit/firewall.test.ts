@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { normaliseIp, parseCidrRule, parseIpRule } from "../../src/firewall/address";
+import { ipv6PrefixKey, normaliseIp, parseCidrRule, parseIpRule } from "../../src/firewall/address";
 import { Firewall } from "../../src/firewall/firewall";
-import { RateLimiter } from "../../src/firewall/rate_limiter";
+import { DEFAULT_MAX_TRACKED_IPS, RateLimiter } from "../../src/firewall/rate_limiter";
 import { writeMmdb } from "../helpers/mmdb_writer";
 import { tempDir } from "../helpers/proxy";
 
@@ -135,5 +135,48 @@ describe("AddressTable", () => {
     expect(new AddressTable(["0.0.0.0/0"]).has("8.8.8.8")).toBe(true);
     for (const bad of ["1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 "]) expect(ipv4ToUint32(bad)).toBe(-1);
     expect(ipv4ToUint32("255.255.255.255")).toBe(2 ** 32 - 1);
+  });
+});
+
+describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
+  const none = { blockedIps: [], blockedCidrs: [], blockedCountries: [] };
+  const hex = (n: number) => n.toString(16);
+
+  test("the key is the /prefix network", () => {
+    expect(ipv6PrefixKey("2001:db8:1:2:aaaa::1", 64)).toBe("20010db800010002/64");
+    expect(ipv6PrefixKey("2001:db8:1:2:ffff:ffff:ffff:ffff", 64)).toBe("20010db800010002/64");
+    expect(ipv6PrefixKey("2001:db8:1:2::1", 48)).toBe("20010db80001/48");
+    expect(ipv6PrefixKey("2001:db8:1:ff::1", 56)).toBe("20010db8000100/56");
+    expect(ipv6PrefixKey("2001:db8:1:2::1", 60)).toBe("20010db800010000/60");
+    expect(ipv6PrefixKey("2001:db8::1", 128)).toBe("20010db8000000000000000000000001/128");
+    expect(ipv6PrefixKey("not an address", 64)).toBe("not an address");
+  });
+
+  test("50 addresses of one /64 are one client; another /64 is another", () => {
+    const fw = new Firewall({ rules: none, geoipDb: null, rateLimit: 5, rateWindowMs: 10_000 });
+    const verdicts = Array.from({ length: 50 }, (_, i) => fw.check(`2001:db8:0:1:${hex(i + 1)}::${hex(i * 7 + 1)}`, 1000));
+    expect(verdicts.filter((v) => v === null).length).toBe(5);
+    expect(verdicts.filter((v) => v === "rate_limited").length).toBe(45);
+    expect(fw.check("2001:db8:0:2::1", 1000)).toBeNull();
+    expect(fw.rateTracked).toBe(2);
+  });
+
+  test("with prefix 128 every address is its own client", () => {
+    const fw = new Firewall({ rules: none, geoipDb: null, rateLimit: 5, rateWindowMs: 10_000, rateLimitIpv6Prefix: 128 });
+    const verdicts = Array.from({ length: 50 }, (_, i) => fw.check(`2001:db8:0:1::${hex(i + 1)}`, 1000));
+    expect(verdicts.every((v) => v === null)).toBe(true);
+  });
+
+  test("memory stays bounded under 1,000,000 distinct IPv6 clients", () => {
+    const fw = new Firewall({ rules: none, geoipDb: null, rateLimit: 5, rateWindowMs: 60_000 });
+    Bun.gc(true);
+    const heap0 = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 1_000_000; i++) fw.check(`2001:${hex(i >>> 16)}:${hex(i & 0xffff)}:1::1`, 1000);
+    expect(fw.rateTracked).toBeLessThanOrEqual(DEFAULT_MAX_TRACKED_IPS);
+    Bun.gc(true);
+    const grown = process.memoryUsage().heapUsed - heap0;
+    // README: at most 200,000 entries of ~240 bytes each (measured ~45 MiB).
+    expect(grown).toBeLessThan(64 * 1024 * 1024);
+    console.log(`rate limiter: ${fw.rateTracked} entries after 1,000,000 IPv6 clients, heap +${(grown / 1048576).toFixed(1)} MiB (${Math.round(grown / fw.rateTracked)} bytes/entry)`);
   });
 });
