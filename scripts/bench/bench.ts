@@ -1,4 +1,5 @@
 // `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...]`
+// `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 //
 // Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
 // ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
@@ -370,6 +371,11 @@ async function main(): Promise<void> {
     if (b.exitCode !== 0) throw new Error("bun run build failed");
   }
   mkdirSync(WORK, { recursive: true });
+  if (process.argv.includes("--soak")) {
+    const i = process.argv.indexOf("--minutes");
+    const { soak } = await import("./soak");
+    return soak(prepare(256 * 1024 * 1024), i >= 0 ? Number(process.argv[i + 1]) : 5, withFds);
+  }
   const f = prepare(s.bigBytes);
   console.log(`bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`);
 
