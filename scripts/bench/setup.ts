@@ -79,6 +79,8 @@ http {
   access_log off;
   sendfile on;
   keepalive_timeout 600s;
+  # Idle holders (memory per idle connection, the soak) send nothing for minutes.
+  client_header_timeout 600s;
   keepalive_requests 100000000;
   client_body_temp_path ${WORK}/tmp;
   proxy_temp_path ${WORK}/tmp;
