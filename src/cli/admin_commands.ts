@@ -1,6 +1,6 @@
 // Operator subcommands that talk to a running instance through the admin API
 // (status, routes, firewall), and `snapshot`, which copies the database.
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
@@ -30,12 +30,18 @@ export const FIREWALL_USAGE = `Usage:
 
 TYPE is ip, cidr or country; e.g. "firewall add -c FILE cidr 198.51.100.0/24".`;
 
-export const SNAPSHOT_USAGE = `Usage: mc-proxy snapshot -c FILE [-o PATH]
+export const SNAPSHOT_USAGE = `Usage: mc-proxy snapshot -c FILE [-o PATH] [--keep N]
 
 Writes a consistent copy of the database (SQLite VACUUM INTO) to PATH, by
 default backups/mc-proxy-<UTC timestamp>.db beside the database. Safe while
-the server runs. Restore: stop the server, replace the database file with the
-copy (and delete any -wal / -shm files beside it), start the server.`;
+the server runs. --keep N then deletes all but the newest N snapshots named
+mc-proxy-<UTC timestamp>.db in the folder the copy was written to (other
+files are never touched). Restore: stop the server, replace the database
+file with the copy (and delete any -wal / -shm files beside it), start the
+server.`;
+
+/** Names `snapshot` gives (and `--keep` prunes): mc-proxy-20261126T221503.123Z.db; they sort by time. */
+const SNAPSHOT_NAME = /^mc-proxy-\d{8}T\d{6}(\.\d{3})?Z\.db$/;
 
 interface Opts {
   cfg: Config;
@@ -172,13 +178,15 @@ export async function firewall(args: string[]): Promise<number> {
 }
 
 export function snapshot(args: string[]): number {
-  const a = parseArgs(args, SNAPSHOT_USAGE, { values: ["-o", "--output"] });
+  const a = parseArgs(args, SNAPSHOT_USAGE, { values: ["-o", "--output", "--keep"] });
   if (a.help) return help(SNAPSHOT_USAGE);
   if (a.config === null) throw new UsageError("-c FILE is required", SNAPSHOT_USAGE);
   if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SNAPSHOT_USAGE);
+  const keepText = a.flags.get("--keep");
+  if (keepText !== undefined && !/^[1-9]\d{0,5}$/.test(keepText)) throw new UsageError(`--keep ${keepText}: expected a whole number of snapshots, at least 1`, SNAPSHOT_USAGE);
   const cfg = loadConfig(a.config);
   if (!existsSync(cfg.databasePath)) throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const stamp = new Date().toISOString().replace(/[-:]/g, "");
   const dest = a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
   if (existsSync(dest)) throw new Error(`${dest} already exists; choose another -o PATH`);
   const store = Store.open(cfg.databasePath);
@@ -188,6 +196,12 @@ export function snapshot(args: string[]): number {
     store.close();
   }
   console.log(`snapshot written: ${dest}`);
+  if (keepText !== undefined) {
+    const dir = dirname(dest);
+    const old = readdirSync(dir).filter((n) => SNAPSHOT_NAME.test(n)).sort().slice(0, -Number(keepText));
+    for (const n of old) unlinkSync(join(dir, n));
+    if (old.length > 0) console.log(`removed ${old.length} older snapshot(s), kept the newest ${keepText}: ${old.join(", ")}`);
+  }
   return 0;
 }
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import * as grpc from "@grpc/grpc-js";
 import { Database } from "bun:sqlite";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { adminDefinition } from "../../src/admin/protos";
 import { AdminClient } from "../../src/cli/admin_client";
@@ -267,6 +267,28 @@ describe("operator CLI against a running binary", () => {
     // The default path: a timestamped file in backups/ beside the database.
     const d = cli("snapshot");
     expect(d.code).toBe(0);
-    expect(d.out).toMatch(/backups\/mc-proxy-\d{8}T\d{6}Z\.db/);
+    expect(d.out).toMatch(/backups\/mc-proxy-\d{8}T\d{6}\.\d{3}Z\.db/);
+  });
+
+  test("snapshot --keep: 10 snapshots, keep 7 — the 3 oldest are gone, other files and the database untouched", async () => {
+    const live = join(dirname(proxy.configFile), "data");
+    const backups = join(live, "backups");
+    const { readdirSync: ls, rmSync, statSync: st } = await import("node:fs");
+    rmSync(backups, { recursive: true, force: true });
+    mkdirSync(backups, { recursive: true });
+    writeFileSync(join(backups, "notes.txt"), "not a snapshot");
+    const dbBefore = st(join(live, "mc-proxy.db")).ino;
+    const made: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = cli("snapshot", "--keep", "7");
+      expect(r.code).toBe(0);
+      made.push(/backups\/(mc-proxy-\S+\.db)/.exec(r.out)![1]!);
+      await Bun.sleep(5);
+    }
+    expect(new Set(made).size).toBe(10);
+    expect(ls(backups).sort()).toEqual([...made.slice(3), "notes.txt"].sort());
+    expect(st(join(live, "mc-proxy.db")).ino).toBe(dbBefore);
+    expect(cli("routes", "list").code).toBe(0);
+    expect(cli("snapshot", "--keep", "0").code).toBe(2);
   });
 });
