@@ -81,6 +81,8 @@ interface StatusResponse {
   active_connections: number;
   outcomes: { outcome: string; count: number }[];
   listeners: { addr: string; route_count: number; active_connections: number; max_connections: number }[];
+  connection_cap: number;
+  unauthenticated_admin: boolean;
 }
 
 export async function status(args: string[]): Promise<number> {
@@ -93,7 +95,8 @@ export async function status(args: string[]): Promise<number> {
     print(o.json, s, () => {
       const lines = [
         `mc-proxy ${s.version}, up ${formatDuration(s.uptime_seconds * 1000)} (since ${new Date(s.started_at_unix_seconds * 1000).toISOString()})`,
-        `connections: ${s.total_connections} total, ${s.active_connections} active`,
+        `connections: ${s.total_connections} total, ${s.active_connections} active, cap ${s.connection_cap === 0 ? "none" : s.connection_cap} (from the open-file limit)`,
+        ...(s.unauthenticated_admin ? ["WARNING: the admin API accepts any TLS client (grpc.allow_unauthenticated_admin)"] : []),
         `outcomes: ${s.outcomes.length === 0 ? "none yet" : s.outcomes.map((x) => `${x.outcome}=${x.count}`).join(" ")}`,
         "listeners:",
         ...s.listeners.map((l) => `  ${l.addr}  routes=${l.route_count}  active=${l.active_connections}  max=${l.max_connections === 0 ? "unlimited" : l.max_connections}`),

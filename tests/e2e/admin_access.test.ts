@@ -13,7 +13,7 @@ import { AdminClient } from "../../src/cli/admin_client";
 import { adminPki } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
 import { ROOT, cleanEnv, command, type RunningProxy, listenerToml, startProxy, tempDir } from "../helpers/proxy";
-import { buildRootfs } from "../helpers/rootfs";
+import { RUN_AS, buildRootfs } from "../helpers/rootfs";
 import { adminToml, unixGrpcConfig } from "../helpers/admin";
 
 const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
@@ -145,22 +145,24 @@ describe("reflection from the compiled binary with no source tree (chroot)", () 
       return;
     }
     const pki = adminPki();
-    mkdirSync(join(fs.root, "etc/pki"), { recursive: true });
-    for (const f of ["ca.pem", "server.pem", "server.key"]) copyFileSync(join(pki.dir, f), join(fs.root, "etc/pki", f));
+    // Everything the server reads or writes lives in /srv/mc-proxy, owned by the mc-proxy user it runs as.
+    const srv = join(fs.root, "srv/mc-proxy");
+    for (const f of ["ca.pem", "server.pem", "server.key"]) copyFileSync(join(pki.dir, f), join(srv, f));
     const grpcPort = freePort();
     writeFileSync(
-      join(fs.root, "etc/mc-proxy.toml"),
-      `[database]\npath = "/tmp/mc-proxy.db"\n${listenerToml(freePort(), {})}
+      join(srv, "mc-proxy.toml"),
+      `${listenerToml(freePort(), {})}
 [grpc]
 addr = "127.0.0.1:${grpcPort}"
-tls_cert = "/etc/pki/server.pem"
-tls_key = "/etc/pki/server.key"
-client_ca = "/etc/pki/ca.pem"
+tls_cert = "server.pem"
+tls_key = "server.key"
+client_ca = "ca.pem"
 [log]
 format = "json"
 `,
     );
-    const p = Bun.spawn(fs.argv("server", "-c", "/etc/mc-proxy.toml"), { stdout: "pipe", stderr: "pipe" });
+    Bun.spawnSync(["chown", "-R", RUN_AS, srv]);
+    const p = Bun.spawn(fs.argv("server", "-c", "/srv/mc-proxy/mc-proxy.toml"), { stdout: "pipe", stderr: "pipe" });
     let log = "";
     void (async () => {
       for await (const chunk of p.stderr) log += new TextDecoder().decode(chunk);

@@ -8,10 +8,13 @@ import type { Subprocess } from "bun";
 import { sleep } from "./net";
 
 export type Mode = "source" | "binary";
-export const MODES: Mode[] = ["source", "binary"];
+/** MC_PROXY_TEST_MODES=binary narrows the suites that run in both modes (the release test uses it). */
+export const MODES: Mode[] = (process.env.MC_PROXY_TEST_MODES?.split(",") as Mode[] | undefined) ?? ["source", "binary"];
 
 export const ROOT = resolve(import.meta.dir, "../..");
-export const BINARY = join(ROOT, "dist/mc-proxy");
+/** MC_PROXY_TEST_BINARY runs the binary-mode tests against another build (a release binary); it is never rebuilt. */
+const BINARY_OVERRIDE = process.env.MC_PROXY_TEST_BINARY;
+export const BINARY = BINARY_OVERRIDE ?? join(ROOT, "dist/mc-proxy");
 
 let built = false;
 
@@ -29,7 +32,7 @@ function newestSource(dir: string): number {
  * first; this keeps a local `bun test` from testing a stale binary).
  */
 export function ensureBinary(): string {
-  if (!built && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource(join(ROOT, "src")))) {
+  if (!built && BINARY_OVERRIDE === undefined && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource(join(ROOT, "src")))) {
     const r = Bun.spawnSync([process.execPath, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`bun run build failed: ${r.stderr.toString()}`);
   }
@@ -44,7 +47,7 @@ export function command(mode: Mode): string[] {
 /** The environment without any MCPROXY_* overrides from the caller's shell. */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MCPROXY_") && v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MCPROXY_") && !k.startsWith("MC_PROXY_TEST_") && v !== undefined) env[k] = v;
   return { ...env, ...extra };
 }
 
