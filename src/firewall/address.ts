@@ -1,5 +1,13 @@
-// Client address normalisation and the firewall's rule parsers (SPEC §3 step 2).
-import { isIP } from "node:net";
+// IP address text: client address normalisation, the rule and
+// trusted-proxy parsers of the config and the admin API, and the byte forms
+// the PROXY protocol carries. Parsing is ipaddr.js's (the well-kept parser);
+// the per-connection lookups use the precomputed tables in address_table.ts.
+//
+// Not ip-cidr (the design card's package): measured 4.0.2 rejects
+// `64:ff9b::1.2.3.4/128` (NAT64 with an embedded IPv4 address, valid),
+// accepts `10.0.0.0/08` (a prefix with a leading zero), and turns
+// `::ffff:10.0.0.0/104` into an IPv4 range without saying so.
+
 import ipaddr from "ipaddr.js";
 
 const MAPPED_V4 = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i;
@@ -14,81 +22,112 @@ export function normaliseIp(ip: string): string {
   return ip;
 }
 
+/**
+ * Strict dotted-quad IPv4: four decimal numbers 0–255 without leading zeros
+ * (PROXY v1 §2.1 forbids them: they read as octal elsewhere). The text itself, or null.
+ */
+export function parseIpv4Text(text: string): string | null {
+  return ipaddr.IPv4.isValidFourPartDecimal(text) && text.split(".").every((o) => o === "0" || !o.startsWith("0")) ? text : null;
+}
+
+/**
+ * IPv6 text (with or without an embedded dotted quad), no zone id. Returns
+ * the RFC 5952 form, or the IPv4 address for an IPv4-mapped one; null when
+ * not IPv6.
+ */
+export function parseIpv6Text(text: string): string | null {
+  if (text.includes("%") || !ipaddr.IPv6.isValid(text)) return null;
+  return canonical(ipaddr.IPv6.parse(text));
+}
+
+/** Any address text → its canonical form (see parseIpv6Text); null when neither family. */
+export function parseIpText(text: string): string | null {
+  return text.includes(":") ? parseIpv6Text(text) : parseIpv4Text(text);
+}
+
+function canonical(a: ipaddr.IPv4 | ipaddr.IPv6): string {
+  if (a.kind() === "ipv6") {
+    const v6 = a as ipaddr.IPv6;
+    return v6.isIPv4MappedAddress() ? v6.toIPv4Address().toString() : v6.toRFC5952String();
+  }
+  return a.toString();
+}
+
+/** 4 or 16 address bytes → canonical text (an IPv4-mapped IPv6 address becomes IPv4). */
+export function ipFromBytes(bytes: Uint8Array): string {
+  return canonical(ipaddr.fromByteArray(Array.from(bytes)));
+}
+
+/** Canonical address text → its bytes (4 for IPv4, 16 for IPv6). */
+export function ipToBytes(ip: string): number[] {
+  return ipaddr.parse(ip).toByteArray();
+}
+
 export interface Cidr {
   address: string;
   prefix: number;
   family: "ipv4" | "ipv6";
 }
 
-/** Parse an IP rule value; returns the normalised address or an error message. */
+/** Parse an IP rule value; returns the canonical address or an error message. */
 export function parseIpRule(text: string): string | { error: string } {
-  if (isIP(text) === 0) return { error: `"${text}" is not an IPv4 or IPv6 address` };
-  return normaliseIp(text.toLowerCase());
+  const ip = parseIpText(text);
+  if (ip === null) return { error: `"${text}" is not an IPv4 or IPv6 address${text.includes("%") ? " (zone ids such as %eth0 are not allowed)" : ""}` };
+  return ip;
 }
 
 /**
  * Parse "address/prefix". The address must be the network address (host bits
  * zero): "10.0.0.1/8" is refused rather than silently widened, since the
- * operator may have meant 10.0.0.1/32.
+ * operator may have meant 10.0.0.1/32. The prefix is decimal without a
+ * leading zero. An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4
+ * block it maps (`10.0.0.0/8`), because clients are matched in that form.
  */
 export function parseCidrRule(text: string): Cidr | { error: string } {
   const slash = text.indexOf("/");
   if (slash < 0) return { error: `"${text}" is not a CIDR block (expected address/prefix)` };
-  const addr = normaliseIp(text.slice(0, slash).toLowerCase());
+  const addrText = text.slice(0, slash);
   const prefixText = text.slice(slash + 1);
-  const fam = isIP(addr);
-  if (fam === 0) return { error: `"${text}": "${addr}" is not an IPv4 or IPv6 address` };
-  const max = fam === 4 ? 32 : 128;
-  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) {
-    return { error: `"${text}": prefix length must be 0-${max}` };
+  const v6 = addrText.includes(":");
+  const addr = v6 ? (addrText.includes("%") || !ipaddr.IPv6.isValid(addrText) ? null : ipaddr.IPv6.parse(addrText)) : parseIpv4Text(addrText) === null ? null : ipaddr.IPv4.parse(addrText);
+  if (addr === null) return { error: `"${text}": "${addrText}" is not an IPv4 or IPv6 address${addrText.includes("%") ? " (zone ids are not allowed)" : ""}` };
+  const max = v6 ? 128 : 32;
+  if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || Number(prefixText) > max) {
+    return { error: `"${text}": prefix length must be 0-${max}, written without a leading zero` };
   }
-  const prefix = Number(prefixText);
-  const bytes = fam === 4 ? ipv4Bytes(addr) : ipv6Bytes(addr);
-  for (let bit = prefix; bit < max; bit++) {
-    if ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) {
-      return { error: `"${text}" is not canonical: host bits are set (the network address is ${networkOf(bytes, prefix, fam)}/${prefix})` };
-    }
+  let prefix = Number(prefixText);
+  let net: ipaddr.IPv4 | ipaddr.IPv6 = addr;
+  if (v6 && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
+    if (prefix < 96) return { error: `"${text}": an IPv4-mapped block needs a prefix of 96 or more (write the IPv4 block instead)` };
+    net = (addr as ipaddr.IPv6).toIPv4Address();
+    prefix -= 96;
   }
-  return { address: addr, prefix, family: fam === 4 ? "ipv4" : "ipv6" };
+  const network = ipaddr.fromByteArray(maskBytes(net.toByteArray(), prefix));
+  if (network.toString() !== net.toString()) {
+    return { error: `"${text}" is not canonical: host bits are set (the network address is ${canonical(network)}/${prefix})` };
+  }
+  return { address: canonical(net), prefix, family: net.kind() === "ipv4" ? "ipv4" : "ipv6" };
 }
 
-function networkOf(bytes: Uint8Array, prefix: number, fam: number): string {
-  const b = bytes.slice();
-  for (let bit = prefix; bit < b.length * 8; bit++) b[bit >> 3]! &= ~(1 << (7 - (bit & 7)));
-  if (fam === 4) return Array.from(b).join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-  return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+/**
+ * Parse a list entry that may be an address or a CIDR block (trusted_proxies);
+ * returns the canonical "address/prefix" (a bare address gets /32 or /128).
+ */
+export function parseAddressOrCidr(text: string): string | { error: string } {
+  if (text.includes("/")) {
+    const c = parseCidrRule(text);
+    return "error" in c ? c : `${c.address}/${c.prefix}`;
+  }
+  const ip = parseIpRule(text);
+  if (typeof ip !== "string") return ip;
+  return `${ip}/${ip.includes(":") ? 128 : 32}`;
 }
 
-export function ipv4Bytes(addr: string): Uint8Array {
-  return new Uint8Array(addr.split(".").map(Number));
-}
-
-export function ipv6Bytes(addr: string): Uint8Array {
-  let text = addr;
-  const out = new Uint8Array(16);
-  // A trailing dotted quad (e.g. ::ffff:1.2.3.4 or 64:ff9b::1.2.3.4).
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  let tail: number[] = [];
-  if (v4 !== null) {
-    const q = ipv4Bytes(v4[1]!);
-    tail = [(q[0]! << 8) | q[1]!, (q[2]! << 8) | q[3]!];
-    text = text.slice(0, -v4[1]!.length) + "0:0";
-  }
-  const [head, rest] = text.split("::") as [string, string | undefined];
-  const h = head === "" ? [] : head.split(":").map((g) => parseInt(g, 16));
-  const r = rest === undefined || rest === "" ? [] : rest.split(":").map((g) => parseInt(g, 16));
-  const groups = rest === undefined ? h : [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
-  if (tail.length === 2) {
-    groups[6] = tail[0]!;
-    groups[7] = tail[1]!;
-  }
-  for (let i = 0; i < 8; i++) {
-    out[i * 2] = (groups[i]! >> 8) & 0xff;
-    out[i * 2 + 1] = groups[i]! & 0xff;
-  }
-  return out;
+function maskBytes(bytes: number[], prefix: number): number[] {
+  return bytes.map((b, i) => {
+    const bits = Math.max(0, Math.min(8, prefix - i * 8));
+    return b & ((0xff << (8 - bits)) & 0xff);
+  });
 }
 
 export function parseCountryRule(text: string): string | { error: string } {
