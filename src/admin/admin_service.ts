@@ -19,7 +19,8 @@ import type { ListenerRuntime } from "../server/context";
 import type { Server } from "../server/server";
 import { type Store, StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
-import { RULE_TYPE_ENUM, shortRuleType } from "./protos";
+import type { Route } from "../routing/route_table";
+import { RULE_TYPE_ENUM, SEND_PROXY_ENUM, shortRuleType, shortSendProxy } from "./protos";
 import { clip } from "./clip";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
@@ -36,6 +37,11 @@ export class AdminError extends Error {
 interface RouteMsg {
   hostname: string;
   backend: string;
+  send_proxy_protocol?: string;
+}
+
+function routeMsg(r: Route): RouteMsg {
+  return { hostname: r.hostname, backend: r.backend, send_proxy_protocol: SEND_PROXY_ENUM[r.sendProxyProtocol] };
 }
 interface RuleMsg {
   type: string;
@@ -87,7 +93,7 @@ export class AdminService {
   listRoutes(req: { listener: string }): { listeners: { listener: string; routes: RouteMsg[] }[] } {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
     const targets = name === "" ? this.server.listeners : [this.listener(name)];
-    return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes() })) };
+    return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes().map(routeMsg) })) };
   }
 
   addRoute(req: { listener: string; route: RouteMsg | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
@@ -100,11 +106,13 @@ export class AdminService {
     if (backend === "") throw invalid("route.backend: required (host:port)");
     const err = backendError(backend);
     if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
-    const route = { hostname, backend };
+    const sendProxyProtocol = shortSendProxy(req.route.send_proxy_protocol);
+    if (sendProxyProtocol === undefined) throw invalid(`route.send_proxy_protocol: ${clip(String(req.route.send_proxy_protocol))} must be SEND_PROXY_PROTOCOL_OFF, _V1 or _V2`);
+    const route: Route = { hostname, backend, sendProxyProtocol };
     return this.mutate(() => {
       const after = this.store.upsertRoute(l.addr, route);
       this.server.setRoutes(l, after.routes);
-      return { route, replaced: after.changed };
+      return { route: routeMsg(route), replaced: after.changed };
     });
   }
 
@@ -167,7 +175,14 @@ export class AdminService {
       total_connections: s.closed + s.active,
       active_connections: s.active,
       outcomes: Object.entries(s.outcomes).map(([outcome, count]) => ({ outcome, count })),
-      listeners: s.listeners.map((l) => ({ addr: l.addr, route_count: l.routes, active_connections: l.active, max_connections: l.maxConnections })),
+      listeners: s.listeners.map((l) => ({
+        addr: l.addr,
+        route_count: l.routes,
+        active_connections: l.active,
+        max_connections: l.maxConnections,
+        proxy_protocol: l.proxyProtocol,
+        trusted_proxies: l.trustedProxies,
+      })),
       connection_cap: s.connectionCap,
       unauthenticated_admin: this.extras.unauthenticatedAdmin,
     };

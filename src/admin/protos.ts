@@ -4,6 +4,7 @@
 // (grpcurl, buf curl) show and ask for.
 import { type Options, type PackageDefinition, loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
 import protobuf from "protobufjs";
+import type { SendProxy } from "../routing/route_table";
 import descriptor from "protobufjs/ext/descriptor";
 import adminText from "../../proto/mc_proxy/v1/admin.proto" with { type: "text" };
 import healthText from "../../proto/grpc/health/v1/health.proto" with { type: "text" };
@@ -39,6 +40,15 @@ export type ShortRuleType = keyof typeof RULE_TYPE_ENUM;
 export function shortRuleType(enumName: string): ShortRuleType | undefined {
   return (Object.keys(RULE_TYPE_ENUM) as ShortRuleType[]).find((k) => RULE_TYPE_ENUM[k] === enumName);
 }
+/** The SendProxyProtocol enum names, by the short form the config, the store and the CLI use. */
+export const SEND_PROXY_ENUM = { off: "SEND_PROXY_PROTOCOL_OFF", v1: "SEND_PROXY_PROTOCOL_V1", v2: "SEND_PROXY_PROTOCOL_V2" } as const;
+
+/** "off", "v1" or "v2" for an enum name (UNSPECIFIED, from an older client, is "off"); undefined for any other. */
+export function shortSendProxy(enumName: string | undefined): SendProxy | undefined {
+  if (enumName === undefined || enumName === "" || enumName === "SEND_PROXY_PROTOCOL_UNSPECIFIED") return "off";
+  return (Object.keys(SEND_PROXY_ENUM) as SendProxy[]).find((k) => SEND_PROXY_ENUM[k] === enumName);
+}
+
 export const ADMIN_SERVICE = "mc_proxy.v1.ProxyAdminService";
 
 /**

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
-import { RULE_TYPE_ENUM, type ShortRuleType, shortRuleType } from "../admin/protos";
+import { RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, shortRuleType, shortSendProxy } from "../admin/protos";
 import { Store } from "../store/store";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./usage_error";
@@ -16,12 +16,14 @@ listeners, through the admin API named in FILE's [grpc] section.`;
 
 export const ROUTES_USAGE = `Usage:
   mc-proxy routes list   -c FILE [--listener ADDR] [--json]
-  mc-proxy routes add    -c FILE [--listener ADDR] HOSTNAME BACKEND [--json]
+  mc-proxy routes add    -c FILE [--listener ADDR] [--send-proxy-protocol v1|v2] HOSTNAME BACKEND [--json]
   mc-proxy routes remove -c FILE [--listener ADDR] HOSTNAME
 
 HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
 --listener is the listener's addr as configured; it may be left out when the
-config has one listener. "add" replaces the backend of an existing route.`;
+config has one listener. "add" replaces the backend of an existing route.
+--send-proxy-protocol sends a PROXY protocol header to the backend (v2
+carries the SNI and the connection's id); the default is off.`;
 
 export const FIREWALL_USAGE = `Usage:
   mc-proxy firewall list   -c FILE [--json]
@@ -47,14 +49,16 @@ interface Opts {
   cfg: Config;
   json: boolean;
   listener: string | null;
+  /** The command's own flags with values. */
+  values: Map<string, string>;
   rest: string[];
 }
 
-function options(args: string[], usage: string, allowListener: boolean): Opts | null {
-  const a = parseArgs(args, usage, { values: allowListener ? ["--listener"] : [], switches: ["--json"] });
+function options(args: string[], usage: string, allowListener: boolean, values: string[] = []): Opts | null {
+  const a = parseArgs(args, usage, { values: [...(allowListener ? ["--listener"] : []), ...values], switches: ["--json"] });
   if (a.help) return null;
   if (a.config === null) throw new UsageError("-c FILE is required", usage);
-  return { cfg: loadConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, rest: a.rest };
+  return { cfg: loadConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, values: a.flags, rest: a.rest };
 }
 
 function client(cfg: Config): AdminClient {
@@ -80,7 +84,7 @@ interface StatusResponse {
   total_connections: number;
   active_connections: number;
   outcomes: { outcome: string; count: number }[];
-  listeners: { addr: string; route_count: number; active_connections: number; max_connections: number }[];
+  listeners: { addr: string; route_count: number; active_connections: number; max_connections: number; proxy_protocol: boolean; trusted_proxies: string[] }[];
   connection_cap: number;
   unauthenticated_admin: boolean;
 }
@@ -99,7 +103,11 @@ export async function status(args: string[]): Promise<number> {
         ...(s.unauthenticated_admin ? ["WARNING: the admin API accepts any TLS client (grpc.allow_unauthenticated_admin)"] : []),
         `outcomes: ${s.outcomes.length === 0 ? "none yet" : s.outcomes.map((x) => `${x.outcome}=${x.count}`).join(" ")}`,
         "listeners:",
-        ...s.listeners.map((l) => `  ${l.addr}  routes=${l.route_count}  active=${l.active_connections}  max=${l.max_connections === 0 ? "unlimited" : l.max_connections}`),
+        ...s.listeners.map(
+          (l) =>
+            `  ${l.addr}  routes=${l.route_count}  active=${l.active_connections}  max=${l.max_connections === 0 ? "unlimited" : l.max_connections}` +
+            (l.proxy_protocol ? `  proxy_protocol from ${l.trusted_proxies.join(",")}` : ""),
+        ),
       ];
       return lines.join("\n");
     });
@@ -112,13 +120,20 @@ export async function status(args: string[]): Promise<number> {
 interface RouteMsg {
   hostname: string;
   backend: string;
+  send_proxy_protocol: string;
+}
+
+/** "  app.example.com  ->  10.0.0.5:8443" plus "  (send-proxy v2)" when the route sends a PROXY header. */
+function routeLine(r: RouteMsg): string {
+  const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
+  return `${r.hostname}  ->  ${r.backend}${pp === "off" ? "" : `  (send-proxy ${pp})`}`;
 }
 
 export async function routes(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(ROUTES_USAGE);
   if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`, ROUTES_USAGE);
-  const o = options(rest, ROUTES_USAGE, true);
+  const o = options(rest, ROUTES_USAGE, true, sub === "add" ? ["--send-proxy-protocol"] : []);
   if (o === null) return help(ROUTES_USAGE);
   const pos = o.rest;
   const c = client(o.cfg);
@@ -127,13 +142,16 @@ export async function routes(args: string[]): Promise<number> {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
       const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
       print(o.json, r, () =>
-        r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${x.hostname}  ->  ${x.backend}`))].join("\n")).join("\n"),
+        r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`))].join("\n")).join("\n"),
       );
     } else if (sub === "add") {
       if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);
-      const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route: { hostname: pos[0], backend: pos[1] } });
-      print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${r.route.hostname}  ->  ${r.route.backend}`);
+      const pp = o.values.get("--send-proxy-protocol") ?? "off";
+      if (pp !== "off" && pp !== "v1" && pp !== "v2") throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
+      const route = { hostname: pos[0], backend: pos[1], send_proxy_protocol: SEND_PROXY_ENUM[pp] };
+      const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route });
+      print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${routeLine(r.route)}`);
     } else {
       if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);

@@ -4,7 +4,8 @@
 
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { parseAddressOrCidr, parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import type { SendProxy } from "../routing/route_table";
 import { normaliseHostName } from "../sni/host_name";
 import { type HostPort, parseHostPort } from "./address";
 import { parseDuration } from "./duration";
@@ -16,6 +17,8 @@ export interface RouteConfig {
   /** Normalised: lower case, no trailing dot; "*.suffix" for a wildcard. */
   hostname: string;
   backend: string;
+  /** PROXY protocol header sent to the backend before the client's bytes. */
+  sendProxyProtocol: SendProxy;
 }
 
 export interface ListenerConfig {
@@ -24,6 +27,11 @@ export interface ListenerConfig {
   bind: HostPort;
   maxConnections: number;
   defaultBackend: string | null;
+  defaultBackendSendProxyProtocol: SendProxy;
+  /** Every connection starts with a PROXY header from one of trustedProxies. */
+  proxyProtocol: boolean;
+  /** Canonical "address/prefix" strings; empty unless proxyProtocol. */
+  trustedProxies: string[];
   routes: RouteConfig[];
 }
 
@@ -116,14 +124,28 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
   log: { level: "string", format: "string" },
 };
 
-const LISTENER_KEYS: Record<string, Kind | "routes"> = {
+const LISTENER_KEYS: Record<string, Kind | "routes" | "send_proxy"> = {
   addr: "string",
   max_connections: "int",
   default_backend: "string",
+  default_backend_send_proxy_protocol: "send_proxy",
   proxy_protocol: "bool",
+  trusted_proxies: "strings",
   routes: "routes",
 };
-const ROUTE_KEYS: Record<string, Kind> = { hostname: "string", backend: "string", send_proxy_protocol: "bool" };
+const ROUTE_KEYS: Record<string, Kind | "send_proxy"> = { hostname: "string", backend: "string", send_proxy_protocol: "send_proxy" };
+
+/**
+ * `send_proxy_protocol`: "v1", "v2", or false (off); true means "v2", the
+ * boolean form of upstream mc-proxy's config.
+ */
+function sendProxy(v: unknown, key: string, problems: string[]): SendProxy {
+  if (v === undefined || v === false) return "off";
+  if (v === true || v === "v2") return "v2";
+  if (v === "v1") return "v1";
+  problems.push(`${key}: ${show(v)} must be "v1", "v2" or false (true means "v2")`);
+  return "off";
+}
 
 export const DEFAULTS = {
   connectTimeout: "5s",
@@ -462,11 +484,36 @@ function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
         defaultBackend = db;
       }
     }
-    if (item.proxy_protocol !== undefined) {
-      const pp = typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems);
-      if (pp === true) problems.push(`${where}.proxy_protocol: PROXY protocol is not supported by this version; remove the key or set it to false`);
+    const proxyProtocol = item.proxy_protocol === undefined ? false : typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems) === true;
+    const trustedProxies: string[] = [];
+    if (item.trusted_proxies !== undefined) {
+      const list = typed("strings", item.trusted_proxies, `${where}.trusted_proxies`, problems) as string[] | undefined;
+      if (list !== undefined && !proxyProtocol) {
+        problems.push(`${where}.trusted_proxies: only meaningful with proxy_protocol = true (remove it, or turn PROXY protocol on)`);
+      }
+      (list ?? []).forEach((t, k) => {
+        const r = parseAddressOrCidr(t);
+        if (typeof r === "string") trustedProxies.push(r);
+        else problems.push(`${where}.trusted_proxies[${k}]: ${r.error}`);
+      });
     }
-    out.push({ addr: addr ?? "", bind, maxConnections, defaultBackend, routes: validateRoutes(item.routes, where, problems) });
+    if (proxyProtocol && item.trusted_proxies === undefined) {
+      problems.push(`${where}.trusted_proxies: required when proxy_protocol = true: the addresses or CIDR blocks of the load balancers allowed to send PROXY headers (e.g. ["10.0.0.0/8"])`);
+    } else if (proxyProtocol && trustedProxies.length === 0 && Array.isArray(item.trusted_proxies) && item.trusted_proxies.length === 0) {
+      problems.push(`${where}.trusted_proxies: must not be empty when proxy_protocol = true`);
+    }
+    const defaultSend = sendProxy(item.default_backend_send_proxy_protocol, `${where}.default_backend_send_proxy_protocol`, problems);
+    if (defaultSend !== "off" && defaultBackend === null) problems.push(`${where}.default_backend_send_proxy_protocol: set without a default_backend`);
+    out.push({
+      addr: addr ?? "",
+      bind,
+      maxConnections,
+      defaultBackend,
+      defaultBackendSendProxyProtocol: defaultSend,
+      proxyProtocol,
+      trustedProxies,
+      routes: validateRoutes(item.routes, where, problems),
+    });
   });
   return out;
 }
@@ -488,10 +535,7 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     checkKeys(item, ROUTE_KEYS, `${rw}.`, problems);
     const hostname = typed("string", item.hostname ?? "", `${rw}.hostname`, problems) as string | undefined;
     const backend = typed("string", item.backend ?? "", `${rw}.backend`, problems) as string | undefined;
-    if (item.send_proxy_protocol !== undefined) {
-      const pp = typed("bool", item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
-      if (pp === true) problems.push(`${rw}.send_proxy_protocol: PROXY protocol is not supported by this version; remove the key or set it to false`);
-    }
+    const sendProxyProtocol = sendProxy(item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
     if (hostname === undefined || backend === undefined) return;
     if (backend === "") problems.push(`${rw}.backend: required (host:port)`);
     else {
@@ -506,7 +550,7 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     const prev = seen.get(host);
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
-    out.push({ hostname: host, backend });
+    out.push({ hostname: host, backend, sendProxyProtocol });
   });
   return out;
 }

@@ -45,14 +45,15 @@ export abstract class Relay {
   protected abstract touch(): void;
 
   /**
-   * Start relaying: write what was read during the hello (and while
-   * connecting), then pump both ways. `clientPaused` says whether reading from
+   * Start relaying: write `preamble` (a PROXY header, or nothing) and what
+   * was read during the hello (and while connecting), then pump both ways. `clientPaused` says whether reading from
    * the client was paused meanwhile and must be resumed.
    */
-  protected startRelay(backend: PeerSocket, replay: Uint8Array, clientPaused: boolean): void {
+  protected startRelay(backend: PeerSocket, replay: Uint8Array, clientPaused: boolean, preamble: Uint8Array | null = null): void {
     this.backend = backend;
     this.bytesFromClient += replay.length;
-    this.writeToBackend(replay);
+    // A PROXY header goes first, in the same write (it is ours, not the client's: not counted).
+    this.writeToBackend(preamble === null ? replay : concat(preamble, replay));
     // writeToBackend pauses the client itself when the backend did not take it all.
     if (this.toBackend === null && clientPaused) this.client.resume();
     // The client may have half-closed while we were connecting.

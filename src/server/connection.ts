@@ -4,6 +4,11 @@
 // deadline wheel calls expire().
 
 import type { Socket } from "bun";
+import { normaliseIp } from "../firewall/address";
+import type { ProxyAddress, ProxyHeader } from "../proxy_header/proxy_header";
+import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
+import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
+import type { Route } from "../routing/route_table";
 import { ClientHelloReader } from "../sni/client_hello_reader";
 import type { HelloReject } from "../sni/hello_result";
 import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
@@ -12,11 +17,13 @@ import type { FirewallVerdict } from "../firewall/firewall";
 import { quote } from "../log/logger";
 import type { ListenerRuntime, ServerContext } from "./context";
 
-/** Access-log outcome names (SPEC §9), plus client_closed, shutdown and internal_error. */
+/** Access-log outcome names (SPEC §9), plus client_closed, shutdown, internal_error and the PROXY protocol's two. */
 export type Outcome =
   | "ok"
   | Exclude<FirewallVerdict, null>
   | "over_capacity"
+  | "untrusted_proxy"
+  | "bad_proxy_header"
   | HelloReject
   | "hello_timeout"
   | "no_sni"
@@ -31,16 +38,34 @@ export type Outcome =
 const CONNECT_READ_ALLOWANCE = 16384;
 
 const enum Phase {
+  /** A proxy_protocol listener: waiting for the PROXY header (issue 9). */
+  ProxyHeader,
   Hello,
   Connecting,
   Relaying,
   Closed,
 }
 
+/**
+ * Connection ids: a random prefix per process and a counter, so an id is
+ * unique across restarts in practice. The access log's `id`, and the
+ * PP2_TYPE_UNIQUE_ID sent to a backend.
+ */
+const ID_PREFIX = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
+let idCounter = 0;
+
 export class Connection extends Relay implements Timed {
   deadline = 0;
   wheelSlot: Set<Timed> | null = null;
-  private phase = Phase.Hello;
+  private phase: Phase;
+  private readonly seq = ++idCounter;
+  private headerReader: ProxyHeaderReader | null = null;
+  /** The PROXY header received, once read. */
+  private received: ProxyHeader | null = null;
+  /** The balancer, on a proxy_protocol listener (the socket's peer); "" otherwise. */
+  private peerIp = "";
+  private peerPort = 0;
+  private route: Route | null = null;
   /** Made only when the first chunk does not hold the whole hello. */
   private reader: ClientHelloReader | null = null;
   /** Every byte read before the relay starts, in order, for replay: the
@@ -53,7 +78,7 @@ export class Connection extends Relay implements Timed {
   private alpn: readonly string[] = [];
   private backendAddr: string | null = null;
   private readonly acceptedAt: number;
-  private readonly clientPort: number;
+  private clientPort: number;
   private helloAt = 0;
   private connectStartAt = 0;
   private connectedAt = 0;
@@ -63,12 +88,19 @@ export class Connection extends Relay implements Timed {
     client: Socket<Connection>,
     readonly listener: ListenerRuntime,
     private readonly ctx: ServerContext,
-    readonly clientIp: string,
+    /** The client: the socket's peer, or on a proxy_protocol listener the source its header names. */
+    public clientIp: string,
   ) {
     super(client as unknown as PeerSocket);
     this.acceptedAt = performance.now();
     // Undefined when the client reset before we could ask (see server.ts open).
     this.clientPort = client.remotePort ?? 0;
+    this.phase = listener.proxyProtocol ? Phase.ProxyHeader : Phase.Hello;
+  }
+
+  /** The access log's `id`. */
+  get id(): string {
+    return `${ID_PREFIX}-${this.seq.toString(36)}`;
   }
 
   /** Refuse at accept (capacity, draining, firewall): RST before any byte is read. */
@@ -91,6 +123,11 @@ export class Connection extends Relay implements Timed {
   onClientData(chunk: Uint8Array): void {
     if (this.finished) return;
     if (this.phase === Phase.Relaying) return this.clientData(chunk);
+    if (this.phase === Phase.ProxyHeader) {
+      const rest = this.onProxyHeaderData(chunk);
+      if (rest === null || rest.length === 0) return;
+      chunk = rest;
+    }
     if (this.firstChunk === null) this.firstChunk = chunk;
     else (this.moreChunks ??= []).push(chunk);
     this.readBytes += chunk.length;
@@ -115,9 +152,62 @@ export class Connection extends Relay implements Timed {
     if (r.kind === "reject") return this.abort(r.outcome);
     this.alpn = r.alpn;
     if (r.kind === "hostname") this.sni = r.hostname;
-    const backend = this.listener.table.lookup(this.sni);
-    if (backend === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
-    this.connect(backend);
+    const route = this.listener.table.lookup(this.sni);
+    if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
+    this.route = route;
+    this.connect(route.backend);
+  }
+
+  /**
+   * The PROXY header phase (issue 9): feed the reader; once the header is
+   * complete, the client is the source it names and the firewall judges that
+   * client (the balancer was judged by trusted_proxies at accept). Returns
+   * the bytes after the header, or null while the header is incomplete or
+   * when the connection was refused.
+   */
+  private onProxyHeaderData(chunk: Uint8Array): Uint8Array | null {
+    const r = (this.headerReader ??= new ProxyHeaderReader()).feed(chunk);
+    if (r === null) return null;
+    this.headerReader = null;
+    if (r.kind === "reject") {
+      this.ctx.logger.debug("PROXY header refused", { peer: this.clientIp, reason: r.reason });
+      this.abort("bad_proxy_header");
+      return null;
+    }
+    this.received = r.header;
+    this.peerIp = this.clientIp;
+    this.peerPort = this.clientPort;
+    this.phase = Phase.Hello;
+    const src = r.header.source;
+    // LOCAL / UNKNOWN: the balancer speaks for itself (a health check); it is
+    // not firewalled again.
+    if (src === null) return r.rest;
+    this.clientIp = src.ip;
+    this.clientPort = src.port;
+    const verdict = this.ctx.firewall.check(src.ip, this.ctx.wheel.now);
+    if (verdict !== null) {
+      this.abort(verdict);
+      return null;
+    }
+    return r.rest;
+  }
+
+  /**
+   * The header sent to the backend: the client as source; as destination the
+   * address the client dialled (the received header's, else this listener's
+   * local address for the connection). A received LOCAL/UNKNOWN goes on as
+   * PROXY with the balancer as source.
+   */
+  private outgoingHeader(version: "v1" | "v2"): Uint8Array {
+    const rx = this.received;
+    let destination: ProxyAddress;
+    if (rx !== null && rx.destination !== null) destination = rx.destination;
+    else {
+      const s = this.client as unknown as { localAddress?: string; localPort: number };
+      destination = { ip: normaliseIp(s.localAddress ?? "0.0.0.0"), port: s.localPort };
+    }
+    const o = { source: { ip: this.clientIp, port: this.clientPort }, destination, authority: this.sni, uniqueId: this.id };
+    return version === "v1" ? proxyV1(o) : proxyV2(o);
   }
 
   private connect(backend: string): void {
@@ -149,7 +239,9 @@ export class Connection extends Relay implements Timed {
     const first = this.firstChunk!;
     const more = this.moreChunks;
     this.firstChunk = this.moreChunks = null;
-    this.startRelay(socket, more === null ? first : Buffer.concat([first, ...more]), this.clientPaused);
+    const send = this.route!.sendProxyProtocol;
+    const preamble = send === "off" ? null : this.outgoingHeader(send);
+    this.startRelay(socket, more === null ? first : Buffer.concat([first, ...more]), this.clientPaused, preamble);
   }
 
   onBackendConnectError(): void {
@@ -158,7 +250,7 @@ export class Connection extends Relay implements Timed {
 
   onClientEnd(): void {
     if (this.finished) return;
-    if (this.phase === Phase.Hello) {
+    if (this.phase === Phase.Hello || this.phase === Phase.ProxyHeader) {
       this.closedBy = "client";
       return this.abort("client_closed");
     }
@@ -178,6 +270,8 @@ export class Connection extends Relay implements Timed {
   expire(): void {
     if (this.finished) return;
     switch (this.phase) {
+      // The PROXY header and the ClientHello share hello_timeout.
+      case Phase.ProxyHeader:
       case Phase.Hello:
         return this.abort("hello_timeout");
       case Phase.Connecting:
@@ -217,6 +311,7 @@ export class Connection extends Relay implements Timed {
     this.closedBy ??= "proxy";
     this.firstChunk = this.moreChunks = null;
     this.reader = null;
+    this.headerReader = null;
     this.client.terminate();
     this.release();
     this.record(outcome);
@@ -233,8 +328,8 @@ export class Connection extends Relay implements Timed {
     this.ctx.stats.record(outcome);
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
-    const ip = this.clientIp;
-    const client = ip === "" ? "" : ip.includes(":") ? `[${ip}]:${this.clientPort}` : `${ip}:${this.clientPort}`;
+    const client = hostPort(this.clientIp, this.clientPort);
+    const peer = hostPort(this.peerIp, this.peerPort);
     const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
     const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
     const durationMs = round(performance.now() - this.acceptedAt);
@@ -249,10 +344,14 @@ export class Connection extends Relay implements Timed {
       "info",
       "access",
       log.json
-        ? `,"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-        : ` listener=${quote(this.listener.addr)} client=${quote(client)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+        ? `,"id":"${this.id}","listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+        : ` id=${this.id} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
     );
   }
+}
+
+function hostPort(ip: string, port: number): string {
+  return ip === "" ? "" : ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** Connect failures are reported through connectError; the rejection carries nothing more. */

@@ -2,6 +2,8 @@
 // and the backend socket handlers. One per running server.
 import type { SocketHandler } from "bun";
 import type { ProxyConfig } from "../config/config";
+import type { AddressTable } from "../firewall/address_table";
+import type { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { DeadlineWheel } from "../relay/deadline_wheel";
 import type { RouteTable } from "../routing/route_table";
@@ -15,10 +17,16 @@ export interface ListenerRuntime {
   table: RouteTable;
   maxConnections: number;
   active: number;
+  /** Connections start with a PROXY header from a trusted balancer (issue 9). */
+  readonly proxyProtocol: boolean;
+  /** trusted_proxies compiled; null when proxyProtocol is off. */
+  readonly trusted: AddressTable | null;
+  readonly trustedProxies: readonly string[];
 }
 
 export interface ServerContext {
   readonly proxy: ProxyConfig;
+  readonly firewall: Firewall;
   readonly wheel: DeadlineWheel<Connection>;
   readonly logger: Logger;
   readonly stats: Stats;

@@ -5,6 +5,7 @@
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Config } from "../config/config";
 import { normaliseIp } from "../firewall/address";
+import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
@@ -21,7 +22,7 @@ export interface ServerStatus {
   closed: number;
   active: number;
   outcomes: Record<string, number>;
-  listeners: { addr: string; routes: number; active: number; maxConnections: number }[];
+  listeners: { addr: string; routes: number; active: number; maxConnections: number; proxyProtocol: boolean; trustedProxies: readonly string[] }[];
   connectionCap: number;
 }
 
@@ -62,9 +63,12 @@ export class Server {
     });
     this.listeners = config.listeners.map((l) => ({
       addr: l.addr,
-      table: new RouteTable(l.routes, l.defaultBackend),
+      table: new RouteTable(l.routes, l.defaultBackend === null ? null : { hostname: "", backend: l.defaultBackend, sendProxyProtocol: l.defaultBackendSendProxyProtocol }),
       maxConnections: l.maxConnections,
       active: 0,
+      proxyProtocol: l.proxyProtocol,
+      trusted: l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
+      trustedProxies: l.trustedProxies,
     }));
     const limits = readFdLimits();
     this.connectionCap = connectionCap(limits);
@@ -78,6 +82,7 @@ export class Server {
     const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
+      firewall: this.firewall,
       wheel,
       logger,
       stats: this.stats,
@@ -99,7 +104,7 @@ export class Server {
 
   /** Swap a listener's route table; connections already routed are not touched. */
   setRoutes(rt: ListenerRuntime, routes: readonly Route[]): void {
-    rt.table = new RouteTable(routes, rt.table.defaultBackend);
+    rt.table = new RouteTable(routes, rt.table.defaultRoute);
   }
 
   /** Counters for the admin API's GetStatus. */
@@ -109,7 +114,14 @@ export class Server {
       closed: this.stats.total,
       active: this.ctx.connections.size,
       outcomes: Object.fromEntries(this.stats.byOutcome),
-      listeners: this.listeners.map((l) => ({ addr: l.addr, routes: l.table.size, active: l.active, maxConnections: l.maxConnections })),
+      listeners: this.listeners.map((l) => ({
+        addr: l.addr,
+        routes: l.table.size,
+        active: l.active,
+        maxConnections: l.maxConnections,
+        proxyProtocol: l.proxyProtocol,
+        trustedProxies: l.trustedProxies,
+      })),
       connectionCap: this.connectionCap,
     };
   }
@@ -163,6 +175,13 @@ export class Server {
         // The process cap keeps descriptors from running out (fd_limit.ts).
         if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections) || (cap > 0 && ctx.connections.size >= cap)) {
           return conn.refuse("over_capacity");
+        }
+        // Behind a balancer (PROXY protocol), the socket's peer is the balancer:
+        // it must be trusted, and the firewall judges the client its header
+        // names, once the header is read (connection.ts).
+        if (rt.trusted !== null) {
+          if (!rt.trusted.has(ip)) return conn.refuse("untrusted_proxy");
+          return conn.admit();
         }
         const verdict = firewall.check(ip, ctx.wheel.now);
         if (verdict !== null) return conn.refuse(verdict);

@@ -2,10 +2,15 @@
 // user_version is the number of the last one applied. Never edit a released
 // migration: add the next number.
 
+import type { Database } from "bun:sqlite";
+import { parseCidrRule, parseIpRule } from "../firewall/address";
+
 export interface Migration {
   version: number;
   description: string;
   sql: string;
+  /** A data step after the SQL, in the same transaction. */
+  run?: (db: Database) => void;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -33,5 +38,26 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (type, value)
       ) STRICT;
     `,
+  },
+  {
+    version: 2,
+    description: "routes send a PROXY protocol header (off, v1, v2); firewall rule addresses in canonical form",
+    sql: `
+      ALTER TABLE routes ADD COLUMN send_proxy_protocol TEXT NOT NULL DEFAULT 'off'
+        CHECK (send_proxy_protocol IN ('off', 'v1', 'v2'));
+    `,
+    // Addresses are compared as text: from this version on they are stored as
+    // ipaddr.js writes them (RFC 5952 for IPv6), so rewrite older spellings
+    // ("2001:0DB8::1") once, dropping any that become duplicates.
+    run: (db) => {
+      const rows = db.query("SELECT type, value FROM firewall_rules WHERE type IN ('ip', 'cidr')").all() as { type: string; value: string }[];
+      for (const r of rows) {
+        const parsed = r.type === "ip" ? parseIpRule(r.value) : parseCidrRule(r.value);
+        const canonical = typeof parsed === "string" ? parsed : "error" in parsed ? null : `${parsed.address}/${parsed.prefix}`;
+        if (canonical === null || canonical === r.value) continue;
+        db.query("DELETE FROM firewall_rules WHERE type = ? AND value = ?").run(r.type, r.value);
+        db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING").run(r.type, canonical);
+      }
+    },
   },
 ];

@@ -6,6 +6,7 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
+import type { SendProxy } from "../routing/route_table";
 import { MIGRATIONS } from "./migrations";
 
 export type RuleType = "ip" | "cidr" | "country";
@@ -13,6 +14,7 @@ export type RuleType = "ip" | "cidr" | "country";
 export interface StoredRoute {
   hostname: string;
   backend: string;
+  sendProxyProtocol: SendProxy;
 }
 
 export interface StoredRule {
@@ -121,12 +123,12 @@ export class Store {
     const seeded: string[] = [];
     this.write("seed", () => {
       const insertListener = this.db.query("INSERT INTO listeners (addr, max_connections) VALUES (?, ?) ON CONFLICT (addr) DO NOTHING RETURNING id");
-      const insertRoute = this.db.query("INSERT INTO routes (listener_id, hostname, backend) VALUES (?, ?, ?)");
+      const insertRoute = this.db.query("INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol) VALUES (?, ?, ?, ?)");
       for (const l of listeners) {
         const row = insertListener.get(l.addr, l.maxConnections) as { id: number } | null;
         if (row === null) continue;
         seeded.push(l.addr);
-        for (const r of l.routes) insertRoute.run(row.id, r.hostname, r.backend);
+        for (const r of l.routes) insertRoute.run(row.id, r.hostname, r.backend, r.sendProxyProtocol);
       }
       if (this.created) {
         const insertRule = this.db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING");
@@ -143,7 +145,7 @@ export class Store {
   }
 
   private routesOf(listenerId: number): StoredRoute[] {
-    return this.db.query("SELECT hostname, backend FROM routes WHERE listener_id = ? ORDER BY hostname").all(listenerId) as StoredRoute[];
+    return this.db.query("SELECT hostname, backend, send_proxy_protocol AS sendProxyProtocol FROM routes WHERE listener_id = ? ORDER BY hostname").all(listenerId) as StoredRoute[];
   }
 
   rules(): StoredRule[] {
@@ -157,11 +159,12 @@ export class Store {
       const existed = this.db.query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ?").get(id, route.hostname) !== null;
       this.db
         .query(
-          `INSERT INTO routes (listener_id, hostname, backend) VALUES (?, ?, ?)
+          `INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol) VALUES (?, ?, ?, ?)
            ON CONFLICT (listener_id, hostname) DO UPDATE SET backend = excluded.backend,
+             send_proxy_protocol = excluded.send_proxy_protocol,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
         )
-        .run(id, route.hostname, route.backend);
+        .run(id, route.hostname, route.backend, route.sendProxyProtocol);
       return { changed: existed, routes: this.routesOf(id) };
     });
   }
@@ -256,6 +259,7 @@ function migrate(db: Database, path: string): void {
     if (m.version <= current) continue;
     db.transaction(() => {
       db.run(m.sql);
+      m.run?.(db);
       db.run(`PRAGMA user_version = ${m.version}`);
     }).immediate();
   }

@@ -82,7 +82,7 @@ describe("admin API (binary)", () => {
       listener,
       route: { hostname: "New.Example.com.", backend: `127.0.0.1:${beta.port}` },
     });
-    expect(added).toEqual({ route: { hostname: "new.example.com", backend: `127.0.0.1:${beta.port}` }, replaced: false });
+    expect(added).toEqual({ route: { hostname: "new.example.com", backend: `127.0.0.1:${beta.port}`, send_proxy_protocol: "SEND_PROXY_PROTOCOL_OFF" }, replaced: false });
     expect(bodyOf(await tlsGet(port, "new.example.com", cert))).toBe("hello from beta\n");
     // Upsert: the same hostname replaces the backend.
     const again = await client.call<{ replaced: boolean }>("AddRoute", { listener, route: { hostname: "new.example.com", backend: `127.0.0.1:${alpha.port}` } });
@@ -248,7 +248,7 @@ describe("admin API (binary)", () => {
     const mem = (await client.call<Routes>("ListRoutes", { listener })).listeners[0]!.routes;
     const raw = new Database(join(dir, "data/mc-proxy.db"), { readonly: true });
     const stored = raw
-      .query("SELECT r.hostname, r.backend FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname")
+      .query("SELECT r.hostname, r.backend, 'SEND_PROXY_PROTOCOL_' || upper(r.send_proxy_protocol) AS send_proxy_protocol FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname")
       .all(listener) as { hostname: string; backend: string }[];
     raw.close();
     expect(mem).toEqual(stored);

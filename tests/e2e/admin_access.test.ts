@@ -263,7 +263,7 @@ describe("operator CLI against a running binary", () => {
     const live = JSON.parse(cli("routes", "list", "--json").out) as { listeners: { routes: { hostname: string; backend: string }[] }[] };
     const db = new Database(dest, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
-    const rows = db.query("SELECT hostname, backend FROM routes ORDER BY hostname").all();
+    const rows = db.query("SELECT hostname, backend, 'SEND_PROXY_PROTOCOL_' || upper(send_proxy_protocol) AS send_proxy_protocol FROM routes ORDER BY hostname").all();
     db.close();
     expect(rows).toEqual(live.listeners[0]!.routes);
     // The default path: a timestamped file in backups/ beside the database.

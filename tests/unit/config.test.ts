@@ -23,8 +23,8 @@ describe("parseConfig", () => {
   test("route host names are normalised; wildcards kept", () => {
     const c = parseConfig(`${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`, "c.toml");
     expect(c.listeners[0]!.routes).toEqual([
-      { hostname: "alpha.example.com", backend: "[::1]:9000" },
-      { hostname: "*.example.org", backend: "backend.internal:9001" },
+      { hostname: "alpha.example.com", backend: "[::1]:9000", sendProxyProtocol: "off" },
+      { hostname: "*.example.org", backend: "backend.internal:9001", sendProxyProtocol: "off" },
     ]);
   });
   test("IPv6 listener addresses in brackets", () => {
