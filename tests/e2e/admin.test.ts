@@ -78,7 +78,7 @@ describe("admin API (binary)", () => {
 
   test("AddRoute: a TLS client with the new SNI reaches the new backend with no restart; RemoveRoute: it is reset", async () => {
     expect((await tlsGet(port, "new.example.com", cert)).error).toBe("ECONNRESET");
-    const added = await client.call<{ route: { hostname: string; backend: string }; replaced: boolean }>("AddRoute", {
+    const added = await client.call<{ route: { hostname: string; backend: string; send_proxy_protocol: string }; replaced: boolean }>("AddRoute", {
       listener,
       route: { hostname: "New.Example.com.", backend: `127.0.0.1:${beta.port}` },
     });
