@@ -341,3 +341,45 @@ ${routes}`,
     expect(header.destination).toEqual({ ip: "127.0.0.1", port: behind });
   });
 });
+
+describe("send_proxy_protocol over the admin API and the CLI (binary)", () => {
+  test("a route added with V2 over gRPC survives a restart and sends v2; the CLI adds a v1 route and lists it", async () => {
+    const { AdminClient } = await import("../../src/cli/admin_client");
+    const { unixGrpcConfig } = await import("../helpers/admin");
+    const { cleanEnv, command, tempDir } = await import("../helpers/proxy");
+    const { join } = await import("node:path");
+    const backend = recordingBackend();
+    const dir = tempDir();
+    const port = freePort();
+    const toml = `[[listeners]]\naddr = "127.0.0.1:${port}"\n[grpc]\naddr = "unix:admin.sock"\n`;
+    let proxy = await startProxy("binary", toml, { dir });
+    try {
+      const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
+      const added = await admin.call<{ route: { send_proxy_protocol: string } }>("AddRoute", {
+        listener: `127.0.0.1:${port}`,
+        route: { hostname: "app.example.com", backend: `127.0.0.1:${backend.port}`, send_proxy_protocol: "SEND_PROXY_PROTOCOL_V2" },
+      });
+      admin.close();
+      expect(added.route.send_proxy_protocol).toBe("SEND_PROXY_PROTOCOL_V2");
+      const cli = (...args: string[]) => Bun.spawnSync([...command("binary"), ...args, "-c", proxy.configFile], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      expect(cli("routes", "add", "--send-proxy-protocol", "v1", "v1.example.com", `127.0.0.1:${backend.port}`).exitCode).toBe(0);
+      expect(cli("routes", "add", "--send-proxy-protocol", "v3", "x.example.com", "127.0.0.1:1").exitCode).toBe(2);
+      proxy.signal("SIGTERM");
+      expect(await proxy.exited).toBe(0);
+      proxy = await startProxy("binary", toml, { dir });
+      const list = cli("routes", "list").stdout.toString();
+      expect(list).toContain(`app.example.com  ->  127.0.0.1:${backend.port}  (send-proxy v2)`);
+      expect(list).toContain(`v1.example.com  ->  127.0.0.1:${backend.port}  (send-proxy v1)`);
+      for (const [name, version] of [["app.example.com", 2], ["v1.example.com", 1]] as const) {
+        const n0 = backend.conns.length;
+        const r = await send(port, [helloFor(name)]);
+        expect(r.received.toString()).toBe("ok");
+        const h = new ProxyHeaderReader().feed(backend.conns[n0]!.bytes);
+        expect(h).toMatchObject({ kind: "header", header: { version } });
+      }
+    } finally {
+      await proxy.stop();
+      backend.stop();
+    }
+  });
+});
