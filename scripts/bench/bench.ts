@@ -18,8 +18,13 @@ import { join } from "node:path";
 import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from "./procstat";
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
-type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy";
-const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy"];
+/**
+ * mc-proxy-pp: PROXY protocol both ways (an untimed HAProxy in front sends
+ * v2, mc-proxy sends v2 to the backend). mc-proxy-base: the binary built
+ * from `--baseline REF`, for an A/B of the current code in the same run.
+ */
+type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-pp" | "mc-proxy-base";
+const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-pp"];
 
 interface Settings {
   quick: boolean;
@@ -30,6 +35,8 @@ interface Settings {
   bigBytes: number;
   idleConnections: number;
   only: SystemName[];
+  /** --baseline REF: also run the binary built from that git ref, as mc-proxy-base. */
+  baseline: string | null;
 }
 
 function settings(argv: string[]): Settings {
@@ -38,7 +45,8 @@ function settings(argv: string[]): Settings {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? SYSTEMS;
+  const baseline = opt("--baseline");
+  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [...SYSTEMS, ...(baseline === undefined ? [] : (["mc-proxy-base"] as SystemName[]))];
   return {
     quick,
     rounds: Number(opt("--rounds") ?? (quick ? 1 : 3)),
@@ -48,10 +56,36 @@ function settings(argv: string[]): Settings {
     bigBytes: (quick ? 256 : 1024) * 1024 * 1024,
     idleConnections: Number(opt("--idle") ?? 5000),
     only,
+    baseline: baseline ?? null,
   };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The binary built from `--baseline REF` (a git ref), or null. */
+let baselineBinary: string | null = null;
+
+/** Build the binary at git REF in a temporary worktree (sharing node_modules): the A/B baseline. */
+function buildBaseline(ref: string): string {
+  const sha = Bun.spawnSync(["git", "rev-parse", "--short", ref], { cwd: ROOT }).stdout.toString().trim();
+  if (sha === "") throw new Error(`--baseline ${ref}: not a git ref`);
+  const out = join(WORK, `mc-proxy-${sha}`);
+  if (existsSync(out)) return out;
+  const tree = join(WORK, `tree-${sha}`);
+  const run = (cmd: string[], cwd: string) => {
+    const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString()}`);
+  };
+  run(["git", "worktree", "add", "--force", "--detach", tree, sha], ROOT);
+  try {
+    run(["ln", "-s", join(ROOT, "node_modules"), join(tree, "node_modules")], ROOT);
+    run([process.execPath, "build", "--compile", "--minify-syntax", "--sourcemap=none", "src/main.ts", "--outfile", out], tree);
+  } finally {
+    Bun.spawnSync(["git", "worktree", "remove", "--force", tree], { cwd: ROOT });
+  }
+  console.log(`bench: baseline ${ref} (${sha}) built: ${out}`);
+  return out;
+}
 
 /** Run a command under a raised fd limit. */
 function withFds(cmd: string[]): string[] {
@@ -92,24 +126,38 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
   } else if (name === "nginx") {
     cmd = ["nginx", "-c", f.nginxConf];
     port = PORTS.nginx;
+  } else if (name === "mc-proxy-pp") {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyPpConf];
+    port = PORTS.mcproxyPp;
+    stderr = openSync(f.mcproxyLog, "a");
   } else {
-    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
+    cmd = [name === "mc-proxy-base" ? baselineBinary! : join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
   const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore" });
   await waitPort(port);
+  // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
+  const front = name === "mc-proxy-pp" ? Bun.spawn(withFds(["haproxy", "-db", "-f", f.ppFrontConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" }) : null;
+  if (front !== null) {
+    port = PORTS.ppFront;
+    await waitPort(port);
+  }
   await sleep(300);
+  const stopOne = async (p: Subprocess) => {
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), 5000);
+    await p.exited;
+    clearTimeout(t);
+  };
   return {
     name,
     port,
     proc,
     pids: () => processTree(proc.pid),
     stop: async () => {
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-      await proc.exited;
-      clearTimeout(t);
+      if (front !== null) await stopOne(front);
+      await stopOne(proc);
     },
   };
 }
@@ -377,6 +425,7 @@ async function main(): Promise<void> {
     return soak(prepare(256 * 1024 * 1024), i >= 0 ? Number(process.argv[i + 1]) : 5, withFds);
   }
   const f = prepare(s.bigBytes);
+  if (s.baseline !== null) baselineBinary = buildBaseline(s.baseline);
   console.log(`bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`);
 
   const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
@@ -438,6 +487,7 @@ async function main(): Promise<void> {
   };
   const table = markdown(med, s);
   console.log(`\n${table}`);
+  console.log(`\nPer-round values:\n\n${perRound(results)}`);
   if (disturbedLog.length > 0) console.log(`\nDisturbed measurements (other processes used > 10 % of a core):\n${disturbedLog.map((d) => `- ${d}`).join("\n")}`);
   else console.log("\nNo measurement was disturbed by other processes (> 10 % of a core).");
   const out = join(WORK, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
@@ -448,17 +498,44 @@ async function main(): Promise<void> {
   console.log(`\nbench: results written to ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 
+/** Ratio columns: [label, numerator system, denominator system]; shown when both ran. */
+const RATIOS: [string, SystemName, SystemName][] = [
+  ["mc-proxy × direct", "mc-proxy", "direct"],
+  ["mc-proxy × HAProxy", "mc-proxy", "haproxy"],
+  ["mc-proxy-pp × HAProxy", "mc-proxy-pp", "haproxy"],
+  ["mc-proxy-pp × mc-proxy", "mc-proxy-pp", "mc-proxy"],
+  ["mc-proxy × mc-proxy-base", "mc-proxy", "mc-proxy-base"],
+];
+
 function markdown(med: Record<string, Metrics>, s: Settings): string {
   const systems = s.only;
-  const head = `| metric | ${systems.join(" | ")} | mc-proxy × direct | mc-proxy × HAProxy |`;
-  const sep = `|---|${systems.map(() => "---:").join("|")}|---:|---:|`;
+  const ratios = RATIOS.filter(([, a, b]) => systems.includes(a) && systems.includes(b));
+  const head = `| metric | ${systems.join(" | ")} | ${ratios.map((r) => r[0]).join(" | ")} |`;
+  const sep = `|---|${systems.map(() => "---:").join("|")}|${ratios.map(() => "---:").join("|")}|`;
   const lines = ROWS.map(([key, label, d]) => {
     const vals = systems.map((n) => fmt(med[n]?.[key], d));
-    const mc = med["mc-proxy"]?.[key];
-    const ratio = (base: number | undefined) => (mc === undefined || base === undefined || !base || Number.isNaN(base) ? "–" : `${(mc / base).toFixed(2)}×`);
-    return `| ${label} | ${vals.join(" | ")} | ${ratio(med.direct?.[key])} | ${ratio(med.haproxy?.[key])} |`;
+    const ratio = (a: SystemName, b: SystemName) => {
+      const x = med[a]?.[key];
+      const y = med[b]?.[key];
+      return x === undefined || y === undefined || !y || Number.isNaN(y) ? "–" : `${(x / y).toFixed(2)}×`;
+    };
+    return `| ${label} | ${vals.join(" | ")} | ${ratios.map(([, a, b]) => ratio(a, b)).join(" | ")} |`;
   });
   return [head, sep, ...lines].join("\n");
+}
+
+/** Per-round values of the cost rows, to judge the spread. */
+function perRound(results: Record<string, Metrics[]>): string {
+  const keys: [string, string, number][] = [
+    ["cpu_ms_per_1000_newconn", "CPU ms / 1000 new conns", 0],
+    ["cpu_us_per_keepalive_req", "CPU µs / keep-alive request", 1],
+    ["cpu_s_per_GB_download", "CPU s / GB down", 2],
+    ["cpu_s_per_GB_upload", "CPU s / GB up", 2],
+    ["idle_bytes_per_conn", "bytes / idle conn", 0],
+  ];
+  const names = Object.keys(results).filter((n) => n !== "direct");
+  const head = `| metric | ${names.join(" | ")} |\n|---|${names.map(() => "---").join("|")}|`;
+  return [head, ...keys.map(([k, label, d]) => `| ${label} | ${names.map((n) => results[n]!.map((r) => fmt(r[k], d)).join(", ")).join(" | ")} |`)].join("\n");
 }
 
 await main();

@@ -2,7 +2,7 @@
 // the TLS backend (nginx), the three proxies' configs, a realistic mc-proxy
 // firewall (1,000 blocked CIDRs, a country database with 5 blocked
 // countries, the rate limiter on, the access log written to a file).
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -10,7 +10,17 @@ export const WORK = join(ROOT, ".bench");
 /** SNI used by every client; resolves to 127.0.0.1 here (checked in ensureHost). */
 export const HOST = "localhost";
 
-export const PORTS = { backend: 19443, haproxy: 20443, nginx: 21443, mcproxy: 22443 } as const;
+export const PORTS = {
+  backend: 19443,
+  /** The same backend, expecting a PROXY header first (for mc-proxy with send_proxy_protocol). */
+  backendPp: 19444,
+  haproxy: 20443,
+  nginx: 21443,
+  mcproxy: 22443,
+  /** mc-proxy with PROXY protocol both ways, and the HAProxy that sends it v2 from in front. */
+  mcproxyPp: 22444,
+  ppFront: 20444,
+} as const;
 
 export const PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "wrk", "openssl", "curl"];
 
@@ -47,6 +57,9 @@ export interface Files {
   nginxConf: string;
   mcproxyConf: string;
   mcproxyLog: string;
+  /** mc-proxy receiving PROXY v2 (from ppFrontConf's HAProxy) and sending v2 to the backend. */
+  mcproxyPpConf: string;
+  ppFrontConf: string;
 }
 
 export function prepare(bigBytes: number): Files {
@@ -89,6 +102,7 @@ http {
   scgi_temp_path ${WORK}/tmp;
   server {
     listen 127.0.0.1:${PORTS.backend} ssl;
+    listen 127.0.0.1:${PORTS.backendPp} ssl proxy_protocol;
     server_name ${HOST};
     ssl_certificate ${cert};
     ssl_certificate_key ${key};
@@ -187,7 +201,40 @@ level = "info"
 format = "text"
 `,
   );
+  // PROXY protocol both ways: HAProxy in front sends v2 (its CPU is not
+  // counted), mc-proxy reads it and sends v2 to the backend's proxy_protocol port.
+  const mcproxyPpConf = join(WORK, "mc-proxy-pp.toml");
+  writeFileSync(
+    mcproxyPpConf,
+    readFileSync(mcproxyConf, "utf8")
+      .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-pp.db"`)
+      .replace(
+        `addr = "127.0.0.1:${PORTS.mcproxy}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`,
+        `addr = "127.0.0.1:${PORTS.mcproxyPp}"\nproxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backendPp}"\n  send_proxy_protocol = "v2"`,
+      ),
+  );
+  const ppFrontConf = join(WORK, "haproxy-pp-front.cfg");
+  writeFileSync(
+    ppFrontConf,
+    `# In front of mc-proxy-pp: sends PROXY v2 (its own CPU is not counted).
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend fe
+  bind 127.0.0.1:${PORTS.ppFront}
+  default_backend mc
+backend mc
+  server mc1 127.0.0.1:${PORTS.mcproxyPp} send-proxy-v2
+`,
+  );
   return {
+    mcproxyPpConf,
+    ppFrontConf,
     cert,
     key,
     www,
