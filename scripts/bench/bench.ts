@@ -13,7 +13,7 @@
 // Every load is bounded in time; everything runs on 127.0.0.1.
 
 import type { Subprocess } from "bun";
-import { existsSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from "./procstat";
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
@@ -65,6 +65,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The binary built from `--baseline REF` (a git ref), or null. */
 let baselineBinary: string | null = null;
 
+function baselineConf(f: Files): string {
+  const conf = join(WORK, "mc-proxy-base.toml");
+  const db = join(WORK, "run/mc-proxy-base.db");
+  for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
+  writeFileSync(conf, readFileSync(f.mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${db}"`));
+  return conf;
+}
+
 /** Build the binary at git REF in a temporary worktree (sharing node_modules): the A/B baseline. */
 function buildBaseline(ref: string): string {
   const sha = Bun.spawnSync(["git", "rev-parse", "--short", ref], { cwd: ROOT }).stdout.toString().trim();
@@ -112,11 +120,13 @@ interface Running {
   proc: Subprocess | null;
   /** The processes whose CPU and memory count as "the proxy". */
   pids(): number[];
+  /** Helpers that are part of the setup, not measured and not "other" (the HAProxy in front of mc-proxy-pp). */
+  helperPids(): number[];
   stop(): Promise<void>;
 }
 
 async function startSystem(name: SystemName, f: Files): Promise<Running> {
-  if (name === "direct") return { name, port: PORTS.backend, proc: null, pids: () => [], stop: async () => {} };
+  if (name === "direct") return { name, port: PORTS.backend, proc: null, pids: () => [], helperPids: () => [], stop: async () => {} };
   let cmd: string[];
   let port: number;
   let stderr: number | "ignore" = "ignore";
@@ -131,7 +141,8 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port = PORTS.mcproxyPp;
     stderr = openSync(f.mcproxyLog, "a");
   } else {
-    cmd = [name === "mc-proxy-base" ? baselineBinary! : join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
+    // The baseline gets a database of its own: an older binary refuses a newer schema.
+    cmd = name === "mc-proxy-base" ? [baselineBinary!, "server", "-c", baselineConf(f)] : [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
@@ -155,6 +166,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port,
     proc,
     pids: () => processTree(proc.pid),
+    helperPids: () => (front === null ? [] : processTree(front.pid)),
     stop: async () => {
       if (front !== null) await stopOne(front);
       await stopOne(proc);
@@ -185,7 +197,7 @@ async function measure(sys: Running, backendPids: number[], work: () => Promise<
   const after = allProcessCpu();
   const proxyCpu = treeCpu(proxyPids) - p0;
   // Participants: proxy, backend, load tools, this script. Everything else is "other".
-  const known = new Set([...proxyPids, ...backendPids, ...toolPids, process.pid]);
+  const known = new Set([...proxyPids, ...sys.helperPids(), ...backendPids, ...toolPids, process.pid]);
   let knownCpu = 0;
   for (const [pid, t] of after) if (known.has(pid)) knownCpu += t - (before.get(pid) ?? 0);
   // Tools that exited during the measurement are gone from /proc; their CPU is

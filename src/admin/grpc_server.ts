@@ -62,7 +62,10 @@ function auditFields(req: unknown): Fields {
  * handler: access control for mutating calls, status mapping, and one audit
  * line (`msg=admin`) per mutating call with the caller and the result.
  */
-function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: boolean; unix: boolean; policy: AccessPolicy }): grpc.handleUnaryCall<unknown, unknown> {
+/** Told of every admin call's method and final status code name (the metrics count them). */
+export type CallObserver = (method: string, code: string) => void;
+
+function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: boolean; unix: boolean; policy: AccessPolicy; observe: CallObserver }): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const caller = callerOf(call, opts.unix);
     const finish = (err: unknown, res?: unknown) => {
@@ -80,6 +83,7 @@ function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: bool
         }
       }
       if (opts.mutating) logger.info("admin", { method: name, identity: caller.identity, ...auditFields(call.request), code: grpc.status[code] });
+      opts.observe(name, grpc.status[code]);
       if (code === grpc.status.OK) callback(null, res);
       else callback({ code, details, metadata: answeredMetadata() });
     };
@@ -102,14 +106,14 @@ export class AdminServer {
     readonly address: string,
   ) {}
 
-  static async start(cfg: GrpcConfig, service: AdminService, logger: Logger): Promise<AdminServer> {
+  static async start(cfg: GrpcConfig, service: AdminService, logger: Logger, observe: CallObserver = () => {}): Promise<AdminServer> {
     const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_REQUEST_BYTES });
     const admin = adminDefinition();
     const health = healthDefinition();
     const unix = cfg.addr.startsWith("unix:");
     const policy: AccessPolicy = { adminClients: cfg.adminClients };
-    const read = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: false, unix, policy });
-    const write = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: true, unix, policy });
+    const read = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: false, unix, policy, observe });
+    const write = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: true, unix, policy, observe });
     server.addService((admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition), {
       ListRoutes: read("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
       AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),

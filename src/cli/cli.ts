@@ -7,6 +7,8 @@ import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
 import { capacityWarning, readFdLimits } from "../server/fd_limit";
+import { MetricsServer } from "../metrics/http";
+import { Metrics } from "../metrics/metrics";
 import { Server } from "../server/server";
 import { type SeedResult, Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
@@ -137,7 +139,7 @@ function check(args: string[]): number {
   console.log(
     `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +
       `connect_timeout=${formatDuration(cfg.proxy.connectTimeoutMs)} idle_timeout=${formatDuration(cfg.proxy.idleTimeoutMs)} ` +
-      `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr}`,
+      `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr} metrics ${cfg.metrics === null ? "off" : `${cfg.metrics.addr}${cfg.metrics.path}`}`,
   );
   return 0;
 }
@@ -168,20 +170,29 @@ async function server(args: string[]): Promise<number> {
 
 async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult, logger: Logger): Promise<number> {
   logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
-  const srv = new Server(cfg, logger);
+  const srv = new Server(cfg, logger, { histograms: cfg.metrics !== null });
   srv.start();
   // Serving: from here a write never waits inside SQLite for another process's lock.
   store.serving();
   let admin: AdminServer | null = null;
-  if (cfg.grpc !== null) {
-    try {
-      const service = new AdminService(srv, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
-      admin = await AdminServer.start(cfg.grpc, service, logger);
-    } catch (e) {
-      srv.shutdown();
-      throw e;
+  let metricsServer: MetricsServer | null = null;
+  const metrics = cfg.metrics === null ? null : new Metrics(srv);
+  let started = false;
+  try {
+    if (cfg.metrics !== null) {
+      const readiness = { notReady: () => (srv.isDraining ? "draining" : started ? null : "starting") };
+      metricsServer = MetricsServer.start(cfg.metrics, metrics!, readiness, logger);
     }
+    if (cfg.grpc !== null) {
+      const service = new AdminService(srv, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
+      admin = await AdminServer.start(cfg.grpc, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc());
+    }
+  } catch (e) {
+    srv.shutdown();
+    metricsServer?.stop();
+    throw e;
   }
+  started = true;
   logger.info("started", { version: VERSION, pid: process.pid, config: file });
   let signals = 0;
   const onStop = (sig: string) => {
@@ -197,8 +208,13 @@ async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult
   };
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
-  process.on("SIGHUP", () => srv.reloadGeoIp());
+  process.on("SIGHUP", () => {
+    const result = srv.reloadGeoIp();
+    if (result !== null) metrics?.geoipReloads.labels(result).inc();
+  });
   await srv.done;
+  // The metrics listener closes last: through the drain it is how a balancer learns we are going.
+  metricsServer?.stop();
   return 0;
 }
 

@@ -68,11 +68,19 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
 }
 
+export interface MetricsConfig {
+  /** host:port, or unix:/absolute/path. */
+  addr: string;
+  /** The scrape path, starting with "/". */
+  path: string;
+}
+
 export interface Config {
   file: string;
   databasePath: string;
   listeners: ListenerConfig[];
   grpc: GrpcConfig | null;
+  metrics: MetricsConfig | null;
   firewall: FirewallConfig;
   proxy: ProxyConfig;
   log: { level: LogLevel; format: LogFormat };
@@ -122,6 +130,7 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
     shutdown_timeout: "duration",
   },
   log: { level: "string", format: "string" },
+  metrics: { addr: "string", path: "string" },
 };
 
 const LISTENER_KEYS: Record<string, Kind | "routes" | "send_proxy"> = {
@@ -339,12 +348,14 @@ function validate(root: Table, file: string, problems: string[]): Config {
   const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems);
+  const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
 
   return {
     file,
     databasePath,
     listeners,
     grpc,
+    metrics,
     firewall,
     proxy,
     log: { level: level as LogLevel, format: format as LogFormat },
@@ -440,6 +451,39 @@ function validateGrpc(root: Table, pathOf: (p: string) => string, problems: stri
     problems.push(`grpc.allow_unauthenticated_admin: only meaningful for a TCP address without grpc.client_ca; remove it`);
   }
   return g;
+}
+
+/** Two TCP addresses collide when their ports match and a host is the same or a wildcard. */
+function collides(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && (a.host === b.host || a.host === "" || b.host === "" || a.host === "::" || b.host === "::" || a.host === "0.0.0.0" || b.host === "0.0.0.0");
+}
+
+function validateMetrics(root: Table, pathOf: (p: string) => string, listeners: ListenerConfig[], grpc: GrpcConfig | null, problems: string[]): MetricsConfig | null {
+  const sec = readSection(root, "metrics", problems);
+  if (sec === null) return null;
+  const m: MetricsConfig = { addr: (sec.addr as string | undefined) ?? "", path: (sec.path as string | undefined) ?? "/metrics" };
+  if (!m.path.startsWith("/")) problems.push(`metrics.path: ${show(m.path)} must start with "/"`);
+  else if (m.path === "/healthz" || m.path === "/readyz") problems.push(`metrics.path: ${show(m.path)} is taken by the health endpoint of the same name`);
+  if (m.addr === "") {
+    problems.push(`metrics.addr: required when [metrics] is present (host:port, or unix:/path/to/metrics.sock)`);
+  } else if (m.addr.startsWith("unix:")) {
+    if (m.addr.length === "unix:".length) problems.push(`metrics.addr: ${show(m.addr)} names no socket path`);
+    else m.addr = `unix:${pathOf(m.addr.slice(5))}`;
+    if (grpc !== null && grpc.addr === m.addr) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr)`);
+  } else {
+    const hp = parseHostPort(m.addr, { allowEmptyHost: true });
+    if (typeof hp === "string") problems.push(`metrics.addr: ${show(m.addr)}: ${hp}`);
+    else {
+      listeners.forEach((l, i) => {
+        if (l.addr !== "" && collides(hp, l.bind)) problems.push(`metrics.addr: ${show(m.addr)} is the address of listeners[${i}] (${show(l.addr)})`);
+      });
+      if (grpc !== null && !grpc.addr.startsWith("unix:")) {
+        const g = parseHostPort(grpc.addr, { allowEmptyHost: true });
+        if (typeof g !== "string" && collides(hp, g)) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr ${show(grpc.addr)})`);
+      }
+    }
+  }
+  return m;
 }
 
 function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {

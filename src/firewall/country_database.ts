@@ -42,6 +42,11 @@ export class CountryDatabase {
     return new CountryDatabase(reader, path);
   }
 
+  /** The database's build time, seconds since the epoch (its metadata's build_epoch). */
+  get buildEpoch(): number {
+    return this.reader.metadata.buildEpoch.getTime() / 1000;
+  }
+
   /** ISO country code of a normalised IP (IPv4 dotted or IPv6), or null if unknown. */
   country(ip: string): string | null {
     const hit = this.cache.get(ip);

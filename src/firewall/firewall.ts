@@ -21,7 +21,7 @@ class RuleSet {
   readonly ips: AddressTable;
   readonly cidrs: AddressTable;
   readonly countries: ReadonlySet<string>;
-  constructor(rules: FirewallRules) {
+  constructor(readonly rules: FirewallRules) {
     this.ips = new AddressTable(rules.blockedIps);
     this.cidrs = new AddressTable(rules.blockedCidrs);
     this.countries = new Set(rules.blockedCountries);
@@ -70,6 +70,17 @@ export class Firewall {
     } catch (e) {
       return { ok: false, error: (e as Error).message };
     }
+  }
+
+  /** Rules in force, by type (for the metrics). */
+  ruleCounts(): { ip: number; cidr: number; country: number } {
+    const r = this.set.rules;
+    return { ip: r.blockedIps.length, cidr: r.blockedCidrs.length, country: r.blockedCountries.length };
+  }
+
+  /** Build time of the GeoIP database in use (seconds since the epoch), or null without one. */
+  get geoipBuildEpoch(): number | null {
+    return this.geo?.buildEpoch ?? null;
   }
 
   /** Addresses (IPv4) and IPv6 networks the rate limiter is tracking now. */

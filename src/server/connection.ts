@@ -10,29 +10,13 @@ import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
 import type { Route } from "../routing/route_table";
 import { ClientHelloReader } from "../sni/client_hello_reader";
-import type { HelloReject } from "../sni/hello_result";
 import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
-import type { FirewallVerdict } from "../firewall/firewall";
 import { quote } from "../log/logger";
 import type { ListenerRuntime, ServerContext } from "./context";
+import { DEFAULT_ROUTE_LABEL, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
 
-/** Access-log outcome names (SPEC §9), plus client_closed, shutdown, internal_error and the PROXY protocol's two. */
-export type Outcome =
-  | "ok"
-  | Exclude<FirewallVerdict, null>
-  | "over_capacity"
-  | "untrusted_proxy"
-  | "bad_proxy_header"
-  | HelloReject
-  | "hello_timeout"
-  | "no_sni"
-  | "no_route"
-  | "connect_failed"
-  | "idle_timeout"
-  | "client_closed"
-  | "shutdown"
-  | "internal_error";
+export type { Outcome } from "./stats";
 
 /** Bytes a client may send beyond its hello while the backend connect is pending. */
 const CONNECT_READ_ALLOWANCE = 16384;
@@ -66,6 +50,8 @@ export class Connection extends Relay implements Timed {
   private peerIp = "";
   private peerPort = 0;
   private route: Route | null = null;
+  /** The route's counters (bytes, connect times); resolved once, when routed. */
+  private routeStats: RouteStats | null = null;
   /** Made only when the first chunk does not hold the whole hello. */
   private reader: ClientHelloReader | null = null;
   /** Every byte read before the relay starts, in order, for replay: the
@@ -96,6 +82,7 @@ export class Connection extends Relay implements Timed {
     // Undefined when the client reset before we could ask (see server.ts open).
     this.clientPort = client.remotePort ?? 0;
     this.phase = listener.proxyProtocol ? Phase.ProxyHeader : Phase.Hello;
+    listener.stats.accepted++;
   }
 
   /** The access log's `id`. */
@@ -149,12 +136,14 @@ export class Connection extends Relay implements Timed {
     }
     this.reader = null;
     this.helloAt = performance.now();
+    if (this.ctx.histograms) this.listener.stats.hello.observe((this.helloAt - this.acceptedAt) / 1000);
     if (r.kind === "reject") return this.abort(r.outcome);
     this.alpn = r.alpn;
     if (r.kind === "hostname") this.sni = r.hostname;
     const route = this.listener.table.lookup(this.sni);
     if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
     this.route = route;
+    this.routeStats = this.listener.stats.route(route.hostname === "" ? DEFAULT_ROUTE_LABEL : route.hostname);
     this.connect(route.backend);
   }
 
@@ -234,6 +223,7 @@ export class Connection extends Relay implements Timed {
     }
     this.phase = Phase.Relaying;
     this.connectedAt = performance.now();
+    if (this.ctx.histograms) this.routeStats!.connect.observe((this.connectedAt - this.connectStartAt) / 1000);
     this.deadline = this.ctx.wheel.after(this.ctx.proxy.idleTimeoutMs);
     this.ctx.wheel.schedule(this);
     const first = this.firstChunk!;
@@ -300,8 +290,10 @@ export class Connection extends Relay implements Timed {
 
   protected onRelayEnd(end: RelayEnd): void {
     this.phase = Phase.Closed;
-    this.release();
+    // Record before release: releasing the last connection of a drain logs
+    // "stopped", which must come after every access record and count it.
     this.record(this.outcomeOverride ?? (end === "idle_timeout" ? "idle_timeout" : "ok"));
+    this.release();
   }
 
   /** End before the relay started: RST the client (SPEC §3: no byte, no alert). */
@@ -313,8 +305,8 @@ export class Connection extends Relay implements Timed {
     this.reader = null;
     this.headerReader = null;
     this.client.terminate();
-    this.release();
     this.record(outcome);
+    this.release();
   }
 
   private release(): void {
@@ -324,8 +316,21 @@ export class Connection extends Relay implements Timed {
     this.ctx.onConnectionClosed();
   }
 
+  /** Live byte counts, read by the metrics at scrape time (bytes are counted as they move). */
+  get liveRouteStats(): RouteStats | null {
+    return this.routeStats;
+  }
+
   private record(outcome: Outcome): void {
-    this.ctx.stats.record(outcome);
+    const ls = this.listener.stats;
+    const i = OUTCOME_INDEX[outcome];
+    ls.closed[i]!++;
+    const rs = this.routeStats ?? ls.none;
+    rs.bytesFromClient += this.bytesFromClient;
+    rs.bytesToClient += this.bytesFromBackend;
+    // Counted: from now on the scrape must not add this connection's bytes again.
+    this.routeStats = null;
+    if (this.ctx.histograms) ls.duration[i]!.observe((performance.now() - this.acceptedAt) / 1000);
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
     const client = hostPort(this.clientIp, this.clientPort);

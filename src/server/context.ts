@@ -8,7 +8,7 @@ import type { Logger } from "../log/logger";
 import type { DeadlineWheel } from "../relay/deadline_wheel";
 import type { RouteTable } from "../routing/route_table";
 import type { Connection } from "./connection";
-import type { Stats } from "./stats";
+import type { ListenerStats } from "./stats";
 
 export interface ListenerRuntime {
   /** The configured addr string: the listener's name. */
@@ -22,6 +22,8 @@ export interface ListenerRuntime {
   /** trusted_proxies compiled; null when proxyProtocol is off. */
   readonly trusted: AddressTable | null;
   readonly trustedProxies: readonly string[];
+  /** Counters for GetStatus and the metrics. */
+  readonly stats: ListenerStats;
 }
 
 export interface ServerContext {
@@ -29,7 +31,8 @@ export interface ServerContext {
   readonly firewall: Firewall;
   readonly wheel: DeadlineWheel<Connection>;
   readonly logger: Logger;
-  readonly stats: Stats;
+  /** Observe the latency histograms (on when metrics are served; the plain counters always count). */
+  readonly histograms: boolean;
   readonly connections: Set<Connection>;
   readonly backendHandlers: SocketHandler<Connection>;
   onConnectionClosed(): void;

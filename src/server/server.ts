@@ -14,7 +14,7 @@ import { type Route, RouteTable } from "../routing/route_table";
 import { Connection } from "./connection";
 import type { ListenerRuntime, ServerContext } from "./context";
 import { capacityWarning, connectionCap, readFdLimits } from "./fd_limit";
-import { Stats } from "./stats";
+import { ListenerStats, OUTCOMES } from "./stats";
 
 export interface ServerStatus {
   startedAt: number;
@@ -32,7 +32,7 @@ const WHEEL_TICK_MS = 100;
 export class Server {
   readonly firewall: Firewall;
   readonly listeners: ListenerRuntime[];
-  readonly stats = new Stats();
+  readonly startedAt = Date.now();
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
@@ -47,6 +47,7 @@ export class Server {
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
+    options: { histograms?: boolean } = {},
   ) {
     // Throws if the GeoIP database is configured but unreadable: refuse to start
     // rather than run without the country rules.
@@ -69,7 +70,10 @@ export class Server {
       proxyProtocol: l.proxyProtocol,
       trusted: l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
       trustedProxies: l.trustedProxies,
+      stats: new ListenerStats(l.addr),
     }));
+    // Route label children exist from the start (a scrape shows every configured route at 0).
+    for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(r.hostname);
     const limits = readFdLimits();
     this.connectionCap = connectionCap(limits);
     const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
@@ -85,7 +89,7 @@ export class Server {
       firewall: this.firewall,
       wheel,
       logger,
-      stats: this.stats,
+      histograms: options.histograms ?? false,
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
       onConnectionClosed: () => {
@@ -98,6 +102,21 @@ export class Server {
     return this.ctx.connections.size;
   }
 
+  /** The connections open now (the metrics add their bytes so far at scrape time). */
+  get liveConnections(): ReadonlySet<Connection> {
+    return this.ctx.connections;
+  }
+
+  /** True from the first SIGINT/SIGTERM on (/readyz answers 503). */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Connections closed since start, over all listeners. */
+  get closedTotal(): number {
+    return this.listeners.reduce((n, l) => n + l.stats.closedTotal, 0);
+  }
+
   listener(addr: string): ListenerRuntime | undefined {
     return this.listeners.find((l) => l.addr === addr);
   }
@@ -105,15 +124,22 @@ export class Server {
   /** Swap a listener's route table; connections already routed are not touched. */
   setRoutes(rt: ListenerRuntime, routes: readonly Route[]): void {
     rt.table = new RouteTable(routes, rt.table.defaultRoute);
+    for (const r of routes) rt.stats.route(r.hostname);
   }
 
   /** Counters for the admin API's GetStatus. */
   status(): ServerStatus {
+    const outcomes: Record<string, number> = {};
+    OUTCOMES.forEach((o, i) => {
+      let n = 0;
+      for (const l of this.listeners) n += l.stats.closed[i]!;
+      if (n > 0) outcomes[o] = n;
+    });
     return {
-      startedAt: this.stats.startedAt,
-      closed: this.stats.total,
+      startedAt: this.startedAt,
+      closed: this.closedTotal,
       active: this.ctx.connections.size,
-      outcomes: Object.fromEntries(this.stats.byOutcome),
+      outcomes,
       listeners: this.listeners.map((l) => ({
         addr: l.addr,
         routes: l.table.size,
@@ -224,17 +250,21 @@ export class Server {
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
-    this.logger.info("stopped", { connections_total: this.stats.total });
+    this.logger.info("stopped", { connections_total: this.closedTotal });
     this.logger.flush();
     this.resolveDone();
   }
 
-  /** SIGHUP: re-open the GeoIP database; keep the old one if that fails. */
-  reloadGeoIp(): void {
+  /** SIGHUP: re-open the GeoIP database; keep the old one if that fails. Null when none is configured. */
+  reloadGeoIp(): "ok" | "error" | null {
     const r = this.firewall.reloadGeoIp();
-    if (r === null) this.logger.info("SIGHUP: no GeoIP database configured; nothing to reload");
-    else if (r.ok) this.logger.info("GeoIP database reloaded", { path: r.path });
+    if (r === null) {
+      this.logger.info("SIGHUP: no GeoIP database configured; nothing to reload");
+      return null;
+    }
+    if (r.ok) this.logger.info("GeoIP database reloaded", { path: r.path });
     else this.logger.error("GeoIP reload failed; keeping the previous database", { error: r.error });
+    return r.ok ? "ok" : "error";
   }
 }
 

@@ -1,0 +1,173 @@
+// Prometheus metrics (issue 10): an observer of what the server already
+// counts (src/server/stats.ts), read at scrape time. prom-client supplies the
+// registry, the exposition format and the process metrics; the hot path never
+// calls it: its labelled inc()/observe() hash the label set on every call
+// (measured in README "Metrics"), so per-connection counting stays in the
+// server's own pre-resolved counters and is turned into samples here.
+//
+// Labels come only from bounded sets: listener addr, outcome, firewall reason,
+// a configured route hostname or _default / _none. A client's SNI never
+// becomes a label value.
+
+import { Counter, type Metric, Registry, collectDefaultMetrics } from "prom-client";
+import type { Server } from "../server/server";
+import { type Histogram, OUTCOMES } from "../server/stats";
+import { VERSION } from "../version";
+
+type Labels = Record<string, string>;
+interface Sample {
+  labels: Labels;
+  value: number;
+  metricName?: string;
+}
+type Kind = "counter" | "gauge" | "histogram";
+
+/** A metric whose samples are computed when scraped (prom-client calls get()). */
+function scraped(name: string, help: string, type: Kind, samples: () => Sample[]): Metric {
+  return {
+    name,
+    help,
+    type,
+    aggregator: "sum",
+    get: async () => ({ name, help, type, values: samples(), aggregator: "sum" }),
+  } as unknown as Metric;
+}
+
+/** The Prometheus samples of one histogram: cumulative buckets, +Inf, sum and count. */
+function histogramSamples(name: string, labels: Labels, h: Histogram): Sample[] {
+  const out: Sample[] = [];
+  let cum = 0;
+  for (let i = 0; i < h.bounds.length; i++) {
+    cum += h.counts[i]!;
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: String(h.bounds[i]) }, value: cum });
+  }
+  out.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: h.count });
+  out.push({ metricName: `${name}_sum`, labels, value: h.sum });
+  out.push({ metricName: `${name}_count`, labels, value: h.count });
+  return out;
+}
+
+/** Firewall verdicts by the reason label they are exported under. */
+const FIREWALL_REASONS: [string, (typeof OUTCOMES)[number]][] = [
+  ["ip", "blocked_ip"],
+  ["cidr", "blocked_cidr"],
+  ["country", "blocked_country"],
+  ["rate", "rate_limited"],
+];
+
+/**
+ * prom-client 15.1.3's default metrics under Bun include three gauges named
+ * like counters (`*_total`), which `promtool check metrics` rejects; they are
+ * dropped (the same numbers are not meaningful under Bun anyway).
+ */
+const DROPPED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly adminRequests: Counter<"method" | "code">;
+  readonly geoipReloads: Counter<"result">;
+
+  constructor(private readonly server: Server) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    for (const n of DROPPED_DEFAULTS) r.removeSingleMetric(n);
+    const listeners = () => server.listeners;
+
+    r.registerMetric(
+      scraped("mc_proxy_connections_accepted_total", "TCP connections accepted, including those refused at once.", "counter", () =>
+        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.stats.accepted })),
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_connections_closed_total", "Connections ended, by access-log outcome (every outcome present from the start).", "counter", () =>
+        listeners().flatMap((l) => OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.stats.closed[i]! }))),
+      ),
+    );
+    r.registerMetric(scraped("mc_proxy_connections_active", "Connections open now.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.active }))));
+    r.registerMetric(
+      scraped("mc_proxy_listener_max_connections", "The listener's max_connections (0 = unlimited).", "gauge", () =>
+        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.maxConnections })),
+      ),
+    );
+    r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: server.connectionCap }]));
+    r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.table.size }))));
+    r.registerMetric(
+      scraped("mc_proxy_firewall_blocked_total", "Connections refused by the firewall, by reason (ip, cidr, country, rate).", "counter", () =>
+        FIREWALL_REASONS.map(([reason, outcome]) => {
+          const i = OUTCOMES.indexOf(outcome);
+          return { labels: { reason }, value: listeners().reduce((n, l) => n + l.stats.closed[i]!, 0) };
+        }),
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_firewall_rules", "Firewall rules in force, by type.", "gauge", () => {
+        const c = server.firewall.ruleCounts();
+        return [
+          { labels: { type: "ip" }, value: c.ip },
+          { labels: { type: "cidr" }, value: c.cidr },
+          { labels: { type: "country" }, value: c.country },
+        ];
+      }),
+    );
+    r.registerMetric(scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: server.firewall.rateTracked }]));
+    r.registerMetric(
+      scraped("mc_proxy_bytes_total", "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.", "counter", () => {
+        // Ended connections are in the route totals; add what live ones have moved so far.
+        const live = new Map<object, [number, number]>();
+        for (const c of server.liveConnections) {
+          const rs = c.liveRouteStats;
+          if (rs === null) continue;
+          const v = live.get(rs) ?? [0, 0];
+          v[0] += c.bytesFromClient;
+          v[1] += c.bytesFromBackend;
+          live.set(rs, v);
+        }
+        return listeners().flatMap((l) =>
+          [...l.stats.routes.values()].flatMap((rs) => {
+            const v = live.get(rs) ?? [0, 0];
+            return [
+              { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient + v[0] },
+              { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient + v[1] },
+            ];
+          }),
+        );
+      }),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_hello_duration_seconds", "Time from accept to a complete ClientHello.", "histogram", () =>
+        listeners().flatMap((l) => histogramSamples("mc_proxy_hello_duration_seconds", { listener: l.addr }, l.stats.hello)),
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_backend_connect_duration_seconds", "Time to connect to the backend, by route.", "histogram", () =>
+        listeners().flatMap((l) => [...l.stats.routes.values()].flatMap((rs) => histogramSamples("mc_proxy_backend_connect_duration_seconds", { listener: l.addr, route: rs.label }, rs.connect))),
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_connection_duration_seconds", "Whole connection time, by outcome.", "histogram", () =>
+        listeners().flatMap((l) => OUTCOMES.flatMap((o, i) => histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.stats.duration[i]!))),
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_geoip_database_build_timestamp_seconds", "Build time of the GeoIP database in use (absent without one).", "gauge", () => {
+        const t = server.firewall.geoipBuildEpoch;
+        return t === null ? [] : [{ labels: {}, value: t }];
+      }),
+    );
+    r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: server.isDraining ? 1 : 0 }]));
+    r.registerMetric(scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [{ labels: { version: VERSION, bun_version: Bun.version }, value: 1 }]));
+
+    this.geoipReloads = new Counter({ name: "mc_proxy_geoip_reloads_total", help: "GeoIP database reloads (SIGHUP), by result.", labelNames: ["result"], registers: [r] });
+    for (const result of ["ok", "error"]) this.geoipReloads.labels(result).inc(0);
+    this.adminRequests = new Counter({ name: "mc_proxy_admin_requests_total", help: "Admin API calls, by method and gRPC status code.", labelNames: ["method", "code"], registers: [r] });
+  }
+
+  /** The exposition text (Prometheus text format 0.0.4). */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
