@@ -19,12 +19,13 @@ import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
 /**
+ * mc-proxy-metrics: [metrics] on, scraped every second while measured.
  * mc-proxy-pp: PROXY protocol both ways (an untimed HAProxy in front sends
  * v2, mc-proxy sends v2 to the backend). mc-proxy-base: the binary built
  * from `--baseline REF`, for an A/B of the current code in the same run.
  */
-type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-pp" | "mc-proxy-base";
-const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-pp"];
+type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-metrics" | "mc-proxy-pp" | "mc-proxy-base";
+const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-metrics", "mc-proxy-pp"];
 
 interface Settings {
   quick: boolean;
@@ -136,6 +137,10 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
   } else if (name === "nginx") {
     cmd = ["nginx", "-c", f.nginxConf];
     port = PORTS.nginx;
+  } else if (name === "mc-proxy-metrics") {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyMetricsConf];
+    port = PORTS.mcproxy;
+    stderr = openSync(f.mcproxyLog, "a");
   } else if (name === "mc-proxy-pp") {
     cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyPpConf];
     port = PORTS.mcproxyPp;
@@ -155,6 +160,16 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     await waitPort(port);
   }
   await sleep(300);
+  // A Prometheus-like scrape every second for mc-proxy-metrics (its cost is part of the measurement).
+  let scraping = name === "mc-proxy-metrics";
+  if (scraping) {
+    void (async () => {
+      while (scraping) {
+        await fetch(`http://127.0.0.1:${PORTS.metrics}/metrics`).then((r) => r.text()).catch(() => "");
+        await sleep(1000);
+      }
+    })();
+  }
   const stopOne = async (p: Subprocess) => {
     p.kill("SIGTERM");
     const t = setTimeout(() => p.kill("SIGKILL"), 5000);
@@ -168,6 +183,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     pids: () => processTree(proc.pid),
     helperPids: () => (front === null ? [] : processTree(front.pid)),
     stop: async () => {
+      scraping = false;
       if (front !== null) await stopOne(front);
       await stopOne(proc);
     },
@@ -514,6 +530,7 @@ async function main(): Promise<void> {
 const RATIOS: [string, SystemName, SystemName][] = [
   ["mc-proxy × direct", "mc-proxy", "direct"],
   ["mc-proxy × HAProxy", "mc-proxy", "haproxy"],
+  ["mc-proxy-metrics × mc-proxy", "mc-proxy-metrics", "mc-proxy"],
   ["mc-proxy-pp × HAProxy", "mc-proxy-pp", "haproxy"],
   ["mc-proxy-pp × mc-proxy", "mc-proxy-pp", "mc-proxy"],
   ["mc-proxy × mc-proxy-base", "mc-proxy", "mc-proxy-base"],

@@ -20,6 +20,8 @@ export const PORTS = {
   /** mc-proxy with PROXY protocol both ways, and the HAProxy that sends it v2 from in front. */
   mcproxyPp: 22444,
   ppFront: 20444,
+  /** The metrics endpoint of mc-proxy-metrics (scraped every second during its runs). */
+  metrics: 22102,
 } as const;
 
 export const PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "wrk", "openssl", "curl"];
@@ -60,6 +62,8 @@ export interface Files {
   /** mc-proxy receiving PROXY v2 (from ppFrontConf's HAProxy) and sending v2 to the backend. */
   mcproxyPpConf: string;
   ppFrontConf: string;
+  /** mc-proxy with [metrics] on. */
+  mcproxyMetricsConf: string;
 }
 
 export function prepare(bigBytes: number): Files {
@@ -213,6 +217,11 @@ format = "text"
         `addr = "127.0.0.1:${PORTS.mcproxyPp}"\nproxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backendPp}"\n  send_proxy_protocol = "v2"`,
       ),
   );
+  const mcproxyMetricsConf = join(WORK, "mc-proxy-metrics.toml");
+  writeFileSync(
+    mcproxyMetricsConf,
+    readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-metrics.db"`) + `\n[metrics]\naddr = "127.0.0.1:${PORTS.metrics}"\n`,
+  );
   const ppFrontConf = join(WORK, "haproxy-pp-front.cfg");
   writeFileSync(
     ppFrontConf,
@@ -233,6 +242,7 @@ backend mc
 `,
   );
   return {
+    mcproxyMetricsConf,
     mcproxyPpConf,
     ppFrontConf,
     cert,
