@@ -27,12 +27,28 @@ export class CountryDatabase {
 
   /** Open and parse the file; throws (with the path in the message) when it cannot. */
   static open(path: string): CountryDatabase {
+    return CountryDatabase.fromBytes(CountryDatabase.read(path), path);
+  }
+
+  /**
+   * The file's bytes in shared memory, so that every worker can use one copy
+   * (SIGHUP reads it once). Throws with the path when unreadable.
+   */
+  static read(path: string): Uint8Array {
     let buf: Buffer;
     try {
       buf = readFileSync(path);
     } catch (e) {
       throw new Error(`cannot read GeoIP database ${path}: ${(e as Error).message}`);
     }
+    const shared = new Uint8Array(new SharedArrayBuffer(buf.length));
+    shared.set(buf);
+    return shared;
+  }
+
+  /** Parse bytes already read (see read); `path` is for messages. */
+  static fromBytes(data: Uint8Array, path: string): CountryDatabase {
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     let reader: AnyReader;
     try {
       reader = new Reader<Response>(buf);

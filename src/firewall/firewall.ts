@@ -5,7 +5,7 @@
 import { ipv6PrefixKey } from "./address";
 import { AddressTable, ipv4ToUint32 } from "./address_table";
 import { CountryDatabase } from "./country_database";
-import { RateLimiter } from "./rate_limiter";
+import { IPV4_TAG, RateLimiter, networkKey } from "./rate_limiter";
 
 export type FirewallVerdict = "blocked_ip" | "blocked_cidr" | "blocked_country" | "rate_limited" | null;
 
@@ -35,6 +35,10 @@ export interface FirewallOptions {
   rateWindowMs: number;
   /** IPv6 clients are rate-limited per network of this prefix length (48–128; default 64). */
   rateLimitIpv6Prefix?: number;
+  /** The rate limiter's table, shared by every worker (made here when absent). */
+  rateBuffer?: SharedArrayBuffer;
+  /** A GeoIP database already read into memory (shared by workers), instead of reading geoipDb. */
+  geoipData?: Uint8Array;
 }
 
 export class Firewall {
@@ -48,8 +52,8 @@ export class Firewall {
   constructor(opts: FirewallOptions) {
     this.set = new RuleSet(opts.rules);
     this.geoipPath = opts.geoipDb;
-    if (opts.geoipDb !== null) this.geo = CountryDatabase.open(opts.geoipDb);
-    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs) : null;
+    if (opts.geoipDb !== null) this.geo = opts.geoipData !== undefined ? CountryDatabase.fromBytes(opts.geoipData, opts.geoipDb) : CountryDatabase.open(opts.geoipDb);
+    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer) : null;
     this.ipv6Prefix = opts.rateLimitIpv6Prefix ?? 64;
   }
 
@@ -83,10 +87,23 @@ export class Firewall {
     return this.geo?.buildEpoch ?? null;
   }
 
+  /** The rate limiter's shared table, for workers to attach to; null when rate limiting is off. */
+  get rateBuffer(): SharedArrayBuffer | null {
+    return this.rate?.buffer ?? null;
+  }
+
+  /** Install a GeoIP database read (and checked) elsewhere: SIGHUP with workers reads the file once. */
+  useGeoIp(data: Uint8Array): void {
+    if (this.geoipPath !== null) this.geo = CountryDatabase.fromBytes(data, this.geoipPath);
+  }
+
   /** Addresses (IPv4) and IPv6 networks the rate limiter is tracking now. */
   get rateTracked(): number {
-    return this.rate?.tracked ?? 0;
+    return this.rate?.tracked(this.lastRateCheckMs) ?? 0;
   }
+
+  /** The clock of the last rate check (the caller's clock: the deadline wheel's, or a test's). */
+  private lastRateCheckMs = 0;
 
   /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
   check(ip: string, nowMs: number): FirewallVerdict {
@@ -98,7 +115,16 @@ export class Firewall {
       const cc = this.geo.country(ip);
       if (cc !== null && s.countries.has(cc)) return "blocked_country";
     }
-    if (this.rate !== null && !this.rate.allow(v4 >= 0 ? ip : ipv6PrefixKey(ip, this.ipv6Prefix), nowMs)) return "rate_limited";
+    if (this.rate !== null) {
+      this.lastRateCheckMs = nowMs;
+      let allowed: boolean;
+      if (v4 >= 0) allowed = this.rate.allow(v4 | 0, IPV4_TAG, nowMs);
+      else {
+        const [k0, k1] = networkKey(ipv6PrefixKey(ip, this.ipv6Prefix));
+        allowed = this.rate.allow(k0, k1, nowMs);
+      }
+      if (!allowed) return "rate_limited";
+    }
     return null;
   }
 }

@@ -1,69 +1,116 @@
-// Per-IP new-connection rate limit (SPEC §7 firewall.rate_limit / rate_window).
+// Per-client new-connection rate limit (SPEC §7 firewall.rate_limit /
+// rate_window), exact across every event loop of the process (issue 11).
 //
-// Sliding-window counter: each IP keeps the count of the current fixed window
-// and of the previous one; the estimate weights the previous count by how much
-// of it still overlaps the sliding window. O(1) per accept, two numbers per IP.
-// Memory is bounded: stale entries are dropped when the window rolls over, and
-// a hard cap evicts the oldest entries first under a flood of distinct IPs.
+// Sliding-window counter: each client keeps the count of the current fixed
+// window and of the previous one; the estimate weights the previous count by
+// how much of it still overlaps the sliding window. A client is an IPv4
+// address, or an IPv6 network (firewall.ts passes the /prefix key).
+//
+// The table lives in a SharedArrayBuffer of fixed size, so memory is bounded
+// whatever the number of clients: a 4-way set-associative cache of 2^18
+// entries (5.25 MiB). Each set has a lock (Atomics), so a client's count is
+// exact however the kernel spreads its connections over workers. A new
+// client in a full set takes the place of the one seen longest ago — under a
+// flood of distinct sources some old clients start afresh, as before.
 
-interface Entry {
-  /** Index of the fixed window `count` belongs to. */
-  window: number;
-  count: number;
-  prevCount: number;
-}
-
-export const DEFAULT_MAX_TRACKED_IPS = 200_000;
+const WAYS = 4;
+/** Int32 slots per entry: key (2), window index, count, previous count. */
+const ENTRY = 5;
+export const DEFAULT_ENTRIES = 1 << 18;
 
 export class RateLimiter {
-  private readonly entries = new Map<string, Entry>();
-  private sweptWindow = 0;
+  readonly buffer: SharedArrayBuffer;
+  private readonly locks: Int32Array;
+  private readonly table: Int32Array;
+  private readonly sets: number;
 
   constructor(
     readonly limit: number,
     readonly windowMs: number,
-    private readonly maxTracked: number = DEFAULT_MAX_TRACKED_IPS,
-  ) {}
-
-  get tracked(): number {
-    return this.entries.size;
+    entries: number = DEFAULT_ENTRIES,
+    buffer?: SharedArrayBuffer,
+  ) {
+    this.sets = entries / WAYS;
+    this.buffer = buffer ?? new SharedArrayBuffer(this.sets * 4 + entries * ENTRY * 4);
+    this.locks = new Int32Array(this.buffer, 0, this.sets);
+    this.table = new Int32Array(this.buffer, this.sets * 4, entries * ENTRY);
   }
 
-  /** Count one new connection from `ip`; false when it is over the limit (and is not counted). */
-  allow(ip: string, nowMs: number): boolean {
-    const window = Math.floor(nowMs / this.windowMs);
-    if (window !== this.sweptWindow) this.sweep(window);
-    let e = this.entries.get(ip);
-    if (e === undefined) {
-      if (this.entries.size >= this.maxTracked) this.evictOldest();
-      e = { window, count: 0, prevCount: 0 };
-      this.entries.set(ip, e);
-    } else if (e.window !== window) {
-      e.prevCount = e.window === window - 1 ? e.count : 0;
-      e.count = 0;
-      e.window = window;
+  /** Bytes of shared memory the table takes (the bound on its size). */
+  get bytes(): number {
+    return this.buffer.byteLength;
+  }
+
+  /** Clients counted in the current or the previous window (a scan: for metrics, not the hot path). */
+  tracked(nowMs: number): number {
+    const window = Math.floor(nowMs / this.windowMs) + 1;
+    let n = 0;
+    for (let i = 2; i < this.table.length; i += ENTRY) if (this.table[i]! >= window - 1 && this.table[i]! !== 0) n++;
+    return n;
+  }
+
+  /**
+   * Count one new connection from the client keyed (k0, k1); false when it
+   * is over the limit (and is not counted).
+   */
+  allow(k0: number, k1: number, nowMs: number): boolean {
+    // Window indexes start at 1: 0 marks an empty entry.
+    const window = Math.floor(nowMs / this.windowMs) + 1;
+    let h = Math.imul(k0 ^ Math.imul(k1, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 16;
+    const set = h & (this.sets - 1);
+    const locks = this.locks;
+    let spins = 0;
+    // A set is locked for a few instructions; the bound only matters if a
+    // worker was terminated inside this function.
+    while (Atomics.compareExchange(locks, set, 0, 1) !== 0) if (++spins > 1_000_000) break;
+    try {
+      const t = this.table;
+      const base = set * WAYS * ENTRY;
+      let at = -1;
+      let oldest = base;
+      for (let w = 0; w < WAYS; w++) {
+        const e = base + w * ENTRY;
+        if (t[e + 2] !== 0 && t[e] === k0 && t[e + 1] === k1) {
+          at = e;
+          break;
+        }
+        if (t[e + 2]! < t[oldest + 2]!) oldest = e;
+      }
+      if (at < 0) {
+        at = oldest;
+        t[at] = k0;
+        t[at + 1] = k1;
+        t[at + 2] = window;
+        t[at + 3] = 0;
+        t[at + 4] = 0;
+      } else if (t[at + 2] !== window) {
+        t[at + 4] = t[at + 2] === window - 1 ? t[at + 3]! : 0;
+        t[at + 3] = 0;
+        t[at + 2] = window;
+      }
+      const elapsed = (nowMs - (window - 1) * this.windowMs) / this.windowMs;
+      const estimate = t[at + 4]! * (1 - elapsed) + t[at + 3]!;
+      if (estimate + 1 > this.limit) return false;
+      t[at + 3]!++;
+      return true;
+    } finally {
+      Atomics.store(locks, set, 0);
     }
-    const elapsed = (nowMs - window * this.windowMs) / this.windowMs;
-    const estimate = e.prevCount * (1 - elapsed) + e.count;
-    if (estimate + 1 > this.limit) return false;
-    e.count++;
-    return true;
   }
+}
 
-  /** Drop entries that can no longer affect any estimate (older than the previous window). */
-  private sweep(window: number): void {
-    this.sweptWindow = window;
-    for (const [ip, e] of this.entries) {
-      if (e.window < window - 1) this.entries.delete(ip);
-    }
-  }
+/** An IPv4 client's key: its address, and a tag no IPv6 key has. */
+export const IPV4_TAG = 0x40000000;
 
-  private evictOldest(): void {
-    // Map iterates in insertion order: the first key is the longest-tracked IP.
-    let n = Math.max(1, this.maxTracked >> 6);
-    for (const ip of this.entries.keys()) {
-      this.entries.delete(ip);
-      if (--n === 0) break;
-    }
+/** An IPv6 network key (a hex string) hashed to two 32-bit words (FNV-1a, two seeds); never IPV4_TAG. */
+export function networkKey(key: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ key.length;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
   }
+  return [a | 0, (b | 0) === IPV4_TAG ? b + 1 : b | 0];
 }

@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ipv6PrefixKey, normaliseIp, parseAddressOrCidr, parseCidrRule, parseIpRule } from "../../src/firewall/address";
 import { Firewall } from "../../src/firewall/firewall";
-import { DEFAULT_MAX_TRACKED_IPS, RateLimiter } from "../../src/firewall/rate_limiter";
+import { DEFAULT_ENTRIES, IPV4_TAG, RateLimiter } from "../../src/firewall/rate_limiter";
 import { writeMmdb } from "../helpers/mmdb_writer";
 import { tempDir } from "../helpers/proxy";
 
@@ -105,25 +105,37 @@ describe("Firewall verdicts", () => {
 });
 
 describe("RateLimiter", () => {
+  const a = [1, IPV4_TAG] as const;
+  const b = [2, IPV4_TAG] as const;
   test("the (N+1)th in a window is refused; a later window allows again", () => {
     const r = new RateLimiter(3, 1000);
     const t0 = 10_000;
-    expect([r.allow("a", t0), r.allow("a", t0 + 1), r.allow("a", t0 + 2)]).toEqual([true, true, true]);
-    expect(r.allow("a", t0 + 3)).toBe(false);
-    expect(r.allow("b", t0 + 3)).toBe(true);
+    expect([r.allow(...a, t0), r.allow(...a, t0 + 1), r.allow(...a, t0 + 2)]).toEqual([true, true, true]);
+    expect(r.allow(...a, t0 + 3)).toBe(false);
+    expect(r.allow(...b, t0 + 3)).toBe(true);
     // Sliding: halfway through the next window, half of the previous 3 still count.
-    expect(r.allow("a", t0 + 1500)).toBe(true);
-    expect(r.allow("a", t0 + 1501)).toBe(false);
+    expect(r.allow(...a, t0 + 1500)).toBe(true);
+    expect(r.allow(...a, t0 + 1501)).toBe(false);
     // Two windows later, nothing counts.
-    expect(r.allow("a", t0 + 3000)).toBe(true);
+    expect(r.allow(...a, t0 + 3000)).toBe(true);
   });
-  test("memory stays bounded under many distinct IPs", () => {
-    const r = new RateLimiter(5, 1000, 10_000);
-    for (let i = 0; i < 200_000; i++) r.allow(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 5000);
-    expect(r.tracked).toBeLessThanOrEqual(10_000);
-    // Old entries are swept when windows pass.
-    r.allow("x", 9000);
-    expect(r.tracked).toBe(1);
+  test("memory is a fixed table: many distinct clients never grow it; old ones age out", () => {
+    const r = new RateLimiter(5, 1000, 4096);
+    const bytes = r.bytes;
+    for (let i = 0; i < 200_000; i++) r.allow(i, IPV4_TAG, 5000);
+    expect(r.bytes).toBe(bytes);
+    expect(r.tracked(5000)).toBeLessThanOrEqual(4096);
+    expect(r.tracked(9000)).toBe(0);
+  });
+  test("two limiters over one shared table (two workers) count one client together", () => {
+    const r1 = new RateLimiter(5, 10_000);
+    const r2 = new RateLimiter(5, 10_000, undefined, r1.buffer);
+    const verdicts = Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? r1 : r2).allow(...a, 1000 + i));
+    expect(verdicts.filter(Boolean).length).toBe(5);
+  });
+  test("the default table is 2^18 clients in about 5.25 MiB", () => {
+    const r = new RateLimiter(5, 1000);
+    expect(r.bytes).toBe((1 << 16) * 4 + (1 << 18) * 5 * 4);
   });
 });
 
@@ -204,11 +216,11 @@ describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
     Bun.gc(true);
     const heap0 = process.memoryUsage().heapUsed;
     for (let i = 0; i < 1_000_000; i++) fw.check(`2001:${hex(i >>> 16)}:${hex(i & 0xffff)}:1::1`, 1000);
-    expect(fw.rateTracked).toBeLessThanOrEqual(DEFAULT_MAX_TRACKED_IPS);
+    expect(fw.rateTracked).toBeLessThanOrEqual(DEFAULT_ENTRIES);
     Bun.gc(true);
     const grown = process.memoryUsage().heapUsed - heap0;
-    // README: at most 200,000 entries of ~240 bytes each (measured ~45 MiB).
-    expect(grown).toBeLessThan(64 * 1024 * 1024);
+    // README: a fixed shared table (5.25 MiB, outside the JS heap); the heap does not grow with clients.
+    expect(grown).toBeLessThan(8 * 1024 * 1024);
     console.log(`rate limiter: ${fw.rateTracked} entries after 1,000,000 IPv6 clients, heap +${(grown / 1048576).toFixed(1)} MiB (${Math.round(grown / fw.rateTracked)} bytes/entry)`);
   });
 });
