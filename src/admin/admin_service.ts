@@ -15,8 +15,8 @@ import { backendError, parseRouteHostname } from "../config/config";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
-import type { ListenerRuntime } from "../server/context";
-import type { Server } from "../server/server";
+import type { DataPlane, ListenerView } from "../server/data_plane";
+import { OUTCOMES } from "../server/stats";
 import { type Store, StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
 import type { Route } from "../routing/route_table";
@@ -82,7 +82,7 @@ export class AdminService {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly server: Server,
+    private readonly server: DataPlane,
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly extras: StatusExtras = { unauthenticatedAdmin: false },
@@ -109,9 +109,9 @@ export class AdminService {
     const sendProxyProtocol = shortSendProxy(req.route.send_proxy_protocol);
     if (sendProxyProtocol === undefined) throw invalid(`route.send_proxy_protocol: ${clip(String(req.route.send_proxy_protocol))} must be SEND_PROXY_PROTOCOL_OFF, _V1 or _V2`);
     const route: Route = { hostname, backend, sendProxyProtocol };
-    return this.mutate(() => {
+    return this.mutate(async () => {
       const after = this.store.upsertRoute(l.addr, route);
-      this.server.setRoutes(l, after.routes);
+      await this.server.applyRoutes(l, after.routes);
       return { route: routeMsg(route), replaced: after.changed };
     });
   }
@@ -121,10 +121,10 @@ export class AdminService {
     const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
     const l = this.listener(listener);
     const hostname = this.hostname("hostname", rawHost);
-    return this.mutate(() => {
+    return this.mutate(async () => {
       const after = this.store.removeRoute(l.addr, hostname);
       if (!after.changed) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${clip(hostname)} on listener ${clip(l.addr)}`);
-      this.server.setRoutes(l, after.routes);
+      await this.server.applyRoutes(l, after.routes);
       return {};
     });
   }
@@ -135,22 +135,22 @@ export class AdminService {
 
   addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
     const rule = this.rule(req.rule);
-    if (rule.type === "country" && this.server.firewall.geoipPath === null) {
+    if (rule.type === "country" && !this.server.geoipConfigured) {
       throw new AdminError(status.FAILED_PRECONDITION, `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`);
     }
-    return this.mutate(() => {
+    return this.mutate(async () => {
       const after = this.store.addRule(rule);
-      this.installRules(after.rules);
+      await this.installRules(after.rules);
       return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added: after.changed };
     });
   }
 
   removeFirewallRule(req: { rule: RuleMsg | null }): Promise<Record<string, never>> {
     const rule = this.rule(req.rule);
-    return this.mutate(() => {
+    return this.mutate(async () => {
       const after = this.store.removeRule(rule);
       if (!after.changed) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
-      this.installRules(after.rules);
+      await this.installRules(after.rules);
       return {};
     });
   }
@@ -159,22 +159,24 @@ export class AdminService {
     const l = this.listener(bounded("listener", req.listener, MAX_LENGTH.listener));
     const n = req.max_connections;
     if (!Number.isSafeInteger(n) || n < 0 || n > 2_147_483_647) throw invalid(`max_connections: ${n} must be 0 (unlimited) to 2147483647`);
-    return this.mutate(() => {
+    return this.mutate(async () => {
       this.store.setMaxConnections(l.addr, n);
-      l.maxConnections = n;
+      this.server.applyMaxConnections(l, n);
       return { listener: l.addr, max_connections: n };
     });
   }
 
-  getStatus(): object {
-    const s = this.server.status();
+  async getStatus(): Promise<object> {
+    const s = await this.server.snapshot();
+    const closed = s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
+    const active = s.listeners.reduce((n, l) => n + l.active, 0);
     return {
       version: VERSION,
       uptime_seconds: Math.floor((Date.now() - s.startedAt) / 1000),
       started_at_unix_seconds: Math.floor(s.startedAt / 1000),
-      total_connections: s.closed + s.active,
-      active_connections: s.active,
-      outcomes: Object.entries(s.outcomes).map(([outcome, count]) => ({ outcome, count })),
+      total_connections: closed + active,
+      active_connections: active,
+      outcomes: OUTCOMES.map((outcome, i) => ({ outcome, count: s.listeners.reduce((n, l) => n + l.closed[i]!, 0) })).filter((o) => o.count > 0),
       listeners: s.listeners.map((l) => ({
         addr: l.addr,
         route_count: l.routes,
@@ -185,20 +187,23 @@ export class AdminService {
       })),
       connection_cap: s.connectionCap,
       unauthenticated_admin: this.extras.unauthenticatedAdmin,
+      workers: s.workers,
     };
   }
 
   /**
    * Run `write` after every earlier mutation, retrying while another process
-   * holds the database lock. Each attempt is synchronous (bun:sqlite with
-   * busy_timeout 0), so it never blocks the loop for more than one write.
+   * holds the database lock. The database part of each attempt is
+   * synchronous (bun:sqlite with busy_timeout 0), so it never blocks the loop
+   * for more than one write; applying the result to the data plane may wait
+   * for every worker to confirm.
    */
-  private mutate<T>(write: () => T): Promise<T> {
+  private mutate<T>(write: () => Promise<T>): Promise<T> {
     const run = async (): Promise<T> => {
       const giveUpAt = performance.now() + LOCK_WAIT_MS;
       for (;;) {
         try {
-          return write();
+          return await write();
         } catch (e) {
           if (!(e instanceof StoreError)) throw e;
           if (e.busy && performance.now() < giveUpAt) {
@@ -216,7 +221,7 @@ export class AdminService {
     return next;
   }
 
-  private listener(addr: string): ListenerRuntime {
+  private listener(addr: string): ListenerView {
     if (addr === "") throw invalid("listener: required (the listener's addr as configured)");
     const l = this.server.listener(addr);
     if (l === undefined) {
@@ -253,9 +258,9 @@ export class AdminService {
     return { type, value: r };
   }
 
-  private installRules(rules: StoredRule[]): void {
+  private async installRules(rules: StoredRule[]): Promise<void> {
     this.rules = rules;
-    this.server.firewall.replaceRules(rulesFromStore(rules));
+    await this.server.applyRules(rulesFromStore(rules));
   }
 }
 

@@ -6,10 +6,12 @@ import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/co
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
-import { capacityWarning, readFdLimits } from "../server/fd_limit";
+import { capacityWarning, connectionCap, readFdLimits } from "../server/fd_limit";
 import { MetricsServer } from "../metrics/http";
 import { Metrics } from "../metrics/metrics";
+import type { DataPlane } from "../server/data_plane";
 import { Server } from "../server/server";
+import { WorkerPool, availableCpus } from "../server/worker_pool";
 import { type SeedResult, Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
@@ -170,52 +172,98 @@ async function server(args: string[]): Promise<number> {
 
 async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult, logger: Logger): Promise<number> {
   logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
-  const srv = new Server(cfg, logger, { histograms: cfg.metrics !== null });
-  srv.start();
+  const limits = readFdLimits();
+  const cap = connectionCap(limits);
+  const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
+  logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: cap });
+  const warning = capacityWarning(
+    cfg.listeners.map((l) => l.maxConnections),
+    limits,
+  );
+  if (warning !== null) logger.warn(warning);
+  const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
+  const histograms = cfg.metrics !== null;
+  let plane: DataPlane;
+  if (workers === 1) {
+    // Exactly the single event loop: the data plane runs in this thread.
+    const srv = new Server(cfg, logger, { histograms, connectionCap: cap });
+    srv.start();
+    plane = srv;
+  } else {
+    // With SO_REUSEPORT a second instance would silently share the ports:
+    // bind each address once without it first (workers use it), so that
+    // one already served by another process fails here, naming it.
+    probeListeners(cfg);
+    plane = await WorkerPool.start(cfg, logger, workers, { histograms, connectionCap: cap });
+  }
+  for (const l of plane.listeners) logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
   // Serving: from here a write never waits inside SQLite for another process's lock.
   store.serving();
   let admin: AdminServer | null = null;
   let metricsServer: MetricsServer | null = null;
-  const metrics = cfg.metrics === null ? null : new Metrics(srv);
+  const metrics = cfg.metrics === null ? null : new Metrics(plane);
   let started = false;
   try {
     if (cfg.metrics !== null) {
-      const readiness = { notReady: () => (srv.isDraining ? "draining" : started ? null : "starting") };
+      const readiness = { notReady: () => (plane.isDraining ? "draining" : started ? null : "starting") };
       metricsServer = MetricsServer.start(cfg.metrics, metrics!, readiness, logger);
     }
     if (cfg.grpc !== null) {
-      const service = new AdminService(srv, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
+      const service = new AdminService(plane, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
       admin = await AdminServer.start(cfg.grpc, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc());
     }
   } catch (e) {
-    srv.shutdown();
+    plane.shutdown();
     metricsServer?.stop();
     throw e;
   }
   started = true;
-  logger.info("started", { version: VERSION, pid: process.pid, config: file });
+  logger.info("started", { version: VERSION, pid: process.pid, config: file, workers });
   let signals = 0;
   const onStop = (sig: string) => {
     signals++;
     if (signals > 1) {
-      logger.warn("second signal: exiting now", { signal: sig, active: srv.activeConnections });
+      logger.warn("second signal: exiting now", { signal: sig });
       logger.flush();
       process.exit(0);
     }
     logger.info("signal received", { signal: sig });
     admin?.stop();
-    srv.shutdown();
+    plane.shutdown();
   };
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
   process.on("SIGHUP", () => {
-    const result = srv.reloadGeoIp();
-    if (result !== null) metrics?.geoipReloads.labels(result).inc();
+    void plane.reloadGeoIp().then((result) => {
+      if (result !== null) metrics?.geoipReloads.labels(result).inc();
+    });
   });
-  await srv.done;
+  // Fault injection for the tests only: SIGUSR2 makes worker 1 throw (a real uncaught error).
+  if (process.env.MC_PROXY_TEST_WORKER_CRASH === "1" && plane instanceof WorkerPool) {
+    const pool = plane;
+    process.on("SIGUSR2", () => pool.crash(Number(process.env.MC_PROXY_TEST_WORKER_CRASH_ID ?? "1")));
+  }
+  const code = await plane.done;
+  admin?.stop();
+  const s = await plane.snapshot().catch(() => null);
+  const total = s === null ? null : s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
   // The metrics listener closes last: through the drain it is how a balancer learns we are going.
   metricsServer?.stop();
-  return 0;
+  // Last line: every access record (from every worker) is written before it.
+  logger.info("stopped", { connections_total: total, exit_code: code });
+  return code;
+}
+
+/** Bind each listener address once without SO_REUSEPORT and let it go: EADDRINUSE means another process serves it. */
+function probeListeners(cfg: Config): void {
+  cfg.listeners.forEach((l, i) => {
+    try {
+      const s = Bun.listen({ hostname: l.bind.host === "" ? "::" : l.bind.host, port: l.bind.port, socket: { data() {} } });
+      s.stop(true);
+    } catch (e) {
+      throw new Error(`listeners[${i}].addr "${l.addr}": cannot listen: ${(e as Error).message} (is another mc-proxy serving it?)`);
+    }
+  });
 }
 
 /** The config with routes, firewall rules and connection limits as the database holds them. */

@@ -66,6 +66,8 @@ export interface ProxyConfig {
   helloTimeoutMs: number;
   maxHelloBytes: number;
   shutdownTimeoutMs: number;
+  /** Event loops: "auto" = one per CPU this process may run on. */
+  workers: number | "auto";
 }
 
 export interface MetricsConfig {
@@ -96,7 +98,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = "string" | "int" | "bool" | "duration" | "strings";
+type Kind = "string" | "int" | "bool" | "duration" | "strings" | "workers";
 type Table = Record<string, unknown>;
 
 /** The scalar sections and their keys; these are also the env overrides. */
@@ -128,6 +130,7 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
     hello_timeout: "duration",
     max_hello_bytes: "int",
     shutdown_timeout: "duration",
+    workers: "workers",
   },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
@@ -285,6 +288,12 @@ function typed(kind: Kind, v: unknown, key: string, problems: string[]): unknown
       if (Array.isArray(v) && v.every((s) => typeof s === "string")) return v;
       problems.push(`${key}: expected a list of strings, got ${show(v)}`);
       return undefined;
+    case "workers":
+      if (v === "auto") return v;
+      if (typeof v === "number" && Number.isSafeInteger(v) && v >= 1 && v <= 1024) return v;
+      if (typeof v === "string" && /^[1-9]\d{0,3}$/.test(v)) return Number(v);
+      problems.push(`${key}: ${show(v)} must be "auto" (one per CPU this process may use) or a whole number from 1 to 1024`);
+      return undefined;
   }
 }
 
@@ -332,6 +341,7 @@ function validate(root: Table, file: string, problems: string[]): Config {
     helloTimeoutMs: dur("hello_timeout", DEFAULTS.helloTimeout),
     maxHelloBytes: (proxySec.max_hello_bytes as number | undefined) ?? DEFAULTS.maxHelloBytes,
     shutdownTimeoutMs: dur("shutdown_timeout", DEFAULTS.shutdownTimeout, true),
+    workers: (proxySec.workers as number | "auto" | undefined) ?? "auto",
   };
   // A ClientHello is a uint24-length handshake message; a cap under 512 bytes
   // would refuse real clients (the smallest captured one is 214 bytes).

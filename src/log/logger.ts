@@ -110,6 +110,16 @@ export class Logger {
     this.flush();
   };
 
+  /**
+   * Lines another thread's logger formatted (a worker's batch): written
+   * whole, in one write, after what this logger had waiting.
+   */
+  forward(text: string): void {
+    this.flush();
+    this.sink.write(text);
+    this.sink.flush();
+  }
+
   /** Write everything logged so far. */
   flush(): void {
     if (this.timer !== null) {

@@ -10,8 +10,8 @@
 // becomes a label value.
 
 import { Counter, type Metric, Registry, collectDefaultMetrics } from "prom-client";
-import type { Server } from "../server/server";
-import { type Histogram, OUTCOMES } from "../server/stats";
+import type { HistogramSnapshot, Snapshot } from "../server/data_plane";
+import { OUTCOMES } from "../server/stats";
 import { VERSION } from "../version";
 
 type Labels = Record<string, string>;
@@ -34,7 +34,7 @@ function scraped(name: string, help: string, type: Kind, samples: () => Sample[]
 }
 
 /** The Prometheus samples of one histogram: cumulative buckets, +Inf, sum and count. */
-function histogramSamples(name: string, labels: Labels, h: Histogram): Sample[] {
+function histogramSamples(name: string, labels: Labels, h: HistogramSnapshot): Sample[] {
   const out: Sample[] = [];
   let cum = 0;
   for (let i = 0; i < h.bounds.length; i++) {
@@ -67,20 +67,24 @@ export class Metrics {
   readonly adminRequests: Counter<"method" | "code">;
   readonly geoipReloads: Counter<"result">;
 
-  constructor(private readonly server: Server) {
+  /** The data plane's counters, taken once per scrape (summed over every event loop). */
+  private current: Snapshot | null = null;
+
+  constructor(private readonly source: { snapshot(): Promise<Snapshot> }) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     for (const n of DROPPED_DEFAULTS) r.removeSingleMetric(n);
-    const listeners = () => server.listeners;
+    const snap = () => this.current!;
+    const listeners = () => snap().listeners;
 
     r.registerMetric(
       scraped("mc_proxy_connections_accepted_total", "TCP connections accepted, including those refused at once.", "counter", () =>
-        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.stats.accepted })),
+        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.accepted })),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_connections_closed_total", "Connections ended, by access-log outcome (every outcome present from the start).", "counter", () =>
-        listeners().flatMap((l) => OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.stats.closed[i]! }))),
+        listeners().flatMap((l) => OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.closed[i]! }))),
       ),
     );
     r.registerMetric(scraped("mc_proxy_connections_active", "Connections open now.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.active }))));
@@ -89,19 +93,19 @@ export class Metrics {
         listeners().map((l) => ({ labels: { listener: l.addr }, value: l.maxConnections })),
       ),
     );
-    r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: server.connectionCap }]));
-    r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.table.size }))));
+    r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: snap().connectionCap }]));
+    r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes }))));
     r.registerMetric(
       scraped("mc_proxy_firewall_blocked_total", "Connections refused by the firewall, by reason (ip, cidr, country, rate).", "counter", () =>
         FIREWALL_REASONS.map(([reason, outcome]) => {
           const i = OUTCOMES.indexOf(outcome);
-          return { labels: { reason }, value: listeners().reduce((n, l) => n + l.stats.closed[i]!, 0) };
+          return { labels: { reason }, value: listeners().reduce((n, l) => n + l.closed[i]!, 0) };
         }),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_firewall_rules", "Firewall rules in force, by type.", "gauge", () => {
-        const c = server.firewall.ruleCounts();
+        const c = snap().rules;
         return [
           { labels: { type: "ip" }, value: c.ip },
           { labels: { type: "cidr" }, value: c.cidr },
@@ -109,52 +113,39 @@ export class Metrics {
         ];
       }),
     );
-    r.registerMetric(scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: server.firewall.rateTracked }]));
+    r.registerMetric(scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: snap().rateTracked }]));
     r.registerMetric(
-      scraped("mc_proxy_bytes_total", "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.", "counter", () => {
-        // Ended connections are in the route totals; add what live ones have moved so far.
-        const live = new Map<object, [number, number]>();
-        for (const c of server.liveConnections) {
-          const rs = c.liveRouteStats;
-          if (rs === null) continue;
-          const v = live.get(rs) ?? [0, 0];
-          v[0] += c.bytesFromClient;
-          v[1] += c.bytesFromBackend;
-          live.set(rs, v);
-        }
-        return listeners().flatMap((l) =>
-          [...l.stats.routes.values()].flatMap((rs) => {
-            const v = live.get(rs) ?? [0, 0];
-            return [
-              { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient + v[0] },
-              { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient + v[1] },
-            ];
-          }),
-        );
-      }),
+      scraped("mc_proxy_bytes_total", "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.", "counter", () =>
+        listeners().flatMap((l) =>
+          l.routeStats.flatMap((rs) => [
+            { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient },
+            { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient },
+          ]),
+        ),
+      ),
     );
     r.registerMetric(
       scraped("mc_proxy_hello_duration_seconds", "Time from accept to a complete ClientHello.", "histogram", () =>
-        listeners().flatMap((l) => histogramSamples("mc_proxy_hello_duration_seconds", { listener: l.addr }, l.stats.hello)),
+        listeners().flatMap((l) => histogramSamples("mc_proxy_hello_duration_seconds", { listener: l.addr }, l.hello)),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_backend_connect_duration_seconds", "Time to connect to the backend, by route.", "histogram", () =>
-        listeners().flatMap((l) => [...l.stats.routes.values()].flatMap((rs) => histogramSamples("mc_proxy_backend_connect_duration_seconds", { listener: l.addr, route: rs.label }, rs.connect))),
+        listeners().flatMap((l) => l.routeStats.flatMap((rs) => histogramSamples("mc_proxy_backend_connect_duration_seconds", { listener: l.addr, route: rs.label }, rs.connect))),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_connection_duration_seconds", "Whole connection time, by outcome.", "histogram", () =>
-        listeners().flatMap((l) => OUTCOMES.flatMap((o, i) => histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.stats.duration[i]!))),
+        listeners().flatMap((l) => OUTCOMES.flatMap((o, i) => histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.duration[i]!))),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_geoip_database_build_timestamp_seconds", "Build time of the GeoIP database in use (absent without one).", "gauge", () => {
-        const t = server.firewall.geoipBuildEpoch;
+        const t = snap().geoipBuildEpoch;
         return t === null ? [] : [{ labels: {}, value: t }];
       }),
     );
-    r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: server.isDraining ? 1 : 0 }]));
+    r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: snap().draining ? 1 : 0 }]));
     r.registerMetric(scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [{ labels: { version: VERSION, bun_version: Bun.version }, value: 1 }]));
 
     this.geoipReloads = new Counter({ name: "mc_proxy_geoip_reloads_total", help: "GeoIP database reloads (SIGHUP), by result.", labelNames: ["result"], registers: [r] });
@@ -162,10 +153,18 @@ export class Metrics {
     this.adminRequests = new Counter({ name: "mc_proxy_admin_requests_total", help: "Admin API calls, by method and gRPC status code.", labelNames: ["method", "code"], registers: [r] });
   }
 
-  /** The exposition text (Prometheus text format 0.0.4). */
+  /** The exposition text (Prometheus text format 0.0.4), from one snapshot of the data plane. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    // One scrape at a time: each renders from the snapshot it took.
+    const next = this.scraping.then(async () => {
+      this.current = await this.source.snapshot();
+      return this.registry.metrics();
+    });
+    this.scraping = next.catch(() => "");
+    return next;
   }
+
+  private scraping: Promise<unknown> = Promise.resolve();
 
   get contentType(): string {
     return this.registry.contentType;

@@ -50,6 +50,8 @@ export class Connection extends Relay implements Timed {
   private peerIp = "";
   private peerPort = 0;
   private route: Route | null = null;
+  /** Set at accept once a place in the shared counters is taken; given back when the connection ends. */
+  holdsSlot = false;
   /** The route's counters (bytes, connect times); resolved once, when routed. */
   private routeStats: RouteStats | null = null;
   /** Made only when the first chunk does not hold the whole hello. */
@@ -95,13 +97,13 @@ export class Connection extends Relay implements Timed {
     this.finished = true;
     this.phase = Phase.Closed;
     this.closedBy = closedBy;
+    this.dropSlot();
     this.client.terminate();
     this.record(outcome);
   }
 
   /** Accepted: wait for the ClientHello within hello_timeout. */
   admit(): void {
-    this.listener.active++;
     this.ctx.connections.add(this);
     this.deadline = this.ctx.wheel.after(this.ctx.proxy.helloTimeoutMs);
     this.ctx.wheel.schedule(this);
@@ -312,8 +314,15 @@ export class Connection extends Relay implements Timed {
   private release(): void {
     this.ctx.wheel.cancel(this);
     this.ctx.connections.delete(this);
-    this.listener.active--;
+    this.dropSlot();
     this.ctx.onConnectionClosed();
+  }
+
+  /** Give back the place taken in the shared counters at accept (once). */
+  private dropSlot(): void {
+    if (!this.holdsSlot) return;
+    this.holdsSlot = false;
+    this.ctx.counters.release(this.listener.index, this.ctx.workerId);
   }
 
   /** Live byte counts, read by the metrics at scrape time (bytes are counted as they move). */
@@ -349,8 +358,8 @@ export class Connection extends Relay implements Timed {
       "info",
       "access",
       log.json
-        ? `,"id":"${this.id}","listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-        : ` id=${this.id} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+        ? `,"id":"${this.id}","worker":${this.ctx.workerId},"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+        : ` id=${this.id} worker=${this.ctx.workerId} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
     );
   }
 }

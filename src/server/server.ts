@@ -1,38 +1,50 @@
-// The running proxy: binds every listener, wires accept → firewall → hello →
-// route → relay, and owns the lifecycle (drain on SIGINT/SIGTERM, GeoIP
-// reload on SIGHUP).
+// One event loop of the proxy: binds every listener, wires accept → firewall
+// → hello → route → relay, and drains on shutdown(). With workers = 1 it runs
+// in the main thread and is the whole data plane; with more, each worker
+// thread runs one (worker_main.ts) and WorkerPool supervises them, the
+// limits shared through SharedCounters and the rate limiter's shared table.
 
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Config } from "../config/config";
 import { normaliseIp } from "../firewall/address";
 import { AddressTable } from "../firewall/address_table";
-import { Firewall } from "../firewall/firewall";
+import { Firewall, type FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import type { PeerSocket } from "../relay/relay";
 import { type Route, RouteTable } from "../routing/route_table";
 import { Connection } from "./connection";
-import type { ListenerRuntime, ServerContext } from "./context";
-import { capacityWarning, connectionCap, readFdLimits } from "./fd_limit";
-import { ListenerStats, OUTCOMES } from "./stats";
-
-export interface ServerStatus {
-  startedAt: number;
-  /** Connections closed since start (one access record each). */
-  closed: number;
-  active: number;
-  outcomes: Record<string, number>;
-  listeners: { addr: string; routes: number; active: number; maxConnections: number; proxyProtocol: boolean; trustedProxies: readonly string[] }[];
-  connectionCap: number;
-}
+import { ListenerRuntime, type ServerContext } from "./context";
+import { type DataPlane, type ListenerView, type Snapshot, listenerSnapshot } from "./data_plane";
+import { SharedCounters } from "./shared_counters";
+import { ListenerStats, type RouteStats } from "./stats";
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
 
-export class Server {
+export interface ServerOptions {
+  /** Observe the latency histograms (metrics on). */
+  histograms?: boolean;
+  /** This loop's worker id; 0 for the single loop. */
+  workerId?: number;
+  /** Open-connection counts shared with the other loops; made here (for one loop) when absent. */
+  counters?: SharedCounters;
+  /** The process's connection cap from its open-file limit (0 = none). */
+  connectionCap?: number;
+  /** The rate limiter's shared table (workers attach to the supervisor's). */
+  rateBuffer?: SharedArrayBuffer;
+  /** The GeoIP database already read into shared memory. */
+  geoipData?: Uint8Array;
+  /** Bind with SO_REUSEPORT (one socket per worker on each address). */
+  reusePort?: boolean;
+}
+
+export class Server implements DataPlane {
   readonly firewall: Firewall;
   readonly listeners: ListenerRuntime[];
   readonly startedAt = Date.now();
+  readonly counters: SharedCounters;
+  readonly workerId: number;
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
@@ -40,14 +52,14 @@ export class Server {
   private draining = false;
   private isStopped = false;
   private forceTimer: ReturnType<typeof setTimeout> | null = null;
-  private resolveDone!: () => void;
-  /** Resolves when the server has stopped (drained or force-closed). */
-  readonly done = new Promise<void>((r) => (this.resolveDone = r));
+  private resolveDone!: (code: number) => void;
+  /** Resolves (with exit code 0) when this loop has stopped (drained or force-closed). */
+  readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
-    options: { histograms?: boolean } = {},
+    private readonly options: ServerOptions = {},
   ) {
     // Throws if the GeoIP database is configured but unreadable: refuse to start
     // rather than run without the country rules.
@@ -58,31 +70,31 @@ export class Server {
         blockedCountries: config.firewall.blockedCountries,
       },
       geoipDb: config.firewall.geoipDb,
+      geoipData: options.geoipData,
       rateLimit: config.firewall.rateLimit,
       rateWindowMs: config.firewall.rateWindowMs,
       rateLimitIpv6Prefix: config.firewall.rateLimitIpv6Prefix,
+      rateBuffer: options.rateBuffer,
     });
-    this.listeners = config.listeners.map((l) => ({
-      addr: l.addr,
-      table: new RouteTable(l.routes, l.defaultBackend === null ? null : { hostname: "", backend: l.defaultBackend, sendProxyProtocol: l.defaultBackendSendProxyProtocol }),
-      maxConnections: l.maxConnections,
-      active: 0,
-      proxyProtocol: l.proxyProtocol,
-      trusted: l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
-      trustedProxies: l.trustedProxies,
-      stats: new ListenerStats(l.addr),
-    }));
+    this.workerId = options.workerId ?? 0;
+    this.connectionCap = options.connectionCap ?? 0;
+    this.counters = options.counters ?? new SharedCounters(config.listeners.length, 1);
+    if (options.counters === undefined) config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
+    this.listeners = config.listeners.map(
+      (l, i) =>
+        new ListenerRuntime(
+          i,
+          l.addr,
+          new RouteTable(l.routes, l.defaultBackend === null ? null : { hostname: "", backend: l.defaultBackend, sendProxyProtocol: l.defaultBackendSendProxyProtocol }),
+          l.proxyProtocol,
+          l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
+          l.trustedProxies,
+          new ListenerStats(l.addr),
+          this.counters,
+        ),
+    );
     // Route label children exist from the start (a scrape shows every configured route at 0).
     for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(r.hostname);
-    const limits = readFdLimits();
-    this.connectionCap = connectionCap(limits);
-    const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
-    logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: this.connectionCap });
-    const warning = capacityWarning(
-      config.listeners.map((l) => l.maxConnections),
-      limits,
-    );
-    if (warning !== null) logger.warn(warning);
     const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
@@ -90,6 +102,8 @@ export class Server {
       wheel,
       logger,
       histograms: options.histograms ?? false,
+      counters: this.counters,
+      workerId: this.workerId,
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
       onConnectionClosed: () => {
@@ -98,13 +112,9 @@ export class Server {
     };
   }
 
+  /** This loop's open connections. */
   get activeConnections(): number {
     return this.ctx.connections.size;
-  }
-
-  /** The connections open now (the metrics add their bytes so far at scrape time). */
-  get liveConnections(): ReadonlySet<Connection> {
-    return this.ctx.connections;
   }
 
   /** True from the first SIGINT/SIGTERM on (/readyz answers 503). */
@@ -112,9 +122,8 @@ export class Server {
     return this.draining;
   }
 
-  /** Connections closed since start, over all listeners. */
-  get closedTotal(): number {
-    return this.listeners.reduce((n, l) => n + l.stats.closedTotal, 0);
+  get geoipConfigured(): boolean {
+    return this.firewall.geoipPath !== null;
   }
 
   listener(addr: string): ListenerRuntime | undefined {
@@ -122,34 +131,60 @@ export class Server {
   }
 
   /** Swap a listener's route table; connections already routed are not touched. */
-  setRoutes(rt: ListenerRuntime, routes: readonly Route[]): void {
+  setRoutes(index: number, routes: readonly Route[]): void {
+    const rt = this.listeners[index]!;
     rt.table = new RouteTable(routes, rt.table.defaultRoute);
     for (const r of routes) rt.stats.route(r.hostname);
   }
 
-  /** Counters for the admin API's GetStatus. */
-  status(): ServerStatus {
-    const outcomes: Record<string, number> = {};
-    OUTCOMES.forEach((o, i) => {
-      let n = 0;
-      for (const l of this.listeners) n += l.stats.closed[i]!;
-      if (n > 0) outcomes[o] = n;
+  async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
+    this.setRoutes((l as ListenerRuntime).index, routes);
+  }
+
+  async applyRules(rules: FirewallRules): Promise<void> {
+    this.firewall.replaceRules(rules);
+  }
+
+  applyMaxConnections(l: ListenerView, n: number): void {
+    this.counters.setMax((l as ListenerRuntime).index, n);
+  }
+
+  /** This loop's counters, with the bytes live connections have moved so far. */
+  localSnapshot(): Snapshot {
+    const live = new Map<RouteStats, [number, number]>();
+    for (const c of this.ctx.connections) {
+      const rs = c.liveRouteStats;
+      if (rs === null) continue;
+      const v = live.get(rs) ?? [0, 0];
+      v[0] += c.bytesFromClient;
+      v[1] += c.bytesFromBackend;
+      live.set(rs, v);
+    }
+    const listeners = this.listeners.map((l) => {
+      const snap = listenerSnapshot(l.stats, l, l.active);
+      for (const r of snap.routeStats) {
+        const v = live.get(l.stats.routes.get(r.label)!);
+        if (v !== undefined) {
+          r.bytesFromClient += v[0];
+          r.bytesToClient += v[1];
+        }
+      }
+      return snap;
     });
     return {
       startedAt: this.startedAt,
-      closed: this.closedTotal,
-      active: this.ctx.connections.size,
-      outcomes,
-      listeners: this.listeners.map((l) => ({
-        addr: l.addr,
-        routes: l.table.size,
-        active: l.active,
-        maxConnections: l.maxConnections,
-        proxyProtocol: l.proxyProtocol,
-        trustedProxies: l.trustedProxies,
-      })),
+      listeners,
       connectionCap: this.connectionCap,
+      draining: this.draining,
+      rules: this.firewall.ruleCounts(),
+      rateTracked: this.firewall.rateTracked,
+      geoipBuildEpoch: this.firewall.geoipBuildEpoch,
+      workers: [{ id: this.workerId, thread: 0, active: this.ctx.connections.size, accepted: this.listeners.reduce((n, l) => n + l.stats.accepted, 0), restarts: 0 }],
     };
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    return this.localSnapshot();
   }
 
   /** Bind every listener; on any failure, unbind the rest and throw. */
@@ -159,14 +194,9 @@ export class Server {
         const rt = this.listeners[i]!;
         const host = lc.bind.host === "" ? "::" : lc.bind.host;
         try {
-          this.bound.push(
-            Bun.listen<Connection>({
-              hostname: host,
-              port: lc.bind.port,
-              allowHalfOpen: true,
-              socket: this.clientHandlers(rt),
-            }) as TCPSocketListener<unknown>,
-          );
+          // reusePort works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
+          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: this.options.reusePort ?? false, socket: this.clientHandlers(rt) };
+          this.bound.push(Bun.listen<Connection>(opts as import("bun").TCPSocketListenOptions<Connection>) as TCPSocketListener<unknown>);
         } catch (e) {
           throw new Error(`listeners[${i}].addr "${lc.addr}": cannot listen: ${(e as Error).message}`);
         }
@@ -176,15 +206,14 @@ export class Server {
       throw e;
     }
     this.ctx.wheel.start();
-    for (const rt of this.listeners) {
-      this.logger.info("listening", { listener: rt.addr, routes: rt.table.size, max_connections: rt.maxConnections });
-    }
   }
 
   private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
     const ctx = this.ctx;
     const firewall = this.firewall;
+    const counters = this.counters;
     const cap = this.connectionCap;
+    const w = this.workerId;
     return {
       open: (socket) => {
         const raw = socket.remoteAddress as string | undefined;
@@ -198,10 +227,10 @@ export class Server {
         const conn = new Connection(socket, rt, ctx, ip);
         socket.data = conn;
         // SPEC §3: capacity first, then the firewall, before any byte is read.
-        // The process cap keeps descriptors from running out (fd_limit.ts).
-        if (this.draining || (rt.maxConnections > 0 && rt.active >= rt.maxConnections) || (cap > 0 && ctx.connections.size >= cap)) {
-          return conn.refuse("over_capacity");
-        }
+        // The listener's max_connections and the process cap (fd_limit.ts)
+        // are counted across every event loop (shared_counters.ts).
+        if (this.draining || !counters.tryAcquire(rt.index, w, cap)) return conn.refuse("over_capacity");
+        conn.holdsSlot = true;
         // Behind a balancer (PROXY protocol), the socket's peer is the balancer:
         // it must be trusted, and the firewall judges the client its header
         // names, once the header is read (connection.ts).
@@ -234,10 +263,10 @@ export class Server {
     this.draining = true;
     for (const l of this.bound) l.stop(false);
     const n = this.ctx.connections.size;
-    this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs });
+    this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs, worker: this.workerId });
     if (n === 0) return this.stopped();
     this.forceTimer = setTimeout(() => {
-      this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size });
+      this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size, worker: this.workerId });
       for (const c of [...this.ctx.connections]) c.forceClose();
       this.stopped();
     }, this.config.proxy.shutdownTimeoutMs);
@@ -250,13 +279,12 @@ export class Server {
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
-    this.logger.info("stopped", { connections_total: this.closedTotal });
     this.logger.flush();
-    this.resolveDone();
+    this.resolveDone(0);
   }
 
   /** SIGHUP: re-open the GeoIP database; keep the old one if that fails. Null when none is configured. */
-  reloadGeoIp(): "ok" | "error" | null {
+  async reloadGeoIp(): Promise<"ok" | "error" | null> {
     const r = this.firewall.reloadGeoIp();
     if (r === null) {
       this.logger.info("SIGHUP: no GeoIP database configured; nothing to reload");
@@ -265,6 +293,11 @@ export class Server {
     if (r.ok) this.logger.info("GeoIP database reloaded", { path: r.path });
     else this.logger.error("GeoIP reload failed; keeping the previous database", { error: r.error });
     return r.ok ? "ok" : "error";
+  }
+
+  /** Closed connections over all listeners of this loop. */
+  get closedTotal(): number {
+    return this.listeners.reduce((n, l) => n + l.stats.closedTotal, 0);
   }
 }
 
