@@ -1,5 +1,6 @@
 // The command line: `mc-proxy server|check|version`. Usage errors exit 2,
 // configuration errors exit 1, a clean stop exits 0.
+import { readFileSync } from "node:fs";
 import { AdminService, rulesFromStore } from "../admin/admin_service";
 import { AdminServer } from "../admin/grpc_server";
 import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/config";
@@ -238,10 +239,12 @@ async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult
       if (result !== null) metrics?.geoipReloads.labels(result).inc();
     });
   });
-  // Fault injection for the tests only: SIGUSR2 makes worker 1 throw (a real uncaught error).
-  if (process.env.MC_PROXY_TEST_WORKER_CRASH === "1" && plane instanceof WorkerPool) {
+  // Fault injection for the tests only: with MC_PROXY_TEST_WORKER_CRASH=FILE,
+  // SIGUSR2 makes the worker whose id FILE holds throw an uncaught error.
+  const crashFile = process.env.MC_PROXY_TEST_WORKER_CRASH;
+  if (crashFile !== undefined && plane instanceof WorkerPool) {
     const pool = plane;
-    process.on("SIGUSR2", () => pool.crash(Number(process.env.MC_PROXY_TEST_WORKER_CRASH_ID ?? "1")));
+    process.on("SIGUSR2", () => pool.crash(Number(readFileSync(crashFile, "utf8").trim())));
   }
   const code = await plane.done;
   admin?.stop();
