@@ -1,5 +1,6 @@
 // `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...]`
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
+// `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 //
 // Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
 // ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
@@ -19,12 +20,13 @@ import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
 /**
+ * mc-proxy-w2: two workers (not in the default set: `--only …,mc-proxy-w2`).
  * mc-proxy-metrics: [metrics] on, scraped every second while measured.
  * mc-proxy-pp: PROXY protocol both ways (an untimed HAProxy in front sends
  * v2, mc-proxy sends v2 to the backend). mc-proxy-base: the binary built
  * from `--baseline REF`, for an A/B of the current code in the same run.
  */
-type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-metrics" | "mc-proxy-pp" | "mc-proxy-base";
+type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-w2" | "mc-proxy-metrics" | "mc-proxy-pp" | "mc-proxy-base";
 const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-metrics", "mc-proxy-pp"];
 
 interface Settings {
@@ -88,7 +90,11 @@ function buildBaseline(ref: string): string {
   run(["git", "worktree", "add", "--force", "--detach", tree, sha], ROOT);
   try {
     run(["ln", "-s", join(ROOT, "node_modules"), join(tree, "node_modules")], ROOT);
-    run([process.execPath, "build", "--compile", "--minify-syntax", "--sourcemap=none", "src/main.ts", "--outfile", out], tree);
+    // A tree with scripts/build.ts builds itself (its entry points); older ones had one.
+    if (existsSync(join(tree, "scripts/build.ts"))) {
+      run([process.execPath, "run", "scripts/build.ts"], tree);
+      run(["cp", join(tree, "dist/mc-proxy"), out], ROOT);
+    } else run([process.execPath, "build", "--compile", "--minify-syntax", "--sourcemap=none", "src/main.ts", "--outfile", out], tree);
   } finally {
     Bun.spawnSync(["git", "worktree", "remove", "--force", tree], { cwd: ROOT });
   }
@@ -137,6 +143,10 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
   } else if (name === "nginx") {
     cmd = ["nginx", "-c", f.nginxConf];
     port = PORTS.nginx;
+  } else if (name === "mc-proxy-w2") {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyW2Conf];
+    port = PORTS.mcproxy;
+    stderr = openSync(f.mcproxyLog, "a");
   } else if (name === "mc-proxy-metrics") {
     cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyMetricsConf];
     port = PORTS.mcproxy;
@@ -447,6 +457,11 @@ async function main(): Promise<void> {
     if (b.exitCode !== 0) throw new Error("bun run build failed");
   }
   mkdirSync(WORK, { recursive: true });
+  if (process.argv.includes("--scaling")) {
+    const { scaling } = await import("./scaling");
+    const i = process.argv.indexOf("--seconds");
+    return scaling(prepare(s.bigBytes), s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 4 : 8, withFds, waitPort);
+  }
   if (process.argv.includes("--soak")) {
     const i = process.argv.indexOf("--minutes");
     const { soak } = await import("./soak");
@@ -531,6 +546,7 @@ const RATIOS: [string, SystemName, SystemName][] = [
   ["mc-proxy × direct", "mc-proxy", "direct"],
   ["mc-proxy × HAProxy", "mc-proxy", "haproxy"],
   ["mc-proxy-metrics × mc-proxy", "mc-proxy-metrics", "mc-proxy"],
+  ["mc-proxy-w2 × mc-proxy", "mc-proxy-w2", "mc-proxy"],
   ["mc-proxy-pp × HAProxy", "mc-proxy-pp", "haproxy"],
   ["mc-proxy-pp × mc-proxy", "mc-proxy-pp", "mc-proxy"],
   ["mc-proxy × mc-proxy-base", "mc-proxy", "mc-proxy-base"],

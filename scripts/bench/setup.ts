@@ -22,7 +22,15 @@ export const PORTS = {
   ppFront: 20444,
   /** The metrics endpoint of mc-proxy-metrics (scraped every second during its runs). */
   metrics: 22102,
+  /** --scaling: a plain TCP backend with a fixed reply, and the proxies in front of it. */
+  replyBackend: 19445,
+  scaleHaproxy: 20445,
+  scaleNginx: 21445,
+  scaleMcproxy: 22445,
 } as const;
+
+/** --scaling: the backend's fixed reply, in bytes. */
+export const REPLY_BYTES = 64;
 
 export const PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "wrk", "openssl", "curl"];
 
@@ -64,6 +72,13 @@ export interface Files {
   ppFrontConf: string;
   /** mc-proxy with [metrics] on. */
   mcproxyMetricsConf: string;
+  /** mc-proxy with two workers (memory per idle connection, issue 11). */
+  mcproxyW2Conf: string;
+  /** --scaling: the reply backend, and per system and event-loop count (1, 2) its config. */
+  replyBackendConf: string;
+  scaling: { haproxy: [string, string]; nginx: [string, string]; mcproxy: [string, string] };
+  /** A recorded ClientHello for SCALE_SNI (built if the shared fixtures are absent). */
+  helloFile: string;
 }
 
 export function prepare(bigBytes: number): Files {
@@ -199,6 +214,8 @@ rate_window = "1s"
 
 [proxy]
 idle_timeout = "10m"
+# One event loop, as HAProxy runs nbthread 1 and nginx one worker here (--scaling compares 1 and 2).
+workers = 1
 
 [log]
 level = "info"
@@ -217,11 +234,66 @@ format = "text"
         `addr = "127.0.0.1:${PORTS.mcproxyPp}"\nproxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backendPp}"\n  send_proxy_protocol = "v2"`,
       ),
   );
+  const mcproxyW2Conf = join(WORK, "mc-proxy-w2.toml");
+  writeFileSync(mcproxyW2Conf, readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-w2.db"`).replace("workers = 1", "workers = 2"));
   const mcproxyMetricsConf = join(WORK, "mc-proxy-metrics.toml");
   writeFileSync(
     mcproxyMetricsConf,
     readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-metrics.db"`) + `\n[metrics]\naddr = "127.0.0.1:${PORTS.metrics}"\n`,
   );
+  // --scaling: a plain backend answering REPLY_BYTES to anything (nginx stream `return`, C, cheap).
+  const replyBackendConf = join(WORK, "reply-backend.conf");
+  writeFileSync(
+    replyBackendConf,
+    `load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid ${WORK}/run/reply-backend.pid;
+error_log ${WORK}/logs/reply-backend-error.log warn;
+daemon off;
+events { worker_connections 15000; }
+stream {
+  server {
+    listen 127.0.0.1:${PORTS.replyBackend};
+    return "${"r".repeat(REPLY_BYTES - 1)}\n";
+  }
+}
+`,
+  );
+  const scale = (n: 1 | 2) => {
+    const hp = join(WORK, `haproxy-scale-${n}.cfg`);
+    writeFileSync(
+      hp,
+      readFileSync(haproxyConf, "utf8")
+        .replace("nbthread 1", `nbthread ${n}`)
+        .replace(`bind 127.0.0.1:${PORTS.haproxy}`, `bind 127.0.0.1:${PORTS.scaleHaproxy}`)
+        .replace(`req.ssl_sni -i ${HOST}`, `req.ssl_sni -i ${SCALE_SNI}`)
+        .replace(`server s1 127.0.0.1:${PORTS.backend}`, `server s1 127.0.0.1:${PORTS.replyBackend}`),
+    );
+    const ng = join(WORK, `nginx-scale-${n}.conf`);
+    writeFileSync(
+      ng,
+      readFileSync(nginxConf, "utf8")
+        .replace("worker_processes 1;", `worker_processes ${n};`)
+        .replace(`pid ${WORK}/run/nginx-stream.pid;`, `pid ${WORK}/run/nginx-scale-${n}.pid;`)
+        .replace(`listen 127.0.0.1:${PORTS.nginx};`, `listen 127.0.0.1:${PORTS.scaleNginx} reuseport;`)
+        .replace(`${HOST} 127.0.0.1:${PORTS.backend};`, `${SCALE_SNI} 127.0.0.1:${PORTS.replyBackend};`),
+    );
+    const mc = join(WORK, `mc-proxy-scale-${n}.toml`);
+    writeFileSync(
+      mc,
+      readFileSync(mcproxyConf, "utf8")
+        .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-scale-${n}.db"`)
+        .replace(`addr = "127.0.0.1:${PORTS.mcproxy}"`, `addr = "127.0.0.1:${PORTS.scaleMcproxy}"`)
+        .replace(`hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`, `hostname = "${SCALE_SNI}"\n  backend = "127.0.0.1:${PORTS.replyBackend}"`)
+        .replace("workers = 1", `workers = ${n}`),
+    );
+    return { hp, ng, mc };
+  };
+  const s1 = scale(1);
+  const s2 = scale(2);
+  const helloFile = join(WORK, "hello.bin");
+  writeFileSync(helloFile, recordedHello());
   const ppFrontConf = join(WORK, "haproxy-pp-front.cfg");
   writeFileSync(
     ppFrontConf,
@@ -242,6 +314,10 @@ backend mc
 `,
   );
   return {
+    mcproxyW2Conf,
+    replyBackendConf,
+    scaling: { haproxy: [s1.hp, s2.hp], nginx: [s1.ng, s2.ng], mcproxy: [s1.mc, s2.mc] },
+    helloFile,
     mcproxyMetricsConf,
     mcproxyPpConf,
     ppFrontConf,
@@ -257,6 +333,20 @@ backend mc
     mcproxyConf,
     mcproxyLog: join(WORK, "logs/mc-proxy-access.log"),
   };
+}
+
+/**
+ * --scaling sends a real ClientHello recorded from curl (../shared/testdata,
+ * server name alpha.example.com); where the fixtures are absent, one built
+ * for the same name.
+ */
+export const SCALE_SNI = "alpha.example.com";
+
+function recordedHello(): Uint8Array {
+  const f = join(ROOT, "../shared/testdata/hellos/curl.bin");
+  if (existsSync(f)) return new Uint8Array(readFileSync(f));
+  const { helloFor } = require("../../tests/helpers/hello_builder") as typeof import("../../tests/helpers/hello_builder");
+  return helloFor(SCALE_SNI);
 }
 
 /** The CC0 ip-location-db country database from npm (records carry `country_code`). */
