@@ -11,7 +11,7 @@
 // and nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
-import { backendError, parseRouteHostname } from "../config/config";
+import { backendError, parseRouteHostname, poolError } from "../config/config";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
@@ -19,8 +19,8 @@ import type { DataPlane, ListenerView } from "../server/data_plane";
 import { OUTCOMES } from "../server/stats";
 import { type Store, StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
-import type { Route } from "../routing/route_table";
-import { RULE_TYPE_ENUM, SEND_PROXY_ENUM, shortRuleType, shortSendProxy } from "./protos";
+import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, healthCheckOf, singleBackend } from "../routing/pool";
+import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
 import { clip } from "./clip";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
@@ -34,14 +34,22 @@ export class AdminError extends Error {
   }
 }
 
+interface BackendMsg {
+  addr: string;
+  weight?: number;
+  backup?: boolean;
+  state?: string;
+  health?: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number };
+  active_connections?: number;
+}
+
 interface RouteMsg {
   hostname: string;
   backend: string;
   send_proxy_protocol?: string;
-}
-
-function routeMsg(r: Route): RouteMsg {
-  return { hostname: r.hostname, backend: r.backend, send_proxy_protocol: SEND_PROXY_ENUM[r.sendProxyProtocol] };
+  backends?: BackendMsg[];
+  balance?: string;
+  health_check?: string;
 }
 interface RuleMsg {
   type: string;
@@ -93,27 +101,89 @@ export class AdminService {
   listRoutes(req: { listener: string }): { listeners: { listener: string; routes: RouteMsg[] }[] } {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
     const targets = name === "" ? this.server.listeners : [this.listener(name)];
-    return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes().map(routeMsg) })) };
+    return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
   }
 
   addRoute(req: { listener: string; route: RouteMsg | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
+    const list = req.route?.backends ?? [];
+    if (list.length > MAX_BACKENDS) throw invalid(`route.backends: ${list.length} backends; at most ${MAX_BACKENDS} per route`);
+    const specs: BackendSpec[] = list.map((b, i) => ({ addr: bounded(`route.backends[${i}].addr`, b.addr, MAX_LENGTH.backend), weight: b.weight || 1, backup: b.backup === true }));
     const l = this.listener(listener);
     if (req.route === null || req.route === undefined) throw invalid("route: required");
     const hostname = this.hostname("route.hostname", rawHost);
-    if (backend === "") throw invalid("route.backend: required (host:port)");
-    const err = backendError(backend);
-    if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
+    let backends: BackendSpec[];
+    if (specs.length > 0) {
+      const err = poolError(specs, "route.backends");
+      if (err !== null) throw invalid(err);
+      backends = specs;
+    } else {
+      if (backend === "") throw invalid("route.backend: required (host:port), or route.backends for a pool");
+      const err = backendError(backend);
+      if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
+      backends = singleBackend(backend);
+    }
     const sendProxyProtocol = shortSendProxy(req.route.send_proxy_protocol);
     if (sendProxyProtocol === undefined) throw invalid(`route.send_proxy_protocol: ${clip(String(req.route.send_proxy_protocol))} must be SEND_PROXY_PROTOCOL_OFF, _V1 or _V2`);
-    const route: Route = { hostname, backend, sendProxyProtocol };
+    const balance = fromEnum(BALANCE_ENUM, req.route.balance, "round_robin");
+    if (balance == null) throw invalid(`route.balance: ${clip(String(req.route.balance))} must be BALANCE_ROUND_ROBIN, _LEAST_CONNECTIONS or _SOURCE_HASH`);
+    const healthCheck = fromEnum(HEALTH_CHECK_ENUM, req.route.health_check, null);
+    if (healthCheck === undefined) throw invalid(`route.health_check: ${clip(String(req.route.health_check))} must be HEALTH_CHECK_OFF, _TCP or _TLS`);
+    // Health-check overrides and retries are set in the TOML; an upsert keeps the route's own.
+    const existing = l.table.routes().find((r) => r.hostname === hostname);
+    const route: Route = { hostname, backends, balance, healthCheck, check: existing?.check ?? {}, retries: existing?.retries ?? null, sendProxyProtocol };
     return this.mutate(async () => {
       const after = this.store.upsertRoute(l.addr, route);
       await this.server.applyRoutes(l, after.routes);
-      return { route: routeMsg(route), replaced: after.changed };
+      const now = this.server.listener(l.addr)!.table.routes().find((r) => r.hostname === hostname)!;
+      return { route: this.routeMsg(now), replaced: after.changed };
     });
+  }
+
+  setBackendState(req: { listener: string; hostname: string; addr: string; state: string; reset_connections: boolean }): Promise<{ backend: BackendMsg; connections_reset: number }> {
+    const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
+    const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
+    const addr = bounded("addr", req.addr, MAX_LENGTH.backend);
+    const l = this.listener(listener);
+    const hostname = this.hostname("hostname", rawHost);
+    const state = fromEnum(BACKEND_STATE_ENUM, req.state, "enabled");
+    if (state == null) throw invalid(`state: ${clip(String(req.state))} must be BACKEND_STATE_ENABLED, _DRAIN or _DISABLED`);
+    if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
+    return this.mutate(async () => {
+      const after = this.store.setBackendState(l.addr, hostname, addr, state);
+      if (!after.changed) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.addr)} has no backend ${clip(addr)}`);
+      const pool = this.server.listener(l.addr)!.table.routes().find((r) => r.hostname === hostname)!;
+      const ref = pool.refs[pool.backends.findIndex((b) => b.addr === addr)]!;
+      this.server.backends.setState(ref, state);
+      const reset = req.reset_connections ? await this.server.applyBackendReset(ref) : 0;
+      return { backend: this.backendMsg(pool, pool.backends.findIndex((b) => b.addr === addr)), connections_reset: reset };
+    });
+  }
+
+  private backendMsg(r: BoundRoute, i: number): BackendMsg {
+    const b = r.backends[i]!;
+    const h = this.server.backends.health(r.refs[i]!);
+    return {
+      addr: b.addr,
+      weight: b.weight,
+      backup: b.backup,
+      state: BACKEND_STATE_ENUM[h.state],
+      health: { up: h.up, last_check: h.lastCheck, last_check_unix_seconds: h.lastCheckAt, consecutive_failures: h.consecutiveFailures },
+      active_connections: h.active,
+    };
+  }
+
+  private routeMsg(r: BoundRoute): RouteMsg {
+    return {
+      hostname: r.hostname,
+      backend: r.backends[0]!.addr,
+      send_proxy_protocol: SEND_PROXY_ENUM[r.sendProxyProtocol],
+      backends: r.backends.map((_, i) => this.backendMsg(r, i)),
+      balance: BALANCE_ENUM[r.balance],
+      health_check: HEALTH_CHECK_ENUM[healthCheckOf(r)],
+    };
   }
 
   removeRoute(req: { listener: string; hostname: string }): Promise<Record<string, never>> {
@@ -184,6 +254,7 @@ export class AdminService {
         max_connections: l.maxConnections,
         proxy_protocol: l.proxyProtocol,
         trusted_proxies: l.trustedProxies,
+        routes: (this.server.listener(l.addr)?.table.routes() ?? []).map((r) => this.routeMsg(r)),
       })),
       connection_cap: s.connectionCap,
       unauthenticated_admin: this.extras.unauthenticatedAdmin,

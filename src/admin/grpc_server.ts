@@ -125,6 +125,7 @@ export class AdminServer {
         service.setListenerMaxConnections(r),
       ),
       GetStatus: read("GetStatus", () => service.getStatus()),
+      SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) => service.setBackendState(r)),
     });
 
     // grpc.health.v1: the whole server and the admin service are SERVING while it runs.

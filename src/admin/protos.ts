@@ -49,6 +49,16 @@ export function shortSendProxy(enumName: string | undefined): SendProxy | undefi
   return (Object.keys(SEND_PROXY_ENUM) as SendProxy[]).find((k) => SEND_PROXY_ENUM[k] === enumName);
 }
 
+export const BALANCE_ENUM = { round_robin: "BALANCE_ROUND_ROBIN", least_connections: "BALANCE_LEAST_CONNECTIONS", source_hash: "BALANCE_SOURCE_HASH" } as const;
+export const HEALTH_CHECK_ENUM = { off: "HEALTH_CHECK_OFF", tcp: "HEALTH_CHECK_TCP", tls: "HEALTH_CHECK_TLS" } as const;
+export const BACKEND_STATE_ENUM = { enabled: "BACKEND_STATE_ENABLED", drain: "BACKEND_STATE_DRAIN", disabled: "BACKEND_STATE_DISABLED" } as const;
+
+/** The short name for an enum name from `table`; `unspecified` for the zero value (or an older client that sent nothing). */
+export function fromEnum<T extends Record<string, string>>(table: T, name: string | undefined, unspecified: keyof T | null): keyof T | null | undefined {
+  if (name === undefined || name === "" || name.endsWith("_UNSPECIFIED")) return unspecified;
+  return (Object.keys(table) as (keyof T)[]).find((k) => table[k] === name);
+}
+
 export const ADMIN_SERVICE = "mc_proxy.v1.ProxyAdminService";
 
 /**

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseAddressOrCidr, parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import type { SendProxy } from "../routing/route_table";
+import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, MAX_BACKENDS, type PoolDefaults, type Route, type SendProxy, singleBackend } from "../routing/pool";
 import { normaliseHostName } from "../sni/host_name";
 import { type HostPort, parseHostPort } from "./address";
 import { parseDuration } from "./duration";
@@ -13,13 +13,8 @@ import { parseDuration } from "./duration";
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
 
-export interface RouteConfig {
-  /** Normalised: lower case, no trailing dot; "*.suffix" for a wildcard. */
-  hostname: string;
-  backend: string;
-  /** PROXY protocol header sent to the backend before the client's bytes. */
-  sendProxyProtocol: SendProxy;
-}
+/** A route as configured: hostname normalised (lower case, no trailing dot; "*.suffix" for a wildcard). */
+export type RouteConfig = Route;
 
 export interface ListenerConfig {
   /** As written in the config: the listener's name in logs and the admin API. */
@@ -68,6 +63,8 @@ export interface ProxyConfig {
   shutdownTimeoutMs: number;
   /** Event loops: "auto" = one per CPU this process may run on. */
   workers: number | "auto";
+  /** Health-check settings and retries for routes that do not set their own. */
+  pool: PoolDefaults;
 }
 
 export interface MetricsConfig {
@@ -131,6 +128,11 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
     max_hello_bytes: "int",
     shutdown_timeout: "duration",
     workers: "workers",
+    health_check_interval: "duration",
+    health_check_timeout: "duration",
+    health_check_rise: "int",
+    health_check_fall: "int",
+    retries: "int",
   },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
@@ -145,7 +147,45 @@ const LISTENER_KEYS: Record<string, Kind | "routes" | "send_proxy"> = {
   trusted_proxies: "strings",
   routes: "routes",
 };
-const ROUTE_KEYS: Record<string, Kind | "send_proxy"> = { hostname: "string", backend: "string", send_proxy_protocol: "send_proxy" };
+const ROUTE_KEYS: Record<string, unknown> = {
+  hostname: 1,
+  backend: 1,
+  backends: 1,
+  balance: 1,
+  health_check: 1,
+  health_check_interval: 1,
+  health_check_timeout: 1,
+  health_check_rise: 1,
+  health_check_fall: 1,
+  retries: 1,
+  send_proxy_protocol: 1,
+};
+
+const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
+const HEALTH_CHECKS: readonly HealthCheckKind[] = ["off", "tcp", "tls"];
+/** HAProxy's defaults (inter 2s is HAProxy's; 5s here, as the issue asks), and two retries. */
+export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
+const MAX_WEIGHT = 256;
+
+/**
+ * Check a pool of backends (the config's `backends`, or the admin API's):
+ * 1–31 entries, each a valid host:port used once, weight 1–256. Returns a
+ * problem naming the entry, or null.
+ */
+export function poolError(backends: readonly BackendSpec[], field: string): string | null {
+  if (backends.length === 0) return `${field}: at least one backend is required`;
+  if (backends.length > MAX_BACKENDS) return `${field}: ${backends.length} backends; at most ${MAX_BACKENDS} per route`;
+  const seen = new Set<string>();
+  for (let i = 0; i < backends.length; i++) {
+    const b = backends[i]!;
+    const err = backendError(b.addr);
+    if (err !== null) return `${field}[${i}]: ${JSON.stringify(b.addr.slice(0, 64))}: ${err}`;
+    if (seen.has(b.addr)) return `${field}[${i}]: ${JSON.stringify(b.addr)} appears twice`;
+    seen.add(b.addr);
+    if (!Number.isSafeInteger(b.weight) || b.weight < 1 || b.weight > MAX_WEIGHT) return `${field}[${i}].weight: ${b.weight} must be 1-${MAX_WEIGHT}`;
+  }
+  return null;
+}
 
 /**
  * `send_proxy_protocol`: "v1", "v2", or false (off); true means "v2", the
@@ -342,7 +382,20 @@ function validate(root: Table, file: string, problems: string[]): Config {
     maxHelloBytes: (proxySec.max_hello_bytes as number | undefined) ?? DEFAULTS.maxHelloBytes,
     shutdownTimeoutMs: dur("shutdown_timeout", DEFAULTS.shutdownTimeout, true),
     workers: (proxySec.workers as number | "auto" | undefined) ?? "auto",
+    pool: {
+      check: {
+        intervalMs: dur("health_check_interval", "5s"),
+        timeoutMs: dur("health_check_timeout", "2s"),
+        rise: (proxySec.health_check_rise as number | undefined) ?? POOL_DEFAULTS.check.rise,
+        fall: (proxySec.health_check_fall as number | undefined) ?? POOL_DEFAULTS.check.fall,
+      },
+      retries: (proxySec.retries as number | undefined) ?? POOL_DEFAULTS.retries,
+    },
   };
+  for (const [k, v] of [["health_check_rise", proxy.pool.check.rise], ["health_check_fall", proxy.pool.check.fall]] as const) {
+    if (v < 1 || v > 100) problems.push(`proxy.${k}: ${v} must be 1-100`);
+  }
+  if (proxy.pool.retries < 0 || proxy.pool.retries > 30) problems.push(`proxy.retries: ${proxy.pool.retries} must be 0-30`);
   // A ClientHello is a uint24-length handshake message; a cap under 512 bytes
   // would refuse real clients (the smallest captured one is 214 bytes).
   if (proxy.maxHelloBytes < 512 || proxy.maxHelloBytes > 16_777_219) {
@@ -588,14 +641,16 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     }
     checkKeys(item, ROUTE_KEYS, `${rw}.`, problems);
     const hostname = typed("string", item.hostname ?? "", `${rw}.hostname`, problems) as string | undefined;
-    const backend = typed("string", item.backend ?? "", `${rw}.backend`, problems) as string | undefined;
     const sendProxyProtocol = sendProxy(item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
-    if (hostname === undefined || backend === undefined) return;
-    if (backend === "") problems.push(`${rw}.backend: required (host:port)`);
-    else {
-      const err = backendError(backend);
-      if (err !== null) problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
-    }
+    const backends = routeBackends(item, rw, problems);
+    const balance = item.balance === undefined ? "round_robin" : (item.balance as Balance);
+    if (!BALANCES.includes(balance)) problems.push(`${rw}.balance: ${show(item.balance)} must be one of ${BALANCES.join(", ")}`);
+    const healthCheck = item.health_check === undefined ? null : (item.health_check as HealthCheckKind);
+    if (healthCheck !== null && !HEALTH_CHECKS.includes(healthCheck)) problems.push(`${rw}.health_check: ${show(item.health_check)} must be one of ${HEALTH_CHECKS.join(", ")}`);
+    const check = checkOverrides(item, rw, problems);
+    const retries = item.retries === undefined ? null : ((typed("int", item.retries, `${rw}.retries`, problems) as number | undefined) ?? null);
+    if (retries !== null && (retries < 0 || retries > 30)) problems.push(`${rw}.retries: ${retries} must be 0-30`);
+    if (hostname === undefined || backends === null) return;
     const host = parseRouteHostname(hostname);
     if (typeof host !== "string" || hostname === "") {
       problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" ? "required" : (host as { error: string }).error}`);
@@ -604,9 +659,86 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     const prev = seen.get(host);
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
-    out.push({ hostname: host, backend, sendProxyProtocol });
+    out.push({ hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol });
   });
   return out;
+}
+
+/**
+ * `backend = "host:port"` (a pool of one, as before) or `backends = [...]`,
+ * whose entries are "host:port" or { addr, weight, backup } (Bun's TOML
+ * parser takes the mixed array, measured).
+ */
+function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec[] | null {
+  if (item.backend !== undefined && item.backends !== undefined) {
+    problems.push(`${rw}: both backend and backends are set; use one (backends for a pool)`);
+    return null;
+  }
+  if (item.backends === undefined) {
+    const backend = typed("string", item.backend ?? "", `${rw}.backend`, problems) as string | undefined;
+    if (backend === undefined) return null;
+    if (backend === "") {
+      problems.push(`${rw}.backend: required (host:port), or backends = [...] for a pool`);
+      return null;
+    }
+    const err = backendError(backend);
+    if (err !== null) {
+      problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
+      return null;
+    }
+    return singleBackend(backend);
+  }
+  if (!Array.isArray(item.backends)) {
+    problems.push(`${rw}.backends: expected a list of "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(item.backends)}`);
+    return null;
+  }
+  const out: BackendSpec[] = [];
+  for (const [k, b] of item.backends.entries()) {
+    const at = `${rw}.backends[${k}]`;
+    if (typeof b === "string") out.push({ addr: b, weight: 1, backup: false });
+    else if (isTable(b)) {
+      checkKeys(b, { addr: 1, weight: 1, backup: 1 }, `${at}.`, problems);
+      const addr = typed("string", b.addr ?? "", `${at}.addr`, problems) as string | undefined;
+      const weight = b.weight === undefined ? 1 : (typed("int", b.weight, `${at}.weight`, problems) as number | undefined);
+      const backup = b.backup === undefined ? false : (typed("bool", b.backup, `${at}.backup`, problems) as boolean | undefined);
+      if (addr === undefined || weight === undefined || backup === undefined) return null;
+      out.push({ addr, weight, backup });
+    } else {
+      problems.push(`${at}: expected "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(b)}`);
+      return null;
+    }
+  }
+  const err = poolError(out, `${rw}.backends`);
+  if (err !== null) {
+    problems.push(err);
+    return null;
+  }
+  return out;
+}
+
+function checkOverrides(item: Table, rw: string, problems: string[]): Partial<CheckSettings> {
+  const c: Partial<CheckSettings> = {};
+  const dur = (k: string) => {
+    if (item[k] === undefined) return undefined;
+    const v = typed("duration", item[k], `${rw}.${k}`, problems) as number | undefined;
+    if (v === 0) problems.push(`${rw}.${k}: must be greater than zero`);
+    return v;
+  };
+  const int = (k: string) => {
+    if (item[k] === undefined) return undefined;
+    const v = typed("int", item[k], `${rw}.${k}`, problems) as number | undefined;
+    if (v !== undefined && (v < 1 || v > 100)) problems.push(`${rw}.${k}: ${v} must be 1-100`);
+    return v;
+  };
+  const interval = dur("health_check_interval");
+  const timeout = dur("health_check_timeout");
+  const rise = int("health_check_rise");
+  const fall = int("health_check_fall");
+  if (interval !== undefined) c.intervalMs = interval;
+  if (timeout !== undefined) c.timeoutMs = timeout;
+  if (rise !== undefined) c.rise = rise;
+  if (fall !== undefined) c.fall = fall;
+  return c;
 }
 
 /** Validate a route hostname: exact, or a wildcard only as a leading "*.". */

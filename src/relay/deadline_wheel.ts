@@ -25,6 +25,11 @@ export class DeadlineWheel<T extends Timed> {
   /** Coarse clock, updated every tick; cheap to read on the hot path. */
   now: number;
 
+  /** The coarse clock in whole seconds (backend retry times are kept in seconds). */
+  get nowSec(): number {
+    return Math.floor(this.now / 1000);
+  }
+
   constructor(
     private readonly tickMs: number,
     private readonly onExpire: (item: T) => void,

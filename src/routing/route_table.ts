@@ -3,33 +3,33 @@
 // sees the old table or the new one, never a mix.
 //
 // Lookup: exact name, then the most specific wildcard, then the default
-// route (for "no SNI" and "no match" only). Wildcard lookup walks the name's
-// suffixes from the longest down, one Map probe per label, so its cost
+// route (for "no SNI" and "no match" only). Wildcard lookup walks the
+// name's suffixes from the longest down, one Map probe per label, so its cost
 // depends on the name, not on the number of routes.
 
-/** The PROXY protocol header a route sends to its backend (haproxy proxy-protocol.txt). */
-export type SendProxy = "off" | "v1" | "v2";
+import type { BackendTable } from "./backend_table";
+import { type BoundRoute, type PoolDefaults, RoutePool } from "./pool";
 
-export interface Route {
-  /** "" for a listener's default route. */
-  readonly hostname: string;
-  readonly backend: string;
-  readonly sendProxyProtocol: SendProxy;
-}
+export type { BoundRoute, Route, SendProxy } from "./pool";
 
 export class RouteTable {
-  private readonly exact = new Map<string, Route>();
+  private readonly exact = new Map<string, RoutePool>();
   /** "*.example.com" is stored under "example.com". */
-  private readonly wildcard = new Map<string, Route>();
+  private readonly wildcard = new Map<string, RoutePool>();
+  readonly defaultRoute: RoutePool | null;
 
   constructor(
-    routes: readonly Route[],
-    readonly defaultRoute: Route | null = null,
+    routes: readonly BoundRoute[],
+    defaultRoute: BoundRoute | null,
+    defaults: PoolDefaults,
+    table: BackendTable,
   ) {
     for (const r of routes) {
-      if (r.hostname.startsWith("*.")) this.wildcard.set(r.hostname.slice(2), r);
-      else this.exact.set(r.hostname, r);
+      const p = new RoutePool(r, defaults, table);
+      if (r.hostname.startsWith("*.")) this.wildcard.set(r.hostname.slice(2), p);
+      else this.exact.set(r.hostname, p);
     }
+    this.defaultRoute = defaultRoute === null ? null : new RoutePool(defaultRoute, defaults, table);
   }
 
   get size(): number {
@@ -37,15 +37,20 @@ export class RouteTable {
   }
 
   /** All routes, sorted by hostname (for the admin API and logs). */
-  routes(): Route[] {
-    return [...this.exact.values(), ...this.wildcard.values()].sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+  routes(): BoundRoute[] {
+    return [...this.exact.values(), ...this.wildcard.values()].map((p) => p.route).sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+  }
+
+  /** The pools, with the default route's (for health checks and status). */
+  pools(): RoutePool[] {
+    return [...this.exact.values(), ...this.wildcard.values(), ...(this.defaultRoute === null ? [] : [this.defaultRoute])];
   }
 
   /**
    * The route for a normalised host name (lower case, no trailing dot), or
    * for a hello without SNI (null); null when nothing matches.
    */
-  lookup(hostname: string | null): Route | null {
+  lookup(hostname: string | null): RoutePool | null {
     if (hostname !== null) {
       const exact = this.exact.get(hostname);
       if (exact !== undefined) return exact;

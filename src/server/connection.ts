@@ -8,7 +8,7 @@ import { normaliseIp } from "../firewall/address";
 import type { ProxyAddress, ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
-import type { Route } from "../routing/route_table";
+import type { RoutePool } from "../routing/pool";
 import { ClientHelloReader } from "../sni/client_hello_reader";
 import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
@@ -49,7 +49,13 @@ export class Connection extends Relay implements Timed {
   /** The balancer, on a proxy_protocol listener (the socket's peer); "" otherwise. */
   private peerIp = "";
   private peerPort = 0;
-  private route: Route | null = null;
+  private route: RoutePool | null = null;
+  /** Backends tried on this connection (bit per pool index), how many, and the current one. */
+  private tried = 0;
+  private tries = 0;
+  private backendIndex = -1;
+  /** Counted in the backend's shared active count (least_connections, drain progress). */
+  private holdsBackend = false;
   /** Set at accept once a place in the shared counters is taken; given back when the connection ends. */
   holdsSlot = false;
   /** The route's counters (bytes, connect times); resolved once, when routed. */
@@ -146,7 +152,47 @@ export class Connection extends Relay implements Timed {
     if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
     this.route = route;
     this.routeStats = this.listener.stats.route(route.hostname === "" ? DEFAULT_ROUTE_LABEL : route.hostname);
-    this.connect(route.backend);
+    this.tryNext();
+  }
+
+  /**
+   * Connect to the next eligible backend of the route (issue 12). Nothing
+   * has reached the client from any backend yet, so a failed connect can
+   * move on to another; a backend never gets a second try on the same
+   * connection, and tries stop at the route's retries + 1.
+   */
+  private tryNext(): void {
+    const pool = this.route!;
+    if (this.tries >= pool.maxTries) return this.abort("connect_failed");
+    const i = pool.pick(this.clientIp, this.tried, this.ctx.wheel.nowSec);
+    if (i < 0) return this.abort(this.tries === 0 ? "no_backend" : "connect_failed");
+    this.tried |= 1 << i;
+    this.tries++;
+    this.backendIndex = i;
+    this.ctx.backends.take(pool.ref(i));
+    this.holdsBackend = true;
+    this.connect(pool.addr(i));
+  }
+
+  /** The current try's connect failed or timed out: count it against the backend (passive health) and try the next. */
+  private connectFailed(): void {
+    const pool = this.route!;
+    const ref = pool.ref(this.backendIndex);
+    this.releaseBackend();
+    const went = this.ctx.backends.connectResult(ref, false, pool.fall, pool.checksOn, pool.holdSec, this.ctx.wheel.nowSec);
+    if (went === "down") this.ctx.logger.warn("backend down after connect failures", { listener: this.listener.addr, route: pool.hostname, backend: pool.addr(this.backendIndex), worker: this.ctx.workerId });
+    this.tryNext();
+  }
+
+  private releaseBackend(): void {
+    if (!this.holdsBackend) return;
+    this.holdsBackend = false;
+    this.ctx.backends.give(this.route!.ref(this.backendIndex));
+  }
+
+  /** The backend this connection holds, for a DISABLED-with-reset (issue 12); null when none. */
+  get backendSlot(): { slot: number; gen: number } | null {
+    return this.holdsBackend ? this.route!.ref(this.backendIndex) : null;
   }
 
   /**
@@ -208,21 +254,23 @@ export class Connection extends Relay implements Timed {
     this.deadline = this.ctx.wheel.after(this.ctx.proxy.connectTimeoutMs);
     this.ctx.wheel.schedule(this);
     const { host, port } = splitBackend(backend);
-    Bun.connect<Connection>({
+    Bun.connect<BackendAttempt>({
       hostname: host,
       port,
       allowHalfOpen: true,
-      data: this,
+      data: new BackendAttempt(this, this.tries),
       socket: this.ctx.backendHandlers,
     }).catch(IGNORE);
   }
 
-  onBackendOpen(socket: PeerSocket): void {
-    if (this.phase !== Phase.Connecting || this.finished) {
-      // We gave up (connect_timeout, client gone, shutdown) before it opened.
+  onBackendOpen(socket: PeerSocket, attempt: number): void {
+    if (this.phase !== Phase.Connecting || this.finished || attempt !== this.tries) {
+      // We gave up on this try (connect_timeout, client gone, shutdown) before it opened.
       socket.terminate();
       return;
     }
+    const pool = this.route!;
+    this.ctx.backends.connectResult(pool.ref(this.backendIndex), true, pool.fall, pool.checksOn, pool.holdSec, this.ctx.wheel.nowSec);
     this.phase = Phase.Relaying;
     this.connectedAt = performance.now();
     if (this.ctx.histograms) this.routeStats!.connect.observe((this.connectedAt - this.connectStartAt) / 1000);
@@ -236,8 +284,8 @@ export class Connection extends Relay implements Timed {
     this.startRelay(socket, more === null ? first : Buffer.concat([first, ...more]), this.clientPaused, preamble);
   }
 
-  onBackendConnectError(): void {
-    if (this.phase === Phase.Connecting && !this.finished) this.abort("connect_failed");
+  onBackendConnectError(attempt: number): void {
+    if (this.phase === Phase.Connecting && !this.finished && attempt === this.tries) this.connectFailed();
   }
 
   onClientEnd(): void {
@@ -267,7 +315,7 @@ export class Connection extends Relay implements Timed {
       case Phase.Hello:
         return this.abort("hello_timeout");
       case Phase.Connecting:
-        return this.abort("connect_failed");
+        return this.connectFailed();
       case Phase.Relaying:
         return this.endRelay("idle_timeout");
     }
@@ -278,7 +326,7 @@ export class Connection extends Relay implements Timed {
    * ("shutdown"), or after a handler threw ("internal_error"), so that a bug
    * can never leave a connection open and unaccounted for.
    */
-  forceClose(outcome: "shutdown" | "internal_error" = "shutdown"): void {
+  forceClose(outcome: "shutdown" | "internal_error" | "backend_disabled" = "shutdown"): void {
     if (this.finished) return;
     if (this.phase === Phase.Relaying) {
       this.outcomeOverride = outcome;
@@ -331,6 +379,7 @@ export class Connection extends Relay implements Timed {
   }
 
   private record(outcome: Outcome): void {
+    if (this.holdsBackend) this.releaseBackend();
     const ls = this.listener.stats;
     const i = OUTCOME_INDEX[outcome];
     ls.closed[i]!++;
@@ -358,14 +407,26 @@ export class Connection extends Relay implements Timed {
       "info",
       "access",
       log.json
-        ? `,"id":"${this.id}","worker":${this.ctx.workerId},"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-        : ` id=${this.id} worker=${this.ctx.workerId} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+        ? `,"id":"${this.id}","worker":${this.ctx.workerId},"tries":${this.tries},"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+        : ` id=${this.id} worker=${this.ctx.workerId} tries=${this.tries} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
     );
   }
 }
 
 function hostPort(ip: string, port: number): string {
   return ip === "" ? "" : ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/**
+ * The data of a backend socket: its connection and which try it is, so that
+ * a socket of a try given up on (it timed out, the next one is under way)
+ * is closed if it opens late, never used.
+ */
+export class BackendAttempt {
+  constructor(
+    readonly c: Connection,
+    readonly n: number,
+  ) {}
 }
 
 /** Connect failures are reported through connectError; the rejection carries nothing more. */

@@ -7,7 +7,8 @@ import type { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { DeadlineWheel } from "../relay/deadline_wheel";
 import type { RouteTable } from "../routing/route_table";
-import type { Connection } from "./connection";
+import type { BackendTable } from "../routing/backend_table";
+import type { BackendAttempt, Connection } from "./connection";
 import type { ListenerView } from "./data_plane";
 import type { SharedCounters } from "./shared_counters";
 import type { ListenerStats } from "./stats";
@@ -54,6 +55,8 @@ export interface ServerContext {
   readonly workerId: number;
   /** This event loop's connections (for the drain and the live byte counts). */
   readonly connections: Set<Connection>;
-  readonly backendHandlers: SocketHandler<Connection>;
+  readonly backendHandlers: SocketHandler<BackendAttempt>;
+  /** Backend state shared by every loop: health, operator state, connections per backend. */
+  readonly backends: BackendTable;
   onConnectionClosed(): void;
 }

@@ -4,7 +4,9 @@
 // the counters summed over every loop.
 
 import type { FirewallRules } from "../firewall/firewall";
-import type { Route, RouteTable } from "../routing/route_table";
+import type { BackendTable, SlotRef } from "../routing/backend_table";
+import type { Route } from "../routing/pool";
+import type { RouteTable } from "../routing/route_table";
 import { type Histogram, type ListenerStats, OUTCOMES } from "./stats";
 
 export interface ListenerView {
@@ -78,6 +80,10 @@ export interface DataPlane {
   applyRules(rules: FirewallRules): Promise<void>;
   /** Applies to the next accept everywhere (the limit lives in shared memory). */
   applyMaxConnections(l: ListenerView, n: number): void;
+  /** Backend health, operator state and connection counts (shared by every loop). */
+  readonly backends: BackendTable;
+  /** Reset every connection on a backend, on every loop; resolves with how many. */
+  applyBackendReset(ref: SlotRef): Promise<number>;
   snapshot(): Promise<Snapshot>;
   /** SIGHUP: null when no GeoIP database is configured. */
   reloadGeoIp(): Promise<"ok" | "error" | null>;

@@ -12,8 +12,11 @@ import { Firewall, type FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import type { PeerSocket } from "../relay/relay";
-import { type Route, RouteTable } from "../routing/route_table";
-import { Connection } from "./connection";
+import { BackendTable, type SlotRef } from "../routing/backend_table";
+import { HealthChecker } from "../routing/health_checker";
+import { type BoundRoute, type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
+import { RouteTable } from "../routing/route_table";
+import { type BackendAttempt, Connection } from "./connection";
 import { ListenerRuntime, type ServerContext } from "./context";
 import { type DataPlane, type ListenerView, type Snapshot, listenerSnapshot } from "./data_plane";
 import { SharedCounters } from "./shared_counters";
@@ -37,6 +40,12 @@ export interface ServerOptions {
   geoipData?: Uint8Array;
   /** Bind with SO_REUSEPORT (one socket per worker on each address). */
   reusePort?: boolean;
+  /**
+   * Backend state shared with the other loops, and each listener's routes
+   * already bound to its slots (a worker gets both from the pool). Absent:
+   * this loop owns the table, binds its routes and runs the health checks.
+   */
+  shared?: { backends: BackendTable; tables: { routes: BoundRoute[]; defaultRoute: BoundRoute | null }[] };
 }
 
 export class Server implements DataPlane {
@@ -44,6 +53,8 @@ export class Server implements DataPlane {
   readonly listeners: ListenerRuntime[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
+  readonly backends: BackendTable;
+  private readonly checker: HealthChecker | null = null;
   readonly workerId: number;
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
@@ -80,12 +91,15 @@ export class Server implements DataPlane {
     this.connectionCap = options.connectionCap ?? 0;
     this.counters = options.counters ?? new SharedCounters(config.listeners.length, 1);
     if (options.counters === undefined) config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
+    this.backends = options.shared?.backends ?? new BackendTable();
+    const tables = options.shared?.tables ?? config.listeners.map((l, i) => bindRoutes(this.backends, i, l.routes, defaultRouteOf(l)));
+    if (options.shared === undefined) this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
     this.listeners = config.listeners.map(
       (l, i) =>
         new ListenerRuntime(
           i,
           l.addr,
-          new RouteTable(l.routes, l.defaultBackend === null ? null : { hostname: "", backend: l.defaultBackend, sendProxyProtocol: l.defaultBackendSendProxyProtocol }),
+          new RouteTable(tables[i]!.routes, tables[i]!.defaultRoute, config.proxy.pool, this.backends),
           l.proxyProtocol,
           l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
           l.trustedProxies,
@@ -106,6 +120,7 @@ export class Server implements DataPlane {
       workerId: this.workerId,
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
+      backends: this.backends,
       onConnectionClosed: () => {
         if (this.draining && this.ctx.connections.size === 0) this.stopped();
       },
@@ -130,15 +145,35 @@ export class Server implements DataPlane {
     return this.listeners.find((l) => l.addr === addr);
   }
 
-  /** Swap a listener's route table; connections already routed are not touched. */
-  setRoutes(index: number, routes: readonly Route[]): void {
+  /** Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched. */
+  setRoutes(index: number, routes: readonly BoundRoute[]): void {
     const rt = this.listeners[index]!;
-    rt.table = new RouteTable(routes, rt.table.defaultRoute);
+    rt.table = new RouteTable(routes, rt.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
     for (const r of routes) rt.stats.route(r.hostname);
+    this.checker?.sync(rt.addr, rt.table.pools());
   }
 
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
-    this.setRoutes((l as ListenerRuntime).index, routes);
+    const rt = l as ListenerRuntime;
+    const bound = bindRoutes(this.backends, rt.index, routes, rt.table.defaultRoute?.route ?? null);
+    this.setRoutes(rt.index, bound.routes);
+  }
+
+  /** DISABLED with reset: reset this loop's connections on a backend (issue 12). */
+  resetBackend(ref: SlotRef): number {
+    let n = 0;
+    for (const c of [...this.ctx.connections]) {
+      const b = c.backendSlot;
+      if (b !== null && b.slot === ref.slot && b.gen === ref.gen) {
+        c.forceClose("backend_disabled");
+        n++;
+      }
+    }
+    return n;
+  }
+
+  async applyBackendReset(ref: SlotRef): Promise<number> {
+    return this.resetBackend(ref);
   }
 
   async applyRules(rules: FirewallRules): Promise<void> {
@@ -206,6 +241,7 @@ export class Server implements DataPlane {
       throw e;
     }
     this.ctx.wheel.start();
+    if (this.checker !== null) for (const rt of this.listeners) this.checker.sync(rt.addr, rt.table.pools());
   }
 
   private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
@@ -276,6 +312,7 @@ export class Server implements DataPlane {
   private stopped(): void {
     if (this.isStopped) return;
     this.isStopped = true;
+    this.checker?.stop();
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
@@ -301,30 +338,30 @@ export class Server implements DataPlane {
   }
 }
 
-function backendHandlers(logger: Logger): SocketHandler<Connection> {
+function backendHandlers(logger: Logger): SocketHandler<BackendAttempt> {
   return {
     binaryType: "uint8array",
-    open: (socket) => socket.data.onBackendOpen(socket as unknown as PeerSocket),
+    open: (socket) => socket.data.c.onBackendOpen(socket as unknown as PeerSocket, socket.data.n),
     data: (socket, chunk) => {
-      const c = socket.data;
+      const c = socket.data.c;
       if (!c.finished) c.backendData(chunk);
     },
     drain: (socket) => {
-      const c = socket.data;
+      const c = socket.data.c;
       if (!c.finished) c.backendDrain();
     },
     end: (socket) => {
-      const c = socket.data;
+      const c = socket.data.c;
       if (!c.finished && c.backend === (socket as unknown)) c.backendEnd();
     },
     close: (socket, err) => {
-      const c = socket.data;
+      const c = socket.data.c;
       if (c.backend === (socket as unknown as PeerSocket)) c.socketClosed("backend", err);
     },
-    connectError: (socket: Socket<Connection>) => socket.data.onBackendConnectError(),
+    connectError: (socket: Socket<BackendAttempt>) => socket.data.c.onBackendConnectError(socket.data.n),
     error: (socket, err) => {
       logger.error("backend socket handler failed", { error: err.message, stack: err.stack });
-      socket.data?.forceClose("internal_error");
+      socket.data?.c.forceClose("internal_error");
     },
   };
 }

@@ -20,10 +20,12 @@ export const OUTCOMES = [
   "hello_timeout",
   "no_sni",
   "no_route",
+  "no_backend",
   "connect_failed",
   "idle_timeout",
   "client_closed",
   "shutdown",
+  "backend_disabled",
   "internal_error",
 ] as const;
 

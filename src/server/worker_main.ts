@@ -6,6 +6,7 @@
 // Compiled into the binary as a second entry point (scripts/build.ts).
 
 import { Logger } from "../log/logger";
+import { BackendTable } from "../routing/backend_table";
 import { Server } from "./server";
 import { SharedCounters } from "./shared_counters";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker_protocol";
@@ -29,6 +30,7 @@ function start(init: WorkerInit): void {
       rateBuffer: init.rateBuffer ?? undefined,
       geoipData: init.geoipData ?? undefined,
       reusePort: true,
+      shared: { backends: new BackendTable(undefined, init.backends), tables: init.tables },
     });
     server.start();
   } catch (e) {
@@ -53,6 +55,8 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
     case "routes":
       s.setRoutes(m.listener, m.routes);
       return post({ type: "ack", seq: m.seq });
+    case "reset-backend":
+      return post({ type: "ack", seq: m.seq, count: s.resetBackend({ slot: m.slot, gen: m.gen }) });
     case "rules":
       s.firewall.replaceRules(m.rules);
       return post({ type: "ack", seq: m.seq });

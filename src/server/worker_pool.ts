@@ -22,7 +22,10 @@ import { CountryDatabase } from "../firewall/country_database";
 import type { FirewallRules } from "../firewall/firewall";
 import { RateLimiter } from "../firewall/rate_limiter";
 import type { Logger } from "../log/logger";
-import { type Route, RouteTable } from "../routing/route_table";
+import { BackendTable, type SlotRef } from "../routing/backend_table";
+import { HealthChecker } from "../routing/health_checker";
+import { type BoundRoute, type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
+import { RouteTable } from "../routing/route_table";
 import { type DataPlane, type ListenerSnapshot, type ListenerView, type Snapshot, type WorkerStatus, addListenerSnapshot } from "./data_plane";
 import { SharedCounters } from "./shared_counters";
 import type { FromWorker, ToWorker } from "./worker_protocol";
@@ -76,6 +79,8 @@ export class WorkerPool implements DataPlane {
   readonly listeners: PoolListener[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
+  readonly backends = new BackendTable();
+  private readonly checker: HealthChecker;
   private readonly slots: Slot[];
   private readonly rate: RateLimiter | null;
   private geoipData: Uint8Array | null;
@@ -98,17 +103,19 @@ export class WorkerPool implements DataPlane {
   ) {
     this.counters = new SharedCounters(config.listeners.length, count);
     config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
-    this.listeners = config.listeners.map(
-      (l, i) =>
-        new PoolListener(
+    this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
+    this.listeners = config.listeners.map((l, i) => {
+      const bound = bindRoutes(this.backends, i, l.routes, defaultRouteOf(l));
+      return new PoolListener(
           i,
           l.addr,
-          new RouteTable(l.routes, l.defaultBackend === null ? null : { hostname: "", backend: l.defaultBackend, sendProxyProtocol: l.defaultBackendSendProxyProtocol }),
+          new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends),
           l.proxyProtocol,
           l.trustedProxies,
           this.counters,
-        ),
-    );
+        );
+    });
+    for (const l of this.listeners) this.checker.sync(l.addr, l.table.pools());
     this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries };
     this.rate = config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
     // Read once, shared by every worker; throws (refusing to start) when unreadable.
@@ -151,7 +158,7 @@ export class WorkerPool implements DataPlane {
   private currentConfig(): Config {
     return {
       ...this.config,
-      listeners: this.config.listeners.map((l, i) => ({ ...l, routes: this.listeners[i]!.table.routes().map((r) => ({ ...r })), maxConnections: this.counters.max(i) })),
+      listeners: this.config.listeners.map((l, i) => ({ ...l, routes: this.listeners[i]!.table.routes(), maxConnections: this.counters.max(i) })),
       firewall: { ...this.config.firewall, blockedIps: [...this.rules.blockedIps], blockedCidrs: [...this.rules.blockedCidrs], blockedCountries: [...this.rules.blockedCountries] },
     };
   }
@@ -222,6 +229,8 @@ export class WorkerPool implements DataPlane {
         workers: this.count,
         config: this.currentConfig(),
         counters: this.counters.buffer,
+        backends: this.backends.buffer,
+        tables: this.listeners.map((l) => ({ routes: l.table.routes(), defaultRoute: l.table.defaultRoute?.route ?? null })),
         rateBuffer: this.rate?.buffer ?? null,
         geoipData: this.geoipData,
         histograms: this.options.histograms,
@@ -281,9 +290,16 @@ export class WorkerPool implements DataPlane {
 
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
     const pl = l as PoolListener;
-    pl.table = new RouteTable(routes, pl.table.defaultRoute);
-    const copy = routes.map((r) => ({ ...r }));
+    const bound = bindRoutes(this.backends, pl.index, routes, pl.table.defaultRoute?.route ?? null);
+    pl.table = new RouteTable(bound.routes, pl.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
+    this.checker.sync(pl.addr, pl.table.pools());
+    const copy: BoundRoute[] = structuredClone(bound.routes);
     await this.broadcast((seq) => ({ type: "routes", seq, listener: pl.index, routes: copy }));
+  }
+
+  async applyBackendReset(ref: SlotRef): Promise<number> {
+    const replies = await this.broadcast((seq) => ({ type: "reset-backend", seq, slot: ref.slot, gen: ref.gen }));
+    return replies.reduce((n, r) => n + (r !== null && r.type === "ack" ? (r.count ?? 0) : 0), 0);
   }
 
   async applyRules(rules: FirewallRules): Promise<void> {
@@ -391,6 +407,7 @@ export class WorkerPool implements DataPlane {
     if (this.finished) return;
     this.finished = true;
     clearInterval(this.ticker);
+    this.checker.stop();
     for (const s of this.slots) s.worker?.terminate();
     this.resolveDone(code);
   }

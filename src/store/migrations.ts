@@ -60,4 +60,27 @@ export const MIGRATIONS: readonly Migration[] = [
       }
     },
   },
+  {
+    version: 3,
+    description: "routes balance over pools of backends (weights, backups, operator state), with health-check settings",
+    sql: `
+      CREATE TABLE route_backends (
+        listener_id INTEGER NOT NULL,
+        hostname    TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        addr        TEXT NOT NULL,
+        weight      INTEGER NOT NULL DEFAULT 1 CHECK (weight BETWEEN 1 AND 256),
+        backup      INTEGER NOT NULL DEFAULT 0 CHECK (backup IN (0, 1)),
+        state       TEXT NOT NULL DEFAULT 'enabled' CHECK (state IN ('enabled', 'drain', 'disabled')),
+        PRIMARY KEY (listener_id, hostname, addr),
+        FOREIGN KEY (listener_id, hostname) REFERENCES routes (listener_id, hostname) ON DELETE CASCADE
+      ) STRICT;
+      INSERT INTO route_backends (listener_id, hostname, position, addr) SELECT listener_id, hostname, 0, backend FROM routes;
+      ALTER TABLE routes ADD COLUMN balance TEXT NOT NULL DEFAULT 'round_robin'
+        CHECK (balance IN ('round_robin', 'least_connections', 'source_hash'));
+      ALTER TABLE routes ADD COLUMN health_check TEXT CHECK (health_check IS NULL OR health_check IN ('off', 'tcp', 'tls'));
+      -- Per-route overrides of [proxy] (health_check_interval_ms, _timeout_ms, _rise, _fall, retries) as JSON.
+      ALTER TABLE routes ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    `,
+  },
 ];

@@ -6,16 +6,14 @@
 import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
-import type { SendProxy } from "../routing/route_table";
+import type { BackendState } from "../routing/backend_table";
+import type { Balance, HealthCheckKind, Route, SendProxy } from "../routing/pool";
 import { MIGRATIONS } from "./migrations";
 
 export type RuleType = "ip" | "cidr" | "country";
 
-export interface StoredRoute {
-  hostname: string;
-  backend: string;
-  sendProxyProtocol: SendProxy;
-}
+/** A route as stored: the pool with each backend's operator state. */
+export type StoredRoute = Route;
 
 export interface StoredRule {
   type: RuleType;
@@ -26,6 +24,15 @@ export interface SeedListener {
   addr: string;
   maxConnections: number;
   routes: readonly StoredRoute[];
+}
+
+/** Per-route overrides kept as JSON in routes.settings (absent = the [proxy] default). */
+interface Settings {
+  health_check_interval_ms?: number;
+  health_check_timeout_ms?: number;
+  health_check_rise?: number;
+  health_check_fall?: number;
+  retries?: number;
 }
 
 /** A route mutation's result, with the listener's routes as committed (read in the same transaction). */
@@ -123,12 +130,12 @@ export class Store {
     const seeded: string[] = [];
     this.write("seed", () => {
       const insertListener = this.db.query("INSERT INTO listeners (addr, max_connections) VALUES (?, ?) ON CONFLICT (addr) DO NOTHING RETURNING id");
-      const insertRoute = this.db.query("INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol) VALUES (?, ?, ?, ?)");
+
       for (const l of listeners) {
         const row = insertListener.get(l.addr, l.maxConnections) as { id: number } | null;
         if (row === null) continue;
         seeded.push(l.addr);
-        for (const r of l.routes) insertRoute.run(row.id, r.hostname, r.backend, r.sendProxyProtocol);
+        for (const r of l.routes) this.putRoute(row.id, r);
       }
       if (this.created) {
         const insertRule = this.db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING");
@@ -145,7 +152,64 @@ export class Store {
   }
 
   private routesOf(listenerId: number): StoredRoute[] {
-    return this.db.query("SELECT hostname, backend, send_proxy_protocol AS sendProxyProtocol FROM routes WHERE listener_id = ? ORDER BY hostname").all(listenerId) as StoredRoute[];
+    const rows = this.db
+      .query("SELECT hostname, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname")
+      .all(listenerId) as { hostname: string; send_proxy_protocol: SendProxy; balance: Balance; health_check: HealthCheckKind | null; settings: string }[];
+    const backends = this.db
+      .query("SELECT hostname, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, position")
+      .all(listenerId) as { hostname: string; addr: string; weight: number; backup: number; state: BackendState }[];
+    return rows.map((r) => {
+      const s = JSON.parse(r.settings) as Settings;
+      return {
+        hostname: r.hostname,
+        backends: backends.filter((b) => b.hostname === r.hostname).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup === 1, state: b.state })),
+        balance: r.balance,
+        healthCheck: r.health_check,
+        check: { intervalMs: s.health_check_interval_ms, timeoutMs: s.health_check_timeout_ms, rise: s.health_check_rise, fall: s.health_check_fall },
+        retries: s.retries ?? null,
+        sendProxyProtocol: r.send_proxy_protocol,
+      };
+    });
+  }
+
+  /**
+   * Insert or replace a route's row and its pool. A backend that stays in the
+   * pool keeps its operator state; a new one is enabled.
+   */
+  private putRoute(listenerId: number, r: StoredRoute): void {
+    const settings: Settings = {
+      health_check_interval_ms: r.check.intervalMs,
+      health_check_timeout_ms: r.check.timeoutMs,
+      health_check_rise: r.check.rise,
+      health_check_fall: r.check.fall,
+      retries: r.retries ?? undefined,
+    };
+    this.db
+      .query(
+        `INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol, balance, health_check, settings) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (listener_id, hostname) DO UPDATE SET backend = excluded.backend, send_proxy_protocol = excluded.send_proxy_protocol,
+           balance = excluded.balance, health_check = excluded.health_check, settings = excluded.settings,
+           updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
+      )
+      .run(listenerId, r.hostname, r.backends[0]!.addr, r.sendProxyProtocol, r.balance, r.healthCheck, JSON.stringify(settings));
+    const keep = r.backends.map((b) => b.addr);
+    const del = this.db.query("DELETE FROM route_backends WHERE listener_id = ? AND hostname = ? AND addr = ?");
+    const existing = this.db.query("SELECT addr FROM route_backends WHERE listener_id = ? AND hostname = ?").all(listenerId, r.hostname) as { addr: string }[];
+    for (const e of existing) if (!keep.includes(e.addr)) del.run(listenerId, r.hostname, e.addr);
+    const put = this.db.query(
+      `INSERT INTO route_backends (listener_id, hostname, position, addr, weight, backup, state) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (listener_id, hostname, addr) DO UPDATE SET position = excluded.position, weight = excluded.weight, backup = excluded.backup`,
+    );
+    r.backends.forEach((b, i) => put.run(listenerId, r.hostname, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled"));
+  }
+
+  /** Set one backend's operator state; `changed` is false when the route has no such backend. */
+  setBackendState(addr: string, hostname: string, backend: string, state: BackendState): RoutesAfter {
+    return this.write("set backend state", () => {
+      const id = this.listenerId(addr);
+      const changed = this.db.query("UPDATE route_backends SET state = ? WHERE listener_id = ? AND hostname = ? AND addr = ?").run(state, id, hostname, backend).changes > 0;
+      return { changed, routes: this.routesOf(id) };
+    });
   }
 
   rules(): StoredRule[] {
@@ -157,14 +221,7 @@ export class Store {
     return this.write("add route", () => {
       const id = this.listenerId(addr);
       const existed = this.db.query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ?").get(id, route.hostname) !== null;
-      this.db
-        .query(
-          `INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol) VALUES (?, ?, ?, ?)
-           ON CONFLICT (listener_id, hostname) DO UPDATE SET backend = excluded.backend,
-             send_proxy_protocol = excluded.send_proxy_protocol,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
-        )
-        .run(id, route.hostname, route.backend, route.sendProxyProtocol);
+      this.putRoute(id, route);
       return { changed: existed, routes: this.routesOf(id) };
     });
   }

@@ -260,12 +260,12 @@ describe("operator CLI against a running binary", () => {
     const r = cli("snapshot", "-o", dest);
     expect(r.code).toBe(0);
     expect(r.out).toContain(dest);
-    const live = JSON.parse(cli("routes", "list", "--json").out) as { listeners: { routes: { hostname: string; backend: string }[] }[] };
+    const live = JSON.parse(cli("routes", "list", "--json").out) as { listeners: { routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[] };
     const db = new Database(dest, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
     const rows = db.query("SELECT hostname, backend, 'SEND_PROXY_PROTOCOL_' || upper(send_proxy_protocol) AS send_proxy_protocol FROM routes ORDER BY hostname").all();
     db.close();
-    expect(rows).toEqual(live.listeners[0]!.routes);
+    expect(rows).toEqual(live.listeners[0]!.routes.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol })));
     // The default path: a timestamped file in backups/ beside the database.
     const d = cli("snapshot");
     expect(d.code).toBe(0);

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, parseConfig } from "../../src/config/config";
+import { ConfigError, POOL_DEFAULTS, parseConfig } from "../../src/config/config";
+import { route } from "../helpers/routes";
 import { parseDuration } from "../../src/config/duration";
 
 const L = `[[listeners]]\naddr = ":8443"\n`;
@@ -7,7 +8,7 @@ const L = `[[listeners]]\naddr = ":8443"\n`;
 describe("parseConfig", () => {
   test("defaults", () => {
     const c = parseConfig(L, "/etc/mc-proxy/c.toml");
-    expect(c.proxy).toEqual({ connectTimeoutMs: 5000, idleTimeoutMs: 300_000, helloTimeoutMs: 10_000, maxHelloBytes: 65536, shutdownTimeoutMs: 30_000, workers: "auto" });
+    expect(c.proxy).toEqual({ connectTimeoutMs: 5000, idleTimeoutMs: 300_000, helloTimeoutMs: 10_000, maxHelloBytes: 65536, shutdownTimeoutMs: 30_000, workers: "auto", pool: POOL_DEFAULTS });
     expect(c.firewall.rateLimit).toBe(0);
     expect(c.firewall.rateWindowMs).toBe(1000);
     expect(c.log).toEqual({ level: "info", format: "text" });
@@ -23,8 +24,8 @@ describe("parseConfig", () => {
   test("route host names are normalised; wildcards kept", () => {
     const c = parseConfig(`${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`, "c.toml");
     expect(c.listeners[0]!.routes).toEqual([
-      { hostname: "alpha.example.com", backend: "[::1]:9000", sendProxyProtocol: "off" },
-      { hostname: "*.example.org", backend: "backend.internal:9001", sendProxyProtocol: "off" },
+      route("alpha.example.com", "[::1]:9000"),
+      route("*.example.org", "backend.internal:9001"),
     ]);
   });
   test("IPv6 listener addresses in brackets", () => {

@@ -1,35 +1,45 @@
 import { describe, expect, test } from "bun:test";
+import { BackendTable } from "../../src/routing/backend_table";
+import { POOL_DEFAULTS } from "../../src/config/config";
+import { type Route, bindRoutes } from "../../src/routing/pool";
 import { RouteTable } from "../../src/routing/route_table";
+import { route } from "../helpers/routes";
+
+function table(routes: Route[], defaultRoute: Route | null = null): RouteTable {
+  const bt = new BackendTable(64);
+  const b = bindRoutes(bt, 0, routes, defaultRoute);
+  return new RouteTable(b.routes, b.defaultRoute, POOL_DEFAULTS, bt);
+}
 
 describe("RouteTable", () => {
-  const t = new RouteTable([
-    { hostname: "alpha.example.com", backend: "a:1", sendProxyProtocol: "off" },
-    { hostname: "*.example.com", backend: "w1:1", sendProxyProtocol: "off" },
-    { hostname: "*.deep.example.com", backend: "w2:1", sendProxyProtocol: "off" },
-    { hostname: "*.org", backend: "org:1", sendProxyProtocol: "off" },
+  const t = table([
+    route("alpha.example.com", "a:1"),
+    route("*.example.com", "w1:1"),
+    route("*.deep.example.com", "w2:1"),
+    route("*.org", "org:1"),
   ]);
 
-  test("exact beats wildcard", () => expect(t.lookup("alpha.example.com")?.backend).toBe("a:1"));
+  test("exact beats wildcard", () => expect(t.lookup("alpha.example.com")?.addr(0)).toBe("a:1"));
   test("wildcard needs at least one more label", () => {
-    expect(t.lookup("x.example.com")?.backend).toBe("w1:1");
+    expect(t.lookup("x.example.com")?.addr(0)).toBe("w1:1");
     expect(t.lookup("example.com")).toBeNull();
   });
   test("the most specific (longest) wildcard wins", () => {
-    expect(t.lookup("a.deep.example.com")?.backend).toBe("w2:1");
-    expect(t.lookup("a.b.deep.example.com")?.backend).toBe("w2:1");
-    expect(t.lookup("deep.example.com")?.backend).toBe("w1:1");
-    expect(t.lookup("x.y.example.com")?.backend).toBe("w1:1");
+    expect(t.lookup("a.deep.example.com")?.addr(0)).toBe("w2:1");
+    expect(t.lookup("a.b.deep.example.com")?.addr(0)).toBe("w2:1");
+    expect(t.lookup("deep.example.com")?.addr(0)).toBe("w1:1");
+    expect(t.lookup("x.y.example.com")?.addr(0)).toBe("w1:1");
   });
-  test("top-level wildcard", () => expect(t.lookup("anything.org")?.backend).toBe("org:1"));
+  test("top-level wildcard", () => expect(t.lookup("anything.org")?.addr(0)).toBe("org:1"));
   test("no match and no SNI → null without a default", () => {
     expect(t.lookup("nope.net")).toBeNull();
     expect(t.lookup(null)).toBeNull();
   });
   test("default backend serves no SNI and no match only", () => {
-    const d = new RouteTable([{ hostname: "a.example", backend: "a:1", sendProxyProtocol: "off" }], { hostname: "", backend: "def:1", sendProxyProtocol: "off" });
-    expect(d.lookup(null)?.backend).toBe("def:1");
-    expect(d.lookup("zzz.example")?.backend).toBe("def:1");
-    expect(d.lookup("a.example")?.backend).toBe("a:1");
+    const d = table([route("a.example", "a:1")], route("", "def:1"));
+    expect(d.lookup(null)?.addr(0)).toBe("def:1");
+    expect(d.lookup("zzz.example")?.addr(0)).toBe("def:1");
+    expect(d.lookup("a.example")?.addr(0)).toBe("a:1");
   });
   test("routes() lists every route sorted, wildcards as written", () => {
     expect(t.routes().map((r) => r.hostname)).toEqual(["*.deep.example.com", "*.example.com", "*.org", "alpha.example.com"]);

@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { MIGRATIONS } from "../../src/store/migrations";
 import { type SeedListener, Store, StoreError } from "../../src/store/store";
 import { tempDir } from "../helpers/proxy";
+import { storedRoute } from "../helpers/routes";
 
 const seedListeners: SeedListener[] = [
-  { addr: ":443", maxConnections: 10, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1", sendProxyProtocol: "off" }] },
+  { addr: ":443", maxConnections: 10, routes: [storedRoute("a.example.com", "127.0.0.1:1")] },
   { addr: ":8443", maxConnections: 0, routes: [] },
 ];
 
@@ -19,12 +20,12 @@ describe("Store", () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const r = s.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
     expect(r.seededListeners).toEqual([":443", ":8443"]);
-    expect(s.listener(":443")).toEqual({ maxConnections: 10, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1", sendProxyProtocol: "off" }] });
+    expect(s.listener(":443")).toEqual({ maxConnections: 10, routes: [storedRoute("a.example.com", "127.0.0.1:1")] });
     expect(s.rules()).toEqual([{ type: "ip", value: "192.0.2.1" }]);
     s.close();
     const raw = new Database(path);
     expect((raw.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode).toBe("wal");
-    expect((raw.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(2);
+    expect((raw.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(MIGRATIONS[MIGRATIONS.length - 1]!.version);
     raw.close();
   });
 
@@ -37,7 +38,7 @@ describe("Store", () => {
     s1.close();
     const s2 = Store.open(path);
     expect(s2.created).toBe(false);
-    const r = s2.seed([...seedListeners, { addr: ":9443", maxConnections: 1, routes: [{ hostname: "n.example", backend: "h:2", sendProxyProtocol: "off" }] }], [{ type: "ip", value: "192.0.2.1" }]);
+    const r = s2.seed([...seedListeners, { addr: ":9443", maxConnections: 1, routes: [storedRoute("n.example", "h:2")] }], [{ type: "ip", value: "192.0.2.1" }]);
     expect(r.seededListeners).toEqual([":9443"]);
     expect(s2.listener(":443")!.routes).toEqual([]);
     expect(s2.rules()).toEqual([]);
@@ -48,20 +49,20 @@ describe("Store", () => {
   test("upsert, remove, rules, max connections", () => {
     const s = Store.open(join(tempDir(), "p.db"));
     s.seed(seedListeners, []);
-    expect(s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:1", sendProxyProtocol: "off" }).changed).toBe(false);
-    const replaced = s.upsertRoute(":443", { hostname: "b.example.com", backend: "x:2", sendProxyProtocol: "off" });
+    expect(s.upsertRoute(":443", storedRoute("b.example.com", "x:1")).changed).toBe(false);
+    const replaced = s.upsertRoute(":443", storedRoute("b.example.com", "x:2"));
     expect(replaced.changed).toBe(true);
     // The result carries the listener's routes as committed.
     expect(replaced.routes).toEqual(s.listener(":443")!.routes);
-    expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backend).toBe("x:2");
-    expect(s.removeRoute(":443", "b.example.com")).toEqual({ changed: true, routes: [{ hostname: "a.example.com", backend: "127.0.0.1:1", sendProxyProtocol: "off" }] });
+    expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backends[0]!.addr).toBe("x:2");
+    expect(s.removeRoute(":443", "b.example.com")).toEqual({ changed: true, routes: [storedRoute("a.example.com", "127.0.0.1:1")] });
     expect(s.removeRoute(":443", "b.example.com").changed).toBe(false);
     expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toEqual({ changed: true, rules: [{ type: "cidr", value: "10.0.0.0/8" }] });
     expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" }).changed).toBe(false);
     s.setMaxConnections(":8443", 5);
     expect(s.listener(":8443")!.maxConnections).toBe(5);
     expect(() => s.setMaxConnections(":1", 5)).toThrow(StoreError);
-    expect(() => s.upsertRoute(":1", { hostname: "a", backend: "b:1", sendProxyProtocol: "off" })).toThrow(StoreError);
+    expect(() => s.upsertRoute(":1", storedRoute("a", "b:1"))).toThrow(StoreError);
   });
 
   test("snapshot writes a consistent copy", () => {

@@ -3,8 +3,10 @@
 import { expect, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
+import { MIGRATIONS } from "../../src/store/migrations";
 import { Store } from "../../src/store/store";
 import { tempDir } from "../helpers/proxy";
+import { storedRoute } from "../helpers/routes";
 
 test("a database from release 0.1.0 opens, migrates and keeps its listeners, routes and rules", () => {
   const path = join(tempDir(), "old.db");
@@ -15,14 +17,14 @@ test("a database from release 0.1.0 opens, migrates and keeps its listeners, rou
     expect(s.listener("127.0.0.1:25443")).toEqual({
       maxConnections: 7,
       routes: [
-        { hostname: "*.wild.example.com", backend: "127.0.0.1:25445", sendProxyProtocol: "off" },
-        { hostname: "alpha.example.com", backend: "127.0.0.1:25444", sendProxyProtocol: "off" },
+        storedRoute("*.wild.example.com", "127.0.0.1:25445"),
+        storedRoute("alpha.example.com", "127.0.0.1:25444"),
       ],
     });
     expect(s.listener("127.0.0.1:25446")).toEqual({ maxConnections: 0, routes: [] });
     // Migrated to the current schema: routes from 0.1.0 send no PROXY header.
     const v = (s as unknown as { db: import("bun:sqlite").Database }).db.query("PRAGMA user_version").get() as { user_version: number };
-    expect(v.user_version).toBe(2);
+    expect(v.user_version).toBe(MIGRATIONS[MIGRATIONS.length - 1]!.version);
     expect(s.rules()).toEqual([
       { type: "cidr", value: "198.51.100.0/24" },
       { type: "cidr", value: "2001:db8::/32" },

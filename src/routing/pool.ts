@@ -1,0 +1,234 @@
+// A route's pool of backends on one event loop (issue 12): which backend a
+// new connection goes to, and which one after a failed connect.
+//
+// Eligible: enabled (not drained, not disabled) and up. Backups only when no
+// primary is eligible; several backups are balanced like primaries.
+//   round_robin        smooth weighted round robin (each loop keeps its own
+//                      position; the shares hold over any loop's traffic)
+//   least_connections  fewest open connections per unit of weight, counted
+//                      over every loop (shared memory)
+//   source_hash        rendezvous (highest random weight) hashing of the
+//                      client address: the same client reaches the same
+//                      backend while the pool is unchanged, and removing a
+//                      backend moves only that backend's clients
+
+import type { BackendState, BackendTable, SlotRef } from "./backend_table";
+
+export type Balance = "round_robin" | "least_connections" | "source_hash";
+export type HealthCheckKind = "off" | "tcp" | "tls";
+export type SendProxy = "off" | "v1" | "v2";
+
+export interface BackendSpec {
+  readonly addr: string;
+  readonly weight: number;
+  readonly backup: boolean;
+  /** The operator's state, as stored (SetBackendState); enabled when absent. */
+  readonly state?: BackendState;
+}
+
+export interface CheckSettings {
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number;
+  fall: number;
+}
+
+/** A route as configured and stored: per-route settings are null where the [proxy] default applies. */
+export interface Route {
+  /** "" for a listener's default route. */
+  readonly hostname: string;
+  readonly backends: readonly BackendSpec[];
+  readonly balance: Balance;
+  /** null: "tcp" for two backends or more, "off" for one. */
+  readonly healthCheck: HealthCheckKind | null;
+  readonly check: Partial<CheckSettings>;
+  readonly retries: number | null;
+  readonly sendProxyProtocol: SendProxy;
+}
+
+/** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
+export interface BoundRoute extends Route {
+  readonly refs: readonly SlotRef[];
+}
+
+/** The [proxy] defaults a route's null settings take. */
+export interface PoolDefaults {
+  check: CheckSettings;
+  retries: number;
+}
+
+export function healthCheckOf(r: Route): HealthCheckKind {
+  return r.healthCheck ?? (r.backends.length >= 2 ? "tcp" : "off");
+}
+
+export function checkSettingsOf(r: Route, d: PoolDefaults): CheckSettings {
+  return {
+    intervalMs: r.check.intervalMs ?? d.check.intervalMs,
+    timeoutMs: r.check.timeoutMs ?? d.check.timeoutMs,
+    rise: r.check.rise ?? d.check.rise,
+    fall: r.check.fall ?? d.check.fall,
+  };
+}
+
+/** Backends per route at most (a connection's tried set is a 32-bit mask). */
+export const MAX_BACKENDS = 31;
+
+/** The one backend of a plain `backend = "host:port"` route. */
+export function singleBackend(addr: string): BackendSpec[] {
+  return [{ addr, weight: 1, backup: false }];
+}
+
+export class RoutePool {
+  readonly hostname: string;
+  readonly sendProxyProtocol: SendProxy;
+  /** Tries at most: the first and `retries` more, never more than the backends. */
+  readonly maxTries: number;
+  readonly fall: number;
+  readonly checksOn: boolean;
+  /** With checks off, a backend down from connect failures is tried again after this long. */
+  readonly holdSec: number;
+  private readonly backends: readonly BackendSpec[];
+  private readonly refs: readonly SlotRef[];
+  /** Smooth weighted round robin: the current weights of this loop. */
+  private readonly current: Float64Array;
+  private readonly hashes: number[];
+
+  constructor(
+    readonly route: BoundRoute,
+    defaults: PoolDefaults,
+    private readonly table: BackendTable,
+  ) {
+    this.hostname = route.hostname;
+    this.sendProxyProtocol = route.sendProxyProtocol;
+    this.backends = route.backends;
+    this.refs = route.refs;
+    const check = checkSettingsOf(route, defaults);
+    this.fall = check.fall;
+    this.checksOn = healthCheckOf(route) !== "off";
+    this.holdSec = Math.max(1, Math.ceil((check.intervalMs * check.rise) / 1000));
+    this.maxTries = Math.min(this.backends.length, 1 + (route.retries ?? defaults.retries));
+    this.current = new Float64Array(this.backends.length);
+    this.hashes = this.backends.map((b) => hash32(b.addr, 0x9747b28c));
+  }
+
+  get size(): number {
+    return this.backends.length;
+  }
+
+  addr(i: number): string {
+    return this.backends[i]!.addr;
+  }
+
+  ref(i: number): SlotRef {
+    return this.refs[i]!;
+  }
+
+  /**
+   * The backend for a new connection (or its next try): an index, or -1
+   * when none is eligible. `tried` is a bit set of indexes already tried on
+   * this connection (a backend never gets a second try).
+   */
+  pick(clientIp: string, tried: number, nowSec: number): number {
+    const n = this.backends.length;
+    if (n === 1) return tried === 0 && this.table.eligible(this.refs[0]!, nowSec) ? 0 : -1;
+    let backups = false;
+    for (;;) {
+      const i = this.pickAmong(clientIp, tried, nowSec, backups);
+      if (i >= 0 || backups) return i;
+      backups = true;
+    }
+  }
+
+  private usable(i: number, tried: number, nowSec: number, backups: boolean): boolean {
+    return this.backends[i]!.backup === backups && (tried & (1 << i)) === 0 && this.table.eligible(this.refs[i]!, nowSec);
+  }
+
+  private pickAmong(clientIp: string, tried: number, nowSec: number, backups: boolean): number {
+    const n = this.backends.length;
+    switch (this.route.balance) {
+      case "round_robin": {
+        let best = -1;
+        let total = 0;
+        for (let i = 0; i < n; i++) {
+          if (!this.usable(i, tried, nowSec, backups)) continue;
+          const w = this.backends[i]!.weight;
+          this.current[i]! += w;
+          total += w;
+          if (best < 0 || this.current[i]! > this.current[best]!) best = i;
+        }
+        if (best >= 0) this.current[best]! -= total;
+        return best;
+      }
+      case "least_connections": {
+        let best = -1;
+        let bestLoad = Number.POSITIVE_INFINITY;
+        for (let i = 0; i < n; i++) {
+          if (!this.usable(i, tried, nowSec, backups)) continue;
+          const load = this.table.active(this.refs[i]!) / this.backends[i]!.weight;
+          if (load < bestLoad) {
+            best = i;
+            bestLoad = load;
+          }
+        }
+        return best;
+      }
+      case "source_hash": {
+        const h = hash32(clientIp, 0x1b873593);
+        let best = -1;
+        let bestScore = Number.NEGATIVE_INFINITY;
+        for (let i = 0; i < n; i++) {
+          if (!this.usable(i, tried, nowSec, backups)) continue;
+          // Weighted rendezvous: -w / ln(u), u uniform in (0, 1) from the pair's hash.
+          const u = ((mix(h ^ this.hashes[i]!) >>> 0) + 0.5) / 4294967296;
+          const score = -this.backends[i]!.weight / Math.log(u);
+          if (score > bestScore) {
+            best = i;
+            bestScore = score;
+          }
+        }
+        return best;
+      }
+    }
+  }
+}
+
+function hash32(s: string, seed: number): number {
+  let h = seed | 0;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return mix(h);
+}
+
+function mix(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  return x ^ (x >>> 16);
+}
+
+/**
+ * Give every backend of a listener's routes its slot in the shared table
+ * (the same slot while a route keeps the backend), and free the slots of
+ * backends no longer routed. Run by the thread that owns the table.
+ */
+export function bindRoutes(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): { routes: BoundRoute[]; defaultRoute: BoundRoute | null } {
+  const prefix = `${listener}\u0000`;
+  const keep = new Set<string>();
+  const bind = (r: Route): BoundRoute => ({
+    ...r,
+    refs: r.backends.map((b) => {
+      const key = `${prefix}${r.hostname}\u0000${b.addr}`;
+      keep.add(key);
+      return table.acquire(key, b.state ?? "enabled");
+    }),
+  });
+  const out = { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
+  table.releaseExcept(prefix, keep);
+  return out;
+}
+
+/** A listener's `default_backend` as a route (hostname ""): a pool of one. */
+export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
+  if (l.defaultBackend === null) return null;
+  return { hostname: "", backends: singleBackend(l.defaultBackend), balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: l.defaultBackendSendProxyProtocol };
+}
