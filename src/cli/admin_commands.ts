@@ -4,7 +4,7 @@ import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
-import { RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, shortRuleType, shortSendProxy } from "../admin/protos";
+import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
 import { Store } from "../store/store";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./usage_error";
@@ -117,16 +117,81 @@ export async function status(args: string[]): Promise<number> {
   }
 }
 
+interface BackendMsg {
+  addr: string;
+  weight: number;
+  backup: boolean;
+  state: string;
+  health: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number } | null;
+  active_connections: number;
+}
+
 interface RouteMsg {
   hostname: string;
   backend: string;
   send_proxy_protocol: string;
+  backends: BackendMsg[];
+  balance: string;
+  health_check: string;
 }
 
-/** "  app.example.com  ->  10.0.0.5:8443" plus "  (send-proxy v2)" when the route sends a PROXY header. */
+/**
+ * "app.example.com  ->  10.0.0.5:8443" (plus "  (send-proxy v2)"), or for a
+ * pool "app.example.com  ->  pool of 3 (round_robin, tls check)".
+ */
 function routeLine(r: RouteMsg): string {
   const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
-  return `${r.hostname}  ->  ${r.backend}${pp === "off" ? "" : `  (send-proxy ${pp})`}`;
+  const target = r.backends.length <= 1 ? r.backend : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
+  return `${r.hostname}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}`;
+}
+
+/** One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok". */
+function backendLine(b: BackendMsg): string {
+  const state = fromEnum(BACKEND_STATE_ENUM, b.state, "enabled");
+  const h = b.health;
+  return `${b.addr}  weight=${b.weight}${b.backup ? "  backup" : ""}  ${String(state)}  ${h?.up ? "up" : "down"}  active=${b.active_connections}  last check ${h?.last_check ?? "none"}${h !== null && h.consecutive_failures > 0 ? `  failures=${h.consecutive_failures}` : ""}`;
+}
+
+export const BACKENDS_USAGE = `Usage:
+  mc-proxy backends list    -c FILE [--listener ADDR] [HOSTNAME] [--json]
+  mc-proxy backends drain   -c FILE [--listener ADDR] HOSTNAME ADDR
+  mc-proxy backends enable  -c FILE [--listener ADDR] HOSTNAME ADDR
+  mc-proxy backends disable -c FILE [--listener ADDR] [--reset] HOSTNAME ADDR
+
+drain: no new connections go to ADDR; open ones continue (watch "active"
+fall to 0 in "backends list", restart the backend, then enable it).
+disable: no new connections either; --reset also resets the open ones.`;
+
+export async function backends(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "--help" || sub === "-h") return help(BACKENDS_USAGE);
+  if (sub !== "list" && sub !== "drain" && sub !== "enable" && sub !== "disable") {
+    throw new UsageError(sub === undefined ? "backends needs list, drain, enable or disable" : `unknown backends command "${sub}"`, BACKENDS_USAGE);
+  }
+  const reset = rest.includes("--reset");
+  if (reset && sub !== "disable") throw new UsageError("--reset goes with disable", BACKENDS_USAGE);
+  const o = options(rest.filter((a) => a !== "--reset"), BACKENDS_USAGE, true);
+  if (o === null) return help(BACKENDS_USAGE);
+  const pos = o.rest;
+  const c = client(o.cfg);
+  try {
+    if (sub === "list") {
+      if (pos.length > 1) throw new UsageError(`unexpected argument ${pos[1]}`, BACKENDS_USAGE);
+      const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
+      const routes = r.listeners.flatMap((l) => l.routes.filter((x) => pos[0] === undefined || x.hostname === pos[0]).map((x) => ({ listener: l.listener, route: x })));
+      if (pos[0] !== undefined && routes.length === 0) throw new Error(`no route ${pos[0]}`);
+      print(o.json, routes, () => routes.map(({ listener, route }) => [`${listener}  ${routeLine(route)}`, ...route.backends.map((b) => `  ${backendLine(b)}`)].join("\n")).join("\n"));
+      return 0;
+    }
+    if (pos.length !== 2) throw new UsageError(`backends ${sub} needs HOSTNAME and ADDR`, BACKENDS_USAGE);
+    const listener = listenerOf(o, BACKENDS_USAGE);
+    const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[sub];
+    const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", { listener, hostname: pos[0], addr: pos[1], state, reset_connections: reset });
+    print(o.json, r, () => `${pos[0]}  ${backendLine(r.backend)}${reset ? `  (${r.connections_reset} connection(s) reset)` : ""}`);
+    return 0;
+  } finally {
+    c.close();
+  }
 }
 
 export async function routes(args: string[]): Promise<number> {

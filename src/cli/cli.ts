@@ -16,7 +16,7 @@ import { WorkerPool, availableCpus } from "../server/worker_pool";
 import { type SeedResult, Store, StoreError } from "../store/store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
-import { firewall, routes, snapshot, status } from "./admin_commands";
+import { backends, firewall, routes, snapshot, status } from "./admin_commands";
 import { parseArgs, UsageError } from "./usage_error";
 
 const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
@@ -27,6 +27,7 @@ Usage:
   mc-proxy status -c FILE                status of the running instance (admin API)
   mc-proxy routes list|add|remove ...    show or change routes (admin API)
   mc-proxy firewall list|add|remove ...  show or change firewall rules (admin API)
+  mc-proxy backends list|drain|enable|disable ...  a route pool's backends (admin API)
   mc-proxy snapshot -c FILE [-o PATH]    copy the database (VACUUM INTO)
   mc-proxy version                       print the version
   mc-proxy COMMAND --help                help for a command
@@ -77,6 +78,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await routes(args);
       case "firewall":
         return await firewall(args);
+      case "backends":
+        return await backends(args);
       case "snapshot":
         return snapshot(args);
       case "server":

@@ -124,6 +124,26 @@ export abstract class Relay {
     else this.backend!.resume();
   }
 
+  /**
+   * Drop the backend before it has sent a byte, to try another (the owner
+   * checks that nothing from it reached the client). Everything written to
+   * it was the replay: that count is taken back, to be written again.
+   */
+  protected abandonBackend(replayed: number): void {
+    const b = this.backend;
+    this.backend = null;
+    this.toBackend = null;
+    this.backendEof = false;
+    this.backendFinSent = false;
+    this.bytesFromClient -= replayed;
+    b?.terminate();
+  }
+
+  /** Nothing is waiting to be written to the backend (the replay went out whole). */
+  protected get backendWritesDone(): boolean {
+    return this.toBackend === null;
+  }
+
   /** The client sent FIN. */
   clientEnd(): void {
     this.clientEof = true;

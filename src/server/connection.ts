@@ -50,6 +50,8 @@ export class Connection extends Relay implements Timed {
   private peerIp = "";
   private peerPort = 0;
   private route: RoutePool | null = null;
+  /** The bytes replayed to the current backend, while a retry is still possible. */
+  private replay: Uint8Array | null = null;
   /** Backends tried on this connection (bit per pool index), how many, and the current one. */
   private tried = 0;
   private tries = 0;
@@ -281,7 +283,11 @@ export class Connection extends Relay implements Timed {
     this.firstChunk = this.moreChunks = null;
     const send = this.route!.sendProxyProtocol;
     const preamble = send === "off" ? null : this.outgoingHeader(send);
-    this.startRelay(socket, more === null ? first : Buffer.concat([first, ...more]), this.clientPaused, preamble);
+    const replay = more === null ? first : Buffer.concat([first, ...more]);
+    // Kept until the backend's first byte: if it closes or resets before
+    // that, the same bytes go to the next backend (retryEmpty).
+    this.replay = this.route!.maxTries > this.tries ? replay : null;
+    this.startRelay(socket, replay, this.clientPaused, preamble);
   }
 
   onBackendConnectError(attempt: number): void {
@@ -332,6 +338,47 @@ export class Connection extends Relay implements Timed {
       this.outcomeOverride = outcome;
       this.resetBoth("proxy");
     } else this.abort(outcome);
+  }
+
+  /**
+   * The backend closed or reset before sending a byte: nothing from it has
+   * reached the client, and it got only the replayed hello. Like a failed
+   * connect, count it against the backend and try the next one (HAProxy's
+   * retry-on empty-response) — a backend killed between accepting and
+   * answering costs the client nothing. False when a retry is not safe.
+   */
+  private retryEmpty(): boolean {
+    const replay = this.replay;
+    if (replay === null || this.bytesFromBackend !== 0 || this.finished || this.clientEof || !this.backendWritesDone) return false;
+    if (this.bytesFromClient !== replay.length || this.tries >= this.route!.maxTries) return false;
+    this.replay = null;
+    this.abandonBackend(replay.length);
+    this.firstChunk = replay;
+    this.moreChunks = null;
+    this.phase = Phase.Connecting;
+    this.connectFailed();
+    return true;
+  }
+
+  override backendData(chunk: Uint8Array): void {
+    this.replay = null;
+    super.backendData(chunk);
+  }
+
+  override backendEnd(): void {
+    if (this.retryEmpty()) return;
+    super.backendEnd();
+  }
+
+  override socketClosed(side: "client" | "backend" | "proxy", error: Error | undefined): void {
+    if (side === "backend" && this.retryEmpty()) return;
+    super.socketClosed(side, error);
+  }
+
+  override clientData(chunk: Uint8Array): void {
+    // Bytes beyond the replay: a later backend could not be given them again.
+    this.replay = null;
+    super.clientData(chunk);
   }
 
   protected touch(): void {
