@@ -221,8 +221,9 @@ describe("pools (binary)", () => {
       const back = await many(port, 90);
       expect(count(back, "c")).toBeGreaterThan(20);
       // Down from the connect failures the workers saw, or from the checks, whichever came first.
-      expect(proxy.records().some((r) => String(r.msg).startsWith("backend down") && r.backend === `127.0.0.1:${cPort}`)).toBe(true);
-      expect(proxy.records().some((r) => r.msg === "backend up" && r.backend === `127.0.0.1:${cPort}`)).toBe(true);
+      // (Info lines are written in batches: wait for them rather than read at once.)
+      await waitFor(() => proxy.records().some((r) => String(r.msg).startsWith("backend down") && r.backend === `127.0.0.1:${cPort}`), 2000, "backend down logged");
+      await waitFor(() => proxy.records().some((r) => r.msg === "backend up" && r.backend === `127.0.0.1:${cPort}`), 2000, "backend up logged");
     } finally {
       await proxy.stop();
       for (const x of [a, b, c]) x.stop();
