@@ -17,7 +17,8 @@ import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { DataPlane, ListenerView } from "../server/data_plane";
 import { OUTCOMES } from "../server/stats";
-import { type Store, StoreError, type StoredRule } from "../store/store";
+import type { ConfigStore } from "../store/config_store";
+import { StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
 import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, healthCheckOf, singleBackend } from "../routing/pool";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
@@ -84,24 +85,20 @@ export interface StatusExtras {
 }
 
 export class AdminService {
-  /** The firewall rules as committed; GetFirewallRules answers from here, never from the database. */
-  private rules: StoredRule[];
   /** Mutations in arrival order: each starts when the previous one has finished. */
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly server: DataPlane,
-    private readonly store: Store,
+    private readonly store: ConfigStore,
     private readonly logger: Logger,
     private readonly extras: StatusExtras = { unauthenticatedAdmin: false },
-  ) {
-    this.rules = store.rules();
-  }
+  ) {}
 
   listRoutes(req: { listener: string }): { listeners: { listener: string; routes: RouteMsg[] }[] } {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
     const targets = name === "" ? this.server.listeners : [this.listener(name)];
-    return { listeners: targets.map((l) => ({ listener: l.addr, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
+    return { listeners: targets.map((l) => ({ listener: l.name, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
   }
 
   addRoute(req: { listener: string; route: RouteMsg | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
@@ -135,10 +132,9 @@ export class AdminService {
     const existing = l.table.routes().find((r) => r.hostname === hostname);
     const route: Route = { hostname, backends, balance, healthCheck, check: existing?.check ?? {}, retries: existing?.retries ?? null, sendProxyProtocol };
     return this.mutate(async () => {
-      const after = this.store.upsertRoute(l.addr, route);
-      await this.server.applyRoutes(l, after.routes);
-      const now = this.server.listener(l.addr)!.table.routes().find((r) => r.hostname === hostname)!;
-      return { route: this.routeMsg(now), replaced: after.changed };
+      const { replaced } = await this.store.upsertRoute(l.name, route);
+      const now = this.server.listener(l.name)!.table.routes().find((r) => r.hostname === hostname);
+      return { route: now === undefined ? { hostname, backend: backends[0]!.addr } : this.routeMsg(now), replaced };
     });
   }
 
@@ -152,13 +148,11 @@ export class AdminService {
     if (state == null) throw invalid(`state: ${clip(String(req.state))} must be BACKEND_STATE_ENABLED, _DRAIN or _DISABLED`);
     if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutate(async () => {
-      const after = this.store.setBackendState(l.addr, hostname, addr, state);
-      if (!after.changed) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.addr)} has no backend ${clip(addr)}`);
-      const pool = this.server.listener(l.addr)!.table.routes().find((r) => r.hostname === hostname)!;
-      const ref = pool.refs[pool.backends.findIndex((b) => b.addr === addr)]!;
-      this.server.backends.setState(ref, state);
-      const reset = req.reset_connections ? await this.server.applyBackendReset(ref) : 0;
-      return { backend: this.backendMsg(pool, pool.backends.findIndex((b) => b.addr === addr)), connections_reset: reset };
+      if (!(await this.store.setBackendState(l.name, hostname, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
+      const pool = this.server.listener(l.name)!.table.routes().find((r) => r.hostname === hostname)!;
+      const i = pool.backends.findIndex((b) => b.addr === addr);
+      const reset = req.reset_connections ? await this.server.applyBackendReset(pool.refs[i]!) : 0;
+      return { backend: this.backendMsg(pool, i), connections_reset: reset };
     });
   }
 
@@ -192,15 +186,13 @@ export class AdminService {
     const l = this.listener(listener);
     const hostname = this.hostname("hostname", rawHost);
     return this.mutate(async () => {
-      const after = this.store.removeRoute(l.addr, hostname);
-      if (!after.changed) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${clip(hostname)} on listener ${clip(l.addr)}`);
-      await this.server.applyRoutes(l, after.routes);
+      if (!(await this.store.removeRoute(l.name, hostname))) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${clip(hostname)} on listener ${clip(l.name)}`);
       return {};
     });
   }
 
   getFirewallRules(): { rules: RuleMsg[] } {
-    return { rules: this.rules.map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
+    return { rules: this.store.rules().map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
   }
 
   addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
@@ -209,18 +201,15 @@ export class AdminService {
       throw new AdminError(status.FAILED_PRECONDITION, `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`);
     }
     return this.mutate(async () => {
-      const after = this.store.addRule(rule);
-      await this.installRules(after.rules);
-      return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added: after.changed };
+      const added = await this.store.addRule(rule);
+      return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added };
     });
   }
 
   removeFirewallRule(req: { rule: RuleMsg | null }): Promise<Record<string, never>> {
     const rule = this.rule(req.rule);
     return this.mutate(async () => {
-      const after = this.store.removeRule(rule);
-      if (!after.changed) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
-      await this.installRules(after.rules);
+      if (!(await this.store.removeRule(rule))) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
       return {};
     });
   }
@@ -230,9 +219,8 @@ export class AdminService {
     const n = req.max_connections;
     if (!Number.isSafeInteger(n) || n < 0 || n > 2_147_483_647) throw invalid(`max_connections: ${n} must be 0 (unlimited) to 2147483647`);
     return this.mutate(async () => {
-      this.store.setMaxConnections(l.addr, n);
-      this.server.applyMaxConnections(l, n);
-      return { listener: l.addr, max_connections: n };
+      await this.store.setMaxConnections(l.name, n);
+      return { listener: l.name, max_connections: n };
     });
   }
 
@@ -249,6 +237,7 @@ export class AdminService {
       outcomes: OUTCOMES.map((outcome, i) => ({ outcome, count: s.listeners.reduce((n, l) => n + l.closed[i]!, 0) })).filter((o) => o.count > 0),
       listeners: s.listeners.map((l) => ({
         addr: l.addr,
+        name: this.server.listener(l.addr)?.name ?? l.addr,
         route_count: l.routes,
         active_connections: l.active,
         max_connections: l.maxConnections,
@@ -259,6 +248,7 @@ export class AdminService {
       connection_cap: s.connectionCap,
       unauthenticated_admin: this.extras.unauthenticatedAdmin,
       workers: s.workers,
+      store: this.store.describe(),
     };
   }
 
@@ -281,8 +271,9 @@ export class AdminService {
             await Bun.sleep(RETRY_MS);
             continue;
           }
-          this.logger.error("admin: database write failed; nothing changed", { error: e.message });
+          this.logger.error("admin: store write failed; nothing changed", { error: e.message });
           if (e.busy) throw new AdminError(status.UNAVAILABLE, `database is locked by another process (waited ${LOCK_WAIT_MS} ms); nothing changed, retry: ${e.message}`);
+          if (e.unavailable) throw new AdminError(status.UNAVAILABLE, e.message);
           throw new AdminError(status.INTERNAL, e.message);
         }
       }
@@ -296,7 +287,7 @@ export class AdminService {
     if (addr === "") throw invalid("listener: required (the listener's addr as configured)");
     const l = this.server.listener(addr);
     if (l === undefined) {
-      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.server.listeners.map((x) => x.addr).join(", ")})`);
+      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.server.listeners.map((x) => (x.name === x.addr ? x.addr : `${x.name} (${x.addr})`)).join(", ")})`);
     }
     return l;
   }
@@ -329,16 +320,4 @@ export class AdminService {
     return { type, value: r };
   }
 
-  private async installRules(rules: StoredRule[]): Promise<void> {
-    this.rules = rules;
-    await this.server.applyRules(rulesFromStore(rules));
-  }
-}
-
-export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
-  return {
-    blockedIps: rules.filter((r) => r.type === "ip").map((r) => r.value),
-    blockedCidrs: rules.filter((r) => r.type === "cidr").map((r) => r.value),
-    blockedCountries: rules.filter((r) => r.type === "country").map((r) => r.value),
-  };
 }

@@ -1,7 +1,7 @@
 // The command line: `mc-proxy server|check|version`. Usage errors exit 2,
 // configuration errors exit 1, a clean stop exits 0.
 import { readFileSync } from "node:fs";
-import { AdminService, rulesFromStore } from "../admin/admin_service";
+import { AdminService } from "../admin/admin_service";
 import { AdminServer } from "../admin/grpc_server";
 import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/config";
 import { formatDuration } from "../config/duration";
@@ -13,10 +13,12 @@ import { Metrics } from "../metrics/metrics";
 import type { DataPlane } from "../server/data_plane";
 import { Server } from "../server/server";
 import { WorkerPool, availableCpus } from "../server/worker_pool";
-import { type SeedResult, Store, StoreError } from "../store/store";
+import { type ConfigStore, SqliteConfigStore, rulesFromStore } from "../store/config_store";
+import { EtcdConfigStore, type SeedInput } from "../store/etcd_store";
+import { Store, StoreError, type StoreState } from "../store/store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
-import { backends, firewall, routes, snapshot, status } from "./admin_commands";
+import { backends, firewall, routes, snapshot, status, storeCommand } from "./admin_commands";
 import { parseArgs, UsageError } from "./usage_error";
 
 const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
@@ -28,7 +30,8 @@ Usage:
   mc-proxy routes list|add|remove ...    show or change routes (admin API)
   mc-proxy firewall list|add|remove ...  show or change firewall rules (admin API)
   mc-proxy backends list|drain|enable|disable ...  a route pool's backends (admin API)
-  mc-proxy snapshot -c FILE [-o PATH]    copy the database (VACUUM INTO)
+  mc-proxy snapshot -c FILE [-o PATH] [--keep N]  copy the database (or the etcd fleet's state)
+  mc-proxy store import -c FILE SNAPSHOT.db       load a snapshot into an empty etcd prefix
   mc-proxy version                       print the version
   mc-proxy COMMAND --help                help for a command
 
@@ -81,7 +84,9 @@ export async function runCli(argv: string[]): Promise<number> {
       case "backends":
         return await backends(args);
       case "snapshot":
-        return snapshot(args);
+        return await snapshot(args);
+      case "store":
+        return await storeCommand(args);
       case "server":
         return await server(args);
       default:
@@ -135,6 +140,18 @@ function check(args: string[]): number {
     }
     if (unreadable.length > 0) throw new ConfigError(file, unreadable);
   }
+  if (cfg.etcd !== null) {
+    const unreadable: string[] = [];
+    for (const [key, path] of [["ca", cfg.etcd.ca], ["cert", cfg.etcd.cert], ["key", cfg.etcd.key]] as const) {
+      if (path === null) continue;
+      try {
+        readFileSync(path);
+      } catch (e) {
+        unreadable.push(`etcd.${key}: cannot read ${path}: ${(e as Error).message}`);
+      }
+    }
+    if (unreadable.length > 0) throw new ConfigError(file, unreadable);
+  }
   const limits = readFdLimits();
   const warning = capacityWarning(
     cfg.listeners.map((l) => l.maxConnections),
@@ -145,7 +162,7 @@ function check(args: string[]): number {
   console.log(
     `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +
       `connect_timeout=${formatDuration(cfg.proxy.connectTimeoutMs)} idle_timeout=${formatDuration(cfg.proxy.idleTimeoutMs)} ` +
-      `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr} metrics ${cfg.metrics === null ? "off" : `${cfg.metrics.addr}${cfg.metrics.path}`}`,
+      `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} store ${cfg.store === "etcd" ? `etcd ${cfg.etcd!.endpoints.join(",")}${cfg.etcd!.prefix}` : "sqlite"} admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr} metrics ${cfg.metrics === null ? "off" : `${cfg.metrics.addr}${cfg.metrics.path}`}`,
   );
   return 0;
 }
@@ -155,27 +172,48 @@ async function server(args: string[]): Promise<number> {
   if (file === null) return help(SERVER_USAGE);
   const loaded = loadConfig(file);
   const logger = new Logger(loaded.log.level, loaded.log.format);
-  // The database is the source of truth for routes, rules and limits once
-  // seeded; listener addresses always come from the TOML.
-  const store = Store.open(loaded.databasePath);
-  const seeded = store.seed(
-    loaded.listeners.map((l) => ({ addr: l.addr, maxConnections: l.maxConnections, routes: l.routes })),
-    [
+  const seed: SeedInput = {
+    listeners: loaded.listeners.map((l) => ({ name: l.name, maxConnections: l.maxConnections, routes: l.routes })),
+    rules: [
       ...loaded.firewall.blockedIps.map((value) => ({ type: "ip" as const, value })),
       ...loaded.firewall.blockedCidrs.map((value) => ({ type: "cidr" as const, value })),
       ...loaded.firewall.blockedCountries.map((value) => ({ type: "country" as const, value })),
     ],
-  );
+  };
+  // SQLite is the store itself, or with etcd its last-known-good copy.
+  const db = Store.open(loaded.databasePath);
   try {
-    return await serve(file, effectiveConfig(loaded, store), store, seeded, logger);
+    if (loaded.store === "etcd") {
+      const etcd = await EtcdConfigStore.open(loaded.etcd!, db, seed, logger);
+      logger.info("store ready", { store: etcd.describe(), cache: db.path });
+      try {
+        return await serve(file, effectiveConfig(loaded, etcd.current()), logger, db, (plane) => {
+          etcd.attach(plane);
+          return etcd;
+        });
+      } finally {
+        etcd.close();
+      }
+    }
+    // The database is the source of truth for routes, rules and limits once
+    // seeded; listener addresses always come from the TOML.
+    const seeded = db.seed(
+      seed.listeners.map((l) => ({ addr: l.name, maxConnections: l.maxConnections, routes: l.routes })),
+      seed.rules,
+    );
+    logger.info("database ready", { path: db.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
+    return await serve(file, effectiveConfig(loaded, db.state()), logger, db, (plane) => new SqliteConfigStore(db, plane));
   } finally {
     logger.flush();
-    store.close();
+    db.close();
   }
 }
 
-async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult, logger: Logger): Promise<number> {
-  logger.info("database ready", { path: store.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
+/**
+ * Run the data plane, then the store (made by `openStore` once the data
+ * plane exists, since it applies changes to it), the metrics and the admin API.
+ */
+async function serve(file: string, cfg: Config, logger: Logger, db: Store, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
   const limits = readFdLimits();
   const cap = connectionCap(limits);
   const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
@@ -202,14 +240,15 @@ async function serve(file: string, cfg: Config, store: Store, seeded: SeedResult
   }
   for (const l of plane.listeners) logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
   // Serving: from here a write never waits inside SQLite for another process's lock.
-  store.serving();
+  db.serving();
+  const store = openStore(plane);
   let admin: AdminServer | null = null;
   let metricsServer: MetricsServer | null = null;
   const metrics = cfg.metrics === null ? null : new Metrics(plane);
   let started = false;
   try {
     if (cfg.metrics !== null) {
-      const readiness = { notReady: () => (plane.isDraining ? "draining" : started ? null : "starting") };
+      const readiness = { notReady: () => (plane.isDraining ? "draining" : started ? null : "starting"), note: () => (store.stale ? `store: ${store.describe()}` : null) };
       metricsServer = MetricsServer.start(cfg.metrics, metrics!, readiness, logger);
     }
     if (cfg.grpc !== null) {
@@ -272,14 +311,14 @@ function probeListeners(cfg: Config): void {
   });
 }
 
-/** The config with routes, firewall rules and connection limits as the database holds them. */
-function effectiveConfig(cfg: Config, store: Store): Config {
-  const rules = rulesFromStore(store.rules());
+/** The config with routes, firewall rules and connection limits as the store holds them (listeners by name). */
+function effectiveConfig(cfg: Config, state: StoreState): Config {
+  const rules = rulesFromStore(state.rules);
   return {
     ...cfg,
     listeners: cfg.listeners.map((l) => {
-      const stored = store.listener(l.addr);
-      return stored === null ? l : { ...l, maxConnections: stored.maxConnections, routes: stored.routes };
+      const stored = state.listeners.get(l.name);
+      return stored === undefined ? l : { ...l, maxConnections: stored.maxConnections, routes: stored.routes };
     }),
     firewall: { ...cfg.firewall, blockedIps: [...rules.blockedIps], blockedCidrs: [...rules.blockedCidrs], blockedCountries: [...rules.blockedCountries] },
   };

@@ -17,8 +17,13 @@ export type LogFormat = "text" | "json";
 export type RouteConfig = Route;
 
 export interface ListenerConfig {
-  /** As written in the config: the listener's name in logs and the admin API. */
+  /** As written in the config: where it binds, and its label in logs and metrics. */
   addr: string;
+  /**
+   * Its identity in the admin API and the store (default: addr). Instances of
+   * a fleet that bind different addresses share a route table by sharing a name.
+   */
+  name: string;
   bind: HostPort;
   maxConnections: number;
   defaultBackend: string | null;
@@ -74,9 +79,25 @@ export interface MetricsConfig {
   path: string;
 }
 
+export interface EtcdConfig {
+  endpoints: string[];
+  /** Every key lives under it; ends with "/". */
+  prefix: string;
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
+  username: string | null;
+  password: string | null;
+  dialTimeoutMs: number;
+}
+
 export interface Config {
   file: string;
+  /** SQLite: the store itself; with etcd, its last-known-good copy. */
   databasePath: string;
+  /** Where routes, firewall rules and limits live: the embedded SQLite file, or etcd for a fleet. */
+  store: "sqlite" | "etcd";
+  etcd: EtcdConfig | null;
   listeners: ListenerConfig[];
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
@@ -136,10 +157,22 @@ const SECTIONS: Record<string, Record<string, Kind>> = {
   },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
+  store: { backend: "string" },
+  etcd: {
+    endpoints: "strings",
+    prefix: "string",
+    ca: "string",
+    cert: "string",
+    key: "string",
+    username: "string",
+    password: "string",
+    dial_timeout: "duration",
+  },
 };
 
 const LISTENER_KEYS: Record<string, Kind | "routes" | "send_proxy"> = {
   addr: "string",
+  name: "string",
   max_connections: "int",
   default_backend: "string",
   default_backend_send_proxy_protocol: "send_proxy",
@@ -412,6 +445,10 @@ function validate(root: Table, file: string, problems: string[]): Config {
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
+  const storeSec = readSection(root, "store", problems) ?? {};
+  const store = ((storeSec.backend as string | undefined) ?? "sqlite") as "sqlite" | "etcd";
+  if (store !== "sqlite" && store !== "etcd") problems.push(`store.backend: ${show(store)} must be "sqlite" or "etcd"`);
+  const etcd = validateEtcd(root, pathOf, store, problems);
 
   return {
     file,
@@ -419,6 +456,8 @@ function validate(root: Table, file: string, problems: string[]): Config {
     listeners,
     grpc,
     metrics,
+    store,
+    etcd,
     firewall,
     proxy,
     log: { level: level as LogLevel, format: format as LogFormat },
@@ -516,6 +555,41 @@ function validateGrpc(root: Table, pathOf: (p: string) => string, problems: stri
   return g;
 }
 
+function validateEtcd(root: Table, pathOf: (p: string) => string, store: string, problems: string[]): EtcdConfig | null {
+  const sec = readSection(root, "etcd", problems);
+  if (store !== "etcd") {
+    if (sec !== null) problems.push(`etcd: set, but store.backend is ${show(store)} (set store.backend = "etcd" to use it)`);
+    return null;
+  }
+  if (sec === null) {
+    problems.push(`etcd: required when store.backend = "etcd" (at least endpoints and prefix)`);
+    return null;
+  }
+  const opt = (k: string): string | null => (typeof sec[k] === "string" && sec[k] !== "" ? (sec[k] as string) : null);
+  const e: EtcdConfig = {
+    endpoints: (sec.endpoints as string[] | undefined) ?? [],
+    prefix: opt("prefix") ?? "",
+    ca: opt("ca") === null ? null : pathOf(opt("ca")!),
+    cert: opt("cert") === null ? null : pathOf(opt("cert")!),
+    key: opt("key") === null ? null : pathOf(opt("key")!),
+    username: opt("username"),
+    password: opt("password"),
+    dialTimeoutMs: (sec.dial_timeout as number | undefined) ?? 5000,
+  };
+  if (e.endpoints.length === 0) problems.push(`etcd.endpoints: at least one is required (e.g. ["https://10.0.0.1:2379"])`);
+  e.endpoints.forEach((u, i) => {
+    if (!/^https?:\/\/[^/\s]+$/.test(u)) problems.push(`etcd.endpoints[${i}]: ${show(u)} must be http(s)://host:port`);
+  });
+  const tls = e.endpoints.some((u) => u.startsWith("https://"));
+  if (tls && e.endpoints.some((u) => u.startsWith("http://"))) problems.push(`etcd.endpoints: mixes http:// and https://`);
+  if (!e.prefix.startsWith("/") || !e.prefix.endsWith("/") || e.prefix.length < 2) problems.push(`etcd.prefix: ${show(e.prefix)} must start and end with "/" (e.g. "/mc-proxy/prod/")`);
+  if ((e.cert === null) !== (e.key === null)) problems.push(`etcd.cert, etcd.key: set both (a client certificate and its key) or neither`);
+  if (!tls && (e.ca !== null || e.cert !== null)) problems.push(`etcd.ca / etcd.cert: TLS settings need https:// endpoints`);
+  if ((e.username === null) !== (e.password === null)) problems.push(`etcd.username, etcd.password: set both or neither`);
+  if (e.dialTimeoutMs === 0) problems.push(`etcd.dial_timeout: must be greater than zero`);
+  return e;
+}
+
 /** Two TCP addresses collide when their ports match and a host is the same or a wildcard. */
 function collides(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && (a.host === b.host || a.host === "" || b.host === "" || a.host === "::" || b.host === "::" || a.host === "0.0.0.0" || b.host === "0.0.0.0");
@@ -561,6 +635,7 @@ function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
   if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
   const out: ListenerConfig[] = [];
   const seenAddr = new Map<string, number>();
+  const seenName = new Map<string, number>();
   v.forEach((item, i) => {
     const where = `listeners[${i}]`;
     if (!isTable(item)) {
@@ -611,8 +686,18 @@ function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
     }
     const defaultSend = sendProxy(item.default_backend_send_proxy_protocol, `${where}.default_backend_send_proxy_protocol`, problems);
     if (defaultSend !== "off" && defaultBackend === null) problems.push(`${where}.default_backend_send_proxy_protocol: set without a default_backend`);
+    let name = addr ?? "";
+    if (item.name !== undefined) {
+      const n = typed("string", item.name, `${where}.name`, problems) as string | undefined;
+      if (n !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}$/.test(n)) problems.push(`${where}.name: ${show(n)} must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)`);
+      else if (n !== undefined) name = n;
+    }
+    const prevName = seenName.get(name);
+    if (prevName !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prevName}]`);
+    seenName.set(name, i);
     out.push({
       addr: addr ?? "",
+      name,
       bind,
       maxConnections,
       defaultBackend,

@@ -13,6 +13,8 @@ import type { Metrics } from "./metrics";
 export interface Readiness {
   /** Why not ready, or null when ready. */
   notReady(): string | null;
+  /** Something to say while ready (a stale store), or null. */
+  note(): string | null;
 }
 
 export class MetricsServer {
@@ -33,7 +35,9 @@ export class MetricsServer {
       if (path === "/healthz") return new Response("ok\n");
       if (path === "/readyz") {
         const why = readiness.notReady();
-        return why === null ? new Response("ready\n") : new Response(`not ready: ${why}\n`, { status: 503 });
+        if (why !== null) return new Response(`not ready: ${why}\n`, { status: 503 });
+        const note = readiness.note();
+        return new Response(note === null ? "ready\n" : `ready (${note})\n`);
       }
       return new Response("not found\n", { status: 404 });
     };

@@ -17,8 +17,10 @@ export class ListenerRuntime implements ListenerView {
   constructor(
     /** Position in the config: the listener's slot in the shared counters. */
     readonly index: number,
-    /** The configured addr string: the listener's name. */
+    /** The configured addr string: where it binds; its label in logs and metrics. */
     readonly addr: string,
+    /** Its identity in the admin API and the store. */
+    readonly name: string,
     /** Swapped whole on a route change. */
     public table: RouteTable,
     /** Connections start with a PROXY header from a trusted balancer (issue 9). */

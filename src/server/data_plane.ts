@@ -10,8 +10,10 @@ import type { RouteTable } from "../routing/route_table";
 import { type Histogram, type ListenerStats, OUTCOMES } from "./stats";
 
 export interface ListenerView {
-  /** The configured addr string: the listener's name. */
+  /** The configured addr string: where it binds; its label in logs and metrics. */
   readonly addr: string;
+  /** Its identity in the admin API and the store (default: addr). */
+  readonly name: string;
   /** The table in force (the one the admin API lists). */
   readonly table: RouteTable;
   readonly maxConnections: number;
@@ -72,7 +74,8 @@ export interface Snapshot {
 
 export interface DataPlane {
   readonly listeners: readonly ListenerView[];
-  listener(addr: string): ListenerView | undefined;
+  /** By name, or by addr. */
+  listener(nameOrAddr: string): ListenerView | undefined;
   /** A GeoIP database is configured (country rules can match). */
   readonly geoipConfigured: boolean;
   /** Swap a listener's routes on every event loop; resolves once all have. */

@@ -99,6 +99,7 @@ export class Server implements DataPlane {
         new ListenerRuntime(
           i,
           l.addr,
+          l.name,
           new RouteTable(tables[i]!.routes, tables[i]!.defaultRoute, config.proxy.pool, this.backends),
           l.proxyProtocol,
           l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
@@ -141,8 +142,8 @@ export class Server implements DataPlane {
     return this.firewall.geoipPath !== null;
   }
 
-  listener(addr: string): ListenerRuntime | undefined {
-    return this.listeners.find((l) => l.addr === addr);
+  listener(nameOrAddr: string): ListenerRuntime | undefined {
+    return this.listeners.find((l) => l.name === nameOrAddr) ?? this.listeners.find((l) => l.addr === nameOrAddr);
   }
 
   /** Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched. */

@@ -50,6 +50,7 @@ class PoolListener implements ListenerView {
   constructor(
     readonly index: number,
     readonly addr: string,
+    readonly name: string,
     public table: RouteTable,
     readonly proxyProtocol: boolean,
     readonly trustedProxies: readonly string[],
@@ -109,6 +110,7 @@ export class WorkerPool implements DataPlane {
       return new PoolListener(
           i,
           l.addr,
+          l.name,
           new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends),
           l.proxyProtocol,
           l.trustedProxies,
@@ -150,8 +152,8 @@ export class WorkerPool implements DataPlane {
     return this.config.firewall.geoipDb !== null;
   }
 
-  listener(addr: string): PoolListener | undefined {
-    return this.listeners.find((l) => l.addr === addr);
+  listener(nameOrAddr: string): PoolListener | undefined {
+    return this.listeners.find((l) => l.name === nameOrAddr) ?? this.listeners.find((l) => l.addr === nameOrAddr);
   }
 
   /** The config a (re)started worker runs with: the routes and rules in force now. */

@@ -26,6 +26,18 @@ export interface SeedListener {
   routes: readonly StoredRoute[];
 }
 
+/** One listener's stored state. */
+export interface ListenerState {
+  maxConnections: number;
+  routes: StoredRoute[];
+}
+
+/** Everything a store holds, listeners by name. */
+export interface StoreState {
+  listeners: Map<string, ListenerState>;
+  rules: StoredRule[];
+}
+
 /** Per-route overrides kept as JSON in routes.settings (absent = the [proxy] default). */
 interface Settings {
   health_check_interval_ms?: number;
@@ -63,10 +75,13 @@ const START_BUSY_TIMEOUT_MS = 5000;
 export class StoreError extends Error {
   /** SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock; retrying may succeed. */
   readonly busy: boolean;
-  constructor(message: string, options?: { cause?: unknown; busy?: boolean }) {
+  /** The store cannot be reached (etcd down): UNAVAILABLE, nothing changed. */
+  readonly unavailable: boolean;
+  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean }) {
     super(message, options);
     this.name = "StoreError";
     this.busy = options?.busy ?? false;
+    this.unavailable = options?.unavailable ?? false;
   }
 }
 
@@ -209,6 +224,29 @@ export class Store {
       const id = this.listenerId(addr);
       const changed = this.db.query("UPDATE route_backends SET state = ? WHERE listener_id = ? AND hostname = ? AND addr = ?").run(state, id, hostname, backend).changes > 0;
       return { changed, routes: this.routesOf(id) };
+    });
+  }
+
+  /** Everything the store holds: every listener (by name) with its routes, and the rules. */
+  state(): StoreState {
+    const rows = this.db.query("SELECT id, addr, max_connections FROM listeners ORDER BY addr").all() as { id: number; addr: string; max_connections: number }[];
+    const listeners = new Map<string, ListenerState>();
+    for (const r of rows) listeners.set(r.addr, { maxConnections: r.max_connections, routes: this.routesOf(r.id) });
+    return { listeners, rules: this.rules() };
+  }
+
+  /** Make the store hold exactly `state` (one transaction): etcd's last-known-good copy, or a snapshot of a fleet. */
+  replaceState(state: StoreState): void {
+    this.write("replace state", () => {
+      this.db.run("DELETE FROM listeners");
+      this.db.run("DELETE FROM firewall_rules");
+      const insertListener = this.db.query("INSERT INTO listeners (addr, max_connections) VALUES (?, ?) RETURNING id");
+      for (const [name, l] of state.listeners) {
+        const row = insertListener.get(name, l.maxConnections) as { id: number };
+        for (const r of l.routes) this.putRoute(row.id, r);
+      }
+      const insertRule = this.db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING");
+      for (const r of state.rules) insertRule.run(r.type, r.value);
     });
   }
 

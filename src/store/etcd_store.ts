@@ -1,0 +1,508 @@
+// Fleet mode (issue 13): routes, firewall rules and listener limits in etcd,
+// shared by every instance that uses the same prefix. Not a replication of
+// our own: etcd is the replicated store; each instance
+//
+//   - at start: seeds what the fleet does not have yet (the seed marker is
+//     claimed in a transaction, so two instances starting together seed once),
+//     reads everything in one consistent range, and watches from the next
+//     revision;
+//   - applies each watch batch to the data plane at once (a connection sees
+//     the old tables or the new ones), its own writes included: one code path;
+//   - re-reads everything when the watch reports compaction or cannot resume;
+//   - keeps the last state it saw in the SQLite file (last-known-good): an
+//     instance that starts while etcd is unreachable serves it, says so
+//     ("stale since …"), and catches up when etcd returns.
+//
+// Writes go through etcd transactions and return once committed and applied
+// here; while etcd cannot be reached they fail UNAVAILABLE within
+// dial_timeout and change nothing, and routing goes on from memory.
+
+import { readFileSync } from "node:fs";
+import { Etcd3, type IKeyValue, type Watcher } from "etcd3";
+import type { EtcdConfig } from "../config/config";
+import type { Logger } from "../log/logger";
+import type { BackendState } from "../routing/backend_table";
+import type { Route } from "../routing/pool";
+import type { DataPlane } from "../server/data_plane";
+import { type ConfigStore, rulesFromStore, setSlotState } from "./config_store";
+import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
+import { type Store, StoreError, type StoreState, type StoredRule } from "./store";
+
+/** Debian's etcd 3.4 refuses transactions of more than 128 operations (--max-txn-ops). */
+const MAX_TXN_OPS = 128;
+/** How long a write waits to see itself come back through this instance's watch. */
+const APPLY_WAIT_MS = 1000;
+const RETRY_MS = 1000;
+
+export interface SeedInput {
+  listeners: { name: string; maxConnections: number; routes: Route[] }[];
+  rules: StoredRule[];
+}
+
+/** A failure that no retry fixes (TLS or authentication): refuse to start, saying what to check. */
+function fatal(e: unknown): string | null {
+  const m = (e as Error).message ?? String(e);
+  if (/certificate|self[- ]signed|SSL|TLS|CERT_|unable to verify|handshake/i.test(m)) return `etcd: the TLS handshake failed — check etcd.ca, etcd.cert and etcd.key: ${m}`;
+  if (/authentication failed|invalid auth|user name|password/i.test(m)) return `etcd: authentication failed — check etcd.username and etcd.password: ${m}`;
+  return null;
+}
+
+export function etcdClient(cfg: EtcdConfig): Etcd3 {
+  const read = (what: string, p: string | null) => {
+    if (p === null) return undefined;
+    try {
+      return readFileSync(p);
+    } catch (e) {
+      throw new Error(`etcd.${what}: cannot read ${p}: ${(e as Error).message}`);
+    }
+  };
+  const tls = cfg.endpoints.some((u) => u.startsWith("https://"));
+  return new Etcd3({
+    hosts: cfg.endpoints,
+    ...(tls ? { credentials: { rootCertificate: read("ca", cfg.ca) ?? Buffer.alloc(0), privateKey: read("key", cfg.key), certChain: read("cert", cfg.cert) } } : {}),
+    ...(cfg.username !== null ? { auth: { username: cfg.username, password: cfg.password ?? "" } } : {}),
+    dialTimeout: cfg.dialTimeoutMs,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + cfg.dialTimeoutMs }),
+    // etcd disconnects clients that ping more often than every 5 s (too_many_pings).
+    grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000 },
+  });
+}
+
+/** Run `op` within `ms`, or fail as "unreachable". */
+async function bounded<T>(ms: number, what: string, op: () => Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  try {
+    return await Promise.race([
+      op(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } catch (e) {
+    const why = fatal(e);
+    throw new StoreError(why ?? `the store (etcd) is unreachable (${what}: ${(e as Error).message}); nothing changed, routing goes on from memory`, { unavailable: why === null, cause: e });
+  } finally {
+    if (timer !== null) clearTimeout(timer);
+  }
+}
+
+export class EtcdConfigStore implements ConfigStore {
+  private state: StoreState;
+  private revision = 0;
+  private plane: DataPlane | null = null;
+  private watcher: Watcher | null = null;
+  private staleSince: Date | null = null;
+  private staleReason = "";
+  private closed = false;
+  private resyncing = false;
+  private readonly waiters: { revision: number; resolve: () => void }[] = [];
+  private cacheTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private constructor(
+    private readonly client: Etcd3,
+    private readonly cfg: EtcdConfig,
+    private readonly cache: Store,
+    private readonly served: ReadonlySet<string>,
+    private readonly seed: SeedInput,
+    private readonly logger: Logger,
+  ) {
+    this.state = cache.state();
+  }
+
+  get stale(): boolean {
+    return this.staleSince !== null;
+  }
+
+  /**
+   * Connect, seed what the fleet lacks, and read the fleet's state; or, when
+   * etcd cannot be reached, take the last-known-good copy and say so. Throws
+   * only for what a retry cannot fix (TLS, authentication, a newer schema).
+   */
+  static async open(cfg: EtcdConfig, cache: Store, seed: SeedInput, logger: Logger): Promise<EtcdConfigStore> {
+    const s = new EtcdConfigStore(etcdClient(cfg), cfg, cache, new Set(seed.listeners.map((l) => l.name)), seed, logger);
+    try {
+      await s.seedAndRead();
+      logger.info("etcd: fleet state read", { endpoints: cfg.endpoints.join(","), prefix: cfg.prefix, revision: s.revision, routes: [...s.state.listeners.values()].reduce((n, l) => n + l.routes.length, 0), rules: s.state.rules.length });
+    } catch (e) {
+      const why = fatal((e as StoreError).cause ?? e);
+      if (why !== null || (e instanceof StoreError && !e.unavailable)) {
+        s.client.close();
+        throw new StoreError(why ?? (e as Error).message);
+      }
+      s.markStale((e as Error).message);
+      if (s.state.listeners.size === 0 && s.state.rules.length === 0) {
+        // Never synced: serve the TOML, as a first start would; etcd's state replaces it on reconnect.
+        s.state = { listeners: new Map(seed.listeners.map((l) => [l.name, { maxConnections: l.maxConnections, routes: l.routes }])), rules: seed.rules };
+      }
+    }
+    return s;
+  }
+
+  /** The state to start serving from. */
+  current(): StoreState {
+    return this.state;
+  }
+
+  private markStale(reason: string): void {
+    if (this.staleSince === null) {
+      this.staleSince = new Date();
+      this.logger.warn("etcd unreachable: serving the last-known-good state", { since: this.staleSince.toISOString(), reason });
+    }
+    this.staleReason = reason;
+  }
+
+  private markFresh(): void {
+    if (this.staleSince !== null) this.logger.info("etcd reachable again: in sync", { revision: this.revision, stale_since: this.staleSince.toISOString() });
+    this.staleSince = null;
+    this.staleReason = "";
+  }
+
+  /** Seed (fleet marker once; each served listener when it first appears), then one consistent read. */
+  private async seedAndRead(): Promise<void> {
+    const p = this.cfg.prefix;
+    const t = this.cfg.dialTimeoutMs;
+    const schema = await bounded(t, "read schema", () => this.client.get(keys.schema(p)).string());
+    if (schema !== null && Number(schema) > Number(SCHEMA_VERSION)) {
+      throw new StoreError(`etcd prefix ${p}: schema version ${schema} is newer than this mc-proxy knows (${SCHEMA_VERSION}); use a newer mc-proxy`);
+    }
+    // The fleet's first instance seeds the firewall rules, in the transaction that claims the marker.
+    const [firstRules, moreRules] = [this.seed.rules.slice(0, MAX_TXN_OPS - 2), this.seed.rules.slice(MAX_TXN_OPS - 2)];
+    const claim = await bounded(t, "seed", () =>
+      this.client
+        .if(keys.seeded(p), "Create", "==", 0)
+        .then(
+          this.client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), pid: process.pid })),
+          this.client.put(keys.schema(p)).value(SCHEMA_VERSION),
+          ...firstRules.map((r) => this.client.put(keys.rule(p, r)).value(RULE_VALUE)),
+        )
+        .commit(),
+    );
+    if (claim.succeeded) {
+      for (let i = 0; i < moreRules.length; i += MAX_TXN_OPS) {
+        const chunk = moreRules.slice(i, i + MAX_TXN_OPS);
+        await bounded(t, "seed rules", () => this.client.if(keys.seeded(p), "Create", ">", 0).then(...chunk.map((r) => this.client.put(keys.rule(p, r)).value(RULE_VALUE))).commit());
+      }
+      this.logger.info("etcd: seeded the fleet from this config", { prefix: p, rules: this.seed.rules.length });
+    }
+    // Each listener (and its routes) is seeded when the fleet first sees its name.
+    for (const l of this.seed.listeners) {
+      const routes = l.routes.slice(0, MAX_TXN_OPS - 1);
+      const got = await bounded(t, "seed listener", () =>
+        this.client
+          .if(keys.listener(p, l.name), "Create", "==", 0)
+          .then(this.client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => this.client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r))))
+          .commit(),
+      );
+      if (!got.succeeded) continue;
+      for (let i = MAX_TXN_OPS - 1; i < l.routes.length; i += MAX_TXN_OPS) {
+        const chunk = l.routes.slice(i, i + MAX_TXN_OPS);
+        await bounded(t, "seed routes", () => this.client.if(keys.listener(p, l.name), "Create", ">", 0).then(...chunk.map((r) => this.client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r)))).commit());
+      }
+      this.logger.info("etcd: seeded a listener", { listener: l.name, routes: l.routes.length });
+    }
+    await this.readAll();
+  }
+
+  /** One consistent read of the whole prefix; the state and revision replaced, the cache rewritten. */
+  private async readAll(): Promise<void> {
+    const r = await bounded(this.cfg.dialTimeoutMs, "read", () => this.client.getAll().prefix(this.cfg.prefix).exec());
+    this.state = stateFrom(
+      this.cfg.prefix,
+      r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() })),
+    );
+    this.revision = Number(r.header.revision);
+    this.cache.replaceState(this.state);
+  }
+
+  /** Start applying the fleet's changes to the data plane (built from current()). */
+  attach(plane: DataPlane): void {
+    this.plane = plane;
+    if (this.stale) void this.reconnect();
+    else this.watch();
+  }
+
+  private watch(): void {
+    if (this.closed) return;
+    void this.client
+      .watch()
+      .prefix(this.cfg.prefix)
+      .startRevision(String(this.revision + 1))
+      .create()
+      .then((w) => {
+        if (this.closed) return void w.cancel();
+        this.watcher = w;
+        w.on("data", (res) => void this.applyBatch(res.events, Number(res.header.revision)));
+        w.on("disconnected", (e: Error) => this.markStale(`watch disconnected: ${e?.message ?? "?"}`));
+        w.on("connected", () => this.markFresh());
+        // Canceled (compacted past our revision) or ended: read everything again.
+        w.on("error", (e: Error) => void this.resync(`watch: ${e.message}`));
+        w.on("end", () => void this.resync("watch ended"));
+      })
+      .catch((e: Error) => {
+        this.markStale(e.message);
+        void this.reconnect();
+      });
+  }
+
+  /** Re-read everything at a new revision, swap it in, watch from there. */
+  private async resync(reason: string): Promise<void> {
+    if (this.closed || this.resyncing) return;
+    this.resyncing = true;
+    this.logger.warn("etcd: re-reading the whole state", { reason, revision: this.revision });
+    const w = this.watcher;
+    this.watcher = null;
+    w?.removeAllListeners();
+    void w?.cancel().catch(() => {});
+    try {
+      await this.reconnect();
+    } finally {
+      this.resyncing = false;
+    }
+  }
+
+  /** Until etcd answers: read everything, apply it, watch. */
+  private async reconnect(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const before = this.state;
+        await this.readAll();
+        await this.applyState(before);
+        this.markFresh();
+        this.wake();
+        this.watch();
+        return;
+      } catch (e) {
+        this.markStale((e as Error).message);
+        await Bun.sleep(RETRY_MS);
+      }
+    }
+  }
+
+  /** Apply a whole state to the data plane: the listeners it serves whose routes or limit changed, and the rules. */
+  private async applyState(before: StoreState): Promise<void> {
+    const plane = this.plane;
+    if (plane === null) return;
+    for (const name of this.served) {
+      const now = this.state.listeners.get(name);
+      const was = before.listeners.get(name);
+      if (now === undefined) continue;
+      if (JSON.stringify(now.routes) !== JSON.stringify(was?.routes)) await this.applyRoutes(name, now.routes);
+      if (now.maxConnections !== was?.maxConnections) plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
+    }
+    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules)) await plane.applyRules(rulesFromStore(this.state.rules));
+  }
+
+  private async applyRoutes(name: string, routes: Route[]): Promise<void> {
+    const plane = this.plane!;
+    await plane.applyRoutes(plane.listener(name)!, routes);
+    // A backend keeps its slot across changes; its stored state is the fleet's.
+    for (const r of routes) for (const b of r.backends) setSlotState(plane, name, r.hostname, b.addr, b.state ?? "enabled");
+  }
+
+  /** One watch response: every event in it applied together. */
+  private async applyBatch(events: { type: string; kv: IKeyValue }[], revision: number): Promise<void> {
+    const p = this.cfg.prefix;
+    const routesChanged = new Set<string>();
+    const maxChanged = new Set<string>();
+    let rulesChanged = false;
+    const get = (name: string) => {
+      let l = this.state.listeners.get(name);
+      if (l === undefined) this.state.listeners.set(name, (l = { maxConnections: 0, routes: [] }));
+      return l;
+    };
+    for (const ev of events) {
+      const del = ev.type === "Delete";
+      const e = parseEntry(p, ev.kv.key.toString(), del ? null : ev.kv.value.toString());
+      if (e === null || e.kind === "meta") continue;
+      if (e.kind === "listener") {
+        get(e.name).maxConnections = del ? 0 : e.maxConnections;
+        maxChanged.add(e.name);
+      } else if (e.kind === "route") {
+        const l = get(e.listener);
+        l.routes = l.routes.filter((r) => r.hostname !== e.route.hostname);
+        if (!del) l.routes.push(e.route);
+        l.routes.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+        routesChanged.add(e.listener);
+      } else {
+        this.state.rules = this.state.rules.filter((r) => r.type !== e.rule.type || r.value !== e.rule.value);
+        if (!del) this.state.rules.push(e.rule);
+        rulesChanged = true;
+      }
+    }
+    this.revision = Math.max(this.revision, revision);
+    const plane = this.plane;
+    if (plane !== null) {
+      for (const name of routesChanged) if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
+      for (const name of maxChanged) if (this.served.has(name)) plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
+      if (rulesChanged) await plane.applyRules(rulesFromStore(this.state.rules));
+    }
+    this.markFresh();
+    this.wake();
+    this.saveCacheSoon();
+  }
+
+  /** The last-known-good copy, written at most once a second. */
+  private saveCacheSoon(): void {
+    if (this.cacheTimer !== null) return;
+    this.cacheTimer = setTimeout(() => {
+      this.cacheTimer = null;
+      try {
+        this.cache.replaceState(this.state);
+      } catch (e) {
+        this.logger.error("etcd: cannot write the last-known-good copy", { error: (e as Error).message });
+      }
+    }, 1000);
+  }
+
+  private wake(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      if (this.waiters[i]!.revision <= this.revision) {
+        this.waiters[i]!.resolve();
+        this.waiters.splice(i, 1);
+      }
+    }
+  }
+
+  /** After a committed write at `revision`: wait (briefly) until this instance's watch has applied it. */
+  private async applied(revision: number): Promise<void> {
+    if (this.revision >= revision) return;
+    await Promise.race([new Promise<void>((resolve) => this.waiters.push({ revision, resolve })), Bun.sleep(APPLY_WAIT_MS)]);
+  }
+
+  private txn() {
+    return this.client;
+  }
+
+  private route(listener: string, hostname: string): Route | undefined {
+    return this.state.listeners.get(listener)?.routes.find((r) => r.hostname === hostname);
+  }
+
+  async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
+    const p = this.cfg.prefix;
+    const key = keys.route(p, listener, route.hostname);
+    // Backends that stay keep their operator state (read-modify-write on the key's revision).
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
+      const kv = prev.kvs[0];
+      const old = kv === undefined ? undefined : parseEntry(p, key, kv.value.toString());
+      const oldRoute = old?.kind === "route" ? old.route : undefined;
+      const merged: Route = { ...route, backends: route.backends.map((b) => ({ ...b, state: oldRoute?.backends.find((o) => o.addr === b.addr)?.state ?? "enabled" })) };
+      const cmp = kv === undefined ? this.txn().if(key, "Create", "==", 0) : this.txn().if(key, "Mod", "==", Number(kv.mod_revision));
+      const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
+        cmp.and(keys.listener(p, listener), "Create", ">", 0).then(this.client.put(key).value(routeValue(merged))).commit(),
+      );
+      if (r.succeeded) {
+        await this.applied(Number(r.header.revision));
+        return { replaced: kv !== undefined };
+      }
+    }
+    throw new StoreError(`add route: ${route.hostname} kept changing under us (5 tries); retry`);
+  }
+
+  async removeRoute(listener: string, hostname: string): Promise<boolean> {
+    const key = keys.route(this.cfg.prefix, listener, hostname);
+    const r = await bounded(this.cfg.dialTimeoutMs, "remove route", () => this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit());
+    if (r.succeeded) await this.applied(Number(r.header.revision));
+    return r.succeeded;
+  }
+
+  async addRule(rule: StoredRule): Promise<boolean> {
+    const key = keys.rule(this.cfg.prefix, rule);
+    const r = await bounded(this.cfg.dialTimeoutMs, "add rule", () => this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(RULE_VALUE)).commit());
+    if (r.succeeded) await this.applied(Number(r.header.revision));
+    return r.succeeded;
+  }
+
+  async removeRule(rule: StoredRule): Promise<boolean> {
+    const key = keys.rule(this.cfg.prefix, rule);
+    const r = await bounded(this.cfg.dialTimeoutMs, "remove rule", () => this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit());
+    if (r.succeeded) await this.applied(Number(r.header.revision));
+    return r.succeeded;
+  }
+
+  async setMaxConnections(listener: string, n: number): Promise<void> {
+    const key = keys.listener(this.cfg.prefix, listener);
+    const r = await bounded(this.cfg.dialTimeoutMs, "set max_connections", () => this.client.put(key).value(listenerValue(n)).exec());
+    await this.applied(Number(r.header.revision));
+  }
+
+  async setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean> {
+    const p = this.cfg.prefix;
+    const key = keys.route(p, listener, hostname);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
+      const kv = prev.kvs[0];
+      if (kv === undefined) return false;
+      const e = parseEntry(p, key, kv.value.toString());
+      if (e?.kind !== "route" || !e.route.backends.some((b) => b.addr === addr)) return false;
+      const route: Route = { ...e.route, backends: e.route.backends.map((b) => (b.addr === addr ? { ...b, state } : b)) };
+      const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () => this.client.if(key, "Mod", "==", Number(kv.mod_revision)).then(this.client.put(key).value(routeValue(route))).commit());
+      if (r.succeeded) {
+        await this.applied(Number(r.header.revision));
+        return true;
+      }
+    }
+    throw new StoreError(`set backend state: ${hostname} kept changing under us (5 tries); retry`);
+  }
+
+  rules(): StoredRule[] {
+    return this.state.rules;
+  }
+
+  describe(): string {
+    if (this.staleSince !== null) return `etcd: stale since ${this.staleSince.toISOString()} (${this.staleReason})`;
+    return `etcd: synced at revision ${this.revision}`;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.cacheTimer !== null) {
+      clearTimeout(this.cacheTimer);
+      this.cacheTimer = null;
+      this.cache.replaceState(this.state);
+    }
+    void this.watcher?.cancel().catch(() => {});
+    this.client.close();
+  }
+}
+
+/** The fleet's whole state at one revision (for `snapshot` in etcd mode). */
+export async function readFleet(cfg: EtcdConfig): Promise<{ state: StoreState; revision: number }> {
+  const client = etcdClient(cfg);
+  try {
+    const r = await bounded(cfg.dialTimeoutMs, "read", () => client.getAll().prefix(cfg.prefix).exec());
+    return { state: stateFrom(cfg.prefix, r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() }))), revision: Number(r.header.revision) };
+  } finally {
+    client.close();
+  }
+}
+
+/** Load a snapshot into an empty prefix (`mc-proxy store import`). */
+export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<number> {
+  const client = etcdClient(cfg);
+  const p = cfg.prefix;
+  try {
+    const existing = await bounded(cfg.dialTimeoutMs, "check the prefix", () => client.getAll().prefix(p).count());
+    if (existing > 0) throw new StoreError(`etcd prefix ${p} holds ${existing} key(s): import only into an empty prefix`);
+    const claim = await bounded(cfg.dialTimeoutMs, "import", () =>
+      client
+        .if(keys.seeded(p), "Create", "==", 0)
+        .then(client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), imported: true })), client.put(keys.schema(p)).value(SCHEMA_VERSION))
+        .commit(),
+    );
+    if (!claim.succeeded) throw new StoreError(`etcd prefix ${p} was seeded meanwhile; nothing imported`);
+    const puts: [string, string][] = [];
+    for (const [name, l] of state.listeners) {
+      puts.push([keys.listener(p, name), listenerValue(l.maxConnections)]);
+      for (const r of l.routes) puts.push([keys.route(p, name, r.hostname), routeValue(r)]);
+    }
+    for (const r of state.rules) puts.push([keys.rule(p, r), RULE_VALUE]);
+    for (let i = 0; i < puts.length; i += MAX_TXN_OPS) {
+      const chunk = puts.slice(i, i + MAX_TXN_OPS);
+      await bounded(cfg.dialTimeoutMs, "import", () => client.if(keys.seeded(p), "Create", ">", 0).then(...chunk.map(([k, v]) => client.put(k).value(v))).commit());
+    }
+    return puts.length;
+  } finally {
+    client.close();
+  }
+}
