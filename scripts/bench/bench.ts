@@ -1,6 +1,7 @@
 // `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...]`
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
+// `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
 //
 // Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
 // ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
@@ -457,6 +458,11 @@ async function main(): Promise<void> {
     if (b.exitCode !== 0) throw new Error("bun run build failed");
   }
   mkdirSync(WORK, { recursive: true });
+  if (process.argv.includes("--profile")) {
+    const { profile } = await import("./profile");
+    const i = process.argv.indexOf("--seconds");
+    return profile(prepare(s.bigBytes), i >= 0 ? Number(process.argv[i + 1]) : 10, withFds, waitPort);
+  }
   if (process.argv.includes("--scaling")) {
     const { scaling } = await import("./scaling");
     const i = process.argv.indexOf("--seconds");
