@@ -2,6 +2,7 @@
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 // `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
+// `bun run bench -- --breakdown [--rounds N] [--seconds S] [--baseline REF]`: the CPU each stage adds per connection (breakdown.ts).
 //
 // Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
 // ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
@@ -461,7 +462,13 @@ async function main(): Promise<void> {
   if (process.argv.includes("--profile")) {
     const { profile } = await import("./profile");
     const i = process.argv.indexOf("--seconds");
-    return profile(prepare(s.bigBytes), i >= 0 ? Number(process.argv[i + 1]) : 10, withFds, waitPort);
+    return profile(prepare(256 * 1024 * 1024), i >= 0 ? Number(process.argv[i + 1]) : 10, withFds, waitPort);
+  }
+  if (process.argv.includes("--breakdown")) {
+    const { breakdown } = await import("./breakdown");
+    const i = process.argv.indexOf("--seconds");
+    const base = s.baseline === null ? null : { ref: s.baseline, binary: buildBaseline(s.baseline) };
+    return breakdown(prepare(256 * 1024 * 1024), s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 3 : 5, { withFds, waitPort }, base);
   }
   if (process.argv.includes("--scaling")) {
     const { scaling } = await import("./scaling");

@@ -27,6 +27,12 @@ export const PORTS = {
   scaleHaproxy: 20445,
   scaleNginx: 21445,
   scaleMcproxy: 22445,
+  /** --breakdown: the bare Bun relay, each mc-proxy variant, its PROXY front and metrics. */
+  bare: 23440,
+  breakdown: 23443,
+  breakdownPp: 23444,
+  breakdownFront: 20446,
+  breakdownMetrics: 22103,
 } as const;
 
 /** --scaling: the backend's fixed reply, in bytes. */
@@ -79,6 +85,8 @@ export interface Files {
   scaling: { haproxy: [string, string]; nginx: [string, string]; mcproxy: [string, string] };
   /** A recorded ClientHello for SCALE_SNI (built if the shared fixtures are absent). */
   helloFile: string;
+  /** The country database of the realistic config. */
+  geoDb: string;
 }
 
 export function prepare(bigBytes: number): Files {
@@ -122,6 +130,11 @@ http {
   server {
     listen 127.0.0.1:${PORTS.backend} ssl;
     listen 127.0.0.1:${PORTS.backendPp} ssl proxy_protocol;
+    # --breakdown's pool of 3: the same server on three loopback addresses.
+    listen 127.0.0.2:${PORTS.backend} ssl;
+    listen 127.0.0.3:${PORTS.backend} ssl;
+    listen 127.0.0.2:${PORTS.backendPp} ssl proxy_protocol;
+    listen 127.0.0.3:${PORTS.backendPp} ssl proxy_protocol;
     server_name ${HOST};
     ssl_certificate ${cert};
     ssl_certificate_key ${key};
@@ -314,6 +327,7 @@ backend mc
 `,
   );
   return {
+    geoDb: geo,
     mcproxyW2Conf,
     replyBackendConf,
     scaling: { haproxy: [s1.hp, s2.hp], nginx: [s1.ng, s2.ng], mcproxy: [s1.mc, s2.mc] },

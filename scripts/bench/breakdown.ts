@@ -1,0 +1,273 @@
+// `bun run bench -- --breakdown [--rounds N] [--seconds S]` (issue 14): what
+// each stage of mc-proxy costs per connection. mc-proxy runs with one worker
+// and every stage off ("base": no firewall rules, no GeoIP, no rate limiter,
+// log level warn so no access records, no metrics, no PROXY header, one
+// backend), then with one stage on at a time, then with all of them on. Each
+// variant, HAProxy and a bare Bun relay (the runtime's floor, bare_relay.ts)
+// run the bench's two per-connection scenarios — new TLS connections
+// (`Connection: close`) and keep-alive requests, wrk at c=50 — interleaved,
+// the order rotating every round. The marginal cost of a stage is its
+// variant minus base, per round and as the median.
+import type { Subprocess } from "bun";
+import { openSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { processTree, treeCpu } from "./procstat";
+import { type Files, HOST, PORTS, ROOT, WORK } from "./setup";
+
+const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3"] as const;
+type Stage = (typeof STAGES)[number];
+
+const DESCRIBE: Record<Stage, string> = {
+  cidrs: "firewall: 1,000 blocked CIDRs + 1 IP",
+  geoip: "GeoIP: country database, 5 blocked countries",
+  rate: "rate limiter (1,000,000 / 1 s: never refuses)",
+  log: "access log (text, to a file)",
+  metrics: "metrics endpoint, scraped every second",
+  pp: "PROXY v2 received (from an HAProxy in front, not counted) and sent",
+  pool3: "pool of 3 backends (round robin, health checks on)",
+};
+
+interface System {
+  name: string;
+  stages: readonly Stage[];
+  /** Reached through the HAProxy in front (without a PROXY header): the reference for +pp. */
+  fronted?: boolean;
+  /** An mc-proxy binary other than dist/mc-proxy (--baseline REF). */
+  binary?: string;
+}
+
+function systems(baseline: { ref: string; binary: string } | null): System[] {
+  const list: System[] = [
+    { name: "haproxy", stages: [] },
+    { name: "bare-bun-relay", stages: [] },
+    { name: "base", stages: [] },
+    ...STAGES.map((s) => ({ name: `+${s}`, stages: [s] })),
+    // A client behind a TCP proxy talks differently (segments, close order):
+    // the PROXY stage is measured against base behind the same front.
+    { name: "base-fronted", stages: [], fronted: true },
+    { name: "all", stages: STAGES },
+  ];
+  if (baseline !== null) {
+    list.push({ name: `base@${baseline.ref}`, stages: [], binary: baseline.binary });
+    list.push({ name: `all@${baseline.ref}`, stages: STAGES, binary: baseline.binary });
+  }
+  return list;
+}
+
+function mcproxyConf(sys: System, f: Files): string {
+  const on = (s: Stage) => sys.stages.includes(s);
+  const db = join(WORK, `run/breakdown-${sys.name.replace("+", "")}.db`);
+  for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
+  const backends = (port: number) =>
+    on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`;
+  const cidrs = Array.from({ length: 1000 }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ");
+  const conf = `# --breakdown variant ${sys.name}: ${sys.stages.join(", ") || "every stage off"}
+[database]
+path = "${db}"
+
+[[listeners]]
+addr = "127.0.0.1:${on("pp") ? PORTS.breakdownPp : PORTS.breakdown}"
+${on("pp") ? `proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n` : ""}  [[listeners.routes]]
+  hostname = "${HOST}"
+  ${backends(on("pp") ? PORTS.backendPp : PORTS.backend)}
+${on("pp") ? `  send_proxy_protocol = "v2"\n` : ""}
+[firewall]
+${on("cidrs") ? `blocked_ips = ["192.0.2.1"]\nblocked_cidrs = [${cidrs}]\n` : ""}${on("geoip") ? `geoip_db = "${f.geoDb}"\nblocked_countries = ["KP", "IR", "SY", "CU", "RU"]\n` : ""}${on("rate") ? `rate_limit = 1000000\nrate_window = "1s"\n` : ""}
+[proxy]
+idle_timeout = "10m"
+workers = 1
+
+[log]
+level = "${on("log") ? "info" : "warn"}"
+format = "text"
+${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` : ""}`;
+  const path = join(WORK, `breakdown-${sys.name.replace("+", "")}.toml`);
+  writeFileSync(path, conf);
+  return path;
+}
+
+function frontConf(sendProxy: boolean): string {
+  const path = join(WORK, `breakdown-front${sendProxy ? "-pp" : ""}.cfg`);
+  writeFileSync(
+    path,
+    `# In front of the PROXY variants: sends PROXY v2 (its own CPU is not counted).
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend fe
+  bind 127.0.0.1:${PORTS.breakdownFront}
+  default_backend mc
+backend mc
+  server mc1 127.0.0.1:${sendProxy ? `${PORTS.breakdownPp} send-proxy-v2` : PORTS.breakdown}
+`,
+  );
+  return path;
+}
+
+interface Result {
+  newconnMsPer1000: number;
+  keepaliveUsPerReq: number;
+  errors: number;
+}
+
+type Helpers = { withFds: (c: string[]) => string[]; waitPort: (p: number) => Promise<void> };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function stop(p: Subprocess): Promise<void> {
+  p.kill("SIGTERM");
+  const t = setTimeout(() => p.kill("SIGKILL"), 5000);
+  await p.exited;
+  clearTimeout(t);
+}
+
+async function wrk(h: Helpers, port: number, seconds: number, close: boolean): Promise<{ requests: number; errors: number }> {
+  const cmd = ["wrk", "-t", "2", "-c", "50", "-d", `${seconds}s`, ...(close ? ["-H", "Connection: close"] : []), `https://${HOST}:${port}/small`];
+  const p = Bun.spawn(h.withFds(cmd), { stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(p.stdout).text();
+  await p.exited;
+  const m = /(\d+) requests in/.exec(out);
+  const e = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  return {
+    requests: m === null ? 0 : Number(m[1]),
+    errors: (e === null ? 0 : e.slice(1).reduce((a, b) => a + Number(b), 0)) + (non2xx === null ? 0 : Number(non2xx[1])),
+  };
+}
+
+async function measure(sys: System, f: Files, seconds: number, warmup: number, h: Helpers): Promise<Result> {
+  let proc: Subprocess;
+  let front: Subprocess | null = null;
+  let port: number;
+  if (sys.name === "haproxy") {
+    proc = Bun.spawn(h.withFds(["haproxy", "-db", "-f", f.haproxyConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+    port = PORTS.haproxy;
+  } else if (sys.name === "bare-bun-relay") {
+    proc = Bun.spawn(h.withFds([process.execPath, join(import.meta.dir, "bare_relay.ts"), String(PORTS.bare), String(PORTS.backend)]), { stdout: "ignore", stderr: "inherit", stdin: "ignore" });
+    port = PORTS.bare;
+  } else {
+    const log = openSync(join(WORK, "logs/breakdown-access.log"), "a");
+    proc = Bun.spawn(h.withFds([sys.binary ?? join(ROOT, "dist/mc-proxy"), "server", "-c", mcproxyConf(sys, f)]), { stdout: "ignore", stderr: log, stdin: "ignore" });
+    port = sys.stages.includes("pp") ? PORTS.breakdownPp : PORTS.breakdown;
+  }
+  let scraping = sys.stages.includes("metrics");
+  try {
+    await h.waitPort(port);
+    if (sys.stages.includes("pp") || sys.fronted === true) {
+      front = Bun.spawn(h.withFds(["haproxy", "-db", "-f", frontConf(sys.stages.includes("pp"))]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+      port = PORTS.breakdownFront;
+      await h.waitPort(port);
+    }
+    await sleep(300);
+    if (scraping) {
+      void (async () => {
+        while (scraping) {
+          await fetch(`http://127.0.0.1:${PORTS.breakdownMetrics}/metrics`).then((r) => r.text()).catch(() => "");
+          await sleep(1000);
+        }
+      })();
+    }
+    // Warm-up, the same for every system: a JIT runtime is measured warm, as
+    // it runs in production (JSC's compiler threads still take ~5 % of the
+    // process in its first 10 s of this load, ~0 after 15 s).
+    await wrk(h, port, warmup, true);
+    await wrk(h, port, Math.max(1, warmup >> 1), false);
+    const cpu = () => treeCpu(processTree(proc.pid));
+    let c0 = cpu();
+    const n = await wrk(h, port, seconds, true);
+    const newconnCpu = cpu() - c0;
+    c0 = cpu();
+    const k = await wrk(h, port, seconds, false);
+    const keepaliveCpu = cpu() - c0;
+    return {
+      newconnMsPer1000: (newconnCpu * 1000) / (n.requests / 1000),
+      keepaliveUsPerReq: (keepaliveCpu * 1e6) / k.requests,
+      errors: n.errors + k.errors,
+    };
+  } finally {
+    scraping = false;
+    if (front !== null) await stop(front);
+    await stop(proc);
+  }
+}
+
+/** The variant a system's marginal cost is taken against: base, or base behind the front for +pp. */
+function reference(sys: System): string | null {
+  if (sys.name === "haproxy" || sys.name === "bare-bun-relay" || sys.name === "base") return null;
+  if (sys.name === "+pp") return "base-fronted";
+  return "base";
+}
+
+const median = (v: number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+export async function breakdown(f: Files, rounds: number, seconds: number, h: Helpers, baseline: { ref: string; binary: string } | null): Promise<void> {
+  const started = Date.now();
+  const SYSTEMS = systems(baseline);
+  const warmup = seconds >= 5 ? 6 : 2;
+  const backend = Bun.spawn(h.withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
+  const results = new Map<string, Result[]>();
+  try {
+    await h.waitPort(PORTS.backend);
+    for (let round = 0; round < rounds; round++) {
+      const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round * 3) % SYSTEMS.length]!);
+      for (const sys of order) {
+        const r = await measure(sys, f, seconds, warmup, h);
+        if (!results.has(sys.name)) results.set(sys.name, []);
+        results.get(sys.name)!.push(r);
+        console.log(`breakdown: round ${round + 1}/${rounds} ${sys.name}: ${r.newconnMsPer1000.toFixed(1)} ms / 1000 new, ${r.keepaliveUsPerReq.toFixed(2)} µs / keep-alive request${r.errors > 0 ? `, ${r.errors} errors` : ""}`);
+      }
+    }
+  } finally {
+    await stop(backend);
+  }
+  const get = (name: string) => results.get(name)!;
+  const hap = get("haproxy");
+  const fmtRounds = (v: number[], d: number) => v.map((x) => x.toFixed(d)).join(" / ");
+  const lines = [
+    `\`bun run bench -- --breakdown\`: ${rounds} interleaved rounds, ${seconds} s per scenario after a ${warmup} s + ${Math.max(1, warmup >> 1)} s warm-up, proxy CPU (user + system, /proc) per connection; medians, per-round values after them. Δ: the variant minus base in the same round (+pp: minus base-fronted).`,
+    "",
+    "| system | stage | CPU ms / 1000 new conns | × HAProxy | Δ vs base (per round) | CPU µs / keep-alive req | × HAProxy | Δ vs base (per round) |",
+    "|---|---|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const sys of SYSTEMS) {
+    const r = get(sys.name);
+    const n = r.map((x) => x.newconnMsPer1000);
+    const k = r.map((x) => x.keepaliveUsPerReq);
+    const stage =
+      sys.name === "haproxy"
+        ? "reference (nbthread 1)"
+        : sys.name === "bare-bun-relay"
+          ? "runtime floor: no parsing, no features"
+          : sys.name === "base-fronted"
+            ? "every stage off, behind the HAProxy front (reference for +pp)"
+            : sys.stages.length === 0
+              ? `every stage off${sys.binary !== undefined ? " (baseline binary)" : ""}`
+              : sys.stages.length > 1
+                ? `every stage on${sys.binary !== undefined ? " (baseline binary)" : ""}`
+                : DESCRIBE[sys.stages[0]!];
+    // Marginal cost per round: this round's variant minus this round's reference.
+    const ref = reference(sys);
+    const against = ref === null ? null : get(ref);
+    const dn = against === null ? [] : r.map((x, i) => x.newconnMsPer1000 - against[i]!.newconnMsPer1000);
+    const dk = against === null ? [] : r.map((x, i) => x.keepaliveUsPerReq - against[i]!.keepaliveUsPerReq);
+    const delta = (d: number[], digits: number) => (against !== null ? `${median(d) >= 0 ? "+" : ""}${median(d).toFixed(digits)} (${fmtRounds(d, digits)})` : "–");
+    lines.push(
+      `| ${sys.name} | ${stage} | ${median(n).toFixed(1)} (${fmtRounds(n, 0)}) | ${(median(n) / median(hap.map((x) => x.newconnMsPer1000))).toFixed(2)}× | ${delta(dn, 1)} | ${median(k).toFixed(2)} (${fmtRounds(k, 2)}) | ${(median(k) / median(hap.map((x) => x.keepaliveUsPerReq))).toFixed(2)}× | ${delta(dk, 2)} |`,
+    );
+  }
+  const errs = [...results.entries()].filter(([, r]) => r.some((x) => x.errors > 0));
+  lines.push("", errs.length === 0 ? "No wrk errors in any run." : `wrk errors: ${errs.map(([n, r]) => `${n} ${r.map((x) => x.errors).join("/")}`).join(", ")}`);
+  console.log(`\n${lines.join("\n")}`);
+  const out = join(WORK, `breakdown-${new Date().toISOString().replace(/[:.]/g, "-")}.md`);
+  writeFileSync(out, `${lines.join("\n")}\n`);
+  console.log(`\nbreakdown: written to ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
