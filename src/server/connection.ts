@@ -74,7 +74,12 @@ export class Connection extends Relay implements Timed {
   private alpn: readonly string[] = [];
   private backendAddr: string | null = null;
   private readonly acceptedAt: number;
-  private clientPort: number;
+  /**
+   * The client's port, -1 until read: Bun asks the kernel (getpeername) on
+   * every read of remotePort (it caches remoteAddress, not the port), and
+   * only the access log and an outgoing PROXY header need it.
+   */
+  private clientPort = -1;
   private helloAt = 0;
   private connectStartAt = 0;
   private connectedAt = 0;
@@ -89,8 +94,10 @@ export class Connection extends Relay implements Timed {
   ) {
     super(client as unknown as PeerSocket);
     this.acceptedAt = performance.now();
-    // Undefined when the client reset before we could ask (see server.ts open).
-    this.clientPort = client.remotePort ?? 0;
+    // The access log needs it even if the socket is gone by the time the
+    // record is written; read now while it is open. Undefined when the client
+    // reset before we could ask (see server.ts open).
+    if (ctx.logger.enabled("info")) this.clientPort = client.remotePort ?? 0;
     this.phase = listener.proxyProtocol ? Phase.ProxyHeader : Phase.Hello;
     listener.stats.accepted++;
   }
@@ -215,7 +222,7 @@ export class Connection extends Relay implements Timed {
     }
     this.received = r.header;
     this.peerIp = this.clientIp;
-    this.peerPort = this.clientPort;
+    this.peerPort = this.socketPort();
     this.phase = Phase.Hello;
     const src = r.header.source;
     // LOCAL / UNKNOWN: the balancer speaks for itself (a health check); it is
@@ -245,8 +252,14 @@ export class Connection extends Relay implements Timed {
       const s = this.client as unknown as { localAddress?: string; localPort: number };
       destination = { ip: normaliseIp(s.localAddress ?? "0.0.0.0"), port: s.localPort };
     }
-    const o = { source: { ip: this.clientIp, port: this.clientPort }, destination, authority: this.sni, uniqueId: this.id };
+    const o = { source: { ip: this.clientIp, port: this.socketPort() }, destination, authority: this.sni, uniqueId: this.id };
     return version === "v1" ? proxyV1(o) : proxyV2(o);
+  }
+
+  /** The client's port as its socket's peer (read once, while the socket is open), or the one the PROXY header named. */
+  private socketPort(): number {
+    if (this.clientPort < 0) this.clientPort = this.client.remotePort ?? 0;
+    return this.clientPort;
   }
 
   private connect(backend: string): void {
@@ -438,7 +451,7 @@ export class Connection extends Relay implements Timed {
     if (this.ctx.histograms) ls.duration[i]!.observe((performance.now() - this.acceptedAt) / 1000);
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
-    const client = hostPort(this.clientIp, this.clientPort);
+    const client = hostPort(this.clientIp, Math.max(this.clientPort, 0));
     const peer = hostPort(this.peerIp, this.peerPort);
     const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
     const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
