@@ -7,7 +7,9 @@
 // run the bench's two per-connection scenarios — new TLS connections
 // (`Connection: close`) and keep-alive requests, wrk at c=50 — interleaved,
 // the order rotating every round. The marginal cost of a stage is its
-// variant minus base, per round and as the median.
+// variant minus base, per round and as the median. `--only a,b` runs some
+// (HAProxy and base are always kept); `--baseline REF` adds base and the realistic config
+// run by the binary built at REF, for a before/after in the same run.
 import type { Subprocess } from "bun";
 import { openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -46,13 +48,23 @@ function systems(baseline: { ref: string; binary: string } | null): System[] {
     // the PROXY stage is measured against base behind the same front.
     { name: "base-fronted", stages: [], fronted: true },
     { name: "all", stages: STAGES },
+    // The bench's realistic config (issue 14's starting point), for a before/after with --baseline.
+    { name: "realistic", stages: REALISTIC },
   ];
   if (baseline !== null) {
+    // An older release may not know pools, PROXY or metrics: base and realistic only.
     list.push({ name: `base@${baseline.ref}`, stages: [], binary: baseline.binary });
-    list.push({ name: `all@${baseline.ref}`, stages: STAGES, binary: baseline.binary });
+    list.push({ name: `realistic@${baseline.ref}`, stages: REALISTIC, binary: baseline.binary });
   }
-  return list;
+  const only = process.argv.indexOf("--only");
+  if (only < 0) return list;
+  const want = new Set((process.argv[only + 1] ?? "").split(","));
+  // Ratios are to HAProxy and deltas to base (and base-fronted for +pp): keep them, in list order.
+  for (const ref of ["haproxy", "base", ...(want.has("+pp") ? ["base-fronted"] : [])]) want.add(ref);
+  return list.filter((x) => want.has(x.name));
 }
+
+const REALISTIC: readonly Stage[] = ["cidrs", "geoip", "rate", "log"];
 
 function mcproxyConf(sys: System, f: Files): string {
   const on = (s: Stage) => sys.stages.includes(s);
@@ -83,6 +95,8 @@ format = "text"
 ${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` : ""}`;
   const path = join(WORK, `breakdown-${sys.name.replace("+", "")}.toml`);
   writeFileSync(path, conf);
+  // A release before workers (issue 11) refuses the key; it ran one event loop anyway.
+  if (sys.binary !== undefined && Bun.spawnSync([sys.binary, "check", "-c", path]).exitCode !== 0) writeFileSync(path, conf.replace("workers = 1\n", ""));
   return path;
 }
 
@@ -251,9 +265,11 @@ export async function breakdown(f: Files, rounds: number, seconds: number, h: He
             ? "every stage off, behind the HAProxy front (reference for +pp)"
             : sys.stages.length === 0
               ? `every stage off${sys.binary !== undefined ? " (baseline binary)" : ""}`
-              : sys.stages.length > 1
-                ? `every stage on${sys.binary !== undefined ? " (baseline binary)" : ""}`
-                : DESCRIBE[sys.stages[0]!];
+              : sys.stages === REALISTIC
+                ? `the bench's realistic config: CIDRs, GeoIP, rate limiter, access log${sys.binary !== undefined ? " (baseline binary)" : ""}`
+                : sys.stages.length > 1
+                  ? "every stage on"
+                  : DESCRIBE[sys.stages[0]!];
     // Marginal cost per round: this round's variant minus this round's reference.
     const ref = reference(sys);
     const against = ref === null ? null : get(ref);
