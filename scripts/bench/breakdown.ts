@@ -14,7 +14,7 @@ import type { Subprocess } from "bun";
 import { openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { processTree, treeCpu } from "./procstat";
-import { type Files, HOST, PORTS, ROOT, WORK } from "./setup";
+import { type Files, HOST, PORTS, ROOT, WORK, tcpFront } from "./setup";
 
 const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3"] as const;
 type Stage = (typeof STAGES)[number];
@@ -102,24 +102,7 @@ ${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` 
 
 function frontConf(sendProxy: boolean): string {
   const path = join(WORK, `breakdown-front${sendProxy ? "-pp" : ""}.cfg`);
-  writeFileSync(
-    path,
-    `# In front of the PROXY variants: sends PROXY v2 (its own CPU is not counted).
-global
-  nbthread 1
-  maxconn 9000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10m
-  timeout server 10m
-frontend fe
-  bind 127.0.0.1:${PORTS.breakdownFront}
-  default_backend mc
-backend mc
-  server mc1 127.0.0.1:${sendProxy ? `${PORTS.breakdownPp} send-proxy-v2` : PORTS.breakdown}
-`,
-  );
+  writeFileSync(path, tcpFront(`breakdown ${sendProxy ? "+pp" : "base-fronted"}`, PORTS.breakdownFront, sendProxy ? PORTS.breakdownPp : PORTS.breakdown, sendProxy));
   return path;
 }
 

@@ -308,24 +308,7 @@ stream {
   const helloFile = join(WORK, "hello.bin");
   writeFileSync(helloFile, recordedHello());
   const ppFrontConf = join(WORK, "haproxy-pp-front.cfg");
-  writeFileSync(
-    ppFrontConf,
-    `# In front of mc-proxy-pp: sends PROXY v2 (its own CPU is not counted).
-global
-  nbthread 1
-  maxconn 9000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10m
-  timeout server 10m
-frontend fe
-  bind 127.0.0.1:${PORTS.ppFront}
-  default_backend mc
-backend mc
-  server mc1 127.0.0.1:${PORTS.mcproxyPp} send-proxy-v2
-`,
-  );
+  writeFileSync(ppFrontConf, tcpFront("mc-proxy-pp", PORTS.ppFront, PORTS.mcproxyPp, true));
   return {
     geoDb: geo,
     mcproxyW2Conf,
@@ -347,6 +330,28 @@ backend mc
     mcproxyConf,
     mcproxyLog: join(WORK, "logs/mc-proxy-access.log"),
   };
+}
+
+/**
+ * An HAProxy in TCP mode in front of an mc-proxy (the bench's mc-proxy-pp,
+ * --breakdown's +pp and base-fronted): its own CPU is not counted.
+ */
+export function tcpFront(what: string, bind: number, target: number, sendProxy: boolean): string {
+  return `# In front of ${what}${sendProxy ? ": sends PROXY v2" : ""} (its own CPU is not counted).
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend fe
+  bind 127.0.0.1:${bind}
+  default_backend mc
+backend mc
+  server mc1 127.0.0.1:${target}${sendProxy ? " send-proxy-v2" : ""}
+`;
 }
 
 /**
