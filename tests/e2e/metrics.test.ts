@@ -6,7 +6,7 @@
 // exist before traffic. Prometheus and promtool come from Debian's
 // `prometheus` package (installed when missing, as root).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Socket, Subprocess } from "bun";
+import type { Subprocess } from "bun";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { testCert } from "../helpers/certs";
@@ -14,7 +14,7 @@ import { clientHelloBody, handshake, helloFor, records, sniExtension } from "../
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { ensureCommands } from "../helpers/packages";
 import { MODES, ROOT, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
-import { StreamWriter } from "../helpers/stream";
+import { streamBackend } from "../helpers/stream";
 import { bodyOf, type TlsBackend, tlsBackend, tlsGet } from "../helpers/tls";
 
 const MiB = 1024 * 1024;
@@ -217,25 +217,7 @@ scrape_configs:
 describe("bytes, readiness and cardinality (binary)", () => {
   test("a 1 GiB download: two scrapes 1 s apart while it runs show mc_proxy_bytes_total growing", async () => {
     const TOTAL = 1024 * MiB;
-    const l = Bun.listen<{ w: StreamWriter | null }>({
-      hostname: "127.0.0.1",
-      port: 0,
-      allowHalfOpen: true,
-      socket: {
-        open(s) {
-          s.data = { w: null };
-        },
-        data(s) {
-          if (s.data.w !== null) return;
-          s.data.w = new StreamWriter(s as Socket<unknown>, 3, TOTAL);
-          s.data.w.start();
-          void s.data.w.done.then(() => s.shutdown());
-        },
-        drain(s) {
-          s.data.w?.onDrain();
-        },
-      },
-    });
+    const l = streamBackend(3, TOTAL);
     const port = freePort();
     const mport = freePort();
     const proxy = await startProxy("binary", toml(port, mport, l.port));
@@ -269,7 +251,7 @@ describe("bytes, readiness and cardinality (binary)", () => {
       c.terminate();
     } finally {
       await proxy.stop();
-      l.stop(true);
+      l.stop();
     }
   }, 60_000);
 

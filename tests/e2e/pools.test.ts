@@ -14,7 +14,7 @@ import { testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
-import { StreamReader, StreamWriter, streamHash } from "../helpers/stream";
+import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 import { tlsBackend } from "../helpers/tls";
 
 const MiB = 1024 * 1024;
@@ -271,62 +271,14 @@ describe("pools (binary)", () => {
 
   test("drain during 10 long transfers: all complete byte-exact, no new connection reaches the drained backend, its active count falls to 0 (the deploy recipe, with the CLI)", async () => {
     const TOTAL = 8 * MiB;
-    const streams = [0, 1].map(() => {
-      let conns = 0;
-      const l = Bun.listen<{ w: StreamWriter | null }>({
-        hostname: "127.0.0.1",
-        port: 0,
-        allowHalfOpen: true,
-        socket: {
-          open(s) {
-            conns++;
-            s.data = { w: null };
-          },
-          data(s) {
-            if (s.data.w !== null) return;
-            s.data.w = new StreamWriter(s as Socket<unknown>, 11, TOTAL);
-            s.data.w.start();
-            void s.data.w.done.then(() => s.shutdown());
-          },
-          drain(s) {
-            s.data.w?.onDrain();
-          },
-        },
-      });
-      return { l, get conns() { return conns; } };
-    });
+    const streams = [0, 1].map(() => streamBackend(11, TOTAL));
     const [A, B] = streams as [(typeof streams)[0], (typeof streams)[0]];
-    const addrA = `127.0.0.1:${A.l.port}`;
+    const addrA = `127.0.0.1:${A.port}`;
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.l.port}"]\n  health_check = "off"\n`), { dir });
+    const proxy = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`), { dir });
     try {
-      const downloads = await Promise.all(
-        Array.from({ length: 10 }, async () => {
-          const reader = new StreamReader(0);
-          let finish!: () => void;
-          const done = new Promise<void>((r) => (finish = r));
-          const c = await Bun.connect({
-            hostname: "127.0.0.1",
-            port,
-            allowHalfOpen: true,
-            socket: {
-              data(s, d) {
-                reader.push(d);
-                s.pause();
-                setTimeout(() => s.resume(), 3);
-              },
-              end(s) {
-                s.end();
-                finish();
-              },
-              close: () => finish(),
-            },
-          });
-          c.write(hello);
-          return { reader, done };
-        }),
-      );
+      const downloads = await Promise.all(Array.from({ length: 10 }, () => pacedDownload(port, hello, 3)));
       await waitFor(() => A.conns + B.conns === 10, 5000, "10 transfers");
       const onA = A.conns;
       expect(onA).toBeGreaterThan(0);
@@ -362,7 +314,7 @@ describe("pools (binary)", () => {
       expect(cli(dir, "backends", "drain", "app.example.com", addrA).code).toBe(0);
       proxy.signal("SIGTERM");
       expect(await proxy.exited).toBe(0);
-      const again = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.l.port}"]\n  health_check = "off"\n`), { dir });
+      const again = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`), { dir });
       try {
         expect((await listBackends(dir)).find((x) => x.addr === addrA)!.state).toBe("BACKEND_STATE_DRAIN");
       } finally {
@@ -370,7 +322,7 @@ describe("pools (binary)", () => {
       }
     } finally {
       await proxy.stop();
-      for (const s of streams) s.l.stop(true);
+      for (const s of streams) s.stop();
     }
   }, 90_000);
 

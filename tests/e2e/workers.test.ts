@@ -15,7 +15,7 @@ import { helloFor } from "../helpers/hello_builder";
 import { writeMmdb } from "../helpers/mmdb_writer";
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { cleanEnv, command, listenerToml, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
-import { StreamReader, StreamWriter, streamHash } from "../helpers/stream";
+import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 
 const MiB = 1024 * 1024;
 
@@ -35,56 +35,8 @@ function okBackend() {
   return { port: l.port, get connections() { return conns; }, stop: () => l.stop(true) };
 }
 
-/** A backend that streams `total` bytes of a seeded stream once a client's first bytes arrive. */
-function streamBackend(total: number) {
-  return Bun.listen<{ w: StreamWriter | null }>({
-    hostname: "127.0.0.1",
-    port: 0,
-    allowHalfOpen: true,
-    socket: {
-      open(s) {
-        s.data = { w: null };
-      },
-      data(s) {
-        if (s.data.w !== null) return;
-        s.data.w = new StreamWriter(s as Socket<unknown>, 5, total);
-        s.data.w.start();
-        void s.data.w.done.then(() => s.shutdown());
-      },
-      drain(s) {
-        s.data.w?.onDrain();
-      },
-    },
-  });
-}
-
-/** A slow download through the proxy: resolves with the reader once the stream has ended. */
-async function download(port: number, name: string, paceMs = 1): Promise<{ reader: StreamReader; done: Promise<void> }> {
-  const reader = new StreamReader(0);
-  let finish!: () => void;
-  const done = new Promise<void>((r) => (finish = r));
-  const c = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    allowHalfOpen: true,
-    socket: {
-      data(s, d) {
-        reader.push(d);
-        s.pause();
-        setTimeout(() => s.resume(), paceMs);
-      },
-      end(s) {
-        s.end();
-        finish();
-      },
-      close() {
-        finish();
-      },
-    },
-  });
-  c.write(helloFor(name));
-  return { reader, done };
-}
+/** A slow download through the proxy of the name's stream. */
+const download = (port: number, name: string, paceMs = 1) => pacedDownload(port, helloFor(name), paceMs);
 
 const workersToml = (port: number, routes: Record<string, number>, extra = "", listener: { maxConnections?: number } = {}) =>
   `${listenerToml(port, routes, listener)}
@@ -237,7 +189,7 @@ describe("workers = 2 (binary)", () => {
 
   test("a worker killed during a 64 MiB transfer on the other: the transfer completes byte-exact, the dead one is replaced and GetStatus shows the restart", async () => {
     const TOTAL = 64 * MiB;
-    const backend = streamBackend(TOTAL);
+    const backend = streamBackend(5, TOTAL);
     const dir = tempDir();
     const port = freePort();
     const crashFile = join(dir, "crash-worker");
@@ -267,7 +219,7 @@ describe("workers = 2 (binary)", () => {
       await waitFor(() => new Set(proxy.access().map((r) => r.worker)).size === 2, 5000, "both workers serving");
     } finally {
       await proxy.stop();
-      backend.stop(true);
+      backend.stop();
     }
   }, 60_000);
 
@@ -293,7 +245,7 @@ describe("workers = 2 (binary)", () => {
 
   test("SIGTERM with transfers in flight on both workers: all complete byte-exact, exit 0", async () => {
     const TOTAL = 16 * MiB;
-    const backend = streamBackend(TOTAL);
+    const backend = streamBackend(5, TOTAL);
     const dir = tempDir();
     const port = freePort();
     const proxy = await startProxy("binary", workersToml(port, { "big.example.com": backend.port }), { dir });
@@ -321,7 +273,7 @@ describe("workers = 2 (binary)", () => {
       expect(recs[recs.length - 1]).toMatchObject({ msg: "stopped", connections_total: ds.length });
     } finally {
       await proxy.stop();
-      backend.stop(true);
+      backend.stop();
     }
   }, 90_000);
 

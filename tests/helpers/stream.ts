@@ -106,3 +106,67 @@ export class StreamReader {
     return this.h.digest("hex");
   }
 }
+
+/**
+ * A backend that streams `total` bytes of the seeded stream once a client's
+ * first bytes arrive, then sends FIN; `conns` counts the connections it accepted.
+ */
+export function streamBackend(seed: number, total: number): { port: number; readonly conns: number; stop(): void } {
+  let conns = 0;
+  const l = Bun.listen<{ w: StreamWriter | null }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: {
+      open(s) {
+        conns++;
+        s.data = { w: null };
+      },
+      data(s) {
+        if (s.data.w !== null) return;
+        s.data.w = new StreamWriter(s as Socket<unknown>, seed, total);
+        s.data.w.start();
+        void s.data.w.done.then(() => s.shutdown());
+      },
+      drain(s) {
+        s.data.w?.onDrain();
+      },
+    },
+  });
+  return {
+    port: l.port,
+    get conns() {
+      return conns;
+    },
+    stop: () => l.stop(true),
+  };
+}
+
+/**
+ * A slow download: connect to `port`, send `hello`, read with a pause of
+ * `paceMs` after every chunk; `done` resolves once the stream has ended.
+ */
+export async function pacedDownload(port: number, hello: Uint8Array, paceMs: number): Promise<{ reader: StreamReader; done: Promise<void> }> {
+  const reader = new StreamReader(0);
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const c = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: {
+      data(s, d) {
+        reader.push(d);
+        s.pause();
+        setTimeout(() => s.resume(), paceMs);
+      },
+      end(s) {
+        s.end();
+        finish();
+      },
+      close: () => finish(),
+    },
+  });
+  c.write(hello);
+  return { reader, done };
+}
