@@ -18,7 +18,8 @@
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { allProcessCpu, machineBusySeconds, processTree, treeCpu, treeRss } from "./procstat";
+import { allProcessCpu, machineBusySeconds, processTree, stopProcess, treeCpu, treeRss } from "./procstat";
+import { median, spread } from "./stats";
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
 /**
@@ -182,12 +183,6 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
       }
     })();
   }
-  const stopOne = async (p: Subprocess) => {
-    p.kill("SIGTERM");
-    const t = setTimeout(() => p.kill("SIGKILL"), 5000);
-    await p.exited;
-    clearTimeout(t);
-  };
   return {
     name,
     port,
@@ -196,8 +191,8 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     helperPids: () => (front === null ? [] : processTree(front.pid)),
     stop: async () => {
       scraping = false;
-      if (front !== null) await stopOne(front);
-      await stopOne(proc);
+      if (front !== null) await stopProcess(front);
+      await stopProcess(proc);
     },
   };
 }
@@ -406,20 +401,6 @@ async function idleRound(sys: Running, s: Settings): Promise<Metrics> {
     m.idle_working_after = ok;
     m.idle_bytes_per_conn = (rss1 - rss0) / Math.max(1, Number(ready[1]));
   return m;
-}
-
-function median(v: number[]): number {
-  const s = v.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function spread(v: number[]): number {
-  const s = v.filter((x) => !Number.isNaN(x));
-  if (s.length < 2) return 0;
-  const med = median(s);
-  return med === 0 ? 0 : (Math.max(...s) - Math.min(...s)) / med;
 }
 
 const ROWS: [string, string, number][] = [

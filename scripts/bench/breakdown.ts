@@ -13,7 +13,8 @@
 import type { Subprocess } from "bun";
 import { openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { processTree, treeCpu } from "./procstat";
+import { processTree, stopProcess, treeCpu } from "./procstat";
+import { median } from "./stats";
 import { type Files, HOST, PORTS, ROOT, WORK, tcpFront } from "./setup";
 
 const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3"] as const;
@@ -114,14 +115,7 @@ interface Result {
 
 type Helpers = { withFds: (c: string[]) => string[]; waitPort: (p: number) => Promise<void> };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function stop(p: Subprocess): Promise<void> {
-  p.kill("SIGTERM");
-  const t = setTimeout(() => p.kill("SIGKILL"), 5000);
-  await p.exited;
-  clearTimeout(t);
-}
 
 async function wrk(h: Helpers, port: number, seconds: number, close: boolean): Promise<{ requests: number; errors: number }> {
   const cmd = ["wrk", "-t", "2", "-c", "50", "-d", `${seconds}s`, ...(close ? ["-H", "Connection: close"] : []), `https://${HOST}:${port}/small`];
@@ -160,12 +154,12 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
       port = PORTS.breakdownFront;
       await h.waitPort(port);
     }
-    await sleep(300);
+    await Bun.sleep(300);
     if (scraping) {
       void (async () => {
         while (scraping) {
           await fetch(`http://127.0.0.1:${PORTS.breakdownMetrics}/metrics`).then((r) => r.text()).catch(() => "");
-          await sleep(1000);
+          await Bun.sleep(1000);
         }
       })();
     }
@@ -188,8 +182,8 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
     };
   } finally {
     scraping = false;
-    if (front !== null) await stop(front);
-    await stop(proc);
+    if (front !== null) await stopProcess(front);
+    await stopProcess(proc);
   }
 }
 
@@ -200,11 +194,6 @@ function reference(sys: System): string | null {
   return "base";
 }
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 export async function breakdown(f: Files, rounds: number, seconds: number, h: Helpers, baseline: { ref: string; binary: string } | null): Promise<void> {
   const started = Date.now();
@@ -224,7 +213,7 @@ export async function breakdown(f: Files, rounds: number, seconds: number, h: He
       }
     }
   } finally {
-    await stop(backend);
+    await stopProcess(backend);
   }
   const get = (name: string) => results.get(name)!;
   const hap = get("haproxy");

@@ -70,3 +70,11 @@ export function allProcessCpu(): Map<number, number> {
   }
   return out;
 }
+
+/** SIGTERM, and SIGKILL if the process is still there after 5 s. */
+export async function stopProcess(p: import("bun").Subprocess): Promise<void> {
+  p.kill("SIGTERM");
+  const t = setTimeout(() => p.kill("SIGKILL"), 5000);
+  await p.exited;
+  clearTimeout(t);
+}

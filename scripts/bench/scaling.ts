@@ -6,11 +6,11 @@
 // proxy CPU per 1,000 connections, and each system's 2/1 ratios.
 import type { Subprocess } from "bun";
 import { join } from "node:path";
-import { processTree, treeCpu } from "./procstat";
+import { processTree, stopProcess, treeCpu } from "./procstat";
+import { median } from "./stats";
 import { type Files, PORTS, REPLY_BYTES, ROOT } from "./setup";
 
 type Sys = "haproxy" | "nginx" | "mc-proxy";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Result {
   connsPerS: number;
@@ -29,7 +29,7 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
   const proc: Subprocess = Bun.spawn(withFds(cmd as string[]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
   try {
     await waitPort(port as number);
-    await sleep(500);
+    await Bun.sleep(500);
     const load = (secs: number) =>
       Bun.spawn(withFds([process.execPath, join(import.meta.dir, "hello_load.ts"), String(port), String(secs), "64", f.helloFile, String(REPLY_BYTES)]), { stdout: "pipe", stderr: "inherit" });
     // Warm-up (the JIT, the accept queues), then the measurement.
@@ -45,18 +45,10 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
     const done = m === null ? 0 : Number(m[1]);
     return { connsPerS: done / wall, cpuMsPer1000: (cpu * 1000) / (done / 1000), errors: m === null ? -1 : Number(m[2]) };
   } finally {
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-    await proc.exited;
-    clearTimeout(t);
+    await stopProcess(proc);
   }
 }
 
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 export async function scaling(f: Files, rounds: number, seconds: number, withFds: (c: string[]) => string[], waitPort: (p: number) => Promise<void>): Promise<void> {
   const backend = Bun.spawn(withFds(["nginx", "-c", f.replyBackendConf]), { stdout: "ignore", stderr: "inherit" });
