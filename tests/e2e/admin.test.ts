@@ -8,26 +8,13 @@ import type { Socket } from "bun";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { AdminCallError, AdminClient } from "../../src/cli/admin_client";
-import { adminToml, grpcConfig } from "../helpers/admin";
+import { adminToml, callError, grpcConfig, type Routes } from "../helpers/admin";
 import { adminPki, testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep, tcpServer, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { bodyOf, type TlsBackend, tlsBackend, tlsGet } from "../helpers/tls";
 
-async function callError(p: Promise<unknown>): Promise<AdminCallError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof AdminCallError) return e;
-    throw e;
-  }
-  throw new Error("expected the call to fail");
-}
-
-interface Routes {
-  listeners: { listener: string; routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[];
-}
 
 describe("admin API (binary)", () => {
   const cert = testCert();

@@ -14,7 +14,7 @@ import { unixGrpcConfig } from "../helpers/admin";
 import { adminPki } from "../helpers/certs";
 import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
-import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
+import { freePort, percentile, rawExchange, sleep, waitFor } from "../helpers/net";
 import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 
 /** A backend that answers its name. */
@@ -71,7 +71,6 @@ async function routesOf(i: Instance): Promise<string[]> {
   return r.listeners[0]!.routes.map((x) => `${x.hostname}=${x.backend}`);
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
 
 describe("fleet mode (binary, etcd)", () => {
   let skip: string | null = null;
@@ -137,8 +136,8 @@ describe("fleet mode (binary, etcd)", () => {
         }
         times.push(performance.now() - start);
       }
-      const p50 = pct(times, 0.5);
-      const p99 = pct(times, 0.99);
+      const p50 = percentile(times, 0.5);
+      const p99 = percentile(times, 0.99);
       console.log(`fleet convergence over 100 AddRoute calls (A → B and C): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms`);
       expect(p99).toBeLessThan(1000);
       const s = await b.admin.call<{ store: string }>("GetStatus");

@@ -1,4 +1,5 @@
 // Config for a proxy with the admin API on TCP with mTLS, and the matching client settings.
+import { AdminCallError } from "../../src/cli/admin_client";
 import type { GrpcConfig } from "../../src/config/config";
 import type { AdminPki } from "./certs";
 
@@ -40,4 +41,20 @@ client_key = "${pki.clientKey}"
 server_ca = "${pki.ca}"
 ${extra}`;
   return t;
+}
+
+/** The AdminCallError a call must fail with (anything else is rethrown; success fails the test). */
+export async function callError(p: Promise<unknown>): Promise<AdminCallError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof AdminCallError) return e;
+    throw e;
+  }
+  throw new Error("expected the call to fail");
+}
+
+/** ListRoutes' answer. */
+export interface Routes {
+  listeners: { listener: string; routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[];
 }

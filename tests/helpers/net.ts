@@ -15,6 +15,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Poll `cond` every 20 ms until it holds or `ms` passes. */
+/** The p-quantile of xs (nearest rank, 0 < p ≤ 1). */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(s.length * p))]!;
+}
+
 export async function waitFor(cond: () => boolean, ms = 5000, what = "condition"): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
