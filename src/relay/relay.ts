@@ -54,10 +54,23 @@ export abstract class Relay {
     this.bytesFromClient += replay.length;
     // A PROXY header goes first, in the same write (it is ours, not the client's: not counted).
     this.writeToBackend(preamble === null ? replay : concat(preamble, replay));
+    // The write found the backend already reset: the owner has ended the
+    // relay or moved on to another backend (backendWriteFailed).
+    if (this.finished || this.backend !== backend) return;
     // writeToBackend pauses the client itself when the backend did not take it all.
     if (this.toBackend === null && clientPaused) this.client.resume();
     // The client may have half-closed while we were connecting.
     if (this.clientEof && this.toBackend === null) this.finToBackend();
+  }
+
+  /**
+   * A write to the backend failed: it is already closed or reset (on
+   * loopback the first write can find a backend killed between the
+   * handshake and accept()). Reset the client too, unless the owner can
+   * still try another backend.
+   */
+  protected backendWriteFailed(): void {
+    this.resetBoth("backend");
   }
 
   clientData(chunk: Uint8Array): void {
@@ -91,7 +104,7 @@ export abstract class Relay {
     if (chunk.length === 0) return;
     const n = this.backend!.write(chunk);
     if (n === chunk.length) return;
-    if (n < 0) return this.resetBoth("backend");
+    if (n < 0) return this.backendWriteFailed();
     this.toBackend = chunk.subarray(n);
     this.client.pause();
   }
@@ -100,7 +113,7 @@ export abstract class Relay {
     const p = this.toBackend;
     if (p === null || this.backend === null) return;
     const n = this.backend.write(p);
-    if (n < 0) return this.resetBoth("backend");
+    if (n < 0) return this.backendWriteFailed();
     if (n < p.length) {
       this.toBackend = p.subarray(n);
       return;

@@ -354,7 +354,8 @@ export class Connection extends Relay implements Timed {
   }
 
   /**
-   * The backend closed or reset before sending a byte: nothing from it has
+   * The backend closed or reset before sending a byte (seen as an end, a
+   * close, or a failed write of the replay): nothing from it has
    * reached the client, and it got only the replayed hello. Like a failed
    * connect, count it against the backend and try the next one (HAProxy's
    * retry-on empty-response) — a backend killed between accepting and
@@ -381,6 +382,11 @@ export class Connection extends Relay implements Timed {
   override backendEnd(): void {
     if (this.retryEmpty()) return;
     super.backendEnd();
+  }
+
+  override backendWriteFailed(): void {
+    if (this.retryEmpty()) return;
+    super.backendWriteFailed();
   }
 
   override socketClosed(side: "client" | "backend" | "proxy", error: Error | undefined): void {
