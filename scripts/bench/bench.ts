@@ -18,7 +18,7 @@
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { allProcessCpu, machineBusySeconds, processTree, stopProcess, treeCpu, treeRss } from "./procstat";
+import { allProcessCpu, machineBusySeconds, processTree, settledRss, stopProcess, treeCpu } from "./procstat";
 import { median, spread } from "./stats";
 import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
@@ -359,48 +359,80 @@ async function runRound(sys: Running, s: Settings, f: Files, backendPids: number
   return { metrics: m, disturbed };
 }
 
-/**
- * Memory per idle connection, on a freshly started system so that garbage
- * left by earlier phases (and its collection) does not blur the difference.
- */
-async function idleRound(sys: Running, s: Settings): Promise<Metrics> {
-  const m: Metrics = {};
-  const pids = sys.pids();
-    await sleep(1000);
-    const rss0 = treeRss(pids);
-    const holder = Bun.spawn(withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(sys.port), String(s.idleConnections), HOST]), {
+/** One idle_clients.ts process: holds COUNT TLS connections until asked to check them. */
+class IdleHolder {
+  private readonly proc;
+  private readonly reader;
+  private buf = "";
+  private readonly dec = new TextDecoder();
+
+  constructor(port: number, count: number) {
+    this.proc = Bun.spawn(withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(port), String(count), HOST]), {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "inherit",
     });
-    const reader = holder.stdout.getReader();
-    const dec = new TextDecoder();
-    let buf = "";
-    const readLine = async (): Promise<string> => {
-      for (;;) {
-        const nl = buf.indexOf("\n");
-        if (nl >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          return line;
-        }
-        const { value, done } = await reader.read();
-        if (done) throw new Error("idle client exited early");
-        buf += dec.decode(value);
+    this.reader = this.proc.stdout.getReader();
+  }
+
+  private async line(): Promise<string> {
+    for (;;) {
+      const nl = this.buf.indexOf("\n");
+      if (nl >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        return line;
       }
-    };
-    const ready = (await readLine()).split(" ");
-    await sleep(1500); // let allocations settle
-    const rss1 = treeRss(pids);
-    holder.stdin.write("check\n");
-    holder.stdin.flush();
-    const ok = Number((await readLine()).split(" ")[1]);
-    await holder.exited;
-    m.idle_open = Number(ready[1]);
-    m.idle_failed = Number(ready[2]);
-    m.idle_working_after = ok;
-    m.idle_bytes_per_conn = (rss1 - rss0) / Math.max(1, Number(ready[1]));
-  return m;
+      const { value, done } = await this.reader.read();
+      if (done) throw new Error("idle client exited early");
+      this.buf += this.dec.decode(value);
+    }
+  }
+
+  /** Once every handshake is done: how many are open and how many failed. */
+  async ready(): Promise<{ open: number; failed: number }> {
+    const r = (await this.line()).split(" ");
+    return { open: Number(r[1]), failed: Number(r[2]) };
+  }
+
+  /** One request on each held connection; how many answered. The holder exits. */
+  async check(): Promise<number> {
+    this.proc.stdin.write("check\n");
+    this.proc.stdin.flush();
+    const ok = Number((await this.line()).split(" ")[1]);
+    await this.proc.exited;
+    return ok;
+  }
+}
+
+/**
+ * Memory per idle connection, on a freshly started system so that garbage
+ * left by earlier phases (and its collection) does not blur the difference.
+ * Two holders of half the connections each: the whole figure is the growth
+ * over all of them from the fresh start; the marginal one is the growth
+ * over the second half only, so one-time costs paid by the first
+ * connections (JIT-compiled code, the first heap blocks, each worker's
+ * buffers) are left out — that is the cost of one more connection. Each
+ * reading waits for the RSS to settle (settledRss).
+ */
+async function idleRound(sys: Running, s: Settings): Promise<Metrics> {
+  const pids = sys.pids();
+  const rss0 = await settledRss(pids);
+  const half = Math.floor(s.idleConnections / 2);
+  const first = new IdleHolder(sys.port, half);
+  const r1 = await first.ready();
+  const rssMid = await settledRss(pids);
+  const second = new IdleHolder(sys.port, s.idleConnections - half);
+  const r2 = await second.ready();
+  const rss1 = await settledRss(pids);
+  const [ok1, ok2] = await Promise.all([first.check(), second.check()]);
+  return {
+    idle_open: r1.open + r2.open,
+    idle_failed: r1.failed + r2.failed,
+    idle_working_after: ok1 + ok2,
+    idle_bytes_per_conn: (rss1 - rss0) / Math.max(1, r1.open + r2.open),
+    idle_marginal_bytes_per_conn: (rss1 - rssMid) / Math.max(1, r2.open),
+  };
 }
 
 const ROWS: [string, string, number][] = [
@@ -424,6 +456,7 @@ const ROWS: [string, string, number][] = [
   ["cpu_s_per_GB_upload_1s", "  up, 1 stream", 2],
   ["cpu_s_per_GB_upload_4s", "  up, 4 streams", 2],
   ["idle_bytes_per_conn", "memory per idle conn, bytes", 0],
+  ["idle_marginal_bytes_per_conn", "  marginal (second half only)", 0],
   ["idle_working_after", "  idle conns still working", 0],
 ];
 
@@ -571,6 +604,7 @@ function perRound(results: Record<string, Metrics[]>): string {
     ["cpu_s_per_GB_download", "CPU s / GB down", 2],
     ["cpu_s_per_GB_upload", "CPU s / GB up", 2],
     ["idle_bytes_per_conn", "bytes / idle conn", 0],
+    ["idle_marginal_bytes_per_conn", "marginal bytes / idle conn", 0],
   ];
   const names = Object.keys(results).filter((n) => n !== "direct");
   const head = `| metric | ${names.join(" | ")} |\n|---|${names.map(() => "---").join("|")}|`;

@@ -52,6 +52,25 @@ export function processTree(root: number): number[] {
 export const treeCpu = (pids: number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
 export const treeRss = (pids: number[]) => pids.reduce((s, p) => s + rssBytes(p), 0);
 
+/**
+ * The processes' RSS once it has stopped moving: sampled every 500 ms until
+ * four samples in a row (1.5 s) stay within 64 KiB, or 20 s have passed.
+ * A garbage-collected heap frees on its own schedule (and each Bun worker
+ * has its own heap and schedule), so one sample at a fixed delay can catch
+ * a heap just before or just after a collection.
+ */
+export async function settledRss(pids: number[]): Promise<number> {
+  const samples = [treeRss(pids)];
+  const end = performance.now() + 20_000;
+  while (performance.now() < end) {
+    await Bun.sleep(500);
+    samples.push(treeRss(pids));
+    const last = samples.slice(-4);
+    if (last.length === 4 && Math.max(...last) - Math.min(...last) <= 64 * 1024) break;
+  }
+  return samples[samples.length - 1]!;
+}
+
 /** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
 export function machineBusySeconds(): number {
   const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
