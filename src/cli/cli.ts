@@ -12,6 +12,7 @@ import { MetricsServer } from "../metrics/http";
 import { Metrics } from "../metrics/metrics";
 import type { DataPlane } from "../server/data_plane";
 import { Server } from "../server/server";
+import { collectStartupGarbage } from "../server/startup_gc";
 import { WorkerPool, availableCpus } from "../server/worker_pool";
 import { type ConfigStore, SqliteConfigStore, rulesFromStore } from "../store/config_store";
 import { EtcdConfigStore, type SeedInput } from "../store/etcd_store";
@@ -262,6 +263,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: Store, openS
   }
   started = true;
   logger.info("started", { version: VERSION, pid: process.pid, config: file, workers });
+  collectStartupGarbage(logger, "main");
   let signals = 0;
   const onStop = (sig: string) => {
     signals++;

@@ -9,6 +9,7 @@ import { Logger } from "../log/logger";
 import { BackendTable } from "../routing/backend_table";
 import { Server } from "./server";
 import { SharedCounters } from "./shared_counters";
+import { collectStartupGarbage } from "./startup_gc";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker_protocol";
 
 declare const self: Worker & { threadId?: number };
@@ -32,6 +33,7 @@ function start(init: WorkerInit): void {
       reusePort: true,
       shared: { backends: new BackendTable(undefined, init.backends), tables: init.tables },
     });
+    collectStartupGarbage(logger, `worker ${init.id}`);
     server.start();
   } catch (e) {
     logger.flush();

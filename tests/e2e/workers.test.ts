@@ -69,6 +69,19 @@ describe("workers = 2 (binary)", () => {
     }
   });
 
+  test("each thread collects its start-up garbage once (main and both workers), before the first connection", async () => {
+    const port = freePort();
+    const proxy = await startProxy("binary", listenerToml(port, {}), { env: { MCPROXY_PROXY_WORKERS: "2", MCPROXY_LOG_LEVEL: "debug" } });
+    try {
+      await waitFor(() => proxy.records().filter((r) => r.msg === "start-up garbage collected").length === 3, 2000, "three start-up collections");
+      const gcs = proxy.records().filter((r) => r.msg === "start-up garbage collected");
+      expect(gcs.map((r) => r.thread).sort()).toEqual(["main", "worker 0", "worker 1"]);
+      for (const r of gcs) expect(typeof r.ms).toBe("number");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("2,000 connections are spread over both workers (each ≥ 25 %), all routed, one whole log line each with its worker", async () => {
     const backend = okBackend();
     const dir = tempDir();
