@@ -11,7 +11,7 @@
 // and nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
-import { backendError, parseRouteHostname, poolError } from "../config/config";
+import { backendError, maxConnectionsError, parseRouteHostname, routeProblems } from "../routing/route_rules";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
@@ -20,7 +20,7 @@ import { OUTCOMES } from "../server/stats";
 import type { ConfigStore } from "../store/config_store";
 import { StoreError, type StoredRule } from "../store/store";
 import { VERSION } from "../version";
-import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, healthCheckOf, singleBackend } from "../routing/pool";
+import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, canBind, healthCheckOf, singleBackend } from "../routing/pool";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
 import { clip } from "./clip";
 
@@ -29,6 +29,8 @@ export class AdminError extends Error {
   constructor(
     readonly code: status,
     message: string,
+    /** For INTERNAL: what the caller is told instead of the message (which may name files). */
+    readonly hint?: string,
   ) {
     super(message);
     this.name = "AdminError";
@@ -113,8 +115,6 @@ export class AdminService {
     const hostname = this.hostname("route.hostname", rawHost);
     let backends: BackendSpec[];
     if (specs.length > 0) {
-      const err = poolError(specs, "route.backends");
-      if (err !== null) throw invalid(err);
       backends = specs;
     } else {
       if (backend === "") throw invalid("route.backend: required (host:port), or route.backends for a pool");
@@ -131,7 +131,15 @@ export class AdminService {
     // Health-check overrides and retries are set in the TOML; an upsert keeps the route's own.
     const existing = l.table.routes().find((r) => r.hostname === hostname);
     const route: Route = { hostname, backends, balance, healthCheck, check: existing?.check ?? {}, retries: existing?.retries ?? null, sendProxyProtocol };
+    // The same rules as the config file and etcd values (routing/route_rules.ts).
+    const bad = routeProblems(route, "route");
+    if (bad.length > 0) throw invalid(bad[0]!);
     return this.mutate(async () => {
+      // Checked before anything is written: a full backend table changes nothing.
+      const next = [...l.table.routes().filter((r) => r.hostname !== hostname), route];
+      if (!canBind(this.server.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
+        throw new AdminError(status.RESOURCE_EXHAUSTED, `route.backends: the backend table is full (${this.server.backends.slots} route backends in all); nothing changed — remove routes or backends first`);
+      }
       const { replaced } = await this.store.upsertRoute(l.name, route);
       const now = this.server.listener(l.name)!.table.routes().find((r) => r.hostname === hostname);
       return { route: now === undefined ? { hostname, backend: backends[0]!.addr } : this.routeMsg(now), replaced };
@@ -217,7 +225,8 @@ export class AdminService {
   setListenerMaxConnections(req: { listener: string; max_connections: number }): Promise<{ listener: string; max_connections: number }> {
     const l = this.listener(bounded("listener", req.listener, MAX_LENGTH.listener));
     const n = req.max_connections;
-    if (!Number.isSafeInteger(n) || n < 0 || n > 2_147_483_647) throw invalid(`max_connections: ${n} must be 0 (unlimited) to 2147483647`);
+    const bad = maxConnectionsError(n, "max_connections");
+    if (bad !== null) throw invalid(bad);
     return this.mutate(async () => {
       await this.store.setMaxConnections(l.name, n);
       return { listener: l.name, max_connections: n };
@@ -274,7 +283,8 @@ export class AdminService {
           this.logger.error("admin: store write failed; nothing changed", { error: e.message });
           if (e.busy) throw new AdminError(status.UNAVAILABLE, `database is locked by another process (waited ${LOCK_WAIT_MS} ms); nothing changed, retry: ${e.message}`);
           if (e.unavailable) throw new AdminError(status.UNAVAILABLE, e.message);
-          throw new AdminError(status.INTERNAL, e.message);
+          if (e.notApplied) throw new AdminError(status.DEADLINE_EXCEEDED, e.message);
+          throw new AdminError(status.INTERNAL, e.message, "the database write failed; nothing changed");
         }
       }
     };

@@ -12,10 +12,17 @@ import type { Logger } from "../log/logger";
 import type { Fields } from "../log/logger";
 import { AdminError, type AdminService } from "./admin_service";
 import { clip } from "./clip";
-import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, mayMutate } from "./identity";
+import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, grantedBy } from "./identity";
 import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
 
 type Handler = (req: never) => unknown;
+
+/** Admin request ids: a random prefix per process and a counter (as connection ids). */
+const REQUEST_PREFIX = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
+let requestSeq = 0;
+function requestId(): string {
+  return `${REQUEST_PREFIX}-r${(++requestSeq).toString(36)}`;
+}
 
 /**
  * Largest request accepted. grpc-js refuses bigger ones with
@@ -42,18 +49,34 @@ function answeredMetadata(): grpc.Metadata {
   return m;
 }
 
-/** The request's key fields for the audit line, each cut to 64 characters. */
-function auditFields(req: unknown): Fields {
+/** Fields of one audit line at most (a route of 31 backends has 96). */
+const MAX_AUDIT_FIELDS = 200;
+
+/**
+ * Every field of the request for the audit line ("route.backends[1].addr"),
+ * strings cut to 64 characters; nested messages and lists walked whole, up
+ * to MAX_AUDIT_FIELDS (then "truncated" says how many more there were).
+ */
+export function auditFields(req: unknown): Fields {
   const out: Fields = {};
-  const walk = (o: unknown, prefix: string) => {
-    if (typeof o !== "object" || o === null) return;
-    for (const [k, v] of Object.entries(o)) {
-      if (typeof v === "string") out[prefix + k] = v.length > 64 ? `${v.slice(0, 64)}…(${Buffer.byteLength(v)} bytes)` : v;
-      else if (typeof v === "number" || typeof v === "boolean") out[prefix + k] = v;
-      else if (prefix === "") walk(v, `${k}.`);
+  let n = 0;
+  let dropped = 0;
+  const put = (k: string, v: string | number | boolean) => {
+    if (n++ < MAX_AUDIT_FIELDS) out[k] = v;
+    else dropped++;
+  };
+  const walk = (o: unknown, prefix: string, depth: number) => {
+    if (typeof o !== "object" || o === null || depth > 4) return;
+    const entries: [string, unknown][] = Array.isArray(o) ? o.map((v, i) => [`${prefix.slice(0, -1)}[${i}].`, v]) : Object.entries(o).map(([k, v]) => [`${prefix}${k}`, v]);
+    for (const [k, v] of entries) {
+      const key = Array.isArray(o) ? k.slice(0, -1) : k;
+      if (typeof v === "string") put(key, v.length > 64 ? `${v.slice(0, 64)}…(${Buffer.byteLength(v)} bytes)` : v);
+      else if (typeof v === "number" || typeof v === "boolean") put(key, v);
+      else walk(v, `${key}.`, depth + 1);
     }
   };
-  walk(req, "");
+  walk(req, "", 0);
+  if (dropped > 0) out.truncated = dropped;
   return out;
 }
 
@@ -68,26 +91,32 @@ export type CallObserver = (method: string, code: string) => void;
 function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: boolean; unix: boolean; policy: AccessPolicy; observe: CallObserver }): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const caller = callerOf(call, opts.unix);
+    const granted = opts.mutating ? grantedBy(caller, opts.policy.adminClients) : caller.identity;
+    // The identity that granted the call (the admin_clients entry that matched), else the caller's own.
+    const identity = granted ?? caller.identity;
     const finish = (err: unknown, res?: unknown) => {
       let code = grpc.status.OK;
       let details = "";
       if (err !== null) {
-        if (err instanceof AdminError) {
+        if (err instanceof AdminError && err.code !== grpc.status.INTERNAL) {
           code = err.code;
           details = err.message;
-          logger.debug("admin: request refused", { rpc: name, code: grpc.status[code], error: details, identity: caller.identity });
+          logger.debug("admin: request refused", { rpc: name, code: grpc.status[code], error: details, identity });
         } else {
+          // The detail (paths, source excerpts) goes to the log only; the
+          // caller gets the request id to find it there.
           code = grpc.status.INTERNAL;
-          details = (err as Error).message;
-          logger.error("admin: handler failed", { rpc: name, error: details, stack: (err as Error).stack });
+          const id = requestId();
+          details = `${(err instanceof AdminError ? err.hint : undefined) ?? "internal error"} (request_id ${id}; the server's log has the detail)`;
+          logger.error("admin: handler failed", { rpc: name, request_id: id, error: (err as Error).message, stack: (err as Error).stack });
         }
       }
-      if (opts.mutating) logger.info("admin", { method: name, identity: caller.identity, ...auditFields(call.request), code: grpc.status[code] });
+      if (opts.mutating) logger.audit("admin", { method: name, identity, ...auditFields(call.request), code: grpc.status[code] });
       opts.observe(name, grpc.status[code]);
       if (code === grpc.status.OK) callback(null, res);
       else callback({ code, details, metadata: answeredMetadata() });
     };
-    if (opts.mutating && !mayMutate(caller, opts.policy.adminClients)) {
+    if (opts.mutating && granted === null) {
       return finish(new AdminError(grpc.status.PERMISSION_DENIED, `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`));
     }
     try {
@@ -104,6 +133,7 @@ export class AdminServer {
   private constructor(
     private readonly server: grpc.Server,
     readonly address: string,
+    private readonly watches: Set<grpc.ServerWritableStream<{ service: string }, unknown>>,
   ) {}
 
   static async start(cfg: GrpcConfig, service: AdminService, logger: Logger, observe: CallObserver = () => {}): Promise<AdminServer> {
@@ -130,6 +160,7 @@ export class AdminServer {
 
     // grpc.health.v1: the whole server and the admin service are SERVING while it runs.
     const serving = new Set(["", ADMIN_SERVICE]);
+    const watches = new Set<grpc.ServerWritableStream<{ service: string }, unknown>>();
     const check = (name: string) => {
       if (typeof name === "string" && name.length > 256) throw new AdminError(grpc.status.INVALID_ARGUMENT, `service: ${clip(name)} is too long`);
       if (!serving.has(name)) throw new AdminError(grpc.status.NOT_FOUND, `service: unknown service ${clip(name)}`);
@@ -138,8 +169,12 @@ export class AdminServer {
     server.addService(health[HEALTH_SERVICE] as unknown as grpc.ServiceDefinition, {
       Check: read("Health.Check", (r: { service: string }) => check(r.service)),
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
-        // Report once; the status never changes while the process runs.
+        // Report now; the status changes only when the server stops, and then
+        // every open stream hears NOT_SERVING and is ended (stop()).
         call.write({ status: serving.has(call.request.service) ? "SERVING" : "SERVICE_UNKNOWN" });
+        watches.add(call);
+        call.on("cancelled", () => watches.delete(call));
+        call.on("close", () => watches.delete(call));
       },
     });
 
@@ -182,11 +217,18 @@ export class AdminServer {
     if (socketPath === null && cfg.clientCa === null) {
       logger.warn("admin API accepts ANY TLS client (grpc.allow_unauthenticated_admin = true): anyone who can reach it can change routes and firewall rules; set grpc.client_ca or use a unix: address", { addr: cfg.addr });
     }
-    return new AdminServer(server, cfg.addr);
+    return new AdminServer(server, cfg.addr, watches);
   }
 
-  /** Stop accepting admin calls; in-flight calls are cancelled. */
+  /** Stop accepting admin calls; Health.Watch streams hear NOT_SERVING and end; in-flight calls are cancelled. */
   stop(): void {
+    for (const w of this.watches) {
+      try {
+        w.write({ status: "NOT_SERVING" });
+        w.end();
+      } catch {}
+    }
+    this.watches.clear();
     this.server.forceShutdown();
   }
 }

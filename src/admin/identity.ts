@@ -34,8 +34,12 @@ export function callerFromCert(cert: PeerCert | undefined): Caller {
 
 export const UNIX_CALLER: Caller = { identity: "unix", names: [], transport: "unix" };
 
-/** May this caller run mutating RPCs? Without an admin_clients list every authenticated caller may. */
-export function mayMutate(caller: Caller, adminClients: readonly string[] | null): boolean {
-  if (caller.transport === "unix" || adminClients === null) return true;
-  return caller.names.some((n) => adminClients.includes(n));
+/**
+ * The name that lets this caller run mutating RPCs — the admin_clients entry
+ * its certificate matched (a DNS SAN may match where the CN does not), or its
+ * identity when there is no list — or null when it may only read.
+ */
+export function grantedBy(caller: Caller, adminClients: readonly string[] | null): string | null {
+  if (caller.transport === "unix" || adminClients === null) return caller.identity;
+  return caller.names.find((n) => adminClients.includes(n)) ?? null;
 }

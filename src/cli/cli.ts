@@ -7,7 +7,7 @@ import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/co
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
-import { capacityWarning, connectionCap, readFdLimits } from "../server/fd_limit";
+import { capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../server/fd_limit";
 import { MetricsServer } from "../metrics/http";
 import { Metrics } from "../metrics/metrics";
 import type { DataPlane } from "../server/data_plane";
@@ -157,8 +157,10 @@ function check(args: string[]): number {
   const warning = capacityWarning(
     cfg.listeners.map((l) => l.maxConnections),
     limits,
+    needsOf(cfg, cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers),
   );
   if (warning !== null) console.error(`${file}: warning: ${warning}`);
+  for (const w of cfg.warnings) console.error(`${file}: warning: ${w}`);
   const routes = cfg.listeners.reduce((n, l) => n + l.routes.length, 0);
   console.log(
     `${file}: OK — ${cfg.listeners.length} listener(s), ${routes} route(s), ` +
@@ -181,11 +183,14 @@ async function server(args: string[]): Promise<number> {
       ...loaded.firewall.blockedCountries.map((value) => ({ type: "country" as const, value })),
     ],
   };
+  for (const w of loaded.warnings) logger.warn(w);
   // SQLite is the store itself, or with etcd its last-known-good copy.
   const db = Store.open(loaded.databasePath);
   try {
     if (loaded.store === "etcd") {
-      const etcd = await EtcdConfigStore.open(loaded.etcd!, db, seed, logger);
+      const fleetSeed = seedForFleet(db, seed, logger);
+      const etcd = await EtcdConfigStore.open(loaded.etcd!, db, fleetSeed, logger);
+      db.setRole("etcd-cache");
       logger.info("store ready", { store: etcd.describe(), cache: db.path });
       try {
         return await serve(file, effectiveConfig(loaded, etcd.current()), logger, db, (plane) => {
@@ -198,6 +203,7 @@ async function server(args: string[]): Promise<number> {
     }
     // The database is the source of truth for routes, rules and limits once
     // seeded; listener addresses always come from the TOML.
+    if (db.role() !== "sqlite") db.setRole("sqlite");
     const seeded = db.seed(
       seed.listeners.map((l) => ({ addr: l.name, maxConnections: l.maxConnections, routes: l.routes })),
       seed.rules,
@@ -211,20 +217,53 @@ async function server(args: string[]): Promise<number> {
 }
 
 /**
+ * Switching [store] backend from sqlite to etcd: the file at [database] path
+ * holds what the admin API made, and from now on it becomes the fleet's
+ * last-known-good copy, which etcd's state overwrites. Nothing is lost: the
+ * file is first copied beside itself (PATH.sqlite-<time>), and its routes,
+ * rules and limits — not the TOML's — seed a fleet that has not been seeded
+ * yet, exactly as that SQLite store would have served them. A file already
+ * used as an etcd cache (or new) seeds from the TOML, as before.
+ */
+function seedForFleet(db: Store, toml: SeedInput, logger: Logger): SeedInput {
+  const role = db.role();
+  if (db.created || role === "etcd-cache" || !db.holdsState) return toml;
+  const copy = `${db.path}.sqlite-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+  db.snapshot(copy);
+  const state = db.state();
+  logger.warn("etcd: the database was a SQLite store; it becomes the fleet's last-known-good copy. A copy is kept, and its state seeds the fleet if the fleet is new", {
+    database: db.path,
+    copy,
+    role: role ?? "unknown (schema 3 or older)",
+    routes: [...state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
+    rules: state.rules.length,
+  });
+  // The listeners this config serves, each as the database holds it (a listener new to the TOML from the TOML).
+  const listeners = toml.listeners.map((l) => {
+    const stored = state.listeners.get(l.name);
+    return stored === undefined ? l : { name: l.name, maxConnections: stored.maxConnections, routes: stored.routes };
+  });
+  return { listeners, rules: state.rules };
+}
+
+/**
  * Run the data plane, then the store (made by `openStore` once the data
  * plane exists, since it applies changes to it), the metrics and the admin API.
  */
 async function serve(file: string, cfg: Config, logger: Logger, db: Store, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
+  const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
   const limits = readFdLimits();
-  const cap = connectionCap(limits);
+  const needs = needsOf(cfg, workers);
+  const cap = connectionCap(limits, needs);
   const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
-  logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: cap });
+  const reserved = limits === null || !Number.isFinite(limits.soft) ? null : reservedFds(needs, limits.soft);
+  logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: cap, reserved_fds: reserved });
   const warning = capacityWarning(
     cfg.listeners.map((l) => l.maxConnections),
     limits,
+    needs,
   );
   if (warning !== null) logger.warn(warning);
-  const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
   const histograms = cfg.metrics !== null;
   let plane: DataPlane;
   if (workers === 1) {
@@ -245,7 +284,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: Store, openS
   const store = openStore(plane);
   let admin: AdminServer | null = null;
   let metricsServer: MetricsServer | null = null;
-  const metrics = cfg.metrics === null ? null : new Metrics(plane);
+  const metrics = cfg.metrics === null ? null : new Metrics(plane, store);
   let started = false;
   try {
     if (cfg.metrics !== null) {

@@ -5,8 +5,8 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseAddressOrCidr, parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, MAX_BACKENDS, type PoolDefaults, type Route, type SendProxy, singleBackend } from "../routing/pool";
-import { normaliseHostName } from "../sni/host_name";
+import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, type PoolDefaults, type Route, type SendProxy, singleBackend } from "../routing/pool";
+import { MAX_COUNT, MAX_DURATION_MS, MAX_DURATION_TEXT, backendError, endpointKey, intError, maxConnectionsError, parseRouteHostname, poolError, routeProblems } from "../routing/route_rules";
 import { type HostPort, parseHostPort } from "./address";
 import { parseDuration } from "./duration";
 
@@ -104,6 +104,8 @@ export interface Config {
   firewall: FirewallConfig;
   proxy: ProxyConfig;
   log: { level: LogLevel; format: LogFormat };
+  /** Settings that are valid but risky: `check` prints them, the server logs them at warn. */
+  warnings: string[];
 }
 
 export class ConfigError extends Error {
@@ -194,31 +196,8 @@ const ROUTE_KEYS: Record<string, unknown> = {
   send_proxy_protocol: 1,
 };
 
-const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
-const HEALTH_CHECKS: readonly HealthCheckKind[] = ["off", "tcp", "tls"];
 /** HAProxy's defaults (inter 2s is HAProxy's; 5s here, as the issue asks), and two retries. */
 export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
-const MAX_WEIGHT = 256;
-
-/**
- * Check a pool of backends (the config's `backends`, or the admin API's):
- * 1–31 entries, each a valid host:port used once, weight 1–256. Returns a
- * problem naming the entry, or null.
- */
-export function poolError(backends: readonly BackendSpec[], field: string): string | null {
-  if (backends.length === 0) return `${field}: at least one backend is required`;
-  if (backends.length > MAX_BACKENDS) return `${field}: ${backends.length} backends; at most ${MAX_BACKENDS} per route`;
-  const seen = new Set<string>();
-  for (let i = 0; i < backends.length; i++) {
-    const b = backends[i]!;
-    const err = backendError(b.addr);
-    if (err !== null) return `${field}[${i}]: ${JSON.stringify(b.addr.slice(0, 64))}: ${err}`;
-    if (seen.has(b.addr)) return `${field}[${i}]: ${JSON.stringify(b.addr)} appears twice`;
-    seen.add(b.addr);
-    if (!Number.isSafeInteger(b.weight) || b.weight < 1 || b.weight > MAX_WEIGHT) return `${field}[${i}].weight: ${b.weight} must be 1-${MAX_WEIGHT}`;
-  }
-  return null;
-}
 
 /**
  * `send_proxy_protocol`: "v1", "v2", or false (off); true means "v2", the
@@ -355,6 +334,10 @@ function typed(kind: Kind, v: unknown, key: string, problems: string[]): unknown
         problems.push(`${key}: ${show(v)} is not a duration (use a number and a unit: ms, s, m, h — e.g. "500ms", "10s", "5m")`);
         return undefined;
       }
+      if (ms > MAX_DURATION_MS) {
+        problems.push(`${key}: ${show(v)} is too long (durations are at most ${MAX_DURATION_TEXT})`);
+        return undefined;
+      }
       return ms;
     }
     case "strings":
@@ -461,6 +444,11 @@ function validate(root: Table, file: string, problems: string[]): Config {
     firewall,
     proxy,
     log: { level: level as LogLevel, format: format as LogFormat },
+    warnings: listeners.flatMap((l, i) =>
+      l.trustedProxies.some((t) => t === "0.0.0.0/0" || t === "::/0")
+        ? [`listeners[${i}].trusted_proxies: ${JSON.stringify(l.trustedProxies.filter((t) => t === "0.0.0.0/0" || t === "::/0"))} trusts every address: any client can send a PROXY header and choose the source address the firewall judges and the backends see; list only your load balancers`]
+        : [],
+    ),
   };
 }
 
@@ -499,6 +487,7 @@ function validateFirewall(sec: Table, pathOf: (p: string) => string, problems: s
     problems.push(`firewall.geoip_db: required when firewall.blocked_countries is set`);
   }
   if (fw.rateLimit < 0) problems.push(`firewall.rate_limit: ${fw.rateLimit} is negative (0 turns the limit off)`);
+  else if (fw.rateLimit > MAX_COUNT) problems.push(`firewall.rate_limit: ${fw.rateLimit} is out of range 0-${MAX_COUNT}`);
   if (fw.rateWindowMs === 0) problems.push(`firewall.rate_window: must be greater than zero`);
   return fw;
 }
@@ -650,13 +639,21 @@ function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
     } else {
       const hp = parseHostPort(addr, { allowEmptyHost: true });
       if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
-      else bind = hp;
-      const prev = seenAddr.get(addr);
-      if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is already used by listeners[${prev}]`);
-      seenAddr.set(addr, i);
+      else {
+        bind = hp;
+        // The same endpoint however written (":443", "[::]:443", "0.0.0.0:443").
+        const key = endpointKey(hp);
+        const prev = seenAddr.get(key);
+        if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev}].addr ${show((v[prev] as Table).addr)}`);
+        else seenAddr.set(key, i);
+      }
     }
     const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0;
     if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
+    else {
+      const e = maxConnectionsError(maxConnections, `${where}.max_connections`);
+      if (e !== null) problems.push(e);
+    }
     let defaultBackend: string | null = null;
     if (item.default_backend !== undefined) {
       const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
@@ -729,12 +726,9 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     const sendProxyProtocol = sendProxy(item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
     const backends = routeBackends(item, rw, problems);
     const balance = item.balance === undefined ? "round_robin" : (item.balance as Balance);
-    if (!BALANCES.includes(balance)) problems.push(`${rw}.balance: ${show(item.balance)} must be one of ${BALANCES.join(", ")}`);
     const healthCheck = item.health_check === undefined ? null : (item.health_check as HealthCheckKind);
-    if (healthCheck !== null && !HEALTH_CHECKS.includes(healthCheck)) problems.push(`${rw}.health_check: ${show(item.health_check)} must be one of ${HEALTH_CHECKS.join(", ")}`);
     const check = checkOverrides(item, rw, problems);
     const retries = item.retries === undefined ? null : ((typed("int", item.retries, `${rw}.retries`, problems) as number | undefined) ?? null);
-    if (retries !== null && (retries < 0 || retries > 30)) problems.push(`${rw}.retries: ${retries} must be 0-30`);
     if (hostname === undefined || backends === null) return;
     const host = parseRouteHostname(hostname);
     if (typeof host !== "string" || hostname === "") {
@@ -744,7 +738,11 @@ function validateRoutes(v: unknown, where: string, problems: string[]): RouteCon
     const prev = seen.get(host);
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
-    out.push({ hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol });
+    const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol };
+    // The same rules as the admin API and etcd values (routing/route_rules.ts).
+    const bad = routeProblems(route, rw);
+    if (bad.length > 0) return void problems.push(...bad);
+    out.push(route);
   });
   return out;
 }
@@ -793,28 +791,14 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
       return null;
     }
   }
-  const err = poolError(out, `${rw}.backends`);
-  if (err !== null) {
-    problems.push(err);
-    return null;
-  }
   return out;
 }
 
 function checkOverrides(item: Table, rw: string, problems: string[]): Partial<CheckSettings> {
   const c: Partial<CheckSettings> = {};
-  const dur = (k: string) => {
-    if (item[k] === undefined) return undefined;
-    const v = typed("duration", item[k], `${rw}.${k}`, problems) as number | undefined;
-    if (v === 0) problems.push(`${rw}.${k}: must be greater than zero`);
-    return v;
-  };
-  const int = (k: string) => {
-    if (item[k] === undefined) return undefined;
-    const v = typed("int", item[k], `${rw}.${k}`, problems) as number | undefined;
-    if (v !== undefined && (v < 1 || v > 100)) problems.push(`${rw}.${k}: ${v} must be 1-100`);
-    return v;
-  };
+  // Types here; ranges in routeProblems.
+  const dur = (k: string) => (item[k] === undefined ? undefined : (typed("duration", item[k], `${rw}.${k}`, problems) as number | undefined));
+  const int = (k: string) => (item[k] === undefined ? undefined : (typed("int", item[k], `${rw}.${k}`, problems) as number | undefined));
   const interval = dur("health_check_interval");
   const timeout = dur("health_check_timeout");
   const rise = int("health_check_rise");
@@ -826,18 +810,4 @@ function checkOverrides(item: Table, rw: string, problems: string[]): Partial<Ch
   return c;
 }
 
-/** Validate a route hostname: exact, or a wildcard only as a leading "*.". */
-export function parseRouteHostname(hostname: string): string | { error: string } {
-  const wildcard = hostname.startsWith("*.");
-  const rest = wildcard ? hostname.slice(2) : hostname;
-  if (rest.includes("*")) return { error: `a wildcard is allowed only as a leading "*." label` };
-  const norm = normaliseHostName(rest);
-  if (norm === null) return { error: `not a valid host name (1-253 bytes of A-Z a-z 0-9 . - _, no empty labels)` };
-  return wildcard ? `*.${norm}` : norm;
-}
-
-/** Backends are host:port with a host and a port 1-65535. */
-export function backendError(backend: string): string | null {
-  const hp = parseHostPort(backend, { allowEmptyHost: false });
-  return typeof hp === "string" ? hp : null;
-}
+export { backendError, parseRouteHostname, poolError } from "../routing/route_rules";

@@ -37,6 +37,8 @@ export interface FirewallOptions {
   rateLimitIpv6Prefix?: number;
   /** The rate limiter's table, shared by every worker (made here when absent). */
   rateBuffer?: SharedArrayBuffer;
+  /** The event loop's worker id: its rate-limiter lock token. */
+  workerId?: number;
   /** A GeoIP database already read into memory (shared by workers), instead of reading geoipDb. */
   geoipData?: Uint8Array;
 }
@@ -53,7 +55,7 @@ export class Firewall {
     this.set = new RuleSet(opts.rules);
     this.geoipPath = opts.geoipDb;
     if (opts.geoipDb !== null) this.geo = opts.geoipData !== undefined ? CountryDatabase.fromBytes(opts.geoipData, opts.geoipDb) : CountryDatabase.open(opts.geoipDb);
-    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer) : null;
+    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer, opts.workerId ?? 0) : null;
     this.ipv6Prefix = opts.rateLimitIpv6Prefix ?? 64;
   }
 

@@ -9,9 +9,13 @@
 // The table lives in a SharedArrayBuffer of fixed size, so memory is bounded
 // whatever the number of clients: a 4-way set-associative cache of 2^18
 // entries (5.25 MiB). Each set has a lock (Atomics), so a client's count is
-// exact however the kernel spreads its connections over workers. A new
-// client in a full set takes the place of the one seen longest ago — under a
-// flood of distinct sources some old clients start afresh, as before.
+// exact however the kernel spreads its connections over workers. A lock
+// holds its owner's token (worker id + 1): a lock is only ever released by
+// its owner, and the supervisor frees the locks of a worker that died inside
+// allow(). A new client in a full set takes the place of the entry whose
+// window is oldest and, among those of one window, the one with the fewest
+// connections: a flood of new sources evicts its own kind, not a client
+// that is being limited.
 
 const WAYS = 4;
 /** Int32 slots per entry: key (2), window index, count, previous count. */
@@ -24,12 +28,17 @@ export class RateLimiter {
   private readonly table: Int32Array;
   private readonly sets: number;
 
+  /** This loop's lock token: never 0 (unlocked). */
+  private readonly token: number;
+
   constructor(
     readonly limit: number,
     readonly windowMs: number,
     entries: number = DEFAULT_ENTRIES,
     buffer?: SharedArrayBuffer,
+    workerId = 0,
   ) {
+    this.token = workerId + 1;
     this.sets = entries / WAYS;
     this.buffer = buffer ?? new SharedArrayBuffer(this.sets * 4 + entries * ENTRY * 4);
     this.locks = new Int32Array(this.buffer, 0, this.sets);
@@ -62,8 +71,15 @@ export class RateLimiter {
     const locks = this.locks;
     let spins = 0;
     // A set is locked for a few instructions; the bound only matters if a
-    // worker was terminated inside this function.
-    while (Atomics.compareExchange(locks, set, 0, 1) !== 0) if (++spins > 1_000_000) break;
+    // worker died inside this function and the supervisor has not freed its
+    // locks yet: then count without the lock (and release nothing).
+    let held = true;
+    while (Atomics.compareExchange(locks, set, 0, this.token) !== 0) {
+      if (++spins > 1_000_000) {
+        held = false;
+        break;
+      }
+    }
     try {
       const t = this.table;
       const base = set * WAYS * ENTRY;
@@ -75,7 +91,8 @@ export class RateLimiter {
           at = e;
           break;
         }
-        if (t[e + 2]! < t[oldest + 2]!) oldest = e;
+        // The oldest window first; within one window, the fewest connections.
+        if (t[e + 2]! < t[oldest + 2]! || (t[e + 2] === t[oldest + 2] && t[e + 3]! + t[e + 4]! < t[oldest + 3]! + t[oldest + 4]!)) oldest = e;
       }
       if (at < 0) {
         at = oldest;
@@ -95,8 +112,16 @@ export class RateLimiter {
       t[at + 3]!++;
       return true;
     } finally {
-      Atomics.store(locks, set, 0);
+      if (held) Atomics.compareExchange(locks, set, this.token, 0);
     }
+  }
+
+  /** A worker died: free the locks it held (its token), so no other loop waits on them. Returns how many. */
+  releaseLocksOf(workerId: number): number {
+    const token = workerId + 1;
+    let n = 0;
+    for (let i = 0; i < this.locks.length; i++) if (Atomics.compareExchange(this.locks, i, token, 0) === token) n++;
+    return n;
   }
 }
 

@@ -57,6 +57,17 @@ export class Logger {
     this.log("error", msg, fields);
   }
 
+  /**
+   * An audit record (a mutating admin call): written at info whatever the
+   * configured level, and at once — `level = "warn"` must not hide who
+   * changed a route.
+   */
+  audit(msg: string, fields: Fields): void {
+    const time = this.time();
+    this.batch += this.format === "json" ? jsonLine(time, "info", msg, fields) : logfmtLine(time, "info", msg, fields);
+    this.flush();
+  }
+
   log(level: LogLevel, msg: string, fields?: Fields): void {
     if (LEVELS[level] < this.min) return;
     const time = this.time();

@@ -83,7 +83,10 @@ export class Metrics {
   /** The data plane's counters, taken once per scrape (summed over every event loop). */
   private current: Snapshot | null = null;
 
-  constructor(private readonly source: { snapshot(): Promise<Snapshot> }) {
+  constructor(
+    private readonly source: { snapshot(): Promise<Snapshot> },
+    store: { readonly invalidValues: number } = { invalidValues: 0 },
+  ) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     for (const n of DROPPED_DEFAULTS) r.removeSingleMetric(n);
@@ -105,6 +108,9 @@ export class Metrics {
       scraped("mc_proxy_listener_max_connections", "The listener's max_connections (0 = unlimited).", "gauge", () =>
         listeners().map((l) => ({ labels: { listener: l.addr }, value: l.maxConnections })),
       ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_store_invalid_values_total", "Values read from the store (etcd) that broke the config rules: skipped, logged by key.", "counter", () => [{ labels: {}, value: store.invalidValues }]),
     );
     r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: snap().connectionCap }]));
     r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes }))));

@@ -51,6 +51,11 @@ export interface BackendHealth {
 export class BackendTable {
   readonly buffer: SharedArrayBuffer;
   private readonly a: Int32Array;
+  /**
+   * Connections per (worker, slot), after the slots: what each event loop
+   * took, so that a worker's death gives back exactly its connections.
+   */
+  private readonly perWorker: Int32Array;
   /** Owner side (the thread that builds route tables): allocation by key. */
   private readonly byKey = new Map<string, SlotRef>();
   private readonly free: number[] = [];
@@ -58,10 +63,12 @@ export class BackendTable {
 
   constructor(
     readonly slots: number = DEFAULT_BACKEND_SLOTS,
+    readonly workers: number = 1,
     buffer?: SharedArrayBuffer,
   ) {
-    this.buffer = buffer ?? new SharedArrayBuffer(slots * F.size * 4);
-    this.a = new Int32Array(this.buffer);
+    this.buffer = buffer ?? new SharedArrayBuffer(slots * (F.size + workers) * 4);
+    this.a = new Int32Array(this.buffer, 0, slots * F.size);
+    this.perWorker = new Int32Array(this.buffer, slots * F.size * 4, slots * workers);
   }
 
   /**
@@ -71,8 +78,8 @@ export class BackendTable {
   acquire(key: string, state: BackendState): SlotRef {
     const had = this.byKey.get(key);
     if (had !== undefined) return had;
+    if (this.free.length === 0 && this.next >= this.slots) throw new Error(`more than ${this.slots} route backends`);
     const slot = this.free.pop() ?? this.next++;
-    if (slot >= this.slots) throw new Error(`more than ${this.slots} route backends`);
     const o = slot * F.size;
     const gen = Atomics.add(this.a, o + F.gen, 1) + 1;
     Atomics.store(this.a, o + F.state, STATES.indexOf(state));
@@ -83,9 +90,22 @@ export class BackendTable {
     Atomics.store(this.a, o + F.lastResult, 0);
     Atomics.store(this.a, o + F.lastCheckAt, 0);
     Atomics.store(this.a, o + F.retryAt, 0);
+    for (let w = 0; w < this.workers; w++) Atomics.store(this.perWorker, w * this.slots + slot, 0);
     const ref = { slot, gen };
     this.byKey.set(key, ref);
     return ref;
+  }
+
+  /**
+   * Whether the keys in use under `prefix` can become exactly `keys`: the new
+   * ones fit in the free slots plus those the dropped keys give back.
+   */
+  fits(prefix: string, keys: ReadonlySet<string>): boolean {
+    let needed = 0;
+    for (const k of keys) if (!this.byKey.has(k)) needed++;
+    let freed = 0;
+    for (const k of this.byKey.keys()) if (k.startsWith(prefix) && !keys.has(k)) freed++;
+    return needed <= this.slots - this.next + this.free.length + freed;
   }
 
   /** Give back the slots of keys no longer in use (`keep`: the keys still in use under `prefix`). */
@@ -127,14 +147,32 @@ export class BackendTable {
     return Atomics.load(this.a, this.at(r, F.active));
   }
 
-  /** A connection chose this backend. */
-  take(r: SlotRef): void {
+  /** A connection of worker `w` chose this backend. */
+  take(r: SlotRef, w: number): void {
     Atomics.add(this.a, this.at(r, F.active), 1);
+    Atomics.add(this.perWorker, w * this.slots + r.slot, 1);
   }
 
   /** That connection ended (or moved on after a failed connect); ignored when the slot was reused since. */
-  give(r: SlotRef): void {
-    if (this.current(r)) Atomics.sub(this.a, this.at(r, F.active), 1);
+  give(r: SlotRef, w: number): void {
+    if (!this.current(r)) return;
+    Atomics.sub(this.a, this.at(r, F.active), 1);
+    Atomics.sub(this.perWorker, w * this.slots + r.slot, 1);
+  }
+
+  /** Worker `w` died with its sockets: take its connections out of every backend's count. Returns how many. */
+  forgetWorker(w: number): number {
+    let n = 0;
+    const base = w * this.slots;
+    const end = Math.min(this.next, this.slots);
+    for (let slot = 0; slot < end; slot++) {
+      const held = Atomics.exchange(this.perWorker, base + slot, 0);
+      if (held !== 0) {
+        Atomics.sub(this.a, slot * F.size + F.active, held);
+        n += held;
+      }
+    }
+    return n;
   }
 
   /**

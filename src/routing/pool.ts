@@ -89,8 +89,10 @@ export class RoutePool {
   readonly holdSec: number;
   private readonly backends: readonly BackendSpec[];
   private readonly refs: readonly SlotRef[];
-  /** Smooth weighted round robin: the current weights of this loop. */
+  /** Smooth weighted round robin (and least_connections' tie-break): the current weights of this loop. */
   private readonly current: Float64Array;
+  /** least_connections' scratch: each backend's load at this pick. */
+  private readonly loads: Float64Array;
   private readonly hashes: number[];
 
   constructor(
@@ -108,6 +110,7 @@ export class RoutePool {
     this.holdSec = Math.max(1, Math.ceil((check.intervalMs * check.rise) / 1000));
     this.maxTries = Math.min(this.backends.length, 1 + (route.retries ?? defaults.retries));
     this.current = new Float64Array(this.backends.length);
+    this.loads = new Float64Array(this.backends.length);
     this.hashes = this.backends.map((b) => hash32(b.addr, 0x9747b28c));
   }
 
@@ -160,16 +163,27 @@ export class RoutePool {
         return best;
       }
       case "least_connections": {
-        let best = -1;
-        let bestLoad = Number.POSITIVE_INFINITY;
+        // Fewest connections per unit of weight; a tie (sequential short
+        // connections all see 0) is broken by smooth weighted round robin
+        // among the tied, as HAProxy's leastconn and nginx's least_conn do.
+        // Loads read once (other loops change them meanwhile); -1 = not usable.
+        const loads = this.loads;
+        let min = Number.POSITIVE_INFINITY;
         for (let i = 0; i < n; i++) {
-          if (!this.usable(i, tried, nowSec, backups)) continue;
-          const load = this.table.active(this.refs[i]!) / this.backends[i]!.weight;
-          if (load < bestLoad) {
-            best = i;
-            bestLoad = load;
-          }
+          loads[i] = this.usable(i, tried, nowSec, backups) ? this.table.active(this.refs[i]!) / this.backends[i]!.weight : -1;
+          if (loads[i]! >= 0 && loads[i]! < min) min = loads[i]!;
         }
+        if (min === Number.POSITIVE_INFINITY) return -1;
+        let best = -1;
+        let total = 0;
+        for (let i = 0; i < n; i++) {
+          if (loads[i] !== min) continue;
+          const w = this.backends[i]!.weight;
+          this.current[i]! += w;
+          total += w;
+          if (best < 0 || this.current[i]! > this.current[best]!) best = i;
+        }
+        if (best >= 0) this.current[best]! -= total;
         return best;
       }
       case "source_hash": {
@@ -206,25 +220,28 @@ function mix(x: number): number {
   return x ^ (x >>> 16);
 }
 
+function slotKeys(listener: number, routes: readonly Route[], defaultRoute: Route | null): Set<string> {
+  const keys = new Set<string>();
+  for (const r of defaultRoute === null ? routes : [...routes, defaultRoute]) for (const b of r.backends) keys.add(`${listener}\u0000${r.hostname}\u0000${b.addr}`);
+  return keys;
+}
+
 /**
  * Give every backend of a listener's routes its slot in the shared table
- * (the same slot while a route keeps the backend), and free the slots of
- * backends no longer routed. Run by the thread that owns the table.
+ * (the same slot while a route keeps the backend), freeing first the slots
+ * of backends no longer routed. Run by the thread that owns the table; throws
+ * when the table is full (check canBind first).
  */
 export function bindRoutes(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): { routes: BoundRoute[]; defaultRoute: BoundRoute | null } {
   const prefix = `${listener}\u0000`;
-  const keep = new Set<string>();
-  const bind = (r: Route): BoundRoute => ({
-    ...r,
-    refs: r.backends.map((b) => {
-      const key = `${prefix}${r.hostname}\u0000${b.addr}`;
-      keep.add(key);
-      return table.acquire(key, b.state ?? "enabled");
-    }),
-  });
-  const out = { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
-  table.releaseExcept(prefix, keep);
-  return out;
+  table.releaseExcept(prefix, slotKeys(listener, routes, defaultRoute));
+  const bind = (r: Route): BoundRoute => ({ ...r, refs: r.backends.map((b) => table.acquire(`${prefix}${r.hostname}\u0000${b.addr}`, b.state ?? "enabled")) });
+  return { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
+}
+
+/** Would bindRoutes find a slot for every backend? (Checked before a change is written anywhere.) */
+export function canBind(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): boolean {
+  return table.fits(`${listener}\u0000`, slotKeys(listener, routes, defaultRoute));
 }
 
 /** A listener's `default_backend` as a route (hostname ""): a pool of one. */

@@ -52,6 +52,15 @@ export class Connection extends Relay implements Timed {
   private route: RoutePool | null = null;
   /** The bytes replayed to the current backend, while a retry is still possible. */
   private replay: Uint8Array | null = null;
+  /** Where the ClientHello ends among the bytes read after any PROXY header. */
+  private helloEnd = 0;
+  /**
+   * A retry was possible but the backend has been sent client bytes beyond
+   * the ClientHello (early data, a request): if it closes without answering,
+   * those bytes must not go to a second backend — the client is reset
+   * (outcome backend_closed) instead.
+   */
+  private unsafeRetry = false;
   /** Backends tried on this connection (bit per pool index), how many, and the current one. */
   private tried = 0;
   private tries = 0;
@@ -151,6 +160,7 @@ export class Connection extends Relay implements Timed {
       r = this.reader.feed(chunk);
       if (r === null) return;
     }
+    this.helloEnd = this.reader === null ? ClientHelloReader.wholeEnd(chunk) : this.reader.helloEnd;
     this.reader = null;
     this.helloAt = performance.now();
     if (this.ctx.histograms) this.listener.stats.hello.observe((this.helloAt - this.acceptedAt) / 1000);
@@ -178,7 +188,7 @@ export class Connection extends Relay implements Timed {
     this.tried |= 1 << i;
     this.tries++;
     this.backendIndex = i;
-    this.ctx.backends.take(pool.ref(i));
+    this.ctx.backends.take(pool.ref(i), this.ctx.workerId);
     this.holdsBackend = true;
     this.connect(pool.addr(i));
   }
@@ -196,7 +206,7 @@ export class Connection extends Relay implements Timed {
   private releaseBackend(): void {
     if (!this.holdsBackend) return;
     this.holdsBackend = false;
-    this.ctx.backends.give(this.route!.ref(this.backendIndex));
+    this.ctx.backends.give(this.route!.ref(this.backendIndex), this.ctx.workerId);
   }
 
   /** The backend this connection holds, for a DISABLED-with-reset (issue 12); null when none. */
@@ -298,9 +308,15 @@ export class Connection extends Relay implements Timed {
     const preamble = send === "off" ? null : this.outgoingHeader(send);
     const replay = more === null ? first : Buffer.concat([first, ...more]);
     // Kept until the backend's first byte: if it closes or resets before
-    // that, the same bytes go to the next backend (retryEmpty).
-    this.replay = this.route!.maxTries > this.tries ? replay : null;
+    // that, the same bytes go to the next backend (retryEmpty) — only when
+    // they are the ClientHello alone, never a client's data.
+    const canRetry = this.route!.maxTries > this.tries;
+    this.replay = canRetry && replay.length <= this.helloEnd ? replay : null;
+    this.unsafeRetry = canRetry && this.replay === null;
     this.startRelay(socket, replay, this.clientPaused, preamble);
+    // From here the relay pauses and resumes the client; the read cap of
+    // the connecting phase starts afresh if a retry comes back to it.
+    this.clientPaused = false;
   }
 
   onBackendConnectError(attempt: number): void {
@@ -374,29 +390,45 @@ export class Connection extends Relay implements Timed {
     return true;
   }
 
+  /**
+   * The backend closed before its first byte after it was sent client data
+   * that no other backend may receive: reset the client (it may retry the
+   * request itself, knowing it was not answered).
+   */
+  private resetUnanswered(): boolean {
+    if (!this.unsafeRetry || this.bytesFromBackend !== 0 || this.finished) return false;
+    this.outcomeOverride = "backend_closed";
+    this.resetBoth("backend");
+    return true;
+  }
+
   override backendData(chunk: Uint8Array): void {
     this.replay = null;
+    this.unsafeRetry = false;
     super.backendData(chunk);
   }
 
   override backendEnd(): void {
-    if (this.retryEmpty()) return;
+    if (this.retryEmpty() || this.resetUnanswered()) return;
     super.backendEnd();
   }
 
   override backendWriteFailed(): void {
-    if (this.retryEmpty()) return;
+    if (this.retryEmpty() || this.resetUnanswered()) return;
     super.backendWriteFailed();
   }
 
   override socketClosed(side: "client" | "backend" | "proxy", error: Error | undefined): void {
-    if (side === "backend" && this.retryEmpty()) return;
+    if (side === "backend" && (this.retryEmpty() || this.resetUnanswered())) return;
     super.socketClosed(side, error);
   }
 
   override clientData(chunk: Uint8Array): void {
     // Bytes beyond the replay: a later backend could not be given them again.
-    this.replay = null;
+    if (this.replay !== null) {
+      this.replay = null;
+      this.unsafeRetry = true;
+    }
     super.clientData(chunk);
   }
 

@@ -10,6 +10,8 @@ import type { RouteTable } from "../routing/route_table";
 import { type Histogram, type ListenerStats, OUTCOMES } from "./stats";
 
 export interface ListenerView {
+  /** Position in the config: the listener's slot in the shared counters and backend keys. */
+  readonly index: number;
   /** The configured addr string: where it binds; its label in logs and metrics. */
   readonly addr: string;
   /** Its identity in the admin API and the store (default: addr). */

@@ -9,22 +9,69 @@
 // is nothing to raise here: the limits are read and reported.
 
 import { readFileSync } from "node:fs";
+import type { Config } from "../config/config";
+import { defaultRouteOf, healthCheckOf } from "../routing/pool";
 
 export interface FdLimits {
   soft: number;
   hard: number;
 }
 
-/**
- * Descriptors kept back from the connection budget: stdio, the event loop's
- * epoll/eventfd, the database and its -wal/-shm, the GeoIP file, the admin
- * and metrics listeners and their clients, health checks and log pipes. An
- * idle mc-proxy with the admin API holds 13; 64 leaves room for the rest.
- */
-export const RESERVED_FDS = 64;
-
 /** Each proxied connection holds two descriptors: the client and the backend. */
 export const FDS_PER_CONNECTION = 2;
+
+/** What a configuration needs descriptors for besides its connections. */
+export interface FdNeeds {
+  /** Event loops (workers). */
+  loops: number;
+  listeners: number;
+  /** (route, backend) pairs with active health checks: one check socket each at a time. */
+  healthTargets: number;
+  admin: boolean;
+  metrics: boolean;
+  geoip: boolean;
+  etcd: boolean;
+  /** Some route may retry another backend. */
+  retries: boolean;
+}
+
+/**
+ * Descriptors kept back from the connection budget (README "File
+ * descriptors"), from the configuration:
+ *
+ *   16                          stdio, the database and its -wal/-shm, log pipes, the runtime's own
+ * + 1                           the GeoIP file
+ * + 10                          the admin listener and up to 9 admin clients
+ * + 6                           the metrics listener and up to 5 scrapers
+ * + 8                           etcd client connections (one per endpoint and the watch)
+ * + loops × (listeners + 6)     per event loop: a listening socket per listener (SO_REUSEPORT),
+ *                               and its epoll, eventfd, timerfd and wake-up descriptors
+ * + health-check targets        one check socket per (route, backend) at a time
+ * + retry headroom              a connection trying its next backend holds a third descriptor
+ *                               for one connect: room for 1 in 16 connections at once
+ */
+export function reservedFds(n: FdNeeds, soft: number): number {
+  const fixed = 16 + (n.geoip ? 1 : 0) + (n.admin ? 10 : 0) + (n.metrics ? 6 : 0) + (n.etcd ? 8 : 0) + n.loops * (n.listeners + 6) + n.healthTargets;
+  const retry = n.retries && Number.isFinite(soft) ? Math.ceil(Math.max(0, soft - fixed) / (FDS_PER_CONNECTION * 16 + 1)) : 0;
+  return fixed + retry;
+}
+
+/** What `cfg` needs, run on `loops` event loops. */
+export function needsOf(cfg: Config, loops: number): FdNeeds {
+  let healthTargets = 0;
+  let retries = false;
+  for (const l of cfg.listeners) {
+    const d = defaultRouteOf(l);
+    for (const r of d === null ? l.routes : [...l.routes, d]) {
+      if (healthCheckOf(r) !== "off") healthTargets += r.backends.length;
+      if (r.backends.length > 1 && (r.retries ?? cfg.proxy.pool.retries) > 0) retries = true;
+    }
+  }
+  return { loops, listeners: cfg.listeners.length, healthTargets, admin: cfg.grpc !== null, metrics: cfg.metrics !== null, geoip: cfg.firewall.geoipDb !== null, etcd: cfg.store === "etcd", retries };
+}
+
+/** The reserve of a minimal configuration (one loop, one listener, nothing else): for callers that know no more. */
+export const MIN_NEEDS: FdNeeds = { loops: 1, listeners: 1, healthTargets: 0, admin: false, metrics: false, geoip: false, etcd: false, retries: false };
 
 /** Parse the "Max open files" line of /proc/self/limits ("unlimited" → Infinity). */
 export function parseProcLimits(text: string): FdLimits | null {
@@ -43,10 +90,10 @@ export function readFdLimits(): FdLimits | null {
   }
 }
 
-/** Connections the process may hold open at once: ⌊(soft − RESERVED_FDS) / 2⌋, at least 1; 0 = no cap. */
-export function connectionCap(limits: FdLimits | null): number {
+/** Connections the process may hold open at once: ⌊(soft − reservedFds) / 2⌋, at least 1; 0 = no cap. */
+export function connectionCap(limits: FdLimits | null, needs: FdNeeds = MIN_NEEDS): number {
   if (limits === null || !Number.isFinite(limits.soft)) return 0;
-  return Math.max(1, Math.floor((limits.soft - RESERVED_FDS) / FDS_PER_CONNECTION));
+  return Math.max(1, Math.floor((limits.soft - reservedFds(needs, limits.soft)) / FDS_PER_CONNECTION));
 }
 
 /**
@@ -55,13 +102,13 @@ export function connectionCap(limits: FdLimits | null): number {
  * the same way); null when they fit. Unlimited listeners (0) add nothing:
  * the cap alone bounds them.
  */
-export function capacityWarning(maxConnections: readonly number[], limits: FdLimits | null): string | null {
+export function capacityWarning(maxConnections: readonly number[], limits: FdLimits | null, needs: FdNeeds = MIN_NEEDS): string | null {
   if (limits === null || !Number.isFinite(limits.soft)) return null;
-  const cap = connectionCap(limits);
+  const cap = connectionCap(limits, needs);
   const sum = maxConnections.reduce((a, b) => a + b, 0);
   if (sum <= cap) return null;
   return (
-    `the listeners' max_connections add up to ${sum}, which needs ${sum * FDS_PER_CONNECTION + RESERVED_FDS} file descriptors, ` +
+    `the listeners' max_connections add up to ${sum}, which needs ${sum * FDS_PER_CONNECTION + reservedFds(needs, limits.soft)} file descriptors, ` +
     `but the open-file limit is ${limits.soft}: at most ${cap} connections will be served at once ` +
     `(raise LimitNOFILE / ulimit -n, or lower max_connections)`
   );

@@ -86,6 +86,7 @@ export class Server implements DataPlane {
       rateWindowMs: config.firewall.rateWindowMs,
       rateLimitIpv6Prefix: config.firewall.rateLimitIpv6Prefix,
       rateBuffer: options.rateBuffer,
+      workerId: options.workerId ?? 0,
     });
     this.workerId = options.workerId ?? 0;
     this.connectionCap = options.connectionCap ?? 0;

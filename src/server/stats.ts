@@ -22,6 +22,7 @@ export const OUTCOMES = [
   "no_route",
   "no_backend",
   "connect_failed",
+  "backend_closed",
   "idle_timeout",
   "client_closed",
   "shutdown",

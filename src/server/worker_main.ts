@@ -16,12 +16,13 @@ declare const self: Worker & { threadId?: number };
 const post = (m: FromWorker) => self.postMessage(m);
 
 let server: Server | null = null;
+let log: Logger | null = null;
 
 function start(init: WorkerInit): void {
-  const logger = new Logger(init.config.log.level, init.config.log.format, {
+  const logger = (log = new Logger(init.config.log.level, init.config.log.format, {
     write: (text) => post({ type: "log", text }),
     flush: () => {},
-  });
+  }));
   try {
     server = new Server(init.config, logger, {
       histograms: init.histograms,
@@ -31,7 +32,7 @@ function start(init: WorkerInit): void {
       rateBuffer: init.rateBuffer ?? undefined,
       geoipData: init.geoipData ?? undefined,
       reusePort: true,
-      shared: { backends: new BackendTable(undefined, init.backends), tables: init.tables },
+      shared: { backends: new BackendTable(undefined, init.workers, init.backends), tables: init.tables },
     });
     collectStartupGarbage(logger, `worker ${init.id}`);
     server.start();
@@ -53,6 +54,17 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
   if (m.type === "init") return start(m);
   const s = server;
   if (s === null) return;
+  try {
+    handle(s, m);
+  } catch (err) {
+    // A change this loop could not apply is a bug: say so and answer, never die of it.
+    log?.error("worker: applying a change failed", { worker: s.workerId, change: m.type, error: (err as Error).message, stack: (err as Error).stack });
+    log?.flush();
+    if ("seq" in m) post({ type: "ack", seq: m.seq });
+  }
+};
+
+function handle(s: Server, m: Exclude<ToWorker, { type: "init" }>): void {
   switch (m.type) {
     case "routes":
       s.setRoutes(m.listener, m.routes);
@@ -76,4 +88,4 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
       }, 0);
       return;
   }
-};
+}

@@ -22,7 +22,7 @@ import { CountryDatabase } from "../firewall/country_database";
 import type { FirewallRules } from "../firewall/firewall";
 import { RateLimiter } from "../firewall/rate_limiter";
 import type { Logger } from "../log/logger";
-import { BackendTable, type SlotRef } from "../routing/backend_table";
+import { BackendTable, DEFAULT_BACKEND_SLOTS, type SlotRef } from "../routing/backend_table";
 import { HealthChecker } from "../routing/health_checker";
 import { type BoundRoute, type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
@@ -80,7 +80,7 @@ export class WorkerPool implements DataPlane {
   readonly listeners: PoolListener[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
-  readonly backends = new BackendTable();
+  readonly backends: BackendTable;
   private readonly checker: HealthChecker;
   private readonly slots: Slot[];
   private readonly rate: RateLimiter | null;
@@ -103,6 +103,7 @@ export class WorkerPool implements DataPlane {
     private readonly options: { histograms: boolean; connectionCap: number },
   ) {
     this.counters = new SharedCounters(config.listeners.length, count);
+    this.backends = new BackendTable(DEFAULT_BACKEND_SLOTS, count);
     config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
     this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
     this.listeners = config.listeners.map((l, i) => {
@@ -245,6 +246,10 @@ export class WorkerPool implements DataPlane {
   /** A worker died (an uncaught error, or killed): account for it, replace it, or stop on a crash loop. */
   private died(slot: Slot): void {
     const lost = this.counters.forgetWorker(slot.id);
+    // Its sockets died with it: the backends' connection counts and any
+    // rate-limiter lock it held go too.
+    const backendConns = this.backends.forgetWorker(slot.id);
+    const locks = this.rate?.releaseLocksOf(slot.id) ?? 0;
     if (slot.last !== null) {
       if (slot.retired === null) slot.retired = structuredClone(slot.last.listeners);
       else slot.retired.forEach((l, i) => addListenerSnapshot(l, slot.last!.listeners[i]!));
@@ -252,7 +257,7 @@ export class WorkerPool implements DataPlane {
     const now = Date.now();
     this.deaths.push(now);
     while (this.deaths.length > 0 && this.deaths[0]! < now - CRASH_LOOP.withinMs) this.deaths.shift();
-    this.logger.error("worker died; its connections are lost", { worker: slot.id, thread: slot.thread, connections: lost, deaths_last_minute: this.deaths.length });
+    this.logger.error("worker died; its connections are lost", { worker: slot.id, thread: slot.thread, connections: lost, backend_connections: backendConns, rate_locks_freed: locks, deaths_last_minute: this.deaths.length });
     if (this.draining) return this.checkAllStopped();
     if (this.deaths.length >= CRASH_LOOP.deaths) {
       this.logger.error(`crash loop: ${this.deaths.length} worker deaths within ${CRASH_LOOP.withinMs / 1000} s; exiting`);
@@ -269,13 +274,20 @@ export class WorkerPool implements DataPlane {
     }, RESPAWN_MS);
   }
 
-  /** Send to every live worker; resolve with each reply (null where a worker died or did not answer). */
+  /**
+   * Send to every worker that exists, ready or still starting (a starting
+   * worker handles its init first, then this: the order of one port's
+   * messages is kept), so a change reaches every worker that will serve
+   * before the caller is answered; a slot waiting to respawn is started
+   * from currentConfig(), which already holds the change. Resolves with each
+   * reply (null where a worker died or did not answer).
+   */
   private broadcast(make: (seq: number) => ToWorker): Promise<(FromWorker | null)[]> {
     const seq = ++this.seq;
     return Promise.all(
       this.slots.map((slot) => {
         const w = slot.worker;
-        if (w === null || !slot.ready) return Promise.resolve(null);
+        if (w === null) return Promise.resolve(null);
         return new Promise<FromWorker | null>((resolve) => {
           const key = `${slot.id}:${seq}`;
           const timer = setTimeout(() => {

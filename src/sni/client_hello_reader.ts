@@ -43,6 +43,15 @@ export class ClientHelloReader {
   private body: Uint8Array | null = null;
   private bodyFill = 0;
   private result: HelloResult | null = null;
+  /** Stream bytes fed before the current chunk. */
+  private fed = 0;
+  /**
+   * Where the ClientHello ends in the stream: the end of the record that
+   * completes it (RFC 8446 §5.1: a record holds one content type, so what
+   * follows is another record: early data or later application bytes).
+   * 0 until a hostname or no_sni result.
+   */
+  helloEnd = 0;
 
   constructor(private readonly maxHelloBytes: number = DEFAULT_MAX_HELLO_BYTES) {}
 
@@ -108,12 +117,21 @@ export class ClientHelloReader {
       // State.RecordBody
       const take = Math.min(this.recordRemaining, len - i);
       const r = this.absorb(chunk, i, take);
+      if (r !== null) {
+        this.helloEnd = this.fed + i + this.recordRemaining;
+        return this.finish(r);
+      }
       i += take;
       this.recordRemaining -= take;
-      if (r !== null) return this.finish(r);
       if (this.recordRemaining === 0) this.state = State.RecordHeader;
     }
+    this.fed += len;
     return null;
+  }
+
+  /** For a chunk readWhole settled: where its ClientHello record ends. */
+  static wholeEnd(chunk: Uint8Array): number {
+    return RECORD_HEADER_LEN + ((chunk[3]! << 8) | chunk[4]!);
   }
 
   /** Take `n` bytes of handshake data from `chunk` at `off`. */

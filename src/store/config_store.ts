@@ -28,6 +28,8 @@ export interface ConfigStore {
   describe(): string;
   /** True while serving state that may be behind the fleet's (etcd unreachable). */
   readonly stale: boolean;
+  /** Values read from the store that broke the rules and were skipped, since start (etcd; 0 for SQLite). */
+  readonly invalidValues: number;
   close(): void;
 }
 
@@ -43,6 +45,7 @@ export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
 export class SqliteConfigStore implements ConfigStore {
   private current: StoredRule[];
   readonly stale = false;
+  readonly invalidValues = 0;
 
   constructor(
     private readonly store: Store,

@@ -10,8 +10,10 @@
 //   {prefix}rules/{type}/{value}           {"version":1}
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/").
 
+import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { BackendSpec, Route } from "../routing/pool";
-import type { ListenerState, StoreState, StoredRule } from "./store";
+import { maxConnectionsError, routeProblems } from "../routing/route_rules";
+import type { ListenerState, RuleType, StoreState, StoredRule } from "./store";
 
 export const SCHEMA_VERSION = "1";
 
@@ -41,12 +43,51 @@ export function routeValue(r: Route): string {
 
 export const RULE_VALUE = JSON.stringify({ version: 1 });
 
-/** What one key means, or null for a key this version does not know (ignored, so a newer writer does not break older readers). */
+/**
+ * What one key means, or null for a key this version does not know (ignored,
+ * so a newer writer does not break older readers). A value that breaks the
+ * rules every source shares (routing/route_rules.ts) is "invalid": never
+ * applied, never copied into the last-known-good file.
+ */
 export type Entry =
   | { kind: "listener"; name: string; maxConnections: number }
   | { kind: "route"; listener: string; route: Route }
   | { kind: "rule"; rule: StoredRule }
-  | { kind: "meta" };
+  | { kind: "meta" }
+  | { kind: "invalid"; key: string; reason: string };
+
+function decode(part: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new Invalid(`the ${what} in the key is not URI-encoded text`);
+  }
+}
+
+class Invalid extends Error {}
+
+/** A JSON object with version 1, or Invalid. */
+function object(value: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(value);
+  } catch {
+    throw new Invalid("the value is not JSON");
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Invalid("the value is not a JSON object");
+  const o = v as Record<string, unknown>;
+  if (o.version !== 1) throw new Invalid(`version ${JSON.stringify(o.version)}: this mc-proxy reads version 1`);
+  return o;
+}
+
+const RULE_PARSERS: Record<RuleType, (v: string) => string | { error: string }> = {
+  ip: parseIpRule,
+  cidr: (v) => {
+    const r = parseCidrRule(v);
+    return "error" in r ? r : `${r.address}/${r.prefix}`;
+  },
+  country: parseCountryRule,
+};
 
 export function parseEntry(prefix: string, key: string, value: string | null): Entry | null {
   if (!key.startsWith(prefix)) return null;
@@ -55,37 +96,61 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
   try {
     if (rest === "schema" || rest === "seeded") return { kind: "meta" };
     if (parts[0] === "listeners" && parts.length === 2) {
-      const v = value === null ? { max_connections: 0 } : (JSON.parse(value) as { max_connections: number });
-      return { kind: "listener", name: decodeURIComponent(parts[1]!), maxConnections: v.max_connections };
+      const name = decode(parts[1]!, "listener name");
+      if (value === null) return { kind: "listener", name, maxConnections: 0 };
+      const v = object(value);
+      const bad = maxConnectionsError(v.max_connections, "max_connections");
+      if (bad !== null) throw new Invalid(bad);
+      return { kind: "listener", name, maxConnections: v.max_connections as number };
     }
     if (parts[0] === "routes" && parts.length === 3) {
-      const hostname = decodeURIComponent(parts[2]!);
-      if (value === null) return { kind: "route", listener: decodeURIComponent(parts[1]!), route: { hostname, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: "off" } };
-      const v = JSON.parse(value) as {
-        backends: BackendSpec[];
-        balance: Route["balance"];
-        health_check: Route["healthCheck"];
-        check: Route["check"];
-        retries: number | null;
-        send_proxy_protocol: Route["sendProxyProtocol"];
+      const listener = decode(parts[1]!, "listener name");
+      const hostname = decode(parts[2]!, "hostname");
+      if (value === null) return { kind: "route", listener, route: { hostname, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: "off" } };
+      if (hostname === "") throw new Invalid("the key names no hostname");
+      const v = object(value);
+      const candidate = {
+        hostname,
+        backends: v.backends,
+        balance: v.balance,
+        healthCheck: v.health_check ?? null,
+        check: v.check ?? {},
+        retries: v.retries ?? null,
+        sendProxyProtocol: v.send_proxy_protocol,
       };
-      return {
-        kind: "route",
-        listener: decodeURIComponent(parts[1]!),
-        route: { hostname, backends: v.backends, balance: v.balance, healthCheck: v.health_check, check: v.check ?? {}, retries: v.retries ?? null, sendProxyProtocol: v.send_proxy_protocol },
+      const bad = routeProblems(candidate, "route");
+      if (bad.length > 0) throw new Invalid(bad.join("; "));
+      const c = candidate.check as Route["check"];
+      const route: Route = {
+        hostname,
+        backends: (candidate.backends as BackendSpec[]).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" })),
+        balance: candidate.balance as Route["balance"],
+        healthCheck: candidate.healthCheck as Route["healthCheck"],
+        check: { intervalMs: c.intervalMs, timeoutMs: c.timeoutMs, rise: c.rise, fall: c.fall },
+        retries: candidate.retries as number | null,
+        sendProxyProtocol: candidate.sendProxyProtocol as Route["sendProxyProtocol"],
       };
+      return { kind: "route", listener, route };
     }
     if (parts[0] === "rules" && parts.length === 3 && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country")) {
-      return { kind: "rule", rule: { type: parts[1], value: decodeURIComponent(parts[2]!) } };
+      const type = parts[1];
+      const raw = decode(parts[2]!, "rule value");
+      if (value === null) return { kind: "rule", rule: { type, value: raw } };
+      object(value);
+      const r = RULE_PARSERS[type](raw);
+      if (typeof r !== "string") throw new Invalid(`${type} rule ${JSON.stringify(raw.slice(0, 64))}: ${r.error}`);
+      if (r !== raw) throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r)})`);
+      return { kind: "rule", rule: { type, value: r } };
     }
-  } catch {
-    return null;
+  } catch (e) {
+    if (e instanceof Invalid) return { kind: "invalid", key, reason: e.message };
+    return { kind: "invalid", key, reason: `unreadable: ${(e as Error).message}` };
   }
   return null;
 }
 
 /** The state held by a set of keys (one consistent range read). */
-export function stateFrom(prefix: string, kvs: readonly { key: string; value: string }[]): StoreState {
+export function stateFrom(prefix: string, kvs: readonly { key: string; value: string }[], onInvalid: (key: string, reason: string) => void = () => {}): StoreState {
   const listeners = new Map<string, ListenerState>();
   const rules: StoredRule[] = [];
   const get = (name: string) => {
@@ -96,6 +161,10 @@ export function stateFrom(prefix: string, kvs: readonly { key: string; value: st
   for (const kv of kvs) {
     const e = parseEntry(prefix, kv.key, kv.value);
     if (e === null || e.kind === "meta") continue;
+    if (e.kind === "invalid") {
+      onInvalid(e.key, e.reason);
+      continue;
+    }
     if (e.kind === "listener") get(e.name).maxConnections = e.maxConnections;
     else if (e.kind === "route") get(e.listener).routes.push(e.route);
     else rules.push(e.rule);

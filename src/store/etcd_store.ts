@@ -28,6 +28,7 @@ import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
 import { type ConfigStore, rulesFromStore, setSlotState } from "./config_store";
+import { canBind } from "../routing/pool";
 import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
 import { type Store, StoreError, type StoreState, type StoredRule } from "./store";
 
@@ -113,6 +114,10 @@ export class EtcdConfigStore implements ConfigStore {
   private resyncing = false;
   private readonly waiters: { revision: number; resolve: () => void }[] = [];
   private cacheTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Keys whose values were refused, with the reason last logged (each is logged once per reason). */
+  private readonly invalid = new Map<string, string>();
+  /** Values refused since start (the metric mc_proxy_store_invalid_values_total). */
+  invalidValues = 0;
 
   private constructor(
     private readonly client: Etcd3,
@@ -219,15 +224,60 @@ export class EtcdConfigStore implements ConfigStore {
     await this.readAll();
   }
 
+  /**
+   * A value that breaks the rules (routing/route_rules.ts): skipped, as if
+   * the key did not exist; logged once per key and reason, and counted.
+   */
+  private refuse(key: string, reason: string): void {
+    if (this.invalid.get(key) === reason) return;
+    this.invalid.set(key, reason);
+    this.invalidValues++;
+    this.logger.warn("etcd: invalid value ignored", { key, reason });
+  }
+
   /** One consistent read of the whole prefix; the state and revision replaced, the cache rewritten. */
   private async readAll(): Promise<void> {
     const r = await bounded(this.cfg.dialTimeoutMs, "read", () => this.client.getAll().prefix(this.cfg.prefix).exec());
-    this.state = stateFrom(
+    const seen = new Set<string>();
+    const state = stateFrom(
       this.cfg.prefix,
       r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() })),
+      (key, reason) => {
+        seen.add(key);
+        this.refuse(key, reason);
+      },
     );
+    for (const k of this.invalid.keys()) if (!seen.has(k)) this.invalid.delete(k);
+    this.dropUnbindable(state);
+    this.state = state;
     this.revision = Number(r.header.revision);
-    this.cache.replaceState(this.state);
+    this.saveCache();
+  }
+
+  /**
+   * Routes of served listeners whose backends would not fit the backend
+   * table (65,536 slots) are refused like invalid values, newest first.
+   */
+  private dropUnbindable(state: StoreState): void {
+    const plane = this.plane;
+    if (plane === null) return;
+    for (const name of this.served) {
+      const l = state.listeners.get(name);
+      const view = plane.listener(name);
+      if (l === undefined || view === undefined) continue;
+      while (l.routes.length > 0 && !canBind(plane.backends, view.index, l.routes, view.table.defaultRoute?.route ?? null)) {
+        const r = l.routes.pop()!;
+        this.refuse(keys.route(this.cfg.prefix, name, r.hostname), `the backend table is full (${plane.backends.slots} route backends in all)`);
+      }
+    }
+  }
+
+  private saveCache(): void {
+    try {
+      this.cache.replaceState(this.state);
+    } catch (e) {
+      this.logger.error("etcd: cannot write the last-known-good copy", { error: (e as Error).message });
+    }
   }
 
   /** Start applying the fleet's changes to the data plane (built from current()). */
@@ -279,18 +329,24 @@ export class EtcdConfigStore implements ConfigStore {
   /** Until etcd answers: read everything, apply it, watch. */
   private async reconnect(): Promise<void> {
     while (!this.closed) {
+      const before = this.state;
       try {
-        const before = this.state;
         await this.readAll();
-        await this.applyState(before);
-        this.markFresh();
-        this.wake();
-        this.watch();
-        return;
       } catch (e) {
         this.markStale((e as Error).message);
         await Bun.sleep(RETRY_MS);
+        continue;
       }
+      try {
+        await this.applyState(before);
+      } catch (e) {
+        // Not etcd's fault: say so, and keep watching (never a retry loop on a healthy etcd).
+        this.logger.error("etcd: applying the fleet's state failed", { error: (e as Error).message, stack: (e as Error).stack });
+      }
+      this.markFresh();
+      this.wake();
+      this.watch();
+      return;
     }
   }
 
@@ -315,12 +371,23 @@ export class EtcdConfigStore implements ConfigStore {
     for (const r of routes) for (const b of r.backends) setSlotState(plane, name, r.hostname, b.addr, b.state ?? "enabled");
   }
 
-  /** One watch response: every event in it applied together. */
+  /** One watch response: every event in it applied together. An unexpected error is logged, never thrown. */
   private async applyBatch(events: { type: string; kv: IKeyValue }[], revision: number): Promise<void> {
+    try {
+      await this.applyEvents(events, revision);
+    } catch (e) {
+      this.logger.error("etcd: applying a change failed", { revision, error: (e as Error).message, stack: (e as Error).stack });
+      this.revision = Math.max(this.revision, revision);
+      this.wake();
+    }
+  }
+
+  private async applyEvents(events: { type: string; kv: IKeyValue }[], revision: number): Promise<void> {
     const p = this.cfg.prefix;
     const routesChanged = new Set<string>();
     const maxChanged = new Set<string>();
     let rulesChanged = false;
+    const plane = this.plane;
     const get = (name: string) => {
       let l = this.state.listeners.get(name);
       if (l === undefined) this.state.listeners.set(name, (l = { maxConnections: 0, routes: [] }));
@@ -328,16 +395,28 @@ export class EtcdConfigStore implements ConfigStore {
     };
     for (const ev of events) {
       const del = ev.type === "Delete";
-      const e = parseEntry(p, ev.kv.key.toString(), del ? null : ev.kv.value.toString());
+      const key = ev.kv.key.toString();
+      const e = parseEntry(p, key, del ? null : ev.kv.value.toString());
       if (e === null || e.kind === "meta") continue;
+      if (e.kind === "invalid") {
+        this.refuse(e.key, e.reason);
+        continue;
+      }
+      this.invalid.delete(key);
       if (e.kind === "listener") {
         get(e.name).maxConnections = del ? 0 : e.maxConnections;
         maxChanged.add(e.name);
       } else if (e.kind === "route") {
         const l = get(e.listener);
-        l.routes = l.routes.filter((r) => r.hostname !== e.route.hostname);
-        if (!del) l.routes.push(e.route);
-        l.routes.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+        const next = l.routes.filter((r) => r.hostname !== e.route.hostname);
+        if (!del) next.push(e.route);
+        next.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+        const view = this.served.has(e.listener) ? plane?.listener(e.listener) : undefined;
+        if (!del && plane !== null && view !== undefined && !canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)) {
+          this.refuse(key, `the backend table is full (${plane.backends.slots} route backends in all)`);
+          continue;
+        }
+        l.routes = next;
         routesChanged.add(e.listener);
       } else {
         this.state.rules = this.state.rules.filter((r) => r.type !== e.rule.type || r.value !== e.rule.value);
@@ -346,7 +425,6 @@ export class EtcdConfigStore implements ConfigStore {
       }
     }
     this.revision = Math.max(this.revision, revision);
-    const plane = this.plane;
     if (plane !== null) {
       for (const name of routesChanged) if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
       for (const name of maxChanged) if (this.served.has(name)) plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
@@ -362,11 +440,7 @@ export class EtcdConfigStore implements ConfigStore {
     if (this.cacheTimer !== null) return;
     this.cacheTimer = setTimeout(() => {
       this.cacheTimer = null;
-      try {
-        this.cache.replaceState(this.state);
-      } catch (e) {
-        this.logger.error("etcd: cannot write the last-known-good copy", { error: (e as Error).message });
-      }
+      this.saveCache();
     }, 1000);
   }
 
@@ -379,10 +453,21 @@ export class EtcdConfigStore implements ConfigStore {
     }
   }
 
-  /** After a committed write at `revision`: wait (briefly) until this instance's watch has applied it. */
+  /**
+   * After a committed write at `revision`: wait until this instance's watch
+   * has applied it. Not applied in time is an error (the change is in etcd
+   * and will apply when the watch catches up), never a silent success.
+   */
   private async applied(revision: number): Promise<void> {
     if (this.revision >= revision) return;
-    await Promise.race([new Promise<void>((resolve) => this.waiters.push({ revision, resolve })), Bun.sleep(APPLY_WAIT_MS)]);
+    const wait = Math.max(APPLY_WAIT_MS, this.cfg.dialTimeoutMs);
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const ok = await Promise.race([
+      new Promise<boolean>((resolve) => this.waiters.push({ revision, resolve: () => resolve(true) })),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), wait))),
+    ]);
+    if (timer !== null) clearTimeout(timer);
+    if (!ok) throw new StoreError(`committed to etcd at revision ${revision}, but not applied on this instance within ${wait} ms (its watch is behind: ${this.describe()}); it applies when the watch catches up`, { notApplied: true });
   }
 
   private txn() {
@@ -475,7 +560,7 @@ export class EtcdConfigStore implements ConfigStore {
     if (this.cacheTimer !== null) {
       clearTimeout(this.cacheTimer);
       this.cacheTimer = null;
-      this.cache.replaceState(this.state);
+      this.saveCache();
     }
     void this.watcher?.cancel().catch(() => {});
     this.client.close();

@@ -83,4 +83,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE routes ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
     `,
   },
+  {
+    version: 4,
+    description: "what the file is: the SQLite store itself, or etcd's last-known-good copy (meta.role)",
+    sql: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

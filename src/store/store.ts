@@ -11,6 +11,7 @@ import type { Balance, HealthCheckKind, Route, SendProxy } from "../routing/pool
 import { MIGRATIONS } from "./migrations";
 
 export type RuleType = "ip" | "cidr" | "country";
+export type StoreRole = "sqlite" | "etcd-cache";
 
 /** A route as stored: the pool with each backend's operator state. */
 export type StoredRoute = Route;
@@ -77,11 +78,14 @@ export class StoreError extends Error {
   readonly busy: boolean;
   /** The store cannot be reached (etcd down): UNAVAILABLE, nothing changed. */
   readonly unavailable: boolean;
-  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean }) {
+  /** Committed to the store but not yet applied here (DEADLINE_EXCEEDED: it will apply). */
+  readonly notApplied: boolean;
+  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean; notApplied?: boolean }) {
     super(message, options);
     this.name = "StoreError";
     this.busy = options?.busy ?? false;
     this.unavailable = options?.unavailable ?? false;
+    this.notApplied = options?.notApplied ?? false;
   }
 }
 
@@ -252,6 +256,25 @@ export class Store {
 
   rules(): StoredRule[] {
     return this.db.query("SELECT type, value FROM firewall_rules ORDER BY type, value").all() as StoredRule[];
+  }
+
+  /**
+   * What this file is: "sqlite" (the store itself) or "etcd-cache" (a
+   * fleet's last-known-good copy); null for a file written before the role
+   * was kept (schema 3 and older).
+   */
+  role(): StoreRole | null {
+    const r = this.db.query("SELECT value FROM meta WHERE key = 'role'").get() as { value: string } | null;
+    return r === null ? null : (r.value as StoreRole);
+  }
+
+  setRole(role: StoreRole): void {
+    this.write("set role", () => this.db.query("INSERT INTO meta (key, value) VALUES ('role', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(role));
+  }
+
+  /** True when it holds any listener, route or rule. */
+  get holdsState(): boolean {
+    return this.db.query("SELECT 1 FROM listeners UNION ALL SELECT 1 FROM firewall_rules LIMIT 1").get() !== null;
   }
 
   /** Insert or replace a route; `changed` is true when it replaced one. */

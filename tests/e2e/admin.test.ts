@@ -203,6 +203,11 @@ describe("admin API (binary)", () => {
       const e = await callError(client.call("AddRoute", { listener, route: { hostname: "ro.example.com", backend: `127.0.0.1:${beta.port}` } }));
       expect(e.code).toBe("INTERNAL");
       expect(e.details).toContain("database");
+      // No file path or raw error to the caller: a request id that the log's record carries with the detail.
+      expect(e.details).not.toContain(db);
+      const id = /request_id ([0-9a-f]+-r[0-9a-z]+)/.exec(e.details)?.[1];
+      expect(id).toBeDefined();
+      await waitFor(() => proxy.records().some((r) => r.msg === "admin: handler failed" && r.request_id === id && String(r.error).includes(db)), 3000, "the detail in the log");
       const e2 = await callError(client.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.55" } }));
       expect(e2.code).toBe("INTERNAL");
       expect((await tlsGet(port, "ro.example.com", cert)).error).toBe("ECONNRESET");

@@ -213,11 +213,13 @@ describe("admin plane hardening (binary)", () => {
 
       await ops.call("AddRoute", { listener, route: { hostname: "ops.example.com", backend: "127.0.0.1:9" } });
       await deployer.call("RemoveRoute", { listener, hostname: "ops.example.com" });
-      await waitFor(() => proxy.records().filter((r) => r.msg === "admin" && r.identity === "ci-runner").length === 1, 3000, "audit line");
+      await waitFor(() => proxy.records().filter((r) => r.msg === "admin" && r.identity === "deployer").length === 1, 3000, "audit line");
       const audit = proxy.records().filter((r) => r.msg === "admin");
       expect(audit.find((r) => r.identity === "viewer" && r.method === "AddRoute")).toMatchObject({ code: "PERMISSION_DENIED", listener, "route.hostname": "viewer.example.com" });
       expect(audit.find((r) => r.identity === "ops-admin")).toMatchObject({ method: "AddRoute", code: "OK", "route.hostname": "ops.example.com", "route.backend": "127.0.0.1:9" });
-      expect(audit.find((r) => r.identity === "ci-runner")).toMatchObject({ method: "RemoveRoute", code: "OK", hostname: "ops.example.com" });
+      // The identity is the name that granted the call: the deployer certificate's CN is
+      // "ci-runner", but its DNS SAN "deployer" is what admin_clients lists.
+      expect(audit.find((r) => r.identity === "deployer")).toMatchObject({ method: "RemoveRoute", code: "OK", hostname: "ops.example.com" });
       // Reads are not audited.
       expect(audit.some((r) => r.method === "ListRoutes" || r.method === "GetStatus")).toBe(false);
     } finally {

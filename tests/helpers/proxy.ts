@@ -136,7 +136,14 @@ export class RunningProxy {
 export async function startProxy(
   mode: Mode,
   toml: string,
-  opts: { env?: Record<string, string>; dir?: string; /** argv prefix, e.g. ["prlimit", "--nofile=256:256"] (it must exec the proxy) */ wrap?: string[] } = {},
+  opts: {
+    env?: Record<string, string>;
+    dir?: string;
+    /** argv prefix, e.g. ["prlimit", "--nofile=256:256"] (it must exec the proxy) */
+    wrap?: string[];
+    /** Ready when this loopback port accepts (for a log level that hides "started"). */
+    readyPort?: number;
+  } = {},
 ): Promise<RunningProxy> {
   const dir = opts.dir ?? tempDir();
   const file = join(dir, "mc-proxy.toml");
@@ -152,7 +159,16 @@ export async function startProxy(
   const p = new RunningProxy(proc, file);
   const end = Date.now() + 15_000;
   // "started" is logged once every listener and the admin API are up.
-  while (!p.records().some((r) => r.msg === "started")) {
+  const accepts = async (port: number) => {
+    try {
+      const c = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+      c.end();
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  while (opts.readyPort === undefined ? !p.records().some((r) => r.msg === "started") : !(await accepts(opts.readyPort))) {
     if (proc.exitCode !== null) throw new Error(`mc-proxy exited with ${proc.exitCode} before listening:\n${p.output}`);
     if (Date.now() > end) {
       await p.stop();

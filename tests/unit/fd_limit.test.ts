@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { capacityWarning, connectionCap, parseProcLimits } from "../../src/server/fd_limit";
+import { type FdNeeds, MIN_NEEDS, capacityWarning, connectionCap, parseProcLimits, reservedFds } from "../../src/server/fd_limit";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -16,12 +16,19 @@ test("parses the open-files line of /proc/self/limits", () => {
   expect(parseProcLimits("garbage")).toBeNull();
 });
 
-test("the connection cap is (soft - 64) / 2, at least 1, none when unknown or unlimited", () => {
-  expect(connectionCap({ soft: 256, hard: 256 })).toBe(96);
-  expect(connectionCap({ soft: 1024, hard: 4096 })).toBe(480);
+test("the connection cap is (soft - reserve) / 2, at least 1, none when unknown or unlimited; the reserve follows the config", () => {
+  // Minimal: 16 + 1 loop × (1 listener + 6) = 23.
+  expect(reservedFds(MIN_NEEDS, 256)).toBe(23);
+  expect(connectionCap({ soft: 256, hard: 256 })).toBe(116);
+  expect(connectionCap({ soft: 1024, hard: 4096 })).toBe(500);
   expect(connectionCap({ soft: 20, hard: 20 })).toBe(1);
   expect(connectionCap(null)).toBe(0);
   expect(connectionCap({ soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY })).toBe(0);
+  // Two workers, three listeners, admin, metrics, GeoIP, etcd, 6 checked backends, pools that retry:
+  const big: FdNeeds = { loops: 2, listeners: 3, healthTargets: 6, admin: true, metrics: true, geoip: true, etcd: true, retries: true };
+  const fixed = 16 + 1 + 10 + 6 + 8 + 2 * (3 + 6) + 6;
+  expect(reservedFds(big, 4096)).toBe(fixed + Math.ceil((4096 - fixed) / 33));
+  expect(connectionCap({ soft: 4096, hard: 4096 }, big)).toBe(Math.floor((4096 - reservedFds(big, 4096)) / 2));
 });
 
 test("warns when the listeners' max_connections cannot fit in the limit, naming both numbers", () => {
@@ -29,7 +36,7 @@ test("warns when the listeners' max_connections cannot fit in the limit, naming 
   const w = capacityWarning([100, 0, 50], { soft: 256, hard: 256 });
   expect(w).toContain("add up to 150");
   expect(w).toContain("open-file limit is 256");
-  expect(w).toContain("at most 96 connections");
+  expect(w).toContain("at most 116 connections");
   expect(capacityWarning([0], { soft: 256, hard: 256 })).toBeNull();
   expect(capacityWarning([1_000_000], null)).toBeNull();
 });

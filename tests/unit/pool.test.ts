@@ -43,11 +43,11 @@ describe("RoutePool", () => {
   });
   test("least_connections counts every loop's connections (shared) per unit of weight", () => {
     const { p, table } = pool([be("a:1"), be("b:1", 2)], "least_connections");
-    for (let i = 0; i < 3; i++) table.take(p.ref(1));
-    table.take(p.ref(0));
+    for (let i = 0; i < 3; i++) table.take(p.ref(1), 0);
+    table.take(p.ref(0), 0);
     // a: 1/1 = 1, b: 3/2 = 1.5 → a.
     expect(p.addr(p.pick("x", 0, 1000))).toBe("a:1");
-    table.take(p.ref(0));
+    table.take(p.ref(0), 0);
     // a: 2, b: 1.5 → b.
     expect(p.addr(p.pick("x", 0, 1000))).toBe("b:1");
   });
@@ -87,11 +87,11 @@ describe("RoutePool", () => {
   test("a slot reused by another backend is not touched by the old one's connections", () => {
     const table = new BackendTable(4);
     const r1 = table.acquire("0\u0000a\u0000x:1", "enabled");
-    table.take(r1);
+    table.take(r1, 0);
     table.releaseExcept("0\u0000", new Set());
     const r2 = table.acquire("0\u0000a\u0000y:1", "enabled");
     expect(r2.slot).toBe(r1.slot);
-    table.give(r1);
+    table.give(r1, 0);
     expect(table.active(r2)).toBe(0);
   });
 });
