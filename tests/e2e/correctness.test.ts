@@ -268,3 +268,32 @@ describe("correctness (binary, two workers)", () => {
     }
   }, 30_000);
 });
+
+test("Health.Watch: an open stream hears NOT_SERVING and is ended when the server stops", async () => {
+  const grpc = await import("@grpc/grpc-js");
+  const { healthDefinition } = await import("../../src/admin/protos");
+  const backend = named("ok");
+  const dir = tempDir();
+  const port = freePort();
+  const proxy = await startProxy("binary", poolToml(port, [backend.port]), { dir });
+  const Health = grpc.makeClientConstructor(healthDefinition()["grpc.health.v1.Health"] as never, "Health");
+  const client = new Health(`unix:${join(dir, "admin.sock")}`, grpc.credentials.createInsecure()) as unknown as { Watch(req: object): import("node:stream").Readable; close(): void };
+  try {
+    const statuses: string[] = [];
+    let ended = false;
+    const stream = client.Watch({ service: "" });
+    stream.on("data", (m: { status: string }) => statuses.push(m.status));
+    stream.on("end", () => void (ended = true));
+    stream.on("error", () => void (ended = true));
+    await waitFor(() => statuses.length === 1, 3000, "the first status");
+    expect(statuses).toEqual(["SERVING"]);
+    proxy.signal("SIGTERM");
+    await waitFor(() => ended, 3000, "the stream to end");
+    expect(statuses).toEqual(["SERVING", "NOT_SERVING"]);
+    expect(await proxy.exited).toBe(0);
+  } finally {
+    client.close();
+    await proxy.stop();
+    backend.stop();
+  }
+}, 30_000);
