@@ -13,7 +13,7 @@ import { AdminClient } from "../../src/cli/admin_client";
 import { adminToml, grpcConfig, unixGrpcConfig } from "../helpers/admin";
 import { adminPki } from "../helpers/certs";
 import { concat, helloFor } from "../helpers/hello_builder";
-import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
+import { firstReply, freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { startProxy, tempDir } from "../helpers/proxy";
 
 const hello = helloFor("app.example.com");
@@ -77,21 +77,7 @@ function helloThenLater(port: number, later: Uint8Array, ms: number): Promise<{ 
 }
 
 /** Connect, send the hello, return the backend that answered ("" when none did). */
-function who(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host: "127.0.0.1", port });
-    const t = setTimeout(() => done(""), 2000);
-    const done = (v: string) => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(v);
-    };
-    s.on("connect", () => s.write(hello));
-    s.on("data", (d) => done(d.toString()));
-    s.on("error", () => done(""));
-    s.on("close", () => done(""));
-  });
-}
+const who = (port: number) => firstReply(port, hello);
 
 function poolToml(port: number, ports: number[], extra = ""): string {
   return `[[listeners]]

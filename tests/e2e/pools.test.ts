@@ -6,13 +6,12 @@
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { copyFileSync, mkdirSync } from "node:fs";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import { AdminClient } from "../../src/cli/admin_client";
 import { unixGrpcConfig } from "../helpers/admin";
 import { testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
-import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
+import { firstReply, freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 import { tlsBackend } from "../helpers/tls";
@@ -50,21 +49,7 @@ ${extra}`;
 
 const hello = helloFor("app.example.com");
 /** Connect, send the hello, return which backend answered ("" when the connection ended without an answer). */
-function who(port: number, localAddress?: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host: "127.0.0.1", port, localAddress });
-    const t = setTimeout(() => done(""), 2000);
-    const done = (v: string) => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(v);
-    };
-    s.on("connect", () => s.write(hello));
-    s.on("data", (d: Buffer) => done(d.toString()));
-    s.on("error", () => done(""));
-    s.on("close", () => done(""));
-  });
-}
+const who = (port: number, localAddress?: string) => firstReply(port, hello, localAddress);
 
 async function many(port: number, n: number, batch = 50): Promise<string[]> {
   const out: string[] = [];

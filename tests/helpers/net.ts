@@ -100,3 +100,20 @@ export function tcpServer(onOpen: (s: import("bun").Socket<unknown>) => void = (
   state.port = l.port;
   return state;
 }
+
+/** Connect, send `payload`, return the first reply as text ("" when the connection ended without one, or after 2 s). */
+export function firstReply(port: number, payload: Uint8Array, localAddress?: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = createConnection({ host: "127.0.0.1", port, localAddress });
+    const t = setTimeout(() => done(""), 2000);
+    const done = (v: string) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
+    s.on("connect", () => s.write(payload));
+    s.on("data", (d: Buffer) => done(d.toString()));
+    s.on("error", () => done(""));
+    s.on("close", () => done(""));
+  });
+}
