@@ -1,11 +1,11 @@
 // The admin API's behaviour, independent of gRPC plumbing: bound and
 // validate → write to SQLite in a transaction → swap the in-memory table
-// (SPEC §8). The swap is built from what the transaction committed, so memory
+// (docs/SPEC.md §8). The swap is built from what the transaction committed, so memory
 // always equals the database; a failed write throws before anything in
 // memory changes.
 //
 // Mutations run one at a time, in arrival order (a queue). The data plane
-// never waits on the store (issue 7): a write that meets another process's
+// never waits on the store: a write that meets another process's
 // lock fails at once inside SQLite and is retried from a timer, off the event
 // loop's critical path, for up to LOCK_WAIT_MS; then the RPC is UNAVAILABLE
 // and nothing has changed. Reads are answered from memory.

@@ -28,7 +28,7 @@ function requestId(): string {
  * Largest request accepted. grpc-js refuses bigger ones with
  * RESOURCE_EXHAUSTED before a handler runs; under it, an oversized field
  * reaches the handler and is refused as INVALID_ARGUMENT naming the field
- * (a 5 MB hostname must say so, issue 7). Real requests are under 1 KB.
+ * (a 5 MB hostname must say so). Real requests are under 1 KB.
  */
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
@@ -179,7 +179,7 @@ export class AdminServer {
     });
 
     // Reflection over the admin and health files, from the embedded copies of
-    // the reflection protocol (BUN-NOTES: @grpc/reflection's addToServer reads
+    // the reflection protocol (docs/BUN-NOTES.md: @grpc/reflection's addToServer reads
     // its .proto from node_modules, which the compiled binary does not have).
     const reflection = new ReflectionV1Implementation({ ...admin, ...health });
     const refl = reflectionDefinitions();

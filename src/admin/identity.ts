@@ -1,4 +1,4 @@
-// Who is calling the admin API, and may they change things (issue 7).
+// Who is calling the admin API, and may they change things.
 //
 // A TLS client is named by its verified certificate: the subject CN and its
 // DNS subjectAltNames. A unix-socket client is "unix" (the socket is 0600:

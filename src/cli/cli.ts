@@ -7,13 +7,12 @@ import { type Config, ConfigError, loadConfig, readGrpcFile } from "../config/co
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { Logger } from "../log/logger";
-import { capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../server/fd_limit";
+import { availableCpus, capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../server/host_limits";
 import { MetricsServer } from "../metrics/http";
 import { Metrics } from "../metrics/metrics";
 import type { DataPlane } from "../server/data_plane";
-import { Server } from "../server/server";
+import { ControlPlane } from "../server/control_plane";
 import { collectStartupGarbage } from "../server/startup_gc";
-import { WorkerPool, availableCpus } from "../server/worker_pool";
 import { type ConfigStore, SqliteConfigStore, rulesFromStore } from "../store/config_store";
 import { EtcdConfigStore, type SeedInput } from "../store/etcd_store";
 import { Store, StoreError, type StoreState } from "../store/store";
@@ -265,19 +264,11 @@ async function serve(file: string, cfg: Config, logger: Logger, db: Store, openS
   );
   if (warning !== null) logger.warn(warning);
   const histograms = cfg.metrics !== null;
-  let plane: DataPlane;
-  if (workers === 1) {
-    // Exactly the single event loop: the data plane runs in this thread.
-    const srv = new Server(cfg, logger, { histograms, connectionCap: cap });
-    srv.start();
-    plane = srv;
-  } else {
-    // With SO_REUSEPORT a second instance would silently share the ports:
-    // bind each address once without it first (workers use it), so that
-    // one already served by another process fails here, naming it.
-    probeListeners(cfg);
-    plane = await WorkerPool.start(cfg, logger, workers, { histograms, connectionCap: cap });
-  }
+  // With SO_REUSEPORT (workers > 1) a second instance would silently share
+  // the ports: bind each address once without it first, so that one already
+  // served by another process fails here, naming it.
+  if (workers > 1) probeListeners(cfg);
+  const plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms, connectionCap: cap });
   for (const l of plane.listeners) logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
   // Serving: from here a write never waits inside SQLite for another process's lock.
   db.serving();
@@ -325,10 +316,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: Store, openS
   // Fault injection for the tests only: with MC_PROXY_TEST_WORKER_CRASH=FILE,
   // SIGUSR2 makes the worker whose id FILE holds throw an uncaught error.
   const crashFile = process.env.MC_PROXY_TEST_WORKER_CRASH;
-  if (crashFile !== undefined && plane instanceof WorkerPool) {
-    const pool = plane;
-    process.on("SIGUSR2", () => pool.crash(Number(readFileSync(crashFile, "utf8").trim())));
-  }
+  if (crashFile !== undefined) process.on("SIGUSR2", () => plane.crash(Number(readFileSync(crashFile, "utf8").trim())));
   const code = await plane.done;
   admin?.stop();
   const s = await plane.snapshot().catch(() => null);

@@ -1,5 +1,5 @@
 // The one config loader: TOML text → validated Config, or a ConfigError that
-// lists every problem with the file, the key and the bad value (SPEC §7).
+// lists every problem with the file, the key and the bad value (docs/SPEC.md §7).
 // Nothing binds before this returns. Unknown keys are errors.
 
 import { readFileSync } from "node:fs";
@@ -196,7 +196,7 @@ const ROUTE_KEYS: Record<string, unknown> = {
   send_proxy_protocol: 1,
 };
 
-/** HAProxy's defaults (inter 2s is HAProxy's; 5s here, as the issue asks), and two retries. */
+/** Health checks every 5 s (HAProxy checks every 2 s; a check per backend per 5 s is enough for a pool), timeout 2 s, rise 2, fall 3 (HAProxy's), and two retries. */
 export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
 
 /**
@@ -250,7 +250,7 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
   try {
     raw = Bun.TOML.parse(text);
   } catch (e) {
-    // Bun's TOML errors carry no line or column (BUN-NOTES); say what we can.
+    // Bun's TOML errors carry no line or column (docs/BUN-NOTES.md); say what we can.
     throw new ConfigError(file, [`not valid TOML: ${(e as Error).message}`]);
   }
   const problems: string[] = [];

@@ -138,7 +138,7 @@ export function parseCountryRule(text: string): string | { error: string } {
 /**
  * The rate limiter's key for an IPv6 client: its /prefix network, as hex.
  * One customer or cloud instance gets a whole /64 (2^64 addresses), so
- * counting per address would never limit it (issue 7). `ip` is a normalised
+ * counting per address would never limit it. `ip` is a normalised
  * IPv6 address; an unparsable one is its own key.
  */
 export function ipv6PrefixKey(ip: string, prefix: number): string {

@@ -1,4 +1,4 @@
-// The global firewall (SPEC §3 step 2), evaluated on the peer address before
+// The global firewall (docs/SPEC.md §3 step 2), evaluated on the peer address before
 // any byte is read: blocked IP, blocked CIDR, blocked country, then the rate
 // limit. Rules are an immutable snapshot swapped by reference, so a rule change
 // applies to the next accept and never to half of one.
@@ -64,20 +64,6 @@ export class Firewall {
     this.set = new RuleSet(rules);
   }
 
-  /**
-   * Re-open the GeoIP database from its configured path. On failure the old
-   * database stays in use and the error is returned.
-   */
-  reloadGeoIp(): { ok: true; path: string } | { ok: false; error: string } | null {
-    if (this.geoipPath === null) return null;
-    try {
-      this.geo = CountryDatabase.open(this.geoipPath);
-      return { ok: true, path: this.geoipPath };
-    } catch (e) {
-      return { ok: false, error: (e as Error).message };
-    }
-  }
-
   /** Rules in force, by type (for the metrics). */
   ruleCounts(): { ip: number; cidr: number; country: number } {
     const r = this.set.rules;
@@ -87,11 +73,6 @@ export class Firewall {
   /** Build time of the GeoIP database in use (seconds since the epoch), or null without one. */
   get geoipBuildEpoch(): number | null {
     return this.geo?.buildEpoch ?? null;
-  }
-
-  /** The rate limiter's shared table, for workers to attach to; null when rate limiting is off. */
-  get rateBuffer(): SharedArrayBuffer | null {
-    return this.rate?.buffer ?? null;
   }
 
   /** Install a GeoIP database read (and checked) elsewhere: SIGHUP with workers reads the file once. */

@@ -1,5 +1,5 @@
-// Per-client new-connection rate limit (SPEC §7 firewall.rate_limit /
-// rate_window), exact across every event loop of the process (issue 11).
+// Per-client new-connection rate limit (docs/SPEC.md §7 firewall.rate_limit /
+// rate_window), exact across every event loop of the process.
 //
 // Sliding-window counter: each client keeps the count of the current fixed
 // window and of the previous one; the estimate weights the previous count by

@@ -1,4 +1,4 @@
-// Prometheus metrics (issue 10): an observer of what the server already
+// Prometheus metrics: an observer of what the server already
 // counts (src/server/stats.ts), read at scrape time. prom-client supplies the
 // registry, the exposition format and the process metrics; the hot path never
 // calls it: its labelled inc()/observe() hash the label set on every call
@@ -10,7 +10,7 @@
 // becomes a label value.
 
 import { Counter, type Metric, Registry, collectDefaultMetrics } from "prom-client";
-import type { HistogramSnapshot, Snapshot } from "../server/data_plane";
+import type { HistogramSnapshot, Snapshot } from "../server/snapshot";
 import { OUTCOMES } from "../server/stats";
 import { VERSION } from "../version";
 

@@ -6,7 +6,7 @@
 // `deadline` field forward (a store, no wheel operation). When its slot comes
 // round the wheel finds the deadline in the future and re-files it once.
 // Bun's socket.timeout() cannot do this job: 4-second granularity and not
-// reset by traffic (BUN-NOTES).
+// reset by traffic (docs/BUN-NOTES.md).
 
 export interface Timed {
   /** Absolute time (ms, wheel clock) at which onExpire fires. */

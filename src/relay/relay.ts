@@ -1,7 +1,7 @@
-// The byte pump between a client and its backend (SPEC §6).
+// The byte pump between a client and its backend (docs/SPEC.md §6).
 //
 // Bun's socket.write() does not queue: it returns how many bytes the kernel
-// took (BUN-NOTES). What it did not take is kept here, reading from the other
+// took (docs/BUN-NOTES.md). What it did not take is kept here, reading from the other
 // side is paused, and the rest is written on `drain`; so at most one chunk per
 // direction is ever held, whatever the speed difference of the peers.
 //
@@ -204,7 +204,7 @@ export abstract class Relay {
     } else if (!this.clientEof) this.clientEnd();
   }
 
-  /** Close both sockets with RST (an error on one side resets the other, SPEC §6). */
+  /** Close both sockets with RST (an error on one side resets the other, docs/SPEC.md §6). */
   resetBoth(side: Closer): void {
     if (this.finished) return;
     this.closedBy ??= side;

@@ -1,4 +1,4 @@
-// The state of every backend of every route (issue 12), in shared memory so
+// The state of every backend of every route, in shared memory so
 // that all event loops see one truth: the operator's state (enabled, drain,
 // disabled), health (up or down, from active checks run in one place and
 // from connect failures seen anywhere), and the connections each backend

@@ -1,4 +1,4 @@
-// Active health checks (issue 12), run from one place — the thread that owns
+// Active health checks, run from one place — the thread that owns
 // the backend table (the main thread), never once per worker — and never
 // through the firewall or the rate limiter (they are outbound). A check per
 // (route, backend) every interval: `tcp` = the connect succeeds within the

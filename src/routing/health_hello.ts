@@ -1,4 +1,4 @@
-// The ClientHello a TLS health check sends (issue 12): a real TLS 1.3 / 1.2
+// The ClientHello a TLS health check sends: a real TLS 1.3 / 1.2
 // ClientHello for the route's name (RFC 8446 §4.1.2), so that a backend
 // that serves that name answers with a ServerHello. The check reads only the
 // first record header and the handshake type, then closes: it never

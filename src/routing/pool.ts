@@ -1,4 +1,4 @@
-// A route's pool of backends on one event loop (issue 12): which backend a
+// A route's pool of backends on one event loop: which backend a
 // new connection goes to, and which one after a failed connect.
 //
 // Eligible: enabled (not drained, not disabled) and up. Backups only when no

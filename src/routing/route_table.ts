@@ -1,4 +1,4 @@
-// RouteTable: one listener's hostname → route map (SPEC §5). Immutable once
+// RouteTable: one listener's hostname → route map (docs/SPEC.md §5). Immutable once
 // built; a change builds a new table and swaps the reference, so a connection
 // sees the old table or the new one, never a mix.
 //

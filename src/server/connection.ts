@@ -1,4 +1,4 @@
-// One client connection through its whole life (SPEC §3): firewall verdict at
+// One client connection through its whole life (docs/SPEC.md §3): firewall verdict at
 // accept, ClientHello, route, backend connect, replay, relay, access record.
 // Sockets call in through the shared handler tables in server.ts; the
 // deadline wheel calls expire().
@@ -22,7 +22,7 @@ export type { Outcome } from "./stats";
 const CONNECT_READ_ALLOWANCE = 16384;
 
 const enum Phase {
-  /** A proxy_protocol listener: waiting for the PROXY header (issue 9). */
+  /** A proxy_protocol listener: waiting for the PROXY header. */
   ProxyHeader,
   Hello,
   Connecting,
@@ -175,7 +175,7 @@ export class Connection extends Relay implements Timed {
   }
 
   /**
-   * Connect to the next eligible backend of the route (issue 12). Nothing
+   * Connect to the next eligible backend of the route. Nothing
    * has reached the client from any backend yet, so a failed connect can
    * move on to another; a backend never gets a second try on the same
    * connection, and tries stop at the route's retries + 1.
@@ -209,13 +209,13 @@ export class Connection extends Relay implements Timed {
     this.ctx.backends.give(this.route!.ref(this.backendIndex), this.ctx.workerId);
   }
 
-  /** The backend this connection holds, for a DISABLED-with-reset (issue 12); null when none. */
+  /** The backend this connection holds, for a DISABLED-with-reset; null when none. */
   get backendSlot(): { slot: number; gen: number } | null {
     return this.holdsBackend ? this.route!.ref(this.backendIndex) : null;
   }
 
   /**
-   * The PROXY header phase (issue 9): feed the reader; once the header is
+   * The PROXY header phase: feed the reader; once the header is
    * complete, the client is the source it names and the firewall judges that
    * client (the balancer was judged by trusted_proxies at accept). Returns
    * the bytes after the header, or null while the header is incomplete or
@@ -444,7 +444,7 @@ export class Connection extends Relay implements Timed {
     this.release();
   }
 
-  /** End before the relay started: RST the client (SPEC §3: no byte, no alert). */
+  /** End before the relay started: RST the client (docs/SPEC.md §3: no byte, no alert). */
   private abort(outcome: Outcome): void {
     this.finished = true;
     this.phase = Phase.Closed;
@@ -498,7 +498,7 @@ export class Connection extends Relay implements Timed {
     const sni = this.sni ?? "";
     const backend = this.backendAddr ?? "";
     const closedBy = this.closedBy ?? "";
-    // SPEC §9 fields. Formatted here rather than through a fields object: this
+    // docs/SPEC.md §9 fields. Formatted here rather than through a fields object: this
     // runs once per connection. Names and values from the network (sni, alpn)
     // are quoted/escaped; sni is already limited to [a-z0-9._-].
     log.emit(

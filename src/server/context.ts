@@ -23,7 +23,7 @@ export class ListenerRuntime implements ListenerView {
     readonly name: string,
     /** Swapped whole on a route change. */
     public table: RouteTable,
-    /** Connections start with a PROXY header from a trusted balancer (issue 9). */
+    /** Connections start with a PROXY header from a trusted balancer. */
     readonly proxyProtocol: boolean,
     /** trusted_proxies compiled; null when proxyProtocol is off. */
     readonly trusted: AddressTable | null,

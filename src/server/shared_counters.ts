@@ -1,4 +1,4 @@
-// Connection counts shared by every event loop of the process (issue 11):
+// Connection counts shared by every event loop of the process:
 // an Int32Array over a SharedArrayBuffer, changed only with Atomics, so that
 // limits are exact across workers — never limit/N per worker, never one over.
 //

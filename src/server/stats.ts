@@ -4,7 +4,7 @@
 // no maps keyed by client input. GetStatus and the Prometheus metrics
 // (src/metrics) read these; they never count anything themselves.
 
-/** Access-log outcome names (SPEC §9), plus client_closed, shutdown, internal_error and the PROXY protocol's two. */
+/** Access-log outcome names (docs/SPEC.md §9), plus client_closed, shutdown, internal_error and the PROXY protocol's two. */
 export const OUTCOMES = [
   "ok",
   "blocked_ip",
@@ -100,9 +100,4 @@ export class ListenerStats {
     return r;
   }
 
-  get closedTotal(): number {
-    let n = 0;
-    for (const c of this.closed) n += c;
-    return n;
-  }
 }

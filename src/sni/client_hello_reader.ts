@@ -14,7 +14,7 @@ import type { HelloResult } from "./hello_result";
 const CONTENT_TYPE_HANDSHAKE = 22;
 const RECORD_HEADER_LEN = 5;
 /** TLSPlaintext.length MUST NOT exceed 2^14; TLSCiphertext allows 2^14 + 256;
- *  we accept up to 2^14 + 2048 (SPEC §4) so that no real client is cut off. */
+ *  we accept up to 2^14 + 2048 (docs/SPEC.md §4) so that no real client is cut off. */
 const MAX_RECORD_LEN = 16384 + 2048;
 /** Handshake header: msg_type(1) + uint24 length, RFC 8446 §4. */
 const HANDSHAKE_HEADER_LEN = 4;

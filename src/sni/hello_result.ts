@@ -1,7 +1,7 @@
 // The typed outcome of reading a ClientHello. Rejections are values, never
 // exceptions: the caller turns each into a RST and an access-log outcome.
 
-/** Why the first bytes of a connection were refused (SPEC §4, §9 outcome names). */
+/** Why the first bytes of a connection were refused (docs/SPEC.md §4, §9 outcome names). */
 export type HelloReject = "not_tls" | "malformed" | "too_large";
 
 export type HelloResult =

@@ -1,5 +1,5 @@
 // Host name rules shared by the ClientHello reader and the route validators
-// (SPEC §4): 1..253 bytes after one trailing dot is removed, only
+// (docs/SPEC.md §4): 1..253 bytes after one trailing dot is removed, only
 // [A-Za-z0-9._-], compared lower-case, and no empty label (a leading dot, two
 // dots in a row, or a dot left over at the end are not DNS names).
 

@@ -1,4 +1,4 @@
-// The one interface the admin plane writes through (issue 13): SQLite, the
+// The one interface the admin plane writes through: SQLite, the
 // embedded default, or etcd for a fleet. A store is also responsible for the
 // data plane reaching what it committed: SQLite applies each change right
 // after its transaction; etcd applies what its watch delivers — the writing

@@ -1,4 +1,4 @@
-// How a fleet's state lives in etcd (issue 13): one key per listener setting,
+// How a fleet's state lives in etcd: one key per listener setting,
 // route and firewall rule under the fleet's prefix, JSON values with a
 // version field, a schema-version key and the seed marker. Pure: keys and
 // values in, state out.

@@ -1,4 +1,4 @@
-// Fleet mode (issue 13): routes, firewall rules and listener limits in etcd,
+// Fleet mode: routes, firewall rules and listener limits in etcd,
 // shared by every instance that uses the same prefix. Not a replication of
 // our own: etcd is the replicated store; each instance
 //

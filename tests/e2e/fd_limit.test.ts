@@ -52,7 +52,7 @@ async function saturate(nofile: number, clients: number): Promise<void> {
     expect(limit.soft).toBe(nofile);
     expect(limit.hard).toBe(nofile);
     const cap = connectionCapOf(proxy);
-    // The reserve is derived from the config (fd_limit.ts reservedFds): 16, and per event loop its one listener and 6.
+    // The reserve is derived from the config (host_limits.ts reservedFds): 16, and per event loop its one listener and 6.
     const loops = proxy.records().find((x) => x.msg === "started")!.workers as number;
     expect(limit.reserved_fds).toBe(16 + loops * (1 + 6));
     expect(cap).toBe(Math.floor((nofile - (16 + loops * 7)) / 2));

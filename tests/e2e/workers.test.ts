@@ -9,7 +9,7 @@ import type { Socket } from "bun";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AdminCallError, AdminClient } from "../../src/cli/admin_client";
-import { availableCpus } from "../../src/server/worker_pool";
+import { availableCpus } from "../../src/server/host_limits";
 import { unixGrpcConfig } from "../helpers/admin";
 import { helloFor } from "../helpers/hello_builder";
 import { writeMmdb } from "../helpers/mmdb_writer";

@@ -191,7 +191,7 @@ test("Bun.TOML.parse takes text and throws on integers above 2^53", () => {
   expect(() => Bun.TOML.parse("a = 9007199254740993\n")).toThrow();
 });
 
-test("Bun raises the soft open-file limit to the hard limit at start (fd_limit.ts relies on it)", () => {
+test("Bun raises the soft open-file limit to the hard limit at start (host_limits.ts relies on it)", () => {
   const r = Bun.spawnSync(["prlimit", "--nofile=256:4096", process.execPath, "-e", 'console.log(require("fs").readFileSync("/proc/self/limits", "utf8"))']);
   expect(r.exitCode).toBe(0);
   expect(/^Max open files\s+(\d+)\s+(\d+)/m.exec(r.stdout.toString())?.slice(1)).toEqual(["4096", "4096"]);

@@ -14,7 +14,7 @@ import { RateLimiter } from "../../src/firewall/rate_limiter";
 import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
 import { RoutePool, bindRoutes, defaultRouteOf } from "../../src/routing/pool";
-import { Server } from "../../src/server/server";
+import { ControlPlane } from "../../src/server/control_plane";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import { SqliteConfigStore } from "../../src/store/config_store";
 import { parseEntry, routeValue } from "../../src/store/etcd_layout";
@@ -142,29 +142,30 @@ describe("rate limiter: locks and eviction", () => {
 describe("the backend-slot limit is checked before anything is written", () => {
   test("AddRoute past the table's size: RESOURCE_EXHAUSTED, the database and the tables unchanged", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mcproxy-slots-"));
-    const cfg = parseConfig(`[[listeners]]\naddr = "127.0.0.1:18443"\n`, join(dir, "t.toml"));
-    const table = new BackendTable(8);
-    const tables = cfg.listeners.map((l, i) => bindRoutes(table, i, l.routes, defaultRouteOf(l)));
+    const port = 20000 + Math.floor(Math.random() * 5000);
+    const cfg = parseConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
     const quiet = new Logger("error", "text", { write() {}, flush() {} });
-    const srv = new Server(cfg, quiet, { shared: { backends: table, tables } });
+    const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 8 });
     const db = Store.open(join(dir, "db.sqlite"));
     db.seed([{ addr: cfg.listeners[0]!.name, maxConnections: 0, routes: [] }], []);
     const admin = new AdminService(srv, new SqliteConfigStore(db, srv), quiet);
     const pool = (n: number, base: number) => ({ backends: Array.from({ length: n }, (_, i) => ({ addr: `127.0.0.1:${base + i}`, weight: 1 })) });
     try {
-      await admin.addRoute({ listener: "127.0.0.1:18443", route: { hostname: "a.example.com", backend: "", ...pool(3, 1000) } });
-      await admin.addRoute({ listener: "127.0.0.1:18443", route: { hostname: "b.example.com", backend: "", ...pool(3, 2000) } });
+      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "a.example.com", backend: "", ...pool(3, 1000) } });
+      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "b.example.com", backend: "", ...pool(3, 2000) } });
       const before = JSON.stringify([...db.state().listeners]);
-      const e = await admin.addRoute({ listener: "127.0.0.1:18443", route: { hostname: "c.example.com", backend: "", ...pool(3, 3000) } }).catch((x) => x);
+      const e = await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "c.example.com", backend: "", ...pool(3, 3000) } }).catch((x) => x);
       expect(e).toBeInstanceOf(AdminError);
       expect((e as AdminError).code).toBe(8); // RESOURCE_EXHAUSTED
       expect((e as AdminError).message).toContain("backend table is full");
       expect(JSON.stringify([...db.state().listeners])).toBe(before);
-      expect(srv.listener("127.0.0.1:18443")!.table.routes().map((r) => r.hostname)).toEqual(["a.example.com", "b.example.com"]);
+      expect(srv.listener(`127.0.0.1:${port}`)!.table.routes().map((r) => r.hostname)).toEqual(["a.example.com", "b.example.com"]);
       // Replacing a route's pool frees its old slots first: this fits.
-      await admin.addRoute({ listener: "127.0.0.1:18443", route: { hostname: "b.example.com", backend: "", ...pool(5, 4000) } });
-      expect(db.state().listeners.get("127.0.0.1:18443")!.routes.find((r) => r.hostname === "b.example.com")!.backends.length).toBe(5);
+      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "b.example.com", backend: "", ...pool(5, 4000) } });
+      expect(db.state().listeners.get(`127.0.0.1:${port}`)!.routes.find((r) => r.hostname === "b.example.com")!.backends.length).toBe(5);
     } finally {
+      srv.shutdown();
+      await srv.done;
       db.close();
     }
   });

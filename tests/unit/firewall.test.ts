@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ipv6PrefixKey, normaliseIp, parseAddressOrCidr, parseCidrRule, parseIpRule } from "../../src/firewall/address";
+import { CountryDatabase } from "../../src/firewall/country_database";
 import { Firewall } from "../../src/firewall/firewall";
 import { DEFAULT_ENTRIES, IPV4_TAG, RateLimiter } from "../../src/firewall/rate_limiter";
 import { writeMmdb } from "../helpers/mmdb_writer";
@@ -96,10 +97,9 @@ describe("Firewall verdicts", () => {
     f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [] });
     expect(f2.check("10.1.1.1", 0)).toBe("blocked_ip");
   });
-  test("a failed GeoIP reload keeps the old database", () => {
+  test("a broken GeoIP file is refused before it replaces the database in use (the control plane reads and checks, then hands over the bytes)", () => {
     writeFileSync(geo, "broken");
-    const r = fw.reloadGeoIp();
-    expect(r?.ok).toBe(false);
+    expect(() => CountryDatabase.fromBytes(CountryDatabase.read(geo), geo)).toThrow();
     expect(fw.check("203.0.113.9", 0)).toBe("blocked_country");
   });
 });

@@ -1,65 +1,44 @@
-// One event loop of the proxy: binds every listener, wires accept → firewall
-// → hello → route → relay, and drains on shutdown(). With workers = 1 it runs
-// in the main thread and is the whole data plane; with more, each worker
-// thread runs one (worker_main.ts) and WorkerPool supervises them, the
-// limits shared through SharedCounters and the rate limiter's shared table.
+// One event loop of the data path: binds every listener, wires accept →
+// firewall → hello → route → relay, and drains on shutdown(). It owns
+// nothing per process: counts, backend state, the rate-limit table and the
+// GeoIP bytes are shared memory the control plane (control_plane.ts) made,
+// and changes arrive as messages (loop_protocol.ts), whether this loop runs
+// in the main thread (workers = 1) or in a worker thread.
 
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Config } from "../config/config";
 import { normaliseIp } from "../firewall/address";
 import { AddressTable } from "../firewall/address_table";
-import { Firewall, type FirewallRules } from "../firewall/firewall";
+import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import type { PeerSocket } from "../relay/relay";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
-import { HealthChecker } from "../routing/health_checker";
-import { type BoundRoute, type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
+import type { BoundRoute } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
 import { type BackendAttempt, Connection } from "./connection";
 import { ListenerRuntime, type ServerContext } from "./context";
-import { type DataPlane, type ListenerView, type Snapshot, listenerSnapshot } from "./data_plane";
+import type { LoopInit } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
+import { type Snapshot, listenerSnapshot } from "./snapshot";
 import { ListenerStats, type RouteStats } from "./stats";
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
 
-export interface ServerOptions {
-  /** Observe the latency histograms (metrics on). */
-  histograms?: boolean;
-  /** This loop's worker id; 0 for the single loop. */
-  workerId?: number;
-  /** Open-connection counts shared with the other loops; made here (for one loop) when absent. */
-  counters?: SharedCounters;
-  /** The process's connection cap from its open-file limit (0 = none). */
-  connectionCap?: number;
-  /** The rate limiter's shared table (workers attach to the supervisor's). */
-  rateBuffer?: SharedArrayBuffer;
-  /** The GeoIP database already read into shared memory. */
-  geoipData?: Uint8Array;
-  /** Bind with SO_REUSEPORT (one socket per worker on each address). */
-  reusePort?: boolean;
-  /**
-   * Backend state shared with the other loops, and each listener's routes
-   * already bound to its slots (a worker gets both from the pool). Absent:
-   * this loop owns the table, binds its routes and runs the health checks.
-   */
-  shared?: { backends: BackendTable; tables: { routes: BoundRoute[]; defaultRoute: BoundRoute | null }[] };
-}
-
-export class Server implements DataPlane {
+export class EventLoop {
   readonly firewall: Firewall;
   readonly listeners: ListenerRuntime[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
   readonly backends: BackendTable;
-  private readonly checker: HealthChecker | null = null;
   readonly workerId: number;
+  private readonly config: Config;
   private readonly bound: TCPSocketListener<unknown>[] = [];
   private readonly ctx: ServerContext;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
   readonly connectionCap: number;
+  private readonly reusePort: boolean;
   private draining = false;
   private isStopped = false;
   private forceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -67,13 +46,16 @@ export class Server implements DataPlane {
   /** Resolves (with exit code 0) when this loop has stopped (drained or force-closed). */
   readonly done = new Promise<number>((r) => (this.resolveDone = r));
 
+  /** Throws if the GeoIP bytes do not parse: the control plane checked them already. */
   constructor(
-    private readonly config: Config,
+    init: LoopInit,
     private readonly logger: Logger,
-    private readonly options: ServerOptions = {},
   ) {
-    // Throws if the GeoIP database is configured but unreadable: refuse to start
-    // rather than run without the country rules.
+    const config = init.config;
+    this.config = config;
+    this.workerId = init.id;
+    this.connectionCap = init.connectionCap;
+    this.reusePort = init.reusePort;
     this.firewall = new Firewall({
       rules: {
         blockedIps: config.firewall.blockedIps,
@@ -81,27 +63,22 @@ export class Server implements DataPlane {
         blockedCountries: config.firewall.blockedCountries,
       },
       geoipDb: config.firewall.geoipDb,
-      geoipData: options.geoipData,
+      geoipData: init.geoipData ?? undefined,
       rateLimit: config.firewall.rateLimit,
       rateWindowMs: config.firewall.rateWindowMs,
       rateLimitIpv6Prefix: config.firewall.rateLimitIpv6Prefix,
-      rateBuffer: options.rateBuffer,
-      workerId: options.workerId ?? 0,
+      rateBuffer: init.rateBuffer ?? undefined,
+      workerId: init.id,
     });
-    this.workerId = options.workerId ?? 0;
-    this.connectionCap = options.connectionCap ?? 0;
-    this.counters = options.counters ?? new SharedCounters(config.listeners.length, 1);
-    if (options.counters === undefined) config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
-    this.backends = options.shared?.backends ?? new BackendTable();
-    const tables = options.shared?.tables ?? config.listeners.map((l, i) => bindRoutes(this.backends, i, l.routes, defaultRouteOf(l)));
-    if (options.shared === undefined) this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
+    this.counters = new SharedCounters(config.listeners.length, init.workers, init.counters);
+    this.backends = new BackendTable(init.backendSlots, init.workers, init.backends);
     this.listeners = config.listeners.map(
       (l, i) =>
         new ListenerRuntime(
           i,
           l.addr,
           l.name,
-          new RouteTable(tables[i]!.routes, tables[i]!.defaultRoute, config.proxy.pool, this.backends),
+          new RouteTable(init.tables[i]!.routes, init.tables[i]!.defaultRoute, config.proxy.pool, this.backends),
           l.proxyProtocol,
           l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
           l.trustedProxies,
@@ -117,7 +94,7 @@ export class Server implements DataPlane {
       firewall: this.firewall,
       wheel,
       logger,
-      histograms: options.histograms ?? false,
+      histograms: init.histograms,
       counters: this.counters,
       workerId: this.workerId,
       connections: new Set(),
@@ -129,39 +106,14 @@ export class Server implements DataPlane {
     };
   }
 
-  /** This loop's open connections. */
-  get activeConnections(): number {
-    return this.ctx.connections.size;
-  }
-
-  /** True from the first SIGINT/SIGTERM on (/readyz answers 503). */
-  get isDraining(): boolean {
-    return this.draining;
-  }
-
-  get geoipConfigured(): boolean {
-    return this.firewall.geoipPath !== null;
-  }
-
-  listener(nameOrAddr: string): ListenerRuntime | undefined {
-    return this.listeners.find((l) => l.name === nameOrAddr) ?? this.listeners.find((l) => l.addr === nameOrAddr);
-  }
-
   /** Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched. */
   setRoutes(index: number, routes: readonly BoundRoute[]): void {
     const rt = this.listeners[index]!;
     rt.table = new RouteTable(routes, rt.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
     for (const r of routes) rt.stats.route(r.hostname);
-    this.checker?.sync(rt.addr, rt.table.pools());
   }
 
-  async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
-    const rt = l as ListenerRuntime;
-    const bound = bindRoutes(this.backends, rt.index, routes, rt.table.defaultRoute?.route ?? null);
-    this.setRoutes(rt.index, bound.routes);
-  }
-
-  /** DISABLED with reset: reset this loop's connections on a backend (issue 12). */
+  /** DISABLED with reset: reset this loop's connections on a backend. */
   resetBackend(ref: SlotRef): number {
     let n = 0;
     for (const c of [...this.ctx.connections]) {
@@ -172,18 +124,6 @@ export class Server implements DataPlane {
       }
     }
     return n;
-  }
-
-  async applyBackendReset(ref: SlotRef): Promise<number> {
-    return this.resetBackend(ref);
-  }
-
-  async applyRules(rules: FirewallRules): Promise<void> {
-    this.firewall.replaceRules(rules);
-  }
-
-  applyMaxConnections(l: ListenerView, n: number): void {
-    this.counters.setMax((l as ListenerRuntime).index, n);
   }
 
   /** This loop's counters, with the bytes live connections have moved so far. */
@@ -220,10 +160,6 @@ export class Server implements DataPlane {
     };
   }
 
-  async snapshot(): Promise<Snapshot> {
-    return this.localSnapshot();
-  }
-
   /** Bind every listener; on any failure, unbind the rest and throw. */
   start(): void {
     try {
@@ -232,7 +168,7 @@ export class Server implements DataPlane {
         const host = lc.bind.host === "" ? "::" : lc.bind.host;
         try {
           // reusePort works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
-          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: this.options.reusePort ?? false, socket: this.clientHandlers(rt) };
+          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: this.reusePort, socket: this.clientHandlers(rt) };
           this.bound.push(Bun.listen<Connection>(opts as import("bun").TCPSocketListenOptions<Connection>) as TCPSocketListener<unknown>);
         } catch (e) {
           throw new Error(`listeners[${i}].addr "${lc.addr}": cannot listen: ${(e as Error).message}`);
@@ -243,7 +179,6 @@ export class Server implements DataPlane {
       throw e;
     }
     this.ctx.wheel.start();
-    if (this.checker !== null) for (const rt of this.listeners) this.checker.sync(rt.addr, rt.table.pools());
   }
 
   private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
@@ -264,8 +199,8 @@ export class Server implements DataPlane {
         const ip = normaliseIp(raw);
         const conn = new Connection(socket, rt, ctx, ip);
         socket.data = conn;
-        // SPEC §3: capacity first, then the firewall, before any byte is read.
-        // The listener's max_connections and the process cap (fd_limit.ts)
+        // docs/SPEC.md §3: capacity first, then the firewall, before any byte is read.
+        // The listener's max_connections and the process cap (host_limits.ts)
         // are counted across every event loop (shared_counters.ts).
         if (this.draining || !counters.tryAcquire(rt.index, w, cap)) return conn.refuse("over_capacity");
         conn.holdsSlot = true;
@@ -314,7 +249,6 @@ export class Server implements DataPlane {
   private stopped(): void {
     if (this.isStopped) return;
     this.isStopped = true;
-    this.checker?.stop();
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
@@ -322,22 +256,6 @@ export class Server implements DataPlane {
     this.resolveDone(0);
   }
 
-  /** SIGHUP: re-open the GeoIP database; keep the old one if that fails. Null when none is configured. */
-  async reloadGeoIp(): Promise<"ok" | "error" | null> {
-    const r = this.firewall.reloadGeoIp();
-    if (r === null) {
-      this.logger.info("SIGHUP: no GeoIP database configured; nothing to reload");
-      return null;
-    }
-    if (r.ok) this.logger.info("GeoIP database reloaded", { path: r.path });
-    else this.logger.error("GeoIP reload failed; keeping the previous database", { error: r.error });
-    return r.ok ? "ok" : "error";
-  }
-
-  /** Closed connections over all listeners of this loop. */
-  get closedTotal(): number {
-    return this.listeners.reduce((n, l) => n + l.stats.closedTotal, 0);
-  }
 }
 
 function backendHandlers(logger: Logger): SocketHandler<BackendAttempt> {

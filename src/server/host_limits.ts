@@ -1,5 +1,6 @@
-// The process's file-descriptor budget, and the connection cap derived from
-// it (issue 7). At EMFILE Bun's accept loop retries at once and spins a core
+// What the host allows this process: the CPUs it may run on (workers =
+// "auto"), and its file-descriptor budget with the connection cap derived
+// from it. At EMFILE Bun's accept loop retries at once and spins a core
 // while clients wait in the backlog; a proxy that never lets its descriptors
 // run out accepts and resets instead, as HAProxy does by deriving maxconn
 // from `ulimit -n`.
@@ -112,4 +113,27 @@ export function capacityWarning(maxConnections: readonly number[], limits: FdLim
     `but the open-file limit is ${limits.soft}: at most ${cap} connections will be served at once ` +
     `(raise LimitNOFILE / ulimit -n, or lower max_connections)`
   );
+}
+
+/**
+ * CPUs this process may run on (its affinity mask, from /proc/self/status
+ * Cpus_allowed_list: "0-3,8"); the machine's count when /proc cannot tell.
+ */
+export function availableCpus(status: string = readStatus()): number {
+  const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(status);
+  if (m === null) return navigator.hardwareConcurrency || 1;
+  let n = 0;
+  for (const part of m[1]!.split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    n += b === undefined ? 1 : b! - a! + 1;
+  }
+  return Math.max(1, n);
+}
+
+function readStatus(): string {
+  try {
+    return require("node:fs").readFileSync("/proc/self/status", "utf8") as string;
+  } catch {
+    return "";
+  }
 }

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { type FdNeeds, MIN_NEEDS, capacityWarning, connectionCap, parseProcLimits, reservedFds } from "../../src/server/fd_limit";
+import { type FdNeeds, MIN_NEEDS, capacityWarning, connectionCap, parseProcLimits, reservedFds } from "../../src/server/host_limits";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds

@@ -1,0 +1,79 @@
+// What the control plane tells an event loop, and the one place each message
+// is applied — the same function whether the loop runs in this thread or in
+// a worker (worker_main.ts posts the reply back). A data-plane change is one
+// control-plane method plus one message here.
+
+import type { Config } from "../config/config";
+import type { FirewallRules } from "../firewall/firewall";
+import type { BoundRoute } from "../routing/pool";
+import type { EventLoop } from "./event_loop";
+import type { Snapshot } from "./snapshot";
+
+/** Everything an event loop is built from; shared memory is attached, never copied. */
+export interface LoopInit {
+  id: number;
+  /** Event loops in the process (the shared tables' worker dimension). */
+  workers: number;
+  /** The effective config: routes, rules and limits as the control plane holds them now. */
+  config: Config;
+  counters: SharedArrayBuffer;
+  /** The backend table (of backendSlots entries), and each listener's routes bound to its slots. */
+  backends: SharedArrayBuffer;
+  backendSlots: number;
+  tables: { routes: BoundRoute[]; defaultRoute: BoundRoute | null }[];
+  rateBuffer: SharedArrayBuffer | null;
+  geoipData: Uint8Array | null;
+  histograms: boolean;
+  connectionCap: number;
+  /** Bind with SO_REUSEPORT (one socket per loop on each address). */
+  reusePort: boolean;
+}
+
+export type LoopChange =
+  | { type: "routes"; listener: number; routes: BoundRoute[] }
+  | { type: "reset-backend"; slot: number; gen: number }
+  | { type: "rules"; rules: FirewallRules }
+  | { type: "geoip"; data: Uint8Array }
+  | { type: "snapshot" };
+
+export interface LoopReply {
+  /** reset-backend: connections reset. */
+  count?: number;
+  /** snapshot: this loop's counters. */
+  snapshot?: Snapshot;
+}
+
+/** Apply one change to a loop. */
+export function applyToLoop(loop: EventLoop, m: LoopChange): LoopReply {
+  switch (m.type) {
+    case "routes":
+      loop.setRoutes(m.listener, m.routes);
+      return {};
+    case "reset-backend":
+      return { count: loop.resetBackend({ slot: m.slot, gen: m.gen }) };
+    case "rules":
+      loop.firewall.replaceRules(m.rules);
+      return {};
+    case "geoip":
+      loop.firewall.useGeoIp(m.data);
+      return {};
+    case "snapshot":
+      return { snapshot: loop.localSnapshot() };
+  }
+}
+
+/** Main thread → worker thread. */
+export type ToWorker =
+  | { type: "init"; init: LoopInit }
+  | { type: "change"; seq: number; change: LoopChange }
+  | { type: "drain" }
+  | { type: "crash" };
+
+/** Worker thread → main thread. */
+export type FromWorker =
+  | { type: "ready"; thread: number }
+  | { type: "failed"; error: string }
+  | { type: "reply"; seq: number; reply: LoopReply }
+  | { type: "log"; text: string }
+  /** Drained: its last counters come with it. */
+  | { type: "stopped"; snapshot: Snapshot };

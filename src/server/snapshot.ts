@@ -1,0 +1,143 @@
+// Counters of the data plane as plain, cloneable objects: what one event
+// loop reports (a worker posts it to the main thread), and how the control
+// plane sums the loops' reports into one — dead incarnations included, so a
+// worker's death loses at most what it counted since its last report.
+
+import { type Histogram, type ListenerStats, OUTCOMES } from "./stats";
+
+export interface HistogramSnapshot {
+  bounds: readonly number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface RouteSnapshot {
+  label: string;
+  /** Including what live connections have moved so far. */
+  bytesFromClient: number;
+  bytesToClient: number;
+  connect: HistogramSnapshot;
+}
+
+export interface ListenerSnapshot {
+  addr: string;
+  accepted: number;
+  /** By OUTCOMES index. */
+  closed: number[];
+  active: number;
+  maxConnections: number;
+  routes: number;
+  hello: HistogramSnapshot;
+  /** By OUTCOMES index. */
+  duration: HistogramSnapshot[];
+  routeStats: RouteSnapshot[];
+  proxyProtocol: boolean;
+  trustedProxies: readonly string[];
+}
+
+export interface WorkerStatus {
+  id: number;
+  /** The worker's thread id (Bun Worker threadId); 0 for the main thread. */
+  thread: number;
+  active: number;
+  accepted: number;
+  restarts: number;
+}
+
+export interface Snapshot {
+  startedAt: number;
+  listeners: ListenerSnapshot[];
+  connectionCap: number;
+  draining: boolean;
+  rules: { ip: number; cidr: number; country: number };
+  rateTracked: number;
+  geoipBuildEpoch: number | null;
+  workers: WorkerStatus[];
+}
+
+export function histogramSnapshot(h: Histogram): HistogramSnapshot {
+  return { bounds: h.bounds, counts: Array.from(h.counts), sum: h.sum, count: h.count };
+}
+
+/** One listener's counters as a plain, cloneable object (live bytes added by the caller). */
+export function listenerSnapshot(s: ListenerStats, view: { readonly maxConnections: number; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] }, active: number): ListenerSnapshot {
+  return {
+    addr: s.addr,
+    accepted: s.accepted,
+    closed: Array.from(s.closed),
+    active,
+    maxConnections: view.maxConnections,
+    routes: view.table.size,
+    hello: histogramSnapshot(s.hello),
+    duration: s.duration.map(histogramSnapshot),
+    routeStats: [...s.routes.values()].map((r) => ({ label: r.label, bytesFromClient: r.bytesFromClient, bytesToClient: r.bytesToClient, connect: histogramSnapshot(r.connect) })),
+    proxyProtocol: view.proxyProtocol,
+    trustedProxies: view.trustedProxies,
+  };
+}
+
+function addHistogram(into: HistogramSnapshot, h: HistogramSnapshot): void {
+  for (let i = 0; i < into.counts.length; i++) into.counts[i]! += h.counts[i] ?? 0;
+  into.sum += h.sum;
+  into.count += h.count;
+}
+
+/** Add `b`'s counters into `a` (same listeners, in the same order); routes are matched by label. */
+export function addListenerSnapshot(a: ListenerSnapshot, b: ListenerSnapshot): void {
+  a.accepted += b.accepted;
+  for (let i = 0; i < OUTCOMES.length; i++) a.closed[i]! += b.closed[i] ?? 0;
+  addHistogram(a.hello, b.hello);
+  a.duration.forEach((h, i) => addHistogram(h, b.duration[i]!));
+  for (const r of b.routeStats) {
+    const mine = a.routeStats.find((x) => x.label === r.label);
+    if (mine === undefined) a.routeStats.push(structuredClone(r));
+    else {
+      mine.bytesFromClient += r.bytesFromClient;
+      mine.bytesToClient += r.bytesToClient;
+      addHistogram(mine.connect, r.connect);
+    }
+  }
+}
+
+/** What one loop slot has reported: its current incarnation's last snapshot, and what earlier ones counted before they died. */
+export interface SlotCounts {
+  last: Snapshot | null;
+  retired: ListenerSnapshot[] | null;
+}
+
+/** Fold a dead incarnation's last report into what its slot keeps. */
+export function retire(slot: SlotCounts): void {
+  if (slot.last === null) return;
+  if (slot.retired === null) slot.retired = structuredClone(slot.last.listeners);
+  else slot.retired.forEach((l, i) => addListenerSnapshot(l, slot.last!.listeners[i]!));
+  slot.last = null;
+}
+
+/**
+ * The listeners' counters summed over every slot (retired and current), onto
+ * `base` (one entry per listener with the shared, process-wide fields — active
+ * connections, limits — already set).
+ */
+export function sumListeners(base: ListenerSnapshot[], slots: readonly SlotCounts[]): ListenerSnapshot[] {
+  let seeded = false;
+  const add = (ls: ListenerSnapshot[]) => {
+    ls.forEach((x, i) => {
+      const into = base[i]!;
+      if (!seeded) {
+        // The first one gives the shapes (histogram bounds, outcome slots).
+        into.accepted = x.accepted;
+        into.closed = [...x.closed];
+        into.hello = structuredClone(x.hello);
+        into.duration = structuredClone(x.duration);
+        into.routeStats = structuredClone(x.routeStats);
+      } else addListenerSnapshot(into, x);
+    });
+    seeded = true;
+  };
+  for (const s of slots) {
+    if (s.retired !== null) add(s.retired);
+    if (s.last !== null) add(s.last.listeners);
+  }
+  return base;
+}
