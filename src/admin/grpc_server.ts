@@ -14,6 +14,7 @@ import { AdminError, type AdminService } from "./admin_service";
 import { clip } from "./clip";
 import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, grantedBy } from "./identity";
 import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
+import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
 
 type Handler = (req: never) => unknown;
 
@@ -199,9 +200,8 @@ export class AdminServer {
       address = `unix:${socketPath}`;
       creds = grpc.ServerCredentials.createInsecure();
     } else {
-      const colon = cfg.addr.lastIndexOf(":");
-      const host = cfg.addr.slice(0, colon);
-      address = host === "" ? `[::]${cfg.addr}` : cfg.addr;
+      const hp = splitHostPort(cfg.addr);
+      address = formatHostPort(bindHost(hp.host), hp.port);
       creds = tlsCredentials(cfg);
     }
     const oldMask = socketPath !== null ? process.umask(0o177) : null;

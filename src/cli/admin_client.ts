@@ -3,9 +3,9 @@
 // that signed the server's certificate (server_ca, else the tls_cert itself
 // for a self-signed one) and, for mTLS, client_cert / client_key.
 import * as grpc from "@grpc/grpc-js";
-import { isIP } from "node:net";
-import { type PeerCertificate, checkServerIdentity } from "node:tls";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
+import { ipTls } from "../net/grpc_tls";
+import { splitHostPort } from "../net/host_port";
 import { ANSWERED_HEADER, adminDefinition } from "../admin/protos";
 
 const CALL_TIMEOUT_MS = 10_000;
@@ -32,7 +32,8 @@ export class AdminClient {
       mc_proxy: { v1: { ProxyAdminService: new (target: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> } };
     };
     const t = target(cfg.addr);
-    this.client = new pkg.mc_proxy.v1.ProxyAdminService(t, credentials(cfg, hostOf(t)), channelOptions(cfg, hostOf(t)));
+    const ip = t.startsWith("unix:") ? null : ipTls([splitHostPort(t).host], PLACEHOLDER_SERVER_NAME);
+    this.client = new pkg.mc_proxy.v1.ProxyAdminService(t, credentials(cfg, ip?.checkServerIdentity), ip?.channelOptions ?? {});
   }
 
   call<T>(rpc: string, req: object = {}): Promise<T> {
@@ -61,26 +62,10 @@ function target(addr: string): string {
   return addr.startsWith(":") ? `localhost${addr}` : addr;
 }
 
-function hostOf(target: string): string {
-  const colon = target.lastIndexOf(":");
-  const host = target.slice(0, colon);
-  return host.startsWith("[") ? host.slice(1, -1) : host;
-}
-
-/**
- * Bun's tls.connect refuses an IP address as the TLS server name, which
- * grpc-js sends for an IP target. For those, send a placeholder name instead
- * (the admin server does not look at SNI) and verify the certificate against
- * the IP itself in checkServerIdentity.
- */
+/** The TLS server name sent to an admin API named by an IP address (it does not look at SNI). */
 const PLACEHOLDER_SERVER_NAME = "mc-proxy-admin.invalid";
 
-function channelOptions(cfg: GrpcConfig, host: string): grpc.ChannelOptions {
-  if (cfg.addr.startsWith("unix:") || isIP(host) === 0) return {};
-  return { "grpc.ssl_target_name_override": PLACEHOLDER_SERVER_NAME };
-}
-
-function credentials(cfg: GrpcConfig, host: string): grpc.ChannelCredentials {
+function credentials(cfg: GrpcConfig, checkIdentity: ((name: string, cert: import("node:tls").PeerCertificate) => Error | undefined) | undefined): grpc.ChannelCredentials {
   if (cfg.addr.startsWith("unix:")) return grpc.credentials.createInsecure();
   const ca = readGrpcFile("server_ca", cfg.serverCa) ?? readGrpcFile("tls_cert", cfg.tlsCert);
   const key = readGrpcFile("client_key", cfg.clientKey);
@@ -88,6 +73,5 @@ function credentials(cfg: GrpcConfig, host: string): grpc.ChannelCredentials {
   if (cfg.clientCa !== null && (key === null || cert === null)) {
     throw new Error("grpc.client_cert and grpc.client_key are required: the server asks for a client certificate (grpc.client_ca is set)");
   }
-  const verify = isIP(host) === 0 ? {} : { checkServerIdentity: (_name: string, c: PeerCertificate) => checkServerIdentity(host, c) };
-  return grpc.credentials.createSsl(ca, key, cert, verify);
+  return grpc.credentials.createSsl(ca, key, cert, checkIdentity === undefined ? {} : { checkServerIdentity: checkIdentity });
 }

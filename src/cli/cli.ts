@@ -20,6 +20,7 @@ import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
 import { backends, firewall, routes, snapshot, status, storeCommand } from "./admin_commands";
 import { parseArgs, UsageError } from "./usage_error";
+import { bindHost } from "../net/host_port";
 
 const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
 
@@ -332,7 +333,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: Store, openS
 function probeListeners(cfg: Config): void {
   cfg.listeners.forEach((l, i) => {
     try {
-      const s = Bun.listen({ hostname: l.bind.host === "" ? "::" : l.bind.host, port: l.bind.port, socket: { data() {} } });
+      const s = Bun.listen({ hostname: bindHost(l.bind.host), port: l.bind.port, socket: { data() {} } });
       s.stop(true);
     } catch (e) {
       throw new Error(`listeners[${i}].addr "${l.addr}": cannot listen: ${(e as Error).message} (is another mc-proxy serving it?)`);

@@ -7,7 +7,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parseAddressOrCidr, parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, type PoolDefaults, type Route, type SendProxy, singleBackend } from "../routing/pool";
 import { MAX_COUNT, MAX_DURATION_MS, MAX_DURATION_TEXT, backendError, endpointKey, intError, maxConnectionsError, parseRouteHostname, poolError, routeProblems } from "../routing/route_rules";
-import { type HostPort, parseHostPort } from "./address";
+import { type HostPort, parseHostPort } from "../net/host_port";
 import { parseDuration } from "./duration";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";

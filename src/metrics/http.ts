@@ -9,6 +9,7 @@ import type { Server as BunServer } from "bun";
 import type { MetricsConfig } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { Metrics } from "./metrics";
+import { bindHost, splitHostPort } from "../net/host_port";
 
 export interface Readiness {
   /** Why not ready, or null when ready. */
@@ -48,10 +49,8 @@ export class MetricsServer {
         server = Bun.serve({ unix: path, fetch });
         chmodSync(path, 0o600);
       } else {
-        const colon = cfg.addr.lastIndexOf(":");
-        let host = cfg.addr.slice(0, colon);
-        if (host.startsWith("[")) host = host.slice(1, -1);
-        server = Bun.serve({ hostname: host === "" ? "::" : host, port: Number(cfg.addr.slice(colon + 1)), fetch });
+        const { host, port } = splitHostPort(cfg.addr);
+        server = Bun.serve({ hostname: bindHost(host), port, fetch });
       }
     } catch (e) {
       throw new Error(`metrics.addr ${JSON.stringify(cfg.addr)}: cannot listen: ${(e as Error).message}`);

@@ -13,7 +13,7 @@
 // refused at that byte.
 
 import CRC32C from "crc-32/crc32c";
-import { ipFromBytes, parseIpv4Text, parseIpv6Text } from "../firewall/address";
+import { ipFromBytes, parseIpv4Text, parseIpv6Text } from "../net/ip";
 import {
   ADDRESS_BLOCK,
   AF_INET,

@@ -5,7 +5,7 @@
 
 import CRC32C from "crc-32/crc32c";
 import ipaddr from "ipaddr.js";
-import { ipToBytes } from "../firewall/address";
+import { ipToBytes } from "../net/ip";
 import {
   AF_INET,
   AF_INET6,

@@ -11,6 +11,7 @@ import type { Logger } from "../log/logger";
 import type { BackendTable, SlotRef } from "./backend_table";
 import { checkServerName, healthCheckHello, isServerHello } from "./health_hello";
 import { type CheckSettings, type HealthCheckKind, type PoolDefaults, type RoutePool, checkSettingsOf, healthCheckOf } from "./pool";
+import { splitHostPort } from "../net/host_port";
 
 interface Target {
   key: string;
@@ -24,16 +25,9 @@ interface Target {
   running: boolean;
 }
 
-function splitAddr(addr: string): { host: string; port: number } {
-  const colon = addr.lastIndexOf(":");
-  let host = addr.slice(0, colon);
-  if (host.startsWith("[")) host = host.slice(1, -1);
-  return { host, port: Number(addr.slice(colon + 1)) };
-}
-
 /** One check: resolves true when healthy. Never rejects. */
 export function checkOnce(addr: string, kind: "tcp" | "tls", serverName: string | null, timeoutMs: number): Promise<boolean> {
-  const { host, port } = splitAddr(addr);
+  const { host, port } = splitHostPort(addr);
   return new Promise((resolve) => {
     let done = false;
     let sock: Socket<undefined> | null = null;

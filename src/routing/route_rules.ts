@@ -3,7 +3,7 @@
 // candidate and ask here (README "Limits and ranges"). A value from any
 // source that breaks a rule is refused with the key and the range named.
 
-import { type HostPort, parseHostPort } from "../config/address";
+import { type HostPort, parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
 import { STATES } from "./backend_table";
 import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, MAX_BACKENDS, type Route, type SendProxy } from "./pool";

@@ -4,7 +4,8 @@
 // deadline wheel calls expire().
 
 import type { Socket } from "bun";
-import { normaliseIp } from "../firewall/address";
+import { formatHostPort, splitHostPort } from "../net/host_port";
+import { normaliseIp } from "../net/ip";
 import type { ProxyAddress, ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
@@ -489,8 +490,8 @@ export class Connection extends Relay implements Timed {
     if (this.ctx.histograms) ls.duration[i]!.observe((performance.now() - this.acceptedAt) / 1000);
     const log = this.ctx.logger;
     if (!log.enabled("info")) return;
-    const client = hostPort(this.clientIp, Math.max(this.clientPort, 0));
-    const peer = hostPort(this.peerIp, this.peerPort);
+    const client = formatHostPort(this.clientIp, Math.max(this.clientPort, 0));
+    const peer = formatHostPort(this.peerIp, this.peerPort);
     const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
     const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
     const durationMs = round(performance.now() - this.acceptedAt);
@@ -511,9 +512,6 @@ export class Connection extends Relay implements Timed {
   }
 }
 
-function hostPort(ip: string, port: number): string {
-  return ip === "" ? "" : ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
 
 /**
  * The data of a backend socket: its connection and which try it is, so that
@@ -536,14 +534,11 @@ function round(ms: number): number {
 
 const backendCache = new Map<string, { host: string; port: number }>();
 
-/** "host:port" / "[v6]:port" → parts; validated when the route was accepted. */
+/** "host:port" / "[v6]:port" → parts, cached; validated when the route was accepted. */
 function splitBackend(backend: string): { host: string; port: number } {
   let hp = backendCache.get(backend);
   if (hp === undefined) {
-    const colon = backend.lastIndexOf(":");
-    let host = backend.slice(0, colon);
-    if (host.startsWith("[")) host = host.slice(1, -1);
-    hp = { host, port: Number(backend.slice(colon + 1)) };
+    hp = splitHostPort(backend);
     if (backendCache.size > 10_000) backendCache.clear();
     backendCache.set(backend, hp);
   }

@@ -7,7 +7,7 @@
 
 import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { Config } from "../config/config";
-import { normaliseIp } from "../firewall/address";
+import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
@@ -22,6 +22,7 @@ import type { LoopInit } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
 import { type Snapshot, listenerSnapshot } from "./snapshot";
 import { ListenerStats, type RouteStats } from "./stats";
+import { bindHost } from "../net/host_port";
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
@@ -165,7 +166,7 @@ export class EventLoop {
     try {
       this.config.listeners.forEach((lc, i) => {
         const rt = this.listeners[i]!;
-        const host = lc.bind.host === "" ? "::" : lc.bind.host;
+        const host = bindHost(lc.bind.host);
         try {
           // reusePort works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
           const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: this.reusePort, socket: this.clientHandlers(rt) };

@@ -18,12 +18,11 @@
 // dial_timeout and change nothing, and routing goes on from memory.
 
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
-import { type PeerCertificate, checkServerIdentity } from "node:tls";
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from "cockatiel";
 import { Etcd3, type IKeyValue, type Watcher, isRecoverableError } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
+import { ipTls } from "../net/grpc_tls";
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
@@ -61,12 +60,8 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
     }
   };
   const tls = cfg.endpoints.some((u) => u.startsWith("https://"));
-  // Bun's TLS refuses an IP address as the server name, which grpc-js sends
-  // for an IP endpoint: send a placeholder name and check the certificate
-  // against the endpoints' addresses ourselves (as the admin CLI does).
-  const hosts = cfg.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, ""));
-  const byIp = tls && hosts.some((h) => isIP(h) !== 0);
-  const verifyOptions = byIp ? { checkServerIdentity: (_: string, cert: PeerCertificate) => (hosts.some((h) => checkServerIdentity(h, cert) === undefined) ? undefined : checkServerIdentity(hosts[0]!, cert)) } : undefined;
+  const ip = tls ? ipTls(cfg.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, "")), "mc-proxy-etcd.invalid") : null;
+  const verifyOptions = ip === null ? undefined : { checkServerIdentity: ip.checkServerIdentity };
   return new Etcd3({
     hosts: cfg.endpoints,
     ...(tls ? { credentials: { rootCertificate: read("ca", cfg.ca) ?? Buffer.alloc(0), privateKey: read("key", cfg.key), certChain: read("cert", cfg.cert), verifyOptions } as never } : {}),
@@ -81,7 +76,7 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
       host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, cfg.endpoints.length) }),
     },
-    grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, ...(byIp ? { "grpc.ssl_target_name_override": "mc-proxy-etcd.invalid" } : {}) },
+    grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, ...(ip?.channelOptions ?? {}) },
   });
 }
 

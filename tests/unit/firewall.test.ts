@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ipv6PrefixKey, normaliseIp, parseAddressOrCidr, parseCidrRule, parseIpRule } from "../../src/firewall/address";
+import { ipv6PrefixKey, parseAddressOrCidr, parseCidrRule, parseIpRule } from "../../src/firewall/address";
+import { normaliseIp } from "../../src/net/ip";
 import { CountryDatabase } from "../../src/firewall/country_database";
 import { Firewall } from "../../src/firewall/firewall";
 import { DEFAULT_ENTRIES, IPV4_TAG, RateLimiter } from "../../src/firewall/rate_limiter";

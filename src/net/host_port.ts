@@ -1,4 +1,7 @@
-// host:port parsing for listener and backend addresses.
+// host:port text — listener, backend, admin and metrics addresses: the one
+// validating parser, the one fast splitter for addresses already validated,
+// the one formatter, and the one bind rule ("" binds every address).
+
 import { isIP } from "node:net";
 import { normaliseHostName } from "../sni/host_name";
 
@@ -37,4 +40,22 @@ export function parseHostPort(text: string, opts: { allowEmptyHost: boolean }): 
   const port = Number(portText);
   if (port < 1 || port > 65535) return `port ${port} is out of range 1-65535`;
   return { host, port };
+}
+
+/** Split an address already validated by parseHostPort: the host without brackets, and the port. */
+export function splitHostPort(text: string): HostPort {
+  const colon = text.lastIndexOf(":");
+  let host = text.slice(0, colon);
+  if (host.startsWith("[")) host = host.slice(1, -1);
+  return { host, port: Number(text.slice(colon + 1)) };
+}
+
+/** "ip:port", or "[v6]:port"; "" for no address. */
+export function formatHostPort(ip: string, port: number): string {
+  return ip === "" ? "" : ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** The host to bind: "" (":443") means every address, IPv6 and IPv4 alike (a dual-stack "::" socket). */
+export function bindHost(host: string): string {
+  return host === "" ? "::" : host;
 }
