@@ -11,7 +11,8 @@
 // and nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
-import { backendError, maxConnectionsError, parseRouteHostname, routeProblems } from "../routing/route_rules";
+import { maxConnectionsError } from "../config/ranges";
+import { backendError, parseRouteHostname, routeProblems } from "../routing/route";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";

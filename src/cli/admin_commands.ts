@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
-import { importFleet, readFleet } from "../store/etcd_store";
+import { importFleet, readFleet } from "../store/etcd_client";
 import { Store } from "../store/store";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./usage_error";

@@ -3,7 +3,9 @@
 // first one, so the access log costs no syscall per connection; flush() on
 // exit.
 
-import type { LogFormat, LogLevel } from "../config/config";
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogFormat = "text" | "json";
 
 export type Fields = Record<string, string | number | boolean | null | undefined | readonly string[]>;
 

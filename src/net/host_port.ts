@@ -59,3 +59,22 @@ export function formatHostPort(ip: string, port: number): string {
 export function bindHost(host: string): string {
   return host === "" ? "::" : host;
 }
+
+/**
+ * Two listener addresses name the same endpoint however written: ":443",
+ * "[::]:443" and "0.0.0.0:443" all bind the wildcard (a "::" socket is
+ * dual-stack and takes IPv4 too), and IPv6 literals compare in canonical
+ * form. With SO_REUSEPORT two such listeners would both bind and the kernel
+ * would split connections between their route tables.
+ */
+export function endpointKey(hp: HostPort): string {
+  let host = hp.host.toLowerCase();
+  if (host.includes(":")) {
+    // Canonical IPv6 text (RFC 5952) via the URL parser: "::0" is "::".
+    try {
+      host = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+    } catch {}
+  }
+  if (host === "" || host === "::" || host === "0.0.0.0") host = "*";
+  return `${host}|${hp.port}`;
+}

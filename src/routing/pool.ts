@@ -12,71 +12,10 @@
 //                      backend while the pool is unchanged, and removing a
 //                      backend moves only that backend's clients
 
-import type { BackendState, BackendTable, SlotRef } from "./backend_table";
+import type { BackendTable, SlotRef } from "./backend_table";
+import { type BackendSpec, type BoundRoute, type PoolDefaults, type Route, type SendProxy, checkSettingsOf, healthCheckOf } from "./route";
 
-export type Balance = "round_robin" | "least_connections" | "source_hash";
-export type HealthCheckKind = "off" | "tcp" | "tls";
-export type SendProxy = "off" | "v1" | "v2";
-
-export interface BackendSpec {
-  readonly addr: string;
-  readonly weight: number;
-  readonly backup: boolean;
-  /** The operator's state, as stored (SetBackendState); enabled when absent. */
-  readonly state?: BackendState;
-}
-
-export interface CheckSettings {
-  intervalMs: number;
-  timeoutMs: number;
-  rise: number;
-  fall: number;
-}
-
-/** A route as configured and stored: per-route settings are null where the [proxy] default applies. */
-export interface Route {
-  /** "" for a listener's default route. */
-  readonly hostname: string;
-  readonly backends: readonly BackendSpec[];
-  readonly balance: Balance;
-  /** null: "tcp" for two backends or more, "off" for one. */
-  readonly healthCheck: HealthCheckKind | null;
-  readonly check: Partial<CheckSettings>;
-  readonly retries: number | null;
-  readonly sendProxyProtocol: SendProxy;
-}
-
-/** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
-export interface BoundRoute extends Route {
-  readonly refs: readonly SlotRef[];
-}
-
-/** The [proxy] defaults a route's null settings take. */
-export interface PoolDefaults {
-  check: CheckSettings;
-  retries: number;
-}
-
-export function healthCheckOf(r: Route): HealthCheckKind {
-  return r.healthCheck ?? (r.backends.length >= 2 ? "tcp" : "off");
-}
-
-export function checkSettingsOf(r: Route, d: PoolDefaults): CheckSettings {
-  return {
-    intervalMs: r.check.intervalMs ?? d.check.intervalMs,
-    timeoutMs: r.check.timeoutMs ?? d.check.timeoutMs,
-    rise: r.check.rise ?? d.check.rise,
-    fall: r.check.fall ?? d.check.fall,
-  };
-}
-
-/** Backends per route at most (a connection's tried set is a 32-bit mask). */
-export const MAX_BACKENDS = 31;
-
-/** The one backend of a plain `backend = "host:port"` route. */
-export function singleBackend(addr: string): BackendSpec[] {
-  return [{ addr, weight: 1, backup: false }];
-}
+export * from "./route";
 
 export class RoutePool {
   readonly hostname: string;
@@ -244,8 +183,3 @@ export function canBind(table: BackendTable, listener: number, routes: readonly 
   return table.fits(`${listener}\u0000`, slotKeys(listener, routes, defaultRoute));
 }
 
-/** A listener's `default_backend` as a route (hostname ""): a pool of one. */
-export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
-  if (l.defaultBackend === null) return null;
-  return { hostname: "", backends: singleBackend(l.defaultBackend), balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: l.defaultBackendSendProxyProtocol };
-}

@@ -1,23 +1,48 @@
 // One client connection through its whole life (docs/SPEC.md §3): firewall verdict at
 // accept, ClientHello, route, backend connect, replay, relay, access record.
-// Sockets call in through the shared handler tables in server.ts; the
-// deadline wheel calls expire().
+// Sockets call in through the shared handler tables (event_loop.ts,
+// backend_socket.ts); the deadline wheel calls expire().
 
-import type { Socket } from "bun";
-import { formatHostPort, splitHostPort } from "../net/host_port";
+import type { Socket, SocketHandler } from "bun";
+import type { ProxyConfig } from "../config/config";
+import type { Firewall } from "../firewall/firewall";
+import type { Logger } from "../log/logger";
+import type { DeadlineWheel } from "../relay/deadline_wheel";
+import type { BackendTable } from "../routing/backend_table";
 import { normaliseIp } from "../net/ip";
 import type { ProxyAddress, ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
 import type { RoutePool } from "../routing/pool";
-import { ClientHelloReader } from "../sni/client_hello_reader";
 import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
-import { quote } from "../log/logger";
-import type { ListenerRuntime, ServerContext } from "./context";
+import { writeAccessRecord } from "./access_record";
+import { type BackendAttempt, type BackendOwner, connectBackend } from "./backend_socket";
+import type { ListenerRuntime } from "./listener_runtime";
+import { Peeked } from "./peeked";
+import type { SharedCounters } from "./shared_counters";
 import { DEFAULT_ROUTE_LABEL, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
 
 export type { Outcome } from "./stats";
+
+export interface ServerContext {
+  readonly proxy: ProxyConfig;
+  readonly firewall: Firewall;
+  readonly wheel: DeadlineWheel<Connection>;
+  readonly logger: Logger;
+  /** Observe the latency histograms (on when metrics are served; the plain counters always count). */
+  readonly histograms: boolean;
+  /** Open-connection counts shared by every event loop: exact limits. */
+  readonly counters: SharedCounters;
+  /** This event loop's worker id (0 for a single loop): the access log's `worker`. */
+  readonly workerId: number;
+  /** This event loop's connections (for the drain and the live byte counts). */
+  readonly connections: Set<Connection>;
+  readonly backendHandlers: SocketHandler<BackendAttempt>;
+  /** Backend state shared by every loop: health, operator state, connections per backend. */
+  readonly backends: BackendTable;
+  onConnectionClosed(): void;
+}
 
 /** Bytes a client may send beyond its hello while the backend connect is pending. */
 const CONNECT_READ_ALLOWANCE = 16384;
@@ -39,7 +64,7 @@ const enum Phase {
 const ID_PREFIX = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
 let idCounter = 0;
 
-export class Connection extends Relay implements Timed {
+export class Connection extends Relay implements Timed, BackendOwner {
   deadline = 0;
   wheelSlot: Set<Timed> | null = null;
   private phase: Phase;
@@ -48,13 +73,11 @@ export class Connection extends Relay implements Timed {
   /** The PROXY header received, once read. */
   private received: ProxyHeader | null = null;
   /** The balancer, on a proxy_protocol listener (the socket's peer); "" otherwise. */
-  private peerIp = "";
-  private peerPort = 0;
+  peerIp = "";
+  peerPort = 0;
   private route: RoutePool | null = null;
   /** The bytes replayed to the current backend, while a retry is still possible. */
   private replay: Uint8Array | null = null;
-  /** Where the ClientHello ends among the bytes read after any PROXY header. */
-  private helloEnd = 0;
   /**
    * A retry was possible but the backend has been sent client bytes beyond
    * the ClientHello (early data, a request): if it closes without answering,
@@ -64,7 +87,7 @@ export class Connection extends Relay implements Timed {
   private unsafeRetry = false;
   /** Backends tried on this connection (bit per pool index), how many, and the current one. */
   private tried = 0;
-  private tries = 0;
+  tries = 0;
   private backendIndex = -1;
   /** Counted in the backend's shared active count (least_connections, drain progress). */
   private holdsBackend = false;
@@ -72,27 +95,22 @@ export class Connection extends Relay implements Timed {
   holdsSlot = false;
   /** The route's counters (bytes, connect times); resolved once, when routed. */
   private routeStats: RouteStats | null = null;
-  /** Made only when the first chunk does not hold the whole hello. */
-  private reader: ClientHelloReader | null = null;
-  /** Every byte read before the relay starts, in order, for replay: the
-   *  first chunk, then (rarely) the rest. */
-  private firstChunk: Uint8Array | null = null;
-  private moreChunks: Uint8Array[] | null = null;
-  private readBytes = 0;
+  /** Every byte read before the relay starts, in order, for the replay. */
+  private readonly peeked = new Peeked();
   private clientPaused = false;
-  private sni: string | null = null;
-  private alpn: readonly string[] = [];
-  private backendAddr: string | null = null;
-  private readonly acceptedAt: number;
+  sni: string | null = null;
+  alpn: readonly string[] = [];
+  backendAddr: string | null = null;
+  readonly acceptedAt: number;
   /**
    * The client's port, -1 until read: Bun asks the kernel (getpeername) on
    * every read of remotePort (it caches remoteAddress, not the port), and
    * only the access log and an outgoing PROXY header need it.
    */
-  private clientPort = -1;
-  private helloAt = 0;
-  private connectStartAt = 0;
-  private connectedAt = 0;
+  clientPort = -1;
+  helloAt = 0;
+  connectStartAt = 0;
+  connectedAt = 0;
   private outcomeOverride: Outcome | null = null;
 
   constructor(
@@ -142,27 +160,19 @@ export class Connection extends Relay implements Timed {
       if (rest === null || rest.length === 0) return;
       chunk = rest;
     }
-    if (this.firstChunk === null) this.firstChunk = chunk;
-    else (this.moreChunks ??= []).push(chunk);
-    this.readBytes += chunk.length;
+    this.peeked.add(chunk);
     if (this.phase !== Phase.Hello) {
       // Connecting: a TLS client sends little or nothing before the server's
       // reply; hold what comes, and stop reading only if it grows (pausing
       // costs two epoll changes, so it is not done for every connection).
-      if (!this.clientPaused && this.readBytes > this.ctx.proxy.maxHelloBytes + CONNECT_READ_ALLOWANCE) {
+      if (!this.clientPaused && this.peeked.length > this.ctx.proxy.maxHelloBytes + CONNECT_READ_ALLOWANCE) {
         this.clientPaused = true;
         this.client.pause();
       }
       return;
     }
-    let r = this.moreChunks === null ? ClientHelloReader.readWhole(chunk, this.ctx.proxy.maxHelloBytes) : null;
-    if (r === null) {
-      this.reader ??= new ClientHelloReader(this.ctx.proxy.maxHelloBytes);
-      r = this.reader.feed(chunk);
-      if (r === null) return;
-    }
-    this.helloEnd = this.reader === null ? ClientHelloReader.wholeEnd(chunk) : this.reader.helloEnd;
-    this.reader = null;
+    const r = this.peeked.readHello(chunk, this.ctx.proxy.maxHelloBytes);
+    if (r === null) return;
     this.helloAt = performance.now();
     if (this.ctx.histograms) this.listener.stats.hello.observe((this.helloAt - this.acceptedAt) / 1000);
     if (r.kind === "reject") return this.abort(r.outcome);
@@ -279,14 +289,7 @@ export class Connection extends Relay implements Timed {
     this.connectStartAt = performance.now();
     this.deadline = this.ctx.wheel.after(this.ctx.proxy.connectTimeoutMs);
     this.ctx.wheel.schedule(this);
-    const { host, port } = splitBackend(backend);
-    Bun.connect<BackendAttempt>({
-      hostname: host,
-      port,
-      allowHalfOpen: true,
-      data: new BackendAttempt(this, this.tries),
-      socket: this.ctx.backendHandlers,
-    }).catch(IGNORE);
+    connectBackend(this, backend, this.tries, this.ctx.backendHandlers);
   }
 
   onBackendOpen(socket: PeerSocket, attempt: number): void {
@@ -302,17 +305,15 @@ export class Connection extends Relay implements Timed {
     if (this.ctx.histograms) this.routeStats!.connect.observe((this.connectedAt - this.connectStartAt) / 1000);
     this.deadline = this.ctx.wheel.after(this.ctx.proxy.idleTimeoutMs);
     this.ctx.wheel.schedule(this);
-    const first = this.firstChunk!;
-    const more = this.moreChunks;
-    this.firstChunk = this.moreChunks = null;
+    const helloOnly = this.peeked.length <= this.peeked.helloEnd;
+    const replay = this.peeked.take();
     const send = this.route!.sendProxyProtocol;
     const preamble = send === "off" ? null : this.outgoingHeader(send);
-    const replay = more === null ? first : Buffer.concat([first, ...more]);
     // Kept until the backend's first byte: if it closes or resets before
     // that, the same bytes go to the next backend (retryEmpty) — only when
     // they are the ClientHello alone, never a client's data.
     const canRetry = this.route!.maxTries > this.tries;
-    this.replay = canRetry && replay.length <= this.helloEnd ? replay : null;
+    this.replay = canRetry && helloOnly ? replay : null;
     this.unsafeRetry = canRetry && this.replay === null;
     this.startRelay(socket, replay, this.clientPaused, preamble);
     // From here the relay pauses and resumes the client; the read cap of
@@ -384,8 +385,7 @@ export class Connection extends Relay implements Timed {
     if (this.bytesFromClient !== replay.length || this.tries >= this.route!.maxTries) return false;
     this.replay = null;
     this.abandonBackend(replay.length);
-    this.firstChunk = replay;
-    this.moreChunks = null;
+    this.peeked.restore(replay);
     this.phase = Phase.Connecting;
     this.connectFailed();
     return true;
@@ -450,8 +450,7 @@ export class Connection extends Relay implements Timed {
     this.finished = true;
     this.phase = Phase.Closed;
     this.closedBy ??= "proxy";
-    this.firstChunk = this.moreChunks = null;
-    this.reader = null;
+    this.peeked.clear();
     this.headerReader = null;
     this.client.terminate();
     this.record(outcome);
@@ -488,59 +487,6 @@ export class Connection extends Relay implements Timed {
     // Counted: from now on the scrape must not add this connection's bytes again.
     this.routeStats = null;
     if (this.ctx.histograms) ls.duration[i]!.observe((performance.now() - this.acceptedAt) / 1000);
-    const log = this.ctx.logger;
-    if (!log.enabled("info")) return;
-    const client = formatHostPort(this.clientIp, Math.max(this.clientPort, 0));
-    const peer = formatHostPort(this.peerIp, this.peerPort);
-    const helloMs = this.helloAt > 0 ? round(this.helloAt - this.acceptedAt) : null;
-    const connectMs = this.connectedAt > 0 ? round(this.connectedAt - this.connectStartAt) : null;
-    const durationMs = round(performance.now() - this.acceptedAt);
-    const alpn = this.alpn.join(",");
-    const sni = this.sni ?? "";
-    const backend = this.backendAddr ?? "";
-    const closedBy = this.closedBy ?? "";
-    // docs/SPEC.md §9 fields. Formatted here rather than through a fields object: this
-    // runs once per connection. Names and values from the network (sni, alpn)
-    // are quoted/escaped; sni is already limited to [a-z0-9._-].
-    log.emit(
-      "info",
-      "access",
-      log.json
-        ? `,"id":"${this.id}","worker":${this.ctx.workerId},"tries":${this.tries},"listener":${JSON.stringify(this.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(this.alpn)},"backend":${JSON.stringify(backend)},"bytes_in":${this.bytesFromClient},"bytes_out":${this.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-        : ` id=${this.id} worker=${this.ctx.workerId} tries=${this.tries} listener=${quote(this.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn)} backend=${quote(backend)} bytes_in=${this.bytesFromClient} bytes_out=${this.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
-    );
+    if (this.ctx.logger.enabled("info")) writeAccessRecord(this.ctx.logger, this.ctx.workerId, this, outcome);
   }
-}
-
-
-/**
- * The data of a backend socket: its connection and which try it is, so that
- * a socket of a try given up on (it timed out, the next one is under way)
- * is closed if it opens late, never used.
- */
-export class BackendAttempt {
-  constructor(
-    readonly c: Connection,
-    readonly n: number,
-  ) {}
-}
-
-/** Connect failures are reported through connectError; the rejection carries nothing more. */
-const IGNORE = (): void => {};
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
-}
-
-const backendCache = new Map<string, { host: string; port: number }>();
-
-/** "host:port" / "[v6]:port" → parts, cached; validated when the route was accepted. */
-function splitBackend(backend: string): { host: string; port: number } {
-  let hp = backendCache.get(backend);
-  if (hp === undefined) {
-    hp = splitHostPort(backend);
-    if (backendCache.size > 10_000) backendCache.clear();
-    backendCache.set(backend, hp);
-  }
-  return hp;
 }

@@ -16,9 +16,10 @@ import type { PeerSocket } from "../relay/relay";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
 import type { BoundRoute } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
-import { type BackendAttempt, Connection } from "./connection";
-import { ListenerRuntime, type ServerContext } from "./context";
-import type { LoopInit } from "./loop_protocol";
+import { backendHandlers } from "./backend_socket";
+import { Connection, type ServerContext } from "./connection";
+import { ListenerRuntime } from "./listener_runtime";
+import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
 import { type Snapshot, listenerSnapshot } from "./snapshot";
 import { ListenerStats, type RouteStats } from "./stats";
@@ -105,6 +106,25 @@ export class EventLoop {
         if (this.draining && this.ctx.connections.size === 0) this.stopped();
       },
     };
+  }
+
+  /** Apply one change from the control plane (loop_protocol.ts): the one place each message is handled. */
+  apply(m: LoopChange): LoopReply {
+    switch (m.type) {
+      case "routes":
+        this.setRoutes(m.listener, m.routes);
+        return {};
+      case "reset-backend":
+        return { count: this.resetBackend({ slot: m.slot, gen: m.gen }) };
+      case "rules":
+        this.firewall.replaceRules(m.rules);
+        return {};
+      case "geoip":
+        this.firewall.useGeoIp(m.data);
+        return {};
+      case "snapshot":
+        return { snapshot: this.localSnapshot() };
+    }
   }
 
   /** Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched. */
@@ -259,30 +279,3 @@ export class EventLoop {
 
 }
 
-function backendHandlers(logger: Logger): SocketHandler<BackendAttempt> {
-  return {
-    binaryType: "uint8array",
-    open: (socket) => socket.data.c.onBackendOpen(socket as unknown as PeerSocket, socket.data.n),
-    data: (socket, chunk) => {
-      const c = socket.data.c;
-      if (!c.finished) c.backendData(chunk);
-    },
-    drain: (socket) => {
-      const c = socket.data.c;
-      if (!c.finished) c.backendDrain();
-    },
-    end: (socket) => {
-      const c = socket.data.c;
-      if (!c.finished && c.backend === (socket as unknown)) c.backendEnd();
-    },
-    close: (socket, err) => {
-      const c = socket.data.c;
-      if (c.backend === (socket as unknown as PeerSocket)) c.socketClosed("backend", err);
-    },
-    connectError: (socket: Socket<BackendAttempt>) => socket.data.c.onBackendConnectError(socket.data.n),
-    error: (socket, err) => {
-      logger.error("backend socket handler failed", { error: err.message, stack: err.stack });
-      socket.data?.c.forceClose("internal_error");
-    },
-  };
-}

@@ -1,12 +1,11 @@
-// What the control plane tells an event loop, and the one place each message
-// is applied — the same function whether the loop runs in this thread or in
-// a worker (worker_main.ts posts the reply back). A data-plane change is one
+// What the control plane tells an event loop. Each change is applied in one
+// place, EventLoop.apply — whether the loop runs in this thread or in a
+// worker (worker_main.ts posts the reply back). A data-plane change is one
 // control-plane method plus one message here.
 
 import type { Config } from "../config/config";
 import type { FirewallRules } from "../firewall/firewall";
 import type { BoundRoute } from "../routing/pool";
-import type { EventLoop } from "./event_loop";
 import type { Snapshot } from "./snapshot";
 
 /** Everything an event loop is built from; shared memory is attached, never copied. */
@@ -41,25 +40,6 @@ export interface LoopReply {
   count?: number;
   /** snapshot: this loop's counters. */
   snapshot?: Snapshot;
-}
-
-/** Apply one change to a loop. */
-export function applyToLoop(loop: EventLoop, m: LoopChange): LoopReply {
-  switch (m.type) {
-    case "routes":
-      loop.setRoutes(m.listener, m.routes);
-      return {};
-    case "reset-backend":
-      return { count: loop.resetBackend({ slot: m.slot, gen: m.gen }) };
-    case "rules":
-      loop.firewall.replaceRules(m.rules);
-      return {};
-    case "geoip":
-      loop.firewall.useGeoIp(m.data);
-      return {};
-    case "snapshot":
-      return { snapshot: loop.localSnapshot() };
-  }
 }
 
 /** Main thread → worker thread. */

@@ -1,11 +1,11 @@
 // The control plane's handles on its event loops. One interface, two homes:
 // a loop in this thread (workers = 1: no message crosses a thread, no second
 // heap) or a worker thread (worker_main.ts). Either way a change goes
-// through applyToLoop (loop_protocol.ts), so it is written once.
+// through EventLoop.apply, so it is written once.
 
 import type { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import { type FromWorker, type LoopChange, type LoopInit, type LoopReply, type ToWorker, applyToLoop } from "./loop_protocol";
+import { type FromWorker, type LoopChange, type LoopInit, type LoopReply, type ToWorker } from "./loop_protocol";
 import type { Snapshot } from "./snapshot";
 
 /** How long a change or a snapshot waits for a worker before giving up on it. */
@@ -58,7 +58,7 @@ export class InThreadLoop implements Loop {
   }
 
   async send(change: LoopChange): Promise<LoopReply | null> {
-    return this.loop === null ? null : applyToLoop(this.loop, change);
+    return this.loop === null ? null : this.loop.apply(change);
   }
 
   drain(): void {

@@ -7,7 +7,7 @@
 
 import { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import { type FromWorker, type LoopInit, type ToWorker, applyToLoop } from "./loop_protocol";
+import { type FromWorker, type LoopInit, type ToWorker } from "./loop_protocol";
 import { collectStartupGarbage } from "./startup_gc";
 
 declare const self: Worker;
@@ -46,7 +46,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
   switch (m.type) {
     case "change":
       try {
-        return post({ type: "reply", seq: m.seq, reply: applyToLoop(l, m.change) });
+        return post({ type: "reply", seq: m.seq, reply: l.apply(m.change) });
       } catch (err) {
         // A change this loop could not apply is a bug: say so and answer, never die of it.
         log?.error("worker: applying a change failed", { worker: l.workerId, change: m.change.type, error: (err as Error).message, stack: (err as Error).stack });

@@ -12,7 +12,8 @@
 
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { BackendSpec, Route } from "../routing/pool";
-import { maxConnectionsError, routeProblems } from "../routing/route_rules";
+import { maxConnectionsError } from "../config/ranges";
+import { routeProblems } from "../routing/route";
 import type { ListenerState, RuleType, StoreState, StoredRule } from "./store";
 
 export const SCHEMA_VERSION = "1";

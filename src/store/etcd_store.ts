@@ -17,86 +17,24 @@
 // here; while etcd cannot be reached they fail UNAVAILABLE within
 // dial_timeout and change nothing, and routing goes on from memory.
 
-import { readFileSync } from "node:fs";
-import { ConsecutiveBreaker, circuitBreaker, handleWhen, retry } from "cockatiel";
-import { Etcd3, type IKeyValue, type Watcher, isRecoverableError } from "etcd3";
+import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
-import { ipTls } from "../net/grpc_tls";
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
 import { type ConfigStore, rulesFromStore, setSlotState } from "./config_store";
 import { canBind } from "../routing/pool";
+import { bounded, etcdClient, fatal } from "./etcd_client";
+import { type SeedInput, seedFleet } from "./etcd_seed";
 import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
 import { type Store, StoreError, type StoreState, type StoredRule } from "./store";
 
-/** Debian's etcd 3.4 refuses transactions of more than 128 operations (--max-txn-ops). */
-const MAX_TXN_OPS = 128;
 /** How long a write waits to see itself come back through this instance's watch. */
 const APPLY_WAIT_MS = 1000;
 const RETRY_MS = 1000;
 
-export interface SeedInput {
-  listeners: { name: string; maxConnections: number; routes: Route[] }[];
-  rules: StoredRule[];
-}
-
-/** A failure that no retry fixes (TLS or authentication): refuse to start, saying what to check. */
-function fatal(e: unknown): string | null {
-  const m = (e as Error).message ?? String(e);
-  if (/certificate|self[- ]signed|SSL|TLS|CERT_|unable to verify|handshake/i.test(m)) return `etcd: the TLS handshake failed — check etcd.ca, etcd.cert and etcd.key: ${m}`;
-  if (/authentication failed|invalid auth|user name|password/i.test(m)) return `etcd: authentication failed — check etcd.username and etcd.password: ${m}`;
-  return null;
-}
-
-export function etcdClient(cfg: EtcdConfig): Etcd3 {
-  const read = (what: string, p: string | null) => {
-    if (p === null) return undefined;
-    try {
-      return readFileSync(p);
-    } catch (e) {
-      throw new Error(`etcd.${what}: cannot read ${p}: ${(e as Error).message}`);
-    }
-  };
-  const tls = cfg.endpoints.some((u) => u.startsWith("https://"));
-  const ip = tls ? ipTls(cfg.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, "")), "mc-proxy-etcd.invalid") : null;
-  const verifyOptions = ip === null ? undefined : { checkServerIdentity: ip.checkServerIdentity };
-  return new Etcd3({
-    hosts: cfg.endpoints,
-    ...(tls ? { credentials: { rootCertificate: read("ca", cfg.ca) ?? Buffer.alloc(0), privateKey: read("key", cfg.key), certChain: read("cert", cfg.cert), verifyOptions } as never } : {}),
-    ...(cfg.username !== null ? { auth: { username: cfg.username, password: cfg.password ?? "" } } : {}),
-    dialTimeout: cfg.dialTimeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + cfg.dialTimeoutMs }),
-    // etcd disconnects clients that ping more often than every 5 s (too_many_pings).
-    // A member that fails three calls in a row is skipped for a second (etcd3's
-    // default is 5 s: with one endpoint that outlasts etcd's own restart);
-    // calls retry on the other members, and bounded() caps the whole at dial_timeout.
-    faultHandling: {
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
-      global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, cfg.endpoints.length) }),
-    },
-    grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, ...(ip?.channelOptions ?? {}) },
-  });
-}
-
-/** Run `op` within `ms`, or fail as "unreachable". */
-async function bounded<T>(ms: number, what: string, op: () => Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  try {
-    return await Promise.race([
-      op(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } catch (e) {
-    const why = fatal(e);
-    throw new StoreError(why ?? `the store (etcd) is unreachable (${what}: ${(e as Error).message}); nothing changed, routing goes on from memory`, { unavailable: why === null, cause: e });
-  } finally {
-    if (timer !== null) clearTimeout(timer);
-  }
-}
+export type { SeedInput } from "./etcd_seed";
 
 export class EtcdConfigStore implements ConfigStore {
   private state: StoreState;
@@ -173,49 +111,9 @@ export class EtcdConfigStore implements ConfigStore {
     this.staleReason = "";
   }
 
-  /** Seed (fleet marker once; each served listener when it first appears), then one consistent read. */
+  /** Seed what the fleet lacks (etcd_seed.ts), then one consistent read. */
   private async seedAndRead(): Promise<void> {
-    const p = this.cfg.prefix;
-    const t = this.cfg.dialTimeoutMs;
-    const schema = await bounded(t, "read schema", () => this.client.get(keys.schema(p)).string());
-    if (schema !== null && Number(schema) > Number(SCHEMA_VERSION)) {
-      throw new StoreError(`etcd prefix ${p}: schema version ${schema} is newer than this mc-proxy knows (${SCHEMA_VERSION}); use a newer mc-proxy`);
-    }
-    // The fleet's first instance seeds the firewall rules, in the transaction that claims the marker.
-    const [firstRules, moreRules] = [this.seed.rules.slice(0, MAX_TXN_OPS - 2), this.seed.rules.slice(MAX_TXN_OPS - 2)];
-    const claim = await bounded(t, "seed", () =>
-      this.client
-        .if(keys.seeded(p), "Create", "==", 0)
-        .then(
-          this.client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), pid: process.pid })),
-          this.client.put(keys.schema(p)).value(SCHEMA_VERSION),
-          ...firstRules.map((r) => this.client.put(keys.rule(p, r)).value(RULE_VALUE)),
-        )
-        .commit(),
-    );
-    if (claim.succeeded) {
-      for (let i = 0; i < moreRules.length; i += MAX_TXN_OPS) {
-        const chunk = moreRules.slice(i, i + MAX_TXN_OPS);
-        await bounded(t, "seed rules", () => this.client.if(keys.seeded(p), "Create", ">", 0).then(...chunk.map((r) => this.client.put(keys.rule(p, r)).value(RULE_VALUE))).commit());
-      }
-      this.logger.info("etcd: seeded the fleet from this config", { prefix: p, rules: this.seed.rules.length });
-    }
-    // Each listener (and its routes) is seeded when the fleet first sees its name.
-    for (const l of this.seed.listeners) {
-      const routes = l.routes.slice(0, MAX_TXN_OPS - 1);
-      const got = await bounded(t, "seed listener", () =>
-        this.client
-          .if(keys.listener(p, l.name), "Create", "==", 0)
-          .then(this.client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => this.client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r))))
-          .commit(),
-      );
-      if (!got.succeeded) continue;
-      for (let i = MAX_TXN_OPS - 1; i < l.routes.length; i += MAX_TXN_OPS) {
-        const chunk = l.routes.slice(i, i + MAX_TXN_OPS);
-        await bounded(t, "seed routes", () => this.client.if(keys.listener(p, l.name), "Create", ">", 0).then(...chunk.map((r) => this.client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r)))).commit());
-      }
-      this.logger.info("etcd: seeded a listener", { listener: l.name, routes: l.routes.length });
-    }
+    await seedFleet(this.client, this.cfg, this.seed, this.logger);
     await this.readAll();
   }
 
@@ -562,43 +460,3 @@ export class EtcdConfigStore implements ConfigStore {
   }
 }
 
-/** The fleet's whole state at one revision (for `snapshot` in etcd mode). */
-export async function readFleet(cfg: EtcdConfig): Promise<{ state: StoreState; revision: number }> {
-  const client = etcdClient(cfg);
-  try {
-    const r = await bounded(cfg.dialTimeoutMs, "read", () => client.getAll().prefix(cfg.prefix).exec());
-    return { state: stateFrom(cfg.prefix, r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() }))), revision: Number(r.header.revision) };
-  } finally {
-    client.close();
-  }
-}
-
-/** Load a snapshot into an empty prefix (`mc-proxy store import`). */
-export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<number> {
-  const client = etcdClient(cfg);
-  const p = cfg.prefix;
-  try {
-    const existing = await bounded(cfg.dialTimeoutMs, "check the prefix", () => client.getAll().prefix(p).count());
-    if (existing > 0) throw new StoreError(`etcd prefix ${p} holds ${existing} key(s): import only into an empty prefix`);
-    const claim = await bounded(cfg.dialTimeoutMs, "import", () =>
-      client
-        .if(keys.seeded(p), "Create", "==", 0)
-        .then(client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), imported: true })), client.put(keys.schema(p)).value(SCHEMA_VERSION))
-        .commit(),
-    );
-    if (!claim.succeeded) throw new StoreError(`etcd prefix ${p} was seeded meanwhile; nothing imported`);
-    const puts: [string, string][] = [];
-    for (const [name, l] of state.listeners) {
-      puts.push([keys.listener(p, name), listenerValue(l.maxConnections)]);
-      for (const r of l.routes) puts.push([keys.route(p, name, r.hostname), routeValue(r)]);
-    }
-    for (const r of state.rules) puts.push([keys.rule(p, r), RULE_VALUE]);
-    for (let i = 0; i < puts.length; i += MAX_TXN_OPS) {
-      const chunk = puts.slice(i, i + MAX_TXN_OPS);
-      await bounded(cfg.dialTimeoutMs, "import", () => client.if(keys.seeded(p), "Create", ">", 0).then(...chunk.map(([k, v]) => client.put(k).value(v))).commit());
-    }
-    return puts.length;
-  } finally {
-    client.close();
-  }
-}

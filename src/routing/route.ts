@@ -1,12 +1,82 @@
-// The rules a route, a listener limit and every numeric setting must satisfy,
-// in one place: the config file, the admin API and etcd values all build a
-// candidate and ask here (README "Limits and ranges"). A value from any
-// source that breaks a rule is refused with the key and the range named.
+// The route model — a hostname, its pool of backends, how it balances and
+// checks them, its PROXY setting — and the rules every route obeys, whatever
+// its source: the config file (route_config.ts), the admin API and etcd
+// values all build a candidate and ask routeProblems.
 
-import { type HostPort, parseHostPort } from "../net/host_port";
+import { MAX_DURATION_MS, durationError, intError, isInt, showValue as show } from "../config/ranges";
+import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
-import { STATES } from "./backend_table";
-import { type Balance, type BackendSpec, type CheckSettings, type HealthCheckKind, MAX_BACKENDS, type Route, type SendProxy } from "./pool";
+import { type BackendState, STATES, type SlotRef } from "./backend_table";
+
+export type Balance = "round_robin" | "least_connections" | "source_hash";
+export type HealthCheckKind = "off" | "tcp" | "tls";
+export type SendProxy = "off" | "v1" | "v2";
+
+export interface BackendSpec {
+  readonly addr: string;
+  readonly weight: number;
+  readonly backup: boolean;
+  /** The operator's state, as stored (SetBackendState); enabled when absent. */
+  readonly state?: BackendState;
+}
+
+export interface CheckSettings {
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number;
+  fall: number;
+}
+
+/** A route as configured and stored: per-route settings are null where the [proxy] default applies. */
+export interface Route {
+  /** "" for a listener's default route. */
+  readonly hostname: string;
+  readonly backends: readonly BackendSpec[];
+  readonly balance: Balance;
+  /** null: "tcp" for two backends or more, "off" for one. */
+  readonly healthCheck: HealthCheckKind | null;
+  readonly check: Partial<CheckSettings>;
+  readonly retries: number | null;
+  readonly sendProxyProtocol: SendProxy;
+}
+
+/** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
+export interface BoundRoute extends Route {
+  readonly refs: readonly SlotRef[];
+}
+
+/** The [proxy] defaults a route's null settings take. */
+export interface PoolDefaults {
+  check: CheckSettings;
+  retries: number;
+}
+
+export function healthCheckOf(r: Route): HealthCheckKind {
+  return r.healthCheck ?? (r.backends.length >= 2 ? "tcp" : "off");
+}
+
+export function checkSettingsOf(r: Route, d: PoolDefaults): CheckSettings {
+  return {
+    intervalMs: r.check.intervalMs ?? d.check.intervalMs,
+    timeoutMs: r.check.timeoutMs ?? d.check.timeoutMs,
+    rise: r.check.rise ?? d.check.rise,
+    fall: r.check.fall ?? d.check.fall,
+  };
+}
+
+/** Backends per route at most (a connection's tried set is a 32-bit mask). */
+export const MAX_BACKENDS = 31;
+
+/** The one backend of a plain `backend = "host:port"` route. */
+export function singleBackend(addr: string): BackendSpec[] {
+  return [{ addr, weight: 1, backup: false }];
+}
+
+/** A listener's `default_backend` as a route (hostname ""): a pool of one. */
+export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
+  if (l.defaultBackend === null) return null;
+  return { hostname: "", backends: singleBackend(l.defaultBackend), balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: l.defaultBackendSendProxyProtocol };
+}
 
 export const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
 export const HEALTH_CHECKS: readonly HealthCheckKind[] = ["off", "tcp", "tls"];
@@ -15,16 +85,6 @@ export const MAX_WEIGHT = 256;
 export const MAX_RETRIES = 30;
 /** health_check_rise / _fall. */
 export const RISE_FALL = { min: 1, max: 100 } as const;
-/**
- * The longest duration any setting takes: 24 days (576h). Bun's timers hold
- * a signed 32-bit millisecond count; a longer one fires after 1 ms
- * (measured), so 600h would turn a shutdown grace period into an instant.
- */
-export const MAX_DURATION_MS = 576 * 3_600_000;
-export const MAX_DURATION_TEXT = "576h";
-/** Counts kept in 32-bit shared counters (max_connections, rate_limit). */
-export const MAX_COUNT = 2_147_483_647;
-
 /** Validate a route hostname: exact, or a wildcard only as a leading "*.". Returns the canonical form. */
 export function parseRouteHostname(hostname: string): string | { error: string } {
   const wildcard = hostname.startsWith("*.");
@@ -39,33 +99,6 @@ export function parseRouteHostname(hostname: string): string | { error: string }
 export function backendError(backend: string): string | null {
   const hp = parseHostPort(backend, { allowEmptyHost: false });
   return typeof hp === "string" ? hp : null;
-}
-
-function show(v: unknown): string {
-  const s = typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : JSON.stringify(v) ?? String(v);
-  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
-}
-
-const isInt = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v);
-
-/** A whole number in [min, max], or a problem naming `field` and the range. */
-export function intError(v: unknown, field: string, min: number, max: number): string | null {
-  if (!isInt(v) || v < min || v > max) return `${field}: ${show(v)} must be a whole number from ${min} to ${max}`;
-  return null;
-}
-
-/** A duration in milliseconds within (0 or 1) … MAX_DURATION_MS. */
-export function durationError(ms: unknown, field: string, allowZero = false): string | null {
-  if (!isInt(ms)) return `${field}: ${show(ms)} is not a duration`;
-  if (ms === 0 && !allowZero) return `${field}: must be greater than zero`;
-  if (ms < 0 || ms > MAX_DURATION_MS) return `${field}: ${ms} ms is out of range ${allowZero ? 0 : 1} ms-${MAX_DURATION_TEXT}`;
-  return null;
-}
-
-/** listeners.max_connections, SetListenerMaxConnections and etcd's listener values. */
-export function maxConnectionsError(n: unknown, field: string): string | null {
-  if (!isInt(n) || n < 0 || n > MAX_COUNT) return `${field}: ${show(n)} must be 0 (unlimited) to ${MAX_COUNT}`;
-  return null;
 }
 
 /**
@@ -135,21 +168,3 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   return out;
 }
 
-/**
- * Two listener addresses name the same endpoint however written: ":443",
- * "[::]:443" and "0.0.0.0:443" all bind the wildcard (a "::" socket is
- * dual-stack and takes IPv4 too), and IPv6 literals compare in canonical
- * form. With SO_REUSEPORT two such listeners would both bind and the kernel
- * would split connections between their route tables.
- */
-export function endpointKey(hp: HostPort): string {
-  let host = hp.host.toLowerCase();
-  if (host.includes(":")) {
-    // Canonical IPv6 text (RFC 5952) via the URL parser: "::0" is "::".
-    try {
-      host = new URL(`http://[${host}]/`).hostname.slice(1, -1);
-    } catch {}
-  }
-  if (host === "" || host === "::" || host === "0.0.0.0") host = "*";
-  return `${host}|${hp.port}`;
-}

@@ -1,14 +1,8 @@
-// What every connection shares: settings, the deadline wheel, logger, counters
-// and the backend socket handlers. One per event loop.
-import type { SocketHandler } from "bun";
-import type { ProxyConfig } from "../config/config";
+// A listener as one event loop runs it: its route table in force, its PROXY
+// protocol settings, its counters; the limit and the open count are the
+// process's (shared memory).
 import type { AddressTable } from "../firewall/address_table";
-import type { Firewall } from "../firewall/firewall";
-import type { Logger } from "../log/logger";
-import type { DeadlineWheel } from "../relay/deadline_wheel";
 import type { RouteTable } from "../routing/route_table";
-import type { BackendTable } from "../routing/backend_table";
-import type { BackendAttempt, Connection } from "./connection";
 import type { ListenerView } from "./data_plane";
 import type { SharedCounters } from "./shared_counters";
 import type { ListenerStats } from "./stats";
@@ -42,23 +36,4 @@ export class ListenerRuntime implements ListenerView {
   get active(): number {
     return this.counters.active(this.index);
   }
-}
-
-export interface ServerContext {
-  readonly proxy: ProxyConfig;
-  readonly firewall: Firewall;
-  readonly wheel: DeadlineWheel<Connection>;
-  readonly logger: Logger;
-  /** Observe the latency histograms (on when metrics are served; the plain counters always count). */
-  readonly histograms: boolean;
-  /** Open-connection counts shared by every event loop: exact limits. */
-  readonly counters: SharedCounters;
-  /** This event loop's worker id (0 for a single loop): the access log's `worker`. */
-  readonly workerId: number;
-  /** This event loop's connections (for the drain and the live byte counts). */
-  readonly connections: Set<Connection>;
-  readonly backendHandlers: SocketHandler<BackendAttempt>;
-  /** Backend state shared by every loop: health, operator state, connections per backend. */
-  readonly backends: BackendTable;
-  onConnectionClosed(): void;
 }

@@ -1,0 +1,117 @@
+// The [[listeners]] tables: where each binds (one endpoint once, however
+// written), its name, limits, PROXY protocol settings and default backend;
+// its [[listeners.routes]] are read by routing/route_config.ts.
+
+import { parseAddressOrCidr } from "../firewall/address";
+import { type HostPort, endpointKey, parseHostPort } from "../net/host_port";
+import { backendError } from "../routing/route";
+import { readRoutes, sendProxy } from "../routing/route_config";
+import { maxConnectionsError } from "./ranges";
+import { type Table, checkKeys, isTable, show, typed } from "./toml";
+import type { ListenerConfig } from "./types";
+
+const LISTENER_KEYS: Record<string, unknown> = {
+  addr: "string",
+  name: "string",
+  max_connections: "int",
+  default_backend: "string",
+  default_backend_send_proxy_protocol: "send_proxy",
+  proxy_protocol: "bool",
+  trusted_proxies: "strings",
+  routes: "routes",
+};
+export function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
+  if (v === undefined) {
+    problems.push(`listeners: at least one [[listeners]] table is required`);
+    return [];
+  }
+  if (!Array.isArray(v)) {
+    problems.push(`listeners: expected [[listeners]] tables, got ${show(v)}`);
+    return [];
+  }
+  if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
+  const out: ListenerConfig[] = [];
+  const seenAddr = new Map<string, number>();
+  const seenName = new Map<string, number>();
+  v.forEach((item, i) => {
+    const where = `listeners[${i}]`;
+    if (!isTable(item)) {
+      problems.push(`${where}: expected a table, got ${show(item)}`);
+      return;
+    }
+    checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
+    const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
+    let bind: HostPort = { host: "", port: 0 };
+    if (addr === undefined || addr === "") {
+      problems.push(`${where}.addr: required (e.g. ":443" or "127.0.0.1:8443")`);
+    } else {
+      const hp = parseHostPort(addr, { allowEmptyHost: true });
+      if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
+      else {
+        bind = hp;
+        // The same endpoint however written (":443", "[::]:443", "0.0.0.0:443").
+        const key = endpointKey(hp);
+        const prev = seenAddr.get(key);
+        if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev}].addr ${show((v[prev] as Table).addr)}`);
+        else seenAddr.set(key, i);
+      }
+    }
+    const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0;
+    if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
+    else {
+      const e = maxConnectionsError(maxConnections, `${where}.max_connections`);
+      if (e !== null) problems.push(e);
+    }
+    let defaultBackend: string | null = null;
+    if (item.default_backend !== undefined) {
+      const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
+      if (db !== undefined && db !== "") {
+        const err = backendError(db);
+        if (err !== null) problems.push(`${where}.default_backend: ${show(db)}: ${err}`);
+        defaultBackend = db;
+      }
+    }
+    const proxyProtocol = item.proxy_protocol === undefined ? false : typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems) === true;
+    const trustedProxies: string[] = [];
+    if (item.trusted_proxies !== undefined) {
+      const list = typed("strings", item.trusted_proxies, `${where}.trusted_proxies`, problems) as string[] | undefined;
+      if (list !== undefined && !proxyProtocol) {
+        problems.push(`${where}.trusted_proxies: only meaningful with proxy_protocol = true (remove it, or turn PROXY protocol on)`);
+      }
+      (list ?? []).forEach((t, k) => {
+        const r = parseAddressOrCidr(t);
+        if (typeof r === "string") trustedProxies.push(r);
+        else problems.push(`${where}.trusted_proxies[${k}]: ${r.error}`);
+      });
+    }
+    if (proxyProtocol && item.trusted_proxies === undefined) {
+      problems.push(`${where}.trusted_proxies: required when proxy_protocol = true: the addresses or CIDR blocks of the load balancers allowed to send PROXY headers (e.g. ["10.0.0.0/8"])`);
+    } else if (proxyProtocol && trustedProxies.length === 0 && Array.isArray(item.trusted_proxies) && item.trusted_proxies.length === 0) {
+      problems.push(`${where}.trusted_proxies: must not be empty when proxy_protocol = true`);
+    }
+    const defaultSend = sendProxy(item.default_backend_send_proxy_protocol, `${where}.default_backend_send_proxy_protocol`, problems);
+    if (defaultSend !== "off" && defaultBackend === null) problems.push(`${where}.default_backend_send_proxy_protocol: set without a default_backend`);
+    let name = addr ?? "";
+    if (item.name !== undefined) {
+      const n = typed("string", item.name, `${where}.name`, problems) as string | undefined;
+      if (n !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}$/.test(n)) problems.push(`${where}.name: ${show(n)} must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)`);
+      else if (n !== undefined) name = n;
+    }
+    const prevName = seenName.get(name);
+    if (prevName !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prevName}]`);
+    seenName.set(name, i);
+    out.push({
+      addr: addr ?? "",
+      name,
+      bind,
+      maxConnections,
+      defaultBackend,
+      defaultBackendSendProxyProtocol: defaultSend,
+      proxyProtocol,
+      trustedProxies,
+      routes: readRoutes(item.routes, where, problems),
+    });
+  });
+  return out;
+}
+

@@ -1,0 +1,199 @@
+// The sections beside the listeners: [firewall], [grpc], [etcd], [metrics]
+// and the defaults [proxy] takes. Each validates its own keys and names the
+// key in every problem.
+
+import { readFileSync } from "node:fs";
+import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { type HostPort, parseHostPort } from "../net/host_port";
+import type { PoolDefaults } from "../routing/route";
+import { parseDuration } from "./duration";
+import { MAX_COUNT } from "./ranges";
+import { type Table, readSection, show } from "./toml";
+import type { EtcdConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig } from "./types";
+
+/** Health checks every 5 s (HAProxy checks every 2 s; a check per backend per 5 s is enough for a pool), timeout 2 s, rise 2, fall 3 (HAProxy's), and two retries. */
+export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
+
+export const DEFAULTS = {
+  connectTimeout: "5s",
+  idleTimeout: "5m",
+  helloTimeout: "10s",
+  maxHelloBytes: 65536,
+  shutdownTimeout: "30s",
+  rateWindow: "1s",
+  rateLimitIpv6Prefix: 64,
+} as const;
+
+/**
+ * Read a file named by a [grpc] key (certificates, keys, CAs); null when the
+ * key is not set. The error names the key and the path.
+ */
+export function readGrpcFile(key: string, path: string | null): Buffer | null {
+  if (path === null) return null;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`grpc.${key}: cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+export function validateFirewall(sec: Table, pathOf: (p: string) => string, problems: string[]): FirewallConfig {
+  const ips = (sec.blocked_ips as string[] | undefined) ?? [];
+  const cidrs = (sec.blocked_cidrs as string[] | undefined) ?? [];
+  const countries = (sec.blocked_countries as string[] | undefined) ?? [];
+  const fw: FirewallConfig = {
+    geoipDb: typeof sec.geoip_db === "string" && sec.geoip_db !== "" ? pathOf(sec.geoip_db) : null,
+    blockedIps: [],
+    blockedCidrs: [],
+    blockedCountries: [],
+    rateLimit: (sec.rate_limit as number | undefined) ?? 0,
+    rateWindowMs: (sec.rate_window as number | undefined) ?? parseDuration(DEFAULTS.rateWindow)!,
+    rateLimitIpv6Prefix: (sec.rate_limit_ipv6_prefix as number | undefined) ?? DEFAULTS.rateLimitIpv6Prefix,
+  };
+  if (fw.rateLimitIpv6Prefix < 48 || fw.rateLimitIpv6Prefix > 128) {
+    problems.push(`firewall.rate_limit_ipv6_prefix: ${fw.rateLimitIpv6Prefix} is out of range 48-128 (IPv6 clients are counted per network of this size; 64 is one customer)`);
+  }
+  ips.forEach((v, i) => {
+    const r = parseIpRule(v);
+    if (typeof r === "string") fw.blockedIps.push(r);
+    else problems.push(`firewall.blocked_ips[${i}]: ${r.error}`);
+  });
+  cidrs.forEach((v, i) => {
+    const r = parseCidrRule(v);
+    if ("error" in r) problems.push(`firewall.blocked_cidrs[${i}]: ${r.error}`);
+    else fw.blockedCidrs.push(`${r.address}/${r.prefix}`);
+  });
+  countries.forEach((v, i) => {
+    const r = parseCountryRule(v);
+    if (typeof r === "string") fw.blockedCountries.push(r);
+    else problems.push(`firewall.blocked_countries[${i}]: ${r.error}`);
+  });
+  if (fw.blockedCountries.length > 0 && fw.geoipDb === null) {
+    problems.push(`firewall.geoip_db: required when firewall.blocked_countries is set`);
+  }
+  if (fw.rateLimit < 0) problems.push(`firewall.rate_limit: ${fw.rateLimit} is negative (0 turns the limit off)`);
+  else if (fw.rateLimit > MAX_COUNT) problems.push(`firewall.rate_limit: ${fw.rateLimit} is out of range 0-${MAX_COUNT}`);
+  if (fw.rateWindowMs === 0) problems.push(`firewall.rate_window: must be greater than zero`);
+  return fw;
+}
+
+export function validateGrpc(root: Table, pathOf: (p: string) => string, problems: string[]): GrpcConfig | null {
+  const sec = readSection(root, "grpc", problems);
+  if (sec === null) return null;
+  const opt = (k: string): string | null => (typeof sec[k] === "string" && sec[k] !== "" ? pathOf(sec[k] as string) : null);
+  const addr = (sec.addr as string | undefined) ?? "";
+  const g: GrpcConfig = {
+    addr,
+    tlsCert: opt("tls_cert"),
+    tlsKey: opt("tls_key"),
+    clientCa: opt("client_ca"),
+    clientCert: opt("client_cert"),
+    clientKey: opt("client_key"),
+    serverCa: opt("server_ca"),
+    allowUnauthenticatedAdmin: (sec.allow_unauthenticated_admin as boolean | undefined) ?? false,
+    adminClients: (sec.admin_clients as string[] | undefined) ?? null,
+  };
+  const unix = addr.startsWith("unix:");
+  if (addr === "") {
+    problems.push(`grpc.addr: required when [grpc] is present (host:port, or unix:/path/to/admin.sock)`);
+  } else if (unix) {
+    if (addr.length === "unix:".length) problems.push(`grpc.addr: ${show(addr)} names no socket path`);
+    else g.addr = `unix:${pathOf(addr.slice(5))}`;
+  } else {
+    const hp = parseHostPort(addr, { allowEmptyHost: true });
+    if (typeof hp === "string") problems.push(`grpc.addr: ${show(addr)}: ${hp}`);
+    if (g.tlsCert === null || g.tlsKey === null) {
+      problems.push(`grpc.tls_cert, grpc.tls_key: both required for a TCP admin address (TLS 1.3 is mandatory; use a unix: address for a local plaintext socket)`);
+    }
+    // Secure by default: a TCP admin API without client certificates lets
+    // anyone who reaches the port rewrite routes and firewall rules.
+    if (g.clientCa === null && !g.allowUnauthenticatedAdmin) {
+      problems.push(
+        `grpc.client_ca: required for a TCP admin address (${show(addr)}): without it any TLS client can change routes and firewall rules. ` +
+          `Set grpc.client_ca to the CA that signs your admin certificates (mTLS), or use addr = "unix:/srv/mc-proxy/admin.sock"; ` +
+          `to accept the risk anyway, set grpc.allow_unauthenticated_admin = true`,
+      );
+    }
+  }
+  if (g.adminClients !== null) {
+    if (unix || g.clientCa === null) {
+      problems.push(`grpc.admin_clients: names clients by their certificates, so it needs a TCP address with grpc.client_ca (a unix: socket is guarded by its file mode)`);
+    }
+    g.adminClients.forEach((n, i) => {
+      if (n.trim() === "") problems.push(`grpc.admin_clients[${i}]: empty name (expected a certificate CN or DNS subjectAltName)`);
+    });
+  }
+  if (g.allowUnauthenticatedAdmin && (unix || g.clientCa !== null)) {
+    problems.push(`grpc.allow_unauthenticated_admin: only meaningful for a TCP address without grpc.client_ca; remove it`);
+  }
+  return g;
+}
+
+export function validateEtcd(root: Table, pathOf: (p: string) => string, store: string, problems: string[]): EtcdConfig | null {
+  const sec = readSection(root, "etcd", problems);
+  if (store !== "etcd") {
+    if (sec !== null) problems.push(`etcd: set, but store.backend is ${show(store)} (set store.backend = "etcd" to use it)`);
+    return null;
+  }
+  if (sec === null) {
+    problems.push(`etcd: required when store.backend = "etcd" (at least endpoints and prefix)`);
+    return null;
+  }
+  const opt = (k: string): string | null => (typeof sec[k] === "string" && sec[k] !== "" ? (sec[k] as string) : null);
+  const e: EtcdConfig = {
+    endpoints: (sec.endpoints as string[] | undefined) ?? [],
+    prefix: opt("prefix") ?? "",
+    ca: opt("ca") === null ? null : pathOf(opt("ca")!),
+    cert: opt("cert") === null ? null : pathOf(opt("cert")!),
+    key: opt("key") === null ? null : pathOf(opt("key")!),
+    username: opt("username"),
+    password: opt("password"),
+    dialTimeoutMs: (sec.dial_timeout as number | undefined) ?? 5000,
+  };
+  if (e.endpoints.length === 0) problems.push(`etcd.endpoints: at least one is required (e.g. ["https://10.0.0.1:2379"])`);
+  e.endpoints.forEach((u, i) => {
+    if (!/^https?:\/\/[^/\s]+$/.test(u)) problems.push(`etcd.endpoints[${i}]: ${show(u)} must be http(s)://host:port`);
+  });
+  const tls = e.endpoints.some((u) => u.startsWith("https://"));
+  if (tls && e.endpoints.some((u) => u.startsWith("http://"))) problems.push(`etcd.endpoints: mixes http:// and https://`);
+  if (!e.prefix.startsWith("/") || !e.prefix.endsWith("/") || e.prefix.length < 2) problems.push(`etcd.prefix: ${show(e.prefix)} must start and end with "/" (e.g. "/mc-proxy/prod/")`);
+  if ((e.cert === null) !== (e.key === null)) problems.push(`etcd.cert, etcd.key: set both (a client certificate and its key) or neither`);
+  if (!tls && (e.ca !== null || e.cert !== null)) problems.push(`etcd.ca / etcd.cert: TLS settings need https:// endpoints`);
+  if ((e.username === null) !== (e.password === null)) problems.push(`etcd.username, etcd.password: set both or neither`);
+  if (e.dialTimeoutMs === 0) problems.push(`etcd.dial_timeout: must be greater than zero`);
+  return e;
+}
+
+/** Two TCP addresses collide when their ports match and a host is the same or a wildcard. */
+function collides(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && (a.host === b.host || a.host === "" || b.host === "" || a.host === "::" || b.host === "::" || a.host === "0.0.0.0" || b.host === "0.0.0.0");
+}
+
+export function validateMetrics(root: Table, pathOf: (p: string) => string, listeners: ListenerConfig[], grpc: GrpcConfig | null, problems: string[]): MetricsConfig | null {
+  const sec = readSection(root, "metrics", problems);
+  if (sec === null) return null;
+  const m: MetricsConfig = { addr: (sec.addr as string | undefined) ?? "", path: (sec.path as string | undefined) ?? "/metrics" };
+  if (!m.path.startsWith("/")) problems.push(`metrics.path: ${show(m.path)} must start with "/"`);
+  else if (m.path === "/healthz" || m.path === "/readyz") problems.push(`metrics.path: ${show(m.path)} is taken by the health endpoint of the same name`);
+  if (m.addr === "") {
+    problems.push(`metrics.addr: required when [metrics] is present (host:port, or unix:/path/to/metrics.sock)`);
+  } else if (m.addr.startsWith("unix:")) {
+    if (m.addr.length === "unix:".length) problems.push(`metrics.addr: ${show(m.addr)} names no socket path`);
+    else m.addr = `unix:${pathOf(m.addr.slice(5))}`;
+    if (grpc !== null && grpc.addr === m.addr) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr)`);
+  } else {
+    const hp = parseHostPort(m.addr, { allowEmptyHost: true });
+    if (typeof hp === "string") problems.push(`metrics.addr: ${show(m.addr)}: ${hp}`);
+    else {
+      listeners.forEach((l, i) => {
+        if (l.addr !== "" && collides(hp, l.bind)) problems.push(`metrics.addr: ${show(m.addr)} is the address of listeners[${i}] (${show(l.addr)})`);
+      });
+      if (grpc !== null && !grpc.addr.startsWith("unix:")) {
+        const g = parseHostPort(grpc.addr, { allowEmptyHost: true });
+        if (typeof g !== "string" && collides(hp, g)) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr ${show(grpc.addr)})`);
+      }
+    }
+  }
+  return m;
+}
+

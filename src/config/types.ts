@@ -1,0 +1,112 @@
+// What a validated config is: the types every consumer reads. Built by
+// config.ts from the sections below it; nothing here parses.
+
+import type { LogFormat, LogLevel } from "../log/logger";
+import type { PoolDefaults, Route, SendProxy } from "../routing/route";
+import type { HostPort } from "../net/host_port";
+
+/** A route as configured: hostname normalised (lower case, no trailing dot; "*.suffix" for a wildcard). */
+export type RouteConfig = Route;
+
+export interface ListenerConfig {
+  /** As written in the config: where it binds, and its label in logs and metrics. */
+  addr: string;
+  /**
+   * Its identity in the admin API and the store (default: addr). Instances of
+   * a fleet that bind different addresses share a route table by sharing a name.
+   */
+  name: string;
+  bind: HostPort;
+  maxConnections: number;
+  defaultBackend: string | null;
+  defaultBackendSendProxyProtocol: SendProxy;
+  /** Every connection starts with a PROXY header from one of trustedProxies. */
+  proxyProtocol: boolean;
+  /** Canonical "address/prefix" strings; empty unless proxyProtocol. */
+  trustedProxies: string[];
+  routes: RouteConfig[];
+}
+
+export interface GrpcConfig {
+  addr: string;
+  tlsCert: string | null;
+  tlsKey: string | null;
+  clientCa: string | null;
+  /** Used by the CLI to reach the admin API. */
+  clientCert: string | null;
+  clientKey: string | null;
+  serverCa: string | null;
+  /** Accept TLS clients without a certificate (no client_ca on a TCP address): an explicit, logged risk. */
+  allowUnauthenticatedAdmin: boolean;
+  /** Certificate names (CN or DNS SAN) that may call mutating RPCs; null = every verified client. */
+  adminClients: string[] | null;
+}
+
+export interface FirewallConfig {
+  geoipDb: string | null;
+  blockedIps: string[];
+  blockedCidrs: string[];
+  blockedCountries: string[];
+  rateLimit: number;
+  rateWindowMs: number;
+  rateLimitIpv6Prefix: number;
+}
+
+export interface ProxyConfig {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  helloTimeoutMs: number;
+  maxHelloBytes: number;
+  shutdownTimeoutMs: number;
+  /** Event loops: "auto" = one per CPU this process may run on. */
+  workers: number | "auto";
+  /** Health-check settings and retries for routes that do not set their own. */
+  pool: PoolDefaults;
+}
+
+export interface MetricsConfig {
+  /** host:port, or unix:/absolute/path. */
+  addr: string;
+  /** The scrape path, starting with "/". */
+  path: string;
+}
+
+export interface EtcdConfig {
+  endpoints: string[];
+  /** Every key lives under it; ends with "/". */
+  prefix: string;
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
+  username: string | null;
+  password: string | null;
+  dialTimeoutMs: number;
+}
+
+export interface Config {
+  file: string;
+  /** SQLite: the store itself; with etcd, its last-known-good copy. */
+  databasePath: string;
+  /** Where routes, firewall rules and limits live: the embedded SQLite file, or etcd for a fleet. */
+  store: "sqlite" | "etcd";
+  etcd: EtcdConfig | null;
+  listeners: ListenerConfig[];
+  grpc: GrpcConfig | null;
+  metrics: MetricsConfig | null;
+  firewall: FirewallConfig;
+  proxy: ProxyConfig;
+  log: { level: LogLevel; format: LogFormat };
+  /** Settings that are valid but risky: `check` prints them, the server logs them at warn. */
+  warnings: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
+    super(problems.map((p) => `${file}: ${p}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
