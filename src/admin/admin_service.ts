@@ -132,7 +132,7 @@ export class AdminService {
     // Health-check overrides and retries are set in the TOML; an upsert keeps the route's own.
     const existing = l.table.routes().find((r) => r.hostname === hostname);
     const route: Route = { hostname, backends, balance, healthCheck, check: existing?.check ?? {}, retries: existing?.retries ?? null, sendProxyProtocol };
-    // The same rules as the config file and etcd values (routing/route_rules.ts).
+    // The same rules as the config file and etcd values (routing/route.ts).
     const bad = routeProblems(route, "route");
     if (bad.length > 0) throw invalid(bad[0]!);
     return this.mutate(async () => {

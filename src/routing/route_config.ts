@@ -63,7 +63,7 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
     const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol };
-    // The same rules as the admin API and etcd values (routing/route_rules.ts).
+    // The same rules as the admin API and etcd values (routing/route.ts).
     const bad = routeProblems(route, rw);
     if (bad.length > 0) return void problems.push(...bad);
     out.push(route);

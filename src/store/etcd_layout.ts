@@ -47,7 +47,7 @@ export const RULE_VALUE = JSON.stringify({ version: 1 });
 /**
  * What one key means, or null for a key this version does not know (ignored,
  * so a newer writer does not break older readers). A value that breaks the
- * rules every source shares (routing/route_rules.ts) is "invalid": never
+ * rules every source shares (routing/route.ts) is "invalid": never
  * applied, never copied into the last-known-good file.
  */
 export type Entry =

@@ -118,7 +118,7 @@ export class EtcdConfigStore implements ConfigStore {
   }
 
   /**
-   * A value that breaks the rules (routing/route_rules.ts): skipped, as if
+   * A value that breaks the rules (routing/route.ts): skipped, as if
    * the key did not exist; logged once per key and reason, and counted.
    */
   private refuse(key: string, reason: string): void {
