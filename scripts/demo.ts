@@ -14,9 +14,24 @@ const certFile = join(dir, "cert.pem");
 const keyFile = join(dir, "key.pem");
 
 const gen = Bun.spawnSync([
-  "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-  "-keyout", keyFile, "-out", certFile, "-days", "30", "-subj", "/CN=alpha.example.com",
-  "-addext", "subjectAltName=DNS:alpha.example.com,DNS:*.demo.example.com",
+  "openssl",
+  "req",
+  "-x509",
+  "-newkey",
+  "ec",
+  "-pkeyopt",
+  "ec_paramgen_curve:P-256",
+  "-nodes",
+  "-keyout",
+  keyFile,
+  "-out",
+  certFile,
+  "-days",
+  "30",
+  "-subj",
+  "/CN=alpha.example.com",
+  "-addext",
+  "subjectAltName=DNS:alpha.example.com,DNS:*.demo.example.com",
 ]);
 if (gen.exitCode !== 0) {
   console.error(`demo: openssl failed (is it installed? apt-get install openssl):\n${gen.stderr}`);
@@ -43,7 +58,10 @@ process.on("SIGTERM", stop);
 for (let i = 0; i < 100; i++) {
   const up = await new Promise<boolean>((r) => {
     const s = require("node:net").createConnection({ host: "127.0.0.1", port: 8443 });
-    s.on("connect", () => (s.destroy(), r(true)));
+    s.on("connect", () => {
+      s.destroy();
+      r(true);
+    });
     s.on("error", () => r(false));
   });
   if (up) break;

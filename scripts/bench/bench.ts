@@ -115,7 +115,10 @@ async function waitPort(port: number, ms = 10_000): Promise<void> {
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = require("node:net").createConnection({ host: "127.0.0.1", port });
-      s.on("connect", () => (s.destroy(), resolve(true)));
+      s.on("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
       s.on("error", () => resolve(false));
     });
     if (ok) return;
@@ -178,7 +181,9 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
   if (scraping) {
     void (async () => {
       while (scraping) {
-        await fetch(`http://127.0.0.1:${PORTS.metrics}/metrics`).then((r) => r.text()).catch(() => "");
+        await fetch(`http://127.0.0.1:${PORTS.metrics}/metrics`)
+          .then((r) => r.text())
+          .catch(() => "");
         await sleep(1000);
       }
     })();
@@ -283,7 +288,7 @@ async function runRound(sys: Running, s: Settings, f: Files, backendPids: number
   const m: Metrics = {};
   const disturbed: string[] = [];
   const note = (what: string, x: Sample) => {
-    if (x.disturbed) disturbed.push(`${what} (other CPU ${(x.otherCpu / x.wall * 100).toFixed(0)}% of a core)`);
+    if (x.disturbed) disturbed.push(`${what} (other CPU ${((x.otherCpu / x.wall) * 100).toFixed(0)}% of a core)`);
   };
   const threads = "2";
 
@@ -329,7 +334,12 @@ async function runRound(sys: Running, s: Settings, f: Files, backendPids: number
   note("c=1 latency", x);
 
   // 4. Bulk download and upload, 1 and 4 streams.
-  for (const [dir, streams] of [["download", 1], ["download", 4], ["upload", 1], ["upload", 4]] as const) {
+  for (const [dir, streams] of [
+    ["download", 1],
+    ["download", 4],
+    ["upload", 1],
+    ["upload", 4],
+  ] as const) {
     let bytes = 0;
     x = await measure(sys, backendPids, async () => {
       const runs = await Promise.all(
@@ -553,7 +563,9 @@ async function main(): Promise<void> {
     haproxy: Bun.spawnSync(["haproxy", "-v"]).stdout.toString().split("\n")[0],
     nginx: Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim(),
     wrk: Bun.spawnSync(["wrk", "-v"]).stdout.toString().split("\n")[0] || Bun.spawnSync(["wrk", "-v"]).stderr.toString().split("\n")[0],
-    mc_proxy: Bun.spawnSync([join(ROOT, "dist/mc-proxy"), "version"]).stdout.toString().trim(),
+    mc_proxy: Bun.spawnSync([join(ROOT, "dist/mc-proxy"), "version"])
+      .stdout.toString()
+      .trim(),
   };
   const table = markdown(med, s);
   console.log(`\n${table}`);
@@ -561,10 +573,7 @@ async function main(): Promise<void> {
   if (disturbedLog.length > 0) console.log(`\nDisturbed measurements (other processes used > 10 % of a core):\n${disturbedLog.map((d) => `- ${d}`).join("\n")}`);
   else console.log("\nNo measurement was disturbed by other processes (> 10 % of a core).");
   const out = join(WORK, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(
-    out,
-    JSON.stringify({ settings: s, machine, seconds: (Date.now() - started) / 1000, medians: med, spread: spreads, rounds: results, disturbed: disturbedLog, table }, null, 2),
-  );
+  writeFileSync(out, JSON.stringify({ settings: s, machine, seconds: (Date.now() - started) / 1000, medians: med, spread: spreads, rounds: results, disturbed: disturbedLog, table }, null, 2));
   console.log(`\nbench: results written to ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 

@@ -71,8 +71,7 @@ function mcproxyConf(sys: System, f: Files): string {
   const on = (s: Stage) => sys.stages.includes(s);
   const db = join(WORK, `run/breakdown-${sys.name.replace("+", "")}.db`);
   for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
-  const backends = (port: number) =>
-    on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`;
+  const backends = (port: number) => (on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`);
   const cidrs = Array.from({ length: 1000 }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ");
   const conf = `# --breakdown variant ${sys.name}: ${sys.stages.join(", ") || "every stage off"}
 [database]
@@ -115,8 +114,6 @@ interface Result {
 
 type Helpers = { withFds: (c: string[]) => string[]; waitPort: (p: number) => Promise<void> };
 
-
-
 async function wrk(h: Helpers, port: number, seconds: number, close: boolean): Promise<{ requests: number; errors: number }> {
   const cmd = ["wrk", "-t", "2", "-c", "50", "-d", `${seconds}s`, ...(close ? ["-H", "Connection: close"] : []), `https://${HOST}:${port}/small`];
   const p = Bun.spawn(h.withFds(cmd), { stdout: "pipe", stderr: "inherit" });
@@ -158,7 +155,9 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
     if (scraping) {
       void (async () => {
         while (scraping) {
-          await fetch(`http://127.0.0.1:${PORTS.breakdownMetrics}/metrics`).then((r) => r.text()).catch(() => "");
+          await fetch(`http://127.0.0.1:${PORTS.breakdownMetrics}/metrics`)
+            .then((r) => r.text())
+            .catch(() => "");
           await Bun.sleep(1000);
         }
       })();
@@ -194,7 +193,6 @@ function reference(sys: System): string | null {
   return "base";
 }
 
-
 export async function breakdown(f: Files, rounds: number, seconds: number, h: Helpers, baseline: { ref: string; binary: string } | null): Promise<void> {
   const started = Date.now();
   const SYSTEMS = systems(baseline);
@@ -209,7 +207,9 @@ export async function breakdown(f: Files, rounds: number, seconds: number, h: He
         const r = await measure(sys, f, seconds, warmup, h);
         if (!results.has(sys.name)) results.set(sys.name, []);
         results.get(sys.name)!.push(r);
-        console.log(`breakdown: round ${round + 1}/${rounds} ${sys.name}: ${r.newconnMsPer1000.toFixed(1)} ms / 1000 new, ${r.keepaliveUsPerReq.toFixed(2)} µs / keep-alive request${r.errors > 0 ? `, ${r.errors} errors` : ""}`);
+        console.log(
+          `breakdown: round ${round + 1}/${rounds} ${sys.name}: ${r.newconnMsPer1000.toFixed(1)} ms / 1000 new, ${r.keepaliveUsPerReq.toFixed(2)} µs / keep-alive request${r.errors > 0 ? `, ${r.errors} errors` : ""}`,
+        );
       }
     }
   } finally {

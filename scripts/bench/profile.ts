@@ -39,5 +39,5 @@ export async function profile(f: Files, seconds: number, withFds: (c: string[]) 
   writeFileSync(svg, flameGraphSvg(p, `mc-proxy, new TLS connections through the realistic config (bun --cpu-prof, ${((p.endTime - p.startTime) / 1e6).toFixed(0)} s)`));
   console.log(`profile: flame graph written to ${svg} (profile: ${join(dir, file)})\n`);
   console.log("| # | frame | self ms | share |\n|---:|---|---:|---:|");
-  topSelf(p, 10).forEach((t, i) => console.log(`| ${i + 1} | \`${t.frame}\` | ${t.ms.toFixed(0)} | ${(t.share * 100).toFixed(1)} % |`));
+  for (const [i, t] of topSelf(p, 10).entries()) console.log(`| ${i + 1} | \`${t.frame}\` | ${t.ms.toFixed(0)} | ${(t.share * 100).toFixed(1)} % |`);
 }

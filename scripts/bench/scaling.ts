@@ -45,10 +45,13 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
     await waitPort(port as number);
     await Bun.sleep(500);
     const load = (secs: number, rate?: number) =>
-      Bun.spawn(withFds([process.execPath, join(import.meta.dir, "hello_load.ts"), String(port), String(secs), "64", f.helloFile, String(REPLY_BYTES), ...(rate === undefined ? [] : [String(rate)])]), {
-        stdout: "pipe",
-        stderr: "inherit",
-      });
+      Bun.spawn(
+        withFds([process.execPath, join(import.meta.dir, "hello_load.ts"), String(port), String(secs), "64", f.helloFile, String(REPLY_BYTES), ...(rate === undefined ? [] : [String(rate)])]),
+        {
+          stdout: "pipe",
+          stderr: "inherit",
+        },
+      );
     /** Run one load; the proxy's CPU and the completed connections over it. */
     const run = async (secs: number, rate?: number) => {
       const pids = processTree(proc.pid);
@@ -71,12 +74,18 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
   }
 }
 
-
 export async function scaling(f: Files, rounds: number, seconds: number, withFds: (c: string[]) => string[], waitPort: (p: number) => Promise<void>): Promise<void> {
   const backend = Bun.spawn(withFds(["nginx", "-c", f.replyBackendConf]), { stdout: "ignore", stderr: "inherit" });
   await waitPort(PORTS.replyBackend);
   const runs: Record<string, Result[]> = {};
-  const order: [Sys, 1 | 2][] = [["haproxy", 1], ["haproxy", 2], ["nginx", 1], ["nginx", 2], ["mc-proxy", 1], ["mc-proxy", 2]];
+  const order: [Sys, 1 | 2][] = [
+    ["haproxy", 1],
+    ["haproxy", 2],
+    ["nginx", 1],
+    ["nginx", 2],
+    ["mc-proxy", 1],
+    ["mc-proxy", 2],
+  ];
   try {
     for (let r = 0; r < rounds; r++) {
       const rotated = order.map((_, i) => order[(i + r * 2) % order.length]!);

@@ -95,7 +95,26 @@ export function prepare(bigBytes: number): Files {
   const key = join(WORK, "key.pem");
   if (!existsSync(cert)) {
     run(
-      ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", `/CN=${HOST}`, "-addext", `subjectAltName=DNS:${HOST}`],
+      [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "30",
+        "-subj",
+        `/CN=${HOST}`,
+        "-addext",
+        `subjectAltName=DNS:${HOST}`,
+      ],
       "openssl req",
     );
   }
@@ -252,7 +271,7 @@ format = "text"
   const mcproxyMetricsConf = join(WORK, "mc-proxy-metrics.toml");
   writeFileSync(
     mcproxyMetricsConf,
-    readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-metrics.db"`) + `\n[metrics]\naddr = "127.0.0.1:${PORTS.metrics}"\n`,
+    `${readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-metrics.db"`)}\n[metrics]\naddr = "127.0.0.1:${PORTS.metrics}"\n`,
   );
   // --scaling: a plain backend answering REPLY_BYTES to anything (nginx stream `return`, C, cheap).
   const replyBackendConf = join(WORK, "reply-backend.conf");

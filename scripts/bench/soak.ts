@@ -51,7 +51,10 @@ function tlsRequest(port: number, servername: string, localAddress?: string): Pr
 /** A keep-alive TLS connection answering one request per call. */
 async function keepAlive(port: number): Promise<() => Promise<boolean>> {
   const s = tlsConnect({ host: "127.0.0.1", port, servername: HOST, rejectUnauthorized: false });
-  await new Promise<void>((r, j) => (s.once("secureConnect", () => r()), s.once("error", j)));
+  await new Promise<void>((r, j) => {
+    s.once("secureConnect", () => r());
+    s.once("error", j);
+  });
   let waiting: ((ok: boolean) => void) | null = null;
   let text = "";
   s.on("data", (d: Buffer) => {
@@ -88,9 +91,9 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
   const sock = join(WORK, "run/admin-soak.sock");
   writeFileSync(
     conf,
-    readFileSync(f.mcproxyConf, "utf8")
+    `${readFileSync(f.mcproxyConf, "utf8")
       .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-soak.db"`)
-      .replace(`blocked_ips = ["192.0.2.1"]`, `blocked_ips = ["192.0.2.1", "127.0.0.2"]`) + `\n[grpc]\naddr = "unix:${sock}"\n`,
+      .replace(`blocked_ips = ["192.0.2.1"]`, `blocked_ips = ["192.0.2.1", "127.0.0.2"]`)}\n[grpc]\naddr = "unix:${sock}"\n`,
   );
   for (const suffix of ["", "-wal", "-shm"]) Bun.spawnSync(["rm", "-f", `${WORK}/run/mc-proxy-soak.db${suffix}`]);
   const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
@@ -99,7 +102,17 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
   const pid = proxy.pid;
   await sleep(1500);
   const port = PORTS.mcproxy;
-  const admin = new AdminClient({ addr: `unix:${sock}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null, allowUnauthenticatedAdmin: false, adminClients: null });
+  const admin = new AdminClient({
+    addr: `unix:${sock}`,
+    tlsCert: null,
+    tlsKey: null,
+    clientCa: null,
+    clientCert: null,
+    clientKey: null,
+    serverCa: null,
+    allowUnauthenticatedAdmin: false,
+    adminClients: null,
+  });
   const listener = `127.0.0.1:${port}`;
   const totals: Record<string, Counts> = {};
   const count = (k: string, r: "ok" | "reset" | "failed" | "unexpected") => {
@@ -205,7 +218,9 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
   const fdGrowth = last.fds - from.fds;
   console.log(`\nTraffic (ok / failed / reset / unexpected):`);
   for (const [k, c] of Object.entries(totals)) console.log(`- ${k}: ${c.ok} / ${c.failed} / ${c.reset} / ${c.unexpected}`);
-  console.log(`\nRSS floor ${(from.rss / 2 ** 20).toFixed(1)} MiB (minute from ${from.t} s) → ${(last.rss / 2 ** 20).toFixed(1)} MiB (minute to ${last.t} s): ${(rssGrowth * 100).toFixed(1)} %${rssGrowth > 0.05 ? "  ** DRIFT: over 5 % **" : " (no drift: ≤ 5 %)"}`);
+  console.log(
+    `\nRSS floor ${(from.rss / 2 ** 20).toFixed(1)} MiB (minute from ${from.t} s) → ${(last.rss / 2 ** 20).toFixed(1)} MiB (minute to ${last.t} s): ${(rssGrowth * 100).toFixed(1)} %${rssGrowth > 0.05 ? "  ** DRIFT: over 5 % **" : " (no drift: ≤ 5 %)"}`,
+  );
   console.log(`fds ${from.fds} → ${last.fds}${fdGrowth > 10 ? "  ** DRIFT **" : " (steady)"}`);
   console.log(`mc-proxy exited ${code} after SIGTERM`);
 }

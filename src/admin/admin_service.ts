@@ -14,7 +14,6 @@ import { status } from "@grpc/grpc-js";
 import { maxConnectionsError } from "../config/ranges";
 import { backendError, parseRouteHostname, routeProblems } from "../routing/route";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import type { FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { DataPlane, ListenerView } from "../server/data_plane";
 import { OUTCOMES } from "../server/stats";
@@ -139,10 +138,16 @@ export class AdminService {
       // Checked before anything is written: a full backend table changes nothing.
       const next = [...l.table.routes().filter((r) => r.hostname !== hostname), route];
       if (!canBind(this.server.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
-        throw new AdminError(status.RESOURCE_EXHAUSTED, `route.backends: the backend table is full (${this.server.backends.slots} route backends in all); nothing changed — remove routes or backends first`);
+        throw new AdminError(
+          status.RESOURCE_EXHAUSTED,
+          `route.backends: the backend table is full (${this.server.backends.slots} route backends in all); nothing changed — remove routes or backends first`,
+        );
       }
       const { replaced } = await this.store.upsertRoute(l.name, route);
-      const now = this.server.listener(l.name)!.table.routes().find((r) => r.hostname === hostname);
+      const now = this.server
+        .listener(l.name)!
+        .table.routes()
+        .find((r) => r.hostname === hostname);
       return { route: now === undefined ? { hostname, backend: backends[0]!.addr } : this.routeMsg(now), replaced };
     });
   }
@@ -158,7 +163,10 @@ export class AdminService {
     if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutate(async () => {
       if (!(await this.store.setBackendState(l.name, hostname, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
-      const pool = this.server.listener(l.name)!.table.routes().find((r) => r.hostname === hostname)!;
+      const pool = this.server
+        .listener(l.name)!
+        .table.routes()
+        .find((r) => r.hostname === hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
       const reset = req.reset_connections ? await this.server.applyBackendReset(pool.refs[i]!) : 0;
       return { backend: this.backendMsg(pool, i), connections_reset: reset };
@@ -330,5 +338,4 @@ export class AdminService {
     if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
     return { type, value: r };
   }
-
 }

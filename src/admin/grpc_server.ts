@@ -19,7 +19,9 @@ import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
 type Handler = (req: never) => unknown;
 
 /** Admin request ids: a random prefix per process and a counter (as connection ids). */
-const REQUEST_PREFIX = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
+const REQUEST_PREFIX = Math.floor(Math.random() * 0x100000000)
+  .toString(16)
+  .padStart(8, "0");
 let requestSeq = 0;
 function requestId(): string {
   return `${REQUEST_PREFIX}-r${(++requestSeq).toString(36)}`;
@@ -122,7 +124,11 @@ function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: bool
     }
     try {
       const r = fn(call.request as never);
-      if (r instanceof Promise) r.then((v) => finish(null, v), (e) => finish(e));
+      if (r instanceof Promise)
+        r.then(
+          (v) => finish(null, v),
+          (e) => finish(e),
+        );
       else finish(null, r);
     } catch (e) {
       finish(e);
@@ -145,16 +151,14 @@ export class AdminServer {
     const policy: AccessPolicy = { adminClients: cfg.adminClients };
     const read = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: false, unix, policy, observe });
     const write = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: true, unix, policy, observe });
-    server.addService((admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition), {
+    server.addService(admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition, {
       ListRoutes: read("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
       AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
       RemoveRoute: write("RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
       GetFirewallRules: read("GetFirewallRules", () => service.getFirewallRules()),
       AddFirewallRule: write("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) => service.addFirewallRule(r)),
       RemoveFirewallRule: write("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) => service.removeFirewallRule(r)),
-      SetListenerMaxConnections: write("SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) =>
-        service.setListenerMaxConnections(r),
-      ),
+      SetListenerMaxConnections: write("SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) => service.setListenerMaxConnections(r)),
       GetStatus: read("GetStatus", () => service.getStatus()),
       SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) => service.setBackendState(r)),
     });
@@ -215,7 +219,10 @@ export class AdminServer {
     if (socketPath !== null) chmodSync(socketPath, 0o600);
     logger.info("admin API listening", { addr: cfg.addr, tls: socketPath === null, mtls: socketPath === null && cfg.clientCa !== null, admin_clients: cfg.adminClients ?? undefined });
     if (socketPath === null && cfg.clientCa === null) {
-      logger.warn("admin API accepts ANY TLS client (grpc.allow_unauthenticated_admin = true): anyone who can reach it can change routes and firewall rules; set grpc.client_ca or use a unix: address", { addr: cfg.addr });
+      logger.warn(
+        "admin API accepts ANY TLS client (grpc.allow_unauthenticated_admin = true): anyone who can reach it can change routes and firewall rules; set grpc.client_ca or use a unix: address",
+        { addr: cfg.addr },
+      );
     }
     return new AdminServer(server, cfg.addr, watches);
   }

@@ -142,7 +142,8 @@ interface RouteMsg {
  */
 function routeLine(r: RouteMsg): string {
   const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
-  const target = r.backends.length <= 1 ? r.backend : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
+  const target =
+    r.backends.length <= 1 ? r.backend : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
   return `${r.hostname}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}`;
 }
 
@@ -171,7 +172,11 @@ export async function backends(args: string[]): Promise<number> {
   }
   const reset = rest.includes("--reset");
   if (reset && sub !== "disable") throw new UsageError("--reset goes with disable", BACKENDS_USAGE);
-  const o = options(rest.filter((a) => a !== "--reset"), BACKENDS_USAGE, true);
+  const o = options(
+    rest.filter((a) => a !== "--reset"),
+    BACKENDS_USAGE,
+    true,
+  );
   if (o === null) return help(BACKENDS_USAGE);
   const pos = o.rest;
   const c = client(o.cfg);
@@ -207,9 +212,7 @@ export async function routes(args: string[]): Promise<number> {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
       const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
-      print(o.json, r, () =>
-        r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`))].join("\n")).join("\n"),
-      );
+      print(o.json, r, () => r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`))].join("\n")).join("\n"));
     } else if (sub === "add") {
       if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);
@@ -298,7 +301,10 @@ export async function snapshot(args: string[]): Promise<number> {
   }
   if (keepText !== undefined) {
     const dir = dirname(dest);
-    const old = readdirSync(dir).filter((n) => SNAPSHOT_NAME.test(n)).sort().slice(0, -Number(keepText));
+    const old = readdirSync(dir)
+      .filter((n) => SNAPSHOT_NAME.test(n))
+      .sort()
+      .slice(0, -Number(keepText));
     for (const n of old) unlinkSync(join(dir, n));
     if (old.length > 0) console.log(`removed ${old.length} older snapshot(s), kept the newest ${keepText}: ${old.join(", ")}`);
   }
@@ -324,14 +330,16 @@ export async function storeCommand(args: string[]): Promise<number> {
   if (cfg.store !== "etcd") throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
   if (!existsSync(a.rest[0]!)) throw new Error(`${a.rest[0]}: no such file`);
   const snap = Store.open(a.rest[0]!);
-  let state;
+  let state: ReturnType<Store["state"]>;
   try {
     state = snap.state();
   } finally {
     snap.close();
   }
   const n = await importFleet(cfg.etcd!, state);
-  console.log(`imported ${n} key(s) into etcd ${cfg.etcd!.prefix}: ${state.listeners.size} listener(s), ${[...state.listeners.values()].reduce((x, l) => x + l.routes.length, 0)} route(s), ${state.rules.length} rule(s)`);
+  console.log(
+    `imported ${n} key(s) into etcd ${cfg.etcd!.prefix}: ${state.listeners.size} listener(s), ${[...state.listeners.values()].reduce((x, l) => x + l.routes.length, 0)} route(s), ${state.rules.length} rule(s)`,
+  );
   return 0;
 }
 

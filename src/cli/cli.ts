@@ -132,7 +132,11 @@ function check(args: string[]): number {
   // The admin API's certificate files must be readable by the server.
   if (cfg.grpc !== null) {
     const unreadable: string[] = [];
-    for (const [key, path] of [["tls_cert", cfg.grpc.tlsCert], ["tls_key", cfg.grpc.tlsKey], ["client_ca", cfg.grpc.clientCa]] as const) {
+    for (const [key, path] of [
+      ["tls_cert", cfg.grpc.tlsCert],
+      ["tls_key", cfg.grpc.tlsKey],
+      ["client_ca", cfg.grpc.clientCa],
+    ] as const) {
       try {
         readGrpcFile(key, path);
       } catch (e) {
@@ -143,7 +147,11 @@ function check(args: string[]): number {
   }
   if (cfg.etcd !== null) {
     const unreadable: string[] = [];
-    for (const [key, path] of [["ca", cfg.etcd.ca], ["cert", cfg.etcd.cert], ["key", cfg.etcd.key]] as const) {
+    for (const [key, path] of [
+      ["ca", cfg.etcd.ca],
+      ["cert", cfg.etcd.cert],
+      ["key", cfg.etcd.key],
+    ] as const) {
       if (path === null) continue;
       try {
         readFileSync(path);

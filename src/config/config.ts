@@ -75,7 +75,10 @@ function validate(root: Table, file: string, problems: string[]): Config {
       retries: (proxySec.retries as number | undefined) ?? POOL_DEFAULTS.retries,
     },
   };
-  for (const [k, v] of [["health_check_rise", proxy.pool.check.rise], ["health_check_fall", proxy.pool.check.fall]] as const) {
+  for (const [k, v] of [
+    ["health_check_rise", proxy.pool.check.rise],
+    ["health_check_fall", proxy.pool.check.fall],
+  ] as const) {
     if (v < 1 || v > 100) problems.push(`proxy.${k}: ${v} must be 1-100`);
   }
   if (proxy.pool.retries < 0 || proxy.pool.retries > 30) problems.push(`proxy.retries: ${proxy.pool.retries} must be 0-30`);
@@ -113,9 +116,10 @@ function validate(root: Table, file: string, problems: string[]): Config {
     log: { level: level as LogLevel, format: format as LogFormat },
     warnings: listeners.flatMap((l, i) =>
       l.trustedProxies.some((t) => t === "0.0.0.0/0" || t === "::/0")
-        ? [`listeners[${i}].trusted_proxies: ${JSON.stringify(l.trustedProxies.filter((t) => t === "0.0.0.0/0" || t === "::/0"))} trusts every address: any client can send a PROXY header and choose the source address the firewall judges and the backends see; list only your load balancers`]
+        ? [
+            `listeners[${i}].trusted_proxies: ${JSON.stringify(l.trustedProxies.filter((t) => t === "0.0.0.0/0" || t === "::/0"))} trusts every address: any client can send a PROXY header and choose the source address the firewall judges and the backends see; list only your load balancers`,
+          ]
         : [],
     ),
   };
 }
-

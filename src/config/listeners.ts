@@ -56,7 +56,7 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
         else seenAddr.set(key, i);
       }
     }
-    const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0;
+    const maxConnections = item.max_connections === undefined ? 0 : ((typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0);
     if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
     else {
       const e = maxConnectionsError(maxConnections, `${where}.max_connections`);
@@ -94,7 +94,8 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
     let name = addr ?? "";
     if (item.name !== undefined) {
       const n = typed("string", item.name, `${where}.name`, problems) as string | undefined;
-      if (n !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,99}$/.test(n)) problems.push(`${where}.name: ${show(n)} must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)`);
+      if (n !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:[\]-]{0,99}$/.test(n))
+        problems.push(`${where}.name: ${show(n)} must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)`);
       else if (n !== undefined) name = n;
     }
     const prevName = seenName.get(name);
@@ -114,4 +115,3 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
   });
   return out;
 }
-

@@ -13,7 +13,7 @@ export const MAX_DURATION_TEXT = "576h";
 export const MAX_COUNT = 2_147_483_647;
 
 export function showValue(v: unknown): string {
-  const s = typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : JSON.stringify(v) ?? String(v);
+  const s = typeof v === "string" ? JSON.stringify(v) : v === undefined ? "nothing" : (JSON.stringify(v) ?? String(v));
   return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
@@ -38,4 +38,3 @@ export function maxConnectionsError(n: unknown, field: string): string | null {
   if (!isInt(n) || n < 0 || n > MAX_COUNT) return `${field}: ${showValue(n)} must be 0 (unlimited) to ${MAX_COUNT}`;
   return null;
 }
-

@@ -196,4 +196,3 @@ export function validateMetrics(root: Table, pathOf: (p: string) => string, list
   }
   return m;
 }
-

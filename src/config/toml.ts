@@ -173,4 +173,3 @@ export function readSection(root: Table, name: string, problems: string[]): Tabl
   }
   return out;
 }
-

@@ -109,4 +109,3 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
-

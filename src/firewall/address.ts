@@ -4,7 +4,7 @@
 // lookups use the precomputed tables in address_table.ts.
 
 import ipaddr from "ipaddr.js";
-import { canonical, parseIpText, parseIpv4Text, parseIpv6Text } from "../net/ip";
+import { canonical, parseIpText, parseIpv4Text } from "../net/ip";
 
 export interface Cidr {
   address: string;

@@ -3,7 +3,6 @@
 // first one, so the access log costs no syscall per connection; flush() on
 // exit.
 
-
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
 
@@ -92,9 +91,7 @@ export class Logger {
     const time = this.time();
     this.append(
       level,
-      this.format === "json"
-        ? `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}${formattedFields}}\n`
-        : `time=${time} level=${level} msg=${quote(msg)}${formattedFields}\n`,
+      this.format === "json" ? `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}${formattedFields}}\n` : `time=${time} level=${level} msg=${quote(msg)}${formattedFields}\n`,
     );
   }
 
@@ -155,7 +152,7 @@ function jsonLine(time: string, level: string, msg: string, fields?: Fields): st
       if (v !== undefined) o[k] = v;
     }
   }
-  return JSON.stringify(o) + "\n";
+  return `${JSON.stringify(o)}\n`;
 }
 
 function logfmtLine(time: string, level: string, msg: string, fields?: Fields): string {
@@ -167,9 +164,10 @@ function logfmtLine(time: string, level: string, msg: string, fields?: Fields): 
       s += ` ${k}=${v === null ? "" : typeof v === "string" ? quote(v) : Array.isArray(v) ? quote(v.join(",")) : String(v)}`;
     }
   }
-  return s + "\n";
+  return `${s}\n`;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what must be quoted
 const NEEDS_QUOTE = /[\s"=\\\x00-\x1f\x7f]/;
 
 export function quote(v: string): string {

@@ -110,7 +110,9 @@ export class Metrics {
       ),
     );
     r.registerMetric(
-      scraped("mc_proxy_store_invalid_values_total", "Values read from the store (etcd) that broke the config rules: skipped, logged by key.", "counter", () => [{ labels: {}, value: store.invalidValues }]),
+      scraped("mc_proxy_store_invalid_values_total", "Values read from the store (etcd) that broke the config rules: skipped, logged by key.", "counter", () => [
+        { labels: {}, value: store.invalidValues },
+      ]),
     );
     r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: snap().connectionCap }]));
     r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes }))));
@@ -132,7 +134,9 @@ export class Metrics {
         ];
       }),
     );
-    r.registerMetric(scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: snap().rateTracked }]));
+    r.registerMetric(
+      scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: snap().rateTracked }]),
+    );
     r.registerMetric(
       scraped("mc_proxy_bytes_total", "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.", "counter", () =>
         listeners().flatMap((l) =>

@@ -225,7 +225,7 @@ function parseV2(h: Uint8Array): ProxyHeader | ProxyHeaderResult {
     const sent = ((h[crcAt]! << 24) | (h[crcAt + 1]! << 16) | (h[crcAt + 2]! << 8) | h[crcAt + 3]!) >>> 0;
     const copy = h.slice();
     copy.fill(0, crcAt, crcAt + 4);
-    if ((CRC32C.buf(copy) >>> 0) !== sent) return reject("v2: CRC32C mismatch");
+    if (CRC32C.buf(copy) >>> 0 !== sent) return reject("v2: CRC32C mismatch");
   }
   const common = { version: 2 as const, authority, uniqueId };
   // LOCAL, and PROXY over UNSPEC or UNIX: the connection's own endpoints stand (§2.2).

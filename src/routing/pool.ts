@@ -182,4 +182,3 @@ export function bindRoutes(table: BackendTable, listener: number, routes: readon
 export function canBind(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): boolean {
   return table.fits(`${listener}\u0000`, slotKeys(listener, routes, defaultRoute));
 }
-

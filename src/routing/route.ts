@@ -3,7 +3,7 @@
 // its source: the config file (route_config.ts), the admin API and etcd
 // values all build a candidate and ask routeProblems.
 
-import { MAX_DURATION_MS, durationError, intError, isInt, showValue as show } from "../config/ranges";
+import { durationError, intError, isInt, showValue as show } from "../config/ranges";
 import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
 import { type BackendState, STATES, type SlotRef } from "./backend_table";
@@ -130,13 +130,19 @@ export function poolError(backends: unknown, field: string): string | null {
 export function checkSettingsError(c: unknown, field: string): string | null {
   if (typeof c !== "object" || c === null || Array.isArray(c)) return `${field}: ${show(c)} must be an object`;
   const s = c as Partial<Record<keyof CheckSettings, unknown>>;
-  for (const [k, name] of [["intervalMs", "health_check_interval"], ["timeoutMs", "health_check_timeout"]] as const) {
+  for (const [k, name] of [
+    ["intervalMs", "health_check_interval"],
+    ["timeoutMs", "health_check_timeout"],
+  ] as const) {
     if (s[k] !== undefined) {
       const e = durationError(s[k], `${field}.${name}`);
       if (e !== null) return e;
     }
   }
-  for (const [k, name] of [["rise", "health_check_rise"], ["fall", "health_check_fall"]] as const) {
+  for (const [k, name] of [
+    ["rise", "health_check_rise"],
+    ["fall", "health_check_fall"],
+  ] as const) {
     if (s[k] !== undefined) {
       const e = intError(s[k], `${field}.${name}`, RISE_FALL.min, RISE_FALL.max);
       if (e !== null) return e;
@@ -167,4 +173,3 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   if (!SEND_PROXY.includes(r.sendProxyProtocol as SendProxy)) out.push(`${field}.send_proxy_protocol: ${show(r.sendProxyProtocol)} must be one of ${SEND_PROXY.join(", ")}`);
   return out;
 }
-

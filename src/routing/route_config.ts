@@ -65,7 +65,10 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol };
     // The same rules as the admin API and etcd values (routing/route.ts).
     const bad = routeProblems(route, rw);
-    if (bad.length > 0) return void problems.push(...bad);
+    if (bad.length > 0) {
+      problems.push(...bad);
+      return;
+    }
     out.push(route);
   });
   return out;
@@ -133,4 +136,3 @@ function checkOverrides(item: Table, rw: string, problems: string[]): Partial<Ch
   if (fall !== undefined) c.fall = fall;
   return c;
 }
-

@@ -18,12 +18,7 @@ export class RouteTable {
   private readonly wildcard = new Map<string, RoutePool>();
   readonly defaultRoute: RoutePool | null;
 
-  constructor(
-    routes: readonly BoundRoute[],
-    defaultRoute: BoundRoute | null,
-    defaults: PoolDefaults,
-    table: BackendTable,
-  ) {
+  constructor(routes: readonly BoundRoute[], defaultRoute: BoundRoute | null, defaults: PoolDefaults, table: BackendTable) {
     for (const r of routes) {
       const p = new RoutePool(r, defaults, table);
       if (r.hostname.startsWith("*.")) this.wildcard.set(r.hostname.slice(2), p);

@@ -61,7 +61,9 @@ const enum Phase {
  * unique across restarts in practice. The access log's `id`, and the
  * PP2_TYPE_UNIQUE_ID sent to a backend.
  */
-const ID_PREFIX = Math.floor(Math.random() * 0x100000000).toString(16).padStart(8, "0");
+const ID_PREFIX = Math.floor(Math.random() * 0x100000000)
+  .toString(16)
+  .padStart(8, "0");
 let idCounter = 0;
 
 export class Connection extends Relay implements Timed, BackendOwner {
@@ -210,7 +212,8 @@ export class Connection extends Relay implements Timed, BackendOwner {
     const ref = pool.ref(this.backendIndex);
     this.releaseBackend();
     const went = this.ctx.backends.connectResult(ref, false, pool.fall, pool.checksOn, pool.holdSec, this.ctx.wheel.nowSec);
-    if (went === "down") this.ctx.logger.warn("backend down after connect failures", { listener: this.listener.addr, route: pool.hostname, backend: pool.addr(this.backendIndex), worker: this.ctx.workerId });
+    if (went === "down")
+      this.ctx.logger.warn("backend down after connect failures", { listener: this.listener.addr, route: pool.hostname, backend: pool.addr(this.backendIndex), worker: this.ctx.workerId });
     this.tryNext();
   }
 

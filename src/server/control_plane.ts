@@ -90,7 +90,7 @@ export class ControlPlane implements DataPlane {
   ) {
     const n = options.loops;
     this.counters = new SharedCounters(config.listeners.length, n);
-    config.listeners.forEach((l, i) => this.counters.setMax(i, l.maxConnections));
+    for (const [i, l] of config.listeners.entries()) this.counters.setMax(i, l.maxConnections);
     this.backends = new BackendTable(options.backendSlots ?? DEFAULT_BACKEND_SLOTS, n);
     this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
     this.listeners = config.listeners.map((l, i) => {
@@ -188,7 +188,14 @@ export class ControlPlane implements DataPlane {
     const now = Date.now();
     this.deaths.push(now);
     while (this.deaths.length > 0 && this.deaths[0]! < now - CRASH_LOOP.withinMs) this.deaths.shift();
-    this.logger.error("worker died; its connections are lost", { worker: slot.id, thread, connections: lost, backend_connections: backendConns, rate_locks_freed: locks, deaths_last_minute: this.deaths.length });
+    this.logger.error("worker died; its connections are lost", {
+      worker: slot.id,
+      thread,
+      connections: lost,
+      backend_connections: backendConns,
+      rate_locks_freed: locks,
+      deaths_last_minute: this.deaths.length,
+    });
     if (this.draining) return this.checkAllStopped();
     if (this.deaths.length >= CRASH_LOOP.deaths) {
       this.logger.error(`crash loop: ${this.deaths.length} worker deaths within ${CRASH_LOOP.withinMs / 1000} s; exiting`);

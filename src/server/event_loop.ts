@@ -5,14 +5,13 @@
 // and changes arrive as messages (loop_protocol.ts), whether this loop runs
 // in the main thread (workers = 1) or in a worker thread.
 
-import type { Socket, SocketHandler, TCPSocketListener } from "bun";
+import type { SocketHandler, TCPSocketListener } from "bun";
 import type { Config } from "../config/config";
 import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
-import type { PeerSocket } from "../relay/relay";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
 import type { BoundRoute } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
@@ -276,6 +275,4 @@ export class EventLoop {
     this.logger.flush();
     this.resolveDone(0);
   }
-
 }
-

@@ -43,11 +43,7 @@ export interface LoopReply {
 }
 
 /** Main thread → worker thread. */
-export type ToWorker =
-  | { type: "init"; init: LoopInit }
-  | { type: "change"; seq: number; change: LoopChange }
-  | { type: "drain" }
-  | { type: "crash" };
+export type ToWorker = { type: "init"; init: LoopInit } | { type: "change"; seq: number; change: LoopChange } | { type: "drain" } | { type: "crash" };
 
 /** Worker thread → main thread. */
 export type FromWorker =

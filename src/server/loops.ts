@@ -5,7 +5,7 @@
 
 import type { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import { type FromWorker, type LoopChange, type LoopInit, type LoopReply, type ToWorker } from "./loop_protocol";
+import type { FromWorker, LoopChange, LoopInit, LoopReply, ToWorker } from "./loop_protocol";
 import type { Snapshot } from "./snapshot";
 
 /** How long a change or a snapshot waits for a worker before giving up on it. */

@@ -61,7 +61,11 @@ export function histogramSnapshot(h: Histogram): HistogramSnapshot {
 }
 
 /** One listener's counters as a plain, cloneable object (live bytes added by the caller). */
-export function listenerSnapshot(s: ListenerStats, view: { readonly maxConnections: number; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] }, active: number): ListenerSnapshot {
+export function listenerSnapshot(
+  s: ListenerStats,
+  view: { readonly maxConnections: number; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] },
+  active: number,
+): ListenerSnapshot {
   return {
     addr: s.addr,
     accepted: s.accepted,
@@ -88,7 +92,7 @@ export function addListenerSnapshot(a: ListenerSnapshot, b: ListenerSnapshot): v
   a.accepted += b.accepted;
   for (let i = 0; i < OUTCOMES.length; i++) a.closed[i]! += b.closed[i] ?? 0;
   addHistogram(a.hello, b.hello);
-  a.duration.forEach((h, i) => addHistogram(h, b.duration[i]!));
+  for (const [i, h] of a.duration.entries()) addHistogram(h, b.duration[i]!);
   for (const r of b.routeStats) {
     const mine = a.routeStats.find((x) => x.label === r.label);
     if (mine === undefined) a.routeStats.push(structuredClone(r));
@@ -110,7 +114,7 @@ export interface SlotCounts {
 export function retire(slot: SlotCounts): void {
   if (slot.last === null) return;
   if (slot.retired === null) slot.retired = structuredClone(slot.last.listeners);
-  else slot.retired.forEach((l, i) => addListenerSnapshot(l, slot.last!.listeners[i]!));
+  else for (const [i, l] of slot.retired.entries()) addListenerSnapshot(l, slot.last.listeners[i]!);
   slot.last = null;
 }
 

@@ -99,5 +99,4 @@ export class ListenerStats {
     if (r === undefined) this.routes.set(label, (r = new RouteStats(label)));
     return r;
   }
-
 }

@@ -7,7 +7,7 @@
 
 import { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import { type FromWorker, type LoopInit, type ToWorker } from "./loop_protocol";
+import type { FromWorker, LoopInit, ToWorker } from "./loop_protocol";
 import { collectStartupGarbage } from "./startup_gc";
 
 declare const self: Worker;

@@ -15,7 +15,8 @@ export function validateHostName(buf: Uint8Array, start: number, len: number): s
   let prev = 0x2e; // as if preceded by a dot, so a leading dot is an empty label
   for (let i = 0; i < n; i++) {
     let c = buf[start + i]!;
-    if (c >= 0x41 && c <= 0x5a) c += 0x20; // A-Z -> a-z
+    if (c >= 0x41 && c <= 0x5a)
+      c += 0x20; // A-Z -> a-z
     else if (c === 0x2e) {
       if (prev === 0x2e) return null;
     } else if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f)) return null;

@@ -110,7 +110,10 @@ export class SqliteConfigStore implements ConfigStore {
 
 /** Put a backend's operator state into the shared table the data plane reads (immediate for every worker). */
 export function setSlotState(plane: DataPlane, listener: string, hostname: string, addr: string, state: BackendState): void {
-  const route = plane.listener(listener)?.table.routes().find((r) => r.hostname === hostname);
+  const route = plane
+    .listener(listener)
+    ?.table.routes()
+    .find((r) => r.hostname === hostname);
   const i = route?.backends.findIndex((b) => b.addr === addr) ?? -1;
   if (route !== undefined && i >= 0) plane.backends.setState(route.refs[i]!, state);
 }

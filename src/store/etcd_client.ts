@@ -33,7 +33,12 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
     }
   };
   const tls = cfg.endpoints.some((u) => u.startsWith("https://"));
-  const ip = tls ? ipTls(cfg.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, "")), "mc-proxy-etcd.invalid") : null;
+  const ip = tls
+    ? ipTls(
+        cfg.endpoints.map((u) => new URL(u).hostname.replace(/^\[|\]$/g, "")),
+        "mc-proxy-etcd.invalid",
+      )
+    : null;
   const verifyOptions = ip === null ? undefined : { checkServerIdentity: ip.checkServerIdentity };
   return new Etcd3({
     hosts: cfg.endpoints,
@@ -76,7 +81,13 @@ export async function readFleet(cfg: EtcdConfig): Promise<{ state: StoreState; r
   const client = etcdClient(cfg);
   try {
     const r = await bounded(cfg.dialTimeoutMs, "read", () => client.getAll().prefix(cfg.prefix).exec());
-    return { state: stateFrom(cfg.prefix, r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() }))), revision: Number(r.header.revision) };
+    return {
+      state: stateFrom(
+        cfg.prefix,
+        r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() })),
+      ),
+      revision: Number(r.header.revision),
+    };
   } finally {
     client.close();
   }
@@ -104,7 +115,12 @@ export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<n
     for (const r of state.rules) puts.push([keys.rule(p, r), RULE_VALUE]);
     for (let i = 0; i < puts.length; i += MAX_TXN_OPS) {
       const chunk = puts.slice(i, i + MAX_TXN_OPS);
-      await bounded(cfg.dialTimeoutMs, "import", () => client.if(keys.seeded(p), "Create", ">", 0).then(...chunk.map(([k, v]) => client.put(k).value(v))).commit());
+      await bounded(cfg.dialTimeoutMs, "import", () =>
+        client
+          .if(keys.seeded(p), "Create", ">", 0)
+          .then(...chunk.map(([k, v]) => client.put(k).value(v)))
+          .commit(),
+      );
     }
     return puts.length;
   } finally {

@@ -27,7 +27,7 @@ import { type ConfigStore, rulesFromStore, setSlotState } from "./config_store";
 import { canBind } from "../routing/pool";
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { type SeedInput, seedFleet } from "./etcd_seed";
-import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
+import { RULE_VALUE, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
 import { type Store, StoreError, type StoreState, type StoredRule } from "./store";
 
 /** How long a write waits to see itself come back through this instance's watch. */
@@ -76,7 +76,13 @@ export class EtcdConfigStore implements ConfigStore {
     const s = new EtcdConfigStore(etcdClient(cfg), cfg, cache, new Set(seed.listeners.map((l) => l.name)), seed, logger);
     try {
       await s.seedAndRead();
-      logger.info("etcd: fleet state read", { endpoints: cfg.endpoints.join(","), prefix: cfg.prefix, revision: s.revision, routes: [...s.state.listeners.values()].reduce((n, l) => n + l.routes.length, 0), rules: s.state.rules.length });
+      logger.info("etcd: fleet state read", {
+        endpoints: cfg.endpoints.join(","),
+        prefix: cfg.prefix,
+        revision: s.revision,
+        routes: [...s.state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
+        rules: s.state.rules.length,
+      });
     } catch (e) {
       const why = fatal((e as StoreError).cause ?? e);
       if (why !== null || (e instanceof StoreError && !e.unavailable)) {
@@ -360,7 +366,11 @@ export class EtcdConfigStore implements ConfigStore {
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), wait))),
     ]);
     if (timer !== null) clearTimeout(timer);
-    if (!ok) throw new StoreError(`committed to etcd at revision ${revision}, but not applied on this instance within ${wait} ms (its watch is behind: ${this.describe()}); it applies when the watch catches up`, { notApplied: true });
+    if (!ok)
+      throw new StoreError(
+        `committed to etcd at revision ${revision}, but not applied on this instance within ${wait} ms (its watch is behind: ${this.describe()}); it applies when the watch catches up`,
+        { notApplied: true },
+      );
   }
 
   private txn() {
@@ -383,7 +393,10 @@ export class EtcdConfigStore implements ConfigStore {
       const merged: Route = { ...route, backends: route.backends.map((b) => ({ ...b, state: oldRoute?.backends.find((o) => o.addr === b.addr)?.state ?? "enabled" })) };
       const cmp = kv === undefined ? this.txn().if(key, "Create", "==", 0) : this.txn().if(key, "Mod", "==", Number(kv.mod_revision));
       const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
-        cmp.and(keys.listener(p, listener), "Create", ">", 0).then(this.client.put(key).value(routeValue(merged))).commit(),
+        cmp
+          .and(keys.listener(p, listener), "Create", ">", 0)
+          .then(this.client.put(key).value(routeValue(merged)))
+          .commit(),
       );
       if (r.succeeded) {
         await this.applied(Number(r.header.revision));
@@ -430,7 +443,12 @@ export class EtcdConfigStore implements ConfigStore {
       const e = parseEntry(p, key, kv.value.toString());
       if (e?.kind !== "route" || !e.route.backends.some((b) => b.addr === addr)) return false;
       const route: Route = { ...e.route, backends: e.route.backends.map((b) => (b.addr === addr ? { ...b, state } : b)) };
-      const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () => this.client.if(key, "Mod", "==", Number(kv.mod_revision)).then(this.client.put(key).value(routeValue(route))).commit());
+      const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () =>
+        this.client
+          .if(key, "Mod", "==", Number(kv.mod_revision))
+          .then(this.client.put(key).value(routeValue(route)))
+          .commit(),
+      );
       if (r.succeeded) {
         await this.applied(Number(r.header.revision));
         return true;
@@ -459,4 +477,3 @@ export class EtcdConfigStore implements ConfigStore {
     this.client.close();
   }
 }
-

@@ -171,12 +171,20 @@ export class Store {
   }
 
   private routesOf(listenerId: number): StoredRoute[] {
-    const rows = this.db
-      .query("SELECT hostname, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname")
-      .all(listenerId) as { hostname: string; send_proxy_protocol: SendProxy; balance: Balance; health_check: HealthCheckKind | null; settings: string }[];
-    const backends = this.db
-      .query("SELECT hostname, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, position")
-      .all(listenerId) as { hostname: string; addr: string; weight: number; backup: number; state: BackendState }[];
+    const rows = this.db.query("SELECT hostname, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname").all(listenerId) as {
+      hostname: string;
+      send_proxy_protocol: SendProxy;
+      balance: Balance;
+      health_check: HealthCheckKind | null;
+      settings: string;
+    }[];
+    const backends = this.db.query("SELECT hostname, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, position").all(listenerId) as {
+      hostname: string;
+      addr: string;
+      weight: number;
+      backup: number;
+      state: BackendState;
+    }[];
     return rows.map((r) => {
       const s = JSON.parse(r.settings) as Settings;
       return {
@@ -219,7 +227,7 @@ export class Store {
       `INSERT INTO route_backends (listener_id, hostname, position, addr, weight, backup, state) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (listener_id, hostname, addr) DO UPDATE SET position = excluded.position, weight = excluded.weight, backup = excluded.backup`,
     );
-    r.backends.forEach((b, i) => put.run(listenerId, r.hostname, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled"));
+    for (const [i, b] of r.backends.entries()) put.run(listenerId, r.hostname, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled");
   }
 
   /** Set one backend's operator state; `changed` is false when the route has no such backend. */
@@ -363,7 +371,10 @@ function quickCheck(db: Database, path: string): void {
     throw new StoreError(`database ${path}: failed its integrity check (${(e as Error).message}). ${RESTORE_HINT}`, { cause: e });
   }
   if (rows.length === 1 && rows[0]!.quick_check === "ok") return;
-  const found = rows.slice(0, 3).map((r) => r.quick_check).join("; ");
+  const found = rows
+    .slice(0, 3)
+    .map((r) => r.quick_check)
+    .join("; ");
   throw new StoreError(`database ${path}: failed its integrity check (${found}). ${RESTORE_HINT}`);
 }
 
@@ -371,7 +382,9 @@ function migrate(db: Database, path: string): void {
   const current = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
   const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
   if (current > latest) {
-    throw new StoreError(`database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (README: "Backups and restore")`);
+    throw new StoreError(
+      `database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (README: "Backups and restore")`,
+    );
   }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;

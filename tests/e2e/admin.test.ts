@@ -15,7 +15,6 @@ import { freePort, rawExchange, sleep, tcpServer, waitFor } from "../helpers/net
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { bodyOf, type TlsBackend, tlsBackend, tlsGet } from "../helpers/tls";
 
-
 describe("admin API (binary)", () => {
   const cert = testCert();
   const pki = adminPki();
@@ -240,7 +239,9 @@ describe("admin API (binary)", () => {
     const mem = (await client.call<Routes>("ListRoutes", { listener })).listeners[0]!.routes;
     const raw = new Database(join(dir, "data/mc-proxy.db"), { readonly: true });
     const stored = raw
-      .query("SELECT r.hostname, r.backend, 'SEND_PROXY_PROTOCOL_' || upper(r.send_proxy_protocol) AS send_proxy_protocol FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname")
+      .query(
+        "SELECT r.hostname, r.backend, 'SEND_PROXY_PROTOCOL_' || upper(r.send_proxy_protocol) AS send_proxy_protocol FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname",
+      )
       .all(listener) as { hostname: string; backend: string; send_proxy_protocol: string }[];
     raw.close();
     expect(mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol }))).toEqual(stored);

@@ -21,7 +21,7 @@ const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
 /** A raw grpc-js client with the given channel credentials. */
 function rawStatus(port: number, creds: grpc.ChannelCredentials): Promise<grpc.ServiceError | null> {
   const pkg = grpc.loadPackageDefinition(adminDefinition()) as unknown as {
-    mc_proxy: { v1: { ProxyAdminService: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { GetStatus: Function } } };
+    mc_proxy: { v1: { ProxyAdminService: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { GetStatus: (...args: unknown[]) => unknown } } };
   };
   const c = new pkg.mc_proxy.v1.ProxyAdminService(`127.0.0.1:${port}`, creds, { "grpc.ssl_target_name_override": "localhost" });
   return new Promise((resolve) => {
@@ -81,7 +81,10 @@ describe("admin access (binary)", () => {
           maxVersion,
           ALPNProtocols: ["h2"],
         });
-        const t = setTimeout(() => (s.destroy(), resolve({ ok: false, protocol: null, error: "timeout" })), 3000);
+        const t = setTimeout(() => {
+          s.destroy();
+          resolve({ ok: false, protocol: null, error: "timeout" });
+        }, 3000);
         s.on("secureConnect", () => {
           clearTimeout(t);
           const protocol = s.getProtocol();

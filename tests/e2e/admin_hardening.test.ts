@@ -17,13 +17,11 @@ import { helloFor } from "../helpers/hello_builder";
 import { freePort, percentile, sleep, waitFor } from "../helpers/net";
 import { cleanEnv, command, listenerToml, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 
-
 /** A plain TCP echo backend. */
 function echoBackend() {
   const l = Bun.listen({ hostname: "127.0.0.1", port: 0, allowHalfOpen: true, socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() } });
   return { port: l.port, stop: () => l.stop(true) };
 }
-
 
 /** Connect through the proxy, send a hello, wait for its echo: milliseconds, or Infinity on failure. */
 async function newConnectionLatency(port: number, hello: Uint8Array): Promise<number> {
@@ -160,7 +158,7 @@ describe("admin plane hardening (binary)", () => {
   test("1 MB and 5 MB values in every string field of every RPC: INVALID_ARGUMENT, a message under 1 KB, nothing changed", async () => {
     const before = await state();
     const health = grpc.loadPackageDefinition(healthDefinition()) as unknown as {
-      grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { Check: Function } } } };
+      grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { Check: (...args: unknown[]) => unknown } } } };
     };
     const { readFileSync } = await import("node:fs");
     const creds = grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clientKey), readFileSync(pki.clientCert));

@@ -99,7 +99,13 @@ describe("correctness (binary, two workers)", () => {
   test("a retry never hands client data to a second backend: hello + data → one backend, client reset (backend_closed); hello alone is still retried", async () => {
     const backends = [closer(), closer(), closer()];
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, backends.map((b) => b.port)));
+    const proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        backends.map((b) => b.port),
+      ),
+    );
     try {
       const secret = Buffer.from("GET /pay?amount=100 HTTP/1.1\r\n\r\n");
       // In the same write as the hello (as TLS 1.3 early data travels), and 30 ms later (during the connect or the relay).
@@ -132,7 +138,14 @@ describe("correctness (binary, two workers)", () => {
   test("least_connections: 150 sequential connections over 3 equal backends → each gets 30-40 %", async () => {
     const bs = [named("a"), named("b"), named("c")];
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, bs.map((b) => b.port), `  balance = "least_connections"\n`));
+    const proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        bs.map((b) => b.port),
+        `  balance = "least_connections"\n`,
+      ),
+    );
     try {
       const got: string[] = [];
       for (let i = 0; i < 150; i++) got.push(await who(port));
@@ -176,7 +189,12 @@ describe("correctness (binary, two workers)", () => {
           expect(rs.filter((r) => r.received.toString() === "ok").length).toBe(0);
         }
       }
-      const workersSeen = new Set(proxy.access().filter((r) => r.outcome === "no_route").map((r) => r.worker));
+      const workersSeen = new Set(
+        proxy
+          .access()
+          .filter((r) => r.outcome === "no_route")
+          .map((r) => r.worker),
+      );
       expect(workersSeen.size).toBe(2);
     } finally {
       admin.close();
@@ -190,7 +208,14 @@ describe("correctness (binary, two workers)", () => {
     const dir = tempDir();
     const port = freePort();
     const crashFile = join(dir, "crash-worker");
-    const proxy = await startProxy("binary", poolToml(port, bs.map((b) => b.port)), { dir, env: { MC_PROXY_TEST_WORKER_CRASH: crashFile } });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        bs.map((b) => b.port),
+      ),
+      { dir, env: { MC_PROXY_TEST_WORKER_CRASH: crashFile } },
+    );
     const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
     const held: Socket<undefined>[] = [];
     const active = async () => {
@@ -244,7 +269,7 @@ describe("correctness (binary, two workers)", () => {
       const lines = proxy.records().filter((r) => r.msg === "admin");
       expect(lines.length).toBe(1);
       expect(lines[0]).toMatchObject({ method: "AddRoute", code: "OK", identity: "deployer", "route.hostname": "pool.example.com" });
-      backends.forEach((addr, i) => expect(lines[0]![`route.backends[${i}].addr`]).toBe(addr));
+      for (const [i, addr] of backends.entries()) expect(lines[0]![`route.backends[${i}].addr`]).toBe(addr);
       expect(lines[0]!["route.backends[2].weight"]).toBe(3);
       // level = "warn" still holds for everything else.
       expect(proxy.records().some((r) => r.level === "info" && r.msg !== "admin")).toBe(false);

@@ -14,7 +14,7 @@ import { unixGrpcConfig } from "../helpers/admin";
 import { adminPki } from "../helpers/certs";
 import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
-import { freePort, percentile, rawExchange, sleep, waitFor } from "../helpers/net";
+import { freePort, percentile, rawExchange, sleep } from "../helpers/net";
 import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 
 /** A backend that answers its name. */
@@ -70,7 +70,6 @@ async function routesOf(i: Instance): Promise<string[]> {
   const r = await i.admin.call<{ listeners: { routes: { hostname: string; backend: string }[] }[] }>("ListRoutes", { listener: "public" });
   return r.listeners[0]!.routes.map((x) => `${x.hostname}=${x.backend}`);
 }
-
 
 describe("fleet mode (binary, etcd)", () => {
   let skip: string | null = null;

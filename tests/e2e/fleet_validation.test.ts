@@ -55,7 +55,16 @@ workers = ${workers}
 }
 
 const routeJson = (backendPort: number, over: Record<string, unknown> = {}) =>
-  JSON.stringify({ version: 1, backends: [{ addr: `127.0.0.1:${backendPort}`, weight: 1, backup: false, state: "enabled" }], balance: "round_robin", health_check: null, check: {}, retries: null, send_proxy_protocol: "off", ...over });
+  JSON.stringify({
+    version: 1,
+    backends: [{ addr: `127.0.0.1:${backendPort}`, weight: 1, backup: false, state: "enabled" }],
+    balance: "round_robin",
+    health_check: null,
+    check: {},
+    retries: null,
+    send_proxy_protocol: "off",
+    ...over,
+  });
 
 describe("fleet: malformed etcd values (binary)", () => {
   let skip: string | null = null;
@@ -97,7 +106,10 @@ describe("fleet: malformed etcd values (binary)", () => {
         ];
         // One at a time, then all in one transaction (one watch batch).
         for (const [k, v] of bad.slice(0, 4)) await client.put(k).value(v);
-        const txn = await client.if(`${prefix}schema`, "Create", ">", 0).then(...bad.slice(4).map(([k, v]) => client.put(k).value(v))).commit();
+        const txn = await client
+          .if(`${prefix}schema`, "Create", ">", 0)
+          .then(...bad.slice(4).map(([k, v]) => client.put(k).value(v)))
+          .commit();
         expect(txn.succeeded).toBe(true);
         await sleep(300);
         expect(proxy.proc.exitCode).toBeNull();

@@ -162,10 +162,10 @@ scrape_configs:
       - targets: ["127.0.0.1:${mport}"]
 `,
     );
-    prom = Bun.spawn(
-      ["prometheus", `--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${pport}`],
-      { stdout: "ignore", stderr: "ignore" },
-    );
+    prom = Bun.spawn(["prometheus", `--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${pport}`], {
+      stdout: "ignore",
+      stderr: "ignore",
+    });
   });
   afterAll(async () => {
     prom?.kill();

@@ -10,7 +10,7 @@ import { testCert } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
 import { ensureCommands } from "../helpers/packages";
 import { ROOT, cleanEnv, ensureBinary, listenerToml, tempDir } from "../helpers/proxy";
-import { RUN_AS, buildRootfs } from "../helpers/rootfs";
+import { buildRootfs } from "../helpers/rootfs";
 import { bodyOf, type TlsBackend, tlsBackend, tlsGet } from "../helpers/tls";
 
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -55,7 +55,11 @@ describe("root filesystem from scripts/rootfs.sh (chroot, uid 65532)", () => {
     const alpha = tlsBackend("alpha", cert);
     const port = freePort();
     try {
-      const files = run(["find", fs.root, "-path", join(fs.root, "proc"), "-prune", "-o", "-type", "f", "-print"]).out.trim().split("\n").map((f) => f.slice(fs.root.length)).sort();
+      const files = run(["find", fs.root, "-path", join(fs.root, "proc"), "-prune", "-o", "-type", "f", "-print"])
+        .out.trim()
+        .split("\n")
+        .map((f) => f.slice(fs.root.length))
+        .sort();
       const ldd = run(["ldd", ensureBinary()]).out;
       const libs = (ldd.match(/\/\S+/g) ?? []).sort();
       expect(files).toEqual(["/etc/group", "/etc/passwd", "/usr/local/bin/mc-proxy", ...libs].sort());
@@ -147,9 +151,24 @@ describe("scratch image with podman (runc)", () => {
     chownSync(join(dir, "data"), 65532, 65532);
     const name = `mcp-test-${process.pid}`;
     const started = run([
-      ...P, "run", "-d", "--runtime", "runc", "--name", name, "--network", "host",
-      "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
-      "-v", `${join(dir, "mc-proxy.toml")}:/srv/mc-proxy/mc-proxy.toml:ro`, "-v", `${join(dir, "data")}:/srv/mc-proxy/data`, tag,
+      ...P,
+      "run",
+      "-d",
+      "--runtime",
+      "runc",
+      "--name",
+      name,
+      "--network",
+      "host",
+      "--ulimit",
+      "nofile=20000:20000",
+      "--ulimit",
+      "nproc=32768:32768",
+      "-v",
+      `${join(dir, "mc-proxy.toml")}:/srv/mc-proxy/mc-proxy.toml:ro`,
+      "-v",
+      `${join(dir, "data")}:/srv/mc-proxy/data`,
+      tag,
     ]);
     expect(started.code).toBe(0);
     try {
@@ -164,7 +183,10 @@ describe("scratch image with podman (runc)", () => {
       expect(st.out).toContain("1 total");
       expect(run([...P, "stop", "-t", "20", name]).code).toBe(0);
       expect(run([...P, "inspect", "--format", "{{.State.ExitCode}}", name]).out.trim()).toBe("0");
-      const logs = run([...P, "logs", name]).err.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const logs = run([...P, "logs", name])
+        .err.split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(logs.find((l) => l.msg === "access")).toMatchObject({ sni: "alpha.example.com", outcome: "ok" });
       expect(logs.some((l) => l.msg === "shutting down")).toBe(true);
       expect(statSync(join(dir, "data/mc-proxy.db")).uid).toBe(65532);

@@ -12,7 +12,7 @@ import { unixGrpcConfig } from "../helpers/admin";
 import { testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { firstReply, freePort, rawExchange, sleep, waitFor } from "../helpers/net";
-import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
+import { cleanEnv, command, startProxy, tempDir } from "../helpers/proxy";
 import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 import { tlsBackend } from "../helpers/tls";
 
@@ -104,7 +104,11 @@ describe("pools (binary)", () => {
     const [a, b, c] = [named("a"), named("b"), named("c")];
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "least_connections"\n  health_check = "off"\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "least_connections"\n  health_check = "off"\n`),
+      { dir },
+    );
     const held: Socket<undefined>[] = [];
     try {
       // Only a takes new connections while the others drain: 20 long ones land there.
@@ -134,7 +138,11 @@ describe("pools (binary)", () => {
     const [a, b, c] = [named("a"), named("b"), named("c")];
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "source_hash"\n  health_check = "off"\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "source_hash"\n  health_check = "off"\n`),
+      { dir },
+    );
     try {
       const same = await Promise.all(Array.from({ length: 50 }, () => who(port, "127.0.0.7")));
       expect(new Set(same).size).toBe(1);
@@ -171,7 +179,10 @@ describe("pools (binary)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${cPort}"]\n  health_check = "tcp"\n  health_check_interval = "200ms"\n  health_check_timeout = "200ms"\n  health_check_rise = 2\n  health_check_fall = 2\n`),
+      poolToml(
+        port,
+        `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${cPort}"]\n  health_check = "tcp"\n  health_check_interval = "200ms"\n  health_check_timeout = "200ms"\n  health_check_rise = 2\n  health_check_fall = 2\n`,
+      ),
       { dir },
     );
     try {
@@ -224,11 +235,7 @@ describe("pools (binary)", () => {
     const dir = tempDir();
     const port = freePort();
     const addrs = [`127.0.0.1:${resetter.port}`, `127.0.0.1:${good.port}`];
-    const proxy = await startProxy(
-      "binary",
-      poolToml(port, `  backends = [${addrs.map((a) => `"${a}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`),
-      { dir },
-    );
+    const proxy = await startProxy("binary", poolToml(port, `  backends = [${addrs.map((a) => `"${a}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`), { dir });
     try {
       const got = await many(port, 80, 20);
       expect(count(got, "good")).toBe(80);
@@ -360,7 +367,7 @@ describe("pools (binary)", () => {
     }
   }, 30_000);
 
-  test("an old config (backend = \"…\") and a database from release 0.1.0 still work unchanged", async () => {
+  test('an old config (backend = "…") and a database from release 0.1.0 still work unchanged', async () => {
     const a = named("old");
     const dir = tempDir();
     mkdirSync(join(dir, "data"));

@@ -4,7 +4,6 @@
 // names, every refusal a RST with no byte and its outcome logged) and
 // sending to backends (v1 / v2, what the bytes say).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { Socket } from "bun";
 import { createConnection } from "node:net";
 import { ProxyHeaderReader } from "../../src/proxy_header/proxy_header_reader";
 import { proxyV1, proxyV2 } from "../../src/proxy_header/proxy_header_writer";
@@ -209,12 +208,40 @@ hello_timeout = "1s"
     ["v1 with port 70000", () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 70000 443\r\n"), hello])], "bad_proxy_header"],
     ["v1 without CR", () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 1 443\n"), hello])], "bad_proxy_header"],
     ["v1 of 200 bytes and no CRLF", () => [enc.encode(`PROXY TCP4 ${"9".repeat(194)}`)], "bad_proxy_header"],
-    ["v2 with a wrong signature", () => [(() => { const h = v2Header({ family: "unspec" }); h[9] = 0; return Buffer.concat([h, hello]); })()], "bad_proxy_header"],
+    [
+      "v2 with a wrong signature",
+      () => [
+        (() => {
+          const h = v2Header({ family: "unspec" });
+          h[9] = 0;
+          return Buffer.concat([h, hello]);
+        })(),
+      ],
+      "bad_proxy_header",
+    ],
     ["v2 version nibble 1", () => [Buffer.concat([v2Header({ family: "inet", version: 1, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }), hello])], "bad_proxy_header"],
     ["v2 command 2", () => [Buffer.concat([v2Header({ family: "inet", commandNibble: 2, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }), hello])], "bad_proxy_header"],
-    ["v2 length shorter than its address block", () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], lengthOverride: 6 }), hello])], "bad_proxy_header"],
-    ["v2 TLV running past the header", () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], rawTail: new Uint8Array([0x04, 0xff, 0xff]) }), hello])], "bad_proxy_header"],
-    ["v2 with a bad CRC32C", () => [(() => { const h = v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], crc: true }); h[h.length - 1]! ^= 1; return Buffer.concat([h, hello]); })()], "bad_proxy_header"],
+    [
+      "v2 length shorter than its address block",
+      () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], lengthOverride: 6 }), hello])],
+      "bad_proxy_header",
+    ],
+    [
+      "v2 TLV running past the header",
+      () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], rawTail: new Uint8Array([0x04, 0xff, 0xff]) }), hello])],
+      "bad_proxy_header",
+    ],
+    [
+      "v2 with a bad CRC32C",
+      () => [
+        (() => {
+          const h = v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], crc: true });
+          h[h.length - 1]! ^= 1;
+          return Buffer.concat([h, hello]);
+        })(),
+      ],
+      "bad_proxy_header",
+    ],
   ];
   test.each(refused)("refused with a RST and no byte: %s", async (_, chunks, outcome) => {
     const before = proxy.access().filter((r) => r.outcome === outcome).length;
@@ -370,7 +397,10 @@ describe("send_proxy_protocol over the admin API and the CLI (binary)", () => {
       const list = cli("routes", "list").stdout.toString();
       expect(list).toContain(`app.example.com  ->  127.0.0.1:${backend.port}  (send-proxy v2)`);
       expect(list).toContain(`v1.example.com  ->  127.0.0.1:${backend.port}  (send-proxy v1)`);
-      for (const [name, version] of [["app.example.com", 2], ["v1.example.com", 1]] as const) {
+      for (const [name, version] of [
+        ["app.example.com", 2],
+        ["v1.example.com", 1],
+      ] as const) {
         const n0 = backend.conns.length;
         const r = await send(port, [helloFor(name)]);
         expect(r.received.toString()).toBe("ok");

@@ -26,7 +26,10 @@ async function waitPort(port: number): Promise<void> {
   const end = Date.now() + 10_000;
   for (;;) {
     const ok = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then(
-      (s) => (s.end(), true),
+      (s) => {
+        s.end();
+        return true;
+      },
       () => false,
     );
     if (ok) return;
@@ -232,7 +235,10 @@ addr = "127.0.0.1:${port}"
       expect(bodyOf(r)).toBe("hello from alpha\n");
       const rec = await proxy.waitAccess((x) => x.outcome === "ok");
       await waitFor(() => h.out().includes("pp client="), 5000, "HAProxy log line");
-      const line = h.out().split("\n").find((l) => l.includes("pp client="))!;
+      const line = h
+        .out()
+        .split("\n")
+        .find((l) => l.includes("pp client="))!;
       expect(line).toContain(`client=${rec.client}`);
       expect(line).toContain("authority=alpha.example.com");
       expect(line).toContain(`unique_id=${rec.id}`);

@@ -102,12 +102,16 @@ describe.each(MODES)("relay (%s)", (mode) => {
     s.data.writer.start();
     void s.data.writer.done.then(() => s.shutdown());
   });
-  const half = backend(halfHello.length, () => {}, (s) => {
-    // Reply only after the client's FIN: the reply must still reach it.
-    s.data.writer = new StreamWriter(s as Socket<unknown>, 3, REPLY);
-    s.data.writer.start();
-    void s.data.writer.done.then(() => s.shutdown());
-  });
+  const half = backend(
+    halfHello.length,
+    () => {},
+    (s) => {
+      // Reply only after the client's FIN: the reply must still reach it.
+      s.data.writer = new StreamWriter(s as Socket<unknown>, 3, REPLY);
+      s.data.writer.start();
+      void s.data.writer.done.then(() => s.shutdown());
+    },
+  );
   const big = backend(bigHello.length, (s) => {
     s.data.writer = new StreamWriter(s as Socket<unknown>, 4, BIG);
     s.data.writer.start();

@@ -55,10 +55,24 @@ describe("RUNBOOK procedures (binary)", () => {
     const live = join(dir, "certs");
     require("node:fs").mkdirSync(live);
     const install = (pki: typeof old) => {
-      for (const [from, to] of [[pki.ca, "ca.pem"], [pki.serverCert, "server.pem"], [pki.serverKey, "server.key"], [pki.clientCert, "admin.pem"], [pki.clientKey, "admin.key"]] as const) copyFileSync(from, join(live, to));
+      for (const [from, to] of [
+        [pki.ca, "ca.pem"],
+        [pki.serverCert, "server.pem"],
+        [pki.serverKey, "server.key"],
+        [pki.clientCert, "admin.pem"],
+        [pki.clientKey, "admin.key"],
+      ] as const)
+        copyFileSync(from, join(live, to));
     };
     install(old);
-    const files = { ...old, ca: join(live, "ca.pem"), serverCert: join(live, "server.pem"), serverKey: join(live, "server.key"), clientCert: join(live, "admin.pem"), clientKey: join(live, "admin.key") };
+    const files = {
+      ...old,
+      ca: join(live, "ca.pem"),
+      serverCert: join(live, "server.pem"),
+      serverKey: join(live, "server.key"),
+      clientCert: join(live, "admin.pem"),
+      clientKey: join(live, "admin.key"),
+    };
     const toml = adminToml(files, freePort(), freePort(), {});
     let proxy = await startProxy("binary", toml, { dir });
     try {
@@ -87,7 +101,11 @@ describe("RUNBOOK procedures (binary)", () => {
       const sock = join(dir, "admin.sock");
       const list = Bun.spawnSync([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", sock, "--list-services", "http://localhost"], { env, stdout: "pipe", stderr: "pipe" });
       expect(list.stdout.toString()).toContain("mc_proxy.v1.ProxyAdminService");
-      const st = Bun.spawnSync([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", sock, "http://localhost/mc_proxy.v1.ProxyAdminService/GetStatus"], { env, stdout: "pipe", stderr: "pipe" });
+      const st = Bun.spawnSync([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", sock, "http://localhost/mc_proxy.v1.ProxyAdminService/GetStatus"], {
+        env,
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(JSON.parse(st.stdout.toString()).version).toMatch(/^\d+\.\d+\.\d+$/);
     } finally {
       await proxy.stop();

@@ -8,13 +8,13 @@ import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { AdminCallError, AdminClient } from "../../src/cli/admin_client";
+import { AdminClient } from "../../src/cli/admin_client";
 import { availableCpus } from "../../src/server/host_limits";
 import { unixGrpcConfig } from "../helpers/admin";
 import { helloFor } from "../helpers/hello_builder";
 import { writeMmdb } from "../helpers/mmdb_writer";
 import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
-import { cleanEnv, command, listenerToml, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
+import { cleanEnv, command, listenerToml, startProxy, tempDir } from "../helpers/proxy";
 import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 
 const MiB = 1024 * 1024;
@@ -32,7 +32,13 @@ function okBackend() {
       end: (s) => void s.end(),
     },
   });
-  return { port: l.port, get connections() { return conns; }, stop: () => l.stop(true) };
+  return {
+    port: l.port,
+    get connections() {
+      return conns;
+    },
+    stop: () => l.stop(true),
+  };
 }
 
 /** A slow download through the proxy of the name's stream. */
@@ -56,7 +62,7 @@ async function status(dir: string) {
 }
 
 describe("workers = 2 (binary)", () => {
-  test("workers = \"auto\" is the CPUs this process may run on (its affinity mask)", async () => {
+  test('workers = "auto" is the CPUs this process may run on (its affinity mask)', async () => {
     expect(availableCpus("Name:\tx\nCpus_allowed_list:\t0-3,8\n")).toBe(5);
     expect(availableCpus("Cpus_allowed_list:\t2\n")).toBe(1);
     const port = freePort();
@@ -192,7 +198,14 @@ describe("workers = 2 (binary)", () => {
       const removed = await Promise.all(Array.from({ length: 200 }, () => rawExchange(port, hello, { timeoutMs: 500 })));
       expect(removed.filter((r) => r.end !== "reset")).toEqual([]);
       await waitFor(() => proxy.access().filter((r) => r.outcome === "no_route").length === 200, 5000, "200 no_route");
-      expect(new Set(proxy.access().filter((r) => r.outcome === "no_route").map((r) => r.worker)).size).toBe(2);
+      expect(
+        new Set(
+          proxy
+            .access()
+            .filter((r) => r.outcome === "no_route")
+            .map((r) => r.worker),
+        ).size,
+      ).toBe(2);
     } finally {
       admin.close();
       await proxy.stop();
@@ -308,7 +321,14 @@ describe("workers = 2 (binary)", () => {
       const after = await many();
       expect(after.filter((r) => r.end !== "reset")).toEqual([]);
       await waitFor(() => proxy.access().filter((r) => r.outcome === "blocked_country").length === 40, 5000, "40 blocked_country");
-      expect(new Set(proxy.access().filter((r) => r.outcome === "blocked_country").map((r) => r.worker)).size).toBe(2);
+      expect(
+        new Set(
+          proxy
+            .access()
+            .filter((r) => r.outcome === "blocked_country")
+            .map((r) => r.worker),
+        ).size,
+      ).toBe(2);
     } finally {
       await proxy.stop();
       backend.stop();

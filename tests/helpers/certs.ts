@@ -21,9 +21,24 @@ export function testCert(): TestCert {
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
   const r = Bun.spawnSync([
-    "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", "2", "-subj", "/CN=alpha.example.com",
-    "-addext", "subjectAltName=DNS:alpha.example.com,DNS:beta.example.com,DNS:*.example.com,DNS:default.test,DNS:localhost",
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=alpha.example.com",
+    "-addext",
+    "subjectAltName=DNS:alpha.example.com,DNS:beta.example.com,DNS:*.example.com,DNS:default.test,DNS:localhost",
   ]);
   if (r.exitCode !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
   cached = { dir, certFile, keyFile, cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };

@@ -23,7 +23,10 @@ export class EtcdCluster {
   readonly members: EtcdMember[];
   private readonly cluster: string;
 
-  constructor(size: number, private readonly tls: { cert: string; key: string; ca: string } | null = null) {
+  constructor(
+    size: number,
+    private readonly tls: { cert: string; key: string; ca: string } | null = null,
+  ) {
     this.members = Array.from({ length: size }, (_, i) => ({ name: `m${i}`, clientPort: freePort(), peerPort: freePort(), dir: tempDir("mcproxy-etcd-"), proc: null, log: "" }));
     this.cluster = this.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
   }
@@ -36,17 +39,28 @@ export class EtcdCluster {
     const scheme = this.tls === null ? "http" : "https";
     const args = [
       "etcd",
-      "--name", m.name,
-      "--data-dir", join(m.dir, "data"),
-      "--listen-client-urls", `${scheme}://127.0.0.1:${m.clientPort}`,
-      "--advertise-client-urls", `${scheme}://127.0.0.1:${m.clientPort}`,
-      "--listen-peer-urls", `http://127.0.0.1:${m.peerPort}`,
-      "--initial-advertise-peer-urls", `http://127.0.0.1:${m.peerPort}`,
-      "--initial-cluster", this.cluster,
-      "--initial-cluster-state", state,
-      "--initial-cluster-token", "mc-proxy-test",
-      "--heartbeat-interval", "50",
-      "--election-timeout", "500",
+      "--name",
+      m.name,
+      "--data-dir",
+      join(m.dir, "data"),
+      "--listen-client-urls",
+      `${scheme}://127.0.0.1:${m.clientPort}`,
+      "--advertise-client-urls",
+      `${scheme}://127.0.0.1:${m.clientPort}`,
+      "--listen-peer-urls",
+      `http://127.0.0.1:${m.peerPort}`,
+      "--initial-advertise-peer-urls",
+      `http://127.0.0.1:${m.peerPort}`,
+      "--initial-cluster",
+      this.cluster,
+      "--initial-cluster-state",
+      state,
+      "--initial-cluster-token",
+      "mc-proxy-test",
+      "--heartbeat-interval",
+      "50",
+      "--election-timeout",
+      "500",
       ...(this.tls === null ? [] : ["--cert-file", this.tls.cert, "--key-file", this.tls.key, "--trusted-ca-file", this.tls.ca, "--client-cert-auth"]),
     ];
     const p = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });

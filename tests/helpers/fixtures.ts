@@ -2,10 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
-const candidates = [
-  resolve(import.meta.dir, "../../../shared/testdata"),
-  resolve(process.cwd(), "../shared/testdata"),
-];
+const candidates = [resolve(import.meta.dir, "../../../shared/testdata"), resolve(process.cwd(), "../shared/testdata")];
 
 export const sharedTestdata: string | null = candidates.find((p) => existsSync(p)) ?? null;
 

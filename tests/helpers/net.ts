@@ -41,11 +41,7 @@ export interface RawResult {
  * Open a TCP connection, send `payload` (optionally half-closing after it), and
  * collect what comes back until the connection ends or `timeoutMs` passes.
  */
-export function rawExchange(
-  port: number,
-  payload: Uint8Array | null,
-  opts: { localAddress?: string; halfClose?: boolean; timeoutMs?: number; host?: string } = {},
-): Promise<RawResult> {
+export function rawExchange(port: number, payload: Uint8Array | null, opts: { localAddress?: string; halfClose?: boolean; timeoutMs?: number; host?: string } = {}): Promise<RawResult> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let settled = false;

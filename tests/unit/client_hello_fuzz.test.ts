@@ -147,11 +147,7 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
 
 test("fuzz: the body parser never reads outside its window", () => {
   const rand = prng(0xb0d1);
-  const bodies = [
-    clientHelloBody([sniExtension("w.example"), alpnExtension("h2", "http/1.1")]),
-    clientHelloBody([paddingExtension(500), sniExtension("v.example")]),
-    clientHelloBody(null),
-  ];
+  const bodies = [clientHelloBody([sniExtension("w.example"), alpnExtension("h2", "http/1.1")]), clientHelloBody([paddingExtension(500), sniExtension("v.example")]), clientHelloBody(null)];
   let differ = 0;
   for (let i = 0; i < 30_000; i++) {
     const body = mutate(rand, bodies[randInt(rand, 0, bodies.length - 1)]!);

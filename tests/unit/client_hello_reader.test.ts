@@ -2,17 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import type { HelloResult } from "../../src/sni/hello_result";
 import { helloFixtures } from "../helpers/fixtures";
-import {
-  alpnExtension,
-  clientHelloBody,
-  concat,
-  handshake,
-  helloFor,
-  paddingExtension,
-  records,
-  sniExtension,
-  u16,
-} from "../helpers/hello_builder";
+import { alpnExtension, clientHelloBody, concat, handshake, helloFor, paddingExtension, records, sniExtension, u16 } from "../helpers/hello_builder";
 import { prng, randInt } from "../helpers/prng";
 
 function readWhole(bytes: Uint8Array, max?: number): HelloResult | null {
@@ -114,7 +104,7 @@ describe("synthetic hellos that must be accepted", () => {
     const list = concat(other, hostEntry);
     const ext = { type: 0, data: concat(u16(list.length), list) };
     expect(sniOf(readWhole(helloForExts([ext])))).toBe("x.example.c");
-    const long = ("a".repeat(63) + ".").repeat(3) + "a".repeat(61);
+    const long = `${"a".repeat(63)}.`.repeat(3) + "a".repeat(61);
     expect(long.length).toBe(253);
     expect(sniOf(readWhole(helloFor(long)))).toBe(long);
   });

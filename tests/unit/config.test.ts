@@ -22,11 +22,11 @@ describe("parseConfig", () => {
     expect(c.firewall.geoipDb).toBe("/abs/g.mmdb");
   });
   test("route host names are normalised; wildcards kept", () => {
-    const c = parseConfig(`${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`, "c.toml");
-    expect(c.listeners[0]!.routes).toEqual([
-      route("alpha.example.com", "[::1]:9000"),
-      route("*.example.org", "backend.internal:9001"),
-    ]);
+    const c = parseConfig(
+      `${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`,
+      "c.toml",
+    );
+    expect(c.listeners[0]!.routes).toEqual([route("alpha.example.com", "[::1]:9000"), route("*.example.org", "backend.internal:9001")]);
   });
   test("IPv6 listener addresses in brackets", () => {
     const c = parseConfig(`[[listeners]]\naddr = "[::1]:8443"\n`, "c.toml");

@@ -13,7 +13,7 @@ import { ConfigError, POOL_DEFAULTS, parseConfig } from "../../src/config/config
 import { RateLimiter } from "../../src/firewall/rate_limiter";
 import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
-import { RoutePool, bindRoutes, defaultRouteOf } from "../../src/routing/pool";
+import { RoutePool, bindRoutes } from "../../src/routing/pool";
 import { ControlPlane } from "../../src/server/control_plane";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import { SqliteConfigStore } from "../../src/store/config_store";
@@ -23,7 +23,16 @@ import { concat, helloFor, records, clientHelloBody, handshake, sniExtension } f
 
 const P = "/mc/";
 const route = (over: Record<string, unknown>) =>
-  JSON.stringify({ version: 1, backends: [{ addr: "127.0.0.1:9001", weight: 1, backup: false, state: "enabled" }], balance: "round_robin", health_check: null, check: {}, retries: null, send_proxy_protocol: "off", ...over });
+  JSON.stringify({
+    version: 1,
+    backends: [{ addr: "127.0.0.1:9001", weight: 1, backup: false, state: "enabled" }],
+    balance: "round_robin",
+    health_check: null,
+    check: {},
+    retries: null,
+    send_proxy_protocol: "off",
+    ...over,
+  });
 
 function problems(toml: string): string[] {
   try {
@@ -44,7 +53,12 @@ describe("etcd values pass the same validation as the config file and the admin 
     ['balance "random"', `${P}routes/public/app.example.com`, route({ balance: "random" }), /balance: "random" must be one of/],
     ["no backends", `${P}routes/public/app.example.com`, route({ backends: [] }), /at least one backend/],
     ["backends as a string", `${P}routes/public/app.example.com`, route({ backends: "127.0.0.1:1" }), /must be a list of backends/],
-    ["40 backends", `${P}routes/public/app.example.com`, route({ backends: Array.from({ length: 40 }, (_, i) => ({ addr: `127.0.0.1:${1000 + i}`, weight: 1, backup: false })) }), /40 backends; at most 31/],
+    [
+      "40 backends",
+      `${P}routes/public/app.example.com`,
+      route({ backends: Array.from({ length: 40 }, (_, i) => ({ addr: `127.0.0.1:${1000 + i}`, weight: 1, backup: false })) }),
+      /40 backends; at most 31/,
+    ],
     ["a value that is not JSON", `${P}routes/public/app.example.com`, "{not json", /not JSON/],
     ["a health-check timeout past 2^31 ms", `${P}routes/public/app.example.com`, route({ check: { timeoutMs: 2_160_000_000 } }), /health_check_timeout: 2160000000 ms is out of range/],
     ["retries 99", `${P}routes/public/app.example.com`, route({ retries: 99 }), /retries: 99 must be a whole number from 0 to 30/],
@@ -63,7 +77,15 @@ describe("etcd values pass the same validation as the config file and the admin 
   }
 
   test("good values still parse, and a deletion needs no value", () => {
-    const r = { hostname: "app.example.com", backends: [{ addr: "127.0.0.1:9001", weight: 2, backup: false, state: "drain" as const }], balance: "least_connections" as const, healthCheck: "tcp" as const, check: { timeoutMs: 1500 }, retries: 3, sendProxyProtocol: "v2" as const };
+    const r = {
+      hostname: "app.example.com",
+      backends: [{ addr: "127.0.0.1:9001", weight: 2, backup: false, state: "drain" as const }],
+      balance: "least_connections" as const,
+      healthCheck: "tcp" as const,
+      check: { timeoutMs: 1500 },
+      retries: 3,
+      sendProxyProtocol: "v2" as const,
+    };
     const e = parseEntry(P, `${P}routes/public/app.example.com`, routeValue(r));
     expect(e).toEqual({ kind: "route", listener: "public", route: { ...r, check: { intervalMs: undefined, timeoutMs: 1500, rise: undefined, fall: undefined } } });
     expect(parseEntry(P, `${P}rules/cidr/10.0.0.0%2F8`, '{"version":1}')).toEqual({ kind: "rule", rule: { type: "cidr", value: "10.0.0.0/8" } });
@@ -74,7 +96,13 @@ describe("etcd values pass the same validation as the config file and the admin 
 
 describe("config: the same endpoint twice, and numbers with a range", () => {
   const listeners = (a: string, b: string) => `[[listeners]]\naddr = "${a}"\n[[listeners]]\naddr = "${b}"\n`;
-  for (const [a, b] of [[":18443", "[::]:18443"], ["0.0.0.0:18443", ":18443"], ["[::0]:18443", "[::]:18443"], ["[2001:DB8::1]:18443", "[2001:db8:0::1]:18443"], ["localhost:18443", "LOCALHOST:18443"]]) {
+  for (const [a, b] of [
+    [":18443", "[::]:18443"],
+    ["0.0.0.0:18443", ":18443"],
+    ["[::0]:18443", "[::]:18443"],
+    ["[2001:DB8::1]:18443", "[2001:db8:0::1]:18443"],
+    ["localhost:18443", "LOCALHOST:18443"],
+  ]) {
     test(`${a} and ${b} are one endpoint: refused, naming the key`, () => {
       const p = problems(listeners(a!, b!));
       expect(p.some((x) => x.startsWith("listeners[1].addr:") && x.includes("same endpoint as listeners[0].addr"))).toBe(true);
@@ -89,7 +117,11 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
   const cases: [string, string, RegExp][] = [
     ["shutdown_timeout 600h", `${one}[proxy]\nshutdown_timeout = "600h"\n`, /proxy\.shutdown_timeout: "600h" is too long \(durations are at most 576h\)/],
     ["a health-check timeout 600h", `${one}[proxy]\nhealth_check_timeout = "600h"\n`, /proxy\.health_check_timeout: "600h" is too long/],
-    ["a route's health-check interval 601h", `[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backends = ["127.0.0.1:1", "127.0.0.1:2"]\n  health_check_interval = "601h"\n`, /listeners\[0\]\.routes\[0\]\.health_check_interval: "601h" is too long/],
+    [
+      "a route's health-check interval 601h",
+      `[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backends = ["127.0.0.1:1", "127.0.0.1:2"]\n  health_check_interval = "601h"\n`,
+      /listeners\[0\]\.routes\[0\]\.health_check_interval: "601h" is too long/,
+    ],
     ["max_connections 4294967301", `[[listeners]]\naddr = ":18443"\nmax_connections = 4294967301\n`, /listeners\[0\]\.max_connections: 4294967301 must be 0 \(unlimited\) to 2147483647/],
     ["max_connections 3000000000", `[[listeners]]\naddr = ":18443"\nmax_connections = 3000000000\n`, /listeners\[0\]\.max_connections: 3000000000 must be 0/],
     ["rate_limit 3000000000", `${one}[firewall]\nrate_limit = 3000000000\n`, /firewall\.rate_limit: 3000000000 is out of range 0-2147483647/],
@@ -159,10 +191,20 @@ describe("the backend-slot limit is checked before anything is written", () => {
       expect((e as AdminError).code).toBe(8); // RESOURCE_EXHAUSTED
       expect((e as AdminError).message).toContain("backend table is full");
       expect(JSON.stringify([...db.state().listeners])).toBe(before);
-      expect(srv.listener(`127.0.0.1:${port}`)!.table.routes().map((r) => r.hostname)).toEqual(["a.example.com", "b.example.com"]);
+      expect(
+        srv
+          .listener(`127.0.0.1:${port}`)!
+          .table.routes()
+          .map((r) => r.hostname),
+      ).toEqual(["a.example.com", "b.example.com"]);
       // Replacing a route's pool frees its old slots first: this fits.
       await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "b.example.com", backend: "", ...pool(5, 4000) } });
-      expect(db.state().listeners.get(`127.0.0.1:${port}`)!.routes.find((r) => r.hostname === "b.example.com")!.backends.length).toBe(5);
+      expect(
+        db
+          .state()
+          .listeners.get(`127.0.0.1:${port}`)!
+          .routes.find((r) => r.hostname === "b.example.com")!.backends.length,
+      ).toBe(5);
     } finally {
       srv.shutdown();
       await srv.done;
@@ -191,7 +233,19 @@ describe("the ClientHello's end in the stream (what a retry may replay)", () => 
 describe("least_connections", () => {
   test("sequential connections (every load 0) go round robin, weights respected", () => {
     const table = new BackendTable(16);
-    const spec = { hostname: "a", backends: [{ addr: "h:1", weight: 1, backup: false }, { addr: "h:2", weight: 1, backup: false }, { addr: "h:3", weight: 2, backup: false }], balance: "least_connections" as const, healthCheck: "off" as const, check: {}, retries: null, sendProxyProtocol: "off" as const };
+    const spec = {
+      hostname: "a",
+      backends: [
+        { addr: "h:1", weight: 1, backup: false },
+        { addr: "h:2", weight: 1, backup: false },
+        { addr: "h:3", weight: 2, backup: false },
+      ],
+      balance: "least_connections" as const,
+      healthCheck: "off" as const,
+      check: {},
+      retries: null,
+      sendProxyProtocol: "off" as const,
+    };
     const b = bindRoutes(table, 0, [spec], null);
     const p = new RoutePool(b.routes[0]!, POOL_DEFAULTS, table);
     const got = [0, 0, 0];
@@ -206,9 +260,18 @@ describe("least_connections", () => {
 });
 
 test("audit fields: every field of the request, nested lists included, strings clipped", () => {
-  const f = auditFields({ listener: "l", route: { hostname: "x".repeat(100), backends: [{ addr: "127.0.0.1:1", weight: 2 }, { addr: "[::1]:2", backup: true }] } });
+  const f = auditFields({
+    listener: "l",
+    route: {
+      hostname: "x".repeat(100),
+      backends: [
+        { addr: "127.0.0.1:1", weight: 2 },
+        { addr: "[::1]:2", backup: true },
+      ],
+    },
+  });
   expect(f.listener).toBe("l");
-  expect(String(f["route.hostname"])).toStartWith("x".repeat(64) + "…");
+  expect(String(f["route.hostname"])).toStartWith(`${"x".repeat(64)}…`);
   expect(f["route.backends[0].addr"]).toBe("127.0.0.1:1");
   expect(f["route.backends[0].weight"]).toBe(2);
   expect(f["route.backends[1].addr"]).toBe("[::1]:2");

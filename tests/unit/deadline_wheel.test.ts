@@ -12,7 +12,11 @@ function item(id: number, deadline: number): Item {
 test("fires each item once, no earlier than its deadline and within one tick", () => {
   const fired: [number, number][] = [];
   let now = 1_000_000;
-  const w = new DeadlineWheel<Item>(100, (it) => fired.push([it.id, now]), () => now);
+  const w = new DeadlineWheel<Item>(
+    100,
+    (it) => fired.push([it.id, now]),
+    () => now,
+  );
   const a = item(1, now + 250);
   const b = item(2, now + 1000);
   w.schedule(a);
@@ -30,7 +34,11 @@ test("fires each item once, no earlier than its deadline and within one tick", (
 test("moving a deadline forward (traffic) postpones the expiry without re-filing", () => {
   const fired: number[] = [];
   let now = 0;
-  const w = new DeadlineWheel<Item>(100, (it) => fired.push(now), () => now);
+  const w = new DeadlineWheel<Item>(
+    100,
+    (_it) => fired.push(now),
+    () => now,
+  );
   const a = item(1, 500);
   w.schedule(a);
   for (now = 0; now <= 5000; now += 50) {
@@ -45,7 +53,11 @@ test("moving a deadline forward (traffic) postpones the expiry without re-filing
 test("deadlines beyond one wheel turn still fire on time", () => {
   const fired: number[] = [];
   let now = 0;
-  const w = new DeadlineWheel<Item>(100, () => fired.push(now), () => now);
+  const w = new DeadlineWheel<Item>(
+    100,
+    () => fired.push(now),
+    () => now,
+  );
   w.schedule(item(1, 5 * 60_000)); // 5 minutes: several turns of a 512 × 100 ms wheel
   for (now = 0; now <= 6 * 60_000; now += 100) w.advance(now);
   expect(fired).toEqual([300_000]);
@@ -54,7 +66,11 @@ test("deadlines beyond one wheel turn still fire on time", () => {
 test("cancel prevents the expiry; a long stall still fires what is due", () => {
   const fired: number[] = [];
   let now = 0;
-  const w = new DeadlineWheel<Item>(100, (it) => fired.push(it.id), () => now);
+  const w = new DeadlineWheel<Item>(
+    100,
+    (it) => fired.push(it.id),
+    () => now,
+  );
   const a = item(1, 300);
   const b = item(2, 400);
   w.schedule(a);
@@ -68,7 +84,11 @@ test("cancel prevents the expiry; a long stall still fires what is due", () => {
 test("after(): a deadline set from the coarse clock never fires early", () => {
   let real = 1_000_000;
   const fired: number[] = [];
-  const w = new DeadlineWheel<Item>(100, () => fired.push(real), () => real);
+  const w = new DeadlineWheel<Item>(
+    100,
+    () => fired.push(real),
+    () => real,
+  );
   // The wheel's clock was last updated 99 ms ago.
   w.advance(real);
   real += 99;

@@ -4,7 +4,13 @@ import { Logger } from "../../src/log/logger";
 function capture(format: "text" | "json", level: "debug" | "info" | "warn" | "error" = "info") {
   const out: string[] = [];
   const lg = new Logger(level, format, { write: (t) => void out.push(t), flush() {} });
-  return { lg, text: () => (lg.flush(), out.join("")) };
+  return {
+    lg,
+    text: () => {
+      lg.flush();
+      return out.join("");
+    },
+  };
 }
 
 test("logfmt: plain values bare, awkward ones quoted and escaped, one line per record", () => {

@@ -41,7 +41,10 @@ function everySplit(bytes: Uint8Array): ProxyHeaderResult | null {
       expect(s.rest.equals(whole.rest)).toBe(true);
     }
   }
-  const bytewise = feedSplit(bytes, Array.from({ length: bytes.length - 1 }, (_, i) => i + 1));
+  const bytewise = feedSplit(
+    bytes,
+    Array.from({ length: bytes.length - 1 }, (_, i) => i + 1),
+  );
   expect(bytewise.result?.kind).toBe(whole.result?.kind);
   if (whole.result?.kind === "header") expect(bytewise.rest.equals(whole.rest)).toBe(true);
   return whole.result;
@@ -139,7 +142,10 @@ describe("PROXY v2", () => {
       expect(whole.result?.kind).toBe("header");
       expect(whole.rest.equals(Buffer.from(hello))).toBe(true);
       // In 1460-byte segments, and in 3 unequal pieces.
-      const seg = feedSplit(input, Array.from({ length: Math.floor(input.length / 1460) }, (_, i) => (i + 1) * 1460));
+      const seg = feedSplit(
+        input,
+        Array.from({ length: Math.floor(input.length / 1460) }, (_, i) => (i + 1) * 1460),
+      );
       expect(seg.result?.kind).toBe("header");
       expect(seg.rest.equals(Buffer.from(hello))).toBe(true);
       expect(feedSplit(input, [7, 15, 16, 17, h.length - 1]).rest.equals(Buffer.from(hello))).toBe(true);
@@ -153,7 +159,14 @@ describe("PROXY v2", () => {
   });
 
   const refusals: [string, Uint8Array][] = [
-    ["wrong signature", (() => { const h = v2Header({ family: "unspec" }); h[7] = 0x52; return h; })()],
+    [
+      "wrong signature",
+      (() => {
+        const h = v2Header({ family: "unspec" });
+        h[7] = 0x52;
+        return h;
+      })(),
+    ],
     ["version nibble 1", v2Header({ family: "inet", version: 1, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
     ["version nibble 3", v2Header({ family: "inet", version: 3, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
     ["command 2", v2Header({ family: "inet", commandNibble: 2, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
@@ -164,7 +177,18 @@ describe("PROXY v2", () => {
     ["unknown address family", v2Header({ family: "inet", familyByte: 0x41, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
     ["datagram over INET", v2Header({ family: "inet", familyByte: 0x12, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
     ["UNIQUE_ID over 128 bytes", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs: [[0x05, new Uint8Array(129)]] })],
-    ["two CRC32C TLVs", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs: [[0x03, new Uint8Array(4)], [0x03, new Uint8Array(4)]] })],
+    [
+      "two CRC32C TLVs",
+      v2Header({
+        family: "inet",
+        source: ["192.0.2.1", 1],
+        destination: ["192.0.2.2", 2],
+        tlvs: [
+          [0x03, new Uint8Array(4)],
+          [0x03, new Uint8Array(4)],
+        ],
+      }),
+    ],
   ];
   test.each(refusals)("refused: %s", (_, h) => {
     expect(everySplit(cat(h, hello))?.kind).toBe("reject");

@@ -27,7 +27,16 @@ function seeds(): Uint8Array[] {
     proxyV2({ source: { ip: "2001:db8::1", port: 9 }, destination: { ip: "2001:db8::2", port: 10 }, authority: null, uniqueId: "x".repeat(128) }),
     v2Header({ command: "local", family: "unspec" }),
     v2Header({ family: "unix" }),
-    v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs: [[0x04, new Uint8Array(300)], [0x20, new Uint8Array(40)]], crc: true }),
+    v2Header({
+      family: "inet",
+      source: ["192.0.2.1", 1],
+      destination: ["192.0.2.2", 2],
+      tlvs: [
+        [0x04, new Uint8Array(300)],
+        [0x20, new Uint8Array(40)],
+      ],
+      crc: true,
+    }),
   ];
 }
 
@@ -87,8 +96,7 @@ function run(input: Uint8Array, cuts: number[]): { r: ProxyHeaderResult | null; 
   return { r, rest: Buffer.concat(rest) };
 }
 
-const key = (x: { r: ProxyHeaderResult | null; rest: Buffer }) =>
-  x.r === null ? "incomplete" : x.r.kind === "reject" ? "reject" : `header:${JSON.stringify(x.r.header)}:${x.rest.toString("hex")}`;
+const key = (x: { r: ProxyHeaderResult | null; rest: Buffer }) => (x.r === null ? "incomplete" : x.r.kind === "reject" ? "reject" : `header:${JSON.stringify(x.r.header)}:${x.rest.toString("hex")}`);
 
 test(`${ITERATIONS.toLocaleString()} random and mutated headers in random splits: never throws, one verdict per input`, () => {
   const rand = prng(9);

@@ -12,12 +12,7 @@ function table(routes: Route[], defaultRoute: Route | null = null): RouteTable {
 }
 
 describe("RouteTable", () => {
-  const t = table([
-    route("alpha.example.com", "a:1"),
-    route("*.example.com", "w1:1"),
-    route("*.deep.example.com", "w2:1"),
-    route("*.org", "org:1"),
-  ]);
+  const t = table([route("alpha.example.com", "a:1"), route("*.example.com", "w1:1"), route("*.deep.example.com", "w2:1"), route("*.org", "org:1")]);
 
   test("exact beats wildcard", () => expect(t.lookup("alpha.example.com")?.addr(0)).toBe("a:1"));
   test("wildcard needs at least one more label", () => {

@@ -90,7 +90,13 @@ describe("migration 2", () => {
     const raw = new Database(path, { create: true });
     raw.run(MIGRATIONS[0]!.sql);
     raw.run("PRAGMA user_version = 1");
-    for (const [t, v] of [["ip", "2001:0DB8::1"], ["ip", "2001:db8::1"], ["cidr", "2001:DB8:0::/48"], ["ip", "192.0.2.1"], ["country", "KP"]]) {
+    for (const [t, v] of [
+      ["ip", "2001:0DB8::1"],
+      ["ip", "2001:db8::1"],
+      ["cidr", "2001:DB8:0::/48"],
+      ["ip", "192.0.2.1"],
+      ["country", "KP"],
+    ]) {
       raw.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?)").run(t!, v!);
     }
     raw.close();

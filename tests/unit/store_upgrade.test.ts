@@ -16,10 +16,7 @@ test("a database from release 0.1.0 opens, migrates and keeps its listeners, rou
     expect(s.created).toBe(false);
     expect(s.listener("127.0.0.1:25443")).toEqual({
       maxConnections: 7,
-      routes: [
-        storedRoute("*.wild.example.com", "127.0.0.1:25445"),
-        storedRoute("alpha.example.com", "127.0.0.1:25444"),
-      ],
+      routes: [storedRoute("*.wild.example.com", "127.0.0.1:25445"), storedRoute("alpha.example.com", "127.0.0.1:25444")],
     });
     expect(s.listener("127.0.0.1:25446")).toEqual({ maxConnections: 0, routes: [] });
     // Migrated to the current schema: routes from 0.1.0 send no PROXY header.
