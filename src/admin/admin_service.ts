@@ -128,9 +128,18 @@ export class AdminService {
     if (balance == null) throw invalid(`route.balance: ${clip(String(req.route.balance))} must be BALANCE_ROUND_ROBIN, _LEAST_CONNECTIONS or _SOURCE_HASH`);
     const healthCheck = fromEnum(HEALTH_CHECK_ENUM, req.route.health_check, null);
     if (healthCheck === undefined) throw invalid(`route.health_check: ${clip(String(req.route.health_check))} must be HEALTH_CHECK_OFF, _TCP or _TLS`);
-    // Health-check overrides and retries are set in the TOML; an upsert keeps the route's own.
+    // Health-check overrides, retries and connect_timeout are set in the TOML; an upsert keeps the route's own.
     const existing = l.table.routes().find((r) => r.hostname === hostname);
-    const route: Route = { hostname, backends, balance, healthCheck, check: existing?.check ?? {}, retries: existing?.retries ?? null, sendProxyProtocol };
+    const route: Route = {
+      hostname,
+      backends,
+      balance,
+      healthCheck,
+      check: existing?.check ?? {},
+      retries: existing?.retries ?? null,
+      connectTimeoutMs: existing?.connectTimeoutMs ?? null,
+      sendProxyProtocol,
+    };
     // The same rules as the config file and etcd values (routing/route.ts).
     const bad = routeProblems(route, "route");
     if (bad.length > 0) throw invalid(bad[0]!);

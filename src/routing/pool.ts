@@ -20,6 +20,8 @@ export * from "./route";
 export class RoutePool {
   readonly hostname: string;
   readonly sendProxyProtocol: SendProxy;
+  /** This route's connect_timeout; null: [proxy] connect_timeout. */
+  readonly connectTimeoutMs: number | null;
   /** Tries at most: the first and `retries` more, never more than the backends. */
   readonly maxTries: number;
   readonly fall: number;
@@ -41,6 +43,7 @@ export class RoutePool {
   ) {
     this.hostname = route.hostname;
     this.sendProxyProtocol = route.sendProxyProtocol;
+    this.connectTimeoutMs = route.connectTimeoutMs;
     this.backends = route.backends;
     this.refs = route.refs;
     const check = checkSettingsOf(route, defaults);

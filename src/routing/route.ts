@@ -37,6 +37,8 @@ export interface Route {
   readonly healthCheck: HealthCheckKind | null;
   readonly check: Partial<CheckSettings>;
   readonly retries: number | null;
+  /** null: [proxy] connect_timeout. */
+  readonly connectTimeoutMs: number | null;
   readonly sendProxyProtocol: SendProxy;
 }
 
@@ -75,7 +77,16 @@ export function singleBackend(addr: string): BackendSpec[] {
 /** A listener's `default_backend` as a route (hostname ""): a pool of one. */
 export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
   if (l.defaultBackend === null) return null;
-  return { hostname: "", backends: singleBackend(l.defaultBackend), balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: l.defaultBackendSendProxyProtocol };
+  return {
+    hostname: "",
+    backends: singleBackend(l.defaultBackend),
+    balance: "round_robin",
+    healthCheck: null,
+    check: {},
+    retries: null,
+    connectTimeoutMs: null,
+    sendProxyProtocol: l.defaultBackendSendProxyProtocol,
+  };
 }
 
 export const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
@@ -170,6 +181,7 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   if (r.healthCheck !== null && !HEALTH_CHECKS.includes(r.healthCheck as HealthCheckKind)) out.push(`${field}.health_check: ${show(r.healthCheck)} must be one of ${HEALTH_CHECKS.join(", ")}`);
   push(checkSettingsError(r.check, field));
   if (r.retries !== null) push(intError(r.retries, `${field}.retries`, 0, MAX_RETRIES));
+  if (r.connectTimeoutMs !== null) push(durationError(r.connectTimeoutMs, `${field}.connect_timeout`));
   if (!SEND_PROXY.includes(r.sendProxyProtocol as SendProxy)) out.push(`${field}.send_proxy_protocol: ${show(r.sendProxyProtocol)} must be one of ${SEND_PROXY.join(", ")}`);
   return out;
 }

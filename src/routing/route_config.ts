@@ -16,6 +16,7 @@ const ROUTE_KEYS: Record<string, unknown> = {
   health_check_rise: 1,
   health_check_fall: 1,
   retries: 1,
+  connect_timeout: 1,
   send_proxy_protocol: 1,
 };
 
@@ -53,6 +54,7 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     const healthCheck = item.health_check === undefined ? null : (item.health_check as HealthCheckKind);
     const check = checkOverrides(item, rw, problems);
     const retries = item.retries === undefined ? null : ((typed("int", item.retries, `${rw}.retries`, problems) as number | undefined) ?? null);
+    const connectTimeoutMs = item.connect_timeout === undefined ? null : ((typed("duration", item.connect_timeout, `${rw}.connect_timeout`, problems) as number | undefined) ?? null);
     if (hostname === undefined || backends === null) return;
     const host = parseRouteHostname(hostname);
     if (typeof host !== "string" || hostname === "") {
@@ -62,7 +64,7 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     const prev = seen.get(host);
     if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
     seen.set(host, j);
-    const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, sendProxyProtocol };
+    const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, connectTimeoutMs, sendProxyProtocol };
     // The same rules as the admin API and etcd values (routing/route.ts).
     const bad = routeProblems(route, rw);
     if (bad.length > 0) {

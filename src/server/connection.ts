@@ -290,7 +290,7 @@ export class Connection extends Relay implements Timed, BackendOwner {
     this.backendAddr = backend;
     this.phase = Phase.Connecting;
     this.connectStartAt = performance.now();
-    this.deadline = this.ctx.wheel.after(this.ctx.proxy.connectTimeoutMs);
+    this.deadline = this.ctx.wheel.after(this.route!.connectTimeoutMs ?? this.ctx.proxy.connectTimeoutMs);
     this.ctx.wheel.schedule(this);
     connectBackend(this, backend, this.tries, this.ctx.backendHandlers);
   }

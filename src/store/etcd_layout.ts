@@ -38,6 +38,7 @@ export function routeValue(r: Route): string {
     health_check: r.healthCheck,
     check: r.check,
     retries: r.retries,
+    connect_timeout_ms: r.connectTimeoutMs ?? undefined,
     send_proxy_protocol: r.sendProxyProtocol,
   });
 }
@@ -107,7 +108,8 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
     if (parts[0] === "routes" && parts.length === 3) {
       const listener = decode(parts[1]!, "listener name");
       const hostname = decode(parts[2]!, "hostname");
-      if (value === null) return { kind: "route", listener, route: { hostname, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, sendProxyProtocol: "off" } };
+      if (value === null)
+        return { kind: "route", listener, route: { hostname, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, connectTimeoutMs: null, sendProxyProtocol: "off" } };
       if (hostname === "") throw new Invalid("the key names no hostname");
       const v = object(value);
       const candidate = {
@@ -117,6 +119,7 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
         healthCheck: v.health_check ?? null,
         check: v.check ?? {},
         retries: v.retries ?? null,
+        connectTimeoutMs: v.connect_timeout_ms ?? null,
         sendProxyProtocol: v.send_proxy_protocol,
       };
       const bad = routeProblems(candidate, "route");
@@ -129,6 +132,7 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
         healthCheck: candidate.healthCheck as Route["healthCheck"],
         check: { intervalMs: c.intervalMs, timeoutMs: c.timeoutMs, rise: c.rise, fall: c.fall },
         retries: candidate.retries as number | null,
+        connectTimeoutMs: candidate.connectTimeoutMs as number | null,
         sendProxyProtocol: candidate.sendProxyProtocol as Route["sendProxyProtocol"],
       };
       return { kind: "route", listener, route };

@@ -46,6 +46,7 @@ interface Settings {
   health_check_rise?: number;
   health_check_fall?: number;
   retries?: number;
+  connect_timeout_ms?: number;
 }
 
 /** A route mutation's result, with the listener's routes as committed (read in the same transaction). */
@@ -194,6 +195,7 @@ export class Store {
         healthCheck: r.health_check,
         check: { intervalMs: s.health_check_interval_ms, timeoutMs: s.health_check_timeout_ms, rise: s.health_check_rise, fall: s.health_check_fall },
         retries: s.retries ?? null,
+        connectTimeoutMs: s.connect_timeout_ms ?? null,
         sendProxyProtocol: r.send_proxy_protocol,
       };
     });
@@ -210,6 +212,7 @@ export class Store {
       health_check_rise: r.check.rise,
       health_check_fall: r.check.fall,
       retries: r.retries ?? undefined,
+      connect_timeout_ms: r.connectTimeoutMs ?? undefined,
     };
     this.db
       .query(

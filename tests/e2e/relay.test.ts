@@ -158,6 +158,10 @@ addr = "127.0.0.1:${port}"
   [[listeners.routes]]
   hostname = "blackhole.example.com"
   backend = "127.0.0.1:${blackhole?.port ?? refusedPort}"
+  [[listeners.routes]]
+  hostname = "quick.example.com"
+  backend = "127.0.0.1:${blackhole?.port ?? refusedPort}"
+  connect_timeout = "200ms"
 [proxy]
 idle_timeout = "1500ms"
 connect_timeout = "700ms"
@@ -282,6 +286,17 @@ connect_timeout = "700ms"
     expect(took).toBeLessThan(700 + 1000);
     const rec = await proxy.waitAccess((x) => x.sni === "blackhole.example.com");
     expect(rec.outcome).toBe("connect_failed");
+  });
+
+  test.skipIf(Bun.which("python3") === null)("a route's own connect_timeout (200ms) overrides [proxy] connect_timeout (700ms)", async () => {
+    const started = performance.now();
+    const r = await rawExchange(port, helloFor("quick.example.com"), { timeoutMs: 5000 });
+    const took = performance.now() - started;
+    expect(r.end).toBe("reset");
+    // The wheel's tick is 100 ms: a deadline fires within one tick after it is due.
+    expect(took).toBeGreaterThanOrEqual(200 - 50);
+    expect(took).toBeLessThan(700 - 150);
+    expect((await proxy.waitAccess((x) => x.sni === "quick.example.com")).outcome).toBe("connect_failed");
   });
 });
 

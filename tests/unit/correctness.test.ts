@@ -84,6 +84,7 @@ describe("etcd values pass the same validation as the config file and the admin 
       healthCheck: "tcp" as const,
       check: { timeoutMs: 1500 },
       retries: 3,
+      connectTimeoutMs: 250,
       sendProxyProtocol: "v2" as const,
     };
     const e = parseEntry(P, `${P}routes/public/app.example.com`, routeValue(r));
@@ -122,6 +123,11 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
       `[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backends = ["127.0.0.1:1", "127.0.0.1:2"]\n  health_check_interval = "601h"\n`,
       /listeners\[0\]\.routes\[0\]\.health_check_interval: "601h" is too long/,
     ],
+    [
+      "a route's connect_timeout 600h",
+      `[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  connect_timeout = "600h"\n`,
+      /listeners\[0\]\.routes\[0\]\.connect_timeout: "600h" is too long/,
+    ],
     ["max_connections 4294967301", `[[listeners]]\naddr = ":18443"\nmax_connections = 4294967301\n`, /listeners\[0\]\.max_connections: 4294967301 must be 0 \(unlimited\) to 2147483647/],
     ["max_connections 3000000000", `[[listeners]]\naddr = ":18443"\nmax_connections = 3000000000\n`, /listeners\[0\]\.max_connections: 3000000000 must be 0/],
     ["rate_limit 3000000000", `${one}[firewall]\nrate_limit = 3000000000\n`, /firewall\.rate_limit: 3000000000 is out of range 0-2147483647/],
@@ -132,6 +138,18 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
       expect(problems(toml).some((p) => why.test(p))).toBe(true);
     });
   }
+  test("a route's connect_timeout is read, and kept by SQLite", () => {
+    const c = parseConfig(`[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  connect_timeout = "1500ms"\n`, "t.toml");
+    expect(c.listeners[0]!.routes[0]!.connectTimeoutMs).toBe(1500);
+    const db = Store.open(join(mkdtempSync(join(tmpdir(), "mcproxy-ct-")), "db.sqlite"));
+    try {
+      db.seed([{ addr: ":18443", maxConnections: 0, routes: c.listeners[0]!.routes }], []);
+      expect(db.state().listeners.get(":18443")!.routes[0]!.connectTimeoutMs).toBe(1500);
+    } finally {
+      db.close();
+    }
+  });
+
   test("576h is the longest duration accepted", () => {
     expect(problems(`${one}[proxy]\nshutdown_timeout = "576h"\nidle_timeout = "576h"\n`)).toEqual([]);
   });
@@ -244,6 +262,7 @@ describe("least_connections", () => {
       healthCheck: "off" as const,
       check: {},
       retries: null,
+      connectTimeoutMs: null,
       sendProxyProtocol: "off" as const,
     };
     const b = bindRoutes(table, 0, [spec], null);

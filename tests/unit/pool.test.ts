@@ -6,7 +6,7 @@ import { type BackendSpec, type Balance, RoutePool, bindRoutes } from "../../src
 
 function pool(backends: BackendSpec[], balance: Balance = "round_robin", retries: number | null = null) {
   const table = new BackendTable(64);
-  const b = bindRoutes(table, 0, [{ hostname: "a.example", backends, balance, healthCheck: null, check: {}, retries, sendProxyProtocol: "off" }], null);
+  const b = bindRoutes(table, 0, [{ hostname: "a.example", backends, balance, healthCheck: null, check: {}, retries, connectTimeoutMs: null, sendProxyProtocol: "off" }], null);
   return { table, p: new RoutePool(b.routes[0]!, POOL_DEFAULTS, table) };
 }
 const be = (addr: string, weight = 1, backup = false): BackendSpec => ({ addr, weight, backup });
