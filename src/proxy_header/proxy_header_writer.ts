@@ -6,20 +6,8 @@
 import CRC32C from "crc-32/crc32c";
 import ipaddr from "ipaddr.js";
 import { ipToBytes } from "../net/ip";
-import {
-  AF_INET,
-  AF_INET6,
-  PP2_TYPE_AUTHORITY,
-  PP2_TYPE_CRC32C,
-  PP2_TYPE_UNIQUE_ID,
-  PROTO_STREAM,
-  type ProxyAddress,
-  UNIQUE_ID_MAX,
-  V2_CMD_PROXY,
-  V2_FIXED_LENGTH,
-  V2_SIGNATURE,
-  V2_VERSION,
-} from "./proxy_header";
+import type { ProxyAddress } from "./proxy_header";
+import * as PP from "./proxy_header";
 
 export type SendVersion = "v1" | "v2";
 
@@ -61,17 +49,17 @@ export function proxyV2(o: Outgoing): Uint8Array {
   const { v6, src, dst } = addressBytes(o);
   const enc = new TextEncoder();
   const authority = o.authority === null ? null : enc.encode(o.authority);
-  const uniqueId = enc.encode(o.uniqueId).subarray(0, UNIQUE_ID_MAX);
+  const uniqueId = enc.encode(o.uniqueId).subarray(0, PP.UNIQUE_ID_MAX);
   const addrLen = v6 ? 36 : 12;
   const tlvLen = (authority === null ? 0 : 3 + authority.length) + 3 + uniqueId.length + 3 + 4;
-  const out = new Uint8Array(V2_FIXED_LENGTH + addrLen + tlvLen);
-  out.set(V2_SIGNATURE, 0);
-  out[12] = (V2_VERSION << 4) | V2_CMD_PROXY;
-  out[13] = ((v6 ? AF_INET6 : AF_INET) << 4) | PROTO_STREAM;
+  const out = new Uint8Array(PP.V2_FIXED_LENGTH + addrLen + tlvLen);
+  out.set(PP.V2_SIGNATURE, 0);
+  out[12] = (PP.V2_VERSION << 4) | PP.V2_CMD_PROXY;
+  out[13] = ((v6 ? PP.AF_INET6 : PP.AF_INET) << 4) | PP.PROTO_STREAM;
   const bodyLen = addrLen + tlvLen;
   out[14] = bodyLen >> 8;
   out[15] = bodyLen & 0xff;
-  let at = V2_FIXED_LENGTH;
+  let at = PP.V2_FIXED_LENGTH;
   out.set(src, at);
   out.set(dst, at + src.length);
   at += 2 * src.length;
@@ -86,10 +74,10 @@ export function proxyV2(o: Outgoing): Uint8Array {
     out.set(value, at);
     at += value.length;
   };
-  if (authority !== null) tlv(PP2_TYPE_AUTHORITY, authority);
-  tlv(PP2_TYPE_UNIQUE_ID, uniqueId);
+  if (authority !== null) tlv(PP.PP2_TYPE_AUTHORITY, authority);
+  tlv(PP.PP2_TYPE_UNIQUE_ID, uniqueId);
   // §2.2.3: the CRC32c of the whole header, computed with its own field zero.
-  tlv(PP2_TYPE_CRC32C, new Uint8Array(4));
+  tlv(PP.PP2_TYPE_CRC32C, new Uint8Array(4));
   const crc = CRC32C.buf(out) >>> 0;
   out[at - 4] = crc >>> 24;
   out[at - 3] = (crc >>> 16) & 0xff;

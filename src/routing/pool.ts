@@ -32,7 +32,7 @@ export class RoutePool {
   private readonly refs: readonly SlotRef[];
   /** Smooth weighted round robin (and least_connections' tie-break): the current weights of this loop. */
   private readonly current: Float64Array;
-  /** least_connections' scratch: each backend's load at this pick. */
+  /** Each backend's load at this pick (round robin: 0), -1 where not usable. */
   private readonly loads: Float64Array;
   private readonly hashes: number[];
 
@@ -88,21 +88,31 @@ export class RoutePool {
     return this.backends[i]!.backup === backups && (tried & (1 << i)) === 0 && this.table.eligible(this.refs[i]!, nowSec);
   }
 
+  /**
+   * Smooth weighted round robin (nginx's) among the backends whose load is
+   * `load` this pick: each gains its weight, the highest wins and gives back
+   * the total. Over any run the shares follow the weights, evenly spread.
+   */
+  private smoothAmong(load: number): number {
+    let best = -1;
+    let total = 0;
+    for (let i = 0; i < this.backends.length; i++) {
+      if (this.loads[i] !== load) continue;
+      const w = this.backends[i]!.weight;
+      this.current[i]! += w;
+      total += w;
+      if (best < 0 || this.current[i]! > this.current[best]!) best = i;
+    }
+    if (best >= 0) this.current[best]! -= total;
+    return best;
+  }
+
   private pickAmong(clientIp: string, tried: number, nowSec: number, backups: boolean): number {
     const n = this.backends.length;
     switch (this.route.balance) {
       case "round_robin": {
-        let best = -1;
-        let total = 0;
-        for (let i = 0; i < n; i++) {
-          if (!this.usable(i, tried, nowSec, backups)) continue;
-          const w = this.backends[i]!.weight;
-          this.current[i]! += w;
-          total += w;
-          if (best < 0 || this.current[i]! > this.current[best]!) best = i;
-        }
-        if (best >= 0) this.current[best]! -= total;
-        return best;
+        for (let i = 0; i < n; i++) this.loads[i] = this.usable(i, tried, nowSec, backups) ? 0 : -1;
+        return this.smoothAmong(0);
       }
       case "least_connections": {
         // Fewest connections per unit of weight; a tie (sequential short
@@ -115,18 +125,7 @@ export class RoutePool {
           loads[i] = this.usable(i, tried, nowSec, backups) ? this.table.active(this.refs[i]!) / this.backends[i]!.weight : -1;
           if (loads[i]! >= 0 && loads[i]! < min) min = loads[i]!;
         }
-        if (min === Number.POSITIVE_INFINITY) return -1;
-        let best = -1;
-        let total = 0;
-        for (let i = 0; i < n; i++) {
-          if (loads[i] !== min) continue;
-          const w = this.backends[i]!.weight;
-          this.current[i]! += w;
-          total += w;
-          if (best < 0 || this.current[i]! > this.current[best]!) best = i;
-        }
-        if (best >= 0) this.current[best]! -= total;
-        return best;
+        return min === Number.POSITIVE_INFINITY ? -1 : this.smoothAmong(min);
       }
       case "source_hash": {
         const h = hash32(clientIp, 0x1b873593);

@@ -24,6 +24,7 @@ import { type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
 import type { DataPlane, ListenerView } from "./data_plane";
 import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
+import { Listener } from "./listener_runtime";
 import { InThreadLoop, type Loop, WorkerLoop } from "./loops";
 import { SharedCounters } from "./shared_counters";
 import { type ListenerSnapshot, type Snapshot, type SlotCounts, type WorkerStatus, retire, sumListeners } from "./snapshot";
@@ -32,22 +33,6 @@ const RESPAWN_MS = 200;
 const CRASH_LOOP = { deaths: 5, withinMs: 60_000 };
 /** Snapshots are also taken on this period, so a worker's death loses at most this much of its counts. */
 const SNAPSHOT_EVERY_MS = 5000;
-
-/** A listener as the control plane holds it: the table in force, the limit in shared memory. */
-class ControlListener implements ListenerView {
-  constructor(
-    readonly index: number,
-    readonly addr: string,
-    readonly name: string,
-    public table: RouteTable,
-    readonly proxyProtocol: boolean,
-    readonly trustedProxies: readonly string[],
-    private readonly counters: SharedCounters,
-  ) {}
-  get maxConnections(): number {
-    return this.counters.max(this.index);
-  }
-}
 
 interface Slot extends SlotCounts {
   id: number;
@@ -66,7 +51,7 @@ export interface ControlOptions {
 }
 
 export class ControlPlane implements DataPlane {
-  readonly listeners: ControlListener[];
+  readonly listeners: Listener[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
   readonly backends: BackendTable;
@@ -95,7 +80,7 @@ export class ControlPlane implements DataPlane {
     this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
     this.listeners = config.listeners.map((l, i) => {
       const bound = bindRoutes(this.backends, i, l.routes, defaultRouteOf(l));
-      return new ControlListener(i, l.addr, l.name, new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends), l.proxyProtocol, l.trustedProxies, this.counters);
+      return new Listener(i, l.addr, l.name, new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends), l.proxyProtocol, l.trustedProxies, this.counters);
     });
     this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries };
     this.rate = config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
@@ -128,7 +113,7 @@ export class ControlPlane implements DataPlane {
     return this.config.firewall.geoipDb !== null;
   }
 
-  listener(nameOrAddr: string): ControlListener | undefined {
+  listener(nameOrAddr: string): Listener | undefined {
     return this.listeners.find((l) => l.name === nameOrAddr) ?? this.listeners.find((l) => l.addr === nameOrAddr);
   }
 
@@ -218,7 +203,7 @@ export class ControlPlane implements DataPlane {
   }
 
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
-    const cl = l as ControlListener;
+    const cl = l as Listener;
     const bound = bindRoutes(this.backends, cl.index, routes, cl.table.defaultRoute?.route ?? null);
     cl.table = new RouteTable(bound.routes, cl.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
     this.checker.sync(cl.addr, cl.table.pools());
@@ -236,7 +221,7 @@ export class ControlPlane implements DataPlane {
   }
 
   applyMaxConnections(l: ListenerView, n: number): void {
-    this.counters.setMax((l as ControlListener).index, n);
+    this.counters.setMax((l as Listener).index, n);
   }
 
   /** SIGHUP: read the database once, check it, hand the bytes to every loop; keep the old one on failure. */

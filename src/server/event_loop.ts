@@ -76,15 +76,10 @@ export class EventLoop {
     this.listeners = config.listeners.map(
       (l, i) =>
         new ListenerRuntime(
-          i,
-          l.addr,
-          l.name,
-          new RouteTable(init.tables[i]!.routes, init.tables[i]!.defaultRoute, config.proxy.pool, this.backends),
-          l.proxyProtocol,
-          l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
-          l.trustedProxies,
-          new ListenerStats(l.addr),
+          { ...l, index: i, table: new RouteTable(init.tables[i]!.routes, init.tables[i]!.defaultRoute, config.proxy.pool, this.backends) },
           this.counters,
+          l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
+          new ListenerStats(l.addr),
         ),
     );
     // Route label children exist from the start (a scrape shows every configured route at 0).

@@ -1,15 +1,16 @@
-// A listener as one event loop runs it: its route table in force, its PROXY
-// protocol settings, its counters; the limit and the open count are the
-// process's (shared memory).
+// A listener as the control plane and each event loop hold it: its identity,
+// the route table in force (swapped whole on a change), its PROXY protocol
+// settings; the limit and the open count are the process's (shared memory).
+// A loop's runtime adds the compiled trusted_proxies and its own counters.
 import type { AddressTable } from "../firewall/address_table";
 import type { RouteTable } from "../routing/route_table";
 import type { ListenerView } from "./data_plane";
 import type { SharedCounters } from "./shared_counters";
 import type { ListenerStats } from "./stats";
 
-export class ListenerRuntime implements ListenerView {
+export class Listener implements ListenerView {
   constructor(
-    /** Position in the config: the listener's slot in the shared counters. */
+    /** Position in the config: the listener's slot in the shared counters and backend keys. */
     readonly index: number,
     /** The configured addr string: where it binds; its label in logs and metrics. */
     readonly addr: string,
@@ -19,12 +20,8 @@ export class ListenerRuntime implements ListenerView {
     public table: RouteTable,
     /** Connections start with a PROXY header from a trusted balancer. */
     readonly proxyProtocol: boolean,
-    /** trusted_proxies compiled; null when proxyProtocol is off. */
-    readonly trusted: AddressTable | null,
     readonly trustedProxies: readonly string[],
-    /** This event loop's counters for GetStatus and the metrics. */
-    readonly stats: ListenerStats,
-    private readonly counters: SharedCounters,
+    protected readonly counters: SharedCounters,
   ) {}
 
   /** The limit in force, shared by every event loop (0 = unlimited). */
@@ -35,5 +32,18 @@ export class ListenerRuntime implements ListenerView {
   /** Connections open on this listener now, over every event loop. */
   get active(): number {
     return this.counters.active(this.index);
+  }
+}
+
+export class ListenerRuntime extends Listener {
+  constructor(
+    base: { index: number; addr: string; name: string; table: RouteTable; proxyProtocol: boolean; trustedProxies: readonly string[] },
+    counters: SharedCounters,
+    /** trusted_proxies compiled; null when proxyProtocol is off. */
+    readonly trusted: AddressTable | null,
+    /** This event loop's counters for GetStatus and the metrics. */
+    readonly stats: ListenerStats,
+  ) {
+    super(base.index, base.addr, base.name, base.table, base.proxyProtocol, base.trustedProxies, counters);
   }
 }
