@@ -1,14 +1,15 @@
 // The admin API's behaviour, independent of gRPC plumbing: bound and
-// validate → write to SQLite in a transaction → swap the in-memory table
-// (docs/SPEC.md §8). The swap is built from what the transaction committed, so memory
-// always equals the database; a failed write throws before anything in
+// validate (the rules every source shares: routing/route.ts) → write through
+// the ConfigStore (SQLite in a transaction, or an etcd transaction) → the
+// store applies what it committed to the control plane (docs/SPEC.md §8), so
+// memory always equals the store; a failed write throws before anything in
 // memory changes.
 //
 // Mutations run one at a time, in arrival order (a queue). The data plane
-// never waits on the store: a write that meets another process's
-// lock fails at once inside SQLite and is retried from a timer, off the event
-// loop's critical path, for up to LOCK_WAIT_MS; then the RPC is UNAVAILABLE
-// and nothing has changed. Reads are answered from memory.
+// never waits on the store: a write that meets another process's SQLite
+// lock fails at once and is retried from a timer, off the event loop's
+// critical path, for up to LOCK_WAIT_MS; then the RPC is UNAVAILABLE and
+// nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
 import { maxConnectionsError } from "../config/ranges";
@@ -23,6 +24,7 @@ import { VERSION } from "../version";
 import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, canBind, healthCheckOf, singleBackend } from "../routing/pool";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
 import { clip } from "./clip";
+import type { BackendMsg, ListRoutesReply, RouteInput, RouteMsg, RuleMsg, StatusReply } from "./messages";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
 export class AdminError extends Error {
@@ -35,28 +37,6 @@ export class AdminError extends Error {
     super(message);
     this.name = "AdminError";
   }
-}
-
-interface BackendMsg {
-  addr: string;
-  weight?: number;
-  backup?: boolean;
-  state?: string;
-  health?: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number };
-  active_connections?: number;
-}
-
-interface RouteMsg {
-  hostname: string;
-  backend: string;
-  send_proxy_protocol?: string;
-  backends?: BackendMsg[];
-  balance?: string;
-  health_check?: string;
-}
-interface RuleMsg {
-  type: string;
-  value: string;
 }
 
 /**
@@ -97,13 +77,13 @@ export class AdminService {
     private readonly extras: StatusExtras = { unauthenticatedAdmin: false },
   ) {}
 
-  listRoutes(req: { listener: string }): { listeners: { listener: string; routes: RouteMsg[] }[] } {
+  listRoutes(req: { listener: string }): ListRoutesReply {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
     const targets = name === "" ? this.server.listeners : [this.listener(name)];
     return { listeners: targets.map((l) => ({ listener: l.name, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
   }
 
-  addRoute(req: { listener: string; route: RouteMsg | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
+  addRoute(req: { listener: string; route: RouteInput | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
@@ -157,7 +137,21 @@ export class AdminService {
         .listener(l.name)!
         .table.routes()
         .find((r) => r.hostname === hostname);
-      return { route: now === undefined ? { hostname, backend: backends[0]!.addr } : this.routeMsg(now), replaced };
+      return {
+        route:
+          now === undefined
+            ? // Not in this instance's table (only when its store lags): say what was written.
+              {
+                hostname,
+                backend: backends[0]!.addr,
+                send_proxy_protocol: SEND_PROXY_ENUM[sendProxyProtocol],
+                backends: [],
+                balance: BALANCE_ENUM[balance],
+                health_check: HEALTH_CHECK_ENUM[healthCheckOf(route)],
+              }
+            : this.routeMsg(now),
+        replaced,
+      };
     });
   }
 
@@ -251,7 +245,7 @@ export class AdminService {
     });
   }
 
-  async getStatus(): Promise<object> {
+  async getStatus(): Promise<StatusReply & { workers: unknown }> {
     const s = await this.server.snapshot();
     const closed = s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
     const active = s.listeners.reduce((n, l) => n + l.active, 0);

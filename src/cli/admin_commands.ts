@@ -1,14 +1,9 @@
-// Operator subcommands that talk to a running instance through the admin API
-// (status, routes, firewall), and `snapshot`, which copies the database.
-import { existsSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
 import { type Config, loadConfig } from "../config/config";
 import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
-import { importFleet, readFleet } from "../store/etcd_client";
-import { Store } from "../store/store";
 import { AdminClient } from "./admin_client";
-import { parseArgs, UsageError } from "./usage_error";
+import { help, parseArgs, UsageError } from "./args";
+import type { BackendMsg, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
 
 export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
 
@@ -32,19 +27,6 @@ export const FIREWALL_USAGE = `Usage:
   mc-proxy firewall remove -c FILE TYPE VALUE
 
 TYPE is ip, cidr or country; e.g. "firewall add -c FILE cidr 198.51.100.0/24".`;
-
-export const SNAPSHOT_USAGE = `Usage: mc-proxy snapshot -c FILE [-o PATH] [--keep N]
-
-Writes a consistent copy of the database (SQLite VACUUM INTO) to PATH, by
-default backups/mc-proxy-<UTC timestamp>.db beside the database. Safe while
-the server runs. --keep N then deletes all but the newest N snapshots named
-mc-proxy-<UTC timestamp>.db in the folder the copy was written to (other
-files are never touched). Restore: stop the server, replace the database
-file with the copy (and delete any -wal / -shm files beside it), start the
-server.`;
-
-/** Names `snapshot` gives (and `--keep` prunes): mc-proxy-20261126T221503.123Z.db; they sort by time. */
-const SNAPSHOT_NAME = /^mc-proxy-\d{8}T\d{6}(\.\d{3})?Z\.db$/;
 
 interface Opts {
   cfg: Config;
@@ -78,25 +60,13 @@ function listenerOf(o: Opts, usage: string): string {
   throw new UsageError(`--listener ADDR is required: the config has ${o.cfg.listeners.length} listeners (${o.cfg.listeners.map((l) => l.addr).join(", ")})`, usage);
 }
 
-interface StatusResponse {
-  version: string;
-  uptime_seconds: number;
-  started_at_unix_seconds: number;
-  total_connections: number;
-  active_connections: number;
-  outcomes: { outcome: string; count: number }[];
-  listeners: { addr: string; route_count: number; active_connections: number; max_connections: number; proxy_protocol: boolean; trusted_proxies: string[] }[];
-  connection_cap: number;
-  unauthenticated_admin: boolean;
-}
-
 export async function status(args: string[]): Promise<number> {
   const o = options(args, STATUS_USAGE, false);
   if (o === null) return help(STATUS_USAGE);
   noArgs(o, STATUS_USAGE);
   const c = client(o.cfg);
   try {
-    const s = await c.call<StatusResponse>("GetStatus");
+    const s = await c.call<StatusReply>("GetStatus");
     print(o.json, s, () => {
       const lines = [
         `mc-proxy ${s.version}, up ${formatDuration(s.uptime_seconds * 1000)} (since ${new Date(s.started_at_unix_seconds * 1000).toISOString()})`,
@@ -116,24 +86,6 @@ export async function status(args: string[]): Promise<number> {
   } finally {
     c.close();
   }
-}
-
-interface BackendMsg {
-  addr: string;
-  weight: number;
-  backup: boolean;
-  state: string;
-  health: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number } | null;
-  active_connections: number;
-}
-
-interface RouteMsg {
-  hostname: string;
-  backend: string;
-  send_proxy_protocol: string;
-  backends: BackendMsg[];
-  balance: string;
-  health_check: string;
 }
 
 /**
@@ -183,7 +135,7 @@ export async function backends(args: string[]): Promise<number> {
   try {
     if (sub === "list") {
       if (pos.length > 1) throw new UsageError(`unexpected argument ${pos[1]}`, BACKENDS_USAGE);
-      const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
+      const r = await c.call<ListRoutesReply>("ListRoutes", { listener: o.listener ?? "" });
       const routes = r.listeners.flatMap((l) => l.routes.filter((x) => pos[0] === undefined || x.hostname === pos[0]).map((x) => ({ listener: l.listener, route: x })));
       if (pos[0] !== undefined && routes.length === 0) throw new Error(`no route ${pos[0]}`);
       print(o.json, routes, () => routes.map(({ listener, route }) => [`${listener}  ${routeLine(route)}`, ...route.backends.map((b) => `  ${backendLine(b)}`)].join("\n")).join("\n"));
@@ -211,7 +163,7 @@ export async function routes(args: string[]): Promise<number> {
   try {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
-      const r = await c.call<{ listeners: { listener: string; routes: RouteMsg[] }[] }>("ListRoutes", { listener: o.listener ?? "" });
+      const r = await c.call<ListRoutesReply>("ListRoutes", { listener: o.listener ?? "" });
       print(o.json, r, () => r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`))].join("\n")).join("\n"));
     } else if (sub === "add") {
       if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
@@ -267,87 +219,6 @@ export async function firewall(args: string[]): Promise<number> {
   }
 }
 
-export async function snapshot(args: string[]): Promise<number> {
-  const a = parseArgs(args, SNAPSHOT_USAGE, { values: ["-o", "--output", "--keep"] });
-  if (a.help) return help(SNAPSHOT_USAGE);
-  if (a.config === null) throw new UsageError("-c FILE is required", SNAPSHOT_USAGE);
-  if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SNAPSHOT_USAGE);
-  const keepText = a.flags.get("--keep");
-  if (keepText !== undefined && !/^[1-9]\d{0,5}$/.test(keepText)) throw new UsageError(`--keep ${keepText}: expected a whole number of snapshots, at least 1`, SNAPSHOT_USAGE);
-  const cfg = loadConfig(a.config);
-  const stamp = new Date().toISOString().replace(/[-:]/g, "");
-  const dest = a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
-  if (existsSync(dest)) throw new Error(`${dest} already exists; choose another -o PATH`);
-  if (cfg.store === "etcd") {
-    // The fleet's state at one revision, as a SQLite file: backups look the same in both modes.
-    const { state, revision } = await readFleet(cfg.etcd!);
-    mkdirSync(dirname(dest), { recursive: true });
-    const out = Store.open(dest);
-    try {
-      out.replaceState(state);
-    } finally {
-      out.close();
-    }
-    console.log(`snapshot written: ${dest} (etcd ${cfg.etcd!.prefix} at revision ${revision})`);
-  } else {
-    if (!existsSync(cfg.databasePath)) throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
-    const store = Store.open(cfg.databasePath);
-    try {
-      store.snapshot(dest);
-    } finally {
-      store.close();
-    }
-    console.log(`snapshot written: ${dest}`);
-  }
-  if (keepText !== undefined) {
-    const dir = dirname(dest);
-    const old = readdirSync(dir)
-      .filter((n) => SNAPSHOT_NAME.test(n))
-      .sort()
-      .slice(0, -Number(keepText));
-    for (const n of old) unlinkSync(join(dir, n));
-    if (old.length > 0) console.log(`removed ${old.length} older snapshot(s), kept the newest ${keepText}: ${old.join(", ")}`);
-  }
-  return 0;
-}
-
-export const STORE_USAGE = `Usage: mc-proxy store import -c FILE SNAPSHOT.db
-
-Loads a snapshot (a SQLite file written by "mc-proxy snapshot", in either
-mode) into the etcd prefix the config names ([store] backend = "etcd"). The
-prefix must be empty: this is how a fleet is started from an existing
-instance's state, or restored.`;
-
-export async function storeCommand(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  if (sub === "--help" || sub === "-h") return help(STORE_USAGE);
-  if (sub !== "import") throw new UsageError(sub === undefined ? "store needs import" : `unknown store command "${sub}"`, STORE_USAGE);
-  const a = parseArgs(rest, STORE_USAGE);
-  if (a.help) return help(STORE_USAGE);
-  if (a.config === null) throw new UsageError("-c FILE is required", STORE_USAGE);
-  if (a.rest.length !== 1) throw new UsageError("store import needs SNAPSHOT.db", STORE_USAGE);
-  const cfg = loadConfig(a.config);
-  if (cfg.store !== "etcd") throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
-  if (!existsSync(a.rest[0]!)) throw new Error(`${a.rest[0]}: no such file`);
-  const snap = Store.open(a.rest[0]!);
-  let state: ReturnType<Store["state"]>;
-  try {
-    state = snap.state();
-  } finally {
-    snap.close();
-  }
-  const n = await importFleet(cfg.etcd!, state);
-  console.log(
-    `imported ${n} key(s) into etcd ${cfg.etcd!.prefix}: ${state.listeners.size} listener(s), ${[...state.listeners.values()].reduce((x, l) => x + l.routes.length, 0)} route(s), ${state.rules.length} rule(s)`,
-  );
-  return 0;
-}
-
 function noArgs(o: Opts, usage: string): void {
   if (o.rest.length > 0) throw new UsageError(`unexpected argument ${o.rest[0]}`, usage);
-}
-
-function help(usage: string): number {
-  console.log(usage);
-  return 0;
 }

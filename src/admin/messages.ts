@@ -1,0 +1,71 @@
+// The admin API's message shapes as JavaScript sees them (proto-loader with
+// keepCase, enums as their names: proto/mc_proxy/v1/admin.proto), declared
+// once for the service (admin_service.ts) and its client (the CLI).
+
+/** A backend as the admin API reports it. */
+export interface BackendMsg {
+  addr: string;
+  weight: number;
+  backup: boolean;
+  /** BACKEND_STATE_* */
+  state: string;
+  health: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number } | null;
+  active_connections: number;
+}
+
+/** A route as the admin API reports it. */
+export interface RouteMsg {
+  hostname: string;
+  /** The first backend (the whole route for a plain `backend = …`). */
+  backend: string;
+  /** SEND_PROXY_PROTOCOL_* */
+  send_proxy_protocol: string;
+  backends: BackendMsg[];
+  /** BALANCE_* */
+  balance: string;
+  /** HEALTH_CHECK_* */
+  health_check: string;
+}
+
+/** AddRoute's route as a caller sends it: proto3, so any field may be absent. */
+export interface RouteInput {
+  hostname?: string;
+  backend?: string;
+  send_proxy_protocol?: string;
+  backends?: { addr?: string; weight?: number; backup?: boolean }[];
+  balance?: string;
+  health_check?: string;
+}
+
+export interface RuleMsg {
+  /** FIREWALL_RULE_TYPE_* */
+  type: string;
+  value: string;
+}
+
+export interface ListRoutesReply {
+  listeners: { listener: string; routes: RouteMsg[] }[];
+}
+
+/** GetStatus (the fields the CLI prints; the reply has more). */
+export interface StatusReply {
+  version: string;
+  uptime_seconds: number;
+  started_at_unix_seconds: number;
+  total_connections: number;
+  active_connections: number;
+  outcomes: { outcome: string; count: number }[];
+  listeners: {
+    addr: string;
+    name: string;
+    route_count: number;
+    active_connections: number;
+    max_connections: number;
+    proxy_protocol: boolean;
+    trusted_proxies: readonly string[];
+    routes: RouteMsg[];
+  }[];
+  connection_cap: number;
+  unauthenticated_admin: boolean;
+  store: string;
+}
