@@ -19,7 +19,7 @@ import type { Logger } from "../log/logger";
 import type { DataPlane, ListenerView } from "../server/data_plane";
 import { OUTCOMES } from "../server/stats";
 import type { ConfigStore } from "../store/config_store";
-import { StoreError, type StoredRule } from "../store/store";
+import { StoreError, type StoredRule } from "../store/config_store";
 import { VERSION } from "../version";
 import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, canBind, healthCheckOf, singleBackend } from "../routing/pool";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";

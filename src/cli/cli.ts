@@ -3,7 +3,7 @@
 // server_command.ts, check_command.ts, admin_commands.ts (through the admin
 // API), store_commands.ts (offline).
 import { ConfigError } from "../config/config";
-import { StoreError } from "../store/store";
+import { StoreError } from "../store/config_store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
 import { backends, firewall, routes, status } from "./admin_commands";

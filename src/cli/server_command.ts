@@ -14,9 +14,10 @@ import { ControlPlane } from "../server/control_plane";
 import type { DataPlane } from "../server/data_plane";
 import { availableCpus, capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../server/host_limits";
 import { collectStartupGarbage } from "../server/startup_gc";
-import { type ConfigStore, SqliteConfigStore, rulesFromStore } from "../store/config_store";
+import { type ConfigStore, type StoreState, rulesFromStore } from "../store/config_store";
 import { EtcdConfigStore, type SeedInput } from "../store/etcd_store";
-import { Store, type StoreState } from "../store/store";
+import { SqliteConfigStore } from "../store/sqlite_config_store";
+import { SqliteDatabase } from "../store/sqlite_database";
 import { VERSION } from "../version";
 import { configArg, help } from "./args";
 
@@ -41,7 +42,7 @@ export async function server(args: string[]): Promise<number> {
   };
   for (const w of loaded.warnings) logger.warn(w);
   // SQLite is the store itself, or with etcd its last-known-good copy.
-  const db = Store.open(loaded.databasePath);
+  const db = SqliteDatabase.open(loaded.databasePath);
   try {
     if (loaded.store === "etcd") {
       const fleetSeed = seedForFleet(db, seed, logger);
@@ -81,7 +82,7 @@ export async function server(args: string[]): Promise<number> {
  * yet, exactly as that SQLite store would have served them. A file already
  * used as an etcd cache (or new) seeds from the TOML, as before.
  */
-function seedForFleet(db: Store, toml: SeedInput, logger: Logger): SeedInput {
+function seedForFleet(db: SqliteDatabase, toml: SeedInput, logger: Logger): SeedInput {
   const role = db.role();
   if (db.created || role === "etcd-cache" || !db.holdsState) return toml;
   const copy = `${db.path}.sqlite-${new Date().toISOString().replace(/[:.]/g, "-")}`;
@@ -106,7 +107,7 @@ function seedForFleet(db: Store, toml: SeedInput, logger: Logger): SeedInput {
  * Run the data plane, then the store (made by `openStore` once the data
  * plane exists, since it applies changes to it), the metrics and the admin API.
  */
-async function serve(file: string, cfg: Config, logger: Logger, db: Store, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
+async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDatabase, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
   const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
   const limits = readFdLimits();
   const needs = needsOf(cfg, workers);

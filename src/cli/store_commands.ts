@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { loadConfig } from "../config/config";
 import { importFleet, readFleet } from "../store/etcd_client";
-import { Store } from "../store/store";
+import { SqliteDatabase } from "../store/sqlite_database";
 import { UsageError, help, parseArgs } from "./args";
 
 export const SNAPSHOT_USAGE = `Usage: mc-proxy snapshot -c FILE [-o PATH] [--keep N]
@@ -36,7 +36,7 @@ export async function snapshot(args: string[]): Promise<number> {
     // The fleet's state at one revision, as a SQLite file: backups look the same in both modes.
     const { state, revision } = await readFleet(cfg.etcd!);
     mkdirSync(dirname(dest), { recursive: true });
-    const out = Store.open(dest);
+    const out = SqliteDatabase.open(dest);
     try {
       out.replaceState(state);
     } finally {
@@ -45,7 +45,7 @@ export async function snapshot(args: string[]): Promise<number> {
     console.log(`snapshot written: ${dest} (etcd ${cfg.etcd!.prefix} at revision ${revision})`);
   } else {
     if (!existsSync(cfg.databasePath)) throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
-    const store = Store.open(cfg.databasePath);
+    const store = SqliteDatabase.open(cfg.databasePath);
     try {
       store.snapshot(dest);
     } finally {
@@ -83,8 +83,8 @@ export async function storeCommand(args: string[]): Promise<number> {
   const cfg = loadConfig(a.config);
   if (cfg.store !== "etcd") throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
   if (!existsSync(a.rest[0]!)) throw new Error(`${a.rest[0]}: no such file`);
-  const snap = Store.open(a.rest[0]!);
-  let state: ReturnType<Store["state"]>;
+  const snap = SqliteDatabase.open(a.rest[0]!);
+  let state: ReturnType<SqliteDatabase["state"]>;
   try {
     state = snap.state();
   } finally {

@@ -8,8 +8,45 @@
 import type { FirewallRules } from "../firewall/firewall";
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
-import type { DataPlane, ListenerView } from "../server/data_plane";
-import type { Store, StoredRule } from "./store";
+import type { DataPlane } from "../server/data_plane";
+
+export type RuleType = "ip" | "cidr" | "country";
+
+/** A route as stored: the pool with each backend's operator state. */
+export type StoredRoute = Route;
+
+export interface StoredRule {
+  type: RuleType;
+  value: string;
+}
+
+/** One listener's stored state. */
+export interface ListenerState {
+  maxConnections: number;
+  routes: StoredRoute[];
+}
+
+/** Everything a store holds, listeners by name. */
+export interface StoreState {
+  listeners: Map<string, ListenerState>;
+  rules: StoredRule[];
+}
+
+export class StoreError extends Error {
+  /** SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock; retrying may succeed. */
+  readonly busy: boolean;
+  /** The store cannot be reached (etcd down): UNAVAILABLE, nothing changed. */
+  readonly unavailable: boolean;
+  /** Committed to the store but not yet applied here (DEADLINE_EXCEEDED: it will apply). */
+  readonly notApplied: boolean;
+  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean; notApplied?: boolean }) {
+    super(message, options);
+    this.name = "StoreError";
+    this.busy = options?.busy ?? false;
+    this.unavailable = options?.unavailable ?? false;
+    this.notApplied = options?.notApplied ?? false;
+  }
+}
 
 export interface ConfigStore {
   upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }>;
@@ -39,73 +76,6 @@ export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
     blockedCidrs: rules.filter((r) => r.type === "cidr").map((r) => r.value),
     blockedCountries: rules.filter((r) => r.type === "country").map((r) => r.value),
   };
-}
-
-/** The SQLite store: synchronous transactions, applied to the data plane as each commits. */
-export class SqliteConfigStore implements ConfigStore {
-  private current: StoredRule[];
-  readonly stale = false;
-  readonly invalidValues = 0;
-
-  constructor(
-    private readonly store: Store,
-    private readonly plane: DataPlane,
-  ) {
-    this.current = store.rules();
-  }
-
-  private view(listener: string): ListenerView {
-    return this.plane.listener(listener)!;
-  }
-
-  async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
-    const after = this.store.upsertRoute(listener, route);
-    await this.plane.applyRoutes(this.view(listener), after.routes);
-    return { replaced: after.changed };
-  }
-
-  async removeRoute(listener: string, hostname: string): Promise<boolean> {
-    const after = this.store.removeRoute(listener, hostname);
-    if (after.changed) await this.plane.applyRoutes(this.view(listener), after.routes);
-    return after.changed;
-  }
-
-  async addRule(rule: StoredRule): Promise<boolean> {
-    const after = this.store.addRule(rule);
-    this.current = after.rules;
-    await this.plane.applyRules(rulesFromStore(after.rules));
-    return after.changed;
-  }
-
-  async removeRule(rule: StoredRule): Promise<boolean> {
-    const after = this.store.removeRule(rule);
-    this.current = after.rules;
-    if (after.changed) await this.plane.applyRules(rulesFromStore(after.rules));
-    return after.changed;
-  }
-
-  async setMaxConnections(listener: string, n: number): Promise<void> {
-    this.store.setMaxConnections(listener, n);
-    this.plane.applyMaxConnections(this.view(listener), n);
-  }
-
-  async setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean> {
-    const after = this.store.setBackendState(listener, hostname, addr, state);
-    if (!after.changed) return false;
-    await this.plane.applyRoutes(this.view(listener), after.routes);
-    setSlotState(this.plane, listener, hostname, addr, state);
-    return true;
-  }
-
-  rules(): StoredRule[] {
-    return this.current;
-  }
-
-  describe(): string {
-    return `sqlite ${this.store.path}`;
-  }
-
-  close(): void {}
 }
 
 /** Put a backend's operator state into the shared table the data plane reads (immediate for every worker). */

@@ -10,7 +10,7 @@ import { Etcd3, type IKeyValue, isRecoverableError } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import { ipTls } from "../net/grpc_tls";
 import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, routeValue, stateFrom } from "./etcd_layout";
-import { StoreError, type StoreState } from "./store";
+import { StoreError, type StoreState } from "./config_store";
 
 /** Debian's etcd 3.4 refuses transactions of more than 128 operations (--max-txn-ops). */
 export const MAX_TXN_OPS = 128;

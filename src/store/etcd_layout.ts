@@ -14,7 +14,7 @@ import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/addres
 import type { BackendSpec, Route } from "../routing/pool";
 import { maxConnectionsError } from "../config/ranges";
 import { routeProblems } from "../routing/route";
-import type { ListenerState, RuleType, StoreState, StoredRule } from "./store";
+import type { ListenerState, RuleType, StoreState, StoredRule } from "./config_store";
 
 export const SCHEMA_VERSION = "1";
 

@@ -10,7 +10,7 @@ import type { Logger } from "../log/logger";
 import type { Route } from "../routing/route";
 import { MAX_TXN_OPS, bounded } from "./etcd_client";
 import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, routeValue } from "./etcd_layout";
-import { StoreError, type StoredRule } from "./store";
+import { StoreError, type StoredRule } from "./config_store";
 
 export interface SeedInput {
   listeners: { name: string; maxConnections: number; routes: Route[] }[];

@@ -23,12 +23,12 @@ import type { Logger } from "../log/logger";
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
-import { type ConfigStore, rulesFromStore, setSlotState } from "./config_store";
+import { type ConfigStore, StoreError, type StoreState, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
 import { canBind } from "../routing/pool";
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { type SeedInput, seedFleet } from "./etcd_seed";
 import { RULE_VALUE, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
-import { type Store, StoreError, type StoreState, type StoredRule } from "./store";
+import type { SqliteDatabase } from "./sqlite_database";
 
 /** How long a write waits to see itself come back through this instance's watch. */
 const APPLY_WAIT_MS = 1000;
@@ -55,7 +55,7 @@ export class EtcdConfigStore implements ConfigStore {
   private constructor(
     private readonly client: Etcd3,
     private readonly cfg: EtcdConfig,
-    private readonly cache: Store,
+    private readonly cache: SqliteDatabase,
     private readonly served: ReadonlySet<string>,
     private readonly seed: SeedInput,
     private readonly logger: Logger,
@@ -72,7 +72,7 @@ export class EtcdConfigStore implements ConfigStore {
    * etcd cannot be reached, take the last-known-good copy and say so. Throws
    * only for what a retry cannot fix (TLS, authentication, a newer schema).
    */
-  static async open(cfg: EtcdConfig, cache: Store, seed: SeedInput, logger: Logger): Promise<EtcdConfigStore> {
+  static async open(cfg: EtcdConfig, cache: SqliteDatabase, seed: SeedInput, logger: Logger): Promise<EtcdConfigStore> {
     const s = new EtcdConfigStore(etcdClient(cfg), cfg, cache, new Set(seed.listeners.map((l) => l.name)), seed, logger);
     try {
       await s.seedAndRead();

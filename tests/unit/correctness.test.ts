@@ -16,9 +16,9 @@ import { BackendTable } from "../../src/routing/backend_table";
 import { RoutePool, bindRoutes } from "../../src/routing/pool";
 import { ControlPlane } from "../../src/server/control_plane";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
-import { SqliteConfigStore } from "../../src/store/config_store";
+import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
 import { parseEntry, routeValue } from "../../src/store/etcd_layout";
-import { Store } from "../../src/store/store";
+import { SqliteDatabase } from "../../src/store/sqlite_database";
 import { concat, helloFor, records, clientHelloBody, handshake, sniExtension } from "../helpers/hello_builder";
 
 const P = "/mc/";
@@ -141,7 +141,7 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
   test("a route's connect_timeout is read, and kept by SQLite", () => {
     const c = parseConfig(`[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  connect_timeout = "1500ms"\n`, "t.toml");
     expect(c.listeners[0]!.routes[0]!.connectTimeoutMs).toBe(1500);
-    const db = Store.open(join(mkdtempSync(join(tmpdir(), "mcproxy-ct-")), "db.sqlite"));
+    const db = SqliteDatabase.open(join(mkdtempSync(join(tmpdir(), "mcproxy-ct-")), "db.sqlite"));
     try {
       db.seed([{ addr: ":18443", maxConnections: 0, routes: c.listeners[0]!.routes }], []);
       expect(db.state().listeners.get(":18443")!.routes[0]!.connectTimeoutMs).toBe(1500);
@@ -196,7 +196,7 @@ describe("the backend-slot limit is checked before anything is written", () => {
     const cfg = parseConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
     const quiet = new Logger("error", "text", { write() {}, flush() {} });
     const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 8 });
-    const db = Store.open(join(dir, "db.sqlite"));
+    const db = SqliteDatabase.open(join(dir, "db.sqlite"));
     db.seed([{ addr: cfg.listeners[0]!.name, maxConnections: 0, routes: [] }], []);
     const admin = new AdminService(srv, new SqliteConfigStore(db, srv), quiet);
     const pool = (n: number, base: number) => ({ backends: Array.from({ length: n }, (_, i) => ({ addr: `127.0.0.1:${base + i}`, weight: 1 })) });

@@ -3,7 +3,8 @@ import { Database } from "bun:sqlite";
 import { statSync } from "node:fs";
 import { join } from "node:path";
 import { MIGRATIONS } from "../../src/store/migrations";
-import { type SeedListener, Store, StoreError } from "../../src/store/store";
+import { StoreError } from "../../src/store/config_store";
+import { type SeedListener, SqliteDatabase } from "../../src/store/sqlite_database";
 import { tempDir } from "../helpers/proxy";
 import { storedRoute } from "../helpers/routes";
 
@@ -15,7 +16,7 @@ const seedListeners: SeedListener[] = [
 describe("Store", () => {
   test("first open creates a 0600 WAL database, migrates and seeds", () => {
     const path = join(tempDir(), "sub", "p.db");
-    const s = Store.open(path);
+    const s = SqliteDatabase.open(path);
     expect(s.created).toBe(true);
     expect(statSync(path).mode & 0o777).toBe(0o600);
     const r = s.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
@@ -31,12 +32,12 @@ describe("Store", () => {
 
   test("later opens seed only new listeners, never rules, and keep changes", () => {
     const path = join(tempDir(), "p.db");
-    const s1 = Store.open(path);
+    const s1 = SqliteDatabase.open(path);
     s1.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
     s1.removeRoute(":443", "a.example.com");
     s1.removeRule({ type: "ip", value: "192.0.2.1" });
     s1.close();
-    const s2 = Store.open(path);
+    const s2 = SqliteDatabase.open(path);
     expect(s2.created).toBe(false);
     const r = s2.seed([...seedListeners, { addr: ":9443", maxConnections: 1, routes: [storedRoute("n.example", "h:2")] }], [{ type: "ip", value: "192.0.2.1" }]);
     expect(r.seededListeners).toEqual([":9443"]);
@@ -47,7 +48,7 @@ describe("Store", () => {
   });
 
   test("upsert, remove, rules, max connections", () => {
-    const s = Store.open(join(tempDir(), "p.db"));
+    const s = SqliteDatabase.open(join(tempDir(), "p.db"));
     s.seed(seedListeners, []);
     expect(s.upsertRoute(":443", storedRoute("b.example.com", "x:1")).changed).toBe(false);
     const replaced = s.upsertRoute(":443", storedRoute("b.example.com", "x:2"));
@@ -67,10 +68,10 @@ describe("Store", () => {
 
   test("snapshot writes a consistent copy", () => {
     const dir = tempDir();
-    const s = Store.open(join(dir, "p.db"));
+    const s = SqliteDatabase.open(join(dir, "p.db"));
     s.seed(seedListeners, [{ type: "country", value: "KP" }]);
     s.snapshot(join(dir, "backups", "snap.db"));
-    const copy = Store.open(join(dir, "backups", "snap.db"));
+    const copy = SqliteDatabase.open(join(dir, "backups", "snap.db"));
     expect(copy.listener(":443")).toEqual(s.listener(":443"));
     expect(copy.rules()).toEqual([{ type: "country", value: "KP" }]);
   });
@@ -80,7 +81,7 @@ describe("Store", () => {
     const raw = new Database(path, { create: true });
     raw.run("PRAGMA user_version = 99");
     raw.close();
-    expect(() => Store.open(path)).toThrow(/newer/);
+    expect(() => SqliteDatabase.open(path)).toThrow(/newer/);
   });
 });
 
@@ -100,7 +101,7 @@ describe("migration 2", () => {
       raw.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?)").run(t!, v!);
     }
     raw.close();
-    const s = Store.open(path);
+    const s = SqliteDatabase.open(path);
     expect(s.rules()).toEqual([
       { type: "cidr", value: "2001:db8::/48" },
       { type: "country", value: "KP" },

@@ -4,14 +4,14 @@ import { expect, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { MIGRATIONS } from "../../src/store/migrations";
-import { Store } from "../../src/store/store";
+import { SqliteDatabase } from "../../src/store/sqlite_database";
 import { tempDir } from "../helpers/proxy";
 import { storedRoute } from "../helpers/routes";
 
 test("a database from release 0.1.0 opens, migrates and keeps its listeners, routes and rules", () => {
   const path = join(tempDir(), "old.db");
   copyFileSync(join(import.meta.dir, "../fixtures/release-0.1.0.db"), path);
-  const s = Store.open(path);
+  const s = SqliteDatabase.open(path);
   try {
     expect(s.created).toBe(false);
     expect(s.listener("127.0.0.1:25443")).toEqual({

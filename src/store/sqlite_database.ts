@@ -1,4 +1,4 @@
-// The SQLite store (bun:sqlite): the source of truth for routes, firewall
+// The SQLite database (bun:sqlite): the source of truth for routes, firewall
 // rules and listener connection limits once seeded from the TOML on first
 // run. WAL journal, foreign keys on, file mode 0600. Every mutation is one
 // transaction; a failure throws StoreError and leaves the database unchanged.
@@ -7,37 +7,9 @@ import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BackendState } from "../routing/backend_table";
-import type { Balance, HealthCheckKind, Route, SendProxy } from "../routing/pool";
+import type { Balance, HealthCheckKind, SendProxy } from "../routing/pool";
+import { type ListenerState, StoreError, type StoreState, type StoredRoute, type StoredRule } from "./config_store";
 import { MIGRATIONS } from "./migrations";
-
-export type RuleType = "ip" | "cidr" | "country";
-export type StoreRole = "sqlite" | "etcd-cache";
-
-/** A route as stored: the pool with each backend's operator state. */
-export type StoredRoute = Route;
-
-export interface StoredRule {
-  type: RuleType;
-  value: string;
-}
-
-export interface SeedListener {
-  addr: string;
-  maxConnections: number;
-  routes: readonly StoredRoute[];
-}
-
-/** One listener's stored state. */
-export interface ListenerState {
-  maxConnections: number;
-  routes: StoredRoute[];
-}
-
-/** Everything a store holds, listeners by name. */
-export interface StoreState {
-  listeners: Map<string, ListenerState>;
-  rules: StoredRule[];
-}
 
 /** Per-route overrides kept as JSON in routes.settings (absent = the [proxy] default). */
 interface Settings {
@@ -74,23 +46,15 @@ const RESTORE_HINT = `If the file is damaged, stop mc-proxy and restore the newe
 /** How long a write at start waits for another process's lock. */
 const START_BUSY_TIMEOUT_MS = 5000;
 
-export class StoreError extends Error {
-  /** SQLITE_BUSY / SQLITE_LOCKED: another process holds the lock; retrying may succeed. */
-  readonly busy: boolean;
-  /** The store cannot be reached (etcd down): UNAVAILABLE, nothing changed. */
-  readonly unavailable: boolean;
-  /** Committed to the store but not yet applied here (DEADLINE_EXCEEDED: it will apply). */
-  readonly notApplied: boolean;
-  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean; notApplied?: boolean }) {
-    super(message, options);
-    this.name = "StoreError";
-    this.busy = options?.busy ?? false;
-    this.unavailable = options?.unavailable ?? false;
-    this.notApplied = options?.notApplied ?? false;
-  }
+export type StoreRole = "sqlite" | "etcd-cache";
+
+export interface SeedListener {
+  addr: string;
+  maxConnections: number;
+  routes: readonly StoredRoute[];
 }
 
-export class Store {
+export class SqliteDatabase {
   private constructor(
     private readonly db: Database,
     readonly path: string,
@@ -103,7 +67,7 @@ export class Store {
    * `PRAGMA quick_check` has passed. Every error names the file and says
    * what to do about it.
    */
-  static open(path: string): Store {
+  static open(path: string): SqliteDatabase {
     const created = !existsSync(path);
     let db: Database | null = null;
     try {
@@ -120,7 +84,7 @@ export class Store {
       migrate(db, path);
       // Validated: now narrow a file someone else created wider.
       chmodSync(path, 0o600);
-      return new Store(db, path, created);
+      return new SqliteDatabase(db, path, created);
     } catch (e) {
       db?.close();
       if (e instanceof StoreError) throw e;

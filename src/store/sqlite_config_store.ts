@@ -1,0 +1,75 @@
+// The SQLite ConfigStore: synchronous transactions in the database
+// (sqlite_database.ts), each applied to the control plane as it commits.
+
+import type { BackendState } from "../routing/backend_table";
+import type { Route } from "../routing/pool";
+import type { DataPlane, ListenerView } from "../server/data_plane";
+import { type ConfigStore, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
+import type { SqliteDatabase } from "./sqlite_database";
+
+/** The SQLite store: synchronous transactions, applied to the data plane as each commits. */
+export class SqliteConfigStore implements ConfigStore {
+  private current: StoredRule[];
+  readonly stale = false;
+  readonly invalidValues = 0;
+
+  constructor(
+    private readonly store: SqliteDatabase,
+    private readonly plane: DataPlane,
+  ) {
+    this.current = store.rules();
+  }
+
+  private view(listener: string): ListenerView {
+    return this.plane.listener(listener)!;
+  }
+
+  async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
+    const after = this.store.upsertRoute(listener, route);
+    await this.plane.applyRoutes(this.view(listener), after.routes);
+    return { replaced: after.changed };
+  }
+
+  async removeRoute(listener: string, hostname: string): Promise<boolean> {
+    const after = this.store.removeRoute(listener, hostname);
+    if (after.changed) await this.plane.applyRoutes(this.view(listener), after.routes);
+    return after.changed;
+  }
+
+  async addRule(rule: StoredRule): Promise<boolean> {
+    const after = this.store.addRule(rule);
+    this.current = after.rules;
+    await this.plane.applyRules(rulesFromStore(after.rules));
+    return after.changed;
+  }
+
+  async removeRule(rule: StoredRule): Promise<boolean> {
+    const after = this.store.removeRule(rule);
+    this.current = after.rules;
+    if (after.changed) await this.plane.applyRules(rulesFromStore(after.rules));
+    return after.changed;
+  }
+
+  async setMaxConnections(listener: string, n: number): Promise<void> {
+    this.store.setMaxConnections(listener, n);
+    this.plane.applyMaxConnections(this.view(listener), n);
+  }
+
+  async setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean> {
+    const after = this.store.setBackendState(listener, hostname, addr, state);
+    if (!after.changed) return false;
+    await this.plane.applyRoutes(this.view(listener), after.routes);
+    setSlotState(this.plane, listener, hostname, addr, state);
+    return true;
+  }
+
+  rules(): StoredRule[] {
+    return this.current;
+  }
+
+  describe(): string {
+    return `sqlite ${this.store.path}`;
+  }
+
+  close(): void {}
+}
