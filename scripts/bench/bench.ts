@@ -284,89 +284,103 @@ const url = (port: number, path: string) => `https://${HOST}:${port}${path}`;
 
 type Metrics = Record<string, number>;
 
-async function runRound(sys: Running, s: Settings, f: Files, backendPids: number[]): Promise<{ metrics: Metrics; disturbed: string[] }> {
-  const m: Metrics = {};
-  const disturbed: string[] = [];
-  const note = (what: string, x: Sample) => {
-    if (x.disturbed) disturbed.push(`${what} (other CPU ${((x.otherCpu / x.wall) * 100).toFixed(0)}% of a core)`);
-  };
-  const threads = "2";
+/** What a round measured, and the phases another process disturbed. */
+interface Round {
+  m: Metrics;
+  disturbed: string[];
+  sys: Running;
+  backendPids: number[];
+}
 
-  // Warm-up, the same for every system: a JIT runtime should be measured
-  // warm, as it runs in production; the others lose nothing by it.
-  await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.warmupSeconds}s`, "-H", "Connection: close", url(sys.port, "/small")]);
-  await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.warmupSeconds}s`, url(sys.port, "/small")]);
-  toolCpuGone = 0;
+function note(r: Round, what: string, x: Sample): void {
+  if (x.disturbed) r.disturbed.push(`${what} (other CPU ${((x.otherCpu / x.wall) * 100).toFixed(0)}% of a core)`);
+}
 
-  // 1. New TLS connections: full handshake + small request + close, 50 concurrent.
+/** One wrk run, measured: its result and the CPU the proxy used for it. */
+async function wrkPhase(r: Round, what: string, args: string[]): Promise<{ w: WrkResult; x: Sample }> {
   let w!: WrkResult;
-  let x = await measure(sys, backendPids, async () => {
-    const r = await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", "-H", "Connection: close", url(sys.port, "/small")]);
-    w = parseWrk(r.out);
-    return [r.pid];
+  const x = await measure(r.sys, r.backendPids, async () => {
+    const run = await runTool(["wrk", ...args]);
+    w = parseWrk(run.out);
+    return [run.pid];
   });
-  m.newconn_per_s = w.requests / w.seconds;
-  m.newconn_p50_ms = w.p50ms;
-  m.newconn_p99_ms = w.p99ms;
-  m.newconn_errors = w.errors;
-  m.cpu_ms_per_1000_newconn = (x.proxyCpu * 1000) / (w.requests / 1000);
-  note("new connections", x);
+  note(r, what, x);
+  return { w, x };
+}
 
-  // 2. Keep-alive requests over 50 long-lived TLS connections.
-  x = await measure(sys, backendPids, async () => {
-    const r = await runTool(["wrk", "-t", threads, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", url(sys.port, "/small")]);
-    w = parseWrk(r.out);
-    return [r.pid];
-  });
-  m.keepalive_req_per_s = w.requests / w.seconds;
-  m.keepalive_p99_ms = w.p99ms;
-  m.keepalive_errors = w.errors;
-  m.cpu_us_per_keepalive_req = (x.proxyCpu * 1e6) / w.requests;
-  note("keep-alive", x);
+/**
+ * Warm-up, the same for every system: a JIT runtime should be measured
+ * warm, as it runs in production; the others lose nothing by it.
+ */
+async function warmUp(sys: Running, s: Settings): Promise<void> {
+  await runTool(["wrk", "-t", WRK_THREADS, "-c", "50", "-d", `${s.warmupSeconds}s`, "-H", "Connection: close", url(sys.port, "/small")]);
+  await runTool(["wrk", "-t", WRK_THREADS, "-c", "50", "-d", `${s.warmupSeconds}s`, url(sys.port, "/small")]);
+  toolCpuGone = 0;
+}
 
-  // 3. One unloaded connection: the latency the proxy adds.
-  x = await measure(sys, backendPids, async () => {
-    const r = await runTool(["wrk", "-t", "1", "-c", "1", "-d", `${s.c1Seconds}s`, "--latency", url(sys.port, "/small")]);
-    w = parseWrk(r.out);
-    return [r.pid];
-  });
-  m.c1_p50_ms = w.p50ms;
-  note("c=1 latency", x);
+/** New TLS connections: full handshake + small request + close, 50 concurrent. */
+async function newConnections(r: Round, s: Settings): Promise<void> {
+  const { w, x } = await wrkPhase(r, "new connections", ["-t", WRK_THREADS, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", "-H", "Connection: close", url(r.sys.port, "/small")]);
+  r.m.newconn_per_s = w.requests / w.seconds;
+  r.m.newconn_p50_ms = w.p50ms;
+  r.m.newconn_p99_ms = w.p99ms;
+  r.m.newconn_errors = w.errors;
+  r.m.cpu_ms_per_1000_newconn = (x.proxyCpu * 1000) / (w.requests / 1000);
+}
 
-  // 4. Bulk download and upload, 1 and 4 streams.
-  for (const [dir, streams] of [
-    ["download", 1],
-    ["download", 4],
-    ["upload", 1],
-    ["upload", 4],
-  ] as const) {
-    let bytes = 0;
-    x = await measure(sys, backendPids, async () => {
-      const runs = await Promise.all(
-        Array.from({ length: streams }, () =>
-          runTool(
-            dir === "download"
-              ? ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}", url(sys.port, `/big-${f.bigBytes}`)]
-              : ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_upload}", "-T", f.uploadFile, url(sys.port, "/upload")],
-          ),
+/** Keep-alive requests over 50 long-lived TLS connections. */
+async function keepAlive(r: Round, s: Settings): Promise<void> {
+  const { w, x } = await wrkPhase(r, "keep-alive", ["-t", WRK_THREADS, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", url(r.sys.port, "/small")]);
+  r.m.keepalive_req_per_s = w.requests / w.seconds;
+  r.m.keepalive_p99_ms = w.p99ms;
+  r.m.keepalive_errors = w.errors;
+  r.m.cpu_us_per_keepalive_req = (x.proxyCpu * 1e6) / w.requests;
+}
+
+/** One unloaded connection: the latency the proxy adds. */
+async function unloadedLatency(r: Round, s: Settings): Promise<void> {
+  const { w } = await wrkPhase(r, "c=1 latency", ["-t", "1", "-c", "1", "-d", `${s.c1Seconds}s`, "--latency", url(r.sys.port, "/small")]);
+  r.m.c1_p50_ms = w.p50ms;
+}
+
+/** Bulk download or upload with `streams` curl processes at once; throws unless every byte arrived. */
+async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: number): Promise<void> {
+  let bytes = 0;
+  const x = await measure(r.sys, r.backendPids, async () => {
+    const runs = await Promise.all(
+      Array.from({ length: streams }, () =>
+        runTool(
+          dir === "download"
+            ? ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}", url(r.sys.port, `/big-${f.bigBytes}`)]
+            : ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_upload}", "-T", f.uploadFile, url(r.sys.port, "/upload")],
         ),
-      );
-      for (const r of runs) bytes += Number(r.out.trim());
-      return runs.map((r) => r.pid);
-    });
-    if (bytes !== f.bigBytes * streams) throw new Error(`${sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
-    m[`${dir}_${streams}s_MBps`] = bytes / 1e6 / x.wall;
-    m[`cpu_s_per_GB_${dir}_${streams}s`] = x.proxyCpu / (bytes / 1e9);
-    note(`${dir} x${streams}`, x);
-  }
+      ),
+    );
+    for (const run of runs) bytes += Number(run.out.trim());
+    return runs.map((run) => run.pid);
+  });
+  if (bytes !== f.bigBytes * streams) throw new Error(`${r.sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
+  r.m[`${dir}_${streams}s_MBps`] = bytes / 1e6 / x.wall;
+  r.m[`cpu_s_per_GB_${dir}_${streams}s`] = x.proxyCpu / (bytes / 1e9);
+  note(r, `${dir} x${streams}`, x);
+}
 
+const WRK_THREADS = "2";
+
+async function runRound(sys: Running, s: Settings, f: Files, backendPids: number[]): Promise<{ metrics: Metrics; disturbed: string[] }> {
+  const r: Round = { m: {}, disturbed: [], sys, backendPids };
+  await warmUp(sys, s);
+  await newConnections(r, s);
+  await keepAlive(r, s);
+  await unloadedLatency(r, s);
+  for (const dir of ["download", "upload"] as const) for (const streams of [1, 4]) await bulk(r, f, dir, streams);
   // Bulk CPU per GB over all four transfer phases of a direction (5 GB at
   // full size): one 1-stream phase alone moves too little for a steady figure.
   for (const dir of ["download", "upload"]) {
     const gb = (5 * f.bigBytes) / 1e9;
-    m[`cpu_s_per_GB_${dir}`] = (m[`cpu_s_per_GB_${dir}_1s`]! * (f.bigBytes / 1e9) + m[`cpu_s_per_GB_${dir}_4s`]! * ((4 * f.bigBytes) / 1e9)) / gb;
+    r.m[`cpu_s_per_GB_${dir}`] = (r.m[`cpu_s_per_GB_${dir}_1s`]! * (f.bigBytes / 1e9) + r.m[`cpu_s_per_GB_${dir}_4s`]! * ((4 * f.bigBytes) / 1e9)) / gb;
   }
-  return { metrics: m, disturbed };
+  return { metrics: r.m, disturbed: r.disturbed };
 }
 
 /** One idle_clients.ts process: holds COUNT TLS connections until asked to check them. */

@@ -89,8 +89,8 @@ export interface Files {
   geoDb: string;
 }
 
-export function prepare(bigBytes: number): Files {
-  for (const d of ["", "www", "run", "logs", "tmp"]) mkdirSync(join(WORK, d), { recursive: true });
+/** A self-signed certificate for the benchmark's host name, made once. */
+function certificate(): { cert: string; key: string } {
   const cert = join(WORK, "cert.pem");
   const key = join(WORK, "key.pem");
   if (!existsSync(cert)) {
@@ -118,6 +118,44 @@ export function prepare(bigBytes: number): Files {
       "openssl req",
     );
   }
+  return { cert, key };
+}
+
+/** --scaling: each system with `n` threads / workers / processes, in front of the plain reply backend. */
+function scalingConfigs(n: 1 | 2, haproxyConf: string, nginxConf: string, mcproxyConf: string): { hp: string; ng: string; mc: string } {
+  const hp = join(WORK, `haproxy-scale-${n}.cfg`);
+  writeFileSync(
+    hp,
+    readFileSync(haproxyConf, "utf8")
+      .replace("nbthread 1", `nbthread ${n}`)
+      .replace(`bind 127.0.0.1:${PORTS.haproxy}`, `bind 127.0.0.1:${PORTS.scaleHaproxy}`)
+      .replace(`req.ssl_sni -i ${HOST}`, `req.ssl_sni -i ${SCALE_SNI}`)
+      .replace(`server s1 127.0.0.1:${PORTS.backend}`, `server s1 127.0.0.1:${PORTS.replyBackend}`),
+  );
+  const ng = join(WORK, `nginx-scale-${n}.conf`);
+  writeFileSync(
+    ng,
+    readFileSync(nginxConf, "utf8")
+      .replace("worker_processes 1;", `worker_processes ${n};`)
+      .replace(`pid ${WORK}/run/nginx-stream.pid;`, `pid ${WORK}/run/nginx-scale-${n}.pid;`)
+      .replace(`listen 127.0.0.1:${PORTS.nginx};`, `listen 127.0.0.1:${PORTS.scaleNginx} reuseport;`)
+      .replace(`${HOST} 127.0.0.1:${PORTS.backend};`, `${SCALE_SNI} 127.0.0.1:${PORTS.replyBackend};`),
+  );
+  const mc = join(WORK, `mc-proxy-scale-${n}.toml`);
+  writeFileSync(
+    mc,
+    readFileSync(mcproxyConf, "utf8")
+      .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-scale-${n}.db"`)
+      .replace(`addr = "127.0.0.1:${PORTS.mcproxy}"`, `addr = "127.0.0.1:${PORTS.scaleMcproxy}"`)
+      .replace(`hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`, `hostname = "${SCALE_SNI}"\n  backend = "127.0.0.1:${PORTS.replyBackend}"`)
+      .replace("workers = 1", `workers = ${n}`),
+  );
+  return { hp, ng, mc };
+}
+
+export function prepare(bigBytes: number): Files {
+  for (const d of ["", "www", "run", "logs", "tmp"]) mkdirSync(join(WORK, d), { recursive: true });
+  const { cert, key } = certificate();
   const www = join(WORK, "www");
   writeFileSync(join(www, "small"), "x".repeat(64));
   const bigFile = join(www, `big-${bigBytes}`);
@@ -292,38 +330,8 @@ stream {
 }
 `,
   );
-  const scale = (n: 1 | 2) => {
-    const hp = join(WORK, `haproxy-scale-${n}.cfg`);
-    writeFileSync(
-      hp,
-      readFileSync(haproxyConf, "utf8")
-        .replace("nbthread 1", `nbthread ${n}`)
-        .replace(`bind 127.0.0.1:${PORTS.haproxy}`, `bind 127.0.0.1:${PORTS.scaleHaproxy}`)
-        .replace(`req.ssl_sni -i ${HOST}`, `req.ssl_sni -i ${SCALE_SNI}`)
-        .replace(`server s1 127.0.0.1:${PORTS.backend}`, `server s1 127.0.0.1:${PORTS.replyBackend}`),
-    );
-    const ng = join(WORK, `nginx-scale-${n}.conf`);
-    writeFileSync(
-      ng,
-      readFileSync(nginxConf, "utf8")
-        .replace("worker_processes 1;", `worker_processes ${n};`)
-        .replace(`pid ${WORK}/run/nginx-stream.pid;`, `pid ${WORK}/run/nginx-scale-${n}.pid;`)
-        .replace(`listen 127.0.0.1:${PORTS.nginx};`, `listen 127.0.0.1:${PORTS.scaleNginx} reuseport;`)
-        .replace(`${HOST} 127.0.0.1:${PORTS.backend};`, `${SCALE_SNI} 127.0.0.1:${PORTS.replyBackend};`),
-    );
-    const mc = join(WORK, `mc-proxy-scale-${n}.toml`);
-    writeFileSync(
-      mc,
-      readFileSync(mcproxyConf, "utf8")
-        .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-scale-${n}.db"`)
-        .replace(`addr = "127.0.0.1:${PORTS.mcproxy}"`, `addr = "127.0.0.1:${PORTS.scaleMcproxy}"`)
-        .replace(`hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`, `hostname = "${SCALE_SNI}"\n  backend = "127.0.0.1:${PORTS.replyBackend}"`)
-        .replace("workers = 1", `workers = ${n}`),
-    );
-    return { hp, ng, mc };
-  };
-  const s1 = scale(1);
-  const s2 = scale(2);
+  const s1 = scalingConfigs(1, haproxyConf, nginxConf, mcproxyConf);
+  const s2 = scalingConfigs(2, haproxyConf, nginxConf, mcproxyConf);
   const helloFile = join(WORK, "hello.bin");
   writeFileSync(helloFile, recordedHello());
   const ppFrontConf = join(WORK, "haproxy-pp-front.cfg");
