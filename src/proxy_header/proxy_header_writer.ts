@@ -85,3 +85,13 @@ export function proxyV2(o: Outgoing): Uint8Array {
   out[at - 1] = crc & 0xff;
   return out;
 }
+
+/**
+ * The header for one proxied connection: `source` the client, `destination`
+ * what it dialled; `authority` the SNI (no TLV when null); `uniqueId` the
+ * access log's id.
+ */
+export function headerFor(version: SendVersion, source: ProxyAddress, destination: ProxyAddress, authority: string | null, uniqueId: string): Uint8Array {
+  const o: Outgoing = { source, destination, authority, uniqueId };
+  return version === "v1" ? proxyV1(o) : proxyV2(o);
+}

@@ -1,48 +1,27 @@
-// One client connection through its whole life (docs/SPEC.md §3): firewall verdict at
-// accept, ClientHello, route, backend connect, replay, relay, access record.
-// Sockets call in through the shared handler tables (event_loop.ts,
+// One client connection through its whole life (docs/SPEC.md §3): firewall
+// verdict at accept, ClientHello, route, backend tries, replay, relay, access
+// record. Sockets call in through the shared handlers (event_loop.ts,
 // backend_socket.ts); the deadline wheel calls expire().
 
-import type { Socket, SocketHandler } from "bun";
-import type { ProxyConfig } from "../config/config";
-import type { Firewall } from "../firewall/firewall";
-import type { Logger } from "../log/logger";
-import type { DeadlineWheel } from "../relay/deadline_wheel";
-import type { BackendTable } from "../routing/backend_table";
+import type { Socket } from "bun";
 import { normaliseIp } from "../net/ip";
-import type { ProxyAddress, ProxyHeader } from "../proxy_header/proxy_header";
+import type { ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
-import { proxyV1, proxyV2 } from "../proxy_header/proxy_header_writer";
+import { headerFor } from "../proxy_header/proxy_header_writer";
 import type { RoutePool } from "../routing/pool";
-import { type PeerSocket, Relay, type RelayEnd } from "../relay/relay";
+import type { PeerSocket, RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
 import { writeAccessRecord } from "./access_record";
+import type { LoopContext } from "./loop_context";
 import { type BackendAttempt, type BackendOwner, connectBackend } from "./backend_socket";
 import type { ListenerRuntime } from "./listener_runtime";
+import { connectionId, nextSeq } from "./connection_id";
 import { Peeked } from "./peeked";
-import type { SharedCounters } from "./shared_counters";
+import { ReplayingRelay } from "./replaying_relay";
 import { DEFAULT_ROUTE_LABEL, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
 
-export type { Outcome } from "./stats";
-
-export interface ServerContext {
-  readonly proxy: ProxyConfig;
-  readonly firewall: Firewall;
-  readonly wheel: DeadlineWheel<Connection>;
-  readonly logger: Logger;
-  /** Observe the latency histograms (on when metrics are served; the plain counters always count). */
-  readonly histograms: boolean;
-  /** Open-connection counts shared by every event loop: exact limits. */
-  readonly counters: SharedCounters;
-  /** This event loop's worker id (0 for a single loop): the access log's `worker`. */
-  readonly workerId: number;
-  /** This event loop's connections (for the drain and the live byte counts). */
-  readonly connections: Set<Connection>;
-  readonly backendHandlers: SocketHandler<BackendAttempt>;
-  /** Backend state shared by every loop: health, operator state, connections per backend. */
-  readonly backends: BackendTable;
-  onConnectionClosed(): void;
-}
+/** What every connection of one event loop shares (loop_context.ts). */
+export type ServerContext = LoopContext<Connection, BackendAttempt>;
 
 /** Bytes a client may send beyond its hello while the backend connect is pending. */
 const CONNECT_READ_ALLOWANCE = 16384;
@@ -56,21 +35,10 @@ const enum Phase {
   Closed,
 }
 
-/**
- * Connection ids: a random prefix per process and a counter, so an id is
- * unique across restarts in practice. The access log's `id`, and the
- * PP2_TYPE_UNIQUE_ID sent to a backend.
- */
-const ID_PREFIX = Math.floor(Math.random() * 0x100000000)
-  .toString(16)
-  .padStart(8, "0");
-let idCounter = 0;
-
-export class Connection extends Relay implements Timed, BackendOwner {
+export class Connection extends ReplayingRelay implements Timed, BackendOwner {
   deadline = 0;
   wheelSlot: Set<Timed> | null = null;
   private phase: Phase;
-  private readonly seq = ++idCounter;
   private headerReader: ProxyHeaderReader | null = null;
   /** The PROXY header received, once read. */
   private received: ProxyHeader | null = null;
@@ -78,15 +46,6 @@ export class Connection extends Relay implements Timed, BackendOwner {
   peerIp = "";
   peerPort = 0;
   private route: RoutePool | null = null;
-  /** The bytes replayed to the current backend, while a retry is still possible. */
-  private replay: Uint8Array | null = null;
-  /**
-   * A retry was possible but the backend has been sent client bytes beyond
-   * the ClientHello (early data, a request): if it closes without answering,
-   * those bytes must not go to a second backend — the client is reset
-   * (outcome backend_closed) instead.
-   */
-  private unsafeRetry = false;
   /** Backends tried on this connection (bit per pool index), how many, and the current one. */
   private tried = 0;
   tries = 0;
@@ -113,7 +72,6 @@ export class Connection extends Relay implements Timed, BackendOwner {
   helloAt = 0;
   connectStartAt = 0;
   connectedAt = 0;
-  private outcomeOverride: Outcome | null = null;
 
   constructor(
     client: Socket<Connection>,
@@ -132,9 +90,10 @@ export class Connection extends Relay implements Timed, BackendOwner {
     listener.stats.accepted++;
   }
 
-  /** The access log's `id`. */
+  private readonly seq = nextSeq();
+  /** The access log's `id`, and the PP2_TYPE_UNIQUE_ID sent to a backend (formatted only when asked). */
   get id(): string {
-    return `${ID_PREFIX}-${this.seq.toString(36)}`;
+    return connectionId(this.seq);
   }
 
   /** Refuse at accept (capacity, draining, firewall): RST before any byte is read. */
@@ -262,24 +221,6 @@ export class Connection extends Relay implements Timed, BackendOwner {
     return r.rest;
   }
 
-  /**
-   * The header sent to the backend: the client as source; as destination the
-   * address the client dialled (the received header's, else this listener's
-   * local address for the connection). A received LOCAL/UNKNOWN goes on as
-   * PROXY with the balancer as source.
-   */
-  private outgoingHeader(version: "v1" | "v2"): Uint8Array {
-    const rx = this.received;
-    let destination: ProxyAddress;
-    if (rx !== null && rx.destination !== null) destination = rx.destination;
-    else {
-      const s = this.client as unknown as { localAddress?: string; localPort: number };
-      destination = { ip: normaliseIp(s.localAddress ?? "0.0.0.0"), port: s.localPort };
-    }
-    const o = { source: { ip: this.clientIp, port: this.socketPort() }, destination, authority: this.sni, uniqueId: this.id };
-    return version === "v1" ? proxyV1(o) : proxyV2(o);
-  }
-
   /** The client's port as its socket's peer (read once, while the socket is open), or the one the PROXY header named. */
   private socketPort(): number {
     if (this.clientPort < 0) this.clientPort = this.client.remotePort ?? 0;
@@ -311,7 +252,13 @@ export class Connection extends Relay implements Timed, BackendOwner {
     const helloOnly = this.peeked.length <= this.peeked.helloEnd;
     const replay = this.peeked.take();
     const send = this.route!.sendProxyProtocol;
-    const preamble = send === "off" ? null : this.outgoingHeader(send);
+    // PROXY header: the client as source (a received LOCAL leaves the balancer); as
+    // destination what it dialled: the received header's, else our local address.
+    const local = this.client as unknown as { localAddress?: string; localPort: number };
+    const preamble =
+      send === "off"
+        ? null
+        : headerFor(send, { ip: this.clientIp, port: this.socketPort() }, this.received?.destination ?? { ip: normaliseIp(local.localAddress ?? "0.0.0.0"), port: local.localPort }, this.sni, this.id);
     // Kept until the backend's first byte: if it closes or resets before
     // that, the same bytes go to the next backend (retryEmpty) — only when
     // they are the ClientHello alone, never a client's data.
@@ -382,7 +329,7 @@ export class Connection extends Relay implements Timed, BackendOwner {
    * retry-on empty-response) — a backend killed between accepting and
    * answering costs the client nothing. False when a retry is not safe.
    */
-  private retryEmpty(): boolean {
+  protected retryEmpty(): boolean {
     const replay = this.replay;
     if (replay === null || this.bytesFromBackend !== 0 || this.finished || this.clientEof || !this.backendWritesDone) return false;
     if (this.bytesFromClient !== replay.length || this.tries >= this.route!.maxTries) return false;
@@ -392,48 +339,6 @@ export class Connection extends Relay implements Timed, BackendOwner {
     this.phase = Phase.Connecting;
     this.connectFailed();
     return true;
-  }
-
-  /**
-   * The backend closed before its first byte after it was sent client data
-   * that no other backend may receive: reset the client (it may retry the
-   * request itself, knowing it was not answered).
-   */
-  private resetUnanswered(): boolean {
-    if (!this.unsafeRetry || this.bytesFromBackend !== 0 || this.finished) return false;
-    this.outcomeOverride = "backend_closed";
-    this.resetBoth("backend");
-    return true;
-  }
-
-  override backendData(chunk: Uint8Array): void {
-    this.replay = null;
-    this.unsafeRetry = false;
-    super.backendData(chunk);
-  }
-
-  override backendEnd(): void {
-    if (this.retryEmpty() || this.resetUnanswered()) return;
-    super.backendEnd();
-  }
-
-  override backendWriteFailed(): void {
-    if (this.retryEmpty() || this.resetUnanswered()) return;
-    super.backendWriteFailed();
-  }
-
-  override socketClosed(side: "client" | "backend" | "proxy", error: Error | undefined): void {
-    if (side === "backend" && (this.retryEmpty() || this.resetUnanswered())) return;
-    super.socketClosed(side, error);
-  }
-
-  override clientData(chunk: Uint8Array): void {
-    // Bytes beyond the replay: a later backend could not be given them again.
-    if (this.replay !== null) {
-      this.replay = null;
-      this.unsafeRetry = true;
-    }
-    super.clientData(chunk);
   }
 
   protected touch(): void {

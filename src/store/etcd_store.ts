@@ -23,11 +23,11 @@ import type { Logger } from "../log/logger";
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
-import { type ConfigStore, StoreError, type StoreState, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
-import { canBind } from "../routing/pool";
+import { type ConfigStore, StoreError, type StoreState, type StoredRule } from "./config_store";
 import { bounded, etcdClient, fatal } from "./etcd_client";
+import { FleetState } from "./fleet_state";
 import { type SeedInput, seedFleet } from "./etcd_seed";
-import { RULE_VALUE, keys, listenerValue, parseEntry, routeValue, stateFrom } from "./etcd_layout";
+import { RULE_VALUE, keys, listenerValue, parseEntry, routeValue } from "./etcd_layout";
 import type { SqliteDatabase } from "./sqlite_database";
 
 /** How long a write waits to see itself come back through this instance's watch. */
@@ -37,9 +37,9 @@ const RETRY_MS = 1000;
 export type { SeedInput } from "./etcd_seed";
 
 export class EtcdConfigStore implements ConfigStore {
-  private state: StoreState;
+  /** The fleet's state as this instance holds it, and how it reaches the data plane. */
+  private readonly fleet: FleetState;
   private revision = 0;
-  private plane: DataPlane | null = null;
   private watcher: Watcher | null = null;
   private staleSince: Date | null = null;
   private staleReason = "";
@@ -47,20 +47,20 @@ export class EtcdConfigStore implements ConfigStore {
   private resyncing = false;
   private readonly waiters: { revision: number; resolve: () => void }[] = [];
   private cacheTimer: ReturnType<typeof setTimeout> | null = null;
-  /** Keys whose values were refused, with the reason last logged (each is logged once per reason). */
-  private readonly invalid = new Map<string, string>();
   /** Values refused since start (the metric mc_proxy_store_invalid_values_total). */
-  invalidValues = 0;
+  get invalidValues(): number {
+    return this.fleet.invalidValues;
+  }
 
   private constructor(
     private readonly client: Etcd3,
     private readonly cfg: EtcdConfig,
     private readonly cache: SqliteDatabase,
-    private readonly served: ReadonlySet<string>,
+    served: ReadonlySet<string>,
     private readonly seed: SeedInput,
     private readonly logger: Logger,
   ) {
-    this.state = cache.state();
+    this.fleet = new FleetState(cfg.prefix, served, logger, cache.state());
   }
 
   get stale(): boolean {
@@ -80,8 +80,8 @@ export class EtcdConfigStore implements ConfigStore {
         endpoints: cfg.endpoints.join(","),
         prefix: cfg.prefix,
         revision: s.revision,
-        routes: [...s.state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
-        rules: s.state.rules.length,
+        routes: [...s.fleet.state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
+        rules: s.fleet.state.rules.length,
       });
     } catch (e) {
       const why = fatal((e as StoreError).cause ?? e);
@@ -90,9 +90,9 @@ export class EtcdConfigStore implements ConfigStore {
         throw new StoreError(why ?? (e as Error).message);
       }
       s.markStale((e as Error).message);
-      if (s.state.listeners.size === 0 && s.state.rules.length === 0) {
+      if (s.fleet.state.listeners.size === 0 && s.fleet.state.rules.length === 0) {
         // Never synced: serve the TOML, as a first start would; etcd's state replaces it on reconnect.
-        s.state = { listeners: new Map(seed.listeners.map((l) => [l.name, { maxConnections: l.maxConnections, routes: l.routes }])), rules: seed.rules };
+        s.fleet.state = { listeners: new Map(seed.listeners.map((l) => [l.name, { maxConnections: l.maxConnections, routes: l.routes }])), rules: seed.rules };
       }
     }
     return s;
@@ -100,7 +100,7 @@ export class EtcdConfigStore implements ConfigStore {
 
   /** The state to start serving from. */
   current(): StoreState {
-    return this.state;
+    return this.fleet.state;
   }
 
   private markStale(reason: string): void {
@@ -123,57 +123,17 @@ export class EtcdConfigStore implements ConfigStore {
     await this.readAll();
   }
 
-  /**
-   * A value that breaks the rules (routing/route.ts): skipped, as if
-   * the key did not exist; logged once per key and reason, and counted.
-   */
-  private refuse(key: string, reason: string): void {
-    if (this.invalid.get(key) === reason) return;
-    this.invalid.set(key, reason);
-    this.invalidValues++;
-    this.logger.warn("etcd: invalid value ignored", { key, reason });
-  }
-
   /** One consistent read of the whole prefix; the state and revision replaced, the cache rewritten. */
   private async readAll(): Promise<void> {
     const r = await bounded(this.cfg.dialTimeoutMs, "read", () => this.client.getAll().prefix(this.cfg.prefix).exec());
-    const seen = new Set<string>();
-    const state = stateFrom(
-      this.cfg.prefix,
-      r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() })),
-      (key, reason) => {
-        seen.add(key);
-        this.refuse(key, reason);
-      },
-    );
-    for (const k of this.invalid.keys()) if (!seen.has(k)) this.invalid.delete(k);
-    this.dropUnbindable(state);
-    this.state = state;
+    this.fleet.replace(r.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString() })));
     this.revision = Number(r.header.revision);
     this.saveCache();
   }
 
-  /**
-   * Routes of served listeners whose backends would not fit the backend
-   * table (65,536 slots) are refused like invalid values, newest first.
-   */
-  private dropUnbindable(state: StoreState): void {
-    const plane = this.plane;
-    if (plane === null) return;
-    for (const name of this.served) {
-      const l = state.listeners.get(name);
-      const view = plane.listener(name);
-      if (l === undefined || view === undefined) continue;
-      while (l.routes.length > 0 && !canBind(plane.backends, view.index, l.routes, view.table.defaultRoute?.route ?? null)) {
-        const r = l.routes.pop()!;
-        this.refuse(keys.route(this.cfg.prefix, name, r.hostname), `the backend table is full (${plane.backends.slots} route backends in all)`);
-      }
-    }
-  }
-
   private saveCache(): void {
     try {
-      this.cache.replaceState(this.state);
+      this.cache.replaceState(this.fleet.state);
     } catch (e) {
       this.logger.error("etcd: cannot write the last-known-good copy", { error: (e as Error).message });
     }
@@ -181,7 +141,7 @@ export class EtcdConfigStore implements ConfigStore {
 
   /** Start applying the fleet's changes to the data plane (built from current()). */
   attach(plane: DataPlane): void {
-    this.plane = plane;
+    this.fleet.plane = plane;
     if (this.stale) void this.reconnect();
     else this.watch();
   }
@@ -228,7 +188,7 @@ export class EtcdConfigStore implements ConfigStore {
   /** Until etcd answers: read everything, apply it, watch. */
   private async reconnect(): Promise<void> {
     while (!this.closed) {
-      const before = this.state;
+      const before = this.fleet.state;
       try {
         await this.readAll();
       } catch (e) {
@@ -237,7 +197,7 @@ export class EtcdConfigStore implements ConfigStore {
         continue;
       }
       try {
-        await this.applyState(before);
+        await this.fleet.applyState(before);
       } catch (e) {
         // Not etcd's fault: say so, and keep watching (never a retry loop on a healthy etcd).
         this.logger.error("etcd: applying the fleet's state failed", { error: (e as Error).message, stack: (e as Error).stack });
@@ -249,89 +209,19 @@ export class EtcdConfigStore implements ConfigStore {
     }
   }
 
-  /** Apply a whole state to the data plane: the listeners it serves whose routes or limit changed, and the rules. */
-  private async applyState(before: StoreState): Promise<void> {
-    const plane = this.plane;
-    if (plane === null) return;
-    for (const name of this.served) {
-      const now = this.state.listeners.get(name);
-      const was = before.listeners.get(name);
-      if (now === undefined) continue;
-      if (JSON.stringify(now.routes) !== JSON.stringify(was?.routes)) await this.applyRoutes(name, now.routes);
-      if (now.maxConnections !== was?.maxConnections) plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
-    }
-    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules)) await plane.applyRules(rulesFromStore(this.state.rules));
-  }
-
-  private async applyRoutes(name: string, routes: Route[]): Promise<void> {
-    const plane = this.plane!;
-    await plane.applyRoutes(plane.listener(name)!, routes);
-    // A backend keeps its slot across changes; its stored state is the fleet's.
-    for (const r of routes) for (const b of r.backends) setSlotState(plane, name, r.hostname, b.addr, b.state ?? "enabled");
-  }
-
   /** One watch response: every event in it applied together. An unexpected error is logged, never thrown. */
   private async applyBatch(events: { type: string; kv: IKeyValue }[], revision: number): Promise<void> {
     try {
-      await this.applyEvents(events, revision);
+      await this.fleet.applyEvents(events);
+      this.revision = Math.max(this.revision, revision);
+      this.markFresh();
+      this.wake();
+      this.saveCacheSoon();
     } catch (e) {
       this.logger.error("etcd: applying a change failed", { revision, error: (e as Error).message, stack: (e as Error).stack });
       this.revision = Math.max(this.revision, revision);
       this.wake();
     }
-  }
-
-  private async applyEvents(events: { type: string; kv: IKeyValue }[], revision: number): Promise<void> {
-    const p = this.cfg.prefix;
-    const routesChanged = new Set<string>();
-    const maxChanged = new Set<string>();
-    let rulesChanged = false;
-    const plane = this.plane;
-    const get = (name: string) => {
-      let l = this.state.listeners.get(name);
-      if (l === undefined) this.state.listeners.set(name, (l = { maxConnections: 0, routes: [] }));
-      return l;
-    };
-    for (const ev of events) {
-      const del = ev.type === "Delete";
-      const key = ev.kv.key.toString();
-      const e = parseEntry(p, key, del ? null : ev.kv.value.toString());
-      if (e === null || e.kind === "meta") continue;
-      if (e.kind === "invalid") {
-        this.refuse(e.key, e.reason);
-        continue;
-      }
-      this.invalid.delete(key);
-      if (e.kind === "listener") {
-        get(e.name).maxConnections = del ? 0 : e.maxConnections;
-        maxChanged.add(e.name);
-      } else if (e.kind === "route") {
-        const l = get(e.listener);
-        const next = l.routes.filter((r) => r.hostname !== e.route.hostname);
-        if (!del) next.push(e.route);
-        next.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
-        const view = this.served.has(e.listener) ? plane?.listener(e.listener) : undefined;
-        if (!del && plane !== null && view !== undefined && !canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)) {
-          this.refuse(key, `the backend table is full (${plane.backends.slots} route backends in all)`);
-          continue;
-        }
-        l.routes = next;
-        routesChanged.add(e.listener);
-      } else {
-        this.state.rules = this.state.rules.filter((r) => r.type !== e.rule.type || r.value !== e.rule.value);
-        if (!del) this.state.rules.push(e.rule);
-        rulesChanged = true;
-      }
-    }
-    this.revision = Math.max(this.revision, revision);
-    if (plane !== null) {
-      for (const name of routesChanged) if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
-      for (const name of maxChanged) if (this.served.has(name)) plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
-      if (rulesChanged) await plane.applyRules(rulesFromStore(this.state.rules));
-    }
-    this.markFresh();
-    this.wake();
-    this.saveCacheSoon();
   }
 
   /** The last-known-good copy, written at most once a second. */
@@ -373,14 +263,6 @@ export class EtcdConfigStore implements ConfigStore {
       );
   }
 
-  private txn() {
-    return this.client;
-  }
-
-  private route(listener: string, hostname: string): Route | undefined {
-    return this.state.listeners.get(listener)?.routes.find((r) => r.hostname === hostname);
-  }
-
   async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
     const p = this.cfg.prefix;
     const key = keys.route(p, listener, route.hostname);
@@ -391,7 +273,7 @@ export class EtcdConfigStore implements ConfigStore {
       const old = kv === undefined ? undefined : parseEntry(p, key, kv.value.toString());
       const oldRoute = old?.kind === "route" ? old.route : undefined;
       const merged: Route = { ...route, backends: route.backends.map((b) => ({ ...b, state: oldRoute?.backends.find((o) => o.addr === b.addr)?.state ?? "enabled" })) };
-      const cmp = kv === undefined ? this.txn().if(key, "Create", "==", 0) : this.txn().if(key, "Mod", "==", Number(kv.mod_revision));
+      const cmp = kv === undefined ? this.client.if(key, "Create", "==", 0) : this.client.if(key, "Mod", "==", Number(kv.mod_revision));
       const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
         cmp
           .and(keys.listener(p, listener), "Create", ">", 0)
@@ -458,7 +340,7 @@ export class EtcdConfigStore implements ConfigStore {
   }
 
   rules(): StoredRule[] {
-    return this.state.rules;
+    return this.fleet.state.rules;
   }
 
   describe(): string {

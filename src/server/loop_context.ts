@@ -1,0 +1,30 @@
+// What every connection of one event loop shares: settings, the deadline
+// wheel, the logger, the shared counts and backend table, the backend socket
+// handlers. Generic over the connection type so this file imports nothing
+// of connection.ts (no import cycle).
+import type { SocketHandler } from "bun";
+import type { ProxyConfig } from "../config/config";
+import type { Firewall } from "../firewall/firewall";
+import type { Logger } from "../log/logger";
+import type { DeadlineWheel, Timed } from "../relay/deadline_wheel";
+import type { BackendTable } from "../routing/backend_table";
+import type { SharedCounters } from "./shared_counters";
+
+export interface LoopContext<C extends Timed, A> {
+  readonly proxy: ProxyConfig;
+  readonly firewall: Firewall;
+  readonly wheel: DeadlineWheel<C>;
+  readonly logger: Logger;
+  /** Observe the latency histograms (on when metrics are served; the plain counters always count). */
+  readonly histograms: boolean;
+  /** Open-connection counts shared by every event loop: exact limits. */
+  readonly counters: SharedCounters;
+  /** This event loop's worker id (0 for a single loop): the access log's `worker`. */
+  readonly workerId: number;
+  /** This event loop's connections (for the drain and the live byte counts). */
+  readonly connections: Set<C>;
+  readonly backendHandlers: SocketHandler<A>;
+  /** Backend state shared by every loop: health, operator state, connections per backend. */
+  readonly backends: BackendTable;
+  onConnectionClosed(): void;
+}
