@@ -1,4 +1,4 @@
-// `bun run bench -- --breakdown [--rounds N] [--seconds S]` (issue 14): what
+// `bun run bench -- --breakdown [--rounds N] [--seconds S]`: what
 // each stage of mc-proxy costs per connection. mc-proxy runs with one worker
 // and every stage off ("base": no firewall rules, no GeoIP, no rate limiter,
 // log level warn so no access records, no metrics, no PROXY header, one
@@ -49,7 +49,7 @@ function systems(baseline: { ref: string; binary: string } | null): System[] {
     // the PROXY stage is measured against base behind the same front.
     { name: "base-fronted", stages: [], fronted: true },
     { name: "all", stages: STAGES },
-    // The bench's realistic config (issue 14's starting point), for a before/after with --baseline.
+    // The bench's realistic config (the starting point of the per-GB work), for a before/after with --baseline.
     { name: "realistic", stages: REALISTIC },
   ];
   if (baseline !== null) {
@@ -95,7 +95,7 @@ format = "text"
 ${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` : ""}`;
   const path = join(WORK, `breakdown-${sys.name.replace("+", "")}.toml`);
   writeFileSync(path, conf);
-  // A release before workers (issue 11) refuses the key; it ran one event loop anyway.
+  // A release before workers refuses the key; it ran one event loop anyway.
   if (sys.binary !== undefined && Bun.spawnSync([sys.binary, "check", "-c", path]).exitCode !== 0) writeFileSync(path, conf.replace("workers = 1\n", ""));
   return path;
 }

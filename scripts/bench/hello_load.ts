@@ -1,4 +1,4 @@
-// Proxy-bound load (issue 11): many short connections, each sending a
+// Proxy-bound load: many short connections, each sending a
 // recorded ClientHello and reading the backend's fixed reply, then closing.
 // No TLS crypto on either side, so the proxy, not the handshake, is the
 // bottleneck. Usage: bun hello_load.ts PORT SECONDS CONCURRENCY HELLO_FILE REPLY_BYTES [RATE]

@@ -1,5 +1,5 @@
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: the proxy-bound
-// scenario of issue 11 — a recorded ClientHello and a 64-byte reply from a
+// proxy-bound scenario — a recorded ClientHello and a 64-byte reply from a
 // plain TCP backend, many short connections per second, no TLS crypto — for
 // HAProxy (nbthread 1, 2), nginx (worker_processes 1, 2) and mc-proxy
 // (workers 1, 2), interleaved per round. Reports connections per second at

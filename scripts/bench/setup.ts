@@ -78,7 +78,7 @@ export interface Files {
   ppFrontConf: string;
   /** mc-proxy with [metrics] on. */
   mcproxyMetricsConf: string;
-  /** mc-proxy with two workers (memory per idle connection, issue 11). */
+  /** mc-proxy with two workers (memory per idle connection). */
   mcproxyW2Conf: string;
   /** --scaling: the reply backend, and per system and event-loop count (1, 2) its config. */
   replyBackendConf: string;

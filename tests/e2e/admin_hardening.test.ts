@@ -1,4 +1,4 @@
-// The admin plane on an operator's worst day (issue 7), against the compiled
+// The admin plane on an operator's worst day, against the compiled
 // binary: a database locked by another process must not stall traffic;
 // oversized values are refused as INVALID_ARGUMENT with a short message;
 // roles (admin_clients) and the audit line; the unix socket stays the

@@ -4,12 +4,9 @@ import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeMmdb } from "../helpers/mmdb_writer";
-import { cleanEnv, command, tempDir } from "../helpers/proxy";
+import { cleanEnv, command, tempDir, runCli } from "../helpers/proxy";
 
-function run(args: string[], env: Record<string, string> = {}, cwd?: string) {
-  const r = Bun.spawnSync([...command("binary"), ...args], { env: cleanEnv(env), cwd, stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-}
+const run = (args: string[], env: Record<string, string> = {}, cwd?: string) => runCli(args, { env, cwd });
 
 function configFile(toml: string): string {
   const dir = tempDir();

@@ -15,47 +15,10 @@ import { adminPki } from "../helpers/certs";
 import { concat, helloFor } from "../helpers/hello_builder";
 import { firstReply, freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { startProxy, tempDir } from "../helpers/proxy";
+import { closer, named } from "../helpers/backends";
+import { poolToml } from "../helpers/toml";
 
 const hello = helloFor("app.example.com");
-
-/** A backend that reads what it is sent, then closes without answering (a crashed or broken server). */
-function closer() {
-  const got: Buffer[] = [];
-  const l = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data: (s, d) => {
-        got.push(Buffer.from(d));
-        // Read a little more of whatever follows, then close.
-        setTimeout(() => s.end(), 50);
-      },
-    },
-  });
-  return { port: l.port, received: () => Buffer.concat(got), stop: () => l.stop(true) };
-}
-
-/** A backend that answers its name and keeps the connection open. */
-function named(name: string) {
-  const state = { port: 0, conns: 0, open: 0, stop: () => {} };
-  const l = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    allowHalfOpen: true,
-    socket: {
-      open: () => {
-        state.conns++;
-        state.open++;
-      },
-      data: (s) => void s.write(name),
-      end: (s) => void s.end(),
-      close: () => void state.open--,
-    },
-  });
-  state.port = l.port;
-  state.stop = () => l.stop(true);
-  return state;
-}
 
 /** Send the hello, then `later` after `ms`; how the connection ended. */
 function helloThenLater(port: number, later: Uint8Array, ms: number): Promise<{ end: string }> {
@@ -79,20 +42,9 @@ function helloThenLater(port: number, later: Uint8Array, ms: number): Promise<{ 
 /** Connect, send the hello, return the backend that answered ("" when none did). */
 const who = (port: number) => firstReply(port, hello);
 
-function poolToml(port: number, ports: number[], extra = ""): string {
-  return `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "app.example.com"
-  backends = [${ports.map((p) => `"127.0.0.1:${p}"`).join(", ")}]
-  health_check = "off"
-${extra}
-[grpc]
-addr = "unix:admin.sock"
-
-[proxy]
-workers = 2
-`;
+/** The shared pool config: `ports` as the pool's backends, checks off, two workers. */
+function poolConfig(port: number, ports: number[], extra = ""): string {
+  return `${poolToml(port, `  backends = [${ports.map((p) => `"127.0.0.1:${p}"`).join(", ")}]\n  health_check = "off"\n${extra}`)}\n[proxy]\nworkers = 2\n`;
 }
 
 describe("correctness (binary, two workers)", () => {
@@ -101,7 +53,7 @@ describe("correctness (binary, two workers)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      poolToml(
+      poolConfig(
         port,
         backends.map((b) => b.port),
       ),
@@ -140,7 +92,7 @@ describe("correctness (binary, two workers)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      poolToml(
+      poolConfig(
         port,
         bs.map((b) => b.port),
         `  balance = "least_connections"\n`,
@@ -210,7 +162,7 @@ describe("correctness (binary, two workers)", () => {
     const crashFile = join(dir, "crash-worker");
     const proxy = await startProxy(
       "binary",
-      poolToml(
+      poolConfig(
         port,
         bs.map((b) => b.port),
       ),
@@ -286,7 +238,7 @@ test("Health.Watch: an open stream hears NOT_SERVING and is ended when the serve
   const backend = named("ok");
   const dir = tempDir();
   const port = freePort();
-  const proxy = await startProxy("binary", poolToml(port, [backend.port]), { dir });
+  const proxy = await startProxy("binary", poolConfig(port, [backend.port]), { dir });
   const Health = grpc.makeClientConstructor(healthDefinition()["grpc.health.v1.Health"] as never, "Health");
   const client = new Health(`unix:${join(dir, "admin.sock")}`, grpc.credentials.createInsecure()) as unknown as { Watch(req: object): import("node:stream").Readable; close(): void };
   try {

@@ -1,4 +1,4 @@
-// File-descriptor exhaustion (issue 7): under a low `nofile` limit and more
+// File-descriptor exhaustion: under a low `nofile` limit and more
 // clients than it allows, the proxy caps connections from the limit, resets
 // the excess at once instead of letting accept() fail (which spins Bun's
 // accept loop on EMFILE), keeps established relays flowing, and serves new

@@ -1,4 +1,4 @@
-// Fleet mode (issue 13), against the compiled binary and a real etcd on
+// Fleet mode, against the compiled binary and a real etcd on
 // loopback (Debian's etcd-server 3.4): several instances share one route
 // table and firewall through etcd and converge within a second; they seed
 // once; they keep routing while etcd is down and catch up when it returns;
@@ -16,12 +16,8 @@ import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, percentile, rawExchange, sleep } from "../helpers/net";
 import { cleanEnv, command, type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
-
-/** A backend that answers its name. */
-function named(name: string) {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.write(name) } });
-  return { port: l.port, stop: () => l.stop(true) };
-}
+import { named } from "../helpers/backends";
+import { fleetToml } from "../helpers/toml";
 
 async function answer(port: number, sni: string): Promise<string> {
   const r = await rawExchange(port, helloFor(sni), { timeoutMs: 300 });
@@ -33,30 +29,6 @@ interface Instance {
   dir: string;
   port: number;
   admin: AdminClient;
-}
-
-function fleetToml(endpoints: string[], prefix: string, port: number, opts: { extra?: string; etcdExtra?: string; routes?: string } = {}): string {
-  return `[database]
-path = "cache.db"
-
-[store]
-backend = "etcd"
-
-[etcd]
-endpoints = [${endpoints.map((e) => `"${e}"`).join(", ")}]
-prefix = "${prefix}"
-dial_timeout = "1s"
-${opts.etcdExtra ?? ""}
-[[listeners]]
-addr = "127.0.0.1:${port}"
-name = "public"
-${opts.routes ?? ""}
-[grpc]
-addr = "unix:admin.sock"
-
-[proxy]
-workers = 2
-${opts.extra ?? ""}`;
 }
 
 async function instance(endpoints: string[], prefix: string, opts: { dir?: string; port?: number; routes?: string; extra?: string; etcdExtra?: string } = {}): Promise<Instance> {

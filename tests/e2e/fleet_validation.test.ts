@@ -14,44 +14,16 @@ import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
-
-function named(name: string) {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.write(name) } });
-  return { port: l.port, stop: () => l.stop(true) };
-}
+import { named } from "../helpers/backends";
+import { fleetToml } from "../helpers/toml";
 
 async function answer(port: number, sni: string): Promise<string> {
   return (await rawExchange(port, helloFor(sni), { timeoutMs: 300 })).received.toString();
 }
 
 function toml(endpoints: string[], prefix: string, port: number, workers: number, backendPort: number): string {
-  return `[database]
-path = "cache.db"
-
-[store]
-backend = "etcd"
-
-[etcd]
-endpoints = [${endpoints.map((e) => `"${e}"`).join(", ")}]
-prefix = "${prefix}"
-dial_timeout = "1s"
-
-[[listeners]]
-addr = "127.0.0.1:${port}"
-name = "public"
-  [[listeners.routes]]
-  hostname = "good.example.com"
-  backend = "127.0.0.1:${backendPort}"
-
-[grpc]
-addr = "unix:admin.sock"
-
-[metrics]
-addr = "127.0.0.1:${freePort()}"
-
-[proxy]
-workers = ${workers}
-`;
+  const routes = `  [[listeners.routes]]\n  hostname = "good.example.com"\n  backend = "127.0.0.1:${backendPort}"\n`;
+  return fleetToml(endpoints, prefix, port, { routes, workers, extra: `\n[metrics]\naddr = "127.0.0.1:${freePort()}"\n` });
 }
 
 const routeJson = (backendPort: number, over: Record<string, unknown> = {}) =>

@@ -1,4 +1,4 @@
-// Prometheus metrics end to end (issue 10): promtool lints a scrape taken
+// Prometheus metrics end to end: promtool lints a scrape taken
 // after traffic of every outcome class (source and binary); a real
 // Prometheus scrapes the binary and its HTTP API returns exactly the counts
 // sent; bytes grow while a 1 GiB download runs; /readyz turns 503 at SIGTERM

@@ -1,4 +1,4 @@
-// Shipping (issue 8): the root filesystem from scripts/rootfs.sh in a chroot
+// Shipping: the root filesystem from scripts/rootfs.sh in a chroot
 // as the unprivileged mc-proxy user, the FROM scratch image built and run
 // with podman (runc), the release binaries (x64 through the routing suite,
 // arm64 under qemu-user), and the systemd units. Needs root; each part

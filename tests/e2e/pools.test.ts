@@ -1,4 +1,4 @@
-// Backend pools end to end (issue 12), against the compiled binary (two
+// Backend pools end to end, against the compiled binary (two
 // workers, the default here): balancing shares, least_connections and
 // source_hash, failover across a backend's death with zero failed
 // connections, TLS-aware health checks, drain for a deploy (the RUNBOOK's
@@ -12,40 +12,13 @@ import { unixGrpcConfig } from "../helpers/admin";
 import { testCert } from "../helpers/certs";
 import { helloFor } from "../helpers/hello_builder";
 import { firstReply, freePort, rawExchange, sleep, waitFor } from "../helpers/net";
-import { cleanEnv, command, startProxy, tempDir } from "../helpers/proxy";
+import { startProxy, tempDir, runCli } from "../helpers/proxy";
 import { pacedDownload, streamBackend, streamHash } from "../helpers/stream";
 import { tlsBackend } from "../helpers/tls";
+import { named } from "../helpers/backends";
+import { poolToml } from "../helpers/toml";
 
 const MiB = 1024 * 1024;
-
-/** A TCP backend that answers its name to the first bytes and counts connections; hold = keep them open. */
-function named(name: string, port = 0) {
-  const state = { name, port: 0, conns: 0, stop: () => {} };
-  const l = Bun.listen({
-    hostname: "127.0.0.1",
-    port,
-    allowHalfOpen: true,
-    socket: {
-      open: () => void state.conns++,
-      data: (s) => void s.write(name),
-      end: (s) => void s.end(),
-    },
-  });
-  state.port = l.port;
-  state.stop = () => l.stop(true);
-  return state;
-}
-
-function poolToml(port: number, route: string, extra = ""): string {
-  return `[[listeners]]
-addr = "127.0.0.1:${port}"
-  [[listeners.routes]]
-  hostname = "app.example.com"
-${route}
-[grpc]
-addr = "unix:admin.sock"
-${extra}`;
-}
 
 const hello = helloFor("app.example.com");
 /** Connect, send the hello, return which backend answered ("" when the connection ended without an answer). */
@@ -76,10 +49,8 @@ async function listBackends(dir: string): Promise<ListedBackend[]> {
   }
 }
 
-function cli(dir: string, ...args: string[]) {
-  const r = Bun.spawnSync([...command("binary"), ...args, "-c", join(dir, "mc-proxy.toml")], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-}
+/** The CLI against the running proxy's config in `dir`. */
+const cli = (dir: string, ...args: string[]) => runCli([...args, "-c", join(dir, "mc-proxy.toml")]);
 
 describe("pools (binary)", () => {
   test("round_robin over 3 equal backends: 300 connections → 100 each (±2); weights 1:3 → 25 % / 75 % (±3 %)", async () => {

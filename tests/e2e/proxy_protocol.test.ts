@@ -1,4 +1,4 @@
-// PROXY protocol end to end with raw sockets, source and binary (issue 9):
+// PROXY protocol end to end with raw sockets, source and binary:
 // receiving on a proxy_protocol listener (trusted balancers only, the header
 // in any segmentation, the firewall and rate limiter judging the client it
 // names, every refusal a RST with no byte and its outcome logged) and

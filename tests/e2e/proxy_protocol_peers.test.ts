@@ -1,4 +1,4 @@
-// PROXY protocol with the real peers on both sides (issue 9), against the
+// PROXY protocol with the real peers on both sides, against the
 // compiled binary: HAProxy (send-proxy-v2, send-proxy) and nginx stream
 // (proxy_protocol on) in front of mc-proxy; mc-proxy sending v2 to HAProxy
 // (accept-proxy, logging the client, the SNI and the unique id) and v1 to

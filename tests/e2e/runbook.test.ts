@@ -8,14 +8,11 @@ import { join } from "node:path";
 import { adminToml } from "../helpers/admin";
 import { adminPki } from "../helpers/certs";
 import { freePort } from "../helpers/net";
-import { ROOT, cleanEnv, command, listenerToml, startProxy, tempDir } from "../helpers/proxy";
+import { ROOT, cleanEnv, listenerToml, startProxy, tempDir, runCli } from "../helpers/proxy";
 
 const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
 
-function cli(...args: string[]) {
-  const r = Bun.spawnSync([...command("binary"), ...args], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
-  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
-}
+const cli = (...args: string[]) => runCli(args);
 
 describe("RUNBOOK procedures (binary)", () => {
   test("backup and restore: snapshot --keep, stop, replace the file, delete -wal/-shm, start: the snapshot's state is back", async () => {

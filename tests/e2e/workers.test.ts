@@ -1,4 +1,4 @@
-// Every core (issue 11), against the compiled binary with [proxy] workers = 2:
+// Every core, against the compiled binary with [proxy] workers = 2:
 // connections spread over both loops; max_connections and the rate limit
 // exact across them; admin changes seen by every worker once the RPC
 // returns; a dead worker replaced while the other's transfer completes; a

@@ -36,7 +36,7 @@ describe("address normalisation and rule parsing", () => {
     }
   });
 
-  // The cases where ip-cidr 4.0.2 goes wrong (issue 9), each with the behaviour chosen here.
+  // The cases where ip-cidr 4.0.2 goes wrong, each with the behaviour chosen here.
   test("NAT64 with an embedded IPv4 address is a valid IPv6 block (ip-cidr rejects it)", () => {
     expect(parseCidrRule("64:ff9b::1.2.3.4/128")).toEqual({ address: "64:ff9b::102:304", prefix: 128, family: "ipv6" });
     expect(parseCidrRule("64:ff9b::/96")).toEqual({ address: "64:ff9b::", prefix: 96, family: "ipv6" });

@@ -1,4 +1,4 @@
-// Backend selection on one loop (issue 12), fed states directly.
+// Backend selection on one loop, fed states directly.
 import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
 import { BackendTable } from "../../src/routing/backend_table";
