@@ -1,4 +1,4 @@
-import { type Config, loadConfig } from "../config/config";
+import { type RoutedConfig as Config, loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
 import { AdminClient } from "./admin_client";
@@ -41,7 +41,7 @@ function options(args: string[], usage: string, allowListener: boolean, values: 
   const a = parseArgs(args, usage, { values: [...(allowListener ? ["--listener"] : []), ...values], switches: ["--json"] });
   if (a.help) return null;
   if (a.config === null) throw new UsageError("-c FILE is required", usage);
-  return { cfg: loadConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, values: a.flags, rest: a.rest };
+  return { cfg: loadRoutedConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, values: a.flags, rest: a.rest };
 }
 
 function client(cfg: Config): AdminClient {

@@ -2,7 +2,8 @@
 // GeoIP database, the admin API's and etcd's certificates); every problem
 // with its key, exit 1 — or a summary and warnings, exit 0.
 import { readFileSync } from "node:fs";
-import { ConfigError, loadConfig, readGrpcFile } from "../config/config";
+import { ConfigError, readGrpcFile } from "../config/config";
+import { loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
 import { availableCpus, capacityWarning, needsOf, readFdLimits } from "../server/host_limits";
@@ -17,7 +18,7 @@ summary and exits 0.`;
 export function check(args: string[]): number {
   const file = configArg(args, CHECK_USAGE);
   if (file === null) return help(CHECK_USAGE);
-  const cfg = loadConfig(file);
+  const cfg = loadRoutedConfig(file);
   if (cfg.firewall.geoipDb !== null) CountryDatabase.open(cfg.firewall.geoipDb);
   // The admin API's certificate files must be readable by the server.
   if (cfg.grpc !== null) {

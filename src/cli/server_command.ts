@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { AdminService } from "../admin/admin_service";
 import { AdminServer } from "../admin/grpc_server";
-import { type Config, loadConfig } from "../config/config";
+import { type RoutedConfig as Config, loadRoutedConfig } from "../routing/route_config";
 import { Logger } from "../log/logger";
 import { MetricsServer } from "../metrics/http";
 import { Metrics } from "../metrics/metrics";
@@ -30,7 +30,7 @@ SIGHUP reloads the GeoIP database.`;
 export async function server(args: string[]): Promise<number> {
   const file = configArg(args, SERVER_USAGE);
   if (file === null) return help(SERVER_USAGE);
-  const loaded = loadConfig(file);
+  const loaded = loadRoutedConfig(file);
   const logger = new Logger(loaded.log.level, loaded.log.format);
   const seed: SeedInput = {
     listeners: loaded.listeners.map((l) => ({ name: l.name, maxConnections: l.maxConnections, routes: l.routes })),

@@ -3,7 +3,7 @@
 // revision) and `store import` (a snapshot into an empty etcd prefix).
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { loadConfig } from "../config/config";
+import { loadRoutedConfig } from "../routing/route_config";
 import { importFleet, readFleet } from "../store/etcd_client";
 import { SqliteDatabase } from "../store/sqlite_database";
 import { UsageError, help, parseArgs } from "./args";
@@ -28,7 +28,7 @@ export async function snapshot(args: string[]): Promise<number> {
   if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SNAPSHOT_USAGE);
   const keepText = a.flags.get("--keep");
   if (keepText !== undefined && !/^[1-9]\d{0,5}$/.test(keepText)) throw new UsageError(`--keep ${keepText}: expected a whole number of snapshots, at least 1`, SNAPSHOT_USAGE);
-  const cfg = loadConfig(a.config);
+  const cfg = loadRoutedConfig(a.config);
   const stamp = new Date().toISOString().replace(/[-:]/g, "");
   const dest = a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
   if (existsSync(dest)) throw new Error(`${dest} already exists; choose another -o PATH`);
@@ -80,7 +80,7 @@ export async function storeCommand(args: string[]): Promise<number> {
   if (a.help) return help(STORE_USAGE);
   if (a.config === null) throw new UsageError("-c FILE is required", STORE_USAGE);
   if (a.rest.length !== 1) throw new UsageError("store import needs SNAPSHOT.db", STORE_USAGE);
-  const cfg = loadConfig(a.config);
+  const cfg = loadRoutedConfig(a.config);
   if (cfg.store !== "etcd") throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
   if (!existsSync(a.rest[0]!)) throw new Error(`${a.rest[0]}: no such file`);
   const snap = SqliteDatabase.open(a.rest[0]!);

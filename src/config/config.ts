@@ -11,23 +11,23 @@ import { parseDuration } from "./duration";
 import { validateListeners } from "./listeners";
 import { DEFAULTS, POOL_DEFAULTS, validateEtcd, validateFirewall, validateGrpc, validateMetrics } from "./sections";
 import { SECTIONS, type Table, applyEnvOverrides, checkKeys, readSection, show } from "./toml";
-import { type Config, ConfigError, type ProxyConfig } from "./types";
+import { type Config, ConfigError, type ProxyConfig, type RouteReader } from "./types";
 
 export * from "./types";
 export { DEFAULTS, POOL_DEFAULTS, readGrpcFile } from "./sections";
 
 /** Read, parse and validate a config file, applying MCPROXY_* overrides from env. */
-export function loadConfig(file: string, env: Record<string, string | undefined> = process.env): Config {
+export function loadConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): Config<R> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
     throw new ConfigError(file, [`cannot read config file: ${(e as Error).message}`]);
   }
-  return parseConfig(text, file, env);
+  return parseConfig(text, file, readRoutes, env);
 }
 
-export function parseConfig(text: string, file: string, env: Record<string, string | undefined> = {}): Config {
+export function parseConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): Config<R> {
   let raw: unknown;
   try {
     raw = Bun.TOML.parse(text);
@@ -38,12 +38,12 @@ export function parseConfig(text: string, file: string, env: Record<string, stri
   const problems: string[] = [];
   const root = raw as Table;
   applyEnvOverrides(root, env, problems);
-  const cfg = validate(root, file, problems);
+  const cfg = validate(root, file, problems, readRoutes);
   if (problems.length > 0) throw new ConfigError(file, problems);
   return cfg;
 }
 
-function validate(root: Table, file: string, problems: string[]): Config {
+function validate<R>(root: Table, file: string, problems: string[], readRoutes: RouteReader<R>): Config<R> {
   const base = dirname(resolve(file));
   const pathOf = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   checkKeys(root, { ...SECTIONS, listeners: 1 }, "", problems);
@@ -96,7 +96,7 @@ function validate(root: Table, file: string, problems: string[]): Config {
 
   const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);
   const grpc = validateGrpc(root, pathOf, problems);
-  const listeners = validateListeners(root.listeners, problems);
+  const listeners = validateListeners(root.listeners, problems, readRoutes);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
   const storeSec = readSection(root, "store", problems) ?? {};
   const store = ((storeSec.backend as string | undefined) ?? "sqlite") as "sqlite" | "etcd";

@@ -1,14 +1,13 @@
 // The [[listeners]] tables: where each binds (one endpoint once, however
 // written), its name, limits, PROXY protocol settings and default backend;
-// its [[listeners.routes]] are read by routing/route_config.ts.
+// its [[listeners.routes]] are read by the RouteReader the loader is given
+// (routing/route_config.ts).
 
 import { parseAddressOrCidr } from "../firewall/address";
 import { type HostPort, endpointKey, parseHostPort } from "../net/host_port";
-import { backendError } from "../routing/route";
-import { readRoutes, sendProxy } from "../routing/route_config";
 import { maxConnectionsError } from "./ranges";
 import { type Table, checkKeys, isTable, show, typed } from "./toml";
-import type { ListenerConfig } from "./types";
+import type { ListenerConfig, RouteReader, SendProxy } from "./types";
 
 const LISTENER_KEYS: Record<string, unknown> = {
   addr: "string",
@@ -20,7 +19,7 @@ const LISTENER_KEYS: Record<string, unknown> = {
   trusted_proxies: "strings",
   routes: "routes",
 };
-export function validateListeners(v: unknown, problems: string[]): ListenerConfig[] {
+export function validateListeners<R>(v: unknown, problems: string[], readRoutes: RouteReader<R>): ListenerConfig<R>[] {
   if (v === undefined) {
     problems.push(`listeners: at least one [[listeners]] table is required`);
     return [];
@@ -30,7 +29,7 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
     return [];
   }
   if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
-  const out: ListenerConfig[] = [];
+  const out: ListenerConfig<R>[] = [];
   const seenAddr = new Map<string, number>();
   const seenName = new Map<string, number>();
   v.forEach((item, i) => {
@@ -66,8 +65,8 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
     if (item.default_backend !== undefined) {
       const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
       if (db !== undefined && db !== "") {
-        const err = backendError(db);
-        if (err !== null) problems.push(`${where}.default_backend: ${show(db)}: ${err}`);
+        const hp = parseHostPort(db, { allowEmptyHost: false });
+        if (typeof hp === "string") problems.push(`${where}.default_backend: ${show(db)}: ${hp}`);
         defaultBackend = db;
       }
     }
@@ -114,4 +113,16 @@ export function validateListeners(v: unknown, problems: string[]): ListenerConfi
     });
   });
   return out;
+}
+
+/**
+ * `send_proxy_protocol`: "v1", "v2", or false (off); true means "v2", the
+ * boolean form of upstream mc-proxy's config.
+ */
+export function sendProxy(v: unknown, key: string, problems: string[]): SendProxy {
+  if (v === undefined || v === false) return "off";
+  if (v === true || v === "v2") return "v2";
+  if (v === "v1") return "v1";
+  problems.push(`${key}: ${show(v)} must be "v1", "v2" or false (true means "v2")`);
+  return "off";
 }

@@ -5,11 +5,10 @@
 import { readFileSync } from "node:fs";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import { type HostPort, parseHostPort } from "../net/host_port";
-import type { PoolDefaults } from "../routing/route";
 import { parseDuration } from "./duration";
 import { MAX_COUNT } from "./ranges";
 import { type Table, readSection, show } from "./toml";
-import type { EtcdConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig } from "./types";
+import type { EtcdConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig, PoolDefaults } from "./types";
 
 /** Health checks every 5 s (HAProxy checks every 2 s; a check per backend per 5 s is enough for a pool), timeout 2 s, rise 2, fall 3 (HAProxy's), and two retries. */
 export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
@@ -169,7 +168,7 @@ function collides(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && (a.host === b.host || a.host === "" || b.host === "" || a.host === "::" || b.host === "::" || a.host === "0.0.0.0" || b.host === "0.0.0.0");
 }
 
-export function validateMetrics(root: Table, pathOf: (p: string) => string, listeners: ListenerConfig[], grpc: GrpcConfig | null, problems: string[]): MetricsConfig | null {
+export function validateMetrics(root: Table, pathOf: (p: string) => string, listeners: readonly ListenerConfig[], grpc: GrpcConfig | null, problems: string[]): MetricsConfig | null {
   const sec = readSection(root, "metrics", problems);
   if (sec === null) return null;
   const m: MetricsConfig = { addr: (sec.addr as string | undefined) ?? "", path: (sec.path as string | undefined) ?? "/metrics" };

@@ -2,13 +2,34 @@
 // config.ts from the sections below it; nothing here parses.
 
 import type { LogFormat, LogLevel } from "../log/logger";
-import type { PoolDefaults, Route, SendProxy } from "../routing/route";
 import type { HostPort } from "../net/host_port";
 
-/** A route as configured: hostname normalised (lower case, no trailing dot; "*.suffix" for a wildcard). */
-export type RouteConfig = Route;
+/** The PROXY header sent to a backend: none, v1 (text) or v2 (binary). */
+export type SendProxy = "off" | "v1" | "v2";
 
-export interface ListenerConfig {
+/** Active health-check settings: the [proxy] defaults, or a route's own. */
+export interface CheckSettings {
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number;
+  fall: number;
+}
+
+/** The [proxy] defaults a route's unset settings take. */
+export interface PoolDefaults {
+  check: CheckSettings;
+  retries: number;
+}
+
+/**
+ * Reads a listener's [[listeners.routes]] tables: the route section is
+ * validated beside the route model (routing/route_config.ts), which hands
+ * this reader to the loader, so config depends on no route code.
+ */
+export type RouteReader<R> = (tables: unknown, where: string, problems: string[]) => R[];
+
+/** A listener as configured; `R` is the route type the reader builds. */
+export interface ListenerConfig<R = unknown> {
   /** As written in the config: where it binds, and its label in logs and metrics. */
   addr: string;
   /**
@@ -24,7 +45,7 @@ export interface ListenerConfig {
   proxyProtocol: boolean;
   /** Canonical "address/prefix" strings; empty unless proxyProtocol. */
   trustedProxies: string[];
-  routes: RouteConfig[];
+  routes: R[];
 }
 
 export interface GrpcConfig {
@@ -83,14 +104,14 @@ export interface EtcdConfig {
   dialTimeoutMs: number;
 }
 
-export interface Config {
+export interface Config<R = unknown> {
   file: string;
   /** SQLite: the store itself; with etcd, its last-known-good copy. */
   databasePath: string;
   /** Where routes, firewall rules and limits live: the embedded SQLite file, or etcd for a fleet. */
   store: "sqlite" | "etcd";
   etcd: EtcdConfig | null;
-  listeners: ListenerConfig[];
+  listeners: ListenerConfig<R>[];
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
   firewall: FirewallConfig;

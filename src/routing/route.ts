@@ -4,13 +4,15 @@
 // values all build a candidate and ask routeProblems.
 
 import { durationError, intError, isInt, showValue as show } from "../config/ranges";
+import type { CheckSettings, PoolDefaults, SendProxy } from "../config/types";
 import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
 import { type BackendState, STATES, type SlotRef } from "./backend_table";
 
+export type { CheckSettings, PoolDefaults, SendProxy };
+
 export type Balance = "round_robin" | "least_connections" | "source_hash";
 export type HealthCheckKind = "off" | "tcp" | "tls";
-export type SendProxy = "off" | "v1" | "v2";
 
 export interface BackendSpec {
   readonly addr: string;
@@ -18,13 +20,6 @@ export interface BackendSpec {
   readonly backup: boolean;
   /** The operator's state, as stored (SetBackendState); enabled when absent. */
   readonly state?: BackendState;
-}
-
-export interface CheckSettings {
-  intervalMs: number;
-  timeoutMs: number;
-  rise: number;
-  fall: number;
 }
 
 /** A route as configured and stored: per-route settings are null where the [proxy] default applies. */
@@ -45,12 +40,6 @@ export interface Route {
 /** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
 export interface BoundRoute extends Route {
   readonly refs: readonly SlotRef[];
-}
-
-/** The [proxy] defaults a route's null settings take. */
-export interface PoolDefaults {
-  check: CheckSettings;
-  retries: number;
 }
 
 export function healthCheckOf(r: Route): HealthCheckKind {

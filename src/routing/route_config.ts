@@ -2,8 +2,10 @@
 // TOML helpers, checked with the same rules as the admin API and etcd values
 // (route.ts), beside the route model they build.
 
+import { type Config, type ListenerConfig, loadConfig, parseConfig } from "../config/config";
+import { sendProxy } from "../config/listeners";
 import { type Table, checkKeys, isTable, show, typed } from "../config/toml";
-import { type BackendSpec, type Balance, type CheckSettings, type HealthCheckKind, type Route, type SendProxy, backendError, parseRouteHostname, routeProblems, singleBackend } from "./route";
+import { type BackendSpec, type Balance, type CheckSettings, type HealthCheckKind, type Route, backendError, parseRouteHostname, routeProblems, singleBackend } from "./route";
 
 const ROUTE_KEYS: Record<string, unknown> = {
   hostname: 1,
@@ -19,18 +21,6 @@ const ROUTE_KEYS: Record<string, unknown> = {
   connect_timeout: 1,
   send_proxy_protocol: 1,
 };
-
-/**
- * `send_proxy_protocol`: "v1", "v2", or false (off); true means "v2", the
- * boolean form of upstream mc-proxy's config.
- */
-export function sendProxy(v: unknown, key: string, problems: string[]): SendProxy {
-  if (v === undefined || v === false) return "off";
-  if (v === true || v === "v2") return "v2";
-  if (v === "v1") return "v1";
-  problems.push(`${key}: ${show(v)} must be "v1", "v2" or false (true means "v2")`);
-  return "off";
-}
 
 export function readRoutes(v: unknown, where: string, problems: string[]): Route[] {
   if (v === undefined) return [];
@@ -137,4 +127,17 @@ function checkOverrides(item: Table, rw: string, problems: string[]): Partial<Ch
   if (rise !== undefined) c.rise = rise;
   if (fall !== undefined) c.fall = fall;
   return c;
+}
+
+/** The config with its routes read by this module: what the server, the CLI and the tests use. */
+export type RoutedConfig = Config<Route>;
+export type RoutedListener = ListenerConfig<Route>;
+
+/** Read, parse and validate a config file (config/config.ts), its routes by readRoutes. */
+export function loadRoutedConfig(file: string, env: Record<string, string | undefined> = process.env): RoutedConfig {
+  return loadConfig(file, readRoutes, env);
+}
+
+export function parseRoutedConfig(text: string, file: string, env: Record<string, string | undefined> = {}): RoutedConfig {
+  return parseConfig(text, file, readRoutes, env);
 }

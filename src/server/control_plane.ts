@@ -13,7 +13,7 @@
 //               deaths within 60 s end the process with exit code 1
 //   drain     → every loop stops accepting at once and drains; done when all are
 
-import type { Config } from "../config/config";
+import type { RoutedConfig as Config } from "../routing/route_config";
 import { CountryDatabase } from "../firewall/country_database";
 import type { FirewallRules } from "../firewall/firewall";
 import { RateLimiter } from "../firewall/rate_limiter";

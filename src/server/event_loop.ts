@@ -6,7 +6,7 @@
 // in the main thread (workers = 1) or in a worker thread.
 
 import type { SocketHandler, TCPSocketListener } from "bun";
-import type { Config } from "../config/config";
+import type { RoutedConfig as Config } from "../routing/route_config";
 import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";

@@ -10,7 +10,7 @@
 // is nothing to raise here: the limits are read and reported.
 
 import { readFileSync } from "node:fs";
-import type { Config } from "../config/config";
+import type { RoutedConfig as Config } from "../routing/route_config";
 import { defaultRouteOf, healthCheckOf } from "../routing/pool";
 
 export interface FdLimits {

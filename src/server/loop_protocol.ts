@@ -3,7 +3,7 @@
 // worker (worker_main.ts posts the reply back). A data-plane change is one
 // control-plane method plus one message here.
 
-import type { Config } from "../config/config";
+import type { RoutedConfig as Config } from "../routing/route_config";
 import type { FirewallRules } from "../firewall/firewall";
 import type { BoundRoute } from "../routing/pool";
 import type { Snapshot } from "./snapshot";

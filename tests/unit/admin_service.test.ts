@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { AdminError, AdminService } from "../../src/admin/admin_service";
-import { parseConfig } from "../../src/config/config";
+import { parseRoutedConfig } from "../../src/routing/route_config";
 import { Logger } from "../../src/log/logger";
 import { ControlPlane } from "../../src/server/control_plane";
 import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
@@ -35,7 +35,7 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), "mcproxy-admin-"));
-    const cfg = parseConfig(`[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`, join(dir, "t.toml"));
+    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`, join(dir, "t.toml"));
     plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
     db = SqliteDatabase.open(join(dir, "db.sqlite"));
     db.seed([{ addr: listener, maxConnections: 0, routes: cfg.listeners[0]!.routes }], []);

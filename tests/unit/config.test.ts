@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { ConfigError, POOL_DEFAULTS, parseConfig } from "../../src/config/config";
+import { ConfigError, POOL_DEFAULTS } from "../../src/config/config";
+import { parseRoutedConfig } from "../../src/routing/route_config";
 import { route } from "../helpers/routes";
 import { parseDuration } from "../../src/config/duration";
 
@@ -7,7 +8,7 @@ const L = `[[listeners]]\naddr = ":8443"\n`;
 
 describe("parseConfig", () => {
   test("defaults", () => {
-    const c = parseConfig(L, "/etc/mc-proxy/c.toml");
+    const c = parseRoutedConfig(L, "/etc/mc-proxy/c.toml");
     expect(c.proxy).toEqual({ connectTimeoutMs: 5000, idleTimeoutMs: 300_000, helloTimeoutMs: 10_000, maxHelloBytes: 65536, shutdownTimeoutMs: 30_000, workers: "auto", pool: POOL_DEFAULTS });
     expect(c.firewall.rateLimit).toBe(0);
     expect(c.firewall.rateWindowMs).toBe(1000);
@@ -17,28 +18,28 @@ describe("parseConfig", () => {
     expect(c.listeners[0]!.bind).toEqual({ host: "", port: 8443 });
   });
   test("relative paths resolve against the config file's folder", () => {
-    const c = parseConfig(`${L}[database]\npath = "data/p.db"\n[firewall]\ngeoip_db = "/abs/g.mmdb"\n`, "/srv/x/c.toml");
+    const c = parseRoutedConfig(`${L}[database]\npath = "data/p.db"\n[firewall]\ngeoip_db = "/abs/g.mmdb"\n`, "/srv/x/c.toml");
     expect(c.databasePath).toBe("/srv/x/data/p.db");
     expect(c.firewall.geoipDb).toBe("/abs/g.mmdb");
   });
   test("route host names are normalised; wildcards kept", () => {
-    const c = parseConfig(
+    const c = parseRoutedConfig(
       `${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`,
       "c.toml",
     );
     expect(c.listeners[0]!.routes).toEqual([route("alpha.example.com", "[::1]:9000"), route("*.example.org", "backend.internal:9001")]);
   });
   test("IPv6 listener addresses in brackets", () => {
-    const c = parseConfig(`[[listeners]]\naddr = "[::1]:8443"\n`, "c.toml");
+    const c = parseRoutedConfig(`[[listeners]]\naddr = "[::1]:8443"\n`, "c.toml");
     expect(c.listeners[0]!.bind).toEqual({ host: "::1", port: 8443 });
   });
   test("firewall values are normalised", () => {
-    const c = parseConfig(`${L}[firewall]\nblocked_ips = ["::ffff:192.0.2.1"]\nblocked_cidrs = ["2001:DB8::/32"]\n`, "c.toml");
+    const c = parseRoutedConfig(`${L}[firewall]\nblocked_ips = ["::ffff:192.0.2.1"]\nblocked_cidrs = ["2001:DB8::/32"]\n`, "c.toml");
     expect(c.firewall.blockedIps).toEqual(["192.0.2.1"]);
     expect(c.firewall.blockedCidrs).toEqual(["2001:db8::/32"]);
   });
   test("env overrides are typed: lists, numbers, durations", () => {
-    const c = parseConfig(L, "c.toml", {
+    const c = parseRoutedConfig(L, "c.toml", {
       MCPROXY_FIREWALL_BLOCKED_IPS: "192.0.2.1, 192.0.2.2",
       MCPROXY_FIREWALL_RATE_LIMIT: "20",
       MCPROXY_PROXY_HELLO_TIMEOUT: "2s",
@@ -51,7 +52,7 @@ describe("parseConfig", () => {
   });
   test("every problem is reported at once, each with the file name", () => {
     try {
-      parseConfig(`[[listeners]]\naddr = "x"\n[proxy]\nidle_timeout = "1y"\nhello_timeout = 5\n`, "bad.toml");
+      parseRoutedConfig(`[[listeners]]\naddr = "x"\n[proxy]\nidle_timeout = "1y"\nhello_timeout = 5\n`, "bad.toml");
       throw new Error("expected a ConfigError");
     } catch (e) {
       expect(e).toBeInstanceOf(ConfigError);

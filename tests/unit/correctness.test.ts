@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AdminError, AdminService } from "../../src/admin/admin_service";
 import { auditFields } from "../../src/admin/grpc_server";
-import { ConfigError, POOL_DEFAULTS, parseConfig } from "../../src/config/config";
+import { ConfigError, POOL_DEFAULTS } from "../../src/config/config";
+import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RateLimiter } from "../../src/firewall/rate_limiter";
 import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
@@ -36,7 +37,7 @@ const route = (over: Record<string, unknown>) =>
 
 function problems(toml: string): string[] {
   try {
-    parseConfig(toml, "t.toml");
+    parseRoutedConfig(toml, "t.toml");
   } catch (e) {
     if (e instanceof ConfigError) return e.problems;
     throw e;
@@ -139,7 +140,7 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
     });
   }
   test("a route's connect_timeout is read, and kept by SQLite", () => {
-    const c = parseConfig(`[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  connect_timeout = "1500ms"\n`, "t.toml");
+    const c = parseRoutedConfig(`[[listeners]]\naddr = ":18443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  connect_timeout = "1500ms"\n`, "t.toml");
     expect(c.listeners[0]!.routes[0]!.connectTimeoutMs).toBe(1500);
     const db = SqliteDatabase.open(join(mkdtempSync(join(tmpdir(), "mcproxy-ct-")), "db.sqlite"));
     try {
@@ -155,11 +156,11 @@ describe("config: the same endpoint twice, and numbers with a range", () => {
   });
 
   test("trusted_proxies covering every address is a warning, not silence", () => {
-    const c = parseConfig(`[[listeners]]\naddr = ":18443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.0/8", "::/0"]\n`, "t.toml");
+    const c = parseRoutedConfig(`[[listeners]]\naddr = ":18443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.0/8", "::/0"]\n`, "t.toml");
     expect(c.warnings.length).toBe(1);
     expect(c.warnings[0]).toContain("listeners[0].trusted_proxies");
     expect(c.warnings[0]).toContain("::/0");
-    expect(parseConfig(`[[listeners]]\naddr = ":18443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.0/8"]\n`, "t.toml").warnings).toEqual([]);
+    expect(parseRoutedConfig(`[[listeners]]\naddr = ":18443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.0/8"]\n`, "t.toml").warnings).toEqual([]);
   });
 });
 
@@ -193,7 +194,7 @@ describe("the backend-slot limit is checked before anything is written", () => {
   test("AddRoute past the table's size: RESOURCE_EXHAUSTED, the database and the tables unchanged", async () => {
     const dir = mkdtempSync(join(tmpdir(), "mcproxy-slots-"));
     const port = 20000 + Math.floor(Math.random() * 5000);
-    const cfg = parseConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
+    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
     const quiet = new Logger("error", "text", { write() {}, flush() {} });
     const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 8 });
     const db = SqliteDatabase.open(join(dir, "db.sqlite"));
