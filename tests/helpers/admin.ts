@@ -22,27 +22,6 @@ export function unixGrpcConfig(socketPath: string): GrpcConfig {
   return { addr: `unix:${socketPath}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null, allowUnauthenticatedAdmin: false, adminClients: null };
 }
 
-export function adminToml(pki: AdminPki, grpcPort: number, listenerPort: number, routes: Record<string, number>, extra = ""): string {
-  let t = `[database]
-path = "data/mc-proxy.db"
-
-[[listeners]]
-addr = "127.0.0.1:${listenerPort}"
-`;
-  for (const [h, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${h}"\n  backend = "127.0.0.1:${p}"\n`;
-  t += `
-[grpc]
-addr = "127.0.0.1:${grpcPort}"
-tls_cert = "${pki.serverCert}"
-tls_key = "${pki.serverKey}"
-client_ca = "${pki.ca}"
-client_cert = "${pki.clientCert}"
-client_key = "${pki.clientKey}"
-server_ca = "${pki.ca}"
-${extra}`;
-  return t;
-}
-
 /** The AdminCallError a call must fail with (anything else is rethrown; success fails the test). */
 export async function callError(p: Promise<unknown>): Promise<AdminCallError> {
   try {
@@ -58,3 +37,5 @@ export async function callError(p: Promise<unknown>): Promise<AdminCallError> {
 export interface Routes {
   listeners: { listener: string; routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[];
 }
+
+export { adminToml } from "./toml";

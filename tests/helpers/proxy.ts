@@ -179,17 +179,10 @@ export async function startProxy(
   return p;
 }
 
-/** TOML for one loopback listener on `port` with `routes` (hostname → backend port). */
-export function listenerToml(port: number, routes: Record<string, number>, extra: { maxConnections?: number; defaultBackendPort?: number } = {}): string {
-  let t = `[[listeners]]\naddr = "127.0.0.1:${port}"\n`;
-  if (extra.maxConnections !== undefined) t += `max_connections = ${extra.maxConnections}\n`;
-  if (extra.defaultBackendPort !== undefined) t += `default_backend = "127.0.0.1:${extra.defaultBackendPort}"\n`;
-  for (const [hostname, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${hostname}"\n  backend = "127.0.0.1:${p}"\n`;
-  return t;
-}
-
 /** Run the compiled binary's command line to completion: its exit code and output. */
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { code: number; out: string; err: string } {
   const r = Bun.spawnSync([...command("binary"), ...args], { env: cleanEnv(opts.env), cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
   return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
 }
+
+export { listenerToml } from "./toml";
