@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join } from "node:path";
 import { allProcessCpu, machineBusySeconds, processTree, settledRss, stopProcess, treeCpu } from "./procstat";
 import { median, spread } from "./stats";
-import { type Files, HOST, PORTS, ROOT, WORK, ensureHost, ensurePackages, prepare } from "./setup";
+import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
 /**
  * mc-proxy-w2: two workers (not in the default set: `--only …,mc-proxy-w2`).
@@ -167,7 +167,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
-  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore" });
+  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore", env: cmd[0] === join(ROOT, "dist/mc-proxy") ? SHIPPED_ENV : process.env });
   await waitPort(port);
   // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
   const front = name === "mc-proxy-pp" ? Bun.spawn(withFds(["haproxy", "-db", "-f", f.ppFrontConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" }) : null;

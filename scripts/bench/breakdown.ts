@@ -15,7 +15,7 @@ import { openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
-import { type Files, HOST, PORTS, ROOT, WORK, tcpFront } from "./setup";
+import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, tcpFront } from "./setup";
 
 const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3"] as const;
 type Stage = (typeof STAGES)[number];
@@ -140,7 +140,12 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
     port = PORTS.bare;
   } else {
     const log = openSync(join(WORK, "logs/breakdown-access.log"), "a");
-    proc = Bun.spawn(h.withFds([sys.binary ?? join(ROOT, "dist/mc-proxy"), "server", "-c", mcproxyConf(sys, f)]), { stdout: "ignore", stderr: log, stdin: "ignore" });
+    proc = Bun.spawn(h.withFds([sys.binary ?? join(ROOT, "dist/mc-proxy"), "server", "-c", mcproxyConf(sys, f)]), {
+      stdout: "ignore",
+      stderr: log,
+      stdin: "ignore",
+      env: sys.binary === undefined ? SHIPPED_ENV : process.env,
+    });
     port = sys.stages.includes("pp") ? PORTS.breakdownPp : PORTS.breakdown;
   }
   let scraping = sys.stages.includes("metrics");

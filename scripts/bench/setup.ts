@@ -153,6 +153,14 @@ function scalingConfigs(n: 1 | 2, haproxyConf: string, nginxConf: string, mcprox
   return { hp, ng, mc };
 }
 
+/**
+ * The environment mc-proxy ships with (the systemd unit, the image): the
+ * allocator keeps freed memory for reuse (README "Performance: the
+ * allocator"). Systems built from dist/ run with it; older releases as they
+ * shipped.
+ */
+export const SHIPPED_ENV: Record<string, string | undefined> = { ...process.env, MIMALLOC_PURGE_DELAY: "-1" };
+
 export function prepare(bigBytes: number): Files {
   for (const d of ["", "www", "run", "logs", "tmp"]) mkdirSync(join(WORK, d), { recursive: true });
   const { cert, key } = certificate();
