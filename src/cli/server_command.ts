@@ -41,12 +41,12 @@ export async function server(args: string[]): Promise<number> {
     ],
   };
   for (const w of loaded.warnings) logger.warn(w);
-  // docs/PERFORMANCE.md "The allocator": freed memory purged after 10 ms and
-  // faulted back in doubled the CPU per relayed GB; the unit and image keep it.
+  // docs/PERFORMANCE.md "The allocator": freed memory purged after 10 ms is
+  // faulted back in on the next reads; the unit and the image keep it.
   const purge = process.env.MIMALLOC_PURGE_DELAY;
   logger.info("memory allocator", {
     purge_delay: purge ?? "default (10 ms)",
-    ...(purge === undefined ? { hint: "set MIMALLOC_PURGE_DELAY=-1 (the systemd unit and the image do) to keep freed memory for reuse: about half the CPU per relayed GB" } : {}),
+    ...(purge === undefined ? { hint: "set MIMALLOC_PURGE_DELAY=-1 (the systemd unit and the image do) to keep freed memory for reuse: about 0.1 s less CPU per relayed GB" } : {}),
   });
   // SQLite is the store itself, or with etcd its last-known-good copy.
   const db = SqliteDatabase.open(loaded.databasePath);

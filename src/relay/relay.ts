@@ -77,6 +77,7 @@ export abstract class Relay {
     this.bytesFromClient += chunk.length;
     this.touch();
     this.writeToBackend(chunk);
+    if (this.toBackend === null) release(chunk);
   }
 
   backendData(chunk: Uint8Array): void {
@@ -89,7 +90,7 @@ export abstract class Relay {
       return;
     }
     const n = this.client.write(chunk);
-    if (n === chunk.length) return;
+    if (n === chunk.length) return release(chunk);
     if (n < 0) return this.resetBoth("client");
     this.toClient = chunk.subarray(n);
     this.backend!.pause();
@@ -235,3 +236,21 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
+
+/**
+ * Give a chunk's memory back now: once the kernel has taken every byte, the
+ * read buffer Bun made for this chunk is garbage. Detaching it (ES2024
+ * ArrayBuffer.prototype.transfer) frees its backing store at once instead of
+ * at the next collection, so the next reads reuse the same memory rather than
+ * growing the heap until a collection runs (docs/PERFORMANCE.md "The
+ * allocator"). Only whole buffers of bulk size: a view into a larger one is
+ * left alone.
+ */
+function release(chunk: Uint8Array): void {
+  if (chunk.byteLength < RELEASE_MIN_BYTES) return;
+  const b = chunk.buffer;
+  if (chunk.byteOffset === 0 && chunk.byteLength === b.byteLength && b instanceof ArrayBuffer) b.transfer(0);
+}
+
+/** Small chunks (requests, replies) are left to the collector: detaching costs an object, and they are cheap garbage. */
+const RELEASE_MIN_BYTES = 16384;

@@ -20,6 +20,8 @@ class TestRelay extends Relay {
 }
 
 const open: { stop(): void }[] = [];
+/** Every chunk the relays were handed, both ways (to see which were freed). */
+const seen: { d: Uint8Array; len: number }[] = [];
 afterEach(() => {
   for (const o of open.splice(0)) o.stop();
 });
@@ -49,14 +51,20 @@ function relayTo(backendPort: number, replay = new Uint8Array(0), preamble: Uint
               r.start(b as unknown as PeerSocket, replay, preamble);
               client.resume();
             },
-            data: (b, d) => b.data.backendData(d),
+            data: (b, d) => {
+              seen.push({ d, len: d.byteLength });
+              b.data.backendData(d);
+            },
             drain: (b) => b.data.backendDrain(),
             end: (b) => b.data.backendEnd(),
             close: (b, e) => b.data.socketClosed("backend", e),
           },
         });
       },
-      data: (c, d) => c.data.clientData(d),
+      data: (c, d) => {
+        seen.push({ d, len: d.byteLength });
+        c.data.clientData(d);
+      },
       drain: (c) => c.data.clientDrain(),
       end: (c) => c.data.clientEnd(),
       close: (c, e) => c.data?.socketClosed("client", e),
@@ -135,6 +143,10 @@ test("4 MiB each way arrive whole and in order; the preamble and the replay go f
   // The preamble is not the client's: the echo of it arrives, but only the client's bytes are counted.
   expect(c.received().subarray(3).equals(big)).toBe(true);
   expect(r.relays[0]!.bytesFromClient).toBe(big.length + 2);
+  // Bulk chunks are freed once written whole (docs/PERFORMANCE.md "The allocator"); small ones never.
+  const freed = seen.filter((x) => (x.d.buffer as ArrayBuffer).detached);
+  expect(freed.length).toBeGreaterThan(0);
+  expect(freed.filter((x) => x.len < 16384).map((x) => x.len)).toEqual([]);
   s.end();
 });
 
