@@ -343,8 +343,8 @@ async function unloadedLatency(r: Round, s: Settings): Promise<void> {
   r.m.c1_p50_ms = w.p50ms;
 }
 
-/** Bulk download or upload with `streams` curl processes at once; throws unless every byte arrived. */
-async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: number): Promise<void> {
+/** Bulk download or upload with `streams` curl processes at once; throws unless every byte arrived. `key` names the metrics (default: direction and streams). */
+async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: number, key = `${dir}_${streams}s`): Promise<void> {
   let bytes = 0;
   const x = await measure(r.sys, r.backendPids, async () => {
     const runs = await Promise.all(
@@ -360,8 +360,8 @@ async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: num
     return runs.map((run) => run.pid);
   });
   if (bytes !== f.bigBytes * streams) throw new Error(`${r.sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
-  r.m[`${dir}_${streams}s_MBps`] = bytes / 1e6 / x.wall;
-  r.m[`cpu_s_per_GB_${dir}_${streams}s`] = x.proxyCpu / (bytes / 1e9);
+  r.m[`${key}_MBps`] = bytes / 1e6 / x.wall;
+  r.m[`cpu_s_per_GB_${key}`] = x.proxyCpu / (bytes / 1e9);
   note(r, `${dir} x${streams}`, x);
 }
 
@@ -369,6 +369,9 @@ const WRK_THREADS = "2";
 
 async function runRound(sys: Running, s: Settings, f: Files, backendPids: number[]): Promise<{ metrics: Metrics; disturbed: string[] }> {
   const r: Round = { m: {}, disturbed: [], sys, backendPids };
+  // The first transfer after start, before anything warms the system up: what
+  // a short-lived process or a fresh takeover pays (docs/PERFORMANCE.md "The allocator").
+  await bulk(r, f, "download", 1, "first_download");
   await warmUp(sys, s);
   await newConnections(r, s);
   await keepAlive(r, s);
@@ -474,6 +477,7 @@ const ROWS: [string, string, number][] = [
   ["upload_1s_MBps", "upload MB/s, 1 stream", 0],
   ["upload_4s_MBps", "upload MB/s, 4 streams", 0],
   ["cpu_s_per_GB_download", "proxy CPU s / GB down (all bulk phases)", 2],
+  ["cpu_s_per_GB_first_download", "  the first transfer after start (down, 1 stream)", 2],
   ["cpu_s_per_GB_upload", "proxy CPU s / GB up (all bulk phases)", 2],
   ["cpu_s_per_GB_download_1s", "  down, 1 stream", 2],
   ["cpu_s_per_GB_download_4s", "  down, 4 streams", 2],
