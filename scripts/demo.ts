@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect } from "node:tls";
+import { selfSignedArgs } from "./self_signed";
 
 const root = resolve(import.meta.dir, "..");
 const config = join(root, "examples/mc-proxy.toml");
@@ -13,26 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), "mc-proxy-demo-"));
 const certFile = join(dir, "cert.pem");
 const keyFile = join(dir, "key.pem");
 
-const gen = Bun.spawnSync([
-  "openssl",
-  "req",
-  "-x509",
-  "-newkey",
-  "ec",
-  "-pkeyopt",
-  "ec_paramgen_curve:P-256",
-  "-nodes",
-  "-keyout",
-  keyFile,
-  "-out",
-  certFile,
-  "-days",
-  "30",
-  "-subj",
-  "/CN=alpha.example.com",
-  "-addext",
-  "subjectAltName=DNS:alpha.example.com,DNS:*.demo.example.com",
-]);
+const gen = Bun.spawnSync(selfSignedArgs(keyFile, certFile, { cn: "alpha.example.com", sans: ["alpha.example.com", "*.demo.example.com"], days: 30 }));
 if (gen.exitCode !== 0) {
   console.error(`demo: openssl failed (is it installed? apt-get install openssl):\n${gen.stderr}`);
   process.exit(1);

@@ -4,6 +4,7 @@
 // countries, the rate limiter on, the access log written to a file).
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { selfSignedArgs } from "../self_signed";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const WORK = join(ROOT, ".bench");
@@ -94,29 +95,7 @@ function certificate(): { cert: string; key: string } {
   const cert = join(WORK, "cert.pem");
   const key = join(WORK, "key.pem");
   if (!existsSync(cert)) {
-    run(
-      [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "30",
-        "-subj",
-        `/CN=${HOST}`,
-        "-addext",
-        `subjectAltName=DNS:${HOST}`,
-      ],
-      "openssl req",
-    );
+    run(selfSignedArgs(key, cert, { cn: HOST, sans: [HOST], days: 30 }), "openssl req");
   }
   return { cert, key };
 }

@@ -3,6 +3,7 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { selfSignedArgs } from "../../scripts/self_signed";
 
 export interface TestCert {
   dir: string;
@@ -20,26 +21,7 @@ export function testCert(): TestCert {
   const dir = mkdtempSync(join(tmpdir(), "mcproxy-certs-"));
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
-  const r = Bun.spawnSync([
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=alpha.example.com",
-    "-addext",
-    "subjectAltName=DNS:alpha.example.com,DNS:beta.example.com,DNS:*.example.com,DNS:default.test,DNS:localhost",
-  ]);
+  const r = Bun.spawnSync(selfSignedArgs(keyFile, certFile, { cn: "alpha.example.com", sans: ["alpha.example.com", "beta.example.com", "*.example.com", "default.test", "localhost"], days: 2 }));
   if (r.exitCode !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
   cached = { dir, certFile, keyFile, cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
   return cached;
