@@ -1,4 +1,4 @@
-// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...]`
+// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...] [--baseline REF | --base-binary PATH]`
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 // `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
@@ -17,7 +17,7 @@
 
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { allProcessCpu, machineBusySeconds, processTree, settledRss, stopProcess, treeCpu } from "./procstat";
 import { median, spread } from "./stats";
 import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePackages, prepare } from "./setup";
@@ -43,6 +43,11 @@ interface Settings {
   only: SystemName[];
   /** --baseline REF: also run the binary built from that git ref, as mc-proxy-base. */
   baseline: string | null;
+  /**
+   * --base-binary PATH: run that already built binary as mc-proxy-base, with
+   * the shipped environment (e.g. the same source compiled by another Bun).
+   */
+  baseBinary: string | null;
 }
 
 function settings(argv: string[]): Settings {
@@ -52,7 +57,10 @@ function settings(argv: string[]): Settings {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const baseline = opt("--baseline");
-  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [...SYSTEMS, ...(baseline === undefined ? [] : (["mc-proxy-base"] as SystemName[]))];
+  const baseBinary = opt("--base-binary");
+  if (baseline !== undefined && baseBinary !== undefined) throw new Error("--baseline and --base-binary: choose one");
+  const withBase = baseline !== undefined || baseBinary !== undefined;
+  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [...SYSTEMS, ...(withBase ? (["mc-proxy-base"] as SystemName[]) : [])];
   return {
     quick,
     rounds: Number(opt("--rounds") ?? (quick ? 1 : 3)),
@@ -63,13 +71,16 @@ function settings(argv: string[]): Settings {
     idleConnections: Number(opt("--idle") ?? 5000),
     only,
     baseline: baseline ?? null,
+    baseBinary: baseBinary === undefined ? null : resolve(baseBinary),
   };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The binary built from `--baseline REF` (a git ref), or null. */
+/** The binary built from `--baseline REF` (a git ref) or given by `--base-binary`, or null. */
 let baselineBinary: string | null = null;
+/** Whether mc-proxy-base is this tree's code (`--base-binary`), run as shipped; a git ref runs as it shipped. */
+let baseIsBuiltHere = false;
 
 function baselineConf(f: Files): string {
   const conf = join(WORK, "mc-proxy-base.toml");
@@ -167,7 +178,8 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
-  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore", env: cmd[0] === join(ROOT, "dist/mc-proxy") ? SHIPPED_ENV : process.env });
+  const shipped = cmd[0] === join(ROOT, "dist/mc-proxy") || (name === "mc-proxy-base" && baseIsBuiltHere);
+  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore", env: shipped ? SHIPPED_ENV : process.env });
   await waitPort(port);
   // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
   const front = name === "mc-proxy-pp" ? Bun.spawn(withFds(["haproxy", "-db", "-f", f.ppFrontConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" }) : null;
@@ -524,6 +536,11 @@ async function main(): Promise<void> {
   }
   const f = prepare(s.bigBytes);
   if (s.baseline !== null) baselineBinary = buildBaseline(s.baseline);
+  if (s.baseBinary !== null) {
+    if (!existsSync(s.baseBinary)) throw new Error(`--base-binary ${s.baseBinary}: no such file`);
+    baselineBinary = s.baseBinary;
+    baseIsBuiltHere = true;
+  }
   console.log(`bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`);
 
   const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
