@@ -13,7 +13,7 @@
 
 import { status } from "@grpc/grpc-js";
 import { maxConnectionsError } from "../config/ranges";
-import { backendError, parseRouteHostname, routeProblems } from "../routing/route";
+import { alpnError, backendError, isRoute, parseRouteHostname, routeName, routeProblems, routeSetProblems, sourceList } from "../routing/route";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import type { Logger } from "../log/logger";
 import type { DataPlane, ListenerView } from "../server/data_plane";
@@ -108,10 +108,19 @@ export class AdminService {
     if (balance == null) throw invalid(`route.balance: ${clip(String(req.route.balance))} must be BALANCE_ROUND_ROBIN, _LEAST_CONNECTIONS or _SOURCE_HASH`);
     const healthCheck = fromEnum(HEALTH_CHECK_ENUM, req.route.health_check, null);
     if (healthCheck === undefined) throw invalid(`route.health_check: ${clip(String(req.route.health_check))} must be HEALTH_CHECK_OFF, _TCP or _TLS`);
+    const alpn = this.alpn("route.alpn", req.route.alpn);
+    const allow = this.sources("route.allow", req.route.allow);
+    const deny = this.sources("route.deny", req.route.deny);
+    const maxConnections = req.route.max_connections ?? 0;
     // Health-check overrides, retries and connect_timeout are set in the TOML; an upsert keeps the route's own.
-    const existing = l.table.routes().find((r) => r.hostname === hostname);
+    const name = routeName({ hostname, alpn });
+    const existing = l.table.find(name);
     const route: Route = {
       hostname,
+      alpn,
+      allow,
+      deny,
+      maxConnections: maxConnections as number,
       backends,
       balance,
       healthCheck,
@@ -124,8 +133,10 @@ export class AdminService {
     const bad = routeProblems(route, "route");
     if (bad.length > 0) throw invalid(bad[0]!);
     return this.mutate(async () => {
+      const next = [...l.table.routes().filter((r) => !isRoute(r, route)), route];
+      const clash = routeSetProblems(next, "route.alpn");
+      if (clash.length > 0) throw new AdminError(status.ALREADY_EXISTS, `${clash[0]!}; remove or change that route first`);
       // Checked before anything is written: a full backend table changes nothing.
-      const next = [...l.table.routes().filter((r) => r.hostname !== hostname), route];
       if (!canBind(this.server.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
         throw new AdminError(
           status.RESOURCE_EXHAUSTED,
@@ -133,10 +144,7 @@ export class AdminService {
         );
       }
       const { replaced } = await this.store.upsertRoute(l.name, route);
-      const now = this.server
-        .listener(l.name)!
-        .table.routes()
-        .find((r) => r.hostname === hostname);
+      const now = this.server.listener(l.name)!.table.find(name);
       return {
         route:
           now === undefined
@@ -148,6 +156,11 @@ export class AdminService {
                 backends: [],
                 balance: BALANCE_ENUM[balance],
                 health_check: HEALTH_CHECK_ENUM[healthCheckOf(route)],
+                alpn: [...alpn],
+                allow,
+                deny,
+                max_connections: route.maxConnections,
+                active_connections: 0,
               }
             : this.routeMsg(now),
         replaced,
@@ -155,21 +168,19 @@ export class AdminService {
     });
   }
 
-  setBackendState(req: { listener: string; hostname: string; addr: string; state: string; reset_connections: boolean }): Promise<{ backend: BackendMsg; connections_reset: number }> {
+  setBackendState(req: { listener: string; hostname: string; alpn?: string[]; addr: string; state: string; reset_connections: boolean }): Promise<{ backend: BackendMsg; connections_reset: number }> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
     const addr = bounded("addr", req.addr, MAX_LENGTH.backend);
     const l = this.listener(listener);
-    const hostname = this.hostname("hostname", rawHost);
+    const key = { hostname: this.hostname("hostname", rawHost), alpn: this.alpn("alpn", req.alpn) };
+    const hostname = routeName(key);
     const state = fromEnum(BACKEND_STATE_ENUM, req.state, "enabled");
     if (state == null) throw invalid(`state: ${clip(String(req.state))} must be BACKEND_STATE_ENABLED, _DRAIN or _DISABLED`);
     if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutate(async () => {
-      if (!(await this.store.setBackendState(l.name, hostname, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
-      const pool = this.server
-        .listener(l.name)!
-        .table.routes()
-        .find((r) => r.hostname === hostname)!;
+      if (!(await this.store.setBackendState(l.name, key, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
+      const pool = this.server.listener(l.name)!.table.find(hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
       const reset = req.reset_connections ? await this.server.applyBackendReset(pool.refs[i]!) : 0;
       return { backend: this.backendMsg(pool, i), connections_reset: reset };
@@ -197,16 +208,21 @@ export class AdminService {
       backends: r.backends.map((_, i) => this.backendMsg(r, i)),
       balance: BALANCE_ENUM[r.balance],
       health_check: HEALTH_CHECK_ENUM[healthCheckOf(r)],
+      alpn: [...r.alpn],
+      allow: [...r.allow],
+      deny: [...r.deny],
+      max_connections: r.maxConnections,
+      active_connections: this.server.backends.active(r.countRef),
     };
   }
 
-  removeRoute(req: { listener: string; hostname: string }): Promise<Record<string, never>> {
+  removeRoute(req: { listener: string; hostname: string; alpn?: string[] }): Promise<Record<string, never>> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
     const l = this.listener(listener);
-    const hostname = this.hostname("hostname", rawHost);
+    const key = { hostname: this.hostname("hostname", rawHost), alpn: this.alpn("alpn", req.alpn) };
     return this.mutate(async () => {
-      if (!(await this.store.removeRoute(l.name, hostname))) throw new AdminError(status.NOT_FOUND, `hostname: no route for ${clip(hostname)} on listener ${clip(l.name)}`);
+      if (!(await this.store.removeRoute(l.name, key))) throw new AdminError(status.NOT_FOUND, `hostname: no route ${clip(routeName(key))} on listener ${clip(l.name)}`);
       return {};
     });
   }
@@ -319,6 +335,23 @@ export class AdminService {
     const h = parseRouteHostname(value);
     if (typeof h !== "string") throw invalid(`${field}: ${clip(value)}: ${h.error}`);
     return h;
+  }
+
+  /** An ALPN list from a request: the one rule (routing/route.ts), as given. */
+  private alpn(field: string, v: string[] | undefined): string[] {
+    const list = v ?? [];
+    const err = alpnError(list, field);
+    if (err !== null) throw invalid(err);
+    return list;
+  }
+
+  /** An allow / deny list from a request, in canonical form. */
+  private sources(field: string, v: string[] | undefined): string[] {
+    const list = v ?? [];
+    for (const [i, e] of list.entries()) bounded(`${field}[${i}]`, e, MAX_LENGTH.ruleValue);
+    const l = sourceList(list, field);
+    if (!Array.isArray(l)) throw invalid(l.error);
+    return l;
   }
 
   private rule(msg: RuleMsg | null): StoredRule {

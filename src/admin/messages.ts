@@ -25,6 +25,11 @@ export interface RouteMsg {
   balance: string;
   /** HEALTH_CHECK_* */
   health_check: string;
+  alpn: string[];
+  allow: string[];
+  deny: string[];
+  max_connections: number;
+  active_connections: number;
 }
 
 /** AddRoute's route as a caller sends it: proto3, so any field may be absent. */
@@ -35,6 +40,10 @@ export interface RouteInput {
   backends?: { addr?: string; weight?: number; backup?: boolean }[];
   balance?: string;
   health_check?: string;
+  alpn?: string[];
+  allow?: string[];
+  deny?: string[];
+  max_connections?: number | string;
 }
 
 export interface RuleMsg {

@@ -12,14 +12,22 @@ listeners, through the admin API named in FILE's [grpc] section.`;
 
 export const ROUTES_USAGE = `Usage:
   mc-proxy routes list   -c FILE [--listener ADDR] [--json]
-  mc-proxy routes add    -c FILE [--listener ADDR] [--send-proxy-protocol v1|v2] HOSTNAME BACKEND [--json]
-  mc-proxy routes remove -c FILE [--listener ADDR] HOSTNAME
+  mc-proxy routes add    -c FILE [--listener ADDR] [--send-proxy-protocol v1|v2] [--alpn P[,P...]]
+                         [--allow CIDR[,CIDR...]] [--deny CIDR[,CIDR...]] [--max-connections N] HOSTNAME BACKEND [--json]
+  mc-proxy routes remove -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME
 
 HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
 --listener is the listener's addr as configured; it may be left out when the
-config has one listener. "add" replaces the backend of an existing route.
+config has one listener. "add" replaces an existing route (the same
+HOSTNAME and --alpn list) as a whole.
 --send-proxy-protocol sends a PROXY protocol header to the backend (v2
-carries the SNI and the connection's id); the default is off.`;
+carries the SNI and the connection's id); the default is off.
+--alpn makes a route for clients offering one of those ALPN protocols
+(e.g. acme-tls/1 for TLS-ALPN-01) beside the hostname's plain route;
+"remove" takes the same list to name that route.
+--allow / --deny: client addresses or CIDR blocks this route admits or
+refuses (a reset, outcome route_denied); --max-connections: connections
+open at once through the route over every worker (0: no limit).`;
 
 export const FIREWALL_USAGE = `Usage:
   mc-proxy firewall list   -c FILE [--json]
@@ -96,7 +104,21 @@ function routeLine(r: RouteMsg): string {
   const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
   const target =
     r.backends.length <= 1 ? r.backend : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
-  return `${r.hostname}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}`;
+  const alpn = r.alpn ?? [];
+  const shown = (l: string[]) => (l.length <= 3 ? l.join(",") : `${l.length} sources`);
+  const extras = [
+    ...(r.allow?.length ? [`allow=${shown(r.allow)}`] : []),
+    ...(r.deny?.length ? [`deny=${shown(r.deny)}`] : []),
+    `active=${r.active_connections ?? 0}${r.max_connections ? `/${r.max_connections}` : ""}`,
+  ];
+  // The route's name as the access log and metrics give it ("app.example.com+acme-tls/1").
+  const name = alpn.length === 0 ? r.hostname : `${r.hostname}+${[...alpn].sort().join(",")}`;
+  return `${name}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}  ${extras.join("  ")}`;
+}
+
+/** A comma-separated option value as a list ("" or absent: none). */
+function list(v: string | undefined): string[] {
+  return v === undefined || v === "" ? [] : v.split(",");
 }
 
 /** One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok". */
@@ -156,7 +178,7 @@ export async function routes(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(ROUTES_USAGE);
   if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`, ROUTES_USAGE);
-  const o = options(rest, ROUTES_USAGE, true, sub === "add" ? ["--send-proxy-protocol"] : []);
+  const o = options(rest, ROUTES_USAGE, true, sub === "add" ? ["--send-proxy-protocol", "--alpn", "--allow", "--deny", "--max-connections"] : sub === "remove" ? ["--alpn"] : []);
   if (o === null) return help(ROUTES_USAGE);
   const pos = o.rest;
   const c = client(o.cfg);
@@ -170,14 +192,26 @@ export async function routes(args: string[]): Promise<number> {
       const listener = listenerOf(o, ROUTES_USAGE);
       const pp = o.values.get("--send-proxy-protocol") ?? "off";
       if (pp !== "off" && pp !== "v1" && pp !== "v2") throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
-      const route = { hostname: pos[0], backend: pos[1], send_proxy_protocol: SEND_PROXY_ENUM[pp] };
+      const max = o.values.get("--max-connections") ?? "0";
+      if (!/^\d{1,10}$/.test(max)) throw new UsageError(`--max-connections ${max}: expected a whole number (0: no limit)`, ROUTES_USAGE);
+      const route = {
+        hostname: pos[0],
+        backend: pos[1],
+        send_proxy_protocol: SEND_PROXY_ENUM[pp],
+        alpn: list(o.values.get("--alpn")),
+        allow: list(o.values.get("--allow")),
+        deny: list(o.values.get("--deny")),
+        max_connections: Number(max),
+      };
       const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route });
       print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${routeLine(r.route)}`);
     } else {
       if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);
-      await c.call("RemoveRoute", { listener, hostname: pos[0] });
-      print(o.json, { listener, hostname: pos[0], removed: true }, () => `removed: ${listener}  ${pos[0]}`);
+      const alpn = list(o.values.get("--alpn"));
+      await c.call("RemoveRoute", { listener, hostname: pos[0], alpn });
+      const name = alpn.length === 0 ? pos[0] : `${pos[0]}+${[...alpn].sort().join(",")}`;
+      print(o.json, { listener, hostname: pos[0], alpn, removed: true }, () => `removed: ${listener}  ${name}`);
     }
     return 0;
   } finally {

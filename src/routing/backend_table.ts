@@ -153,6 +153,21 @@ export class BackendTable {
     Atomics.add(this.perWorker, w * this.slots + r.slot, 1);
   }
 
+  /**
+   * Take a place for worker `w` unless `max` (> 0) are already taken:
+   * increment first, then check, and give it back when over, so two loops
+   * racing for the last place cannot both win (as SharedCounters does).
+   */
+  tryTake(r: SlotRef, w: number, max: number): boolean {
+    const n = Atomics.add(this.a, this.at(r, F.active), 1) + 1;
+    if (max > 0 && n > max) {
+      Atomics.sub(this.a, this.at(r, F.active), 1);
+      return false;
+    }
+    Atomics.add(this.perWorker, w * this.slots + r.slot, 1);
+    return true;
+  }
+
   /** That connection ended (or moved on after a failed connect); ignored when the slot was reused since. */
   give(r: SlotRef, w: number): void {
     if (!this.current(r)) return;

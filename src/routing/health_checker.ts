@@ -90,10 +90,10 @@ export class HealthChecker {
       const settings = checkSettingsOf(p.route, this.defaults);
       for (let i = 0; i < p.size; i++) {
         const ref = p.ref(i);
-        const key = `${prefix}${p.hostname}\u0000${p.addr(i)}\u0000${ref.slot}.${ref.gen}\u0000${kind}\u0000${JSON.stringify(settings)}`;
+        const key = `${prefix}${p.name}\u0000${p.addr(i)}\u0000${ref.slot}.${ref.gen}\u0000${kind}\u0000${JSON.stringify(settings)}`;
         want.add(key);
         if (this.targets.has(key)) continue;
-        const t: Target = { key, listener, route: p.hostname, addr: p.addr(i), ref, kind, settings, timer: setTimeout(() => {}, 0), running: false };
+        const t: Target = { key, listener, route: p.name, addr: p.addr(i), ref, kind, settings, timer: setTimeout(() => {}, 0), running: false };
         this.targets.set(key, t);
         // Spread the first checks over the interval rather than all at once.
         this.schedule(t, Math.floor(Math.random() * Math.min(settings.intervalMs, 1000)));

@@ -12,13 +12,16 @@
 //                      backend while the pool is unchanged, and removing a
 //                      backend moves only that backend's clients
 
+import { AddressTable } from "../firewall/address_table";
 import type { BackendTable, SlotRef } from "./backend_table";
-import { type BackendSpec, type BoundRoute, type PoolDefaults, type Route, type SendProxy, checkSettingsOf, healthCheckOf } from "./route";
+import { type BackendSpec, type BoundRoute, type PoolDefaults, type Route, type SendProxy, checkSettingsOf, healthCheckOf, routeName } from "./route";
 
 export * from "./route";
 
 export class RoutePool {
   readonly hostname: string;
+  /** routeName: the label in logs and metrics. */
+  readonly name: string;
   readonly sendProxyProtocol: SendProxy;
   /** This route's connect_timeout; null: [proxy] connect_timeout. */
   readonly connectTimeoutMs: number | null;
@@ -35,6 +38,9 @@ export class RoutePool {
   /** Each backend's load at this pick (round robin: 0), -1 where not usable. */
   private readonly loads: Float64Array;
   private readonly hashes: number[];
+  /** The route's source policy; null when it has none (nothing to check). */
+  private readonly allow: AddressTable | null;
+  private readonly deny: AddressTable | null;
 
   constructor(
     readonly route: BoundRoute,
@@ -42,6 +48,9 @@ export class RoutePool {
     private readonly table: BackendTable,
   ) {
     this.hostname = route.hostname;
+    this.name = routeName(route);
+    this.allow = route.allow.length === 0 ? null : new AddressTable(route.allow);
+    this.deny = route.deny.length === 0 ? null : new AddressTable(route.deny);
     this.sendProxyProtocol = route.sendProxyProtocol;
     this.connectTimeoutMs = route.connectTimeoutMs;
     this.backends = route.backends;
@@ -58,6 +67,27 @@ export class RoutePool {
 
   get size(): number {
     return this.backends.length;
+  }
+
+  /**
+   * Whether the route lets this client in: "route_denied" when its source
+   * policy refuses the address (outside allow, or inside deny),
+   * "over_capacity" when max_connections are open over every loop; null
+   * when it may go on, with a place taken that `leave` gives back.
+   */
+  enter(clientIp: string, worker: number): "route_denied" | "over_capacity" | null {
+    if (this.allow !== null && !this.allow.has(clientIp)) return "route_denied";
+    if (this.deny?.has(clientIp)) return "route_denied";
+    return this.table.tryTake(this.route.countRef, worker, this.route.maxConnections) ? null : "over_capacity";
+  }
+
+  leave(worker: number): void {
+    this.table.give(this.route.countRef, worker);
+  }
+
+  /** Connections open through this route now, over every loop. */
+  get active(): number {
+    return this.table.active(this.route.countRef);
   }
 
   addr(i: number): string {
@@ -161,9 +191,18 @@ function mix(x: number): number {
   return x ^ (x >>> 16);
 }
 
+/**
+ * The slots of a listener's routes: one per backend, keyed by listener,
+ * route name and address, and one per route (address "") that counts its
+ * connections (max_connections, ListRoutes' live count).
+ */
 function slotKeys(listener: number, routes: readonly Route[], defaultRoute: Route | null): Set<string> {
   const keys = new Set<string>();
-  for (const r of defaultRoute === null ? routes : [...routes, defaultRoute]) for (const b of r.backends) keys.add(`${listener}\u0000${r.hostname}\u0000${b.addr}`);
+  for (const r of defaultRoute === null ? routes : [...routes, defaultRoute]) {
+    const name = routeName(r);
+    keys.add(`${listener}\u0000${name}\u0000`);
+    for (const b of r.backends) keys.add(`${listener}\u0000${name}\u0000${b.addr}`);
+  }
   return keys;
 }
 
@@ -176,7 +215,10 @@ function slotKeys(listener: number, routes: readonly Route[], defaultRoute: Rout
 export function bindRoutes(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): { routes: BoundRoute[]; defaultRoute: BoundRoute | null } {
   const prefix = `${listener}\u0000`;
   table.releaseExcept(prefix, slotKeys(listener, routes, defaultRoute));
-  const bind = (r: Route): BoundRoute => ({ ...r, refs: r.backends.map((b) => table.acquire(`${prefix}${r.hostname}\u0000${b.addr}`, b.state ?? "enabled")) });
+  const bind = (r: Route): BoundRoute => {
+    const at = `${prefix}${routeName(r)}\u0000`;
+    return { ...r, refs: r.backends.map((b) => table.acquire(`${at}${b.addr}`, b.state ?? "enabled")), countRef: table.acquire(at, "enabled") };
+  };
   return { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
 }
 

@@ -3,7 +3,8 @@
 // its source: the config file (route_config.ts), the admin API and etcd
 // values all build a candidate and ask routeProblems.
 
-import { durationError, intError, isInt, showValue as show } from "../config/ranges";
+import { durationError, intError, isInt, maxConnectionsError, showValue as show } from "../config/ranges";
+import { parseAddressOrCidr } from "../firewall/address";
 import type { CheckSettings, PoolDefaults, SendProxy } from "../config/types";
 import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
@@ -26,6 +27,17 @@ export interface BackendSpec {
 export interface Route {
   /** "" for a listener's default route. */
   readonly hostname: string;
+  /**
+   * The ALPN protocols this route serves for its hostname (RFC 7301 §3.1
+   * protocol names); empty for the hostname's plain route. See RouteTable.
+   */
+  readonly alpn: readonly string[];
+  /** Client sources allowed ("address/prefix", canonical); empty: every source the firewall let through. */
+  readonly allow: readonly string[];
+  /** Client sources refused ("address/prefix", canonical); checked after allow. */
+  readonly deny: readonly string[];
+  /** Connections open at once through this route, over every event loop; 0: no limit. */
+  readonly maxConnections: number;
   readonly backends: readonly BackendSpec[];
   readonly balance: Balance;
   /** null: "tcp" for two backends or more, "off" for one. */
@@ -40,7 +52,38 @@ export interface Route {
 /** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
 export interface BoundRoute extends Route {
   readonly refs: readonly SlotRef[];
+  /** The route's own slot: its open connections over every loop. */
+  readonly countRef: SlotRef;
 }
+
+/**
+ * What names a route on its listener: the hostname, and for an ALPN route
+ * "+" and its protocols ("app.example.com+acme-tls/1"). Host names never
+ * hold "+" and protocols never ",", so the name is unambiguous. It is the
+ * route's label in the access log and metrics and its key in the stores.
+ */
+export function routeName(r: RouteKey): string {
+  return r.alpn.length === 0 ? r.hostname : `${r.hostname}+${alpnKey(r.alpn)}`;
+}
+
+/** What identifies a route on its listener. */
+export interface RouteKey {
+  readonly hostname: string;
+  readonly alpn: readonly string[];
+}
+
+/** A route's protocols as one key: sorted, joined by "," (their order in the route does not matter). */
+export function alpnKey(alpn: readonly string[]): string {
+  return alpn.length === 0 ? "" : alpn.length === 1 ? alpn[0]! : [...alpn].sort().join(",");
+}
+
+/** Whether `r` is the route `k` names (the same protocols, in any order). */
+export function isRoute(r: RouteKey, k: RouteKey): boolean {
+  return r.hostname === k.hostname && alpnKey(r.alpn) === alpnKey(k.alpn);
+}
+
+/** The per-route features off: no ALPN, no source policy, no limit. */
+export const PLAIN = { alpn: [], allow: [], deny: [], maxConnections: 0 } as const;
 
 export function healthCheckOf(r: Route): HealthCheckKind {
   return r.healthCheck ?? (r.backends.length >= 2 ? "tcp" : "off");
@@ -68,6 +111,7 @@ export function defaultRouteOf(l: { defaultBackend: string | null; defaultBacken
   if (l.defaultBackend === null) return null;
   return {
     hostname: "",
+    ...PLAIN,
     backends: singleBackend(l.defaultBackend),
     balance: "round_robin",
     healthCheck: null,
@@ -85,6 +129,100 @@ export const MAX_WEIGHT = 256;
 export const MAX_RETRIES = 30;
 /** health_check_rise / _fall. */
 export const RISE_FALL = { min: 1, max: 100 } as const;
+/** ALPN protocols per route at most, and bytes per protocol (RFC 7301 §3.1: 1-255). */
+export const MAX_ALPN = 16;
+export const MAX_ALPN_BYTES = 255;
+/** allow / deny entries per route at most. */
+export const MAX_SOURCES = 65_536;
+
+/**
+ * A route's ALPN list: 1-16 protocol names (or none: the plain route), each
+ * 1-255 bytes of printable ASCII without "," (registered names — h2,
+ * http/1.1, acme-tls/1, postgresql, xmpp-client — all are), none twice.
+ */
+export function alpnError(alpn: unknown, field: string): string | null {
+  if (!Array.isArray(alpn)) return `${field}: ${show(alpn)} must be a list of protocol names`;
+  if (alpn.length > MAX_ALPN) return `${field}: ${alpn.length} protocols; at most ${MAX_ALPN} per route`;
+  for (const [i, p] of alpn.entries()) {
+    if (typeof p !== "string" || p.length === 0 || p.length > MAX_ALPN_BYTES || !/^[\x21-\x2b\x2d-\x7e]+$/.test(p))
+      return `${field}[${i}]: ${show(p)} must be 1-${MAX_ALPN_BYTES} printable ASCII characters without spaces or ","`;
+    if (alpn.indexOf(p) !== i) return `${field}[${i}]: ${JSON.stringify(p)} appears twice`;
+  }
+  return null;
+}
+
+/**
+ * An allow or deny list: addresses or CIDR blocks (the firewall's parser),
+ * returned in canonical "address/prefix" form, or a problem naming the entry.
+ */
+export function sourceList(list: unknown, field: string): string[] | { error: string } {
+  if (!Array.isArray(list)) return { error: `${field}: ${show(list)} must be a list of addresses or CIDR blocks` };
+  if (list.length > MAX_SOURCES) return { error: `${field}: ${list.length} entries; at most ${MAX_SOURCES} per route` };
+  const out: string[] = [];
+  for (const [i, e] of list.entries()) {
+    if (typeof e !== "string") return { error: `${field}[${i}]: ${show(e)} must be an address or a CIDR block` };
+    const c = parseAddressOrCidr(e);
+    if (typeof c !== "string") return { error: `${field}[${i}]: ${c.error}` };
+    out.push(c);
+  }
+  return out;
+}
+
+/**
+ * The rules between the routes of one listener: one plain route per
+ * hostname, and a (hostname, protocol) pair in one route at most — else
+ * which route serves a client would depend on the order they were added.
+ */
+export function routeSetProblems(routes: readonly Route[], field: string): string[] {
+  const out: string[] = [];
+  const taken = new Map<string, string>();
+  for (const r of routes) {
+    for (const p of r.alpn.length === 0 ? [""] : r.alpn) {
+      const k = `${r.hostname}\u0000${p}`;
+      const other = taken.get(k);
+      if (other !== undefined)
+        out.push(
+          p === ""
+            ? `${field}: ${JSON.stringify(r.hostname)} has two routes without alpn`
+            : `${field}: ${JSON.stringify(r.hostname)} with ALPN ${JSON.stringify(p)} is in two routes (${JSON.stringify(other)} and ${JSON.stringify(routeName(r))})`,
+        );
+      else taken.set(k, routeName(r));
+    }
+  }
+  return out;
+}
+
+/** Sort routes by name (the order of every listing and store). */
+export function sortRoutes<R extends RouteKey>(routes: R[]): R[] {
+  const named = routes.map((r) => [routeName(r), r] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  for (const [i, [, r]] of named.entries()) routes[i] = r;
+  return routes;
+}
+
+/**
+ * The routes that may stand together, in order: one that would share a
+ * (hostname, protocol) pair with an earlier one is left out and reported
+ * (routes from separate etcd keys, which no single write checks together).
+ */
+export function withoutClashes<R extends Route>(routes: readonly R[], onDrop: (r: R, why: string) => void): R[] {
+  const out: R[] = [];
+  const taken = new Map<string, string>();
+  for (const r of routes) {
+    const pairs = (r.alpn.length === 0 ? [""] : r.alpn).map((p) => `${r.hostname}\u0000${p}`);
+    const hit = pairs.find((k) => taken.has(k));
+    if (hit !== undefined) {
+      onDrop(
+        r,
+        `route ${JSON.stringify(routeName(r))} shares ${hit.endsWith("\u0000") ? "the plain route" : `ALPN ${JSON.stringify(hit.slice(hit.indexOf("\u0000") + 1))}`} of ${JSON.stringify(r.hostname)} with ${JSON.stringify(taken.get(hit))}`,
+      );
+      continue;
+    }
+    for (const k of pairs) taken.set(k, routeName(r));
+    out.push(r);
+  }
+  return out;
+}
+
 /** Validate a route hostname: exact, or a wildcard only as a leading "*.". Returns the canonical form. */
 export function parseRouteHostname(hostname: string): string | { error: string } {
   const wildcard = hostname.startsWith("*.");
@@ -165,6 +303,14 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
     if (typeof h !== "string") out.push(`${field}.hostname: ${show(r.hostname)}: ${h.error}`);
     else if (h !== r.hostname) out.push(`${field}.hostname: ${show(r.hostname)} is not in canonical form (${JSON.stringify(h)})`);
   }
+  push(alpnError(r.alpn, `${field}.alpn`));
+  if (r.hostname === "" && Array.isArray(r.alpn) && r.alpn.length > 0) out.push(`${field}.alpn: a listener's default route takes no alpn`);
+  for (const k of ["allow", "deny"] as const) {
+    const l = sourceList(r[k], `${field}.${k}`);
+    if (!Array.isArray(l)) out.push(l.error);
+    else if (l.some((e, i) => e !== (r[k] as string[])[i])) out.push(`${field}.${k}: entries must be in canonical form (${JSON.stringify(l.slice(0, 4))}…)`);
+  }
+  push(maxConnectionsError(r.maxConnections, `${field}.max_connections`));
   push(poolError(r.backends, `${field}.backends`));
   if (!BALANCES.includes(r.balance as Balance)) out.push(`${field}.balance: ${show(r.balance)} must be one of ${BALANCES.join(", ")}`);
   if (r.healthCheck !== null && !HEALTH_CHECKS.includes(r.healthCheck as HealthCheckKind)) out.push(`${field}.health_check: ${show(r.healthCheck)} must be one of ${HEALTH_CHECKS.join(", ")}`);

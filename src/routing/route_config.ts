@@ -5,10 +5,14 @@
 import { type Config, type ListenerConfig, loadConfig, parseConfig } from "../config/config";
 import { sendProxy } from "../config/listeners";
 import { type Table, checkKeys, isTable, show, typed } from "../config/toml";
-import { type BackendSpec, type Balance, type CheckSettings, type HealthCheckKind, type Route, backendError, parseRouteHostname, routeProblems, singleBackend } from "./route";
+import { type BackendSpec, type Balance, type CheckSettings, type HealthCheckKind, type Route, backendError, parseRouteHostname, routeProblems, singleBackend, sourceList } from "./route";
 
 const ROUTE_KEYS: Record<string, unknown> = {
   hostname: 1,
+  alpn: 1,
+  allow: 1,
+  deny: 1,
+  max_connections: 1,
   backend: 1,
   backends: 1,
   balance: 1,
@@ -51,10 +55,30 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
       problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" ? "required" : (host as { error: string }).error}`);
       return;
     }
-    const prev = seen.get(host);
-    if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
-    seen.set(host, j);
-    const route: Route = { hostname: host, backends, balance, healthCheck, check, retries, connectTimeoutMs, sendProxyProtocol };
+    const alpn = item.alpn ?? [];
+    const policy = { allow: sources(item.allow, `${rw}.allow`, problems), deny: sources(item.deny, `${rw}.deny`, problems) };
+    const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${rw}.max_connections`, problems) as number | undefined);
+    if (policy.allow === null || policy.deny === null || maxConnections === undefined) return;
+    // (hostname, protocol) pairs: one route each (routeSetProblems words the ALPN case).
+    for (const p of Array.isArray(alpn) && alpn.length > 0 ? alpn : [""]) {
+      const prev = seen.get(`${host}\u0000${p}`);
+      if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)}${p === "" ? "" : ` with ALPN ${show(p)}`} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
+      seen.set(`${host}\u0000${p}`, j);
+    }
+    const route: Route = {
+      hostname: host,
+      alpn: alpn as string[],
+      allow: policy.allow,
+      deny: policy.deny,
+      maxConnections,
+      backends,
+      balance,
+      healthCheck,
+      check,
+      retries,
+      connectTimeoutMs,
+      sendProxyProtocol,
+    };
     // The same rules as the admin API and etcd values (routing/route.ts).
     const bad = routeProblems(route, rw);
     if (bad.length > 0) {
@@ -64,6 +88,15 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     out.push(route);
   });
   return out;
+}
+
+/** `allow` / `deny`: addresses or CIDR blocks, kept in canonical form; null on a problem. */
+function sources(v: unknown, field: string, problems: string[]): string[] | null {
+  if (v === undefined) return [];
+  const l = sourceList(v, field);
+  if (Array.isArray(l)) return l;
+  problems.push(l.error);
+  return null;
 }
 
 /**

@@ -54,6 +54,8 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
   private holdsBackend = false;
   /** Set at accept once a place in the shared counters is taken; given back when the connection ends. */
   holdsSlot = false;
+  /** Counted in its route's connections (max_connections); given back when the connection ends. */
+  private holdsRoute = false;
   /** The route's counters (bytes, connect times); resolved once, when routed. */
   private routeStats: RouteStats | null = null;
   /** Every byte read before the relay starts, in order, for the replay. */
@@ -139,10 +141,14 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (r.kind === "reject") return this.abort(r.outcome);
     this.alpn = r.alpn;
     if (r.kind === "hostname") this.sni = r.hostname;
-    const route = this.listener.table.lookup(this.sni);
+    const route = this.listener.table.lookup(this.sni, this.alpn);
     if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");
     this.route = route;
-    this.routeStats = this.listener.stats.route(route.hostname === "" ? DEFAULT_ROUTE_LABEL : route.hostname);
+    // After the global firewall and the match: the route's own policy and limit.
+    const refused = route.enter(this.clientIp, this.ctx.workerId);
+    if (refused !== null) return this.abort(refused);
+    this.holdsRoute = true;
+    this.routeStats = this.listener.stats.route(route.hostname === "" ? DEFAULT_ROUTE_LABEL : route.name);
     this.tryNext();
   }
 
@@ -172,7 +178,7 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     this.releaseBackend();
     const went = this.ctx.backends.connectResult(ref, false, pool.fall, pool.checksOn, pool.holdSec, this.ctx.wheel.nowSec);
     if (went === "down")
-      this.ctx.logger.warn("backend down after connect failures", { listener: this.listener.addr, route: pool.hostname, backend: pool.addr(this.backendIndex), worker: this.ctx.workerId });
+      this.ctx.logger.warn("backend down after connect failures", { listener: this.listener.addr, route: pool.name, backend: pool.addr(this.backendIndex), worker: this.ctx.workerId });
     this.tryNext();
   }
 
@@ -366,6 +372,10 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
   }
 
   private release(): void {
+    if (this.holdsRoute) {
+      this.holdsRoute = false;
+      this.route!.leave(this.ctx.workerId);
+    }
     this.ctx.wheel.cancel(this);
     this.ctx.connections.delete(this);
     this.dropSlot();
@@ -377,6 +387,11 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (!this.holdsSlot) return;
     this.holdsSlot = false;
     this.ctx.counters.release(this.listener.index, this.ctx.workerId);
+  }
+
+  /** The route that matched (access log `route`): its name, "" before a match. */
+  get routeName(): string {
+    return this.route?.name ?? "";
   }
 
   /** Live byte counts, read by the metrics at scrape time (bytes are counted as they move). */

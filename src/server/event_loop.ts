@@ -13,7 +13,7 @@ import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
-import type { BoundRoute } from "../routing/pool";
+import { type BoundRoute, routeName } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
 import { backendHandlers } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
@@ -83,7 +83,7 @@ export class EventLoop {
         ),
     );
     // Route label children exist from the start (a scrape shows every configured route at 0).
-    for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(r.hostname);
+    for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
     const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
@@ -125,7 +125,7 @@ export class EventLoop {
   setRoutes(index: number, routes: readonly BoundRoute[]): void {
     const rt = this.listeners[index]!;
     rt.table = new RouteTable(routes, rt.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
-    for (const r of routes) rt.stats.route(r.hostname);
+    for (const r of routes) rt.stats.route(routeName(r));
   }
 
   /** DISABLED with reset: reset this loop's connections on a backend. */

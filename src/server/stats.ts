@@ -20,6 +20,7 @@ export const OUTCOMES = [
   "hello_timeout",
   "no_sni",
   "no_route",
+  "route_denied",
   "no_backend",
   "connect_failed",
   "backend_closed",

@@ -7,7 +7,9 @@
 
 import type { FirewallRules } from "../firewall/firewall";
 import type { BackendState } from "../routing/backend_table";
-import type { Route } from "../routing/pool";
+import { type Route, type RouteKey, routeName } from "../routing/pool";
+
+export type { RouteKey };
 import type { DataPlane } from "../server/data_plane";
 
 export type RuleType = "ip" | "cidr" | "country";
@@ -51,14 +53,14 @@ export class StoreError extends Error {
 export interface ConfigStore {
   upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }>;
   /** False when there was no such route. */
-  removeRoute(listener: string, hostname: string): Promise<boolean>;
+  removeRoute(listener: string, route: RouteKey): Promise<boolean>;
   /** False when the rule was already there. */
   addRule(rule: StoredRule): Promise<boolean>;
   /** False when there was no such rule. */
   removeRule(rule: StoredRule): Promise<boolean>;
   setMaxConnections(listener: string, n: number): Promise<void>;
   /** False when the route has no such backend. */
-  setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean>;
+  setBackendState(listener: string, route: RouteKey, addr: string, state: BackendState): Promise<boolean>;
   /** Every firewall rule in force (from memory). */
   rules(): StoredRule[];
   /** For GetStatus and /readyz: "sqlite", "etcd: synced at revision N", "etcd: stale since …". */
@@ -79,11 +81,8 @@ export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
 }
 
 /** Put a backend's operator state into the shared table the data plane reads (immediate for every worker). */
-export function setSlotState(plane: DataPlane, listener: string, hostname: string, addr: string, state: BackendState): void {
-  const route = plane
-    .listener(listener)
-    ?.table.routes()
-    .find((r) => r.hostname === hostname);
+export function setSlotState(plane: DataPlane, listener: string, key: RouteKey, addr: string, state: BackendState): void {
+  const route = plane.listener(listener)?.table.find(routeName(key));
   const i = route?.backends.findIndex((b) => b.addr === addr) ?? -1;
   if (route !== undefined && i >= 0) plane.backends.setState(route.refs[i]!, state);
 }

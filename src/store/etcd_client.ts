@@ -110,7 +110,7 @@ export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<n
     const puts: [string, string][] = [];
     for (const [name, l] of state.listeners) {
       puts.push([keys.listener(p, name), listenerValue(l.maxConnections)]);
-      for (const r of l.routes) puts.push([keys.route(p, name, r.hostname), routeValue(r)]);
+      for (const r of l.routes) puts.push([keys.route(p, name, r), routeValue(r)]);
     }
     for (const r of state.rules) puts.push([keys.rule(p, r), RULE_VALUE]);
     for (let i = 0; i < puts.length; i += MAX_TXN_OPS) {

@@ -7,11 +7,17 @@
 //   {prefix}seeded                         {"version":1,"by":"<instance>","at":"<time>"}
 //   {prefix}listeners/{name}               {"version":1,"max_connections":N}
 //   {prefix}routes/{listener}/{hostname}   {"version":1,"backends":[…],"balance":…,"health_check":…,"check":{…},"retries":…,"send_proxy_protocol":…}
+//   {prefix}routes/{listener}/{hostname}/{alpn}
+//                                          an ALPN route: {alpn} its protocols, sorted, joined by ","
+//                                          (a four-part key: releases before ALPN routes ignore it)
+// A route value with allow, deny or max_connections is version 2, which
+// releases before them refuse as invalid (they would otherwise route without
+// the policy); every other route value stays version 1.
 //   {prefix}rules/{type}/{value}           {"version":1}
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/").
 
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import type { BackendSpec, Route } from "../routing/pool";
+import { type BackendSpec, PLAIN, type Route, type RouteKey, alpnKey, sortRoutes, withoutClashes } from "../routing/pool";
 import { maxConnectionsError } from "../config/ranges";
 import { routeProblems } from "../routing/route";
 import type { ListenerState, RuleType, StoreState, StoredRule } from "./config_store";
@@ -22,7 +28,8 @@ export const keys = {
   schema: (p: string) => `${p}schema`,
   seeded: (p: string) => `${p}seeded`,
   listener: (p: string, name: string) => `${p}listeners/${encodeURIComponent(name)}`,
-  route: (p: string, listener: string, hostname: string) => `${p}routes/${encodeURIComponent(listener)}/${encodeURIComponent(hostname)}`,
+  route: (p: string, listener: string, r: RouteKey) =>
+    `${p}routes/${encodeURIComponent(listener)}/${encodeURIComponent(r.hostname)}${r.alpn.length === 0 ? "" : `/${encodeURIComponent(alpnKey(r.alpn))}`}`,
   rule: (p: string, r: StoredRule) => `${p}rules/${r.type}/${encodeURIComponent(r.value)}`,
 };
 
@@ -31,8 +38,12 @@ export function listenerValue(maxConnections: number): string {
 }
 
 export function routeValue(r: Route): string {
+  const policy = r.allow.length > 0 || r.deny.length > 0 || r.maxConnections > 0;
   return JSON.stringify({
-    version: 1,
+    version: policy ? 2 : 1,
+    allow: r.allow.length > 0 ? r.allow : undefined,
+    deny: r.deny.length > 0 ? r.deny : undefined,
+    max_connections: r.maxConnections > 0 ? r.maxConnections : undefined,
     backends: r.backends.map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" })),
     balance: r.balance,
     health_check: r.healthCheck,
@@ -68,8 +79,8 @@ function decode(part: string, what: string): string {
 
 class Invalid extends Error {}
 
-/** A JSON object with version 1, or Invalid. */
-function object(value: string): Record<string, unknown> {
+/** A JSON object with version 1 (or up to `newest`), or Invalid. */
+function object(value: string, newest = 1): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(value);
@@ -78,7 +89,8 @@ function object(value: string): Record<string, unknown> {
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Invalid("the value is not a JSON object");
   const o = v as Record<string, unknown>;
-  if (o.version !== 1) throw new Invalid(`version ${JSON.stringify(o.version)}: this mc-proxy reads version 1`);
+  if (typeof o.version !== "number" || !Number.isInteger(o.version) || o.version < 1 || o.version > newest)
+    throw new Invalid(`version ${JSON.stringify(o.version)}: this mc-proxy reads version ${newest === 1 ? "1" : `1 to ${newest}`}`);
   return o;
 }
 
@@ -105,15 +117,27 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       if (bad !== null) throw new Invalid(bad);
       return { kind: "listener", name, maxConnections: v.max_connections as number };
     }
-    if (parts[0] === "routes" && parts.length === 3) {
+    if (parts[0] === "routes" && (parts.length === 3 || parts.length === 4)) {
       const listener = decode(parts[1]!, "listener name");
       const hostname = decode(parts[2]!, "hostname");
+      const alpn = parts.length === 4 ? decode(parts[3]!, "ALPN list").split(",") : [];
       if (value === null)
-        return { kind: "route", listener, route: { hostname, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, connectTimeoutMs: null, sendProxyProtocol: "off" } };
+        return {
+          kind: "route",
+          listener,
+          route: { hostname, ...PLAIN, alpn, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, connectTimeoutMs: null, sendProxyProtocol: "off" },
+        };
       if (hostname === "") throw new Invalid("the key names no hostname");
-      const v = object(value);
+      if (alpnKey(alpn) !== alpn.join(",")) throw new Invalid("the key's ALPN list is not sorted (write it as keys.route does)");
+      const v = object(value, 2);
+      if (v.version === 1 && (v.allow !== undefined || v.deny !== undefined || v.max_connections !== undefined))
+        throw new Invalid("allow, deny and max_connections need version 2 (older releases would ignore them)");
       const candidate = {
         hostname,
+        alpn,
+        allow: v.allow ?? [],
+        deny: v.deny ?? [],
+        maxConnections: v.max_connections ?? 0,
         backends: v.backends,
         balance: v.balance,
         healthCheck: v.health_check ?? null,
@@ -127,6 +151,10 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       const c = candidate.check as Route["check"];
       const route: Route = {
         hostname,
+        alpn,
+        allow: candidate.allow as string[],
+        deny: candidate.deny as string[],
+        maxConnections: candidate.maxConnections as number,
         backends: (candidate.backends as BackendSpec[]).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" })),
         balance: candidate.balance as Route["balance"],
         healthCheck: candidate.healthCheck as Route["healthCheck"],
@@ -174,7 +202,8 @@ export function stateFrom(prefix: string, kvs: readonly { key: string; value: st
     else if (e.kind === "route") get(e.listener).routes.push(e.route);
     else rules.push(e.rule);
   }
-  for (const l of listeners.values()) l.routes.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+  // Keys are read in order, so of two keys that claim one (hostname, protocol) the first stands.
+  for (const [name, l] of listeners) l.routes = sortRoutes(withoutClashes(l.routes, (r, why) => onInvalid(keys.route(prefix, name, r), why)));
   rules.sort((a, b) => (a.type + a.value < b.type + b.value ? -1 : 1));
   return { listeners, rules };
 }

@@ -55,7 +55,7 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
     const got = await bounded(t, "seed listener", () =>
       client
         .if(keys.listener(p, l.name), "Create", "==", 0)
-        .then(client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r))))
+        .then(client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => client.put(keys.route(p, l.name, r)).value(routeValue(r))))
         .commit(),
     );
     if (!got.succeeded) continue;
@@ -64,7 +64,7 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
       await bounded(t, "seed routes", () =>
         client
           .if(keys.listener(p, l.name), "Create", ">", 0)
-          .then(...chunk.map((r) => client.put(keys.route(p, l.name, r.hostname)).value(routeValue(r))))
+          .then(...chunk.map((r) => client.put(keys.route(p, l.name, r)).value(routeValue(r))))
           .commit(),
       );
     }

@@ -21,9 +21,9 @@ import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { BackendState } from "../routing/backend_table";
-import type { Route } from "../routing/pool";
+import { type Route, routeName } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
-import { type ConfigStore, StoreError, type StoreState, type StoredRule } from "./config_store";
+import { type ConfigStore, type RouteKey, StoreError, type StoreState, type StoredRule } from "./config_store";
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { FleetState } from "./fleet_state";
 import { type SeedInput, seedFleet } from "./etcd_seed";
@@ -265,7 +265,7 @@ export class EtcdConfigStore implements ConfigStore {
 
   async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
     const p = this.cfg.prefix;
-    const key = keys.route(p, listener, route.hostname);
+    const key = keys.route(p, listener, route);
     // Backends that stay keep their operator state (read-modify-write on the key's revision).
     for (let attempt = 0; attempt < 5; attempt++) {
       const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
@@ -285,11 +285,11 @@ export class EtcdConfigStore implements ConfigStore {
         return { replaced: kv !== undefined };
       }
     }
-    throw new StoreError(`add route: ${route.hostname} kept changing under us (5 tries); retry`);
+    throw new StoreError(`add route: ${routeName(route)} kept changing under us (5 tries); retry`);
   }
 
-  async removeRoute(listener: string, hostname: string): Promise<boolean> {
-    const key = keys.route(this.cfg.prefix, listener, hostname);
+  async removeRoute(listener: string, route: RouteKey): Promise<boolean> {
+    const key = keys.route(this.cfg.prefix, listener, route);
     const r = await bounded(this.cfg.dialTimeoutMs, "remove route", () => this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit());
     if (r.succeeded) await this.applied(Number(r.header.revision));
     return r.succeeded;
@@ -315,9 +315,9 @@ export class EtcdConfigStore implements ConfigStore {
     await this.applied(Number(r.header.revision));
   }
 
-  async setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean> {
+  async setBackendState(listener: string, rk: RouteKey, addr: string, state: BackendState): Promise<boolean> {
     const p = this.cfg.prefix;
-    const key = keys.route(p, listener, hostname);
+    const key = keys.route(p, listener, rk);
     for (let attempt = 0; attempt < 5; attempt++) {
       const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
       const kv = prev.kvs[0];
@@ -336,7 +336,7 @@ export class EtcdConfigStore implements ConfigStore {
         return true;
       }
     }
-    throw new StoreError(`set backend state: ${hostname} kept changing under us (5 tries); retry`);
+    throw new StoreError(`set backend state: ${routeName(rk)} kept changing under us (5 tries); retry`);
   }
 
   rules(): StoredRule[] {

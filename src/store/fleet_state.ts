@@ -7,7 +7,7 @@
 
 import type { IKeyValue } from "etcd3";
 import type { Logger } from "../log/logger";
-import { type Route, canBind } from "../routing/pool";
+import { type Route, canBind, isRoute, routeSetProblems, sortRoutes } from "../routing/pool";
 import type { DataPlane } from "../server/data_plane";
 import { type StoreState, rulesFromStore, setSlotState } from "./config_store";
 import { keys, parseEntry, stateFrom } from "./etcd_layout";
@@ -64,7 +64,7 @@ export class FleetState {
       if (l === undefined || view === undefined) continue;
       while (l.routes.length > 0 && !canBind(plane.backends, view.index, l.routes, view.table.defaultRoute?.route ?? null)) {
         const r = l.routes.pop()!;
-        this.refuse(keys.route(this.prefix, name, r.hostname), `the backend table is full (${plane.backends.slots} route backends in all)`);
+        this.refuse(keys.route(this.prefix, name, r), `the backend table is full (${plane.backends.slots} route backends in all)`);
       }
     }
   }
@@ -87,7 +87,7 @@ export class FleetState {
     const plane = this.plane!;
     await plane.applyRoutes(plane.listener(name)!, routes);
     // A backend keeps its slot across changes; its stored state is the fleet's.
-    for (const r of routes) for (const b of r.backends) setSlotState(plane, name, r.hostname, b.addr, b.state ?? "enabled");
+    for (const r of routes) for (const b of r.backends) setSlotState(plane, name, r, b.addr, b.state ?? "enabled");
   }
 
   /** One watch response: every event in it applied together. */
@@ -117,9 +117,17 @@ export class FleetState {
         maxChanged.add(e.name);
       } else if (e.kind === "route") {
         const l = get(e.listener);
-        const next = l.routes.filter((r) => r.hostname !== e.route.hostname);
-        if (!del) next.push(e.route);
-        next.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
+        const next = l.routes.filter((r) => !isRoute(r, e.route));
+        if (!del) {
+          // One route per (hostname, protocol): a key that would share one with another key's route is refused.
+          const clash = routeSetProblems([...next, e.route], "route");
+          if (clash.length > 0) {
+            this.refuse(key, clash.join("; "));
+            continue;
+          }
+          next.push(e.route);
+        }
+        sortRoutes(next);
         const view = this.served.has(e.listener) ? plane?.listener(e.listener) : undefined;
         if (!del && plane !== null && view !== undefined && !canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)) {
           this.refuse(key, `the backend table is full (${plane.backends.slots} route backends in all)`);

@@ -93,4 +93,45 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    description: "a hostname may have routes per ALPN protocol list (routes.alpn in the key); per-route allow, deny and max_connections in settings",
+    // SQLite cannot change a primary key in place: build the new tables,
+    // copy, drop the old (children first) and rename; a rename rewrites the
+    // foreign key that names the renamed table.
+    sql: `
+      CREATE TABLE routes_v5 (
+        listener_id         INTEGER NOT NULL REFERENCES listeners(id) ON DELETE CASCADE,
+        hostname            TEXT NOT NULL,
+        alpn                TEXT NOT NULL DEFAULT '',
+        backend             TEXT NOT NULL,
+        updated_at          TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        send_proxy_protocol TEXT NOT NULL DEFAULT 'off' CHECK (send_proxy_protocol IN ('off', 'v1', 'v2')),
+        balance             TEXT NOT NULL DEFAULT 'round_robin' CHECK (balance IN ('round_robin', 'least_connections', 'source_hash')),
+        health_check        TEXT CHECK (health_check IS NULL OR health_check IN ('off', 'tcp', 'tls')),
+        settings            TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (listener_id, hostname, alpn)
+      ) STRICT;
+      INSERT INTO routes_v5 (listener_id, hostname, alpn, backend, updated_at, send_proxy_protocol, balance, health_check, settings)
+        SELECT listener_id, hostname, '', backend, updated_at, send_proxy_protocol, balance, health_check, settings FROM routes;
+      CREATE TABLE route_backends_v5 (
+        listener_id INTEGER NOT NULL,
+        hostname    TEXT NOT NULL,
+        alpn        TEXT NOT NULL DEFAULT '',
+        position    INTEGER NOT NULL,
+        addr        TEXT NOT NULL,
+        weight      INTEGER NOT NULL DEFAULT 1 CHECK (weight BETWEEN 1 AND 256),
+        backup      INTEGER NOT NULL DEFAULT 0 CHECK (backup IN (0, 1)),
+        state       TEXT NOT NULL DEFAULT 'enabled' CHECK (state IN ('enabled', 'drain', 'disabled')),
+        PRIMARY KEY (listener_id, hostname, alpn, addr),
+        FOREIGN KEY (listener_id, hostname, alpn) REFERENCES routes_v5 (listener_id, hostname, alpn) ON DELETE CASCADE
+      ) STRICT;
+      INSERT INTO route_backends_v5 (listener_id, hostname, alpn, position, addr, weight, backup, state)
+        SELECT listener_id, hostname, '', position, addr, weight, backup, state FROM route_backends;
+      DROP TABLE route_backends;
+      DROP TABLE routes;
+      ALTER TABLE routes_v5 RENAME TO routes;
+      ALTER TABLE route_backends_v5 RENAME TO route_backends;
+    `,
+  },
 ];

@@ -4,7 +4,7 @@
 import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { DataPlane, ListenerView } from "../server/data_plane";
-import { type ConfigStore, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
+import { type ConfigStore, type RouteKey, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
 import type { SqliteDatabase } from "./sqlite_database";
 
 /** The SQLite store: synchronous transactions, applied to the data plane as each commits. */
@@ -30,8 +30,8 @@ export class SqliteConfigStore implements ConfigStore {
     return { replaced: after.changed };
   }
 
-  async removeRoute(listener: string, hostname: string): Promise<boolean> {
-    const after = this.store.removeRoute(listener, hostname);
+  async removeRoute(listener: string, route: RouteKey): Promise<boolean> {
+    const after = this.store.removeRoute(listener, route);
     if (after.changed) await this.plane.applyRoutes(this.view(listener), after.routes);
     return after.changed;
   }
@@ -55,11 +55,11 @@ export class SqliteConfigStore implements ConfigStore {
     this.plane.applyMaxConnections(this.view(listener), n);
   }
 
-  async setBackendState(listener: string, hostname: string, addr: string, state: BackendState): Promise<boolean> {
-    const after = this.store.setBackendState(listener, hostname, addr, state);
+  async setBackendState(listener: string, route: RouteKey, addr: string, state: BackendState): Promise<boolean> {
+    const after = this.store.setBackendState(listener, route, addr, state);
     if (!after.changed) return false;
     await this.plane.applyRoutes(this.view(listener), after.routes);
-    setSlotState(this.plane, listener, hostname, addr, state);
+    setSlotState(this.plane, listener, route, addr, state);
     return true;
   }
 

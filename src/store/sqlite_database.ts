@@ -7,8 +7,8 @@ import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BackendState } from "../routing/backend_table";
-import type { Balance, HealthCheckKind, SendProxy } from "../routing/pool";
-import { type ListenerState, StoreError, type StoreState, type StoredRoute, type StoredRule } from "./config_store";
+import { type Balance, type HealthCheckKind, type SendProxy, alpnKey } from "../routing/pool";
+import { type ListenerState, type RouteKey, StoreError, type StoreState, type StoredRoute, type StoredRule } from "./config_store";
 import { MIGRATIONS } from "./migrations";
 
 /** Per-route overrides kept as JSON in routes.settings (absent = the [proxy] default). */
@@ -19,6 +19,10 @@ interface Settings {
   health_check_fall?: number;
   retries?: number;
   connect_timeout_ms?: number;
+  /** The route's source policy and limit (absent: none). */
+  allow?: string[];
+  deny?: string[];
+  max_connections?: number;
 }
 
 /** A route mutation's result, with the listener's routes as committed (read in the same transaction). */
@@ -136,15 +140,17 @@ export class SqliteDatabase {
   }
 
   private routesOf(listenerId: number): StoredRoute[] {
-    const rows = this.db.query("SELECT hostname, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname").all(listenerId) as {
+    const rows = this.db.query("SELECT hostname, alpn, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname, alpn").all(listenerId) as {
       hostname: string;
+      alpn: string;
       send_proxy_protocol: SendProxy;
       balance: Balance;
       health_check: HealthCheckKind | null;
       settings: string;
     }[];
-    const backends = this.db.query("SELECT hostname, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, position").all(listenerId) as {
+    const backends = this.db.query("SELECT hostname, alpn, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, alpn, position").all(listenerId) as {
       hostname: string;
+      alpn: string;
       addr: string;
       weight: number;
       backup: number;
@@ -154,7 +160,11 @@ export class SqliteDatabase {
       const s = JSON.parse(r.settings) as Settings;
       return {
         hostname: r.hostname,
-        backends: backends.filter((b) => b.hostname === r.hostname).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup === 1, state: b.state })),
+        alpn: r.alpn === "" ? [] : r.alpn.split(","),
+        allow: s.allow ?? [],
+        deny: s.deny ?? [],
+        maxConnections: s.max_connections ?? 0,
+        backends: backends.filter((b) => b.hostname === r.hostname && b.alpn === r.alpn).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup === 1, state: b.state })),
         balance: r.balance,
         healthCheck: r.health_check,
         check: { intervalMs: s.health_check_interval_ms, timeoutMs: s.health_check_timeout_ms, rise: s.health_check_rise, fall: s.health_check_fall },
@@ -177,31 +187,36 @@ export class SqliteDatabase {
       health_check_fall: r.check.fall,
       retries: r.retries ?? undefined,
       connect_timeout_ms: r.connectTimeoutMs ?? undefined,
+      allow: r.allow.length === 0 ? undefined : [...r.allow],
+      deny: r.deny.length === 0 ? undefined : [...r.deny],
+      max_connections: r.maxConnections === 0 ? undefined : r.maxConnections,
     };
+    const alpn = alpnKey(r.alpn);
     this.db
       .query(
-        `INSERT INTO routes (listener_id, hostname, backend, send_proxy_protocol, balance, health_check, settings) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (listener_id, hostname) DO UPDATE SET backend = excluded.backend, send_proxy_protocol = excluded.send_proxy_protocol,
+        `INSERT INTO routes (listener_id, hostname, alpn, backend, send_proxy_protocol, balance, health_check, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (listener_id, hostname, alpn) DO UPDATE SET backend = excluded.backend, send_proxy_protocol = excluded.send_proxy_protocol,
            balance = excluded.balance, health_check = excluded.health_check, settings = excluded.settings,
            updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
       )
-      .run(listenerId, r.hostname, r.backends[0]!.addr, r.sendProxyProtocol, r.balance, r.healthCheck, JSON.stringify(settings));
+      .run(listenerId, r.hostname, alpn, r.backends[0]!.addr, r.sendProxyProtocol, r.balance, r.healthCheck, JSON.stringify(settings));
     const keep = r.backends.map((b) => b.addr);
-    const del = this.db.query("DELETE FROM route_backends WHERE listener_id = ? AND hostname = ? AND addr = ?");
-    const existing = this.db.query("SELECT addr FROM route_backends WHERE listener_id = ? AND hostname = ?").all(listenerId, r.hostname) as { addr: string }[];
-    for (const e of existing) if (!keep.includes(e.addr)) del.run(listenerId, r.hostname, e.addr);
+    const del = this.db.query("DELETE FROM route_backends WHERE listener_id = ? AND hostname = ? AND alpn = ? AND addr = ?");
+    const existing = this.db.query("SELECT addr FROM route_backends WHERE listener_id = ? AND hostname = ? AND alpn = ?").all(listenerId, r.hostname, alpn) as { addr: string }[];
+    for (const e of existing) if (!keep.includes(e.addr)) del.run(listenerId, r.hostname, alpn, e.addr);
     const put = this.db.query(
-      `INSERT INTO route_backends (listener_id, hostname, position, addr, weight, backup, state) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (listener_id, hostname, addr) DO UPDATE SET position = excluded.position, weight = excluded.weight, backup = excluded.backup`,
+      `INSERT INTO route_backends (listener_id, hostname, alpn, position, addr, weight, backup, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (listener_id, hostname, alpn, addr) DO UPDATE SET position = excluded.position, weight = excluded.weight, backup = excluded.backup`,
     );
-    for (const [i, b] of r.backends.entries()) put.run(listenerId, r.hostname, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled");
+    for (const [i, b] of r.backends.entries()) put.run(listenerId, r.hostname, alpn, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled");
   }
 
   /** Set one backend's operator state; `changed` is false when the route has no such backend. */
-  setBackendState(addr: string, hostname: string, backend: string, state: BackendState): RoutesAfter {
+  setBackendState(addr: string, route: RouteKey, backend: string, state: BackendState): RoutesAfter {
     return this.write("set backend state", () => {
       const id = this.listenerId(addr);
-      const changed = this.db.query("UPDATE route_backends SET state = ? WHERE listener_id = ? AND hostname = ? AND addr = ?").run(state, id, hostname, backend).changes > 0;
+      const changed =
+        this.db.query("UPDATE route_backends SET state = ? WHERE listener_id = ? AND hostname = ? AND alpn = ? AND addr = ?").run(state, id, route.hostname, alpnKey(route.alpn), backend).changes > 0;
       return { changed, routes: this.routesOf(id) };
     });
   }
@@ -256,17 +271,17 @@ export class SqliteDatabase {
   upsertRoute(addr: string, route: StoredRoute): RoutesAfter {
     return this.write("add route", () => {
       const id = this.listenerId(addr);
-      const existed = this.db.query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ?").get(id, route.hostname) !== null;
+      const existed = this.db.query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").get(id, route.hostname, alpnKey(route.alpn)) !== null;
       this.putRoute(id, route);
       return { changed: existed, routes: this.routesOf(id) };
     });
   }
 
   /** Delete a route; `changed` is false when there was none. */
-  removeRoute(addr: string, hostname: string): RoutesAfter {
+  removeRoute(addr: string, route: RouteKey): RoutesAfter {
     return this.write("remove route", () => {
       const id = this.listenerId(addr);
-      const changed = this.db.query("DELETE FROM routes WHERE listener_id = ? AND hostname = ?").run(id, hostname).changes > 0;
+      const changed = this.db.query("DELETE FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").run(id, route.hostname, alpnKey(route.alpn)).changes > 0;
       return { changed, routes: this.routesOf(id) };
     });
   }

@@ -1,8 +1,18 @@
 // Routes for unit tests: a plain route to one backend, as `backend = "…"` gives.
-import type { Route, SendProxy } from "../../src/routing/pool";
+import { PLAIN, type Route, type SendProxy } from "../../src/routing/pool";
 
 export function route(hostname: string, backend: string, sendProxyProtocol: SendProxy = "off"): Route {
-  return { hostname, backends: [{ addr: backend, weight: 1, backup: false }], balance: "round_robin", healthCheck: null, check: {}, retries: null, connectTimeoutMs: null, sendProxyProtocol };
+  return {
+    hostname,
+    ...PLAIN,
+    backends: [{ addr: backend, weight: 1, backup: false }],
+    balance: "round_robin",
+    healthCheck: null,
+    check: {},
+    retries: null,
+    connectTimeoutMs: null,
+    sendProxyProtocol,
+  };
 }
 
 /** A route as the store returns it: each backend with its operator state. */

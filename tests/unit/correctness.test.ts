@@ -14,7 +14,7 @@ import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RateLimiter } from "../../src/firewall/rate_limiter";
 import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
-import { RoutePool, bindRoutes } from "../../src/routing/pool";
+import { PLAIN, RoutePool, bindRoutes } from "../../src/routing/pool";
 import { ControlPlane } from "../../src/server/control_plane";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
@@ -80,6 +80,7 @@ describe("etcd values pass the same validation as the config file and the admin 
   test("good values still parse, and a deletion needs no value", () => {
     const r = {
       hostname: "app.example.com",
+      ...PLAIN,
       backends: [{ addr: "127.0.0.1:9001", weight: 2, backup: false, state: "drain" as const }],
       balance: "least_connections" as const,
       healthCheck: "tcp" as const,
@@ -196,7 +197,7 @@ describe("the backend-slot limit is checked before anything is written", () => {
     const port = 20000 + Math.floor(Math.random() * 5000);
     const cfg = parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
     const quiet = new Logger("error", "text", { write() {}, flush() {} });
-    const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 8 });
+    const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 10 });
     const db = SqliteDatabase.open(join(dir, "db.sqlite"));
     db.seed([{ addr: cfg.listeners[0]!.name, maxConnections: 0, routes: [] }], []);
     const admin = new AdminService(srv, new SqliteConfigStore(db, srv), quiet);
@@ -254,6 +255,7 @@ describe("least_connections", () => {
     const table = new BackendTable(16);
     const spec = {
       hostname: "a",
+      ...PLAIN,
       backends: [
         { addr: "h:1", weight: 1, backup: false },
         { addr: "h:2", weight: 1, backup: false },

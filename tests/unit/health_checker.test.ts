@@ -7,7 +7,7 @@ import { POOL_DEFAULTS } from "../../src/config/config";
 import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
 import { HealthChecker, checkOnce } from "../../src/routing/health_checker";
-import { bindRoutes, RoutePool } from "../../src/routing/pool";
+import { PLAIN, bindRoutes, RoutePool } from "../../src/routing/pool";
 import { testCert } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
 import { tlsBackend } from "../helpers/tls";
@@ -52,6 +52,7 @@ test("the checker takes a backend down after `fall` failed checks and brings it 
   const table = new BackendTable(16);
   const route = {
     hostname: "a.example.com",
+    ...PLAIN,
     backends: [{ addr: `127.0.0.1:${port}`, weight: 1, backup: false }],
     balance: "round_robin" as const,
     healthCheck: "tcp" as const,

@@ -2,11 +2,11 @@
 import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
 import { BackendTable } from "../../src/routing/backend_table";
-import { type BackendSpec, type Balance, RoutePool, bindRoutes } from "../../src/routing/pool";
+import { type BackendSpec, type Balance, PLAIN, RoutePool, bindRoutes } from "../../src/routing/pool";
 
 function pool(backends: BackendSpec[], balance: Balance = "round_robin", retries: number | null = null) {
   const table = new BackendTable(64);
-  const b = bindRoutes(table, 0, [{ hostname: "a.example", backends, balance, healthCheck: null, check: {}, retries, connectTimeoutMs: null, sendProxyProtocol: "off" }], null);
+  const b = bindRoutes(table, 0, [{ hostname: "a.example", ...PLAIN, backends, balance, healthCheck: null, check: {}, retries, connectTimeoutMs: null, sendProxyProtocol: "off" }], null);
   return { table, p: new RoutePool(b.routes[0]!, POOL_DEFAULTS, table) };
 }
 const be = (addr: string, weight = 1, backup = false): BackendSpec => ({ addr, weight, backup });

@@ -34,7 +34,7 @@ describe("Store", () => {
     const path = join(tempDir(), "p.db");
     const s1 = SqliteDatabase.open(path);
     s1.seed(seedListeners, [{ type: "ip", value: "192.0.2.1" }]);
-    s1.removeRoute(":443", "a.example.com");
+    s1.removeRoute(":443", { hostname: "a.example.com", alpn: [] });
     s1.removeRule({ type: "ip", value: "192.0.2.1" });
     s1.close();
     const s2 = SqliteDatabase.open(path);
@@ -56,8 +56,8 @@ describe("Store", () => {
     // The result carries the listener's routes as committed.
     expect(replaced.routes).toEqual(s.listener(":443")!.routes);
     expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backends[0]!.addr).toBe("x:2");
-    expect(s.removeRoute(":443", "b.example.com")).toEqual({ changed: true, routes: [storedRoute("a.example.com", "127.0.0.1:1")] });
-    expect(s.removeRoute(":443", "b.example.com").changed).toBe(false);
+    expect(s.removeRoute(":443", { hostname: "b.example.com", alpn: [] })).toEqual({ changed: true, routes: [storedRoute("a.example.com", "127.0.0.1:1")] });
+    expect(s.removeRoute(":443", { hostname: "b.example.com", alpn: [] }).changed).toBe(false);
     expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toEqual({ changed: true, rules: [{ type: "cidr", value: "10.0.0.0/8" }] });
     expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" }).changed).toBe(false);
     s.setMaxConnections(":8443", 5);
