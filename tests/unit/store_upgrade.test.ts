@@ -31,3 +31,52 @@ test("a database from release 0.1.0 opens, migrates and keeps its listeners, rou
     s.close();
   }
 });
+
+test("a database from release 0.2.0 (pools, settings, a drained backend) opens, migrates and keeps every field", () => {
+  const path = join(tempDir(), "old.db");
+  copyFileSync(join(import.meta.dir, "../fixtures/release-0.2.0.db"), path);
+  const s = SqliteDatabase.open(path);
+  try {
+    const l = s.listener("127.0.0.1:25443")!;
+    expect(l.maxConnections).toBe(7);
+    expect(l.routes.map((r) => r.hostname)).toEqual(["*.wild.example.com", "alpha.example.com", "pool.example.com"]);
+    expect(l.routes[1]).toEqual(storedRoute("alpha.example.com", "127.0.0.1:25444", "v2"));
+    expect(l.routes[2]).toEqual({
+      hostname: "pool.example.com",
+      alpn: [],
+      allow: [],
+      deny: [],
+      maxConnections: 0,
+      backends: [
+        { addr: "127.0.0.1:25447", weight: 1, backup: false, state: "enabled" },
+        { addr: "127.0.0.1:25448", weight: 3, backup: false, state: "drain" },
+        { addr: "127.0.0.1:25449", weight: 1, backup: true, state: "enabled" },
+      ],
+      balance: "least_connections",
+      healthCheck: "tls",
+      check: { intervalMs: 3000, timeoutMs: undefined, rise: 3, fall: undefined },
+      retries: 1,
+      connectTimeoutMs: 2000,
+      sendProxyProtocol: "off",
+    });
+    expect(s.role()).toBe("sqlite");
+    // The new key: an ALPN route beside the plain one, and removing one leaves the other.
+    const acme = { ...storedRoute("pool.example.com", "127.0.0.1:9"), alpn: ["acme-tls/1"], allow: ["10.0.0.0/8"], maxConnections: 3 };
+    expect(s.upsertRoute("127.0.0.1:25443", acme).changed).toBe(false);
+    expect(
+      s
+        .listener("127.0.0.1:25443")!
+        .routes.filter((r) => r.hostname === "pool.example.com")
+        .map((r) => r.alpn),
+    ).toEqual([[], ["acme-tls/1"]]);
+    expect(s.listener("127.0.0.1:25443")!.routes.find((r) => r.alpn.length > 0)).toEqual(acme);
+    expect(s.removeRoute("127.0.0.1:25443", { hostname: "pool.example.com", alpn: [] }).changed).toBe(true);
+    expect(s.listener("127.0.0.1:25443")!.routes.filter((r) => r.hostname === "pool.example.com")).toEqual([acme]);
+    // The rebuilt tables keep their foreign keys: the removed route's backends went with it.
+    const db = (s as unknown as { db: import("bun:sqlite").Database }).db;
+    expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+    expect(db.query("SELECT count(*) AS n FROM route_backends WHERE hostname = 'pool.example.com'").get()).toEqual({ n: 1 });
+  } finally {
+    s.close();
+  }
+});
