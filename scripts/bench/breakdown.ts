@@ -17,7 +17,7 @@ import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
 import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, tcpFront } from "./setup";
 
-const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3"] as const;
+const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy"] as const;
 type Stage = (typeof STAGES)[number];
 
 const DESCRIBE: Record<Stage, string> = {
@@ -28,6 +28,8 @@ const DESCRIBE: Record<Stage, string> = {
   metrics: "metrics endpoint, scraped every second",
   pp: "PROXY v2 received (from an HAProxy in front, not counted) and sent",
   pool3: "pool of 3 backends (round robin, health checks on)",
+  alpn: "an ALPN route (acme-tls/1) beside the name's plain route (wrk offers no ALPN: the plain route serves)",
+  policy: "the route's allow list of 1,000 entries (prefixes /8–/32), a deny entry, max_connections",
 };
 
 interface System {
@@ -73,6 +75,16 @@ function mcproxyConf(sys: System, f: Files): string {
   for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
   const backends = (port: number) => (on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`);
   const cidrs = Array.from({ length: 1000 }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ");
+  // 999 blocks of every prefix length from /8 to /32 (one probe per distinct length), then loopback.
+  const allow = [
+    ...Array.from({ length: 999 }, (_, i) => {
+      const len = 8 + (i % 25);
+      const n = ((11 + (i % 100)) * 2 ** 24 + i * 65_537) >>> 0;
+      const net = len === 0 ? 0 : (n & (0xffffffff << (32 - len))) >>> 0;
+      return `"${net >>> 24}.${(net >>> 16) & 255}.${(net >>> 8) & 255}.${net & 255}/${len}"`;
+    }),
+    '"127.0.0.0/8"',
+  ].join(", ");
   const conf = `# --breakdown variant ${sys.name}: ${sys.stages.join(", ") || "every stage off"}
 [database]
 path = "${db}"
@@ -82,7 +94,7 @@ addr = "127.0.0.1:${on("pp") ? PORTS.breakdownPp : PORTS.breakdown}"
 ${on("pp") ? `proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n` : ""}  [[listeners.routes]]
   hostname = "${HOST}"
   ${backends(on("pp") ? PORTS.backendPp : PORTS.backend)}
-${on("pp") ? `  send_proxy_protocol = "v2"\n` : ""}
+${on("pp") ? `  send_proxy_protocol = "v2"\n` : ""}${on("policy") ? `  allow = [${allow}]\n  deny = ["127.0.0.2"]\n  max_connections = 1000000\n` : ""}${on("alpn") ? `  [[listeners.routes]]\n  hostname = "${HOST}"\n  alpn = ["acme-tls/1"]\n  backend = "127.0.0.1:1"\n` : ""}
 [firewall]
 ${on("cidrs") ? `blocked_ips = ["192.0.2.1"]\nblocked_cidrs = [${cidrs}]\n` : ""}${on("geoip") ? `geoip_db = "${f.geoDb}"\nblocked_countries = ["KP", "IR", "SY", "CU", "RU"]\n` : ""}${on("rate") ? `rate_limit = 1000000\nrate_window = "1s"\n` : ""}
 [proxy]

@@ -130,13 +130,14 @@ function backendLine(b: BackendMsg): string {
 
 export const BACKENDS_USAGE = `Usage:
   mc-proxy backends list    -c FILE [--listener ADDR] [HOSTNAME] [--json]
-  mc-proxy backends drain   -c FILE [--listener ADDR] HOSTNAME ADDR
-  mc-proxy backends enable  -c FILE [--listener ADDR] HOSTNAME ADDR
-  mc-proxy backends disable -c FILE [--listener ADDR] [--reset] HOSTNAME ADDR
+  mc-proxy backends drain   -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
+  mc-proxy backends enable  -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
+  mc-proxy backends disable -c FILE [--listener ADDR] [--alpn P[,P...]] [--reset] HOSTNAME ADDR
 
 drain: no new connections go to ADDR; open ones continue (watch "active"
 fall to 0 in "backends list", restart the backend, then enable it).
-disable: no new connections either; --reset also resets the open ones.`;
+disable: no new connections either; --reset also resets the open ones.
+--alpn names an ALPN route of HOSTNAME (its protocols, any order).`;
 
 export async function backends(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
@@ -150,6 +151,7 @@ export async function backends(args: string[]): Promise<number> {
     rest.filter((a) => a !== "--reset"),
     BACKENDS_USAGE,
     true,
+    sub === "list" ? [] : ["--alpn"],
   );
   if (o === null) return help(BACKENDS_USAGE);
   const pos = o.rest;
@@ -166,7 +168,8 @@ export async function backends(args: string[]): Promise<number> {
     if (pos.length !== 2) throw new UsageError(`backends ${sub} needs HOSTNAME and ADDR`, BACKENDS_USAGE);
     const listener = listenerOf(o, BACKENDS_USAGE);
     const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[sub];
-    const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", { listener, hostname: pos[0], addr: pos[1], state, reset_connections: reset });
+    const alpn = list(o.values.get("--alpn"));
+    const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", { listener, hostname: pos[0], alpn, addr: pos[1], state, reset_connections: reset });
     print(o.json, r, () => `${pos[0]}  ${backendLine(r.backend)}${reset ? `  (${r.connections_reset} connection(s) reset)` : ""}`);
     return 0;
   } finally {

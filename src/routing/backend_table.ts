@@ -29,7 +29,9 @@ const F = {
   lastCheckAt: 7,
   /** Down because of connect failures with checks off: may be tried again from this time (seconds). */
   retryAt: 8,
-  size: 9,
+  /** 1: a route's own slot (its connection count), not a backend. */
+  route: 9,
+  size: 10,
 } as const;
 
 export const DEFAULT_BACKEND_SLOTS = 1 << 16;
@@ -75,7 +77,7 @@ export class BackendTable {
    * The slot of `key` (listener, hostname, address): the same one while the
    * key stays in use; a new one (up, with `state`) otherwise.
    */
-  acquire(key: string, state: BackendState): SlotRef {
+  acquire(key: string, state: BackendState, route = false): SlotRef {
     const had = this.byKey.get(key);
     if (had !== undefined) return had;
     if (this.free.length === 0 && this.next >= this.slots) throw new Error(`more than ${this.slots} route backends`);
@@ -90,6 +92,7 @@ export class BackendTable {
     Atomics.store(this.a, o + F.lastResult, 0);
     Atomics.store(this.a, o + F.lastCheckAt, 0);
     Atomics.store(this.a, o + F.retryAt, 0);
+    Atomics.store(this.a, o + F.route, route ? 1 : 0);
     for (let w = 0; w < this.workers; w++) Atomics.store(this.perWorker, w * this.slots + slot, 0);
     const ref = { slot, gen };
     this.byKey.set(key, ref);
@@ -175,7 +178,7 @@ export class BackendTable {
     Atomics.sub(this.perWorker, w * this.slots + r.slot, 1);
   }
 
-  /** Worker `w` died with its sockets: take its connections out of every backend's count. Returns how many. */
+  /** Worker `w` died with its sockets: take its connections out of every backend's and route's count. Returns how many backend connections. */
   forgetWorker(w: number): number {
     let n = 0;
     const base = w * this.slots;
@@ -184,7 +187,7 @@ export class BackendTable {
       const held = Atomics.exchange(this.perWorker, base + slot, 0);
       if (held !== 0) {
         Atomics.sub(this.a, slot * F.size + F.active, held);
-        n += held;
+        if (Atomics.load(this.a, slot * F.size + F.route) === 0) n += held;
       }
     }
     return n;

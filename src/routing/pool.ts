@@ -217,7 +217,7 @@ export function bindRoutes(table: BackendTable, listener: number, routes: readon
   table.releaseExcept(prefix, slotKeys(listener, routes, defaultRoute));
   const bind = (r: Route): BoundRoute => {
     const at = `${prefix}${routeName(r)}\u0000`;
-    return { ...r, refs: r.backends.map((b) => table.acquire(`${at}${b.addr}`, b.state ?? "enabled")), countRef: table.acquire(at, "enabled") };
+    return { ...r, refs: r.backends.map((b) => table.acquire(`${at}${b.addr}`, b.state ?? "enabled")), countRef: table.acquire(at, "enabled", true) };
   };
   return { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
 }
