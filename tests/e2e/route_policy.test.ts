@@ -250,7 +250,7 @@ describe("per-route allow and deny", () => {
       const hello = helloFor("private.example.com");
       const from = async (ip: string) => {
         const before = s.proxy.access().length;
-        const r = await rawExchange(s.port, hello, { localAddress: ip });
+        const r = await rawExchange(s.port, hello, { localAddress: ip, timeoutMs: 800 });
         const rec = await landed(s, before);
         return { ip, end: r.end, got: r.received.toString(), outcome: rec.outcome };
       };
@@ -336,6 +336,32 @@ describe("per-route allow and deny", () => {
       haproxy?.kill();
       admin.close();
       await s.stop();
+    }
+  }, 60_000);
+});
+
+describe("per-route allow and deny, IPv6 clients", () => {
+  test("a client on ::1: allowed by an IPv6 block, then denied (RST, route_denied) after a runtime change", async () => {
+    const app = named("app6");
+    const port = freePort();
+    const dir = tempDir();
+    const proxy = await startProxy(
+      "binary",
+      `[[listeners]]\naddr = "[::1]:${port}"\n  [[listeners.routes]]\n  hostname = "v6.example.com"\n  backend = "127.0.0.1:${app.port}"\n  allow = ["::1/128", "2001:db8::/32"]\n[grpc]\naddr = "unix:admin.sock"\n[proxy]\nworkers = 2\n`,
+      { dir },
+    );
+    const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
+    try {
+      const hello = helloFor("v6.example.com");
+      expect((await rawExchange(port, hello, { host: "::1" })).received.toString()).toBe("app6");
+      await admin.call("AddRoute", { listener: `[::1]:${port}`, route: { hostname: "v6.example.com", backend: `127.0.0.1:${app.port}`, allow: ["2001:db8::/32"] } });
+      const after = await Promise.all(Array.from({ length: 8 }, () => rawExchange(port, hello, { host: "::1" })));
+      expect(after.map((r) => r.end)).toEqual(Array(8).fill("reset"));
+      await waitFor(() => proxy.access().filter((r) => r.outcome === "route_denied" && String(r.client).startsWith("[::1]:")).length === 8, 5000, "8 refusals of ::1");
+    } finally {
+      admin.close();
+      await proxy.stop();
+      app.stop();
     }
   }, 60_000);
 });

@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { copyFileSync } from "node:fs";
 import { join } from "node:path";
+import { loadRoutedConfig } from "../../src/routing/route_config";
 import { MIGRATIONS } from "../../src/store/migrations";
 import { SqliteDatabase } from "../../src/store/sqlite_database";
 import { tempDir } from "../helpers/proxy";
@@ -78,5 +79,13 @@ test("a database from release 0.2.0 (pools, settings, a drained backend) opens, 
     expect(db.query("SELECT count(*) AS n FROM route_backends WHERE hostname = 'pool.example.com'").get()).toEqual({ n: 1 });
   } finally {
     s.close();
+  }
+});
+
+test("the config files of releases 0.1.0 and 0.2.0 still load, their routes plain (no ALPN, no policy)", () => {
+  for (const name of ["release-0.1.0.toml", "release-0.2.0.toml"]) {
+    const cfg = loadRoutedConfig(join(import.meta.dir, "../fixtures", name), {});
+    expect(cfg.listeners.length).toBe(2);
+    for (const r of cfg.listeners[0]!.routes) expect({ name, alpn: r.alpn, allow: r.allow, deny: r.deny, max: r.maxConnections }).toEqual({ name, alpn: [], allow: [], deny: [], max: 0 });
   }
 });
