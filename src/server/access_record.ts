@@ -19,6 +19,8 @@ export interface AccessFacts {
   readonly peerPort: number;
   readonly sni: string | null;
   readonly alpn: readonly string[];
+  /** JA4 of a complete hello (sni/ja4.ts), "" otherwise. */
+  readonly ja4: string;
   /** The route that matched (routeName), "" when none did. */
   readonly routeName: string;
   readonly backendAddr: string | null;
@@ -49,7 +51,7 @@ export function writeAccessRecord(log: Logger, worker: number, c: AccessFacts, o
     "info",
     "access",
     log.json
-      ? `,"id":"${c.id}","worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(c.alpn)},"route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-      : ` id=${c.id} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(c.alpn.join(","))} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+      ? `,"id":"${c.id}","worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(c.alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+      : ` id=${c.id} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(c.alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
   );
 }

@@ -9,6 +9,7 @@ import type { ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { headerFor } from "../proxy_header/proxy_header_writer";
 import type { RoutePool } from "../routing/pool";
+import { ja4 } from "../sni/ja4";
 import type { PeerSocket, RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
 import { writeAccessRecord } from "./access_record";
@@ -63,6 +64,8 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
   private clientPaused = false;
   sni: string | null = null;
   alpn: readonly string[] = [];
+  /** The hello's JA4 fingerprint; "" when not computed or no complete hello. */
+  ja4 = "";
   backendAddr: string | null = null;
   readonly acceptedAt: number;
   /**
@@ -140,6 +143,7 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (this.ctx.histograms) this.listener.stats.hello.observe((this.helloAt - this.acceptedAt) / 1000);
     if (r.kind === "reject") return this.abort(r.outcome);
     this.alpn = r.alpn;
+    if (this.ctx.ja4) this.ja4 = ja4(r.buf, r.start, r.length);
     if (r.kind === "hostname") this.sni = r.hostname;
     const route = this.listener.table.lookup(this.sni, this.alpn);
     if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");

@@ -96,6 +96,8 @@ export class EventLoop {
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
       backends: this.backends,
+      // Today the access log is its one reader: computed only when records are written.
+      ja4: logger.enabled("info"),
       onConnectionClosed: () => {
         if (this.draining && this.ctx.connections.size === 0) this.stopped();
       },

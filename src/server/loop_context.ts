@@ -26,5 +26,7 @@ export interface LoopContext<C extends Timed, A> {
   readonly backendHandlers: SocketHandler<A>;
   /** Backend state shared by every loop: health, operator state, connections per backend. */
   readonly backends: BackendTable;
+  /** Compute each hello's JA4 fingerprint (sni/ja4.ts): on when something reads it (the access log). */
+  readonly ja4: boolean;
   onConnectionClosed(): void;
 }

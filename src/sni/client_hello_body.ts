@@ -44,7 +44,7 @@ export function parseClientHelloBody(buf: Uint8Array, start: number, length: num
   p += 1 + cmLen;
   if (p > end) return MALFORMED;
   // A TLS 1.2 (or older) hello may end here with no extensions at all.
-  if (p === end) return { kind: "no_sni", alpn: NO_ALPN };
+  if (p === end) return { kind: "no_sni", alpn: NO_ALPN, buf, start, length };
   if (p + 2 > end) return MALFORMED;
   const extLen = (buf[p]! << 8) | buf[p + 1]!;
   p += 2;
@@ -96,8 +96,8 @@ export function parseClientHelloBody(buf: Uint8Array, start: number, length: num
   }
   for (let i = 0; i < seenCount; i++) seenBits[seenList[i]! >>> 5] = 0;
   if (bad) return MALFORMED;
-  if (hostname === null) return { kind: "no_sni", alpn };
-  return { kind: "hostname", hostname, alpn };
+  if (hostname === null) return { kind: "no_sni", alpn, buf, start, length };
+  return { kind: "hostname", hostname, alpn, buf, start, length };
 }
 
 /**

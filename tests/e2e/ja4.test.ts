@@ -1,0 +1,73 @@
+// JA4 in the access log, from real clients on this machine (the compiled
+// binary): each client's fingerprint is the same on every connection, and
+// different clients (TLS libraries and settings) get different ones.
+import { expect, test } from "bun:test";
+import { connect as tlsConnect } from "node:tls";
+import { testCert } from "../helpers/certs";
+import { freePort, waitFor } from "../helpers/net";
+import { ensureCommands } from "../helpers/packages";
+import { startProxy } from "../helpers/proxy";
+import { tlsBackend } from "../helpers/tls";
+
+const HOST = "alpha.example.com";
+
+test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls and Bun: a stable JA4 each, distinct between them", async () => {
+  const missing = ensureCommands(["curl", "openssl", "python3"], ["curl", "openssl", "python3"]);
+  // A real TLS server behind the proxy: every client finishes its handshake and leaves at once.
+  const be = tlsBackend("be", testCert());
+  const port = freePort();
+  const proxy = await startProxy("binary", `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[proxy]\nworkers = 2\n`);
+  const run = async (cmd: string[]) => void (await Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
+  const clients: Record<string, () => Promise<void>> = {
+    node: () =>
+      new Promise<void>((resolve) => {
+        const s = tlsConnect({ host: "127.0.0.1", port, servername: HOST, rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"] });
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        setTimeout(() => s.destroy(), 300);
+      }),
+    bun: async () => {
+      try {
+        const s = await Bun.connect({ hostname: "127.0.0.1", port, tls: { serverName: HOST, rejectUnauthorized: false }, socket: { data() {}, error() {} } });
+        setTimeout(() => s.end(), 300);
+      } catch {}
+    },
+  };
+  if (missing === null) {
+    clients.curl = () => run(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`]);
+    clients["openssl-1.3"] = () => run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_3"]);
+    clients["openssl-1.2"] = () => run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_2"]);
+    clients.python = () =>
+      run([
+        "python3",
+        "-c",
+        `import socket,ssl\nc=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE\ns=socket.create_connection(("127.0.0.1",${port}),timeout=2)\ntry: c.wrap_socket(s,server_hostname="${HOST}")\nexcept Exception: pass`,
+      ]);
+  } else console.warn(`SKIP curl, openssl and python clients: ${missing}`);
+  try {
+    const got: Record<string, string[]> = {};
+    for (const [name, go] of Object.entries(clients)) {
+      for (let i = 0; i < 3; i++) {
+        const before = proxy.access().length;
+        await go();
+        await waitFor(() => proxy.access().length > before, 5000, `${name}'s access record`);
+        (got[name] ??= []).push(String(proxy.access()[before]!.ja4));
+      }
+    }
+    const one: Record<string, string> = {};
+    for (const [name, fps] of Object.entries(got)) {
+      expect({ name, distinct: new Set(fps).size }).toEqual({ name, distinct: 1 });
+      expect(fps[0]).toMatch(/^t1[23]d\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$/);
+      one[name] = fps[0]!;
+    }
+    expect(new Set(Object.values(one)).size).toBe(Object.keys(one).length);
+    if (missing === null) {
+      expect(one["openssl-1.2"]!.slice(1, 3)).toBe("12");
+      expect(one["openssl-1.3"]!.slice(1, 3)).toBe("13");
+    }
+    console.log(one);
+  } finally {
+    await proxy.stop();
+    be.stop();
+  }
+}, 60_000);
