@@ -15,6 +15,7 @@ import { status } from "@grpc/grpc-js";
 import { maxConnectionsError } from "../config/ranges";
 import { alpnError, backendError, isRoute, parseRouteHostname, routeName, routeProblems, routeSetProblems, sourceList } from "../routing/route";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { parseJa4Rule } from "../firewall/ja4_rule";
 import type { Logger } from "../log/logger";
 import type { DataPlane, ListenerView } from "../server/data_plane";
 import { OUTCOMES } from "../server/stats";
@@ -358,7 +359,7 @@ export class AdminService {
     const value = bounded("rule.value", msg?.value, MAX_LENGTH.ruleValue);
     if (msg === null || msg === undefined) throw invalid("rule: required");
     const type = shortRuleType(msg.type);
-    if (type === undefined) throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, FIREWALL_RULE_TYPE_CIDR or FIREWALL_RULE_TYPE_COUNTRY`);
+    if (type === undefined) throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, _CIDR, _COUNTRY or _JA4`);
     if (value === "") throw invalid("rule.value: required");
     if (type === "ip") {
       const r = parseIpRule(value);
@@ -370,7 +371,7 @@ export class AdminService {
       if ("error" in r) throw invalid(`rule.value: ${r.error}`);
       return { type, value: `${r.address}/${r.prefix}` };
     }
-    const r = parseCountryRule(value);
+    const r = type === "ja4" ? parseJa4Rule(value) : parseCountryRule(value);
     if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
     return { type, value: r };
   }

@@ -33,7 +33,7 @@ function definition(name: string, text: string, options: Options): PackageDefini
 export const ADMIN_PROTO_FILE = "mc_proxy/v1/admin.proto";
 
 /** The FirewallRuleType enum names, by the short rule type the store and the CLI use. */
-export const RULE_TYPE_ENUM = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY" } as const;
+export const RULE_TYPE_ENUM = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY", ja4: "FIREWALL_RULE_TYPE_JA4" } as const;
 export type ShortRuleType = keyof typeof RULE_TYPE_ENUM;
 
 /** "ip", "cidr" or "country" for a FirewallRuleType enum name; undefined for any other name. */

@@ -34,7 +34,9 @@ export const FIREWALL_USAGE = `Usage:
   mc-proxy firewall add    -c FILE TYPE VALUE [--json]
   mc-proxy firewall remove -c FILE TYPE VALUE
 
-TYPE is ip, cidr or country; e.g. "firewall add -c FILE cidr 198.51.100.0/24".`;
+TYPE is ip, cidr, country or ja4; e.g. "firewall add -c FILE cidr 198.51.100.0/24",
+"firewall add -c FILE ja4 t13d1516h2_8daaf6152771_e5627efa2ab1" (the access
+log's ja4 field; a part ending in "*" matches any rest of it: "t13d*_8daaf6152771_*").`;
 
 interface Opts {
   cfg: Config;
@@ -241,7 +243,7 @@ export async function firewall(args: string[]): Promise<number> {
     }
     if (pos.length !== 2) throw new UsageError(`firewall ${sub} needs TYPE and VALUE`, FIREWALL_USAGE);
     const type = Object.hasOwn(RULE_TYPE_ENUM, pos[0]!) ? RULE_TYPE_ENUM[pos[0] as ShortRuleType] : undefined;
-    if (type === undefined) throw new UsageError(`TYPE must be ip, cidr or country, not "${pos[0]}"`, FIREWALL_USAGE);
+    if (type === undefined) throw new UsageError(`TYPE must be ip, cidr, country or ja4, not "${pos[0]}"`, FIREWALL_USAGE);
     const rule = { type, value: pos[1] };
     if (sub === "add") {
       const r = await c.call<{ rule: { type: string; value: string }; added: boolean }>("AddFirewallRule", { rule });

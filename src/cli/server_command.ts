@@ -38,6 +38,7 @@ export async function server(args: string[]): Promise<number> {
       ...loaded.firewall.blockedIps.map((value) => ({ type: "ip" as const, value })),
       ...loaded.firewall.blockedCidrs.map((value) => ({ type: "cidr" as const, value })),
       ...loaded.firewall.blockedCountries.map((value) => ({ type: "country" as const, value })),
+      ...loaded.firewall.blockedJa4.map((value) => ({ type: "ja4" as const, value })),
     ],
   };
   for (const w of loaded.warnings) logger.warn(w);
@@ -214,6 +215,6 @@ function effectiveConfig(cfg: Config, state: StoreState): Config {
       const stored = state.listeners.get(l.name);
       return stored === undefined ? l : { ...l, maxConnections: stored.maxConnections, routes: stored.routes };
     }),
-    firewall: { ...cfg.firewall, blockedIps: [...rules.blockedIps], blockedCidrs: [...rules.blockedCidrs], blockedCountries: [...rules.blockedCountries] },
+    firewall: { ...cfg.firewall, blockedIps: [...rules.blockedIps], blockedCidrs: [...rules.blockedCidrs], blockedCountries: [...rules.blockedCountries], blockedJa4: [...rules.blockedJa4] },
   };
 }

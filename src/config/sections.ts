@@ -4,6 +4,7 @@
 
 import { readFileSync } from "node:fs";
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { parseJa4Rule } from "../firewall/ja4_rule";
 import { type HostPort, parseHostPort } from "../net/host_port";
 import { parseDuration } from "./duration";
 import { MAX_COUNT } from "./ranges";
@@ -40,11 +41,13 @@ export function validateFirewall(sec: Table, pathOf: (p: string) => string, prob
   const ips = (sec.blocked_ips as string[] | undefined) ?? [];
   const cidrs = (sec.blocked_cidrs as string[] | undefined) ?? [];
   const countries = (sec.blocked_countries as string[] | undefined) ?? [];
+  const ja4 = (sec.blocked_ja4 as string[] | undefined) ?? [];
   const fw: FirewallConfig = {
     geoipDb: typeof sec.geoip_db === "string" && sec.geoip_db !== "" ? pathOf(sec.geoip_db) : null,
     blockedIps: [],
     blockedCidrs: [],
     blockedCountries: [],
+    blockedJa4: [],
     rateLimit: (sec.rate_limit as number | undefined) ?? 0,
     rateWindowMs: (sec.rate_window as number | undefined) ?? parseDuration(DEFAULTS.rateWindow)!,
     rateLimitIpv6Prefix: (sec.rate_limit_ipv6_prefix as number | undefined) ?? DEFAULTS.rateLimitIpv6Prefix,
@@ -66,6 +69,11 @@ export function validateFirewall(sec: Table, pathOf: (p: string) => string, prob
     const r = parseCountryRule(v);
     if (typeof r === "string") fw.blockedCountries.push(r);
     else problems.push(`firewall.blocked_countries[${i}]: ${r.error}`);
+  });
+  ja4.forEach((v, i) => {
+    const r = parseJa4Rule(v);
+    if (typeof r === "string") fw.blockedJa4.push(r);
+    else problems.push(`firewall.blocked_ja4[${i}]: ${r.error}`);
   });
   if (fw.blockedCountries.length > 0 && fw.geoipDb === null) {
     problems.push(`firewall.geoip_db: required when firewall.blocked_countries is set`);

@@ -27,6 +27,7 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
     blocked_ips: "strings",
     blocked_cidrs: "strings",
     blocked_countries: "strings",
+    blocked_ja4: "strings",
     rate_limit: "int",
     rate_window: "duration",
     rate_limit_ipv6_prefix: "int",

@@ -68,6 +68,7 @@ export interface FirewallConfig {
   blockedIps: string[];
   blockedCidrs: string[];
   blockedCountries: string[];
+  blockedJa4: string[];
   rateLimit: number;
   rateWindowMs: number;
   rateLimitIpv6Prefix: number;

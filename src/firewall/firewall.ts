@@ -5,6 +5,7 @@
 import { ipv6PrefixKey } from "./address";
 import { AddressTable, ipv4ToUint32 } from "./address_table";
 import { CountryDatabase } from "./country_database";
+import { Ja4Rules } from "./ja4_rule";
 import { IPV4_TAG, RateLimiter, networkKey } from "./rate_limiter";
 
 export type FirewallVerdict = "blocked_ip" | "blocked_cidr" | "blocked_country" | "rate_limited" | null;
@@ -14,6 +15,8 @@ export interface FirewallRules {
   /** Canonical "address/prefix" strings. */
   blockedCidrs: readonly string[];
   blockedCountries: readonly string[];
+  /** JA4 fingerprints and patterns (ja4_rule.ts); judged once the hello is read. */
+  blockedJa4: readonly string[];
 }
 
 /** A rule snapshot compiled into lookup tables once, when it is installed. */
@@ -21,7 +24,9 @@ class RuleSet {
   readonly ips: AddressTable;
   readonly cidrs: AddressTable;
   readonly countries: ReadonlySet<string>;
+  readonly ja4: Ja4Rules;
   constructor(readonly rules: FirewallRules) {
+    this.ja4 = new Ja4Rules(rules.blockedJa4);
     this.ips = new AddressTable(rules.blockedIps);
     this.cidrs = new AddressTable(rules.blockedCidrs);
     this.countries = new Set(rules.blockedCountries);
@@ -65,9 +70,19 @@ export class Firewall {
   }
 
   /** Rules in force, by type (for the metrics). */
-  ruleCounts(): { ip: number; cidr: number; country: number } {
+  ruleCounts(): { ip: number; cidr: number; country: number; ja4: number } {
     const r = this.set.rules;
-    return { ip: r.blockedIps.length, cidr: r.blockedCidrs.length, country: r.blockedCountries.length };
+    return { ip: r.blockedIps.length, cidr: r.blockedCidrs.length, country: r.blockedCountries.length, ja4: r.blockedJa4.length };
+  }
+
+  /** Whether any JA4 rule is in force (then every hello's fingerprint is computed). */
+  get hasJa4Rules(): boolean {
+    return this.set.ja4.size > 0;
+  }
+
+  /** The verdict on a hello's fingerprint: after the hello, before any routing (docs/SPEC.md §3). */
+  checkJa4(fp: string): "blocked_ja4" | null {
+    return this.set.ja4.matches(fp) ? "blocked_ja4" : null;
   }
 
   /** Build time of the GeoIP database in use (seconds since the epoch), or null without one. */

@@ -52,6 +52,7 @@ const FIREWALL_REASONS: [string, (typeof OUTCOMES)[number]][] = [
   ["ip", "blocked_ip"],
   ["cidr", "blocked_cidr"],
   ["country", "blocked_country"],
+  ["ja4", "blocked_ja4"],
   ["rate", "rate_limited"],
 ];
 
@@ -131,6 +132,7 @@ export class Metrics {
           { labels: { type: "ip" }, value: c.ip },
           { labels: { type: "cidr" }, value: c.cidr },
           { labels: { type: "country" }, value: c.country },
+          { labels: { type: "ja4" }, value: c.ja4 },
         ];
       }),
     );

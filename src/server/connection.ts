@@ -143,7 +143,11 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (this.ctx.histograms) this.listener.stats.hello.observe((this.helloAt - this.acceptedAt) / 1000);
     if (r.kind === "reject") return this.abort(r.outcome);
     this.alpn = r.alpn;
-    if (this.ctx.ja4) this.ja4 = ja4(r.buf, r.start, r.length);
+    const fw = this.ctx.firewall;
+    if (this.ctx.ja4 || fw.hasJa4Rules) this.ja4 = ja4(r.buf, r.start, r.length);
+    // The firewall's last word, on the hello itself, before any routing.
+    const verdict = fw.checkJa4(this.ja4);
+    if (verdict !== null) return this.abort(verdict);
     if (r.kind === "hostname") this.sni = r.hostname;
     const route = this.listener.table.lookup(this.sni, this.alpn);
     if (route === null) return this.abort(this.sni === null ? "no_sni" : "no_route");

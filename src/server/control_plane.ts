@@ -82,7 +82,7 @@ export class ControlPlane implements DataPlane {
       const bound = bindRoutes(this.backends, i, l.routes, defaultRouteOf(l));
       return new Listener(i, l.addr, l.name, new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends), l.proxyProtocol, l.trustedProxies, this.counters);
     });
-    this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries };
+    this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries, blockedJa4: config.firewall.blockedJa4 };
     this.rate = config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
     // Read once, shared by every loop; throws (refusing to start) when unreadable.
     this.geoipData = config.firewall.geoipDb === null ? null : CountryDatabase.read(config.firewall.geoipDb);
@@ -122,7 +122,13 @@ export class ControlPlane implements DataPlane {
     const config: Config = {
       ...this.config,
       listeners: this.config.listeners.map((l, i) => ({ ...l, routes: this.listeners[i]!.table.routes(), maxConnections: this.counters.max(i) })),
-      firewall: { ...this.config.firewall, blockedIps: [...this.rules.blockedIps], blockedCidrs: [...this.rules.blockedCidrs], blockedCountries: [...this.rules.blockedCountries] },
+      firewall: {
+        ...this.config.firewall,
+        blockedIps: [...this.rules.blockedIps],
+        blockedCidrs: [...this.rules.blockedCidrs],
+        blockedCountries: [...this.rules.blockedCountries],
+        blockedJa4: [...this.rules.blockedJa4],
+      },
     };
     return {
       id,
@@ -275,7 +281,7 @@ export class ControlPlane implements DataPlane {
       listeners: sumListeners(base, this.slots),
       connectionCap: this.options.connectionCap,
       draining: this.draining,
-      rules: { ip: this.rules.blockedIps.length, cidr: this.rules.blockedCidrs.length, country: this.rules.blockedCountries.length },
+      rules: { ip: this.rules.blockedIps.length, cidr: this.rules.blockedCidrs.length, country: this.rules.blockedCountries.length, ja4: this.rules.blockedJa4.length },
       rateTracked: this.rate?.tracked(Date.now()) ?? 0,
       geoipBuildEpoch: this.geoipBuildEpoch,
       workers,

@@ -62,6 +62,7 @@ export class EventLoop {
         blockedIps: config.firewall.blockedIps,
         blockedCidrs: config.firewall.blockedCidrs,
         blockedCountries: config.firewall.blockedCountries,
+        blockedJa4: config.firewall.blockedJa4,
       },
       geoipDb: config.firewall.geoipDb,
       geoipData: init.geoipData ?? undefined,

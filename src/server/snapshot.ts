@@ -50,7 +50,7 @@ export interface Snapshot {
   listeners: ListenerSnapshot[];
   connectionCap: number;
   draining: boolean;
-  rules: { ip: number; cidr: number; country: number };
+  rules: { ip: number; cidr: number; country: number; ja4: number };
   rateTracked: number;
   geoipBuildEpoch: number | null;
   workers: WorkerStatus[];

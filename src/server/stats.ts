@@ -10,6 +10,7 @@ export const OUTCOMES = [
   "blocked_ip",
   "blocked_cidr",
   "blocked_country",
+  "blocked_ja4",
   "rate_limited",
   "over_capacity",
   "untrusted_proxy",

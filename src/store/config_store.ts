@@ -12,7 +12,7 @@ import { type Route, type RouteKey, routeName } from "../routing/pool";
 export type { RouteKey };
 import type { DataPlane } from "../server/data_plane";
 
-export type RuleType = "ip" | "cidr" | "country";
+export type RuleType = "ip" | "cidr" | "country" | "ja4";
 
 /** A route as stored: the pool with each backend's operator state. */
 export type StoredRoute = Route;
@@ -77,6 +77,7 @@ export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
     blockedIps: rules.filter((r) => r.type === "ip").map((r) => r.value),
     blockedCidrs: rules.filter((r) => r.type === "cidr").map((r) => r.value),
     blockedCountries: rules.filter((r) => r.type === "country").map((r) => r.value),
+    blockedJa4: rules.filter((r) => r.type === "ja4").map((r) => r.value),
   };
 }
 

@@ -17,6 +17,7 @@
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/").
 
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
+import { parseJa4Rule } from "../firewall/ja4_rule";
 import { type BackendSpec, PLAIN, type Route, type RouteKey, alpnKey, sortRoutes, withoutClashes } from "../routing/pool";
 import { maxConnectionsError } from "../config/ranges";
 import { routeProblems } from "../routing/route";
@@ -101,6 +102,7 @@ const RULE_PARSERS: Record<RuleType, (v: string) => string | { error: string }> 
     return "error" in r ? r : `${r.address}/${r.prefix}`;
   },
   country: parseCountryRule,
+  ja4: parseJa4Rule,
 };
 
 export function parseEntry(prefix: string, key: string, value: string | null): Entry | null {
@@ -165,7 +167,7 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       };
       return { kind: "route", listener, route };
     }
-    if (parts[0] === "rules" && parts.length === 3 && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country")) {
+    if (parts[0] === "rules" && parts.length === 3 && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")) {
       const type = parts[1];
       const raw = decode(parts[2]!, "rule value");
       if (value === null) return { kind: "rule", rule: { type, value: raw } };

@@ -134,4 +134,19 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE route_backends_v5 RENAME TO route_backends;
     `,
   },
+  {
+    version: 6,
+    description: "firewall rules on the JA4 fingerprint (type ja4)",
+    sql: `
+      CREATE TABLE firewall_rules_v6 (
+        type       TEXT NOT NULL CHECK (type IN ('ip', 'cidr', 'country', 'ja4')),
+        value      TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (type, value)
+      ) STRICT;
+      INSERT INTO firewall_rules_v6 (type, value, created_at) SELECT type, value, created_at FROM firewall_rules;
+      DROP TABLE firewall_rules;
+      ALTER TABLE firewall_rules_v6 RENAME TO firewall_rules;
+    `,
+  },
 ];

@@ -71,3 +71,70 @@ test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls and Bun: a stable JA4 ea
     be.stop();
   }
 }, 60_000);
+
+test("block a real client's fingerprint at runtime (workers = 2): RST from the next connection on every worker, others unaffected; removed, it works; a pattern blocks a family", async () => {
+  const missing = ensureCommands(["curl", "openssl"], ["curl", "openssl"]);
+  if (missing !== null) return void console.warn(`SKIP ja4 blocking test: ${missing}`);
+  const be = tlsBackend("be", testCert());
+  const port = freePort();
+  const dir = (await import("../helpers/proxy")).tempDir();
+  const proxy = await startProxy(
+    "binary",
+    `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[grpc]\naddr = "unix:admin.sock"\n[proxy]\nworkers = 2\n`,
+    { dir },
+  );
+  const { AdminClient } = await import("../../src/cli/admin_client");
+  const { unixGrpcConfig } = await import("../helpers/admin");
+  const admin = new AdminClient(unixGrpcConfig(`${dir}/admin.sock`));
+  const curl = async () => {
+    const p = Bun.spawn(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`], { stdout: "pipe", stderr: "ignore" });
+    const out = await new Response(p.stdout).text();
+    await p.exited;
+    return out;
+  };
+  // openssl's own record: the workers' records of earlier curls may still be on their way.
+  let curlFp = "";
+  const openssl = async (v: "-tls1_2" | "-tls1_3") => {
+    const before = proxy.access().length;
+    await Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, v], { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited;
+    const mine = () =>
+      proxy
+        .access()
+        .slice(before)
+        .find((r) => r.ja4 !== curlFp && String(r.ja4).startsWith(v === "-tls1_2" ? "t12" : "t13"));
+    await waitFor(() => mine() !== undefined, 5000, "openssl's record");
+    return String(mine()!.outcome);
+  };
+  const rule = (value: string) => ({ rule: { type: "FIREWALL_RULE_TYPE_JA4", value } });
+  try {
+    expect(await curl()).toBe("hello from be\n");
+    await waitFor(() => proxy.access().length > 0, 5000, "curl's record");
+    const fp = String(proxy.access()[0]!.ja4);
+    curlFp = fp;
+    await admin.call("AddFirewallRule", rule(fp));
+    const t0 = Date.now();
+    const blocked = await Promise.all(Array.from({ length: 8 }, () => curl()));
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(blocked).toEqual(Array(8).fill(""));
+    await waitFor(() => proxy.access().filter((r) => r.outcome === "blocked_ja4").length === 8, 5000, "8 blocked_ja4 records");
+    const refused = proxy.access().filter((r) => r.outcome === "blocked_ja4");
+    expect(new Set(refused.map((r) => r.worker)).size).toBe(2);
+    expect(new Set(refused.map((r) => r.ja4))).toEqual(new Set([fp]));
+    expect(refused.every((r) => r.backend === "" && r.route === "")).toBe(true);
+    // Another client (another fingerprint) is not touched.
+    expect(await openssl("-tls1_3")).toBe("ok");
+    await admin.call("RemoveFirewallRule", rule(fp));
+    expect(await curl()).toBe("hello from be\n");
+    // A pattern: every TLS 1.2 client.
+    await admin.call("AddFirewallRule", rule("t12*_*_*"));
+    expect(await openssl("-tls1_2")).toBe("blocked_ja4");
+    expect(await openssl("-tls1_3")).toBe("ok");
+    expect(await curl()).toBe("hello from be\n");
+    const listed = await admin.call<{ rules: { type: string; value: string }[] }>("GetFirewallRules");
+    expect(listed.rules).toEqual([{ type: "FIREWALL_RULE_TYPE_JA4", value: "t12*_*_*" }]);
+  } finally {
+    admin.close();
+    await proxy.stop();
+    be.stop();
+  }
+}, 60_000);

@@ -74,7 +74,7 @@ describe("Firewall verdicts", () => {
   const geo = join(dir, "g.mmdb");
   writeFileSync(geo, writeMmdb([{ cidr: "203.0.113.0/24", record: { country: { iso_code: "KP" } } }]));
   const fw = new Firewall({
-    rules: { blockedIps: ["192.0.2.1", "2001:db8::1"], blockedCidrs: ["198.51.100.0/24", "2001:db8:ff::/48"], blockedCountries: ["KP"] },
+    rules: { blockedIps: ["192.0.2.1", "2001:db8::1"], blockedCidrs: ["198.51.100.0/24", "2001:db8:ff::/48"], blockedCountries: ["KP"], blockedJa4: [] },
     geoipDb: geo,
     rateLimit: 0,
     rateWindowMs: 1000,
@@ -93,9 +93,9 @@ describe("Firewall verdicts", () => {
     expect(fw.check(normaliseIp("::ffff:198.51.100.1"), 0)).toBe("blocked_cidr");
   });
   test("replaceRules swaps the whole rule set", () => {
-    const f2 = new Firewall({ rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [] }, geoipDb: null, rateLimit: 0, rateWindowMs: 1000 });
+    const f2 = new Firewall({ rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [], blockedJa4: [] }, geoipDb: null, rateLimit: 0, rateWindowMs: 1000 });
     expect(f2.check("10.1.1.1", 0)).toBeNull();
-    f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [] });
+    f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [], blockedJa4: [] });
     expect(f2.check("10.1.1.1", 0)).toBe("blocked_ip");
   });
   test("a broken GeoIP file is refused before it replaces the database in use (the control plane reads and checks, then hands over the bytes)", () => {
@@ -184,7 +184,7 @@ describe("AddressTable", () => {
 });
 
 describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
-  const none = { blockedIps: [], blockedCidrs: [], blockedCountries: [] };
+  const none = { blockedIps: [], blockedCidrs: [], blockedCountries: [], blockedJa4: [] };
   const hex = (n: number) => n.toString(16);
 
   test("the key is the /prefix network", () => {

@@ -27,7 +27,7 @@ const snap = (l: ListenerSnapshot): Snapshot => ({
   listeners: [l],
   connectionCap: 0,
   draining: false,
-  rules: { ip: 0, cidr: 0, country: 0 },
+  rules: { ip: 0, cidr: 0, country: 0, ja4: 0 },
   rateTracked: 0,
   geoipBuildEpoch: null,
   workers: [],
