@@ -17,7 +17,7 @@ import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
 import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, tcpFront } from "./setup";
 
-const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy"] as const;
+const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy", "ja4"] as const;
 type Stage = (typeof STAGES)[number];
 
 const DESCRIBE: Record<Stage, string> = {
@@ -30,6 +30,7 @@ const DESCRIBE: Record<Stage, string> = {
   pool3: "pool of 3 backends (round robin, health checks on)",
   alpn: "an ALPN route (acme-tls/1) beside the name's plain route (wrk offers no ALPN: the plain route serves)",
   policy: "the route's allow list of 1,000 entries (prefixes /8–/32), a deny entry, max_connections",
+  ja4: "100 ja4 firewall rules (90 exact, 10 patterns; none matches): every hello fingerprinted and judged",
 };
 
 interface System {
@@ -75,6 +76,12 @@ function mcproxyConf(sys: System, f: Files): string {
   for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
   const backends = (port: number) => (on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`);
   const cidrs = Array.from({ length: 1000 }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ");
+  // 90 fingerprints and 10 patterns that no client of the bench sends.
+  const hex = (i: number, n: number) => ((i * 2654435761) >>> 0).toString(16).padStart(8, "0").repeat(2).slice(0, n);
+  const ja4Rules = [
+    ...Array.from({ length: 90 }, (_, i) => `"t13d${String(10 + (i % 80)).padStart(2, "0")}${String(i % 20).padStart(2, "0")}h2_${hex(i + 1, 12)}_${hex(i + 7, 12)}"`),
+    ...Array.from({ length: 10 }, (_, i) => `"t1${i % 2 === 0 ? "1" : "0"}*_${hex(i + 3, 6)}*_*"`),
+  ].join(", ");
   // 999 blocks of every prefix length from /8 to /32 (one probe per distinct length), then loopback.
   const allow = [
     ...Array.from({ length: 999 }, (_, i) => {
@@ -96,7 +103,7 @@ ${on("pp") ? `proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n` : ""}  [
   ${backends(on("pp") ? PORTS.backendPp : PORTS.backend)}
 ${on("pp") ? `  send_proxy_protocol = "v2"\n` : ""}${on("policy") ? `  allow = [${allow}]\n  deny = ["127.0.0.2"]\n  max_connections = 1000000\n` : ""}${on("alpn") ? `  [[listeners.routes]]\n  hostname = "${HOST}"\n  alpn = ["acme-tls/1"]\n  backend = "127.0.0.1:1"\n` : ""}
 [firewall]
-${on("cidrs") ? `blocked_ips = ["192.0.2.1"]\nblocked_cidrs = [${cidrs}]\n` : ""}${on("geoip") ? `geoip_db = "${f.geoDb}"\nblocked_countries = ["KP", "IR", "SY", "CU", "RU"]\n` : ""}${on("rate") ? `rate_limit = 1000000\nrate_window = "1s"\n` : ""}
+${on("cidrs") ? `blocked_ips = ["192.0.2.1"]\nblocked_cidrs = [${cidrs}]\n` : ""}${on("geoip") ? `geoip_db = "${f.geoDb}"\nblocked_countries = ["KP", "IR", "SY", "CU", "RU"]\n` : ""}${on("rate") ? `rate_limit = 1000000\nrate_window = "1s"\n` : ""}${on("ja4") ? `blocked_ja4 = [${ja4Rules}]\n` : ""}
 [proxy]
 idle_timeout = "10m"
 workers = 1

@@ -12,8 +12,6 @@
 // already accepted; pure and synchronous, it returns "" for bytes it cannot
 // walk rather than throwing.
 
-import { createHash } from "node:crypto";
-
 export type Ja4Transport = "t" | "q";
 
 const EXT_SERVER_NAME = 0x0000;
@@ -29,12 +27,24 @@ export function isGrease(v: number): boolean {
 
 const VERSIONS: Record<number, string> = { 772: "13", 771: "12", 770: "11", 769: "10", 768: "s3", 2: "s2", 65279: "d1", 65277: "d2", 65276: "d3" };
 
-const hex4 = (v: number) => v.toString(16).padStart(4, "0");
+/** "00" … "ff", made once: formatting numbers was most of a fingerprint's cost. */
+const HEX2: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, "0"));
+const byValue = (x: number, y: number) => x - y;
+
+/** Values as comma-separated 4-digit lower-case hex. */
+function hexList(vs: readonly number[]): string {
+  let out = "";
+  for (let i = 0; i < vs.length; i++) {
+    const v = vs[i]!;
+    out += (i === 0 ? "" : ",") + HEX2[v >> 8]! + HEX2[v & 0xff]!;
+  }
+  return out;
+}
 const count2 = (n: number) => (n > 99 ? "99" : n.toString().padStart(2, "0"));
 
-/** sha256, lower-case hex, its first 12 characters. */
+/** sha256, lower-case hex, its first 12 characters (Bun.SHA256: a third cheaper than node:crypto's, measured). */
 export function hash12(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 12);
+  return (Bun.SHA256.hash(text, "hex") as string).slice(0, 12);
 }
 
 function isAlnum(c: number): boolean {
@@ -119,19 +129,8 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
   }
   const v = VERSIONS[version >= 0 ? version : legacyVersion] ?? "00";
   const a = `${transport}${v}${sni ? "d" : "i"}${count2(ciphers.length)}${count2(extCount)}${alpn}`;
-  const b =
-    ciphers.length === 0
-      ? NONE
-      : hash12(
-          ciphers
-            .sort((x, y) => x - y)
-            .map(hex4)
-            .join(","),
-        );
-  const extList = exts
-    .sort((x, y) => x - y)
-    .map(hex4)
-    .join(",");
-  const c = exts.length === 0 ? NONE : hash12(sigalgs.length === 0 ? extList : `${extList}_${sigalgs.map(hex4).join(",")}`);
+  const b = ciphers.length === 0 ? NONE : hash12(hexList(ciphers.sort(byValue)));
+  const extList = hexList(exts.sort(byValue));
+  const c = exts.length === 0 ? NONE : hash12(sigalgs.length === 0 ? extList : `${extList}_${hexList(sigalgs)}`);
   return `${a}_${b}_${c}`;
 }
