@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { AdminClient } from "../../src/cli/admin_client";
 import { unixGrpcConfig } from "../helpers/admin";
 import { named } from "../helpers/backends";
-import { EtcdCluster, etcdMissing } from "../helpers/etcd";
+import { EtcdCluster, etcdMissing, v1RouteValue } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, waitFor } from "../helpers/net";
 import { startProxy, tempDir } from "../helpers/proxy";
@@ -45,17 +45,7 @@ describe("fleet: ALPN routes and route policy in etcd (binary)", () => {
     const prefix = `/mc-alpn-${Date.now()}/`;
     const [app, pool2, acme, xmpp] = ["app", "pool", "acme", "xmpp"].map((n) => named(n));
     // Exactly what release 0.2.0 writes when it seeds a fleet (etcd_layout.ts at 61fe203).
-    const v1 = (port: number, over: Record<string, unknown> = {}) =>
-      JSON.stringify({
-        version: 1,
-        backends: [{ addr: `127.0.0.1:${port}`, weight: 1, backup: false, state: "enabled" }],
-        balance: "round_robin",
-        health_check: null,
-        check: {},
-        retries: null,
-        send_proxy_protocol: "off",
-        ...over,
-      });
+    const v1 = (port: number, over: Record<string, unknown> = {}) => v1RouteValue(`127.0.0.1:${port}`, over);
     await client.put(`${prefix}schema`).value("1");
     await client.put(`${prefix}seeded`).value(JSON.stringify({ version: 1, by: "release-0.2.0", at: "2026-12-05T00:00:00.000Z" }));
     await client.put(`${prefix}listeners/public`).value(JSON.stringify({ version: 1, max_connections: 0 }));

@@ -5,7 +5,7 @@
 import { expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";
 import { named } from "../helpers/backends";
-import { EtcdCluster, etcdMissing } from "../helpers/etcd";
+import { EtcdCluster, etcdMissing, v1RouteValue } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep } from "../helpers/net";
 import { startProxy, tempDir } from "../helpers/proxy";
@@ -26,16 +26,7 @@ test("after 8 s without etcd, a watching member applies a change made when etcd 
     for (const m of etcd.members) etcd.start(m, "existing");
     await etcd.ready();
     client = new Etcd3({ hosts: etcd.endpoints });
-    const value = JSON.stringify({
-      version: 1,
-      backends: [{ addr: `127.0.0.1:${be.port}`, weight: 1, backup: false, state: "enabled" }],
-      balance: "round_robin",
-      health_check: null,
-      check: {},
-      retries: null,
-      send_proxy_protocol: "off",
-    });
-    await client.put("/mc-reconnect/routes/public/late.example.com").value(value);
+    await client.put("/mc-reconnect/routes/public/late.example.com").value(v1RouteValue(`127.0.0.1:${be.port}`));
     const t0 = Date.now();
     let got = "";
     while (Date.now() - t0 < 10_000 && got !== "back") {

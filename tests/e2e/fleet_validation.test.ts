@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { AdminClient } from "../../src/cli/admin_client";
 import { unixGrpcConfig } from "../helpers/admin";
-import { EtcdCluster, etcdMissing } from "../helpers/etcd";
+import { EtcdCluster, etcdMissing, v1RouteValue } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, rawExchange, sleep } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
@@ -26,17 +26,7 @@ function toml(endpoints: string[], prefix: string, port: number, workers: number
   return fleetToml(endpoints, prefix, port, { routes, workers, extra: `\n[metrics]\naddr = "127.0.0.1:${freePort()}"\n` });
 }
 
-const routeJson = (backendPort: number, over: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    version: 1,
-    backends: [{ addr: `127.0.0.1:${backendPort}`, weight: 1, backup: false, state: "enabled" }],
-    balance: "round_robin",
-    health_check: null,
-    check: {},
-    retries: null,
-    send_proxy_protocol: "off",
-    ...over,
-  });
+const routeJson = (backendPort: number, over: Record<string, unknown> = {}) => v1RouteValue(`127.0.0.1:${backendPort}`, over);
 
 describe("fleet: malformed etcd values (binary)", () => {
   let skip: string | null = null;

@@ -100,3 +100,17 @@ export class EtcdCluster {
     for (const m of this.members) await this.stop(m);
   }
 }
+
+/** A route value as etcd layout version 1 writes it (releases up to 0.2.0): one enabled backend at `addr`, `over` on top. */
+export function v1RouteValue(addr: string, over: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    version: 1,
+    backends: [{ addr, weight: 1, backup: false, state: "enabled" }],
+    balance: "round_robin",
+    health_check: null,
+    check: {},
+    retries: null,
+    send_proxy_protocol: "off",
+    ...over,
+  });
+}

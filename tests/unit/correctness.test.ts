@@ -19,21 +19,12 @@ import { ControlPlane } from "../../src/server/control_plane";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
 import { parseEntry, routeValue } from "../../src/store/etcd_layout";
+import { v1RouteValue } from "../helpers/etcd";
 import { SqliteDatabase } from "../../src/store/sqlite_database";
 import { concat, helloFor, records, clientHelloBody, handshake, sniExtension } from "../helpers/hello_builder";
 
 const P = "/mc/";
-const route = (over: Record<string, unknown>) =>
-  JSON.stringify({
-    version: 1,
-    backends: [{ addr: "127.0.0.1:9001", weight: 1, backup: false, state: "enabled" }],
-    balance: "round_robin",
-    health_check: null,
-    check: {},
-    retries: null,
-    send_proxy_protocol: "off",
-    ...over,
-  });
+const route = (over: Record<string, unknown>) => v1RouteValue("127.0.0.1:9001", over);
 
 function problems(toml: string): string[] {
   try {
