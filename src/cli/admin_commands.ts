@@ -1,3 +1,4 @@
+import { routeName } from "../routing/route";
 import { type RoutedConfig as Config, loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
@@ -114,7 +115,7 @@ function routeLine(r: RouteMsg): string {
     `active=${r.active_connections ?? 0}${r.max_connections ? `/${r.max_connections}` : ""}`,
   ];
   // The route's name as the access log and metrics give it ("app.example.com+acme-tls/1").
-  const name = alpn.length === 0 ? r.hostname : `${r.hostname}+${[...alpn].sort().join(",")}`;
+  const name = routeName({ hostname: r.hostname, alpn });
   return `${name}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}  ${extras.join("  ")}`;
 }
 
@@ -215,7 +216,7 @@ export async function routes(args: string[]): Promise<number> {
       const listener = listenerOf(o, ROUTES_USAGE);
       const alpn = list(o.values.get("--alpn"));
       await c.call("RemoveRoute", { listener, hostname: pos[0], alpn });
-      const name = alpn.length === 0 ? pos[0] : `${pos[0]}+${[...alpn].sort().join(",")}`;
+      const name = routeName({ hostname: pos[0]!, alpn });
       print(o.json, { listener, hostname: pos[0], alpn, removed: true }, () => `removed: ${listener}  ${name}`);
     }
     return 0;
