@@ -25,7 +25,7 @@ import { VERSION } from "../version";
 import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, canBind, healthCheckOf, singleBackend } from "../routing/pool";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
 import { clip } from "./clip";
-import type { BackendMsg, ListRoutesReply, RouteInput, RouteMsg, RuleMsg, StatusReply } from "./messages";
+import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteInput, RouteMsg, RuleMsg, StatusReply } from "./messages";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
 export class AdminError extends Error {
@@ -47,6 +47,10 @@ export class AdminError extends Error {
  * ":65535"; a listener is a host:port or [v6]:port.
  */
 export const MAX_LENGTH = { hostname: 255, backend: 261, listener: 270, ruleValue: 64 } as const;
+
+/** ListFingerprints: entries when the request names no limit, and at most. */
+const DEFAULT_FINGERPRINTS = 20;
+const MAX_FINGERPRINTS = 10_000;
 
 /** How long a mutation keeps retrying while another process holds the database's write lock. */
 export const LOCK_WAIT_MS = 5000;
@@ -260,6 +264,27 @@ export class AdminService {
       await this.store.setMaxConnections(l.name, n);
       return { listener: l.name, max_connections: n };
     });
+  }
+
+  async listFingerprints(req: { limit?: number }): Promise<FingerprintsReply> {
+    const limit = req.limit || DEFAULT_FINGERPRINTS;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FINGERPRINTS) throw invalid(`limit: ${Number(req.limit)} must be 1-${MAX_FINGERPRINTS} (0 means ${DEFAULT_FINGERPRINTS})`);
+    const v = await this.server.fingerprints(limit);
+    return {
+      fingerprints: v.entries.map((e) => ({
+        ja4: e.key,
+        connections: e.count,
+        blocked: e.blocked,
+        error: e.error,
+        client_networks: e.clientPrefixes,
+        client_networks_at_least: e.clientPrefixesSaturated,
+        first_seen_unix_ms: e.firstSeen,
+        last_seen_unix_ms: e.lastSeen,
+      })),
+      window_seconds: Math.round(v.windowMs / 1000),
+      capacity: v.capacity,
+      workers: v.loops,
+    };
   }
 
   async getStatus(): Promise<StatusReply & { workers: unknown }> {

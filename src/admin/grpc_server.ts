@@ -161,6 +161,7 @@ export class AdminServer {
       SetListenerMaxConnections: write("SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) => service.setListenerMaxConnections(r)),
       GetStatus: read("GetStatus", () => service.getStatus()),
       SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) => service.setBackendState(r)),
+      ListFingerprints: read("ListFingerprints", (r: Parameters<AdminService["listFingerprints"]>[0]) => service.listFingerprints(r)),
     });
 
     // grpc.health.v1: the whole server and the admin service are SERVING while it runs.

@@ -56,6 +56,23 @@ export interface ListRoutesReply {
   listeners: { listener: string; routes: RouteMsg[] }[];
 }
 
+/** ListFingerprints, as the CLI reads it. */
+export interface FingerprintsReply {
+  fingerprints: {
+    ja4: string;
+    connections: number;
+    blocked: number;
+    error: number;
+    client_networks: number;
+    client_networks_at_least: boolean;
+    first_seen_unix_ms: number;
+    last_seen_unix_ms: number;
+  }[];
+  window_seconds: number;
+  capacity: number;
+  workers: number;
+}
+
 /** GetStatus (the fields the CLI prints; the reply has more). */
 export interface StatusReply {
   version: string;

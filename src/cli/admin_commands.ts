@@ -4,7 +4,7 @@ import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
 import { AdminClient } from "./admin_client";
 import { help, parseArgs, UsageError } from "./args";
-import type { BackendMsg, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
+import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
 
 export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
 
@@ -97,6 +97,48 @@ export async function status(args: string[]): Promise<number> {
   } finally {
     c.close();
   }
+}
+
+export const FINGERPRINTS_USAGE = `Usage: mc-proxy fingerprints -c FILE [--limit N] [--json]
+
+Lists the JA4 client fingerprints seen most over the last [fingerprints]
+window, summed over every worker: connections, how many a ja4 rule refused,
+and how many client networks (/24, /48) they came from. Block one with
+"mc-proxy firewall add -c FILE ja4 FINGERPRINT". --limit: entries (default 20).`;
+
+export async function fingerprints(args: string[]): Promise<number> {
+  const o = options(args, FINGERPRINTS_USAGE, false, ["--limit"]);
+  if (o === null) return help(FINGERPRINTS_USAGE);
+  noArgs(o, FINGERPRINTS_USAGE);
+  const rawLimit = o.values.get("--limit");
+  const limit = rawLimit === undefined ? 0 : Number(rawLimit);
+  if (rawLimit !== undefined && (!/^[1-9]\d{0,4}$/.test(rawLimit) || limit > 10_000)) throw new UsageError(`--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to 10000`, FINGERPRINTS_USAGE);
+  const c = client(o.cfg);
+  try {
+    const r = await c.call<FingerprintsReply>("ListFingerprints", { limit });
+    print(o.json, r, () => {
+      if (r.capacity === 0) return "the fingerprint table is off ([fingerprints] top = 0)";
+      const head = `top fingerprints over the last ${formatDuration(r.window_seconds * 1000)} (${r.workers} worker${r.workers === 1 ? "" : "s"}, ${r.capacity} places each)`;
+      if (r.fingerprints.length === 0) return `${head}\nnone yet`;
+      const rows = r.fingerprints.map((f) => [
+        f.ja4,
+        f.error === 0 ? String(f.connections) : `${f.connections} (±${f.error})`,
+        String(f.blocked),
+        `${f.client_networks_at_least ? "≥" : ""}${f.client_networks}`,
+        new Date(f.last_seen_unix_ms).toISOString(),
+      ]);
+      return [head, ...table(["JA4", "CONNECTIONS", "BLOCKED", "NETWORKS", "LAST SEEN"], rows)].join("\n");
+    });
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+/** Left-aligned columns, two spaces apart. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((v, i) => (i === r.length - 1 ? v : v.padEnd(widths[i]!))).join("  "));
 }
 
 /**

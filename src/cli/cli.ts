@@ -6,7 +6,7 @@ import { ConfigError } from "../config/config";
 import { StoreError } from "../store/config_store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
-import { backends, firewall, routes, status } from "./admin_commands";
+import { backends, fingerprints, firewall, routes, status } from "./admin_commands";
 import { UsageError, help, parseArgs } from "./args";
 import { check } from "./check_command";
 import { server } from "./server_command";
@@ -21,6 +21,7 @@ Usage:
   mc-proxy routes list|add|remove ...    show or change routes (admin API)
   mc-proxy firewall list|add|remove ...  show or change firewall rules (admin API)
   mc-proxy backends list|drain|enable|disable ...  a route pool's backends (admin API)
+  mc-proxy fingerprints -c FILE          the JA4 fingerprints seen most (admin API)
   mc-proxy snapshot -c FILE [-o PATH] [--keep N]  copy the database (or the etcd fleet's state)
   mc-proxy store import -c FILE SNAPSHOT.db       load a snapshot into an empty etcd prefix
   mc-proxy version                       print the version
@@ -62,6 +63,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await firewall(args);
       case "backends":
         return await backends(args);
+      case "fingerprints":
+        return await fingerprints(args);
       case "snapshot":
         return await snapshot(args);
       case "store":

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import type { LogFormat, LogLevel } from "../log/logger";
 import { parseDuration } from "./duration";
 import { validateListeners } from "./listeners";
-import { DEFAULTS, POOL_DEFAULTS, validateEtcd, validateFirewall, validateGrpc, validateMetrics } from "./sections";
+import { DEFAULTS, POOL_DEFAULTS, validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
 import { SECTIONS, type Table, applyEnvOverrides, checkKeys, readSection, show } from "./toml";
 import { type Config, ConfigError, type ProxyConfig, type RouteReader } from "./types";
 
@@ -95,6 +95,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   if (!["text", "json"].includes(format)) problems.push(`log.format: ${show(format)} is not one of text, json`);
 
   const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);
+  const fingerprints = validateFingerprints(readSection(root, "fingerprints", problems) ?? {}, problems);
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems, readRoutes);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
@@ -112,6 +113,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     store,
     etcd,
     firewall,
+    fingerprints,
     proxy,
     log: { level: level as LogLevel, format: format as LogFormat },
     warnings: listeners.flatMap((l, i) =>

@@ -9,7 +9,7 @@ import { type HostPort, parseHostPort } from "../net/host_port";
 import { parseDuration } from "./duration";
 import { MAX_COUNT } from "./ranges";
 import { type Table, readSection, show } from "./toml";
-import type { EtcdConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig, PoolDefaults } from "./types";
+import type { EtcdConfig, FingerprintsConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig, PoolDefaults } from "./types";
 
 /** Health checks every 5 s (HAProxy checks every 2 s; a check per backend per 5 s is enough for a pool), timeout 2 s, rise 2, fall 3 (HAProxy's), and two retries. */
 export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
@@ -22,7 +22,12 @@ export const DEFAULTS = {
   shutdownTimeout: "30s",
   rateWindow: "1s",
   rateLimitIpv6Prefix: 64,
+  fingerprintTop: 1000,
+  fingerprintWindow: "10m",
 } as const;
+
+/** At most this many fingerprints per event loop (about 0.45 KB each: docs/PERFORMANCE.md). */
+export const MAX_FINGERPRINT_TOP = 100_000;
 
 /**
  * Read a file named by a [grpc] key (certificates, keys, CAs); null when the
@@ -174,6 +179,17 @@ export function validateEtcd(root: Table, pathOf: (p: string) => string, store: 
 /** Two TCP addresses collide when their ports match and a host is the same or a wildcard. */
 function collides(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && (a.host === b.host || a.host === "" || b.host === "" || a.host === "::" || b.host === "::" || a.host === "0.0.0.0" || b.host === "0.0.0.0");
+}
+
+/** [fingerprints]: how many JA4 fingerprints the live top table holds per event loop, over what window. */
+export function validateFingerprints(sec: Table, problems: string[]): FingerprintsConfig {
+  const f: FingerprintsConfig = {
+    top: (sec.top as number | undefined) ?? DEFAULTS.fingerprintTop,
+    windowMs: (sec.window as number | undefined) ?? parseDuration(DEFAULTS.fingerprintWindow)!,
+  };
+  if (f.top < 0 || f.top > MAX_FINGERPRINT_TOP) problems.push(`fingerprints.top: ${f.top} is out of range 0-${MAX_FINGERPRINT_TOP} (0 turns the table off)`);
+  if (f.windowMs < 10_000 || f.windowMs > 86_400_000) problems.push(`fingerprints.window: ${f.windowMs / 1000} s is out of range 10s-24h`);
+  return f;
 }
 
 export function validateMetrics(root: Table, pathOf: (p: string) => string, listeners: readonly ListenerConfig[], grpc: GrpcConfig | null, problems: string[]): MetricsConfig | null {

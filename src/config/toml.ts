@@ -45,6 +45,7 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
     health_check_fall: "int",
     retries: "int",
   },
+  fingerprints: { top: "int", window: "duration" },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
   store: { backend: "string" },

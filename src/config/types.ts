@@ -105,6 +105,12 @@ export interface EtcdConfig {
   dialTimeoutMs: number;
 }
 
+/** The live "top fingerprints" table (metrics/heavy_hitters.ts): top = 0 turns it off. */
+export interface FingerprintsConfig {
+  top: number;
+  windowMs: number;
+}
+
 export interface Config<R = unknown> {
   file: string;
   /** SQLite: the store itself; with etcd, its last-known-good copy. */
@@ -116,6 +122,7 @@ export interface Config<R = unknown> {
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
   firewall: FirewallConfig;
+  fingerprints: FingerprintsConfig;
   proxy: ProxyConfig;
   log: { level: LogLevel; format: LogFormat };
   /** Settings that are valid but risky: `check` prints them, the server logs them at warn. */

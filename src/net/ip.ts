@@ -61,3 +61,25 @@ export function ipFromBytes(bytes: Uint8Array): string {
 export function ipToBytes(ip: string): number[] {
   return ipaddr.parse(ip).toByteArray();
 }
+
+/**
+ * A 32-bit hash of the client's network — its IPv4 /24 or IPv6 /48, the
+ * usual smallest routed blocks — for counting distinct networks; 0 for text
+ * that is not an address. FNV-1a over the network's text or bytes.
+ */
+export function networkHash(ip: string): number {
+  let h = 0x811c9dc5;
+  const dot = ip.lastIndexOf(".");
+  if (dot > 0 && ip.indexOf(":") < 0) {
+    for (let i = 0; i < dot; i++) h = Math.imul(h ^ ip.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  }
+  let bytes: number[];
+  try {
+    bytes = ipaddr.IPv6.parse(ip).toByteArray();
+  } catch {
+    return 0;
+  }
+  for (let i = 0; i < 6; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return h >>> 0;
+}

@@ -10,6 +10,7 @@ import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import { headerFor } from "../proxy_header/proxy_header_writer";
 import type { RoutePool } from "../routing/pool";
 import { ja4 } from "../sni/ja4";
+import { networkHash } from "../net/ip";
 import type { PeerSocket, RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
 import { writeAccessRecord } from "./access_record";
@@ -147,6 +148,7 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (this.ctx.ja4 || fw.hasJa4Rules) this.ja4 = ja4(r.buf, r.start, r.length);
     // The firewall's last word, on the hello itself, before any routing.
     const verdict = fw.checkJa4(this.ja4);
+    this.ctx.fingerprints?.record(this.ja4, Date.now(), verdict !== null, networkHash(this.clientIp));
     if (verdict !== null) return this.abort(verdict);
     if (r.kind === "hostname") this.sni = r.hostname;
     const route = this.listener.table.lookup(this.sni, this.alpn);

@@ -22,7 +22,8 @@ import { BackendTable, DEFAULT_BACKEND_SLOTS, type SlotRef } from "../routing/ba
 import { HealthChecker } from "../routing/health_checker";
 import { type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
-import type { DataPlane, ListenerView } from "./data_plane";
+import { mergeHitters } from "../metrics/heavy_hitters";
+import type { DataPlane, FingerprintsView, ListenerView } from "./data_plane";
 import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
 import { Listener } from "./listener_runtime";
 import { InThreadLoop, type Loop, WorkerLoop } from "./loops";
@@ -286,6 +287,13 @@ export class ControlPlane implements DataPlane {
       geoipBuildEpoch: this.geoipBuildEpoch,
       workers,
     };
+  }
+
+  async fingerprints(limit: number): Promise<FingerprintsView> {
+    const { top, windowMs } = this.config.fingerprints;
+    if (top === 0) return { capacity: 0, windowMs, loops: 0, entries: [] };
+    const reports = (await this.broadcast({ type: "fingerprints" })).flatMap((r) => (r?.fingerprints === undefined ? [] : [r.fingerprints]));
+    return { capacity: top, windowMs, loops: reports.length, entries: mergeHitters(reports, limit) };
   }
 
   /** Test fault injection: make worker `id` throw an uncaught error. */

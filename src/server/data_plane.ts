@@ -4,10 +4,21 @@
 // snapshots of the counters summed over every loop.
 
 import type { FirewallRules } from "../firewall/firewall";
+import type { MergedHitter } from "../metrics/heavy_hitters";
 import type { BackendTable, SlotRef } from "../routing/backend_table";
 import type { Route } from "../routing/pool";
 import type { RouteTable } from "../routing/route_table";
 import type { Snapshot } from "./snapshot";
+
+/** The live top-fingerprints table, summed over the event loops that answered. */
+export interface FingerprintsView {
+  /** Places per event loop; 0 when [fingerprints] top = 0. */
+  capacity: number;
+  windowMs: number;
+  /** Event loops whose tables were read (a replaced worker starts with an empty table). */
+  loops: number;
+  entries: MergedHitter[];
+}
 
 export interface ListenerView {
   /** Position in the config: the listener's slot in the shared counters and backend keys. */
@@ -39,6 +50,8 @@ export interface DataPlane {
   /** Reset every connection on a backend, on every loop; resolves with how many. */
   applyBackendReset(ref: SlotRef): Promise<number>;
   snapshot(): Promise<Snapshot>;
+  /** The top `limit` fingerprints of the window, summed over every event loop. */
+  fingerprints(limit: number): Promise<FingerprintsView>;
   /** SIGHUP: null when no GeoIP database is configured. */
   reloadGeoIp(): Promise<"ok" | "error" | null>;
   shutdown(): void;

@@ -11,6 +11,7 @@ import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
+import { HeavyHitters } from "../metrics/heavy_hitters";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
 import { type BoundRoute, routeName } from "../routing/pool";
@@ -97,8 +98,9 @@ export class EventLoop {
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
       backends: this.backends,
-      // Today the access log is its one reader: computed only when records are written.
-      ja4: logger.enabled("info"),
+      // Computed only when something reads it: the access log's records, the top table (ja4 rules ask on their own).
+      ja4: logger.enabled("info") || config.fingerprints.top > 0,
+      fingerprints: config.fingerprints.top > 0 ? new HeavyHitters(config.fingerprints.top, config.fingerprints.windowMs) : null,
       onConnectionClosed: () => {
         if (this.draining && this.ctx.connections.size === 0) this.stopped();
       },
@@ -121,6 +123,8 @@ export class EventLoop {
         return {};
       case "snapshot":
         return { snapshot: this.localSnapshot() };
+      case "fingerprints":
+        return { fingerprints: this.ctx.fingerprints?.report(Date.now()) ?? { entries: [], floor: 0 } };
     }
   }
 

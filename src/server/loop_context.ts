@@ -6,6 +6,7 @@ import type { SocketHandler } from "bun";
 import type { ProxyConfig } from "../config/config";
 import type { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
+import type { HeavyHitters } from "../metrics/heavy_hitters";
 import type { DeadlineWheel, Timed } from "../relay/deadline_wheel";
 import type { BackendTable } from "../routing/backend_table";
 import type { SharedCounters } from "./shared_counters";
@@ -26,7 +27,9 @@ export interface LoopContext<C extends Timed, A> {
   readonly backendHandlers: SocketHandler<A>;
   /** Backend state shared by every loop: health, operator state, connections per backend. */
   readonly backends: BackendTable;
-  /** Compute each hello's JA4 fingerprint (sni/ja4.ts): on when something reads it (the access log). */
+  /** Compute each hello's JA4 fingerprint (sni/ja4.ts): on when something reads it (the access log, the top table). */
   readonly ja4: boolean;
+  /** The live top-fingerprints table of this loop; null when [fingerprints] top = 0. */
+  readonly fingerprints: HeavyHitters | null;
   onConnectionClosed(): void;
 }

@@ -6,6 +6,7 @@
 import type { RoutedConfig as Config } from "../routing/route_config";
 import type { FirewallRules } from "../firewall/firewall";
 import type { BoundRoute } from "../routing/pool";
+import type { HitterReport } from "../metrics/heavy_hitters";
 import type { Snapshot } from "./snapshot";
 
 /** Everything an event loop is built from; shared memory is attached, never copied. */
@@ -33,13 +34,16 @@ export type LoopChange =
   | { type: "reset-backend"; slot: number; gen: number }
   | { type: "rules"; rules: FirewallRules }
   | { type: "geoip"; data: Uint8Array }
-  | { type: "snapshot" };
+  | { type: "snapshot" }
+  | { type: "fingerprints" };
 
 export interface LoopReply {
   /** reset-backend: connections reset. */
   count?: number;
   /** snapshot: this loop's counters. */
   snapshot?: Snapshot;
+  /** fingerprints: this loop's top table, counted over its window. */
+  fingerprints?: HitterReport;
 }
 
 /** Main thread → worker thread. */

@@ -109,6 +109,8 @@ describe("mc-proxy check", () => {
     ["duplicate listener address", `${LISTENER}[[listeners]]\naddr = "127.0.0.1:8443"\n`, ["listeners[1].addr", "127.0.0.1:8443"]],
     ["no listeners", `[proxy]\nidle_timeout = "5m"\n`, ["listeners", "required"]],
     ["bad log level", `${LISTENER}[log]\nlevel = "verbose"\n`, ["log.level", "verbose"]],
+    ["fingerprints top out of range", `${LISTENER}[fingerprints]\ntop = 100001\n`, ["fingerprints.top", "100001", "0-100000"]],
+    ["fingerprints window too short", `${LISTENER}[fingerprints]\nwindow = "5s"\n`, ["fingerprints.window", "10s-24h"]],
     ["max_hello_bytes too small", `${LISTENER}[proxy]\nmax_hello_bytes = 100\n`, ["proxy.max_hello_bytes", "100"]],
     ["TCP admin address without TLS", `${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\n`, ["grpc.tls_cert"]],
     ["proxy_protocol without trusted_proxies", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\n`, ["listeners[0].trusted_proxies", "required"]],

@@ -6,12 +6,12 @@ import { connect as tlsConnect } from "node:tls";
 import { testCert } from "../helpers/certs";
 import { freePort, waitFor } from "../helpers/net";
 import { ensureCommands } from "../helpers/packages";
-import { startProxy } from "../helpers/proxy";
+import { startProxy, tempDir } from "../helpers/proxy";
 import { tlsBackend } from "../helpers/tls";
 
 const HOST = "alpha.example.com";
 
-test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls and Bun: a stable JA4 each, distinct between them", async () => {
+test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls, Bun, gnutls-cli and headless Chromium: a stable JA4 each, distinct between them", async () => {
   const missing = ensureCommands(["curl", "openssl", "python3"], ["curl", "openssl", "python3"]);
   // A real TLS server behind the proxy: every client finishes its handshake and leaves at once.
   const be = tlsBackend("be", testCert());
@@ -44,6 +44,26 @@ test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls and Bun: a stable JA4 ea
         `import socket,ssl\nc=ssl.create_default_context();c.check_hostname=False;c.verify_mode=ssl.CERT_NONE\ns=socket.create_connection(("127.0.0.1",${port}),timeout=2)\ntry: c.wrap_socket(s,server_hostname="${HOST}")\nexcept Exception: pass`,
       ]);
   } else console.warn(`SKIP curl, openssl and python clients: ${missing}`);
+  const gnutls = ensureCommands(["gnutls-cli"], ["gnutls-bin"]);
+  if (gnutls === null) clients.gnutls = () => run(["gnutls-cli", "--insecure", "-p", String(port), "--sni-hostname", HOST, "127.0.0.1"]);
+  else console.warn(`SKIP gnutls-cli client: ${gnutls}`);
+  // Chromium permutes its extensions on every hello (BoringSSL): JA4 sorts them, so the fingerprint holds.
+  const chromium = ensureCommands(["chromium"], ["chromium"]);
+  if (chromium === null)
+    clients.chromium = () =>
+      run([
+        "chromium",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--ignore-certificate-errors",
+        `--user-data-dir=${tempDir("mcproxy-chromium-")}`,
+        `--host-resolver-rules=MAP ${HOST} 127.0.0.1`,
+        "--dump-dom",
+        `https://${HOST}:${port}/`,
+      ]);
+  else console.warn(`SKIP headless Chromium client: ${chromium}`);
   try {
     const got: Record<string, string[]> = {};
     for (const [name, go] of Object.entries(clients)) {

@@ -2,12 +2,28 @@
 // with explicit results, all bounded in time.
 import { createConnection, type Socket as NetSocket } from "node:net";
 
-/** A port that was free a moment ago on 127.0.0.1. */
+// Ports handed out in this process: never twice, so two listeners of one test
+// cannot be given the same port.
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago on 127.0.0.1, below the ephemeral range
+ * (32768–60999 here): a port the kernel picked for `port: 0` and we released
+ * may be taken by any outgoing connection before the test binds it again.
+ */
 export function freePort(): number {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const p = l.port;
-  l.stop(true);
-  return p;
+  for (let tries = 0; tries < 1000; tries++) {
+    const p = 10_000 + Math.floor(Math.random() * 22_000);
+    if (handedOut.has(p)) continue;
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port: p, socket: { data() {} } }).stop(true);
+    } catch {
+      continue;
+    }
+    handedOut.add(p);
+    return p;
+  }
+  throw new Error("no free port below 32768 after 1000 tries");
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,0 +1,318 @@
+// The most frequent keys (JA4 fingerprints) of a recent window, in constant
+// memory: the space-saving algorithm (Metwally, Agrawal, El Abbadi, "Efficient
+// computation of frequent and top-k elements in data streams", ICDT 2005)
+// over a ring of time buckets, so what is counted is the last `windowMs`.
+//
+// - At most `capacity` keys are held. A key not held takes the place of the
+//   held key with the smallest count and starts from that count, which is
+//   kept as its `error`: its true count is in [count − error, count]. A key
+//   counted since it entered, with the table never full, has error 0: exact.
+// - Each key counts per bucket (windowMs / BUCKETS). When the clock enters a
+//   new bucket, the oldest bucket's counts leave every total; a key left at 0
+//   gives its place back.
+// - Distinct client prefixes per key: a 128-bit linear-counting sketch
+//   (Whang, Vander-Zanden, Taylor, ACM TODS 1990) per bucket; sketches of
+//   buckets and of event loops merge by OR.
+//
+// Memory is fixed at construction: capacity × (STRIDE 4-byte words + 5
+// numbers) plus the keys (a JA4 is 36 characters) and a Map of them —
+// about 0.4 KB per entry (docs/PERFORMANCE.md measures it). Everything is
+// synchronous and socket-free; the clock is passed in.
+
+/** Buckets per window: a count leaves the window at most windowMs / BUCKETS late. */
+export const BUCKETS = 10;
+/** 32-bit words of the distinct-prefix sketch per bucket (128 bits). */
+const SKETCH_WORDS = 4;
+const SKETCH_BITS = SKETCH_WORDS * 32;
+/** Per entry: connections per bucket, blocked per bucket, then the sketches. */
+const STRIDE = BUCKETS * 2 + BUCKETS * SKETCH_WORDS;
+const BLOCKED = BUCKETS;
+const SKETCH = BUCKETS * 2;
+
+/** One key as one table counted it over the window. */
+export interface HitterEntry {
+  key: string;
+  count: number;
+  blocked: number;
+  /** The count may overstate the true one by at most this much. */
+  error: number;
+  /** The distinct-prefix sketch: SKETCH_WORDS words, OR-able. */
+  sketch: number[];
+  /** Unix ms: when this table started counting the key (it may have counted it before an eviction). */
+  firstSeen: number;
+  lastSeen: number;
+}
+
+/** What a table reports: its entries and the count a key must beat to enter (0 while not full). */
+export interface HitterReport {
+  entries: HitterEntry[];
+  floor: number;
+}
+
+export class HeavyHitters {
+  private readonly slotMs: number;
+  private readonly keys: (string | null)[];
+  private readonly index = new Map<string, number>();
+  private readonly data: Uint32Array;
+  private readonly totals: Float64Array;
+  private readonly errors: Float64Array;
+  private readonly first: Float64Array;
+  private readonly last: Float64Array;
+  /** Min-heap of entry slots by total; pos[slot] is the slot's place in it. */
+  private readonly heap: Int32Array;
+  private readonly pos: Int32Array;
+  private size = 0;
+  private epoch = -1;
+
+  constructor(
+    readonly capacity: number,
+    readonly windowMs: number,
+  ) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity ${capacity}: must be a positive integer`);
+    if (!(windowMs >= BUCKETS)) throw new RangeError(`window ${windowMs} ms: must be at least ${BUCKETS} ms`);
+    this.slotMs = windowMs / BUCKETS;
+    this.keys = new Array<string | null>(capacity).fill(null);
+    this.data = new Uint32Array(capacity * STRIDE);
+    this.totals = new Float64Array(capacity);
+    this.errors = new Float64Array(capacity);
+    this.first = new Float64Array(capacity);
+    this.last = new Float64Array(capacity);
+    this.heap = new Int32Array(capacity);
+    this.pos = new Int32Array(capacity);
+  }
+
+  /** Keys held now. */
+  get held(): number {
+    return this.size;
+  }
+
+  /**
+   * Count one connection of `key` at `now` (Unix ms); `blocked` when it was
+   * refused for it; `prefix` any 32-bit hash of the client's network.
+   */
+  record(key: string, now: number, blocked: boolean, prefix: number): void {
+    this.roll(now);
+    const b = this.epoch % BUCKETS;
+    let s = this.index.get(key);
+    if (s === undefined) {
+      if (this.size < this.capacity) {
+        s = this.size;
+        this.heap[this.size] = s;
+        this.pos[s] = this.size;
+        this.size++;
+        this.totals[s] = 0;
+        this.errors[s] = 0;
+        this.siftUp(s);
+      } else {
+        // Space-saving: take the smallest entry's place and its count.
+        s = this.heap[0]!;
+        this.index.delete(this.keys[s]!);
+        const inherited = this.totals[s]!;
+        this.data.fill(0, s * STRIDE, (s + 1) * STRIDE);
+        // The inherited count sits in the current bucket, so it leaves with the window.
+        this.data[s * STRIDE + b] = inherited;
+        this.errors[s] = inherited;
+      }
+      this.keys[s] = key;
+      this.index.set(key, s);
+      this.first[s] = now;
+    }
+    const base = s * STRIDE;
+    this.data[base + b]!++;
+    if (blocked) this.data[base + BLOCKED + b]!++;
+    const bit = mix(prefix) & (SKETCH_BITS - 1);
+    this.data[base + SKETCH + b * SKETCH_WORDS + (bit >>> 5)]! |= 1 << (bit & 31);
+    this.last[s] = now;
+    this.totals[s]!++;
+    this.siftDown(this.pos[s]!);
+  }
+
+  /** Every key held, counted over the window ending at `now`. */
+  report(now: number): HitterReport {
+    this.roll(now);
+    const entries: HitterEntry[] = [];
+    for (let s = 0; s < this.size; s++) {
+      const base = s * STRIDE;
+      let blocked = 0;
+      const sketch = [0, 0, 0, 0];
+      for (let b = 0; b < BUCKETS; b++) {
+        blocked += this.data[base + BLOCKED + b]!;
+        for (let w = 0; w < SKETCH_WORDS; w++) sketch[w]! |= this.data[base + SKETCH + b * SKETCH_WORDS + w]!;
+      }
+      const count = this.totals[s]!;
+      entries.push({ key: this.keys[s]!, count, blocked, error: Math.min(this.errors[s]!, count), sketch, firstSeen: this.first[s]!, lastSeen: this.last[s]! });
+    }
+    return { entries, floor: this.size === this.capacity ? this.totals[this.heap[0]!]! : 0 };
+  }
+
+  /** Enter the bucket of `now`: buckets that left the window leave every total; emptied keys go. */
+  private roll(now: number): void {
+    const epoch = Math.floor(now / this.slotMs);
+    if (epoch <= this.epoch) return;
+    if (this.epoch < 0) {
+      this.epoch = epoch;
+      return;
+    }
+    const steps = Math.min(epoch - this.epoch, BUCKETS);
+    for (let k = 1; k <= steps; k++) {
+      const b = (this.epoch + k) % BUCKETS;
+      for (let s = 0; s < this.size; s++) {
+        const base = s * STRIDE;
+        this.totals[s]! -= this.data[base + b]!;
+        this.data[base + b] = 0;
+        this.data[base + BLOCKED + b] = 0;
+        this.data.fill(0, base + SKETCH + b * SKETCH_WORDS, base + SKETCH + (b + 1) * SKETCH_WORDS);
+      }
+    }
+    this.epoch = epoch;
+    this.compact();
+  }
+
+  /** Drop keys whose window count reached 0, then rebuild the heap. */
+  private compact(): void {
+    let n = 0;
+    for (let s = 0; s < this.size; s++) {
+      if (this.totals[s]! <= 0) {
+        this.index.delete(this.keys[s]!);
+        continue;
+      }
+      if (n !== s) {
+        this.data.copyWithin(n * STRIDE, s * STRIDE, (s + 1) * STRIDE);
+        this.keys[n] = this.keys[s]!;
+        this.totals[n] = this.totals[s]!;
+        this.errors[n] = this.errors[s]!;
+        this.first[n] = this.first[s]!;
+        this.last[n] = this.last[s]!;
+        this.index.set(this.keys[n]!, n);
+      }
+      n++;
+    }
+    for (let s = n; s < this.size; s++) this.keys[s] = null;
+    this.size = n;
+    for (let i = 0; i < n; i++) {
+      this.heap[i] = i;
+      this.pos[i] = i;
+    }
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  /** Move place i up while it is smaller than its parent (a new key enters at 0). */
+  private siftUp(i: number): void {
+    const heap = this.heap;
+    const totals = this.totals;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (totals[heap[p]!]! <= totals[heap[i]!]!) return;
+      const a = heap[i]!;
+      const d = heap[p]!;
+      heap[i] = d;
+      heap[p] = a;
+      this.pos[d] = i;
+      this.pos[a] = p;
+      i = p;
+    }
+  }
+
+  /** Restore the min-heap below place i (a total only grows between rolls, so only down). */
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const totals = this.totals;
+    const n = this.size;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) return;
+      const r = l + 1;
+      const c = r < n && totals[heap[r]!]! < totals[heap[l]!]! ? r : l;
+      if (totals[heap[c]!]! >= totals[heap[i]!]!) return;
+      const a = heap[i]!;
+      const d = heap[c]!;
+      heap[i] = d;
+      heap[c] = a;
+      this.pos[d] = i;
+      this.pos[a] = c;
+      i = c;
+    }
+  }
+}
+
+/** A 32-bit integer hash (the MurmurHash3 finaliser): spreads neighbouring prefixes over the sketch. */
+function mix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A merged key: the sums over tables, the sketch OR-ed, and whether the prefix estimate is a lower bound. */
+export interface MergedHitter {
+  key: string;
+  count: number;
+  blocked: number;
+  error: number;
+  clientPrefixes: number;
+  clientPrefixesSaturated: boolean;
+  firstSeen: number;
+  lastSeen: number;
+}
+
+/**
+ * Sum several tables' reports (one per event loop) into the top `limit` keys.
+ * A key one full table does not hold may have up to that table's floor
+ * there: the floor joins its error bound (the merge rule for space-saving
+ * summaries: Agarwal et al., "Mergeable summaries", PODS 2012).
+ */
+export function mergeHitters(reports: readonly HitterReport[], limit: number): MergedHitter[] {
+  const byKey = new Map<string, { e: HitterEntry; floors: number }>();
+  for (const r of reports) {
+    for (const e of r.entries) {
+      const m = byKey.get(e.key);
+      if (m === undefined) {
+        byKey.set(e.key, { e: { ...e, sketch: [...e.sketch] }, floors: r.floor });
+        continue;
+      }
+      m.floors += r.floor;
+      m.e.count += e.count;
+      m.e.blocked += e.blocked;
+      m.e.error += e.error;
+      for (let w = 0; w < SKETCH_WORDS; w++) m.e.sketch[w]! |= e.sketch[w]!;
+      m.e.firstSeen = Math.min(m.e.firstSeen, e.firstSeen);
+      m.e.lastSeen = Math.max(m.e.lastSeen, e.lastSeen);
+    }
+  }
+  const floors = reports.reduce((n, r) => n + r.floor, 0);
+  const out: MergedHitter[] = [];
+  for (const { e, floors: seen } of byKey.values()) {
+    // Tables that did not report the key add their floor (those not full add 0).
+    const missing = floors - seen;
+    const est = prefixEstimate(e.sketch);
+    out.push({
+      key: e.key,
+      count: e.count,
+      blocked: e.blocked,
+      error: e.error + missing,
+      clientPrefixes: est.value,
+      clientPrefixesSaturated: est.saturated,
+      firstSeen: e.firstSeen,
+      lastSeen: e.lastSeen,
+    });
+  }
+  out.sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
+  return out.slice(0, limit);
+}
+
+/** Linear counting: n ≈ −m·ln(zeros/m); with no zero bit left, the estimate for one zero, as a lower bound. */
+export function prefixEstimate(sketch: readonly number[]): { value: number; saturated: boolean } {
+  let ones = 0;
+  for (const w of sketch) ones += popcount(w >>> 0);
+  const zeros = SKETCH_BITS - ones;
+  if (zeros === 0) return { value: Math.round(SKETCH_BITS * Math.log(SKETCH_BITS)), saturated: true };
+  return { value: Math.round(-SKETCH_BITS * Math.log(zeros / SKETCH_BITS)), saturated: false };
+}
+
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
