@@ -15,6 +15,7 @@
 //
 // Every load is bounded in time; everything runs on 127.0.0.1.
 
+import { buildRef } from "../build_ref";
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -90,29 +91,10 @@ function baselineConf(f: Files): string {
   return conf;
 }
 
-/** Build the binary at git REF in a temporary worktree (sharing node_modules): the A/B baseline. */
+/** Build the binary at git REF (scripts/build_ref.ts): the A/B baseline. */
 function buildBaseline(ref: string): string {
-  const sha = Bun.spawnSync(["git", "rev-parse", "--short", ref], { cwd: ROOT }).stdout.toString().trim();
-  if (sha === "") throw new Error(`--baseline ${ref}: not a git ref`);
-  const out = join(WORK, `mc-proxy-${sha}`);
-  if (existsSync(out)) return out;
-  const tree = join(WORK, `tree-${sha}`);
-  const run = (cmd: string[], cwd: string) => {
-    const r = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-    if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString()}`);
-  };
-  run(["git", "worktree", "add", "--force", "--detach", tree, sha], ROOT);
-  try {
-    run(["ln", "-s", join(ROOT, "node_modules"), join(tree, "node_modules")], ROOT);
-    // A tree with scripts/build.ts builds itself (its entry points); older ones had one.
-    if (existsSync(join(tree, "scripts/build.ts"))) {
-      run([process.execPath, "run", "scripts/build.ts"], tree);
-      run(["cp", join(tree, "dist/mc-proxy"), out], ROOT);
-    } else run([process.execPath, "build", "--compile", "--minify-syntax", "--sourcemap=none", "src/main.ts", "--outfile", out], tree);
-  } finally {
-    Bun.spawnSync(["git", "worktree", "remove", "--force", tree], { cwd: ROOT });
-  }
-  console.log(`bench: baseline ${ref} (${sha}) built: ${out}`);
+  const out = buildRef(ref, WORK);
+  console.log(`bench: baseline ${ref} built: ${out}`);
   return out;
 }
 

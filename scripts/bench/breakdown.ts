@@ -17,7 +17,7 @@ import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
 import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, tcpFront } from "./setup";
 
-const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy", "ja4"] as const;
+const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy", "ja4", "top"] as const;
 type Stage = (typeof STAGES)[number];
 
 const DESCRIBE: Record<Stage, string> = {
@@ -31,6 +31,7 @@ const DESCRIBE: Record<Stage, string> = {
   alpn: "an ALPN route (acme-tls/1) beside the name's plain route (wrk offers no ALPN: the plain route serves)",
   policy: "the route's allow list of 1,000 entries (prefixes /8–/32), a deny entry, max_connections",
   ja4: "100 ja4 firewall rules (90 exact, 10 patterns; none matches): every hello fingerprinted and judged",
+  top: "the top-fingerprints table (1,000 places, the default): every hello fingerprinted and counted",
 };
 
 interface System {
@@ -68,7 +69,8 @@ function systems(baseline: { ref: string; binary: string } | null): System[] {
   return list.filter((x) => want.has(x.name));
 }
 
-const REALISTIC: readonly Stage[] = ["cidrs", "geoip", "rate", "log"];
+/** With the defaults a release ships: the top-fingerprints table is on by default. */
+const REALISTIC: readonly Stage[] = ["cidrs", "geoip", "rate", "log", "top"];
 
 function mcproxyConf(sys: System, f: Files): string {
   const on = (s: Stage) => sys.stages.includes(s);
@@ -104,6 +106,9 @@ ${on("pp") ? `proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\n` : ""}  [
 ${on("pp") ? `  send_proxy_protocol = "v2"\n` : ""}${on("policy") ? `  allow = [${allow}]\n  deny = ["127.0.0.2"]\n  max_connections = 1000000\n` : ""}${on("alpn") ? `  [[listeners.routes]]\n  hostname = "${HOST}"\n  alpn = ["acme-tls/1"]\n  backend = "127.0.0.1:1"\n` : ""}
 [firewall]
 ${on("cidrs") ? `blocked_ips = ["192.0.2.1"]\nblocked_cidrs = [${cidrs}]\n` : ""}${on("geoip") ? `geoip_db = "${f.geoDb}"\nblocked_countries = ["KP", "IR", "SY", "CU", "RU"]\n` : ""}${on("rate") ? `rate_limit = 1000000\nrate_window = "1s"\n` : ""}${on("ja4") ? `blocked_ja4 = [${ja4Rules}]\n` : ""}
+[fingerprints]
+top = ${on("top") ? 1000 : 0}
+
 [proxy]
 idle_timeout = "10m"
 workers = 1
@@ -114,8 +119,9 @@ format = "text"
 ${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` : ""}`;
   const path = join(WORK, `breakdown-${sys.name.replace("+", "")}.toml`);
   writeFileSync(path, conf);
-  // A release before workers refuses the key; it ran one event loop anyway.
-  if (sys.binary !== undefined && Bun.spawnSync([sys.binary, "check", "-c", path]).exitCode !== 0) writeFileSync(path, conf.replace("workers = 1\n", ""));
+  // A release before workers (or the fingerprint table) refuses the key; it ran one event loop (and no table) anyway.
+  if (sys.binary !== undefined && Bun.spawnSync([sys.binary, "check", "-c", path]).exitCode !== 0)
+    writeFileSync(path, conf.replace("workers = 1\n", "").replace(/\[fingerprints\]\ntop = \d+\n\n/, ""));
   return path;
 }
 

@@ -69,6 +69,9 @@ function bounded(field: string, value: unknown, max: number): string {
 export interface StatusExtras {
   /** `[grpc] allow_unauthenticated_admin` is on: shown so it cannot go unnoticed. */
   unauthenticatedAdmin: boolean;
+  /** This process's takeover generation (1 for a plain start) and pid. */
+  generation?: number;
+  pid?: number;
 }
 
 export class AdminService {
@@ -312,6 +315,8 @@ export class AdminService {
       unauthenticated_admin: this.extras.unauthenticatedAdmin,
       workers: s.workers,
       store: this.store.describe(),
+      generation: this.extras.generation ?? 1,
+      pid: this.extras.pid ?? process.pid,
     };
   }
 

@@ -94,4 +94,6 @@ export interface StatusReply {
   connection_cap: number;
   unauthenticated_admin: boolean;
   store: string;
+  generation: number;
+  pid: number;
 }

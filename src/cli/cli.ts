@@ -9,6 +9,7 @@ import { AdminCallError } from "./admin_client";
 import { backends, fingerprints, firewall, routes, status } from "./admin_commands";
 import { UsageError, help, parseArgs } from "./args";
 import { check } from "./check_command";
+import { reload } from "./reload_command";
 import { server } from "./server_command";
 import { snapshot, storeCommand } from "./store_commands";
 
@@ -17,6 +18,7 @@ const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router
 Usage:
   mc-proxy server -c FILE                run the proxy
   mc-proxy check -c FILE                 validate a config file and exit (0 = valid)
+  mc-proxy reload -c FILE                apply FILE by a takeover: no connection refused
   mc-proxy status -c FILE                status of the running instance (admin API)
   mc-proxy routes list|add|remove ...    show or change routes (admin API)
   mc-proxy firewall list|add|remove ...  show or change firewall rules (admin API)
@@ -71,6 +73,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await storeCommand(args);
       case "server":
         return await server(args);
+      case "reload":
+        return await reload(args);
       default:
         throw new UsageError(`unknown command "${cmd}"`, MAIN_USAGE);
     }

@@ -12,26 +12,49 @@ import { Metrics } from "../metrics/metrics";
 import { bindHost } from "../net/host_port";
 import { ControlPlane } from "../server/control_plane";
 import type { DataPlane } from "../server/data_plane";
-import { availableCpus, capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../server/host_limits";
+import { availableCpus, capacityWarning, connectionCap, migrateWarning, needsOf, readFdLimits, reservedFds } from "../server/host_limits";
 import { collectStartupGarbage } from "../server/startup_gc";
 import { type ConfigStore, type StoreState, rulesFromStore } from "../store/config_store";
 import { EtcdConfigStore, type SeedInput } from "../store/etcd_store";
 import { SqliteConfigStore } from "../store/sqlite_config_store";
 import { SqliteDatabase } from "../store/sqlite_database";
 import { VERSION } from "../version";
-import { configArg, help } from "./args";
+import { UsageError, help, parseArgs } from "./args";
+import { type Incumbent, HandoverServer, controlPath, hello, requestHandover } from "../server/handover";
 
-export const SERVER_USAGE = `Usage: mc-proxy server -c FILE
+export const SERVER_USAGE = `Usage: mc-proxy server -c FILE [--takeover]
 
 Runs the proxy with the config FILE (TOML).
+--takeover: start beside the running instance of the same config (found
+through the socket beside its database), bind the same listeners, get
+ready, then have it close its listeners and drain: no connection refused
+(mc-proxy reload does this; see RUNBOOK "Upgrade and rollback").
 Signals: SIGINT/SIGTERM drain and stop (a second one exits at once);
 SIGHUP reloads the GeoIP database.`;
 
 export async function server(args: string[]): Promise<number> {
-  const file = configArg(args, SERVER_USAGE);
-  if (file === null) return help(SERVER_USAGE);
+  const a = parseArgs(args, SERVER_USAGE, { switches: ["--takeover"] });
+  if (a.help) return help(SERVER_USAGE);
+  if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SERVER_USAGE);
+  if (a.config === null) throw new UsageError("-c FILE is required", SERVER_USAGE);
+  const file = a.config;
   const loaded = loadRoutedConfig(file);
   const logger = new Logger(loaded.log.level, loaded.log.format);
+  // A takeover finds the running instance first: without one, nothing else is touched.
+  const control = controlPath(loaded.databasePath);
+  let incumbent: Incumbent | null = null;
+  if (a.switches.has("--takeover")) {
+    try {
+      incumbent = await hello(control);
+    } catch (e) {
+      throw new Error(
+        `--takeover: no running mc-proxy answers on ${control} (${(e as Error).message}). A release before takeovers has no such socket: restart it once with this release (systemctl restart mc-proxy); from then on reload takes over. With nothing running, start without --takeover.`,
+      );
+    }
+    logger.info("taking over", { from_pid: incumbent.pid, from_version: incumbent.version, from_generation: incumbent.generation });
+  }
+  const warnMigrate = migrateWarning();
+  if (warnMigrate !== null) logger.warn(warnMigrate);
   const seed: SeedInput = {
     listeners: loaded.listeners.map((l) => ({ name: l.name, maxConnections: l.maxConnections, routes: l.routes })),
     rules: [
@@ -58,7 +81,7 @@ export async function server(args: string[]): Promise<number> {
       db.setRole("etcd-cache");
       logger.info("store ready", { store: etcd.describe(), cache: db.path });
       try {
-        return await serve(file, effectiveConfig(loaded, etcd.current()), logger, db, (plane) => {
+        return await serve(file, effectiveConfig(loaded, etcd.current()), logger, db, { control, incumbent }, (plane) => {
           etcd.attach(plane);
           return etcd;
         });
@@ -74,7 +97,7 @@ export async function server(args: string[]): Promise<number> {
       seed.rules,
     );
     logger.info("database ready", { path: db.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
-    return await serve(file, effectiveConfig(loaded, db.state()), logger, db, (plane) => new SqliteConfigStore(db, plane));
+    return await serve(file, effectiveConfig(loaded, db.state()), logger, db, { control, incumbent }, (plane) => new SqliteConfigStore(db, plane));
   } finally {
     logger.flush();
     db.close();
@@ -115,7 +138,19 @@ function seedForFleet(db: SqliteDatabase, toml: SeedInput, logger: Logger): Seed
  * Run the data plane, then the store (made by `openStore` once the data
  * plane exists, since it applies changes to it), the metrics and the admin API.
  */
-async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDatabase, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
+interface Succession {
+  /** The takeover socket's path (handover.ts). */
+  control: string;
+  /** The process being taken over; null for a plain start. */
+  incumbent: Incumbent | null;
+}
+
+/** How long the admin API and metrics addresses are retried while the old process lets go of them. */
+const REBIND_MS = 3000;
+
+async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDatabase, succession: Succession, openStore: (plane: DataPlane) => ConfigStore): Promise<number> {
+  const { control, incumbent } = succession;
+  const generation = incumbent === null ? 1 : incumbent.generation + 1;
   const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
   const limits = readFdLimits();
   const needs = needsOf(cfg, workers);
@@ -130,35 +165,86 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   );
   if (warning !== null) logger.warn(warning);
   const histograms = cfg.metrics !== null;
-  // With SO_REUSEPORT (workers > 1) a second instance would silently share
-  // the ports: bind each address once without it first, so that one already
-  // served by another process fails here, naming it.
-  if (workers > 1) probeListeners(cfg);
-  const plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms, connectionCap: cap });
+  // Every listener is bound with SO_REUSEPORT, so that a takeover can bind
+  // beside this process. A plain start would then silently share the ports
+  // with a running instance: bind each address once without it first, so
+  // that one already served by another process fails here, naming it.
+  // The takeover socket is claimed first: a live one is another instance.
+  let handoverServer: HandoverServer | null = null;
+  let admin: AdminServer | null = null;
+  let metricsServer: MetricsServer | null = null;
+  const startedAt = Date.now();
+  let handOver: () => Promise<{ active: number }> = async () => {
+    throw new Error("still starting");
+  };
+  const self = () => ({ pid: process.pid, version: VERSION, generation, startedAt });
+  if (incumbent === null) {
+    handoverServer = await HandoverServer.start(control, self, () => handOver());
+    try {
+      probeListeners(cfg);
+    } catch (e) {
+      handoverServer.close();
+      throw e;
+    }
+  }
+  let plane: ControlPlane;
+  try {
+    plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms, connectionCap: cap, generation });
+  } catch (e) {
+    handoverServer?.close();
+    throw e;
+  }
   for (const l of plane.listeners) logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
   // Serving: from here a write never waits inside SQLite for another process's lock.
   db.serving();
   const store = openStore(plane);
-  let admin: AdminServer | null = null;
-  let metricsServer: MetricsServer | null = null;
   const metrics = cfg.metrics === null ? null : new Metrics(plane, store);
   let started = false;
+  if (incumbent !== null) {
+    // Ready (routes, rules, GeoIP loaded; listeners bound beside the old
+    // process): now it closes its listeners, admin API and metrics and drains.
+    const t0 = performance.now();
+    try {
+      const r = await requestHandover(control);
+      logger.info("took over", { from_pid: incumbent.pid, from_generation: incumbent.generation, generation, old_active: r.active, handover_ms: Math.round(performance.now() - t0) });
+    } catch (e) {
+      logger.error("takeover failed: the running process did not hand over; stopping this one", { error: (e as Error).message, pid: incumbent.pid });
+      plane.shutdown();
+      handoverServer?.close();
+      await plane.done;
+      throw new Error(`--takeover: the running process (pid ${incumbent.pid}) did not hand over: ${(e as Error).message}`);
+    }
+  }
   try {
     if (cfg.metrics !== null) {
       const readiness = { notReady: () => (plane.isDraining ? "draining" : started ? null : "starting"), note: () => (store.stale ? `store: ${store.describe()}` : null) };
-      metricsServer = MetricsServer.start(cfg.metrics, metrics!, readiness, logger);
+      metricsServer = await retryBind(incumbent !== null, () => MetricsServer.start(cfg.metrics!, metrics!, readiness, logger));
     }
     if (cfg.grpc !== null) {
-      const service = new AdminService(plane, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin });
-      admin = await AdminServer.start(cfg.grpc, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc());
+      const service = new AdminService(plane, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin, generation, pid: process.pid });
+      admin = await retryBind(incumbent !== null, () => AdminServer.start(cfg.grpc!, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc()));
     }
+    if (handoverServer === null) handoverServer = await retryBind(true, () => HandoverServer.start(control, self, () => handOver()));
   } catch (e) {
     plane.shutdown();
     metricsServer?.stop();
+    handoverServer?.close();
     throw e;
   }
   started = true;
-  logger.info("started", { version: VERSION, pid: process.pid, config: file, workers });
+  // Asked by the next process (handover.ts): stop accepting, let the new one
+  // bind the admin API, metrics and takeover socket, drain, exit 0.
+  handOver = async () => {
+    logger.info("handing over: closing listeners, admin API and metrics; draining", { generation, active: plane.counters.total() });
+    admin?.stop();
+    admin = null;
+    plane.shutdown();
+    metricsServer?.stop();
+    metricsServer = null;
+    handoverServer?.close();
+    return { active: plane.counters.total() };
+  };
+  logger.info("started", { version: VERSION, pid: process.pid, config: file, workers, generation });
   collectStartupGarbage(logger, "main");
   let signals = 0;
   const onStop = (sig: string) => {
@@ -185,13 +271,31 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   if (crashFile !== undefined) process.on("SIGUSR2", () => plane.crash(Number(readFileSync(crashFile, "utf8").trim())));
   const code = await plane.done;
   admin?.stop();
+  handoverServer?.close();
   const s = await plane.snapshot().catch(() => null);
   const total = s === null ? null : s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
   // The metrics listener closes last: through the drain it is how a balancer learns we are going.
   metricsServer?.stop();
   // Last line: every access record (from every worker) is written before it.
-  logger.info("stopped", { connections_total: total, exit_code: code });
+  logger.info("stopped", { connections_total: total, exit_code: code, generation });
   return code;
+}
+
+/**
+ * Start a server on an address; in a takeover the old process may still be
+ * letting go of it (EADDRINUSE, or its socket still answering) for a moment.
+ */
+async function retryBind<T>(retry: boolean, start: () => T | Promise<T>): Promise<T> {
+  const end = Date.now() + (retry ? REBIND_MS : 0);
+  for (;;) {
+    try {
+      return await start();
+    } catch (e) {
+      const m = (e as Error).message;
+      if (Date.now() >= end || !/EADDRINUSE|in use|another mc-proxy|address already/i.test(m)) throw e;
+      await Bun.sleep(25);
+    }
+  }
 }
 
 /** Bind each listener address once without SO_REUSEPORT and let it go: EADDRINUSE means another process serves it. */

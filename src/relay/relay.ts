@@ -216,6 +216,26 @@ export abstract class Relay {
     this.onRelayEnd("ok");
   }
 
+  /**
+   * The proxy ends a connection that is not at fault (the drain deadline):
+   * with nothing waiting to be written either way, FIN to both sides — the
+   * client sees a clean end, as from a server closing an idle keep-alive
+   * connection; with bytes pending (which would be lost), RST as for a failure.
+   * The client's side is only half-closed: a byte it sent as the FIN crossed
+   * is read and dropped rather than answered with RST (a lingering close,
+   * as nginx's lingering_close); the socket closes when the client closes
+   * it or the process ends (event_loop.ts waits LINGER_MS for that).
+   */
+  closeBoth(): void {
+    if (this.finished) return;
+    if (this.toBackend !== null || this.toClient !== null) return this.resetBoth("proxy");
+    this.closedBy ??= "proxy";
+    this.finished = true;
+    this.client.shutdown();
+    this.backend?.end();
+    this.onRelayEnd("ok");
+  }
+
   /** Close both sockets gracefully. */
   endRelay(end: RelayEnd): void {
     if (this.finished) return;

@@ -38,7 +38,7 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-export function writeAccessRecord(log: Logger, worker: number, c: AccessFacts, outcome: Outcome): void {
+export function writeAccessRecord(log: Logger, worker: number, gen: number, c: AccessFacts, outcome: Outcome): void {
   const client = formatHostPort(c.clientIp, Math.max(c.clientPort, 0));
   const peer = formatHostPort(c.peerIp, c.peerPort);
   const helloMs = c.helloAt > 0 ? round(c.helloAt - c.acceptedAt) : null;
@@ -51,7 +51,7 @@ export function writeAccessRecord(log: Logger, worker: number, c: AccessFacts, o
     "info",
     "access",
     log.json
-      ? `,"id":"${c.id}","worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(c.alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-      : ` id=${c.id} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(c.alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(c.alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(c.alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
   );
 }

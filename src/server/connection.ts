@@ -292,7 +292,8 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
   }
 
   onClientEnd(): void {
-    if (this.finished) return;
+    // After a lingering close (Relay.closeBoth) the client's FIN ends it.
+    if (this.finished) return void this.client.end();
     if (this.phase === Phase.Hello || this.phase === Phase.ProxyHeader) {
       this.closedBy = "client";
       return this.abort("client_closed");
@@ -333,7 +334,9 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     if (this.finished) return;
     if (this.phase === Phase.Relaying) {
       this.outcomeOverride = outcome;
-      this.resetBoth("proxy");
+      // The drain's deadline ends a healthy connection: cleanly when nothing is lost.
+      if (outcome === "shutdown") this.closeBoth();
+      else this.resetBoth("proxy");
     } else this.abort(outcome);
   }
 
@@ -420,6 +423,6 @@ export class Connection extends ReplayingRelay implements Timed, BackendOwner {
     // Counted: from now on the scrape must not add this connection's bytes again.
     this.routeStats = null;
     if (this.ctx.histograms) ls.duration[i]!.observe((performance.now() - this.acceptedAt) / 1000);
-    if (this.ctx.logger.enabled("info")) writeAccessRecord(this.ctx.logger, this.ctx.workerId, this, outcome);
+    if (this.ctx.logger.enabled("info")) writeAccessRecord(this.ctx.logger, this.ctx.workerId, this.ctx.generation, this, outcome);
   }
 }

@@ -49,6 +49,8 @@ export interface ControlOptions {
   connectionCap: number;
   /** (listener, route, backend) entries at most; DEFAULT_BACKEND_SLOTS unless a test wants a small table. */
   backendSlots?: number;
+  /** This process's place in a chain of takeovers (1 for a plain start): the access log's `gen`. */
+  generation?: number;
 }
 
 export class ControlPlane implements DataPlane {
@@ -142,7 +144,9 @@ export class ControlPlane implements DataPlane {
       geoipData: this.geoipData,
       histograms: this.options.histograms,
       connectionCap: this.options.connectionCap,
-      reusePort: this.options.loops > 1,
+      // Always: a takeover binds the same addresses beside this process (server_command.ts).
+      reusePort: true,
+      generation: this.options.generation ?? 1,
       backendSlots: this.backends.slots,
     };
   }

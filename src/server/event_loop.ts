@@ -28,6 +28,9 @@ import { bindHost } from "../net/host_port";
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
 
+/** After the drain's deadline, how long clients get to close the connections it ended with a FIN. */
+const LINGER_MS = 1000;
+
 export class EventLoop {
   readonly firewall: Firewall;
   readonly listeners: ListenerRuntime[];
@@ -42,6 +45,8 @@ export class EventLoop {
   readonly connectionCap: number;
   private readonly reusePort: boolean;
   private draining = false;
+  /** Past the drain's deadline: closed connections' clients get LINGER_MS to close theirs. */
+  private lingering = false;
   private isStopped = false;
   private forceTimer: ReturnType<typeof setTimeout> | null = null;
   private resolveDone!: (code: number) => void;
@@ -95,6 +100,7 @@ export class EventLoop {
       histograms: init.histograms,
       counters: this.counters,
       workerId: this.workerId,
+      generation: init.generation,
       connections: new Set(),
       backendHandlers: backendHandlers(logger),
       backends: this.backends,
@@ -102,7 +108,7 @@ export class EventLoop {
       ja4: logger.enabled("info") || config.fingerprints.top > 0,
       fingerprints: config.fingerprints.top > 0 ? new HeavyHitters(config.fingerprints.top, config.fingerprints.windowMs) : null,
       onConnectionClosed: () => {
-        if (this.draining && this.ctx.connections.size === 0) this.stopped();
+        if (this.draining && !this.lingering && this.ctx.connections.size === 0) this.stopped();
       },
     };
   }
@@ -262,8 +268,10 @@ export class EventLoop {
     if (n === 0) return this.stopped();
     this.forceTimer = setTimeout(() => {
       this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size, worker: this.workerId });
+      // Idle ones get a FIN (Relay.closeBoth): give their clients LINGER_MS to close first, so a byte already on its way is not answered with RST.
+      this.lingering = true;
       for (const c of [...this.ctx.connections]) c.forceClose();
-      this.stopped();
+      this.forceTimer = setTimeout(() => this.stopped(), LINGER_MS);
     }, this.config.proxy.shutdownTimeoutMs);
   }
 

@@ -137,3 +137,25 @@ function readStatus(): string {
     return "";
   }
 }
+
+/**
+ * Linux ≥ 5.14 moves the connections queued on a closing SO_REUSEPORT
+ * listener to the other listeners of its group when
+ * net.ipv4.tcp_migrate_req is 1 (Documentation/networking/ip-sysctl.rst);
+ * at 0 they are reset when the old process of a takeover closes its
+ * listeners. A warning when it is 0 or missing; null when it is 1.
+ */
+export function migrateWarning(read: () => string | null = readMigrate): string | null {
+  const v = read();
+  if (v === "1") return null;
+  const why = v === null ? "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 or later has it)" : `net.ipv4.tcp_migrate_req is ${v}`;
+  return `${why}: at a takeover (mc-proxy reload) connections still queued on the old process's listeners are reset. Set it: echo net.ipv4.tcp_migrate_req=1 > /etc/sysctl.d/60-mc-proxy.conf && sysctl --system (RUNBOOK "Upgrade and rollback")`;
+}
+
+function readMigrate(): string | null {
+  try {
+    return readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim();
+  } catch {
+    return null;
+  }
+}

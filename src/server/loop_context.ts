@@ -22,6 +22,8 @@ export interface LoopContext<C extends Timed, A> {
   readonly counters: SharedCounters;
   /** This event loop's worker id (0 for a single loop): the access log's `worker`. */
   readonly workerId: number;
+  /** The process's takeover generation: the access log's `gen`. */
+  readonly generation: number;
   /** This event loop's connections (for the drain and the live byte counts). */
   readonly connections: Set<C>;
   readonly backendHandlers: SocketHandler<A>;

@@ -25,8 +25,10 @@ export interface LoopInit {
   geoipData: Uint8Array | null;
   histograms: boolean;
   connectionCap: number;
-  /** Bind with SO_REUSEPORT (one socket per loop on each address). */
+  /** Bind with SO_REUSEPORT (one socket per loop on each address, and beside a process being taken over). */
   reusePort: boolean;
+  /** The process's takeover generation: the access log's `gen`. */
+  generation: number;
 }
 
 export type LoopChange =
