@@ -20,6 +20,8 @@ import { SqliteConfigStore } from "../store/sqlite_config_store";
 import { SqliteDatabase } from "../store/sqlite_database";
 import { VERSION } from "../version";
 import { UsageError, help, parseArgs } from "./args";
+import { selfCommand } from "./reload_command";
+import { notifyReady } from "../server/sd_notify";
 import { type Incumbent, HandoverServer, controlPath, hello, requestHandover } from "../server/handover";
 
 export const SERVER_USAGE = `Usage: mc-proxy server -c FILE [--takeover]
@@ -30,7 +32,7 @@ through the socket beside its database), bind the same listeners, get
 ready, then have it close its listeners and drain: no connection refused
 (mc-proxy reload does this; see RUNBOOK "Upgrade and rollback").
 Signals: SIGINT/SIGTERM drain and stop (a second one exits at once);
-SIGHUP reloads the GeoIP database.`;
+SIGHUP reloads the GeoIP database; SIGUSR2 runs "mc-proxy reload" (a takeover).`;
 
 export async function server(args: string[]): Promise<number> {
   const a = parseArgs(args, SERVER_USAGE, { switches: ["--takeover"] });
@@ -204,6 +206,8 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
     // Ready (routes, rules, GeoIP loaded; listeners bound beside the old
     // process): now it closes its listeners, admin API and metrics and drains.
     const t0 = performance.now();
+    const health = await plane.primeHealth();
+    if (health.checked > 0) logger.info("health checks primed", { backends: health.checked, down: health.down, ms: Math.round(performance.now() - t0) });
     try {
       const r = await requestHandover(control);
       logger.info("took over", { from_pid: incumbent.pid, from_generation: incumbent.generation, generation, old_active: r.active, handover_ms: Math.round(performance.now() - t0) });
@@ -245,6 +249,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
     return { active: plane.counters.total() };
   };
   logger.info("started", { version: VERSION, pid: process.pid, config: file, workers, generation });
+  await notifyReady(logger, `serving, generation ${generation}`);
   collectStartupGarbage(logger, "main");
   let signals = 0;
   const onStop = (sig: string) => {
@@ -265,10 +270,19 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
       if (result !== null) metrics?.geoipReloads.labels(result).inc();
     });
   });
+  // SIGUSR2: `mc-proxy reload` of this config (a takeover by this binary).
   // Fault injection for the tests only: with MC_PROXY_TEST_WORKER_CRASH=FILE,
-  // SIGUSR2 makes the worker whose id FILE holds throw an uncaught error.
+  // SIGUSR2 instead makes the worker whose id FILE holds throw an uncaught error.
   const crashFile = process.env.MC_PROXY_TEST_WORKER_CRASH;
   if (crashFile !== undefined) process.on("SIGUSR2", () => plane.crash(Number(readFileSync(crashFile, "utf8").trim())));
+  else
+    process.on("SIGUSR2", () => {
+      logger.info("signal received: reloading by a takeover", { signal: "SIGUSR2" });
+      const p = Bun.spawn([...selfCommand(), "reload", "-c", file], { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+      void p.exited.then((code) => {
+        if (code !== 0) logger.error("SIGUSR2 reload failed; this process keeps serving", { exit_code: code });
+      });
+    });
   const code = await plane.done;
   admin?.stop();
   handoverServer?.close();

@@ -121,6 +121,26 @@ export class HealthChecker {
     this.schedule(t, t.settings.intervalMs);
   }
 
+  /**
+   * Check every backend once now and take each result as its state (rise =
+   * fall = 1): a process taking over knows which backends answer before it
+   * takes traffic. Resolves within the slowest check's timeout; the regular
+   * checks go on as scheduled.
+   */
+  async prime(): Promise<{ checked: number; down: number }> {
+    const targets = [...this.targets.values()];
+    const results = await Promise.all(
+      targets.map(async (t) => {
+        const ok = await checkOnce(t.addr, t.kind, checkServerName(t.route), t.settings.timeoutMs);
+        if (this.stopped || this.targets.get(t.key) !== t) return true;
+        const change = this.table.checkResult(t.ref, ok, 1, 1, Math.floor(Date.now() / 1000));
+        if (change === "down") this.logger.warn("backend down", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
+        return ok;
+      }),
+    );
+    return { checked: targets.length, down: results.filter((ok) => !ok).length };
+  }
+
   stop(): void {
     this.stopped = true;
     for (const t of this.targets.values()) clearTimeout(t.timer);

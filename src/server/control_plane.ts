@@ -300,6 +300,11 @@ export class ControlPlane implements DataPlane {
     return { capacity: top, windowMs, loops: reports.length, entries: mergeHitters(reports, limit) };
   }
 
+  /** One health check of every pool backend now, taken as its state (HealthChecker.prime): before a takeover's handover. */
+  primeHealth(): Promise<{ checked: number; down: number }> {
+    return this.checker.prime();
+  }
+
   /** Test fault injection: make worker `id` throw an uncaught error. */
   crash(id: number): void {
     this.slots[id]?.loop?.crash();

@@ -223,13 +223,18 @@ describe("systemd units", () => {
       const s = run(["systemd-analyze", "security", "--offline=yes", `--root=${root}`, "--threshold=25", `/etc/systemd/system/${u}`]);
       expect({ unit: u, code: s.code }).toEqual({ unit: u, code: 0 });
       const score = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(s.out)![1]);
-      expect(score).toBeLessThanOrEqual(2.5);
+      // mc-proxy.service scored 1.6 before takeovers (Type=exec); NotifyAccess=all costs 0.2, PrivateMounts=yes wins it back.
+      expect(score).toBeLessThanOrEqual(u === "mc-proxy.service" ? 1.6 : 2.5);
     }
     // A mutation check of the check: an unknown key must make it speak.
     writeFileSync(join(root, "etc/systemd/system/mc-proxy.service"), readFileSync(join(ROOT, "examples/systemd/mc-proxy.service"), "utf8").replace("[Service]", "[Service]\nNoSuchKey=1"));
     expect(run(["systemd-analyze", "verify", `--root=${root}`, "/etc/systemd/system/mc-proxy.service"]).err).toContain("NoSuchKey");
     const svc = readFileSync(join(ROOT, "examples/systemd/mc-proxy.service"), "utf8");
     expect(svc).toContain("ExecStart=/usr/local/bin/mc-proxy server -c /srv/mc-proxy/mc-proxy.toml");
+    // systemctl reload is a takeover, and systemd follows the new main process (sd_notify MAINPID through systemd-notify).
+    expect(svc).toContain("ExecReload=/usr/local/bin/mc-proxy reload -c /srv/mc-proxy/mc-proxy.toml");
+    expect(svc).toMatch(/^Type=notify$/m);
+    expect(svc).toMatch(/^NotifyAccess=all$/m);
     expect(svc).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
     expect(readFileSync(join(ROOT, "examples/systemd/mc-proxy-backup.service"), "utf8")).toContain("snapshot -c /srv/mc-proxy/mc-proxy.toml --keep 7");
   }, 60_000);

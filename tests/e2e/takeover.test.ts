@@ -14,6 +14,7 @@ import { unixGrpcConfig } from "../helpers/admin";
 import { testCert } from "../helpers/certs";
 import { freePort, percentile, waitFor } from "../helpers/net";
 import { BINARY, ROOT, cleanEnv, ensureBinary, startProxy, tempDir } from "../helpers/proxy";
+import { ensureCommands } from "../helpers/packages";
 import { tlsBackend, tlsGet } from "../helpers/tls";
 
 /** The 0.2.0 release (CHANGELOG): before takeovers, it has no takeover socket. */
@@ -69,8 +70,8 @@ describe("takeover under load (binary, own network namespace)", () => {
 });
 
 /** A one-listener config with a unix admin socket and a short drain. */
-function config(port: number, backend: number, extra = ""): string {
-  return `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${backend}"\n${extra}[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "3s"\n`;
+function config(port: number, backend: number, extra = "", proxy = ""): string {
+  return `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${backend}"\n${extra}[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "3s"\n${proxy}`;
 }
 
 /** mc-proxy reload; its output and the new server's (which inherits it) go to DIR/reloads.log, never a pipe no one reads. */
@@ -102,7 +103,18 @@ describe("takeover (binary)", () => {
       const before = await status(dir);
       expect(before.generation).toBe(1);
       expect((await tlsGet(p1, HOST, testCert())).body).toContain("hello from be");
-      writeFileSync(join(dir, "mc-proxy.toml"), config(p1, be.port, `[[listeners]]\naddr = "127.0.0.1:${p2}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n`));
+      // The new config adds a listener (its routes seed from the TOML; the first one's live in the database) with a pool whose second backend is dead: checked once before the handover, it is down from the first connection.
+      const dead = freePort();
+      writeFileSync(
+        join(dir, "mc-proxy.toml"),
+        config(
+          p1,
+          be.port,
+          `[[listeners]]\naddr = "127.0.0.1:${p2}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n` +
+            `  [[listeners.routes]]\n  hostname = "pool.example.com"\n  backends = ["127.0.0.1:${be.port}", "127.0.0.1:${dead}"]\n  health_check = "tcp"\n`,
+          `health_check_interval = "60s"\n`,
+        ),
+      );
       expect(await reload(dir)).toBe(0);
       const t0 = performance.now();
       const after = await status(dir);
@@ -110,6 +122,12 @@ describe("takeover (binary)", () => {
       expect(after.generation).toBe(2);
       expect(after.pid).not.toBe(before.pid);
       expect(after.listeners.map((l) => l.addr).sort()).toEqual([`127.0.0.1:${p1}`, `127.0.0.1:${p2}`].sort());
+      const pool = after.listeners.find((l) => l.addr === `127.0.0.1:${p2}`)!.routes.find((x) => x.hostname === "pool.example.com")!;
+      expect(pool.backends.map((b) => [b.addr, b.health?.up])).toEqual([
+        [`127.0.0.1:${be.port}`, true],
+        [`127.0.0.1:${dead}`, false],
+      ]);
+      expect(readFileSync(join(dir, "reloads.log"), "utf8")).toContain('msg="health checks primed" backends=2 down=1');
       expect((await tlsGet(p2, HOST, testCert())).body).toContain("hello from be");
       expect((await tlsGet(p1, HOST, testCert())).body).toContain("hello from be");
       // The old process drained and stopped with exit 0, naming its generation.
@@ -120,9 +138,63 @@ describe("takeover (binary)", () => {
       // The new process's records carry generation 2.
       expect((await tlsGet(p1, HOST, testCert())).body).toContain("hello from be");
       await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes(" gen=2 "), 5000, "an access record of generation 2");
+      // SIGUSR2 is the same reload, started by the process itself.
+      process.kill(after.pid, "SIGUSR2");
+      await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes("generation=3"), 10_000, "generation 3 after SIGUSR2");
+      expect((await status(dir)).generation).toBe(3);
     } finally {
       Bun.spawnSync(["pkill", "-TERM", "-f", join(dir, "mc-proxy.toml")]);
       await proxy.stop();
+      be.stop();
+    }
+  }, 60_000);
+
+  test("under systemd's NOTIFY_SOCKET (Type=notify): the start and each takeover send READY=1 and MAINPID of the process now serving", async () => {
+    const missing = ensureCommands(["python3", "systemd-notify"], ["python3", "systemd"]);
+    if (missing !== null) return void console.warn(`SKIP sd_notify test: ${missing}`);
+    const be = tlsBackend("be", testCert());
+    const port = freePort();
+    const dir = tempDir();
+    const sock = join(dir, "notify.sock");
+    // A datagram socket like systemd's, printing each message on one line.
+    const listener = Bun.spawn(
+      [
+        "python3",
+        "-u",
+        "-c",
+        `import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("bound",flush=True)\nwhile True:\n  print(s.recv(4096).decode().replace("\\n","|"),flush=True)`,
+        sock,
+      ],
+      { stdout: "pipe", stderr: "ignore" },
+    );
+    const lines: string[] = [];
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of listener.stdout)
+        lines.push(
+          ...dec
+            .decode(chunk)
+            .split("\n")
+            .filter((l) => l !== ""),
+        );
+    })();
+    await waitFor(() => lines.includes("bound"), 5000, "the notify socket");
+    const proxy = await startProxy("binary", config(port, be.port), { dir, env: { NOTIFY_SOCKET: sock } });
+    try {
+      await waitFor(() => lines.some((l) => l.includes(`MAINPID=${proxy.pid}`)), 5000, "READY from the first process");
+      expect(lines.find((l) => l.includes(`MAINPID=${proxy.pid}`))).toContain("READY=1");
+      const log = openSync(join(dir, "reloads.log"), "a");
+      const r = Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], { cwd: dir, env: cleanEnv({ NOTIFY_SOCKET: sock }), stdin: "ignore", stdout: log, stderr: log });
+      expect(await r.exited).toBe(0);
+      closeSync(log);
+      const now = await status(dir);
+      expect(now.pid).not.toBe(proxy.pid);
+      await waitFor(() => lines.some((l) => l.includes(`MAINPID=${now.pid}`)), 5000, "READY from the new process");
+      expect(lines.find((l) => l.includes(`MAINPID=${now.pid}`))).toMatch(/READY=1.*STATUS=serving, generation 2/);
+    } finally {
+      Bun.spawnSync(["pkill", "-TERM", "-f", join(dir, "mc-proxy.toml")]);
+      await proxy.stop();
+      listener.kill();
       be.stop();
     }
   }, 60_000);
