@@ -1,0 +1,102 @@
+// The ClientHello of a new QUIC flow, read from its first datagrams: a
+// state machine fed whole datagrams, pure and socket-free like the TCP
+// reader (sni/client_hello_reader.ts), handing the completed handshake
+// message to the same parser (sni/client_hello_body.ts).
+//
+// - The first datagram must carry a client Initial of a version this reads
+//   and be at least 1200 bytes (RFC 9000 §14.1: smaller ones are dropped,
+//   which also bounds what a spoofed source can make us do).
+// - Keys come from that first Initial's Destination Connection ID; later
+//   Initials of the flow use the same keys (the client keeps that ID until
+//   the server answers, and nothing is forwarded before the hello is read).
+// - CRYPTO frames are gathered from every Initial of every datagram, coalesced
+//   or not, in any order; 0-RTT and other packets are kept, not read.
+// - At most maxDatagrams datagrams and maxHelloBytes of CRYPTO data.
+import { parseClientHelloBody } from "../sni/client_hello_body";
+import type { HelloResult } from "../sni/hello_result";
+import { CryptoStream } from "./crypto_stream";
+import { type InitialKeys, clientInitialKeys, knownVersion } from "./initial_keys";
+import { readPacket } from "./packet";
+
+export const MIN_INITIAL_DATAGRAM = 1200;
+
+export type QuicReject = "not_quic" | "quic_version" | "malformed" | "too_large";
+
+export type QuicFeed =
+  | { kind: "more" }
+  | { kind: "hello"; hello: Extract<HelloResult, { kind: "hostname" | "no_sni" }>; version: number; dcid: Uint8Array }
+  | { kind: "reject"; outcome: QuicReject | "not_tls"; reason: string };
+
+const MORE: QuicFeed = { kind: "more" };
+
+export class QuicHelloReader {
+  private keys: InitialKeys | null = null;
+  private version = 0;
+  private dcid: Uint8Array = new Uint8Array(0);
+  private datagrams = 0;
+  private readonly stream: CryptoStream;
+
+  constructor(
+    maxHelloBytes: number,
+    private readonly maxDatagrams = 16,
+  ) {
+    this.stream = new CryptoStream(maxHelloBytes);
+  }
+
+  feed(d: Uint8Array): QuicFeed {
+    this.datagrams++;
+    if (this.datagrams > this.maxDatagrams) return { kind: "reject", outcome: "too_large", reason: `no complete ClientHello in ${this.maxDatagrams} datagrams` };
+    let off = 0;
+    let sawInitial = false;
+    while (off < d.length) {
+      const pk = readPacket(d, off, this.keys);
+      if (pk.kind === "bad") {
+        // Only the flow's first datagram decides whether it is QUIC. Later,
+        // an unreadable packet (junk after the last packet, or a forged or
+        // damaged Initial) is dropped from reading, not held against the
+        // flow: the datagram is still forwarded once the flow is routed.
+        if (this.keys !== null || sawInitial) break;
+        return { kind: "reject", outcome: "not_quic", reason: pk.reason };
+      }
+      if (pk.kind === "unknown_version") return { kind: "reject", outcome: "quic_version", reason: `version 0x${pk.version.toString(16).padStart(8, "0")}` };
+      if (pk.kind === "version_negotiation" || pk.kind === "short") {
+        if (this.keys === null) return { kind: "reject", outcome: "not_quic", reason: `a ${pk.kind === "short" ? "short-header" : "version negotiation"} packet opens the flow` };
+        break;
+      }
+      if (pk.kind === "long") {
+        if (this.keys === null) return { kind: "reject", outcome: "not_quic", reason: `a ${pk.type} packet opens the flow` };
+        off = pk.end;
+        continue;
+      }
+      if (this.keys === null) {
+        if (d.length < MIN_INITIAL_DATAGRAM) return { kind: "reject", outcome: "not_quic", reason: `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})` };
+        if (!knownVersion(pk.version)) return { kind: "reject", outcome: "quic_version", reason: `version ${pk.version}` };
+        this.keys = clientInitialKeys(pk.version, pk.dcid);
+        this.version = pk.version;
+        this.dcid = Uint8Array.from(pk.dcid);
+      }
+      sawInitial = true;
+      const r = this.stream.addFrames(pk.payload);
+      if (r === "connection_close") return { kind: "reject", outcome: "malformed", reason: "CONNECTION_CLOSE before the hello" };
+      if (r === "bad") return { kind: "reject", outcome: this.stream.contiguous >= this.stream.max ? "too_large" : "malformed", reason: "bad frames in an Initial" };
+      off = pk.end;
+    }
+    return this.complete();
+  }
+
+  /** The ClientHello once its handshake message is whole (RFC 8446 §4: type 1, uint24 length). */
+  private complete(): QuicFeed {
+    const n = this.stream.contiguous;
+    if (n < 4) return MORE;
+    const b = this.stream.prefix(n);
+    if (b[0] !== 1) return { kind: "reject", outcome: "not_tls", reason: `handshake type ${b[0]} (not a ClientHello)` };
+    const len = (b[1]! << 16) | (b[2]! << 8) | b[3]!;
+    if (4 + len > this.stream.max) return { kind: "reject", outcome: "too_large", reason: `a ClientHello of ${len} bytes` };
+    if (n < 4 + len) return MORE;
+    // The parser's result keeps (buf, start, length) for JA4; the buffer is ours alone.
+    const body = b.slice(0, 4 + len);
+    const r = parseClientHelloBody(body, 4, len);
+    if (r.kind === "reject") return { kind: "reject", outcome: r.outcome === "not_tls" ? "not_tls" : r.outcome, reason: "the ClientHello does not parse" };
+    return { kind: "hello", hello: r, version: this.version, dcid: this.dcid };
+  }
+}
