@@ -191,7 +191,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   }
   let plane: ControlPlane;
   try {
-    plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms, connectionCap: cap, generation });
+    plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms, connectionCap: cap, generation, takeover: incumbent !== null });
   } catch (e) {
     handoverServer?.close();
     throw e;

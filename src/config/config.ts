@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { LogFormat, LogLevel } from "../log/logger";
 import { parseDuration } from "./duration";
-import { validateListeners } from "./listeners";
+import { validateListeners, validateQuicListeners } from "./listeners";
 import { DEFAULTS, POOL_DEFAULTS, validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
 import { SECTIONS, type Table, applyEnvOverrides, checkKeys, readSection, show } from "./toml";
 import { type Config, ConfigError, type ProxyConfig, type RouteReader } from "./types";
@@ -61,6 +61,8 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   const proxy: ProxyConfig = {
     connectTimeoutMs: dur("connect_timeout", DEFAULTS.connectTimeout),
     idleTimeoutMs: dur("idle_timeout", DEFAULTS.idleTimeout),
+    // Chromium's and quic-go's default QUIC idle timeout is 30 s: a flow quiet that long is over at both ends.
+    quicIdleTimeoutMs: dur("quic_idle_timeout", "30s"),
     helloTimeoutMs: dur("hello_timeout", DEFAULTS.helloTimeout),
     maxHelloBytes: (proxySec.max_hello_bytes as number | undefined) ?? DEFAULTS.maxHelloBytes,
     shutdownTimeoutMs: dur("shutdown_timeout", DEFAULTS.shutdownTimeout, true),
@@ -98,6 +100,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   const fingerprints = validateFingerprints(readSection(root, "fingerprints", problems) ?? {}, problems);
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems, readRoutes);
+  const quicListeners = validateQuicListeners(root.listeners, listeners, problems);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
   const storeSec = readSection(root, "store", problems) ?? {};
   const store = ((storeSec.backend as string | undefined) ?? "sqlite") as "sqlite" | "etcd";
@@ -108,6 +111,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     file,
     databasePath,
     listeners,
+    quicListeners,
     grpc,
     metrics,
     store,

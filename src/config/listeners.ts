@@ -7,7 +7,7 @@ import { parseAddressOrCidr } from "../firewall/address";
 import { type HostPort, endpointKey, parseHostPort } from "../net/host_port";
 import { maxConnectionsError } from "./ranges";
 import { type Table, checkKeys, isTable, show, typed } from "./toml";
-import type { ListenerConfig, RouteReader, SendProxy } from "./types";
+import type { ListenerConfig, QuicListenerConfig, RouteReader, SendProxy } from "./types";
 
 const LISTENER_KEYS: Record<string, unknown> = {
   addr: "string",
@@ -18,7 +18,15 @@ const LISTENER_KEYS: Record<string, unknown> = {
   proxy_protocol: "bool",
   trusted_proxies: "strings",
   routes: "routes",
+  protocol: "string",
 };
+
+/** What a `protocol = "quic"` listener may set: it routes with the TCP listener of its name. */
+const QUIC_KEYS: Record<string, unknown> = { addr: "string", name: "string", protocol: "string", max_connections: "int" };
+
+function isQuic(item: unknown): boolean {
+  return isTable(item) && item.protocol === "quic";
+}
 export function validateListeners<R>(v: unknown, problems: string[], readRoutes: RouteReader<R>): ListenerConfig<R>[] {
   if (v === undefined) {
     problems.push(`listeners: at least one [[listeners]] table is required`);
@@ -38,6 +46,9 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
       problems.push(`${where}: expected a table, got ${show(item)}`);
       return;
     }
+    // UDP listeners are read by validateQuicListeners.
+    if (isQuic(item)) return;
+    if (item.protocol !== undefined && item.protocol !== "tcp") problems.push(`${where}.protocol: ${show(item.protocol)} must be "tcp" (the default) or "quic"`);
     checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
     const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
     let bind: HostPort = { host: "", port: 0 };
@@ -125,4 +136,46 @@ export function sendProxy(v: unknown, key: string, problems: string[]): SendProx
   if (v === "v1") return "v1";
   problems.push(`${key}: ${show(v)} must be "v1", "v2" or false (true means "v2")`);
   return "off";
+}
+
+/**
+ * The `protocol = "quic"` listeners: UDP on their address (usually the port
+ * number of a TCP listener), routing QUIC by the name in its Initial packets
+ * with the route table of the TCP listener whose name they share (by
+ * default their addr: `:443` UDP beside `:443` TCP).
+ */
+export function validateQuicListeners(v: unknown, tcp: readonly ListenerConfig[], problems: string[]): QuicListenerConfig[] {
+  if (!Array.isArray(v)) return [];
+  const out: QuicListenerConfig[] = [];
+  const seen = new Map<string, number>();
+  v.forEach((item, i) => {
+    if (!isQuic(item)) return;
+    const t = item as Table;
+    const where = `listeners[${i}]`;
+    for (const k of Object.keys(t)) {
+      if (!(k in QUIC_KEYS)) problems.push(`${where}.${k}: not for a quic listener (it routes with the TCP listener of its name; set routes there)`);
+    }
+    const addr = typed("string", t.addr ?? "", `${where}.addr`, problems) as string | undefined;
+    let bind: HostPort = { host: "", port: 0 };
+    if (addr === undefined || addr === "") problems.push(`${where}.addr: required (e.g. ":443")`);
+    else {
+      const hp = parseHostPort(addr, { allowEmptyHost: true });
+      if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
+      else {
+        bind = hp;
+        const key = endpointKey(hp);
+        const prev = seen.get(key);
+        if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same UDP endpoint as listeners[${prev}]`);
+        seen.set(key, i);
+      }
+    }
+    const name = t.name === undefined ? (addr ?? "") : ((typed("string", t.name, `${where}.name`, problems) as string | undefined) ?? "");
+    const routesOf = tcp.findIndex((l) => l.name === name);
+    if (routesOf < 0) problems.push(`${where}.name: ${show(name)} names no TCP listener: a quic listener routes with the TCP listener of the same name (${tcp.map((l) => show(l.name)).join(", ")})`);
+    const maxFlows = t.max_connections === undefined ? 0 : ((typed("int", t.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0);
+    const e = maxFlows < 0 ? `${where}.max_connections: ${maxFlows} is negative (0 means the default cap)` : maxConnectionsError(maxFlows, `${where}.max_connections`);
+    if (e !== null) problems.push(e);
+    out.push({ addr: addr ?? "", name, bind, routesOf, maxFlows });
+  });
+  return out;
 }

@@ -35,6 +35,7 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
   proxy: {
     connect_timeout: "duration",
     idle_timeout: "duration",
+    quic_idle_timeout: "duration",
     hello_timeout: "duration",
     max_hello_bytes: "int",
     shutdown_timeout: "duration",

@@ -29,6 +29,17 @@ export interface PoolDefaults {
 export type RouteReader<R> = (tables: unknown, where: string, problems: string[]) => R[];
 
 /** A listener as configured; `R` is the route type the reader builds. */
+/** A UDP listener routing QUIC (config/listeners.ts validateQuicListeners). */
+export interface QuicListenerConfig {
+  addr: string;
+  name: string;
+  bind: HostPort;
+  /** Index of the TCP listener (same name) whose routes it uses. */
+  routesOf: number;
+  /** Flows at once (0: the default cap, QUIC_DEFAULT_MAX_FLOWS). */
+  maxFlows: number;
+}
+
 export interface ListenerConfig<R = unknown> {
   /** As written in the config: where it binds, and its label in logs and metrics. */
   addr: string;
@@ -77,6 +88,8 @@ export interface FirewallConfig {
 export interface ProxyConfig {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
+  /** A QUIC flow with no datagram either way for this long is over (its backend socket closed, its record written). */
+  quicIdleTimeoutMs: number;
   helloTimeoutMs: number;
   maxHelloBytes: number;
   shutdownTimeoutMs: number;
@@ -119,6 +132,8 @@ export interface Config<R = unknown> {
   store: "sqlite" | "etcd";
   etcd: EtcdConfig | null;
   listeners: ListenerConfig<R>[];
+  /** UDP listeners routing QUIC with a TCP listener's routes. */
+  quicListeners: QuicListenerConfig[];
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
   firewall: FirewallConfig;

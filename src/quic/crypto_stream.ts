@@ -8,13 +8,12 @@ import { varint } from "./packet";
 export type FramesResult = "ok" | "connection_close" | "bad";
 
 export class CryptoStream {
-  private readonly data: Uint8Array;
+  /** Grown as data arrives (a hello is 0.3–2 KB; a pending flow should not cost `max` up front). */
+  private data = new Uint8Array(0);
   /** Received [start, end) ranges, sorted and merged. */
   private ranges: [number, number][] = [];
 
-  constructor(readonly max: number) {
-    this.data = new Uint8Array(max);
-  }
+  constructor(readonly max: number) {}
 
   /** Bytes received from offset 0 without a gap. */
   get contiguous(): number {
@@ -31,6 +30,12 @@ export class CryptoStream {
   add(offset: number, bytes: Uint8Array): boolean {
     if (offset + bytes.length > this.max) return false;
     if (bytes.length === 0) return true;
+    const need = offset + bytes.length;
+    if (need > this.data.length) {
+      const grown = new Uint8Array(Math.min(this.max, Math.max(need, this.data.length * 2, 2048)));
+      grown.set(this.data);
+      this.data = grown;
+    }
     this.data.set(bytes, offset);
     const merged: [number, number][] = [];
     let s = offset;

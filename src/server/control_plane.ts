@@ -51,6 +51,8 @@ export interface ControlOptions {
   backendSlots?: number;
   /** This process's place in a chain of takeovers (1 for a plain start): the access log's `gen`. */
   generation?: number;
+  /** Started by a takeover: UDP addresses are still the old process's until it hands over. */
+  takeover?: boolean;
 }
 
 export class ControlPlane implements DataPlane {
@@ -147,6 +149,7 @@ export class ControlPlane implements DataPlane {
       // Always: a takeover binds the same addresses beside this process (server_command.ts).
       reusePort: true,
       generation: this.options.generation ?? 1,
+      takeover: this.options.takeover === true,
       backendSlots: this.backends.slots,
     };
   }

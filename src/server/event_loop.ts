@@ -19,6 +19,7 @@ import { RouteTable } from "../routing/route_table";
 import { backendHandlers } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
 import { ListenerRuntime } from "./listener_runtime";
+import { QuicListener } from "./quic_listener";
 import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
 import { type Snapshot, listenerSnapshot } from "./snapshot";
@@ -27,6 +28,9 @@ import { bindHost } from "../net/host_port";
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
+
+/** In a takeover, how long a QUIC listener waits for the old process to let go of its UDP address. */
+const TAKEOVER_UDP_WAIT_MS = 60_000;
 
 /** After the drain's deadline, how long clients get to close the connections it ended with a FIN. */
 const LINGER_MS = 1000;
@@ -45,6 +49,8 @@ export class EventLoop {
   readonly connectionCap: number;
   private readonly reusePort: boolean;
   private draining = false;
+  private readonly takeover: boolean;
+  private readonly quic: QuicListener[] = [];
   /** Past the drain's deadline: closed connections' clients get LINGER_MS to close theirs. */
   private lingering = false;
   private isStopped = false;
@@ -63,6 +69,7 @@ export class EventLoop {
     this.workerId = init.id;
     this.connectionCap = init.connectionCap;
     this.reusePort = init.reusePort;
+    this.takeover = init.takeover;
     this.firewall = new Firewall({
       rules: {
         blockedIps: config.firewall.blockedIps,
@@ -188,8 +195,40 @@ export class EventLoop {
     };
   }
 
-  /** Bind every listener; on any failure, unbind the rest and throw. */
-  start(): void {
+  /**
+   * Bind every listener; on any failure, unbind the rest and throw. QUIC
+   * listeners live in the first event loop only: Bun's UDP sockets have no
+   * SO_REUSEPORT, and one loop keeps every flow's datagrams together (a
+   * client that changes address still reaches its flow).
+   */
+  async start(): Promise<void> {
+    this.bindTcp();
+    if (this.workerId !== 0 || this.config.quicListeners.length === 0) return;
+    // A takeover binds UDP after the handover (the old process holds it until then), in the background.
+    if (this.takeover) return void this.bindQuic(TAKEOVER_UDP_WAIT_MS).catch((e: Error) => this.logger.error("quic listener could not bind after the takeover", { error: e.message }));
+    try {
+      await this.bindQuic(0);
+    } catch (e) {
+      for (const l of this.bound) l.stop(true);
+      for (const q of this.quic) q.close();
+      this.ctx.wheel.stop();
+      throw e;
+    }
+  }
+
+  private async bindQuic(retryMs: number): Promise<void> {
+    for (const q of this.config.quicListeners) {
+      const l = await QuicListener.start(q, this.listeners[q.routesOf]!, this.ctx, bindHost(q.bind.host), retryMs);
+      if (this.draining) {
+        l.close();
+        return;
+      }
+      this.quic.push(l);
+      this.logger.info("listening", { listener: q.addr, protocol: "quic", routes_of: this.listeners[q.routesOf]!.name });
+    }
+  }
+
+  private bindTcp(): void {
     try {
       this.config.listeners.forEach((lc, i) => {
         const rt = this.listeners[i]!;
@@ -263,6 +302,7 @@ export class EventLoop {
     if (this.draining) return;
     this.draining = true;
     for (const l of this.bound) l.stop(false);
+    for (const q of this.quic) q.close();
     const n = this.ctx.connections.size;
     this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs, worker: this.workerId });
     if (n === 0) return this.stopped();

@@ -29,6 +29,8 @@ export interface LoopInit {
   reusePort: boolean;
   /** The process's takeover generation: the access log's `gen`. */
   generation: number;
+  /** Started by a takeover: bind UDP (no SO_REUSEPORT in Bun) once the old process lets go of it. */
+  takeover: boolean;
 }
 
 export type LoopChange =

@@ -48,7 +48,7 @@ export class InThreadLoop implements Loop {
   async start(): Promise<string | null> {
     try {
       const loop = new EventLoop(this.init, this.logger);
-      loop.start();
+      await loop.start();
       this.loop = loop;
       void loop.done.then(() => this.events.stopped(loop.localSnapshot()));
       return null;

@@ -30,6 +30,9 @@ export const OUTCOMES = [
   "shutdown",
   "backend_disabled",
   "internal_error",
+  // QUIC listeners: a first datagram that is not a client Initial we can read, or of a QUIC version we cannot.
+  "not_quic",
+  "quic_version",
 ] as const;
 
 export type Outcome = (typeof OUTCOMES)[number];

@@ -16,7 +16,7 @@ const post = (m: FromWorker) => self.postMessage(m);
 let loop: EventLoop | null = null;
 let log: Logger | null = null;
 
-function start(init: LoopInit): void {
+async function start(init: LoopInit): Promise<void> {
   const logger = (log = new Logger(init.config.log.level, init.config.log.format, {
     write: (text) => post({ type: "log", text }),
     flush: () => {},
@@ -24,7 +24,7 @@ function start(init: LoopInit): void {
   try {
     loop = new EventLoop(init, logger);
     collectStartupGarbage(logger, `worker ${init.id}`);
-    loop.start();
+    await loop.start();
   } catch (e) {
     logger.flush();
     post({ type: "failed", error: (e as Error).message });
@@ -40,7 +40,7 @@ function start(init: LoopInit): void {
 
 self.onmessage = (e: MessageEvent<ToWorker>) => {
   const m = e.data;
-  if (m.type === "init") return start(m.init);
+  if (m.type === "init") return void start(m.init);
   const l = loop;
   if (l === null) return;
   switch (m.type) {

@@ -9,7 +9,16 @@ const L = `[[listeners]]\naddr = ":8443"\n`;
 describe("parseConfig", () => {
   test("defaults", () => {
     const c = parseRoutedConfig(L, "/etc/mc-proxy/c.toml");
-    expect(c.proxy).toEqual({ connectTimeoutMs: 5000, idleTimeoutMs: 300_000, helloTimeoutMs: 10_000, maxHelloBytes: 65536, shutdownTimeoutMs: 30_000, workers: "auto", pool: POOL_DEFAULTS });
+    expect(c.proxy).toEqual({
+      connectTimeoutMs: 5000,
+      idleTimeoutMs: 300_000,
+      quicIdleTimeoutMs: 30_000,
+      helloTimeoutMs: 10_000,
+      maxHelloBytes: 65536,
+      shutdownTimeoutMs: 30_000,
+      workers: "auto",
+      pool: POOL_DEFAULTS,
+    });
     expect(c.firewall.rateLimit).toBe(0);
     expect(c.firewall.rateWindowMs).toBe(1000);
     expect(c.log).toEqual({ level: "info", format: "text" });
