@@ -3,6 +3,7 @@
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 // `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
 // `bun run bench -- --breakdown [--rounds N] [--seconds S] [--baseline REF]`: the CPU each stage adds per connection (breakdown.ts).
+// `bun run bench -- --quic [--rounds N] [--seconds S]`: datagrams through a QUIC listener vs direct and nginx UDP (quic.ts).
 //
 // Side-by-side SNI-router benchmark on loopback: direct (no proxy, the
 // ceiling), HAProxy (mode tcp + req.ssl_sni), nginx (stream + ssl_preread)
@@ -510,6 +511,11 @@ async function main(): Promise<void> {
     const { scaling } = await import("./scaling");
     const i = process.argv.indexOf("--seconds");
     return scaling(prepare(s.bigBytes), s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 4 : 8, withFds, waitPort);
+  }
+  if (process.argv.includes("--quic")) {
+    const { quicBench } = await import("./quic");
+    const i = process.argv.indexOf("--seconds");
+    return quicBench(s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 3 : 5, withFds);
   }
   if (process.argv.includes("--soak")) {
     const i = process.argv.indexOf("--minutes");
