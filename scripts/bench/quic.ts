@@ -115,7 +115,9 @@ export async function quicBench(rounds: number, seconds: number, withFds: (c: st
   const med = (s: Sys, k: keyof Result) => median(res.get(s)!.map((r) => r[k]));
   const d = med("direct", "dgramsPerS");
   const n = med("nginx-udp", "dgramsPerS");
-  console.log(`\n\`bun run bench -- --quic\`: ${rounds} interleaved rounds, ${seconds} s each after a 1 s warm-up; ${FLOWS} flows × ${WINDOW} datagrams of ${SIZE} bytes in flight to a UDP echo backend; one event loop.\n`);
+  console.log(
+    `\n\`bun run bench -- --quic\`: ${rounds} interleaved rounds, ${seconds} s each after a 1 s warm-up; ${FLOWS} flows × ${WINDOW} datagrams of ${SIZE} bytes in flight to a UDP echo backend; one event loop.\n`,
+  );
   console.log("| system | echoed datagrams/s (per round) | × direct | × nginx-udp | proxy CPU s per GB (both ways) | × nginx-udp |\n|---|---:|---:|---:|---:|---:|");
   for (const s of systems) {
     const v = med(s, "dgramsPerS");
@@ -125,7 +127,8 @@ export async function quicBench(rounds: number, seconds: number, withFds: (c: st
       .map((r) => r.dgramsPerS.toFixed(0))
       .join(" / ");
     const ncpu = med("nginx-udp", "cpuSPerGB");
-    console.log(`| ${s} | ${v.toFixed(0)} (${per}) | ${(v / d).toFixed(2)}× | ${(v / n).toFixed(2)}× | ${s === "direct" ? "–" : cpu.toFixed(2)} | ${s === "direct" ? "–" : `${(cpu / ncpu).toFixed(2)}×`} |`);
+    console.log(
+      `| ${s} | ${v.toFixed(0)} (${per}) | ${(v / d).toFixed(2)}× | ${(v / n).toFixed(2)}× | ${s === "direct" ? "–" : cpu.toFixed(2)} | ${s === "direct" ? "–" : `${(cpu / ncpu).toFixed(2)}×`} |`,
+    );
   }
 }
-

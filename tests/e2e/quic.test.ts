@@ -40,7 +40,12 @@ describe("HTTP/3 through mc-proxy: headless Chromium → mc-proxy (UDP) → Cadd
           ["alpha", pa],
           ["beta", pb],
         ]
-          .map(([n, p]) => `https://${n}.example.com:${p} {\n  bind 127.0.0.1\n  tls ${cert.certFile} ${cert.keyFile}\n  respond "hello from ${n} over {http.request.proto}"\n}\n`)
+          // The page says which protocol Caddy saw, and which one Chromium's navigation used (nextHopProtocol).
+          .map(
+            ([n, p]) =>
+              `https://${n}.example.com:${p} {\n  bind 127.0.0.1\n  tls ${cert.certFile} ${cert.keyFile}\n  header Content-Type text/html\n` +
+              `  respond \`<p>hello from ${n} over {http.request.proto}</p><script>document.body.insertAdjacentHTML("beforeend", "<p id=nh>" + performance.getEntriesByType("navigation")[0].nextHopProtocol + "</p>")</script>\`\n}\n`,
+          )
           .join(""),
     );
     caddy = Bun.spawn(["caddy", "run", "--config", join(dir, "Caddyfile"), "--adapter", "caddyfile"], {
@@ -82,13 +87,15 @@ describe("HTTP/3 through mc-proxy: headless Chromium → mc-proxy (UDP) → Cadd
     );
     const out = await new Response(p.stdout).text();
     await p.exited;
-    return /hello from [^<]*/.exec(out)?.[0] ?? "";
+    const hello = /hello from [^<]*/.exec(out)?.[0];
+    // The element the page's script added (serialized with quotes; the script's own text has none).
+    return hello === undefined ? "" : `${hello}; next hop ${/<p id="nh">([^<]*)</.exec(out)?.[1] ?? "?"}`;
   }
 
   test("two names load over HTTP/3 from their own Caddy; a third name gets nothing; each flow is in the access log with its SNI and bytes", async () => {
     if (missing !== null) return void console.warn(`SKIP HTTP/3 test: ${missing}`);
-    expect(await chromium("alpha.example.com")).toBe("hello from alpha over HTTP/3.0");
-    expect(await chromium("beta.example.com")).toBe("hello from beta over HTTP/3.0");
+    expect(await chromium("alpha.example.com")).toBe("hello from alpha over HTTP/3.0; next hop h3");
+    expect(await chromium("beta.example.com")).toBe("hello from beta over HTTP/3.0; next hop h3");
     expect(await chromium("gamma.example.com")).toBe("");
     // Flows end at quic_idle_timeout (2 s): then their records are written.
     await waitFor(() => proxy!.access().filter((r) => r.outcome === "ok").length >= 2, 10_000, "the two flows' records");
