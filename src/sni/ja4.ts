@@ -29,22 +29,45 @@ const VERSIONS: Record<number, string> = { 772: "13", 771: "12", 770: "11", 769:
 
 /** "00" … "ff", made once: formatting numbers was most of a fingerprint's cost. */
 const HEX2: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, "0"));
-const byValue = (x: number, y: number) => x - y;
-
-/** Values as comma-separated 4-digit lower-case hex. */
-function hexList(vs: readonly number[]): string {
-  let out = "";
-  for (let i = 0; i < vs.length; i++) {
-    const v = vs[i]!;
-    out += (i === 0 ? "" : ",") + HEX2[v >> 8]! + HEX2[v & 0xff]!;
-  }
-  return out;
-}
+/** ASCII codes of "0"–"9", "a"–"f". */
+const HEX_ASCII = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
 const count2 = (n: number) => (n > 99 ? "99" : n.toString().padStart(2, "0"));
 
-/** sha256, lower-case hex, its first 12 characters (Bun.SHA256: a third cheaper than node:crypto's, measured). */
-export function hash12(text: string): string {
-  return (Bun.SHA256.hash(text, "hex") as string).slice(0, 12);
+// Scratch space reused by every call (ja4() is synchronous): the values as
+// numbers, their hashed text as ASCII bytes, the digest. A hello of n bytes
+// has at most n / 2 values and n / 2 × 5 bytes of text; the buffers grow to
+// the largest hello seen and are never allocated per call.
+let values = new Uint16Array(256);
+let text = new Uint8Array(2048);
+const digest = new Uint8Array(32);
+
+function room(helloBytes: number): void {
+  if (values.length < helloBytes / 2 + 2) values = new Uint16Array(helloBytes / 2 + 2);
+  if (text.length < helloBytes * 3 + 16) text = new Uint8Array(helloBytes * 3 + 16);
+}
+
+/** Write vs[from, to) as comma-separated 4-digit lower-case hex into `text` at pos; the new pos. */
+function writeHex(vs: Uint16Array, from: number, to: number, pos: number): number {
+  for (let i = from; i < to; i++) {
+    if (i > from) text[pos++] = 0x2c;
+    const v = vs[i]!;
+    text[pos++] = HEX_ASCII[v >> 12]!;
+    text[pos++] = HEX_ASCII[(v >> 8) & 15]!;
+    text[pos++] = HEX_ASCII[(v >> 4) & 15]!;
+    text[pos++] = HEX_ASCII[v & 15]!;
+  }
+  return pos;
+}
+
+/** The first 12 hex characters of sha256(text[0, n)). */
+function digest12(n: number): string {
+  Bun.SHA256.hash(text.subarray(0, n), digest);
+  return HEX2[digest[0]!]! + HEX2[digest[1]!]! + HEX2[digest[2]!]! + HEX2[digest[3]!]! + HEX2[digest[4]!]! + HEX2[digest[5]!]!;
+}
+
+/** sha256, lower-case hex, its first 12 characters (for the tests' derivations). */
+export function hash12(s: string): string {
+  return (Bun.SHA256.hash(s, "hex") as string).slice(0, 12);
 }
 
 function isAlnum(c: number): boolean {
@@ -72,6 +95,7 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
   const u16 = (p: number) => (buf[p]! << 8) | buf[p + 1]!;
   let p = start;
   if (p + 35 > end) return "";
+  room(length);
   const legacyVersion = u16(p);
   p += 34;
   p += 1 + buf[p]!;
@@ -79,21 +103,23 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
   const csLen = u16(p);
   p += 2;
   if (p + csLen > end) return "";
-  const ciphers: number[] = [];
+  // values[0, nc): ciphers; then the extensions; then the signature algorithms.
+  let nc = 0;
   for (let i = 0; i + 1 < csLen; i += 2) {
     const c = u16(p + i);
-    if (!isGrease(c)) ciphers.push(c);
+    if (!isGrease(c)) values[nc++] = c;
   }
   p += csLen;
   if (p + 1 > end) return "";
   p += 1 + buf[p]!;
   if (p > end) return "";
-  const exts: number[] = [];
+  let ne = nc;
   let extCount = 0;
   let sni = false;
   let alpn = "00";
   let version = -1;
-  let sigalgs: number[] = [];
+  let sigStart = -1;
+  let sigLen = 0;
   if (p + 2 <= end) {
     const extEnd = Math.min(end, p + 2 + u16(p));
     p += 2;
@@ -109,14 +135,11 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
       else if (type === EXT_ALPN) {
         // protocol_name_list<2..2^16-1>, each ProtocolName<1..2^8-1>
         if (len >= 3) alpn = alpnChars(buf, d + 3, Math.min(buf[d + 2]!, len - 3));
-      } else exts.push(type);
+      } else values[ne++] = type;
       if (type === EXT_SIGNATURE_ALGORITHMS && len >= 2) {
-        sigalgs = [];
-        const n = Math.min(u16(d), len - 2);
-        for (let i = 0; i + 1 < n; i += 2) {
-          const s = u16(d + 2 + i);
-          if (!isGrease(s)) sigalgs.push(s);
-        }
+        // The last one counts; read after the extensions, in the hello's order.
+        sigStart = d + 2;
+        sigLen = Math.min(u16(d), len - 2);
       } else if (type === EXT_SUPPORTED_VERSIONS && len >= 1) {
         // The client's form: versions<2..254>, one byte of length.
         const n = Math.min(buf[d]!, len - 1);
@@ -127,10 +150,21 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
       }
     }
   }
+  let ns = ne;
+  for (let i = 0; sigStart >= 0 && i + 1 < sigLen; i += 2) {
+    const sa = u16(sigStart + i);
+    if (!isGrease(sa)) values[ns++] = sa;
+  }
   const v = VERSIONS[version >= 0 ? version : legacyVersion] ?? "00";
-  const a = `${transport}${v}${sni ? "d" : "i"}${count2(ciphers.length)}${count2(extCount)}${alpn}`;
-  const b = ciphers.length === 0 ? NONE : hash12(hexList(ciphers.sort(byValue)));
-  const extList = hexList(exts.sort(byValue));
-  const c = exts.length === 0 ? NONE : hash12(sigalgs.length === 0 ? extList : `${extList}_${hexList(sigalgs)}`);
+  const a = `${transport}${v}${sni ? "d" : "i"}${count2(nc)}${count2(extCount)}${alpn}`;
+  values.subarray(0, nc).sort();
+  const b = nc === 0 ? NONE : digest12(writeHex(values, 0, nc, 0));
+  values.subarray(nc, ne).sort();
+  let n = writeHex(values, nc, ne, 0);
+  if (ns > ne) {
+    text[n++] = 0x5f; // "_"
+    n = writeHex(values, ne, ns, n);
+  }
+  const c = ne === nc ? NONE : digest12(n);
   return `${a}_${b}_${c}`;
 }

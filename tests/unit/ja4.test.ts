@@ -140,3 +140,19 @@ describe("JA4 (FoxIO JA4.md)", () => {
     }
   });
 });
+
+test("50,000 random and truncated bodies: ja4 never throws, and gives a fingerprint or nothing", () => {
+  let seed = 99;
+  const rnd = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  for (let i = 0; i < 50_000; i++) {
+    const b = Uint8Array.from({ length: Math.floor(rnd() * 600) }, () => Math.floor(rnd() * 256));
+    const start = Math.floor(rnd() * 4);
+    const fp = ja4(b, start, Math.max(0, b.length - start - Math.floor(rnd() * 3)), i % 2 === 0 ? "t" : "q");
+    if (fp !== "") expect(fp).toMatch(/^[tq](?:1[0-3]|s[23]|d[1-3]|00)[di]\d{4}[0-9a-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$/);
+  }
+});
