@@ -18,7 +18,6 @@ const EXT_SERVER_NAME = 0x0000;
 const EXT_ALPN = 0x0010;
 const EXT_SIGNATURE_ALGORITHMS = 0x000d;
 const EXT_SUPPORTED_VERSIONS = 0x002b;
-const NONE = "000000000000";
 
 /** RFC 8701 §2: 0x0a0a, 0x1a1a, … 0xfafa. */
 export function isGrease(v: number): boolean {
@@ -27,11 +26,8 @@ export function isGrease(v: number): boolean {
 
 const VERSIONS: Record<number, string> = { 772: "13", 771: "12", 770: "11", 769: "10", 768: "s3", 2: "s2", 65279: "d1", 65277: "d2", 65276: "d3" };
 
-/** "00" … "ff", made once: formatting numbers was most of a fingerprint's cost. */
-const HEX2: readonly string[] = Array.from({ length: 256 }, (_, v) => v.toString(16).padStart(2, "0"));
 /** ASCII codes of "0"–"9", "a"–"f". */
 const HEX_ASCII = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));
-const count2 = (n: number) => (n > 99 ? "99" : n.toString().padStart(2, "0"));
 
 // Scratch space reused by every call (ja4() is synchronous): the values as
 // numbers, their hashed text as ASCII bytes, the digest. A hello of n bytes
@@ -59,10 +55,13 @@ function writeHex(vs: Uint16Array, from: number, to: number, pos: number): numbe
   return pos;
 }
 
-/** The first 12 hex characters of sha256(text[0, n)). */
-function digest12(n: number): string {
+/** The first 12 hex characters of sha256(text[0, n)), written into OUT at `at`. */
+function digest12(n: number, at: number): void {
   Bun.SHA256.hash(text.subarray(0, n), digest);
-  return HEX2[digest[0]!]! + HEX2[digest[1]!]! + HEX2[digest[2]!]! + HEX2[digest[3]!]! + HEX2[digest[4]!]! + HEX2[digest[5]!]!;
+  for (let i = 0; i < 6; i++) {
+    OUT[at + 2 * i] = HEX_ASCII[digest[i]! >> 4]!;
+    OUT[at + 2 * i + 1] = HEX_ASCII[digest[i]! & 15]!;
+  }
 }
 
 /** sha256, lower-case hex, its first 12 characters (for the tests' derivations). */
@@ -155,16 +154,39 @@ export function ja4(buf: Uint8Array, start: number, length: number, transport: J
     const sa = u16(sigStart + i);
     if (!isGrease(sa)) values[ns++] = sa;
   }
+  // The fingerprint's 36 characters, written as bytes and made one flat
+  // string at the end: no rope of parts is kept for as long as the
+  // connection holds it, and little garbage is made per hello.
   const v = VERSIONS[version >= 0 ? version : legacyVersion] ?? "00";
-  const a = `${transport}${v}${sni ? "d" : "i"}${count2(nc)}${count2(extCount)}${alpn}`;
+  const out = OUT;
+  out[0] = transport.charCodeAt(0);
+  out[1] = v.charCodeAt(0);
+  out[2] = v.charCodeAt(1);
+  out[3] = sni ? 0x64 : 0x69;
+  put2(out, 4, nc);
+  put2(out, 6, extCount);
+  out[8] = alpn.charCodeAt(0);
+  out[9] = alpn.charCodeAt(1);
+  out[10] = out[23] = 0x5f;
   values.subarray(0, nc).sort();
-  const b = nc === 0 ? NONE : digest12(writeHex(values, 0, nc, 0));
+  if (nc === 0) out.fill(0x30, 11, 23);
+  else digest12(writeHex(values, 0, nc, 0), 11);
   values.subarray(nc, ne).sort();
   let n = writeHex(values, nc, ne, 0);
   if (ns > ne) {
     text[n++] = 0x5f; // "_"
     n = writeHex(values, ne, ns, n);
   }
-  const c = ne === nc ? NONE : digest12(n);
-  return `${a}_${b}_${c}`;
+  if (ne === nc) out.fill(0x30, 24, 36);
+  else digest12(n, 24);
+  return String.fromCharCode.apply(null, out as unknown as number[]);
+}
+
+const OUT = new Uint8Array(36);
+
+/** A count as two decimal digits, capped at 99. */
+function put2(out: Uint8Array, at: number, n: number): void {
+  const c = Math.min(n, 99);
+  out[at] = 0x30 + Math.floor(c / 10);
+  out[at + 1] = 0x30 + (c % 10);
 }
