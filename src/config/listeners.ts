@@ -38,7 +38,7 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
   }
   if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
   const out: ListenerConfig<R>[] = [];
-  const seenAddr = new Map<string, number>();
+  const seenAddr = new Map<string, [number, string]>();
   const seenName = new Map<string, number>();
   v.forEach((item, i) => {
     const where = `listeners[${i}]`;
@@ -50,22 +50,7 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
     if (isQuic(item)) return;
     if (item.protocol !== undefined && item.protocol !== "tcp") problems.push(`${where}.protocol: ${show(item.protocol)} must be "tcp" (the default) or "quic"`);
     checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
-    const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
-    let bind: HostPort = { host: "", port: 0 };
-    if (addr === undefined || addr === "") {
-      problems.push(`${where}.addr: required (e.g. ":443" or "127.0.0.1:8443")`);
-    } else {
-      const hp = parseHostPort(addr, { allowEmptyHost: true });
-      if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
-      else {
-        bind = hp;
-        // The same endpoint however written (":443", "[::]:443", "0.0.0.0:443").
-        const key = endpointKey(hp);
-        const prev = seenAddr.get(key);
-        if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev}].addr ${show((v[prev] as Table).addr)}`);
-        else seenAddr.set(key, i);
-      }
-    }
+    const { addr, bind } = readAddr(item, where, i, seenAddr, problems);
     const maxConnections = item.max_connections === undefined ? 0 : ((typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0);
     if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
     else {
@@ -147,7 +132,7 @@ export function sendProxy(v: unknown, key: string, problems: string[]): SendProx
 export function validateQuicListeners(v: unknown, tcp: readonly ListenerConfig[], problems: string[]): QuicListenerConfig[] {
   if (!Array.isArray(v)) return [];
   const out: QuicListenerConfig[] = [];
-  const seen = new Map<string, number>();
+  const seen = new Map<string, [number, string]>();
   v.forEach((item, i) => {
     if (!isQuic(item)) return;
     const t = item as Table;
@@ -155,20 +140,7 @@ export function validateQuicListeners(v: unknown, tcp: readonly ListenerConfig[]
     for (const k of Object.keys(t)) {
       if (!(k in QUIC_KEYS)) problems.push(`${where}.${k}: not for a quic listener (it routes with the TCP listener of its name; set routes there)`);
     }
-    const addr = typed("string", t.addr ?? "", `${where}.addr`, problems) as string | undefined;
-    let bind: HostPort = { host: "", port: 0 };
-    if (addr === undefined || addr === "") problems.push(`${where}.addr: required (e.g. ":443")`);
-    else {
-      const hp = parseHostPort(addr, { allowEmptyHost: true });
-      if (typeof hp === "string") problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
-      else {
-        bind = hp;
-        const key = endpointKey(hp);
-        const prev = seen.get(key);
-        if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same UDP endpoint as listeners[${prev}]`);
-        seen.set(key, i);
-      }
-    }
+    const { addr, bind } = readAddr(t, where, i, seen, problems);
     const name = t.name === undefined ? (addr ?? "") : ((typed("string", t.name, `${where}.name`, problems) as string | undefined) ?? "");
     const routesOf = tcp.findIndex((l) => l.name === name);
     if (routesOf < 0) problems.push(`${where}.name: ${show(name)} names no TCP listener: a quic listener routes with the TCP listener of the same name (${tcp.map((l) => show(l.name)).join(", ")})`);
@@ -178,4 +150,29 @@ export function validateQuicListeners(v: unknown, tcp: readonly ListenerConfig[]
     out.push({ addr: addr ?? "", name, bind, routesOf, maxFlows });
   });
   return out;
+}
+
+/**
+ * A listener's addr: required, a host:port, and not the same endpoint as an
+ * earlier listener of the same protocol (`seen`: endpoint → index), however
+ * written (":443", "[::]:443", "0.0.0.0:443").
+ */
+function readAddr(item: Table, where: string, i: number, seen: Map<string, [number, string]>, problems: string[]): { addr: string | undefined; bind: HostPort } {
+  const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
+  let bind: HostPort = { host: "", port: 0 };
+  if (addr === undefined || addr === "") {
+    problems.push(`${where}.addr: required (e.g. ":443" or "127.0.0.1:8443")`);
+    return { addr, bind };
+  }
+  const hp = parseHostPort(addr, { allowEmptyHost: true });
+  if (typeof hp === "string") {
+    problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
+    return { addr, bind };
+  }
+  bind = hp;
+  const key = endpointKey(hp);
+  const prev = seen.get(key);
+  if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev[0]}].addr ${show(prev[1])}`);
+  else seen.set(key, [i, addr]);
+  return { addr, bind };
 }

@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { parseClientHelloBody } from "../../src/sni/client_hello_body";
 import { alpnChars, hash12, isGrease, ja4 } from "../../src/sni/ja4";
 import { type Extension, alpnExtension, concat, sniExtension, u16 } from "../helpers/hello_builder";
+import { prng } from "../helpers/prng";
 
 const ext = (type: number, data: number[] | Uint8Array = []): Extension => ({ type, data: data instanceof Uint8Array ? data : new Uint8Array(data) });
 const list16 = (vs: number[]) => concat(u16(vs.length * 2), ...vs.map(u16));
@@ -142,13 +143,7 @@ describe("JA4 (FoxIO JA4.md)", () => {
 });
 
 test("50,000 random and truncated bodies: ja4 never throws, and gives a fingerprint or nothing", () => {
-  let seed = 99;
-  const rnd = () => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 2 ** 32;
-  };
+  const rnd = prng(99);
   for (let i = 0; i < 50_000; i++) {
     const b = Uint8Array.from({ length: Math.floor(rnd() * 600) }, () => Math.floor(rnd() * 256));
     const start = Math.floor(rnd() * 4);

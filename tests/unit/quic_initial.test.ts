@@ -9,6 +9,7 @@ import { QUIC_V1, QUIC_V2, clientInitialKeys } from "../../src/quic/initial_keys
 import { readPacket } from "../../src/quic/packet";
 import { alpnExtension, clientHelloBody, handshake, paddingExtension, sniExtension } from "../helpers/hello_builder";
 import { cryptoFrame, padDatagram, sealInitial } from "../helpers/quic";
+import { prng } from "../helpers/prng";
 
 const FIX = join(import.meta.dir, "../fixtures/quic");
 const hex = (name: string) => Uint8Array.from(Buffer.from(readFileSync(join(FIX, name), "utf8").trim(), "hex"));
@@ -146,13 +147,7 @@ describe("CryptoStream", () => {
 
 test("100,000 fuzzed datagrams (mutated real Initials, random bytes, every truncation) never throw", () => {
   const base = [hex("rfc9001-a2-client-initial.hex"), hex("rfc9369-a2-client-initial.hex")];
-  let seed = 12345;
-  const rnd = () => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) / 2 ** 32;
-  };
+  const rnd = prng(12345);
   const outcomes = new Map<string, number>();
   for (let i = 0; i < 100_000; i++) {
     let d: Uint8Array;
