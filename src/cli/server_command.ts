@@ -200,7 +200,7 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   // Serving: from here a write never waits inside SQLite for another process's lock.
   db.serving();
   const store = openStore(plane);
-  const metrics = cfg.metrics === null ? null : new Metrics(plane, store);
+  const metrics = cfg.metrics === null ? null : new Metrics(plane, store, generation);
   let started = false;
   if (incumbent !== null) {
     // Ready (routes, rules, GeoIP loaded; listeners bound beside the old

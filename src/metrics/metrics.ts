@@ -87,6 +87,8 @@ export class Metrics {
   constructor(
     private readonly source: { snapshot(): Promise<Snapshot> },
     store: { readonly invalidValues: number } = { invalidValues: 0 },
+    /** The process's takeover generation (server_command.ts): which process a scrape reached. */
+    generation = 1,
   ) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
@@ -171,6 +173,7 @@ export class Metrics {
       }),
     );
     r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: snap().draining ? 1 : 0 }]));
+    r.registerMetric(scraped("mc_proxy_generation", "This process's place in a chain of takeovers: 1 for a plain start, one more per takeover.", "gauge", () => [{ labels: {}, value: generation }]));
     r.registerMetric(scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [{ labels: { version: VERSION, bun_version: Bun.version }, value: 1 }]));
 
     this.geoipReloads = new Counter({ name: "mc_proxy_geoip_reloads_total", help: "GeoIP database reloads (SIGHUP), by result.", labelNames: ["result"], registers: [r] });

@@ -94,14 +94,20 @@ async function status(dir: string): Promise<StatusReply> {
 }
 
 describe("takeover (binary)", () => {
-  test("a reload applies a new listener; the admin API answers from the new process within 1 s; access records and GetStatus name the generation", async () => {
+  test("a reload applies a new listener; the admin API and metrics answer from the new process within 1 s; access records, GetStatus and /metrics name the generation", async () => {
     const be = tlsBackend("be", testCert());
-    const [p1, p2] = [freePort(), freePort()];
+    const [p1, p2, pm] = [freePort(), freePort(), freePort()];
     const dir = tempDir();
-    const proxy = await startProxy("binary", config(p1, be.port), { dir });
+    const metrics = `[metrics]\naddr = "127.0.0.1:${pm}"\n`;
+    const scrape = async () => {
+      const r = await fetch(`http://127.0.0.1:${pm}/metrics`).catch(() => null);
+      return r === null || r.status !== 200 ? "" : await r.text();
+    };
+    const proxy = await startProxy("binary", config(p1, be.port, metrics), { dir });
     try {
       const before = await status(dir);
       expect(before.generation).toBe(1);
+      expect(await scrape()).toContain("mc_proxy_generation 1");
       expect((await tlsGet(p1, HOST, testCert())).body).toContain("hello from be");
       // The new config adds a listener (its routes seed from the TOML; the first one's live in the database) with a pool whose second backend is dead: checked once before the handover, it is down from the first connection.
       const dead = freePort();
@@ -111,7 +117,7 @@ describe("takeover (binary)", () => {
           p1,
           be.port,
           `[[listeners]]\naddr = "127.0.0.1:${p2}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n` +
-            `  [[listeners.routes]]\n  hostname = "pool.example.com"\n  backends = ["127.0.0.1:${be.port}", "127.0.0.1:${dead}"]\n  health_check = "tcp"\n`,
+            `  [[listeners.routes]]\n  hostname = "pool.example.com"\n  backends = ["127.0.0.1:${be.port}", "127.0.0.1:${dead}"]\n  health_check = "tcp"\n${metrics}`,
           `health_check_interval = "60s"\n`,
         ),
       );
@@ -120,6 +126,12 @@ describe("takeover (binary)", () => {
       const after = await status(dir);
       expect(performance.now() - t0).toBeLessThan(1000);
       expect(after.generation).toBe(2);
+      // The metrics listener moved too: the old process closed it at the handover, the new one bound it.
+      const m0 = performance.now();
+      let text = "";
+      while (performance.now() - m0 < 1000 && !text.includes("mc_proxy_generation 2")) text = await scrape();
+      expect(text).toContain("mc_proxy_generation 2");
+      expect((await fetch(`http://127.0.0.1:${pm}/readyz`)).status).toBe(200);
       expect(after.pid).not.toBe(before.pid);
       expect(after.listeners.map((l) => l.addr).sort()).toEqual([`127.0.0.1:${p1}`, `127.0.0.1:${p2}`].sort());
       const pool = after.listeners.find((l) => l.addr === `127.0.0.1:${p2}`)!.routes.find((x) => x.hostname === "pool.example.com")!;
