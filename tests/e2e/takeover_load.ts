@@ -6,6 +6,7 @@
 //
 //   MCPROXY_TAKEOVERS  takeovers to run (alternating configs that add and remove a listener)
 //   MCPROXY_BINARY     the compiled binary
+//   MCPROXY_NEW_EVERY_MS  the pace of new TLS connections (default 25 ms: 40/s)
 //
 // Load while they run: new TLS connections (real TLS, to a TLS backend)
 // paced at a steady rate; 8 paced downloads of 24 MiB, sha-checked, one
@@ -26,7 +27,7 @@ const BINARY = process.env.MCPROXY_BINARY!;
 const IDLE = 500;
 const LANES = 8;
 const DOWNLOAD = 24 * 1024 * 1024;
-const NEW_EVERY_MS = 25;
+const NEW_EVERY_MS = Number(process.env.MCPROXY_NEW_EVERY_MS ?? "25");
 const SHUTDOWN_TIMEOUT_S = 4;
 
 const cert = testCert();
