@@ -116,7 +116,15 @@ const paced = (async () => {
 // 8 lanes of paced 24 MiB downloads, each checked whole.
 const lanes = Array.from({ length: LANES }, async () => {
   while (running) {
-    const d = await pacedDownload(p1, helloFor("dl.example.com"), 25);
+    // A refused or reset connect is a lost new connection (counted with them), not a cut transfer.
+    const d = await pacedDownload(p1, helloFor("dl.example.com"), 25).catch((e: Error) => e);
+    if (d instanceof Error) {
+      result.newConns++;
+      result.newFailed++;
+      if (result.newFailures.length < 5) result.newFailures.push(`download connect: ${d.message}`);
+      await sleep(100);
+      continue;
+    }
     await Promise.race([d.done, sleep(60_000)]);
     result.downloads++;
     if (d.reader.received !== DOWNLOAD || d.reader.digest() !== want) result.downloadsBad++;
