@@ -65,6 +65,8 @@ const config = (two: boolean) =>
   (two ? `[[listeners]]\naddr = "127.0.0.1:${p2}"\n${routes}` : "") +
   `[grpc]\naddr = "unix:admin.sock"\n[proxy]\nworkers = 2\nshutdown_timeout = "${SHUTDOWN_TIMEOUT_S}s"\nidle_timeout = "5m"\n[log]\nlevel = "warn"\n`;
 writeFileSync(cfgFile, config(false));
+// Whatever happens to this program, no process of the chain outlives it (it would keep the namespace alive).
+process.on("exit", () => void Bun.spawnSync(["pkill", "-KILL", "-f", cfgFile]));
 // Every process of the chain (and each reload) appends to one log.
 const logFile = openSync(join(dir, "proxy.log"), "a");
 const first = Bun.spawn([BINARY, "server", "-c", cfgFile], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: logFile, stderr: logFile });
