@@ -5,13 +5,13 @@
 
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionV1Implementation } from "@grpc/reflection/build/src/implementations/reflection-v1";
-import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import { createConnection } from "node:net";
+import { chmodSync } from "node:fs";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { Fields } from "../log/logger";
 import { AdminError, type AdminService } from "./admin_service";
 import { clip } from "./clip";
+import { removeStaleSocket } from "../net/unix_socket";
 import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, grantedBy } from "./identity";
 import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
 import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
@@ -201,7 +201,7 @@ export class AdminServer {
     let socketPath: string | null = null;
     if (cfg.addr.startsWith("unix:")) {
       socketPath = cfg.addr.slice("unix:".length);
-      await removeStaleSocket(socketPath);
+      await removeStaleSocket(socketPath, "grpc.addr", "is in use by a running process");
       address = `unix:${socketPath}`;
       creds = grpc.ServerCredentials.createInsecure();
     } else {
@@ -254,23 +254,4 @@ function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
   const base = c._getConstructorOptions.bind(creds);
   c._getConstructorOptions = () => ({ ...base(), minVersion: "TLSv1.3" });
   return creds;
-}
-
-/**
- * A socket file left by a process that died is removed; a live one (someone
- * answers) or a path that is not a socket is an error, never deleted.
- */
-async function removeStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new Error(`grpc.addr: ${path} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = createConnection({ path });
-    s.on("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on("error", () => resolve(false));
-  });
-  if (live) throw new Error(`grpc.addr: ${path} is in use by a running process`);
-  unlinkSync(path);
 }

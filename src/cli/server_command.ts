@@ -21,6 +21,7 @@ import { SqliteDatabase } from "../store/sqlite_database";
 import { VERSION } from "../version";
 import { UsageError, help, parseArgs } from "./args";
 import { selfCommand } from "./reload_command";
+import { bindRetrying } from "../net/bind_retry";
 import { notifyReady } from "../server/sd_notify";
 import { type Incumbent, HandoverServer, controlPath, hello, requestHandover } from "../server/handover";
 
@@ -222,13 +223,13 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   try {
     if (cfg.metrics !== null) {
       const readiness = { notReady: () => (plane.isDraining ? "draining" : started ? null : "starting"), note: () => (store.stale ? `store: ${store.describe()}` : null) };
-      metricsServer = await retryBind(incumbent !== null, () => MetricsServer.start(cfg.metrics!, metrics!, readiness, logger));
+      metricsServer = await bindRetrying(incumbent !== null ? REBIND_MS : 0, () => MetricsServer.start(cfg.metrics!, metrics!, readiness, logger));
     }
     if (cfg.grpc !== null) {
       const service = new AdminService(plane, store, logger, { unauthenticatedAdmin: cfg.grpc.allowUnauthenticatedAdmin, generation, pid: process.pid });
-      admin = await retryBind(incumbent !== null, () => AdminServer.start(cfg.grpc!, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc()));
+      admin = await bindRetrying(incumbent !== null ? REBIND_MS : 0, () => AdminServer.start(cfg.grpc!, service, logger, (method, code) => metrics?.adminRequests.labels(method, code).inc()));
     }
-    if (handoverServer === null) handoverServer = await retryBind(true, () => HandoverServer.start(control, self, () => handOver()));
+    if (handoverServer === null) handoverServer = await bindRetrying(REBIND_MS, () => HandoverServer.start(control, self, () => handOver()));
   } catch (e) {
     plane.shutdown();
     metricsServer?.stop();
@@ -293,23 +294,6 @@ async function serve(file: string, cfg: Config, logger: Logger, db: SqliteDataba
   // Last line: every access record (from every worker) is written before it.
   logger.info("stopped", { connections_total: total, exit_code: code, generation });
   return code;
-}
-
-/**
- * Start a server on an address; in a takeover the old process may still be
- * letting go of it (EADDRINUSE, or its socket still answering) for a moment.
- */
-async function retryBind<T>(retry: boolean, start: () => T | Promise<T>): Promise<T> {
-  const end = Date.now() + (retry ? REBIND_MS : 0);
-  for (;;) {
-    try {
-      return await start();
-    } catch (e) {
-      const m = (e as Error).message;
-      if (Date.now() >= end || !/EADDRINUSE|in use|another mc-proxy|address already/i.test(m)) throw e;
-      await Bun.sleep(25);
-    }
-  }
 }
 
 /** Bind each listener address once without SO_REUSEPORT and let it go: EADDRINUSE means another process serves it. */

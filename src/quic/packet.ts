@@ -41,6 +41,32 @@ function longType(version: number, bits: number): LongType {
   return (["initial", "0rtt", "handshake", "retry"] as const)[t]!;
 }
 
+/** A long header's version-independent part (RFC 8999 §5.1): read without any key. */
+export interface LongHeaderIds {
+  version: number;
+  dcid: Uint8Array;
+  scid: Uint8Array;
+  /** Where the version-specific part starts. */
+  next: number;
+}
+
+/** The version and connection IDs of the long header at `off`, or why they cannot be read. */
+export function longHeaderIds(d: Uint8Array, off: number): LongHeaderIds | { bad: string } {
+  const end = d.length;
+  if (off + 7 > end) return { bad: "truncated long header" };
+  const version = ((d[off + 1]! << 24) | (d[off + 2]! << 16) | (d[off + 3]! << 8) | d[off + 4]!) >>> 0;
+  let p = off + 5;
+  const dcidLen = d[p++]!;
+  if (dcidLen > MAX_CID && version !== 0) return { bad: "connection ID longer than 20 bytes" };
+  if (p + dcidLen + 1 > end) return { bad: "truncated connection ID" };
+  const dcid = d.subarray(p, p + dcidLen);
+  p += dcidLen;
+  const scidLen = d[p++]!;
+  if (scidLen > MAX_CID && version !== 0) return { bad: "connection ID longer than 20 bytes" };
+  if (p + scidLen > end) return { bad: "truncated connection ID" };
+  return { version, dcid, scid: d.subarray(p, p + scidLen), next: p + scidLen };
+}
+
 /**
  * Read the packet at `off`. A client Initial is opened with `keys` when
  * given (the flow's, from its first Initial) or with keys derived from its
@@ -51,19 +77,10 @@ export function readPacket(d: Uint8Array, off: number, keys: InitialKeys | null 
   if (off >= end) return { kind: "bad", reason: "empty" };
   const first = d[off]!;
   if ((first & 0x80) === 0) return (first & 0x40) === 0 ? { kind: "bad", reason: "fixed bit clear" } : { kind: "short", end };
-  if (off + 7 > end) return { kind: "bad", reason: "truncated long header" };
-  const version = ((d[off + 1]! << 24) | (d[off + 2]! << 16) | (d[off + 3]! << 8) | d[off + 4]!) >>> 0;
-  let p = off + 5;
-  const dcidLen = d[p++]!;
-  if (dcidLen > MAX_CID && version !== 0) return { kind: "bad", reason: "connection ID longer than 20 bytes" };
-  if (p + dcidLen + 1 > end) return { kind: "bad", reason: "truncated connection ID" };
-  const dcid = d.subarray(p, p + dcidLen);
-  p += dcidLen;
-  const scidLen = d[p++]!;
-  if (scidLen > MAX_CID && version !== 0) return { kind: "bad", reason: "connection ID longer than 20 bytes" };
-  if (p + scidLen > end) return { kind: "bad", reason: "truncated connection ID" };
-  const scid = d.subarray(p, p + scidLen);
-  p += scidLen;
+  const ids = longHeaderIds(d, off);
+  if ("bad" in ids) return { kind: "bad", reason: ids.bad };
+  const { version, dcid, scid } = ids;
+  let p = ids.next;
   if (version === 0) return { kind: "version_negotiation", end };
   if ((first & 0x40) === 0) return { kind: "bad", reason: "fixed bit clear" };
   if (version !== 1 && version !== QUIC_V2) return { kind: "unknown_version", version, dcid, end };

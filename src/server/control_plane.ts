@@ -146,8 +146,6 @@ export class ControlPlane implements DataPlane {
       geoipData: this.geoipData,
       histograms: this.options.histograms,
       connectionCap: this.options.connectionCap,
-      // Always: a takeover binds the same addresses beside this process (server_command.ts).
-      reusePort: true,
       generation: this.options.generation ?? 1,
       takeover: this.options.takeover === true,
       backendSlots: this.backends.slots,

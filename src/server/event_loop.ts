@@ -47,7 +47,6 @@ export class EventLoop {
   private readonly ctx: ServerContext;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
   readonly connectionCap: number;
-  private readonly reusePort: boolean;
   private draining = false;
   private readonly takeover: boolean;
   private readonly quic: QuicListener[] = [];
@@ -68,7 +67,6 @@ export class EventLoop {
     this.config = config;
     this.workerId = init.id;
     this.connectionCap = init.connectionCap;
-    this.reusePort = init.reusePort;
     this.takeover = init.takeover;
     this.firewall = new Firewall({
       rules: {
@@ -234,8 +232,9 @@ export class EventLoop {
         const rt = this.listeners[i]!;
         const host = bindHost(lc.bind.host);
         try {
-          // reusePort works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
-          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: this.reusePort, socket: this.clientHandlers(rt) };
+          // SO_REUSEPORT always: one socket per loop on each address, and a takeover binds beside this process
+          // (server_command.ts). It works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
+          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: true, socket: this.clientHandlers(rt) };
           this.bound.push(Bun.listen<Connection>(opts as import("bun").TCPSocketListenOptions<Connection>) as TCPSocketListener<unknown>);
         } catch (e) {
           throw new Error(`listeners[${i}].addr "${lc.addr}": cannot listen: ${(e as Error).message}`);

@@ -14,6 +14,7 @@
 
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { type Server, type Socket, createConnection, createServer } from "node:net";
+import { removeStaleSocket } from "../net/unix_socket";
 
 const MAX_LINE = 4096;
 
@@ -90,11 +91,7 @@ export class HandoverServer {
    */
   static async start(path: string, self: () => Incumbent, handover: () => Promise<HandoverResult>): Promise<HandoverServer> {
     if (path.length > MAX_SOCKET_PATH) throw new Error(`takeover socket ${path}: longer than ${MAX_SOCKET_PATH} bytes (move the database to a shorter path)`);
-    if (existsSync(path)) {
-      if (!lstatSync(path).isSocket()) throw new Error(`takeover socket ${path} exists and is not a socket; refusing to replace it`);
-      if ((await hello(path, 1000).catch(() => null)) !== null) throw new Error(`takeover socket ${path}: another mc-proxy serves this config (use server --takeover, or mc-proxy reload)`);
-      unlinkSync(path);
-    }
+    await removeStaleSocket(path, "takeover socket", "is held by another mc-proxy serving this config (use server --takeover, or mc-proxy reload)");
     const hs: { v: HandoverServer | null } = { v: null };
     const server = createServer((socket) => {
       socket.on("error", () => {});

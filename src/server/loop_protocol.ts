@@ -25,8 +25,6 @@ export interface LoopInit {
   geoipData: Uint8Array | null;
   histograms: boolean;
   connectionCap: number;
-  /** Bind with SO_REUSEPORT (one socket per loop on each address, and beside a process being taken over). */
-  reusePort: boolean;
   /** The process's takeover generation: the access log's `gen`. */
   generation: number;
   /** Started by a takeover: bind UDP (no SO_REUSEPORT in Bun) once the old process lets go of it. */

@@ -27,7 +27,8 @@
 import type { udp } from "bun";
 import type { QuicListenerConfig } from "../config/types";
 import { networkHash, normaliseIp } from "../net/ip";
-import { readPacket } from "../quic/packet";
+import { longHeaderIds } from "../quic/packet";
+import { bindRetrying } from "../net/bind_retry";
 import { QuicHelloReader } from "../quic/hello_reader";
 import type { RoutePool } from "../routing/pool";
 import { ja4 } from "../sni/ja4";
@@ -105,21 +106,19 @@ export class QuicListener {
   /** Bind the UDP address, retrying EADDRINUSE for `retryMs` (a takeover: the old process holds it until it hands over). */
   static async start(cfg: QuicListenerConfig, rt: ListenerRuntime, ctx: Ctx, bindHost: string, retryMs = 0): Promise<QuicListener> {
     const holder: { l: QuicListener | null } = { l: null };
-    const end = Date.now() + retryMs;
-    for (;;) {
-      try {
-        const socket = await Bun.udpSocket({
+    try {
+      const socket = await bindRetrying(retryMs, () =>
+        Bun.udpSocket({
           hostname: bindHost,
           port: cfg.bind.port,
           binaryType: "uint8array",
           socket: { data: (_s, d, port, addr) => holder.l?.onDatagram(d, port, addr) },
-        });
-        holder.l = new QuicListener(socket, cfg, rt, ctx);
-        return holder.l;
-      } catch (e) {
-        if (Date.now() > end || !/EADDRINUSE|in use/i.test((e as Error).message)) throw new Error(`quic listener "${cfg.addr}": cannot bind UDP: ${(e as Error).message}`);
-        await Bun.sleep(25);
-      }
+        }),
+      );
+      holder.l = new QuicListener(socket, cfg, rt, ctx);
+      return holder.l;
+    } catch (e) {
+      throw new Error(`quic listener "${cfg.addr}": cannot bind UDP: ${(e as Error).message}`);
     }
   }
 
@@ -222,13 +221,12 @@ export class QuicListener {
       f.held.push(d.slice());
       return;
     }
-    this.unpend(f);
     if (r.kind === "reject") {
       // Not a client we could read: dropped, counted (a flood is not logged datagram by datagram).
-      this.flows.delete(f.key);
-      f.state = "ended";
-      return this.count(r.outcome === "not_tls" ? "not_tls" : r.outcome);
+      this.drop(f);
+      return this.count(r.outcome);
     }
+    this.unpend(f);
     f.held.push(d.slice());
     f.helloAt = performance.now();
     const hello = r.hello;
@@ -287,16 +285,10 @@ export class QuicListener {
     if (f.state === "ended") return;
     f.lastAt = Date.now();
     f.bytesFromBackend += d.length;
-    // Learn the server's connection IDs from its long headers (not encrypted: RFC 9000 §17.2).
+    // Learn the server's connection IDs from its long headers: the IDs are not encrypted (RFC 9000 §17.2), so no key is needed.
     if ((d[0]! & 0x80) !== 0) {
-      const p = readPacket(d, 0, null);
-      if ((p.kind === "long" || p.kind === "initial") && p.scid.length > 0) this.learn(f, Buffer.from(p.scid).toString("hex"), p.scid.length);
-      else if (p.kind === "bad" && d.length > 6) {
-        // An Initial from the server fails our client-key decryption: read its Source Connection ID from the header alone.
-        const dl = d[5]!;
-        const sl = d[6 + dl];
-        if (sl !== undefined && sl > 0 && sl <= 20 && 7 + dl + sl <= d.length) this.learn(f, Buffer.from(d.subarray(7 + dl, 7 + dl + sl)).toString("hex"), sl);
-      }
+      const ids = longHeaderIds(d, 0);
+      if (!("bad" in ids) && ids.version !== 0 && ids.scid.length > 0) this.learn(f, Buffer.from(ids.scid).toString("hex"), ids.scid.length);
     }
     this.socket.send(d, f.clientPort, f.clientIp);
   }
@@ -315,6 +307,13 @@ export class QuicListener {
     const n = (this.pendingBySource.get(f.clientIp) ?? 1) - 1;
     if (n <= 0) this.pendingBySource.delete(f.clientIp);
     else this.pendingBySource.set(f.clientIp, n);
+  }
+
+  /** Forget a flow that never got its hello: no backend, no record. */
+  private drop(f: Flow): void {
+    this.flows.delete(f.key);
+    this.unpend(f);
+    f.state = "ended";
   }
 
   /** Drops before a flow exists: counted in the listener's outcomes, not logged. */
@@ -348,9 +347,7 @@ export class QuicListener {
     const now = Date.now();
     for (const f of [...this.flows.values()]) {
       if (f.state === "pending" && now - f.lastAt > this.ctx.proxy.helloTimeoutMs) {
-        this.flows.delete(f.key);
-        this.unpend(f);
-        f.state = "ended";
+        this.drop(f);
         this.count("hello_timeout");
       } else if (f.state !== "pending" && now - f.lastAt > this.ctx.proxy.quicIdleTimeoutMs) {
         // QUIC's own close is encrypted: a flow ends when it goes quiet, as its endpoints' idle timers end it.
@@ -364,11 +361,8 @@ export class QuicListener {
     clearInterval(this.sweeper);
     this.socket.close();
     for (const f of [...this.flows.values()]) {
-      if (f.state === "pending") {
-        this.flows.delete(f.key);
-        this.unpend(f);
-        f.state = "ended";
-      } else this.end(f, "shutdown");
+      if (f.state === "pending") this.drop(f);
+      else this.end(f, "shutdown");
     }
   }
 }
