@@ -6,7 +6,7 @@ import { ConfigError, readGrpcFile } from "../config/config";
 import { loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
-import { controlPath, MAX_SOCKET_PATH } from "../server/handover";
+import { controlPath, controlPathError } from "../server/handover";
 import { availableCpus, capacityWarning, migrateWarning, needsOf, readFdLimits } from "../server/host_limits";
 import { configArg, help } from "./args";
 
@@ -62,8 +62,8 @@ export function check(args: string[]): number {
   if (warning !== null) console.error(`${file}: warning: ${warning}`);
   const migrate = migrateWarning();
   if (migrate !== null) console.error(`${file}: warning: ${migrate}`);
-  const control = controlPath(cfg.databasePath);
-  if (control.length > MAX_SOCKET_PATH) throw new ConfigError(file, [`database.path: the takeover socket beside it (${control}) is longer than ${MAX_SOCKET_PATH} bytes; use a shorter path`]);
+  const control = controlPathError(controlPath(cfg.databasePath));
+  if (control !== null) throw new ConfigError(file, [control]);
   for (const w of cfg.warnings) console.error(`${file}: warning: ${w}`);
   const routes = cfg.listeners.reduce((n, l) => n + l.routes.length, 0);
   console.log(

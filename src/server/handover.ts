@@ -37,7 +37,12 @@ export function controlPath(databasePath: string): string {
 }
 
 /** Longest path a unix socket address holds on Linux (sun_path minus the NUL). */
-export const MAX_SOCKET_PATH = 107;
+const MAX_SOCKET_PATH = 107;
+
+/** Why a takeover socket (controlPath) cannot exist at `path`, or null. */
+export function controlPathError(path: string): string | null {
+  return path.length > MAX_SOCKET_PATH ? `database.path: the takeover socket beside it (${path}) is longer than ${MAX_SOCKET_PATH} bytes; use a shorter path` : null;
+}
 
 type Request = { op: "hello" } | { op: "handover" };
 
@@ -90,7 +95,8 @@ export class HandoverServer {
    * is replaced; a live one means another process serves this config.
    */
   static async start(path: string, self: () => Incumbent, handover: () => Promise<HandoverResult>): Promise<HandoverServer> {
-    if (path.length > MAX_SOCKET_PATH) throw new Error(`takeover socket ${path}: longer than ${MAX_SOCKET_PATH} bytes (move the database to a shorter path)`);
+    const tooLong = controlPathError(path);
+    if (tooLong !== null) throw new Error(tooLong);
     await removeStaleSocket(path, "takeover socket", "is held by another mc-proxy serving this config (use server --takeover, or mc-proxy reload)");
     const hs: { v: HandoverServer | null } = { v: null };
     const server = createServer((socket) => {
