@@ -50,7 +50,7 @@ export const MAX_LENGTH = { hostname: 255, backend: 261, listener: 270, ruleValu
 
 /** ListFingerprints: entries when the request names no limit, and at most. */
 const DEFAULT_FINGERPRINTS = 20;
-const MAX_FINGERPRINTS = 10_000;
+export const MAX_FINGERPRINTS = 10_000;
 
 /** How long a mutation keeps retrying while another process holds the database's write lock. */
 export const LOCK_WAIT_MS = 5000;

@@ -4,6 +4,7 @@ import { formatDuration } from "../config/duration";
 import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
 import { AdminClient } from "./admin_client";
 import { help, parseArgs, UsageError } from "./args";
+import { MAX_FINGERPRINTS } from "../admin/admin_service";
 import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
 
 export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
@@ -112,7 +113,8 @@ export async function fingerprints(args: string[]): Promise<number> {
   noArgs(o, FINGERPRINTS_USAGE);
   const rawLimit = o.values.get("--limit");
   const limit = rawLimit === undefined ? 0 : Number(rawLimit);
-  if (rawLimit !== undefined && (!/^[1-9]\d{0,4}$/.test(rawLimit) || limit > 10_000)) throw new UsageError(`--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to 10000`, FINGERPRINTS_USAGE);
+  if (rawLimit !== undefined && (!/^[1-9]\d{0,4}$/.test(rawLimit) || limit > MAX_FINGERPRINTS))
+    throw new UsageError(`--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to ${MAX_FINGERPRINTS}`, FINGERPRINTS_USAGE);
   const c = client(o.cfg);
   try {
     const r = await c.call<FingerprintsReply>("ListFingerprints", { limit });
