@@ -6,6 +6,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionV1Implementation } from "@grpc/reflection/build/src/implementations/reflection-v1";
 import { chmodSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { Fields } from "../log/logger";
@@ -15,6 +16,7 @@ import { removeStaleSocket } from "../net/unix_socket";
 import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, grantedBy } from "./identity";
 import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
 import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
+import { keyPairError } from "../net/key_pair";
 
 type Handler = (req: never) => unknown;
 
@@ -143,7 +145,20 @@ export class AdminServer {
     private readonly watches: Set<grpc.ServerWritableStream<{ service: string }, unknown>>,
   ) {}
 
-  static async start(cfg: GrpcConfig, service: AdminService, logger: Logger, observe: CallObserver = () => {}): Promise<AdminServer> {
+  /**
+   * Everything about the admin API that can fail before it binds: the TLS
+   * files read, parsed and matched (key to certificate). Server start-up
+   * calls it before its listeners bind, and a takeover before it asks for
+   * the handover (docs/ARCHITECTURE.md "Takeover").
+   */
+  static prepare(cfg: GrpcConfig): PreparedAdmin {
+    if (cfg.addr.startsWith("unix:")) return { cfg, address: cfg.addr, socketPath: cfg.addr.slice("unix:".length), creds: grpc.ServerCredentials.createInsecure() };
+    const hp = splitHostPort(cfg.addr);
+    return { cfg, address: formatHostPort(bindHost(hp.host), hp.port), socketPath: null, creds: tlsCredentials(cfg) };
+  }
+
+  static async start(prepared: PreparedAdmin, service: AdminService, logger: Logger, observe: CallObserver = () => {}): Promise<AdminServer> {
+    const { cfg, address, socketPath, creds } = prepared;
     const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_REQUEST_BYTES });
     const admin = adminDefinition();
     const health = healthDefinition();
@@ -196,19 +211,7 @@ export class AdminServer {
     server.addService(refl.v1["grpc.reflection.v1.ServerReflection"] as unknown as grpc.ServiceDefinition, { ServerReflectionInfo: reflect });
     server.addService(refl.v1alpha["grpc.reflection.v1alpha.ServerReflection"] as unknown as grpc.ServiceDefinition, { ServerReflectionInfo: reflect });
 
-    let address: string;
-    let creds: grpc.ServerCredentials;
-    let socketPath: string | null = null;
-    if (cfg.addr.startsWith("unix:")) {
-      socketPath = cfg.addr.slice("unix:".length);
-      await removeStaleSocket(socketPath, "grpc.addr", "is in use by a running process");
-      address = `unix:${socketPath}`;
-      creds = grpc.ServerCredentials.createInsecure();
-    } else {
-      const hp = splitHostPort(cfg.addr);
-      address = formatHostPort(bindHost(hp.host), hp.port);
-      creds = tlsCredentials(cfg);
-    }
+    if (socketPath !== null) await removeStaleSocket(socketPath, "grpc.addr", "is in use by a running process");
     const oldMask = socketPath !== null ? process.umask(0o177) : null;
     try {
       await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
@@ -241,12 +244,34 @@ export class AdminServer {
   }
 }
 
-/** TLS 1.3 only; with client_ca, a client certificate signed by it is required. */
+/** The admin API's TLS, loaded and checked, waiting for its bind (AdminServer.prepare). */
+export interface PreparedAdmin {
+  cfg: GrpcConfig;
+  /** What grpc-js binds: host:port, or unix:PATH. */
+  address: string;
+  /** The socket file of a unix: address; null for TCP. */
+  socketPath: string | null;
+  creds: grpc.ServerCredentials;
+}
+
+/**
+ * TLS 1.3 only; with client_ca, a client certificate signed by it is
+ * required. Throws, naming the key, when a file cannot be read, the key does
+ * not match the certificate, or TLS refuses them together (as the bind
+ * would, later).
+ */
 function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
   // Config validation guarantees tls_cert and tls_key for a TCP address.
   const cert = readGrpcFile("tls_cert", cfg.tlsCert)!;
   const key = readGrpcFile("tls_key", cfg.tlsKey)!;
   const ca = readGrpcFile("client_ca", cfg.clientCa);
+  const mismatch = keyPairError(cert, key, { key: "grpc.tls_cert", path: cfg.tlsCert! }, { key: "grpc.tls_key", path: cfg.tlsKey! });
+  if (mismatch !== null) throw new Error(mismatch);
+  try {
+    createSecureContext({ cert, key, ca: ca ?? undefined, minVersion: "TLSv1.3" });
+  } catch (e) {
+    throw new Error(`grpc: TLS refuses tls_cert, tls_key${ca === null ? "" : " and client_ca"} (${cfg.tlsCert}, ${cfg.tlsKey}${ca === null ? "" : `, ${cfg.clientCa}`}): ${(e as Error).message}`);
+  }
   const creds = grpc.ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
   // grpc-js has no option for the protocol floor; its secure credentials hand
   // these constructor options to http2.createSecureServer, so add it there.

@@ -1,11 +1,14 @@
 // `mc-proxy check -c FILE`: validate the config and the files it names (the
-// GeoIP database, the admin API's and etcd's certificates); every problem
-// with its key, exit 1 — or a summary and warnings, exit 0.
+// GeoIP database, the admin API's and etcd's certificates, each key matching
+// its certificate); every problem with its key, exit 1 — or a summary and
+// warnings, exit 0.
 import { readFileSync } from "node:fs";
+import { AdminServer } from "../admin/grpc_server";
 import { ConfigError, readGrpcFile } from "../config/config";
 import { loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
 import { CountryDatabase } from "../firewall/country_database";
+import { keyPairError } from "../net/key_pair";
 import { controlPath, controlPathError } from "../server/handover";
 import { availableCpus, capacityWarning, migrateWarning, needsOf, readFdLimits } from "../server/host_limits";
 import { configArg, help } from "./args";
@@ -21,7 +24,9 @@ export function check(args: string[]): number {
   if (file === null) return help(CHECK_USAGE);
   const cfg = loadRoutedConfig(file);
   if (cfg.firewall.geoipDb !== null) CountryDatabase.open(cfg.firewall.geoipDb);
-  // The admin API's certificate files must be readable by the server.
+  // The admin API's certificate files must be readable by the server, and
+  // its key the certificate's: the same loading the server does before it
+  // binds anything (AdminServer.prepare).
   if (cfg.grpc !== null) {
     const unreadable: string[] = [];
     for (const [key, path] of [
@@ -36,6 +41,11 @@ export function check(args: string[]): number {
       }
     }
     if (unreadable.length > 0) throw new ConfigError(file, unreadable);
+    try {
+      AdminServer.prepare(cfg.grpc);
+    } catch (e) {
+      throw new ConfigError(file, [(e as Error).message]);
+    }
   }
   if (cfg.etcd !== null) {
     const unreadable: string[] = [];
@@ -52,6 +62,10 @@ export function check(args: string[]): number {
       }
     }
     if (unreadable.length > 0) throw new ConfigError(file, unreadable);
+    if (cfg.etcd.cert !== null && cfg.etcd.key !== null) {
+      const mismatch = keyPairError(readFileSync(cfg.etcd.cert), readFileSync(cfg.etcd.key), { key: "etcd.cert", path: cfg.etcd.cert }, { key: "etcd.key", path: cfg.etcd.key });
+      if (mismatch !== null) throw new ConfigError(file, [mismatch]);
+    }
   }
   const limits = readFdLimits();
   const warning = capacityWarning(

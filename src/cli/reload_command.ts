@@ -1,10 +1,13 @@
 // `mc-proxy reload -c FILE`: check FILE, then start this binary as
 // `server -c FILE --takeover` and wait until the new process answers on the
-// takeover socket (handover.ts) — or has failed, leaving the old one serving.
-// An upgrade is the same with the new binary in place. The new process keeps
-// this command's stdout and stderr (under systemd: the journal).
+// takeover socket (handover.ts) — or has failed. Every message says what is
+// true when it is printed: who serves is asked on the takeover socket, never
+// assumed. An upgrade is the same with the new binary in place. The new
+// process keeps this command's stdout and stderr (under systemd: the journal).
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { loadRoutedConfig } from "../routing/route_config";
-import { controlPath, hello } from "../server/handover";
+import { type HelloReply, controlPath, hello } from "../server/handover";
 import { UsageError, help, parseArgs } from "./args";
 
 export const RELOAD_USAGE = `Usage: mc-proxy reload -c FILE [--timeout SECONDS]
@@ -12,16 +15,75 @@ export const RELOAD_USAGE = `Usage: mc-proxy reload -c FILE [--timeout SECONDS]
 Applies FILE (any change: listeners, addresses, PROXY settings, sections)
 with no refused connection: checks it, starts this binary as
 "server -c FILE --takeover" beside the running instance, and returns once
-the new process serves (exit 0) or has failed (non-zero; the running
-instance keeps serving, untouched). The old process drains its open
-connections for up to [proxy] shutdown_timeout. --timeout: how long to wait
-for the new process (default 60).`;
+the new process serves (exit 0) or has failed (non-zero; it says which
+process serves then). The old process drains its open connections for up
+to [proxy] shutdown_timeout. --timeout: how long to wait for the new
+process (default 60).`;
 
-/** This program, as a command line: the compiled binary, or bun and the entry script. */
-export function selfCommand(): string[] {
-  const compiled = import.meta.url.startsWith("file:///$bunfs/");
-  return compiled ? [process.execPath] : [process.execPath, process.argv[1]!];
+/**
+ * The path this program was started from, resolved now (at start-up): argv[0]
+ * against the working directory, or PATH for a bare name. Not
+ * process.execPath: Bun reads that from /proc/self/exe when first asked,
+ * which names "… (deleted)" once an upgrade renamed a new file over the
+ * binary (measured, Bun 1.4.4). Falls back to process.execPath when argv[0]
+ * names no executable file.
+ */
+export function startPath(argv0: string, cwd: string, path: string | undefined, execPath: () => string): string {
+  const executable = (p: string) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (argv0.includes("/")) {
+    const p = isAbsolute(argv0) ? argv0 : resolve(cwd, argv0);
+    if (executable(p)) return p;
+  } else if (argv0 !== "") {
+    for (const dir of (path ?? "").split(delimiter)) {
+      if (dir === "") continue;
+      const p = resolve(cwd, join(dir, argv0));
+      if (executable(p)) return p;
+    }
+  }
+  return execPath();
 }
+
+const COMPILED = import.meta.url.startsWith("file:///$bunfs/");
+/** Resolved when this module loads, at start-up, before anything can rename the binary. */
+const SELF = COMPILED
+  ? [startPath(process.argv0, process.cwd(), process.env.PATH, () => process.execPath)]
+  : [startPath(process.argv0, process.cwd(), process.env.PATH, () => process.execPath), resolve(process.argv[1]!)];
+
+/** This program, as a command line: the compiled binary, or bun and the entry script, at the paths it was started from. */
+export function selfCommand(): string[] {
+  return SELF;
+}
+
+/** "pid P (generation G) serves", as the takeover socket answers now. */
+function serving(h: HelloReply | null, control: string): string {
+  if (h === null) return `nothing answers on ${control} now (see the log)`;
+  const degraded = h.degraded.length > 0 ? ` without: ${h.degraded.join("; ")}` : "";
+  return `pid ${h.pid} (generation ${h.generation}) serves${degraded}${h.takeoverBy !== null ? `, while a takeover by pid ${h.takeoverBy} is in progress` : ""}`;
+}
+
+/** Who serves once no takeover is in progress (another reload's may be), asked until `until`. */
+async function settled(control: string, until: number): Promise<HelloReply | null> {
+  let last: HelloReply | null = null;
+  for (;;) {
+    const h = await hello(control, 1000).catch(() => null);
+    if (h !== null) {
+      last = h;
+      if (h.takeoverBy === null) return h;
+    }
+    if (Date.now() > until) return h ?? last;
+    await Bun.sleep(50);
+  }
+}
+
+/** How long `reload` waits, after its new process failed, for another takeover in progress to end. */
+const SETTLE_MS = 15_000;
 
 export async function reload(args: string[]): Promise<number> {
   const a = parseArgs(args, RELOAD_USAGE, { values: ["--timeout"] });
@@ -33,7 +95,7 @@ export async function reload(args: string[]): Promise<number> {
   // The same checks as `mc-proxy check`: a bad config changes nothing.
   const cfg = loadRoutedConfig(a.config);
   const control = controlPath(cfg.databasePath);
-  const before = await hello(control).catch((e: Error) => {
+  await hello(control).catch((e: Error) => {
     throw new Error(`no running mc-proxy answers on ${control} (${e.message}); start it with "mc-proxy server -c ${a.config}"`);
   });
   const child = Bun.spawn([...selfCommand(), "server", "-c", a.config, "--takeover"], { stdin: "ignore", stdout: "inherit", stderr: "inherit", env: process.env });
@@ -41,17 +103,37 @@ export async function reload(args: string[]): Promise<number> {
   const end = Date.now() + Number(rawTimeout) * 1000;
   for (;;) {
     if (child.exitCode !== null) {
-      console.error(`mc-proxy: reload failed: the new process exited with code ${child.exitCode} (its log says why); pid ${before.pid} keeps serving`);
+      const now = await settled(control, Math.max(end, Date.now() + SETTLE_MS));
+      console.error(`mc-proxy: reload failed: the new process (pid ${child.pid}) exited with code ${child.exitCode} (its log says why); ${serving(now, control)}`);
       return 1;
     }
-    const now = await hello(control, 500).catch(() => null);
+    const now = await hello(control, 1000).catch(() => null);
     if (now !== null && now.pid === child.pid) {
-      console.log(`reloaded: pid ${before.pid} (generation ${before.generation}) → pid ${now.pid} (generation ${now.generation}); the old process drains`);
+      const from = now.previous === null ? "?" : `pid ${now.previous.pid} (generation ${now.previous.generation})`;
+      if (now.degraded.length > 0) {
+        console.error(
+          `mc-proxy: reload done with errors: ${from} → pid ${now.pid} (generation ${now.generation}), which serves its listeners without: ${now.degraded.join("; ")}; the old process drains`,
+        );
+        return 1;
+      }
+      console.log(`reloaded: ${from} → pid ${now.pid} (generation ${now.generation}); the old process drains`);
       return 0;
     }
     if (Date.now() > end) {
+      // Another process still answering means the new one has not been
+      // handed over to: stopping it changes nothing. Nobody answering means
+      // it may be past the handover: it is left running.
+      if (now === null) {
+        console.error(
+          `mc-proxy: reload failed: the new process (pid ${child.pid}) did not answer within ${rawTimeout} s and nothing answers on ${control}; it was left running (its log says what it does)`,
+        );
+        return 1;
+      }
       child.kill("SIGTERM");
-      console.error(`mc-proxy: reload failed: the new process (pid ${child.pid}) did not take over within ${rawTimeout} s; it was stopped`);
+      await child.exited;
+      console.error(
+        `mc-proxy: reload failed: the new process (pid ${child.pid}) did not take over within ${rawTimeout} s; it was stopped; ${serving(await settled(control, Date.now() + SETTLE_MS), control)}`,
+      );
       return 1;
     }
     await Bun.sleep(50);

@@ -3,20 +3,41 @@
 // --takeover asks the running one to hand over. One JSON object per line,
 // each way; a line is at most MAX_LINE bytes and anything else is refused.
 //
-//   new → old  {"op":"hello"}     old → new  {"ok":true,"pid":…,"version":…,"generation":…,"startedAt":…}
-//   new → old  {"op":"handover"}  old → new  {"ok":true,"active":…} once its listeners, admin API and
-//                                  metrics are closed; it then drains and exits 0
+//   {"op":"hello"}                      → {"ok":true,"pid","version","generation","startedAt",
+//                                          "previous":{"pid","generation"}|null,"takeoverBy":pid|null,"degraded":[…]}
+//   {"op":"prepare","pid":N}            → the same and "next": the generation N will carry; the
+//                                          takeover is N's until this connection closes: any other
+//                                          prepare is refused ("a takeover is in progress by pid N")
+//   {"op":"handover","pid":N,"listeners":["host:port",…]}
+//                                       → on the prepared connection only, once /proc shows that
+//                                          pid N listens on every address named: the running
+//                                          process closes its listeners, admin API, metrics and
+//                                          this socket, answers {"ok":true,"active":…}, drains
+//                                          and exits 0. Refusals are logged with the requester's pid.
 //
-// The listeners themselves are shared through SO_REUSEPORT (both processes
-// bind them); when the old one closes its sockets, Linux moves their queued
-// connections to the new one if net.ipv4.tcp_migrate_req is 1
-// (docs/ARCHITECTURE.md "Takeover").
+// Node and Bun expose no SO_PEERCRED, so the pid is the requester's word,
+// checked against /proc (it must hold the listeners it names; it cannot be
+// the running process itself). The listeners themselves are shared through
+// SO_REUSEPORT (both processes bind them); when the old one closes its
+// sockets, Linux moves their queued connections to the new one if
+// net.ipv4.tcp_migrate_req is 1 (docs/ARCHITECTURE.md "Takeover").
 
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { type Server, type Socket, createConnection, createServer } from "node:net";
+import type { Logger } from "../log/logger";
+import { type HostPort, parseHostPort } from "../net/host_port";
+import { listensOn } from "../net/proc_sockets";
 import { removeStaleSocket } from "../net/unix_socket";
 
 const MAX_LINE = 4096;
+/** Connections at once; more are closed unanswered. */
+const MAX_CONNECTIONS = 16;
+/** A connection with no request within this long is closed. */
+const IDLE_MS = 5000;
+/** A prepared takeover not handed over within this long is dropped (the new process gives up too). */
+const PREPARE_MS = 120_000;
+/** Listener addresses one handover request may name. */
+const MAX_LISTENERS = 256;
 
 /** What the running process says about itself. */
 export interface Incumbent {
@@ -24,6 +45,15 @@ export interface Incumbent {
   version: string;
   generation: number;
   startedAt: number;
+  /** The process it took over from; null after a plain start. */
+  previous: { pid: number; generation: number } | null;
+  /** What failed after its own handover (it serves its listeners without them); empty when fully up. */
+  degraded: string[];
+}
+
+/** hello's answer: the incumbent, and the pid of a takeover in progress, if any. */
+export interface HelloReply extends Incumbent {
+  takeoverBy: number | null;
 }
 
 export interface HandoverResult {
@@ -44,20 +74,57 @@ export function controlPathError(path: string): string | null {
   return path.length > MAX_SOCKET_PATH ? `database.path: the takeover socket beside it (${path}) is longer than ${MAX_SOCKET_PATH} bytes; use a shorter path` : null;
 }
 
-type Request = { op: "hello" } | { op: "handover" };
+export type Request = { op: "hello" } | { op: "prepare"; pid: number } | { op: "handover"; pid: number; listeners: string[] };
 
-/** Parse one request line; null when it is not one we know. */
-export function parseRequest(line: string): Request | null {
-  if (line.length > MAX_LINE) return null;
+const isPid = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
+
+/** Parse one request line: the request, or why it is not one. */
+export function parseRequest(line: string): Request | string {
+  if (line.length > MAX_LINE) return `line longer than ${MAX_LINE} bytes`;
   let v: unknown;
   try {
     v = JSON.parse(line);
   } catch {
-    return null;
+    return "not a request";
   }
-  if (typeof v !== "object" || v === null) return null;
-  const op = (v as { op?: unknown }).op;
-  return op === "hello" || op === "handover" ? { op } : null;
+  if (typeof v !== "object" || v === null) return "not a request";
+  const o = v as Record<string, unknown>;
+  if (o.op === "hello") return { op: "hello" };
+  if (o.op !== "prepare" && o.op !== "handover") return "not a request";
+  if (!isPid(o.pid)) return `${o.op}: "pid" must be the requesting process's id`;
+  if (o.op === "prepare") return { op: "prepare", pid: o.pid };
+  const ls = o.listeners;
+  if (!Array.isArray(ls) || ls.length === 0 || ls.length > MAX_LISTENERS) return `handover: "listeners" must name the 1-${MAX_LISTENERS} TCP listener addresses the requester listens on`;
+  for (const l of ls) {
+    if (typeof l !== "string" || typeof parseHostPort(l, { allowEmptyHost: true }) === "string") return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
+  }
+  return { op: "handover", pid: o.pid, listeners: [...new Set(ls as string[])] };
+}
+
+/** Whether `pid` holds a listening socket on each address (proc_sockets.ts listensOn). */
+export type ListensOn = (pid: number, addrs: readonly HostPort[]) => Promise<boolean[]>;
+
+/**
+ * Why process `pid` may not take over, or null: it must be another process
+ * that listens (TCP) on every address in `listeners`. The handover request
+ * is checked with this (the running process side).
+ */
+export async function requesterError(pid: number, listeners: readonly string[], listens: ListensOn = listensOn): Promise<string | null> {
+  if (pid === process.pid) return `pid ${pid} is this process`;
+  const addrs: HostPort[] = [];
+  for (const l of listeners) {
+    const hp = parseHostPort(l, { allowEmptyHost: true });
+    if (typeof hp === "string") return `listener ${l}: ${hp}`;
+    addrs.push(hp);
+  }
+  let held: boolean[];
+  try {
+    held = await listens(pid, addrs);
+  } catch (e) {
+    return `cannot read the sockets of pid ${pid}: ${(e as Error).message}`;
+  }
+  const missing = listeners.filter((_, i) => !held[i]);
+  return missing.length === 0 ? null : `pid ${pid} holds no listening socket on ${missing.join(", ")}`;
 }
 
 /** Split a stream into lines, refusing one longer than MAX_LINE. */
@@ -80,10 +147,23 @@ function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => 
   });
 }
 
-/** The running process's side: answers hello, and hands over once. */
+/** What the running process gives its takeover socket. */
+export interface HandoverHooks {
+  self(): Incumbent;
+  /** Close the listeners, admin API, metrics and this socket; the requester is `pid`. */
+  handover(pid: number): Promise<HandoverResult>;
+  logger: Logger;
+}
+
+/** The running process's side: answers hello, lets one takeover prepare at a time, and hands over once. */
 export class HandoverServer {
   private handedOver = false;
   private closed = false;
+  /** The takeover in progress: its pid and connection. */
+  private prepared: { pid: number; socket: Socket } | null = null;
+  private connections = 0;
+  /** A handover request's /proc check is running. */
+  private checking = false;
 
   private constructor(
     private readonly server: Server,
@@ -94,31 +174,12 @@ export class HandoverServer {
    * Listen on `path`. A socket file no one answers on (a process that died)
    * is replaced; a live one means another process serves this config.
    */
-  static async start(path: string, self: () => Incumbent, handover: () => Promise<HandoverResult>): Promise<HandoverServer> {
+  static async start(path: string, hooks: HandoverHooks): Promise<HandoverServer> {
     const tooLong = controlPathError(path);
     if (tooLong !== null) throw new Error(tooLong);
     await removeStaleSocket(path, "takeover socket", "is held by another mc-proxy serving this config (use server --takeover, or mc-proxy reload)");
     const hs: { v: HandoverServer | null } = { v: null };
-    const server = createServer((socket) => {
-      socket.on("error", () => {});
-      const reply = (o: object) => socket.end(`${JSON.stringify(o)}\n`);
-      lines(
-        socket,
-        (line) => {
-          const req = parseRequest(line);
-          if (req === null) return reply({ ok: false, error: "not a request" });
-          if (req.op === "hello") return void socket.write(`${JSON.stringify({ ok: true, ...self() })}\n`);
-          const h = hs.v!;
-          if (h.handedOver) return reply({ ok: false, error: "already handed over" });
-          h.handedOver = true;
-          void handover().then(
-            (r) => reply({ ok: true, ...r }),
-            (e: Error) => reply({ ok: false, error: e.message }),
-          );
-        },
-        () => reply({ ok: false, error: `line longer than ${MAX_LINE} bytes` }),
-      );
-    });
+    const server = createServer((socket) => hs.v!.accept(socket, hooks));
     const oldMask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -134,9 +195,81 @@ export class HandoverServer {
     return h;
   }
 
+  /** The pid of the takeover in progress, or null. */
+  get takeoverBy(): number | null {
+    return this.prepared?.pid ?? null;
+  }
+
+  private accept(socket: Socket, hooks: HandoverHooks): void {
+    socket.on("error", () => {});
+    if (this.connections >= MAX_CONNECTIONS) return void socket.destroy();
+    this.connections++;
+    const { logger } = hooks;
+    let timer = setTimeout(() => socket.destroy(), IDLE_MS);
+    const reply = (o: object) => socket.end(`${JSON.stringify(o)}\n`);
+    const refuse = (pid: number | null, error: string) => {
+      logger.warn(`takeover refused: ${error}`, { requester_pid: pid ?? undefined });
+      reply({ ok: false, error });
+    };
+    socket.on("close", () => {
+      clearTimeout(timer);
+      this.connections--;
+      if (this.prepared?.socket === socket) {
+        if (!this.handedOver) logger.warn("takeover abandoned: the requester closed the takeover socket before the handover", { requester_pid: this.prepared.pid });
+        this.prepared = null;
+      }
+    });
+    lines(
+      socket,
+      (line) => {
+        const req = parseRequest(line);
+        if (typeof req === "string") return refuse(null, req);
+        const hello = () => ({ ok: true, ...hooks.self(), takeoverBy: this.takeoverBy });
+        if (req.op === "hello") return reply(hello());
+        if (this.handedOver) return refuse(req.pid, `already handed over (to pid ${this.prepared?.pid ?? "?"})`);
+        if (req.op === "prepare") {
+          if (this.prepared !== null) return refuse(req.pid, `a takeover is in progress by pid ${this.prepared.pid}`);
+          const why = req.pid === process.pid ? `pid ${req.pid} is this process` : null;
+          if (why !== null) return refuse(req.pid, why);
+          this.prepared = { pid: req.pid, socket };
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            logger.warn("takeover abandoned: not handed over in time", { requester_pid: req.pid, after_ms: PREPARE_MS });
+            socket.destroy();
+          }, PREPARE_MS);
+          logger.info("takeover prepared", { requester_pid: req.pid });
+          const me = hello();
+          return void socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
+        }
+        if (this.prepared?.socket !== socket || this.prepared.pid !== req.pid)
+          return refuse(req.pid, `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${req.pid}} first)`);
+        // One check at a time: a second handover line on this connection waits its turn and finds it handed over.
+        if (this.checking) return refuse(req.pid, "a handover request is being checked");
+        this.checking = true;
+        void requesterError(req.pid, req.listeners).then((why) => {
+          this.checking = false;
+          if (why !== null) return refuse(req.pid, why);
+          if (this.prepared?.socket !== socket || this.handedOver) return refuse(req.pid, "the takeover ended while its request was checked");
+          this.handedOver = true;
+          clearTimeout(timer);
+          void hooks.handover(req.pid).then(
+            (r) => reply({ ok: true, ...r }),
+            (e: Error) => {
+              // Not handed over (it was still starting): a later takeover may try again.
+              this.handedOver = false;
+              reply({ ok: false, error: e.message });
+            },
+          );
+        });
+      },
+      () => refuse(null, `line longer than ${MAX_LINE} bytes`),
+    );
+  }
+
   /**
    * Stop listening and remove the socket file (before the new process binds
-   * its own) — once: later the path is the new process's socket.
+   * its own) — once: later the path is the new process's socket. A
+   * connection still open (the handover's) gets its answer.
    */
   close(): void {
     if (this.closed) return;
@@ -148,50 +281,133 @@ export class HandoverServer {
   }
 }
 
-/** One request, one reply line, within `timeoutMs`. */
-function ask(path: string, op: Request["op"], timeoutMs: number): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection({ path });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`no answer on ${path} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const done = (f: () => void) => {
-      clearTimeout(timer);
-      s.destroy();
-      f();
+/** The running process refused the request (its answer says why). */
+export class Refused extends Error {}
+
+/** One connection to the takeover socket: requests one at a time, each answered by one line. */
+class Channel {
+  private readonly socket: Socket;
+  private pending: { resolve: (o: Record<string, unknown>) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> } | null = null;
+  private ended: Error | null = null;
+  private readonly connected: Promise<void>;
+
+  constructor(readonly path: string) {
+    this.socket = createConnection({ path });
+    this.connected = new Promise((resolve, reject) => {
+      this.socket.once("connect", () => resolve());
+      this.socket.once("error", (e) => reject(e));
+    });
+    this.connected.catch(() => {});
+    const end = (e: Error) => {
+      if (this.ended === null) this.ended = e;
+      const p = this.pending;
+      this.pending = null;
+      if (p !== null) {
+        clearTimeout(p.timer);
+        p.reject(this.ended);
+      }
     };
-    s.on("error", (e) => done(() => reject(e)));
-    s.on("connect", () => s.write(`${JSON.stringify({ op })}\n`));
-    s.on("close", () => done(() => reject(new Error(`${path}: closed without an answer`))));
+    this.socket.on("error", (e) => end(e));
+    this.socket.on("close", () => end(new Error(`${path}: closed without an answer`)));
     lines(
-      s,
+      this.socket,
       (line) => {
+        const p = this.pending;
+        if (p === null) return;
+        this.pending = null;
+        clearTimeout(p.timer);
         let v: unknown;
         try {
           v = JSON.parse(line);
         } catch {
-          return done(() => reject(new Error(`${path}: not an answer: ${line.slice(0, 80)}`)));
+          return p.reject(new Error(`${path}: not an answer: ${line.slice(0, 80)}`));
         }
-        if (typeof v !== "object" || v === null) return done(() => reject(new Error(`${path}: not an answer`)));
+        if (typeof v !== "object" || v === null) return p.reject(new Error(`${path}: not an answer`));
         const o = v as Record<string, unknown>;
-        if (o.ok !== true) return done(() => reject(new Error(`${path}: ${String(o.error ?? "refused")}`)));
-        done(() => resolve(o));
+        if (o.ok !== true) return p.reject(new Refused(String(o.error ?? "refused").slice(0, 500)));
+        p.resolve(o);
       },
-      () => done(() => reject(new Error(`${path}: answer too long`))),
+      () => end(new Error(`${path}: answer too long`)),
     );
-  });
+  }
+
+  async ask(req: Request, timeoutMs: number): Promise<Record<string, unknown>> {
+    await this.connected;
+    if (this.ended !== null) throw this.ended;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending = null;
+        this.close();
+        reject(new Error(`no answer on ${this.path} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending = { resolve, reject, timer };
+      this.socket.write(`${JSON.stringify(req)}\n`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+function incumbentOf(o: Record<string, unknown>): HelloReply {
+  const num = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : 0);
+  const prev = o.previous as Record<string, unknown> | null | undefined;
+  return {
+    pid: num(o.pid),
+    version: typeof o.version === "string" ? o.version.slice(0, 64) : "",
+    generation: num(o.generation),
+    startedAt: num(o.startedAt),
+    previous: typeof prev === "object" && prev !== null ? { pid: num(prev.pid), generation: num(prev.generation) } : null,
+    takeoverBy: isPid(o.takeoverBy) ? o.takeoverBy : null,
+    degraded: Array.isArray(o.degraded) ? o.degraded.slice(0, 8).map((d) => String(d).slice(0, 300)) : [],
+  };
 }
 
 /** Ask the running process who it is. */
-export async function hello(path: string, timeoutMs = 2000): Promise<Incumbent> {
-  const o = await ask(path, "hello", timeoutMs);
-  const num = (k: string) => (typeof o[k] === "number" && Number.isSafeInteger(o[k]) ? (o[k] as number) : 0);
-  return { pid: num("pid"), version: typeof o.version === "string" ? o.version.slice(0, 64) : "", generation: num("generation"), startedAt: num("startedAt") };
+export async function hello(path: string, timeoutMs = 2000): Promise<HelloReply> {
+  const c = new Channel(path);
+  try {
+    return incumbentOf(await c.ask({ op: "hello" }, timeoutMs));
+  } finally {
+    c.close();
+  }
 }
 
-/** Ask it to close its listeners, admin API and metrics and drain. */
-export async function requestHandover(path: string, timeoutMs = 10_000): Promise<HandoverResult> {
-  const o = await ask(path, "handover", timeoutMs);
-  return { active: typeof o.active === "number" ? o.active : 0 };
+/**
+ * The new process's side of one takeover: `open` prepares it (from then on
+ * the running process refuses any other until this connection closes),
+ * `handover` asks for the handover, `close` gives up.
+ */
+export class TakeoverSession {
+  private constructor(
+    private readonly channel: Channel,
+    /** The process being taken over. */
+    readonly incumbent: Incumbent,
+    /** This process's generation, as the running process assigned it. */
+    readonly generation: number,
+  ) {}
+
+  static async open(path: string, timeoutMs = 2000): Promise<TakeoverSession> {
+    const c = new Channel(path);
+    try {
+      const o = await c.ask({ op: "prepare", pid: process.pid }, timeoutMs);
+      const inc = incumbentOf(o);
+      const next = typeof o.next === "number" && Number.isSafeInteger(o.next) ? o.next : inc.generation + 1;
+      return new TakeoverSession(c, inc, next);
+    } catch (e) {
+      c.close();
+      throw e;
+    }
+  }
+
+  /** Ask the running process to hand over to this one, which listens on `listeners` (TCP, host:port as configured). */
+  async handover(listeners: string[], timeoutMs = 10_000): Promise<HandoverResult> {
+    const o = await this.channel.ask({ op: "handover", pid: process.pid, listeners }, timeoutMs);
+    return { active: typeof o.active === "number" ? o.active : 0 };
+  }
+
+  close(): void {
+    this.channel.close();
+  }
 }

@@ -152,7 +152,7 @@ describe("takeover (binary)", () => {
       await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes(" gen=2 "), 5000, "an access record of generation 2");
       // SIGUSR2 is the same reload, started by the process itself.
       process.kill(after.pid, "SIGUSR2");
-      await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes("generation=3"), 10_000, "generation 3 after SIGUSR2");
+      await waitFor(() => /msg=started .*generation=3/.test(readFileSync(join(dir, "reloads.log"), "utf8")), 10_000, "generation 3 started after SIGUSR2");
       expect((await status(dir)).generation).toBe(3);
     } finally {
       Bun.spawnSync(["pkill", "-TERM", "-f", join(dir, "mc-proxy.toml")]);
