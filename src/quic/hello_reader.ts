@@ -12,13 +12,22 @@
 // - CRYPTO frames are gathered from every Initial of every datagram, coalesced
 //   or not, in any order; 0-RTT and other packets are kept, not read.
 // - At most maxDatagrams datagrams and maxHelloBytes of CRYPTO data.
+// - The work a datagram costs is bounded whatever it holds: at most
+//   MAX_PACKETS_PER_DATAGRAM packets are walked (each Initial among them is
+//   one header-protection removal and one AEAD decryption), and the frames
+//   of all its Initials are bounded together (crypto_stream.ts:
+//   MAX_FRAMES_PER_DATAGRAM, MAX_CRYPTO_RANGES per flow). Past a bound the
+//   flow is refused as malformed. A client coalesces at most one packet of
+//   each type (RFC 9000 §12.2): Initial, 0-RTT, Handshake.
 import { parseClientHelloBody } from "../sni/client_hello_body";
 import type { HelloResult } from "../sni/hello_result";
-import { CryptoStream } from "./crypto_stream";
-import { type InitialKeys, clientInitialKeys, knownVersion } from "./initial_keys";
+import { CryptoStream, MAX_FRAMES_PER_DATAGRAM } from "./crypto_stream";
+import { type InitialKeys, knownVersion } from "./initial_keys";
 import { readPacket } from "./packet";
 
 export const MIN_INITIAL_DATAGRAM = 1200;
+/** Packets read from one datagram at most (a client coalesces 1–3). */
+export const MAX_PACKETS_PER_DATAGRAM = 8;
 
 export type QuicReject = "not_quic" | "quic_version" | "malformed" | "too_large";
 
@@ -48,7 +57,14 @@ export class QuicHelloReader {
     if (this.datagrams > this.maxDatagrams) return { kind: "reject", outcome: "too_large", reason: `no complete ClientHello in ${this.maxDatagrams} datagrams` };
     let off = 0;
     let sawInitial = false;
+    let packets = 0;
+    let frames = MAX_FRAMES_PER_DATAGRAM;
     while (off < d.length) {
+      if (packets++ === MAX_PACKETS_PER_DATAGRAM) {
+        // What follows the last packet may be padding (zeros: RFC 9000 §14.1) or junk, not read; another long header is refused.
+        if ((d[off]! & 0x80) === 0) break;
+        return { kind: "reject", outcome: "malformed", reason: `more than ${MAX_PACKETS_PER_DATAGRAM} packets in a datagram` };
+      }
       const pk = readPacket(d, off, this.keys);
       if (pk.kind === "bad") {
         // Only the flow's first datagram decides whether it is QUIC. Later,
@@ -71,14 +87,15 @@ export class QuicHelloReader {
       if (this.keys === null) {
         if (d.length < MIN_INITIAL_DATAGRAM) return { kind: "reject", outcome: "not_quic", reason: `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})` };
         if (!knownVersion(pk.version)) return { kind: "reject", outcome: "quic_version", reason: `version ${pk.version}` };
-        this.keys = clientInitialKeys(pk.version, pk.dcid);
+        this.keys = pk.keys;
         this.version = pk.version;
         this.dcid = Uint8Array.from(pk.dcid);
       }
       sawInitial = true;
-      const r = this.stream.addFrames(pk.payload);
-      if (r === "connection_close") return { kind: "reject", outcome: "malformed", reason: "CONNECTION_CLOSE before the hello" };
-      if (r === "bad") return { kind: "reject", outcome: this.stream.contiguous >= this.stream.max ? "too_large" : "malformed", reason: "bad frames in an Initial" };
+      const r = this.stream.addFrames(pk.payload, frames);
+      if (r.kind === "connection_close") return { kind: "reject", outcome: "malformed", reason: "CONNECTION_CLOSE before the hello" };
+      if (r.kind === "bad") return { kind: "reject", outcome: r.outcome, reason: r.reason };
+      frames -= r.frames;
       off = pk.end;
     }
     return this.complete();

@@ -12,8 +12,8 @@ export const MAX_CID = 20;
 export type LongType = "initial" | "0rtt" | "handshake" | "retry";
 
 export type Packet =
-  /** A client Initial, decrypted: its frames. */
-  | { kind: "initial"; version: number; dcid: Uint8Array; scid: Uint8Array; payload: Uint8Array; end: number }
+  /** A client Initial, decrypted: its frames, and the keys that opened it. */
+  | { kind: "initial"; version: number; dcid: Uint8Array; scid: Uint8Array; payload: Uint8Array; end: number; keys: InitialKeys }
   /** Another long-header packet (kept and forwarded, not read). */
   | { kind: "long"; type: LongType; version: number; dcid: Uint8Array; scid: Uint8Array; end: number }
   /** A Version Negotiation packet (version 0). */
@@ -100,7 +100,7 @@ export function readPacket(d: Uint8Array, off: number, keys: InitialKeys | null 
   const k = keys ?? clientInitialKeys(version, dcid)!;
   const payload = openInitial(d, off, pnOffset, packetEnd, k);
   if (payload === null) return { kind: "bad", reason: "Initial does not decrypt" };
-  return { kind: "initial", version, dcid, scid, payload, end: packetEnd };
+  return { kind: "initial", version, dcid, scid, payload, end: packetEnd, keys: k };
 }
 
 /** Remove header protection and decrypt; null when the packet is too short or does not authenticate. */
