@@ -14,7 +14,12 @@
 // releases before them refuse as invalid (they would otherwise route without
 // the policy); every other route value stays version 1.
 //   {prefix}rules/{type}/{value}           {"version":1}
-// Names, host names and rule values are URI-encoded in keys (a CIDR has "/").
+// Names, host names and rule values are URI-encoded in keys (a CIDR has "/"),
+// each part exactly as encodeURIComponent writes it, as every release has
+// written it: any other spelling of a key (a raw "," or ":", lower-case hex,
+// an encoded letter) would name the same route, rule or listener as the
+// canonical key, so it is refused as invalid, as is a key with more parts
+// than its kind has.
 
 import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
 import { parseJa4Rule } from "../firewall/ja4_rule";
@@ -70,12 +75,26 @@ export type Entry =
   | { kind: "meta" }
   | { kind: "invalid"; key: string; reason: string };
 
-function decode(part: string, what: string): string {
+/** One part of a key, decoded; Invalid unless it is the one spelling encodeURIComponent gives. */
+function decode(parts: readonly string[], i: number, what: string): string {
+  const part = parts[i]!;
+  let text: string;
   try {
-    return decodeURIComponent(part);
+    text = decodeURIComponent(part);
   } catch {
     throw new Invalid(`the ${what} in the key is not URI-encoded text`);
   }
+  const canonical = encodeURIComponent(text);
+  if (canonical !== part) {
+    const fixed = parts.with(i, canonical).join("/");
+    throw new Invalid(`the ${what} in the key is not in canonical form: this key is ${JSON.stringify(fixed)} (each part as encodeURIComponent writes it)`);
+  }
+  return text;
+}
+
+/** Invalid: a key under a known folder with the wrong number of parts. */
+function shape(form: string): never {
+  throw new Invalid(`the key is not of the form ${form}`);
 }
 
 class Invalid extends Error {}
@@ -111,18 +130,20 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
   const parts = rest.split("/");
   try {
     if (rest === "schema" || rest === "seeded") return { kind: "meta" };
-    if (parts[0] === "listeners" && parts.length === 2) {
-      const name = decode(parts[1]!, "listener name");
+    if (parts[0] === "listeners") {
+      if (parts.length !== 2) shape("listeners/{name}");
+      const name = decode(parts, 1, "listener name");
       if (value === null) return { kind: "listener", name, maxConnections: 0 };
       const v = object(value);
       const bad = maxConnectionsError(v.max_connections, "max_connections");
       if (bad !== null) throw new Invalid(bad);
       return { kind: "listener", name, maxConnections: v.max_connections as number };
     }
-    if (parts[0] === "routes" && (parts.length === 3 || parts.length === 4)) {
-      const listener = decode(parts[1]!, "listener name");
-      const hostname = decode(parts[2]!, "hostname");
-      const alpn = parts.length === 4 ? decode(parts[3]!, "ALPN list").split(",") : [];
+    if (parts[0] === "routes") {
+      if (parts.length !== 3 && parts.length !== 4) shape("routes/{listener}/{hostname} or routes/{listener}/{hostname}/{alpn}");
+      const listener = decode(parts, 1, "listener name");
+      const hostname = decode(parts, 2, "hostname");
+      const alpn = parts.length === 4 ? decode(parts, 3, "ALPN list").split(",") : [];
       if (value === null)
         return {
           kind: "route",
@@ -167,9 +188,11 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       };
       return { kind: "route", listener, route };
     }
-    if (parts[0] === "rules" && parts.length === 3 && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")) {
+    // A rule type this release does not know (a newer release's) is ignored.
+    if (parts[0] === "rules" && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")) {
       const type = parts[1];
-      const raw = decode(parts[2]!, "rule value");
+      if (parts.length !== 3) shape(`rules/${type}/{value} (the value URI-encoded: "/" is %2F)`);
+      const raw = decode(parts, 2, "rule value");
       if (value === null) return { kind: "rule", rule: { type, value: raw } };
       object(value);
       const r = RULE_PARSERS[type](raw);

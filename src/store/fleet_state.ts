@@ -108,7 +108,9 @@ export class FleetState {
       const e = parseEntry(p, key, del ? null : ev.kv.value.toString());
       if (e === null || e.kind === "meta") continue;
       if (e.kind === "invalid") {
-        this.refuse(e.key, e.reason);
+        // An invalid key deleted: nothing was applied from it, so there is nothing to undo.
+        if (del) this.invalid.delete(key);
+        else this.refuse(e.key, e.reason);
         continue;
       }
       this.invalid.delete(key);

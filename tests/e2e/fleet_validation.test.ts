@@ -12,7 +12,7 @@ import { AdminClient } from "../../src/cli/admin_client";
 import { unixGrpcConfig } from "../helpers/admin";
 import { EtcdCluster, etcdMissing, v1RouteValue } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
-import { freePort, rawExchange, sleep } from "../helpers/net";
+import { freePort, rawExchange, sleep, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { named } from "../helpers/backends";
 import { fleetToml } from "../helpers/toml";
@@ -24,6 +24,16 @@ async function answer(port: number, sni: string): Promise<string> {
 function toml(endpoints: string[], prefix: string, port: number, workers: number, backendPort: number): string {
   const routes = `  [[listeners.routes]]\n  hostname = "good.example.com"\n  backend = "127.0.0.1:${backendPort}"\n`;
   return fleetToml(endpoints, prefix, port, { routes, workers, extra: `\n[metrics]\naddr = "127.0.0.1:${freePort()}"\n` });
+}
+
+/** Until `f` answers `want` (each try a real connection), within `ms`. */
+async function until(f: () => Promise<string>, want: string, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  let got = "";
+  while ((got = await f()) !== want) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what} (last answer ${JSON.stringify(got)})`);
+    await sleep(50);
+  }
 }
 
 const routeJson = (backendPort: number, over: Record<string, unknown> = {}) => v1RouteValue(`127.0.0.1:${backendPort}`, over);
@@ -121,6 +131,57 @@ describe("fleet: malformed etcd values (binary)", () => {
       }
     }, 90_000);
   }
+
+  test("one canonical key per route: another spelling of a key and a five-part key are logged as invalid and never served; deleting the other spelling leaves the route", async () => {
+    if (skip !== null) return void console.warn(`SKIP: fleet validation: ${skip}`);
+    const prefix = "/mcp/keys/";
+    const be = named("good");
+    const canon = named("canon");
+    const alias = named("alias");
+    const dir = tempDir();
+    const port = freePort();
+    const xmpp = async (sni: string) => {
+      const r = await rawExchange(port, helloFor(sni, ["xmpp-client"]), { timeoutMs: 300 });
+      return r.end === "reset" ? "reset" : r.received.toString();
+    };
+    const canonical = `${prefix}routes/public/app.example.com/xmpp-client%2Cxmpp-server`;
+    const bad = [`${prefix}routes/public/app.example.com/xmpp-client,xmpp-server`, `${prefix}routes/public/alias%2Eexample.com`, `${prefix}routes/public/five.example.com/xmpp-client/x`];
+    const refused = (p: RunningProxy) => p.records().filter((r) => r.msg === "etcd: invalid value ignored");
+    let proxy: RunningProxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, 2, be.port), { dir });
+    try {
+      await client.put(canonical).value(routeJson(canon.port));
+      await until(() => xmpp("app.example.com"), "canon", 5000, "the canonical key served");
+      for (const k of bad) await client.put(k).value(routeJson(alias.port));
+      await waitFor(() => bad.every((k) => refused(proxy).some((r) => r.key === k)), 5000, "each other spelling logged by key");
+      expect(refused(proxy).find((r) => r.key === bad[0])!.reason).toContain("xmpp-client%2Cxmpp-server");
+      expect(refused(proxy).find((r) => r.key === bad[2])!.reason).toContain("routes/{listener}/{hostname}");
+      expect(await xmpp("app.example.com")).toBe("canon");
+      expect(await answer(port, "alias.example.com")).not.toBe("alias");
+      expect(await xmpp("five.example.com")).not.toBe("alias");
+      // Deleting the other spelling changes nothing: the route is the canonical key's.
+      await client.delete().key(bad[0]!);
+      await client.put(`${prefix}routes/public/later.example.com`).value(routeJson(alias.port));
+      await until(() => answer(port, "later.example.com"), "alias", 5000, "a later key applied");
+      expect(await xmpp("app.example.com")).toBe("canon");
+
+      // A start reading the prefix at once refuses the same keys, once each.
+      await proxy.stop();
+      proxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, 2, be.port), { dir });
+      expect(await xmpp("app.example.com")).toBe("canon");
+      expect(await answer(port, "alias.example.com")).not.toBe("alias");
+      expect(
+        refused(proxy)
+          .map((r) => r.key)
+          .sort(),
+      ).toEqual(bad.slice(1).sort());
+      await client.delete().prefix(prefix);
+    } finally {
+      await proxy.stop();
+      be.stop();
+      canon.stop();
+      alias.stop();
+    }
+  }, 60_000);
 
   test("a populated SQLite store switched to an empty etcd prefix loses nothing: its API-made routes and rules seed the fleet, and a copy of the file is kept", async () => {
     if (skip !== null) return void console.warn(`SKIP: fleet validation: ${skip}`);
