@@ -5,6 +5,7 @@ import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SE
 import { AdminClient } from "./admin_client";
 import { help, parseArgs, UsageError } from "./args";
 import { MAX_FINGERPRINTS } from "../admin/admin_service";
+import { maxConnectionsError } from "../config/ranges";
 import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
 
 export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
@@ -168,6 +169,18 @@ function list(v: string | undefined): string[] {
   return v === undefined || v === "" ? [] : v.split(",");
 }
 
+/**
+ * --alpn's protocols (absent: none, the plain route). An empty protocol id
+ * is invalid (RFC 7301 §3.1: each is 1-255 bytes), so "--alpn ''" or a
+ * stray "," is refused rather than read as the plain route.
+ */
+function alpnList(v: string | undefined, usage: string): string[] {
+  if (v === undefined) return [];
+  const l = v.split(",");
+  if (l.includes("")) throw new UsageError(`--alpn ${JSON.stringify(v)}: an empty protocol name (RFC 7301 §3.1: each is 1-255 bytes); leave --alpn out for the plain route`, usage);
+  return l;
+}
+
 /** One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok". */
 function backendLine(b: BackendMsg): string {
   const state = fromEnum(BACKEND_STATE_ENUM, b.state, "enabled");
@@ -215,7 +228,7 @@ export async function backends(args: string[]): Promise<number> {
     if (pos.length !== 2) throw new UsageError(`backends ${sub} needs HOSTNAME and ADDR`, BACKENDS_USAGE);
     const listener = listenerOf(o, BACKENDS_USAGE);
     const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[sub];
-    const alpn = list(o.values.get("--alpn"));
+    const alpn = alpnList(o.values.get("--alpn"), BACKENDS_USAGE);
     const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", { listener, hostname: pos[0], alpn, addr: pos[1], state, reset_connections: reset });
     print(o.json, r, () => `${pos[0]}  ${backendLine(r.backend)}${reset ? `  (${r.connections_reset} connection(s) reset)` : ""}`);
     return 0;
@@ -242,23 +255,25 @@ export async function routes(args: string[]): Promise<number> {
       const listener = listenerOf(o, ROUTES_USAGE);
       const pp = o.values.get("--send-proxy-protocol") ?? "off";
       if (pp !== "off" && pp !== "v1" && pp !== "v2") throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
-      const max = o.values.get("--max-connections") ?? "0";
-      if (!/^\d{1,10}$/.test(max)) throw new UsageError(`--max-connections ${max}: expected a whole number (0: no limit)`, ROUTES_USAGE);
+      const raw = o.values.get("--max-connections") ?? "0";
+      const max = /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
+      const badMax = maxConnectionsError(max, "--max-connections");
+      if (badMax !== null) throw new UsageError(badMax, ROUTES_USAGE);
       const route = {
         hostname: pos[0],
         backend: pos[1],
         send_proxy_protocol: SEND_PROXY_ENUM[pp],
-        alpn: list(o.values.get("--alpn")),
+        alpn: alpnList(o.values.get("--alpn"), ROUTES_USAGE),
         allow: list(o.values.get("--allow")),
         deny: list(o.values.get("--deny")),
-        max_connections: Number(max),
+        max_connections: max,
       };
       const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route });
       print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${routeLine(r.route)}`);
     } else {
       if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);
-      const alpn = list(o.values.get("--alpn"));
+      const alpn = alpnList(o.values.get("--alpn"), ROUTES_USAGE);
       await c.call("RemoveRoute", { listener, hostname: pos[0], alpn });
       const name = routeName({ hostname: pos[0]!, alpn });
       print(o.json, { listener, hostname: pos[0], alpn, removed: true }, () => `removed: ${listener}  ${name}`);

@@ -49,7 +49,7 @@ export function parseArgs(argv: string[], usage: string, own: { values?: string[
   }
   let parsed: ReturnType<typeof nodeParseArgs>;
   try {
-    parsed = nodeParseArgs({ args: argv, options, strict: true, allowPositionals: true });
+    parsed = nodeParseArgs({ args: withNegativeValues(argv, options), strict: true, allowPositionals: true, options });
   } catch (e) {
     const m = (e as Error).message;
     const unknown = /Unknown option '([^']+)'/.exec(m);
@@ -65,6 +65,29 @@ export function parseArgs(argv: string[], usage: string, own: { values?: string[
     if (typeof got === "string") out.flags.set(f, got);
   }
   for (const f of own.switches ?? []) if (v[key(f)] === true) out.switches.add(f);
+  return out;
+}
+
+/**
+ * A flag that takes a value, followed by a negative number ("--limit -1"),
+ * given as "--limit=-1": parseArgs would call it ambiguous (it might be a
+ * flag), and the command's own check is the one that names the range.
+ */
+function withNegativeValues(argv: readonly string[], options: Record<string, { type: "string" | "boolean"; short?: string }>): string[] {
+  const takesValue = (a: string) => {
+    if (a.startsWith("--")) return options[a.slice(2)]?.type === "string";
+    return a.length === 2 && a[0] === "-" && Object.values(options).some((o) => o.type === "string" && o.short === a[1]);
+  };
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    if (next !== undefined && /^-\d/.test(next) && takesValue(a)) {
+      out.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else out.push(a);
+  }
   return out;
 }
 

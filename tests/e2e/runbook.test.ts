@@ -3,7 +3,7 @@
 // over its unix socket with a reflection client, and rolling back to an
 // older binary's database.
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { adminToml } from "../helpers/admin";
 import { adminPki } from "../helpers/certs";
@@ -15,6 +15,21 @@ const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
 const cli = (...args: string[]) => runCli(args);
 
 describe("RUNBOOK procedures (binary)", () => {
+  test("the image build command takes the version from package.json, as the Containerfiles' comments do: no version written in", () => {
+    const runbook = readFileSync(join(ROOT, "RUNBOOK.md"), "utf8");
+    const builds = runbook.split("\n").filter((l) => l.includes("--build-arg VERSION"));
+    expect(builds.length).toBeGreaterThan(0);
+    const derive = "--build-arg VERSION=$(jq -r .version package.json)";
+    for (const l of builds) expect(l).toContain(derive);
+    expect(runbook).not.toMatch(/VERSION=\d/);
+    for (const f of ["Containerfile", "Containerfile.release"]) expect(readFileSync(join(ROOT, f), "utf8")).toContain(derive);
+    // And it gives the version (jq is a dependency of that one line only).
+    const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+    const jq = Bun.spawnSync(["sh", "-c", "jq -r .version package.json"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if (jq.exitCode === 127) return void console.warn("SKIP: jq not installed: the derivation was not run");
+    expect(jq.stdout.toString().trim()).toBe(version);
+  });
+
   test("backup and restore: snapshot --keep, stop, replace the file, delete -wal/-shm, start: the snapshot's state is back", async () => {
     const dir = tempDir();
     const toml = `${listenerToml(freePort(), { "a.example.com": 9001 })}\n[grpc]\naddr = "unix:admin.sock"\n`;
