@@ -84,6 +84,8 @@ export interface StatusReply {
   listeners: {
     addr: string;
     name: string;
+    /** "tcp", or "quic" (its addr is "ADDR/quic"). */
+    protocol: string;
     route_count: number;
     active_connections: number;
     max_connections: number;

@@ -29,24 +29,29 @@ const STRIDE = BUCKETS * 2 + BUCKETS * SKETCH_WORDS;
 const BLOCKED = BUCKETS;
 const SKETCH = BUCKETS * 2;
 
-/** One key as one table counted it over the window. */
-export interface HitterEntry {
-  key: string;
-  count: number;
-  blocked: number;
+/**
+ * What a table reports: the keys it holds, in columns (typed arrays, so a
+ * worker thread hands them over as a few copies, not an object per key),
+ * and the count a key must beat to enter (0 while not full).
+ */
+export interface HitterReport {
+  keys: string[];
+  count: Float64Array;
+  blocked: Float64Array;
   /** The count may overstate the true one by at most this much. */
-  error: number;
-  /** The distinct-prefix sketch: SKETCH_WORDS words, OR-able. */
-  sketch: number[];
+  error: Float64Array;
+  /** The distinct-prefix sketches: SKETCH_WORDS words per key, OR-able. */
+  sketch: Uint32Array;
   /** Unix ms: when this table started counting the key (it may have counted it before an eviction). */
-  firstSeen: number;
-  lastSeen: number;
+  firstSeen: Float64Array;
+  lastSeen: Float64Array;
+  floor: number;
 }
 
-/** What a table reports: its entries and the count a key must beat to enter (0 while not full). */
-export interface HitterReport {
-  entries: HitterEntry[];
-  floor: number;
+/** The report of a table that counts nothing ([fingerprints] top = 0). */
+export function emptyReport(): HitterReport {
+  const none = new Float64Array(0);
+  return { keys: [], count: none, blocked: none, error: none, sketch: new Uint32Array(0), firstSeen: none, lastSeen: none, floor: 0 };
 }
 
 export class HeavyHitters {
@@ -127,22 +132,32 @@ export class HeavyHitters {
     this.siftDown(this.pos[s]!);
   }
 
-  /** Every key held, counted over the window ending at `now`. */
+  /** Every key held, counted over the window ending at `now`: O(held), no object per key. */
   report(now: number): HitterReport {
     this.roll(now);
-    const entries: HitterEntry[] = [];
-    for (let s = 0; s < this.size; s++) {
+    const n = this.size;
+    const blocked = new Float64Array(n);
+    const error = new Float64Array(n);
+    const sketch = new Uint32Array(n * SKETCH_WORDS);
+    const data = this.data;
+    for (let s = 0; s < n; s++) {
       const base = s * STRIDE;
-      let blocked = 0;
-      const sketch = [0, 0, 0, 0];
-      for (let b = 0; b < BUCKETS; b++) {
-        blocked += this.data[base + BLOCKED + b]!;
-        for (let w = 0; w < SKETCH_WORDS; w++) sketch[w]! |= this.data[base + SKETCH + b * SKETCH_WORDS + w]!;
-      }
-      const count = this.totals[s]!;
-      entries.push({ key: this.keys[s]!, count, blocked, error: Math.min(this.errors[s]!, count), sketch, firstSeen: this.first[s]!, lastSeen: this.last[s]! });
+      let b = 0;
+      for (let i = 0; i < BUCKETS; i++) b += data[base + BLOCKED + i]!;
+      blocked[s] = b;
+      for (let i = 0; i < BUCKETS; i++) for (let w = 0; w < SKETCH_WORDS; w++) sketch[s * SKETCH_WORDS + w]! |= data[base + SKETCH + i * SKETCH_WORDS + w]!;
+      error[s] = Math.min(this.errors[s]!, this.totals[s]!);
     }
-    return { entries, floor: this.size === this.capacity ? this.totals[this.heap[0]!]! : 0 };
+    return {
+      keys: this.keys.slice(0, n) as string[],
+      count: this.totals.slice(0, n),
+      blocked,
+      error,
+      sketch,
+      firstSeen: this.first.slice(0, n),
+      lastSeen: this.last.slice(0, n),
+      floor: n === this.capacity ? this.totals[this.heap[0]!]! : 0,
+    };
   }
 
   /** Enter the bucket of `now`: buckets that left the window leave every total; emptied keys go. */
@@ -257,49 +272,126 @@ export interface MergedHitter {
   lastSeen: number;
 }
 
+/** Higher count first; of equal counts, the key first in code-unit order (JA4s are ASCII). */
+function before(ca: number, ka: string, cb: number, kb: string): boolean {
+  return ca > cb || (ca === cb && ka < kb);
+}
+
 /**
  * Sum several tables' reports (one per event loop) into the top `limit` keys.
  * A key one full table does not hold may have up to that table's floor
  * there: the floor joins its error bound (the merge rule for space-saving
  * summaries: Agarwal et al., "Mergeable summaries", PODS 2012).
+ *
+ * Cost: one Map insert per reported key (the sum must see every key), then a
+ * bounded heap of `limit` (O(keys · log limit)), and the sketches OR-ed and
+ * estimated for the `limit` kept only: never a sort of the whole table.
  */
 export function mergeHitters(reports: readonly HitterReport[], limit: number): MergedHitter[] {
-  const byKey = new Map<string, { e: HitterEntry; floors: number }>();
+  let total = 0;
+  for (const r of reports) total += r.keys.length;
+  // One row per distinct key; its places in the reports chained through `next` (place ids: offset of its report + place).
+  const byKey = new Map<string, number>();
+  const keys: string[] = [];
+  const count = new Float64Array(total);
+  const blocked = new Float64Array(total);
+  const error = new Float64Array(total);
+  const seenFloors = new Float64Array(total);
+  const first = new Float64Array(total);
+  const last = new Float64Array(total);
+  const head = new Int32Array(total);
+  const next = new Int32Array(total);
+  const sketches: Uint32Array[] = [];
+  let offset = 0;
   for (const r of reports) {
-    for (const e of r.entries) {
-      const m = byKey.get(e.key);
-      if (m === undefined) {
-        byKey.set(e.key, { e: { ...e, sketch: [...e.sketch] }, floors: r.floor });
-        continue;
+    sketches.push(r.sketch);
+    for (let i = 0; i < r.keys.length; i++) {
+      const key = r.keys[i]!;
+      let row = byKey.get(key);
+      const place = offset + i;
+      if (row === undefined) {
+        row = keys.length;
+        byKey.set(key, row);
+        keys.push(key);
+        first[row] = r.firstSeen[i]!;
+        last[row] = r.lastSeen[i]!;
+        next[place] = -1;
+      } else {
+        first[row] = Math.min(first[row]!, r.firstSeen[i]!);
+        last[row] = Math.max(last[row]!, r.lastSeen[i]!);
+        next[place] = head[row]!;
       }
-      m.floors += r.floor;
-      m.e.count += e.count;
-      m.e.blocked += e.blocked;
-      m.e.error += e.error;
-      for (let w = 0; w < SKETCH_WORDS; w++) m.e.sketch[w]! |= e.sketch[w]!;
-      m.e.firstSeen = Math.min(m.e.firstSeen, e.firstSeen);
-      m.e.lastSeen = Math.max(m.e.lastSeen, e.lastSeen);
+      head[row] = place;
+      count[row]! += r.count[i]!;
+      blocked[row]! += r.blocked[i]!;
+      error[row]! += r.error[i]!;
+      seenFloors[row]! += r.floor;
+    }
+    offset += r.keys.length;
+  }
+  // The top `limit` rows: a min-heap whose root is the worst kept.
+  const k = Math.min(limit, keys.length);
+  const heap = new Int32Array(k);
+  let size = 0;
+  const worse = (a: number, b: number) => before(count[b]!, keys[b]!, count[a]!, keys[a]!);
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= size) return;
+      const c = l + 1 < size && worse(heap[l + 1]!, heap[l]!) ? l + 1 : l;
+      if (!worse(heap[c]!, heap[i]!)) return;
+      const t = heap[i]!;
+      heap[i] = heap[c]!;
+      heap[c] = t;
+      i = c;
+    }
+  };
+  for (let row = 0; row < keys.length && k > 0; row++) {
+    if (size < k) {
+      let i = size++;
+      heap[i] = row;
+      while (i > 0 && worse(heap[i]!, heap[(i - 1) >> 1]!)) {
+        const p = (i - 1) >> 1;
+        const t = heap[i]!;
+        heap[i] = heap[p]!;
+        heap[p] = t;
+        i = p;
+      }
+    } else if (worse(heap[0]!, row)) {
+      heap[0] = row;
+      down(0);
     }
   }
+  const rows = Array.from(heap).sort((a, b) => (before(count[a]!, keys[a]!, count[b]!, keys[b]!) ? -1 : 1));
+  // Place id → its report and place there.
+  const starts: number[] = [];
+  offset = 0;
+  for (const r of reports) {
+    starts.push(offset);
+    offset += r.keys.length;
+  }
   const floors = reports.reduce((n, r) => n + r.floor, 0);
-  const out: MergedHitter[] = [];
-  for (const { e, floors: seen } of byKey.values()) {
-    // Tables that did not report the key add their floor (those not full add 0).
-    const missing = floors - seen;
-    const est = prefixEstimate(e.sketch);
-    out.push({
-      key: e.key,
-      count: e.count,
-      blocked: e.blocked,
-      error: e.error + missing,
+  return rows.map((row) => {
+    const sketch = [0, 0, 0, 0];
+    for (let place = head[row]!; place !== -1; place = next[place]!) {
+      let r = starts.length - 1;
+      while (starts[r]! > place) r--;
+      const at = (place - starts[r]!) * SKETCH_WORDS;
+      for (let w = 0; w < SKETCH_WORDS; w++) sketch[w]! |= sketches[r]![at + w]!;
+    }
+    const est = prefixEstimate(sketch);
+    return {
+      key: keys[row]!,
+      count: count[row]!,
+      blocked: blocked[row]!,
+      // Tables that did not report the key add their floor (those not full add 0).
+      error: error[row]! + floors - seenFloors[row]!,
       clientPrefixes: est.value,
       clientPrefixesSaturated: est.saturated,
-      firstSeen: e.firstSeen,
-      lastSeen: e.lastSeen,
-    });
-  }
-  out.sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
-  return out.slice(0, limit);
+      firstSeen: first[row]!,
+      lastSeen: last[row]!,
+    };
+  });
 }
 
 /** Linear counting: n ≈ −m·ln(zeros/m); with no zero bit left, the estimate for one zero, as a lower bound. */

@@ -5,7 +5,8 @@
 // (measured in README "Metrics"), so per-connection counting stays in the
 // server's own pre-resolved counters and is turned into samples here.
 //
-// Labels come only from bounded sets: listener addr, outcome, firewall reason,
+// Labels come only from bounded sets: listener addr (a QUIC listener's is
+// "ADDR/quic", as in the access log: its flows count as connections), outcome, firewall reason,
 // a configured route hostname or _default / _none. A client's SNI never
 // becomes a label value.
 
@@ -97,7 +98,7 @@ export class Metrics {
     const listeners = () => snap().listeners;
 
     r.registerMetric(
-      scraped("mc_proxy_connections_accepted_total", "TCP connections accepted, including those refused at once.", "counter", () =>
+      scraped("mc_proxy_connections_accepted_total", "Connections accepted (on a QUIC listener: first datagrams from a new client address), including those refused at once.", "counter", () =>
         listeners().map((l) => ({ labels: { listener: l.addr }, value: l.accepted })),
       ),
     );

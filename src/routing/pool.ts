@@ -76,9 +76,13 @@ export class RoutePool {
    * when it may go on, with a place taken that `leave` gives back.
    */
   enter(clientIp: string, worker: number): "route_denied" | "over_capacity" | null {
-    if (this.allow !== null && !this.allow.has(clientIp)) return "route_denied";
-    if (this.deny?.has(clientIp)) return "route_denied";
+    if (!this.admits(clientIp)) return "route_denied";
     return this.table.tryTake(this.route.countRef, worker, this.route.maxConnections) ? null : "over_capacity";
+  }
+
+  /** Whether the route's source policy lets this address in (inside allow, outside deny): enter's first test, alone. */
+  admits(clientIp: string): boolean {
+    return (this.allow === null || this.allow.has(clientIp)) && !this.deny?.has(clientIp);
   }
 
   leave(worker: number): void {

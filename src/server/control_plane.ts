@@ -25,7 +25,8 @@ import { RouteTable } from "../routing/route_table";
 import { mergeHitters } from "../metrics/heavy_hitters";
 import type { DataPlane, FingerprintsView, ListenerView } from "./data_plane";
 import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
-import { Listener } from "./listener_runtime";
+import { Listener, quicLabel } from "./listener_runtime";
+import { QUIC_DEFAULT_MAX_FLOWS } from "./quic_listener";
 import { InThreadLoop, type Loop, WorkerLoop } from "./loops";
 import { SharedCounters } from "./shared_counters";
 import { type ListenerSnapshot, type Snapshot, type SlotCounts, type WorkerStatus, retire, sumListeners } from "./snapshot";
@@ -79,8 +80,10 @@ export class ControlPlane implements DataPlane {
     private readonly options: ControlOptions,
   ) {
     const n = options.loops;
-    this.counters = new SharedCounters(config.listeners.length, n);
+    // TCP listeners' slots, then QUIC listeners' (event_loop.ts): a QUIC listener's limit is its max_flows.
+    this.counters = new SharedCounters(config.listeners.length + config.quicListeners.length, n);
     for (const [i, l] of config.listeners.entries()) this.counters.setMax(i, l.maxConnections);
+    for (const [j, q] of config.quicListeners.entries()) this.counters.setMax(config.listeners.length + j, q.maxFlows > 0 ? q.maxFlows : QUIC_DEFAULT_MAX_FLOWS);
     this.backends = new BackendTable(options.backendSlots ?? DEFAULT_BACKEND_SLOTS, n);
     this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
     this.listeners = config.listeners.map((l, i) => {
@@ -262,19 +265,26 @@ export class ControlPlane implements DataPlane {
     replies.forEach((r, i) => {
       if (r?.snapshot !== undefined) this.slots[i]!.last = r.snapshot;
     });
-    const base: ListenerSnapshot[] = this.listeners.map((l) => ({
-      addr: l.addr,
+    const shared = (l: Listener, index: number, addr: string, protocol: "tcp" | "quic"): ListenerSnapshot => ({
+      addr,
+      name: l.name,
+      protocol,
       accepted: 0,
       closed: [],
-      active: this.counters.active(l.index),
-      maxConnections: l.maxConnections,
+      active: this.counters.active(index),
+      maxConnections: this.counters.max(index),
       routes: l.table.size,
       hello: { bounds: [], counts: [], sum: 0, count: 0 },
       duration: [],
       routeStats: [],
-      proxyProtocol: l.proxyProtocol,
-      trustedProxies: l.trustedProxies,
-    }));
+      proxyProtocol: protocol === "tcp" && l.proxyProtocol,
+      trustedProxies: protocol === "tcp" ? l.trustedProxies : [],
+    });
+    // TCP listeners, then QUIC ones (each over the listener whose routes it uses): the loops' order (event_loop.ts).
+    const base = [
+      ...this.listeners.map((l) => shared(l, l.index, l.addr, "tcp")),
+      ...this.config.quicListeners.map((q, j) => shared(this.listeners[q.routesOf]!, this.listeners.length + j, quicLabel(q.addr), "quic")),
+    ];
     const workers: WorkerStatus[] = this.slots.map((s) => ({
       id: s.id,
       thread: s.loop?.thread ?? 0,

@@ -11,14 +11,14 @@ import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
-import { HeavyHitters } from "../metrics/heavy_hitters";
+import { HeavyHitters, emptyReport } from "../metrics/heavy_hitters";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
 import { type BoundRoute, routeName } from "../routing/pool";
 import { RouteTable } from "../routing/route_table";
 import { backendHandlers } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
-import { ListenerRuntime } from "./listener_runtime";
+import { ListenerRuntime, quicLabel } from "./listener_runtime";
 import { QuicListener } from "./quic_listener";
 import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
@@ -38,6 +38,13 @@ const LINGER_MS = 1000;
 export class EventLoop {
   readonly firewall: Firewall;
   readonly listeners: ListenerRuntime[];
+  /**
+   * One per QUIC listener, in every loop (the first binds them: start()), so
+   * that each loop's snapshot has the same listeners: their own slots in the
+   * shared counters (after the TCP listeners'), their own stats and label,
+   * over the route table of the TCP listener whose routes they use.
+   */
+  readonly quicListeners: ListenerRuntime[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
   readonly backends: BackendTable;
@@ -83,7 +90,7 @@ export class EventLoop {
       rateBuffer: init.rateBuffer ?? undefined,
       workerId: init.id,
     });
-    this.counters = new SharedCounters(config.listeners.length, init.workers, init.counters);
+    this.counters = new SharedCounters(config.listeners.length + config.quicListeners.length, init.workers, init.counters);
     this.backends = new BackendTable(init.backendSlots, init.workers, init.backends);
     this.listeners = config.listeners.map(
       (l, i) =>
@@ -92,10 +99,16 @@ export class EventLoop {
           this.counters,
           l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
           new ListenerStats(l.addr),
+          this.connectionCap,
         ),
     );
+    this.quicListeners = config.quicListeners.map((q, j) => {
+      const label = quicLabel(q.addr);
+      const base = { index: config.listeners.length + j, addr: label, name: q.name, table: this.listeners[q.routesOf]!.table, proxyProtocol: false, trustedProxies: [], protocol: "quic" as const };
+      return new ListenerRuntime(base, this.counters, null, new ListenerStats(label), this.connectionCap);
+    });
     // Route label children exist from the start (a scrape shows every configured route at 0).
-    for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
+    for (const rt of this.allListeners()) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
     const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
@@ -135,7 +148,7 @@ export class EventLoop {
       case "snapshot":
         return { snapshot: this.localSnapshot() };
       case "fingerprints":
-        return { fingerprints: this.ctx.fingerprints?.report(Date.now()) ?? { entries: [], floor: 0 } };
+        return { fingerprints: this.ctx.fingerprints?.report(Date.now()) ?? emptyReport() };
     }
   }
 
@@ -144,6 +157,17 @@ export class EventLoop {
     const rt = this.listeners[index]!;
     rt.table = new RouteTable(routes, rt.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
     for (const r of routes) rt.stats.route(routeName(r));
+    for (const [j, q] of this.config.quicListeners.entries()) {
+      if (q.routesOf !== index) continue;
+      const qrt = this.quicListeners[j]!;
+      qrt.table = rt.table;
+      for (const r of routes) qrt.stats.route(routeName(r));
+    }
+  }
+
+  /** TCP listeners, then QUIC ones: the order of every snapshot's listeners and of the shared counters' slots. */
+  private allListeners(): ListenerRuntime[] {
+    return [...this.listeners, ...this.quicListeners];
   }
 
   /** DISABLED with reset: reset this loop's connections on a backend. */
@@ -170,7 +194,8 @@ export class EventLoop {
       v[1] += c.bytesFromBackend;
       live.set(rs, v);
     }
-    const listeners = this.listeners.map((l) => {
+    const all = this.allListeners();
+    const listeners = all.map((l) => {
       const snap = listenerSnapshot(l.stats, l, l.active);
       for (const r of snap.routeStats) {
         const v = live.get(l.stats.routes.get(r.label)!);
@@ -189,7 +214,7 @@ export class EventLoop {
       rules: this.firewall.ruleCounts(),
       rateTracked: this.firewall.rateTracked,
       geoipBuildEpoch: this.firewall.geoipBuildEpoch,
-      workers: [{ id: this.workerId, thread: 0, active: this.ctx.connections.size, accepted: this.listeners.reduce((n, l) => n + l.stats.accepted, 0), restarts: 0 }],
+      workers: [{ id: this.workerId, thread: 0, active: this.counters.workerActive(this.workerId), accepted: all.reduce((n, l) => n + l.stats.accepted, 0), restarts: 0 }],
     };
   }
 
@@ -215,8 +240,8 @@ export class EventLoop {
   }
 
   private async bindQuic(retryMs: number): Promise<void> {
-    for (const q of this.config.quicListeners) {
-      const l = await QuicListener.start(q, this.listeners[q.routesOf]!, this.ctx, bindHost(q.bind.host), retryMs);
+    for (const [j, q] of this.config.quicListeners.entries()) {
+      const l = await QuicListener.start(q, this.quicListeners[j]!, this.ctx, bindHost(q.bind.host), retryMs);
       if (this.draining) {
         l.close();
         return;
@@ -250,8 +275,6 @@ export class EventLoop {
   private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
     const ctx = this.ctx;
     const firewall = this.firewall;
-    const counters = this.counters;
-    const cap = this.connectionCap;
     const w = this.workerId;
     return {
       open: (socket) => {
@@ -267,8 +290,9 @@ export class EventLoop {
         socket.data = conn;
         // docs/SPEC.md §3: capacity first, then the firewall, before any byte is read.
         // The listener's max_connections and the process cap (host_limits.ts)
-        // are counted across every event loop (shared_counters.ts).
-        if (this.draining || !counters.tryAcquire(rt.index, w, cap)) return conn.refuse("over_capacity");
+        // are counted across every event loop (shared_counters.ts); routed QUIC
+        // flows take places of the same cap (quic_listener.ts).
+        if (this.draining || !rt.takePlace(w)) return conn.refuse("over_capacity");
         conn.holdsSlot = true;
         // Behind a balancer (PROXY protocol), the socket's peer is the balancer:
         // it must be trusted, and the firewall judges the client its header

@@ -18,7 +18,12 @@ export interface FdLimits {
   hard: number;
 }
 
-/** Each proxied connection holds two descriptors: the client and the backend. */
+/**
+ * Each proxied connection holds two descriptors: the client and the backend.
+ * A routed QUIC flow holds one (its connected UDP socket to the backend: the
+ * client side is the listener's socket) and takes a whole place of the cap
+ * all the same: one budget for both, the spare descriptor is margin.
+ */
 export const FDS_PER_CONNECTION = 2;
 
 /** What a configuration needs descriptors for besides its connections. */
@@ -26,6 +31,8 @@ export interface FdNeeds {
   /** Event loops (workers). */
   loops: number;
   listeners: number;
+  /** QUIC listeners: one UDP socket each, in the first event loop only (event_loop.ts). */
+  quicListeners: number;
   /** (route, backend) pairs with active health checks: one check socket each at a time. */
   healthTargets: number;
   admin: boolean;
@@ -47,12 +54,13 @@ export interface FdNeeds {
  * + 8                           etcd client connections (one per endpoint and the watch)
  * + loops × (listeners + 6)     per event loop: a listening socket per listener (SO_REUSEPORT),
  *                               and its epoll, eventfd, timerfd and wake-up descriptors
+ * + QUIC listeners              one UDP socket each (the first event loop binds them all)
  * + health-check targets        one check socket per (route, backend) at a time
  * + retry headroom              a connection trying its next backend holds a third descriptor
  *                               for one connect: room for 1 in 16 connections at once
  */
 export function reservedFds(n: FdNeeds, soft: number): number {
-  const fixed = 16 + (n.geoip ? 1 : 0) + (n.admin ? 10 : 0) + (n.metrics ? 6 : 0) + (n.etcd ? 8 : 0) + n.loops * (n.listeners + 6) + n.healthTargets;
+  const fixed = 16 + (n.geoip ? 1 : 0) + (n.admin ? 10 : 0) + (n.metrics ? 6 : 0) + (n.etcd ? 8 : 0) + n.loops * (n.listeners + 6) + n.quicListeners + n.healthTargets;
   const retry = n.retries && Number.isFinite(soft) ? Math.ceil(Math.max(0, soft - fixed) / (FDS_PER_CONNECTION * 16 + 1)) : 0;
   return fixed + retry;
 }
@@ -68,11 +76,21 @@ export function needsOf(cfg: Config, loops: number): FdNeeds {
       if (r.backends.length > 1 && (r.retries ?? cfg.proxy.pool.retries) > 0) retries = true;
     }
   }
-  return { loops, listeners: cfg.listeners.length, healthTargets, admin: cfg.grpc !== null, metrics: cfg.metrics !== null, geoip: cfg.firewall.geoipDb !== null, etcd: cfg.store === "etcd", retries };
+  return {
+    loops,
+    listeners: cfg.listeners.length,
+    quicListeners: cfg.quicListeners.length,
+    healthTargets,
+    admin: cfg.grpc !== null,
+    metrics: cfg.metrics !== null,
+    geoip: cfg.firewall.geoipDb !== null,
+    etcd: cfg.store === "etcd",
+    retries,
+  };
 }
 
 /** The reserve of a minimal configuration (one loop, one listener, nothing else): for callers that know no more. */
-export const MIN_NEEDS: FdNeeds = { loops: 1, listeners: 1, healthTargets: 0, admin: false, metrics: false, geoip: false, etcd: false, retries: false };
+export const MIN_NEEDS: FdNeeds = { loops: 1, listeners: 1, quicListeners: 0, healthTargets: 0, admin: false, metrics: false, geoip: false, etcd: false, retries: false };
 
 /** Parse the "Max open files" line of /proc/self/limits ("unlimited" → Infinity). */
 export function parseProcLimits(text: string): FdLimits | null {
@@ -91,7 +109,12 @@ export function readFdLimits(): FdLimits | null {
   }
 }
 
-/** Connections the process may hold open at once: ⌊(soft − reservedFds) / 2⌋, at least 1; 0 = no cap. */
+/**
+ * Connections and routed QUIC flows the process may hold open at once,
+ * together: ⌊(soft − reservedFds) / 2⌋, at least 1; 0 = no cap. Each takes
+ * one place (shared_counters.ts) when it is accepted, or, for a flow, when
+ * its backend socket is opened; over the cap it is refused (over_capacity).
+ */
 export function connectionCap(limits: FdLimits | null, needs: FdNeeds = MIN_NEEDS): number {
   if (limits === null || !Number.isFinite(limits.soft)) return 0;
   return Math.max(1, Math.floor((limits.soft - reservedFds(needs, limits.soft)) / FDS_PER_CONNECTION));

@@ -1,7 +1,10 @@
 // A listener as the control plane and each event loop hold it: its identity,
 // the route table in force (swapped whole on a change), its PROXY protocol
 // settings; the limit and the open count are the process's (shared memory).
-// A loop's runtime adds the compiled trusted_proxies and its own counters.
+// A loop's runtime adds the compiled trusted_proxies, its own counters and
+// the way to a place in the process's budget. A QUIC listener has a runtime
+// of its own (its slot in the shared counters, its stats, its label) over
+// the route table of the TCP listener whose routes it uses.
 import type { AddressTable } from "../firewall/address_table";
 import type { RouteTable } from "../routing/route_table";
 import type { ListenerView } from "./data_plane";
@@ -35,15 +38,43 @@ export class Listener implements ListenerView {
   }
 }
 
+/**
+ * A QUIC listener's label in logs, metrics and GetStatus: its addr and
+ * "/quic", as a TCP listener on the same address shares the addr.
+ */
+export function quicLabel(addr: string): string {
+  return `${addr}/quic`;
+}
+
 export class ListenerRuntime extends Listener {
+  /** TCP: accepted connections; QUIC: flows (a QUIC listener's runtime shares its TCP sibling's table: event_loop.ts). */
+  readonly protocol: "tcp" | "quic";
+
   constructor(
-    base: { index: number; addr: string; name: string; table: RouteTable; proxyProtocol: boolean; trustedProxies: readonly string[] },
+    base: { index: number; addr: string; name: string; table: RouteTable; proxyProtocol: boolean; trustedProxies: readonly string[]; protocol?: "tcp" | "quic" },
     counters: SharedCounters,
     /** trusted_proxies compiled; null when proxyProtocol is off. */
     readonly trusted: AddressTable | null,
     /** This event loop's counters for GetStatus and the metrics. */
     readonly stats: ListenerStats,
+    /** The process's connection cap (host_limits.ts connectionCap; 0 = none). */
+    readonly connectionCap = 0,
   ) {
     super(base.index, base.addr, base.name, base.table, base.proxyProtocol, base.trustedProxies, counters);
+    this.protocol = base.protocol ?? "tcp";
+  }
+
+  /**
+   * Take a place for a connection accepted, or a QUIC flow opening its
+   * backend socket, on worker `w`: one of the listener's max_connections and
+   * one of the process's connection cap, counted across every event loop;
+   * false (nothing taken) when either is full. Given back with givePlace.
+   */
+  takePlace(w: number): boolean {
+    return this.counters.tryAcquire(this.index, w, this.connectionCap);
+  }
+
+  givePlace(w: number): void {
+    this.counters.release(this.index, w);
   }
 }

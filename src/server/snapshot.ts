@@ -21,7 +21,12 @@ export interface RouteSnapshot {
 }
 
 export interface ListenerSnapshot {
+  /** Its label in logs and metrics: the configured addr; a QUIC listener's is "ADDR/quic" (listener_runtime.ts quicLabel). */
   addr: string;
+  /** Its identity in the admin API; a QUIC listener shares its TCP sibling's (whose routes it uses). */
+  name: string;
+  /** QUIC listeners follow the TCP ones, in config order; their "connections" are flows. */
+  protocol: "tcp" | "quic";
   accepted: number;
   /** By OUTCOMES index. */
   closed: number[];
@@ -63,11 +68,20 @@ export function histogramSnapshot(h: Histogram): HistogramSnapshot {
 /** One listener's counters as a plain, cloneable object (live bytes added by the caller). */
 export function listenerSnapshot(
   s: ListenerStats,
-  view: { readonly maxConnections: number; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] },
+  view: {
+    readonly name: string;
+    readonly protocol: "tcp" | "quic";
+    readonly maxConnections: number;
+    readonly table: { readonly size: number };
+    readonly proxyProtocol: boolean;
+    readonly trustedProxies: readonly string[];
+  },
   active: number,
 ): ListenerSnapshot {
   return {
     addr: s.addr,
+    name: view.name,
+    protocol: view.protocol,
     accepted: s.accepted,
     closed: Array.from(s.closed),
     active,

@@ -136,7 +136,7 @@ describe("mc-proxy check", () => {
     ["duplicate listener address", `${LISTENER}[[listeners]]\naddr = "127.0.0.1:8443"\n`, ["listeners[1].addr", "127.0.0.1:8443"]],
     ["no listeners", `[proxy]\nidle_timeout = "5m"\n`, ["listeners", "required"]],
     ["bad log level", `${LISTENER}[log]\nlevel = "verbose"\n`, ["log.level", "verbose"]],
-    ["fingerprints top out of range", `${LISTENER}[fingerprints]\ntop = 100001\n`, ["fingerprints.top", "100001", "0-100000"]],
+    ["fingerprints top out of range", `${LISTENER}[fingerprints]\ntop = 10001\n`, ["fingerprints.top", "10001", "0-10000"]],
     ["fingerprints window too short", `${LISTENER}[fingerprints]\nwindow = "5s"\n`, ["fingerprints.window", "10s-24h"]],
     ["max_hello_bytes too small", `${LISTENER}[proxy]\nmax_hello_bytes = 100\n`, ["proxy.max_hello_bytes", "100"]],
     ["TCP admin address without TLS", `${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\n`, ["grpc.tls_cert"]],
@@ -220,6 +220,55 @@ describe("usage", () => {
       expect(r.out).toContain("Usage");
     }
   });
+  test("a number out of range, a negative one too, is refused with the range; an empty ALPN protocol is refused (exit 2, nothing sent)", () => {
+    // An admin API that is not there: a command that got past its arguments would fail to connect (exit 1).
+    const f = configFile(`${LISTENER}\n[grpc]\naddr = "unix:${join(tempDir(), "none.sock")}"\n`);
+    const add = ["routes", "add", "-c", f];
+    for (const [args, needles] of [
+      [
+        ["fingerprints", "-c", f, "--limit", "-1"],
+        ['--limit: "-1"', "from 1 to 10000"],
+      ],
+      [
+        ["fingerprints", "-c", f, "--limit", "-5", "--json"],
+        ['--limit: "-5"', "from 1 to 10000"],
+      ],
+      [["fingerprints", "-c", f, "--limit", "10001"], ["from 1 to 10000"]],
+      [
+        [...add, "--max-connections", "-1", "h.example.com", "127.0.0.1:9"],
+        ["--max-connections: -1", "0 (unlimited) to 2147483647"],
+      ],
+      [
+        [...add, "--max-connections", "2147483648", "h.example.com", "127.0.0.1:9"],
+        ["--max-connections: 2147483648", "0 (unlimited) to 2147483647"],
+      ],
+      [
+        [...add, "--max-connections", "x", "h.example.com", "127.0.0.1:9"],
+        ['--max-connections: "x"', "0 (unlimited) to 2147483647"],
+      ],
+      [
+        [...add, "--alpn", "", "h.example.com", "127.0.0.1:9"],
+        ["--alpn", "empty", "RFC 7301"],
+      ],
+      [
+        [...add, "--alpn=h2,", "h.example.com", "127.0.0.1:9"],
+        ["--alpn", "empty", "RFC 7301"],
+      ],
+      [
+        ["routes", "remove", "-c", f, "--alpn", "", "h.example.com"],
+        ["--alpn", "empty", "RFC 7301"],
+      ],
+      [
+        ["backends", "drain", "-c", f, "--alpn", "", "h.example.com", "127.0.0.1:9"],
+        ["--alpn", "empty", "RFC 7301"],
+      ],
+    ] as [string[], string[]][]) {
+      const r = run(args);
+      expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);
+      for (const n of needles) expect(r.err).toContain(n);
+      expect(r.err).not.toContain("ambiguous");
+    }
+  }, 60_000);
   test("usage errors exit 2 with a clear message", () => {
     for (const [args, needle] of [
       [[], "no command"],

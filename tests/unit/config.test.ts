@@ -72,6 +72,21 @@ describe("parseConfig", () => {
   });
 });
 
+describe("[fingerprints]", () => {
+  const problems = (toml: string): string[] => {
+    try {
+      parseRoutedConfig(`${L}${toml}`, "f.toml");
+      return [];
+    } catch (e) {
+      return (e as ConfigError).problems;
+    }
+  };
+  test("top is bounded at 10,000 places per event loop (a report and its merge stay a few ms each), 0 turns it off", () => {
+    for (const top of [0, 1, 1000, 10_000]) expect(parseRoutedConfig(`${L}[fingerprints]\ntop = ${top}\n`, "f.toml").fingerprints.top).toBe(top);
+    for (const top of [10_001, 100_000, -1]) expect(problems(`[fingerprints]\ntop = ${top}\n`)).toEqual([`fingerprints.top: ${top} is out of range 0-10000 (0 turns the table off)`]);
+  });
+});
+
 describe("parseDuration", () => {
   test("units and combinations", () => {
     expect(parseDuration("500ms")).toBe(500);

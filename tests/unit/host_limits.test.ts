@@ -25,10 +25,18 @@ test("the connection cap is (soft - reserve) / 2, at least 1, none when unknown 
   expect(connectionCap(null)).toBe(0);
   expect(connectionCap({ soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY })).toBe(0);
   // Two workers, three listeners, admin, metrics, GeoIP, etcd, 6 checked backends, pools that retry:
-  const big: FdNeeds = { loops: 2, listeners: 3, healthTargets: 6, admin: true, metrics: true, geoip: true, etcd: true, retries: true };
+  const big: FdNeeds = { loops: 2, listeners: 3, quicListeners: 0, healthTargets: 6, admin: true, metrics: true, geoip: true, etcd: true, retries: true };
   const fixed = 16 + 1 + 10 + 6 + 8 + 2 * (3 + 6) + 6;
   expect(reservedFds(big, 4096)).toBe(fixed + Math.ceil((4096 - fixed) / 33));
   expect(connectionCap({ soft: 4096, hard: 4096 }, big)).toBe(Math.floor((4096 - reservedFds(big, 4096)) / 2));
+});
+
+test("QUIC listeners: one UDP socket each, in the first event loop only; their flows take places of the cap like connections", () => {
+  const tcp: FdNeeds = { ...MIN_NEEDS, loops: 4, listeners: 2 };
+  const both: FdNeeds = { ...tcp, quicListeners: 2 };
+  expect(reservedFds(both, 1024)).toBe(reservedFds(tcp, 1024) + 2);
+  expect(reservedFds(both, 1024)).toBe(16 + 4 * (2 + 6) + 2);
+  expect(connectionCap({ soft: 1024, hard: 1024 }, both)).toBe(Math.floor((1024 - 50) / 2));
 });
 
 test("warns when the listeners' max_connections cannot fit in the limit, naming both numbers", () => {

@@ -9,6 +9,8 @@ function listener(accepted: number, ok: number, bytes: number, route = "a.exampl
   const h = () => ({ bounds: [0.1, 1], counts: [ok, 0], sum: ok * 0.05, count: ok });
   return {
     addr: "127.0.0.1:443",
+    name: "127.0.0.1:443",
+    protocol: "tcp",
     accepted,
     closed,
     active: 0,
@@ -67,4 +69,18 @@ test("no report yet: the base as it is", () => {
   const [l] = sumListeners(base(), [{ last: null, retired: null }]);
   expect(l!.accepted).toBe(0);
   expect(l!.active).toBe(7);
+});
+
+test("a QUIC listener's entry follows the TCP ones: summed by position, its name, protocol and active count from the base", () => {
+  const quic = (accepted: number): ListenerSnapshot => ({ ...listener(accepted, accepted, 0), addr: "127.0.0.1:443/quic", protocol: "quic" });
+  const two = (tcp: number, q: number): Snapshot => ({ ...snap(listener(tcp, tcp, 0)), listeners: [listener(tcp, tcp, 0), quic(q)] });
+  const b = [...base(), { ...base()[0]!, addr: "127.0.0.1:443/quic", protocol: "quic" as const, active: 3 }];
+  // Only the first loop binds QUIC listeners; the others report zeros in the same place.
+  const [t, q] = sumListeners(b, [
+    { last: two(4, 6), retired: null },
+    { last: two(5, 0), retired: null },
+  ]);
+  expect([t!.addr, t!.protocol, t!.accepted, t!.active]).toEqual(["127.0.0.1:443", "tcp", 9, 7]);
+  expect([q!.addr, q!.name, q!.protocol, q!.accepted, q!.active]).toEqual(["127.0.0.1:443/quic", "127.0.0.1:443", "quic", 6, 3]);
+  expect(q!.closed[OUTCOMES.indexOf("ok")]).toBe(6);
 });

@@ -1,0 +1,121 @@
+// The QUIC pending table (src/quic/pending_table.ts): bounded in entries,
+// per source and in bytes; a full table evicts its oldest entry rather
+// than refuse the newest; entries expire by when they were added.
+import { describe, expect, test } from "bun:test";
+import { PendingTable } from "../../src/quic/pending_table";
+import { SourceCounts, sourceKey } from "../../src/quic/sources";
+
+const limits = { entries: 4, perSource: 2, bytesPerEntry: 100, bytesTotal: 250 };
+
+describe("PendingTable", () => {
+  test("a full table evicts its oldest entry for a newcomer", () => {
+    const t = new PendingTable<string>(limits);
+    for (const [i, k] of ["a", "b", "c", "d"].entries()) expect(t.add(k, `src${i}`, k, i)).toEqual([]);
+    expect(t.add("e", "src9", "e", 10)).toEqual(["a"]);
+    expect(t.has("a")).toBe(false);
+    expect(t.size).toBe(4);
+    expect(t.add("f", "src8", "f", 11)).toEqual(["b"]);
+  });
+
+  test("a source past its share is refused (the newest of it), and gets its share back when one goes", () => {
+    const t = new PendingTable<string>(limits);
+    expect(t.add("a", "s", "a", 0)).toEqual([]);
+    expect(t.add("b", "s", "b", 1)).toEqual([]);
+    expect(t.add("c", "s", "c", 2)).toBeNull();
+    expect(t.add("a", "t", "a", 2)).toBeNull(); // a key already in the table
+    t.remove("a");
+    expect(t.add("c", "s", "c", 3)).toEqual([]);
+    // Evicting an entry gives its source's share back too.
+    t.add("x", "u", "x", 4);
+    t.add("y", "v", "y", 5);
+    expect(t.add("z", "w", "z", 6)).toEqual(["b"]);
+    expect(t.add("d", "s", "d", 7)).toEqual(["c"]);
+  });
+
+  test("bytes: an entry past its own bound is too_large (nothing counted); past the total, the oldest others go", () => {
+    const t = new PendingTable<string>(limits);
+    t.add("a", "1", "a", 0);
+    t.add("b", "2", "b", 1);
+    t.add("c", "3", "c", 2);
+    expect(t.hold("a", 100)).toEqual([]);
+    expect(t.hold("a", 1)).toBe("too_large");
+    expect(t.bytes).toBe(100);
+    expect(t.hold("b", 100)).toEqual([]);
+    // 100 + 100 + 60 > 250: the oldest other (a) goes.
+    expect(t.hold("c", 60)).toEqual(["a"]);
+    expect(t.bytes).toBe(160);
+    t.add("d", "4", "d", 3);
+    expect(t.hold("d", 100)).toEqual(["b"]);
+    expect(t.bytes).toBe(160);
+    expect(t.hold("unknown", 10)).toEqual([]);
+    t.remove("c");
+    t.remove("d");
+    expect(t.bytes).toBe(0);
+    expect(t.size).toBe(0);
+  });
+
+  test("the entry that grows is never its own victim, even when it is the oldest", () => {
+    const t = new PendingTable<string>(limits);
+    t.add("x", "1", "x", 0);
+    t.add("y", "2", "y", 1);
+    t.add("z", "3", "z", 2);
+    t.hold("x", 50);
+    t.hold("y", 100);
+    t.hold("z", 100);
+    expect(t.hold("x", 10)).toEqual(["y"]);
+    expect(t.bytes).toBe(160);
+  });
+
+  test("expire removes the entries added at or before the cutoff, oldest first, whatever they did since", () => {
+    const t = new PendingTable<string>(limits);
+    t.add("a", "1", "a", 0);
+    t.add("b", "2", "b", 1000);
+    t.add("c", "3", "c", 2000);
+    t.hold("a", 10);
+    expect(t.addedAt("b")).toBe(1000);
+    expect(t.expire(999)).toEqual(["a"]);
+    expect(t.expire(2000)).toEqual(["b", "c"]);
+    expect(t.size).toBe(0);
+    expect(t.bytes).toBe(0);
+    expect(t.addedAt("b")).toBe(-1);
+  });
+
+  test("bounded under churn: 100,000 adds from 10,000 sources hold at most `entries` and `bytesTotal`", () => {
+    const t = new PendingTable<number>({ entries: 1024, perSource: 8, bytesPerEntry: 24 * 1024, bytesTotal: 8 * 1024 * 1024 });
+    let most = 0;
+    let mostBytes = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const k = String(i);
+      if (t.add(k, String(i % 10_000), i, i) === null) continue;
+      const h = t.hold(k, 1500 * (1 + (i % 16)));
+      if (h === "too_large") t.remove(k);
+      most = Math.max(most, t.size);
+      mostBytes = Math.max(mostBytes, t.bytes);
+    }
+    expect(most).toBeLessThanOrEqual(1024);
+    expect(mostBytes).toBeGreaterThan(7 * 1024 * 1024); // the byte bound is the one that binds here
+    expect(mostBytes).toBeLessThanOrEqual(8 * 1024 * 1024);
+    expect(t.size).toBeGreaterThan(0);
+  });
+});
+
+describe("sources", () => {
+  test("IPv4: the address; IPv6: its /64", () => {
+    expect(sourceKey("192.0.2.7")).toBe("192.0.2.7");
+    expect(sourceKey("2001:db8:1:2:aaaa::1")).toBe(sourceKey("2001:db8:1:2:ffff::9"));
+    expect(sourceKey("2001:db8:1:2::1")).not.toBe(sourceKey("2001:db8:1:3::1"));
+  });
+
+  test("SourceCounts takes up to max per source and gives back", () => {
+    const c = new SourceCounts(2);
+    expect(c.take("a")).toBe(true);
+    expect(c.take("a")).toBe(true);
+    expect(c.take("a")).toBe(false);
+    expect(c.take("b")).toBe(true);
+    c.give("a");
+    expect(c.count("a")).toBe(1);
+    c.give("a");
+    c.give("b");
+    expect(c.size).toBe(0);
+  });
+});
