@@ -7,40 +7,67 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { LogFormat, LogLevel } from "../log/logger";
-import { parseDuration } from "./duration";
+import { LIMITS, type LimitKey, defaultOf, outOfRange } from "./limits";
 import { validateListeners, validateQuicListeners } from "./listeners";
-import { DEFAULTS, POOL_DEFAULTS, validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
+import { validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
 import { SECTIONS, type Table, applyEnvOverrides, checkKeys, readSection, show } from "./toml";
 import { type Config, ConfigError, type ProxyConfig, type RouteReader } from "./types";
 
 export * from "./types";
-export { DEFAULTS, POOL_DEFAULTS, readGrpcFile } from "./sections";
+export { POOL_DEFAULTS, readGrpcFile } from "./sections";
 
-/** Read, parse and validate a config file, applying MCPROXY_* overrides from env. */
-export function loadConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): Config<R> {
+/**
+ * What reading a config file found: every problem, and the config as far as
+ * it could be read (null when the file is unreadable or not TOML). With
+ * problems, its values are only those that passed their own key's check
+ * (a wrongly typed key is left at its default): `check` inspects the files
+ * it names, and nothing serves it.
+ */
+export interface ConfigRead<R> {
+  config: Config<R> | null;
+  problems: string[];
+}
+
+/** Read, parse and validate a config file, applying MCPROXY_* overrides from env; every problem, none thrown. */
+export function readConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): ConfigRead<R> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (e) {
-    throw new ConfigError(file, [`cannot read config file: ${(e as Error).message}`]);
+    return { config: null, problems: [`cannot read config file: ${(e as Error).message}`] };
   }
-  return parseConfig(text, file, readRoutes, env);
+  return examineConfig(text, file, readRoutes, env);
 }
 
-export function parseConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): Config<R> {
+/** Parse and validate config text: every problem, none thrown. */
+export function examineConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): ConfigRead<R> {
   let raw: unknown;
   try {
     raw = Bun.TOML.parse(text);
   } catch (e) {
     // Bun's TOML errors carry no line or column (docs/BUN-NOTES.md); say what we can.
-    throw new ConfigError(file, [`not valid TOML: ${(e as Error).message}`]);
+    return { config: null, problems: [`not valid TOML: ${(e as Error).message}`] };
   }
   const problems: string[] = [];
   const root = raw as Table;
   applyEnvOverrides(root, env, problems);
-  const cfg = validate(root, file, problems, readRoutes);
-  if (problems.length > 0) throw new ConfigError(file, problems);
-  return cfg;
+  const config = validate(root, file, problems, readRoutes);
+  return { config, problems };
+}
+
+/** readConfig, or a ConfigError listing every problem. */
+export function loadConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): Config<R> {
+  return valid(readConfig(file, readRoutes, env), file);
+}
+
+/** examineConfig, or a ConfigError listing every problem. */
+export function parseConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): Config<R> {
+  return valid(examineConfig(text, file, readRoutes, env), file);
+}
+
+function valid<R>(r: ConfigRead<R>, file: string): Config<R> {
+  if (r.config === null || r.problems.length > 0) throw new ConfigError(file, r.problems);
+  return r.config;
 }
 
 function validate<R>(root: Table, file: string, problems: string[], readRoutes: RouteReader<R>): Config<R> {
@@ -52,43 +79,32 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   const databasePath = pathOf((database.path as string | undefined) || "mc-proxy.db");
 
   const proxySec = readSection(root, "proxy", problems) ?? {};
-  const dur = (k: string, def: string, allowZero = false): number => {
-    const v = proxySec[k] as number | undefined;
-    if (v === undefined) return parseDuration(def)!;
-    if (v === 0 && !allowZero) problems.push(`proxy.${k}: must be greater than zero`);
+  // Each [proxy] number: as written, or the default of config/limits.ts.
+  const num = (k: string): number => (proxySec[k] as number | undefined) ?? defaultOf(`proxy.${k}` as LimitKey);
+  const dur = (k: string): number => {
+    const v = num(k);
+    if (v === 0 && LIMITS[`proxy.${k}` as LimitKey].min > 0) problems.push(`proxy.${k}: must be greater than zero`);
     return v;
   };
   const proxy: ProxyConfig = {
-    connectTimeoutMs: dur("connect_timeout", DEFAULTS.connectTimeout),
-    idleTimeoutMs: dur("idle_timeout", DEFAULTS.idleTimeout),
-    // Chromium's and quic-go's default QUIC idle timeout is 30 s: a flow quiet that long is over at both ends.
-    quicIdleTimeoutMs: dur("quic_idle_timeout", "30s"),
-    helloTimeoutMs: dur("hello_timeout", DEFAULTS.helloTimeout),
-    maxHelloBytes: (proxySec.max_hello_bytes as number | undefined) ?? DEFAULTS.maxHelloBytes,
-    shutdownTimeoutMs: dur("shutdown_timeout", DEFAULTS.shutdownTimeout, true),
-    workers: (proxySec.workers as number | "auto" | undefined) ?? "auto",
+    connectTimeoutMs: dur("connect_timeout"),
+    idleTimeoutMs: dur("idle_timeout"),
+    quicIdleTimeoutMs: dur("quic_idle_timeout"),
+    helloTimeoutMs: dur("hello_timeout"),
+    maxHelloBytes: num("max_hello_bytes"),
+    shutdownTimeoutMs: dur("shutdown_timeout"),
+    workers: (proxySec.workers as number | "auto" | undefined) ?? LIMITS["proxy.workers"].default,
     pool: {
-      check: {
-        intervalMs: dur("health_check_interval", "5s"),
-        timeoutMs: dur("health_check_timeout", "2s"),
-        rise: (proxySec.health_check_rise as number | undefined) ?? POOL_DEFAULTS.check.rise,
-        fall: (proxySec.health_check_fall as number | undefined) ?? POOL_DEFAULTS.check.fall,
-      },
-      retries: (proxySec.retries as number | undefined) ?? POOL_DEFAULTS.retries,
+      check: { intervalMs: dur("health_check_interval"), timeoutMs: dur("health_check_timeout"), rise: num("health_check_rise"), fall: num("health_check_fall") },
+      retries: num("retries"),
     },
   };
-  for (const [k, v] of [
-    ["health_check_rise", proxy.pool.check.rise],
-    ["health_check_fall", proxy.pool.check.fall],
-  ] as const) {
-    if (v < 1 || v > 100) problems.push(`proxy.${k}: ${v} must be 1-100`);
+  for (const k of ["health_check_rise", "health_check_fall", "retries"] as const) {
+    const l = LIMITS[`proxy.${k}`];
+    if (outOfRange(`proxy.${k}`, num(k))) problems.push(`proxy.${k}: ${num(k)} must be ${l.min}-${l.max}`);
   }
-  if (proxy.pool.retries < 0 || proxy.pool.retries > 30) problems.push(`proxy.retries: ${proxy.pool.retries} must be 0-30`);
-  // A ClientHello is a uint24-length handshake message; a cap under 512 bytes
-  // would refuse real clients (the smallest captured one is 214 bytes).
-  if (proxy.maxHelloBytes < 512 || proxy.maxHelloBytes > 16_777_219) {
-    problems.push(`proxy.max_hello_bytes: ${proxy.maxHelloBytes} is out of range 512-16777219`);
-  }
+  const hello = LIMITS["proxy.max_hello_bytes"];
+  if (outOfRange("proxy.max_hello_bytes", proxy.maxHelloBytes)) problems.push(`proxy.max_hello_bytes: ${proxy.maxHelloBytes} is out of range ${hello.min}-${hello.max}`);
 
   const logSec = readSection(root, "log", problems) ?? {};
   const level = (logSec.level as string | undefined) ?? "info";
@@ -100,7 +116,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   const fingerprints = validateFingerprints(readSection(root, "fingerprints", problems) ?? {}, problems);
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems, readRoutes);
-  const quicListeners = validateQuicListeners(root.listeners, listeners, problems);
+  const quicListeners = validateQuicListeners(root.listeners, listeners, problems, readRoutes);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
   const storeSec = readSection(root, "store", problems) ?? {};
   const store = ((storeSec.backend as string | undefined) ?? "sqlite") as "sqlite" | "etcd";

@@ -2,20 +2,24 @@
 // ("1m30s"). Units: ms, s, m, h. A bare number is refused so that "30" can
 // never be misread as seconds or milliseconds.
 
+import { type Parsed, fail, ok } from "./parsed";
+
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
 
-/** Milliseconds for a duration string, or null if it is not one. */
-export function parseDuration(text: string): number | null {
-  if (text.length === 0) return null;
+const NOT_A_DURATION = `is not a duration (use a number and a unit: ms, s, m, h — e.g. "500ms", "10s", "5m")`;
+
+/** Milliseconds for a duration string; the problem follows the value ("\"30\" is not a duration …"). */
+export function parseDuration(text: string): Parsed<number> {
+  if (text.length === 0) return fail(NOT_A_DURATION);
   let total = 0;
   PART.lastIndex = 0;
   while (PART.lastIndex < text.length) {
     const m = PART.exec(text);
-    if (m === null) return null;
+    if (m === null) return fail(NOT_A_DURATION);
     total += Number(m[1]) * UNIT_MS[m[2]!]!;
   }
-  return Number.isFinite(total) ? Math.round(total) : null;
+  return Number.isFinite(total) ? ok(Math.round(total)) : fail(NOT_A_DURATION);
 }
 
 export function formatDuration(ms: number): string {

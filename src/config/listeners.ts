@@ -5,9 +5,10 @@
 
 import { parseAddressOrCidr } from "../firewall/address";
 import { type HostPort, endpointKey, parseHostPort } from "../net/host_port";
+import { defaultOf } from "./limits";
 import { maxConnectionsError } from "./ranges";
 import { type Table, checkKeys, isTable, show, typed } from "./toml";
-import type { ListenerConfig, QuicListenerConfig, RouteReader, SendProxy } from "./types";
+import type { Config, ListenerConfig, QuicListenerConfig, RouteReader, SendProxy, TcpListenerConfig } from "./types";
 
 const LISTENER_KEYS: Record<string, unknown> = {
   addr: "string",
@@ -21,13 +22,20 @@ const LISTENER_KEYS: Record<string, unknown> = {
   protocol: "string",
 };
 
-/** What a `protocol = "quic"` listener may set: it routes with the TCP listener of its name. */
-const QUIC_KEYS: Record<string, unknown> = { addr: "string", name: "string", protocol: "string", max_connections: "int" };
+/** What a `protocol = "quic"` listener may set: routes of its own, or none to use the TCP listener's of its name. */
+const QUIC_KEYS: Record<string, unknown> = { addr: "string", name: "string", protocol: "string", max_connections: "int", routes: "routes" };
+
+/** A QUIC listener's max_connections when unset: routed flows at once (docs/HTTP3.md). */
+export const QUIC_DEFAULT_MAX_CONNECTIONS = 10_000;
+
+/** The listener names a name may take: as the admin API and the store key them. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:[\]-]{0,99}$/;
+const NAME_RULE = "must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)";
 
 function isQuic(item: unknown): boolean {
   return isTable(item) && item.protocol === "quic";
 }
-export function validateListeners<R>(v: unknown, problems: string[], readRoutes: RouteReader<R>): ListenerConfig<R>[] {
+export function validateListeners<R>(v: unknown, problems: string[], readRoutes: RouteReader<R>): TcpListenerConfig<R>[] {
   if (v === undefined) {
     problems.push(`listeners: at least one [[listeners]] table is required`);
     return [];
@@ -37,7 +45,7 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
     return [];
   }
   if (v.length === 0) problems.push(`listeners: at least one [[listeners]] table is required`);
-  const out: ListenerConfig<R>[] = [];
+  const out: TcpListenerConfig<R>[] = [];
   const seenAddr = new Map<string, [number, string]>();
   const seenName = new Map<string, number>();
   v.forEach((item, i) => {
@@ -51,18 +59,13 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
     if (item.protocol !== undefined && item.protocol !== "tcp") problems.push(`${where}.protocol: ${show(item.protocol)} must be "tcp" (the default) or "quic"`);
     checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
     const { addr, bind } = readAddr(item, where, i, seenAddr, problems);
-    const maxConnections = item.max_connections === undefined ? 0 : ((typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0);
-    if (maxConnections < 0) problems.push(`${where}.max_connections: ${maxConnections} is negative (0 means unlimited)`);
-    else {
-      const e = maxConnectionsError(maxConnections, `${where}.max_connections`);
-      if (e !== null) problems.push(e);
-    }
+    const maxConnections = readMax(item, where, defaultOf("listeners.max_connections"), problems);
     let defaultBackend: string | null = null;
     if (item.default_backend !== undefined) {
       const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
       if (db !== undefined && db !== "") {
         const hp = parseHostPort(db, { allowEmptyHost: false });
-        if (typeof hp === "string") problems.push(`${where}.default_backend: ${show(db)}: ${hp}`);
+        if (!hp.ok) problems.push(`${where}.default_backend: ${show(db)}: ${hp.error}`);
         defaultBackend = db;
       }
     }
@@ -75,7 +78,7 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
       }
       (list ?? []).forEach((t, k) => {
         const r = parseAddressOrCidr(t);
-        if (typeof r === "string") trustedProxies.push(r);
+        if (r.ok) trustedProxies.push(r.value);
         else problems.push(`${where}.trusted_proxies[${k}]: ${r.error}`);
       });
     }
@@ -89,17 +92,18 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
     let name = addr ?? "";
     if (item.name !== undefined) {
       const n = typed("string", item.name, `${where}.name`, problems) as string | undefined;
-      if (n !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._:[\]-]{0,99}$/.test(n))
-        problems.push(`${where}.name: ${show(n)} must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting with a letter or digit)`);
+      if (n !== undefined && !NAME.test(n)) problems.push(`${where}.name: ${show(n)} ${NAME_RULE}`);
       else if (n !== undefined) name = n;
     }
     const prevName = seenName.get(name);
     if (prevName !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prevName}]`);
     seenName.set(name, i);
     out.push({
+      protocol: "tcp",
       addr: addr ?? "",
       name,
       bind,
+      index: out.length,
       maxConnections,
       defaultBackend,
       defaultBackendSendProxyProtocol: defaultSend,
@@ -125,31 +129,60 @@ export function sendProxy(v: unknown, key: string, problems: string[]): SendProx
 
 /**
  * The `protocol = "quic"` listeners: UDP on their address (usually the port
- * number of a TCP listener), routing QUIC by the name in its Initial packets
- * with the route table of the TCP listener whose name they share (by
- * default their addr: `:443` UDP beside `:443` TCP).
+ * number of a TCP listener), routing QUIC by the name in its Initial
+ * packets. One whose name is a TCP listener's (by default both are the
+ * addr: `:443` UDP beside `:443` TCP) uses that listener's routes, as in
+ * 0.2.0; any other has routes of its own, stored by its name.
  */
-export function validateQuicListeners(v: unknown, tcp: readonly ListenerConfig[], problems: string[]): QuicListenerConfig[] {
+export function validateQuicListeners<R>(v: unknown, tcp: readonly TcpListenerConfig<R>[], problems: string[], readRoutes: RouteReader<R>): QuicListenerConfig<R>[] {
   if (!Array.isArray(v)) return [];
-  const out: QuicListenerConfig[] = [];
+  const out: QuicListenerConfig<R>[] = [];
   const seen = new Map<string, [number, string]>();
+  const owners = new Map<string, number>();
   v.forEach((item, i) => {
     if (!isQuic(item)) return;
     const t = item as Table;
     const where = `listeners[${i}]`;
-    for (const k of Object.keys(t)) {
-      if (!(k in QUIC_KEYS)) problems.push(`${where}.${k}: not for a quic listener (it routes with the TCP listener of its name; set routes there)`);
-    }
+    for (const k of Object.keys(t)) if (!(k in QUIC_KEYS)) problems.push(`${where}.${k}: not for a quic listener (it takes addr, name, max_connections and routes)`);
     const { addr, bind } = readAddr(t, where, i, seen, problems);
-    const name = t.name === undefined ? (addr ?? "") : ((typed("string", t.name, `${where}.name`, problems) as string | undefined) ?? "");
-    const routesOf = tcp.findIndex((l) => l.name === name);
-    if (routesOf < 0) problems.push(`${where}.name: ${show(name)} names no TCP listener: a quic listener routes with the TCP listener of the same name (${tcp.map((l) => show(l.name)).join(", ")})`);
-    const maxFlows = t.max_connections === undefined ? 0 : ((typed("int", t.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? 0);
-    const e = maxFlows < 0 ? `${where}.max_connections: ${maxFlows} is negative (0 means the default cap)` : maxConnectionsError(maxFlows, `${where}.max_connections`);
-    if (e !== null) problems.push(e);
-    out.push({ addr: addr ?? "", name, bind, routesOf, maxFlows });
+    let name = addr ?? "";
+    if (t.name !== undefined) {
+      const n = typed("string", t.name, `${where}.name`, problems) as string | undefined;
+      if (n !== undefined && !NAME.test(n)) problems.push(`${where}.name: ${show(n)} ${NAME_RULE}`);
+      else if (n !== undefined) name = n;
+    }
+    const shared = tcp.findIndex((l) => l.name === name);
+    const routesFrom = shared < 0 ? null : shared;
+    if (routesFrom !== null && t.routes !== undefined)
+      problems.push(`${where}.routes: this quic listener uses the routes of the TCP listener named ${show(name)}; give it a name of its own to give it routes of its own`);
+    if (routesFrom === null) {
+      const prev = owners.get(name);
+      if (prev !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prev}]`);
+      owners.set(name, i);
+    }
+    const maxConnections = readMax(t, where, QUIC_DEFAULT_MAX_CONNECTIONS, problems);
+    const routes = routesFrom === null ? readRoutes(t.routes, where, problems) : [];
+    out.push({ protocol: "quic", addr: addr ?? "", name, bind, index: tcp.length + out.length, maxConnections, routesFrom, routes });
   });
   return out;
+}
+
+/**
+ * The listeners with routes of their own, each stored and changed by its
+ * name: every TCP listener, and the QUIC listeners that use no TCP
+ * listener's routes.
+ */
+export function routeOwners<R>(cfg: Pick<Config<R>, "listeners" | "quicListeners">): ListenerConfig<R>[] {
+  return [...cfg.listeners, ...cfg.quicListeners.filter((q) => q.routesFrom === null)];
+}
+
+/** A listener's max_connections: as written (0 = unlimited, config/limits.ts), or `unset`. */
+function readMax(item: Table, where: string, unset: number, problems: string[]): number {
+  if (item.max_connections === undefined) return unset;
+  const n = (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? unset;
+  const e = n < 0 ? `${where}.max_connections: ${n} is negative (0 means unlimited)` : maxConnectionsError(n, `${where}.max_connections`);
+  if (e !== null) problems.push(e);
+  return n;
 }
 
 /**
@@ -165,12 +198,12 @@ function readAddr(item: Table, where: string, i: number, seen: Map<string, [numb
     return { addr, bind };
   }
   const hp = parseHostPort(addr, { allowEmptyHost: true });
-  if (typeof hp === "string") {
-    problems.push(`${where}.addr: ${show(addr)}: ${hp}`);
+  if (!hp.ok) {
+    problems.push(`${where}.addr: ${show(addr)}: ${hp.error}`);
     return { addr, bind };
   }
-  bind = hp;
-  const key = endpointKey(hp);
+  bind = hp.value;
+  const key = endpointKey(bind);
   const prev = seen.get(key);
   if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev[0]}].addr ${show(prev[1])}`);
   else seen.set(key, [i, addr]);

@@ -3,37 +3,23 @@
 // key in every problem.
 
 import { readFileSync } from "node:fs";
-import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import { parseJa4Rule } from "../firewall/ja4_rule";
+import { parseRule } from "../firewall/rule_set";
 import { type HostPort, parseHostPort } from "../net/host_port";
-import { parseDuration } from "./duration";
-import { MAX_COUNT } from "./ranges";
+import { formatDuration } from "./duration";
+import { LIMITS, defaultOf, outOfRange } from "./limits";
 import { type Table, readSection, show } from "./toml";
 import type { EtcdConfig, FingerprintsConfig, FirewallConfig, GrpcConfig, ListenerConfig, MetricsConfig, PoolDefaults } from "./types";
 
-/** Health checks every 5 s (HAProxy checks every 2 s; a check per backend per 5 s is enough for a pool), timeout 2 s, rise 2, fall 3 (HAProxy's), and two retries. */
-export const POOL_DEFAULTS: PoolDefaults = { check: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 }, retries: 2 };
-
-export const DEFAULTS = {
-  connectTimeout: "5s",
-  idleTimeout: "5m",
-  helloTimeout: "10s",
-  maxHelloBytes: 65536,
-  shutdownTimeout: "30s",
-  rateWindow: "1s",
-  rateLimitIpv6Prefix: 64,
-  fingerprintTop: 1000,
-  fingerprintWindow: "10m",
-} as const;
-
-/**
- * At most this many fingerprints per event loop (about 0.45 KB each:
- * docs/PERFORMANCE.md). ListFingerprints reads every loop's whole table and
- * sums them: at 10,000 places a loop's report takes 2-9 ms and the merge of
- * two 4-15 ms (at 100,000: 10-100 ms and 90-150 ms), so the bound keeps
- * the stall of each loop small.
- */
-export const MAX_FINGERPRINT_TOP = 10_000;
+/** The [proxy] health-check settings and retries a route that sets none takes (config/limits.ts). */
+export const POOL_DEFAULTS: PoolDefaults = {
+  check: {
+    intervalMs: defaultOf("proxy.health_check_interval"),
+    timeoutMs: defaultOf("proxy.health_check_timeout"),
+    rise: defaultOf("proxy.health_check_rise"),
+    fall: defaultOf("proxy.health_check_fall"),
+  },
+  retries: defaultOf("proxy.retries"),
+};
 
 /**
  * Read a file named by a [grpc] key (certificates, keys, CAs); null when the
@@ -59,38 +45,31 @@ export function validateFirewall(sec: Table, pathOf: (p: string) => string, prob
     blockedCidrs: [],
     blockedCountries: [],
     blockedJa4: [],
-    rateLimit: (sec.rate_limit as number | undefined) ?? 0,
-    rateWindowMs: (sec.rate_window as number | undefined) ?? parseDuration(DEFAULTS.rateWindow)!,
-    rateLimitIpv6Prefix: (sec.rate_limit_ipv6_prefix as number | undefined) ?? DEFAULTS.rateLimitIpv6Prefix,
+    rateLimit: (sec.rate_limit as number | undefined) ?? defaultOf("firewall.rate_limit"),
+    rateWindowMs: (sec.rate_window as number | undefined) ?? defaultOf("firewall.rate_window"),
+    rateLimitIpv6Prefix: (sec.rate_limit_ipv6_prefix as number | undefined) ?? defaultOf("firewall.rate_limit_ipv6_prefix"),
   };
-  if (fw.rateLimitIpv6Prefix < 48 || fw.rateLimitIpv6Prefix > 128) {
-    problems.push(`firewall.rate_limit_ipv6_prefix: ${fw.rateLimitIpv6Prefix} is out of range 48-128 (IPv6 clients are counted per network of this size; 64 is one customer)`);
+  if (outOfRange("firewall.rate_limit_ipv6_prefix", fw.rateLimitIpv6Prefix)) {
+    const { min, max } = LIMITS["firewall.rate_limit_ipv6_prefix"];
+    problems.push(`firewall.rate_limit_ipv6_prefix: ${fw.rateLimitIpv6Prefix} is out of range ${min}-${max} (IPv6 clients are counted per network of this size; 64 is one customer)`);
   }
-  ips.forEach((v, i) => {
-    const r = parseIpRule(v);
-    if (typeof r === "string") fw.blockedIps.push(r);
-    else problems.push(`firewall.blocked_ips[${i}]: ${r.error}`);
-  });
-  cidrs.forEach((v, i) => {
-    const r = parseCidrRule(v);
-    if ("error" in r) problems.push(`firewall.blocked_cidrs[${i}]: ${r.error}`);
-    else fw.blockedCidrs.push(`${r.address}/${r.prefix}`);
-  });
-  countries.forEach((v, i) => {
-    const r = parseCountryRule(v);
-    if (typeof r === "string") fw.blockedCountries.push(r);
-    else problems.push(`firewall.blocked_countries[${i}]: ${r.error}`);
-  });
-  ja4.forEach((v, i) => {
-    const r = parseJa4Rule(v);
-    if (typeof r === "string") fw.blockedJa4.push(r);
-    else problems.push(`firewall.blocked_ja4[${i}]: ${r.error}`);
-  });
+  for (const [type, key, list, out] of [
+    ["ip", "blocked_ips", ips, fw.blockedIps],
+    ["cidr", "blocked_cidrs", cidrs, fw.blockedCidrs],
+    ["country", "blocked_countries", countries, fw.blockedCountries],
+    ["ja4", "blocked_ja4", ja4, fw.blockedJa4],
+  ] as const)
+    list.forEach((v, i) => {
+      const r = parseRule(type, v);
+      if (r.ok) out.push(r.value);
+      else problems.push(`firewall.${key}[${i}]: ${r.error}`);
+    });
   if (fw.blockedCountries.length > 0 && fw.geoipDb === null) {
     problems.push(`firewall.geoip_db: required when firewall.blocked_countries is set`);
   }
-  if (fw.rateLimit < 0) problems.push(`firewall.rate_limit: ${fw.rateLimit} is negative (0 turns the limit off)`);
-  else if (fw.rateLimit > MAX_COUNT) problems.push(`firewall.rate_limit: ${fw.rateLimit} is out of range 0-${MAX_COUNT}`);
+  const rate = LIMITS["firewall.rate_limit"];
+  if (fw.rateLimit < rate.min) problems.push(`firewall.rate_limit: ${fw.rateLimit} is negative (0 turns the limit off)`);
+  else if (fw.rateLimit > rate.max) problems.push(`firewall.rate_limit: ${fw.rateLimit} is out of range ${rate.min}-${rate.max}`);
   if (fw.rateWindowMs === 0) problems.push(`firewall.rate_window: must be greater than zero`);
   return fw;
 }
@@ -119,7 +98,7 @@ export function validateGrpc(root: Table, pathOf: (p: string) => string, problem
     else g.addr = `unix:${pathOf(addr.slice(5))}`;
   } else {
     const hp = parseHostPort(addr, { allowEmptyHost: true });
-    if (typeof hp === "string") problems.push(`grpc.addr: ${show(addr)}: ${hp}`);
+    if (!hp.ok) problems.push(`grpc.addr: ${show(addr)}: ${hp.error}`);
     if (g.tlsCert === null || g.tlsKey === null) {
       problems.push(`grpc.tls_cert, grpc.tls_key: both required for a TCP admin address (TLS 1.3 is mandatory; use a unix: address for a local plaintext socket)`);
     }
@@ -166,7 +145,7 @@ export function validateEtcd(root: Table, pathOf: (p: string) => string, store: 
     key: opt("key") === null ? null : pathOf(opt("key")!),
     username: opt("username"),
     password: opt("password"),
-    dialTimeoutMs: (sec.dial_timeout as number | undefined) ?? 5000,
+    dialTimeoutMs: (sec.dial_timeout as number | undefined) ?? defaultOf("etcd.dial_timeout"),
   };
   if (e.endpoints.length === 0) problems.push(`etcd.endpoints: at least one is required (e.g. ["https://10.0.0.1:2379"])`);
   e.endpoints.forEach((u, i) => {
@@ -190,11 +169,15 @@ function collides(a: HostPort, b: HostPort): boolean {
 /** [fingerprints]: how many JA4 fingerprints the live top table holds per event loop, over what window. */
 export function validateFingerprints(sec: Table, problems: string[]): FingerprintsConfig {
   const f: FingerprintsConfig = {
-    top: (sec.top as number | undefined) ?? DEFAULTS.fingerprintTop,
-    windowMs: (sec.window as number | undefined) ?? parseDuration(DEFAULTS.fingerprintWindow)!,
+    top: (sec.top as number | undefined) ?? defaultOf("fingerprints.top"),
+    windowMs: (sec.window as number | undefined) ?? defaultOf("fingerprints.window"),
   };
-  if (f.top < 0 || f.top > MAX_FINGERPRINT_TOP) problems.push(`fingerprints.top: ${f.top} is out of range 0-${MAX_FINGERPRINT_TOP} (0 turns the table off)`);
-  if (f.windowMs < 10_000 || f.windowMs > 86_400_000) problems.push(`fingerprints.window: ${f.windowMs / 1000} s is out of range 10s-24h`);
+  const top = LIMITS["fingerprints.top"];
+  if (outOfRange("fingerprints.top", f.top)) problems.push(`fingerprints.top: ${f.top} is out of range ${top.min}-${top.max} (0 turns the table off)`);
+  const w = LIMITS["fingerprints.window"];
+  if (outOfRange("fingerprints.window", f.windowMs)) {
+    problems.push(`fingerprints.window: ${f.windowMs / 1000} s is out of range ${formatDuration(w.min)}-${formatDuration(w.max)}`);
+  }
   return f;
 }
 
@@ -212,14 +195,14 @@ export function validateMetrics(root: Table, pathOf: (p: string) => string, list
     if (grpc !== null && grpc.addr === m.addr) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr)`);
   } else {
     const hp = parseHostPort(m.addr, { allowEmptyHost: true });
-    if (typeof hp === "string") problems.push(`metrics.addr: ${show(m.addr)}: ${hp}`);
+    if (!hp.ok) problems.push(`metrics.addr: ${show(m.addr)}: ${hp.error}`);
     else {
       listeners.forEach((l, i) => {
-        if (l.addr !== "" && collides(hp, l.bind)) problems.push(`metrics.addr: ${show(m.addr)} is the address of listeners[${i}] (${show(l.addr)})`);
+        if (l.addr !== "" && collides(hp.value, l.bind)) problems.push(`metrics.addr: ${show(m.addr)} is the address of listeners[${i}] (${show(l.addr)})`);
       });
       if (grpc !== null && !grpc.addr.startsWith("unix:")) {
         const g = parseHostPort(grpc.addr, { allowEmptyHost: true });
-        if (typeof g !== "string" && collides(hp, g)) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr ${show(grpc.addr)})`);
+        if (g.ok && collides(hp.value, g.value)) problems.push(`metrics.addr: ${show(m.addr)} is the admin API's address (grpc.addr ${show(grpc.addr)})`);
       }
     }
   }

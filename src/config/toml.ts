@@ -2,8 +2,8 @@
 // keys (also the MCPROXY_* environment overrides), typed reads that record a
 // problem naming the key, unknown-key checks.
 
-import { MAX_DURATION_MS, MAX_DURATION_TEXT } from "./ranges";
-import { parseDuration } from "./duration";
+import { formatDuration, parseDuration } from "./duration";
+import { LIMITS, MAX_DURATION_MS } from "./limits";
 
 export type Kind = "string" | "int" | "bool" | "duration" | "strings" | "workers";
 export type Table = Record<string, unknown>;
@@ -131,26 +131,28 @@ export function typed(kind: Kind, v: unknown, key: string, problems: string[]): 
         return undefined;
       }
       const ms = parseDuration(v);
-      if (ms === null) {
-        problems.push(`${key}: ${show(v)} is not a duration (use a number and a unit: ms, s, m, h — e.g. "500ms", "10s", "5m")`);
+      if (!ms.ok) {
+        problems.push(`${key}: ${show(v)} ${ms.error}`);
         return undefined;
       }
-      if (ms > MAX_DURATION_MS) {
-        problems.push(`${key}: ${show(v)} is too long (durations are at most ${MAX_DURATION_TEXT})`);
+      if (ms.value > MAX_DURATION_MS) {
+        problems.push(`${key}: ${show(v)} is too long (durations are at most ${formatDuration(MAX_DURATION_MS)})`);
         return undefined;
       }
-      return ms;
+      return ms.value;
     }
     case "strings":
       if (Array.isArray(v) && v.every((s) => typeof s === "string")) return v;
       problems.push(`${key}: expected a list of strings, got ${show(v)}`);
       return undefined;
-    case "workers":
+    case "workers": {
+      const { min, max } = LIMITS["proxy.workers"];
       if (v === "auto") return v;
-      if (typeof v === "number" && Number.isSafeInteger(v) && v >= 1 && v <= 1024) return v;
-      if (typeof v === "string" && /^[1-9]\d{0,3}$/.test(v)) return Number(v);
-      problems.push(`${key}: ${show(v)} must be "auto" (one per CPU this process may use) or a whole number from 1 to 1024`);
+      const n = typeof v === "string" && /^[1-9]\d{0,9}$/.test(v) ? Number(v) : v;
+      if (typeof n === "number" && Number.isSafeInteger(n) && n >= min && n <= max) return n;
+      problems.push(`${key}: ${show(v)} must be "auto" (one per CPU this process may use) or a whole number from ${min} to ${max}`);
       return undefined;
+    }
   }
 }
 

@@ -28,20 +28,9 @@ export interface PoolDefaults {
  */
 export type RouteReader<R> = (tables: unknown, where: string, problems: string[]) => R[];
 
-/** A listener as configured; `R` is the route type the reader builds. */
-/** A UDP listener routing QUIC (config/listeners.ts validateQuicListeners). */
-export interface QuicListenerConfig {
-  addr: string;
-  name: string;
-  bind: HostPort;
-  /** Index of the TCP listener (same name) whose routes it uses. */
-  routesOf: number;
-  /** Flows at once (0: the default cap, QUIC_DEFAULT_MAX_FLOWS). */
-  maxFlows: number;
-}
-
-export interface ListenerConfig<R = unknown> {
-  /** As written in the config: where it binds, and its label in logs and metrics. */
+/** What every listener has, TCP or QUIC; `R` is the route type the reader builds. */
+interface ListenerBase<R> {
+  /** As written in the config: where it binds, and its label in logs and metrics (a QUIC listener's: "ADDR/quic"). */
   addr: string;
   /**
    * Its identity in the admin API and the store (default: addr). Instances of
@@ -49,15 +38,38 @@ export interface ListenerConfig<R = unknown> {
    */
   name: string;
   bind: HostPort;
+  /** Its slot in the shared counters and its place in every snapshot: the TCP listeners first, then the QUIC ones. */
+  index: number;
+  /** Open connections (TCP) or routed flows (QUIC) at once, over every event loop; 0 = unlimited. */
   maxConnections: number;
+  /** Its own routes (none for a QUIC listener that uses a TCP listener's: QuicListenerConfig.routesFrom). */
+  routes: R[];
+}
+
+/** A TCP listener (config/listeners.ts validateListeners). */
+export interface TcpListenerConfig<R = unknown> extends ListenerBase<R> {
+  protocol: "tcp";
   defaultBackend: string | null;
   defaultBackendSendProxyProtocol: SendProxy;
   /** Every connection starts with a PROXY header from one of trustedProxies. */
   proxyProtocol: boolean;
   /** Canonical "address/prefix" strings; empty unless proxyProtocol. */
   trustedProxies: string[];
-  routes: R[];
 }
+
+/** A UDP listener routing QUIC (config/listeners.ts validateQuicListeners; docs/HTTP3.md). */
+export interface QuicListenerConfig<R = unknown> extends ListenerBase<R> {
+  protocol: "quic";
+  /**
+   * The index of the TCP listener of the same name, whose routes it uses
+   * (and changes to them); null: it has routes of its own, stored and
+   * changed by its name like a TCP listener's.
+   */
+  routesFrom: number | null;
+}
+
+/** A listener as configured, of either kind. */
+export type ListenerConfig<R = unknown> = TcpListenerConfig<R> | QuicListenerConfig<R>;
 
 export interface GrpcConfig {
   addr: string;
@@ -131,9 +143,10 @@ export interface Config<R = unknown> {
   /** Where routes, firewall rules and limits live: the embedded SQLite file, or etcd for a fleet. */
   store: "sqlite" | "etcd";
   etcd: EtcdConfig | null;
-  listeners: ListenerConfig<R>[];
-  /** UDP listeners routing QUIC with a TCP listener's routes. */
-  quicListeners: QuicListenerConfig[];
+  /** The TCP listeners, in the config's order (index 0…). */
+  listeners: TcpListenerConfig<R>[];
+  /** The QUIC listeners, in the config's order (index after the TCP listeners'). */
+  quicListeners: QuicListenerConfig<R>[];
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
   firewall: FirewallConfig;

@@ -4,6 +4,7 @@
 // lookups use the precomputed tables in address_table.ts.
 
 import ipaddr from "ipaddr.js";
+import { type Parsed, fail, ok } from "../config/parsed";
 import { canonical, parseIpText, parseIpv4Text } from "../net/ip";
 
 export interface Cidr {
@@ -12,11 +13,11 @@ export interface Cidr {
   family: "ipv4" | "ipv6";
 }
 
-/** Parse an IP rule value; returns the canonical address or an error message. */
-export function parseIpRule(text: string): string | { error: string } {
+/** Parse an IP rule value: the canonical address. */
+export function parseIpRule(text: string): Parsed<string> {
   const ip = parseIpText(text);
-  if (ip === null) return { error: `"${text}" is not an IPv4 or IPv6 address${text.includes("%") ? " (zone ids such as %eth0 are not allowed)" : ""}` };
-  return ip;
+  if (ip === null) return fail(`"${text}" is not an IPv4 or IPv6 address${text.includes("%") ? " (zone ids such as %eth0 are not allowed)" : ""}`);
+  return ok(ip);
 }
 
 /**
@@ -26,44 +27,45 @@ export function parseIpRule(text: string): string | { error: string } {
  * leading zero. An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4
  * block it maps (`10.0.0.0/8`), because clients are matched in that form.
  */
-export function parseCidrRule(text: string): Cidr | { error: string } {
+export function parseCidrRule(text: string): Parsed<Cidr> {
   const slash = text.indexOf("/");
-  if (slash < 0) return { error: `"${text}" is not a CIDR block (expected address/prefix)` };
+  if (slash < 0) return fail(`"${text}" is not a CIDR block (expected address/prefix)`);
   const addrText = text.slice(0, slash);
   const prefixText = text.slice(slash + 1);
   const v6 = addrText.includes(":");
   const addr = v6 ? (addrText.includes("%") || !ipaddr.IPv6.isValid(addrText) ? null : ipaddr.IPv6.parse(addrText)) : parseIpv4Text(addrText) === null ? null : ipaddr.IPv4.parse(addrText);
-  if (addr === null) return { error: `"${text}": "${addrText}" is not an IPv4 or IPv6 address${addrText.includes("%") ? " (zone ids are not allowed)" : ""}` };
+  if (addr === null) return fail(`"${text}": "${addrText}" is not an IPv4 or IPv6 address${addrText.includes("%") ? " (zone ids are not allowed)" : ""}`);
   const max = v6 ? 128 : 32;
   if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || Number(prefixText) > max) {
-    return { error: `"${text}": prefix length must be 0-${max}, written without a leading zero` };
+    return fail(`"${text}": prefix length must be 0-${max}, written without a leading zero`);
   }
   let prefix = Number(prefixText);
   let net: ipaddr.IPv4 | ipaddr.IPv6 = addr;
   if (v6 && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
-    if (prefix < 96) return { error: `"${text}": an IPv4-mapped block needs a prefix of 96 or more (write the IPv4 block instead)` };
+    if (prefix < 96) return fail(`"${text}": an IPv4-mapped block needs a prefix of 96 or more (write the IPv4 block instead)`);
     net = (addr as ipaddr.IPv6).toIPv4Address();
     prefix -= 96;
   }
   const network = ipaddr.fromByteArray(maskBytes(net.toByteArray(), prefix));
   if (network.toString() !== net.toString()) {
-    return { error: `"${text}" is not canonical: host bits are set (the network address is ${canonical(network)}/${prefix})` };
+    return fail(`"${text}" is not canonical: host bits are set (the network address is ${canonical(network)}/${prefix})`);
   }
-  return { address: canonical(net), prefix, family: net.kind() === "ipv4" ? "ipv4" : "ipv6" };
+  return ok({ address: canonical(net), prefix, family: net.kind() === "ipv4" ? "ipv4" : "ipv6" });
 }
 
 /**
- * Parse a list entry that may be an address or a CIDR block (trusted_proxies);
- * returns the canonical "address/prefix" (a bare address gets /32 or /128).
+ * Parse a list entry that may be an address or a CIDR block (trusted_proxies,
+ * a route's allow and deny): the canonical "address/prefix" (a bare address
+ * gets /32 or /128).
  */
-export function parseAddressOrCidr(text: string): string | { error: string } {
+export function parseAddressOrCidr(text: string): Parsed<string> {
   if (text.includes("/")) {
     const c = parseCidrRule(text);
-    return "error" in c ? c : `${c.address}/${c.prefix}`;
+    return c.ok ? ok(`${c.value.address}/${c.value.prefix}`) : c;
   }
   const ip = parseIpRule(text);
-  if (typeof ip !== "string") return ip;
-  return `${ip}/${ip.includes(":") ? 128 : 32}`;
+  if (!ip.ok) return ip;
+  return ok(`${ip.value}/${ip.value.includes(":") ? 128 : 32}`);
 }
 
 function maskBytes(bytes: number[], prefix: number): number[] {
@@ -73,9 +75,9 @@ function maskBytes(bytes: number[], prefix: number): number[] {
   });
 }
 
-export function parseCountryRule(text: string): string | { error: string } {
-  if (!/^[A-Z]{2}$/.test(text)) return { error: `"${text}" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. "KP")` };
-  return text;
+export function parseCountryRule(text: string): Parsed<string> {
+  if (!/^[A-Z]{2}$/.test(text)) return fail(`"${text}" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. "KP")`);
+  return ok(text);
 }
 
 /**

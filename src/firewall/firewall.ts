@@ -48,10 +48,22 @@ export interface FirewallOptions {
   geoipData?: Uint8Array;
 }
 
+/** Entries of the QUIC flows' rate table (1.3 MiB; QUIC listeners run in one event loop). */
+const UDP_RATE_ENTRIES = 1 << 16;
+
 export class Firewall {
   private set: RuleSet;
   private geo: CountryDatabase | null = null;
   private readonly rate: RateLimiter | null;
+  /**
+   * New QUIC flows' own rate table: a UDP source address is unvalidated (a
+   * datagram can carry any source), so forged datagrams must not spend a
+   * TCP client's budget in the shared table. Made on the first UDP check.
+   */
+  private udpRate: RateLimiter | null = null;
+  private readonly rateLimit: number;
+  private readonly rateWindowMs: number;
+  private readonly workerId: number;
   private readonly ipv6Prefix: number;
   readonly geoipPath: string | null;
 
@@ -61,6 +73,9 @@ export class Firewall {
     this.geoipPath = opts.geoipDb;
     if (opts.geoipDb !== null) this.geo = opts.geoipData !== undefined ? CountryDatabase.fromBytes(opts.geoipData, opts.geoipDb) : CountryDatabase.open(opts.geoipDb);
     this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer, opts.workerId ?? 0) : null;
+    this.rateLimit = opts.rateLimit;
+    this.rateWindowMs = opts.rateWindowMs;
+    this.workerId = opts.workerId ?? 0;
     this.ipv6Prefix = opts.rateLimitIpv6Prefix ?? 64;
   }
 
@@ -103,8 +118,11 @@ export class Firewall {
   /** The clock of the last rate check (the caller's clock: the deadline wheel's, or a test's). */
   private lastRateCheckMs = 0;
 
-  /** `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). */
-  check(ip: string, nowMs: number): FirewallVerdict {
+  /**
+   * `ip` must already be normalised (IPv4-mapped IPv6 → IPv4). `transport`
+   * "udp" (a new QUIC flow) counts in a rate table of its own (udpRate).
+   */
+  check(ip: string, nowMs: number, transport: "tcp" | "udp" = "tcp"): FirewallVerdict {
     const s = this.set;
     const v4 = ipv4ToUint32(ip);
     if (s.ips.has(ip, v4)) return "blocked_ip";
@@ -113,16 +131,23 @@ export class Firewall {
       const cc = this.geo.country(ip);
       if (cc !== null && s.countries.has(cc)) return "blocked_country";
     }
-    if (this.rate !== null) {
+    const rate = transport === "tcp" ? this.rate : this.udpRateTable();
+    if (rate !== null) {
       this.lastRateCheckMs = nowMs;
       let allowed: boolean;
-      if (v4 >= 0) allowed = this.rate.allow(v4 | 0, IPV4_TAG, nowMs);
+      if (v4 >= 0) allowed = rate.allow(v4 | 0, IPV4_TAG, nowMs);
       else {
         const [k0, k1] = networkKey(ipv6PrefixKey(ip, this.ipv6Prefix));
-        allowed = this.rate.allow(k0, k1, nowMs);
+        allowed = rate.allow(k0, k1, nowMs);
       }
       if (!allowed) return "rate_limited";
     }
     return null;
+  }
+
+  private udpRateTable(): RateLimiter | null {
+    if (this.rateLimit <= 0) return null;
+    this.udpRate ??= new RateLimiter(this.rateLimit, this.rateWindowMs, UDP_RATE_ENTRIES, undefined, this.workerId);
+    return this.udpRate;
   }
 }

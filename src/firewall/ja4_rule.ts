@@ -4,6 +4,8 @@
 // cipher list hashes to 8daaf6152771. A pattern that matches every
 // fingerprint ("*_*_*") is refused: it would block every client.
 
+import { type Parsed, fail, ok } from "../config/parsed";
+
 /** The shape of each part (JA4.md "JA4 Algorithm"). */
 const PART_A = /^[tqd](s2|s3|10|11|12|13|d1|d2|d3|00)[di]\d{4}[0-9A-Za-z]{2}$/;
 const PART_A_PREFIX = /^[0-9A-Za-z]{0,9}$/;
@@ -11,22 +13,22 @@ const HASH = /^[0-9a-f]{12}$/;
 const HASH_PREFIX = /^[0-9a-f]{0,11}$/;
 
 /** A rule value checked for shape; returns it (canonical as given) or why not. */
-export function parseJa4Rule(text: string): string | { error: string } {
+export function parseJa4Rule(text: string): Parsed<string> {
   const parts = text.split("_");
-  if (parts.length !== 3) return { error: `"${text.slice(0, 64)}" is not a JA4 fingerprint or pattern (three parts a_b_c, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1 or t13d*_8daaf6152771_*)` };
+  if (parts.length !== 3) return fail(`"${text.slice(0, 64)}" is not a JA4 fingerprint or pattern (three parts a_b_c, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1 or t13d*_8daaf6152771_*)`);
   const names = ["a", "b", "c"];
   for (const [i, p] of parts.entries()) {
     const wild = p.endsWith("*");
     const lit = wild ? p.slice(0, -1) : p;
-    if (lit.includes("*")) return { error: `"${text}": part ${names[i]} may hold "*" only at its end` };
-    const ok = i === 0 ? (wild ? PART_A_PREFIX.test(lit) : PART_A.test(lit)) : wild ? HASH_PREFIX.test(lit) : HASH.test(lit);
-    if (!ok)
-      return {
-        error: `"${text}": part ${names[i]} ${JSON.stringify(p)} is not ${i === 0 ? "10 characters like t13d1516h2 (or a prefix of one and *)" : "12 lower-case hex digits (or a prefix of them and *)"}`,
-      };
+    if (lit.includes("*")) return fail(`"${text}": part ${names[i]} may hold "*" only at its end`);
+    const shaped = i === 0 ? (wild ? PART_A_PREFIX.test(lit) : PART_A.test(lit)) : wild ? HASH_PREFIX.test(lit) : HASH.test(lit);
+    if (!shaped) {
+      const want = i === 0 ? "10 characters like t13d1516h2 (or a prefix of one and *)" : "12 lower-case hex digits (or a prefix of them and *)";
+      return fail(`"${text}": part ${names[i]} ${JSON.stringify(p)} is not ${want}`);
+    }
   }
-  if (parts.every((p) => p === "*")) return { error: `"${text}" matches every client; block something narrower` };
-  return text;
+  if (parts.every((p) => p === "*")) return fail(`"${text}" matches every client; block something narrower`);
+  return ok(text);
 }
 
 /** A set of rules compiled once: exact fingerprints in a Set, patterns as part prefixes. */

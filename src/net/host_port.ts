@@ -3,6 +3,7 @@
 // the one formatter, and the one bind rule ("" binds every address).
 
 import { isIP } from "node:net";
+import { type Parsed, fail, ok } from "../config/parsed";
 import { normaliseHostName } from "../sni/host_name";
 
 export interface HostPort {
@@ -12,34 +13,35 @@ export interface HostPort {
 }
 
 /**
- * Parse "host:port", "[v6]:port" or ":port". Returns an error message (not
- * naming the key; the caller does) or the parsed address.
+ * Parse "host:port", "[v6]:port" or ":port": the address, or a problem not
+ * naming the key (the caller does).
  */
-export function parseHostPort(text: string, opts: { allowEmptyHost: boolean }): HostPort | string {
+export function parseHostPort(text: string, opts: { allowEmptyHost: boolean }): Parsed<HostPort> {
   let host: string;
   let portText: string;
   if (text.startsWith("[")) {
     const close = text.indexOf("]");
-    if (close < 0 || text[close + 1] !== ":") return "expected [IPv6]:port";
+    if (close < 0 || text[close + 1] !== ":") return fail("expected [IPv6]:port");
     host = text.slice(1, close);
     portText = text.slice(close + 2);
-    if (isIP(host) !== 6) return `"${host}" is not an IPv6 address`;
+    if (isIP(host) !== 6) return fail(`"${host}" is not an IPv6 address`);
   } else {
     const colon = text.lastIndexOf(":");
-    if (colon < 0) return "expected host:port";
+    if (colon < 0) return fail("expected host:port");
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
-    if (host.includes(":")) return "an IPv6 address must be written in brackets, as [::1]:443";
+    if (host.includes(":")) return fail("an IPv6 address must be written in brackets, as [::1]:443");
     if (host === "") {
-      if (!opts.allowEmptyHost) return "the host is missing";
+      if (!opts.allowEmptyHost) return fail("the host is missing");
     } else if (isIP(host) === 0 && normaliseHostName(host) === null) {
-      return `"${host}" is not a valid host name or IP address`;
+      return fail(`"${host}" is not a valid host name or IP address`);
     }
   }
-  if (!/^\d{1,5}$/.test(portText)) return `port "${portText}" is not a number`;
+  if (!/^\d{1,5}$/.test(portText)) return fail(`port "${portText}" is not a number`);
   const port = Number(portText);
-  if (port < 1 || port > 65535) return `port ${port} is out of range 1-65535`;
-  return { host, port };
+  // A port is 16 bits, and 0 is no port to connect to or to name (RFC 793 §3.1).
+  if (port < 1 || port > 65535) return fail(`port ${port} is out of range 1-65535`);
+  return ok({ host, port });
 }
 
 /** Split an address already validated by parseHostPort: the host without brackets, and the port. */

@@ -10,7 +10,10 @@ import type { Socket } from "bun";
 import type { Logger } from "../log/logger";
 import type { BackendTable, SlotRef } from "./backend_table";
 import { checkServerName, healthCheckHello, isServerHello } from "./health_hello";
-import { type CheckSettings, type HealthCheckKind, type PoolDefaults, type RoutePool, checkSettingsOf, healthCheckOf } from "./pool";
+import type { RoutePool } from "./pool";
+import { checkSettingsOf, healthCheckOf } from "./route";
+import type { CheckSettings, PoolDefaults } from "../config/types";
+import type { HealthCheckKind } from "./route_fields";
 import { splitHostPort } from "../net/host_port";
 
 interface Target {

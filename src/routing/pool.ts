@@ -16,8 +16,6 @@ import { AddressTable } from "../firewall/address_table";
 import type { BackendTable, SlotRef } from "./backend_table";
 import { type BackendSpec, type BoundRoute, type PoolDefaults, type Route, type SendProxy, checkSettingsOf, healthCheckOf, routeName } from "./route";
 
-export * from "./route";
-
 export class RoutePool {
   readonly hostname: string;
   /** routeName: the label in logs and metrics. */

@@ -1,19 +1,19 @@
-// The route model — a hostname, its pool of backends, how it balances and
-// checks them, its PROXY setting — and the rules every route obeys, whatever
-// its source: the config file (route_config.ts), the admin API and etcd
-// values all build a candidate and ask routeProblems.
+// The route model — a hostname and its ALPN list (the route's key), its pool
+// of backends, and its options (route_fields.ts) — and the rules every route
+// obeys, whatever its source: the config file (route_config.ts), the admin
+// API and stored values (route_codec.ts) all build a candidate and ask
+// routeProblems.
 
-import { durationError, intError, isInt, maxConnectionsError, showValue as show } from "../config/ranges";
-import { parseAddressOrCidr } from "../firewall/address";
+import { LIMITS } from "../config/limits";
+import { type Parsed, fail, ok } from "../config/parsed";
+import { isInt, showValue as show } from "../config/ranges";
 import type { CheckSettings, PoolDefaults, SendProxy } from "../config/types";
 import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
 import { type BackendState, STATES, type SlotRef } from "./backend_table";
+import { type HealthCheckKind, OPTION_ROWS, type RouteOptions, emptyDraft } from "./route_fields";
 
 export type { CheckSettings, PoolDefaults, SendProxy };
-
-export type Balance = "round_robin" | "least_connections" | "source_hash";
-export type HealthCheckKind = "off" | "tcp" | "tls";
 
 export interface BackendSpec {
   readonly addr: string;
@@ -23,8 +23,8 @@ export interface BackendSpec {
   readonly state?: BackendState;
 }
 
-/** A route as configured and stored: per-route settings are null where the [proxy] default applies. */
-export interface Route {
+/** A route as configured and stored: its key, its pool and its options. */
+export interface Route extends RouteOptions {
   /** "" for a listener's default route. */
   readonly hostname: string;
   /**
@@ -32,21 +32,7 @@ export interface Route {
    * protocol names); empty for the hostname's plain route. See RouteTable.
    */
   readonly alpn: readonly string[];
-  /** Client sources allowed ("address/prefix", canonical); empty: every source the firewall let through. */
-  readonly allow: readonly string[];
-  /** Client sources refused ("address/prefix", canonical); checked after allow. */
-  readonly deny: readonly string[];
-  /** Connections open at once through this route, over every event loop; 0: no limit. */
-  readonly maxConnections: number;
   readonly backends: readonly BackendSpec[];
-  readonly balance: Balance;
-  /** null: "tcp" for two backends or more, "off" for one. */
-  readonly healthCheck: HealthCheckKind | null;
-  readonly check: Partial<CheckSettings>;
-  readonly retries: number | null;
-  /** null: [proxy] connect_timeout. */
-  readonly connectTimeoutMs: number | null;
-  readonly sendProxyProtocol: SendProxy;
 }
 
 /** A route whose backends have their slots in the shared BackendTable (assigned by the thread that owns the table). */
@@ -98,42 +84,20 @@ export function checkSettingsOf(r: Route, d: PoolDefaults): CheckSettings {
   };
 }
 
-/** Backends per route at most (a connection's tried set is a 32-bit mask). */
-export const MAX_BACKENDS = 31;
-
 /** The one backend of a plain `backend = "host:port"` route. */
 export function singleBackend(addr: string): BackendSpec[] {
-  return [{ addr, weight: 1, backup: false }];
+  return [{ addr, weight: LIMITS["routes.weight"].default, backup: false }];
 }
 
 /** A listener's `default_backend` as a route (hostname ""): a pool of one. */
 export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
   if (l.defaultBackend === null) return null;
-  return {
-    hostname: "",
-    ...PLAIN,
-    backends: singleBackend(l.defaultBackend),
-    balance: "round_robin",
-    healthCheck: null,
-    check: {},
-    retries: null,
-    connectTimeoutMs: null,
-    sendProxyProtocol: l.defaultBackendSendProxyProtocol,
-  };
+  const options = { ...emptyDraft(), sendProxyProtocol: l.defaultBackendSendProxyProtocol } as RouteOptions;
+  return { ...options, hostname: "", alpn: [], backends: singleBackend(l.defaultBackend) };
 }
 
-export const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
-export const HEALTH_CHECKS: readonly HealthCheckKind[] = ["off", "tcp", "tls"];
-export const SEND_PROXY: readonly SendProxy[] = ["off", "v1", "v2"];
-export const MAX_WEIGHT = 256;
-export const MAX_RETRIES = 30;
-/** health_check_rise / _fall. */
-export const RISE_FALL = { min: 1, max: 100 } as const;
-/** ALPN protocols per route at most, and bytes per protocol (RFC 7301 §3.1: 1-255). */
-export const MAX_ALPN = 16;
-export const MAX_ALPN_BYTES = 255;
-/** allow / deny entries per route at most. */
-export const MAX_SOURCES = 65_536;
+/** Bytes per ALPN protocol name (RFC 7301 §3.1: 1-255). */
+const MAX_ALPN_BYTES = 255;
 
 /**
  * A route's ALPN list: 1-16 protocol names (or none: the plain route), each
@@ -142,7 +106,8 @@ export const MAX_SOURCES = 65_536;
  */
 export function alpnError(alpn: unknown, field: string): string | null {
   if (!Array.isArray(alpn)) return `${field}: ${show(alpn)} must be a list of protocol names`;
-  if (alpn.length > MAX_ALPN) return `${field}: ${alpn.length} protocols; at most ${MAX_ALPN} per route`;
+  const max = LIMITS["routes.alpn"].max;
+  if (alpn.length > max) return `${field}: ${alpn.length} protocols; at most ${max} per route`;
   for (const [i, p] of alpn.entries()) {
     if (typeof p !== "string" || p.length === 0 || p.length > MAX_ALPN_BYTES || !/^[\x21-\x2b\x2d-\x7e]+$/.test(p))
       return `${field}[${i}]: ${show(p)} must be 1-${MAX_ALPN_BYTES} printable ASCII characters without spaces or ","`;
@@ -152,42 +117,44 @@ export function alpnError(alpn: unknown, field: string): string | null {
 }
 
 /**
- * An allow or deny list: addresses or CIDR blocks (the firewall's parser),
- * returned in canonical "address/prefix" form, or a problem naming the entry.
- */
-export function sourceList(list: unknown, field: string): string[] | { error: string } {
-  if (!Array.isArray(list)) return { error: `${field}: ${show(list)} must be a list of addresses or CIDR blocks` };
-  if (list.length > MAX_SOURCES) return { error: `${field}: ${list.length} entries; at most ${MAX_SOURCES} per route` };
-  const out: string[] = [];
-  for (const [i, e] of list.entries()) {
-    if (typeof e !== "string") return { error: `${field}[${i}]: ${show(e)} must be an address or a CIDR block` };
-    const c = parseAddressOrCidr(e);
-    if (typeof c !== "string") return { error: `${field}[${i}]: ${c.error}` };
-    out.push(c);
-  }
-  return out;
-}
-
-/**
- * The rules between the routes of one listener: one plain route per
+ * The one clash rule between the routes of one listener: one plain route per
  * hostname, and a (hostname, protocol) pair in one route at most — else
  * which route serves a client would depend on the order they were added.
+ * Routes claim their pairs in order; the first claim stands.
  */
-export function routeSetProblems(routes: readonly Route[], field: string): string[] {
-  const out: string[] = [];
-  const taken = new Map<string, string>();
-  for (const r of routes) {
+export class RouteClaims<R extends RouteKey> {
+  private readonly taken = new Map<string, R>();
+
+  /** The protocols of `r` ("" for its plain pair) that an earlier route claims, each with that route. */
+  clashes(r: R): [string, R][] {
+    const out: [string, R][] = [];
+    for (const p of r.alpn.length === 0 ? [""] : r.alpn) {
+      const other = this.taken.get(`${r.hostname}\u0000${p}`);
+      if (other !== undefined) out.push([p, other]);
+    }
+    return out;
+  }
+
+  claim(r: R): void {
     for (const p of r.alpn.length === 0 ? [""] : r.alpn) {
       const k = `${r.hostname}\u0000${p}`;
-      const other = taken.get(k);
-      if (other !== undefined)
-        out.push(
-          p === ""
-            ? `${field}: ${JSON.stringify(r.hostname)} has two routes without alpn`
-            : `${field}: ${JSON.stringify(r.hostname)} with ALPN ${JSON.stringify(p)} is in two routes (${JSON.stringify(other)} and ${JSON.stringify(routeName(r))})`,
-        );
-      else taken.set(k, routeName(r));
+      if (!this.taken.has(k)) this.taken.set(k, r);
     }
+  }
+}
+
+/** The clash rule's problems for a set of routes (a write checks the listener's routes after it). */
+export function routeSetProblems(routes: readonly Route[], field: string): string[] {
+  const out: string[] = [];
+  const claims = new RouteClaims<Route>();
+  for (const r of routes) {
+    for (const [p, other] of claims.clashes(r))
+      out.push(
+        p === ""
+          ? `${field}: ${JSON.stringify(r.hostname)} has two routes without alpn`
+          : `${field}: ${JSON.stringify(r.hostname)} with ALPN ${JSON.stringify(p)} is in two routes (${JSON.stringify(routeName(other))} and ${JSON.stringify(routeName(r))})`,
+      );
+    claims.claim(r);
   }
   return out;
 }
@@ -206,37 +173,34 @@ export function sortRoutes<R extends RouteKey>(routes: R[]): R[] {
  */
 export function withoutClashes<R extends Route>(routes: readonly R[], onDrop: (r: R, why: string) => void): R[] {
   const out: R[] = [];
-  const taken = new Map<string, string>();
+  const claims = new RouteClaims<R>();
   for (const r of routes) {
-    const pairs = (r.alpn.length === 0 ? [""] : r.alpn).map((p) => `${r.hostname}\u0000${p}`);
-    const hit = pairs.find((k) => taken.has(k));
+    const hit = claims.clashes(r)[0];
     if (hit !== undefined) {
-      onDrop(
-        r,
-        `route ${JSON.stringify(routeName(r))} shares ${hit.endsWith("\u0000") ? "the plain route" : `ALPN ${JSON.stringify(hit.slice(hit.indexOf("\u0000") + 1))}`} of ${JSON.stringify(r.hostname)} with ${JSON.stringify(taken.get(hit))}`,
-      );
+      const what = hit[0] === "" ? "the plain route" : `ALPN ${JSON.stringify(hit[0])}`;
+      onDrop(r, `route ${JSON.stringify(routeName(r))} shares ${what} of ${JSON.stringify(r.hostname)} with ${JSON.stringify(routeName(hit[1]))}`);
       continue;
     }
-    for (const k of pairs) taken.set(k, routeName(r));
+    claims.claim(r);
     out.push(r);
   }
   return out;
 }
 
-/** Validate a route hostname: exact, or a wildcard only as a leading "*.". Returns the canonical form. */
-export function parseRouteHostname(hostname: string): string | { error: string } {
+/** A route hostname in canonical form: exact, or a wildcard only as a leading "*.". */
+export function parseRouteHostname(hostname: string): Parsed<string> {
   const wildcard = hostname.startsWith("*.");
   const rest = wildcard ? hostname.slice(2) : hostname;
-  if (rest.includes("*")) return { error: `a wildcard is allowed only as a leading "*." label` };
+  if (rest.includes("*")) return fail(`a wildcard is allowed only as a leading "*." label`);
   const norm = normaliseHostName(rest);
-  if (norm === null) return { error: `not a valid host name (1-253 bytes of A-Z a-z 0-9 . - _, no empty labels)` };
-  return wildcard ? `*.${norm}` : norm;
+  if (norm === null) return fail(`not a valid host name (1-253 bytes of A-Z a-z 0-9 . - _, no empty labels)`);
+  return ok(wildcard ? `*.${norm}` : norm);
 }
 
 /** Backends are host:port with a host and a port 1-65535. */
 export function backendError(backend: string): string | null {
   const hp = parseHostPort(backend, { allowEmptyHost: false });
-  return typeof hp === "string" ? hp : null;
+  return hp.ok ? null : hp.error;
 }
 
 /**
@@ -247,7 +211,8 @@ export function backendError(backend: string): string | null {
 export function poolError(backends: unknown, field: string): string | null {
   if (!Array.isArray(backends)) return `${field}: ${show(backends)} must be a list of backends`;
   if (backends.length === 0) return `${field}: at least one backend is required`;
-  if (backends.length > MAX_BACKENDS) return `${field}: ${backends.length} backends; at most ${MAX_BACKENDS} per route`;
+  const { max } = LIMITS["routes.backends"];
+  if (backends.length > max) return `${field}: ${backends.length} backends; at most ${max} per route`;
   const seen = new Set<string>();
   for (let i = 0; i < backends.length; i++) {
     const b = backends[i] as Partial<BackendSpec> | null;
@@ -257,34 +222,10 @@ export function poolError(backends: unknown, field: string): string | null {
     if (err !== null) return `${field}[${i}]: ${JSON.stringify(b.addr.slice(0, 64))}: ${err}`;
     if (seen.has(b.addr)) return `${field}[${i}]: ${JSON.stringify(b.addr)} appears twice`;
     seen.add(b.addr);
-    if (!isInt(b.weight) || b.weight < 1 || b.weight > MAX_WEIGHT) return `${field}[${i}].weight: ${show(b.weight)} must be 1-${MAX_WEIGHT}`;
+    const w = LIMITS["routes.weight"];
+    if (!isInt(b.weight) || b.weight < w.min || b.weight > w.max) return `${field}[${i}].weight: ${show(b.weight)} must be ${w.min}-${w.max}`;
     if (typeof b.backup !== "boolean") return `${field}[${i}].backup: ${show(b.backup)} must be true or false`;
     if (b.state !== undefined && !STATES.includes(b.state)) return `${field}[${i}].state: ${show(b.state)} must be one of ${STATES.join(", ")}`;
-  }
-  return null;
-}
-
-/** The per-route health-check overrides (absent = the [proxy] default). */
-export function checkSettingsError(c: unknown, field: string): string | null {
-  if (typeof c !== "object" || c === null || Array.isArray(c)) return `${field}: ${show(c)} must be an object`;
-  const s = c as Partial<Record<keyof CheckSettings, unknown>>;
-  for (const [k, name] of [
-    ["intervalMs", "health_check_interval"],
-    ["timeoutMs", "health_check_timeout"],
-  ] as const) {
-    if (s[k] !== undefined) {
-      const e = durationError(s[k], `${field}.${name}`);
-      if (e !== null) return e;
-    }
-  }
-  for (const [k, name] of [
-    ["rise", "health_check_rise"],
-    ["fall", "health_check_fall"],
-  ] as const) {
-    if (s[k] !== undefined) {
-      const e = intError(s[k], `${field}.${name}`, RISE_FALL.min, RISE_FALL.max);
-      if (e !== null) return e;
-    }
   }
   return null;
 }
@@ -300,23 +241,14 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   if (typeof r.hostname !== "string") out.push(`${field}.hostname: ${show(r.hostname)} must be a string`);
   else if (r.hostname !== "") {
     const h = parseRouteHostname(r.hostname);
-    if (typeof h !== "string") out.push(`${field}.hostname: ${show(r.hostname)}: ${h.error}`);
-    else if (h !== r.hostname) out.push(`${field}.hostname: ${show(r.hostname)} is not in canonical form (${JSON.stringify(h)})`);
+    if (!h.ok) out.push(`${field}.hostname: ${show(r.hostname)}: ${h.error}`);
+    else if (h.value !== r.hostname) out.push(`${field}.hostname: ${show(r.hostname)} is not in canonical form (${JSON.stringify(h.value)})`);
   }
   push(alpnError(r.alpn, `${field}.alpn`));
   if (r.hostname === "" && Array.isArray(r.alpn) && r.alpn.length > 0) out.push(`${field}.alpn: a listener's default route takes no alpn`);
-  for (const k of ["allow", "deny"] as const) {
-    const l = sourceList(r[k], `${field}.${k}`);
-    if (!Array.isArray(l)) out.push(l.error);
-    else if (l.some((e, i) => e !== (r[k] as string[])[i])) out.push(`${field}.${k}: entries must be in canonical form (${JSON.stringify(l.slice(0, 4))}…)`);
-  }
-  push(maxConnectionsError(r.maxConnections, `${field}.max_connections`));
   push(poolError(r.backends, `${field}.backends`));
-  if (!BALANCES.includes(r.balance as Balance)) out.push(`${field}.balance: ${show(r.balance)} must be one of ${BALANCES.join(", ")}`);
-  if (r.healthCheck !== null && !HEALTH_CHECKS.includes(r.healthCheck as HealthCheckKind)) out.push(`${field}.health_check: ${show(r.healthCheck)} must be one of ${HEALTH_CHECKS.join(", ")}`);
-  push(checkSettingsError(r.check, field));
-  if (r.retries !== null) push(intError(r.retries, `${field}.retries`, 0, MAX_RETRIES));
-  if (r.connectTimeoutMs !== null) push(durationError(r.connectTimeoutMs, `${field}.connect_timeout`));
-  if (!SEND_PROXY.includes(r.sendProxyProtocol as SendProxy)) out.push(`${field}.send_proxy_protocol: ${show(r.sendProxyProtocol)} must be one of ${SEND_PROXY.join(", ")}`);
+  const check = r.check;
+  if (typeof check !== "object" || check === null || Array.isArray(check)) out.push(`${field}: ${show(check)} must be an object`);
+  else for (const row of OPTION_ROWS) push(row.rule(row.get(r as Route), `${field}.${row.toml}`));
   return out;
 }

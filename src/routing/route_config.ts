@@ -3,28 +3,17 @@
 // (route.ts), beside the route model they build.
 
 import { type Config, type ListenerConfig, loadConfig, parseConfig } from "../config/config";
+import { defaultOf } from "../config/limits";
 import { sendProxy } from "../config/listeners";
 import { type Table, checkKeys, isTable, show, typed } from "../config/toml";
-import { type BackendSpec, type Balance, type CheckSettings, type HealthCheckKind, type Route, backendError, parseRouteHostname, routeProblems, singleBackend, sourceList } from "./route";
+import { type BackendSpec, type Route, RouteClaims, backendError, parseRouteHostname, routeProblems, singleBackend } from "./route";
+import { OPTION_ROWS, type RouteDraft, emptyDraft } from "./route_fields";
 
-const ROUTE_KEYS: Record<string, unknown> = {
-  hostname: 1,
-  alpn: 1,
-  allow: 1,
-  deny: 1,
-  max_connections: 1,
-  backend: 1,
-  backends: 1,
-  balance: 1,
-  health_check: 1,
-  health_check_interval: 1,
-  health_check_timeout: 1,
-  health_check_rise: 1,
-  health_check_fall: 1,
-  retries: 1,
-  connect_timeout: 1,
-  send_proxy_protocol: 1,
-};
+/** A backend's weight when the config gives none. */
+const WEIGHT = defaultOf("routes.weight");
+
+/** The route's key and pool, then one key per option row (route_fields.ts). */
+const ROUTE_KEYS: Record<string, unknown> = Object.fromEntries(["hostname", "alpn", "backend", "backends", ...OPTION_ROWS.map((r) => r.toml)].map((k) => [k, 1]));
 
 export function readRoutes(v: unknown, where: string, problems: string[]): Route[] {
   if (v === undefined) return [];
@@ -33,7 +22,8 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     return [];
   }
   const out: Route[] = [];
-  const seen = new Map<string, number>();
+  const claims = new RouteClaims<Route>();
+  const index = new Map<Route, number>();
   v.forEach((item, j) => {
     const rw = `${where}.routes[${j}]`;
     if (!isTable(item)) {
@@ -42,61 +32,51 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     }
     checkKeys(item, ROUTE_KEYS, `${rw}.`, problems);
     const hostname = typed("string", item.hostname ?? "", `${rw}.hostname`, problems) as string | undefined;
-    const sendProxyProtocol = sendProxy(item.send_proxy_protocol, `${rw}.send_proxy_protocol`, problems);
+    const options = readOptions(item, rw, problems);
     const backends = routeBackends(item, rw, problems);
-    const balance = item.balance === undefined ? "round_robin" : (item.balance as Balance);
-    const healthCheck = item.health_check === undefined ? null : (item.health_check as HealthCheckKind);
-    const check = checkOverrides(item, rw, problems);
-    const retries = item.retries === undefined ? null : ((typed("int", item.retries, `${rw}.retries`, problems) as number | undefined) ?? null);
-    const connectTimeoutMs = item.connect_timeout === undefined ? null : ((typed("duration", item.connect_timeout, `${rw}.connect_timeout`, problems) as number | undefined) ?? null);
     if (hostname === undefined || backends === null) return;
     const host = parseRouteHostname(hostname);
-    if (typeof host !== "string" || hostname === "") {
-      problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" ? "required" : (host as { error: string }).error}`);
+    if (!host.ok || hostname === "") {
+      problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" || host.ok ? "required" : host.error}`);
       return;
     }
-    const alpn = item.alpn ?? [];
-    const policy = { allow: sources(item.allow, `${rw}.allow`, problems), deny: sources(item.deny, `${rw}.deny`, problems) };
-    const maxConnections = item.max_connections === undefined ? 0 : (typed("int", item.max_connections, `${rw}.max_connections`, problems) as number | undefined);
-    if (policy.allow === null || policy.deny === null || maxConnections === undefined) return;
-    // (hostname, protocol) pairs: one route each (routeSetProblems words the ALPN case).
-    for (const p of Array.isArray(alpn) && alpn.length > 0 ? alpn : [""]) {
-      const prev = seen.get(`${host}\u0000${p}`);
-      if (prev !== undefined) problems.push(`${rw}.hostname: ${show(hostname)}${p === "" ? "" : ` with ALPN ${show(p)}`} duplicates ${where}.routes[${prev}] (host names compare case-insensitively)`);
-      seen.set(`${host}\u0000${p}`, j);
-    }
-    const route: Route = {
-      hostname: host,
-      alpn: alpn as string[],
-      allow: policy.allow,
-      deny: policy.deny,
-      maxConnections,
-      backends,
-      balance,
-      healthCheck,
-      check,
-      retries,
-      connectTimeoutMs,
-      sendProxyProtocol,
-    };
-    // The same rules as the admin API and etcd values (routing/route.ts).
+    const route = { ...options, hostname: host.value, alpn: item.alpn ?? [], backends } as unknown as Route;
+    // The same rules as the admin API and stored values (routing/route.ts).
     const bad = routeProblems(route, rw);
     if (bad.length > 0) {
       problems.push(...bad);
       return;
     }
+    // (hostname, protocol) pairs: one route each (routeSetProblems words the admin API's case).
+    for (const [p, other] of claims.clashes(route))
+      problems.push(`${rw}.hostname: ${show(hostname)}${p === "" ? "" : ` with ALPN ${show(p)}`} duplicates ${where}.routes[${index.get(other)}] (host names compare case-insensitively)`);
+    claims.claim(route);
+    index.set(route, j);
     out.push(route);
   });
   return out;
 }
 
-/** `allow` / `deny`: addresses or CIDR blocks, kept in canonical form; null on a problem. */
-function sources(v: unknown, field: string, problems: string[]): string[] | null {
-  if (v === undefined) return [];
-  const l = sourceList(v, field);
-  if (Array.isArray(l)) return l;
-  problems.push(l.error);
-  return null;
+/** Every option row's key: its TOML type read here, its canonical form taken; ranges are routeProblems'. */
+function readOptions(item: Table, rw: string, problems: string[]): RouteDraft {
+  const d = emptyDraft();
+  for (const row of OPTION_ROWS) {
+    const raw = item[row.toml];
+    if (raw === undefined) continue;
+    const key = `${rw}.${row.toml}`;
+    let v = row.kind === "send_proxy" ? sendProxy(raw, key, problems) : row.kind === "given" ? raw : typed(row.kind, raw, key, problems);
+    if (v === undefined) continue;
+    if (row.canonical !== undefined) {
+      const c = row.canonical(v, key);
+      if (!c.ok) {
+        problems.push(c.error);
+        continue;
+      }
+      v = c.value;
+    }
+    row.put(d, v);
+  }
+  return d;
 }
 
 /**
@@ -130,11 +110,11 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
   const out: BackendSpec[] = [];
   for (const [k, b] of item.backends.entries()) {
     const at = `${rw}.backends[${k}]`;
-    if (typeof b === "string") out.push({ addr: b, weight: 1, backup: false });
+    if (typeof b === "string") out.push({ addr: b, weight: WEIGHT, backup: false });
     else if (isTable(b)) {
       checkKeys(b, { addr: 1, weight: 1, backup: 1 }, `${at}.`, problems);
       const addr = typed("string", b.addr ?? "", `${at}.addr`, problems) as string | undefined;
-      const weight = b.weight === undefined ? 1 : (typed("int", b.weight, `${at}.weight`, problems) as number | undefined);
+      const weight = b.weight === undefined ? WEIGHT : (typed("int", b.weight, `${at}.weight`, problems) as number | undefined);
       const backup = b.backup === undefined ? false : (typed("bool", b.backup, `${at}.backup`, problems) as boolean | undefined);
       if (addr === undefined || weight === undefined || backup === undefined) return null;
       out.push({ addr, weight, backup });
@@ -144,22 +124,6 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
     }
   }
   return out;
-}
-
-function checkOverrides(item: Table, rw: string, problems: string[]): Partial<CheckSettings> {
-  const c: Partial<CheckSettings> = {};
-  // Types here; ranges in routeProblems.
-  const dur = (k: string) => (item[k] === undefined ? undefined : (typed("duration", item[k], `${rw}.${k}`, problems) as number | undefined));
-  const int = (k: string) => (item[k] === undefined ? undefined : (typed("int", item[k], `${rw}.${k}`, problems) as number | undefined));
-  const interval = dur("health_check_interval");
-  const timeout = dur("health_check_timeout");
-  const rise = int("health_check_rise");
-  const fall = int("health_check_fall");
-  if (interval !== undefined) c.intervalMs = interval;
-  if (timeout !== undefined) c.timeoutMs = timeout;
-  if (rise !== undefined) c.rise = rise;
-  if (fall !== undefined) c.fall = fall;
-  return c;
 }
 
 /** The config with its routes read by this module: what the server, the CLI and the tests use. */

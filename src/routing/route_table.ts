@@ -15,9 +15,9 @@
 // next candidate (a wildcard, the default route) still gets the client.
 
 import type { BackendTable } from "./backend_table";
-import { type BoundRoute, type PoolDefaults, RoutePool } from "./pool";
-
-export type { BoundRoute, Route, SendProxy } from "./pool";
+import { RoutePool } from "./pool";
+import type { BoundRoute } from "./route";
+import type { PoolDefaults } from "../config/types";
 
 const NO_ALPN: readonly string[] = [];
 

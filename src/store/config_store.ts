@@ -5,14 +5,12 @@
 // instance's own changes included — and a write returns once the local
 // tables hold it.
 
-import type { FirewallRules } from "../firewall/firewall";
+import type { RuleType } from "../firewall/rule_set";
 import type { BackendState } from "../routing/backend_table";
-import { type Route, type RouteKey, routeName } from "../routing/pool";
+import { type Route, type RouteKey, routeName } from "../routing/route";
 
 export type { RouteKey };
-import type { DataPlane } from "../server/data_plane";
-
-export type RuleType = "ip" | "cidr" | "country" | "ja4";
+import type { LiveTables } from "../server/runtime_views";
 
 /** A route as stored: the pool with each backend's operator state. */
 export type StoredRoute = Route;
@@ -72,17 +70,8 @@ export interface ConfigStore {
   close(): void;
 }
 
-export function rulesFromStore(rules: readonly StoredRule[]): FirewallRules {
-  return {
-    blockedIps: rules.filter((r) => r.type === "ip").map((r) => r.value),
-    blockedCidrs: rules.filter((r) => r.type === "cidr").map((r) => r.value),
-    blockedCountries: rules.filter((r) => r.type === "country").map((r) => r.value),
-    blockedJa4: rules.filter((r) => r.type === "ja4").map((r) => r.value),
-  };
-}
-
 /** Put a backend's operator state into the shared table the data plane reads (immediate for every worker). */
-export function setSlotState(plane: DataPlane, listener: string, key: RouteKey, addr: string, state: BackendState): void {
+export function setSlotState(plane: LiveTables, listener: string, key: RouteKey, addr: string, state: BackendState): void {
   const route = plane.listener(listener)?.table.find(routeName(key));
   const i = route?.backends.findIndex((b) => b.addr === addr) ?? -1;
   if (route !== undefined && i >= 0) plane.backends.setState(route.refs[i]!, state);

@@ -9,7 +9,8 @@ import { ConsecutiveBreaker, ExponentialBackoff, type IBackoff, circuitBreaker, 
 import { Etcd3, type IKeyValue, isRecoverableError } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import { ipTls } from "../net/grpc_tls";
-import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, routeValue, stateFrom } from "./etcd_layout";
+import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, stateFrom } from "./etcd_layout";
+import { encodeRoute } from "./route_codec";
 import { StoreError, type StoreState } from "./config_store";
 
 /** Debian's etcd 3.4 refuses transactions of more than 128 operations (--max-txn-ops). */
@@ -115,7 +116,7 @@ export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<n
     const puts: [string, string][] = [];
     for (const [name, l] of state.listeners) {
       puts.push([keys.listener(p, name), listenerValue(l.maxConnections)]);
-      for (const r of l.routes) puts.push([keys.route(p, name, r), routeValue(r)]);
+      for (const r of l.routes) puts.push([keys.route(p, name, r), encodeRoute(r)]);
     }
     for (const r of state.rules) puts.push([keys.rule(p, r), RULE_VALUE]);
     for (let i = 0; i < puts.length; i += MAX_TXN_OPS) {

@@ -6,13 +6,10 @@
 //   {prefix}schema                         "1"
 //   {prefix}seeded                         {"version":1,"by":"<instance>","at":"<time>"}
 //   {prefix}listeners/{name}               {"version":1,"max_connections":N}
-//   {prefix}routes/{listener}/{hostname}   {"version":1,"backends":[…],"balance":…,"health_check":…,"check":{…},"retries":…,"send_proxy_protocol":…}
+//   {prefix}routes/{listener}/{hostname}   the route's stored value (route_codec.ts, as SQLite keeps it)
 //   {prefix}routes/{listener}/{hostname}/{alpn}
 //                                          an ALPN route: {alpn} its protocols, sorted, joined by ","
 //                                          (a four-part key: releases before ALPN routes ignore it)
-// A route value with allow, deny or max_connections is version 2, which
-// releases before them refuse as invalid (they would otherwise route without
-// the policy); every other route value stays version 1.
 //   {prefix}rules/{type}/{value}           {"version":1}
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/"),
 // each part exactly as encodeURIComponent writes it, as every release has
@@ -21,12 +18,12 @@
 // canonical key, so it is refused as invalid, as is a key with more parts
 // than its kind has.
 
-import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import { parseJa4Rule } from "../firewall/ja4_rule";
-import { type BackendSpec, PLAIN, type Route, type RouteKey, alpnKey, sortRoutes, withoutClashes } from "../routing/pool";
+import { parseRule } from "../firewall/rule_set";
 import { maxConnectionsError } from "../config/ranges";
-import { routeProblems } from "../routing/route";
-import type { ListenerState, RuleType, StoreState, StoredRule } from "./config_store";
+import { type Route, type RouteKey, alpnKey, sortRoutes, withoutClashes } from "../routing/route";
+import { type RouteOptions, emptyDraft } from "../routing/route_fields";
+import { decodeRoute } from "./route_codec";
+import type { ListenerState, StoreState, StoredRule } from "./config_store";
 
 export const SCHEMA_VERSION = "1";
 
@@ -41,23 +38,6 @@ export const keys = {
 
 export function listenerValue(maxConnections: number): string {
   return JSON.stringify({ version: 1, max_connections: maxConnections });
-}
-
-export function routeValue(r: Route): string {
-  const policy = r.allow.length > 0 || r.deny.length > 0 || r.maxConnections > 0;
-  return JSON.stringify({
-    version: policy ? 2 : 1,
-    allow: r.allow.length > 0 ? r.allow : undefined,
-    deny: r.deny.length > 0 ? r.deny : undefined,
-    max_connections: r.maxConnections > 0 ? r.maxConnections : undefined,
-    backends: r.backends.map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" })),
-    balance: r.balance,
-    health_check: r.healthCheck,
-    check: r.check,
-    retries: r.retries,
-    connect_timeout_ms: r.connectTimeoutMs ?? undefined,
-    send_proxy_protocol: r.sendProxyProtocol,
-  });
 }
 
 export const RULE_VALUE = JSON.stringify({ version: 1 });
@@ -99,8 +79,8 @@ function shape(form: string): never {
 
 class Invalid extends Error {}
 
-/** A JSON object with version 1 (or up to `newest`), or Invalid. */
-function object(value: string, newest = 1): Record<string, unknown> {
+/** A JSON object with version 1, or Invalid (listener and rule values; routes are route_codec.ts's). */
+function object(value: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = JSON.parse(value);
@@ -109,20 +89,9 @@ function object(value: string, newest = 1): Record<string, unknown> {
   }
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Invalid("the value is not a JSON object");
   const o = v as Record<string, unknown>;
-  if (typeof o.version !== "number" || !Number.isInteger(o.version) || o.version < 1 || o.version > newest)
-    throw new Invalid(`version ${JSON.stringify(o.version)}: this mc-proxy reads version ${newest === 1 ? "1" : `1 to ${newest}`}`);
+  if (o.version !== 1) throw new Invalid(`version ${JSON.stringify(o.version)}: this mc-proxy reads version 1`);
   return o;
 }
-
-const RULE_PARSERS: Record<RuleType, (v: string) => string | { error: string }> = {
-  ip: parseIpRule,
-  cidr: (v) => {
-    const r = parseCidrRule(v);
-    return "error" in r ? r : `${r.address}/${r.prefix}`;
-  },
-  country: parseCountryRule,
-  ja4: parseJa4Rule,
-};
 
 export function parseEntry(prefix: string, key: string, value: string | null): Entry | null {
   if (!key.startsWith(prefix)) return null;
@@ -148,45 +117,13 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
         return {
           kind: "route",
           listener,
-          route: { hostname, ...PLAIN, alpn, backends: [], balance: "round_robin", healthCheck: null, check: {}, retries: null, connectTimeoutMs: null, sendProxyProtocol: "off" },
+          route: { ...(emptyDraft() as RouteOptions), hostname, alpn, backends: [] },
         };
       if (hostname === "") throw new Invalid("the key names no hostname");
       if (alpnKey(alpn) !== alpn.join(",")) throw new Invalid("the key's ALPN list is not sorted (write it as keys.route does)");
-      const v = object(value, 2);
-      if (v.version === 1 && (v.allow !== undefined || v.deny !== undefined || v.max_connections !== undefined))
-        throw new Invalid("allow, deny and max_connections need version 2 (older releases would ignore them)");
-      const candidate = {
-        hostname,
-        alpn,
-        allow: v.allow ?? [],
-        deny: v.deny ?? [],
-        maxConnections: v.max_connections ?? 0,
-        backends: v.backends,
-        balance: v.balance,
-        healthCheck: v.health_check ?? null,
-        check: v.check ?? {},
-        retries: v.retries ?? null,
-        connectTimeoutMs: v.connect_timeout_ms ?? null,
-        sendProxyProtocol: v.send_proxy_protocol,
-      };
-      const bad = routeProblems(candidate, "route");
-      if (bad.length > 0) throw new Invalid(bad.join("; "));
-      const c = candidate.check as Route["check"];
-      const route: Route = {
-        hostname,
-        alpn,
-        allow: candidate.allow as string[],
-        deny: candidate.deny as string[],
-        maxConnections: candidate.maxConnections as number,
-        backends: (candidate.backends as BackendSpec[]).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" })),
-        balance: candidate.balance as Route["balance"],
-        healthCheck: candidate.healthCheck as Route["healthCheck"],
-        check: { intervalMs: c.intervalMs, timeoutMs: c.timeoutMs, rise: c.rise, fall: c.fall },
-        retries: candidate.retries as number | null,
-        connectTimeoutMs: candidate.connectTimeoutMs as number | null,
-        sendProxyProtocol: candidate.sendProxyProtocol as Route["sendProxyProtocol"],
-      };
-      return { kind: "route", listener, route };
+      const route = decodeRoute({ hostname, alpn }, value);
+      if (!route.ok) throw new Invalid(route.error);
+      return { kind: "route", listener, route: route.value };
     }
     // A rule type this release does not know (a newer release's) is ignored.
     if (parts[0] === "rules" && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")) {
@@ -195,10 +132,10 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       const raw = decode(parts, 2, "rule value");
       if (value === null) return { kind: "rule", rule: { type, value: raw } };
       object(value);
-      const r = RULE_PARSERS[type](raw);
-      if (typeof r !== "string") throw new Invalid(`${type} rule ${JSON.stringify(raw.slice(0, 64))}: ${r.error}`);
-      if (r !== raw) throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r)})`);
-      return { kind: "rule", rule: { type, value: r } };
+      const r = parseRule(type, raw);
+      if (!r.ok) throw new Invalid(`${type} rule ${JSON.stringify(raw.slice(0, 64))}: ${r.error}`);
+      if (r.value !== raw) throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r.value)})`);
+      return { kind: "rule", rule: { type, value: r.value } };
     }
   } catch (e) {
     if (e instanceof Invalid) return { kind: "invalid", key, reason: e.message };

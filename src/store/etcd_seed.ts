@@ -9,7 +9,8 @@ import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { Route } from "../routing/route";
 import { MAX_TXN_OPS, bounded } from "./etcd_client";
-import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue, routeValue } from "./etcd_layout";
+import { RULE_VALUE, SCHEMA_VERSION, keys, listenerValue } from "./etcd_layout";
+import { encodeRoute } from "./route_codec";
 import { StoreError, type StoredRule } from "./config_store";
 
 export interface SeedInput {
@@ -55,7 +56,7 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
     const got = await bounded(t, "seed listener", () =>
       client
         .if(keys.listener(p, l.name), "Create", "==", 0)
-        .then(client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => client.put(keys.route(p, l.name, r)).value(routeValue(r))))
+        .then(client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => client.put(keys.route(p, l.name, r)).value(encodeRoute(r))))
         .commit(),
     );
     if (!got.succeeded) continue;
@@ -64,7 +65,7 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
       await bounded(t, "seed routes", () =>
         client
           .if(keys.listener(p, l.name), "Create", ">", 0)
-          .then(...chunk.map((r) => client.put(keys.route(p, l.name, r)).value(routeValue(r))))
+          .then(...chunk.map((r) => client.put(keys.route(p, l.name, r)).value(encodeRoute(r))))
           .commit(),
       );
     }

@@ -21,13 +21,14 @@ import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { BackendState } from "../routing/backend_table";
-import { type Route, routeName } from "../routing/pool";
-import type { DataPlane } from "../server/data_plane";
+import { type Route, routeName } from "../routing/route";
+import type { RuntimeChanges } from "../server/runtime_views";
 import { type ConfigStore, type RouteKey, StoreError, type StoreState, type StoredRule } from "./config_store";
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { FleetState } from "./fleet_state";
 import { type SeedInput, seedFleet } from "./etcd_seed";
-import { RULE_VALUE, keys, listenerValue, parseEntry, routeValue } from "./etcd_layout";
+import { RULE_VALUE, keys, listenerValue, parseEntry } from "./etcd_layout";
+import { encodeRoute, keepStates } from "./route_codec";
 import type { SqliteDatabase } from "./sqlite_database";
 
 /** How long a write waits to see itself come back through this instance's watch. */
@@ -140,7 +141,7 @@ export class EtcdConfigStore implements ConfigStore {
   }
 
   /** Start applying the fleet's changes to the data plane (built from current()). */
-  attach(plane: DataPlane): void {
+  attach(plane: RuntimeChanges): void {
     this.fleet.plane = plane;
     if (this.stale) void this.reconnect();
     else this.watch();
@@ -272,12 +273,12 @@ export class EtcdConfigStore implements ConfigStore {
       const kv = prev.kvs[0];
       const old = kv === undefined ? undefined : parseEntry(p, key, kv.value.toString());
       const oldRoute = old?.kind === "route" ? old.route : undefined;
-      const merged: Route = { ...route, backends: route.backends.map((b) => ({ ...b, state: oldRoute?.backends.find((o) => o.addr === b.addr)?.state ?? "enabled" })) };
+      const merged = keepStates(route, oldRoute);
       const cmp = kv === undefined ? this.client.if(key, "Create", "==", 0) : this.client.if(key, "Mod", "==", Number(kv.mod_revision));
       const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
         cmp
           .and(keys.listener(p, listener), "Create", ">", 0)
-          .then(this.client.put(key).value(routeValue(merged)))
+          .then(this.client.put(key).value(encodeRoute(merged)))
           .commit(),
       );
       if (r.succeeded) {
@@ -328,7 +329,7 @@ export class EtcdConfigStore implements ConfigStore {
       const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () =>
         this.client
           .if(key, "Mod", "==", Number(kv.mod_revision))
-          .then(this.client.put(key).value(routeValue(route)))
+          .then(this.client.put(key).value(encodeRoute(route)))
           .commit(),
       );
       if (r.succeeded) {

@@ -7,14 +7,16 @@
 
 import type { IKeyValue } from "etcd3";
 import type { Logger } from "../log/logger";
-import { type Route, canBind, isRoute, routeSetProblems, sortRoutes } from "../routing/pool";
-import type { DataPlane } from "../server/data_plane";
-import { type StoreState, rulesFromStore, setSlotState } from "./config_store";
+import { canBind } from "../routing/pool";
+import { type Route, isRoute, routeSetProblems, sortRoutes } from "../routing/route";
+import type { RuntimeChanges } from "../server/runtime_views";
+import { ruleSet } from "../firewall/rule_set";
+import { type StoreState, setSlotState } from "./config_store";
 import { keys, parseEntry, stateFrom } from "./etcd_layout";
 
 export class FleetState {
   /** The data plane, once it exists (changes before then only update the state). */
-  plane: DataPlane | null = null;
+  plane: RuntimeChanges | null = null;
   /** Keys whose values were refused, with the reason last logged. */
   private readonly invalid = new Map<string, string>();
   /** Values refused since start. */
@@ -80,7 +82,7 @@ export class FleetState {
       if (JSON.stringify(now.routes) !== JSON.stringify(was?.routes)) await this.applyRoutes(name, now.routes);
       if (now.maxConnections !== was?.maxConnections) plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
     }
-    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules)) await plane.applyRules(rulesFromStore(this.state.rules));
+    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules)) await plane.applyRules(ruleSet(this.state.rules));
   }
 
   private async applyRoutes(name: string, routes: Route[]): Promise<void> {
@@ -146,7 +148,7 @@ export class FleetState {
     if (plane !== null) {
       for (const name of routesChanged) if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
       for (const name of maxChanged) if (this.served.has(name)) plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
-      if (rulesChanged) await plane.applyRules(rulesFromStore(this.state.rules));
+      if (rulesChanged) await plane.applyRules(ruleSet(this.state.rules));
     }
   }
 }

@@ -3,7 +3,7 @@
 // migration: add the next number.
 
 import type { Database } from "bun:sqlite";
-import { parseCidrRule, parseIpRule } from "../firewall/address";
+import { parseRule } from "../firewall/rule_set";
 
 export interface Migration {
   version: number;
@@ -52,8 +52,8 @@ export const MIGRATIONS: readonly Migration[] = [
     run: (db) => {
       const rows = db.query("SELECT type, value FROM firewall_rules WHERE type IN ('ip', 'cidr')").all() as { type: string; value: string }[];
       for (const r of rows) {
-        const parsed = r.type === "ip" ? parseIpRule(r.value) : parseCidrRule(r.value);
-        const canonical = typeof parsed === "string" ? parsed : "error" in parsed ? null : `${parsed.address}/${parsed.prefix}`;
+        const parsed = parseRule(r.type as "ip" | "cidr", r.value);
+        const canonical = parsed.ok ? parsed.value : null;
         if (canonical === null || canonical === r.value) continue;
         db.query("DELETE FROM firewall_rules WHERE type = ? AND value = ?").run(r.type, r.value);
         db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING").run(r.type, canonical);
@@ -148,5 +148,59 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE firewall_rules;
       ALTER TABLE firewall_rules_v6 RENAME TO firewall_rules;
     `,
+  },
+  {
+    version: 7,
+    description: "a route is one JSON value (routes.value), the shape etcd keeps: its pool with each backend's state, and its options",
+    sql: `
+      CREATE TABLE routes_v7 (
+        listener_id INTEGER NOT NULL REFERENCES listeners(id) ON DELETE CASCADE,
+        hostname    TEXT NOT NULL,
+        alpn        TEXT NOT NULL DEFAULT '',
+        value       TEXT NOT NULL CHECK (json_valid(value)),
+        updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (listener_id, hostname, alpn)
+      ) STRICT;
+    `,
+    // Each route's columns, settings and backends as one value of version 1
+    // (2 with allow, deny or max_connections), written out here so this
+    // step never changes with the codec (store/route_codec.ts reads it).
+    run: (db) => {
+      const rows = db.query("SELECT listener_id, hostname, alpn, updated_at, send_proxy_protocol, balance, health_check, settings FROM routes").all() as Record<string, string | number | null>[];
+      const pools = db.query("SELECT listener_id, hostname, alpn, addr, weight, backup, state FROM route_backends ORDER BY position").all() as Record<string, string | number>[];
+      const put = db.query("INSERT INTO routes_v7 (listener_id, hostname, alpn, value, updated_at) VALUES (?, ?, ?, ?, ?)");
+      for (const r of rows) {
+        const s = JSON.parse(r.settings as string) as Record<string, unknown>;
+        const check: Record<string, unknown> = {};
+        for (const [k, from] of [
+          ["intervalMs", "health_check_interval_ms"],
+          ["timeoutMs", "health_check_timeout_ms"],
+          ["rise", "health_check_rise"],
+          ["fall", "health_check_fall"],
+        ] as const)
+          if (s[from] !== undefined) check[k] = s[from];
+        const policy = s.allow !== undefined || s.deny !== undefined || s.max_connections !== undefined;
+        const backends = pools
+          .filter((b) => b.listener_id === r.listener_id && b.hostname === r.hostname && b.alpn === r.alpn)
+          .map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup === 1, state: b.state }));
+        const value = {
+          version: policy ? 2 : 1,
+          allow: s.allow,
+          deny: s.deny,
+          max_connections: s.max_connections,
+          balance: r.balance,
+          health_check: r.health_check,
+          check,
+          retries: s.retries ?? null,
+          connect_timeout_ms: s.connect_timeout_ms ?? null,
+          send_proxy_protocol: r.send_proxy_protocol,
+          backends,
+        };
+        put.run(r.listener_id as number, r.hostname as string, r.alpn as string, JSON.stringify(value), r.updated_at as string);
+      }
+      db.run("DROP TABLE route_backends");
+      db.run("DROP TABLE routes");
+      db.run("ALTER TABLE routes_v7 RENAME TO routes");
+    },
   },
 ];

@@ -2,9 +2,10 @@
 // (sqlite_database.ts), each applied to the control plane as it commits.
 
 import type { BackendState } from "../routing/backend_table";
-import type { Route } from "../routing/pool";
-import type { DataPlane, ListenerView } from "../server/data_plane";
-import { type ConfigStore, type RouteKey, type StoredRule, rulesFromStore, setSlotState } from "./config_store";
+import type { Route } from "../routing/route";
+import type { ListenerView, RuntimeChanges } from "../server/runtime_views";
+import { ruleSet } from "../firewall/rule_set";
+import { type ConfigStore, type RouteKey, type StoredRule, setSlotState } from "./config_store";
 import type { SqliteDatabase } from "./sqlite_database";
 
 /** The SQLite store: synchronous transactions, applied to the data plane as each commits. */
@@ -15,7 +16,7 @@ export class SqliteConfigStore implements ConfigStore {
 
   constructor(
     private readonly store: SqliteDatabase,
-    private readonly plane: DataPlane,
+    private readonly plane: RuntimeChanges,
   ) {
     this.current = store.rules();
   }
@@ -39,14 +40,14 @@ export class SqliteConfigStore implements ConfigStore {
   async addRule(rule: StoredRule): Promise<boolean> {
     const after = this.store.addRule(rule);
     this.current = after.rules;
-    await this.plane.applyRules(rulesFromStore(after.rules));
+    await this.plane.applyRules(ruleSet(after.rules));
     return after.changed;
   }
 
   async removeRule(rule: StoredRule): Promise<boolean> {
     const after = this.store.removeRule(rule);
     this.current = after.rules;
-    if (after.changed) await this.plane.applyRules(rulesFromStore(after.rules));
+    if (after.changed) await this.plane.applyRules(ruleSet(after.rules));
     return after.changed;
   }
 

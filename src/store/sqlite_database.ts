@@ -7,23 +7,10 @@ import { Database } from "bun:sqlite";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BackendState } from "../routing/backend_table";
-import { type Balance, type HealthCheckKind, type SendProxy, alpnKey } from "../routing/pool";
+import { alpnKey, routeName } from "../routing/route";
 import { type ListenerState, type RouteKey, StoreError, type StoreState, type StoredRoute, type StoredRule } from "./config_store";
 import { MIGRATIONS } from "./migrations";
-
-/** Per-route overrides kept as JSON in routes.settings (absent = the [proxy] default). */
-interface Settings {
-  health_check_interval_ms?: number;
-  health_check_timeout_ms?: number;
-  health_check_rise?: number;
-  health_check_fall?: number;
-  retries?: number;
-  connect_timeout_ms?: number;
-  /** The route's source policy and limit (absent: none). */
-  allow?: string[];
-  deny?: string[];
-  max_connections?: number;
-}
+import { decodeRoute, encodeRoute, keepStates } from "./route_codec";
 
 /** A route mutation's result, with the listener's routes as committed (read in the same transaction). */
 export interface RoutesAfter {
@@ -45,7 +32,7 @@ export interface SeedResult {
 }
 
 /** Where an operator is sent when the database file itself is the problem. */
-const RESTORE_HINT = `If the file is damaged, stop mc-proxy and restore the newest snapshot (README: "Backups and restore")`;
+const RESTORE_HINT = `If the file is damaged, stop mc-proxy and restore the newest snapshot (docs/ADMIN_API.md: "Backups and restore")`;
 
 /** How long a write at start waits for another process's lock. */
 const START_BUSY_TIMEOUT_MS = 5000;
@@ -139,84 +126,48 @@ export class SqliteDatabase {
     return { maxConnections: l.max_connections, routes: this.routesOf(l.id) };
   }
 
+  /** A listener's routes, each decoded from its value (route_codec.ts); a value that breaks the rules is a damaged file. */
   private routesOf(listenerId: number): StoredRoute[] {
-    const rows = this.db.query("SELECT hostname, alpn, send_proxy_protocol, balance, health_check, settings FROM routes WHERE listener_id = ? ORDER BY hostname, alpn").all(listenerId) as {
-      hostname: string;
-      alpn: string;
-      send_proxy_protocol: SendProxy;
-      balance: Balance;
-      health_check: HealthCheckKind | null;
-      settings: string;
-    }[];
-    const backends = this.db.query("SELECT hostname, alpn, addr, weight, backup, state FROM route_backends WHERE listener_id = ? ORDER BY hostname, alpn, position").all(listenerId) as {
-      hostname: string;
-      alpn: string;
-      addr: string;
-      weight: number;
-      backup: number;
-      state: BackendState;
-    }[];
+    const rows = this.db.query("SELECT hostname, alpn, value FROM routes WHERE listener_id = ? ORDER BY hostname, alpn").all(listenerId) as { hostname: string; alpn: string; value: string }[];
     return rows.map((r) => {
-      const s = JSON.parse(r.settings) as Settings;
-      return {
-        hostname: r.hostname,
-        alpn: r.alpn === "" ? [] : r.alpn.split(","),
-        allow: s.allow ?? [],
-        deny: s.deny ?? [],
-        maxConnections: s.max_connections ?? 0,
-        backends: backends.filter((b) => b.hostname === r.hostname && b.alpn === r.alpn).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup === 1, state: b.state })),
-        balance: r.balance,
-        healthCheck: r.health_check,
-        check: { intervalMs: s.health_check_interval_ms, timeoutMs: s.health_check_timeout_ms, rise: s.health_check_rise, fall: s.health_check_fall },
-        retries: s.retries ?? null,
-        connectTimeoutMs: s.connect_timeout_ms ?? null,
-        sendProxyProtocol: r.send_proxy_protocol,
-      };
+      const key = { hostname: r.hostname, alpn: r.alpn === "" ? [] : r.alpn.split(",") };
+      const route = decodeRoute(key, r.value);
+      if (!route.ok) throw new StoreError(`database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`);
+      return route.value;
     });
   }
 
-  /**
-   * Insert or replace a route's row and its pool. A backend that stays in the
-   * pool keeps its operator state; a new one is enabled.
-   */
+  /** One route as stored, or undefined. */
+  private routeOf(listenerId: number, key: RouteKey): StoredRoute | undefined {
+    const alpn = alpnKey(key.alpn);
+    const row = this.db.query("SELECT value FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").get(listenerId, key.hostname, alpn) as { value: string } | null;
+    if (row === null) return undefined;
+    const route = decodeRoute(key, row.value);
+    if (!route.ok) throw new StoreError(`database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`);
+    return route.value;
+  }
+
+  /** Insert or replace a route's value. A backend that stays in the pool keeps its operator state; a new one takes its own (enabled when absent). */
   private putRoute(listenerId: number, r: StoredRoute): void {
-    const settings: Settings = {
-      health_check_interval_ms: r.check.intervalMs,
-      health_check_timeout_ms: r.check.timeoutMs,
-      health_check_rise: r.check.rise,
-      health_check_fall: r.check.fall,
-      retries: r.retries ?? undefined,
-      connect_timeout_ms: r.connectTimeoutMs ?? undefined,
-      allow: r.allow.length === 0 ? undefined : [...r.allow],
-      deny: r.deny.length === 0 ? undefined : [...r.deny],
-      max_connections: r.maxConnections === 0 ? undefined : r.maxConnections,
-    };
-    const alpn = alpnKey(r.alpn);
+    const value = encodeRoute(keepStates(r, this.routeOf(listenerId, r)));
     this.db
       .query(
-        `INSERT INTO routes (listener_id, hostname, alpn, backend, send_proxy_protocol, balance, health_check, settings) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (listener_id, hostname, alpn) DO UPDATE SET backend = excluded.backend, send_proxy_protocol = excluded.send_proxy_protocol,
-           balance = excluded.balance, health_check = excluded.health_check, settings = excluded.settings,
-           updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
+        `INSERT INTO routes (listener_id, hostname, alpn, value) VALUES (?, ?, ?, ?)
+         ON CONFLICT (listener_id, hostname, alpn) DO UPDATE SET value = excluded.value, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
       )
-      .run(listenerId, r.hostname, alpn, r.backends[0]!.addr, r.sendProxyProtocol, r.balance, r.healthCheck, JSON.stringify(settings));
-    const keep = r.backends.map((b) => b.addr);
-    const del = this.db.query("DELETE FROM route_backends WHERE listener_id = ? AND hostname = ? AND alpn = ? AND addr = ?");
-    const existing = this.db.query("SELECT addr FROM route_backends WHERE listener_id = ? AND hostname = ? AND alpn = ?").all(listenerId, r.hostname, alpn) as { addr: string }[];
-    for (const e of existing) if (!keep.includes(e.addr)) del.run(listenerId, r.hostname, alpn, e.addr);
-    const put = this.db.query(
-      `INSERT INTO route_backends (listener_id, hostname, alpn, position, addr, weight, backup, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (listener_id, hostname, alpn, addr) DO UPDATE SET position = excluded.position, weight = excluded.weight, backup = excluded.backup`,
-    );
-    for (const [i, b] of r.backends.entries()) put.run(listenerId, r.hostname, alpn, i, b.addr, b.weight, b.backup ? 1 : 0, b.state ?? "enabled");
+      .run(listenerId, r.hostname, alpnKey(r.alpn), value);
   }
 
   /** Set one backend's operator state; `changed` is false when the route has no such backend. */
   setBackendState(addr: string, route: RouteKey, backend: string, state: BackendState): RoutesAfter {
     return this.write("set backend state", () => {
       const id = this.listenerId(addr);
-      const changed =
-        this.db.query("UPDATE route_backends SET state = ? WHERE listener_id = ? AND hostname = ? AND alpn = ? AND addr = ?").run(state, id, route.hostname, alpnKey(route.alpn), backend).changes > 0;
+      const r = this.routeOf(id, route);
+      const changed = r?.backends.some((b) => b.addr === backend) === true;
+      if (r !== undefined && changed) {
+        const next = { ...r, backends: r.backends.map((b) => (b.addr === backend ? { ...b, state } : b)) };
+        this.db.query("UPDATE routes SET value = ? WHERE listener_id = ? AND hostname = ? AND alpn = ?").run(encodeRoute(next), id, r.hostname, alpnKey(r.alpn));
+      }
       return { changed, routes: this.routesOf(id) };
     });
   }
@@ -343,7 +294,7 @@ export class SqliteDatabase {
 /**
  * `PRAGMA quick_check`: every page and index entry is read once, without
  * the cross-checks of integrity_check (measured on a 10,000-route database:
- * see README "Persistence").
+ * see docs/ADMIN_API.md "Persistence").
  */
 function quickCheck(db: Database, path: string): void {
   let rows: { quick_check: string }[];
@@ -365,7 +316,7 @@ function migrate(db: Database, path: string): void {
   const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
   if (current > latest) {
     throw new StoreError(
-      `database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (README: "Backups and restore")`,
+      `database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (docs/ADMIN_API.md: "Backups and restore")`,
     );
   }
   for (const m of MIGRATIONS) {

@@ -89,14 +89,14 @@ describe("[fingerprints]", () => {
 
 describe("parseDuration", () => {
   test("units and combinations", () => {
-    expect(parseDuration("500ms")).toBe(500);
-    expect(parseDuration("10s")).toBe(10_000);
-    expect(parseDuration("5m")).toBe(300_000);
-    expect(parseDuration("1h")).toBe(3_600_000);
-    expect(parseDuration("1m30s")).toBe(90_000);
-    expect(parseDuration("1.5s")).toBe(1500);
+    expect(parseDuration("500ms")).toEqual({ ok: true, value: 500 });
+    expect(parseDuration("10s")).toEqual({ ok: true, value: 10_000 });
+    expect(parseDuration("5m")).toEqual({ ok: true, value: 300_000 });
+    expect(parseDuration("1h")).toEqual({ ok: true, value: 3_600_000 });
+    expect(parseDuration("1m30s")).toEqual({ ok: true, value: 90_000 });
+    expect(parseDuration("1.5s")).toEqual({ ok: true, value: 1500 });
   });
   test("refuses what is not a duration", () => {
-    for (const t of ["", "10", "s", "10 s", "10sec", "-1s", "1d", "5m "]) expect(parseDuration(t)).toBeNull();
+    for (const t of ["", "10", "s", "10 s", "10sec", "-1s", "1d", "5m "]) expect(parseDuration(t)).toEqual({ ok: false, error: expect.stringContaining("is not a duration") });
   });
 });

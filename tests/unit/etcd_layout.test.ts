@@ -3,8 +3,9 @@
 // every release has written it (keys.*) — and every other spelling, or a key
 // with too many parts, refused as invalid (logged by key), never applied.
 import { describe, expect, test } from "bun:test";
-import { routeName } from "../../src/routing/pool";
-import { keys, listenerValue, parseEntry, routeValue, stateFrom } from "../../src/store/etcd_layout";
+import { routeName } from "../../src/routing/route";
+import { keys, listenerValue, parseEntry, stateFrom } from "../../src/store/etcd_layout";
+import { encodeRoute as routeValue } from "../../src/store/route_codec";
 import { route } from "../helpers/routes";
 
 const P = "/mc/";

@@ -2,7 +2,9 @@
 import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
 import { BackendTable } from "../../src/routing/backend_table";
-import { type BackendSpec, type Balance, PLAIN, RoutePool, bindRoutes } from "../../src/routing/pool";
+import { RoutePool, bindRoutes } from "../../src/routing/pool";
+import { type BackendSpec, PLAIN } from "../../src/routing/route";
+import type { Balance } from "../../src/routing/route_fields";
 
 function pool(backends: BackendSpec[], balance: Balance = "round_robin", retries: number | null = null) {
   const table = new BackendTable(64);

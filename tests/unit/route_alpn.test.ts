@@ -3,10 +3,13 @@
 import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
 import { BackendTable } from "../../src/routing/backend_table";
-import { type Route, alpnError, bindRoutes, routeName, routeProblems, routeSetProblems, sourceList, withoutClashes } from "../../src/routing/pool";
+import { bindRoutes } from "../../src/routing/pool";
+import { type Route, alpnError, routeName, routeProblems, routeSetProblems, withoutClashes } from "../../src/routing/route";
+import { sourceList } from "../../src/routing/route_fields";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RouteTable } from "../../src/routing/route_table";
-import { keys, parseEntry, routeValue, stateFrom } from "../../src/store/etcd_layout";
+import { keys, parseEntry, stateFrom } from "../../src/store/etcd_layout";
+import { encodeRoute as routeValue } from "../../src/store/route_codec";
 import { route } from "../helpers/routes";
 
 const alpnRoute = (hostname: string, backend: string, alpn: string[], extra: Partial<Route> = {}): Route => ({ ...route(hostname, backend), alpn, ...extra });
@@ -94,9 +97,9 @@ describe("the rules", () => {
     expect(dropped).toEqual(["a.example+h3"]);
   });
   test("allow / deny: addresses and CIDR blocks in canonical form; bad entries named", () => {
-    expect(sourceList(["10.0.0.0/8", "127.0.0.2", "2001:DB8::/32", "::1"], "allow")).toEqual(["10.0.0.0/8", "127.0.0.2/32", "2001:db8::/32", "::1/128"]);
-    expect(sourceList(["10.0.0.1/8"], "allow")).toEqual({ error: expect.stringContaining("allow[0]") });
-    expect(sourceList(["nope"], "deny")).toEqual({ error: expect.stringContaining("deny[0]") });
+    expect(sourceList(["10.0.0.0/8", "127.0.0.2", "2001:DB8::/32", "::1"], "allow")).toEqual({ ok: true, value: ["10.0.0.0/8", "127.0.0.2/32", "2001:db8::/32", "::1/128"] });
+    expect(sourceList(["10.0.0.1/8"], "allow")).toEqual({ ok: false, error: expect.stringContaining("allow[0]") });
+    expect(sourceList(["nope"], "deny")).toEqual({ ok: false, error: expect.stringContaining("deny[0]") });
     expect(routeProblems({ ...route("a.example", "x:1"), allow: ["10.0.0.0/8"] }, "r")).toEqual([]);
     expect(routeProblems({ ...route("a.example", "x:1"), allow: ["127.0.0.2"] }, "r")[0]).toContain("canonical");
     expect(routeProblems({ ...route("a.example", "x:1"), maxConnections: -1 }, "r")[0]).toContain("max_connections");

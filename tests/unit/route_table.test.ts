@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { BackendTable } from "../../src/routing/backend_table";
 import { POOL_DEFAULTS } from "../../src/config/config";
-import { type Route, bindRoutes } from "../../src/routing/pool";
+import { bindRoutes } from "../../src/routing/pool";
+import type { Route } from "../../src/routing/route";
 import { RouteTable } from "../../src/routing/route_table";
 import { route } from "../helpers/routes";
 

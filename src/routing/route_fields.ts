@@ -1,0 +1,216 @@
+// A route's options — everything but its key (hostname, ALPN) and its pool —
+// as one table. Each row names the option in the config file, in the stored
+// JSON value (SQLite and etcd: route_codec.ts), in the admin API
+// (proto/mc_proxy/v1/admin.proto), its value when unset, and its rule.
+// route_config.ts reads the TOML by it, route_codec.ts stores by it, the
+// admin API maps by it and routeProblems checks by it: a new route option is
+// one row here plus the code that uses it (docs/ARCHITECTURE.md
+// "Adding a route option").
+
+import { LIMITS } from "../config/limits";
+import { type Parsed, fail, ok } from "../config/parsed";
+import { durationError, intError, maxConnectionsError, showValue as show } from "../config/ranges";
+import type { Kind } from "../config/toml";
+import type { CheckSettings, SendProxy } from "../config/types";
+import { parseAddressOrCidr } from "../firewall/address";
+
+export type Balance = "round_robin" | "least_connections" | "source_hash";
+export type HealthCheckKind = "off" | "tcp" | "tls";
+
+/** A route's options as the model holds them: per-route settings are null where the [proxy] default applies. */
+export interface RouteOptions {
+  /** Client sources allowed ("address/prefix", canonical); empty: every source the firewall let through. */
+  readonly allow: readonly string[];
+  /** Client sources refused ("address/prefix", canonical); checked after allow. */
+  readonly deny: readonly string[];
+  /** Connections open at once through this route, over every event loop; 0: no limit. */
+  readonly maxConnections: number;
+  readonly balance: Balance;
+  /** null: "tcp" for two backends or more, "off" for one. */
+  readonly healthCheck: HealthCheckKind | null;
+  readonly check: Partial<CheckSettings>;
+  readonly retries: number | null;
+  /** null: [proxy] connect_timeout. */
+  readonly connectTimeoutMs: number | null;
+  readonly sendProxyProtocol: SendProxy;
+}
+
+export const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
+export const HEALTH_CHECKS: readonly HealthCheckKind[] = ["off", "tcp", "tls"];
+export const SEND_PROXY: readonly SendProxy[] = ["off", "v1", "v2"];
+
+/** A route being built from a source (TOML, a stored value, a request): any value, checked by routeProblems. */
+export type RouteDraft = { -readonly [K in keyof RouteOptions]?: unknown } & { check: Record<string, unknown> };
+
+/**
+ * An allow or deny list: addresses or CIDR blocks (the firewall's parser),
+ * in canonical "address/prefix" form, or a problem naming the entry.
+ */
+export function sourceList(list: unknown, field: string): Parsed<string[]> {
+  if (!Array.isArray(list)) return fail(`${field}: ${show(list)} must be a list of addresses or CIDR blocks`);
+  const max = LIMITS["routes.allow"].max;
+  if (list.length > max) return fail(`${field}: ${list.length} entries; at most ${max} per route`);
+  const out: string[] = [];
+  for (const [i, e] of list.entries()) {
+    if (typeof e !== "string") return fail(`${field}[${i}]: ${show(e)} must be an address or a CIDR block`);
+    const c = parseAddressOrCidr(e);
+    if (!c.ok) return fail(`${field}[${i}]: ${c.error}`);
+    out.push(c.value);
+  }
+  return ok(out);
+}
+
+export interface OptionRow {
+  /**
+   * The [[listeners.routes]] key and how its value is read: a TOML type
+   * (config/toml.ts), "send_proxy" (true, false, "v1", "v2"), or "given"
+   * (taken as written; the rule names what it may be).
+   */
+  readonly toml: string;
+  readonly kind: Kind | "send_proxy" | "given";
+  /** Where the stored JSON value keeps it: [key] or [object, key]. */
+  readonly stored: readonly [string] | readonly [string, string];
+  /**
+   * The stored value version that first has it: a value setting it (to
+   * other than `unset`) carries at least this version, which older
+   * releases refuse rather than route without it.
+   */
+  readonly since: number;
+  /**
+   * The admin API's Route field and, for an enum, its names' prefix and the
+   * values (BALANCE_ + "least_connections" upper-cased; UNSPECIFIED is
+   * `unset`); null: set in the config file only (AddRoute keeps the route's own).
+   */
+  readonly proto: { readonly field: string; readonly enumPrefix?: string; readonly values?: readonly string[] } | null;
+  /** Its value when the source does not set it (in the model; stored values leave it out). */
+  readonly unset: unknown;
+  /** The rule every source shares: a problem naming `field`, or null. */
+  readonly rule: (v: unknown, field: string) => string | null;
+  /** Canonical form of a value given by an operator (TOML, AddRoute), or a problem; absent: taken as given. */
+  readonly canonical?: (v: unknown, field: string) => Parsed<unknown>;
+  readonly get: (r: RouteOptions) => unknown;
+  readonly put: (r: RouteDraft, v: unknown) => void;
+}
+
+const oneOf = (values: readonly unknown[], nullable: boolean) => (v: unknown, field: string) =>
+  (nullable && v === null) || values.includes(v) ? null : `${field}: ${show(v)} must be one of ${values.join(", ")}`;
+
+/** allow / deny: canonical "address/prefix" entries (the firewall's parser). */
+function sources(k: "allow" | "deny"): OptionRow {
+  return {
+    toml: k,
+    kind: "given",
+    stored: [k],
+    since: 2,
+    proto: { field: k },
+    unset: [],
+    rule: (v, field) => {
+      const l = sourceList(v, field);
+      if (!l.ok) return l.error;
+      if (l.value.some((e, i) => e !== (v as string[])[i])) return `${field}: entries must be in canonical form (${JSON.stringify(l.value.slice(0, 4))}…)`;
+      return null;
+    },
+    canonical: sourceList,
+    get: (r) => r[k],
+    put: (r, v) => {
+      r[k] = v;
+    },
+  };
+}
+
+/** A per-route override of a [proxy] default: null (unset) or a value in range. */
+function override(toml: string, kind: "int" | "duration", stored: OptionRow["stored"], key: "retries" | "connectTimeoutMs" | keyof CheckSettings, rule: OptionRow["rule"]): OptionRow {
+  const inCheck = stored.length === 2;
+  return {
+    toml,
+    kind,
+    stored,
+    since: 1,
+    proto: null,
+    unset: inCheck ? undefined : null,
+    rule: (v, field) => (v === null || v === undefined ? null : rule(v, field)),
+    get: (r) => (inCheck ? r.check[key as keyof CheckSettings] : r[key as "retries"]),
+    put: (r, v) => {
+      if (!inCheck) r[key as "retries"] = v;
+      else if (v === undefined) delete r.check[key];
+      else r.check[key] = v;
+    },
+  };
+}
+
+export const OPTION_ROWS: readonly OptionRow[] = [
+  sources("allow"),
+  sources("deny"),
+  {
+    toml: "max_connections",
+    kind: "int",
+    stored: ["max_connections"],
+    since: 2,
+    proto: { field: "max_connections" },
+    unset: LIMITS["routes.max_connections"].default,
+    rule: maxConnectionsError,
+    get: (r) => r.maxConnections,
+    put: (r, v) => {
+      r.maxConnections = v;
+    },
+  },
+  {
+    toml: "balance",
+    kind: "given",
+    stored: ["balance"],
+    since: 1,
+    proto: { field: "balance", enumPrefix: "BALANCE", values: BALANCES },
+    unset: "round_robin",
+    rule: oneOf(BALANCES, false),
+    get: (r) => r.balance,
+    put: (r, v) => {
+      r.balance = v;
+    },
+  },
+  {
+    toml: "health_check",
+    kind: "given",
+    stored: ["health_check"],
+    since: 1,
+    proto: { field: "health_check", enumPrefix: "HEALTH_CHECK", values: HEALTH_CHECKS },
+    unset: null,
+    rule: oneOf(HEALTH_CHECKS, true),
+    get: (r) => r.healthCheck,
+    put: (r, v) => {
+      r.healthCheck = v;
+    },
+  },
+  override("health_check_interval", "duration", ["check", "intervalMs"], "intervalMs", (v, f) => durationError(v, f, LIMITS["routes.health_check_interval"])),
+  override("health_check_timeout", "duration", ["check", "timeoutMs"], "timeoutMs", (v, f) => durationError(v, f, LIMITS["routes.health_check_timeout"])),
+  override("health_check_rise", "int", ["check", "rise"], "rise", (v, f) => intError(v, f, LIMITS["routes.health_check_rise"])),
+  override("health_check_fall", "int", ["check", "fall"], "fall", (v, f) => intError(v, f, LIMITS["routes.health_check_fall"])),
+  override("retries", "int", ["retries"], "retries", (v, f) => intError(v, f, LIMITS["routes.retries"])),
+  override("connect_timeout", "duration", ["connect_timeout_ms"], "connectTimeoutMs", (v, f) => durationError(v, f, LIMITS["routes.connect_timeout"])),
+  {
+    toml: "send_proxy_protocol",
+    kind: "send_proxy",
+    stored: ["send_proxy_protocol"],
+    since: 1,
+    proto: { field: "send_proxy_protocol", enumPrefix: "SEND_PROXY_PROTOCOL", values: SEND_PROXY },
+    unset: "off",
+    rule: oneOf(SEND_PROXY, false),
+    get: (r) => r.sendProxyProtocol,
+    put: (r, v) => {
+      r.sendProxyProtocol = v;
+    },
+  },
+];
+
+/** A draft with every option unset. */
+export function emptyDraft(): RouteDraft {
+  const d: RouteDraft = { check: {} };
+  for (const row of OPTION_ROWS) row.put(d, row.unset);
+  return d;
+}
+
+/** The stored value's version: the highest `since` of the options it sets. */
+export function versionOf(r: RouteOptions): number {
+  let v = 1;
+  for (const row of OPTION_ROWS) if (row.since > v && JSON.stringify(row.get(r)) !== JSON.stringify(row.unset)) v = row.since;
+  return v;
+}
