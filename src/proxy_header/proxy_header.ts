@@ -3,6 +3,8 @@
 // say to a backend. Types and the protocol's constants; the reader and the
 // writer are beside this file.
 
+import type { ReadResult } from "../net/reader";
+
 export interface ProxyAddress {
   /** Normalised text: dotted-quad IPv4 (an IPv4-mapped IPv6 address becomes IPv4), RFC 5952 IPv6. */
   readonly ip: string;
@@ -24,14 +26,17 @@ export interface ProxyHeader {
   readonly uniqueId: string | null;
 }
 
-export type ProxyHeaderResult =
-  | {
-      readonly kind: "header";
-      readonly header: ProxyHeader;
-      /** The bytes after the header in the chunk that completed it (a view, not a copy): usually the ClientHello. */
-      readonly rest: Uint8Array;
-    }
-  | { readonly kind: "reject"; readonly reason: string };
+/** A header read (the reader contract, net/reader.ts). */
+export interface ProxyHeaderRead {
+  readonly header: ProxyHeader;
+  /** The bytes after the header in the chunk that completed it (a view, not a copy): usually the ClientHello. */
+  readonly rest: Uint8Array;
+}
+
+/** Every refusal closes the connection with this outcome (docs/SPEC.md §9); the reason says why. */
+export type ProxyHeaderReject = "bad_proxy_header";
+
+export type ProxyHeaderResult = ReadResult<ProxyHeaderRead, ProxyHeaderReject>;
 
 /** §2.1: "a receiver may reject an incomplete line which does not contain the CRLF sequence in the first 107 characters". */
 export const V1_MAX_LENGTH = 107;

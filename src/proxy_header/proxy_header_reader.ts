@@ -14,6 +14,7 @@
 
 import CRC32C from "crc-32/crc32c";
 import { ipFromBytes, parseIpv4Text, parseIpv6Text } from "../net/ip";
+import { MORE, type Reject, done, reject as refuse } from "../net/reader";
 import {
   ADDRESS_BLOCK,
   AF_INET,
@@ -25,6 +26,7 @@ import {
   PROTO_UNSPEC,
   type ProxyAddress,
   type ProxyHeader,
+  type ProxyHeaderReject,
   type ProxyHeaderResult,
   UNIQUE_ID_MAX,
   V1_MAX_LENGTH,
@@ -48,9 +50,23 @@ const P = 0x50;
 const CR = 0x0d;
 const LF = 0x0a;
 
-function reject(reason: string): ProxyHeaderResult {
-  return { kind: "reject", reason };
+type Refusal = Reject<ProxyHeaderReject>;
+
+function reject(reason: string): Refusal {
+  return refuse("bad_proxy_header", reason);
 }
+
+// The refusals whose reason is fixed, made once.
+const TLS_FIRST = reject("a TLS record with no PROXY header before it");
+const NEITHER = reject("neither a PROXY v1 line nor the v2 signature");
+const V1_PREFIX_WRONG = reject(`v1: the line does not start with "PROXY "`);
+const V1_BARE_LF = reject("v1: a line feed without a carriage return before it");
+const V1_NO_CRLF = reject(`v1: no CRLF within ${V1_MAX_LENGTH} bytes`);
+const V1_NOT_ASCII = reject("v1: a byte that is not printable ASCII");
+const V2_SIGNATURE_WRONG = reject("v2: wrong signature");
+const V2_CRC_TLV = reject("v2: a CRC32C TLV must appear once, 4 bytes long");
+const V2_CRC_MISMATCH = reject("v2: CRC32C mismatch");
+const V2_DATAGRAM = reject("v2: a datagram (UDP) header on a stream connection");
 
 export class ProxyHeaderReader {
   private state = State.Start;
@@ -58,23 +74,18 @@ export class ProxyHeaderReader {
   private buf: Uint8Array = new Uint8Array(V2_FIXED_LENGTH);
   private fill = 0;
   private need = 0;
-  private result: ProxyHeaderResult | null = null;
-
-  /** The outcome once known; null while more bytes are needed. */
-  get outcome(): ProxyHeaderResult | null {
-    return this.result;
-  }
+  private result: ProxyHeaderResult = MORE;
 
   /**
-   * Feed the next chunk. Returns the outcome once it is known (the same on
-   * every later call, with `rest` from the chunk that completed the header),
-   * or null when more bytes are needed. Never throws.
+   * Feed the next chunk. Returns more while bytes are needed, then done or
+   * reject (the same on every later call, with `rest` from the chunk that
+   * completed the header). Never throws.
    */
-  feed(chunk: Uint8Array): ProxyHeaderResult | null {
-    if (this.result !== null) return this.result;
+  feed(chunk: Uint8Array): ProxyHeaderResult {
+    if (this.result.kind !== "more") return this.result;
     let i = 0;
     const len = chunk.length;
-    while (i < len && this.result === null) {
+    while (i < len && this.result.kind === "more") {
       switch (this.state) {
         case State.Start: {
           const b = chunk[0 + i]!;
@@ -84,7 +95,7 @@ export class ProxyHeaderReader {
           } else if (b === CR) {
             this.state = State.V2Fixed;
             this.need = V2_FIXED_LENGTH;
-          } else return this.finish(reject(b === 0x16 ? "a TLS record with no PROXY header before it" : "neither a PROXY v1 line nor the v2 signature"));
+          } else return this.finish(b === 0x16 ? TLS_FIRST : NEITHER);
           break;
         }
         case State.V1: {
@@ -93,12 +104,12 @@ export class ProxyHeaderReader {
             const b = chunk[i++]!;
             const at = this.fill;
             this.buf[this.fill++] = b;
-            if (at < V1_PREFIX.length && b !== V1_PREFIX.charCodeAt(at)) return this.finish(reject(`v1: the line does not start with "PROXY "`));
+            if (at < V1_PREFIX.length && b !== V1_PREFIX.charCodeAt(at)) return this.finish(V1_PREFIX_WRONG);
             if (b === LF) {
-              if (at === 0 || this.buf[at - 1] !== CR) return this.finish(reject("v1: a line feed without a carriage return before it"));
+              if (at === 0 || this.buf[at - 1] !== CR) return this.finish(V1_BARE_LF);
               return this.finish(parseV1(this.buf.subarray(0, at - 1)), chunk.subarray(i));
             }
-            if (this.fill === V1_MAX_LENGTH) return this.finish(reject(`v1: no CRLF within ${V1_MAX_LENGTH} bytes`));
+            if (this.fill === V1_MAX_LENGTH) return this.finish(V1_NO_CRLF);
           }
           break;
         }
@@ -108,7 +119,7 @@ export class ProxyHeaderReader {
             const at = this.fill;
             const b = chunk[i + k]!;
             // Refuse at the first wrong signature byte, not after 16.
-            if (at < V2_SIGNATURE.length && b !== V2_SIGNATURE[at]) return this.finish(reject("v2: wrong signature"));
+            if (at < V2_SIGNATURE.length && b !== V2_SIGNATURE[at]) return this.finish(V2_SIGNATURE_WRONG);
             this.buf[this.fill++] = b;
           }
           i += take;
@@ -147,10 +158,10 @@ export class ProxyHeaderReader {
     return this.result;
   }
 
-  private finish(r: ProxyHeaderResult | ProxyHeader, rest: Uint8Array = EMPTY): ProxyHeaderResult {
+  private finish(r: Refusal | ProxyHeader, rest: Uint8Array = EMPTY): ProxyHeaderResult {
     this.state = State.Done;
     this.buf = EMPTY;
-    this.result = "kind" in r ? r : { kind: "header", header: r, rest };
+    this.result = "kind" in r ? r : done({ header: r, rest });
     return this.result;
   }
 }
@@ -173,12 +184,12 @@ function v1Port(s: string): number {
 /** §2.1: "PROXY" SP ("TCP4" | "TCP6" | "UNKNOWN" …) SP src SP dst SP sport SP dport, without the CRLF. */
 const UNKNOWN = "PROXY UNKNOWN";
 
-function parseV1(line: Uint8Array): ProxyHeader | ProxyHeaderResult {
+function parseV1(line: Uint8Array): ProxyHeader | Refusal {
   // §2.1: with UNKNOWN, "the receiver must ignore anything presented before the CRLF".
   if (startsWith(line, UNKNOWN) && (line.length === UNKNOWN.length || line[UNKNOWN.length] === 0x20)) {
     return { version: 1, source: null, destination: null, authority: null, uniqueId: null };
   }
-  for (const b of line) if (b < 0x20 || b > 0x7e) return reject("v1: a byte that is not printable ASCII");
+  for (const b of line) if (b < 0x20 || b > 0x7e) return V1_NOT_ASCII;
   const f = new TextDecoder("latin1").decode(line).split(" ");
   if (f.length !== 6) return reject(`v1: expected 6 fields separated by single spaces, got ${f.length}`);
   const [, proto, src, dst, sport, dport] = f as [string, string, string, string, string, string];
@@ -194,7 +205,7 @@ function parseV1(line: Uint8Array): ProxyHeader | ProxyHeaderResult {
 }
 
 /** §2.2: the whole v2 header (fixed part checked already), address block and TLVs. */
-function parseV2(h: Uint8Array): ProxyHeader | ProxyHeaderResult {
+function parseV2(h: Uint8Array): ProxyHeader | Refusal {
   const cmd = h[12]! & 0x0f;
   const af = h[13]! >> 4;
   const proto = h[13]! & 0x0f;
@@ -210,7 +221,7 @@ function parseV2(h: Uint8Array): ProxyHeader | ProxyHeaderResult {
     const v = o + 3;
     if (v + tlen > end) return reject(`v2: TLV type 0x${type.toString(16)} of ${tlen} bytes runs past the header`);
     if (type === PP2_TYPE_CRC32C) {
-      if (tlen !== 4 || crcAt >= 0) return reject("v2: a CRC32C TLV must appear once, 4 bytes long");
+      if (tlen !== 4 || crcAt >= 0) return V2_CRC_TLV;
       crcAt = v;
     } else if (type === PP2_TYPE_AUTHORITY) {
       authority = new TextDecoder().decode(h.subarray(v, v + tlen));
@@ -225,12 +236,12 @@ function parseV2(h: Uint8Array): ProxyHeader | ProxyHeaderResult {
     const sent = ((h[crcAt]! << 24) | (h[crcAt + 1]! << 16) | (h[crcAt + 2]! << 8) | h[crcAt + 3]!) >>> 0;
     const copy = h.slice();
     copy.fill(0, crcAt, crcAt + 4);
-    if (CRC32C.buf(copy) >>> 0 !== sent) return reject("v2: CRC32C mismatch");
+    if (CRC32C.buf(copy) >>> 0 !== sent) return V2_CRC_MISMATCH;
   }
   const common = { version: 2 as const, authority, uniqueId };
   // LOCAL, and PROXY over UNSPEC or UNIX: the connection's own endpoints stand (§2.2).
   if (cmd === V2_CMD_LOCAL || (af !== AF_INET && af !== AF_INET6)) return { ...common, source: null, destination: null };
-  if (proto !== PROTO_STREAM && proto !== PROTO_UNSPEC) return reject("v2: a datagram (UDP) header on a stream connection");
+  if (proto !== PROTO_STREAM && proto !== PROTO_UNSPEC) return V2_DATAGRAM;
   const n = af === AF_INET ? 4 : 16;
   const at = V2_FIXED_LENGTH;
   const port = (p: number) => (h[p]! << 8) | h[p + 1]!;

@@ -11,6 +11,7 @@
 // once plus once per ACK Range). A real client needs far less: its hello is
 // 1–3 pieces, or up to 11 CRYPTO frames in random order with a few PINGs
 // when Chromium's chaos protection shuffles its first Initial.
+import { type Reject, reject } from "../net/reader";
 import { varint } from "./packet";
 
 /** Disjoint ranges of CRYPTO data a flow may hold at once. */
@@ -20,11 +21,17 @@ export const MAX_FRAMES_PER_DATAGRAM = 64;
 
 export type AddResult = "ok" | "past_max" | "too_many_ranges";
 
+/** A refusal of the frames, in the reader contract's shape (net/reader.ts): the QUIC reader hands it on. */
+export type FramesRefusal = Reject<"malformed" | "too_large">;
+
 export type FramesResult =
   /** The frames were read; `frames` of the datagram's budget were used. */
-  { kind: "ok"; frames: number } | { kind: "connection_close" } | { kind: "bad"; outcome: "malformed" | "too_large"; reason: string };
+  { kind: "ok"; frames: number } | { kind: "connection_close" } | FramesRefusal;
 
-const TOO_MANY_FRAMES: FramesResult = { kind: "bad", outcome: "malformed", reason: `more than ${MAX_FRAMES_PER_DATAGRAM} frames in a datagram` };
+const TOO_MANY_FRAMES = bad(`more than ${MAX_FRAMES_PER_DATAGRAM} frames in a datagram`);
+const TRUNCATED_ACK = bad("truncated ACK frame");
+const TRUNCATED_CRYPTO = bad("truncated CRYPTO frame");
+const TOO_MANY_RANGES = bad(`more than ${MAX_CRYPTO_RANGES} CRYPTO ranges`);
 
 export class CryptoStream {
   /** Grown as data arrives (a hello is 0.3–2 KB; a pending flow should not cost `max` up front). */
@@ -104,21 +111,21 @@ export class CryptoStream {
         case 0x03: {
           const at = skipVarints(payload, p, end, 2);
           const count = at < 0 ? null : varint(payload, at, end);
-          if (count === null) return bad("truncated ACK frame");
+          if (count === null) return TRUNCATED_ACK;
           frames += count[0];
           if (frames > budget) return TOO_MANY_FRAMES;
           // Each range is two varints; ACK_ECN adds three counts (§19.3.2).
           p = skipVarints(payload, count[1], end, 1 + count[0] * 2 + (type === 0x03 ? 3 : 0));
-          if (p < 0) return bad("truncated ACK frame");
+          if (p < 0) return TRUNCATED_ACK;
           continue;
         }
         case 0x06: {
           const o = varint(payload, p, end);
           const l = o === null ? null : varint(payload, o[1], end);
-          if (o === null || l === null || l[1] + l[0] > end) return bad("truncated CRYPTO frame");
+          if (o === null || l === null || l[1] + l[0] > end) return TRUNCATED_CRYPTO;
           const r = this.add(o[0], payload.subarray(l[1], l[1] + l[0]));
-          if (r === "past_max") return { kind: "bad", outcome: "too_large", reason: `CRYPTO data past ${this.max} bytes` };
-          if (r === "too_many_ranges") return bad(`more than ${MAX_CRYPTO_RANGES} CRYPTO ranges`);
+          if (r === "past_max") return reject("too_large", `CRYPTO data past ${this.max} bytes`);
+          if (r === "too_many_ranges") return TOO_MANY_RANGES;
           p = l[1] + l[0];
           continue;
         }
@@ -133,8 +140,8 @@ export class CryptoStream {
   }
 }
 
-function bad(reason: string): FramesResult {
-  return { kind: "bad", outcome: "malformed", reason };
+function bad(reason: string): FramesRefusal {
+  return reject("malformed", reason);
 }
 
 /** The offset after `n` varints from p, or -1 when they run past `end` (p < 0 stays -1). */

@@ -19,8 +19,9 @@
 //   MAX_FRAMES_PER_DATAGRAM, MAX_CRYPTO_RANGES per flow). Past a bound the
 //   flow is refused as malformed. A client coalesces at most one packet of
 //   each type (RFC 9000 §12.2): Initial, 0-RTT, Handshake.
+import { MORE, type ReadResult, done, reject } from "../net/reader";
 import { parseClientHelloBody } from "../sni/client_hello_body";
-import type { HelloResult } from "../sni/hello_result";
+import type { ClientHello } from "../sni/hello_result";
 import { CryptoStream, MAX_FRAMES_PER_DATAGRAM } from "./crypto_stream";
 import { type InitialKeys, knownVersion } from "./initial_keys";
 import { readPacket } from "./packet";
@@ -29,14 +30,20 @@ export const MIN_INITIAL_DATAGRAM = 1200;
 /** Packets read from one datagram at most (a client coalesces 1–3). */
 export const MAX_PACKETS_PER_DATAGRAM = 8;
 
-export type QuicReject = "not_quic" | "quic_version" | "malformed" | "too_large";
+/** Why a flow's first datagrams were refused: the access-log outcomes (docs/SPEC.md §9). */
+export type QuicReject = "not_quic" | "quic_version" | "malformed" | "too_large" | "not_tls";
 
-export type QuicFeed =
-  | { kind: "more" }
-  | { kind: "hello"; hello: Extract<HelloResult, { kind: "hostname" | "no_sni" }>; version: number; dcid: Uint8Array }
-  | { kind: "reject"; outcome: QuicReject | "not_tls"; reason: string };
+/** A flow's ClientHello, and the QUIC version and Destination Connection ID of its first Initial. */
+export interface QuicHello {
+  readonly hello: ClientHello;
+  readonly version: number;
+  readonly dcid: Uint8Array;
+}
 
-const MORE: QuicFeed = { kind: "more" };
+export type QuicFeed = ReadResult<QuicHello, QuicReject>;
+
+const TOO_MANY_PACKETS = reject("malformed", `more than ${MAX_PACKETS_PER_DATAGRAM} packets in a datagram`);
+const CLOSE_FIRST = reject("malformed", "CONNECTION_CLOSE before the hello");
 
 export class QuicHelloReader {
   private keys: InitialKeys | null = null;
@@ -54,7 +61,7 @@ export class QuicHelloReader {
 
   feed(d: Uint8Array): QuicFeed {
     this.datagrams++;
-    if (this.datagrams > this.maxDatagrams) return { kind: "reject", outcome: "too_large", reason: `no complete ClientHello in ${this.maxDatagrams} datagrams` };
+    if (this.datagrams > this.maxDatagrams) return reject("too_large", `no complete ClientHello in ${this.maxDatagrams} datagrams`);
     let off = 0;
     let sawInitial = false;
     let packets = 0;
@@ -63,7 +70,7 @@ export class QuicHelloReader {
       if (packets++ === MAX_PACKETS_PER_DATAGRAM) {
         // What follows the last packet may be padding (zeros: RFC 9000 §14.1) or junk, not read; another long header is refused.
         if ((d[off]! & 0x80) === 0) break;
-        return { kind: "reject", outcome: "malformed", reason: `more than ${MAX_PACKETS_PER_DATAGRAM} packets in a datagram` };
+        return TOO_MANY_PACKETS;
       }
       const pk = readPacket(d, off, this.keys);
       if (pk.kind === "bad") {
@@ -72,29 +79,29 @@ export class QuicHelloReader {
         // damaged Initial) is dropped from reading, not held against the
         // flow: the datagram is still forwarded once the flow is routed.
         if (this.keys !== null || sawInitial) break;
-        return { kind: "reject", outcome: "not_quic", reason: pk.reason };
+        return reject("not_quic", pk.reason);
       }
-      if (pk.kind === "unknown_version") return { kind: "reject", outcome: "quic_version", reason: `version 0x${pk.version.toString(16).padStart(8, "0")}` };
+      if (pk.kind === "unknown_version") return reject("quic_version", `version 0x${pk.version.toString(16).padStart(8, "0")}`);
       if (pk.kind === "version_negotiation" || pk.kind === "short") {
-        if (this.keys === null) return { kind: "reject", outcome: "not_quic", reason: `a ${pk.kind === "short" ? "short-header" : "version negotiation"} packet opens the flow` };
+        if (this.keys === null) return reject("not_quic", `a ${pk.kind === "short" ? "short-header" : "version negotiation"} packet opens the flow`);
         break;
       }
       if (pk.kind === "long") {
-        if (this.keys === null) return { kind: "reject", outcome: "not_quic", reason: `a ${pk.type} packet opens the flow` };
+        if (this.keys === null) return reject("not_quic", `a ${pk.type} packet opens the flow`);
         off = pk.end;
         continue;
       }
       if (this.keys === null) {
-        if (d.length < MIN_INITIAL_DATAGRAM) return { kind: "reject", outcome: "not_quic", reason: `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})` };
-        if (!knownVersion(pk.version)) return { kind: "reject", outcome: "quic_version", reason: `version ${pk.version}` };
+        if (d.length < MIN_INITIAL_DATAGRAM) return reject("not_quic", `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})`);
+        if (!knownVersion(pk.version)) return reject("quic_version", `version ${pk.version}`);
         this.keys = pk.keys;
         this.version = pk.version;
         this.dcid = Uint8Array.from(pk.dcid);
       }
       sawInitial = true;
       const r = this.stream.addFrames(pk.payload, frames);
-      if (r.kind === "connection_close") return { kind: "reject", outcome: "malformed", reason: "CONNECTION_CLOSE before the hello" };
-      if (r.kind === "bad") return { kind: "reject", outcome: r.outcome, reason: r.reason };
+      if (r.kind === "connection_close") return CLOSE_FIRST;
+      if (r.kind === "reject") return r;
       frames -= r.frames;
       off = pk.end;
     }
@@ -106,14 +113,14 @@ export class QuicHelloReader {
     const n = this.stream.contiguous;
     if (n < 4) return MORE;
     const b = this.stream.prefix(n);
-    if (b[0] !== 1) return { kind: "reject", outcome: "not_tls", reason: `handshake type ${b[0]} (not a ClientHello)` };
+    if (b[0] !== 1) return reject("not_tls", `handshake type ${b[0]} (not a ClientHello)`);
     const len = (b[1]! << 16) | (b[2]! << 8) | b[3]!;
-    if (4 + len > this.stream.max) return { kind: "reject", outcome: "too_large", reason: `a ClientHello of ${len} bytes` };
+    if (4 + len > this.stream.max) return reject("too_large", `a ClientHello of ${len} bytes`);
     if (n < 4 + len) return MORE;
     // The parser's result keeps (buf, start, length) for JA4; the buffer is ours alone.
     const body = b.slice(0, 4 + len);
     const r = parseClientHelloBody(body, 4, len);
-    if (r.kind === "reject") return { kind: "reject", outcome: r.outcome === "not_tls" ? "not_tls" : r.outcome, reason: "the ClientHello does not parse" };
-    return { kind: "hello", hello: r, version: this.version, dcid: this.dcid };
+    if (r.kind === "reject") return r;
+    return done({ hello: r.value, version: this.version, dcid: this.dcid });
   }
 }

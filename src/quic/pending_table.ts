@@ -4,7 +4,8 @@
 // entry, never by refusing the newest: an attacker must then churn the whole
 // table between two datagrams of one real client's hello — which a client
 // sends back to back, within a round trip — to keep that client out. Pure:
-// the caller's clock, no timers, no sockets.
+// no clock, no timers, no sockets (the hello deadline is the flow's, on the
+// deadline wheel).
 import { SourceCounts } from "./sources";
 
 export interface PendingLimits {
@@ -21,7 +22,6 @@ export interface PendingLimits {
 interface Entry<T> {
   readonly value: T;
   readonly source: string;
-  readonly at: number;
   bytes: number;
 }
 
@@ -48,20 +48,15 @@ export class PendingTable<T> {
     return this.entries.has(key);
   }
 
-  /** When the entry was added (the caller's clock), or -1. */
-  addedAt(key: string): number {
-    return this.entries.get(key)?.at ?? -1;
-  }
-
   /**
    * Add an entry: the entries evicted to make room (oldest first, already
    * removed), or null when its source already holds `perSource` entries (or the key is in the table).
    */
-  add(key: string, source: string, value: T, now: number): T[] | null {
+  add(key: string, source: string, value: T): T[] | null {
     if (this.entries.has(key) || !this.sources.take(source)) return null;
     const evicted: T[] = [];
     while (this.entries.size >= this.limits.entries) evicted.push(this.removeOldest());
-    this.entries.set(key, { value, source, at: now, bytes: 0 });
+    this.entries.set(key, { value, source, bytes: 0 });
     return evicted;
   }
 
@@ -99,17 +94,6 @@ export class PendingTable<T> {
     this.held -= e.bytes;
     this.sources.give(e.source);
     return e.value;
-  }
-
-  /** Remove and return the entries added at or before `cutoff`, oldest first. */
-  expire(cutoff: number): T[] {
-    const out: T[] = [];
-    for (const [key, e] of this.entries) {
-      if (e.at > cutoff) break;
-      this.remove(key);
-      out.push(e.value);
-    }
-    return out;
   }
 
   private removeOldest(): T {

@@ -13,7 +13,7 @@ export const MAX_FLOWS_PER_SOURCE = 256;
 /**
  * What one source may hold under the process's connection cap (0 = none):
  * a quarter of it at most, so that one address or /64 cannot take every
- * descriptor from TCP clients and other sources (docs: README "HTTP/3").
+ * descriptor from TCP clients and other sources (docs/HTTP3.md).
  */
 export function flowsPerSource(connectionCap: number): number {
   if (connectionCap <= 0) return MAX_FLOWS_PER_SOURCE;

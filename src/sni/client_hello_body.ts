@@ -6,14 +6,25 @@
 // any inconsistency is "malformed". The function never throws and never reads
 // outside [start, start + length).
 
-import type { HelloResult } from "./hello_result";
+import { type Done, done, reject } from "../net/reader";
+import type { ClientHello, HelloRefusal } from "./hello_result";
 import { validateHostName } from "./host_name";
 
 const EXT_SERVER_NAME = 0;
 const EXT_ALPN = 16;
 const NAME_TYPE_HOST_NAME = 0;
 
-const MALFORMED: HelloResult = { kind: "reject", outcome: "malformed" };
+// Every refusal here is "malformed"; the reason says where (made once each).
+const malformed = (reason: string): HelloRefusal => reject("malformed", reason);
+const TRUNCATED = malformed("a ClientHello field runs past its end");
+const LONG_SESSION_ID = malformed("legacy_session_id over 32 bytes");
+const CIPHER_SUITES = malformed("cipher_suites empty or of an odd length");
+const NO_COMPRESSION = malformed("legacy_compression_methods empty");
+const EXTENSIONS_LENGTH = malformed("the extensions do not fill the ClientHello exactly");
+const EXTENSION_PAST_END = malformed("an extension runs past the extensions");
+const REPEATED_EXTENSION = malformed("an extension type appears twice");
+const BAD_SERVER_NAME = malformed("a bad server_name extension");
+const BAD_ALPN = malformed("a bad ALPN extension");
 const NO_ALPN: readonly string[] = Object.freeze([]);
 
 // Duplicate-extension detection without allocating per hello: a 65536-bit map
@@ -22,56 +33,57 @@ const NO_ALPN: readonly string[] = Object.freeze([]);
 const seenBits = new Uint32Array(65536 / 32);
 const seenList = new Uint16Array(65536);
 
-export function parseClientHelloBody(buf: Uint8Array, start: number, length: number): HelloResult {
+/** The whole body is there: done or reject, never more. */
+export function parseClientHelloBody(buf: Uint8Array, start: number, length: number): Done<ClientHello> | HelloRefusal {
   const end = start + length;
   let p = start;
   // legacy_version(2) + random(32)
   p += 34;
-  if (p + 1 > end) return MALFORMED;
+  if (p + 1 > end) return TRUNCATED;
   // legacy_session_id<0..32>
   const sidLen = buf[p]!;
-  if (sidLen > 32) return MALFORMED;
+  if (sidLen > 32) return LONG_SESSION_ID;
   p += 1 + sidLen;
-  if (p + 2 > end) return MALFORMED;
+  if (p + 2 > end) return TRUNCATED;
   // cipher_suites<2..2^16-2>: an even, non-zero number of bytes.
   const csLen = (buf[p]! << 8) | buf[p + 1]!;
-  if (csLen < 2 || (csLen & 1) !== 0) return MALFORMED;
+  if (csLen < 2 || (csLen & 1) !== 0) return CIPHER_SUITES;
   p += 2 + csLen;
-  if (p + 1 > end) return MALFORMED;
+  if (p + 1 > end) return TRUNCATED;
   // legacy_compression_methods<1..2^8-1>
   const cmLen = buf[p]!;
-  if (cmLen < 1) return MALFORMED;
+  if (cmLen < 1) return NO_COMPRESSION;
   p += 1 + cmLen;
-  if (p > end) return MALFORMED;
+  if (p > end) return TRUNCATED;
   // A TLS 1.2 (or older) hello may end here with no extensions at all.
-  if (p === end) return { kind: "no_sni", alpn: NO_ALPN, buf, start, length };
-  if (p + 2 > end) return MALFORMED;
+  if (p === end) return done({ hostname: null, alpn: NO_ALPN, buf, start, length });
+  if (p + 2 > end) return TRUNCATED;
   const extLen = (buf[p]! << 8) | buf[p + 1]!;
   p += 2;
   // The extensions vector must fill the rest of the message exactly.
-  if (p + extLen !== end) return MALFORMED;
+  if (p + extLen !== end) return EXTENSIONS_LENGTH;
 
   let hostname: string | null = null;
   let alpn: readonly string[] = NO_ALPN;
   let seenCount = 0;
-  let bad = false;
+  let bad: HelloRefusal | null = null;
   while (p < end) {
     if (p + 4 > end) {
-      bad = true;
+      bad = EXTENSION_PAST_END;
       break;
     }
     const type = (buf[p]! << 8) | buf[p + 1]!;
     const len = (buf[p + 2]! << 8) | buf[p + 3]!;
     p += 4;
     if (p + len > end) {
-      bad = true;
+      bad = EXTENSION_PAST_END;
       break;
     }
     // RFC 8446 §4.2: "There MUST NOT be more than one extension of the same type".
     const word = type >>> 5;
     const bit = 1 << (type & 31);
     if ((seenBits[word]! & bit) !== 0) {
-      bad = true;
+      bad = REPEATED_EXTENSION;
       break;
     }
     seenBits[word]! |= bit;
@@ -80,14 +92,14 @@ export function parseClientHelloBody(buf: Uint8Array, start: number, length: num
     if (type === EXT_SERVER_NAME) {
       const name = parseServerName(buf, p, len);
       if (name === null) {
-        bad = true;
+        bad = BAD_SERVER_NAME;
         break;
       }
       hostname = name;
     } else if (type === EXT_ALPN) {
       const protos = parseAlpn(buf, p, len);
       if (protos === null) {
-        bad = true;
+        bad = BAD_ALPN;
         break;
       }
       alpn = protos;
@@ -95,9 +107,8 @@ export function parseClientHelloBody(buf: Uint8Array, start: number, length: num
     p += len;
   }
   for (let i = 0; i < seenCount; i++) seenBits[seenList[i]! >>> 5] = 0;
-  if (bad) return MALFORMED;
-  if (hostname === null) return { kind: "no_sni", alpn, buf, start, length };
-  return { kind: "hostname", hostname, alpn, buf, start, length };
+  if (bad !== null) return bad;
+  return done({ hostname, alpn, buf, start, length });
 }
 
 /**

@@ -7,6 +7,7 @@
 // and any number of TCP segments, and never reads a byte it has not been given.
 // It does not keep the raw bytes: the connection keeps those for replay.
 
+import { MORE, reject } from "../net/reader";
 import { parseClientHelloBody } from "./client_hello_body";
 import type { HelloResult } from "./hello_result";
 
@@ -19,6 +20,12 @@ const MAX_RECORD_LEN = 16384 + 2048;
 /** Handshake header: msg_type(1) + uint24 length, RFC 8446 §4. */
 const HANDSHAKE_HEADER_LEN = 4;
 const HANDSHAKE_CLIENT_HELLO = 1;
+
+const NOT_TLS = reject("not_tls", "the first bytes are not a TLS handshake record");
+const NOT_HANDSHAKE = reject("malformed", "a later record is not a TLS handshake record");
+const BAD_RECORD_LENGTH = reject("malformed", "a record of length 0 or over 2^14 + 2048");
+const NOT_CLIENT_HELLO = reject("malformed", "the handshake message is not a ClientHello");
+const TOO_LARGE = reject("too_large", "a ClientHello over max_hello_bytes");
 
 const enum State {
   RecordHeader,
@@ -42,14 +49,14 @@ export class ClientHelloReader {
   /** ClientHello body, allocated once its declared length is known and allowed. */
   private body: Uint8Array | null = null;
   private bodyFill = 0;
-  private result: HelloResult | null = null;
+  private result: HelloResult = MORE;
   /** Stream bytes fed before the current chunk. */
   private fed = 0;
   /**
    * Where the ClientHello ends in the stream: the end of the record that
    * completes it (RFC 8446 §5.1: a record holds one content type, so what
    * follows is another record: early data or later application bytes).
-   * 0 until a hostname or no_sni result.
+   * 0 until done.
    */
   helloEnd = 0;
 
@@ -57,33 +64,28 @@ export class ClientHelloReader {
 
   /**
    * The common case without a reader: `chunk` starts with one handshake
-   * record that holds the whole ClientHello. Returns the outcome, or null when
-   * this chunk alone does not settle it (then feed a ClientHelloReader, which
-   * gives the same answer for the same bytes).
+   * record that holds the whole ClientHello. Returns done or reject, or more
+   * when this chunk alone does not settle it (then feed a ClientHelloReader,
+   * which gives the same answer for the same bytes).
    */
-  static readWhole(chunk: Uint8Array, maxHelloBytes: number = DEFAULT_MAX_HELLO_BYTES): HelloResult | null {
-    if (chunk.length < RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) return null;
-    if (chunk[0] !== CONTENT_TYPE_HANDSHAKE || chunk[1] !== 3 || chunk[5] !== HANDSHAKE_CLIENT_HELLO) return null;
+  static readWhole(chunk: Uint8Array, maxHelloBytes: number = DEFAULT_MAX_HELLO_BYTES): HelloResult {
+    if (chunk.length < RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) return MORE;
+    if (chunk[0] !== CONTENT_TYPE_HANDSHAKE || chunk[1] !== 3 || chunk[5] !== HANDSHAKE_CLIENT_HELLO) return MORE;
     const recLen = (chunk[3]! << 8) | chunk[4]!;
-    if (recLen < HANDSHAKE_HEADER_LEN || recLen > MAX_RECORD_LEN || chunk.length < RECORD_HEADER_LEN + recLen) return null;
+    if (recLen < HANDSHAKE_HEADER_LEN || recLen > MAX_RECORD_LEN || chunk.length < RECORD_HEADER_LEN + recLen) return MORE;
     const bodyLen = (chunk[6]! << 16) | (chunk[7]! << 8) | chunk[8]!;
-    if (HANDSHAKE_HEADER_LEN + bodyLen > recLen) return null;
-    if (HANDSHAKE_HEADER_LEN + bodyLen > maxHelloBytes) return reject("too_large");
+    if (HANDSHAKE_HEADER_LEN + bodyLen > recLen) return MORE;
+    if (HANDSHAKE_HEADER_LEN + bodyLen > maxHelloBytes) return TOO_LARGE;
     return parseClientHelloBody(chunk, RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN, bodyLen);
   }
 
-  /** The outcome, once one is known; null while more bytes are needed. */
-  get outcome(): HelloResult | null {
-    return this.result;
-  }
-
   /**
-   * Feed the next chunk of the stream. Returns the outcome once it is known
-   * (and the same outcome on every later call), or null if more bytes are
-   * needed. Never throws on any input.
+   * Feed the next chunk of the stream. Returns more while bytes are needed,
+   * then done or reject (and the same on every later call). Never throws on
+   * any input.
    */
-  feed(chunk: Uint8Array): HelloResult | null {
-    if (this.result !== null) return this.result;
+  feed(chunk: Uint8Array): HelloResult {
+    if (this.result.kind !== "more") return this.result;
     const len = chunk.length;
     let i = 0;
     while (i < len) {
@@ -95,11 +97,8 @@ export class ClientHelloReader {
           // Decide on the earliest byte that settles it: an HTTP request or an
           // SSLv2 hello is rejected on its first byte.
           const pos = this.headerFill + k;
-          if (pos === 0 && b !== CONTENT_TYPE_HANDSHAKE) {
-            return this.finish(this.recordsSeen === 0 ? reject("not_tls") : reject("malformed"));
-          }
-          if (pos === 1 && b !== 3) {
-            return this.finish(this.recordsSeen === 0 ? reject("not_tls") : reject("malformed"));
+          if ((pos === 0 && b !== CONTENT_TYPE_HANDSHAKE) || (pos === 1 && b !== 3)) {
+            return this.finish(this.recordsSeen === 0 ? NOT_TLS : NOT_HANDSHAKE);
           }
         }
         this.headerFill += take;
@@ -107,7 +106,7 @@ export class ClientHelloReader {
         if (this.headerFill < RECORD_HEADER_LEN) break;
         const recLen = (this.header[3]! << 8) | this.header[4]!;
         // RFC 8446 §5.1: zero-length Handshake fragments MUST NOT be sent.
-        if (recLen === 0 || recLen > MAX_RECORD_LEN) return this.finish(reject("malformed"));
+        if (recLen === 0 || recLen > MAX_RECORD_LEN) return this.finish(BAD_RECORD_LENGTH);
         this.recordRemaining = recLen;
         this.recordsSeen++;
         this.headerFill = 0;
@@ -117,7 +116,7 @@ export class ClientHelloReader {
       // State.RecordBody
       const take = Math.min(this.recordRemaining, len - i);
       const r = this.absorb(chunk, i, take);
-      if (r !== null) {
+      if (r.kind !== "more") {
         this.helloEnd = this.fed + i + this.recordRemaining;
         return this.finish(r);
       }
@@ -126,7 +125,7 @@ export class ClientHelloReader {
       if (this.recordRemaining === 0) this.state = State.RecordHeader;
     }
     this.fed += len;
-    return null;
+    return MORE;
   }
 
   /** For a chunk readWhole settled: where its ClientHello record ends. */
@@ -135,18 +134,18 @@ export class ClientHelloReader {
   }
 
   /** Take `n` bytes of handshake data from `chunk` at `off`. */
-  private absorb(chunk: Uint8Array, off: number, n: number): HelloResult | null {
+  private absorb(chunk: Uint8Array, off: number, n: number): HelloResult {
     let k = 0;
     if (this.hsHeaderFill < HANDSHAKE_HEADER_LEN) {
       while (k < n && this.hsHeaderFill < HANDSHAKE_HEADER_LEN) {
         this.hsHeader[this.hsHeaderFill++] = chunk[off + k++]!;
       }
-      if (this.hsHeaderFill < HANDSHAKE_HEADER_LEN) return null;
-      if (this.hsHeader[0] !== HANDSHAKE_CLIENT_HELLO) return reject("malformed");
+      if (this.hsHeaderFill < HANDSHAKE_HEADER_LEN) return MORE;
+      if (this.hsHeader[0] !== HANDSHAKE_CLIENT_HELLO) return NOT_CLIENT_HELLO;
       const bodyLen = (this.hsHeader[1]! << 16) | (this.hsHeader[2]! << 8) | this.hsHeader[3]!;
       // Reject as soon as the header declares a size over the cap, before
       // buffering any of it.
-      if (HANDSHAKE_HEADER_LEN + bodyLen > this.maxHelloBytes) return reject("too_large");
+      if (HANDSHAKE_HEADER_LEN + bodyLen > this.maxHelloBytes) return TOO_LARGE;
       // Fast path: the whole body is in this chunk; parse it in place.
       if (n - k >= bodyLen) {
         return parseClientHelloBody(chunk, off + k, bodyLen);
@@ -158,7 +157,7 @@ export class ClientHelloReader {
     body.set(chunk.subarray(off + k, off + k + want), this.bodyFill);
     this.bodyFill += want;
     if (this.bodyFill === body.length) return parseClientHelloBody(body, 0, body.length);
-    return null;
+    return MORE;
   }
 
   private finish(r: HelloResult): HelloResult {
@@ -167,8 +166,4 @@ export class ClientHelloReader {
     this.result = r;
     return r;
   }
-}
-
-function reject(outcome: "not_tls" | "malformed" | "too_large"): HelloResult {
-  return { kind: "reject", outcome };
 }

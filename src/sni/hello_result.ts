@@ -1,5 +1,7 @@
-// The typed outcome of reading a ClientHello. Rejections are values, never
-// exceptions: the caller turns each into a RST and an access-log outcome.
+// What reading a ClientHello gives (the reader contract, net/reader.ts): the
+// hello's server name and ALPN, or why the first bytes were refused.
+
+import type { ReadResult, Reject } from "../net/reader";
 
 /** Why the first bytes of a connection were refused (docs/SPEC.md §4, §9 outcome names). */
 export type HelloReject = "not_tls" | "malformed" | "too_large";
@@ -14,7 +16,12 @@ export interface HelloBody {
   readonly length: number;
 }
 
-export type HelloResult =
-  | ({ readonly kind: "hostname"; readonly hostname: string; readonly alpn: readonly string[] } & HelloBody)
-  | ({ readonly kind: "no_sni"; readonly alpn: readonly string[] } & HelloBody)
-  | { readonly kind: "reject"; readonly outcome: HelloReject };
+export interface ClientHello extends HelloBody {
+  /** The server_name's host name (RFC 6066 §3), normalised; null when the hello names none. */
+  readonly hostname: string | null;
+  /** The ALPN protocol names (RFC 7301 §3.1), in the client's order. */
+  readonly alpn: readonly string[];
+}
+
+export type HelloResult = ReadResult<ClientHello, HelloReject>;
+export type HelloRefusal = Reject<HelloReject>;

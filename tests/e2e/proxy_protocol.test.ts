@@ -323,8 +323,9 @@ ${routes}`,
     const r = await send(port, chunks);
     expect(r.received.toString()).toBe("ok");
     const got = backend.conns[n0]!.bytes;
-    const h = new ProxyHeaderReader().feed(got);
-    if (h?.kind !== "header") throw new Error(`backend got no PROXY header: ${got.subarray(0, 40).toString("hex")}`);
+    const read = new ProxyHeaderReader().feed(got);
+    if (read.kind !== "done") throw new Error(`backend got no PROXY header: ${got.subarray(0, 40).toString("hex")}`);
+    const h = read.value;
     expect(Buffer.from(h.rest).equals(Buffer.from(clientHello))).toBe(true);
     const id = (await proxy.waitAccess((x) => x.outcome === "ok" && backend.conns.length > n0 && proxy.access().length > 0 && x.id === (h.header.uniqueId ?? x.id), 3000)).id;
     return { header: h.header, raw: got, id };
@@ -405,7 +406,7 @@ describe("send_proxy_protocol over the admin API and the CLI (binary)", () => {
         const r = await send(port, [helloFor(name)]);
         expect(r.received.toString()).toBe("ok");
         const h = new ProxyHeaderReader().feed(backend.conns[n0]!.bytes);
-        expect(h).toMatchObject({ kind: "header", header: { version } });
+        expect(h).toMatchObject({ kind: "done", value: { header: { version } } });
       }
     } finally {
       await proxy.stop();

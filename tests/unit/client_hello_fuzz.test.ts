@@ -4,6 +4,7 @@
 // outside the window it is given (checked by surrounding that window with two
 // different fills and requiring the same answer).
 import { expect, test } from "bun:test";
+import { MORE } from "../../src/net/reader";
 import { parseClientHelloBody } from "../../src/sni/client_hello_body";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import type { HelloResult } from "../../src/sni/hello_result";
@@ -14,18 +15,26 @@ import { prng, randInt } from "../helpers/prng";
 const ITERATIONS = 100_000;
 const TIME_BUDGET_MS = 20_000;
 
-function key(r: HelloResult | null): string {
-  if (r === null) return "incomplete";
-  if (r.kind === "hostname") return `h:${r.hostname}|${r.alpn.join(",")}`;
-  if (r.kind === "no_sni") return `n:${r.alpn.join(",")}`;
-  return `r:${r.outcome}`;
+function key(r: HelloResult): string {
+  if (r.kind === "more") return "incomplete";
+  if (r.kind === "done") return r.value.hostname === null ? `n:${r.value.alpn.join(",")}` : `h:${r.value.hostname}|${r.value.alpn.join(",")}`;
+  return `r:${r.outcome}|${r.reason}`;
 }
 
-function wellFormed(r: HelloResult | null): boolean {
-  if (r === null) return true;
-  if (r.kind === "hostname") return /^[a-z0-9._-]{1,253}$/.test(r.hostname) && Array.isArray(r.alpn);
-  if (r.kind === "no_sni") return Array.isArray(r.alpn);
-  return r.outcome === "not_tls" || r.outcome === "malformed" || r.outcome === "too_large";
+function wellFormed(r: HelloResult): boolean {
+  if (r.kind === "more") return true;
+  if (r.kind === "done") {
+    const h = r.value.hostname;
+    return (h === null || /^[a-z0-9._-]{1,253}$/.test(h)) && Array.isArray(r.value.alpn);
+  }
+  return (r.outcome === "not_tls" || r.outcome === "malformed" || r.outcome === "too_large") && r.reason.length > 0;
+}
+
+/** The outcome counted for coverage: hostname, no_sni, a reject's outcome, or incomplete. */
+function kindOf(r: HelloResult): string {
+  if (r.kind === "more") return "incomplete";
+  if (r.kind === "done") return r.value.hostname === null ? "no_sni" : "hostname";
+  return r.outcome;
 }
 
 function seeds(): Uint8Array[] {
@@ -111,12 +120,12 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
   for (; done < ITERATIONS && performance.now() - started < TIME_BUDGET_MS; done++) {
     const input = rand() < 0.85 ? mutate(rand, corpus[randInt(rand, 0, corpus.length - 1)]!) : randomBytes(rand);
     const max = rand() < 0.1 ? randInt(rand, 1, 2000) : 65536;
-    let whole: HelloResult | null;
-    let chunked: HelloResult | null = null;
+    let whole: HelloResult;
+    let chunked: HelloResult = MORE;
     try {
       whole = new ClientHelloReader(max).feed(input);
       const r = new ClientHelloReader(max);
-      for (let o = 0; o < input.length && chunked === null; ) {
+      for (let o = 0; o < input.length && chunked.kind === "more"; ) {
         const n = randInt(rand, 1, 40);
         chunked = r.feed(input.subarray(o, o + n));
         o += n;
@@ -129,11 +138,11 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
     }
     // The reader-less fast path must agree whenever it answers.
     const fast = ClientHelloReader.readWhole(input, max);
-    if (fast !== null) {
+    if (fast.kind !== "more") {
       fastAnswers++;
       if (key(fast) !== key(whole)) throw new Error(`readWhole disagrees for ${Buffer.from(input).toString("hex")}: ${key(fast)} vs ${key(whole)}`);
     }
-    const k = whole === null ? "incomplete" : whole.kind === "reject" ? whole.outcome : whole.kind;
+    const k = kindOf(whole);
     outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   }
   console.log(`fuzz: ${done} inputs in ${Math.round(performance.now() - started)} ms; outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);

@@ -1,30 +1,32 @@
 import { describe, expect, test } from "bun:test";
+import { MORE } from "../../src/net/reader";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import type { HelloResult } from "../../src/sni/hello_result";
 import { helloFixtures } from "../helpers/fixtures";
 import { alpnExtension, clientHelloBody, concat, handshake, helloFor, paddingExtension, records, sniExtension, u16 } from "../helpers/hello_builder";
 import { prng, randInt } from "../helpers/prng";
 
-function readWhole(bytes: Uint8Array, max?: number): HelloResult | null {
+function readWhole(bytes: Uint8Array, max?: number): HelloResult {
   return new ClientHelloReader(max).feed(bytes);
 }
 
-function readInChunks(bytes: Uint8Array, sizes: () => number, max?: number): HelloResult | null {
+function readInChunks(bytes: Uint8Array, sizes: () => number, max?: number): HelloResult {
   const r = new ClientHelloReader(max);
-  let out: HelloResult | null = null;
+  let out: HelloResult = MORE;
   for (let o = 0; o < bytes.length; ) {
     const n = Math.max(1, sizes());
     out = r.feed(bytes.subarray(o, o + n));
     o += n;
-    if (out !== null) break;
+    if (out.kind !== "more") break;
   }
   return out;
 }
 
-function sniOf(r: HelloResult | null): string | null | undefined {
-  if (r === null) return undefined;
-  if (r.kind === "hostname") return r.hostname;
-  if (r.kind === "no_sni") return null;
+function sniOf(r: HelloResult): string | null | undefined {
+  if (r.kind === "more") return undefined;
+  if (r.kind === "done") return r.value.hostname;
+  // Every refusal says why, for the debug log.
+  expect(r.reason.length).toBeGreaterThan(0);
   return `reject:${r.outcome}`;
 }
 
@@ -45,15 +47,15 @@ describe("real ClientHellos from ../shared/testdata/hellos", () => {
     const curl = fixtures.find((f) => f.file === "curl.bin");
     if (curl === undefined) return;
     const r = readWhole(curl.bytes);
-    expect(r?.kind).toBe("hostname");
-    if (r?.kind === "hostname") expect(r.alpn).toContain("http/1.1");
+    expect(r.kind).toBe("done");
+    if (r.kind === "done") expect(r.value.alpn).toContain("http/1.1");
   });
 });
 
 describe("synthetic hellos that must be accepted", () => {
   test("single record, ALPN extracted", () => {
     const r = readWhole(helloFor("alpha.example.com", ["h2", "http/1.1"]));
-    expect(r).toMatchObject({ kind: "hostname", hostname: "alpha.example.com", alpn: ["h2", "http/1.1"], start: 9 });
+    expect(r).toMatchObject({ kind: "done", value: { hostname: "alpha.example.com", alpn: ["h2", "http/1.1"], start: 9 } });
   });
   test("split over 3 records", () => {
     const hs = handshake(clientHelloBody([sniExtension("three.example.com"), paddingExtension(100)]));
@@ -89,7 +91,7 @@ describe("synthetic hellos that must be accepted", () => {
   });
   test("no server_name extension → no_sni, still with ALPN", () => {
     const r = readWhole(helloForExts([alpnExtension("h2")]));
-    expect(r).toMatchObject({ kind: "no_sni", alpn: ["h2"], start: 9 });
+    expect(r).toMatchObject({ kind: "done", value: { hostname: null, alpn: ["h2"], start: 9 } });
   });
   test("a TLS 1.2 hello with no extensions at all → no_sni", () => {
     expect(sniOf(readWhole(records(handshake(clientHelloBody(null)))))).toBeNull();
@@ -155,16 +157,34 @@ describe("each reject class", () => {
   }
   test("too_large is decided from the header alone, before the body arrives", () => {
     const r = new ClientHelloReader(65536);
-    expect(r.feed(new Uint8Array([22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x01]))).toEqual({ kind: "reject", outcome: "too_large" });
+    expect(r.feed(new Uint8Array([22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x01]))).toEqual({ kind: "reject", outcome: "too_large", reason: "a ClientHello over max_hello_bytes" });
   });
-  test("an incomplete hello yields no outcome yet", () => {
+  test("an incomplete hello yields more, the one shared value, and no outcome yet", () => {
     const bytes = helloFor("wait.example.com");
     const r = new ClientHelloReader();
-    expect(r.feed(bytes.subarray(0, bytes.length - 1))).toBeNull();
-    expect(r.outcome).toBeNull();
+    expect(r.feed(bytes.subarray(0, bytes.length - 2))).toBe(MORE);
+    expect(r.feed(bytes.subarray(bytes.length - 2, bytes.length - 1))).toBe(MORE);
     expect(sniOf(r.feed(bytes.subarray(bytes.length - 1)))).toBe("wait.example.com");
     // The outcome is sticky.
     expect(sniOf(r.feed(new Uint8Array([0xff])))).toBe("wait.example.com");
+  });
+});
+
+describe("the reader contract (net/reader.ts)", () => {
+  test("a refusal whose reason is fixed is one shared value, not made per connection", () => {
+    const http = new TextEncoder().encode("GET / HTTP/1.1\r\n");
+    const a = readWhole(http);
+    expect(a).toEqual({ kind: "reject", outcome: "not_tls", reason: "the first bytes are not a TLS handshake record" });
+    expect(readWhole(http)).toBe(a);
+    const dup = helloForExts([paddingExtension(4, 99), paddingExtension(4, 99)]);
+    expect(readWhole(dup)).toMatchObject({ kind: "reject", outcome: "malformed", reason: "an extension type appears twice" });
+    expect(readWhole(dup)).toBe(ClientHelloReader.readWhole(dup));
+  });
+  test("readWhole answers more when its chunk alone does not settle it; the reader then gives the answer", () => {
+    const bytes = helloFor("later.example.com");
+    expect(ClientHelloReader.readWhole(bytes.subarray(0, 20))).toBe(MORE);
+    expect(ClientHelloReader.readWhole(new Uint8Array([0x47, 0x45, 0x54, 0x20, 0x2f, 0x20, 0x48, 0x54, 0x54]))).toBe(MORE);
+    expect(sniOf(readInChunks(bytes, () => 20))).toBe("later.example.com");
   });
 });
 
@@ -194,4 +214,21 @@ describe("empty labels", () => {
   for (const name of [".lead.example", "a..b.example", "x.example.."]) {
     test(JSON.stringify(name), () => expect(sniOf(readWhole(helloFor(name)))).toBe("reject:malformed"));
   }
+});
+
+describe("the ClientHello's end in the stream (what a retry may replay)", () => {
+  test("split at every offset, with data after it: the end is the hello record's end", () => {
+    const hello = records(handshake(clientHelloBody([sniExtension("app.example.com")])), 100);
+    const data = new Uint8Array([23, 3, 3, 0, 5, 1, 2, 3, 4, 5]);
+    const stream = concat(hello, data);
+    for (let cut = 1; cut < stream.length; cut++) {
+      const r = new ClientHelloReader();
+      let out = r.feed(stream.subarray(0, cut));
+      if (out.kind === "more") out = r.feed(stream.subarray(cut));
+      expect(out).toMatchObject({ kind: "done", value: { hostname: "app.example.com" } });
+      expect(r.helloEnd).toBe(hello.length);
+    }
+    const whole = helloFor("app.example.com");
+    expect(ClientHelloReader.wholeEnd(concat(whole, data))).toBe(whole.length);
+  });
 });

@@ -56,10 +56,10 @@ describe("the published client Initial packets (RFC 9001 A.2, RFC 9369 A.2)", ()
       expect(p.payload.subarray(frame.length).every((b) => b === 0)).toBe(true);
       expect(h(d)).toBe(before); // the datagram is never changed
       const r = new QuicHelloReader(65536).feed(d);
-      expect(r.kind).toBe("hello");
-      if (r.kind !== "hello") return;
-      expect(r.hello).toMatchObject({ kind: "hostname", hostname: "example.com", alpn: ["alpn"] });
-      expect(r.version).toBe(version);
+      expect(r.kind).toBe("done");
+      if (r.kind !== "done") return;
+      expect(r.value.hello).toMatchObject({ hostname: "example.com", alpn: ["alpn"] });
+      expect(r.value.version).toBe(version);
     });
   }
   test("one flipped ciphertext bit: the Initial does not authenticate", () => {
@@ -94,7 +94,7 @@ describe("a hello over several Initial packets", () => {
         // Either half alone decrypts and leaves the hello incomplete.
         expect(r.feed(ds[order[0]!]!).kind).toBe("more");
         const second = r.feed(ds[order[1]!]!);
-        expect(second).toMatchObject({ kind: "hello", hello: { kind: "hostname", hostname: "app.example.com", alpn: ["h3"] } });
+        expect(second).toMatchObject({ kind: "done", value: { hello: { hostname: "app.example.com", alpn: ["h3"] } } });
       }
     });
   }
@@ -105,7 +105,7 @@ describe("a hello over several Initial packets", () => {
     expect(r.feed(dgram(1, 0, parts[0]!)).kind).toBe("more");
     expect(r.feed(new Uint8Array(1200).fill(0x41)).kind).toBe("more");
     expect(r.feed(dgram(2, cut - 100, hello.subarray(cut - 100, cut + 50))).kind).toBe("more");
-    expect(r.feed(dgram(3, cut, parts[1]!)).kind).toBe("hello");
+    expect(r.feed(dgram(3, cut, parts[1]!)).kind).toBe("done");
   });
 
   test("two Initials coalesced in one datagram (RFC 9000 §12.2)", () => {
@@ -117,7 +117,7 @@ describe("a hello over several Initial packets", () => {
     one.set(b, a.length);
     const r = new QuicHelloReader(65536);
     expect(r.feed(padDatagram(one)).kind).toBe("more");
-    expect(r.feed(padDatagram(c)).kind).toBe("hello");
+    expect(r.feed(padDatagram(c)).kind).toBe("done");
   });
 
   test("bounds: a first datagram under 1200 bytes, too many datagrams, a hello over the cap, not QUIC, another version", () => {
@@ -186,7 +186,7 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
     const cuts = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) => Math.round((hello.length * i) / MAX_PACKETS_PER_DATAGRAM));
     const packets = cuts.slice(1).map((c, i) => sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, c)) }));
     const r = new QuicHelloReader(16384).feed(padDatagram(cat(...packets)));
-    expect(r).toMatchObject({ kind: "hello", hello: { hostname: "app.example.com" } });
+    expect(r).toMatchObject({ kind: "done", value: { hello: { hostname: "app.example.com" } } });
     const extra = sealInitial({ dcid, pn: 99, frames: Uint8Array.of(1) });
     // Small ones, then padding (zeros after the last packet).
     const small = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) => sealInitial({ dcid, pn: i, frames: i === 0 ? cryptoFrame(0, hello.subarray(0, 100)) : Uint8Array.of(1) }));
@@ -229,7 +229,7 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
       if (round % 2 === 1) ds.reverse();
       const r = new QuicHelloReader(16384);
       expect(r.feed(ds[0]!).kind).toBe("more");
-      expect(r.feed(ds[1]!)).toMatchObject({ kind: "hello", hello: { hostname: "app.example.com", alpn: ["h3"] } });
+      expect(r.feed(ds[1]!)).toMatchObject({ kind: "done", value: { hello: { hostname: "app.example.com", alpn: ["h3"] } } });
     }
     for (const order of [
       [0, 1, 2],
@@ -240,14 +240,14 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
       const cuts = [0, 800, 1600, hello.length];
       const r = new QuicHelloReader(16384);
       const results = order.map((k, i) => r.feed(padDatagram(sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[k]!, hello.subarray(cuts[k]!, cuts[k + 1]!)) }))));
-      expect(results.map((x) => x.kind)).toEqual(["more", "more", "hello"]);
+      expect(results.map((x) => x.kind)).toEqual(["more", "more", "done"]);
     }
     // 16 pieces, even ones first: up to 8 gaps at once.
     const step = Math.ceil(hello.length / 16);
     const order = [...Array.from({ length: 8 }, (_, i) => 2 * i + 1), ...Array.from({ length: 8 }, (_, i) => 14 - 2 * i)];
     const r = new QuicHelloReader(16384);
     const results = order.map((k, i) => r.feed(padDatagram(sealInitial({ dcid, pn: i, frames: cryptoFrame(k * step, hello.subarray(k * step, (k + 1) * step)) }))));
-    expect(results.at(-1)).toMatchObject({ kind: "hello" });
+    expect(results.at(-1)).toMatchObject({ kind: "done" });
     expect(results.slice(0, -1).every((x) => x.kind === "more")).toBe(true);
   });
 

@@ -1,6 +1,6 @@
 // The QUIC pending table (src/quic/pending_table.ts): bounded in entries,
 // per source and in bytes; a full table evicts its oldest entry rather
-// than refuse the newest; entries expire by when they were added.
+// than refuse the newest.
 import { describe, expect, test } from "bun:test";
 import { PendingTable } from "../../src/quic/pending_table";
 import { SourceCounts, sourceKey } from "../../src/quic/sources";
@@ -10,33 +10,33 @@ const limits = { entries: 4, perSource: 2, bytesPerEntry: 100, bytesTotal: 250 }
 describe("PendingTable", () => {
   test("a full table evicts its oldest entry for a newcomer", () => {
     const t = new PendingTable<string>(limits);
-    for (const [i, k] of ["a", "b", "c", "d"].entries()) expect(t.add(k, `src${i}`, k, i)).toEqual([]);
-    expect(t.add("e", "src9", "e", 10)).toEqual(["a"]);
+    for (const [i, k] of ["a", "b", "c", "d"].entries()) expect(t.add(k, `src${i}`, k)).toEqual([]);
+    expect(t.add("e", "src9", "e")).toEqual(["a"]);
     expect(t.has("a")).toBe(false);
     expect(t.size).toBe(4);
-    expect(t.add("f", "src8", "f", 11)).toEqual(["b"]);
+    expect(t.add("f", "src8", "f")).toEqual(["b"]);
   });
 
   test("a source past its share is refused (the newest of it), and gets its share back when one goes", () => {
     const t = new PendingTable<string>(limits);
-    expect(t.add("a", "s", "a", 0)).toEqual([]);
-    expect(t.add("b", "s", "b", 1)).toEqual([]);
-    expect(t.add("c", "s", "c", 2)).toBeNull();
-    expect(t.add("a", "t", "a", 2)).toBeNull(); // a key already in the table
+    expect(t.add("a", "s", "a")).toEqual([]);
+    expect(t.add("b", "s", "b")).toEqual([]);
+    expect(t.add("c", "s", "c")).toBeNull();
+    expect(t.add("a", "t", "a")).toBeNull(); // a key already in the table
     t.remove("a");
-    expect(t.add("c", "s", "c", 3)).toEqual([]);
+    expect(t.add("c", "s", "c")).toEqual([]);
     // Evicting an entry gives its source's share back too.
-    t.add("x", "u", "x", 4);
-    t.add("y", "v", "y", 5);
-    expect(t.add("z", "w", "z", 6)).toEqual(["b"]);
-    expect(t.add("d", "s", "d", 7)).toEqual(["c"]);
+    t.add("x", "u", "x");
+    t.add("y", "v", "y");
+    expect(t.add("z", "w", "z")).toEqual(["b"]);
+    expect(t.add("d", "s", "d")).toEqual(["c"]);
   });
 
   test("bytes: an entry past its own bound is too_large (nothing counted); past the total, the oldest others go", () => {
     const t = new PendingTable<string>(limits);
-    t.add("a", "1", "a", 0);
-    t.add("b", "2", "b", 1);
-    t.add("c", "3", "c", 2);
+    t.add("a", "1", "a");
+    t.add("b", "2", "b");
+    t.add("c", "3", "c");
     expect(t.hold("a", 100)).toEqual([]);
     expect(t.hold("a", 1)).toBe("too_large");
     expect(t.bytes).toBe(100);
@@ -44,7 +44,7 @@ describe("PendingTable", () => {
     // 100 + 100 + 60 > 250: the oldest other (a) goes.
     expect(t.hold("c", 60)).toEqual(["a"]);
     expect(t.bytes).toBe(160);
-    t.add("d", "4", "d", 3);
+    t.add("d", "4", "d");
     expect(t.hold("d", 100)).toEqual(["b"]);
     expect(t.bytes).toBe(160);
     expect(t.hold("unknown", 10)).toEqual([]);
@@ -56,9 +56,9 @@ describe("PendingTable", () => {
 
   test("the entry that grows is never its own victim, even when it is the oldest", () => {
     const t = new PendingTable<string>(limits);
-    t.add("x", "1", "x", 0);
-    t.add("y", "2", "y", 1);
-    t.add("z", "3", "z", 2);
+    t.add("x", "1", "x");
+    t.add("y", "2", "y");
+    t.add("z", "3", "z");
     t.hold("x", 50);
     t.hold("y", 100);
     t.hold("z", 100);
@@ -66,18 +66,17 @@ describe("PendingTable", () => {
     expect(t.bytes).toBe(160);
   });
 
-  test("expire removes the entries added at or before the cutoff, oldest first, whatever they did since", () => {
+  test("remove gives back an entry's bytes and its source's place", () => {
     const t = new PendingTable<string>(limits);
-    t.add("a", "1", "a", 0);
-    t.add("b", "2", "b", 1000);
-    t.add("c", "3", "c", 2000);
+    t.add("a", "1", "a");
+    t.add("b", "2", "b");
     t.hold("a", 10);
-    expect(t.addedAt("b")).toBe(1000);
-    expect(t.expire(999)).toEqual(["a"]);
-    expect(t.expire(2000)).toEqual(["b", "c"]);
-    expect(t.size).toBe(0);
+    expect(t.remove("a")).toBe("a");
+    expect(t.remove("a")).toBeUndefined();
     expect(t.bytes).toBe(0);
-    expect(t.addedAt("b")).toBe(-1);
+    expect(t.remove("b")).toBe("b");
+    expect(t.size).toBe(0);
+    expect(t.has("b")).toBe(false);
   });
 
   test("bounded under churn: 100,000 adds from 10,000 sources hold at most `entries` and `bytesTotal`", () => {
@@ -86,7 +85,7 @@ describe("PendingTable", () => {
     let mostBytes = 0;
     for (let i = 0; i < 100_000; i++) {
       const k = String(i);
-      if (t.add(k, String(i % 10_000), i, i) === null) continue;
+      if (t.add(k, String(i % 10_000), i) === null) continue;
       const h = t.hold(k, 1500 * (1 + (i % 16)));
       if (h === "too_large") t.remove(k);
       most = Math.max(most, t.size);
