@@ -7,7 +7,8 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { loadRoutedConfig } from "../routing/route_config";
-import { type HelloReply, controlPath, hello } from "../server/handover";
+import { type HelloReply, controlPath } from "../server/handover";
+import { hello } from "../server/takeover_client";
 import { UsageError, help, parseArgs } from "./args";
 
 export const RELOAD_USAGE = `Usage: mc-proxy reload -c FILE [--timeout SECONDS]
@@ -92,7 +93,9 @@ export async function reload(args: string[]): Promise<number> {
   if (a.config === null) throw new UsageError("-c FILE is required", RELOAD_USAGE);
   const rawTimeout = a.flags.get("--timeout") ?? "60";
   if (!/^[1-9]\d{0,4}$/.test(rawTimeout)) throw new UsageError(`--timeout: ${JSON.stringify(rawTimeout)} is not a number of seconds (1-99999)`, RELOAD_USAGE);
-  // The same checks as `mc-proxy check`: a bad config changes nothing.
+  // The config's own checks: a bad config changes nothing. The files it
+  // names are read by the new process's preflight (startup/preflight.ts),
+  // as the server's user, before it asks the running process anything.
   const cfg = loadRoutedConfig(a.config);
   const control = controlPath(cfg.databasePath);
   await hello(control).catch((e: Error) => {

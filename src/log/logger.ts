@@ -1,7 +1,10 @@
 // The one logger: structured records to stderr, as logfmt ("text") or JSON.
 // Records are buffered and written in batches, at most FLUSH_MS after the
 // first one, so the access log costs no syscall per connection; flush() on
-// exit.
+// exit. What waits unwritten is bounded (docs/METRICS_AND_LOGS.md "Logs"):
+// when stderr's reader stalls, records past the bound are dropped and
+// counted — info and debug first — and one `log lines dropped` record says
+// how many once the sink has written what it held. Nothing here blocks.
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "text" | "json";
@@ -12,19 +15,50 @@ const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error:
 const FLUSH_MS = 50;
 /** Write at once when this much is waiting, whatever the time. */
 const FLUSH_BYTES = 64 * 1024;
+/** Past this much text waiting (the batch and what the sink holds unwritten), info and debug records are dropped… */
+export const SHED_INFO_CHARS = 4 * 1024 * 1024;
+/** …and past this much, every record. */
+export const SHED_ALL_CHARS = 8 * 1024 * 1024;
 
 export interface LogSink {
   write(text: string): void;
-  flush(): void;
+  /**
+   * Write out what it was given. A Promise while some of it still waits for
+   * the reader (backpressure), settled once it has all been written; any
+   * other answer means written.
+   */
+  flush(): unknown;
 }
 
-/** stderr; the logger hands it whole batches, so each write is one syscall. */
+/**
+ * stderr; the logger hands it whole batches, so each write is one syscall.
+ * Bun's FileSink buffers what a pipe does not take and answers write() and
+ * flush() with a Promise, settled when its buffer is written out (measured,
+ * Bun 1.4.4; docs/METRICS_AND_LOGS.md "Logs").
+ */
 function stderrSink(): LogSink {
   const w = Bun.stderr.writer();
+  let pending: Promise<unknown> | undefined;
   return {
-    write: (t) => void w.write(t),
-    flush: () => void w.flush(),
+    write: (t) => {
+      const r = w.write(t);
+      if (r instanceof Promise) pending = r.catch(() => {});
+    },
+    flush: () => {
+      const r = w.flush();
+      const p = r instanceof Promise ? r.catch(() => {}) : pending;
+      pending = undefined;
+      return p;
+    },
   };
+}
+
+/** Records dropped by this thread's loggers since start (mc_proxy_log_dropped_total). */
+let droppedTotal = 0;
+
+/** Log records dropped since the process started, the bound reached (the main thread's count: workers' lines are written by it). */
+export function logRecordsDropped(): number {
+  return droppedTotal;
 }
 
 export class Logger {
@@ -32,6 +66,12 @@ export class Logger {
   /** Lines not yet handed to the sink (a rope; joined once per batch). */
   private batch = "";
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /** Text handed to the sink that it has not yet written (its flush Promises not all settled). */
+  private unwritten = 0;
+  /** The sink's flush Promises not yet settled. */
+  private inflight = 0;
+  /** Records dropped since the last `log lines dropped` record. */
+  private dropped = 0;
 
   constructor(
     level: LogLevel,
@@ -65,7 +105,8 @@ export class Logger {
    */
   audit(msg: string, fields: Fields): void {
     const time = this.time();
-    this.batch += this.format === "json" ? jsonLine(time, "info", msg, fields) : logfmtLine(time, "info", msg, fields);
+    const line = this.format === "json" ? jsonLine(time, "info", msg, fields) : logfmtLine(time, "info", msg, fields);
+    if (this.admit(LEVELS.warn, line.length)) this.batch += line;
     this.flush();
   }
 
@@ -108,7 +149,19 @@ export class Logger {
     return this.lastIso;
   }
 
+  /** Whether a record of `level` and `chars` fits under the bound; else it is counted as dropped. */
+  private admit(level: number, chars: number): boolean {
+    const waiting = this.batch.length + this.unwritten + chars;
+    if (waiting <= SHED_INFO_CHARS || (level >= LEVELS.warn && waiting <= SHED_ALL_CHARS)) return true;
+    this.dropped++;
+    droppedTotal++;
+    // Said once the sink has written what it holds (settled), or at the next flush if it holds nothing.
+    if (this.inflight === 0 && this.timer === null) this.timer = setTimeout(this.flushSoon, FLUSH_MS);
+    return false;
+  }
+
   private append(level: LogLevel, line: string): void {
+    if (!this.admit(LEVELS[level], line.length)) return;
     this.batch += line;
     // Warnings and errors are rare and wanted at once; access records can wait a little.
     if (this.batch.length >= FLUSH_BYTES || LEVELS[level] >= LEVELS.warn) this.flush();
@@ -125,9 +178,12 @@ export class Logger {
    * whole, in one write, after what this logger had waiting.
    */
   forward(text: string): void {
+    if (this.batch.length + this.unwritten + text.length <= SHED_INFO_CHARS) this.batch += text;
+    else {
+      // Over the bound: each line on its own, by its level (warnings and errors kept longer).
+      for (const line of text.split(/(?<=\n)/)) if (this.admit(levelOf(line), line.length)) this.batch += line;
+    }
     this.flush();
-    this.sink.write(text);
-    this.sink.flush();
   }
 
   /** Write everything logged so far. */
@@ -136,12 +192,43 @@ export class Logger {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.batch === "") return;
+    if (this.batch === "" && (this.dropped === 0 || this.inflight > 0)) return;
+    if (this.dropped > 0 && this.inflight === 0) this.batch += this.droppedRecord();
     const text = this.batch;
     this.batch = "";
     this.sink.write(text);
-    this.sink.flush();
+    const p = this.sink.flush();
+    const pending = p instanceof Promise;
+    if (!pending && this.inflight === 0) return;
+    // Written only when every earlier flush has been (a sink writes in order).
+    this.unwritten += text.length;
+    if (!pending) return;
+    this.inflight++;
+    void p.then(this.settled, this.settled);
   }
+
+  /** A flush Promise settled: once none is left, the sink holds nothing unwritten. */
+  private readonly settled = (): void => {
+    this.inflight--;
+    if (this.inflight > 0) return;
+    this.unwritten = 0;
+    if (this.dropped > 0 || this.batch !== "") this.flush();
+  };
+
+  /** The one record that says how many were dropped (not itself subject to the bound). */
+  private droppedRecord(): string {
+    const fields = { dropped: this.dropped, bound_bytes: SHED_INFO_CHARS, reason: "stderr was not read fast enough" };
+    this.dropped = 0;
+    const time = this.time();
+    return this.format === "json" ? jsonLine(time, "warn", "log lines dropped", fields) : logfmtLine(time, "warn", "log lines dropped", fields);
+  }
+}
+
+/** The level of a formatted line (`level=…` in logfmt, `"level":"…"` in JSON, within its first 64 characters); info if none. */
+function levelOf(line: string): number {
+  const head = line.slice(0, 64);
+  const m = /(?:^|\s)level=(\w+)|"level":"(\w+)"/.exec(head);
+  return LEVELS[(m?.[1] ?? m?.[2] ?? "info") as LogLevel] ?? LEVELS.info;
 }
 
 function jsonLine(time: string, level: string, msg: string, fields?: Fields): string {

@@ -2,7 +2,7 @@
 // counts (src/server/stats.ts), read at scrape time. prom-client supplies the
 // registry, the exposition format and the process metrics; the hot path never
 // calls it: its labelled inc()/observe() hash the label set on every call
-// (measured in README "Metrics"), so per-connection counting stays in the
+// (measured in docs/METRICS_AND_LOGS.md "Metrics"), so per-connection counting stays in the
 // server's own pre-resolved counters and is turned into samples here.
 //
 // Labels come only from bounded sets: listener addr (a QUIC listener's is
@@ -11,6 +11,7 @@
 // becomes a label value.
 
 import { Counter, type Metric, Registry, collectDefaultMetrics } from "prom-client";
+import { logRecordsDropped } from "../log/logger";
 import type { HistogramSnapshot, Snapshot } from "../server/snapshot";
 import { OUTCOMES } from "../server/stats";
 import { VERSION } from "../version";
@@ -175,6 +176,7 @@ export class Metrics {
     );
     r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: snap().draining ? 1 : 0 }]));
     r.registerMetric(scraped("mc_proxy_generation", "This process's place in a chain of takeovers: 1 for a plain start, one more per takeover.", "gauge", () => [{ labels: {}, value: generation }]));
+    r.registerMetric(scraped("mc_proxy_log_dropped_total", "Log records dropped while stderr was not read fast enough.", "counter", () => [{ labels: {}, value: logRecordsDropped() }]));
     r.registerMetric(scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [{ labels: { version: VERSION, bun_version: Bun.version }, value: 1 }]));
 
     this.geoipReloads = new Counter({ name: "mc_proxy_geoip_reloads_total", help: "GeoIP database reloads (SIGHUP), by result.", labelNames: ["result"], registers: [r] });

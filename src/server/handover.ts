@@ -4,30 +4,36 @@
 // each way; a line is at most MAX_LINE bytes and anything else is refused.
 //
 //   {"op":"hello"}                      → {"ok":true,"pid","version","generation","startedAt",
-//                                          "previous":{"pid","generation"}|null,"takeoverBy":pid|null,"degraded":[…]}
-//   {"op":"prepare","pid":N}            → the same and "next": the generation N will carry; the
-//                                          takeover is N's until this connection closes: any other
-//                                          prepare is refused ("a takeover is in progress by pid N")
+//                                          "previous":{"pid","generation"}|null,"takeoverBy":pid|null,
+//                                          "takeoverSince":epoch ms|null,"degraded":[…]}
+//   {"op":"prepare","pid":N}            → once /proc shows pid N is a successor: the same and "next",
+//                                          the generation N will carry; the takeover is N's until this
+//                                          connection closes (at most PREPARE_MS): any other prepare is
+//                                          refused ("a takeover is in progress by pid N (prepared at …)")
 //   {"op":"handover","pid":N,"listeners":["host:port",…]}
 //                                       → on the prepared connection only, once /proc shows that
-//                                          pid N listens on every address named: the running
-//                                          process closes its listeners, admin API, metrics and
-//                                          this socket, answers {"ok":true,"active":…}, drains
-//                                          and exits 0. Refusals are logged with the requester's pid.
+//                                          pid N is a successor listening on every address named: the
+//                                          running process closes its listeners, admin API, metrics and
+//                                          this socket, answers {"ok":true,"active":…}, drains and
+//                                          exits 0.
 //
 // Node and Bun expose no SO_PEERCRED, so the pid is the requester's word,
-// checked against /proc (it must hold the listeners it names; it cannot be
-// the running process itself). The listeners themselves are shared through
-// SO_REUSEPORT (both processes bind them); when the old one closes its
-// sockets, Linux moves their queued connections to the new one if
-// net.ipv4.tcp_migrate_req is 1 (docs/ARCHITECTURE.md "Takeover").
+// checked against /proc (successor.ts): a prepare and a handover are
+// accepted only from another process whose command line is mc-proxy's
+// `server --takeover` of the same config file, and the handover only once
+// it listens on the addresses it names. Every prepare is logged with the
+// requester's pid and command line, every refusal at warn with the reason.
+// The listeners themselves are shared through SO_REUSEPORT (both processes
+// bind them); when the old one closes its sockets, Linux moves their queued
+// connections to the new one if net.ipv4.tcp_migrate_req is 1
+// (docs/TAKEOVER.md; docs/ARCHITECTURE.md "Takeover").
 
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
-import { type Server, type Socket, createConnection, createServer } from "node:net";
+import { type Server, type Socket, createServer } from "node:net";
 import type { Logger } from "../log/logger";
-import { type HostPort, parseHostPort } from "../net/host_port";
-import { listensOn } from "../net/proc_sockets";
+import { parseHostPort } from "../net/host_port";
 import { removeStaleSocket } from "../net/unix_socket";
+import { cmdlineOf, successorError } from "./successor";
 
 const MAX_LINE = 4096;
 /** Connections at once; more are closed unanswered. */
@@ -51,9 +57,10 @@ export interface Incumbent {
   degraded: string[];
 }
 
-/** hello's answer: the incumbent, and the pid of a takeover in progress, if any. */
+/** hello's answer: the incumbent, and the pid of a takeover in progress and when it was prepared (epoch ms), if any. */
 export interface HelloReply extends Incumbent {
   takeoverBy: number | null;
+  takeoverSince: number | null;
 }
 
 export interface HandoverResult {
@@ -76,7 +83,7 @@ export function controlPathError(path: string): string | null {
 
 export type Request = { op: "hello" } | { op: "prepare"; pid: number } | { op: "handover"; pid: number; listeners: string[] };
 
-const isPid = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
+export const isPid = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
 
 /** Parse one request line: the request, or why it is not one. */
 export function parseRequest(line: string): Request | string {
@@ -96,39 +103,13 @@ export function parseRequest(line: string): Request | string {
   const ls = o.listeners;
   if (!Array.isArray(ls) || ls.length === 0 || ls.length > MAX_LISTENERS) return `handover: "listeners" must name the 1-${MAX_LISTENERS} TCP listener addresses the requester listens on`;
   for (const l of ls) {
-    if (typeof l !== "string" || typeof parseHostPort(l, { allowEmptyHost: true }) === "string") return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
+    if (typeof l !== "string" || !parseHostPort(l, { allowEmptyHost: true }).ok) return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
   }
   return { op: "handover", pid: o.pid, listeners: [...new Set(ls as string[])] };
 }
 
-/** Whether `pid` holds a listening socket on each address (proc_sockets.ts listensOn). */
-export type ListensOn = (pid: number, addrs: readonly HostPort[]) => Promise<boolean[]>;
-
-/**
- * Why process `pid` may not take over, or null: it must be another process
- * that listens (TCP) on every address in `listeners`. The handover request
- * is checked with this (the running process side).
- */
-export async function requesterError(pid: number, listeners: readonly string[], listens: ListensOn = listensOn): Promise<string | null> {
-  if (pid === process.pid) return `pid ${pid} is this process`;
-  const addrs: HostPort[] = [];
-  for (const l of listeners) {
-    const hp = parseHostPort(l, { allowEmptyHost: true });
-    if (typeof hp === "string") return `listener ${l}: ${hp}`;
-    addrs.push(hp);
-  }
-  let held: boolean[];
-  try {
-    held = await listens(pid, addrs);
-  } catch (e) {
-    return `cannot read the sockets of pid ${pid}: ${(e as Error).message}`;
-  }
-  const missing = listeners.filter((_, i) => !held[i]);
-  return missing.length === 0 ? null : `pid ${pid} holds no listening socket on ${missing.join(", ")}`;
-}
-
 /** Split a stream into lines, refusing one longer than MAX_LINE. */
-function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
+export function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
   let buf = "";
   socket.setEncoding("utf8");
   socket.on("data", (chunk: string) => {
@@ -150,6 +131,8 @@ function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => 
 /** What the running process gives its takeover socket. */
 export interface HandoverHooks {
   self(): Incumbent;
+  /** This process's config file, absolute: a successor runs the same file (successor.ts). */
+  config: string;
   /** Close the listeners, admin API, metrics and this socket; the requester is `pid`. */
   handover(pid: number): Promise<HandoverResult>;
   logger: Logger;
@@ -159,8 +142,8 @@ export interface HandoverHooks {
 export class HandoverServer {
   private handedOver = false;
   private closed = false;
-  /** The takeover in progress: its pid and connection. */
-  private prepared: { pid: number; socket: Socket } | null = null;
+  /** The takeover in progress: its pid, connection and when it was prepared (epoch ms). */
+  private prepared: { pid: number; socket: Socket; since: number } | null = null;
   private connections = 0;
   /** A handover request's /proc check is running. */
   private checking = false;
@@ -200,6 +183,12 @@ export class HandoverServer {
     return this.prepared?.pid ?? null;
   }
 
+  /** Who holds the takeover, and since when: what a refused prepare says. */
+  private inProgress(p: { pid: number; since: number }): string {
+    const s = Math.round((Date.now() - p.since) / 1000);
+    return `a takeover is in progress by pid ${p.pid} (prepared at ${new Date(p.since).toISOString()}, ${s} s ago; dropped ${PREPARE_MS / 1000} s after it unless handed over)`;
+  }
+
   private accept(socket: Socket, hooks: HandoverHooks): void {
     socket.on("error", () => {});
     if (this.connections >= MAX_CONNECTIONS) return void socket.destroy();
@@ -224,29 +213,34 @@ export class HandoverServer {
       (line) => {
         const req = parseRequest(line);
         if (typeof req === "string") return refuse(null, req);
-        const hello = () => ({ ok: true, ...hooks.self(), takeoverBy: this.takeoverBy });
+        const hello = () => ({ ok: true, ...hooks.self(), takeoverBy: this.takeoverBy, takeoverSince: this.prepared?.since ?? null });
         if (req.op === "hello") return reply(hello());
         if (this.handedOver) return refuse(req.pid, `already handed over (to pid ${this.prepared?.pid ?? "?"})`);
         if (req.op === "prepare") {
-          if (this.prepared !== null) return refuse(req.pid, `a takeover is in progress by pid ${this.prepared.pid}`);
-          const why = req.pid === process.pid ? `pid ${req.pid} is this process` : null;
-          if (why !== null) return refuse(req.pid, why);
-          this.prepared = { pid: req.pid, socket };
-          clearTimeout(timer);
-          timer = setTimeout(() => {
-            logger.warn("takeover abandoned: not handed over in time", { requester_pid: req.pid, after_ms: PREPARE_MS });
-            socket.destroy();
-          }, PREPARE_MS);
-          logger.info("takeover prepared", { requester_pid: req.pid });
-          const me = hello();
-          return void socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
+          if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
+          // Checked before it holds anything: only a successor may hold the takeover (successor.ts).
+          return void Promise.all([successorError(req.pid, hooks.config, null), cmdlineOf(req.pid)]).then(([why, cmdline]) => {
+            if (socket.destroyed) return;
+            if (why !== null) return refuse(req.pid, why);
+            if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
+            if (this.handedOver) return refuse(req.pid, "already handed over");
+            this.prepared = { pid: req.pid, socket, since: Date.now() };
+            clearTimeout(timer);
+            timer = setTimeout(() => {
+              logger.warn("takeover abandoned: not handed over in time", { requester_pid: req.pid, after_ms: PREPARE_MS });
+              socket.destroy();
+            }, PREPARE_MS);
+            logger.info("takeover prepared", { requester_pid: req.pid, requester_cmdline: cmdline });
+            const me = hello();
+            socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
+          });
         }
         if (this.prepared?.socket !== socket || this.prepared.pid !== req.pid)
           return refuse(req.pid, `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${req.pid}} first)`);
         // One check at a time: a second handover line on this connection waits its turn and finds it handed over.
         if (this.checking) return refuse(req.pid, "a handover request is being checked");
         this.checking = true;
-        void requesterError(req.pid, req.listeners).then((why) => {
+        void successorError(req.pid, hooks.config, req.listeners).then((why) => {
           this.checking = false;
           if (why !== null) return refuse(req.pid, why);
           if (this.prepared?.socket !== socket || this.handedOver) return refuse(req.pid, "the takeover ended while its request was checked");
@@ -278,136 +272,5 @@ export class HandoverServer {
     try {
       if (existsSync(this.path) && lstatSync(this.path).isSocket()) unlinkSync(this.path);
     } catch {}
-  }
-}
-
-/** The running process refused the request (its answer says why). */
-export class Refused extends Error {}
-
-/** One connection to the takeover socket: requests one at a time, each answered by one line. */
-class Channel {
-  private readonly socket: Socket;
-  private pending: { resolve: (o: Record<string, unknown>) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> } | null = null;
-  private ended: Error | null = null;
-  private readonly connected: Promise<void>;
-
-  constructor(readonly path: string) {
-    this.socket = createConnection({ path });
-    this.connected = new Promise((resolve, reject) => {
-      this.socket.once("connect", () => resolve());
-      this.socket.once("error", (e) => reject(e));
-    });
-    this.connected.catch(() => {});
-    const end = (e: Error) => {
-      if (this.ended === null) this.ended = e;
-      const p = this.pending;
-      this.pending = null;
-      if (p !== null) {
-        clearTimeout(p.timer);
-        p.reject(this.ended);
-      }
-    };
-    this.socket.on("error", (e) => end(e));
-    this.socket.on("close", () => end(new Error(`${path}: closed without an answer`)));
-    lines(
-      this.socket,
-      (line) => {
-        const p = this.pending;
-        if (p === null) return;
-        this.pending = null;
-        clearTimeout(p.timer);
-        let v: unknown;
-        try {
-          v = JSON.parse(line);
-        } catch {
-          return p.reject(new Error(`${path}: not an answer: ${line.slice(0, 80)}`));
-        }
-        if (typeof v !== "object" || v === null) return p.reject(new Error(`${path}: not an answer`));
-        const o = v as Record<string, unknown>;
-        if (o.ok !== true) return p.reject(new Refused(String(o.error ?? "refused").slice(0, 500)));
-        p.resolve(o);
-      },
-      () => end(new Error(`${path}: answer too long`)),
-    );
-  }
-
-  async ask(req: Request, timeoutMs: number): Promise<Record<string, unknown>> {
-    await this.connected;
-    if (this.ended !== null) throw this.ended;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending = null;
-        this.close();
-        reject(new Error(`no answer on ${this.path} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending = { resolve, reject, timer };
-      this.socket.write(`${JSON.stringify(req)}\n`);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
-function incumbentOf(o: Record<string, unknown>): HelloReply {
-  const num = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : 0);
-  const prev = o.previous as Record<string, unknown> | null | undefined;
-  return {
-    pid: num(o.pid),
-    version: typeof o.version === "string" ? o.version.slice(0, 64) : "",
-    generation: num(o.generation),
-    startedAt: num(o.startedAt),
-    previous: typeof prev === "object" && prev !== null ? { pid: num(prev.pid), generation: num(prev.generation) } : null,
-    takeoverBy: isPid(o.takeoverBy) ? o.takeoverBy : null,
-    degraded: Array.isArray(o.degraded) ? o.degraded.slice(0, 8).map((d) => String(d).slice(0, 300)) : [],
-  };
-}
-
-/** Ask the running process who it is. */
-export async function hello(path: string, timeoutMs = 2000): Promise<HelloReply> {
-  const c = new Channel(path);
-  try {
-    return incumbentOf(await c.ask({ op: "hello" }, timeoutMs));
-  } finally {
-    c.close();
-  }
-}
-
-/**
- * The new process's side of one takeover: `open` prepares it (from then on
- * the running process refuses any other until this connection closes),
- * `handover` asks for the handover, `close` gives up.
- */
-export class TakeoverSession {
-  private constructor(
-    private readonly channel: Channel,
-    /** The process being taken over. */
-    readonly incumbent: Incumbent,
-    /** This process's generation, as the running process assigned it. */
-    readonly generation: number,
-  ) {}
-
-  static async open(path: string, timeoutMs = 2000): Promise<TakeoverSession> {
-    const c = new Channel(path);
-    try {
-      const o = await c.ask({ op: "prepare", pid: process.pid }, timeoutMs);
-      const inc = incumbentOf(o);
-      const next = typeof o.next === "number" && Number.isSafeInteger(o.next) ? o.next : inc.generation + 1;
-      return new TakeoverSession(c, inc, next);
-    } catch (e) {
-      c.close();
-      throw e;
-    }
-  }
-
-  /** Ask the running process to hand over to this one, which listens on `listeners` (TCP, host:port as configured). */
-  async handover(listeners: string[], timeoutMs = 10_000): Promise<HandoverResult> {
-    const o = await this.channel.ask({ op: "handover", pid: process.pid, listeners }, timeoutMs);
-    return { active: typeof o.active === "number" ? o.active : 0 };
-  }
-
-  close(): void {
-    this.channel.close();
   }
 }

@@ -22,11 +22,11 @@ const HOST = "alpha.example.com";
 
 /** mc-proxy reload: its exit code and its own output (the new server's log goes to DIR/server-N.log, which it inherits). */
 let reloads = 0;
-async function reload(dir: string): Promise<{ code: number; out: string; log: string; file: string }> {
+async function reload(dir: string, args: string[] = []): Promise<{ code: number; out: string; log: string; file: string }> {
   const file = join(dir, `reload-${++reloads}.log`);
   const fd = openSync(file, "a");
   try {
-    const code = await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: fd, stderr: fd }).exited;
+    const code = await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml"), ...args], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: fd, stderr: fd }).exited;
     const log = readFileSync(file, "utf8");
     return {
       code,
@@ -247,8 +247,36 @@ describe("takeover safety (binary)", () => {
       ]);
       expect(own.at(-1)!.ok).toBe(false);
       await serving();
+      // A process of this user listening on an unrelated port, naming only that port (this test process).
+      const unrelated = Bun.listen({ hostname: "127.0.0.1", port: freePort(), socket: { data() {} } });
+      try {
+        const answers = await converse([
+          { op: "prepare", pid: process.pid },
+          { op: "handover", pid: process.pid, listeners: [`127.0.0.1:${unrelated.port}`] },
+        ]);
+        expect(answers.at(-1)!.ok).toBe(false);
+        expect(String(answers.at(-1)!.error)).toContain(`pid ${process.pid}: its command line is not "mc-proxy server -c FILE --takeover"`);
+      } finally {
+        unrelated.stop(true);
+      }
+      await serving();
+      // One that binds the proxy's own listener port beside it (SO_REUSEPORT) and names it, but is no
+      // mc-proxy --takeover of this config.
+      const beside = Bun.serve({ hostname: "127.0.0.1", port, reusePort: true, fetch: () => new Response("not mc-proxy") });
+      try {
+        const answers = await converse([
+          { op: "prepare", pid: process.pid },
+          { op: "handover", pid: process.pid, listeners: [`127.0.0.1:${port}`] },
+        ]);
+        expect(answers.at(-1)!.ok).toBe(false);
+        expect(String(answers.at(-1)!.error)).toContain(`pid ${process.pid}: its command line is not`);
+      } finally {
+        beside.stop(true);
+      }
+      await serving();
       const refusals = proxy.records().filter((x) => x.msg.startsWith("takeover refused"));
-      expect(refusals.length).toBeGreaterThanOrEqual(2);
+      expect(refusals.length).toBeGreaterThanOrEqual(4);
+      expect(refusals.filter((x) => x.requester_pid === process.pid && String(x.msg).includes("its command line is not")).length).toBeGreaterThanOrEqual(2);
       expect(refusals.some((x) => x.requester_pid === process.pid && x.level === "warn")).toBe(true);
       expect(proxy.records().some((x) => x.msg.startsWith("handing over"))).toBe(false);
       // A real takeover still works afterwards.
@@ -257,12 +285,53 @@ describe("takeover safety (binary)", () => {
       expect((await status(unixGrpcConfig(join(dir, "admin.sock")))).generation).toBe(2);
       const granted = proxy.records().find((x) => x.msg.startsWith("handing over"));
       expect(typeof granted?.requester_pid).toBe("number");
+      // Each prepare is logged with the requester's pid and command line.
+      const prepared = proxy.records().find((x) => x.msg === "takeover prepared");
+      expect(prepared?.requester_pid).toBe(granted?.requester_pid);
+      expect(String(prepared?.requester_cmdline)).toContain(`server -c ${join(dir, "mc-proxy.toml")} --takeover`);
     } finally {
       for (const pid of processesWith(join(dir, "mc-proxy.toml"))) process.kill(pid, "SIGKILL");
       await proxy.stop();
       be.stop();
     }
   }, 60_000);
+
+  test("a process that holds the prepared takeover: a refused reload names its pid and since when; the prepare was logged with its command line", async () => {
+    const be = tlsBackend("be", testCert());
+    const port = freePort();
+    const dir = tempDir();
+    const file = join(dir, "mc-proxy.toml");
+    const toml = `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "3s"\n`;
+    const proxy = await startProxy("binary", toml, { dir });
+    // A script run as "bun hold.ts server -c FILE --takeover" (its command line passes the check): it prepares and holds.
+    const script = join(dir, "hold.ts");
+    writeFileSync(
+      script,
+      `const s = require("node:net").createConnection({ path: ${JSON.stringify(join(dir, "mc-proxy.db.control"))} });
+s.on("connect", () => s.write(JSON.stringify({ op: "prepare", pid: process.pid }) + "\\n"));
+s.on("data", (d) => process.stdout.write(d));
+setTimeout(() => process.exit(0), 60000);
+`,
+    );
+    const holder = Bun.spawn([process.execPath, script, "server", "-c", file, "--takeover"], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    try {
+      await waitFor(() => proxy.records().some((x) => x.msg === "takeover prepared"), 10_000, "the holder's prepare");
+      const prepared = proxy.records().find((x) => x.msg === "takeover prepared")!;
+      expect(prepared.requester_pid).toBe(holder.pid);
+      expect(String(prepared.requester_cmdline)).toContain(`hold.ts server -c ${file} --takeover`);
+      // --timeout 3: reload waits that long (at least 15 s) for the takeover in progress to end before it answers.
+      const r = await reload(dir, ["--timeout", "3"]);
+      expect(r.code).toBe(1);
+      expect(r.log).toMatch(new RegExp(`a takeover is in progress by pid ${holder.pid} \\(prepared at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z, \\d+ s ago`));
+      expect(r.out).toContain(`pid ${proxy.pid} (generation 1) serves, while a takeover by pid ${holder.pid} is in progress`);
+      expect((await tlsGet(port, HOST, testCert())).body).toContain("hello from be");
+    } finally {
+      holder.kill("SIGKILL");
+      for (const pid of processesWith(file)) process.kill(pid, "SIGKILL");
+      await proxy.stop();
+      be.stop();
+    }
+  }, 90_000);
 
   test("SIGUSR2 after the binary was replaced by rename starts the new binary (generation 2); a binary that cannot start leaves the old process serving, with the reason logged", async () => {
     ensureBinary();

@@ -1,7 +1,9 @@
 // The takeover socket's requests (src/server/handover.ts): what a line may
-// say, and who may be handed over to — fed values, no socket.
+// say, and who may be handed over to (src/server/successor.ts) — fed
+// values and a fake /proc, no socket.
 import { describe, expect, test } from "bun:test";
-import { parseRequest, requesterError } from "../../src/server/handover";
+import { parseRequest } from "../../src/server/handover";
+import { type ProcView, shownCmdline, splitCmdline, successorError, takeoverConfig } from "../../src/server/successor";
 
 describe("parseRequest", () => {
   test("hello, prepare and handover with the requester's pid and listener addresses", () => {
@@ -35,27 +37,89 @@ describe("parseRequest", () => {
   });
 });
 
-describe("requesterError", () => {
-  /** A fake view of /proc: which (pid, port) listen. */
-  const listening = (held: Record<number, number[]>) => async (pid: number, addrs: readonly { port: number }[]) => addrs.map((a) => held[pid]?.includes(a.port) ?? false);
-
-  test("a process that listens on every address it names may take over", async () => {
-    expect(await requesterError(4242, ["127.0.0.1:443", ":8443"], listening({ 4242: [443, 8443] }))).toBeNull();
+describe("takeoverConfig: the config an mc-proxy server --takeover command line names", () => {
+  test("the compiled binary, under any name, and a run from source; every spelling of the config flag", () => {
+    expect(takeoverConfig(["/usr/local/bin/mc-proxy", "server", "-c", "/srv/mc-proxy.toml", "--takeover"])).toEqual({ config: "/srv/mc-proxy.toml" });
+    expect(takeoverConfig(["/opt/proxy-v3", "server", "--takeover", "--config", "conf/a.toml"])).toEqual({ config: "conf/a.toml" });
+    expect(takeoverConfig(["mc-proxy", "server", "--config=a.toml", "--takeover"])).toEqual({ config: "a.toml" });
+    expect(takeoverConfig(["mc-proxy", "server", "-ca.toml", "--takeover"])).toEqual({ config: "a.toml" });
+    expect(takeoverConfig(["/usr/bin/bun", "/src/mc/src/main.ts", "server", "-c", "a.toml", "--takeover"])).toEqual({ config: "a.toml" });
+    expect(takeoverConfig(["bun", "run", "/src/mc/src/main.ts", "server", "-c", "a.toml", "--takeover"])).toEqual({ config: "a.toml" });
   });
 
-  test("one that misses any, or holds none, is refused naming the pid and the addresses", async () => {
-    expect(await requesterError(4242, ["127.0.0.1:443", ":8443"], listening({ 4242: [443] }))).toBe("pid 4242 holds no listening socket on :8443");
-    expect(await requesterError(7, ["127.0.0.1:443", ":8443"], listening({}))).toBe("pid 7 holds no listening socket on 127.0.0.1:443, :8443");
+  test("a plain server, another command, an unknown flag, a positional, no config, or another program is none", () => {
+    const none = [
+      ["mc-proxy", "server", "-c", "a.toml"],
+      ["mc-proxy", "reload", "-c", "a.toml", "--takeover"],
+      ["mc-proxy", "server", "-c", "a.toml", "--takeover", "--json"],
+      ["mc-proxy", "server", "-c", "a.toml", "--takeover", "extra"],
+      ["mc-proxy", "server", "--takeover"],
+      ["mc-proxy", "server", "-c", "", "--takeover"],
+      ["mc-proxy", "server", "--takeover", "-c"],
+      ["bun", "stray_handover.ts"],
+      ["python3", "-m", "http.server", "21003"],
+      ["/bin/sh", "-c", "mc-proxy server -c a.toml --takeover"],
+      [],
+    ];
+    for (const argv of none) expect(takeoverConfig(argv)).toHaveProperty("error");
+    expect(takeoverConfig(["bun", "stray_handover.ts"])).toEqual({ error: 'its command line is not "mc-proxy server -c FILE --takeover": bun stray_handover.ts' });
+  });
+
+  test("/proc's cmdline text splits on NUL; a long one is clipped where it is shown", () => {
+    expect(splitCmdline("mc-proxy\0server\0-c\0a b.toml\0--takeover\0")).toEqual(["mc-proxy", "server", "-c", "a b.toml", "--takeover"]);
+    expect(splitCmdline("")).toEqual([]);
+    expect(shownCmdline(["x", "y".repeat(300)])).toBe(`x ${"y".repeat(198)}…`);
+  });
+});
+
+describe("successorError: who may prepare and be handed over to", () => {
+  const CONFIG = "/srv/mc/mc-proxy.toml";
+  /** A fake /proc: each pid's command line, the config files each resolves to the same file as ours, and its listening ports. */
+  const proc = (ps: Record<number, { argv: string[]; same?: boolean; ports?: number[] }>): ProcView => ({
+    cmdline: async (pid) => {
+      const p = ps[pid];
+      if (p === undefined) throw new Error(`ENOENT: no such file or directory, open '/proc/${pid}/cmdline'`);
+      return p.argv;
+    },
+    sameFile: async (pid) => ps[pid]?.same ?? false,
+    listens: async (pid, addrs) => addrs.map((a) => ps[pid]?.ports?.includes(a.port) ?? false),
+  });
+  const successor = { argv: ["mc-proxy", "server", "-c", "mc-proxy.toml", "--takeover"], same: true, ports: [443, 8443] };
+
+  test("an mc-proxy server --takeover of the same config, listening on every address it names, may take over", async () => {
+    expect(await successorError(4242, CONFIG, null, proc({ 4242: successor }))).toBeNull();
+    expect(await successorError(4242, CONFIG, ["127.0.0.1:443", ":8443"], proc({ 4242: successor }))).toBeNull();
+  });
+
+  test("one that misses any listener, or holds none, is refused naming the pid and the addresses", async () => {
+    const p = proc({ 4242: { ...successor, ports: [443] }, 7: { ...successor, ports: [] } });
+    expect(await successorError(4242, CONFIG, ["127.0.0.1:443", ":8443"], p)).toBe("pid 4242 holds no listening socket on :8443");
+    expect(await successorError(7, CONFIG, ["127.0.0.1:443", ":8443"], p)).toBe("pid 7 holds no listening socket on 127.0.0.1:443, :8443");
+    expect(await successorError(7, CONFIG, [], p)).toBe("pid 7 names no listener");
+  });
+
+  test("a process listening on what it names but not a takeover of this config is refused: a stray, a plain server, another config", async () => {
+    const stray = { argv: ["bun", "stray_handover.ts"], same: false, ports: [21003] };
+    const p = proc({ 10: stray, 11: { ...successor, argv: ["mc-proxy", "server", "-c", "mc-proxy.toml"] }, 12: { ...successor, same: false } });
+    expect(await successorError(10, CONFIG, ["127.0.0.1:21003"], p)).toBe('pid 10: its command line is not "mc-proxy server -c FILE --takeover": bun stray_handover.ts');
+    expect(await successorError(11, CONFIG, ["127.0.0.1:443"], p)).toContain("pid 11: its command line is not");
+    expect(await successorError(12, CONFIG, ["127.0.0.1:443"], p)).toBe(`pid 12 runs another config (mc-proxy.toml, not ${CONFIG})`);
+    expect(await successorError(12, CONFIG, null, p)).toBe(`pid 12 runs another config (mc-proxy.toml, not ${CONFIG})`);
   });
 
   test("the running process itself is never its own successor", async () => {
-    expect(await requesterError(process.pid, ["127.0.0.1:443"], async (_, a) => a.map(() => true))).toBe(`pid ${process.pid} is this process`);
+    expect(await successorError(process.pid, CONFIG, ["127.0.0.1:443"], proc({ [process.pid]: successor }))).toBe(`pid ${process.pid} is this process`);
   });
 
-  test("a pid whose sockets cannot be read is refused with the reason", async () => {
-    const unreadable = async (): Promise<boolean[]> => {
-      throw new Error("ENOENT: no such file or directory, scandir '/proc/99999999/fd'");
-    };
-    expect(await requesterError(99999999, ["127.0.0.1:443"], unreadable)).toContain("cannot read the sockets of pid 99999999: ENOENT");
+  test("a pid whose command line, config or sockets cannot be read is refused with the reason", async () => {
+    expect(await successorError(99999999, CONFIG, null, proc({}))).toContain("cannot read the command line of pid 99999999: ENOENT");
+    const noConfig: ProcView = { ...proc({ 5: successor }), sameFile: async () => Promise.reject(new Error("ENOENT")) };
+    expect(await successorError(5, CONFIG, null, noConfig)).toBe("pid 5: cannot open its config mc-proxy.toml: ENOENT");
+    const unreadable: ProcView = { ...proc({ 5: successor }), listens: async () => Promise.reject(new Error("EACCES: /proc/5/fd")) };
+    expect(await successorError(5, CONFIG, ["127.0.0.1:443"], unreadable)).toContain("cannot read the sockets of pid 5: EACCES");
+  });
+
+  test("against this process's /proc: the test runner is no takeover", async () => {
+    expect(await successorError(process.ppid, CONFIG, null)).toMatch(/^pid \d+: (its command line is not|cannot)/);
   });
 });
