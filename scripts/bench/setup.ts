@@ -134,8 +134,8 @@ function scalingConfigs(n: 1 | 2, haproxyConf: string, nginxConf: string, mcprox
 
 /**
  * The environment mc-proxy ships with (the systemd unit, the image): the
- * allocator keeps freed memory for reuse (README "Performance: the
- * allocator"). Systems built from dist/ run with it; older releases as they
+ * allocator keeps freed memory for reuse (docs/BENCHMARKS.md "Performance:
+ * the allocator"). Systems built from dist/ run with it; older releases as they
  * shipped.
  */
 export const SHIPPED_ENV: Record<string, string | undefined> = { ...process.env, MIMALLOC_PURGE_DELAY: "-1" };

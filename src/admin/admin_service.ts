@@ -12,18 +12,20 @@
 // nothing has changed. Reads are answered from memory.
 
 import { status } from "@grpc/grpc-js";
+import { LIMITS } from "../config/limits";
 import { maxConnectionsError } from "../config/ranges";
-import { alpnError, backendError, isRoute, parseRouteHostname, routeName, routeProblems, routeSetProblems, sourceList } from "../routing/route";
-import { parseCidrRule, parseCountryRule, parseIpRule } from "../firewall/address";
-import { parseJa4Rule } from "../firewall/ja4_rule";
+import { alpnError, backendError, isRoute, parseRouteHostname, routeName, routeProblems, routeSetProblems } from "../routing/route";
+import { OPTION_ROWS, type OptionRow, type RouteDraft, emptyDraft } from "../routing/route_fields";
+import { parseRule } from "../firewall/rule_set";
 import type { Logger } from "../log/logger";
-import type { DataPlane, ListenerView } from "../server/data_plane";
+import type { ListenerView, RuntimeStatus } from "../server/runtime_views";
 import { OUTCOMES } from "../server/stats";
 import type { ConfigStore } from "../store/config_store";
 import { StoreError, type StoredRule } from "../store/config_store";
 import { VERSION } from "../version";
-import { type BackendSpec, type BoundRoute, MAX_BACKENDS, type Route, canBind, healthCheckOf, singleBackend } from "../routing/pool";
-import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType, shortSendProxy } from "./protos";
+import { canBind } from "../routing/pool";
+import { type BackendSpec, type BoundRoute, type Route, healthCheckOf, singleBackend } from "../routing/route";
+import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType } from "./protos";
 import { clip } from "./clip";
 import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteInput, RouteMsg, RuleMsg, StatusReply } from "./messages";
 
@@ -79,7 +81,7 @@ export class AdminService {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly server: DataPlane,
+    private readonly runtime: RuntimeStatus,
     private readonly store: ConfigStore,
     private readonly logger: Logger,
     private readonly extras: StatusExtras = { unauthenticatedAdmin: false },
@@ -87,7 +89,7 @@ export class AdminService {
 
   listRoutes(req: { listener: string }): ListRoutesReply {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
-    const targets = name === "" ? this.server.listeners : [this.listener(name)];
+    const targets = name === "" ? this.runtime.listeners : [this.listener(name)];
     return { listeners: targets.map((l) => ({ listener: l.name, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
   }
 
@@ -96,7 +98,8 @@ export class AdminService {
     const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
     const list = req.route?.backends ?? [];
-    if (list.length > MAX_BACKENDS) throw invalid(`route.backends: ${list.length} backends; at most ${MAX_BACKENDS} per route`);
+    const maxBackends = LIMITS["routes.backends"].max;
+    if (list.length > maxBackends) throw invalid(`route.backends: ${list.length} backends; at most ${maxBackends} per route`);
     const specs: BackendSpec[] = list.map((b, i) => ({ addr: bounded(`route.backends[${i}].addr`, b.addr, MAX_LENGTH.backend), weight: b.weight || 1, backup: b.backup === true }));
     const l = this.listener(listener);
     if (req.route === null || req.route === undefined) throw invalid("route: required");
@@ -110,33 +113,11 @@ export class AdminService {
       if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
       backends = singleBackend(backend);
     }
-    const sendProxyProtocol = shortSendProxy(req.route.send_proxy_protocol);
-    if (sendProxyProtocol === undefined) throw invalid(`route.send_proxy_protocol: ${clip(String(req.route.send_proxy_protocol))} must be SEND_PROXY_PROTOCOL_OFF, _V1 or _V2`);
-    const balance = fromEnum(BALANCE_ENUM, req.route.balance, "round_robin");
-    if (balance == null) throw invalid(`route.balance: ${clip(String(req.route.balance))} must be BALANCE_ROUND_ROBIN, _LEAST_CONNECTIONS or _SOURCE_HASH`);
-    const healthCheck = fromEnum(HEALTH_CHECK_ENUM, req.route.health_check, null);
-    if (healthCheck === undefined) throw invalid(`route.health_check: ${clip(String(req.route.health_check))} must be HEALTH_CHECK_OFF, _TCP or _TLS`);
     const alpn = this.alpn("route.alpn", req.route.alpn);
-    const allow = this.sources("route.allow", req.route.allow);
-    const deny = this.sources("route.deny", req.route.deny);
-    const maxConnections = req.route.max_connections ?? 0;
-    // Health-check overrides, retries and connect_timeout are set in the TOML; an upsert keeps the route's own.
     const name = routeName({ hostname, alpn });
     const existing = l.table.find(name);
-    const route: Route = {
-      hostname,
-      alpn,
-      allow,
-      deny,
-      maxConnections: maxConnections as number,
-      backends,
-      balance,
-      healthCheck,
-      check: existing?.check ?? {},
-      retries: existing?.retries ?? null,
-      connectTimeoutMs: existing?.connectTimeoutMs ?? null,
-      sendProxyProtocol,
-    };
+    const route = { ...this.options(req.route, existing), hostname, alpn, backends } as unknown as Route;
+    const { sendProxyProtocol, balance } = route;
     // The same rules as the config file and etcd values (routing/route.ts).
     const bad = routeProblems(route, "route");
     if (bad.length > 0) throw invalid(bad[0]!);
@@ -145,14 +126,14 @@ export class AdminService {
       const clash = routeSetProblems(next, "route.alpn");
       if (clash.length > 0) throw new AdminError(status.ALREADY_EXISTS, `${clash[0]!}; remove or change that route first`);
       // Checked before anything is written: a full backend table changes nothing.
-      if (!canBind(this.server.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
+      if (!canBind(this.runtime.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
         throw new AdminError(
           status.RESOURCE_EXHAUSTED,
-          `route.backends: the backend table is full (${this.server.backends.slots} route backends in all); nothing changed — remove routes or backends first`,
+          `route.backends: the backend table is full (${this.runtime.backends.slots} route backends in all); nothing changed — remove routes or backends first`,
         );
       }
       const { replaced } = await this.store.upsertRoute(l.name, route);
-      const now = this.server.listener(l.name)!.table.find(name);
+      const now = this.runtime.listener(l.name)!.table.find(name);
       return {
         route:
           now === undefined
@@ -165,8 +146,8 @@ export class AdminService {
                 balance: BALANCE_ENUM[balance],
                 health_check: HEALTH_CHECK_ENUM[healthCheckOf(route)],
                 alpn: [...alpn],
-                allow,
-                deny,
+                allow: [...route.allow],
+                deny: [...route.deny],
                 max_connections: route.maxConnections,
                 active_connections: 0,
               }
@@ -188,16 +169,16 @@ export class AdminService {
     if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutate(async () => {
       if (!(await this.store.setBackendState(l.name, key, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
-      const pool = this.server.listener(l.name)!.table.find(hostname)!;
+      const pool = this.runtime.listener(l.name)!.table.find(hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
-      const reset = req.reset_connections ? await this.server.applyBackendReset(pool.refs[i]!) : 0;
+      const reset = req.reset_connections ? await this.runtime.applyBackendReset(pool.refs[i]!) : 0;
       return { backend: this.backendMsg(pool, i), connections_reset: reset };
     });
   }
 
   private backendMsg(r: BoundRoute, i: number): BackendMsg {
     const b = r.backends[i]!;
-    const h = this.server.backends.health(r.refs[i]!);
+    const h = this.runtime.backends.health(r.refs[i]!);
     return {
       addr: b.addr,
       weight: b.weight,
@@ -220,7 +201,7 @@ export class AdminService {
       allow: [...r.allow],
       deny: [...r.deny],
       max_connections: r.maxConnections,
-      active_connections: this.server.backends.active(r.countRef),
+      active_connections: this.runtime.backends.active(r.countRef),
     };
   }
 
@@ -241,7 +222,7 @@ export class AdminService {
 
   addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
     const rule = this.rule(req.rule);
-    if (rule.type === "country" && !this.server.geoipConfigured) {
+    if (rule.type === "country" && !this.runtime.geoipConfigured) {
       throw new AdminError(status.FAILED_PRECONDITION, `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`);
     }
     return this.mutate(async () => {
@@ -272,7 +253,7 @@ export class AdminService {
   async listFingerprints(req: { limit?: number }): Promise<FingerprintsReply> {
     const limit = req.limit || DEFAULT_FINGERPRINTS;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FINGERPRINTS) throw invalid(`limit: ${Number(req.limit)} must be 1-${MAX_FINGERPRINTS} (0 means ${DEFAULT_FINGERPRINTS})`);
-    const v = await this.server.fingerprints(limit);
+    const v = await this.runtime.fingerprints(limit);
     return {
       fingerprints: v.entries.map((e) => ({
         ja4: e.key,
@@ -291,7 +272,7 @@ export class AdminService {
   }
 
   async getStatus(): Promise<StatusReply & { workers: unknown }> {
-    const s = await this.server.snapshot();
+    const s = await this.runtime.snapshot();
     const closed = s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
     const active = s.listeners.reduce((n, l) => n + l.active, 0);
     return {
@@ -311,7 +292,7 @@ export class AdminService {
         max_connections: l.maxConnections,
         proxy_protocol: l.proxyProtocol,
         trusted_proxies: l.trustedProxies,
-        routes: (this.server.listener(l.name)?.table.routes() ?? []).map((r) => this.routeMsg(r)),
+        routes: (this.runtime.listener(l.name)?.table.routes() ?? []).map((r) => this.routeMsg(r)),
       })),
       connection_cap: s.connectionCap,
       unauthenticated_admin: this.extras.unauthenticatedAdmin,
@@ -356,9 +337,9 @@ export class AdminService {
 
   private listener(addr: string): ListenerView {
     if (addr === "") throw invalid("listener: required (the listener's addr as configured)");
-    const l = this.server.listener(addr);
+    const l = this.runtime.listener(addr);
     if (l === undefined) {
-      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.server.listeners.map((x) => (x.name === x.addr ? x.addr : `${x.name} (${x.addr})`)).join(", ")})`);
+      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.runtime.listeners.map((x) => (x.name === x.addr ? x.addr : `${x.name} (${x.addr})`)).join(", ")})`);
     }
     return l;
   }
@@ -366,8 +347,8 @@ export class AdminService {
   private hostname(field: string, value: string): string {
     if (value === "") throw invalid(`${field}: required`);
     const h = parseRouteHostname(value);
-    if (typeof h !== "string") throw invalid(`${field}: ${clip(value)}: ${h.error}`);
-    return h;
+    if (!h.ok) throw invalid(`${field}: ${clip(value)}: ${h.error}`);
+    return h.value;
   }
 
   /** An ALPN list from a request: the one rule (routing/route.ts), as given. */
@@ -378,13 +359,34 @@ export class AdminService {
     return list;
   }
 
-  /** An allow / deny list from a request, in canonical form. */
-  private sources(field: string, v: string[] | undefined): string[] {
-    const list = v ?? [];
-    for (const [i, e] of list.entries()) bounded(`${field}[${i}]`, e, MAX_LENGTH.ruleValue);
-    const l = sourceList(list, field);
-    if (!Array.isArray(l)) throw invalid(l.error);
-    return l;
+  /**
+   * The route's options from a request, by the field table
+   * (routing/route_fields.ts): an enum by its name (UNSPECIFIED: unset), a
+   * list in canonical form; an option the API does not carry keeps the
+   * route's own (or is unset). Ranges are routeProblems'.
+   */
+  private options(msg: RouteInput, existing: Route | undefined): RouteDraft {
+    const d = emptyDraft();
+    for (const row of OPTION_ROWS) row.put(d, row.proto === null ? (existing === undefined ? row.unset : row.get(existing)) : this.option(row, msg));
+    return d;
+  }
+
+  private option(row: OptionRow, msg: RouteInput): unknown {
+    const { field, enumPrefix, values } = row.proto!;
+    const raw = (msg as Record<string, unknown>)[field];
+    const at = `route.${field}`;
+    if (enumPrefix !== undefined) {
+      if (raw === undefined || raw === null || raw === "" || raw === `${enumPrefix}_UNSPECIFIED`) return row.unset;
+      const v = values!.find((x) => `${enumPrefix}_${x.toUpperCase()}` === raw);
+      if (v === undefined) throw invalid(`${at}: ${clip(String(raw))} must be ${values!.map((x) => `${enumPrefix}_${x.toUpperCase()}`).join(", ")}`);
+      return v;
+    }
+    if (raw === undefined || raw === null) return row.unset;
+    if (Array.isArray(raw)) for (const [i, e] of raw.entries()) bounded(`${at}[${i}]`, e, MAX_LENGTH.ruleValue);
+    if (row.canonical === undefined) return raw;
+    const c = row.canonical(raw, at);
+    if (!c.ok) throw invalid(c.error);
+    return c.value;
   }
 
   private rule(msg: RuleMsg | null): StoredRule {
@@ -393,18 +395,8 @@ export class AdminService {
     const type = shortRuleType(msg.type);
     if (type === undefined) throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, _CIDR, _COUNTRY or _JA4`);
     if (value === "") throw invalid("rule.value: required");
-    if (type === "ip") {
-      const r = parseIpRule(value);
-      if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
-      return { type, value: r };
-    }
-    if (type === "cidr") {
-      const r = parseCidrRule(value);
-      if ("error" in r) throw invalid(`rule.value: ${r.error}`);
-      return { type, value: `${r.address}/${r.prefix}` };
-    }
-    const r = type === "ja4" ? parseJa4Rule(value) : parseCountryRule(value);
-    if (typeof r !== "string") throw invalid(`rule.value: ${r.error}`);
-    return { type, value: r };
+    const r = parseRule(type, value);
+    if (!r.ok) throw invalid(`rule.value: ${r.error}`);
+    return { type, value: r.value };
   }
 }

@@ -4,7 +4,7 @@
 // (grpcurl, buf curl) show and ask for.
 import { type Options, type PackageDefinition, loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
 import protobuf from "protobufjs";
-import type { SendProxy } from "../routing/route_table";
+import type { SendProxy } from "../config/types";
 import descriptor from "protobufjs/ext/descriptor";
 import adminText from "../../proto/mc_proxy/v1/admin.proto" with { type: "text" };
 import healthText from "../../proto/grpc/health/v1/health.proto" with { type: "text" };

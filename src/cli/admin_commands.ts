@@ -5,6 +5,7 @@ import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SE
 import { AdminClient } from "./admin_client";
 import { help, parseArgs, UsageError } from "./args";
 import { MAX_FINGERPRINTS } from "../admin/admin_service";
+import { routeOwners } from "../config/listeners";
 import { maxConnectionsError } from "../config/ranges";
 import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteMsg, StatusReply } from "../admin/messages";
 
@@ -66,11 +67,13 @@ function print(json: boolean, value: unknown, human: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : human());
 }
 
-/** --listener, or the only listener in the config. */
+/** --listener, or the only listener with routes of its own in the config (config/listeners.ts routeOwners). */
 function listenerOf(o: Opts, usage: string): string {
   if (o.listener !== null) return o.listener;
-  if (o.cfg.listeners.length === 1) return o.cfg.listeners[0]!.addr;
-  throw new UsageError(`--listener ADDR is required: the config has ${o.cfg.listeners.length} listeners (${o.cfg.listeners.map((l) => l.addr).join(", ")})`, usage);
+  const owners = routeOwners(o.cfg);
+  // A TCP listener by its addr, as before; a QUIC one by its name (its addr in the admin API is "ADDR/quic").
+  if (owners.length === 1) return owners[0]!.protocol === "tcp" ? owners[0]!.addr : owners[0]!.name;
+  throw new UsageError(`--listener ADDR is required: the config has ${owners.length} listeners (${owners.map((l) => l.addr).join(", ")})`, usage);
 }
 
 export async function status(args: string[]): Promise<number> {

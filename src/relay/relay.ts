@@ -10,7 +10,7 @@
 
 import type { Socket } from "bun";
 
-export type PeerSocket = Socket<Relay>;
+export type PeerSocket = Socket<unknown>;
 
 /** Who ended the connection first (access-log field `closed_by`). */
 export type Closer = "client" | "backend" | "proxy";
@@ -18,8 +18,16 @@ export type Closer = "client" | "backend" | "proxy";
 /** How a relay ends, for the access log: ok, idle_timeout, or a reset. */
 export type RelayEnd = "ok" | "idle_timeout";
 
-export abstract class Relay {
-  client: PeerSocket;
+/** What a relay tells the one that owns it (a connection): it knows nothing of routes or backends' choice. */
+export interface RelayOwner {
+  /** Called once when the relay is over (both directions done, error, or timeout). */
+  relayEnded(end: RelayEnd): void;
+  /** Called on every byte of traffic, to push the idle deadline. */
+  touch(): void;
+}
+
+export class Relay {
+  readonly client: PeerSocket;
   backend: PeerSocket | null = null;
   /** Bytes read from the client not yet taken by the backend's socket. */
   private toBackend: Uint8Array | null = null;
@@ -35,21 +43,19 @@ export abstract class Relay {
   /** Set once the connection is over; every handler checks it first. */
   finished = false;
 
-  constructor(client: PeerSocket) {
+  constructor(
+    client: PeerSocket,
+    protected readonly owner: RelayOwner,
+  ) {
     this.client = client;
   }
-
-  /** Called once when the relay is over (both directions done, error, or timeout). */
-  protected abstract onRelayEnd(end: RelayEnd): void;
-  /** Called on every byte of traffic, to push the idle deadline. */
-  protected abstract touch(): void;
 
   /**
    * Start relaying: write `preamble` (a PROXY header, or nothing) and what
    * was read during the hello (and while connecting), then pump both ways. `clientPaused` says whether reading from
    * the client was paused meanwhile and must be resumed.
    */
-  protected startRelay(backend: PeerSocket, replay: Uint8Array, clientPaused: boolean, preamble: Uint8Array | null = null): void {
+  start(backend: PeerSocket, replay: Uint8Array, clientPaused: boolean, preamble: Uint8Array | null = null): void {
     this.backend = backend;
     this.bytesFromClient += replay.length;
     // A PROXY header goes first, in the same write (it is ours, not the client's: not counted).
@@ -75,14 +81,14 @@ export abstract class Relay {
 
   clientData(chunk: Uint8Array): void {
     this.bytesFromClient += chunk.length;
-    this.touch();
+    this.owner.touch();
     this.writeToBackend(chunk);
     if (this.toBackend === null) release(chunk);
   }
 
   backendData(chunk: Uint8Array): void {
     this.bytesFromBackend += chunk.length;
-    this.touch();
+    this.owner.touch();
     const pending = this.toClient;
     if (pending !== null) {
       // Only bytes already in flight when we paused can land here.
@@ -143,7 +149,7 @@ export abstract class Relay {
    * checks that nothing from it reached the client). Everything written to
    * it was the replay: that count is taken back, to be written again.
    */
-  protected abandonBackend(replayed: number): void {
+  abandonBackend(replayed: number): void {
     const b = this.backend;
     this.backend = null;
     this.toBackend = null;
@@ -213,7 +219,7 @@ export abstract class Relay {
     this.toBackend = this.toClient = null;
     this.client.terminate();
     this.backend?.terminate();
-    this.onRelayEnd("ok");
+    this.owner.relayEnded("ok");
   }
 
   /**
@@ -233,7 +239,7 @@ export abstract class Relay {
     this.finished = true;
     this.client.shutdown();
     this.backend?.end();
-    this.onRelayEnd("ok");
+    this.owner.relayEnded("ok");
   }
 
   /** Close both sockets gracefully. */
@@ -244,7 +250,7 @@ export abstract class Relay {
     this.toBackend = this.toClient = null;
     this.client.end();
     this.backend?.end();
-    this.onRelayEnd(end);
+    this.owner.relayEnded(end);
   }
 }
 

@@ -1,4 +1,4 @@
-// One access record per connection (docs/SPEC.md §9 and README "Logs"),
+// One access record per connection (docs/SPEC.md §9 and docs/METRICS_AND_LOGS.md "Logs"),
 // formatted here rather than through a fields object: this runs once per
 // connection. Names and values from the network (sni, alpn) are quoted or
 // escaped; sni is already limited to [a-z0-9._-].
@@ -34,6 +34,26 @@ export interface AccessFacts {
   readonly connectedAt: number;
 }
 
+/** ALPN protocols written at most, and characters of each (docs/METRICS_AND_LOGS.md "Logs"). */
+export const ALPN_LOGGED = 8;
+export const ALPN_NAME_LOGGED = 32;
+
+/**
+ * The ALPN list as a record writes it: at most ALPN_LOGGED names, each
+ * clipped to ALPN_NAME_LOGGED characters (then "…"), and "…+N" for the N
+ * left out — a hello may offer thousands (RFC 7301 §3.1 bounds only the
+ * list's bytes), and a record must not cost more than the hello.
+ */
+export function clipAlpn(alpn: readonly string[]): readonly string[] {
+  let clip = alpn.length > ALPN_LOGGED;
+  for (let i = 0; i < alpn.length && !clip; i++) clip = alpn[i]!.length > ALPN_NAME_LOGGED;
+  if (!clip) return alpn;
+  const clipName = (a: string) => (a.length > ALPN_NAME_LOGGED ? `${a.slice(0, ALPN_NAME_LOGGED)}…` : a);
+  const out = alpn.slice(0, ALPN_LOGGED).map(clipName);
+  if (alpn.length > ALPN_LOGGED) out.push(`…+${alpn.length - ALPN_LOGGED}`);
+  return out;
+}
+
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
@@ -47,11 +67,12 @@ export function writeAccessRecord(log: Logger, worker: number, gen: number, c: A
   const sni = c.sni ?? "";
   const backend = c.backendAddr ?? "";
   const closedBy = c.closedBy ?? "";
+  const alpn = clipAlpn(c.alpn);
   log.emit(
     "info",
     "access",
     log.json
-      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(c.alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(c.alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
   );
 }

@@ -5,9 +5,11 @@
 // and drives N loops (loops.ts): workers = 1 is one loop in this thread,
 // more are worker threads bound with SO_REUSEPORT.
 //
-//   changes   → applied here, then sent to every loop that exists (a worker
-//               still starting included), resolved once each has answered
-//   snapshots → asked of every loop, summed (with what dead ones counted)
+//   changes   → applied here, then sent as a command to every loop that
+//               exists (a worker still starting included), resolved once
+//               each has answered (loop_protocol.ts)
+//   queries   → asked of every loop: snapshots summed (with what dead ones
+//               counted), top-fingerprints tables merged
 //   a death   → its connections, backend counts and rate-limit locks taken
 //               back, logged at error level, replaced within RESPAWN_MS; 5
 //               deaths within 60 s end the process with exit code 1
@@ -20,16 +22,16 @@ import { RateLimiter } from "../firewall/rate_limiter";
 import type { Logger } from "../log/logger";
 import { BackendTable, DEFAULT_BACKEND_SLOTS, type SlotRef } from "../routing/backend_table";
 import { HealthChecker } from "../routing/health_checker";
-import { type Route, bindRoutes, defaultRouteOf } from "../routing/pool";
+import { bindRoutes } from "../routing/pool";
+import { type Route, defaultRouteOf } from "../routing/route";
 import { RouteTable } from "../routing/route_table";
 import { mergeHitters } from "../metrics/heavy_hitters";
-import type { DataPlane, FingerprintsView, ListenerView } from "./data_plane";
-import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
-import { Listener, quicLabel } from "./listener_runtime";
-import { QUIC_DEFAULT_MAX_FLOWS } from "./quic_listener";
-import { InThreadLoop, type Loop, WorkerLoop } from "./loops";
+import type { FingerprintsView, ListenerView, RuntimeChanges, RuntimeStatus } from "./runtime_views";
+import type { Ack, LoopCommand, LoopInit, LoopQuery, LoopReply, QueryType } from "./loop_protocol";
+import { Listener, identityOf } from "./listener_runtime";
+import { InThreadLoop, type Loop, type LoopEvents, WorkerLoop } from "./loops";
 import { SharedCounters } from "./shared_counters";
-import { type ListenerSnapshot, type Snapshot, type SlotCounts, type WorkerStatus, retire, sumListeners } from "./snapshot";
+import { type Snapshot, type SlotCounts, type WorkerStatus, retire, sharedListener, sumListeners } from "./snapshot";
 
 const RESPAWN_MS = 200;
 const CRASH_LOOP = { deaths: 5, withinMs: 60_000 };
@@ -54,10 +56,15 @@ export interface ControlOptions {
   generation?: number;
   /** Started by a takeover: UDP addresses are still the old process's until it hands over. */
   takeover?: boolean;
+  /** How a loop is made: by default in this thread (loops = 1) or a worker thread; a unit test passes a fake. */
+  newLoop?: (init: LoopInit, logger: Logger, events: LoopEvents) => Loop;
 }
 
-export class ControlPlane implements DataPlane {
+export class ControlPlane implements RuntimeChanges, RuntimeStatus {
+  /** The listeners with routes of their own (config/listeners.ts routeOwners): what the admin API and the stores see. */
   readonly listeners: Listener[];
+  /** Every listener by index (TCP, then QUIC): a QUIC listener without routes of its own over its TCP listener's table. */
+  private readonly all: Listener[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
   readonly backends: BackendTable;
@@ -80,16 +87,21 @@ export class ControlPlane implements DataPlane {
     private readonly options: ControlOptions,
   ) {
     const n = options.loops;
-    // TCP listeners' slots, then QUIC listeners' (event_loop.ts): a QUIC listener's limit is its max_flows.
-    this.counters = new SharedCounters(config.listeners.length + config.quicListeners.length, n);
-    for (const [i, l] of config.listeners.entries()) this.counters.setMax(i, l.maxConnections);
-    for (const [j, q] of config.quicListeners.entries()) this.counters.setMax(config.listeners.length + j, q.maxFlows > 0 ? q.maxFlows : QUIC_DEFAULT_MAX_FLOWS);
+    // TCP listeners' slots, then QUIC listeners' (event_loop.ts): each limit is its max_connections.
+    const configured = [...config.listeners, ...config.quicListeners];
+    this.counters = new SharedCounters(configured.length, n);
+    for (const l of configured) this.counters.setMax(l.index, l.maxConnections);
     this.backends = new BackendTable(options.backendSlots ?? DEFAULT_BACKEND_SLOTS, n);
     this.checker = new HealthChecker(this.backends, config.proxy.pool, logger);
-    this.listeners = config.listeners.map((l, i) => {
-      const bound = bindRoutes(this.backends, i, l.routes, defaultRouteOf(l));
-      return new Listener(i, l.addr, l.name, new RouteTable(bound.routes, bound.defaultRoute, config.proxy.pool, this.backends), l.proxyProtocol, l.trustedProxies, this.counters);
-    });
+    this.all = [];
+    for (const l of configured) {
+      const id = identityOf(l);
+      const shared = l.protocol === "quic" && l.routesFrom !== null ? this.all[l.routesFrom]!.table : null;
+      const bound = shared === null ? bindRoutes(this.backends, l.index, l.routes, l.protocol === "tcp" ? defaultRouteOf(l) : null) : null;
+      const table = shared ?? new RouteTable(bound!.routes, bound!.defaultRoute, config.proxy.pool, this.backends);
+      this.all.push(new Listener(l.index, id.addr, id.name, table, id.proxyProtocol, id.trustedProxies, this.counters, id.protocol));
+    }
+    this.listeners = this.all.filter((l) => this.routesFrom(l.index) === null);
     this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries, blockedJa4: config.firewall.blockedJa4 };
     this.rate = config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
     // Read once, shared by every loop; throws (refusing to start) when unreadable.
@@ -109,8 +121,19 @@ export class ControlPlane implements DataPlane {
       cp.finish(0);
       throw new Error(failed!);
     }
-    for (const l of cp.listeners) cp.checker.sync(l.addr, l.table.pools());
+    cp.syncHealth();
     return cp;
+  }
+
+  /** The index of the listener whose routes listener `index` uses, or null: its own. */
+  private routesFrom(index: number): number | null {
+    const q = this.config.quicListeners.find((x) => x.index === index);
+    return q === undefined ? null : q.routesFrom;
+  }
+
+  /** Health checks follow the TCP listeners' pools: a QUIC listener's own backends are UDP, which a TCP check cannot judge. */
+  private syncHealth(l?: Listener): void {
+    for (const x of l === undefined ? this.listeners : [l]) if (x.protocol === "tcp") this.checker.sync(x.addr, x.table.pools());
   }
 
   get isDraining(): boolean {
@@ -129,7 +152,8 @@ export class ControlPlane implements DataPlane {
   private loopInit(id: number): LoopInit {
     const config: Config = {
       ...this.config,
-      listeners: this.config.listeners.map((l, i) => ({ ...l, routes: this.listeners[i]!.table.routes(), maxConnections: this.counters.max(i) })),
+      listeners: this.config.listeners.map((l) => ({ ...l, routes: this.all[l.index]!.table.routes(), maxConnections: this.counters.max(l.index) })),
+      quicListeners: this.config.quicListeners.map((q) => ({ ...q, routes: q.routesFrom === null ? this.all[q.index]!.table.routes() : [], maxConnections: this.counters.max(q.index) })),
       firewall: {
         ...this.config.firewall,
         blockedIps: [...this.rules.blockedIps],
@@ -144,7 +168,7 @@ export class ControlPlane implements DataPlane {
       config,
       counters: this.counters.buffer,
       backends: this.backends.buffer,
-      tables: this.listeners.map((l) => ({ routes: l.table.routes(), defaultRoute: l.table.defaultRoute?.route ?? null })),
+      tables: this.all.map((l) => ({ routes: l.table.routes(), defaultRoute: l.table.defaultRoute?.route ?? null })),
       rateBuffer: this.rate?.buffer ?? null,
       geoipData: this.geoipData,
       histograms: this.options.histograms,
@@ -172,7 +196,8 @@ export class ControlPlane implements DataPlane {
       },
     };
     const init = this.loopInit(slot.id);
-    const loop: Loop = this.options.loops === 1 ? new InThreadLoop(init, this.logger, events) : new WorkerLoop(init, this.logger, events);
+    const make = this.options.newLoop ?? (this.options.loops === 1 ? inThread : inWorker);
+    const loop: Loop = make(init, this.logger, events);
     slot.loop = loop;
     return loop.start();
   }
@@ -212,27 +237,33 @@ export class ControlPlane implements DataPlane {
     }, RESPAWN_MS);
   }
 
-  /** Send to every loop that exists; a slot waiting to respawn starts from loopInit(), which already holds the change. */
-  private broadcast(change: LoopChange): Promise<(LoopReply | null)[]> {
-    return Promise.all(this.slots.map((s) => (s.loop === null ? Promise.resolve(null) : s.loop.send(change))));
+  /** Apply on every loop that exists; a slot waiting to respawn starts from loopInit(), which holds the change. */
+  private command(c: LoopCommand): Promise<Ack[]> {
+    return Promise.all(this.slots.flatMap((s) => (s.loop === null ? [] : [s.loop.command(c)])));
+  }
+
+  /** Ask every slot's loop: null for a slot with none, or whose loop did not answer. */
+  private query<K extends QueryType>(q: LoopQuery<K>): Promise<(LoopReply<K> | null)[]> {
+    return Promise.all(this.slots.map((s) => (s.loop === null ? Promise.resolve(null) : s.loop.query(q))));
   }
 
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
     const cl = l as Listener;
     const bound = bindRoutes(this.backends, cl.index, routes, cl.table.defaultRoute?.route ?? null);
     cl.table = new RouteTable(bound.routes, cl.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
-    this.checker.sync(cl.addr, cl.table.pools());
-    await this.broadcast({ type: "routes", listener: cl.index, routes: bound.routes });
+    for (const f of this.all) if (this.routesFrom(f.index) === cl.index) f.table = cl.table;
+    this.syncHealth(cl);
+    await this.command({ type: "routes", listener: cl.index, routes: bound.routes });
   }
 
   async applyBackendReset(ref: SlotRef): Promise<number> {
-    const replies = await this.broadcast({ type: "reset-backend", slot: ref.slot, gen: ref.gen });
-    return replies.reduce((n, r) => n + (r?.count ?? 0), 0);
+    const acks = await this.command({ type: "reset-backend", slot: ref.slot, gen: ref.gen });
+    return acks.reduce((n, a) => n + (a.ok ? a.closed : 0), 0);
   }
 
   async applyRules(rules: FirewallRules): Promise<void> {
     this.rules = rules;
-    await this.broadcast({ type: "rules", rules });
+    await this.command({ type: "rules", rules });
   }
 
   applyMaxConnections(l: ListenerView, n: number): void {
@@ -255,36 +286,18 @@ export class ControlPlane implements DataPlane {
       return "error";
     }
     this.geoipData = data;
-    await this.broadcast({ type: "geoip", data });
+    await this.command({ type: "geoip", data });
     this.logger.info("GeoIP database reloaded", { path, workers: this.options.loops });
     return "ok";
   }
 
   async snapshot(): Promise<Snapshot> {
-    const replies = await this.broadcast({ type: "snapshot" });
-    replies.forEach((r, i) => {
-      if (r?.snapshot !== undefined) this.slots[i]!.last = r.snapshot;
+    const answers = await this.query({ type: "snapshot" });
+    answers.forEach((a, i) => {
+      if (a !== null) this.slots[i]!.last = a;
     });
-    const shared = (l: Listener, index: number, addr: string, protocol: "tcp" | "quic"): ListenerSnapshot => ({
-      addr,
-      name: l.name,
-      protocol,
-      accepted: 0,
-      closed: [],
-      active: this.counters.active(index),
-      maxConnections: this.counters.max(index),
-      routes: l.table.size,
-      hello: { bounds: [], counts: [], sum: 0, count: 0 },
-      duration: [],
-      routeStats: [],
-      proxyProtocol: protocol === "tcp" && l.proxyProtocol,
-      trustedProxies: protocol === "tcp" ? l.trustedProxies : [],
-    });
-    // TCP listeners, then QUIC ones (each over the listener whose routes it uses): the loops' order (event_loop.ts).
-    const base = [
-      ...this.listeners.map((l) => shared(l, l.index, l.addr, "tcp")),
-      ...this.config.quicListeners.map((q, j) => shared(this.listeners[q.routesOf]!, this.listeners.length + j, quicLabel(q.addr), "quic")),
-    ];
+    // TCP listeners, then QUIC ones: the loops' order (event_loop.ts).
+    const base = this.all.map((l) => sharedListener(l, { index: l.index, addr: l.addr, protocol: l.protocol }, this.counters));
     const workers: WorkerStatus[] = this.slots.map((s) => ({
       id: s.id,
       thread: s.loop?.thread ?? 0,
@@ -307,7 +320,7 @@ export class ControlPlane implements DataPlane {
   async fingerprints(limit: number): Promise<FingerprintsView> {
     const { top, windowMs } = this.config.fingerprints;
     if (top === 0) return { capacity: 0, windowMs, loops: 0, entries: [] };
-    const reports = (await this.broadcast({ type: "fingerprints" })).flatMap((r) => (r?.fingerprints === undefined ? [] : [r.fingerprints]));
+    const reports = (await this.query({ type: "fingerprints" })).filter((r) => r !== null);
     return { capacity: top, windowMs, loops: reports.length, entries: mergeHitters(reports, limit) };
   }
 
@@ -345,3 +358,6 @@ export class ControlPlane implements DataPlane {
     this.resolveDone(code);
   }
 }
+
+const inThread = (init: LoopInit, logger: Logger, events: LoopEvents): Loop => new InThreadLoop(init, logger, events);
+const inWorker = (init: LoopInit, logger: Logger, events: LoopEvents): Loop => new WorkerLoop(init, logger, events);

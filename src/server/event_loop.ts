@@ -5,7 +5,7 @@
 // and changes arrive as messages (loop_protocol.ts), whether this loop runs
 // in the main thread (workers = 1) or in a worker thread.
 
-import type { SocketHandler, TCPSocketListener } from "bun";
+import type { SocketHandler } from "bun";
 import type { RoutedConfig as Config } from "../routing/route_config";
 import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
@@ -14,17 +14,18 @@ import type { Logger } from "../log/logger";
 import { HeavyHitters, emptyReport } from "../metrics/heavy_hitters";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
-import { type BoundRoute, routeName } from "../routing/pool";
+import { type BoundRoute, routeName } from "../routing/route";
 import { RouteTable } from "../routing/route_table";
-import { backendHandlers } from "./backend_socket";
+import { acceptVerdict } from "./admission";
+import { type BackendConnector, bunConnector } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
-import { ListenerRuntime, quicLabel } from "./listener_runtime";
-import { QuicListener } from "./quic_listener";
-import type { LoopChange, LoopInit, LoopReply } from "./loop_protocol";
+import { type ListenerKind, QuicKind, TcpKind } from "./listener_kind";
+import { ListenerRuntime, identityOf } from "./listener_runtime";
+import type { Expiring } from "./quic_flow";
+import type { LoopCommand, LoopInit, LoopQuery, LoopReply, QueryType } from "./loop_protocol";
 import { SharedCounters } from "./shared_counters";
-import { type Snapshot, listenerSnapshot } from "./snapshot";
-import { ListenerStats, type RouteStats } from "./stats";
-import { bindHost } from "../net/host_port";
+import { type Snapshot, loopSnapshot } from "./snapshot";
+import { ListenerStats } from "./stats";
 
 /** Resolution of deadlines: hello, connect and idle timeouts fire within one tick. */
 const WHEEL_TICK_MS = 100;
@@ -37,26 +38,27 @@ const LINGER_MS = 1000;
 
 export class EventLoop {
   readonly firewall: Firewall;
-  readonly listeners: ListenerRuntime[];
   /**
-   * One per QUIC listener, in every loop (the first binds them: start()), so
-   * that each loop's snapshot has the same listeners: their own slots in the
-   * shared counters (after the TCP listeners'), their own stats and label,
-   * over the route table of the TCP listener whose routes they use.
+   * Every listener by index, TCP then QUIC, in every loop (the first alone
+   * binds the QUIC ones: start()), so that each loop's snapshot has the same
+   * listeners: their slots in the shared counters, their stats and labels.
+   * A QUIC listener without routes of its own is over the route table of
+   * the TCP listener whose routes it uses.
    */
-  readonly quicListeners: ListenerRuntime[];
+  readonly listeners: ListenerRuntime[];
   readonly startedAt = Date.now();
   readonly counters: SharedCounters;
   readonly backends: BackendTable;
   readonly workerId: number;
   private readonly config: Config;
-  private readonly bound: TCPSocketListener<unknown>[] = [];
+  /** What this loop binds and drains: every TCP listener, and in the first loop every QUIC one. */
+  private readonly kinds: ListenerKind[];
+  private readonly bound: ListenerKind[] = [];
   private readonly ctx: ServerContext;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
   readonly connectionCap: number;
   private draining = false;
   private readonly takeover: boolean;
-  private readonly quic: QuicListener[] = [];
   /** Past the drain's deadline: closed connections' clients get LINGER_MS to close theirs. */
   private lingering = false;
   private isStopped = false;
@@ -69,6 +71,8 @@ export class EventLoop {
   constructor(
     init: LoopInit,
     private readonly logger: Logger,
+    /** How its connections reach their backends: Bun's sockets, or a unit test's fake. */
+    connect: BackendConnector = bunConnector(logger),
   ) {
     const config = init.config;
     this.config = config;
@@ -90,26 +94,22 @@ export class EventLoop {
       rateBuffer: init.rateBuffer ?? undefined,
       workerId: init.id,
     });
-    this.counters = new SharedCounters(config.listeners.length + config.quicListeners.length, init.workers, init.counters);
+    const configured = [...config.listeners, ...config.quicListeners];
+    this.counters = new SharedCounters(configured.length, init.workers, init.counters);
     this.backends = new BackendTable(init.backendSlots, init.workers, init.backends);
-    this.listeners = config.listeners.map(
-      (l, i) =>
-        new ListenerRuntime(
-          { ...l, index: i, table: new RouteTable(init.tables[i]!.routes, init.tables[i]!.defaultRoute, config.proxy.pool, this.backends) },
-          this.counters,
-          l.proxyProtocol ? new AddressTable(l.trustedProxies) : null,
-          new ListenerStats(l.addr),
-          this.connectionCap,
-        ),
-    );
-    this.quicListeners = config.quicListeners.map((q, j) => {
-      const label = quicLabel(q.addr);
-      const base = { index: config.listeners.length + j, addr: label, name: q.name, table: this.listeners[q.routesOf]!.table, proxyProtocol: false, trustedProxies: [], protocol: "quic" as const };
-      return new ListenerRuntime(base, this.counters, null, new ListenerStats(label), this.connectionCap);
-    });
+    this.listeners = [];
+    for (const l of configured) {
+      const id = identityOf(l);
+      const from = l.protocol === "quic" ? l.routesFrom : null;
+      const t = init.tables[l.index]!;
+      const table = from !== null ? this.listeners[from]!.table : new RouteTable(t.routes, t.defaultRoute, config.proxy.pool, this.backends);
+      const trusted = l.protocol === "tcp" && l.proxyProtocol ? new AddressTable(l.trustedProxies) : null;
+      this.listeners.push(new ListenerRuntime({ ...id, table }, this.counters, trusted, new ListenerStats(id.addr), this.connectionCap));
+    }
     // Route label children exist from the start (a scrape shows every configured route at 0).
-    for (const rt of this.allListeners()) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
-    const wheel = new DeadlineWheel<Connection>(WHEEL_TICK_MS, (c) => c.expire());
+    for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
+    // Connections' deadlines and QUIC flows' alike (quic_listener.ts).
+    const wheel = new DeadlineWheel<Expiring>(WHEEL_TICK_MS, (c) => c.expire());
     this.ctx = {
       proxy: config.proxy,
       firewall: this.firewall,
@@ -120,7 +120,7 @@ export class EventLoop {
       workerId: this.workerId,
       generation: init.generation,
       connections: new Set(),
-      backendHandlers: backendHandlers(logger),
+      connect,
       backends: this.backends,
       // Computed only when something reads it: the access log's records, the top table (ja4 rules ask on their own).
       ja4: logger.enabled("info") || config.fingerprints.top > 0,
@@ -129,45 +129,55 @@ export class EventLoop {
         if (this.draining && !this.lingering && this.ctx.connections.size === 0) this.stopped();
       },
     };
+    this.kinds = [
+      ...config.listeners.map((l) => new TcpKind(l, this.listeners[l.index]!, this.clientHandlers(this.listeners[l.index]!))),
+      // QUIC listeners live in the first event loop only: Bun's UDP sockets have no SO_REUSEPORT, and one
+      // loop keeps every flow's datagrams together (a client that changes address still reaches its flow).
+      ...(this.workerId === 0 ? config.quicListeners.map((q) => new QuicKind(q, this.listeners[q.index]!, this.ctx)) : []),
+    ];
   }
 
-  /** Apply one change from the control plane (loop_protocol.ts): the one place each message is handled. */
-  apply(m: LoopChange): LoopReply {
-    switch (m.type) {
+  /** Apply a command of the control plane (loop_protocol.ts), the one place each is handled: the connections closed. */
+  apply(c: LoopCommand): number {
+    switch (c.type) {
       case "routes":
-        this.setRoutes(m.listener, m.routes);
-        return {};
+        this.setRoutes(c.listener, c.routes);
+        return 0;
       case "reset-backend":
-        return { count: this.resetBackend({ slot: m.slot, gen: m.gen }) };
+        return this.resetBackend({ slot: c.slot, gen: c.gen });
       case "rules":
-        this.firewall.replaceRules(m.rules);
-        return {};
+        this.firewall.replaceRules(c.rules);
+        return 0;
       case "geoip":
-        this.firewall.useGeoIp(m.data);
-        return {};
-      case "snapshot":
-        return { snapshot: this.localSnapshot() };
-      case "fingerprints":
-        return { fingerprints: this.ctx.fingerprints?.report(Date.now()) ?? emptyReport() };
+        this.firewall.useGeoIp(c.data);
+        return 0;
     }
   }
 
-  /** Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched. */
+  /** Answer a query of the control plane (loop_protocol.ts), the one place each is handled. */
+  answer<K extends QueryType>(q: LoopQuery<K>): LoopReply<K> {
+    return this.answers[q.type]();
+  }
+
+  private readonly answers: { [K in QueryType]: () => LoopReply<K> } = {
+    snapshot: () => this.localSnapshot(),
+    fingerprints: () => this.ctx.fingerprints?.report(Date.now()) ?? emptyReport(),
+  };
+
+  /**
+   * Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched.
+   */
   setRoutes(index: number, routes: readonly BoundRoute[]): void {
     const rt = this.listeners[index]!;
     rt.table = new RouteTable(routes, rt.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
     for (const r of routes) rt.stats.route(routeName(r));
-    for (const [j, q] of this.config.quicListeners.entries()) {
-      if (q.routesOf !== index) continue;
-      const qrt = this.quicListeners[j]!;
+    // The QUIC listeners that use this one's routes.
+    for (const q of this.config.quicListeners) {
+      if (q.routesFrom !== index) continue;
+      const qrt = this.listeners[q.index]!;
       qrt.table = rt.table;
       for (const r of routes) qrt.stats.route(routeName(r));
     }
-  }
-
-  /** TCP listeners, then QUIC ones: the order of every snapshot's listeners and of the shared counters' slots. */
-  private allListeners(): ListenerRuntime[] {
-    return [...this.listeners, ...this.quicListeners];
   }
 
   /** DISABLED with reset: reset this loop's connections on a backend. */
@@ -185,96 +195,60 @@ export class EventLoop {
 
   /** This loop's counters, with the bytes live connections have moved so far. */
   localSnapshot(): Snapshot {
-    const live = new Map<RouteStats, [number, number]>();
-    for (const c of this.ctx.connections) {
-      const rs = c.liveRouteStats;
-      if (rs === null) continue;
-      const v = live.get(rs) ?? [0, 0];
-      v[0] += c.bytesFromClient;
-      v[1] += c.bytesFromBackend;
-      live.set(rs, v);
-    }
-    const all = this.allListeners();
-    const listeners = all.map((l) => {
-      const snap = listenerSnapshot(l.stats, l, l.active);
-      for (const r of snap.routeStats) {
-        const v = live.get(l.stats.routes.get(r.label)!);
-        if (v !== undefined) {
-          r.bytesFromClient += v[0];
-          r.bytesToClient += v[1];
-        }
-      }
-      return snap;
-    });
-    return {
+    const fw = this.firewall;
+    return loopSnapshot(this.listeners, this.ctx.connections, {
       startedAt: this.startedAt,
-      listeners,
       connectionCap: this.connectionCap,
       draining: this.draining,
-      rules: this.firewall.ruleCounts(),
-      rateTracked: this.firewall.rateTracked,
-      geoipBuildEpoch: this.firewall.geoipBuildEpoch,
-      workers: [{ id: this.workerId, thread: 0, active: this.counters.workerActive(this.workerId), accepted: all.reduce((n, l) => n + l.stats.accepted, 0), restarts: 0 }],
-    };
+      rules: fw.ruleCounts(),
+      rateTracked: fw.rateTracked,
+      geoipBuildEpoch: fw.geoipBuildEpoch,
+      worker: { id: this.workerId, active: this.counters.workerActive(this.workerId) },
+    });
   }
 
   /**
-   * Bind every listener; on any failure, unbind the rest and throw. QUIC
-   * listeners live in the first event loop only: Bun's UDP sockets have no
-   * SO_REUSEPORT, and one loop keeps every flow's datagrams together (a
-   * client that changes address still reaches its flow).
+   * Bind every listener; on any failure, unbind the rest and throw. In a
+   * takeover a listener whose address the old process holds until the
+   * handover (QUIC) is bound after it, in the background.
    */
   async start(): Promise<void> {
-    this.bindTcp();
-    if (this.workerId !== 0 || this.config.quicListeners.length === 0) return;
-    // A takeover binds UDP after the handover (the old process holds it until then), in the background.
-    if (this.takeover) return void this.bindQuic(TAKEOVER_UDP_WAIT_MS).catch((e: Error) => this.logger.error("quic listener could not bind after the takeover", { error: e.message }));
     try {
-      await this.bindQuic(0);
-    } catch (e) {
-      for (const l of this.bound) l.stop(true);
-      for (const q of this.quic) q.close();
-      this.ctx.wheel.stop();
-      throw e;
-    }
-  }
-
-  private async bindQuic(retryMs: number): Promise<void> {
-    for (const [j, q] of this.config.quicListeners.entries()) {
-      const l = await QuicListener.start(q, this.quicListeners[j]!, this.ctx, bindHost(q.bind.host), retryMs);
-      if (this.draining) {
-        l.close();
-        return;
+      for (const k of this.kinds) {
+        if (this.takeover && k.waitsForHandover) continue;
+        await k.bind(0);
+        this.bound.push(k);
       }
-      this.quic.push(l);
-      this.logger.info("listening", { listener: q.addr, protocol: "quic", routes_of: this.listeners[q.routesOf]!.name });
-    }
-  }
-
-  private bindTcp(): void {
-    try {
-      this.config.listeners.forEach((lc, i) => {
-        const rt = this.listeners[i]!;
-        const host = bindHost(lc.bind.host);
-        try {
-          // SO_REUSEPORT always: one socket per loop on each address, and a takeover binds beside this process
-          // (server_command.ts). It works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
-          const opts = { hostname: host, port: lc.bind.port, allowHalfOpen: true, reusePort: true, socket: this.clientHandlers(rt) };
-          this.bound.push(Bun.listen<Connection>(opts as import("bun").TCPSocketListenOptions<Connection>) as TCPSocketListener<unknown>);
-        } catch (e) {
-          throw new Error(`listeners[${i}].addr "${lc.addr}": cannot listen: ${(e as Error).message}`);
-        }
-      });
     } catch (e) {
-      for (const l of this.bound) l.stop(true);
+      for (const k of this.bound) k.close();
       throw e;
     }
     this.ctx.wheel.start();
+    for (const k of this.bound) this.logListening(k);
+    if (!this.takeover) return;
+    for (const k of this.kinds) {
+      if (!k.waitsForHandover) continue;
+      void k
+        .bind(TAKEOVER_UDP_WAIT_MS)
+        .then(() => {
+          this.bound.push(k);
+          if (this.draining) k.drain();
+          else this.logListening(k);
+        })
+        .catch((e: Error) => this.logger.error("quic listener could not bind after the takeover", { error: e.message }));
+    }
   }
 
-  private clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
+  private logListening(k: ListenerKind): void {
+    const rt = k.runtime;
+    if (!this.bound.includes(k) || rt.protocol !== "quic") return;
+    const from = this.config.quicListeners.find((q) => q.index === rt.index)?.routesFrom ?? null;
+    this.logger.info("listening", { listener: rt.addr, protocol: "quic", routes_of: from === null ? rt.name : this.listeners[from]!.name });
+  }
+
+  /** The socket handlers of listener `rt`'s accepted connections (Bun.listen's, or a unit test's fake sockets'). */
+  clientHandlers(rt: ListenerRuntime): SocketHandler<Connection> {
     const ctx = this.ctx;
-    const firewall = this.firewall;
     const w = this.workerId;
     return {
       open: (socket) => {
@@ -294,21 +268,15 @@ export class EventLoop {
         // flows take places of the same cap (quic_listener.ts).
         if (this.draining || !rt.takePlace(w)) return conn.refuse("over_capacity");
         conn.holdsSlot = true;
-        // Behind a balancer (PROXY protocol), the socket's peer is the balancer:
-        // it must be trusted, and the firewall judges the client its header
-        // names, once the header is read (connection.ts).
-        if (rt.trusted !== null) {
-          if (!rt.trusted.has(ip)) return conn.refuse("untrusted_proxy");
-          return conn.admit();
-        }
-        const verdict = firewall.check(ip, ctx.wheel.now);
+        // The firewall, or behind a balancer (PROXY protocol) trusted_proxies (admission.ts).
+        const verdict = acceptVerdict(ctx, rt, ip);
         if (verdict !== null) return conn.refuse(verdict);
         conn.admit();
       },
       // Plain Uint8Array chunks: no Buffer prototype per chunk.
       binaryType: "uint8array",
       data: (socket, chunk) => socket.data.onClientData(chunk),
-      drain: (socket) => socket.data.clientDrain(),
+      drain: (socket) => socket.data.relay.clientDrain(),
       end: (socket) => socket.data.onClientEnd(),
       close: (socket, err) => socket.data?.onClientClose(err),
       // Bun calls this when one of the handlers above threw: a bug. Say so, and
@@ -324,14 +292,14 @@ export class EventLoop {
   shutdown(): void {
     if (this.draining) return;
     this.draining = true;
-    for (const l of this.bound) l.stop(false);
-    for (const q of this.quic) q.close();
+    for (const k of this.bound) k.drain();
     const n = this.ctx.connections.size;
     this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs, worker: this.workerId });
     if (n === 0) return this.stopped();
     this.forceTimer = setTimeout(() => {
       this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size, worker: this.workerId });
-      // Idle ones get a FIN (Relay.closeBoth): give their clients LINGER_MS to close first, so a byte already on its way is not answered with RST.
+      // Idle ones get a FIN (Relay.closeBoth): give their clients LINGER_MS to close first, so a byte already on its
+      // way is not answered with RST.
       this.lingering = true;
       for (const c of [...this.ctx.connections]) c.forceClose();
       this.forceTimer = setTimeout(() => this.stopped(), LINGER_MS);

@@ -11,7 +11,7 @@
 
 import { readFileSync } from "node:fs";
 import type { RoutedConfig as Config } from "../routing/route_config";
-import { defaultRouteOf, healthCheckOf } from "../routing/pool";
+import { defaultRouteOf, healthCheckOf } from "../routing/route";
 
 export interface FdLimits {
   soft: number;
@@ -44,8 +44,8 @@ export interface FdNeeds {
 }
 
 /**
- * Descriptors kept back from the connection budget (README "File
- * descriptors"), from the configuration:
+ * Descriptors kept back from the connection budget (docs/SECURITY.md
+ * "Connection cap from the open-file limit"), from the configuration:
  *
  *   16                          stdio, the database and its -wal/-shm, log pipes, the runtime's own
  * + 1                           the GeoIP file

@@ -2,12 +2,13 @@
 // the route table in force (swapped whole on a change), its PROXY protocol
 // settings; the limit and the open count are the process's (shared memory).
 // A loop's runtime adds the compiled trusted_proxies, its own counters and
-// the way to a place in the process's budget. A QUIC listener has a runtime
-// of its own (its slot in the shared counters, its stats, its label) over
-// the route table of the TCP listener whose routes it uses.
+// the way to a place in the process's budget. A QUIC listener has its own
+// (its slot in the shared counters, its stats, its label), over its own
+// route table or the TCP listener's whose routes it uses.
+import type { ListenerConfig } from "../config/types";
 import type { AddressTable } from "../firewall/address_table";
 import type { RouteTable } from "../routing/route_table";
-import type { ListenerView } from "./data_plane";
+import type { ListenerView } from "./runtime_views";
 import type { SharedCounters } from "./shared_counters";
 import type { ListenerStats } from "./stats";
 
@@ -25,6 +26,8 @@ export class Listener implements ListenerView {
     readonly proxyProtocol: boolean,
     readonly trustedProxies: readonly string[],
     protected readonly counters: SharedCounters,
+    /** TCP: connections accepted; QUIC: flows. */
+    readonly protocol: "tcp" | "quic" = "tcp",
   ) {}
 
   /** The limit in force, shared by every event loop (0 = unlimited). */
@@ -46,12 +49,28 @@ export function quicLabel(addr: string): string {
   return `${addr}/quic`;
 }
 
-export class ListenerRuntime extends Listener {
-  /** TCP: accepted connections; QUIC: flows (a QUIC listener's runtime shares its TCP sibling's table: event_loop.ts). */
-  readonly protocol: "tcp" | "quic";
+/**
+ * What a listener is known by, whatever holds it: its slot, its label (addr), its name, its kind and PROXY settings.
+ */
+export interface ListenerIdentity {
+  index: number;
+  addr: string;
+  name: string;
+  proxyProtocol: boolean;
+  trustedProxies: readonly string[];
+  protocol?: "tcp" | "quic";
+}
 
+/** A configured listener's identity: a QUIC listener is labelled "ADDR/quic" and reads no PROXY header. */
+export function identityOf(l: ListenerConfig): Required<ListenerIdentity> {
+  const { index, name } = l;
+  if (l.protocol === "quic") return { index, addr: quicLabel(l.addr), name, proxyProtocol: false, trustedProxies: [], protocol: "quic" };
+  return { index, addr: l.addr, name, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies, protocol: "tcp" };
+}
+
+export class ListenerRuntime extends Listener {
   constructor(
-    base: { index: number; addr: string; name: string; table: RouteTable; proxyProtocol: boolean; trustedProxies: readonly string[]; protocol?: "tcp" | "quic" },
+    base: ListenerIdentity & { table: RouteTable },
     counters: SharedCounters,
     /** trusted_proxies compiled; null when proxyProtocol is off. */
     readonly trusted: AddressTable | null,
@@ -60,8 +79,7 @@ export class ListenerRuntime extends Listener {
     /** The process's connection cap (host_limits.ts connectionCap; 0 = none). */
     readonly connectionCap = 0,
   ) {
-    super(base.index, base.addr, base.name, base.table, base.proxyProtocol, base.trustedProxies, counters);
-    this.protocol = base.protocol ?? "tcp";
+    super(base.index, base.addr, base.name, base.table, base.proxyProtocol, base.trustedProxies, counters, base.protocol);
   }
 
   /**

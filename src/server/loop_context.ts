@@ -1,8 +1,7 @@
 // What every connection of one event loop shares: settings, the deadline
 // wheel, the logger, the shared counts and backend table, the backend socket
-// handlers. Generic over the connection type so this file imports nothing
+// connector. Generic over the connection type so this file imports nothing
 // of connection.ts (no import cycle).
-import type { SocketHandler } from "bun";
 import type { ProxyConfig } from "../config/config";
 import type { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
@@ -26,7 +25,8 @@ export interface LoopContext<C extends Timed, A> {
   readonly generation: number;
   /** This event loop's connections (for the drain and the live byte counts). */
   readonly connections: Set<C>;
-  readonly backendHandlers: SocketHandler<A>;
+  /** Start a backend connect for owner `A` (backend_socket.ts BackendConnector): Bun's sockets, or a test's fake. */
+  readonly connect: (owner: A, backend: string, attempt: number) => void;
   /** Backend state shared by every loop: health, operator state, connections per backend. */
   readonly backends: BackendTable;
   /** Compute each hello's JA4 fingerprint (sni/ja4.ts): on when something reads it (the access log, the top table). */

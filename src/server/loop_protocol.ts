@@ -1,11 +1,15 @@
-// What the control plane tells an event loop. Each change is applied in one
-// place, EventLoop.apply — whether the loop runs in this thread or in a
-// worker (worker_main.ts posts the reply back). A data-plane change is one
-// control-plane method plus one message here.
+// What the control plane tells an event loop, and what it asks of one.
+// Commands change every loop (routes, rules, GeoIP bytes, a backend's
+// connections reset) and are answered with an ack or an error; queries read
+// one loop (its counters, its top-fingerprints table), each answered with
+// its own type (LoopReply). Both are handled in one place each, EventLoop.apply
+// and EventLoop.answer, whether the loop runs in this thread or in a worker
+// (worker_main.ts posts the answer back). A data-plane change is one
+// control-plane method plus one command here.
 
 import type { RoutedConfig as Config } from "../routing/route_config";
 import type { FirewallRules } from "../firewall/firewall";
-import type { BoundRoute } from "../routing/pool";
+import type { BoundRoute } from "../routing/route";
 import type { HitterReport } from "../metrics/heavy_hitters";
 import type { Snapshot } from "./snapshot";
 
@@ -31,31 +35,52 @@ export interface LoopInit {
   takeover: boolean;
 }
 
-export type LoopChange =
+/** A change every loop applies. */
+export type LoopCommand =
   | { type: "routes"; listener: number; routes: BoundRoute[] }
+  /** Reset this loop's connections on the backend in that slot (of that generation). */
   | { type: "reset-backend"; slot: number; gen: number }
   | { type: "rules"; rules: FirewallRules }
-  | { type: "geoip"; data: Uint8Array }
-  | { type: "snapshot" }
-  | { type: "fingerprints" };
+  | { type: "geoip"; data: Uint8Array };
 
-export interface LoopReply {
-  /** reset-backend: connections reset. */
-  count?: number;
-  /** snapshot: this loop's counters. */
-  snapshot?: Snapshot;
-  /** fingerprints: this loop's top table, counted over its window. */
-  fingerprints?: HitterReport;
+/**
+ * A command's answer: applied, with the connections it closed (reset-backend;
+ * 0 for the others), or why not (the loop failed applying it, died, or did
+ * not answer in time).
+ */
+export type Ack = { ok: true; closed: number } | { ok: false; error: string };
+
+/** What a loop can be asked, and the type of each answer. */
+export interface LoopAnswers {
+  /** This loop's counters. */
+  snapshot: Snapshot;
+  /** This loop's top-fingerprints table, counted over its window. */
+  fingerprints: HitterReport;
 }
 
+export type QueryType = keyof LoopAnswers;
+
+/** A query (none has parameters yet). */
+export type LoopQuery<K extends QueryType = QueryType> = { type: K };
+
+/** The answer to a query of type K. */
+export type LoopReply<K extends QueryType = QueryType> = LoopAnswers[K];
+
 /** Main thread → worker thread. */
-export type ToWorker = { type: "init"; init: LoopInit } | { type: "change"; seq: number; change: LoopChange } | { type: "drain" } | { type: "crash" };
+export type ToWorker =
+  | { type: "init"; init: LoopInit }
+  | { type: "command"; seq: number; command: LoopCommand }
+  | { type: "query"; seq: number; query: LoopQuery }
+  | { type: "drain" }
+  | { type: "crash" };
 
 /** Worker thread → main thread. */
 export type FromWorker =
   | { type: "ready"; thread: number }
   | { type: "failed"; error: string }
-  | { type: "reply"; seq: number; reply: LoopReply }
+  | { type: "ack"; seq: number; ack: Ack }
+  /** The answer to the query sent with this seq (LoopReply of that query); null: answering failed (logged). */
+  | { type: "answer"; seq: number; answer: LoopReply | null }
   | { type: "log"; text: string }
   /** Drained: its last counters come with it. */
   | { type: "stopped"; snapshot: Snapshot };

@@ -1,14 +1,15 @@
 // The control plane's handles on its event loops. One interface, two homes:
 // a loop in this thread (workers = 1: no message crosses a thread, no second
-// heap) or a worker thread (worker_main.ts). Either way a change goes
-// through EventLoop.apply, so it is written once.
+// heap) or a worker thread (worker_main.ts). Either way a command goes
+// through EventLoop.apply and a query through EventLoop.answer, so each is
+// written once.
 
 import type { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import type { FromWorker, LoopChange, LoopInit, LoopReply, ToWorker } from "./loop_protocol";
+import type { Ack, FromWorker, LoopCommand, LoopInit, LoopQuery, LoopReply, QueryType, ToWorker } from "./loop_protocol";
 import type { Snapshot } from "./snapshot";
 
-/** How long a change or a snapshot waits for a worker before giving up on it. */
+/** How long a command or a query waits for a worker before giving up on it. */
 const REPLY_TIMEOUT_MS = 3000;
 
 /** What a loop tells its owner. */
@@ -24,8 +25,10 @@ export interface Loop {
   readonly thread: number;
   /** Start it: resolves with an error message, or null once it listens. */
   start(): Promise<string | null>;
-  /** Apply a change; null when the loop died or did not answer. */
-  send(change: LoopChange): Promise<LoopReply | null>;
+  /** Apply a command; an error when the loop failed applying it, died or did not answer. */
+  command(c: LoopCommand): Promise<Ack>;
+  /** Ask it; null when the loop died or did not answer. */
+  query<K extends QueryType>(q: LoopQuery<K>): Promise<LoopReply<K> | null>;
   /** Stop accepting, finish open connections within shutdown_timeout, then report stopped. */
   drain(): void;
   /** End it now (after stopped, or on a failed start). */
@@ -33,6 +36,8 @@ export interface Loop {
   /** Test fault injection: an uncaught error in a worker thread. */
   crash(): void;
 }
+
+const NOT_STARTED: Ack = { ok: false, error: "the loop has not started" };
 
 /** The loop in the main thread. */
 export class InThreadLoop implements Loop {
@@ -57,8 +62,13 @@ export class InThreadLoop implements Loop {
     }
   }
 
-  async send(change: LoopChange): Promise<LoopReply | null> {
-    return this.loop === null ? null : this.loop.apply(change);
+  /** A command this loop fails applying throws here, in the caller's thread, as a bug should. */
+  async command(c: LoopCommand): Promise<Ack> {
+    return this.loop === null ? NOT_STARTED : { ok: true, closed: this.loop.apply(c) };
+  }
+
+  async query<K extends QueryType>(q: LoopQuery<K>): Promise<LoopReply<K> | null> {
+    return this.loop === null ? null : this.loop.answer(q);
   }
 
   drain(): void {
@@ -79,7 +89,10 @@ export class InThreadLoop implements Loop {
  */
 const WORKER_ENTRY = import.meta.url.startsWith("file:///$bunfs/") ? "./server/worker_main.ts" : new URL("./worker_main.ts", import.meta.url).href;
 
-type Waiter = { resolve: (r: LoopReply | null) => void; timer: ReturnType<typeof setTimeout> };
+/** A command or a query sent to a worker, waiting for its answer (its `seq`). */
+type Waiter = { settle: (m: Reply | null) => void; timer: ReturnType<typeof setTimeout> };
+
+type Reply = Extract<FromWorker, { type: "ack" | "answer" }>;
 
 /**
  * A loop in a worker thread. Messages to one worker keep their order, so a
@@ -134,12 +147,13 @@ export class WorkerLoop implements Loop {
         this.events.stopped(m.snapshot);
         this.worker.terminate();
         return;
-      case "reply": {
+      case "ack":
+      case "answer": {
         const waiter = this.waiters.get(m.seq);
         if (waiter === undefined) return;
         this.waiters.delete(m.seq);
         clearTimeout(waiter.timer);
-        waiter.resolve(m.reply);
+        waiter.settle(m);
       }
     }
   }
@@ -150,7 +164,7 @@ export class WorkerLoop implements Loop {
     for (const [seq, waiter] of this.waiters) {
       this.waiters.delete(seq);
       clearTimeout(waiter.timer);
-      waiter.resolve(null);
+      waiter.settle(null);
     }
     this.settle(`worker ${this.init.id} exited while starting`);
     if (!this.stopping) this.events.died();
@@ -160,17 +174,30 @@ export class WorkerLoop implements Loop {
     this.worker.postMessage(m);
   }
 
-  send(change: LoopChange): Promise<LoopReply | null> {
+  async command(command: LoopCommand): Promise<Ack> {
+    const m = await this.ask((seq) => ({ type: "command", seq, command }));
+    if (m?.type === "ack") return m.ack;
+    return { ok: false, error: this.ended ? "the worker exited" : "the worker did not answer" };
+  }
+
+  async query<K extends QueryType>(query: LoopQuery<K>): Promise<LoopReply<K> | null> {
+    const m = await this.ask((seq) => ({ type: "query", seq, query }));
+    // The worker answers a query's seq with EventLoop.answer of that query (worker_main.ts).
+    return m?.type === "answer" ? (m.answer as LoopReply<K> | null) : null;
+  }
+
+  /** Post a message numbered with the next seq; resolves with the worker's reply to it, or null. */
+  private ask(message: (seq: number) => ToWorker): Promise<Reply | null> {
     if (this.ended) return Promise.resolve(null);
     const seq = ++this.seq;
-    return new Promise((resolve) => {
+    return new Promise((settle) => {
       const timer = setTimeout(() => {
         this.waiters.delete(seq);
         this.logger.warn("worker did not answer", { worker: this.init.id, timeout_ms: REPLY_TIMEOUT_MS });
-        resolve(null);
+        settle(null);
       }, REPLY_TIMEOUT_MS);
-      this.waiters.set(seq, { resolve, timer });
-      this.post({ type: "change", seq, change });
+      this.waiters.set(seq, { settle, timer });
+      this.post(message(seq));
     });
   }
 

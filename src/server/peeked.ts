@@ -26,19 +26,21 @@ export class Peeked {
   }
 
   /**
-   * Read the ClientHello from the chunk just added: the outcome once it is
-   * known, null while more bytes are needed. The common case — one chunk
-   * holding the whole hello — needs no reader.
+   * Read the ClientHello from the chunk just added (the reader contract,
+   * net/reader.ts): more while bytes are needed, then done or reject. The
+   * common case — one chunk holding the whole hello — needs no reader.
    */
-  readHello(chunk: Uint8Array, maxHelloBytes: number): HelloResult | null {
-    let r = this.more === null ? ClientHelloReader.readWhole(chunk, maxHelloBytes) : null;
-    if (r !== null) {
-      this.helloEnd = ClientHelloReader.wholeEnd(chunk);
-      return r;
+  readHello(chunk: Uint8Array, maxHelloBytes: number): HelloResult {
+    if (this.more === null) {
+      const r = ClientHelloReader.readWhole(chunk, maxHelloBytes);
+      if (r.kind !== "more") {
+        this.helloEnd = ClientHelloReader.wholeEnd(chunk);
+        return r;
+      }
     }
     this.reader ??= new ClientHelloReader(maxHelloBytes);
-    r = this.reader.feed(chunk);
-    if (r === null) return null;
+    const r = this.reader.feed(chunk);
+    if (r.kind === "more") return r;
     this.helloEnd = this.reader.helloEnd;
     this.reader = null;
     return r;

@@ -3,7 +3,7 @@
 // plane sums the loops' reports into one — dead incarnations included, so a
 // worker's death loses at most what it counted since its last report.
 
-import { type Histogram, type ListenerStats, OUTCOMES } from "./stats";
+import { type Histogram, type ListenerStats, OUTCOMES, type RouteStats } from "./stats";
 
 export interface HistogramSnapshot {
   bounds: readonly number[];
@@ -95,6 +95,46 @@ export function listenerSnapshot(
   };
 }
 
+/** What a loop's snapshot reads of one listener: its identity and limit, its counters, its open count. */
+type ListenerState = Parameters<typeof listenerSnapshot>[1] & { readonly stats: ListenerStats; readonly active: number };
+
+/** What a loop's snapshot reads of one open connection or flow: the bytes it has moved so far, and its route's stats. */
+export interface LiveBytes {
+  readonly liveRouteStats: RouteStats | null;
+  readonly bytesFromClient: number;
+  readonly bytesFromBackend: number;
+}
+
+/** The loop-wide fields of a loop's snapshot (event_loop.ts). */
+type LoopFields = Omit<Snapshot, "listeners" | "workers"> & { worker: { id: number; active: number } };
+
+/** One event loop's counters, its listeners' with the bytes its open connections have moved so far. */
+export function loopSnapshot(all: readonly ListenerState[], open: Iterable<LiveBytes>, loop: LoopFields): Snapshot {
+  const live = new Map<RouteStats, [number, number]>();
+  for (const c of open) {
+    const rs = c.liveRouteStats;
+    if (rs === null) continue;
+    const v = live.get(rs) ?? [0, 0];
+    v[0] += c.bytesFromClient;
+    v[1] += c.bytesFromBackend;
+    live.set(rs, v);
+  }
+  const listeners = all.map((l) => {
+    const snap = listenerSnapshot(l.stats, l, l.active);
+    for (const r of snap.routeStats) {
+      const v = live.get(l.stats.routes.get(r.label)!);
+      if (v !== undefined) {
+        r.bytesFromClient += v[0];
+        r.bytesToClient += v[1];
+      }
+    }
+    return snap;
+  });
+  const { worker, ...fields } = loop;
+  const accepted = all.reduce((n, l) => n + l.stats.accepted, 0);
+  return { ...fields, listeners, workers: [{ id: worker.id, thread: 0, active: worker.active, accepted, restarts: 0 }] };
+}
+
 function addHistogram(into: HistogramSnapshot, h: HistogramSnapshot): void {
   for (let i = 0; i < into.counts.length; i++) into.counts[i]! += h.counts[i] ?? 0;
   into.sum += h.sum;
@@ -130,6 +170,33 @@ export function retire(slot: SlotCounts): void {
   if (slot.retired === null) slot.retired = structuredClone(slot.last.listeners);
   else for (const [i, l] of slot.retired.entries()) addListenerSnapshot(l, slot.last.listeners[i]!);
   slot.last = null;
+}
+
+/**
+ * A listener's entry in the control plane's snapshot, with the fields that
+ * are the process's (shared memory): sumListeners adds the loops' counts.
+ */
+export function sharedListener(
+  l: { readonly name: string; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] },
+  at: { index: number; addr: string; protocol: "tcp" | "quic" },
+  counters: { active(index: number): number; max(index: number): number },
+): ListenerSnapshot {
+  const tcp = at.protocol === "tcp";
+  return {
+    addr: at.addr,
+    name: l.name,
+    protocol: at.protocol,
+    accepted: 0,
+    closed: [],
+    active: counters.active(at.index),
+    maxConnections: counters.max(at.index),
+    routes: l.table.size,
+    hello: { bounds: [], counts: [], sum: 0, count: 0 },
+    duration: [],
+    routeStats: [],
+    proxyProtocol: tcp && l.proxyProtocol,
+    trustedProxies: tcp ? l.trustedProxies : [],
+  };
 }
 
 /**

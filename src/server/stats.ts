@@ -33,6 +33,8 @@ export const OUTCOMES = [
   // QUIC listeners: a first datagram that is not a client Initial we can read, or of a QUIC version we cannot.
   "not_quic",
   "quic_version",
+  // A routed QUIC flow's client address: a long header naming another connection (quic/new_connection.ts), not relayed.
+  "quic_new_connection",
 ] as const;
 
 export type Outcome = (typeof OUTCOMES)[number];
@@ -65,7 +67,7 @@ export class Histogram {
   }
 }
 
-/** Histogram bounds chosen for a proxy (README "Metrics"). */
+/** Histogram bounds chosen for a proxy (docs/METRICS_AND_LOGS.md "Metrics"). */
 export const BUCKETS = {
   /** Time to a complete ClientHello: a client on a LAN is under 1 ms, a slow mobile link a second. */
   hello: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],

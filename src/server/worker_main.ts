@@ -1,5 +1,6 @@
 // A worker thread's entry point ([proxy] workers > 1): one EventLoop, driven
-// by the control plane's messages (loop_protocol.ts) and answering each.
+// by the control plane's commands and queries (loop_protocol.ts), answering
+// each.
 // Its log lines go to the main thread, which writes them whole (no
 // interleaved partial lines).
 //
@@ -38,20 +39,33 @@ async function start(init: LoopInit): Promise<void> {
   post({ type: "ready", thread: (require("node:worker_threads") as typeof import("node:worker_threads")).threadId });
 }
 
+/** A command or a query this loop could not handle is a bug: say so (and answer), never die of it. */
+function failed(l: EventLoop, what: string, err: unknown): string {
+  const error = (err as Error).message;
+  log?.error(`worker: ${what} failed`, { worker: l.workerId, error, stack: (err as Error).stack });
+  log?.flush();
+  return error;
+}
+
 self.onmessage = (e: MessageEvent<ToWorker>) => {
   const m = e.data;
   if (m.type === "init") return void start(m.init);
   const l = loop;
   if (l === null) return;
   switch (m.type) {
-    case "change":
+    case "command":
       try {
-        return post({ type: "reply", seq: m.seq, reply: l.apply(m.change) });
+        return post({ type: "ack", seq: m.seq, ack: { ok: true, closed: l.apply(m.command) } });
       } catch (err) {
-        // A change this loop could not apply is a bug: say so and answer, never die of it.
-        log?.error("worker: applying a change failed", { worker: l.workerId, change: m.change.type, error: (err as Error).message, stack: (err as Error).stack });
-        log?.flush();
-        return post({ type: "reply", seq: m.seq, reply: {} });
+        const error = failed(l, `command ${m.command.type}`, err);
+        return post({ type: "ack", seq: m.seq, ack: { ok: false, error } });
+      }
+    case "query":
+      try {
+        return post({ type: "answer", seq: m.seq, answer: l.answer(m.query) });
+      } catch (err) {
+        failed(l, `query ${m.query.type}`, err);
+        return post({ type: "answer", seq: m.seq, answer: null });
       }
     case "drain":
       return l.shutdown();

@@ -240,7 +240,7 @@ describe("admin API (binary)", () => {
     const raw = new Database(join(dir, "data/mc-proxy.db"), { readonly: true });
     const stored = raw
       .query(
-        "SELECT r.hostname, r.backend, 'SEND_PROXY_PROTOCOL_' || upper(r.send_proxy_protocol) AS send_proxy_protocol FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname",
+        "SELECT r.hostname, r.value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(r.value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes r JOIN listeners l ON l.id = r.listener_id WHERE l.addr = ? ORDER BY r.hostname",
       )
       .all(listener) as { hostname: string; backend: string; send_proxy_protocol: string }[];
     raw.close();

@@ -266,7 +266,9 @@ describe("operator CLI against a running binary", () => {
     const live = JSON.parse(cli("routes", "list", "--json").out) as { listeners: { routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[] };
     const db = new Database(dest, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
-    const rows = db.query("SELECT hostname, backend, 'SEND_PROXY_PROTOCOL_' || upper(send_proxy_protocol) AS send_proxy_protocol FROM routes ORDER BY hostname").all();
+    const rows = db
+      .query("SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname")
+      .all();
     db.close();
     expect(rows).toEqual(live.listeners[0]!.routes.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol })));
     // The default path: a timestamped file in backups/ beside the database.

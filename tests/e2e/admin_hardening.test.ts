@@ -148,7 +148,9 @@ describe("admin plane hardening (binary)", () => {
     relay.end();
     const mem = (await admin.call<Routes>("ListRoutes", { listener })).listeners[0]!.routes;
     const db = new Database(join(dir, "data/mc-proxy.db"), { readonly: true });
-    const rows = db.query("SELECT hostname, backend, 'SEND_PROXY_PROTOCOL_' || upper(send_proxy_protocol) AS send_proxy_protocol FROM routes ORDER BY hostname").all();
+    const rows = db
+      .query("SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname")
+      .all();
     db.close();
     expect(mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol }))).toEqual(rows as never);
     expect(mem.map((r) => r.hostname)).toEqual(["after-lock.example.com", "echo.example.com"]);

@@ -137,7 +137,7 @@ describe("fleet mode (binary, etcd)", () => {
       expect(seeders.length).toBe(1);
       // The seeder writes 150 routes in two transactions (etcd's 128-operation
       // limit); the other instance (either may lose) may have read between
-      // them and takes the rest from its watch (README, Fleet: seeding).
+      // them and takes the rest from its watch (docs/FLEET.md, seeding).
       const all150 = async (i: Instance) => {
         let got = await routesOf(i);
         for (const end = Date.now() + 2000; got.length < 150 && Date.now() < end; got = await routesOf(i)) await sleep(20);

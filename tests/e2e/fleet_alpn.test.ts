@@ -1,7 +1,7 @@
 // Fleet mode with the route features that read more of the hello (the
 // compiled binary, a real etcd): a prefix as release 0.2.0 wrote it keeps
 // working, ALPN routes and per-route policy written over the admin API land
-// under the documented keys (docs/SPEC.md "etcd layout"), and a hand-written
+// under the documented keys (docs/FLEET.md "Layout"), and a hand-written
 // key that would share a (hostname, protocol) with another is refused by key.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";

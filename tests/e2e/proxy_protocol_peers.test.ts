@@ -3,7 +3,7 @@
 // (proxy_protocol on) in front of mc-proxy; mc-proxy sending v2 to HAProxy
 // (accept-proxy, logging the client, the SNI and the unique id) and v1 to
 // nginx stream (listen … proxy_protocol). The configs here are the ones the
-// README shows. Installs haproxy/nginx when missing (as root), else skips
+// docs/PROXY_PROTOCOL.md shows. Installs haproxy/nginx when missing (as root), else skips
 // with a message.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";

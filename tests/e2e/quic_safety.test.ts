@@ -1,5 +1,5 @@
 // A QUIC listener's admission and bounds against the compiled binary
-// (README "HTTP/3 (QUIC)"): a client address that names another flow's
+// (docs/HTTP3.md): a client address that names another flow's
 // connection ID passes the same firewall and route policy as a new flow;
 // the pending table cannot be held against new clients; a hello has a
 // deadline counted from its first datagram; held datagrams are bounded in

@@ -58,7 +58,7 @@ describe("takeover under load (binary, own network namespace)", () => {
     expect(r.second).toEqual({ tried: 10, ok: 10 });
   }, 180_000);
 
-  test("with tcp_migrate_req = 0 the loss is measured and reported (README), not hidden", async () => {
+  test("with tcp_migrate_req = 0 the loss is measured and reported (docs/TAKEOVER.md), not hidden", async () => {
     const r = await loadRun(0, 10);
     if (typeof r === "string") return void console.warn(`SKIP takeover load test at tcp_migrate_req=0: ${r}`);
     console.log(

@@ -1,5 +1,6 @@
 // Routes for unit tests: a plain route to one backend, as `backend = "…"` gives.
-import { PLAIN, type Route, type SendProxy } from "../../src/routing/pool";
+import { PLAIN, type Route } from "../../src/routing/route";
+import type { SendProxy } from "../../src/config/types";
 
 export function route(hostname: string, backend: string, sendProxyProtocol: SendProxy = "off"): Route {
   return {

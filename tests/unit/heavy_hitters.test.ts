@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { BUCKETS, HeavyHitters, type HitterReport, type MergedHitter, mergeHitters, prefixEstimate } from "../../src/metrics/heavy_hitters";
-import { MAX_FINGERPRINT_TOP } from "../../src/config/sections";
+import { LIMITS } from "../../src/config/limits";
+
+const MAX_FINGERPRINT_TOP = LIMITS["fingerprints.top"].max;
 
 const T0 = 1_800_000_000_000;
 const MIN = 60_000;

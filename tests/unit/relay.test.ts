@@ -5,17 +5,27 @@
 // other, and the replayed bytes and preamble go first.
 import { afterEach, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
-import { type PeerSocket, Relay, type RelayEnd } from "../../src/relay/relay";
+import { type PeerSocket, Relay, type RelayEnd, type RelayOwner } from "../../src/relay/relay";
 import { waitFor } from "../helpers/net";
 
-class TestRelay extends Relay {
+/** The relay's owner here: it only records how the relay ended. */
+class EndRecorder implements RelayOwner {
   ended: RelayEnd | null = null;
-  protected onRelayEnd(end: RelayEnd): void {
+  relayEnded(end: RelayEnd): void {
     this.ended = end;
   }
-  protected touch(): void {}
-  start(backend: PeerSocket, replay: Uint8Array, preamble: Uint8Array | null): void {
-    this.startRelay(backend, replay, false, preamble);
+  touch(): void {}
+}
+
+class TestRelay extends Relay {
+  private readonly recorder: EndRecorder;
+  constructor(client: PeerSocket) {
+    const recorder = new EndRecorder();
+    super(client, recorder);
+    this.recorder = recorder;
+  }
+  get ended(): RelayEnd | null {
+    return this.recorder.ended;
   }
 }
 
@@ -48,7 +58,7 @@ function relayTo(backendPort: number, replay = new Uint8Array(0), preamble: Uint
           socket: {
             binaryType: "uint8array",
             open: (b) => {
-              r.start(b as unknown as PeerSocket, replay, preamble);
+              r.start(b as unknown as PeerSocket, replay, false, preamble);
               client.resume();
             },
             data: (b, d) => {

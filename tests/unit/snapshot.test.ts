@@ -1,8 +1,8 @@
 // Summing the loops' counters: the control plane adds every loop's report,
 // and what dead incarnations of a slot counted before they died.
 import { expect, test } from "bun:test";
-import { OUTCOMES } from "../../src/server/stats";
-import { type ListenerSnapshot, type Snapshot, type SlotCounts, retire, sumListeners } from "../../src/server/snapshot";
+import { ListenerStats, OUTCOMES } from "../../src/server/stats";
+import { type ListenerSnapshot, type Snapshot, type SlotCounts, loopSnapshot, retire, sharedListener, sumListeners } from "../../src/server/snapshot";
 
 function listener(accepted: number, ok: number, bytes: number, route = "a.example.com"): ListenerSnapshot {
   const closed = OUTCOMES.map((o) => (o === "ok" ? ok : 0));
@@ -83,4 +83,34 @@ test("a QUIC listener's entry follows the TCP ones: summed by position, its name
   expect([t!.addr, t!.protocol, t!.accepted, t!.active]).toEqual(["127.0.0.1:443", "tcp", 9, 7]);
   expect([q!.addr, q!.name, q!.protocol, q!.accepted, q!.active]).toEqual(["127.0.0.1:443/quic", "127.0.0.1:443", "quic", 6, 3]);
   expect(q!.closed[OUTCOMES.indexOf("ok")]).toBe(6);
+});
+
+test("one loop's snapshot: a route's bytes include what its open connections have moved so far; one worker entry", () => {
+  const stats = new ListenerStats("127.0.0.1:443");
+  const route = stats.route("a.example.com");
+  route.bytesFromClient = 100;
+  route.bytesToClient = 200;
+  stats.accepted = 5;
+  const l = { name: "web", protocol: "tcp" as const, maxConnections: 10, table: { size: 1 }, proxyProtocol: false, trustedProxies: [], stats, active: 2 };
+  const open = [
+    { liveRouteStats: route, bytesFromClient: 1, bytesFromBackend: 2 },
+    { liveRouteStats: route, bytesFromClient: 10, bytesFromBackend: 20 },
+    { liveRouteStats: null, bytesFromClient: 1000, bytesFromBackend: 1000 },
+  ];
+  const fields = { startedAt: 1, connectionCap: 50, draining: false, rules: { ip: 1, cidr: 0, country: 0, ja4: 0 }, rateTracked: 3, geoipBuildEpoch: null };
+  const s = loopSnapshot([l], open, { ...fields, worker: { id: 4, active: 2 } });
+  expect(s).toMatchObject({ ...fields, workers: [{ id: 4, thread: 0, active: 2, accepted: 5, restarts: 0 }] });
+  expect(s.listeners[0]).toMatchObject({ addr: "127.0.0.1:443", name: "web", accepted: 5, active: 2, maxConnections: 10 });
+  expect(s.listeners[0]!.routeStats.find((r) => r.label === "a.example.com")).toMatchObject({ bytesFromClient: 111, bytesToClient: 222 });
+  // The stats themselves are not touched: the next snapshot adds the live bytes afresh.
+  expect([route.bytesFromClient, route.bytesToClient]).toEqual([100, 200]);
+});
+
+test("the control plane's base entry: the process's active count and limit; PROXY settings for TCP only", () => {
+  const l = { name: "web", table: { size: 3 }, proxyProtocol: true, trustedProxies: ["10.0.0.0/8"] };
+  const counters = { active: (i: number) => i * 10, max: (i: number) => i * 100 };
+  const tcp = sharedListener(l, { index: 1, addr: "127.0.0.1:443", protocol: "tcp" }, counters);
+  expect(tcp).toMatchObject({ addr: "127.0.0.1:443", name: "web", protocol: "tcp", active: 10, maxConnections: 100, routes: 3, proxyProtocol: true, trustedProxies: ["10.0.0.0/8"] });
+  const quic = sharedListener(l, { index: 2, addr: "127.0.0.1:443/quic", protocol: "quic" }, counters);
+  expect(quic).toMatchObject({ protocol: "quic", active: 20, maxConnections: 200, proxyProtocol: false, trustedProxies: [] });
 });

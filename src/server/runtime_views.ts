@@ -1,12 +1,14 @@
-// What the admin plane, the store and the metrics see of the data plane —
-// the control plane (control_plane.ts), whatever the number of event loops:
-// the route tables as last applied, ways to apply changes everywhere, and
-// snapshots of the counters summed over every loop.
+// What the other sides see of the running proxy — the control plane
+// (control_plane.ts), whatever the number of event loops — each as much as
+// it uses: the tables in force (every side), the changes a ConfigStore
+// makes live once it has committed them (RuntimeChanges), and what the admin
+// API reads and does without a store (RuntimeStatus). Metrics read snapshots
+// only (metrics/metrics.ts).
 
 import type { FirewallRules } from "../firewall/firewall";
 import type { MergedHitter } from "../metrics/heavy_hitters";
 import type { BackendTable, SlotRef } from "../routing/backend_table";
-import type { Route } from "../routing/pool";
+import type { Route } from "../routing/route";
 import type { RouteTable } from "../routing/route_table";
 import type { Snapshot } from "./snapshot";
 
@@ -34,28 +36,31 @@ export interface ListenerView {
   readonly trustedProxies: readonly string[];
 }
 
-export interface DataPlane {
+/** The tables in force: each listener's routes, and the backend table. */
+export interface LiveTables {
   readonly listeners: readonly ListenerView[];
   /** By name, or by addr. */
   listener(nameOrAddr: string): ListenerView | undefined;
-  /** A GeoIP database is configured (country rules can match). */
-  readonly geoipConfigured: boolean;
+  /** Backend health, operator state and connection counts (shared by every loop). */
+  readonly backends: BackendTable;
+}
+
+/** Where a ConfigStore's committed changes take effect: on every event loop. */
+export interface RuntimeChanges extends LiveTables {
   /** Swap a listener's routes on every event loop; resolves once all have. */
   applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void>;
   applyRules(rules: FirewallRules): Promise<void>;
   /** Applies to the next accept everywhere (the limit lives in shared memory). */
   applyMaxConnections(l: ListenerView, n: number): void;
-  /** Backend health, operator state and connection counts (shared by every loop). */
-  readonly backends: BackendTable;
-  /** Reset every connection on a backend, on every loop; resolves with how many. */
-  applyBackendReset(ref: SlotRef): Promise<number>;
+}
+
+/** What the admin API reads of the running proxy, and the one thing it does there without a store. */
+export interface RuntimeStatus extends LiveTables {
+  /** A GeoIP database is configured (country rules can match). */
+  readonly geoipConfigured: boolean;
   snapshot(): Promise<Snapshot>;
   /** The top `limit` fingerprints of the window, summed over every event loop. */
   fingerprints(limit: number): Promise<FingerprintsView>;
-  /** SIGHUP: null when no GeoIP database is configured. */
-  reloadGeoIp(): Promise<"ok" | "error" | null>;
-  shutdown(): void;
-  readonly isDraining: boolean;
-  /** Resolves with the exit code once everything has stopped. */
-  readonly done: Promise<number>;
+  /** Reset every connection on a backend, on every loop (nothing is stored); resolves with how many. */
+  applyBackendReset(ref: SlotRef): Promise<number>;
 }

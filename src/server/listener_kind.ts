@@ -1,0 +1,109 @@
+// The two kinds of listener an event loop binds, behind one small
+// interface it drives: a TCP listener (Bun.listen with SO_REUSEPORT, in
+// every loop, its connections in connection.ts) or a QUIC listener (a UDP
+// socket, in the first loop only: quic_listener.ts). Each is a runtime
+// (listener_runtime.ts: its slot, its counters, its label, its routes) that
+// every loop's snapshot reads whether or not this loop binds it.
+
+import type { SocketHandler, TCPSocketListener, TCPSocketListenOptions, udp } from "bun";
+import type { QuicListenerConfig, TcpListenerConfig } from "../config/types";
+import { bindRetrying } from "../net/bind_retry";
+import { bindHost } from "../net/host_port";
+import type { ListenerRuntime } from "./listener_runtime";
+import { type QuicContext, QuicListener } from "./quic_listener";
+
+export interface ListenerKind {
+  readonly runtime: ListenerRuntime;
+  /**
+   * The old process holds its address until it hands over (a takeover):
+   * bound after the handover, in the background (QUIC: Bun's UDP sockets
+   * have no SO_REUSEPORT).
+   */
+  readonly waitsForHandover: boolean;
+  /** Bind its address, retrying EADDRINUSE for `retryMs`; throws when it cannot. */
+  bind(retryMs: number): Promise<void>;
+  /**
+   * Stop accepting: TCP connections already open finish (the loop's drain); QUIC flows end (their close is encrypted).
+   */
+  drain(): void;
+  /** Unbind at once (a start that failed). */
+  close(): void;
+}
+
+/** A TCP listener, one socket per loop bound with SO_REUSEPORT. */
+export class TcpKind<C> implements ListenerKind {
+  readonly waitsForHandover = false;
+  private bound: TCPSocketListener<unknown> | null = null;
+
+  constructor(
+    private readonly cfg: TcpListenerConfig,
+    readonly runtime: ListenerRuntime,
+    /** Its accepted connections' handlers (event_loop.ts clientHandlers). */
+    private readonly handlers: SocketHandler<C>,
+  ) {}
+
+  async bind(): Promise<void> {
+    const l = this.cfg;
+    try {
+      // SO_REUSEPORT always: one socket per loop on each address, and a takeover binds beside this process
+      // (server_command.ts). It works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
+      const opts = { hostname: bindHost(l.bind.host), port: l.bind.port, allowHalfOpen: true, reusePort: true, socket: this.handlers };
+      this.bound = Bun.listen<C>(opts as TCPSocketListenOptions<C>) as TCPSocketListener<unknown>;
+    } catch (e) {
+      throw new Error(`listeners[${l.index}].addr "${l.addr}": cannot listen: ${(e as Error).message}`);
+    }
+  }
+
+  drain(): void {
+    this.bound?.stop(false);
+  }
+
+  close(): void {
+    this.bound?.stop(true);
+  }
+}
+
+/** A QUIC listener: one UDP socket, in the first event loop. */
+export class QuicKind implements ListenerKind {
+  readonly waitsForHandover = true;
+  private listener: QuicListener | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly cfg: QuicListenerConfig,
+    readonly runtime: ListenerRuntime,
+    private readonly ctx: QuicContext,
+  ) {}
+
+  /** Bind the UDP address, retrying EADDRINUSE for `retryMs` (a takeover: the old process holds it until it hands over). */
+  async bind(retryMs: number): Promise<void> {
+    const cfg = this.cfg;
+    const holder: { l: QuicListener | null } = { l: null };
+    let socket: udp.Socket<"uint8array">;
+    try {
+      socket = await bindRetrying(retryMs, () =>
+        Bun.udpSocket({
+          hostname: bindHost(cfg.bind.host),
+          port: cfg.bind.port,
+          binaryType: "uint8array",
+          socket: { data: (_s, d, port, addr) => holder.l?.onDatagram(d, port, addr) },
+        }),
+      );
+    } catch (e) {
+      throw new Error(`quic listener "${cfg.addr}": cannot bind UDP: ${(e as Error).message}`);
+    }
+    holder.l = new QuicListener(socket, this.runtime, this.ctx);
+    // Drained while it was binding (a takeover's late bind).
+    if (this.closed) return holder.l.close();
+    this.listener = holder.l;
+  }
+
+  drain(): void {
+    this.close();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.listener?.close();
+  }
+}
