@@ -23,7 +23,16 @@ export const RELEASE_TARGETS: Record<string, string> = {
 export const ENTRYPOINTS = ["src/main.ts", "src/server/worker_main.ts"];
 
 function compile(outfile: string, target: string | null): void {
-  const args = ["build", "--compile", "--minify-syntax", "--sourcemap=none", ...(target === null ? [] : [`--target=${target}`]), ...ENTRYPOINTS, "--outfile", outfile];
+  const args = [
+    "build",
+    "--compile",
+    "--minify-syntax",
+    "--sourcemap=none",
+    ...(target === null ? [] : [`--target=${target}`]),
+    ...ENTRYPOINTS,
+    "--outfile",
+    outfile,
+  ];
   const r = Bun.spawnSync([process.execPath, ...args], { cwd: ROOT, stdout: "inherit", stderr: "inherit" });
   if (r.exitCode !== 0) throw new Error(`bun ${args.join(" ")} failed (exit ${r.exitCode})`);
 }

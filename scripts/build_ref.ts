@@ -24,7 +24,20 @@ export function buildRef(ref: string, outDir: string): string {
     if (existsSync(join(tree, "scripts/build.ts"))) {
       run([process.execPath, "run", "scripts/build.ts"], tree);
       run(["cp", join(tree, "dist/mc-proxy"), out], ROOT);
-    } else run([process.execPath, "build", "--compile", "--minify-syntax", "--sourcemap=none", "src/main.ts", "--outfile", out], tree);
+    } else
+      run(
+        [
+          process.execPath,
+          "build",
+          "--compile",
+          "--minify-syntax",
+          "--sourcemap=none",
+          "src/main.ts",
+          "--outfile",
+          out,
+        ],
+        tree,
+      );
   } finally {
     Bun.spawnSync(["git", "worktree", "remove", "--force", tree], { cwd: ROOT });
   }

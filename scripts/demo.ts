@@ -14,7 +14,13 @@ const dir = mkdtempSync(join(tmpdir(), "mc-proxy-demo-"));
 const certFile = join(dir, "cert.pem");
 const keyFile = join(dir, "key.pem");
 
-const gen = Bun.spawnSync(selfSignedArgs(keyFile, certFile, { cn: "alpha.example.com", sans: ["alpha.example.com", "*.demo.example.com"], days: 30 }));
+const gen = Bun.spawnSync(
+  selfSignedArgs(keyFile, certFile, {
+    cn: "alpha.example.com",
+    sans: ["alpha.example.com", "*.demo.example.com"],
+    days: 30,
+  }),
+);
 if (gen.exitCode !== 0) {
   console.error(`demo: openssl failed (is it installed? apt-get install openssl):\n${gen.stderr}`);
   process.exit(1);

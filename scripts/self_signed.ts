@@ -2,7 +2,11 @@
 // the bench and the tests each need one (for different names and lifetimes).
 
 /** argv for `openssl req` writing `keyFile` and `certFile` for `cn` and the DNS names `sans`. */
-export function selfSignedArgs(keyFile: string, certFile: string, opts: { cn: string; sans: readonly string[]; days: number }): string[] {
+export function selfSignedArgs(
+  keyFile: string,
+  certFile: string,
+  opts: { cn: string; sans: readonly string[]; days: number },
+): string[] {
   return [
     "openssl",
     "req",

@@ -31,7 +31,15 @@ import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePac
  * v2, mc-proxy sends v2 to the backend). mc-proxy-base: the binary built
  * from `--baseline REF`, for an A/B of the current code in the same run.
  */
-type SystemName = "direct" | "haproxy" | "nginx" | "mc-proxy" | "mc-proxy-w2" | "mc-proxy-metrics" | "mc-proxy-pp" | "mc-proxy-base";
+type SystemName =
+  | "direct"
+  | "haproxy"
+  | "nginx"
+  | "mc-proxy"
+  | "mc-proxy-w2"
+  | "mc-proxy-metrics"
+  | "mc-proxy-pp"
+  | "mc-proxy-base";
 const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-metrics", "mc-proxy-pp"];
 
 interface Settings {
@@ -62,7 +70,10 @@ function settings(argv: string[]): Settings {
   const baseBinary = opt("--base-binary");
   if (baseline !== undefined && baseBinary !== undefined) throw new Error("--baseline and --base-binary: choose one");
   const withBase = baseline !== undefined || baseBinary !== undefined;
-  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [...SYSTEMS, ...(withBase ? (["mc-proxy-base"] as SystemName[]) : [])];
+  const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [
+    ...SYSTEMS,
+    ...(withBase ? (["mc-proxy-base"] as SystemName[]) : []),
+  ];
   return {
     quick,
     rounds: Number(opt("--rounds") ?? (quick ? 1 : 3)),
@@ -88,7 +99,10 @@ function baselineConf(f: Files): string {
   const conf = join(WORK, "mc-proxy-base.toml");
   const db = join(WORK, "run/mc-proxy-base.db");
   for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
-  writeFileSync(conf, readFileSync(f.mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${db}"`));
+  writeFileSync(
+    conf,
+    readFileSync(f.mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${db}"`),
+  );
   return conf;
 }
 
@@ -133,7 +147,8 @@ interface Running {
 }
 
 async function startSystem(name: SystemName, f: Files): Promise<Running> {
-  if (name === "direct") return { name, port: PORTS.backend, proc: null, pids: () => [], helperPids: () => [], stop: async () => {} };
+  if (name === "direct")
+    return { name, port: PORTS.backend, proc: null, pids: () => [], helperPids: () => [], stop: async () => {} };
   let cmd: string[];
   let port: number;
   let stderr: number | "ignore" = "ignore";
@@ -157,15 +172,30 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     stderr = openSync(f.mcproxyLog, "a");
   } else {
     // The baseline gets a database of its own: an older binary refuses a newer schema.
-    cmd = name === "mc-proxy-base" ? [baselineBinary!, "server", "-c", baselineConf(f)] : [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
+    cmd =
+      name === "mc-proxy-base"
+        ? [baselineBinary!, "server", "-c", baselineConf(f)]
+        : [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyConf];
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
   const shipped = cmd[0] === join(ROOT, "dist/mc-proxy") || (name === "mc-proxy-base" && baseIsBuiltHere);
-  const proc = Bun.spawn(withFds(cmd), { stdout: "ignore", stderr, stdin: "ignore", env: shipped ? SHIPPED_ENV : process.env });
+  const proc = Bun.spawn(withFds(cmd), {
+    stdout: "ignore",
+    stderr,
+    stdin: "ignore",
+    env: shipped ? SHIPPED_ENV : process.env,
+  });
   await waitPort(port);
   // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
-  const front = name === "mc-proxy-pp" ? Bun.spawn(withFds(["haproxy", "-db", "-f", f.ppFrontConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" }) : null;
+  const front =
+    name === "mc-proxy-pp"
+      ? Bun.spawn(withFds(["haproxy", "-db", "-f", f.ppFrontConf]), {
+          stdout: "ignore",
+          stderr: "ignore",
+          stdin: "ignore",
+        })
+      : null;
   if (front !== null) {
     port = PORTS.ppFront;
     await waitPort(port);
@@ -240,7 +270,8 @@ async function runTool(cmd: string[]): Promise<{ out: string; pid: number }> {
   await p.exited;
   const ru = p.resourceUsage();
   if (ru !== undefined) toolCpuGone += Number(ru.cpuTime.user + ru.cpuTime.system) / 1e6;
-  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${await new Response(p.stderr).text()}`);
+  if (p.exitCode !== 0)
+    throw new Error(`${cmd.join(" ")} exited ${p.exitCode}: ${await new Response(p.stderr).text()}`);
   return { out, pid: p.pid };
 }
 
@@ -271,7 +302,9 @@ function parseWrk(out: string): WrkResult {
     seconds: m === null ? 0 : Number(m[2]) * (m[3] === "m" ? 60 : 1),
     p50ms: latency("50"),
     p99ms: latency("99"),
-    errors: (errs === null ? 0 : Number(errs[1]) + Number(errs[2]) + Number(errs[3]) + Number(errs[4])) + (Number.isNaN(non2xx) ? 0 : non2xx),
+    errors:
+      (errs === null ? 0 : Number(errs[1]) + Number(errs[2]) + Number(errs[3]) + Number(errs[4])) +
+      (Number.isNaN(non2xx) ? 0 : non2xx),
   };
 }
 
@@ -308,14 +341,36 @@ async function wrkPhase(r: Round, what: string, args: string[]): Promise<{ w: Wr
  * warm, as it runs in production; the others lose nothing by it.
  */
 async function warmUp(sys: Running, s: Settings): Promise<void> {
-  await runTool(["wrk", "-t", WRK_THREADS, "-c", "50", "-d", `${s.warmupSeconds}s`, "-H", "Connection: close", url(sys.port, "/small")]);
+  await runTool([
+    "wrk",
+    "-t",
+    WRK_THREADS,
+    "-c",
+    "50",
+    "-d",
+    `${s.warmupSeconds}s`,
+    "-H",
+    "Connection: close",
+    url(sys.port, "/small"),
+  ]);
   await runTool(["wrk", "-t", WRK_THREADS, "-c", "50", "-d", `${s.warmupSeconds}s`, url(sys.port, "/small")]);
   toolCpuGone = 0;
 }
 
 /** New TLS connections: full handshake + small request + close, 50 concurrent. */
 async function newConnections(r: Round, s: Settings): Promise<void> {
-  const { w, x } = await wrkPhase(r, "new connections", ["-t", WRK_THREADS, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", "-H", "Connection: close", url(r.sys.port, "/small")]);
+  const { w, x } = await wrkPhase(r, "new connections", [
+    "-t",
+    WRK_THREADS,
+    "-c",
+    "50",
+    "-d",
+    `${s.loadSeconds}s`,
+    "--latency",
+    "-H",
+    "Connection: close",
+    url(r.sys.port, "/small"),
+  ]);
   r.m.newconn_per_s = w.requests / w.seconds;
   r.m.newconn_p50_ms = w.p50ms;
   r.m.newconn_p99_ms = w.p99ms;
@@ -325,7 +380,16 @@ async function newConnections(r: Round, s: Settings): Promise<void> {
 
 /** Keep-alive requests over 50 long-lived TLS connections. */
 async function keepAlive(r: Round, s: Settings): Promise<void> {
-  const { w, x } = await wrkPhase(r, "keep-alive", ["-t", WRK_THREADS, "-c", "50", "-d", `${s.loadSeconds}s`, "--latency", url(r.sys.port, "/small")]);
+  const { w, x } = await wrkPhase(r, "keep-alive", [
+    "-t",
+    WRK_THREADS,
+    "-c",
+    "50",
+    "-d",
+    `${s.loadSeconds}s`,
+    "--latency",
+    url(r.sys.port, "/small"),
+  ]);
   r.m.keepalive_req_per_s = w.requests / w.seconds;
   r.m.keepalive_p99_ms = w.p99ms;
   r.m.keepalive_errors = w.errors;
@@ -334,27 +398,65 @@ async function keepAlive(r: Round, s: Settings): Promise<void> {
 
 /** One unloaded connection: the latency the proxy adds. */
 async function unloadedLatency(r: Round, s: Settings): Promise<void> {
-  const { w } = await wrkPhase(r, "c=1 latency", ["-t", "1", "-c", "1", "-d", `${s.c1Seconds}s`, "--latency", url(r.sys.port, "/small")]);
+  const { w } = await wrkPhase(r, "c=1 latency", [
+    "-t",
+    "1",
+    "-c",
+    "1",
+    "-d",
+    `${s.c1Seconds}s`,
+    "--latency",
+    url(r.sys.port, "/small"),
+  ]);
   r.m.c1_p50_ms = w.p50ms;
 }
 
 /** Bulk download or upload with `streams` curl processes at once; throws unless every byte arrived. `key` names the metrics (default: direction and streams). */
-async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: number, key = `${dir}_${streams}s`): Promise<void> {
+async function bulk(
+  r: Round,
+  f: Files,
+  dir: "download" | "upload",
+  streams: number,
+  key = `${dir}_${streams}s`,
+): Promise<void> {
   let bytes = 0;
   const x = await measure(r.sys, r.backendPids, async () => {
     const runs = await Promise.all(
       Array.from({ length: streams }, () =>
         runTool(
           dir === "download"
-            ? ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_download}", url(r.sys.port, `/big-${f.bigBytes}`)]
-            : ["curl", "-sk", "--max-time", "120", "-o", "/dev/null", "-w", "%{size_upload}", "-T", f.uploadFile, url(r.sys.port, "/upload")],
+            ? [
+                "curl",
+                "-sk",
+                "--max-time",
+                "120",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                url(r.sys.port, `/big-${f.bigBytes}`),
+              ]
+            : [
+                "curl",
+                "-sk",
+                "--max-time",
+                "120",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_upload}",
+                "-T",
+                f.uploadFile,
+                url(r.sys.port, "/upload"),
+              ],
         ),
       ),
     );
     for (const run of runs) bytes += Number(run.out.trim());
     return runs.map((run) => run.pid);
   });
-  if (bytes !== f.bigBytes * streams) throw new Error(`${r.sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
+  if (bytes !== f.bigBytes * streams)
+    throw new Error(`${r.sys.name}: ${dir} x${streams} moved ${bytes} bytes, expected ${f.bigBytes * streams}`);
   r.m[`${key}_MBps`] = bytes / 1e6 / x.wall;
   r.m[`cpu_s_per_GB_${key}`] = x.proxyCpu / (bytes / 1e9);
   note(r, `${dir} x${streams}`, x);
@@ -362,7 +464,12 @@ async function bulk(r: Round, f: Files, dir: "download" | "upload", streams: num
 
 const WRK_THREADS = "2";
 
-async function runRound(sys: Running, s: Settings, f: Files, backendPids: number[]): Promise<{ metrics: Metrics; disturbed: string[] }> {
+async function runRound(
+  sys: Running,
+  s: Settings,
+  f: Files,
+  backendPids: number[],
+): Promise<{ metrics: Metrics; disturbed: string[] }> {
   const r: Round = { m: {}, disturbed: [], sys, backendPids };
   // The first transfer after start, before anything warms the system up: what
   // a short-lived process or a fresh takeover pays (docs/PERFORMANCE.md "The allocator").
@@ -376,7 +483,10 @@ async function runRound(sys: Running, s: Settings, f: Files, backendPids: number
   // full size): one 1-stream phase alone moves too little for a steady figure.
   for (const dir of ["download", "upload"]) {
     const gb = (5 * f.bigBytes) / 1e9;
-    r.m[`cpu_s_per_GB_${dir}`] = (r.m[`cpu_s_per_GB_${dir}_1s`]! * (f.bigBytes / 1e9) + r.m[`cpu_s_per_GB_${dir}_4s`]! * ((4 * f.bigBytes) / 1e9)) / gb;
+    r.m[`cpu_s_per_GB_${dir}`] =
+      (r.m[`cpu_s_per_GB_${dir}_1s`]! * (f.bigBytes / 1e9) +
+        r.m[`cpu_s_per_GB_${dir}_4s`]! * ((4 * f.bigBytes) / 1e9)) /
+      gb;
   }
   return { metrics: r.m, disturbed: r.disturbed };
 }
@@ -389,11 +499,14 @@ class IdleHolder {
   private readonly dec = new TextDecoder();
 
   constructor(port: number, count: number) {
-    this.proc = Bun.spawn(withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(port), String(count), HOST]), {
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "inherit",
-    });
+    this.proc = Bun.spawn(
+      withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(port), String(count), HOST]),
+      {
+        stdin: "pipe",
+        stdout: "pipe",
+        stderr: "inherit",
+      },
+    );
     this.reader = this.proc.stdout.getReader();
   }
 
@@ -505,12 +618,24 @@ async function main(): Promise<void> {
     const { breakdown } = await import("./breakdown");
     const i = process.argv.indexOf("--seconds");
     const base = s.baseline === null ? null : { ref: s.baseline, binary: buildBaseline(s.baseline) };
-    return breakdown(prepare(256 * 1024 * 1024), s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 3 : 5, { withFds, waitPort }, base);
+    return breakdown(
+      prepare(256 * 1024 * 1024),
+      s.rounds,
+      i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 3 : 5,
+      { withFds, waitPort },
+      base,
+    );
   }
   if (process.argv.includes("--scaling")) {
     const { scaling } = await import("./scaling");
     const i = process.argv.indexOf("--seconds");
-    return scaling(prepare(s.bigBytes), s.rounds, i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 4 : 8, withFds, waitPort);
+    return scaling(
+      prepare(s.bigBytes),
+      s.rounds,
+      i >= 0 ? Number(process.argv[i + 1]) : s.quick ? 4 : 8,
+      withFds,
+      waitPort,
+    );
   }
   if (process.argv.includes("--quic")) {
     const { quicBench } = await import("./quic");
@@ -529,7 +654,9 @@ async function main(): Promise<void> {
     baselineBinary = s.baseBinary;
     baseIsBuiltHere = true;
   }
-  console.log(`bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`);
+  console.log(
+    `bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`,
+  );
 
   const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
   await waitPort(PORTS.backend);
@@ -585,7 +712,9 @@ async function main(): Promise<void> {
     bun: Bun.version,
     haproxy: Bun.spawnSync(["haproxy", "-v"]).stdout.toString().split("\n")[0],
     nginx: Bun.spawnSync(["nginx", "-v"]).stderr.toString().trim(),
-    wrk: Bun.spawnSync(["wrk", "-v"]).stdout.toString().split("\n")[0] || Bun.spawnSync(["wrk", "-v"]).stderr.toString().split("\n")[0],
+    wrk:
+      Bun.spawnSync(["wrk", "-v"]).stdout.toString().split("\n")[0] ||
+      Bun.spawnSync(["wrk", "-v"]).stderr.toString().split("\n")[0],
     mc_proxy: Bun.spawnSync([join(ROOT, "dist/mc-proxy"), "version"])
       .stdout.toString()
       .trim(),
@@ -593,10 +722,29 @@ async function main(): Promise<void> {
   const table = markdown(med, s);
   console.log(`\n${table}`);
   console.log(`\nPer-round values:\n\n${perRound(results)}`);
-  if (disturbedLog.length > 0) console.log(`\nDisturbed measurements (other processes used > 10 % of a core):\n${disturbedLog.map((d) => `- ${d}`).join("\n")}`);
+  if (disturbedLog.length > 0)
+    console.log(
+      `\nDisturbed measurements (other processes used > 10 % of a core):\n${disturbedLog.map((d) => `- ${d}`).join("\n")}`,
+    );
   else console.log("\nNo measurement was disturbed by other processes (> 10 % of a core).");
   const out = join(WORK, `results-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(out, JSON.stringify({ settings: s, machine, seconds: (Date.now() - started) / 1000, medians: med, spread: spreads, rounds: results, disturbed: disturbedLog, table }, null, 2));
+  writeFileSync(
+    out,
+    JSON.stringify(
+      {
+        settings: s,
+        machine,
+        seconds: (Date.now() - started) / 1000,
+        medians: med,
+        spread: spreads,
+        rounds: results,
+        disturbed: disturbedLog,
+        table,
+      },
+      null,
+      2,
+    ),
+  );
   console.log(`\nbench: results written to ${out} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 
@@ -640,7 +788,13 @@ function perRound(results: Record<string, Metrics[]>): string {
   ];
   const names = Object.keys(results).filter((n) => n !== "direct");
   const head = `| metric | ${names.join(" | ")} |\n|---|${names.map(() => "---").join("|")}|`;
-  return [head, ...keys.map(([k, label, d]) => `| ${label} | ${names.map((n) => results[n]!.map((r) => fmt(r[k], d)).join(", ")).join(" | ")} |`)].join("\n");
+  return [
+    head,
+    ...keys.map(
+      ([k, label, d]) =>
+        `| ${label} | ${names.map((n) => results[n]!.map((r) => fmt(r[k], d)).join(", ")).join(" | ")} |`,
+    ),
+  ].join("\n");
 }
 
 await main();

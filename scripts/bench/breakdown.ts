@@ -76,12 +76,19 @@ function mcproxyConf(sys: System, f: Files): string {
   const on = (s: Stage) => sys.stages.includes(s);
   const db = join(WORK, `run/breakdown-${sys.name.replace("+", "")}.db`);
   for (const x of ["", "-wal", "-shm"]) rmSync(db + x, { force: true });
-  const backends = (port: number) => (on("pool3") ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"` : `backend = "127.0.0.1:${port}"`);
+  const backends = (port: number) =>
+    on("pool3")
+      ? `backends = ["127.0.0.1:${port}", "127.0.0.2:${port}", "127.0.0.3:${port}"]\n  balance = "round_robin"`
+      : `backend = "127.0.0.1:${port}"`;
   const cidrs = Array.from({ length: 1000 }, (_, i) => `"10.${i >> 8}.${i & 255}.0/24"`).join(", ");
   // 90 fingerprints and 10 patterns that no client of the bench sends.
   const hex = (i: number, n: number) => ((i * 2654435761) >>> 0).toString(16).padStart(8, "0").repeat(2).slice(0, n);
   const ja4Rules = [
-    ...Array.from({ length: 90 }, (_, i) => `"t13d${String(10 + (i % 80)).padStart(2, "0")}${String(i % 20).padStart(2, "0")}h2_${hex(i + 1, 12)}_${hex(i + 7, 12)}"`),
+    ...Array.from(
+      { length: 90 },
+      (_, i) =>
+        `"t13d${String(10 + (i % 80)).padStart(2, "0")}${String(i % 20).padStart(2, "0")}h2_${hex(i + 1, 12)}_${hex(i + 7, 12)}"`,
+    ),
     ...Array.from({ length: 10 }, (_, i) => `"t1${i % 2 === 0 ? "1" : "0"}*_${hex(i + 3, 6)}*_*"`),
   ].join(", ");
   // 999 blocks of every prefix length from /8 to /32 (one probe per distinct length), then loopback.
@@ -127,7 +134,15 @@ ${on("metrics") ? `\n[metrics]\naddr = "127.0.0.1:${PORTS.breakdownMetrics}"\n` 
 
 function frontConf(sendProxy: boolean): string {
   const path = join(WORK, `breakdown-front${sendProxy ? "-pp" : ""}.cfg`);
-  writeFileSync(path, tcpFront(`breakdown ${sendProxy ? "+pp" : "base-fronted"}`, PORTS.breakdownFront, sendProxy ? PORTS.breakdownPp : PORTS.breakdown, sendProxy));
+  writeFileSync(
+    path,
+    tcpFront(
+      `breakdown ${sendProxy ? "+pp" : "base-fronted"}`,
+      PORTS.breakdownFront,
+      sendProxy ? PORTS.breakdownPp : PORTS.breakdown,
+      sendProxy,
+    ),
+  );
   return path;
 }
 
@@ -139,8 +154,23 @@ interface Result {
 
 type Helpers = { withFds: (c: string[]) => string[]; waitPort: (p: number) => Promise<void> };
 
-async function wrk(h: Helpers, port: number, seconds: number, close: boolean): Promise<{ requests: number; errors: number }> {
-  const cmd = ["wrk", "-t", "2", "-c", "50", "-d", `${seconds}s`, ...(close ? ["-H", "Connection: close"] : []), `https://${HOST}:${port}/small`];
+async function wrk(
+  h: Helpers,
+  port: number,
+  seconds: number,
+  close: boolean,
+): Promise<{ requests: number; errors: number }> {
+  const cmd = [
+    "wrk",
+    "-t",
+    "2",
+    "-c",
+    "50",
+    "-d",
+    `${seconds}s`,
+    ...(close ? ["-H", "Connection: close"] : []),
+    `https://${HOST}:${port}/small`,
+  ];
   const p = Bun.spawn(h.withFds(cmd), { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(p.stdout).text();
   await p.exited;
@@ -149,7 +179,8 @@ async function wrk(h: Helpers, port: number, seconds: number, close: boolean): P
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
   return {
     requests: m === null ? 0 : Number(m[1]),
-    errors: (e === null ? 0 : e.slice(1).reduce((a, b) => a + Number(b), 0)) + (non2xx === null ? 0 : Number(non2xx[1])),
+    errors:
+      (e === null ? 0 : e.slice(1).reduce((a, b) => a + Number(b), 0)) + (non2xx === null ? 0 : Number(non2xx[1])),
   };
 }
 
@@ -158,10 +189,17 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
   let front: Subprocess | null = null;
   let port: number;
   if (sys.name === "haproxy") {
-    proc = Bun.spawn(h.withFds(["haproxy", "-db", "-f", f.haproxyConf]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+    proc = Bun.spawn(h.withFds(["haproxy", "-db", "-f", f.haproxyConf]), {
+      stdout: "ignore",
+      stderr: "ignore",
+      stdin: "ignore",
+    });
     port = PORTS.haproxy;
   } else if (sys.name === "bare-bun-relay") {
-    proc = Bun.spawn(h.withFds([process.execPath, join(import.meta.dir, "bare_relay.ts"), String(PORTS.bare), String(PORTS.backend)]), { stdout: "ignore", stderr: "inherit", stdin: "ignore" });
+    proc = Bun.spawn(
+      h.withFds([process.execPath, join(import.meta.dir, "bare_relay.ts"), String(PORTS.bare), String(PORTS.backend)]),
+      { stdout: "ignore", stderr: "inherit", stdin: "ignore" },
+    );
     port = PORTS.bare;
   } else {
     const log = openSync(join(WORK, "logs/breakdown-access.log"), "a");
@@ -177,7 +215,11 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
   try {
     await h.waitPort(port);
     if (sys.stages.includes("pp") || sys.fronted === true) {
-      front = Bun.spawn(h.withFds(["haproxy", "-db", "-f", frontConf(sys.stages.includes("pp"))]), { stdout: "ignore", stderr: "ignore", stdin: "ignore" });
+      front = Bun.spawn(h.withFds(["haproxy", "-db", "-f", frontConf(sys.stages.includes("pp"))]), {
+        stdout: "ignore",
+        stderr: "ignore",
+        stdin: "ignore",
+      });
       port = PORTS.breakdownFront;
       await h.waitPort(port);
     }
@@ -223,7 +265,13 @@ function reference(sys: System): string | null {
   return "base";
 }
 
-export async function breakdown(f: Files, rounds: number, seconds: number, h: Helpers, baseline: { ref: string; binary: string } | null): Promise<void> {
+export async function breakdown(
+  f: Files,
+  rounds: number,
+  seconds: number,
+  h: Helpers,
+  baseline: { ref: string; binary: string } | null,
+): Promise<void> {
   const started = Date.now();
   const SYSTEMS = systems(baseline);
   const warmup = seconds >= 5 ? 6 : 2;
@@ -277,13 +325,19 @@ export async function breakdown(f: Files, rounds: number, seconds: number, h: He
     const against = ref === null ? null : get(ref);
     const dn = against === null ? [] : r.map((x, i) => x.newconnMsPer1000 - against[i]!.newconnMsPer1000);
     const dk = against === null ? [] : r.map((x, i) => x.keepaliveUsPerReq - against[i]!.keepaliveUsPerReq);
-    const delta = (d: number[], digits: number) => (against !== null ? `${median(d) >= 0 ? "+" : ""}${median(d).toFixed(digits)} (${fmtRounds(d, digits)})` : "–");
+    const delta = (d: number[], digits: number) =>
+      against !== null ? `${median(d) >= 0 ? "+" : ""}${median(d).toFixed(digits)} (${fmtRounds(d, digits)})` : "–";
     lines.push(
       `| ${sys.name} | ${stage} | ${median(n).toFixed(1)} (${fmtRounds(n, 0)}) | ${(median(n) / median(hap.map((x) => x.newconnMsPer1000))).toFixed(2)}× | ${delta(dn, 1)} | ${median(k).toFixed(2)} (${fmtRounds(k, 2)}) | ${(median(k) / median(hap.map((x) => x.keepaliveUsPerReq))).toFixed(2)}× | ${delta(dk, 2)} |`,
     );
   }
   const errs = [...results.entries()].filter(([, r]) => r.some((x) => x.errors > 0));
-  lines.push("", errs.length === 0 ? "No wrk errors in any run." : `wrk errors: ${errs.map(([n, r]) => `${n} ${r.map((x) => x.errors).join("/")}`).join(", ")}`);
+  lines.push(
+    "",
+    errs.length === 0
+      ? "No wrk errors in any run."
+      : `wrk errors: ${errs.map(([n, r]) => `${n} ${r.map((x) => x.errors).join("/")}`).join(", ")}`,
+  );
   console.log(`\n${lines.join("\n")}`);
   const out = join(WORK, `breakdown-${new Date().toISOString().replace(/[:.]/g, "-")}.md`);
   writeFileSync(out, `${lines.join("\n")}\n`);

@@ -9,7 +9,13 @@
 // "done COMPLETED ERRORS".
 import { readFileSync } from "node:fs";
 
-const [port, seconds, concurrency, helloFile, replyBytes] = [Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!, Number(process.argv[6])];
+const [port, seconds, concurrency, helloFile, replyBytes] = [
+  Number(process.argv[2]),
+  Number(process.argv[3]),
+  Number(process.argv[4]),
+  process.argv[5]!,
+  Number(process.argv[6]),
+];
 const rate = process.argv[7] === undefined ? 0 : Number(process.argv[7]);
 const hello = new Uint8Array(readFileSync(helloFile));
 const end = Date.now() + seconds * 1000;

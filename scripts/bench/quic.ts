@@ -27,7 +27,12 @@ interface Result {
 }
 
 async function echoBackend(): Promise<udp.Socket<"uint8array">> {
-  return Bun.udpSocket({ hostname: "127.0.0.1", port: PORTS.echo, binaryType: "uint8array", socket: { data: (s, d, port, addr) => void s.send(d, port, addr) } });
+  return Bun.udpSocket({
+    hostname: "127.0.0.1",
+    port: PORTS.echo,
+    binaryType: "uint8array",
+    socket: { data: (s, d, port, addr) => void s.send(d, port, addr) },
+  });
 }
 
 async function load(port: number, seconds: number): Promise<{ echoed: number; seconds: number }> {
@@ -76,7 +81,11 @@ async function run(sys: Sys, seconds: number, withFds: (c: string[]) => string[]
       conf,
       `[database]\npath = "${db}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\n  [[listeners.routes]]\n  hostname = "bench.example.com"\n  backend = "127.0.0.1:${PORTS.echo}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\nprotocol = "quic"\n[proxy]\nworkers = 1\n[log]\nlevel = "warn"\n`,
     );
-    proc = Bun.spawn(withFds([join(ROOT, "dist/mc-proxy"), "server", "-c", conf]), { env: { ...process.env, MIMALLOC_PURGE_DELAY: "-1" }, stdout: "ignore", stderr: "inherit" });
+    proc = Bun.spawn(withFds([join(ROOT, "dist/mc-proxy"), "server", "-c", conf]), {
+      env: { ...process.env, MIMALLOC_PURGE_DELAY: "-1" },
+      stdout: "ignore",
+      stderr: "inherit",
+    });
     port = PORTS.mcproxy;
   } else if (sys === "nginx-udp") {
     const conf = join(WORK, "nginx-udp.conf");
@@ -108,7 +117,9 @@ export async function quicBench(rounds: number, seconds: number, withFds: (c: st
     for (const sys of order) {
       const r = await run(sys, seconds, withFds);
       res.get(sys)!.push(r);
-      console.log(`quic: round ${round}/${rounds} ${sys}: ${r.dgramsPerS.toFixed(0)} echoed datagrams/s, ${r.cpuSPerGB.toFixed(2)} s CPU per GB`);
+      console.log(
+        `quic: round ${round}/${rounds} ${sys}: ${r.dgramsPerS.toFixed(0)} echoed datagrams/s, ${r.cpuSPerGB.toFixed(2)} s CPU per GB`,
+      );
     }
   }
   echo.close();
@@ -118,7 +129,9 @@ export async function quicBench(rounds: number, seconds: number, withFds: (c: st
   console.log(
     `\n\`bun run bench -- --quic\`: ${rounds} interleaved rounds, ${seconds} s each after a 1 s warm-up; ${FLOWS} flows × ${WINDOW} datagrams of ${SIZE} bytes in flight to a UDP echo backend; one event loop.\n`,
   );
-  console.log("| system | echoed datagrams/s (per round) | × direct | × nginx-udp | proxy CPU s per GB (both ways) | × nginx-udp |\n|---|---:|---:|---:|---:|---:|");
+  console.log(
+    "| system | echoed datagrams/s (per round) | × direct | × nginx-udp | proxy CPU s per GB (both ways) | × nginx-udp |\n|---|---:|---:|---:|---:|---:|",
+  );
   for (const s of systems) {
     const v = med(s, "dgramsPerS");
     const cpu = med(s, "cpuSPerGB");

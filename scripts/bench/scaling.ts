@@ -32,7 +32,14 @@ interface Result {
   pacedCpuMsPer1000: number;
 }
 
-async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (c: string[]) => string[], waitPort: (p: number) => Promise<void>): Promise<Result> {
+async function measure(
+  f: Files,
+  sys: Sys,
+  n: 1 | 2,
+  seconds: number,
+  withFds: (c: string[]) => string[],
+  waitPort: (p: number) => Promise<void>,
+): Promise<Result> {
   const i = n - 1;
   const [cmd, port] =
     sys === "haproxy"
@@ -46,7 +53,16 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
     await Bun.sleep(500);
     const load = (secs: number, rate?: number) =>
       Bun.spawn(
-        withFds([process.execPath, join(import.meta.dir, "hello_load.ts"), String(port), String(secs), "64", f.helloFile, String(REPLY_BYTES), ...(rate === undefined ? [] : [String(rate)])]),
+        withFds([
+          process.execPath,
+          join(import.meta.dir, "hello_load.ts"),
+          String(port),
+          String(secs),
+          "64",
+          f.helloFile,
+          String(REPLY_BYTES),
+          ...(rate === undefined ? [] : [String(rate)]),
+        ]),
         {
           stdout: "pipe",
           stderr: "inherit",
@@ -62,19 +78,34 @@ async function measure(f: Files, sys: Sys, n: 1 | 2, seconds: number, withFds: (
       const cpu = treeCpu(processTree(proc.pid)) - c0;
       const m = /done (\d+) (\d+)/.exec(out);
       const done = m === null ? 0 : Number(m[1]);
-      return { connsPerS: done / wall, cpuMsPer1000: (cpu * 1000) / (done / 1000), errors: m === null ? -1 : Number(m[2]) };
+      return {
+        connsPerS: done / wall,
+        cpuMsPer1000: (cpu * 1000) / (done / 1000),
+        errors: m === null ? -1 : Number(m[2]),
+      };
     };
     // Warm-up (the JIT, the accept queues), then the measurements.
     await load(2).exited;
     const sat = await run(seconds);
     const paced = await run(seconds, PACED_RATE);
-    return { ...sat, errors: sat.errors + paced.errors, pacedConnsPerS: paced.connsPerS, pacedCpuMsPer1000: paced.cpuMsPer1000 };
+    return {
+      ...sat,
+      errors: sat.errors + paced.errors,
+      pacedConnsPerS: paced.connsPerS,
+      pacedCpuMsPer1000: paced.cpuMsPer1000,
+    };
   } finally {
     await stopProcess(proc);
   }
 }
 
-export async function scaling(f: Files, rounds: number, seconds: number, withFds: (c: string[]) => string[], waitPort: (p: number) => Promise<void>): Promise<void> {
+export async function scaling(
+  f: Files,
+  rounds: number,
+  seconds: number,
+  withFds: (c: string[]) => string[],
+  waitPort: (p: number) => Promise<void>,
+): Promise<void> {
   const backend = Bun.spawn(withFds(["nginx", "-c", f.replyBackendConf]), { stdout: "ignore", stderr: "inherit" });
   await waitPort(PORTS.replyBackend);
   const runs: Record<string, Result[]> = {};
@@ -117,6 +148,8 @@ export async function scaling(f: Files, rounds: number, seconds: number, withFds
   console.log(`\n${lines.join("\n")}\n\nPer-round values (conn/s; CPU ms/1000; paced conn/s; paced CPU ms/1000):`);
   for (const [k, v] of Object.entries(runs)) {
     const col = (g: (x: Result) => number, d: number) => v.map((x) => g(x).toFixed(d)).join(", ");
-    console.log(`- ${k}: ${col((x) => x.connsPerS, 0)}; ${col((x) => x.cpuMsPer1000, 0)}; ${col((x) => x.pacedConnsPerS, 0)}; ${col((x) => x.pacedCpuMsPer1000, 1)}`);
+    console.log(
+      `- ${k}: ${col((x) => x.connsPerS, 0)}; ${col((x) => x.cpuMsPer1000, 0)}; ${col((x) => x.pacedConnsPerS, 0)}; ${col((x) => x.pacedCpuMsPer1000, 1)}`,
+    );
   }
 }

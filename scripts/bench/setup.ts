@@ -43,15 +43,21 @@ export const PACKAGES = ["haproxy", "nginx", "libnginx-mod-stream", "wrk", "open
 
 function run(cmd: string[], what: string): string {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`${what} failed (${cmd.join(" ")}):\n${r.stderr.toString()}${r.stdout.toString()}`);
+  if (r.exitCode !== 0)
+    throw new Error(`${what} failed (${cmd.join(" ")}):\n${r.stderr.toString()}${r.stdout.toString()}`);
   return r.stdout.toString();
 }
 
 export function ensurePackages(): void {
-  const missing = ["haproxy", "nginx", "wrk", "openssl", "curl"].filter((b) => Bun.which(b) === null && !existsSync(`/usr/sbin/${b}`));
+  const missing = ["haproxy", "nginx", "wrk", "openssl", "curl"].filter(
+    (b) => Bun.which(b) === null && !existsSync(`/usr/sbin/${b}`),
+  );
   const streamModule = existsSync("/usr/lib/nginx/modules/ngx_stream_module.so");
   if (missing.length === 0 && streamModule) return;
-  if (process.getuid?.() !== 0) throw new Error(`missing ${missing.join(", ")}${streamModule ? "" : " nginx stream module"}; install as root: apt-get install ${PACKAGES.join(" ")}`);
+  if (process.getuid?.() !== 0)
+    throw new Error(
+      `missing ${missing.join(", ")}${streamModule ? "" : " nginx stream module"}; install as root: apt-get install ${PACKAGES.join(" ")}`,
+    );
   console.log(`bench: installing ${PACKAGES.join(" ")} (apt)`);
   run(["apt-get", "update", "-qq"], "apt-get update");
   run(["apt-get", "install", "-y", "-qq", ...PACKAGES], "apt-get install");
@@ -59,7 +65,8 @@ export function ensurePackages(): void {
 
 export function ensureHost(): void {
   const r = Bun.spawnSync(["getent", "ahostsv4", HOST]).stdout.toString();
-  if (!r.startsWith("127.0.0.1")) throw new Error(`${HOST} must resolve to 127.0.0.1 for the load tools (got: ${r.split("\n")[0]})`);
+  if (!r.startsWith("127.0.0.1"))
+    throw new Error(`${HOST} must resolve to 127.0.0.1 for the load tools (got: ${r.split("\n")[0]})`);
 }
 
 export interface Files {
@@ -101,7 +108,12 @@ function certificate(): { cert: string; key: string } {
 }
 
 /** --scaling: each system with `n` threads / workers / processes, in front of the plain reply backend. */
-function scalingConfigs(n: 1 | 2, haproxyConf: string, nginxConf: string, mcproxyConf: string): { hp: string; ng: string; mc: string } {
+function scalingConfigs(
+  n: 1 | 2,
+  haproxyConf: string,
+  nginxConf: string,
+  mcproxyConf: string,
+): { hp: string; ng: string; mc: string } {
   const hp = join(WORK, `haproxy-scale-${n}.cfg`);
   writeFileSync(
     hp,
@@ -126,7 +138,10 @@ function scalingConfigs(n: 1 | 2, haproxyConf: string, nginxConf: string, mcprox
     readFileSync(mcproxyConf, "utf8")
       .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-scale-${n}.db"`)
       .replace(`addr = "127.0.0.1:${PORTS.mcproxy}"`, `addr = "127.0.0.1:${PORTS.scaleMcproxy}"`)
-      .replace(`hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`, `hostname = "${SCALE_SNI}"\n  backend = "127.0.0.1:${PORTS.replyBackend}"`)
+      .replace(
+        `hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`,
+        `hostname = "${SCALE_SNI}"\n  backend = "127.0.0.1:${PORTS.replyBackend}"`,
+      )
       .replace("workers = 1", `workers = ${n}`),
   );
   return { hp, ng, mc };
@@ -292,7 +307,12 @@ format = "text"
       ),
   );
   const mcproxyW2Conf = join(WORK, "mc-proxy-w2.toml");
-  writeFileSync(mcproxyW2Conf, readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-w2.db"`).replace("workers = 1", "workers = 2"));
+  writeFileSync(
+    mcproxyW2Conf,
+    readFileSync(mcproxyConf, "utf8")
+      .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-w2.db"`)
+      .replace("workers = 1", "workers = 2"),
+  );
   const mcproxyMetricsConf = join(WORK, "mc-proxy-metrics.toml");
   writeFileSync(
     mcproxyMetricsConf,
@@ -378,7 +398,8 @@ export const SCALE_SNI = "alpha.example.com";
 function recordedHello(): Uint8Array {
   const f = join(ROOT, "../shared/testdata/hellos/curl.bin");
   if (existsSync(f)) return new Uint8Array(readFileSync(f));
-  const { helloFor } = require("../../tests/helpers/hello_builder") as typeof import("../../tests/helpers/hello_builder");
+  const { helloFor } =
+    require("../../tests/helpers/hello_builder") as typeof import("../../tests/helpers/hello_builder");
   return helloFor(SCALE_SNI);
 }
 
@@ -389,7 +410,13 @@ function countryDatabase(): string {
   let f = find();
   if (f === undefined) {
     mkdirSync(dir, { recursive: true });
-    const tgz = run(["npm", "pack", "--silent", "@ip-location-db/geo-whois-asn-country-mmdb", "--pack-destination", dir], "npm pack country db").trim().split("\n").pop()!;
+    const tgz = run(
+      ["npm", "pack", "--silent", "@ip-location-db/geo-whois-asn-country-mmdb", "--pack-destination", dir],
+      "npm pack country db",
+    )
+      .trim()
+      .split("\n")
+      .pop()!;
     run(["tar", "-xzf", join(dir, tgz), "-C", dir], "untar country db");
     f = find();
   }

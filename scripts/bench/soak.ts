@@ -34,7 +34,13 @@ function tlsRequest(port: number, servername: string, localAddress?: string): Pr
   return new Promise((resolve) => {
     let text = "";
     // localAddress is passed through to net.connect (not in tls's option type).
-    const s = tlsConnect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false, ...(localAddress === undefined ? {} : { localAddress }) } as ConnectionOptions);
+    const s = tlsConnect({
+      host: "127.0.0.1",
+      port,
+      servername,
+      rejectUnauthorized: false,
+      ...(localAddress === undefined ? {} : { localAddress }),
+    } as ConnectionOptions);
     const t = setTimeout(() => done("failed"), 5000);
     const done = (r: "ok" | "reset" | "failed") => {
       clearTimeout(t);
@@ -93,12 +99,19 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
     conf,
     `${readFileSync(f.mcproxyConf, "utf8")
       .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-soak.db"`)
-      .replace(`blocked_ips = ["192.0.2.1"]`, `blocked_ips = ["192.0.2.1", "127.0.0.2"]`)}\n[grpc]\naddr = "unix:${sock}"\n`,
+      .replace(
+        `blocked_ips = ["192.0.2.1"]`,
+        `blocked_ips = ["192.0.2.1", "127.0.0.2"]`,
+      )}\n[grpc]\naddr = "unix:${sock}"\n`,
   );
   for (const suffix of ["", "-wal", "-shm"]) Bun.spawnSync(["rm", "-f", `${WORK}/run/mc-proxy-soak.db${suffix}`]);
   const backend = Bun.spawn(withFds(["nginx", "-c", f.backendConf]), { stdout: "ignore", stderr: "inherit" });
   const log = join(WORK, "logs/mc-proxy-soak.log");
-  const proxy: Subprocess = Bun.spawn([join(ROOT, "dist/mc-proxy"), "server", "-c", conf], { stdout: "ignore", stderr: openSync(log, "w"), stdin: "ignore" });
+  const proxy: Subprocess = Bun.spawn([join(ROOT, "dist/mc-proxy"), "server", "-c", conf], {
+    stdout: "ignore",
+    stderr: openSync(log, "w"),
+    stdin: "ignore",
+  });
   const pid = proxy.pid;
   await sleep(1500);
   const port = PORTS.mcproxy;
@@ -137,7 +150,10 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
     every(1000 / perSecond, () => void fn());
   };
 
-  const holder = Bun.spawn(withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(port), "300", HOST]), { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const holder = Bun.spawn(
+    withFds([process.execPath, join(import.meta.dir, "idle_clients.ts"), String(port), "300", HOST]),
+    { stdin: "pipe", stdout: "pipe", stderr: "inherit" },
+  );
   paced(40, async () => count("new TLS", await tlsRequest(port, HOST)));
   paced(10, async () => {
     const r = await tlsRequest(port, `u${Math.floor(Math.random() * 1e9)}.unknown.test`);
@@ -152,7 +168,20 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
     every(50, async () => count("keep-alive", (await ask()) ? "ok" : "failed"));
   }
   every(20_000, async () => {
-    const r = Bun.spawn(["curl", "-sk", "--max-time", "60", "-o", "/dev/null", "-w", "%{size_download}", `https://${HOST}:${port}/big-${f.bigBytes}`], { stdout: "pipe" });
+    const r = Bun.spawn(
+      [
+        "curl",
+        "-sk",
+        "--max-time",
+        "60",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        `https://${HOST}:${port}/big-${f.bigBytes}`,
+      ],
+      { stdout: "pipe" },
+    );
     const n = Number((await new Response(r.stdout).text()).trim());
     count("bulk", n === f.bigBytes ? "ok" : "failed");
   });
@@ -160,10 +189,16 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
   every(1000, async () => {
     const i = flip++;
     try {
-      if (i % 4 === 0) await admin.call("AddRoute", { listener, route: { hostname: `soak${i % 64}.example.com`, backend: "127.0.0.1:9" } });
+      if (i % 4 === 0)
+        await admin.call("AddRoute", {
+          listener,
+          route: { hostname: `soak${i % 64}.example.com`, backend: "127.0.0.1:9" },
+        });
       else if (i % 4 === 1) await admin.call("RemoveRoute", { listener, hostname: `soak${(i - 1) % 64}.example.com` });
-      else if (i % 4 === 2) await admin.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "203.0.113.0/24" } });
-      else await admin.call("RemoveFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "203.0.113.0/24" } });
+      else if (i % 4 === 2)
+        await admin.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "203.0.113.0/24" } });
+      else
+        await admin.call("RemoveFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "203.0.113.0/24" } });
       count("admin", "ok");
     } catch {
       count("admin", "failed");
@@ -192,10 +227,18 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
       rssMax = Math.max(rssMax, r);
     }
     const cpu = cpuSeconds(pid);
-    const s = { t: Math.round((Date.now() - t0) / 1000), rssMin, rssMax, fds: fdCount(pid), cpu: ((cpu - cpu0) / ((Date.now() - lineStart) / 1000)) * 100 };
+    const s = {
+      t: Math.round((Date.now() - t0) / 1000),
+      rssMin,
+      rssMax,
+      fds: fdCount(pid),
+      cpu: ((cpu - cpu0) / ((Date.now() - lineStart) / 1000)) * 100,
+    };
     cpu0 = cpu;
     samples.push(s);
-    console.log(`| ${s.t} | ${(s.rssMin / 2 ** 20).toFixed(1)} | ${(s.rssMax / 2 ** 20).toFixed(1)} | ${s.fds} | ${s.cpu.toFixed(1)} |`);
+    console.log(
+      `| ${s.t} | ${(s.rssMin / 2 ** 20).toFixed(1)} | ${(s.rssMax / 2 ** 20).toFixed(1)} | ${s.fds} | ${s.cpu.toFixed(1)} |`,
+    );
   }
   await Promise.all(loops);
   holder.kill();
@@ -217,7 +260,8 @@ export async function soak(f: Files, minutes: number, withFds: (cmd: string[]) =
   const rssGrowth = (last.rss - from.rss) / from.rss;
   const fdGrowth = last.fds - from.fds;
   console.log(`\nTraffic (ok / failed / reset / unexpected):`);
-  for (const [k, c] of Object.entries(totals)) console.log(`- ${k}: ${c.ok} / ${c.failed} / ${c.reset} / ${c.unexpected}`);
+  for (const [k, c] of Object.entries(totals))
+    console.log(`- ${k}: ${c.ok} / ${c.failed} / ${c.reset} / ${c.unexpected}`);
   console.log(
     `\nRSS floor ${(from.rss / 2 ** 20).toFixed(1)} MiB (minute from ${from.t} s) → ${(last.rss / 2 ** 20).toFixed(1)} MiB (minute to ${last.t} s): ${(rssGrowth * 100).toFixed(1)} %${rssGrowth > 0.05 ? "  ** DRIFT: over 5 % **" : " (no drift: ≤ 5 %)"}`,
   );

@@ -14,7 +14,15 @@
 import { status } from "@grpc/grpc-js";
 import { LIMITS } from "../config/limits";
 import { maxConnectionsError } from "../config/ranges";
-import { alpnError, backendError, isRoute, parseRouteHostname, routeName, routeProblems, routeSetProblems } from "../routing/route";
+import {
+  alpnError,
+  backendError,
+  isRoute,
+  parseRouteHostname,
+  routeName,
+  routeProblems,
+  routeSetProblems,
+} from "../routing/route";
 import { OPTION_ROWS, type OptionRow, type RouteDraft, emptyDraft } from "../routing/route_fields";
 import { parseRule } from "../firewall/rule_set";
 import type { Logger } from "../log/logger";
@@ -25,9 +33,25 @@ import { StoreError, type StoredRule } from "../store/config_store";
 import { VERSION } from "../version";
 import { canBind } from "../routing/pool";
 import { type BackendSpec, type BoundRoute, type Route, healthCheckOf, singleBackend } from "../routing/route";
-import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, fromEnum, shortRuleType } from "./protos";
+import {
+  BACKEND_STATE_ENUM,
+  BALANCE_ENUM,
+  HEALTH_CHECK_ENUM,
+  RULE_TYPE_ENUM,
+  SEND_PROXY_ENUM,
+  fromEnum,
+  shortRuleType,
+} from "./protos";
 import { clip } from "./clip";
-import type { BackendMsg, FingerprintsReply, ListRoutesReply, RouteInput, RouteMsg, RuleMsg, StatusReply } from "./messages";
+import type {
+  BackendMsg,
+  FingerprintsReply,
+  ListRoutesReply,
+  RouteInput,
+  RouteMsg,
+  RuleMsg,
+  StatusReply,
+} from "./messages";
 
 /** An RPC failure with its gRPC status code; the message names the field. */
 export class AdminError extends Error {
@@ -90,7 +114,9 @@ export class AdminService {
   listRoutes(req: { listener: string }): ListRoutesReply {
     const name = bounded("listener", req.listener, MAX_LENGTH.listener);
     const targets = name === "" ? this.runtime.listeners : [this.listener(name)];
-    return { listeners: targets.map((l) => ({ listener: l.name, routes: l.table.routes().map((r) => this.routeMsg(r)) })) };
+    return {
+      listeners: targets.map((l) => ({ listener: l.name, routes: l.table.routes().map((r) => this.routeMsg(r)) })),
+    };
   }
 
   addRoute(req: { listener: string; route: RouteInput | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
@@ -99,8 +125,13 @@ export class AdminService {
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
     const list = req.route?.backends ?? [];
     const maxBackends = LIMITS["routes.backends"].max;
-    if (list.length > maxBackends) throw invalid(`route.backends: ${list.length} backends; at most ${maxBackends} per route`);
-    const specs: BackendSpec[] = list.map((b, i) => ({ addr: bounded(`route.backends[${i}].addr`, b.addr, MAX_LENGTH.backend), weight: b.weight || 1, backup: b.backup === true }));
+    if (list.length > maxBackends)
+      throw invalid(`route.backends: ${list.length} backends; at most ${maxBackends} per route`);
+    const specs: BackendSpec[] = list.map((b, i) => ({
+      addr: bounded(`route.backends[${i}].addr`, b.addr, MAX_LENGTH.backend),
+      weight: b.weight || 1,
+      backup: b.backup === true,
+    }));
     const l = this.listener(listener);
     if (req.route === null || req.route === undefined) throw invalid("route: required");
     const hostname = this.hostname("route.hostname", rawHost);
@@ -124,7 +155,8 @@ export class AdminService {
     return this.mutate(async () => {
       const next = [...l.table.routes().filter((r) => !isRoute(r, route)), route];
       const clash = routeSetProblems(next, "route.alpn");
-      if (clash.length > 0) throw new AdminError(status.ALREADY_EXISTS, `${clash[0]!}; remove or change that route first`);
+      if (clash.length > 0)
+        throw new AdminError(status.ALREADY_EXISTS, `${clash[0]!}; remove or change that route first`);
       // Checked before anything is written: a full backend table changes nothing.
       if (!canBind(this.runtime.backends, l.index, next, l.table.defaultRoute?.route ?? null)) {
         throw new AdminError(
@@ -157,7 +189,14 @@ export class AdminService {
     });
   }
 
-  setBackendState(req: { listener: string; hostname: string; alpn?: string[]; addr: string; state: string; reset_connections: boolean }): Promise<{ backend: BackendMsg; connections_reset: number }> {
+  setBackendState(req: {
+    listener: string;
+    hostname: string;
+    alpn?: string[];
+    addr: string;
+    state: string;
+    reset_connections: boolean;
+  }): Promise<{ backend: BackendMsg; connections_reset: number }> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("hostname", req.hostname, MAX_LENGTH.hostname);
     const addr = bounded("addr", req.addr, MAX_LENGTH.backend);
@@ -165,10 +204,16 @@ export class AdminService {
     const key = { hostname: this.hostname("hostname", rawHost), alpn: this.alpn("alpn", req.alpn) };
     const hostname = routeName(key);
     const state = fromEnum(BACKEND_STATE_ENUM, req.state, "enabled");
-    if (state == null) throw invalid(`state: ${clip(String(req.state))} must be BACKEND_STATE_ENABLED, _DRAIN or _DISABLED`);
-    if (req.reset_connections && state !== "disabled") throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
+    if (state == null)
+      throw invalid(`state: ${clip(String(req.state))} must be BACKEND_STATE_ENABLED, _DRAIN or _DISABLED`);
+    if (req.reset_connections && state !== "disabled")
+      throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutate(async () => {
-      if (!(await this.store.setBackendState(l.name, key, addr, state))) throw new AdminError(status.NOT_FOUND, `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`);
+      if (!(await this.store.setBackendState(l.name, key, addr, state)))
+        throw new AdminError(
+          status.NOT_FOUND,
+          `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`,
+        );
       const pool = this.runtime.listener(l.name)!.table.find(hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
       const reset = req.reset_connections ? await this.runtime.applyBackendReset(pool.refs[i]!) : 0;
@@ -184,7 +229,12 @@ export class AdminService {
       weight: b.weight,
       backup: b.backup,
       state: BACKEND_STATE_ENUM[h.state],
-      health: { up: h.up, last_check: h.lastCheck, last_check_unix_seconds: h.lastCheckAt, consecutive_failures: h.consecutiveFailures },
+      health: {
+        up: h.up,
+        last_check: h.lastCheck,
+        last_check_unix_seconds: h.lastCheckAt,
+        consecutive_failures: h.consecutiveFailures,
+      },
       active_connections: h.active,
     };
   }
@@ -211,7 +261,11 @@ export class AdminService {
     const l = this.listener(listener);
     const key = { hostname: this.hostname("hostname", rawHost), alpn: this.alpn("alpn", req.alpn) };
     return this.mutate(async () => {
-      if (!(await this.store.removeRoute(l.name, key))) throw new AdminError(status.NOT_FOUND, `hostname: no route ${clip(routeName(key))} on listener ${clip(l.name)}`);
+      if (!(await this.store.removeRoute(l.name, key)))
+        throw new AdminError(
+          status.NOT_FOUND,
+          `hostname: no route ${clip(routeName(key))} on listener ${clip(l.name)}`,
+        );
       return {};
     });
   }
@@ -223,7 +277,10 @@ export class AdminService {
   addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
     const rule = this.rule(req.rule);
     if (rule.type === "country" && !this.runtime.geoipConfigured) {
-      throw new AdminError(status.FAILED_PRECONDITION, `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`);
+      throw new AdminError(
+        status.FAILED_PRECONDITION,
+        `rule.value: country rules need firewall.geoip_db in the config; ${rule.value} would never match`,
+      );
     }
     return this.mutate(async () => {
       const added = await this.store.addRule(rule);
@@ -234,12 +291,16 @@ export class AdminService {
   removeFirewallRule(req: { rule: RuleMsg | null }): Promise<Record<string, never>> {
     const rule = this.rule(req.rule);
     return this.mutate(async () => {
-      if (!(await this.store.removeRule(rule))) throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
+      if (!(await this.store.removeRule(rule)))
+        throw new AdminError(status.NOT_FOUND, `rule: no ${rule.type} rule ${clip(rule.value)}`);
       return {};
     });
   }
 
-  setListenerMaxConnections(req: { listener: string; max_connections: number }): Promise<{ listener: string; max_connections: number }> {
+  setListenerMaxConnections(req: {
+    listener: string;
+    max_connections: number;
+  }): Promise<{ listener: string; max_connections: number }> {
     const l = this.listener(bounded("listener", req.listener, MAX_LENGTH.listener));
     const n = req.max_connections;
     const bad = maxConnectionsError(n, "max_connections");
@@ -252,7 +313,8 @@ export class AdminService {
 
   async listFingerprints(req: { limit?: number }): Promise<FingerprintsReply> {
     const limit = req.limit || DEFAULT_FINGERPRINTS;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FINGERPRINTS) throw invalid(`limit: ${Number(req.limit)} must be 1-${MAX_FINGERPRINTS} (0 means ${DEFAULT_FINGERPRINTS})`);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_FINGERPRINTS)
+      throw invalid(`limit: ${Number(req.limit)} must be 1-${MAX_FINGERPRINTS} (0 means ${DEFAULT_FINGERPRINTS})`);
     const v = await this.runtime.fingerprints(limit);
     return {
       fingerprints: v.entries.map((e) => ({
@@ -281,7 +343,10 @@ export class AdminService {
       started_at_unix_seconds: Math.floor(s.startedAt / 1000),
       total_connections: closed + active,
       active_connections: active,
-      outcomes: OUTCOMES.map((outcome, i) => ({ outcome, count: s.listeners.reduce((n, l) => n + l.closed[i]!, 0) })).filter((o) => o.count > 0),
+      outcomes: OUTCOMES.map((outcome, i) => ({
+        outcome,
+        count: s.listeners.reduce((n, l) => n + l.closed[i]!, 0),
+      })).filter((o) => o.count > 0),
       // QUIC listeners follow the TCP ones: addr "ADDR/quic", the name (and routes) of the listener whose routes they use.
       listeners: s.listeners.map((l) => ({
         addr: l.addr,
@@ -323,7 +388,11 @@ export class AdminService {
             continue;
           }
           this.logger.error("admin: store write failed; nothing changed", { error: e.message });
-          if (e.busy) throw new AdminError(status.UNAVAILABLE, `database is locked by another process (waited ${LOCK_WAIT_MS} ms); nothing changed, retry: ${e.message}`);
+          if (e.busy)
+            throw new AdminError(
+              status.UNAVAILABLE,
+              `database is locked by another process (waited ${LOCK_WAIT_MS} ms); nothing changed, retry: ${e.message}`,
+            );
           if (e.unavailable) throw new AdminError(status.UNAVAILABLE, e.message);
           if (e.notApplied) throw new AdminError(status.DEADLINE_EXCEEDED, e.message);
           throw new AdminError(status.INTERNAL, e.message, "the database write failed; nothing changed");
@@ -339,7 +408,10 @@ export class AdminService {
     if (addr === "") throw invalid("listener: required (the listener's addr as configured)");
     const l = this.runtime.listener(addr);
     if (l === undefined) {
-      throw new AdminError(status.NOT_FOUND, `listener: ${clip(addr)} not found (listeners: ${this.runtime.listeners.map((x) => (x.name === x.addr ? x.addr : `${x.name} (${x.addr})`)).join(", ")})`);
+      throw new AdminError(
+        status.NOT_FOUND,
+        `listener: ${clip(addr)} not found (listeners: ${this.runtime.listeners.map((x) => (x.name === x.addr ? x.addr : `${x.name} (${x.addr})`)).join(", ")})`,
+      );
     }
     return l;
   }
@@ -367,7 +439,8 @@ export class AdminService {
    */
   private options(msg: RouteInput, existing: Route | undefined): RouteDraft {
     const d = emptyDraft();
-    for (const row of OPTION_ROWS) row.put(d, row.proto === null ? (existing === undefined ? row.unset : row.get(existing)) : this.option(row, msg));
+    for (const row of OPTION_ROWS)
+      row.put(d, row.proto === null ? (existing === undefined ? row.unset : row.get(existing)) : this.option(row, msg));
     return d;
   }
 
@@ -378,7 +451,10 @@ export class AdminService {
     if (enumPrefix !== undefined) {
       if (raw === undefined || raw === null || raw === "" || raw === `${enumPrefix}_UNSPECIFIED`) return row.unset;
       const v = values!.find((x) => `${enumPrefix}_${x.toUpperCase()}` === raw);
-      if (v === undefined) throw invalid(`${at}: ${clip(String(raw))} must be ${values!.map((x) => `${enumPrefix}_${x.toUpperCase()}`).join(", ")}`);
+      if (v === undefined)
+        throw invalid(
+          `${at}: ${clip(String(raw))} must be ${values!.map((x) => `${enumPrefix}_${x.toUpperCase()}`).join(", ")}`,
+        );
       return v;
     }
     if (raw === undefined || raw === null) return row.unset;
@@ -393,7 +469,8 @@ export class AdminService {
     const value = bounded("rule.value", msg?.value, MAX_LENGTH.ruleValue);
     if (msg === null || msg === undefined) throw invalid("rule: required");
     const type = shortRuleType(msg.type);
-    if (type === undefined) throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, _CIDR, _COUNTRY or _JA4`);
+    if (type === undefined)
+      throw invalid(`rule.type: ${clip(String(msg.type))} must be FIREWALL_RULE_TYPE_IP, _CIDR, _COUNTRY or _JA4`);
     if (value === "") throw invalid("rule.value: required");
     const r = parseRule(type, value);
     if (!r.ok) throw invalid(`rule.value: ${r.error}`);

@@ -14,7 +14,14 @@ import { AdminError, type AdminService } from "./admin_service";
 import { clip } from "./clip";
 import { removeStaleSocket } from "../net/unix_socket";
 import { type Caller, type PeerCert, UNIX_CALLER, callerFromCert, grantedBy } from "./identity";
-import { ADMIN_SERVICE, ANSWERED_HEADER, HEALTH_SERVICE, adminDefinition, healthDefinition, reflectionDefinitions } from "./protos";
+import {
+  ADMIN_SERVICE,
+  ANSWERED_HEADER,
+  HEALTH_SERVICE,
+  adminDefinition,
+  healthDefinition,
+  reflectionDefinitions,
+} from "./protos";
 import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
 import { keyPairError } from "../net/key_pair";
 
@@ -72,7 +79,9 @@ export function auditFields(req: unknown): Fields {
   };
   const walk = (o: unknown, prefix: string, depth: number) => {
     if (typeof o !== "object" || o === null || depth > 4) return;
-    const entries: [string, unknown][] = Array.isArray(o) ? o.map((v, i) => [`${prefix.slice(0, -1)}[${i}].`, v]) : Object.entries(o).map(([k, v]) => [`${prefix}${k}`, v]);
+    const entries: [string, unknown][] = Array.isArray(o)
+      ? o.map((v, i) => [`${prefix.slice(0, -1)}[${i}].`, v])
+      : Object.entries(o).map(([k, v]) => [`${prefix}${k}`, v]);
     for (const [k, v] of entries) {
       const key = Array.isArray(o) ? k.slice(0, -1) : k;
       if (typeof v === "string") put(key, v.length > 64 ? `${v.slice(0, 64)}…(${Buffer.byteLength(v)} bytes)` : v);
@@ -93,7 +102,12 @@ export function auditFields(req: unknown): Fields {
 /** Told of every admin call's method and final status code name (the metrics count them). */
 export type CallObserver = (method: string, code: string) => void;
 
-function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: boolean; unix: boolean; policy: AccessPolicy; observe: CallObserver }): grpc.handleUnaryCall<unknown, unknown> {
+function unary(
+  logger: Logger,
+  name: string,
+  fn: Handler,
+  opts: { mutating: boolean; unix: boolean; policy: AccessPolicy; observe: CallObserver },
+): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const caller = callerOf(call, opts.unix);
     const granted = opts.mutating ? grantedBy(caller, opts.policy.adminClients) : caller.identity;
@@ -113,16 +127,27 @@ function unary(logger: Logger, name: string, fn: Handler, opts: { mutating: bool
           code = grpc.status.INTERNAL;
           const id = requestId();
           details = `${(err instanceof AdminError ? err.hint : undefined) ?? "internal error"} (request_id ${id}; the server's log has the detail)`;
-          logger.error("admin: handler failed", { rpc: name, request_id: id, error: (err as Error).message, stack: (err as Error).stack });
+          logger.error("admin: handler failed", {
+            rpc: name,
+            request_id: id,
+            error: (err as Error).message,
+            stack: (err as Error).stack,
+          });
         }
       }
-      if (opts.mutating) logger.audit("admin", { method: name, identity, ...auditFields(call.request), code: grpc.status[code] });
+      if (opts.mutating)
+        logger.audit("admin", { method: name, identity, ...auditFields(call.request), code: grpc.status[code] });
       opts.observe(name, grpc.status[code]);
       if (code === grpc.status.OK) callback(null, res);
       else callback({ code, details, metadata: answeredMetadata() });
     };
     if (opts.mutating && granted === null) {
-      return finish(new AdminError(grpc.status.PERMISSION_DENIED, `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`));
+      return finish(
+        new AdminError(
+          grpc.status.PERMISSION_DENIED,
+          `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`,
+        ),
+      );
     }
     try {
       const r = fn(call.request as never);
@@ -152,12 +177,23 @@ export class AdminServer {
    * the handover (docs/ARCHITECTURE.md "Takeover").
    */
   static prepare(cfg: GrpcConfig): PreparedAdmin {
-    if (cfg.addr.startsWith("unix:")) return { cfg, address: cfg.addr, socketPath: cfg.addr.slice("unix:".length), creds: grpc.ServerCredentials.createInsecure() };
+    if (cfg.addr.startsWith("unix:"))
+      return {
+        cfg,
+        address: cfg.addr,
+        socketPath: cfg.addr.slice("unix:".length),
+        creds: grpc.ServerCredentials.createInsecure(),
+      };
     const hp = splitHostPort(cfg.addr);
     return { cfg, address: formatHostPort(bindHost(hp.host), hp.port), socketPath: null, creds: tlsCredentials(cfg) };
   }
 
-  static async start(prepared: PreparedAdmin, service: AdminService, logger: Logger, observe: CallObserver = () => {}): Promise<AdminServer> {
+  static async start(
+    prepared: PreparedAdmin,
+    service: AdminService,
+    logger: Logger,
+    observe: CallObserver = () => {},
+  ): Promise<AdminServer> {
     const { cfg, address, socketPath, creds } = prepared;
     const server = new grpc.Server({ "grpc.max_receive_message_length": MAX_REQUEST_BYTES });
     const admin = adminDefinition();
@@ -171,19 +207,31 @@ export class AdminServer {
       AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
       RemoveRoute: write("RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
       GetFirewallRules: read("GetFirewallRules", () => service.getFirewallRules()),
-      AddFirewallRule: write("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) => service.addFirewallRule(r)),
-      RemoveFirewallRule: write("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) => service.removeFirewallRule(r)),
-      SetListenerMaxConnections: write("SetListenerMaxConnections", (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) => service.setListenerMaxConnections(r)),
+      AddFirewallRule: write("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) =>
+        service.addFirewallRule(r),
+      ),
+      RemoveFirewallRule: write("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) =>
+        service.removeFirewallRule(r),
+      ),
+      SetListenerMaxConnections: write(
+        "SetListenerMaxConnections",
+        (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) => service.setListenerMaxConnections(r),
+      ),
       GetStatus: read("GetStatus", () => service.getStatus()),
-      SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) => service.setBackendState(r)),
-      ListFingerprints: read("ListFingerprints", (r: Parameters<AdminService["listFingerprints"]>[0]) => service.listFingerprints(r)),
+      SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) =>
+        service.setBackendState(r),
+      ),
+      ListFingerprints: read("ListFingerprints", (r: Parameters<AdminService["listFingerprints"]>[0]) =>
+        service.listFingerprints(r),
+      ),
     });
 
     // grpc.health.v1: the whole server and the admin service are SERVING while it runs.
     const serving = new Set(["", ADMIN_SERVICE]);
     const watches = new Set<grpc.ServerWritableStream<{ service: string }, unknown>>();
     const check = (name: string) => {
-      if (typeof name === "string" && name.length > 256) throw new AdminError(grpc.status.INVALID_ARGUMENT, `service: ${clip(name)} is too long`);
+      if (typeof name === "string" && name.length > 256)
+        throw new AdminError(grpc.status.INVALID_ARGUMENT, `service: ${clip(name)} is too long`);
       if (!serving.has(name)) throw new AdminError(grpc.status.NOT_FOUND, `service: unknown service ${clip(name)}`);
       return { status: "SERVING" };
     };
@@ -208,20 +256,31 @@ export class AdminServer {
       stream.on("end", () => stream.end());
       stream.on("data", (msg) => stream.write(reflection.handleServerReflectionRequest(msg as never)));
     };
-    server.addService(refl.v1["grpc.reflection.v1.ServerReflection"] as unknown as grpc.ServiceDefinition, { ServerReflectionInfo: reflect });
-    server.addService(refl.v1alpha["grpc.reflection.v1alpha.ServerReflection"] as unknown as grpc.ServiceDefinition, { ServerReflectionInfo: reflect });
+    server.addService(refl.v1["grpc.reflection.v1.ServerReflection"] as unknown as grpc.ServiceDefinition, {
+      ServerReflectionInfo: reflect,
+    });
+    server.addService(refl.v1alpha["grpc.reflection.v1alpha.ServerReflection"] as unknown as grpc.ServiceDefinition, {
+      ServerReflectionInfo: reflect,
+    });
 
     if (socketPath !== null) await removeStaleSocket(socketPath, "grpc.addr", "is in use by a running process");
     const oldMask = socketPath !== null ? process.umask(0o177) : null;
     try {
-      await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+      await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
+      );
     } catch (e) {
       throw new Error(`grpc.addr ${JSON.stringify(cfg.addr)}: cannot listen: ${(e as Error).message}`);
     } finally {
       if (oldMask !== null) process.umask(oldMask);
     }
     if (socketPath !== null) chmodSync(socketPath, 0o600);
-    logger.info("admin API listening", { addr: cfg.addr, tls: socketPath === null, mtls: socketPath === null && cfg.clientCa !== null, admin_clients: cfg.adminClients ?? undefined });
+    logger.info("admin API listening", {
+      addr: cfg.addr,
+      tls: socketPath === null,
+      mtls: socketPath === null && cfg.clientCa !== null,
+      admin_clients: cfg.adminClients ?? undefined,
+    });
     if (socketPath === null && cfg.clientCa === null) {
       logger.warn(
         "admin API accepts ANY TLS client (grpc.allow_unauthenticated_admin = true): anyone who can reach it can change routes and firewall rules; set grpc.client_ca or use a unix: address",
@@ -265,12 +324,19 @@ function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
   const cert = readGrpcFile("tls_cert", cfg.tlsCert)!;
   const key = readGrpcFile("tls_key", cfg.tlsKey)!;
   const ca = readGrpcFile("client_ca", cfg.clientCa);
-  const mismatch = keyPairError(cert, key, { key: "grpc.tls_cert", path: cfg.tlsCert! }, { key: "grpc.tls_key", path: cfg.tlsKey! });
+  const mismatch = keyPairError(
+    cert,
+    key,
+    { key: "grpc.tls_cert", path: cfg.tlsCert! },
+    { key: "grpc.tls_key", path: cfg.tlsKey! },
+  );
   if (mismatch !== null) throw new Error(mismatch);
   try {
     createSecureContext({ cert, key, ca: ca ?? undefined, minVersion: "TLSv1.3" });
   } catch (e) {
-    throw new Error(`grpc: TLS refuses tls_cert, tls_key${ca === null ? "" : " and client_ca"} (${cfg.tlsCert}, ${cfg.tlsKey}${ca === null ? "" : `, ${cfg.clientCa}`}): ${(e as Error).message}`);
+    throw new Error(
+      `grpc: TLS refuses tls_cert, tls_key${ca === null ? "" : " and client_ca"} (${cfg.tlsCert}, ${cfg.tlsKey}${ca === null ? "" : `, ${cfg.clientCa}`}): ${(e as Error).message}`,
+    );
   }
   const creds = grpc.ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
   // grpc-js has no option for the protocol floor; its secure credentials hand

@@ -12,9 +12,22 @@ import reflectionV1Text from "../../proto/grpc/reflection/v1/reflection.proto" w
 import reflectionV1AlphaText from "../../proto/grpc/reflection/v1alpha/reflection.proto" with { type: "text" };
 
 /** Field names as in the .proto (snake_case), int64 as JS numbers, enums as names. */
-export const ADMIN_LOADER_OPTIONS: Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
+export const ADMIN_LOADER_OPTIONS: Options = {
+  keepCase: true,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
 /** What @grpc/reflection's handlers expect its own messages to look like (camelCase). */
-const REFLECTION_LOADER_OPTIONS: Options = { keepCase: false, longs: String, enums: String, bytes: Array, defaults: true, oneofs: true };
+const REFLECTION_LOADER_OPTIONS: Options = {
+  keepCase: false,
+  longs: String,
+  enums: String,
+  bytes: Array,
+  defaults: true,
+  oneofs: true,
+};
 
 function definition(name: string, text: string, options: Options): PackageDefinition {
   const root = new protobuf.Root();
@@ -23,7 +36,9 @@ function definition(name: string, text: string, options: Options): PackageDefini
   // goes on the wire either way).
   protobuf.parse(text, root, { keepCase: options.keepCase === true });
   root.resolveAll();
-  const set = (root as unknown as { toDescriptor(syntax: string): { file: { name: string }[] } }).toDescriptor("proto3");
+  const set = (root as unknown as { toDescriptor(syntax: string): { file: { name: string }[] } }).toDescriptor(
+    "proto3",
+  );
   if (set.file.length !== 1) throw new Error(`${name}: expected one file descriptor, got ${set.file.length}`);
   set.file[0]!.name = name;
   const bytes = descriptor.FileDescriptorSet.encode(set as unknown as descriptor.IFileDescriptorSet).finish();
@@ -33,7 +48,12 @@ function definition(name: string, text: string, options: Options): PackageDefini
 export const ADMIN_PROTO_FILE = "mc_proxy/v1/admin.proto";
 
 /** The FirewallRuleType enum names, by the short rule type the store and the CLI use. */
-export const RULE_TYPE_ENUM = { ip: "FIREWALL_RULE_TYPE_IP", cidr: "FIREWALL_RULE_TYPE_CIDR", country: "FIREWALL_RULE_TYPE_COUNTRY", ja4: "FIREWALL_RULE_TYPE_JA4" } as const;
+export const RULE_TYPE_ENUM = {
+  ip: "FIREWALL_RULE_TYPE_IP",
+  cidr: "FIREWALL_RULE_TYPE_CIDR",
+  country: "FIREWALL_RULE_TYPE_COUNTRY",
+  ja4: "FIREWALL_RULE_TYPE_JA4",
+} as const;
 export type ShortRuleType = keyof typeof RULE_TYPE_ENUM;
 
 /** "ip", "cidr" or "country" for a FirewallRuleType enum name; undefined for any other name. */
@@ -41,7 +61,11 @@ export function shortRuleType(enumName: string): ShortRuleType | undefined {
   return (Object.keys(RULE_TYPE_ENUM) as ShortRuleType[]).find((k) => RULE_TYPE_ENUM[k] === enumName);
 }
 /** The SendProxyProtocol enum names, by the short form the config, the store and the CLI use. */
-export const SEND_PROXY_ENUM = { off: "SEND_PROXY_PROTOCOL_OFF", v1: "SEND_PROXY_PROTOCOL_V1", v2: "SEND_PROXY_PROTOCOL_V2" } as const;
+export const SEND_PROXY_ENUM = {
+  off: "SEND_PROXY_PROTOCOL_OFF",
+  v1: "SEND_PROXY_PROTOCOL_V1",
+  v2: "SEND_PROXY_PROTOCOL_V2",
+} as const;
 
 /** "off", "v1" or "v2" for an enum name (UNSPECIFIED, from an older client, is "off"); undefined for any other. */
 export function shortSendProxy(enumName: string | undefined): SendProxy | undefined {
@@ -49,12 +73,24 @@ export function shortSendProxy(enumName: string | undefined): SendProxy | undefi
   return (Object.keys(SEND_PROXY_ENUM) as SendProxy[]).find((k) => SEND_PROXY_ENUM[k] === enumName);
 }
 
-export const BALANCE_ENUM = { round_robin: "BALANCE_ROUND_ROBIN", least_connections: "BALANCE_LEAST_CONNECTIONS", source_hash: "BALANCE_SOURCE_HASH" } as const;
+export const BALANCE_ENUM = {
+  round_robin: "BALANCE_ROUND_ROBIN",
+  least_connections: "BALANCE_LEAST_CONNECTIONS",
+  source_hash: "BALANCE_SOURCE_HASH",
+} as const;
 export const HEALTH_CHECK_ENUM = { off: "HEALTH_CHECK_OFF", tcp: "HEALTH_CHECK_TCP", tls: "HEALTH_CHECK_TLS" } as const;
-export const BACKEND_STATE_ENUM = { enabled: "BACKEND_STATE_ENABLED", drain: "BACKEND_STATE_DRAIN", disabled: "BACKEND_STATE_DISABLED" } as const;
+export const BACKEND_STATE_ENUM = {
+  enabled: "BACKEND_STATE_ENABLED",
+  drain: "BACKEND_STATE_DRAIN",
+  disabled: "BACKEND_STATE_DISABLED",
+} as const;
 
 /** The short name for an enum name from `table`; `unspecified` for the zero value (or an older client that sent nothing). */
-export function fromEnum<T extends Record<string, string>>(table: T, name: string | undefined, unspecified: keyof T | null): keyof T | null | undefined {
+export function fromEnum<T extends Record<string, string>>(
+  table: T,
+  name: string | undefined,
+  unspecified: keyof T | null,
+): keyof T | null | undefined {
   if (name === undefined || name === "" || name.endsWith("_UNSPECIFIED")) return unspecified;
   return (Object.keys(table) as (keyof T)[]).find((k) => table[k] === name);
 }

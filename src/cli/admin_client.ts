@@ -22,18 +22,35 @@ export class AdminCallError extends Error {
   }
 }
 
-type Unary = (req: object, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+type Unary = (
+  req: object,
+  meta: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res: unknown) => void,
+) => void;
 
 export class AdminClient {
   private readonly client: grpc.Client & Record<string, Unary>;
 
   constructor(private readonly cfg: GrpcConfig) {
     const pkg = grpc.loadPackageDefinition(adminDefinition()) as unknown as {
-      mc_proxy: { v1: { ProxyAdminService: new (target: string, creds: grpc.ChannelCredentials, options: grpc.ChannelOptions) => grpc.Client & Record<string, Unary> } };
+      mc_proxy: {
+        v1: {
+          ProxyAdminService: new (
+            target: string,
+            creds: grpc.ChannelCredentials,
+            options: grpc.ChannelOptions,
+          ) => grpc.Client & Record<string, Unary>;
+        };
+      };
     };
     const t = target(cfg.addr);
     const ip = t.startsWith("unix:") ? null : ipTls([splitHostPort(t).host], PLACEHOLDER_SERVER_NAME);
-    this.client = new pkg.mc_proxy.v1.ProxyAdminService(t, credentials(cfg, ip?.checkServerIdentity), ip?.channelOptions ?? {});
+    this.client = new pkg.mc_proxy.v1.ProxyAdminService(
+      t,
+      credentials(cfg, ip?.checkServerIdentity),
+      ip?.channelOptions ?? {},
+    );
   }
 
   call<T>(rpc: string, req: object = {}): Promise<T> {
@@ -45,7 +62,8 @@ export class AdminClient {
         // The server marks its own answers; anything else UNAVAILABLE or past
         // the deadline never got an answer from it.
         const answered = err.metadata?.get(ANSWERED_HEADER).length > 0;
-        const unreachable = !answered && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED);
+        const unreachable =
+          !answered && (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED);
         const details = unreachable ? `cannot reach the admin API at ${this.cfg.addr}: ${err.details}` : err.details;
         reject(new AdminCallError(rpc, code, details));
       });
@@ -65,13 +83,23 @@ function target(addr: string): string {
 /** The TLS server name sent to an admin API named by an IP address (it does not look at SNI). */
 const PLACEHOLDER_SERVER_NAME = "mc-proxy-admin.invalid";
 
-function credentials(cfg: GrpcConfig, checkIdentity: ((name: string, cert: import("node:tls").PeerCertificate) => Error | undefined) | undefined): grpc.ChannelCredentials {
+function credentials(
+  cfg: GrpcConfig,
+  checkIdentity: ((name: string, cert: import("node:tls").PeerCertificate) => Error | undefined) | undefined,
+): grpc.ChannelCredentials {
   if (cfg.addr.startsWith("unix:")) return grpc.credentials.createInsecure();
   const ca = readGrpcFile("server_ca", cfg.serverCa) ?? readGrpcFile("tls_cert", cfg.tlsCert);
   const key = readGrpcFile("client_key", cfg.clientKey);
   const cert = readGrpcFile("client_cert", cfg.clientCert);
   if (cfg.clientCa !== null && (key === null || cert === null)) {
-    throw new Error("grpc.client_cert and grpc.client_key are required: the server asks for a client certificate (grpc.client_ca is set)");
+    throw new Error(
+      "grpc.client_cert and grpc.client_key are required: the server asks for a client certificate (grpc.client_ca is set)",
+    );
   }
-  return grpc.credentials.createSsl(ca, key, cert, checkIdentity === undefined ? {} : { checkServerIdentity: checkIdentity });
+  return grpc.credentials.createSsl(
+    ca,
+    key,
+    cert,
+    checkIdentity === undefined ? {} : { checkServerIdentity: checkIdentity },
+  );
 }

@@ -1,7 +1,17 @@
 import { routeName } from "../routing/route";
 import { type RoutedConfig as Config, loadRoutedConfig } from "../routing/route_config";
 import { formatDuration } from "../config/duration";
-import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, RULE_TYPE_ENUM, SEND_PROXY_ENUM, type ShortRuleType, fromEnum, shortRuleType, shortSendProxy } from "../admin/protos";
+import {
+  BACKEND_STATE_ENUM,
+  BALANCE_ENUM,
+  HEALTH_CHECK_ENUM,
+  RULE_TYPE_ENUM,
+  SEND_PROXY_ENUM,
+  type ShortRuleType,
+  fromEnum,
+  shortRuleType,
+  shortSendProxy,
+} from "../admin/protos";
 import { AdminClient } from "./admin_client";
 import { help, parseArgs, UsageError } from "./args";
 import { MAX_FINGERPRINTS } from "../admin/admin_service";
@@ -52,10 +62,19 @@ interface Opts {
 }
 
 function options(args: string[], usage: string, allowListener: boolean, values: string[] = []): Opts | null {
-  const a = parseArgs(args, usage, { values: [...(allowListener ? ["--listener"] : []), ...values], switches: ["--json"] });
+  const a = parseArgs(args, usage, {
+    values: [...(allowListener ? ["--listener"] : []), ...values],
+    switches: ["--json"],
+  });
   if (a.help) return null;
   if (a.config === null) throw new UsageError("-c FILE is required", usage);
-  return { cfg: loadRoutedConfig(a.config), json: a.switches.has("--json"), listener: a.flags.get("--listener") ?? null, values: a.flags, rest: a.rest };
+  return {
+    cfg: loadRoutedConfig(a.config),
+    json: a.switches.has("--json"),
+    listener: a.flags.get("--listener") ?? null,
+    values: a.flags,
+    rest: a.rest,
+  };
 }
 
 function client(cfg: Config): AdminClient {
@@ -73,7 +92,10 @@ function listenerOf(o: Opts, usage: string): string {
   const owners = routeOwners(o.cfg);
   // A TCP listener by its addr, as before; a QUIC one by its name (its addr in the admin API is "ADDR/quic").
   if (owners.length === 1) return owners[0]!.protocol === "tcp" ? owners[0]!.addr : owners[0]!.name;
-  throw new UsageError(`--listener ADDR is required: the config has ${owners.length} listeners (${owners.map((l) => l.addr).join(", ")})`, usage);
+  throw new UsageError(
+    `--listener ADDR is required: the config has ${owners.length} listeners (${owners.map((l) => l.addr).join(", ")})`,
+    usage,
+  );
 }
 
 export async function status(args: string[]): Promise<number> {
@@ -87,7 +109,9 @@ export async function status(args: string[]): Promise<number> {
       const lines = [
         `mc-proxy ${s.version}, up ${formatDuration(s.uptime_seconds * 1000)} (since ${new Date(s.started_at_unix_seconds * 1000).toISOString()})`,
         `connections: ${s.total_connections} total, ${s.active_connections} active, cap ${s.connection_cap === 0 ? "none" : s.connection_cap} (from the open-file limit)`,
-        ...(s.unauthenticated_admin ? ["WARNING: the admin API accepts any TLS client (grpc.allow_unauthenticated_admin)"] : []),
+        ...(s.unauthenticated_admin
+          ? ["WARNING: the admin API accepts any TLS client (grpc.allow_unauthenticated_admin)"]
+          : []),
         `outcomes: ${s.outcomes.length === 0 ? "none yet" : s.outcomes.map((x) => `${x.outcome}=${x.count}`).join(" ")}`,
         "listeners:",
         ...s.listeners.map(
@@ -118,7 +142,10 @@ export async function fingerprints(args: string[]): Promise<number> {
   const rawLimit = o.values.get("--limit");
   const limit = rawLimit === undefined ? 0 : Number(rawLimit);
   if (rawLimit !== undefined && (!/^[1-9]\d{0,4}$/.test(rawLimit) || limit > MAX_FINGERPRINTS))
-    throw new UsageError(`--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to ${MAX_FINGERPRINTS}`, FINGERPRINTS_USAGE);
+    throw new UsageError(
+      `--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to ${MAX_FINGERPRINTS}`,
+      FINGERPRINTS_USAGE,
+    );
   const c = client(o.cfg);
   try {
     const r = await c.call<FingerprintsReply>("ListFingerprints", { limit });
@@ -154,7 +181,9 @@ function table(header: string[], rows: string[][]): string[] {
 function routeLine(r: RouteMsg): string {
   const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
   const target =
-    r.backends.length <= 1 ? r.backend : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
+    r.backends.length <= 1
+      ? r.backend
+      : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
   const alpn = r.alpn ?? [];
   const shown = (l: string[]) => (l.length <= 3 ? l.join(",") : `${l.length} sources`);
   const extras = [
@@ -180,7 +209,11 @@ function list(v: string | undefined): string[] {
 function alpnList(v: string | undefined, usage: string): string[] {
   if (v === undefined) return [];
   const l = v.split(",");
-  if (l.includes("")) throw new UsageError(`--alpn ${JSON.stringify(v)}: an empty protocol name (RFC 7301 §3.1: each is 1-255 bytes); leave --alpn out for the plain route`, usage);
+  if (l.includes(""))
+    throw new UsageError(
+      `--alpn ${JSON.stringify(v)}: an empty protocol name (RFC 7301 §3.1: each is 1-255 bytes); leave --alpn out for the plain route`,
+      usage,
+    );
   return l;
 }
 
@@ -206,7 +239,10 @@ export async function backends(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(BACKENDS_USAGE);
   if (sub !== "list" && sub !== "drain" && sub !== "enable" && sub !== "disable") {
-    throw new UsageError(sub === undefined ? "backends needs list, drain, enable or disable" : `unknown backends command "${sub}"`, BACKENDS_USAGE);
+    throw new UsageError(
+      sub === undefined ? "backends needs list, drain, enable or disable" : `unknown backends command "${sub}"`,
+      BACKENDS_USAGE,
+    );
   }
   const reset = rest.includes("--reset");
   if (reset && sub !== "disable") throw new UsageError("--reset goes with disable", BACKENDS_USAGE);
@@ -223,17 +259,40 @@ export async function backends(args: string[]): Promise<number> {
     if (sub === "list") {
       if (pos.length > 1) throw new UsageError(`unexpected argument ${pos[1]}`, BACKENDS_USAGE);
       const r = await c.call<ListRoutesReply>("ListRoutes", { listener: o.listener ?? "" });
-      const routes = r.listeners.flatMap((l) => l.routes.filter((x) => pos[0] === undefined || x.hostname === pos[0]).map((x) => ({ listener: l.listener, route: x })));
+      const routes = r.listeners.flatMap((l) =>
+        l.routes
+          .filter((x) => pos[0] === undefined || x.hostname === pos[0])
+          .map((x) => ({ listener: l.listener, route: x })),
+      );
       if (pos[0] !== undefined && routes.length === 0) throw new Error(`no route ${pos[0]}`);
-      print(o.json, routes, () => routes.map(({ listener, route }) => [`${listener}  ${routeLine(route)}`, ...route.backends.map((b) => `  ${backendLine(b)}`)].join("\n")).join("\n"));
+      print(o.json, routes, () =>
+        routes
+          .map(({ listener, route }) =>
+            [`${listener}  ${routeLine(route)}`, ...route.backends.map((b) => `  ${backendLine(b)}`)].join("\n"),
+          )
+          .join("\n"),
+      );
       return 0;
     }
     if (pos.length !== 2) throw new UsageError(`backends ${sub} needs HOSTNAME and ADDR`, BACKENDS_USAGE);
     const listener = listenerOf(o, BACKENDS_USAGE);
-    const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[sub];
+    const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[
+      sub
+    ];
     const alpn = alpnList(o.values.get("--alpn"), BACKENDS_USAGE);
-    const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", { listener, hostname: pos[0], alpn, addr: pos[1], state, reset_connections: reset });
-    print(o.json, r, () => `${pos[0]}  ${backendLine(r.backend)}${reset ? `  (${r.connections_reset} connection(s) reset)` : ""}`);
+    const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", {
+      listener,
+      hostname: pos[0],
+      alpn,
+      addr: pos[1],
+      state,
+      reset_connections: reset,
+    });
+    print(
+      o.json,
+      r,
+      () => `${pos[0]}  ${backendLine(r.backend)}${reset ? `  (${r.connections_reset} connection(s) reset)` : ""}`,
+    );
     return 0;
   } finally {
     c.close();
@@ -243,8 +302,21 @@ export async function backends(args: string[]): Promise<number> {
 export async function routes(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(ROUTES_USAGE);
-  if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`, ROUTES_USAGE);
-  const o = options(rest, ROUTES_USAGE, true, sub === "add" ? ["--send-proxy-protocol", "--alpn", "--allow", "--deny", "--max-connections"] : sub === "remove" ? ["--alpn"] : []);
+  if (sub !== "list" && sub !== "add" && sub !== "remove")
+    throw new UsageError(
+      sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`,
+      ROUTES_USAGE,
+    );
+  const o = options(
+    rest,
+    ROUTES_USAGE,
+    true,
+    sub === "add"
+      ? ["--send-proxy-protocol", "--alpn", "--allow", "--deny", "--max-connections"]
+      : sub === "remove"
+        ? ["--alpn"]
+        : [],
+  );
   if (o === null) return help(ROUTES_USAGE);
   const pos = o.rest;
   const c = client(o.cfg);
@@ -252,12 +324,22 @@ export async function routes(args: string[]): Promise<number> {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
       const r = await c.call<ListRoutesReply>("ListRoutes", { listener: o.listener ?? "" });
-      print(o.json, r, () => r.listeners.map((l) => [l.listener, ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`))].join("\n")).join("\n"));
+      print(o.json, r, () =>
+        r.listeners
+          .map((l) =>
+            [
+              l.listener,
+              ...(l.routes.length === 0 ? ["  (no routes)"] : l.routes.map((x) => `  ${routeLine(x)}`)),
+            ].join("\n"),
+          )
+          .join("\n"),
+      );
     } else if (sub === "add") {
       if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
       const listener = listenerOf(o, ROUTES_USAGE);
       const pp = o.values.get("--send-proxy-protocol") ?? "off";
-      if (pp !== "off" && pp !== "v1" && pp !== "v2") throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
+      if (pp !== "off" && pp !== "v1" && pp !== "v2")
+        throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
       const raw = o.values.get("--max-connections") ?? "0";
       const max = /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
       const badMax = maxConnectionsError(max, "--max-connections");
@@ -292,7 +374,11 @@ const shortType = (t: string) => shortRuleType(t) ?? t;
 export async function firewall(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(FIREWALL_USAGE);
-  if (sub !== "list" && sub !== "add" && sub !== "remove") throw new UsageError(sub === undefined ? "firewall needs list, add or remove" : `unknown firewall command "${sub}"`, FIREWALL_USAGE);
+  if (sub !== "list" && sub !== "add" && sub !== "remove")
+    throw new UsageError(
+      sub === undefined ? "firewall needs list, add or remove" : `unknown firewall command "${sub}"`,
+      FIREWALL_USAGE,
+    );
   const o = options(rest, FIREWALL_USAGE, false);
   if (o === null) return help(FIREWALL_USAGE);
   const pos = o.rest;
@@ -301,12 +387,15 @@ export async function firewall(args: string[]): Promise<number> {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, FIREWALL_USAGE);
       const r = await c.call<{ rules: { type: string; value: string }[] }>("GetFirewallRules");
-      print(o.json, r, () => (r.rules.length === 0 ? "(no rules)" : r.rules.map((x) => `${shortType(x.type).padEnd(8)}${x.value}`).join("\n")));
+      print(o.json, r, () =>
+        r.rules.length === 0 ? "(no rules)" : r.rules.map((x) => `${shortType(x.type).padEnd(8)}${x.value}`).join("\n"),
+      );
       return 0;
     }
     if (pos.length !== 2) throw new UsageError(`firewall ${sub} needs TYPE and VALUE`, FIREWALL_USAGE);
     const type = Object.hasOwn(RULE_TYPE_ENUM, pos[0]!) ? RULE_TYPE_ENUM[pos[0] as ShortRuleType] : undefined;
-    if (type === undefined) throw new UsageError(`TYPE must be ip, cidr, country or ja4, not "${pos[0]}"`, FIREWALL_USAGE);
+    if (type === undefined)
+      throw new UsageError(`TYPE must be ip, cidr, country or ja4, not "${pos[0]}"`, FIREWALL_USAGE);
     const rule = { type, value: pos[1] };
     if (sub === "add") {
       const r = await c.call<{ rule: { type: string; value: string }; added: boolean }>("AddFirewallRule", { rule });

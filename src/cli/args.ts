@@ -33,7 +33,11 @@ const key = (flag: string) => flag.replace(/^--?/, "");
  * Parse `argv` for a command whose own flags are `own.values` (take a value)
  * and `own.switches` (do not); anything else starting with "-" is an error.
  */
-export function parseArgs(argv: string[], usage: string, own: { values?: string[]; switches?: string[] } = {}): ParsedArgs {
+export function parseArgs(
+  argv: string[],
+  usage: string,
+  own: { values?: string[]; switches?: string[] } = {},
+): ParsedArgs {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
     config: { type: "string", short: "c" },
     help: { type: "boolean", short: "h" },
@@ -55,11 +59,21 @@ export function parseArgs(argv: string[], usage: string, own: { values?: string[
     const unknown = /Unknown option '([^']+)'/.exec(m);
     if (unknown !== null) throw new UsageError(`unknown flag ${unknown[1]}`, usage);
     const missing = /Option '(?:-(\w), )?--?([\w-]+)[^']*' argument missing/.exec(m);
-    if (missing !== null) throw new UsageError(`${missing[2] === "config" ? "-c" : `--${missing[2]}`} needs ${missing[2] === "config" ? "a file name" : "a value"}`, usage);
+    if (missing !== null)
+      throw new UsageError(
+        `${missing[2] === "config" ? "-c" : `--${missing[2]}`} needs ${missing[2] === "config" ? "a file name" : "a value"}`,
+        usage,
+      );
     throw new UsageError(m.split("\n")[0]!, usage);
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
-  const out: ParsedArgs = { config: (v.config as string | undefined) ?? null, help: v.help === true, rest: parsed.positionals, flags: new Map(), switches: new Set() };
+  const out: ParsedArgs = {
+    config: (v.config as string | undefined) ?? null,
+    help: v.help === true,
+    rest: parsed.positionals,
+    flags: new Map(),
+    switches: new Set(),
+  };
   for (const f of own.values ?? []) {
     const got = v[key(f)];
     if (typeof got === "string") out.flags.set(f, got);
@@ -73,10 +87,15 @@ export function parseArgs(argv: string[], usage: string, own: { values?: string[
  * given as "--limit=-1": parseArgs would call it ambiguous (it might be a
  * flag), and the command's own check is the one that names the range.
  */
-function withNegativeValues(argv: readonly string[], options: Record<string, { type: "string" | "boolean"; short?: string }>): string[] {
+function withNegativeValues(
+  argv: readonly string[],
+  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+): string[] {
   const takesValue = (a: string) => {
     if (a.startsWith("--")) return options[a.slice(2)]?.type === "string";
-    return a.length === 2 && a[0] === "-" && Object.values(options).some((o) => o.type === "string" && o.short === a[1]);
+    return (
+      a.length === 2 && a[0] === "-" && Object.values(options).some((o) => o.type === "string" && o.short === a[1])
+    );
   };
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {

@@ -92,22 +92,32 @@ export async function reload(args: string[]): Promise<number> {
   if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, RELOAD_USAGE);
   if (a.config === null) throw new UsageError("-c FILE is required", RELOAD_USAGE);
   const rawTimeout = a.flags.get("--timeout") ?? "60";
-  if (!/^[1-9]\d{0,4}$/.test(rawTimeout)) throw new UsageError(`--timeout: ${JSON.stringify(rawTimeout)} is not a number of seconds (1-99999)`, RELOAD_USAGE);
+  if (!/^[1-9]\d{0,4}$/.test(rawTimeout))
+    throw new UsageError(`--timeout: ${JSON.stringify(rawTimeout)} is not a number of seconds (1-99999)`, RELOAD_USAGE);
   // The config's own checks: a bad config changes nothing. The files it
   // names are read by the new process's preflight (startup/preflight.ts),
   // as the server's user, before it asks the running process anything.
   const cfg = loadRoutedConfig(a.config);
   const control = controlPath(cfg.databasePath);
   await hello(control).catch((e: Error) => {
-    throw new Error(`no running mc-proxy answers on ${control} (${e.message}); start it with "mc-proxy server -c ${a.config}"`);
+    throw new Error(
+      `no running mc-proxy answers on ${control} (${e.message}); start it with "mc-proxy server -c ${a.config}"`,
+    );
   });
-  const child = Bun.spawn([...selfCommand(), "server", "-c", a.config, "--takeover"], { stdin: "ignore", stdout: "inherit", stderr: "inherit", env: process.env });
+  const child = Bun.spawn([...selfCommand(), "server", "-c", a.config, "--takeover"], {
+    stdin: "ignore",
+    stdout: "inherit",
+    stderr: "inherit",
+    env: process.env,
+  });
   child.unref();
   const end = Date.now() + Number(rawTimeout) * 1000;
   for (;;) {
     if (child.exitCode !== null) {
       const now = await settled(control, Math.max(end, Date.now() + SETTLE_MS));
-      console.error(`mc-proxy: reload failed: the new process (pid ${child.pid}) exited with code ${child.exitCode} (its log says why); ${serving(now, control)}`);
+      console.error(
+        `mc-proxy: reload failed: the new process (pid ${child.pid}) exited with code ${child.exitCode} (its log says why); ${serving(now, control)}`,
+      );
       return 1;
     }
     const now = await hello(control, 1000).catch(() => null);

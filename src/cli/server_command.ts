@@ -41,7 +41,12 @@ export async function server(args: string[]): Promise<number> {
   const pre = preflight(file);
   const logger = new Logger(pre.config.log.level, pre.config.log.format);
   // Without a running instance to take over, nothing else is touched.
-  const succession = await Succession.open(controlPath(pre.config.databasePath), resolve(file), a.switches.has("--takeover"), logger);
+  const succession = await Succession.open(
+    controlPath(pre.config.databasePath),
+    resolve(file),
+    a.switches.has("--takeover"),
+    logger,
+  );
   try {
     for (const w of pre.warnings) logger.warn(w);
     allocatorNotice(logger);
@@ -65,12 +70,22 @@ function allocatorNotice(logger: Logger): void {
   const purge = process.env.MIMALLOC_PURGE_DELAY;
   logger.info("memory allocator", {
     purge_delay: purge ?? "default (10 ms)",
-    ...(purge === undefined ? { hint: "set MIMALLOC_PURGE_DELAY=-1 (the systemd unit and the image do) to keep freed memory for reuse: about 0.1 s less CPU per relayed GB" } : {}),
+    ...(purge === undefined
+      ? {
+          hint: "set MIMALLOC_PURGE_DELAY=-1 (the systemd unit and the image do) to keep freed memory for reuse: about 0.1 s less CPU per relayed GB",
+        }
+      : {}),
   });
 }
 
 /** The phases from the plane on, with the config as the store holds it. */
-async function serve(file: string, pre: Preflight, opened: OpenedStore, succession: Succession, logger: Logger): Promise<number> {
+async function serve(
+  file: string,
+  pre: Preflight,
+  opened: OpenedStore,
+  succession: Succession,
+  logger: Logger,
+): Promise<number> {
   const cfg = opened.config;
   const generation = succession.generation;
   const exposed = new Exposed(succession, logger);
@@ -85,8 +100,18 @@ async function serve(file: string, pre: Preflight, opened: OpenedStore, successi
   await exposed.bind(cfg, pre.admin, plane, store, metrics);
   succession.serveHandovers(async (pid) => exposed.handOver(plane, pid));
   const { degraded } = succession;
-  logger.info("started", { version: VERSION, pid: process.pid, config: file, workers, generation, ...(degraded.length > 0 ? { degraded: degraded.join("; ") } : {}) });
-  await notifyReady(logger, `serving, generation ${generation}${degraded.length > 0 ? ` (degraded: ${degraded.join("; ")})` : ""}`);
+  logger.info("started", {
+    version: VERSION,
+    pid: process.pid,
+    config: file,
+    workers,
+    generation,
+    ...(degraded.length > 0 ? { degraded: degraded.join("; ") } : {}),
+  });
+  await notifyReady(
+    logger,
+    `serving, generation ${generation}${degraded.length > 0 ? ` (degraded: ${degraded.join("; ")})` : ""}`,
+  );
   collectStartupGarbage(logger, "main");
   installSignals(file, plane, exposed, metrics, logger);
   return drain(plane, exposed, generation, logger);

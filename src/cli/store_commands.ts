@@ -27,10 +27,12 @@ export async function snapshot(args: string[]): Promise<number> {
   if (a.config === null) throw new UsageError("-c FILE is required", SNAPSHOT_USAGE);
   if (a.rest.length > 0) throw new UsageError(`unexpected argument ${a.rest[0]}`, SNAPSHOT_USAGE);
   const keepText = a.flags.get("--keep");
-  if (keepText !== undefined && !/^[1-9]\d{0,5}$/.test(keepText)) throw new UsageError(`--keep ${keepText}: expected a whole number of snapshots, at least 1`, SNAPSHOT_USAGE);
+  if (keepText !== undefined && !/^[1-9]\d{0,5}$/.test(keepText))
+    throw new UsageError(`--keep ${keepText}: expected a whole number of snapshots, at least 1`, SNAPSHOT_USAGE);
   const cfg = loadRoutedConfig(a.config);
   const stamp = new Date().toISOString().replace(/[-:]/g, "");
-  const dest = a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
+  const dest =
+    a.flags.get("-o") ?? a.flags.get("--output") ?? join(dirname(cfg.databasePath), "backups", `mc-proxy-${stamp}.db`);
   if (existsSync(dest)) throw new Error(`${dest} already exists; choose another -o PATH`);
   if (cfg.store === "etcd") {
     // The fleet's state at one revision, as a SQLite file: backups look the same in both modes.
@@ -44,7 +46,8 @@ export async function snapshot(args: string[]): Promise<number> {
     }
     console.log(`snapshot written: ${dest} (etcd ${cfg.etcd!.prefix} at revision ${revision})`);
   } else {
-    if (!existsSync(cfg.databasePath)) throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
+    if (!existsSync(cfg.databasePath))
+      throw new Error(`database ${cfg.databasePath} does not exist (it is created when the server first runs)`);
     const store = SqliteDatabase.open(cfg.databasePath);
     try {
       store.snapshot(dest);
@@ -60,7 +63,8 @@ export async function snapshot(args: string[]): Promise<number> {
       .sort()
       .slice(0, -Number(keepText));
     for (const n of old) unlinkSync(join(dir, n));
-    if (old.length > 0) console.log(`removed ${old.length} older snapshot(s), kept the newest ${keepText}: ${old.join(", ")}`);
+    if (old.length > 0)
+      console.log(`removed ${old.length} older snapshot(s), kept the newest ${keepText}: ${old.join(", ")}`);
   }
   return 0;
 }
@@ -75,13 +79,15 @@ instance's state, or restored.`;
 export async function storeCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === "--help" || sub === "-h") return help(STORE_USAGE);
-  if (sub !== "import") throw new UsageError(sub === undefined ? "store needs import" : `unknown store command "${sub}"`, STORE_USAGE);
+  if (sub !== "import")
+    throw new UsageError(sub === undefined ? "store needs import" : `unknown store command "${sub}"`, STORE_USAGE);
   const a = parseArgs(rest, STORE_USAGE);
   if (a.help) return help(STORE_USAGE);
   if (a.config === null) throw new UsageError("-c FILE is required", STORE_USAGE);
   if (a.rest.length !== 1) throw new UsageError("store import needs SNAPSHOT.db", STORE_USAGE);
   const cfg = loadRoutedConfig(a.config);
-  if (cfg.store !== "etcd") throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
+  if (cfg.store !== "etcd")
+    throw new Error(`${cfg.file}: store.backend is not "etcd"; there is nothing to import into`);
   if (!existsSync(a.rest[0]!)) throw new Error(`${a.rest[0]}: no such file`);
   const snap = SqliteDatabase.open(a.rest[0]!);
   let state: ReturnType<SqliteDatabase["state"]>;

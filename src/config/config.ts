@@ -29,7 +29,11 @@ export interface ConfigRead<R> {
 }
 
 /** Read, parse and validate a config file, applying MCPROXY_* overrides from env; every problem, none thrown. */
-export function readConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): ConfigRead<R> {
+export function readConfig<R>(
+  file: string,
+  readRoutes: RouteReader<R>,
+  env: Record<string, string | undefined> = process.env,
+): ConfigRead<R> {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -40,7 +44,12 @@ export function readConfig<R>(file: string, readRoutes: RouteReader<R>, env: Rec
 }
 
 /** Parse and validate config text: every problem, none thrown. */
-export function examineConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): ConfigRead<R> {
+export function examineConfig<R>(
+  text: string,
+  file: string,
+  readRoutes: RouteReader<R>,
+  env: Record<string, string | undefined> = {},
+): ConfigRead<R> {
   let raw: unknown;
   try {
     raw = Bun.TOML.parse(text);
@@ -56,12 +65,21 @@ export function examineConfig<R>(text: string, file: string, readRoutes: RouteRe
 }
 
 /** readConfig, or a ConfigError listing every problem. */
-export function loadConfig<R>(file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = process.env): Config<R> {
+export function loadConfig<R>(
+  file: string,
+  readRoutes: RouteReader<R>,
+  env: Record<string, string | undefined> = process.env,
+): Config<R> {
   return valid(readConfig(file, readRoutes, env), file);
 }
 
 /** examineConfig, or a ConfigError listing every problem. */
-export function parseConfig<R>(text: string, file: string, readRoutes: RouteReader<R>, env: Record<string, string | undefined> = {}): Config<R> {
+export function parseConfig<R>(
+  text: string,
+  file: string,
+  readRoutes: RouteReader<R>,
+  env: Record<string, string | undefined> = {},
+): Config<R> {
   return valid(examineConfig(text, file, readRoutes, env), file);
 }
 
@@ -95,7 +113,12 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     shutdownTimeoutMs: dur("shutdown_timeout"),
     workers: (proxySec.workers as number | "auto" | undefined) ?? LIMITS["proxy.workers"].default,
     pool: {
-      check: { intervalMs: dur("health_check_interval"), timeoutMs: dur("health_check_timeout"), rise: num("health_check_rise"), fall: num("health_check_fall") },
+      check: {
+        intervalMs: dur("health_check_interval"),
+        timeoutMs: dur("health_check_timeout"),
+        rise: num("health_check_rise"),
+        fall: num("health_check_fall"),
+      },
       retries: num("retries"),
     },
   };
@@ -104,12 +127,14 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     if (outOfRange(`proxy.${k}`, num(k))) problems.push(`proxy.${k}: ${num(k)} must be ${l.min}-${l.max}`);
   }
   const hello = LIMITS["proxy.max_hello_bytes"];
-  if (outOfRange("proxy.max_hello_bytes", proxy.maxHelloBytes)) problems.push(`proxy.max_hello_bytes: ${proxy.maxHelloBytes} is out of range ${hello.min}-${hello.max}`);
+  if (outOfRange("proxy.max_hello_bytes", proxy.maxHelloBytes))
+    problems.push(`proxy.max_hello_bytes: ${proxy.maxHelloBytes} is out of range ${hello.min}-${hello.max}`);
 
   const logSec = readSection(root, "log", problems) ?? {};
   const level = (logSec.level as string | undefined) ?? "info";
   const format = (logSec.format as string | undefined) ?? "text";
-  if (!["debug", "info", "warn", "error"].includes(level)) problems.push(`log.level: ${show(level)} is not one of debug, info, warn, error`);
+  if (!["debug", "info", "warn", "error"].includes(level))
+    problems.push(`log.level: ${show(level)} is not one of debug, info, warn, error`);
   if (!["text", "json"].includes(format)) problems.push(`log.format: ${show(format)} is not one of text, json`);
 
   const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);

@@ -29,8 +29,21 @@ export interface Limit {
   readonly zero?: string;
 }
 
-const duration = (defaultMs: number | null, min = 1, max = MAX_DURATION_MS): Limit => ({ kind: "duration", min, max, default: defaultMs, unit: "ms" });
-const connections = (zero: string): Limit => ({ kind: "integer", min: 0, max: MAX_COUNT, default: 0, unit: "connections", zero });
+const duration = (defaultMs: number | null, min = 1, max = MAX_DURATION_MS): Limit => ({
+  kind: "duration",
+  min,
+  max,
+  default: defaultMs,
+  unit: "ms",
+});
+const connections = (zero: string): Limit => ({
+  kind: "integer",
+  min: 0,
+  max: MAX_COUNT,
+  default: 0,
+  unit: "connections",
+  zero,
+});
 /** health_check_rise / _fall. */
 const riseFall = (d: number | null): Limit => ({ kind: "integer", min: 1, max: 100, default: d, unit: "checks" });
 const retries = (d: number | null): Limit => ({ kind: "integer", min: 0, max: 30, default: d, unit: "tries" });

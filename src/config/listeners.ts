@@ -23,7 +23,13 @@ const LISTENER_KEYS: Record<string, unknown> = {
 };
 
 /** What a `protocol = "quic"` listener may set: routes of its own, or none to use the TCP listener's of its name. */
-const QUIC_KEYS: Record<string, unknown> = { addr: "string", name: "string", protocol: "string", max_connections: "int", routes: "routes" };
+const QUIC_KEYS: Record<string, unknown> = {
+  addr: "string",
+  name: "string",
+  protocol: "string",
+  max_connections: "int",
+  routes: "routes",
+};
 
 /** A QUIC listener's max_connections when unset: routed flows at once (docs/HTTP3.md). */
 export const QUIC_DEFAULT_MAX_CONNECTIONS = 10_000;
@@ -35,7 +41,11 @@ const NAME_RULE = "must be 1-100 characters of A-Z a-z 0-9 . _ : - [ ] (starting
 function isQuic(item: unknown): boolean {
   return isTable(item) && item.protocol === "quic";
 }
-export function validateListeners<R>(v: unknown, problems: string[], readRoutes: RouteReader<R>): TcpListenerConfig<R>[] {
+export function validateListeners<R>(
+  v: unknown,
+  problems: string[],
+  readRoutes: RouteReader<R>,
+): TcpListenerConfig<R>[] {
   if (v === undefined) {
     problems.push(`listeners: at least one [[listeners]] table is required`);
     return [];
@@ -56,7 +66,8 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
     }
     // UDP listeners are read by validateQuicListeners.
     if (isQuic(item)) return;
-    if (item.protocol !== undefined && item.protocol !== "tcp") problems.push(`${where}.protocol: ${show(item.protocol)} must be "tcp" (the default) or "quic"`);
+    if (item.protocol !== undefined && item.protocol !== "tcp")
+      problems.push(`${where}.protocol: ${show(item.protocol)} must be "tcp" (the default) or "quic"`);
     checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
     const { addr, bind } = readAddr(item, where, i, seenAddr, problems);
     const maxConnections = readMax(item, where, defaultOf("listeners.max_connections"), problems);
@@ -69,12 +80,17 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
         defaultBackend = db;
       }
     }
-    const proxyProtocol = item.proxy_protocol === undefined ? false : typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems) === true;
+    const proxyProtocol =
+      item.proxy_protocol === undefined
+        ? false
+        : typed("bool", item.proxy_protocol, `${where}.proxy_protocol`, problems) === true;
     const trustedProxies: string[] = [];
     if (item.trusted_proxies !== undefined) {
       const list = typed("strings", item.trusted_proxies, `${where}.trusted_proxies`, problems) as string[] | undefined;
       if (list !== undefined && !proxyProtocol) {
-        problems.push(`${where}.trusted_proxies: only meaningful with proxy_protocol = true (remove it, or turn PROXY protocol on)`);
+        problems.push(
+          `${where}.trusted_proxies: only meaningful with proxy_protocol = true (remove it, or turn PROXY protocol on)`,
+        );
       }
       (list ?? []).forEach((t, k) => {
         const r = parseAddressOrCidr(t);
@@ -83,12 +99,24 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
       });
     }
     if (proxyProtocol && item.trusted_proxies === undefined) {
-      problems.push(`${where}.trusted_proxies: required when proxy_protocol = true: the addresses or CIDR blocks of the load balancers allowed to send PROXY headers (e.g. ["10.0.0.0/8"])`);
-    } else if (proxyProtocol && trustedProxies.length === 0 && Array.isArray(item.trusted_proxies) && item.trusted_proxies.length === 0) {
+      problems.push(
+        `${where}.trusted_proxies: required when proxy_protocol = true: the addresses or CIDR blocks of the load balancers allowed to send PROXY headers (e.g. ["10.0.0.0/8"])`,
+      );
+    } else if (
+      proxyProtocol &&
+      trustedProxies.length === 0 &&
+      Array.isArray(item.trusted_proxies) &&
+      item.trusted_proxies.length === 0
+    ) {
       problems.push(`${where}.trusted_proxies: must not be empty when proxy_protocol = true`);
     }
-    const defaultSend = sendProxy(item.default_backend_send_proxy_protocol, `${where}.default_backend_send_proxy_protocol`, problems);
-    if (defaultSend !== "off" && defaultBackend === null) problems.push(`${where}.default_backend_send_proxy_protocol: set without a default_backend`);
+    const defaultSend = sendProxy(
+      item.default_backend_send_proxy_protocol,
+      `${where}.default_backend_send_proxy_protocol`,
+      problems,
+    );
+    if (defaultSend !== "off" && defaultBackend === null)
+      problems.push(`${where}.default_backend_send_proxy_protocol: set without a default_backend`);
     let name = addr ?? "";
     if (item.name !== undefined) {
       const n = typed("string", item.name, `${where}.name`, problems) as string | undefined;
@@ -96,7 +124,8 @@ export function validateListeners<R>(v: unknown, problems: string[], readRoutes:
       else if (n !== undefined) name = n;
     }
     const prevName = seenName.get(name);
-    if (prevName !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prevName}]`);
+    if (prevName !== undefined)
+      problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prevName}]`);
     seenName.set(name, i);
     out.push({
       protocol: "tcp",
@@ -134,7 +163,12 @@ export function sendProxy(v: unknown, key: string, problems: string[]): SendProx
  * addr: `:443` UDP beside `:443` TCP) uses that listener's routes, as in
  * 0.2.0; any other has routes of its own, stored by its name.
  */
-export function validateQuicListeners<R>(v: unknown, tcp: readonly TcpListenerConfig<R>[], problems: string[], readRoutes: RouteReader<R>): QuicListenerConfig<R>[] {
+export function validateQuicListeners<R>(
+  v: unknown,
+  tcp: readonly TcpListenerConfig<R>[],
+  problems: string[],
+  readRoutes: RouteReader<R>,
+): QuicListenerConfig<R>[] {
   if (!Array.isArray(v)) return [];
   const out: QuicListenerConfig<R>[] = [];
   const seen = new Map<string, [number, string]>();
@@ -143,7 +177,9 @@ export function validateQuicListeners<R>(v: unknown, tcp: readonly TcpListenerCo
     if (!isQuic(item)) return;
     const t = item as Table;
     const where = `listeners[${i}]`;
-    for (const k of Object.keys(t)) if (!(k in QUIC_KEYS)) problems.push(`${where}.${k}: not for a quic listener (it takes addr, name, max_connections and routes)`);
+    for (const k of Object.keys(t))
+      if (!(k in QUIC_KEYS))
+        problems.push(`${where}.${k}: not for a quic listener (it takes addr, name, max_connections and routes)`);
     const { addr, bind } = readAddr(t, where, i, seen, problems);
     let name = addr ?? "";
     if (t.name !== undefined) {
@@ -154,7 +190,9 @@ export function validateQuicListeners<R>(v: unknown, tcp: readonly TcpListenerCo
     const shared = tcp.findIndex((l) => l.name === name);
     const routesFrom = shared < 0 ? null : shared;
     if (routesFrom !== null && t.routes !== undefined)
-      problems.push(`${where}.routes: this quic listener uses the routes of the TCP listener named ${show(name)}; give it a name of its own to give it routes of its own`);
+      problems.push(
+        `${where}.routes: this quic listener uses the routes of the TCP listener named ${show(name)}; give it a name of its own to give it routes of its own`,
+      );
     if (routesFrom === null) {
       const prev = owners.get(name);
       if (prev !== undefined) problems.push(`${where}.name: ${show(name)} is already the name of listeners[${prev}]`);
@@ -162,7 +200,16 @@ export function validateQuicListeners<R>(v: unknown, tcp: readonly TcpListenerCo
     }
     const maxConnections = readMax(t, where, QUIC_DEFAULT_MAX_CONNECTIONS, problems);
     const routes = routesFrom === null ? readRoutes(t.routes, where, problems) : [];
-    out.push({ protocol: "quic", addr: addr ?? "", name, bind, index: tcp.length + out.length, maxConnections, routesFrom, routes });
+    out.push({
+      protocol: "quic",
+      addr: addr ?? "",
+      name,
+      bind,
+      index: tcp.length + out.length,
+      maxConnections,
+      routesFrom,
+      routes,
+    });
   });
   return out;
 }
@@ -180,7 +227,10 @@ export function routeOwners<R>(cfg: Pick<Config<R>, "listeners" | "quicListeners
 function readMax(item: Table, where: string, unset: number, problems: string[]): number {
   if (item.max_connections === undefined) return unset;
   const n = (typed("int", item.max_connections, `${where}.max_connections`, problems) as number | undefined) ?? unset;
-  const e = n < 0 ? `${where}.max_connections: ${n} is negative (0 means unlimited)` : maxConnectionsError(n, `${where}.max_connections`);
+  const e =
+    n < 0
+      ? `${where}.max_connections: ${n} is negative (0 means unlimited)`
+      : maxConnectionsError(n, `${where}.max_connections`);
   if (e !== null) problems.push(e);
   return n;
 }
@@ -190,7 +240,13 @@ function readMax(item: Table, where: string, unset: number, problems: string[]):
  * earlier listener of the same protocol (`seen`: endpoint → index), however
  * written (":443", "[::]:443", "0.0.0.0:443").
  */
-function readAddr(item: Table, where: string, i: number, seen: Map<string, [number, string]>, problems: string[]): { addr: string | undefined; bind: HostPort } {
+function readAddr(
+  item: Table,
+  where: string,
+  i: number,
+  seen: Map<string, [number, string]>,
+  problems: string[],
+): { addr: string | undefined; bind: HostPort } {
   const addr = typed("string", item.addr ?? "", `${where}.addr`, problems) as string | undefined;
   let bind: HostPort = { host: "", port: 0 };
   if (addr === undefined || addr === "") {
@@ -205,7 +261,8 @@ function readAddr(item: Table, where: string, i: number, seen: Map<string, [numb
   bind = hp.value;
   const key = endpointKey(bind);
   const prev = seen.get(key);
-  if (prev !== undefined) problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev[0]}].addr ${show(prev[1])}`);
+  if (prev !== undefined)
+    problems.push(`${where}.addr: ${show(addr)} is the same endpoint as listeners[${prev[0]}].addr ${show(prev[1])}`);
   else seen.set(key, [i, addr]);
   return { addr, bind };
 }

@@ -15,7 +15,8 @@ export const isInt = (v: unknown): v is number => typeof v === "number" && Numbe
 
 /** A whole number in the setting's range, or a problem naming `field` and the range. */
 export function intError(v: unknown, field: string, l: Limit): string | null {
-  if (!isInt(v) || v < l.min || v > l.max) return `${field}: ${showValue(v)} must be a whole number from ${l.min} to ${l.max}`;
+  if (!isInt(v) || v < l.min || v > l.max)
+    return `${field}: ${showValue(v)} must be a whole number from ${l.min} to ${l.max}`;
   return null;
 }
 

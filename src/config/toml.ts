@@ -82,7 +82,9 @@ export function applyEnvOverrides(root: Table, env: Record<string, string | unde
 }
 
 function envNames(): string[] {
-  return Object.entries(SECTIONS).flatMap(([s, keys]) => Object.keys(keys).map((k) => `MCPROXY_${s}_${k}`.toUpperCase()));
+  return Object.entries(SECTIONS).flatMap(([s, keys]) =>
+    Object.keys(keys).map((k) => `MCPROXY_${s}_${k}`.toUpperCase()),
+  );
 }
 
 function coerceEnv(kind: Kind, value: string): unknown {
@@ -150,7 +152,9 @@ export function typed(kind: Kind, v: unknown, key: string, problems: string[]): 
       if (v === "auto") return v;
       const n = typeof v === "string" && /^[1-9]\d{0,9}$/.test(v) ? Number(v) : v;
       if (typeof n === "number" && Number.isSafeInteger(n) && n >= min && n <= max) return n;
-      problems.push(`${key}: ${show(v)} must be "auto" (one per CPU this process may use) or a whole number from ${min} to ${max}`);
+      problems.push(
+        `${key}: ${show(v)} must be "auto" (one per CPU this process may use) or a whole number from ${min} to ${max}`,
+      );
       return undefined;
     }
   }

@@ -16,7 +16,10 @@ export interface Cidr {
 /** Parse an IP rule value: the canonical address. */
 export function parseIpRule(text: string): Parsed<string> {
   const ip = parseIpText(text);
-  if (ip === null) return fail(`"${text}" is not an IPv4 or IPv6 address${text.includes("%") ? " (zone ids such as %eth0 are not allowed)" : ""}`);
+  if (ip === null)
+    return fail(
+      `"${text}" is not an IPv4 or IPv6 address${text.includes("%") ? " (zone ids such as %eth0 are not allowed)" : ""}`,
+    );
   return ok(ip);
 }
 
@@ -33,8 +36,17 @@ export function parseCidrRule(text: string): Parsed<Cidr> {
   const addrText = text.slice(0, slash);
   const prefixText = text.slice(slash + 1);
   const v6 = addrText.includes(":");
-  const addr = v6 ? (addrText.includes("%") || !ipaddr.IPv6.isValid(addrText) ? null : ipaddr.IPv6.parse(addrText)) : parseIpv4Text(addrText) === null ? null : ipaddr.IPv4.parse(addrText);
-  if (addr === null) return fail(`"${text}": "${addrText}" is not an IPv4 or IPv6 address${addrText.includes("%") ? " (zone ids are not allowed)" : ""}`);
+  const addr = v6
+    ? addrText.includes("%") || !ipaddr.IPv6.isValid(addrText)
+      ? null
+      : ipaddr.IPv6.parse(addrText)
+    : parseIpv4Text(addrText) === null
+      ? null
+      : ipaddr.IPv4.parse(addrText);
+  if (addr === null)
+    return fail(
+      `"${text}": "${addrText}" is not an IPv4 or IPv6 address${addrText.includes("%") ? " (zone ids are not allowed)" : ""}`,
+    );
   const max = v6 ? 128 : 32;
   if (!/^(0|[1-9]\d{0,2})$/.test(prefixText) || Number(prefixText) > max) {
     return fail(`"${text}": prefix length must be 0-${max}, written without a leading zero`);
@@ -42,13 +54,16 @@ export function parseCidrRule(text: string): Parsed<Cidr> {
   let prefix = Number(prefixText);
   let net: ipaddr.IPv4 | ipaddr.IPv6 = addr;
   if (v6 && (addr as ipaddr.IPv6).isIPv4MappedAddress()) {
-    if (prefix < 96) return fail(`"${text}": an IPv4-mapped block needs a prefix of 96 or more (write the IPv4 block instead)`);
+    if (prefix < 96)
+      return fail(`"${text}": an IPv4-mapped block needs a prefix of 96 or more (write the IPv4 block instead)`);
     net = (addr as ipaddr.IPv6).toIPv4Address();
     prefix -= 96;
   }
   const network = ipaddr.fromByteArray(maskBytes(net.toByteArray(), prefix));
   if (network.toString() !== net.toString()) {
-    return fail(`"${text}" is not canonical: host bits are set (the network address is ${canonical(network)}/${prefix})`);
+    return fail(
+      `"${text}" is not canonical: host bits are set (the network address is ${canonical(network)}/${prefix})`,
+    );
   }
   return ok({ address: canonical(net), prefix, family: net.kind() === "ipv4" ? "ipv4" : "ipv6" });
 }
@@ -76,7 +91,8 @@ function maskBytes(bytes: number[], prefix: number): number[] {
 }
 
 export function parseCountryRule(text: string): Parsed<string> {
-  if (!/^[A-Z]{2}$/.test(text)) return fail(`"${text}" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. "KP")`);
+  if (!/^[A-Z]{2}$/.test(text))
+    return fail(`"${text}" is not an ISO 3166-1 alpha-2 country code (two upper-case letters, e.g. "KP")`);
   return ok(text);
 }
 

@@ -28,7 +28,8 @@ export class AddressTable {
       if (set === undefined) byPrefix.set(prefix, (set = new Set()));
       set.add((ipv4ToUint32(addr) & mask) >>> 0);
     }
-    for (const [prefix, nets] of [...byPrefix].sort((a, b) => b[0] - a[0])) this.v4.push({ mask: prefixMask(prefix), nets });
+    for (const [prefix, nets] of [...byPrefix].sort((a, b) => b[0] - a[0]))
+      this.v4.push({ mask: prefixMask(prefix), nets });
   }
 
   /**

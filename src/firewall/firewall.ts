@@ -71,8 +71,15 @@ export class Firewall {
   constructor(opts: FirewallOptions) {
     this.set = new RuleSet(opts.rules);
     this.geoipPath = opts.geoipDb;
-    if (opts.geoipDb !== null) this.geo = opts.geoipData !== undefined ? CountryDatabase.fromBytes(opts.geoipData, opts.geoipDb) : CountryDatabase.open(opts.geoipDb);
-    this.rate = opts.rateLimit > 0 ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer, opts.workerId ?? 0) : null;
+    if (opts.geoipDb !== null)
+      this.geo =
+        opts.geoipData !== undefined
+          ? CountryDatabase.fromBytes(opts.geoipData, opts.geoipDb)
+          : CountryDatabase.open(opts.geoipDb);
+    this.rate =
+      opts.rateLimit > 0
+        ? new RateLimiter(opts.rateLimit, opts.rateWindowMs, undefined, opts.rateBuffer, opts.workerId ?? 0)
+        : null;
     this.rateLimit = opts.rateLimit;
     this.rateWindowMs = opts.rateWindowMs;
     this.workerId = opts.workerId ?? 0;
@@ -87,7 +94,12 @@ export class Firewall {
   /** Rules in force, by type (for the metrics). */
   ruleCounts(): { ip: number; cidr: number; country: number; ja4: number } {
     const r = this.set.rules;
-    return { ip: r.blockedIps.length, cidr: r.blockedCidrs.length, country: r.blockedCountries.length, ja4: r.blockedJa4.length };
+    return {
+      ip: r.blockedIps.length,
+      cidr: r.blockedCidrs.length,
+      country: r.blockedCountries.length,
+      ja4: r.blockedJa4.length,
+    };
   }
 
   /** Whether any JA4 rule is in force (then every hello's fingerprint is computed). */

@@ -15,15 +15,22 @@ const HASH_PREFIX = /^[0-9a-f]{0,11}$/;
 /** A rule value checked for shape; returns it (canonical as given) or why not. */
 export function parseJa4Rule(text: string): Parsed<string> {
   const parts = text.split("_");
-  if (parts.length !== 3) return fail(`"${text.slice(0, 64)}" is not a JA4 fingerprint or pattern (three parts a_b_c, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1 or t13d*_8daaf6152771_*)`);
+  if (parts.length !== 3)
+    return fail(
+      `"${text.slice(0, 64)}" is not a JA4 fingerprint or pattern (three parts a_b_c, e.g. t13d1516h2_8daaf6152771_e5627efa2ab1 or t13d*_8daaf6152771_*)`,
+    );
   const names = ["a", "b", "c"];
   for (const [i, p] of parts.entries()) {
     const wild = p.endsWith("*");
     const lit = wild ? p.slice(0, -1) : p;
     if (lit.includes("*")) return fail(`"${text}": part ${names[i]} may hold "*" only at its end`);
-    const shaped = i === 0 ? (wild ? PART_A_PREFIX.test(lit) : PART_A.test(lit)) : wild ? HASH_PREFIX.test(lit) : HASH.test(lit);
+    const shaped =
+      i === 0 ? (wild ? PART_A_PREFIX.test(lit) : PART_A.test(lit)) : wild ? HASH_PREFIX.test(lit) : HASH.test(lit);
     if (!shaped) {
-      const want = i === 0 ? "10 characters like t13d1516h2 (or a prefix of one and *)" : "12 lower-case hex digits (or a prefix of them and *)";
+      const want =
+        i === 0
+          ? "10 characters like t13d1516h2 (or a prefix of one and *)"
+          : "12 lower-case hex digits (or a prefix of them and *)";
       return fail(`"${text}": part ${names[i]} ${JSON.stringify(p)} is not ${want}`);
     }
   }
@@ -44,7 +51,10 @@ export class Ja4Rules {
         continue;
       }
       const parts = r.split("_");
-      this.patterns.push({ p: parts.map((x) => (x.endsWith("*") ? x.slice(0, -1) : x)), prefix: parts.map((x) => x.endsWith("*")) });
+      this.patterns.push({
+        p: parts.map((x) => (x.endsWith("*") ? x.slice(0, -1) : x)),
+        prefix: parts.map((x) => x.endsWith("*")),
+      });
     }
   }
 

@@ -92,7 +92,11 @@ export class RateLimiter {
           break;
         }
         // The oldest window first; within one window, the fewest connections.
-        if (t[e + 2]! < t[oldest + 2]! || (t[e + 2] === t[oldest + 2] && t[e + 3]! + t[e + 4]! < t[oldest + 3]! + t[oldest + 4]!)) oldest = e;
+        if (
+          t[e + 2]! < t[oldest + 2]! ||
+          (t[e + 2] === t[oldest + 2] && t[e + 3]! + t[e + 4]! < t[oldest + 3]! + t[oldest + 4]!)
+        )
+          oldest = e;
       }
       if (at < 0) {
         at = oldest;

@@ -31,7 +31,12 @@ export function parseRule(type: RuleType, text: string): Parsed<string> {
 
 /** The firewall's lists of a set of rules. */
 export function ruleSet(rules: readonly Rule[]): { -readonly [K in keyof FirewallRules]: string[] } {
-  const out = { blockedIps: [] as string[], blockedCidrs: [] as string[], blockedCountries: [] as string[], blockedJa4: [] as string[] };
+  const out = {
+    blockedIps: [] as string[],
+    blockedCidrs: [] as string[],
+    blockedCountries: [] as string[],
+    blockedJa4: [] as string[],
+  };
   for (const r of rules) out[LISTS[r.type]].push(r.value);
   return out;
 }

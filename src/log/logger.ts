@@ -113,7 +113,10 @@ export class Logger {
   log(level: LogLevel, msg: string, fields?: Fields): void {
     if (LEVELS[level] < this.min) return;
     const time = this.time();
-    this.append(level, this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields));
+    this.append(
+      level,
+      this.format === "json" ? jsonLine(time, level, msg, fields) : logfmtLine(time, level, msg, fields),
+    );
   }
 
   /** True when records are JSON (for callers that format their own fields, see emit). */
@@ -132,7 +135,9 @@ export class Logger {
     const time = this.time();
     this.append(
       level,
-      this.format === "json" ? `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}${formattedFields}}\n` : `time=${time} level=${level} msg=${quote(msg)}${formattedFields}\n`,
+      this.format === "json"
+        ? `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}${formattedFields}}\n`
+        : `time=${time} level=${level} msg=${quote(msg)}${formattedFields}\n`,
     );
   }
 
@@ -220,7 +225,9 @@ export class Logger {
     const fields = { dropped: this.dropped, bound_bytes: SHED_INFO_CHARS, reason: "stderr was not read fast enough" };
     this.dropped = 0;
     const time = this.time();
-    return this.format === "json" ? jsonLine(time, "warn", "log lines dropped", fields) : logfmtLine(time, "warn", "log lines dropped", fields);
+    return this.format === "json"
+      ? jsonLine(time, "warn", "log lines dropped", fields)
+      : logfmtLine(time, "warn", "log lines dropped", fields);
   }
 }
 

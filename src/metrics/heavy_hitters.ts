@@ -51,7 +51,16 @@ export interface HitterReport {
 /** The report of a table that counts nothing ([fingerprints] top = 0). */
 export function emptyReport(): HitterReport {
   const none = new Float64Array(0);
-  return { keys: [], count: none, blocked: none, error: none, sketch: new Uint32Array(0), firstSeen: none, lastSeen: none, floor: 0 };
+  return {
+    keys: [],
+    count: none,
+    blocked: none,
+    error: none,
+    sketch: new Uint32Array(0),
+    firstSeen: none,
+    lastSeen: none,
+    floor: 0,
+  };
 }
 
 export class HeavyHitters {
@@ -73,7 +82,8 @@ export class HeavyHitters {
     readonly capacity: number,
     readonly windowMs: number,
   ) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity ${capacity}: must be a positive integer`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`capacity ${capacity}: must be a positive integer`);
     if (!(windowMs >= BUCKETS)) throw new RangeError(`window ${windowMs} ms: must be at least ${BUCKETS} ms`);
     this.slotMs = windowMs / BUCKETS;
     this.keys = new Array<string | null>(capacity).fill(null);
@@ -145,7 +155,9 @@ export class HeavyHitters {
       let b = 0;
       for (let i = 0; i < BUCKETS; i++) b += data[base + BLOCKED + i]!;
       blocked[s] = b;
-      for (let i = 0; i < BUCKETS; i++) for (let w = 0; w < SKETCH_WORDS; w++) sketch[s * SKETCH_WORDS + w]! |= data[base + SKETCH + i * SKETCH_WORDS + w]!;
+      for (let i = 0; i < BUCKETS; i++)
+        for (let w = 0; w < SKETCH_WORDS; w++)
+          sketch[s * SKETCH_WORDS + w]! |= data[base + SKETCH + i * SKETCH_WORDS + w]!;
       error[s] = Math.min(this.errors[s]!, this.totals[s]!);
     }
     return {

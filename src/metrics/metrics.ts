@@ -99,34 +99,65 @@ export class Metrics {
     const listeners = () => snap().listeners;
 
     r.registerMetric(
-      scraped("mc_proxy_connections_accepted_total", "Connections accepted (on a QUIC listener: first datagrams from a new client address), including those refused at once.", "counter", () =>
-        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.accepted })),
+      scraped(
+        "mc_proxy_connections_accepted_total",
+        "Connections accepted (on a QUIC listener: first datagrams from a new client address), including those refused at once.",
+        "counter",
+        () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.accepted })),
       ),
     );
     r.registerMetric(
-      scraped("mc_proxy_connections_closed_total", "Connections ended, by access-log outcome (every outcome present from the start).", "counter", () =>
-        listeners().flatMap((l) => OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.closed[i]! }))),
+      scraped(
+        "mc_proxy_connections_closed_total",
+        "Connections ended, by access-log outcome (every outcome present from the start).",
+        "counter",
+        () =>
+          listeners().flatMap((l) =>
+            OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.closed[i]! })),
+          ),
       ),
     );
-    r.registerMetric(scraped("mc_proxy_connections_active", "Connections open now.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.active }))));
+    r.registerMetric(
+      scraped("mc_proxy_connections_active", "Connections open now.", "gauge", () =>
+        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.active })),
+      ),
+    );
     r.registerMetric(
       scraped("mc_proxy_listener_max_connections", "The listener's max_connections (0 = unlimited).", "gauge", () =>
         listeners().map((l) => ({ labels: { listener: l.addr }, value: l.maxConnections })),
       ),
     );
     r.registerMetric(
-      scraped("mc_proxy_store_invalid_values_total", "Values read from the store (etcd) that broke the config rules: skipped, logged by key.", "counter", () => [
-        { labels: {}, value: store.invalidValues },
-      ]),
+      scraped(
+        "mc_proxy_store_invalid_values_total",
+        "Values read from the store (etcd) that broke the config rules: skipped, logged by key.",
+        "counter",
+        () => [{ labels: {}, value: store.invalidValues }],
+      ),
     );
-    r.registerMetric(scraped("mc_proxy_connection_cap", "Connections the process holds at most, from its open-file limit (0 = none).", "gauge", () => [{ labels: {}, value: snap().connectionCap }]));
-    r.registerMetric(scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes }))));
     r.registerMetric(
-      scraped("mc_proxy_firewall_blocked_total", "Connections refused by the firewall, by reason (ip, cidr, country, rate).", "counter", () =>
-        FIREWALL_REASONS.map(([reason, outcome]) => {
-          const i = OUTCOMES.indexOf(outcome);
-          return { labels: { reason }, value: listeners().reduce((n, l) => n + l.closed[i]!, 0) };
-        }),
+      scraped(
+        "mc_proxy_connection_cap",
+        "Connections the process holds at most, from its open-file limit (0 = none).",
+        "gauge",
+        () => [{ labels: {}, value: snap().connectionCap }],
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () =>
+        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes })),
+      ),
+    );
+    r.registerMetric(
+      scraped(
+        "mc_proxy_firewall_blocked_total",
+        "Connections refused by the firewall, by reason (ip, cidr, country, rate).",
+        "counter",
+        () =>
+          FIREWALL_REASONS.map(([reason, outcome]) => {
+            const i = OUTCOMES.indexOf(outcome);
+            return { labels: { reason }, value: listeners().reduce((n, l) => n + l.closed[i]!, 0) };
+          }),
       ),
     );
     r.registerMetric(
@@ -141,16 +172,25 @@ export class Metrics {
       }),
     );
     r.registerMetric(
-      scraped("mc_proxy_rate_limiter_tracked_addresses", "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.", "gauge", () => [{ labels: {}, value: snap().rateTracked }]),
+      scraped(
+        "mc_proxy_rate_limiter_tracked_addresses",
+        "Clients (IPv4 addresses, IPv6 networks) the rate limiter tracks now.",
+        "gauge",
+        () => [{ labels: {}, value: snap().rateTracked }],
+      ),
     );
     r.registerMetric(
-      scraped("mc_proxy_bytes_total", "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.", "counter", () =>
-        listeners().flatMap((l) =>
-          l.routeStats.flatMap((rs) => [
-            { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient },
-            { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient },
-          ]),
-        ),
+      scraped(
+        "mc_proxy_bytes_total",
+        "Bytes relayed, by route and direction (from_client, to_client), counted while connections run.",
+        "counter",
+        () =>
+          listeners().flatMap((l) =>
+            l.routeStats.flatMap((rs) => [
+              { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient },
+              { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient },
+            ]),
+          ),
       ),
     );
     r.registerMetric(
@@ -159,29 +199,82 @@ export class Metrics {
       ),
     );
     r.registerMetric(
-      scraped("mc_proxy_backend_connect_duration_seconds", "Time to connect to the backend, by route.", "histogram", () =>
-        listeners().flatMap((l) => l.routeStats.flatMap((rs) => histogramSamples("mc_proxy_backend_connect_duration_seconds", { listener: l.addr, route: rs.label }, rs.connect))),
+      scraped(
+        "mc_proxy_backend_connect_duration_seconds",
+        "Time to connect to the backend, by route.",
+        "histogram",
+        () =>
+          listeners().flatMap((l) =>
+            l.routeStats.flatMap((rs) =>
+              histogramSamples(
+                "mc_proxy_backend_connect_duration_seconds",
+                { listener: l.addr, route: rs.label },
+                rs.connect,
+              ),
+            ),
+          ),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_connection_duration_seconds", "Whole connection time, by outcome.", "histogram", () =>
-        listeners().flatMap((l) => OUTCOMES.flatMap((o, i) => histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.duration[i]!))),
+        listeners().flatMap((l) =>
+          OUTCOMES.flatMap((o, i) =>
+            histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.duration[i]!),
+          ),
+        ),
       ),
     );
     r.registerMetric(
-      scraped("mc_proxy_geoip_database_build_timestamp_seconds", "Build time of the GeoIP database in use (absent without one).", "gauge", () => {
-        const t = snap().geoipBuildEpoch;
-        return t === null ? [] : [{ labels: {}, value: t }];
-      }),
+      scraped(
+        "mc_proxy_geoip_database_build_timestamp_seconds",
+        "Build time of the GeoIP database in use (absent without one).",
+        "gauge",
+        () => {
+          const t = snap().geoipBuildEpoch;
+          return t === null ? [] : [{ labels: {}, value: t }];
+        },
+      ),
     );
-    r.registerMetric(scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [{ labels: {}, value: snap().draining ? 1 : 0 }]));
-    r.registerMetric(scraped("mc_proxy_generation", "This process's place in a chain of takeovers: 1 for a plain start, one more per takeover.", "gauge", () => [{ labels: {}, value: generation }]));
-    r.registerMetric(scraped("mc_proxy_log_dropped_total", "Log records dropped while stderr was not read fast enough.", "counter", () => [{ labels: {}, value: logRecordsDropped() }]));
-    r.registerMetric(scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [{ labels: { version: VERSION, bun_version: Bun.version }, value: 1 }]));
+    r.registerMetric(
+      scraped("mc_proxy_draining", "1 from the first SIGTERM/SIGINT on.", "gauge", () => [
+        { labels: {}, value: snap().draining ? 1 : 0 },
+      ]),
+    );
+    r.registerMetric(
+      scraped(
+        "mc_proxy_generation",
+        "This process's place in a chain of takeovers: 1 for a plain start, one more per takeover.",
+        "gauge",
+        () => [{ labels: {}, value: generation }],
+      ),
+    );
+    r.registerMetric(
+      scraped(
+        "mc_proxy_log_dropped_total",
+        "Log records dropped while stderr was not read fast enough.",
+        "counter",
+        () => [{ labels: {}, value: logRecordsDropped() }],
+      ),
+    );
+    r.registerMetric(
+      scraped("mc_proxy_build_info", "Version of mc-proxy and of the Bun runtime in it.", "gauge", () => [
+        { labels: { version: VERSION, bun_version: Bun.version }, value: 1 },
+      ]),
+    );
 
-    this.geoipReloads = new Counter({ name: "mc_proxy_geoip_reloads_total", help: "GeoIP database reloads (SIGHUP), by result.", labelNames: ["result"], registers: [r] });
+    this.geoipReloads = new Counter({
+      name: "mc_proxy_geoip_reloads_total",
+      help: "GeoIP database reloads (SIGHUP), by result.",
+      labelNames: ["result"],
+      registers: [r],
+    });
     for (const result of ["ok", "error"]) this.geoipReloads.labels(result).inc(0);
-    this.adminRequests = new Counter({ name: "mc_proxy_admin_requests_total", help: "Admin API calls, by method and gRPC status code.", labelNames: ["method", "code"], registers: [r] });
+    this.adminRequests = new Counter({
+      name: "mc_proxy_admin_requests_total",
+      help: "Admin API calls, by method and gRPC status code.",
+      labelNames: ["method", "code"],
+      registers: [r],
+    });
   }
 
   /** The exposition text (Prometheus text format 0.0.4), from one snapshot of the data plane. */

@@ -23,7 +23,12 @@ function unreadable(pid: number, e: unknown): string {
  * `label`. `incumbent`: the pid of the process being taken over, or null.
  * Throws `label "text": cannot listen: …` when it cannot be bound.
  */
-export async function probeAddress(label: string, text: string, protocol: Protocol, incumbent: number | null): Promise<void> {
+export async function probeAddress(
+  label: string,
+  text: string,
+  protocol: Protocol,
+  incumbent: number | null,
+): Promise<void> {
   const fail = (why: string) => new Error(`${label} ${JSON.stringify(text)}: cannot listen: ${why}`);
   if (text.startsWith("unix:")) return probeUnix(text.slice("unix:".length), incumbent, fail);
   const { host, port } = splitHostPort(text);
@@ -41,7 +46,9 @@ export async function probeAddress(label: string, text: string, protocol: Protoc
       throw fail(`${msg}; ${unreadable(incumbent, r)}`);
     }
     if (holder === "pid") return;
-    throw fail(holder === "other" ? `${msg}: held by a process other than the running mc-proxy (pid ${incumbent})` : msg);
+    throw fail(
+      holder === "other" ? `${msg}: held by a process other than the running mc-proxy (pid ${incumbent})` : msg,
+    );
   }
 }
 

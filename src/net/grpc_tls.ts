@@ -19,6 +19,7 @@ export function ipTls(hosts: readonly string[], placeholder: string): IpTls | nu
   if (!hosts.some((h) => isIP(h) !== 0)) return null;
   return {
     channelOptions: { "grpc.ssl_target_name_override": placeholder },
-    checkServerIdentity: (_name, cert) => (hosts.some((h) => checkServerIdentity(h, cert) === undefined) ? undefined : checkServerIdentity(hosts[0]!, cert)),
+    checkServerIdentity: (_name, cert) =>
+      hosts.some((h) => checkServerIdentity(h, cert) === undefined) ? undefined : checkServerIdentity(hosts[0]!, cert),
   };
 }

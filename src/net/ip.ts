@@ -26,7 +26,9 @@ export function normaliseIp(ip: string): string {
  * (PROXY v1 §2.1 forbids them: they read as octal elsewhere). The text itself, or null.
  */
 export function parseIpv4Text(text: string): string | null {
-  return ipaddr.IPv4.isValidFourPartDecimal(text) && text.split(".").every((o) => o === "0" || !o.startsWith("0")) ? text : null;
+  return ipaddr.IPv4.isValidFourPartDecimal(text) && text.split(".").every((o) => o === "0" || !o.startsWith("0"))
+    ? text
+    : null;
 }
 
 /**

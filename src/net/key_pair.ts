@@ -26,5 +26,7 @@ export function keyPairError(certPem: Buffer, keyPem: Buffer, cert: Named, key: 
   } catch (e) {
     return `${key.key}: ${key.path} is not a PEM private key (${(e as Error).message})`;
   }
-  return x509.checkPrivateKey(pk) ? null : `${key.key} (${key.path}) does not match ${cert.key} (${cert.path}): it is not the private key of that certificate`;
+  return x509.checkPrivateKey(pk)
+    ? null
+    : `${key.key} (${key.path}) does not match ${cert.key} (${cert.path}): it is not the private key of that certificate`;
 }

@@ -33,7 +33,11 @@ export const TCP_LISTEN = 0x0a;
  * 32-bit word in the host's byte order (`littleEndian`). Lines that do not
  * parse are skipped.
  */
-export function parseProcNetInet(text: string, ports: ReadonlySet<number> | null = null, littleEndian = endianness() === "LE"): InetSocket[] {
+export function parseProcNetInet(
+  text: string,
+  ports: ReadonlySet<number> | null = null,
+  littleEndian = endianness() === "LE",
+): InetSocket[] {
   const out: InetSocket[] = [];
   for (const line of text.split("\n")) {
     // "  sl: LOCAL REMOTE st …": the local address is the token after the first colon.
@@ -49,7 +53,13 @@ export function parseProcNetInet(text: string, ports: ReadonlySet<number> | null
     const hex = line.slice(a, b - 5);
     const inode = Number(f[8]);
     const state = Number.parseInt(f[2] ?? "", 16);
-    if (!/^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})$/.test(hex) || Number.isNaN(port) || !Number.isSafeInteger(inode) || Number.isNaN(state)) continue;
+    if (
+      !/^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{32})$/.test(hex) ||
+      Number.isNaN(port) ||
+      !Number.isSafeInteger(inode) ||
+      Number.isNaN(state)
+    )
+      continue;
     const bytes = new Uint8Array(hex.length / 2);
     for (let w = 0; w < hex.length / 8; w++)
       for (let i = 0; i < 4; i++) {
@@ -77,7 +87,10 @@ export function parseProcNetUnix(text: string): UnixSocketEntry[] {
   const out: UnixSocketEntry[] = [];
   for (const line of text.split("\n")) {
     // Num RefCount Protocol Flags Type St Inode [Path]; a path may hold spaces.
-    const m = /^\s*[0-9A-Fa-f]+:\s+[0-9A-Fa-f]+\s+[0-9A-Fa-f]+\s+([0-9A-Fa-f]+)\s+[0-9A-Fa-f]+\s+[0-9A-Fa-f]+\s+(\d+)(?: (.*))?$/.exec(line);
+    const m =
+      /^\s*[0-9A-Fa-f]+:\s+[0-9A-Fa-f]+\s+[0-9A-Fa-f]+\s+([0-9A-Fa-f]+)\s+[0-9A-Fa-f]+\s+[0-9A-Fa-f]+\s+(\d+)(?: (.*))?$/.exec(
+        line,
+      );
     if (m === null) continue;
     const path = m[3] === undefined || m[3] === "" || m[3].startsWith("@") ? null : m[3];
     out.push({ inode: Number(m[2]), listening: (Number.parseInt(m[1]!, 16) & SO_ACCEPTCON) !== 0, path });
@@ -109,7 +122,9 @@ export function socketsOn(sockets: readonly InetSocket[], host: string, port: nu
 
 /** The entries whose bound path names `absPath` when read from `cwd` (the binder's working directory). */
 export function unixSocketsAt(entries: readonly UnixSocketEntry[], absPath: string, cwd: string): UnixSocketEntry[] {
-  return entries.filter((e) => e.listening && e.path !== null && (isAbsolute(e.path) ? e.path : resolve(cwd, e.path)) === absPath);
+  return entries.filter(
+    (e) => e.listening && e.path !== null && (isAbsolute(e.path) ? e.path : resolve(cwd, e.path)) === absPath,
+  );
 }
 
 // --- the shell: reading /proc (asynchronously: with many connections the
@@ -172,7 +187,9 @@ export type Holder = "none" | "pid" | "other";
 
 export async function inetHolder(proto: "tcp" | "udp", host: string, port: number, pid: number): Promise<Holder> {
   const all = await inetSockets(proto, new Set([port]));
-  const inodes = new Set(socketsOn(proto === "tcp" ? all.filter((s) => s.state === TCP_LISTEN) : all, host, port).map((s) => s.inode));
+  const inodes = new Set(
+    socketsOn(proto === "tcp" ? all.filter((s) => s.state === TCP_LISTEN) : all, host, port).map((s) => s.inode),
+  );
   if (inodes.size === 0) return "none";
   return (await heldBy(pid, inodes)).size === inodes.size ? "pid" : "other";
 }
@@ -180,6 +197,8 @@ export async function inetHolder(proto: "tcp" | "udp", host: string, port: numbe
 /** Whether process `pid` listens on the unix socket at `absPath` (its relative bind read from its working directory). */
 export async function listensAtPath(pid: number, absPath: string): Promise<boolean> {
   const cwd = await readlink(`/proc/${pid}/cwd`);
-  const inodes = new Set(unixSocketsAt(parseProcNetUnix(await readOr("/proc/net/unix", "")), absPath, cwd).map((e) => e.inode));
+  const inodes = new Set(
+    unixSocketsAt(parseProcNetUnix(await readOr("/proc/net/unix", "")), absPath, cwd).map((e) => e.inode),
+  );
   return (await heldBy(pid, inodes)).size > 0;
 }

@@ -7,7 +7,8 @@ import { createConnection } from "node:net";
 /** `label` names the setting in errors; `inUse` says what a live socket means there. */
 export async function removeStaleSocket(path: string, label: string, inUse: string): Promise<void> {
   if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new Error(`${label}: ${path} exists and is not a socket; refusing to replace it`);
+  if (!lstatSync(path).isSocket())
+    throw new Error(`${label}: ${path} exists and is not a socket; refusing to replace it`);
   const live = await new Promise<boolean>((resolve) => {
     const s = createConnection({ path });
     s.on("connect", () => {

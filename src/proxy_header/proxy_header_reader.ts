@@ -134,7 +134,12 @@ export class ProxyHeaderReader {
           if (ADDRESS_BLOCK[af] === undefined) return this.finish(reject(`v2: unknown address family ${af}`));
           if (proto > 2) return this.finish(reject(`v2: unknown transport protocol ${proto}`));
           const bodyLen = (this.buf[14]! << 8) | this.buf[15]!;
-          if (bodyLen < ADDRESS_BLOCK[af]!) return this.finish(reject(`v2: length ${bodyLen} is shorter than the ${ADDRESS_BLOCK[af]}-byte address block of family ${af}`));
+          if (bodyLen < ADDRESS_BLOCK[af]!)
+            return this.finish(
+              reject(
+                `v2: length ${bodyLen} is shorter than the ${ADDRESS_BLOCK[af]}-byte address block of family ${af}`,
+              ),
+            );
           const whole = new Uint8Array(V2_FIXED_LENGTH + bodyLen);
           whole.set(this.buf);
           this.buf = whole;
@@ -197,10 +202,14 @@ function parseV1(line: Uint8Array): ProxyHeader | Refusal {
   const parse = proto === "TCP4" ? parseIpv4Text : parseIpv6Text;
   const s = parse(src);
   const d = parse(dst);
-  if (s === null || d === null) return reject(`v1: ${s === null ? "source" : "destination"} is not a canonical ${proto === "TCP4" ? "IPv4" : "IPv6"} address`);
+  if (s === null || d === null)
+    return reject(
+      `v1: ${s === null ? "source" : "destination"} is not a canonical ${proto === "TCP4" ? "IPv4" : "IPv6"} address`,
+    );
   const sp = v1Port(sport);
   const dp = v1Port(dport);
-  if (sp < 0 || dp < 0) return reject(`v1: ${sp < 0 ? "source" : "destination"} port is not 0-65535 without leading zeros`);
+  if (sp < 0 || dp < 0)
+    return reject(`v1: ${sp < 0 ? "source" : "destination"} port is not 0-65535 without leading zeros`);
   return { version: 1, source: { ip: s, port: sp }, destination: { ip: d, port: dp }, authority: null, uniqueId: null };
 }
 
@@ -240,7 +249,8 @@ function parseV2(h: Uint8Array): ProxyHeader | Refusal {
   }
   const common = { version: 2 as const, authority, uniqueId };
   // LOCAL, and PROXY over UNSPEC or UNIX: the connection's own endpoints stand (§2.2).
-  if (cmd === V2_CMD_LOCAL || (af !== AF_INET && af !== AF_INET6)) return { ...common, source: null, destination: null };
+  if (cmd === V2_CMD_LOCAL || (af !== AF_INET && af !== AF_INET6))
+    return { ...common, source: null, destination: null };
   if (proto !== PROTO_STREAM && proto !== PROTO_UNSPEC) return V2_DATAGRAM;
   const n = af === AF_INET ? 4 : 16;
   const at = V2_FIXED_LENGTH;

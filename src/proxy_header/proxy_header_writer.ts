@@ -34,14 +34,17 @@ function addressBytes(o: Outgoing): { v6: boolean; src: number[]; dst: number[] 
 
 function text(b: number[]): string {
   if (b.length === 4) return b.join(".");
-  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `::ffff:${b.slice(12).join(".")}`;
+  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff)
+    return `::ffff:${b.slice(12).join(".")}`;
   return (ipaddr.fromByteArray(b) as ipaddr.IPv6).toRFC5952String();
 }
 
 /** §2.1: "PROXY TCP4|TCP6 src dst sport dport\r\n". */
 export function proxyV1(o: Outgoing): Uint8Array {
   const { v6, src, dst } = addressBytes(o);
-  return new TextEncoder().encode(`PROXY ${v6 ? "TCP6" : "TCP4"} ${text(src)} ${text(dst)} ${o.source.port} ${o.destination.port}\r\n`);
+  return new TextEncoder().encode(
+    `PROXY ${v6 ? "TCP6" : "TCP4"} ${text(src)} ${text(dst)} ${o.source.port} ${o.destination.port}\r\n`,
+  );
 }
 
 /** §2.2: signature, PROXY over STREAM, the address block, then AUTHORITY, UNIQUE_ID and CRC32C TLVs. */
@@ -91,7 +94,13 @@ export function proxyV2(o: Outgoing): Uint8Array {
  * what it dialled; `authority` the SNI (no TLV when null); `uniqueId` the
  * access log's id.
  */
-export function headerFor(version: SendVersion, source: ProxyAddress, destination: ProxyAddress, authority: string | null, uniqueId: string): Uint8Array {
+export function headerFor(
+  version: SendVersion,
+  source: ProxyAddress,
+  destination: ProxyAddress,
+  authority: string | null,
+  uniqueId: string,
+): Uint8Array {
   const o: Outgoing = { source, destination, authority, uniqueId };
   return version === "v1" ? proxyV1(o) : proxyV2(o);
 }

@@ -85,7 +85,8 @@ export class CryptoStream {
       this.data = grown;
     }
     this.data.set(bytes, offset);
-    const merged: [number, number] = j === lo ? [offset, end] : [Math.min(offset, r[lo]![0]), Math.max(end, r[j - 1]![1])];
+    const merged: [number, number] =
+      j === lo ? [offset, end] : [Math.min(offset, r[lo]![0]), Math.max(end, r[j - 1]![1])];
     r.splice(lo, j - lo, merged);
     return "ok";
   }

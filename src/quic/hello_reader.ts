@@ -61,7 +61,8 @@ export class QuicHelloReader {
 
   feed(d: Uint8Array): QuicFeed {
     this.datagrams++;
-    if (this.datagrams > this.maxDatagrams) return reject("too_large", `no complete ClientHello in ${this.maxDatagrams} datagrams`);
+    if (this.datagrams > this.maxDatagrams)
+      return reject("too_large", `no complete ClientHello in ${this.maxDatagrams} datagrams`);
     let off = 0;
     let sawInitial = false;
     let packets = 0;
@@ -81,9 +82,14 @@ export class QuicHelloReader {
         if (this.keys !== null || sawInitial) break;
         return reject("not_quic", pk.reason);
       }
-      if (pk.kind === "unknown_version") return reject("quic_version", `version 0x${pk.version.toString(16).padStart(8, "0")}`);
+      if (pk.kind === "unknown_version")
+        return reject("quic_version", `version 0x${pk.version.toString(16).padStart(8, "0")}`);
       if (pk.kind === "version_negotiation" || pk.kind === "short") {
-        if (this.keys === null) return reject("not_quic", `a ${pk.kind === "short" ? "short-header" : "version negotiation"} packet opens the flow`);
+        if (this.keys === null)
+          return reject(
+            "not_quic",
+            `a ${pk.kind === "short" ? "short-header" : "version negotiation"} packet opens the flow`,
+          );
         break;
       }
       if (pk.kind === "long") {
@@ -92,7 +98,8 @@ export class QuicHelloReader {
         continue;
       }
       if (this.keys === null) {
-        if (d.length < MIN_INITIAL_DATAGRAM) return reject("not_quic", `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})`);
+        if (d.length < MIN_INITIAL_DATAGRAM)
+          return reject("not_quic", `an Initial datagram of ${d.length} bytes (at least ${MIN_INITIAL_DATAGRAM})`);
         if (!knownVersion(pk.version)) return reject("quic_version", `version ${pk.version}`);
         this.keys = pk.keys;
         this.version = pk.version;

@@ -49,5 +49,10 @@ export function clientInitialKeys(version: number, dcid: Uint8Array): InitialKey
   const v2 = version === QUIC_V2;
   const secret = expandLabel(hkdfExtract(v2 ? SALT_V2 : SALT_V1, dcid), "client in", 32);
   const p = v2 ? "quicv2 " : "quic ";
-  return { secret, key: expandLabel(secret, `${p}key`, 16), iv: expandLabel(secret, `${p}iv`, 12), hp: expandLabel(secret, `${p}hp`, 16) };
+  return {
+    secret,
+    key: expandLabel(secret, `${p}key`, 16),
+    iv: expandLabel(secret, `${p}iv`, 12),
+    hp: expandLabel(secret, `${p}hp`, 16),
+  };
 }

@@ -17,7 +17,10 @@ export const NEW_PATH_INTERVAL_MS = 1000;
 /** A full flow gives up its quietest extra path for a new one only when that path's client has been quiet this long. */
 export const PATH_QUIET_MS = 1000;
 
-export type PathDecision = { kind: "open" } | { kind: "replace"; index: number } | { kind: "refuse"; why: "too_soon" | "full" };
+export type PathDecision =
+  | { kind: "open" }
+  | { kind: "replace"; index: number }
+  | { kind: "refuse"; why: "too_soon" | "full" };
 
 /**
  * Whether a flow may open a path for a new client address now, given when

@@ -13,7 +13,15 @@ export type LongType = "initial" | "0rtt" | "handshake" | "retry";
 
 export type Packet =
   /** A client Initial, decrypted: its frames, and the keys that opened it. */
-  | { kind: "initial"; version: number; dcid: Uint8Array; scid: Uint8Array; payload: Uint8Array; end: number; keys: InitialKeys }
+  | {
+      kind: "initial";
+      version: number;
+      dcid: Uint8Array;
+      scid: Uint8Array;
+      payload: Uint8Array;
+      end: number;
+      keys: InitialKeys;
+    }
   /** Another long-header packet (kept and forwarded, not read). */
   | { kind: "long"; type: LongType; version: number; dcid: Uint8Array; scid: Uint8Array; end: number }
   /** A Version Negotiation packet (version 0). */
@@ -76,7 +84,8 @@ export function readPacket(d: Uint8Array, off: number, keys: InitialKeys | null 
   const end = d.length;
   if (off >= end) return { kind: "bad", reason: "empty" };
   const first = d[off]!;
-  if ((first & 0x80) === 0) return (first & 0x40) === 0 ? { kind: "bad", reason: "fixed bit clear" } : { kind: "short", end };
+  if ((first & 0x80) === 0)
+    return (first & 0x40) === 0 ? { kind: "bad", reason: "fixed bit clear" } : { kind: "short", end };
   const ids = longHeaderIds(d, off);
   if ("bad" in ids) return { kind: "bad", reason: ids.bad };
   const { version, dcid, scid } = ids;
@@ -104,7 +113,13 @@ export function readPacket(d: Uint8Array, off: number, keys: InitialKeys | null 
 }
 
 /** Remove header protection and decrypt; null when the packet is too short or does not authenticate. */
-function openInitial(d: Uint8Array, off: number, pnOffset: number, packetEnd: number, k: InitialKeys): Uint8Array | null {
+function openInitial(
+  d: Uint8Array,
+  off: number,
+  pnOffset: number,
+  packetEnd: number,
+  k: InitialKeys,
+): Uint8Array | null {
   // The sample is the 16 bytes after a 4-byte packet number (RFC 9001 §5.4.2).
   if (pnOffset + 4 + 16 > packetEnd) return null;
   const ecb = createCipheriv("aes-128-ecb", k.hp, null);

@@ -198,7 +198,14 @@ export class BackendTable {
    * failures mark the backend down; with checks off it may be tried again
    * after `holdSec`, since no check will bring it back.
    */
-  connectResult(r: SlotRef, ok: boolean, fall: number, checksOn: boolean, holdSec: number, nowSec: number): "down" | null {
+  connectResult(
+    r: SlotRef,
+    ok: boolean,
+    fall: number,
+    checksOn: boolean,
+    holdSec: number,
+    nowSec: number,
+  ): "down" | null {
     if (!this.current(r)) return null;
     if (ok) {
       Atomics.store(this.a, this.at(r, F.fails), 0);

@@ -29,7 +29,12 @@ interface Target {
 }
 
 /** One check: resolves true when healthy. Never rejects. */
-export function checkOnce(addr: string, kind: "tcp" | "tls", serverName: string | null, timeoutMs: number): Promise<boolean> {
+export function checkOnce(
+  addr: string,
+  kind: "tcp" | "tls",
+  serverName: string | null,
+  timeoutMs: number,
+): Promise<boolean> {
   const { host, port } = splitHostPort(addr);
   return new Promise((resolve) => {
     let done = false;
@@ -96,7 +101,17 @@ export class HealthChecker {
         const key = `${prefix}${p.name}\u0000${p.addr(i)}\u0000${ref.slot}.${ref.gen}\u0000${kind}\u0000${JSON.stringify(settings)}`;
         want.add(key);
         if (this.targets.has(key)) continue;
-        const t: Target = { key, listener, route: p.name, addr: p.addr(i), ref, kind, settings, timer: setTimeout(() => {}, 0), running: false };
+        const t: Target = {
+          key,
+          listener,
+          route: p.name,
+          addr: p.addr(i),
+          ref,
+          kind,
+          settings,
+          timer: setTimeout(() => {}, 0),
+          running: false,
+        };
         this.targets.set(key, t);
         // Spread the first checks over the interval rather than all at once.
         this.schedule(t, Math.floor(Math.random() * Math.min(settings.intervalMs, 1000)));
@@ -119,8 +134,10 @@ export class HealthChecker {
     const ok = await checkOnce(t.addr, t.kind, checkServerName(t.route), t.settings.timeoutMs);
     if (this.stopped || this.targets.get(t.key) !== t) return;
     const change = this.table.checkResult(t.ref, ok, t.settings.rise, t.settings.fall, Math.floor(Date.now() / 1000));
-    if (change === "down") this.logger.warn("backend down", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
-    if (change === "up") this.logger.info("backend up", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
+    if (change === "down")
+      this.logger.warn("backend down", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
+    if (change === "up")
+      this.logger.info("backend up", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
     this.schedule(t, t.settings.intervalMs);
   }
 
@@ -137,7 +154,8 @@ export class HealthChecker {
         const ok = await checkOnce(t.addr, t.kind, checkServerName(t.route), t.settings.timeoutMs);
         if (this.stopped || this.targets.get(t.key) !== t) return true;
         const change = this.table.checkResult(t.ref, ok, 1, 1, Math.floor(Date.now() / 1000));
-        if (change === "down") this.logger.warn("backend down", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
+        if (change === "down")
+          this.logger.warn("backend down", { listener: t.listener, route: t.route, backend: t.addr, check: t.kind });
         return ok;
       }),
     );

@@ -33,7 +33,19 @@ export function healthCheckHello(serverName: string | null): Uint8Array {
   exts.push(...ext(0x002b, [4, ...u16(0x0304), ...u16(0x0303)])); // supported_versions: 1.3, 1.2
   exts.push(...ext(0x002d, [1, 1])); // psk_key_exchange_modes: psk_dhe_ke
   exts.push(...ext(0x0033, [...u16(36), ...u16(0x001d), ...u16(32), ...keyShare])); // key_share: x25519
-  const body = [3, 3, ...random, sessionId.length, ...sessionId, ...u16(suites.length), ...suites, 1, 0, ...u16(exts.length), ...exts];
+  const body = [
+    3,
+    3,
+    ...random,
+    sessionId.length,
+    ...sessionId,
+    ...u16(suites.length),
+    ...suites,
+    1,
+    0,
+    ...u16(exts.length),
+    ...exts,
+  ];
   const hs = [1, (body.length >> 16) & 0xff, ...u16(body.length & 0xffff), ...body];
   return new Uint8Array([22, 3, 1, ...u16(hs.length), ...hs]);
 }

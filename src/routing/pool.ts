@@ -14,7 +14,16 @@
 
 import { AddressTable } from "../firewall/address_table";
 import type { BackendTable, SlotRef } from "./backend_table";
-import { type BackendSpec, type BoundRoute, type PoolDefaults, type Route, type SendProxy, checkSettingsOf, healthCheckOf, routeName } from "./route";
+import {
+  type BackendSpec,
+  type BoundRoute,
+  type PoolDefaults,
+  type Route,
+  type SendProxy,
+  checkSettingsOf,
+  healthCheckOf,
+  routeName,
+} from "./route";
 
 export class RoutePool {
   readonly hostname: string;
@@ -117,7 +126,9 @@ export class RoutePool {
   }
 
   private usable(i: number, tried: number, nowSec: number, backups: boolean): boolean {
-    return this.backends[i]!.backup === backups && (tried & (1 << i)) === 0 && this.table.eligible(this.refs[i]!, nowSec);
+    return (
+      this.backends[i]!.backup === backups && (tried & (1 << i)) === 0 && this.table.eligible(this.refs[i]!, nowSec)
+    );
   }
 
   /**
@@ -154,7 +165,9 @@ export class RoutePool {
         const loads = this.loads;
         let min = Number.POSITIVE_INFINITY;
         for (let i = 0; i < n; i++) {
-          loads[i] = this.usable(i, tried, nowSec, backups) ? this.table.active(this.refs[i]!) / this.backends[i]!.weight : -1;
+          loads[i] = this.usable(i, tried, nowSec, backups)
+            ? this.table.active(this.refs[i]!) / this.backends[i]!.weight
+            : -1;
           if (loads[i]! >= 0 && loads[i]! < min) min = loads[i]!;
         }
         return min === Number.POSITIVE_INFINITY ? -1 : this.smoothAmong(min);
@@ -214,17 +227,31 @@ function slotKeys(listener: number, routes: readonly Route[], defaultRoute: Rout
  * of backends no longer routed. Run by the thread that owns the table; throws
  * when the table is full (check canBind first).
  */
-export function bindRoutes(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): { routes: BoundRoute[]; defaultRoute: BoundRoute | null } {
+export function bindRoutes(
+  table: BackendTable,
+  listener: number,
+  routes: readonly Route[],
+  defaultRoute: Route | null,
+): { routes: BoundRoute[]; defaultRoute: BoundRoute | null } {
   const prefix = `${listener}\u0000`;
   table.releaseExcept(prefix, slotKeys(listener, routes, defaultRoute));
   const bind = (r: Route): BoundRoute => {
     const at = `${prefix}${routeName(r)}\u0000`;
-    return { ...r, refs: r.backends.map((b) => table.acquire(`${at}${b.addr}`, b.state ?? "enabled")), countRef: table.acquire(at, "enabled", true) };
+    return {
+      ...r,
+      refs: r.backends.map((b) => table.acquire(`${at}${b.addr}`, b.state ?? "enabled")),
+      countRef: table.acquire(at, "enabled", true),
+    };
   };
   return { routes: routes.map(bind), defaultRoute: defaultRoute === null ? null : bind(defaultRoute) };
 }
 
 /** Would bindRoutes find a slot for every backend? (Checked before a change is written anywhere.) */
-export function canBind(table: BackendTable, listener: number, routes: readonly Route[], defaultRoute: Route | null): boolean {
+export function canBind(
+  table: BackendTable,
+  listener: number,
+  routes: readonly Route[],
+  defaultRoute: Route | null,
+): boolean {
   return table.fits(`${listener}\u0000`, slotKeys(listener, routes, defaultRoute));
 }

@@ -90,7 +90,10 @@ export function singleBackend(addr: string): BackendSpec[] {
 }
 
 /** A listener's `default_backend` as a route (hostname ""): a pool of one. */
-export function defaultRouteOf(l: { defaultBackend: string | null; defaultBackendSendProxyProtocol: SendProxy }): Route | null {
+export function defaultRouteOf(l: {
+  defaultBackend: string | null;
+  defaultBackendSendProxyProtocol: SendProxy;
+}): Route | null {
   if (l.defaultBackend === null) return null;
   const options = { ...emptyDraft(), sendProxyProtocol: l.defaultBackendSendProxyProtocol } as RouteOptions;
   return { ...options, hostname: "", alpn: [], backends: singleBackend(l.defaultBackend) };
@@ -178,7 +181,10 @@ export function withoutClashes<R extends Route>(routes: readonly R[], onDrop: (r
     const hit = claims.clashes(r)[0];
     if (hit !== undefined) {
       const what = hit[0] === "" ? "the plain route" : `ALPN ${JSON.stringify(hit[0])}`;
-      onDrop(r, `route ${JSON.stringify(routeName(r))} shares ${what} of ${JSON.stringify(r.hostname)} with ${JSON.stringify(routeName(hit[1]))}`);
+      onDrop(
+        r,
+        `route ${JSON.stringify(routeName(r))} shares ${what} of ${JSON.stringify(r.hostname)} with ${JSON.stringify(routeName(hit[1]))}`,
+      );
       continue;
     }
     claims.claim(r);
@@ -223,9 +229,11 @@ export function poolError(backends: unknown, field: string): string | null {
     if (seen.has(b.addr)) return `${field}[${i}]: ${JSON.stringify(b.addr)} appears twice`;
     seen.add(b.addr);
     const w = LIMITS["routes.weight"];
-    if (!isInt(b.weight) || b.weight < w.min || b.weight > w.max) return `${field}[${i}].weight: ${show(b.weight)} must be ${w.min}-${w.max}`;
+    if (!isInt(b.weight) || b.weight < w.min || b.weight > w.max)
+      return `${field}[${i}].weight: ${show(b.weight)} must be ${w.min}-${w.max}`;
     if (typeof b.backup !== "boolean") return `${field}[${i}].backup: ${show(b.backup)} must be true or false`;
-    if (b.state !== undefined && !STATES.includes(b.state)) return `${field}[${i}].state: ${show(b.state)} must be one of ${STATES.join(", ")}`;
+    if (b.state !== undefined && !STATES.includes(b.state))
+      return `${field}[${i}].state: ${show(b.state)} must be one of ${STATES.join(", ")}`;
   }
   return null;
 }
@@ -242,13 +250,16 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   else if (r.hostname !== "") {
     const h = parseRouteHostname(r.hostname);
     if (!h.ok) out.push(`${field}.hostname: ${show(r.hostname)}: ${h.error}`);
-    else if (h.value !== r.hostname) out.push(`${field}.hostname: ${show(r.hostname)} is not in canonical form (${JSON.stringify(h.value)})`);
+    else if (h.value !== r.hostname)
+      out.push(`${field}.hostname: ${show(r.hostname)} is not in canonical form (${JSON.stringify(h.value)})`);
   }
   push(alpnError(r.alpn, `${field}.alpn`));
-  if (r.hostname === "" && Array.isArray(r.alpn) && r.alpn.length > 0) out.push(`${field}.alpn: a listener's default route takes no alpn`);
+  if (r.hostname === "" && Array.isArray(r.alpn) && r.alpn.length > 0)
+    out.push(`${field}.alpn: a listener's default route takes no alpn`);
   push(poolError(r.backends, `${field}.backends`));
   const check = r.check;
-  if (typeof check !== "object" || check === null || Array.isArray(check)) out.push(`${field}: ${show(check)} must be an object`);
+  if (typeof check !== "object" || check === null || Array.isArray(check))
+    out.push(`${field}: ${show(check)} must be an object`);
   else for (const row of OPTION_ROWS) push(row.rule(row.get(r as Route), `${field}.${row.toml}`));
   return out;
 }

@@ -6,14 +6,24 @@ import { type Config, type ListenerConfig, loadConfig, parseConfig } from "../co
 import { defaultOf } from "../config/limits";
 import { sendProxy } from "../config/listeners";
 import { type Table, checkKeys, isTable, show, typed } from "../config/toml";
-import { type BackendSpec, type Route, RouteClaims, backendError, parseRouteHostname, routeProblems, singleBackend } from "./route";
+import {
+  type BackendSpec,
+  type Route,
+  RouteClaims,
+  backendError,
+  parseRouteHostname,
+  routeProblems,
+  singleBackend,
+} from "./route";
 import { OPTION_ROWS, type RouteDraft, emptyDraft } from "./route_fields";
 
 /** A backend's weight when the config gives none. */
 const WEIGHT = defaultOf("routes.weight");
 
 /** The route's key and pool, then one key per option row (route_fields.ts). */
-const ROUTE_KEYS: Record<string, unknown> = Object.fromEntries(["hostname", "alpn", "backend", "backends", ...OPTION_ROWS.map((r) => r.toml)].map((k) => [k, 1]));
+const ROUTE_KEYS: Record<string, unknown> = Object.fromEntries(
+  ["hostname", "alpn", "backend", "backends", ...OPTION_ROWS.map((r) => r.toml)].map((k) => [k, 1]),
+);
 
 export function readRoutes(v: unknown, where: string, problems: string[]): Route[] {
   if (v === undefined) return [];
@@ -49,7 +59,9 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     }
     // (hostname, protocol) pairs: one route each (routeSetProblems words the admin API's case).
     for (const [p, other] of claims.clashes(route))
-      problems.push(`${rw}.hostname: ${show(hostname)}${p === "" ? "" : ` with ALPN ${show(p)}`} duplicates ${where}.routes[${index.get(other)}] (host names compare case-insensitively)`);
+      problems.push(
+        `${rw}.hostname: ${show(hostname)}${p === "" ? "" : ` with ALPN ${show(p)}`} duplicates ${where}.routes[${index.get(other)}] (host names compare case-insensitively)`,
+      );
     claims.claim(route);
     index.set(route, j);
     out.push(route);
@@ -64,7 +76,12 @@ function readOptions(item: Table, rw: string, problems: string[]): RouteDraft {
     const raw = item[row.toml];
     if (raw === undefined) continue;
     const key = `${rw}.${row.toml}`;
-    let v = row.kind === "send_proxy" ? sendProxy(raw, key, problems) : row.kind === "given" ? raw : typed(row.kind, raw, key, problems);
+    let v =
+      row.kind === "send_proxy"
+        ? sendProxy(raw, key, problems)
+        : row.kind === "given"
+          ? raw
+          : typed(row.kind, raw, key, problems);
     if (v === undefined) continue;
     if (row.canonical !== undefined) {
       const c = row.canonical(v, key);
@@ -104,7 +121,9 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
     return singleBackend(backend);
   }
   if (!Array.isArray(item.backends)) {
-    problems.push(`${rw}.backends: expected a list of "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(item.backends)}`);
+    problems.push(
+      `${rw}.backends: expected a list of "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(item.backends)}`,
+    );
     return null;
   }
   const out: BackendSpec[] = [];
@@ -114,12 +133,16 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
     else if (isTable(b)) {
       checkKeys(b, { addr: 1, weight: 1, backup: 1 }, `${at}.`, problems);
       const addr = typed("string", b.addr ?? "", `${at}.addr`, problems) as string | undefined;
-      const weight = b.weight === undefined ? WEIGHT : (typed("int", b.weight, `${at}.weight`, problems) as number | undefined);
-      const backup = b.backup === undefined ? false : (typed("bool", b.backup, `${at}.backup`, problems) as boolean | undefined);
+      const weight =
+        b.weight === undefined ? WEIGHT : (typed("int", b.weight, `${at}.weight`, problems) as number | undefined);
+      const backup =
+        b.backup === undefined ? false : (typed("bool", b.backup, `${at}.backup`, problems) as boolean | undefined);
       if (addr === undefined || weight === undefined || backup === undefined) return null;
       out.push({ addr, weight, backup });
     } else {
-      problems.push(`${at}: expected "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(b)}`);
+      problems.push(
+        `${at}: expected "host:port" or { addr = "host:port", weight = 1, backup = false }, got ${show(b)}`,
+      );
       return null;
     }
   }
@@ -135,6 +158,10 @@ export function loadRoutedConfig(file: string, env: Record<string, string | unde
   return loadConfig(file, readRoutes, env);
 }
 
-export function parseRoutedConfig(text: string, file: string, env: Record<string, string | undefined> = {}): RoutedConfig {
+export function parseRoutedConfig(
+  text: string,
+  file: string,
+  env: Record<string, string | undefined> = {},
+): RoutedConfig {
   return parseConfig(text, file, readRoutes, env);
 }

@@ -107,7 +107,8 @@ function sources(k: "allow" | "deny"): OptionRow {
     rule: (v, field) => {
       const l = sourceList(v, field);
       if (!l.ok) return l.error;
-      if (l.value.some((e, i) => e !== (v as string[])[i])) return `${field}: entries must be in canonical form (${JSON.stringify(l.value.slice(0, 4))}…)`;
+      if (l.value.some((e, i) => e !== (v as string[])[i]))
+        return `${field}: entries must be in canonical form (${JSON.stringify(l.value.slice(0, 4))}…)`;
       return null;
     },
     canonical: sourceList,
@@ -119,7 +120,13 @@ function sources(k: "allow" | "deny"): OptionRow {
 }
 
 /** A per-route override of a [proxy] default: null (unset) or a value in range. */
-function override(toml: string, kind: "int" | "duration", stored: OptionRow["stored"], key: "retries" | "connectTimeoutMs" | keyof CheckSettings, rule: OptionRow["rule"]): OptionRow {
+function override(
+  toml: string,
+  kind: "int" | "duration",
+  stored: OptionRow["stored"],
+  key: "retries" | "connectTimeoutMs" | keyof CheckSettings,
+  rule: OptionRow["rule"],
+): OptionRow {
   const inCheck = stored.length === 2;
   return {
     toml,
@@ -180,12 +187,22 @@ export const OPTION_ROWS: readonly OptionRow[] = [
       r.healthCheck = v;
     },
   },
-  override("health_check_interval", "duration", ["check", "intervalMs"], "intervalMs", (v, f) => durationError(v, f, LIMITS["routes.health_check_interval"])),
-  override("health_check_timeout", "duration", ["check", "timeoutMs"], "timeoutMs", (v, f) => durationError(v, f, LIMITS["routes.health_check_timeout"])),
-  override("health_check_rise", "int", ["check", "rise"], "rise", (v, f) => intError(v, f, LIMITS["routes.health_check_rise"])),
-  override("health_check_fall", "int", ["check", "fall"], "fall", (v, f) => intError(v, f, LIMITS["routes.health_check_fall"])),
+  override("health_check_interval", "duration", ["check", "intervalMs"], "intervalMs", (v, f) =>
+    durationError(v, f, LIMITS["routes.health_check_interval"]),
+  ),
+  override("health_check_timeout", "duration", ["check", "timeoutMs"], "timeoutMs", (v, f) =>
+    durationError(v, f, LIMITS["routes.health_check_timeout"]),
+  ),
+  override("health_check_rise", "int", ["check", "rise"], "rise", (v, f) =>
+    intError(v, f, LIMITS["routes.health_check_rise"]),
+  ),
+  override("health_check_fall", "int", ["check", "fall"], "fall", (v, f) =>
+    intError(v, f, LIMITS["routes.health_check_fall"]),
+  ),
   override("retries", "int", ["retries"], "retries", (v, f) => intError(v, f, LIMITS["routes.retries"])),
-  override("connect_timeout", "duration", ["connect_timeout_ms"], "connectTimeoutMs", (v, f) => durationError(v, f, LIMITS["routes.connect_timeout"])),
+  override("connect_timeout", "duration", ["connect_timeout_ms"], "connectTimeoutMs", (v, f) =>
+    durationError(v, f, LIMITS["routes.connect_timeout"]),
+  ),
   {
     toml: "send_proxy_protocol",
     kind: "send_proxy",
@@ -211,6 +228,7 @@ export function emptyDraft(): RouteDraft {
 /** The stored value's version: the highest `since` of the options it sets. */
 export function versionOf(r: RouteOptions): number {
   let v = 1;
-  for (const row of OPTION_ROWS) if (row.since > v && JSON.stringify(row.get(r)) !== JSON.stringify(row.unset)) v = row.since;
+  for (const row of OPTION_ROWS)
+    if (row.since > v && JSON.stringify(row.get(r)) !== JSON.stringify(row.unset)) v = row.since;
   return v;
 }

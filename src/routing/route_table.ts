@@ -47,7 +47,12 @@ export class RouteTable {
   private readonly all: RoutePool[] = [];
   readonly defaultRoute: RoutePool | null;
 
-  constructor(routes: readonly BoundRoute[], defaultRoute: BoundRoute | null, defaults: PoolDefaults, table: BackendTable) {
+  constructor(
+    routes: readonly BoundRoute[],
+    defaultRoute: BoundRoute | null,
+    defaults: PoolDefaults,
+    table: BackendTable,
+  ) {
     for (const r of routes) {
       const p = new RoutePool(r, defaults, table);
       this.all.push(p);

@@ -65,7 +65,12 @@ export function acceptVerdict(ctx: AdmissionContext, rt: ListenerRuntime, ip: st
  * JA4 fingerprint ("t" TCP, "q" QUIC) computed when something reads it,
  * judged by the ja4 rules and counted in the top-fingerprints table.
  */
-export function helloVerdict(ctx: AdmissionContext, s: HelloSession, hello: HelloBody, transport: "t" | "q"): "blocked_ja4" | null {
+export function helloVerdict(
+  ctx: AdmissionContext,
+  s: HelloSession,
+  hello: HelloBody,
+  transport: "t" | "q",
+): "blocked_ja4" | null {
   const fw = ctx.firewall;
   if (ctx.ja4 || fw.hasJa4Rules) s.ja4 = ja4(hello.buf, hello.start, hello.length, transport);
   const verdict = fw.checkJa4(s.ja4);
@@ -87,7 +92,13 @@ export interface RoutedSession extends HelloSession {
  * session may go on, holding a place of `s.route` that `route.leave` gives
  * back; or the outcome it is refused with.
  */
-export function admitHello(ctx: AdmissionContext, table: RouteTable, s: RoutedSession, hello: ClientHello, transport: "t" | "q"): Outcome | null {
+export function admitHello(
+  ctx: AdmissionContext,
+  table: RouteTable,
+  s: RoutedSession,
+  hello: ClientHello,
+  transport: "t" | "q",
+): Outcome | null {
   s.alpn = hello.alpn;
   const verdict = helloVerdict(ctx, s, hello, transport);
   if (verdict !== null) return verdict;
@@ -99,7 +110,11 @@ export function admitHello(ctx: AdmissionContext, table: RouteTable, s: RoutedSe
 }
 
 /** The route for a hello: its server name and ALPN on the listener's table (route_table.ts), or why none. */
-export function routeFor(table: RouteTable, sni: string | null, alpn: readonly string[]): RoutePool | "no_sni" | "no_route" {
+export function routeFor(
+  table: RouteTable,
+  sni: string | null,
+  alpn: readonly string[],
+): RoutePool | "no_sni" | "no_route" {
   return table.lookup(sni, alpn) ?? (sni === null ? "no_sni" : "no_route");
 }
 
@@ -108,7 +123,11 @@ export function routeFor(table: RouteTable, sni: string | null, alpn: readonly s
  * limit: null with a place of its max_connections taken, that
  * `route.leave` gives back; or why not.
  */
-export function enterRoute(ctx: AdmissionContext, route: RoutePool, clientIp: string): "route_denied" | "over_capacity" | null {
+export function enterRoute(
+  ctx: AdmissionContext,
+  route: RoutePool,
+  clientIp: string,
+): "route_denied" | "over_capacity" | null {
   return route.enter(clientIp, ctx.workerId);
 }
 
@@ -118,7 +137,13 @@ export function enterRoute(ctx: AdmissionContext, route: RoutePool, clientIp: st
  * the route's retries + 1): its index, counted in the backend table until
  * the caller gives it back (`backends.give`), or why not.
  */
-export function pickBackend(ctx: AdmissionContext, route: RoutePool, clientIp: string, tried: number, tries: number): number | "no_backend" | "connect_failed" {
+export function pickBackend(
+  ctx: AdmissionContext,
+  route: RoutePool,
+  clientIp: string,
+  tried: number,
+  tries: number,
+): number | "no_backend" | "connect_failed" {
   if (tries >= route.maxTries) return "connect_failed";
   const i = route.pick(clientIp, tried, ctx.wheel.nowSec);
   if (i < 0) return tries === 0 ? "no_backend" : "connect_failed";
@@ -131,7 +156,12 @@ export function pickBackend(ctx: AdmissionContext, route: RoutePool, clientIp: s
  * new flow's would — the source verdict, the flow's ja4 verdict, the route's
  * allow/deny (the route's place is the flow's, taken once).
  */
-export function pathVerdict(ctx: AdmissionContext, table: RouteTable, ip: string, s: { readonly sni: string | null; readonly alpn: readonly string[]; readonly ja4: string }): Outcome | null {
+export function pathVerdict(
+  ctx: AdmissionContext,
+  table: RouteTable,
+  ip: string,
+  s: { readonly sni: string | null; readonly alpn: readonly string[]; readonly ja4: string },
+): Outcome | null {
   const verdict = sourceVerdict(ctx, ip, "udp") ?? ctx.firewall.checkJa4(s.ja4);
   if (verdict !== null) return verdict;
   const route = table.lookup(s.sni, s.alpn);

@@ -118,8 +118,18 @@ export function reportConnect(ctx: HealthContext, pool: RoutePool, i: number, ok
  * the client as source (a received LOCAL leaves the balancer); as
  * destination what it dialled — the received header's, else our local address.
  */
-export function proxyPreamble(send: Exclude<SendProxy, "off">, source: { ip: string; port: number }, received: ProxyHeader | null, client: PeerSocket, sni: string | null, id: string): Uint8Array {
+export function proxyPreamble(
+  send: Exclude<SendProxy, "off">,
+  source: { ip: string; port: number },
+  received: ProxyHeader | null,
+  client: PeerSocket,
+  sni: string | null,
+  id: string,
+): Uint8Array {
   const local = client as unknown as { localAddress?: string; localPort: number };
-  const destination = received?.destination ?? { ip: normaliseIp(local.localAddress ?? "0.0.0.0"), port: local.localPort };
+  const destination = received?.destination ?? {
+    ip: normaliseIp(local.localAddress ?? "0.0.0.0"),
+    port: local.localPort,
+  };
   return headerFor(send, source, destination, sni, id);
 }

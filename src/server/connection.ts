@@ -249,7 +249,8 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     const replay = this.peeked.take();
     const send = this.route!.sendProxyProtocol;
     const from = send === "off" ? null : { ip: this.clientIp, port: this.socketPort() };
-    const preamble = from === null ? null : proxyPreamble(send as "v1" | "v2", from, this.received, relay.client, this.sni, this.id);
+    const preamble =
+      from === null ? null : proxyPreamble(send as "v1" | "v2", from, this.received, relay.client, this.sni, this.id);
     relay.startWith(socket, replay, helloOnly, this.route!.maxTries > this.tries, this.clientPaused, preamble);
     // From here the relay pauses and resumes the client; the read cap of
     // the connecting phase starts afresh if a retry comes back to it.

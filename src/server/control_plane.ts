@@ -97,17 +97,36 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     for (const l of configured) {
       const id = identityOf(l);
       const shared = l.protocol === "quic" && l.routesFrom !== null ? this.all[l.routesFrom]!.table : null;
-      const bound = shared === null ? bindRoutes(this.backends, l.index, l.routes, l.protocol === "tcp" ? defaultRouteOf(l) : null) : null;
+      const bound =
+        shared === null
+          ? bindRoutes(this.backends, l.index, l.routes, l.protocol === "tcp" ? defaultRouteOf(l) : null)
+          : null;
       const table = shared ?? new RouteTable(bound!.routes, bound!.defaultRoute, config.proxy.pool, this.backends);
-      this.all.push(new Listener(l.index, id.addr, id.name, table, id.proxyProtocol, id.trustedProxies, this.counters, id.protocol));
+      this.all.push(
+        new Listener(l.index, id.addr, id.name, table, id.proxyProtocol, id.trustedProxies, this.counters, id.protocol),
+      );
     }
     this.listeners = this.all.filter((l) => this.routesFrom(l.index) === null);
-    this.rules = { blockedIps: config.firewall.blockedIps, blockedCidrs: config.firewall.blockedCidrs, blockedCountries: config.firewall.blockedCountries, blockedJa4: config.firewall.blockedJa4 };
-    this.rate = config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
+    this.rules = {
+      blockedIps: config.firewall.blockedIps,
+      blockedCidrs: config.firewall.blockedCidrs,
+      blockedCountries: config.firewall.blockedCountries,
+      blockedJa4: config.firewall.blockedJa4,
+    };
+    this.rate =
+      config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
     // Read once, shared by every loop; throws (refusing to start) when unreadable.
     this.geoipData = config.firewall.geoipDb === null ? null : CountryDatabase.read(config.firewall.geoipDb);
-    if (this.geoipData !== null) this.geoipBuildEpoch = CountryDatabase.fromBytes(this.geoipData, config.firewall.geoipDb!).buildEpoch;
-    this.slots = Array.from({ length: n }, (_, id) => ({ id, loop: null, restarts: 0, stopped: false, last: null, retired: null }));
+    if (this.geoipData !== null)
+      this.geoipBuildEpoch = CountryDatabase.fromBytes(this.geoipData, config.firewall.geoipDb!).buildEpoch;
+    this.slots = Array.from({ length: n }, (_, id) => ({
+      id,
+      loop: null,
+      restarts: 0,
+      stopped: false,
+      last: null,
+      retired: null,
+    }));
     // One loop in this thread cannot die: its counters are read when asked.
     this.ticker = n > 1 ? setInterval(() => void this.snapshot(), SNAPSHOT_EVERY_MS) : null;
   }
@@ -133,7 +152,8 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
 
   /** Health checks follow the TCP listeners' pools: a QUIC listener's own backends are UDP, which a TCP check cannot judge. */
   private syncHealth(l?: Listener): void {
-    for (const x of l === undefined ? this.listeners : [l]) if (x.protocol === "tcp") this.checker.sync(x.addr, x.table.pools());
+    for (const x of l === undefined ? this.listeners : [l])
+      if (x.protocol === "tcp") this.checker.sync(x.addr, x.table.pools());
   }
 
   get isDraining(): boolean {
@@ -152,8 +172,16 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   private loopInit(id: number): LoopInit {
     const config: Config = {
       ...this.config,
-      listeners: this.config.listeners.map((l) => ({ ...l, routes: this.all[l.index]!.table.routes(), maxConnections: this.counters.max(l.index) })),
-      quicListeners: this.config.quicListeners.map((q) => ({ ...q, routes: q.routesFrom === null ? this.all[q.index]!.table.routes() : [], maxConnections: this.counters.max(q.index) })),
+      listeners: this.config.listeners.map((l) => ({
+        ...l,
+        routes: this.all[l.index]!.table.routes(),
+        maxConnections: this.counters.max(l.index),
+      })),
+      quicListeners: this.config.quicListeners.map((q) => ({
+        ...q,
+        routes: q.routesFrom === null ? this.all[q.index]!.table.routes() : [],
+        maxConnections: this.counters.max(q.index),
+      })),
       firewall: {
         ...this.config.firewall,
         blockedIps: [...this.rules.blockedIps],
@@ -223,7 +251,9 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     });
     if (this.draining) return this.checkAllStopped();
     if (this.deaths.length >= CRASH_LOOP.deaths) {
-      this.logger.error(`crash loop: ${this.deaths.length} worker deaths within ${CRASH_LOOP.withinMs / 1000} s; exiting`);
+      this.logger.error(
+        `crash loop: ${this.deaths.length} worker deaths within ${CRASH_LOOP.withinMs / 1000} s; exiting`,
+      );
       this.finish(1);
       return;
     }
@@ -231,7 +261,12 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
       if (this.draining || this.finished) return;
       slot.restarts++;
       void this.spawn(slot).then((err) => {
-        if (err === null) this.logger.info("worker replaced", { worker: slot.id, thread: slot.loop?.thread ?? 0, restarts: slot.restarts });
+        if (err === null)
+          this.logger.info("worker replaced", {
+            worker: slot.id,
+            thread: slot.loop?.thread ?? 0,
+            restarts: slot.restarts,
+          });
         else this.logger.error("worker could not be replaced", { worker: slot.id, error: err });
       });
     }, RESPAWN_MS);
@@ -250,7 +285,12 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
     const cl = l as Listener;
     const bound = bindRoutes(this.backends, cl.index, routes, cl.table.defaultRoute?.route ?? null);
-    cl.table = new RouteTable(bound.routes, cl.table.defaultRoute?.route ?? null, this.config.proxy.pool, this.backends);
+    cl.table = new RouteTable(
+      bound.routes,
+      cl.table.defaultRoute?.route ?? null,
+      this.config.proxy.pool,
+      this.backends,
+    );
     for (const f of this.all) if (this.routesFrom(f.index) === cl.index) f.table = cl.table;
     this.syncHealth(cl);
     await this.command({ type: "routes", listener: cl.index, routes: bound.routes });
@@ -297,7 +337,9 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
       if (a !== null) this.slots[i]!.last = a;
     });
     // TCP listeners, then QUIC ones: the loops' order (event_loop.ts).
-    const base = this.all.map((l) => sharedListener(l, { index: l.index, addr: l.addr, protocol: l.protocol }, this.counters));
+    const base = this.all.map((l) =>
+      sharedListener(l, { index: l.index, addr: l.addr, protocol: l.protocol }, this.counters),
+    );
     const workers: WorkerStatus[] = this.slots.map((s) => ({
       id: s.id,
       thread: s.loop?.thread ?? 0,
@@ -310,7 +352,12 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
       listeners: sumListeners(base, this.slots),
       connectionCap: this.options.connectionCap,
       draining: this.draining,
-      rules: { ip: this.rules.blockedIps.length, cidr: this.rules.blockedCidrs.length, country: this.rules.blockedCountries.length, ja4: this.rules.blockedJa4.length },
+      rules: {
+        ip: this.rules.blockedIps.length,
+        cidr: this.rules.blockedCidrs.length,
+        country: this.rules.blockedCountries.length,
+        ja4: this.rules.blockedJa4.length,
+      },
       rateTracked: this.rate?.tracked(Date.now()) ?? 0,
       geoipBuildEpoch: this.geoipBuildEpoch,
       workers,
@@ -337,7 +384,11 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   shutdown(): void {
     if (this.draining) return;
     this.draining = true;
-    this.logger.info("shutting down", { workers: this.options.loops, active: this.counters.total(), shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs });
+    this.logger.info("shutting down", {
+      workers: this.options.loops,
+      active: this.counters.total(),
+      shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs,
+    });
     this.checker.stop();
     for (const s of this.slots) s.loop?.drain();
     // Each loop force-closes its own connections at shutdown_timeout; this is the backstop.

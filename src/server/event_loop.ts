@@ -102,9 +102,14 @@ export class EventLoop {
       const id = identityOf(l);
       const from = l.protocol === "quic" ? l.routesFrom : null;
       const t = init.tables[l.index]!;
-      const table = from !== null ? this.listeners[from]!.table : new RouteTable(t.routes, t.defaultRoute, config.proxy.pool, this.backends);
+      const table =
+        from !== null
+          ? this.listeners[from]!.table
+          : new RouteTable(t.routes, t.defaultRoute, config.proxy.pool, this.backends);
       const trusted = l.protocol === "tcp" && l.proxyProtocol ? new AddressTable(l.trustedProxies) : null;
-      this.listeners.push(new ListenerRuntime({ ...id, table }, this.counters, trusted, new ListenerStats(id.addr), this.connectionCap));
+      this.listeners.push(
+        new ListenerRuntime({ ...id, table }, this.counters, trusted, new ListenerStats(id.addr), this.connectionCap),
+      );
     }
     // Route label children exist from the start (a scrape shows every configured route at 0).
     for (const rt of this.listeners) for (const r of rt.table.routes()) rt.stats.route(routeName(r));
@@ -124,16 +129,21 @@ export class EventLoop {
       backends: this.backends,
       // Computed only when something reads it: the access log's records, the top table (ja4 rules ask on their own).
       ja4: logger.enabled("info") || config.fingerprints.top > 0,
-      fingerprints: config.fingerprints.top > 0 ? new HeavyHitters(config.fingerprints.top, config.fingerprints.windowMs) : null,
+      fingerprints:
+        config.fingerprints.top > 0 ? new HeavyHitters(config.fingerprints.top, config.fingerprints.windowMs) : null,
       onConnectionClosed: () => {
         if (this.draining && !this.lingering && this.ctx.connections.size === 0) this.stopped();
       },
     };
     this.kinds = [
-      ...config.listeners.map((l) => new TcpKind(l, this.listeners[l.index]!, this.clientHandlers(this.listeners[l.index]!))),
+      ...config.listeners.map(
+        (l) => new TcpKind(l, this.listeners[l.index]!, this.clientHandlers(this.listeners[l.index]!)),
+      ),
       // QUIC listeners live in the first event loop only: Bun's UDP sockets have no SO_REUSEPORT, and one
       // loop keeps every flow's datagrams together (a client that changes address still reaches its flow).
-      ...(this.workerId === 0 ? config.quicListeners.map((q) => new QuicKind(q, this.listeners[q.index]!, this.ctx)) : []),
+      ...(this.workerId === 0
+        ? config.quicListeners.map((q) => new QuicKind(q, this.listeners[q.index]!, this.ctx))
+        : []),
     ];
   }
 
@@ -235,7 +245,9 @@ export class EventLoop {
           if (this.draining) k.drain();
           else this.logListening(k);
         })
-        .catch((e: Error) => this.logger.error("quic listener could not bind after the takeover", { error: e.message }));
+        .catch((e: Error) =>
+          this.logger.error("quic listener could not bind after the takeover", { error: e.message }),
+        );
     }
   }
 
@@ -243,7 +255,11 @@ export class EventLoop {
     const rt = k.runtime;
     if (!this.bound.includes(k) || rt.protocol !== "quic") return;
     const from = this.config.quicListeners.find((q) => q.index === rt.index)?.routesFrom ?? null;
-    this.logger.info("listening", { listener: rt.addr, protocol: "quic", routes_of: from === null ? rt.name : this.listeners[from]!.name });
+    this.logger.info("listening", {
+      listener: rt.addr,
+      protocol: "quic",
+      routes_of: from === null ? rt.name : this.listeners[from]!.name,
+    });
   }
 
   /** The socket handlers of listener `rt`'s accepted connections (Bun.listen's, or a unit test's fake sockets'). */
@@ -294,10 +310,17 @@ export class EventLoop {
     this.draining = true;
     for (const k of this.bound) k.drain();
     const n = this.ctx.connections.size;
-    this.logger.info("shutting down", { active: n, shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs, worker: this.workerId });
+    this.logger.info("shutting down", {
+      active: n,
+      shutdown_timeout_ms: this.config.proxy.shutdownTimeoutMs,
+      worker: this.workerId,
+    });
     if (n === 0) return this.stopped();
     this.forceTimer = setTimeout(() => {
-      this.logger.warn("shutdown timeout reached; closing remaining connections", { active: this.ctx.connections.size, worker: this.workerId });
+      this.logger.warn("shutdown timeout reached; closing remaining connections", {
+        active: this.ctx.connections.size,
+        worker: this.workerId,
+      });
       // Idle ones get a FIN (Relay.closeBoth): give their clients LINGER_MS to close first, so a byte already on its
       // way is not answered with RST.
       this.lingering = true;

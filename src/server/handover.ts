@@ -78,12 +78,18 @@ const MAX_SOCKET_PATH = 107;
 
 /** Why a takeover socket (controlPath) cannot exist at `path`, or null. */
 export function controlPathError(path: string): string | null {
-  return path.length > MAX_SOCKET_PATH ? `database.path: the takeover socket beside it (${path}) is longer than ${MAX_SOCKET_PATH} bytes; use a shorter path` : null;
+  return path.length > MAX_SOCKET_PATH
+    ? `database.path: the takeover socket beside it (${path}) is longer than ${MAX_SOCKET_PATH} bytes; use a shorter path`
+    : null;
 }
 
-export type Request = { op: "hello" } | { op: "prepare"; pid: number } | { op: "handover"; pid: number; listeners: string[] };
+export type Request =
+  | { op: "hello" }
+  | { op: "prepare"; pid: number }
+  | { op: "handover"; pid: number; listeners: string[] };
 
-export const isPid = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
+export const isPid = (v: unknown): v is number =>
+  typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
 
 /** Parse one request line: the request, or why it is not one. */
 export function parseRequest(line: string): Request | string {
@@ -101,9 +107,11 @@ export function parseRequest(line: string): Request | string {
   if (!isPid(o.pid)) return `${o.op}: "pid" must be the requesting process's id`;
   if (o.op === "prepare") return { op: "prepare", pid: o.pid };
   const ls = o.listeners;
-  if (!Array.isArray(ls) || ls.length === 0 || ls.length > MAX_LISTENERS) return `handover: "listeners" must name the 1-${MAX_LISTENERS} TCP listener addresses the requester listens on`;
+  if (!Array.isArray(ls) || ls.length === 0 || ls.length > MAX_LISTENERS)
+    return `handover: "listeners" must name the 1-${MAX_LISTENERS} TCP listener addresses the requester listens on`;
   for (const l of ls) {
-    if (typeof l !== "string" || !parseHostPort(l, { allowEmptyHost: true }).ok) return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
+    if (typeof l !== "string" || !parseHostPort(l, { allowEmptyHost: true }).ok)
+      return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
   }
   return { op: "handover", pid: o.pid, listeners: [...new Set(ls as string[])] };
 }
@@ -160,7 +168,11 @@ export class HandoverServer {
   static async start(path: string, hooks: HandoverHooks): Promise<HandoverServer> {
     const tooLong = controlPathError(path);
     if (tooLong !== null) throw new Error(tooLong);
-    await removeStaleSocket(path, "takeover socket", "is held by another mc-proxy serving this config (use server --takeover, or mc-proxy reload)");
+    await removeStaleSocket(
+      path,
+      "takeover socket",
+      "is held by another mc-proxy serving this config (use server --takeover, or mc-proxy reload)",
+    );
     const hs: { v: HandoverServer | null } = { v: null };
     const server = createServer((socket) => hs.v!.accept(socket, hooks));
     const oldMask = process.umask(0o177);
@@ -204,7 +216,10 @@ export class HandoverServer {
       clearTimeout(timer);
       this.connections--;
       if (this.prepared?.socket === socket) {
-        if (!this.handedOver) logger.warn("takeover abandoned: the requester closed the takeover socket before the handover", { requester_pid: this.prepared.pid });
+        if (!this.handedOver)
+          logger.warn("takeover abandoned: the requester closed the takeover socket before the handover", {
+            requester_pid: this.prepared.pid,
+          });
         this.prepared = null;
       }
     });
@@ -213,37 +228,51 @@ export class HandoverServer {
       (line) => {
         const req = parseRequest(line);
         if (typeof req === "string") return refuse(null, req);
-        const hello = () => ({ ok: true, ...hooks.self(), takeoverBy: this.takeoverBy, takeoverSince: this.prepared?.since ?? null });
+        const hello = () => ({
+          ok: true,
+          ...hooks.self(),
+          takeoverBy: this.takeoverBy,
+          takeoverSince: this.prepared?.since ?? null,
+        });
         if (req.op === "hello") return reply(hello());
         if (this.handedOver) return refuse(req.pid, `already handed over (to pid ${this.prepared?.pid ?? "?"})`);
         if (req.op === "prepare") {
           if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
           // Checked before it holds anything: only a successor may hold the takeover (successor.ts).
-          return void Promise.all([successorError(req.pid, hooks.config, null), cmdlineOf(req.pid)]).then(([why, cmdline]) => {
-            if (socket.destroyed) return;
-            if (why !== null) return refuse(req.pid, why);
-            if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
-            if (this.handedOver) return refuse(req.pid, "already handed over");
-            this.prepared = { pid: req.pid, socket, since: Date.now() };
-            clearTimeout(timer);
-            timer = setTimeout(() => {
-              logger.warn("takeover abandoned: not handed over in time", { requester_pid: req.pid, after_ms: PREPARE_MS });
-              socket.destroy();
-            }, PREPARE_MS);
-            logger.info("takeover prepared", { requester_pid: req.pid, requester_cmdline: cmdline });
-            const me = hello();
-            socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
-          });
+          return void Promise.all([successorError(req.pid, hooks.config, null), cmdlineOf(req.pid)]).then(
+            ([why, cmdline]) => {
+              if (socket.destroyed) return;
+              if (why !== null) return refuse(req.pid, why);
+              if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
+              if (this.handedOver) return refuse(req.pid, "already handed over");
+              this.prepared = { pid: req.pid, socket, since: Date.now() };
+              clearTimeout(timer);
+              timer = setTimeout(() => {
+                logger.warn("takeover abandoned: not handed over in time", {
+                  requester_pid: req.pid,
+                  after_ms: PREPARE_MS,
+                });
+                socket.destroy();
+              }, PREPARE_MS);
+              logger.info("takeover prepared", { requester_pid: req.pid, requester_cmdline: cmdline });
+              const me = hello();
+              socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
+            },
+          );
         }
         if (this.prepared?.socket !== socket || this.prepared.pid !== req.pid)
-          return refuse(req.pid, `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${req.pid}} first)`);
+          return refuse(
+            req.pid,
+            `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${req.pid}} first)`,
+          );
         // One check at a time: a second handover line on this connection waits its turn and finds it handed over.
         if (this.checking) return refuse(req.pid, "a handover request is being checked");
         this.checking = true;
         void successorError(req.pid, hooks.config, req.listeners).then((why) => {
           this.checking = false;
           if (why !== null) return refuse(req.pid, why);
-          if (this.prepared?.socket !== socket || this.handedOver) return refuse(req.pid, "the takeover ended while its request was checked");
+          if (this.prepared?.socket !== socket || this.handedOver)
+            return refuse(req.pid, "the takeover ended while its request was checked");
           this.handedOver = true;
           clearTimeout(timer);
           void hooks.handover(req.pid).then(

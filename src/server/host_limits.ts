@@ -60,8 +60,17 @@ export interface FdNeeds {
  *                               for one connect: room for 1 in 16 connections at once
  */
 export function reservedFds(n: FdNeeds, soft: number): number {
-  const fixed = 16 + (n.geoip ? 1 : 0) + (n.admin ? 10 : 0) + (n.metrics ? 6 : 0) + (n.etcd ? 8 : 0) + n.loops * (n.listeners + 6) + n.quicListeners + n.healthTargets;
-  const retry = n.retries && Number.isFinite(soft) ? Math.ceil(Math.max(0, soft - fixed) / (FDS_PER_CONNECTION * 16 + 1)) : 0;
+  const fixed =
+    16 +
+    (n.geoip ? 1 : 0) +
+    (n.admin ? 10 : 0) +
+    (n.metrics ? 6 : 0) +
+    (n.etcd ? 8 : 0) +
+    n.loops * (n.listeners + 6) +
+    n.quicListeners +
+    n.healthTargets;
+  const retry =
+    n.retries && Number.isFinite(soft) ? Math.ceil(Math.max(0, soft - fixed) / (FDS_PER_CONNECTION * 16 + 1)) : 0;
   return fixed + retry;
 }
 
@@ -90,7 +99,17 @@ export function needsOf(cfg: Config, loops: number): FdNeeds {
 }
 
 /** The reserve of a minimal configuration (one loop, one listener, nothing else): for callers that know no more. */
-export const MIN_NEEDS: FdNeeds = { loops: 1, listeners: 1, quicListeners: 0, healthTargets: 0, admin: false, metrics: false, geoip: false, etcd: false, retries: false };
+export const MIN_NEEDS: FdNeeds = {
+  loops: 1,
+  listeners: 1,
+  quicListeners: 0,
+  healthTargets: 0,
+  admin: false,
+  metrics: false,
+  geoip: false,
+  etcd: false,
+  retries: false,
+};
 
 /** Parse the "Max open files" line of /proc/self/limits ("unlimited" → Infinity). */
 export function parseProcLimits(text: string): FdLimits | null {
@@ -126,7 +145,11 @@ export function connectionCap(limits: FdLimits | null, needs: FdNeeds = MIN_NEED
  * the same way); null when they fit. Unlimited listeners (0) add nothing:
  * the cap alone bounds them.
  */
-export function capacityWarning(maxConnections: readonly number[], limits: FdLimits | null, needs: FdNeeds = MIN_NEEDS): string | null {
+export function capacityWarning(
+  maxConnections: readonly number[],
+  limits: FdLimits | null,
+  needs: FdNeeds = MIN_NEEDS,
+): string | null {
   if (limits === null || !Number.isFinite(limits.soft)) return null;
   const cap = connectionCap(limits, needs);
   const sum = maxConnections.reduce((a, b) => a + b, 0);
@@ -171,7 +194,10 @@ function readStatus(): string {
 export function migrateWarning(read: () => string | null = readMigrate): string | null {
   const v = read();
   if (v === "1") return null;
-  const why = v === null ? "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 or later has it)" : `net.ipv4.tcp_migrate_req is ${v}`;
+  const why =
+    v === null
+      ? "this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14 or later has it)"
+      : `net.ipv4.tcp_migrate_req is ${v}`;
   return `${why}: at a takeover (mc-proxy reload) connections still queued on the old process's listeners are reset. Set it: echo net.ipv4.tcp_migrate_req=1 > /etc/sysctl.d/60-mc-proxy.conf && sysctl --system (RUNBOOK "Upgrade and rollback")`;
 }
 

@@ -47,7 +47,13 @@ export class TcpKind<C> implements ListenerKind {
     try {
       // SO_REUSEPORT always: one socket per loop on each address, and a takeover binds beside this process
       // (server_command.ts). It works on Bun.listen (measured); bun-types 1.4.4 declares it on connect options only.
-      const opts = { hostname: bindHost(l.bind.host), port: l.bind.port, allowHalfOpen: true, reusePort: true, socket: this.handlers };
+      const opts = {
+        hostname: bindHost(l.bind.host),
+        port: l.bind.port,
+        allowHalfOpen: true,
+        reusePort: true,
+        socket: this.handlers,
+      };
       this.bound = Bun.listen<C>(opts as TCPSocketListenOptions<C>) as TCPSocketListener<unknown>;
     } catch (e) {
       throw new Error(`listeners[${l.index}].addr "${l.addr}": cannot listen: ${(e as Error).message}`);

@@ -64,8 +64,16 @@ export interface ListenerIdentity {
 /** A configured listener's identity: a QUIC listener is labelled "ADDR/quic" and reads no PROXY header. */
 export function identityOf(l: ListenerConfig): Required<ListenerIdentity> {
   const { index, name } = l;
-  if (l.protocol === "quic") return { index, addr: quicLabel(l.addr), name, proxyProtocol: false, trustedProxies: [], protocol: "quic" };
-  return { index, addr: l.addr, name, proxyProtocol: l.proxyProtocol, trustedProxies: l.trustedProxies, protocol: "tcp" };
+  if (l.protocol === "quic")
+    return { index, addr: quicLabel(l.addr), name, proxyProtocol: false, trustedProxies: [], protocol: "quic" };
+  return {
+    index,
+    addr: l.addr,
+    name,
+    proxyProtocol: l.proxyProtocol,
+    trustedProxies: l.trustedProxies,
+    protocol: "tcp",
+  };
 }
 
 export class ListenerRuntime extends Listener {
@@ -79,7 +87,16 @@ export class ListenerRuntime extends Listener {
     /** The process's connection cap (host_limits.ts connectionCap; 0 = none). */
     readonly connectionCap = 0,
   ) {
-    super(base.index, base.addr, base.name, base.table, base.proxyProtocol, base.trustedProxies, counters, base.protocol);
+    super(
+      base.index,
+      base.addr,
+      base.name,
+      base.table,
+      base.proxyProtocol,
+      base.trustedProxies,
+      counters,
+      base.protocol,
+    );
   }
 
   /**

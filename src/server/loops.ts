@@ -6,7 +6,16 @@
 
 import type { Logger } from "../log/logger";
 import { EventLoop } from "./event_loop";
-import type { Ack, FromWorker, LoopCommand, LoopInit, LoopQuery, LoopReply, QueryType, ToWorker } from "./loop_protocol";
+import type {
+  Ack,
+  FromWorker,
+  LoopCommand,
+  LoopInit,
+  LoopQuery,
+  LoopReply,
+  QueryType,
+  ToWorker,
+} from "./loop_protocol";
 import type { Snapshot } from "./snapshot";
 
 /** How long a command or a query waits for a worker before giving up on it. */
@@ -87,7 +96,9 @@ export class InThreadLoop implements Loop {
  * the entry points' common folder, src/ — measured: "./server/worker_main.ts"
  * resolves there, while the URL relative to this module does not.
  */
-const WORKER_ENTRY = import.meta.url.startsWith("file:///$bunfs/") ? "./server/worker_main.ts" : new URL("./worker_main.ts", import.meta.url).href;
+const WORKER_ENTRY = import.meta.url.startsWith("file:///$bunfs/")
+  ? "./server/worker_main.ts"
+  : new URL("./worker_main.ts", import.meta.url).href;
 
 /** A command or a query sent to a worker, waiting for its answer (its `seq`). */
 type Waiter = { settle: (m: Reply | null) => void; timer: ReturnType<typeof setTimeout> };
@@ -120,7 +131,9 @@ export class WorkerLoop implements Loop {
     const w = this.worker;
     const started = new Promise<string | null>((resolve) => (this.settleStart = resolve));
     w.onmessage = (e: MessageEvent<FromWorker>) => this.onMessage(e.data);
-    w.addEventListener("error", (e) => this.logger.error("worker error", { worker: this.init.id, error: (e as ErrorEvent).message }));
+    w.addEventListener("error", (e) =>
+      this.logger.error("worker error", { worker: this.init.id, error: (e as ErrorEvent).message }),
+    );
     w.addEventListener("close", () => this.onClose());
     this.post({ type: "init", init: this.init });
     return started;

@@ -123,7 +123,16 @@ export interface Flow extends AccessFacts, Expiring {
  */
 export function pendingFlow(
   listener: { readonly addr: string },
-  at: { key: string; src: string; dcid: string; ip: string; port: number; bytes: number; now: number; deadline: number },
+  at: {
+    key: string;
+    src: string;
+    dcid: string;
+    ip: string;
+    port: number;
+    bytes: number;
+    now: number;
+    deadline: number;
+  },
   reader: QuicHelloReader,
   expire: (f: Flow) => void,
 ): Flow {

@@ -79,7 +79,12 @@ export interface DatagramSocket {
 
 export class QuicListener implements PathOwner {
   private readonly flows = new Map<string, Flow>();
-  private readonly pending = new PendingTable<Flow>({ entries: MAX_PENDING, perSource: MAX_PENDING_PER_SOURCE, bytesPerEntry: MAX_HELD_BYTES_PER_FLOW, bytesTotal: MAX_HELD_BYTES });
+  private readonly pending = new PendingTable<Flow>({
+    entries: MAX_PENDING,
+    perSource: MAX_PENDING_PER_SOURCE,
+    bytesPerEntry: MAX_HELD_BYTES_PER_FLOW,
+    bytesTotal: MAX_HELD_BYTES,
+  });
   readonly perSource: SourceCounts;
   private readonly refusals = new RefusalMemory<Outcome>(REFUSALS_REMEMBERED, REFUSAL_MEMORY_MS);
   private readonly records = new RecordBudget<Outcome>();
@@ -174,10 +179,16 @@ export class QuicListener implements PathOwner {
     // max_connections counts routed flows, as a TCP listener's counts open connections: a full listener reads no more
     // hellos.
     const max = this.rt.maxConnections;
-    if ((max > 0 && this.rt.active >= max) || this.perSource.count(src) >= this.perSource.max) return this.count("over_capacity");
-    const reader = new QuicHelloReader(Math.min(this.ctx.proxy.maxHelloBytes, MAX_QUIC_HELLO_BYTES), MAX_PENDING_DATAGRAMS);
+    if ((max > 0 && this.rt.active >= max) || this.perSource.count(src) >= this.perSource.max)
+      return this.count("over_capacity");
+    const reader = new QuicHelloReader(
+      Math.min(this.ctx.proxy.maxHelloBytes, MAX_QUIC_HELLO_BYTES),
+      MAX_PENDING_DATAGRAMS,
+    );
     const deadline = this.ctx.wheel.after(this.helloDeadlineMs);
-    const f = pendingFlow(this.rt, { key, src, dcid, ip, port, bytes: d.length, now, deadline }, reader, (x) => this.expire(x));
+    const f = pendingFlow(this.rt, { key, src, dcid, ip, port, bytes: d.length, now, deadline }, reader, (x) =>
+      this.expire(x),
+    );
     // A full table makes room by evicting its oldest flows (pending_table.ts); a source past its share is refused.
     const evicted = this.pending.add(key, src, f);
     if (evicted === null) return this.count("over_capacity");
@@ -310,7 +321,12 @@ export class QuicListener implements PathOwner {
   private logRepeats(r: Refusal<Outcome>): void {
     if (r.repeats === 0) return;
     const bar = r.key.lastIndexOf("|");
-    this.ctx.logger.info("quic refusal repeated", { client: r.key.slice(0, bar), dcid: r.key.slice(bar + 1), outcome: r.outcome, repeats: r.repeats });
+    this.ctx.logger.info("quic refusal repeated", {
+      client: r.key.slice(0, bar),
+      dcid: r.key.slice(bar + 1),
+      outcome: r.outcome,
+      repeats: r.repeats,
+    });
   }
 
   /** Drops before a flow exists: counted in the listener's outcomes, not logged. */
@@ -352,7 +368,8 @@ export class QuicListener implements PathOwner {
     if (this.closed) return;
     for (const r of this.refusals.expire(Date.now())) this.logRepeats(r);
     const unlogged = this.records.drain();
-    if (unlogged !== null) this.ctx.logger.info("quic refusals not logged", { listener: this.rt.stats.addr, ...unlogged });
+    if (unlogged !== null)
+      this.ctx.logger.info("quic refusals not logged", { listener: this.rt.stats.addr, ...unlogged });
     this.housekeeping.deadline = this.ctx.wheel.after(HOUSEKEEPING_MS);
     this.ctx.wheel.schedule(this.housekeeping);
   }

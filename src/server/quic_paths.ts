@@ -18,11 +18,21 @@ import type { DeadlineWheel } from "../relay/deadline_wheel";
 import { pathVerdict } from "./admission";
 import type { ListenerRuntime } from "./listener_runtime";
 import type { LoopContext } from "./loop_context";
-import { type BackendDatagramConnector, type Expiring, type Flow, MAX_CIDS_PER_FLOW, MAX_HELD_BYTES_PER_FLOW, type Path } from "./quic_flow";
+import {
+  type BackendDatagramConnector,
+  type Expiring,
+  type Flow,
+  MAX_CIDS_PER_FLOW,
+  MAX_HELD_BYTES_PER_FLOW,
+  type Path,
+} from "./quic_flow";
 import type { Outcome } from "./stats";
 
 /** What the paths use of their QUIC listener's event loop. */
-export type PathContext = Pick<LoopContext<Expiring, unknown>, "proxy" | "firewall" | "logger" | "workerId" | "backends" | "ja4" | "fingerprints"> & {
+export type PathContext = Pick<
+  LoopContext<Expiring, unknown>,
+  "proxy" | "firewall" | "logger" | "workerId" | "backends" | "ja4" | "fingerprints"
+> & {
   readonly wheel: Pick<DeadlineWheel<Expiring>, "now" | "nowSec" | "after" | "schedule" | "cancel">;
 };
 
@@ -146,7 +156,11 @@ export class QuicPaths {
       s.sendMany(p.held);
       p.held = [];
     } catch (e) {
-      this.o.ctx.logger.debug("quic backend socket failed", { id: p.flow.id, backend: addr, error: (e as Error).message });
+      this.o.ctx.logger.debug("quic backend socket failed", {
+        id: p.flow.id,
+        backend: addr,
+        error: (e as Error).message,
+      });
       this.close(p);
     }
   }

@@ -41,7 +41,14 @@ export class ReplayingRelay extends Relay {
    * the next one (the owner's retryEmpty) — only when they are the
    * ClientHello alone (`helloOnly`), never a client's data.
    */
-  startWith(backend: PeerSocket, bytes: Uint8Array, helloOnly: boolean, canRetry: boolean, clientPaused: boolean, preamble: Uint8Array | null): void {
+  startWith(
+    backend: PeerSocket,
+    bytes: Uint8Array,
+    helloOnly: boolean,
+    canRetry: boolean,
+    clientPaused: boolean,
+    preamble: Uint8Array | null,
+  ): void {
     this.replay = canRetry && helloOnly ? bytes : null;
     this.unsafeRetry = canRetry && this.replay === null;
     this.start(backend, bytes, clientPaused, preamble);
@@ -60,7 +67,8 @@ export class ReplayingRelay extends Relay {
    */
   get emptyReplay(): Uint8Array | null {
     const r = this.replay;
-    if (r === null || this.bytesFromBackend !== 0 || this.finished || this.clientEof || !this.backendWritesDone) return null;
+    if (r === null || this.bytesFromBackend !== 0 || this.finished || this.clientEof || !this.backendWritesDone)
+      return null;
     return this.bytesFromClient === r.length ? r : null;
   }
 

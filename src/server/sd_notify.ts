@@ -12,7 +12,11 @@ export async function notifyReady(logger: Logger, status: string): Promise<void>
   try {
     const p = Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
     const code = await p.exited;
-    if (code !== 0) logger.warn("systemd-notify failed: systemd may not follow this process", { code, error: (await new Response(p.stderr).text()).trim().slice(0, 200) });
+    if (code !== 0)
+      logger.warn("systemd-notify failed: systemd may not follow this process", {
+        code,
+        error: (await new Response(p.stderr).text()).trim().slice(0, 200),
+      });
   } catch (e) {
     logger.warn("systemd-notify could not run: systemd may not follow this process", { error: (e as Error).message });
   }

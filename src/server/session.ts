@@ -33,7 +33,14 @@ export function countOutcome(stats: ListenerStats, outcome: Outcome): void {
  * access record written (at info) unless `record` is false (a QUIC refusal
  * past its listener's record budget, quic/record_budget.ts).
  */
-export function endSession(ctx: SessionContext, stats: ListenerStats, rs: RouteStats | null, s: AccessFacts, outcome: Outcome, record = true): void {
+export function endSession(
+  ctx: SessionContext,
+  stats: ListenerStats,
+  rs: RouteStats | null,
+  s: AccessFacts,
+  outcome: Outcome,
+  record = true,
+): void {
   const i = OUTCOME_INDEX[outcome];
   stats.closed[i]!++;
   const r = rs ?? stats.none;

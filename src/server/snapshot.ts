@@ -89,14 +89,22 @@ export function listenerSnapshot(
     routes: view.table.size,
     hello: histogramSnapshot(s.hello),
     duration: s.duration.map(histogramSnapshot),
-    routeStats: [...s.routes.values()].map((r) => ({ label: r.label, bytesFromClient: r.bytesFromClient, bytesToClient: r.bytesToClient, connect: histogramSnapshot(r.connect) })),
+    routeStats: [...s.routes.values()].map((r) => ({
+      label: r.label,
+      bytesFromClient: r.bytesFromClient,
+      bytesToClient: r.bytesToClient,
+      connect: histogramSnapshot(r.connect),
+    })),
     proxyProtocol: view.proxyProtocol,
     trustedProxies: view.trustedProxies,
   };
 }
 
 /** What a loop's snapshot reads of one listener: its identity and limit, its counters, its open count. */
-type ListenerState = Parameters<typeof listenerSnapshot>[1] & { readonly stats: ListenerStats; readonly active: number };
+type ListenerState = Parameters<typeof listenerSnapshot>[1] & {
+  readonly stats: ListenerStats;
+  readonly active: number;
+};
 
 /** What a loop's snapshot reads of one open connection or flow: the bytes it has moved so far, and its route's stats. */
 export interface LiveBytes {
@@ -132,7 +140,11 @@ export function loopSnapshot(all: readonly ListenerState[], open: Iterable<LiveB
   });
   const { worker, ...fields } = loop;
   const accepted = all.reduce((n, l) => n + l.stats.accepted, 0);
-  return { ...fields, listeners, workers: [{ id: worker.id, thread: 0, active: worker.active, accepted, restarts: 0 }] };
+  return {
+    ...fields,
+    listeners,
+    workers: [{ id: worker.id, thread: 0, active: worker.active, accepted, restarts: 0 }],
+  };
 }
 
 function addHistogram(into: HistogramSnapshot, h: HistogramSnapshot): void {
@@ -177,7 +189,12 @@ export function retire(slot: SlotCounts): void {
  * are the process's (shared memory): sumListeners adds the loops' counts.
  */
 export function sharedListener(
-  l: { readonly name: string; readonly table: { readonly size: number }; readonly proxyProtocol: boolean; readonly trustedProxies: readonly string[] },
+  l: {
+    readonly name: string;
+    readonly table: { readonly size: number };
+    readonly proxyProtocol: boolean;
+    readonly trustedProxies: readonly string[];
+  },
   at: { index: number; addr: string; protocol: "tcp" | "quic" },
   counters: { active(index: number): number; max(index: number): number },
 ): ListenerSnapshot {

@@ -39,7 +39,9 @@ export const OUTCOMES = [
 
 export type Outcome = (typeof OUTCOMES)[number];
 
-export const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>;
+export const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.fromEntries(
+  OUTCOMES.map((o, i) => [o, i]),
+) as Record<Outcome, number>;
 
 /** Route label for a listener's default route, and for connections that matched no route. */
 export const DEFAULT_ROUTE_LABEL = "_default";

@@ -80,7 +80,12 @@ export interface ProcView {
  * process's config file, absolute), and — when `listeners` is given (the
  * handover request names at least one) — listen on every address in it.
  */
-export async function successorError(pid: number, config: string, listeners: readonly string[] | null, proc: ProcView = PROC): Promise<string | null> {
+export async function successorError(
+  pid: number,
+  config: string,
+  listeners: readonly string[] | null,
+  proc: ProcView = PROC,
+): Promise<string | null> {
   if (pid === process.pid) return `pid ${pid} is this process`;
   let argv: string[];
   try {

@@ -12,7 +12,11 @@ export class Refused extends Error {}
 /** One connection to the takeover socket: requests one at a time, each answered by one line. */
 class Channel {
   private readonly socket: Socket;
-  private pending: { resolve: (o: Record<string, unknown>) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> } | null = null;
+  private pending: {
+    resolve: (o: Record<string, unknown>) => void;
+    reject: (e: Error) => void;
+    timer: ReturnType<typeof setTimeout>;
+  } | null = null;
   private ended: Error | null = null;
   private readonly connected: Promise<void>;
 
@@ -83,9 +87,11 @@ function incumbentOf(o: Record<string, unknown>): HelloReply {
     version: typeof o.version === "string" ? o.version.slice(0, 64) : "",
     generation: num(o.generation),
     startedAt: num(o.startedAt),
-    previous: typeof prev === "object" && prev !== null ? { pid: num(prev.pid), generation: num(prev.generation) } : null,
+    previous:
+      typeof prev === "object" && prev !== null ? { pid: num(prev.pid), generation: num(prev.generation) } : null,
     takeoverBy: isPid(o.takeoverBy) ? o.takeoverBy : null,
-    takeoverSince: typeof o.takeoverSince === "number" && Number.isSafeInteger(o.takeoverSince) ? o.takeoverSince : null,
+    takeoverSince:
+      typeof o.takeoverSince === "number" && Number.isSafeInteger(o.takeoverSince) ? o.takeoverSince : null,
     degraded: Array.isArray(o.degraded) ? o.degraded.slice(0, 8).map((d) => String(d).slice(0, 300)) : [],
   };
 }

@@ -164,7 +164,10 @@ function parseAlpn(buf: Uint8Array, start: number, len: number): string[] | null
       const c = buf[p + i]!;
       // Protocol names are opaque bytes; show non-printable ones escaped so a
       // log line can never be broken by them.
-      s += c >= 0x21 && c <= 0x7e && c !== 0x22 && c !== 0x5c ? String.fromCharCode(c) : `%${c.toString(16).padStart(2, "0")}`;
+      s +=
+        c >= 0x21 && c <= 0x7e && c !== 0x22 && c !== 0x5c
+          ? String.fromCharCode(c)
+          : `%${c.toString(16).padStart(2, "0")}`;
     }
     out.push(s);
     p += n;

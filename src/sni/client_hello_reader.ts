@@ -72,7 +72,8 @@ export class ClientHelloReader {
     if (chunk.length < RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN) return MORE;
     if (chunk[0] !== CONTENT_TYPE_HANDSHAKE || chunk[1] !== 3 || chunk[5] !== HANDSHAKE_CLIENT_HELLO) return MORE;
     const recLen = (chunk[3]! << 8) | chunk[4]!;
-    if (recLen < HANDSHAKE_HEADER_LEN || recLen > MAX_RECORD_LEN || chunk.length < RECORD_HEADER_LEN + recLen) return MORE;
+    if (recLen < HANDSHAKE_HEADER_LEN || recLen > MAX_RECORD_LEN || chunk.length < RECORD_HEADER_LEN + recLen)
+      return MORE;
     const bodyLen = (chunk[6]! << 16) | (chunk[7]! << 8) | chunk[8]!;
     if (HANDSHAKE_HEADER_LEN + bodyLen > recLen) return MORE;
     if (HANDSHAKE_HEADER_LEN + bodyLen > maxHelloBytes) return TOO_LARGE;

@@ -24,7 +24,17 @@ export function isGrease(v: number): boolean {
   return (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff);
 }
 
-const VERSIONS: Record<number, string> = { 772: "13", 771: "12", 770: "11", 769: "10", 768: "s3", 2: "s2", 65279: "d1", 65277: "d2", 65276: "d3" };
+const VERSIONS: Record<number, string> = {
+  772: "13",
+  771: "12",
+  770: "11",
+  769: "10",
+  768: "s3",
+  2: "s2",
+  65279: "d1",
+  65277: "d2",
+  65276: "d3",
+};
 
 /** ASCII codes of "0"–"9", "a"–"f". */
 const HEX_ASCII = Uint8Array.from("0123456789abcdef", (c) => c.charCodeAt(0));

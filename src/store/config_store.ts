@@ -39,7 +39,10 @@ export class StoreError extends Error {
   readonly unavailable: boolean;
   /** Committed to the store but not yet applied here (DEADLINE_EXCEEDED: it will apply). */
   readonly notApplied: boolean;
-  constructor(message: string, options?: { cause?: unknown; busy?: boolean; unavailable?: boolean; notApplied?: boolean }) {
+  constructor(
+    message: string,
+    options?: { cause?: unknown; busy?: boolean; unavailable?: boolean; notApplied?: boolean },
+  ) {
     super(message, options);
     this.name = "StoreError";
     this.busy = options?.busy ?? false;
@@ -71,7 +74,13 @@ export interface ConfigStore {
 }
 
 /** Put a backend's operator state into the shared table the data plane reads (immediate for every worker). */
-export function setSlotState(plane: LiveTables, listener: string, key: RouteKey, addr: string, state: BackendState): void {
+export function setSlotState(
+  plane: LiveTables,
+  listener: string,
+  key: RouteKey,
+  addr: string,
+  state: BackendState,
+): void {
   const route = plane.listener(listener)?.table.find(routeName(key));
   const i = route?.backends.findIndex((b) => b.addr === addr) ?? -1;
   if (route !== undefined && i >= 0) plane.backends.setState(route.refs[i]!, state);

@@ -19,8 +19,10 @@ export const MAX_TXN_OPS = 128;
 /** A failure that no retry fixes (TLS or authentication): refuse to start, saying what to check. */
 export function fatal(e: unknown): string | null {
   const m = (e as Error).message ?? String(e);
-  if (/certificate|self[- ]signed|SSL|TLS|CERT_|unable to verify|handshake/i.test(m)) return `etcd: the TLS handshake failed — check etcd.ca, etcd.cert and etcd.key: ${m}`;
-  if (/authentication failed|invalid auth|user name|password/i.test(m)) return `etcd: authentication failed — check etcd.username and etcd.password: ${m}`;
+  if (/certificate|self[- ]signed|SSL|TLS|CERT_|unable to verify|handshake/i.test(m))
+    return `etcd: the TLS handshake failed — check etcd.ca, etcd.cert and etcd.key: ${m}`;
+  if (/authentication failed|invalid auth|user name|password/i.test(m))
+    return `etcd: authentication failed — check etcd.username and etcd.password: ${m}`;
   return null;
 }
 
@@ -43,7 +45,16 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
   const verifyOptions = ip === null ? undefined : { checkServerIdentity: ip.checkServerIdentity };
   return new Etcd3({
     hosts: cfg.endpoints,
-    ...(tls ? { credentials: { rootCertificate: read("ca", cfg.ca) ?? Buffer.alloc(0), privateKey: read("key", cfg.key), certChain: read("cert", cfg.cert), verifyOptions } as never } : {}),
+    ...(tls
+      ? {
+          credentials: {
+            rootCertificate: read("ca", cfg.ca) ?? Buffer.alloc(0),
+            privateKey: read("key", cfg.key),
+            certChain: read("cert", cfg.cert),
+            verifyOptions,
+          } as never,
+        }
+      : {}),
     ...(cfg.username !== null ? { auth: { username: cfg.username, password: cfg.password ?? "" } } : {}),
     dialTimeout: cfg.dialTimeoutMs,
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + cfg.dialTimeoutMs }),
@@ -52,7 +63,8 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
     // default is 5 s: with one endpoint that outlasts etcd's own restart);
     // calls retry on the other members, and bounded() caps the whole at dial_timeout.
     faultHandling: {
-      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      host: () =>
+        circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
       global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(2, cfg.endpoints.length) }),
       // The watch reconnects at most a second after etcd is back (etcd3's
       // default backoff grows to 30 s: after an outage of a few seconds a
@@ -60,7 +72,11 @@ export function etcdClient(cfg: EtcdConfig): Etcd3 {
       // (etcd3 types this as a backoff but calls next() on it first, as on its own default: a factory.)
       watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as unknown as IBackoff<unknown>,
     },
-    grpcOptions: { "grpc.keepalive_time_ms": 30_000, "grpc.keepalive_timeout_ms": 10_000, ...(ip?.channelOptions ?? {}) },
+    grpcOptions: {
+      "grpc.keepalive_time_ms": 30_000,
+      "grpc.keepalive_timeout_ms": 10_000,
+      ...(ip?.channelOptions ?? {}),
+    },
   });
 }
 
@@ -76,7 +92,11 @@ export async function bounded<T>(ms: number, what: string, op: () => Promise<T>)
     ]);
   } catch (e) {
     const why = fatal(e);
-    throw new StoreError(why ?? `the store (etcd) is unreachable (${what}: ${(e as Error).message}); nothing changed, routing goes on from memory`, { unavailable: why === null, cause: e });
+    throw new StoreError(
+      why ??
+        `the store (etcd) is unreachable (${what}: ${(e as Error).message}); nothing changed, routing goes on from memory`,
+      { unavailable: why === null, cause: e },
+    );
   } finally {
     if (timer !== null) clearTimeout(timer);
   }
@@ -105,11 +125,17 @@ export async function importFleet(cfg: EtcdConfig, state: StoreState): Promise<n
   const p = cfg.prefix;
   try {
     const existing = await bounded(cfg.dialTimeoutMs, "check the prefix", () => client.getAll().prefix(p).count());
-    if (existing > 0) throw new StoreError(`etcd prefix ${p} holds ${existing} key(s): import only into an empty prefix`);
+    if (existing > 0)
+      throw new StoreError(`etcd prefix ${p} holds ${existing} key(s): import only into an empty prefix`);
     const claim = await bounded(cfg.dialTimeoutMs, "import", () =>
       client
         .if(keys.seeded(p), "Create", "==", 0)
-        .then(client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), imported: true })), client.put(keys.schema(p)).value(SCHEMA_VERSION))
+        .then(
+          client
+            .put(keys.seeded(p))
+            .value(JSON.stringify({ version: 1, at: new Date().toISOString(), imported: true })),
+          client.put(keys.schema(p)).value(SCHEMA_VERSION),
+        )
         .commit(),
     );
     if (!claim.succeeded) throw new StoreError(`etcd prefix ${p} was seeded meanwhile; nothing imported`);

@@ -67,7 +67,9 @@ function decode(parts: readonly string[], i: number, what: string): string {
   const canonical = encodeURIComponent(text);
   if (canonical !== part) {
     const fixed = parts.with(i, canonical).join("/");
-    throw new Invalid(`the ${what} in the key is not in canonical form: this key is ${JSON.stringify(fixed)} (each part as encodeURIComponent writes it)`);
+    throw new Invalid(
+      `the ${what} in the key is not in canonical form: this key is ${JSON.stringify(fixed)} (each part as encodeURIComponent writes it)`,
+    );
   }
   return text;
 }
@@ -109,7 +111,8 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       return { kind: "listener", name, maxConnections: v.max_connections as number };
     }
     if (parts[0] === "routes") {
-      if (parts.length !== 3 && parts.length !== 4) shape("routes/{listener}/{hostname} or routes/{listener}/{hostname}/{alpn}");
+      if (parts.length !== 3 && parts.length !== 4)
+        shape("routes/{listener}/{hostname} or routes/{listener}/{hostname}/{alpn}");
       const listener = decode(parts, 1, "listener name");
       const hostname = decode(parts, 2, "hostname");
       const alpn = parts.length === 4 ? decode(parts, 3, "ALPN list").split(",") : [];
@@ -120,13 +123,17 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
           route: { ...(emptyDraft() as RouteOptions), hostname, alpn, backends: [] },
         };
       if (hostname === "") throw new Invalid("the key names no hostname");
-      if (alpnKey(alpn) !== alpn.join(",")) throw new Invalid("the key's ALPN list is not sorted (write it as keys.route does)");
+      if (alpnKey(alpn) !== alpn.join(","))
+        throw new Invalid("the key's ALPN list is not sorted (write it as keys.route does)");
       const route = decodeRoute({ hostname, alpn }, value);
       if (!route.ok) throw new Invalid(route.error);
       return { kind: "route", listener, route: route.value };
     }
     // A rule type this release does not know (a newer release's) is ignored.
-    if (parts[0] === "rules" && (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")) {
+    if (
+      parts[0] === "rules" &&
+      (parts[1] === "ip" || parts[1] === "cidr" || parts[1] === "country" || parts[1] === "ja4")
+    ) {
       const type = parts[1];
       if (parts.length !== 3) shape(`rules/${type}/{value} (the value URI-encoded: "/" is %2F)`);
       const raw = decode(parts, 2, "rule value");
@@ -134,7 +141,8 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       object(value);
       const r = parseRule(type, raw);
       if (!r.ok) throw new Invalid(`${type} rule ${JSON.stringify(raw.slice(0, 64))}: ${r.error}`);
-      if (r.value !== raw) throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r.value)})`);
+      if (r.value !== raw)
+        throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r.value)})`);
       return { kind: "rule", rule: { type, value: r.value } };
     }
   } catch (e) {
@@ -145,7 +153,11 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
 }
 
 /** The state held by a set of keys (one consistent range read). */
-export function stateFrom(prefix: string, kvs: readonly { key: string; value: string }[], onInvalid: (key: string, reason: string) => void = () => {}): StoreState {
+export function stateFrom(
+  prefix: string,
+  kvs: readonly { key: string; value: string }[],
+  onInvalid: (key: string, reason: string) => void = () => {},
+): StoreState {
   const listeners = new Map<string, ListenerState>();
   const rules: StoredRule[] = [];
   const get = (name: string) => {
@@ -165,7 +177,8 @@ export function stateFrom(prefix: string, kvs: readonly { key: string; value: st
     else rules.push(e.rule);
   }
   // Keys are read in order, so of two keys that claim one (hostname, protocol) the first stands.
-  for (const [name, l] of listeners) l.routes = sortRoutes(withoutClashes(l.routes, (r, why) => onInvalid(keys.route(prefix, name, r), why)));
+  for (const [name, l] of listeners)
+    l.routes = sortRoutes(withoutClashes(l.routes, (r, why) => onInvalid(keys.route(prefix, name, r), why)));
   rules.sort((a, b) => (a.type + a.value < b.type + b.value ? -1 : 1));
   return { listeners, rules };
 }

@@ -24,7 +24,9 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
   const t = cfg.dialTimeoutMs;
   const schema = await bounded(t, "read schema", () => client.get(keys.schema(p)).string());
   if (schema !== null && Number(schema) > Number(SCHEMA_VERSION)) {
-    throw new StoreError(`etcd prefix ${p}: schema version ${schema} is newer than this mc-proxy knows (${SCHEMA_VERSION}); use a newer mc-proxy`);
+    throw new StoreError(
+      `etcd prefix ${p}: schema version ${schema} is newer than this mc-proxy knows (${SCHEMA_VERSION}); use a newer mc-proxy`,
+    );
   }
   // The fleet's first instance seeds the firewall rules, in the transaction that claims the marker.
   const [firstRules, moreRules] = [seed.rules.slice(0, MAX_TXN_OPS - 2), seed.rules.slice(MAX_TXN_OPS - 2)];
@@ -32,7 +34,9 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
     client
       .if(keys.seeded(p), "Create", "==", 0)
       .then(
-        client.put(keys.seeded(p)).value(JSON.stringify({ version: 1, at: new Date().toISOString(), pid: process.pid })),
+        client
+          .put(keys.seeded(p))
+          .value(JSON.stringify({ version: 1, at: new Date().toISOString(), pid: process.pid })),
         client.put(keys.schema(p)).value(SCHEMA_VERSION),
         ...firstRules.map((r) => client.put(keys.rule(p, r)).value(RULE_VALUE)),
       )
@@ -56,7 +60,10 @@ export async function seedFleet(client: Etcd3, cfg: EtcdConfig, seed: SeedInput,
     const got = await bounded(t, "seed listener", () =>
       client
         .if(keys.listener(p, l.name), "Create", "==", 0)
-        .then(client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)), ...routes.map((r) => client.put(keys.route(p, l.name, r)).value(encodeRoute(r))))
+        .then(
+          client.put(keys.listener(p, l.name)).value(listenerValue(l.maxConnections)),
+          ...routes.map((r) => client.put(keys.route(p, l.name, r)).value(encodeRoute(r))),
+        )
         .commit(),
     );
     if (!got.succeeded) continue;

@@ -74,7 +74,14 @@ export class EtcdConfigStore implements ConfigStore {
    * only for what a retry cannot fix (TLS, authentication, a newer schema).
    */
   static async open(cfg: EtcdConfig, cache: SqliteDatabase, seed: SeedInput, logger: Logger): Promise<EtcdConfigStore> {
-    const s = new EtcdConfigStore(etcdClient(cfg), cfg, cache, new Set(seed.listeners.map((l) => l.name)), seed, logger);
+    const s = new EtcdConfigStore(
+      etcdClient(cfg),
+      cfg,
+      cache,
+      new Set(seed.listeners.map((l) => l.name)),
+      seed,
+      logger,
+    );
     try {
       await s.seedAndRead();
       logger.info("etcd: fleet state read", {
@@ -93,7 +100,12 @@ export class EtcdConfigStore implements ConfigStore {
       s.markStale((e as Error).message);
       if (s.fleet.state.listeners.size === 0 && s.fleet.state.rules.length === 0) {
         // Never synced: serve the TOML, as a first start would; etcd's state replaces it on reconnect.
-        s.fleet.state = { listeners: new Map(seed.listeners.map((l) => [l.name, { maxConnections: l.maxConnections, routes: l.routes }])), rules: seed.rules };
+        s.fleet.state = {
+          listeners: new Map(
+            seed.listeners.map((l) => [l.name, { maxConnections: l.maxConnections, routes: l.routes }]),
+          ),
+          rules: seed.rules,
+        };
       }
     }
     return s;
@@ -107,13 +119,20 @@ export class EtcdConfigStore implements ConfigStore {
   private markStale(reason: string): void {
     if (this.staleSince === null) {
       this.staleSince = new Date();
-      this.logger.warn("etcd unreachable: serving the last-known-good state", { since: this.staleSince.toISOString(), reason });
+      this.logger.warn("etcd unreachable: serving the last-known-good state", {
+        since: this.staleSince.toISOString(),
+        reason,
+      });
     }
     this.staleReason = reason;
   }
 
   private markFresh(): void {
-    if (this.staleSince !== null) this.logger.info("etcd reachable again: in sync", { revision: this.revision, stale_since: this.staleSince.toISOString() });
+    if (this.staleSince !== null)
+      this.logger.info("etcd reachable again: in sync", {
+        revision: this.revision,
+        stale_since: this.staleSince.toISOString(),
+      });
     this.staleSince = null;
     this.staleReason = "";
   }
@@ -201,7 +220,10 @@ export class EtcdConfigStore implements ConfigStore {
         await this.fleet.applyState(before);
       } catch (e) {
         // Not etcd's fault: say so, and keep watching (never a retry loop on a healthy etcd).
-        this.logger.error("etcd: applying the fleet's state failed", { error: (e as Error).message, stack: (e as Error).stack });
+        this.logger.error("etcd: applying the fleet's state failed", {
+          error: (e as Error).message,
+          stack: (e as Error).stack,
+        });
       }
       this.markFresh();
       this.wake();
@@ -219,7 +241,11 @@ export class EtcdConfigStore implements ConfigStore {
       this.wake();
       this.saveCacheSoon();
     } catch (e) {
-      this.logger.error("etcd: applying a change failed", { revision, error: (e as Error).message, stack: (e as Error).stack });
+      this.logger.error("etcd: applying a change failed", {
+        revision,
+        error: (e as Error).message,
+        stack: (e as Error).stack,
+      });
       this.revision = Math.max(this.revision, revision);
       this.wake();
     }
@@ -274,7 +300,10 @@ export class EtcdConfigStore implements ConfigStore {
       const old = kv === undefined ? undefined : parseEntry(p, key, kv.value.toString());
       const oldRoute = old?.kind === "route" ? old.route : undefined;
       const merged = keepStates(route, oldRoute);
-      const cmp = kv === undefined ? this.client.if(key, "Create", "==", 0) : this.client.if(key, "Mod", "==", Number(kv.mod_revision));
+      const cmp =
+        kv === undefined
+          ? this.client.if(key, "Create", "==", 0)
+          : this.client.if(key, "Mod", "==", Number(kv.mod_revision));
       const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
         cmp
           .and(keys.listener(p, listener), "Create", ">", 0)
@@ -291,28 +320,36 @@ export class EtcdConfigStore implements ConfigStore {
 
   async removeRoute(listener: string, route: RouteKey): Promise<boolean> {
     const key = keys.route(this.cfg.prefix, listener, route);
-    const r = await bounded(this.cfg.dialTimeoutMs, "remove route", () => this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit());
+    const r = await bounded(this.cfg.dialTimeoutMs, "remove route", () =>
+      this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit(),
+    );
     if (r.succeeded) await this.applied(Number(r.header.revision));
     return r.succeeded;
   }
 
   async addRule(rule: StoredRule): Promise<boolean> {
     const key = keys.rule(this.cfg.prefix, rule);
-    const r = await bounded(this.cfg.dialTimeoutMs, "add rule", () => this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(RULE_VALUE)).commit());
+    const r = await bounded(this.cfg.dialTimeoutMs, "add rule", () =>
+      this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(RULE_VALUE)).commit(),
+    );
     if (r.succeeded) await this.applied(Number(r.header.revision));
     return r.succeeded;
   }
 
   async removeRule(rule: StoredRule): Promise<boolean> {
     const key = keys.rule(this.cfg.prefix, rule);
-    const r = await bounded(this.cfg.dialTimeoutMs, "remove rule", () => this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit());
+    const r = await bounded(this.cfg.dialTimeoutMs, "remove rule", () =>
+      this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit(),
+    );
     if (r.succeeded) await this.applied(Number(r.header.revision));
     return r.succeeded;
   }
 
   async setMaxConnections(listener: string, n: number): Promise<void> {
     const key = keys.listener(this.cfg.prefix, listener);
-    const r = await bounded(this.cfg.dialTimeoutMs, "set max_connections", () => this.client.put(key).value(listenerValue(n)).exec());
+    const r = await bounded(this.cfg.dialTimeoutMs, "set max_connections", () =>
+      this.client.put(key).value(listenerValue(n)).exec(),
+    );
     await this.applied(Number(r.header.revision));
   }
 
@@ -325,7 +362,10 @@ export class EtcdConfigStore implements ConfigStore {
       if (kv === undefined) return false;
       const e = parseEntry(p, key, kv.value.toString());
       if (e?.kind !== "route" || !e.route.backends.some((b) => b.addr === addr)) return false;
-      const route: Route = { ...e.route, backends: e.route.backends.map((b) => (b.addr === addr ? { ...b, state } : b)) };
+      const route: Route = {
+        ...e.route,
+        backends: e.route.backends.map((b) => (b.addr === addr ? { ...b, state } : b)),
+      };
       const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () =>
         this.client
           .if(key, "Mod", "==", Number(kv.mod_revision))

@@ -64,9 +64,15 @@ export class FleetState {
       const l = state.listeners.get(name);
       const view = plane.listener(name);
       if (l === undefined || view === undefined) continue;
-      while (l.routes.length > 0 && !canBind(plane.backends, view.index, l.routes, view.table.defaultRoute?.route ?? null)) {
+      while (
+        l.routes.length > 0 &&
+        !canBind(plane.backends, view.index, l.routes, view.table.defaultRoute?.route ?? null)
+      ) {
         const r = l.routes.pop()!;
-        this.refuse(keys.route(this.prefix, name, r), `the backend table is full (${plane.backends.slots} route backends in all)`);
+        this.refuse(
+          keys.route(this.prefix, name, r),
+          `the backend table is full (${plane.backends.slots} route backends in all)`,
+        );
       }
     }
   }
@@ -80,9 +86,11 @@ export class FleetState {
       const was = before.listeners.get(name);
       if (now === undefined) continue;
       if (JSON.stringify(now.routes) !== JSON.stringify(was?.routes)) await this.applyRoutes(name, now.routes);
-      if (now.maxConnections !== was?.maxConnections) plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
+      if (now.maxConnections !== was?.maxConnections)
+        plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
     }
-    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules)) await plane.applyRules(ruleSet(this.state.rules));
+    if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules))
+      await plane.applyRules(ruleSet(this.state.rules));
   }
 
   private async applyRoutes(name: string, routes: Route[]): Promise<void> {
@@ -133,7 +141,12 @@ export class FleetState {
         }
         sortRoutes(next);
         const view = this.served.has(e.listener) ? plane?.listener(e.listener) : undefined;
-        if (!del && plane !== null && view !== undefined && !canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)) {
+        if (
+          !del &&
+          plane !== null &&
+          view !== undefined &&
+          !canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)
+        ) {
           this.refuse(key, `the backend table is full (${plane.backends.slots} route backends in all)`);
           continue;
         }
@@ -146,8 +159,11 @@ export class FleetState {
       }
     }
     if (plane !== null) {
-      for (const name of routesChanged) if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
-      for (const name of maxChanged) if (this.served.has(name)) plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
+      for (const name of routesChanged)
+        if (this.served.has(name)) await this.applyRoutes(name, this.state.listeners.get(name)!.routes);
+      for (const name of maxChanged)
+        if (this.served.has(name))
+          plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
       if (rulesChanged) await plane.applyRules(ruleSet(this.state.rules));
     }
   }

@@ -50,13 +50,19 @@ export const MIGRATIONS: readonly Migration[] = [
     // ipaddr.js writes them (RFC 5952 for IPv6), so rewrite older spellings
     // ("2001:0DB8::1") once, dropping any that become duplicates.
     run: (db) => {
-      const rows = db.query("SELECT type, value FROM firewall_rules WHERE type IN ('ip', 'cidr')").all() as { type: string; value: string }[];
+      const rows = db.query("SELECT type, value FROM firewall_rules WHERE type IN ('ip', 'cidr')").all() as {
+        type: string;
+        value: string;
+      }[];
       for (const r of rows) {
         const parsed = parseRule(r.type as "ip" | "cidr", r.value);
         const canonical = parsed.ok ? parsed.value : null;
         if (canonical === null || canonical === r.value) continue;
         db.query("DELETE FROM firewall_rules WHERE type = ? AND value = ?").run(r.type, r.value);
-        db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING").run(r.type, canonical);
+        db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING").run(
+          r.type,
+          canonical,
+        );
       }
     },
   },
@@ -95,7 +101,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 5,
-    description: "a hostname may have routes per ALPN protocol list (routes.alpn in the key); per-route allow, deny and max_connections in settings",
+    description:
+      "a hostname may have routes per ALPN protocol list (routes.alpn in the key); per-route allow, deny and max_connections in settings",
     // SQLite cannot change a primary key in place: build the new tables,
     // copy, drop the old (children first) and rename; a rename rewrites the
     // foreign key that names the renamed table.
@@ -151,7 +158,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 7,
-    description: "a route is one JSON value (routes.value), the shape etcd keeps: its pool with each backend's state, and its options",
+    description:
+      "a route is one JSON value (routes.value), the shape etcd keeps: its pool with each backend's state, and its options",
     sql: `
       CREATE TABLE routes_v7 (
         listener_id INTEGER NOT NULL REFERENCES listeners(id) ON DELETE CASCADE,
@@ -166,9 +174,17 @@ export const MIGRATIONS: readonly Migration[] = [
     // (2 with allow, deny or max_connections), written out here so this
     // step never changes with the codec (store/route_codec.ts reads it).
     run: (db) => {
-      const rows = db.query("SELECT listener_id, hostname, alpn, updated_at, send_proxy_protocol, balance, health_check, settings FROM routes").all() as Record<string, string | number | null>[];
-      const pools = db.query("SELECT listener_id, hostname, alpn, addr, weight, backup, state FROM route_backends ORDER BY position").all() as Record<string, string | number>[];
-      const put = db.query("INSERT INTO routes_v7 (listener_id, hostname, alpn, value, updated_at) VALUES (?, ?, ?, ?, ?)");
+      const rows = db
+        .query(
+          "SELECT listener_id, hostname, alpn, updated_at, send_proxy_protocol, balance, health_check, settings FROM routes",
+        )
+        .all() as Record<string, string | number | null>[];
+      const pools = db
+        .query("SELECT listener_id, hostname, alpn, addr, weight, backup, state FROM route_backends ORDER BY position")
+        .all() as Record<string, string | number>[];
+      const put = db.query(
+        "INSERT INTO routes_v7 (listener_id, hostname, alpn, value, updated_at) VALUES (?, ?, ?, ?, ?)",
+      );
       for (const r of rows) {
         const s = JSON.parse(r.settings as string) as Record<string, unknown>;
         const check: Record<string, unknown> = {};
@@ -196,7 +212,13 @@ export const MIGRATIONS: readonly Migration[] = [
           send_proxy_protocol: r.send_proxy_protocol,
           backends,
         };
-        put.run(r.listener_id as number, r.hostname as string, r.alpn as string, JSON.stringify(value), r.updated_at as string);
+        put.run(
+          r.listener_id as number,
+          r.hostname as string,
+          r.alpn as string,
+          JSON.stringify(value),
+          r.updated_at as string,
+        );
       }
       db.run("DROP TABLE route_backends");
       db.run("DROP TABLE routes");

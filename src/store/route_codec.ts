@@ -32,7 +32,12 @@ export function encodeRoute(r: Route): string {
     else if (v !== undefined) ((o[k] ??= {}) as Record<string, unknown>)[sub] = v;
     else o[k] ??= {};
   }
-  o.backends = r.backends.map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" }));
+  o.backends = r.backends.map((b) => ({
+    addr: b.addr,
+    weight: b.weight,
+    backup: b.backup,
+    state: b.state ?? "enabled",
+  }));
   return JSON.stringify(o);
 }
 
@@ -57,7 +62,11 @@ export function decodeRoute(key: RouteKey, value: string): Parsed<Route> {
   for (const row of OPTION_ROWS) {
     const [k, sub] = row.stored;
     const outer = o[k];
-    if (sub !== undefined && outer !== undefined && (typeof outer !== "object" || outer === null || Array.isArray(outer)))
+    if (
+      sub !== undefined &&
+      outer !== undefined &&
+      (typeof outer !== "object" || outer === null || Array.isArray(outer))
+    )
       return fail(`route.${k}: ${JSON.stringify(outer).slice(0, 80)} must be an object`);
     const got = sub === undefined ? outer : (outer as Record<string, unknown> | undefined)?.[sub];
     if (got === undefined) continue;
@@ -66,17 +75,25 @@ export function decodeRoute(key: RouteKey, value: string): Parsed<Route> {
   }
   if (tooNew.length > 0) {
     const names = tooNew.map((r) => r.stored.join("."));
-    return fail(`${names.join(", ")} need version ${Math.max(...tooNew.map((r) => r.since))} (older releases would ignore them)`);
+    return fail(
+      `${names.join(", ")} need version ${Math.max(...tooNew.map((r) => r.since))} (older releases would ignore them)`,
+    );
   }
   const candidate = { ...draft, hostname: key.hostname, alpn: key.alpn, backends: o.backends };
   const bad = routeProblems(candidate, "route");
   if (bad.length > 0) return fail(bad.join("; "));
-  const backends = (o.backends as BackendSpec[]).map((b) => ({ addr: b.addr, weight: b.weight, backup: b.backup, state: b.state ?? "enabled" }));
+  const backends = (o.backends as BackendSpec[]).map((b) => ({
+    addr: b.addr,
+    weight: b.weight,
+    backup: b.backup,
+    state: b.state ?? "enabled",
+  }));
   return ok({ ...(candidate as unknown as Route), backends });
 }
 
 /** `next` with each backend that was in `prev` keeping its operator state; a new one keeps its own (enabled when absent). */
 export function keepStates(next: Route, prev: Route | undefined): Route {
-  const state = (b: BackendSpec): BackendState => prev?.backends.find((o) => o.addr === b.addr)?.state ?? b.state ?? "enabled";
+  const state = (b: BackendSpec): BackendState =>
+    prev?.backends.find((o) => o.addr === b.addr)?.state ?? b.state ?? "enabled";
   return { ...next, backends: next.backends.map((b) => ({ ...b, state: state(b) })) };
 }

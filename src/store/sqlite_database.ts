@@ -8,7 +8,14 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BackendState } from "../routing/backend_table";
 import { alpnKey, routeName } from "../routing/route";
-import { type ListenerState, type RouteKey, StoreError, type StoreState, type StoredRoute, type StoredRule } from "./config_store";
+import {
+  type ListenerState,
+  type RouteKey,
+  StoreError,
+  type StoreState,
+  type StoredRoute,
+  type StoredRule,
+} from "./config_store";
 import { MIGRATIONS } from "./migrations";
 import { decodeRoute, encodeRoute, keepStates } from "./route_codec";
 
@@ -104,7 +111,9 @@ export class SqliteDatabase {
   seed(listeners: readonly SeedListener[], rules: readonly StoredRule[]): SeedResult {
     const seeded: string[] = [];
     this.write("seed", () => {
-      const insertListener = this.db.query("INSERT INTO listeners (addr, max_connections) VALUES (?, ?) ON CONFLICT (addr) DO NOTHING RETURNING id");
+      const insertListener = this.db.query(
+        "INSERT INTO listeners (addr, max_connections) VALUES (?, ?) ON CONFLICT (addr) DO NOTHING RETURNING id",
+      );
 
       for (const l of listeners) {
         const row = insertListener.get(l.addr, l.maxConnections) as { id: number } | null;
@@ -113,7 +122,9 @@ export class SqliteDatabase {
         for (const r of l.routes) this.putRoute(row.id, r);
       }
       if (this.created) {
-        const insertRule = this.db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING");
+        const insertRule = this.db.query(
+          "INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        );
         for (const r of rules) insertRule.run(r.type, r.value);
       }
     });
@@ -121,18 +132,26 @@ export class SqliteDatabase {
   }
 
   listener(addr: string): { maxConnections: number; routes: StoredRoute[] } | null {
-    const l = this.db.query("SELECT id, max_connections FROM listeners WHERE addr = ?").get(addr) as { id: number; max_connections: number } | null;
+    const l = this.db.query("SELECT id, max_connections FROM listeners WHERE addr = ?").get(addr) as {
+      id: number;
+      max_connections: number;
+    } | null;
     if (l === null) return null;
     return { maxConnections: l.max_connections, routes: this.routesOf(l.id) };
   }
 
   /** A listener's routes, each decoded from its value (route_codec.ts); a value that breaks the rules is a damaged file. */
   private routesOf(listenerId: number): StoredRoute[] {
-    const rows = this.db.query("SELECT hostname, alpn, value FROM routes WHERE listener_id = ? ORDER BY hostname, alpn").all(listenerId) as { hostname: string; alpn: string; value: string }[];
+    const rows = this.db
+      .query("SELECT hostname, alpn, value FROM routes WHERE listener_id = ? ORDER BY hostname, alpn")
+      .all(listenerId) as { hostname: string; alpn: string; value: string }[];
     return rows.map((r) => {
       const key = { hostname: r.hostname, alpn: r.alpn === "" ? [] : r.alpn.split(",") };
       const route = decodeRoute(key, r.value);
-      if (!route.ok) throw new StoreError(`database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`);
+      if (!route.ok)
+        throw new StoreError(
+          `database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`,
+        );
       return route.value;
     });
   }
@@ -140,10 +159,15 @@ export class SqliteDatabase {
   /** One route as stored, or undefined. */
   private routeOf(listenerId: number, key: RouteKey): StoredRoute | undefined {
     const alpn = alpnKey(key.alpn);
-    const row = this.db.query("SELECT value FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").get(listenerId, key.hostname, alpn) as { value: string } | null;
+    const row = this.db
+      .query("SELECT value FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?")
+      .get(listenerId, key.hostname, alpn) as { value: string } | null;
     if (row === null) return undefined;
     const route = decodeRoute(key, row.value);
-    if (!route.ok) throw new StoreError(`database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`);
+    if (!route.ok)
+      throw new StoreError(
+        `database ${this.path}: route ${JSON.stringify(routeName(key))}: ${route.error}. ${RESTORE_HINT}`,
+      );
     return route.value;
   }
 
@@ -166,7 +190,9 @@ export class SqliteDatabase {
       const changed = r?.backends.some((b) => b.addr === backend) === true;
       if (r !== undefined && changed) {
         const next = { ...r, backends: r.backends.map((b) => (b.addr === backend ? { ...b, state } : b)) };
-        this.db.query("UPDATE routes SET value = ? WHERE listener_id = ? AND hostname = ? AND alpn = ?").run(encodeRoute(next), id, r.hostname, alpnKey(r.alpn));
+        this.db
+          .query("UPDATE routes SET value = ? WHERE listener_id = ? AND hostname = ? AND alpn = ?")
+          .run(encodeRoute(next), id, r.hostname, alpnKey(r.alpn));
       }
       return { changed, routes: this.routesOf(id) };
     });
@@ -174,7 +200,11 @@ export class SqliteDatabase {
 
   /** Everything the store holds: every listener (by name) with its routes, and the rules. */
   state(): StoreState {
-    const rows = this.db.query("SELECT id, addr, max_connections FROM listeners ORDER BY addr").all() as { id: number; addr: string; max_connections: number }[];
+    const rows = this.db.query("SELECT id, addr, max_connections FROM listeners ORDER BY addr").all() as {
+      id: number;
+      addr: string;
+      max_connections: number;
+    }[];
     const listeners = new Map<string, ListenerState>();
     for (const r of rows) listeners.set(r.addr, { maxConnections: r.max_connections, routes: this.routesOf(r.id) });
     return { listeners, rules: this.rules() };
@@ -210,7 +240,13 @@ export class SqliteDatabase {
   }
 
   setRole(role: StoreRole): void {
-    this.write("set role", () => this.db.query("INSERT INTO meta (key, value) VALUES ('role', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(role));
+    this.write("set role", () =>
+      this.db
+        .query(
+          "INSERT INTO meta (key, value) VALUES ('role', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .run(role),
+    );
   }
 
   /** True when it holds any listener, route or rule. */
@@ -222,7 +258,10 @@ export class SqliteDatabase {
   upsertRoute(addr: string, route: StoredRoute): RoutesAfter {
     return this.write("add route", () => {
       const id = this.listenerId(addr);
-      const existed = this.db.query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").get(id, route.hostname, alpnKey(route.alpn)) !== null;
+      const existed =
+        this.db
+          .query("SELECT 1 FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?")
+          .get(id, route.hostname, alpnKey(route.alpn)) !== null;
       this.putRoute(id, route);
       return { changed: existed, routes: this.routesOf(id) };
     });
@@ -232,7 +271,10 @@ export class SqliteDatabase {
   removeRoute(addr: string, route: RouteKey): RoutesAfter {
     return this.write("remove route", () => {
       const id = this.listenerId(addr);
-      const changed = this.db.query("DELETE FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?").run(id, route.hostname, alpnKey(route.alpn)).changes > 0;
+      const changed =
+        this.db
+          .query("DELETE FROM routes WHERE listener_id = ? AND hostname = ? AND alpn = ?")
+          .run(id, route.hostname, alpnKey(route.alpn)).changes > 0;
       return { changed, routes: this.routesOf(id) };
     });
   }
@@ -240,7 +282,10 @@ export class SqliteDatabase {
   /** Add a rule; `changed` is false when it was already there. */
   addRule(rule: StoredRule): RulesAfter {
     return this.write("add firewall rule", () => {
-      const changed = this.db.query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING").run(rule.type, rule.value).changes > 0;
+      const changed =
+        this.db
+          .query("INSERT INTO firewall_rules (type, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+          .run(rule.type, rule.value).changes > 0;
       return { changed, rules: this.rules() };
     });
   }
@@ -248,7 +293,8 @@ export class SqliteDatabase {
   /** Delete a rule; `changed` is false when there was none. */
   removeRule(rule: StoredRule): RulesAfter {
     return this.write("remove firewall rule", () => {
-      const changed = this.db.query("DELETE FROM firewall_rules WHERE type = ? AND value = ?").run(rule.type, rule.value).changes > 0;
+      const changed =
+        this.db.query("DELETE FROM firewall_rules WHERE type = ? AND value = ?").run(rule.type, rule.value).changes > 0;
       return { changed, rules: this.rules() };
     });
   }
@@ -285,8 +331,13 @@ export class SqliteDatabase {
       if (e instanceof StoreError) throw e;
       const code = (e as { code?: string }).code;
       const busy = code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
-      const hint = busy ? "another process holds a write lock on it; retry" : `nothing was changed. ${RESTORE_HINT} if this repeats`;
-      throw new StoreError(`${what}: database ${this.path}: write failed: ${(e as Error).message} (${hint})`, { cause: e, busy });
+      const hint = busy
+        ? "another process holds a write lock on it; retry"
+        : `nothing was changed. ${RESTORE_HINT} if this repeats`;
+      throw new StoreError(`${what}: database ${this.path}: write failed: ${(e as Error).message} (${hint})`, {
+        cause: e,
+        busy,
+      });
     }
   }
 }
@@ -301,7 +352,9 @@ function quickCheck(db: Database, path: string): void {
   try {
     rows = db.query("PRAGMA quick_check").all() as { quick_check: string }[];
   } catch (e) {
-    throw new StoreError(`database ${path}: failed its integrity check (${(e as Error).message}). ${RESTORE_HINT}`, { cause: e });
+    throw new StoreError(`database ${path}: failed its integrity check (${(e as Error).message}). ${RESTORE_HINT}`, {
+      cause: e,
+    });
   }
   if (rows.length === 1 && rows[0]!.quick_check === "ok") return;
   const found = rows

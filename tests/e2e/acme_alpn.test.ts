@@ -25,7 +25,10 @@ async function listening(port: number, what: string): Promise<void> {
 }
 
 test("lego obtains a certificate from pebble through mc-proxy's acme-tls/1 route while 100 HTTPS requests for the name all reach the app", async () => {
-  const missing = ensureCommands(["pebble", "pebble-challtestsrv", "lego", "curl", "openssl"], ["pebble", "lego", "curl", "openssl"]);
+  const missing = ensureCommands(
+    ["pebble", "pebble-challtestsrv", "lego", "curl", "openssl"],
+    ["pebble", "lego", "curl", "openssl"],
+  );
   if (missing !== null) {
     console.warn(`SKIP the ACME issuance test: ${missing}`);
     return;
@@ -35,7 +38,9 @@ test("lego obtains a certificate from pebble through mc-proxy's acme-tls/1 route
   const cert = join(dir, "pebble.pem");
   const key = join(dir, "pebble.key");
   expect(Bun.spawnSync(selfSignedArgs(key, cert, { cn: "localhost", sans: ["localhost"], days: 2 })).exitCode).toBe(0);
-  const [acmePort, mgmtPort, httpPort, dnsPort, ctsMgmt, proxyPort, legoPort] = Array.from({ length: 7 }, () => freePort());
+  const [acmePort, mgmtPort, httpPort, dnsPort, ctsMgmt, proxyPort, legoPort] = Array.from({ length: 7 }, () =>
+    freePort(),
+  );
   await Bun.write(
     join(dir, "pebble.json"),
     JSON.stringify({
@@ -128,7 +133,18 @@ workers = 2
     const until = Date.now() + 90_000;
     while ((bodies.length < 100 || lego.exitCode === null) && Date.now() < until) {
       const batch = Array.from({ length: 10 }, async () => {
-        const c = Bun.spawn(["curl", "-sk", "--max-time", "5", "--resolve", `${NAME}:${proxyPort}:127.0.0.1`, `https://${NAME}:${proxyPort}/`], { stdout: "pipe", stderr: "ignore" });
+        const c = Bun.spawn(
+          [
+            "curl",
+            "-sk",
+            "--max-time",
+            "5",
+            "--resolve",
+            `${NAME}:${proxyPort}:127.0.0.1`,
+            `https://${NAME}:${proxyPort}/`,
+          ],
+          { stdout: "pipe", stderr: "ignore" },
+        );
         const out = await new Response(c.stdout).text();
         await c.exited;
         return out;
@@ -141,14 +157,25 @@ workers = 2
     expect(bodies.filter((b) => b !== "hello from app\n")).toEqual([]);
     const crt = join(dir, "lego/certificates", `${NAME}.crt`);
     expect(existsSync(crt)).toBe(true);
-    const x509 = Bun.spawnSync(["openssl", "x509", "-in", crt, "-noout", "-issuer", "-ext", "subjectAltName"]).stdout.toString();
+    const x509 = Bun.spawnSync([
+      "openssl",
+      "x509",
+      "-in",
+      crt,
+      "-noout",
+      "-issuer",
+      "-ext",
+      "subjectAltName",
+    ]).stdout.toString();
     expect(x509).toContain(`DNS:${NAME}`);
     expect(x509).toContain("Pebble Intermediate CA");
     // Every validation connection took the acme-tls/1 route; every curl the plain one.
     const records = proxy.access();
     const acme = records.filter((r) => r.route === `${NAME}+acme-tls/1`);
     expect(acme.length).toBeGreaterThan(0);
-    expect(acme.every((r) => r.backend === `127.0.0.1:${legoPort}` && (r.alpn as string[]).includes("acme-tls/1"))).toBe(true);
+    expect(
+      acme.every((r) => r.backend === `127.0.0.1:${legoPort}` && (r.alpn as string[]).includes("acme-tls/1")),
+    ).toBe(true);
     expect(records.filter((r) => r.route === NAME && r.outcome === "ok").length).toBeGreaterThanOrEqual(100);
     expect(app.connections).toBeGreaterThanOrEqual(100);
   } finally {

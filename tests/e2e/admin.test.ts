@@ -27,7 +27,11 @@ describe("admin API (binary)", () => {
   let listener = "";
 
   const start = async () => {
-    proxy = await startProxy("binary", adminToml(pki, grpcPort, port, { "alpha.example.com": alpha.port, "seeded.example.com": alpha.port }), { dir });
+    proxy = await startProxy(
+      "binary",
+      adminToml(pki, grpcPort, port, { "alpha.example.com": alpha.port, "seeded.example.com": alpha.port }),
+      { dir },
+    );
     client = new AdminClient(grpcConfig(pki, grpcPort));
   };
   const restart = async () => {
@@ -55,7 +59,11 @@ describe("admin API (binary)", () => {
   });
 
   test("GetStatus and ListRoutes round-trip", async () => {
-    const s = await client.call<{ version: string; listeners: { addr: string; route_count: number; max_connections: number }[]; uptime_seconds: number }>("GetStatus");
+    const s = await client.call<{
+      version: string;
+      listeners: { addr: string; route_count: number; max_connections: number }[];
+      uptime_seconds: number;
+    }>("GetStatus");
     expect(s.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(s.listeners).toEqual([expect.objectContaining({ addr: listener, route_count: 2, max_connections: 0 })]);
     const r = await client.call<Routes>("ListRoutes", { listener });
@@ -64,14 +72,27 @@ describe("admin API (binary)", () => {
 
   test("AddRoute: a TLS client with the new SNI reaches the new backend with no restart; RemoveRoute: it is reset", async () => {
     expect((await tlsGet(port, "new.example.com", cert)).error).toBe("ECONNRESET");
-    const added = await client.call<{ route: { hostname: string; backend: string; send_proxy_protocol: string }; replaced: boolean }>("AddRoute", {
+    const added = await client.call<{
+      route: { hostname: string; backend: string; send_proxy_protocol: string };
+      replaced: boolean;
+    }>("AddRoute", {
       listener,
       route: { hostname: "New.Example.com.", backend: `127.0.0.1:${beta.port}` },
     });
-    expect(added).toMatchObject({ route: { hostname: "new.example.com", backend: `127.0.0.1:${beta.port}`, send_proxy_protocol: "SEND_PROXY_PROTOCOL_OFF" }, replaced: false });
+    expect(added).toMatchObject({
+      route: {
+        hostname: "new.example.com",
+        backend: `127.0.0.1:${beta.port}`,
+        send_proxy_protocol: "SEND_PROXY_PROTOCOL_OFF",
+      },
+      replaced: false,
+    });
     expect(bodyOf(await tlsGet(port, "new.example.com", cert))).toBe("hello from beta\n");
     // Upsert: the same hostname replaces the backend.
-    const again = await client.call<{ replaced: boolean }>("AddRoute", { listener, route: { hostname: "new.example.com", backend: `127.0.0.1:${alpha.port}` } });
+    const again = await client.call<{ replaced: boolean }>("AddRoute", {
+      listener,
+      route: { hostname: "new.example.com", backend: `127.0.0.1:${alpha.port}` },
+    });
     expect(again.replaced).toBe(true);
     expect(bodyOf(await tlsGet(port, "new.example.com", cert))).toBe("hello from alpha\n");
     await client.call("RemoveRoute", { listener, hostname: "new.example.com" });
@@ -81,7 +102,10 @@ describe("admin API (binary)", () => {
   test("RemoveRoute leaves an established connection alone", async () => {
     // A plain TCP backend that keeps what it is sent: the hello here is synthetic.
     const silent = tcpServer();
-    await client.call("AddRoute", { listener, route: { hostname: "held.example.com", backend: `127.0.0.1:${silent.port}` } });
+    await client.call("AddRoute", {
+      listener,
+      route: { hostname: "held.example.com", backend: `127.0.0.1:${silent.port}` },
+    });
     const s = await Bun.connect<{ closed: boolean }>({
       hostname: "127.0.0.1",
       port,
@@ -99,8 +123,12 @@ describe("admin API (binary)", () => {
   });
 
   test("AddFirewallRule blocks 127.0.0.3 at once while 127.0.0.1 still works; RemoveFirewallRule restores it", async () => {
-    expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.3" }))).toBe("hello from alpha\n");
-    const r = await client.call<{ rule: { type: string; value: string }; added: boolean }>("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.3" } });
+    expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.3" }))).toBe(
+      "hello from alpha\n",
+    );
+    const r = await client.call<{ rule: { type: string; value: string }; added: boolean }>("AddFirewallRule", {
+      rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.3" },
+    });
     expect(r).toEqual({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.3" }, added: true });
     expect((await rawExchange(port, null, { localAddress: "127.0.0.3" })).end).toBe("reset");
     expect(bodyOf(await tlsGet(port, "alpha.example.com", cert))).toBe("hello from alpha\n");
@@ -110,13 +138,21 @@ describe("admin API (binary)", () => {
     expect((await rawExchange(port, null, { localAddress: "127.0.4.9" })).end).toBe("reset");
     await client.call("RemoveFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.3" } });
     await client.call("RemoveFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "127.0.4.0/24" } });
-    expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.3" }))).toBe("hello from alpha\n");
+    expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.3" }))).toBe(
+      "hello from alpha\n",
+    );
   });
 
   test("SetListenerMaxConnections takes effect on the next accept", async () => {
     const silent = tcpServer();
-    await client.call("AddRoute", { listener, route: { hostname: "hold.example.com", backend: `127.0.0.1:${silent.port}` } });
-    const r = await client.call<{ max_connections: number }>("SetListenerMaxConnections", { listener, max_connections: 1 });
+    await client.call("AddRoute", {
+      listener,
+      route: { hostname: "hold.example.com", backend: `127.0.0.1:${silent.port}` },
+    });
+    const r = await client.call<{ max_connections: number }>("SetListenerMaxConnections", {
+      listener,
+      max_connections: 1,
+    });
     expect(r.max_connections).toBe(1);
     const held: Socket<unknown> = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
     held.write(helloFor("hold.example.com"));
@@ -127,7 +163,10 @@ describe("admin API (binary)", () => {
     held.end();
     silent.stop();
     await client.call("RemoveRoute", { listener, hostname: "hold.example.com" });
-    const s = await client.call<{ listeners: { max_connections: number }[]; outcomes: { outcome: string; count: number }[] }>("GetStatus");
+    const s = await client.call<{
+      listeners: { max_connections: number }[];
+      outcomes: { outcome: string; count: number }[];
+    }>("GetStatus");
     expect(s.listeners[0]!.max_connections).toBe(0);
     expect(s.outcomes.find((o) => o.outcome === "over_capacity")?.count).toBeGreaterThanOrEqual(1);
   });
@@ -135,23 +174,101 @@ describe("admin API (binary)", () => {
   describe("validation: bad input is refused, names the field, and changes nothing", () => {
     const ip = "FIREWALL_RULE_TYPE_IP";
     const cases: [string, string, () => object, string, string][] = [
-      ["AddRoute", "listener missing", () => ({ listener: "", route: { hostname: "a.example.com", backend: "h:1" } }), "INVALID_ARGUMENT", "listener"],
-      ["AddRoute", "unknown listener", () => ({ listener: "127.0.0.1:1", route: { hostname: "a.example.com", backend: "h:1" } }), "NOT_FOUND", "listener"],
+      [
+        "AddRoute",
+        "listener missing",
+        () => ({ listener: "", route: { hostname: "a.example.com", backend: "h:1" } }),
+        "INVALID_ARGUMENT",
+        "listener",
+      ],
+      [
+        "AddRoute",
+        "unknown listener",
+        () => ({ listener: "127.0.0.1:1", route: { hostname: "a.example.com", backend: "h:1" } }),
+        "NOT_FOUND",
+        "listener",
+      ],
       ["AddRoute", "route missing", () => ({ listener }), "INVALID_ARGUMENT", "route"],
-      ["AddRoute", "bad hostname", () => ({ listener, route: { hostname: "bad name!", backend: "h:1" } }), "INVALID_ARGUMENT", "route.hostname"],
-      ["AddRoute", "wildcard not leading", () => ({ listener, route: { hostname: "a.*.example.com", backend: "h:1" } }), "INVALID_ARGUMENT", "route.hostname"],
-      ["AddRoute", "backend without port", () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1" } }), "INVALID_ARGUMENT", "route.backend"],
-      ["AddRoute", "backend port 0", () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1:0" } }), "INVALID_ARGUMENT", "route.backend"],
-      ["AddRoute", "backend port 70000", () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1:70000" } }), "INVALID_ARGUMENT", "route.backend"],
+      [
+        "AddRoute",
+        "bad hostname",
+        () => ({ listener, route: { hostname: "bad name!", backend: "h:1" } }),
+        "INVALID_ARGUMENT",
+        "route.hostname",
+      ],
+      [
+        "AddRoute",
+        "wildcard not leading",
+        () => ({ listener, route: { hostname: "a.*.example.com", backend: "h:1" } }),
+        "INVALID_ARGUMENT",
+        "route.hostname",
+      ],
+      [
+        "AddRoute",
+        "backend without port",
+        () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1" } }),
+        "INVALID_ARGUMENT",
+        "route.backend",
+      ],
+      [
+        "AddRoute",
+        "backend port 0",
+        () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1:0" } }),
+        "INVALID_ARGUMENT",
+        "route.backend",
+      ],
+      [
+        "AddRoute",
+        "backend port 70000",
+        () => ({ listener, route: { hostname: "v.example.com", backend: "127.0.0.1:70000" } }),
+        "INVALID_ARGUMENT",
+        "route.backend",
+      ],
       ["RemoveRoute", "no such route", () => ({ listener, hostname: "nothing.example.com" }), "NOT_FOUND", "hostname"],
-      ["AddFirewallRule", "type unspecified", () => ({ rule: { type: "FIREWALL_RULE_TYPE_UNSPECIFIED", value: "1.2.3.4" } }), "INVALID_ARGUMENT", "rule.type"],
-      ["AddFirewallRule", "bad IP", () => ({ rule: { type: ip, value: "1.2.3.256" } }), "INVALID_ARGUMENT", "rule.value"],
-      ["AddFirewallRule", "non-canonical CIDR", () => ({ rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "10.1.2.3/8" } }), "INVALID_ARGUMENT", "canonical"],
-      ["AddFirewallRule", "lower-case country", () => ({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "kp" } }), "INVALID_ARGUMENT", "rule.value"],
+      [
+        "AddFirewallRule",
+        "type unspecified",
+        () => ({ rule: { type: "FIREWALL_RULE_TYPE_UNSPECIFIED", value: "1.2.3.4" } }),
+        "INVALID_ARGUMENT",
+        "rule.type",
+      ],
+      [
+        "AddFirewallRule",
+        "bad IP",
+        () => ({ rule: { type: ip, value: "1.2.3.256" } }),
+        "INVALID_ARGUMENT",
+        "rule.value",
+      ],
+      [
+        "AddFirewallRule",
+        "non-canonical CIDR",
+        () => ({ rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "10.1.2.3/8" } }),
+        "INVALID_ARGUMENT",
+        "canonical",
+      ],
+      [
+        "AddFirewallRule",
+        "lower-case country",
+        () => ({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "kp" } }),
+        "INVALID_ARGUMENT",
+        "rule.value",
+      ],
       ["AddFirewallRule", "rule missing", () => ({}), "INVALID_ARGUMENT", "rule"],
       ["RemoveFirewallRule", "no such rule", () => ({ rule: { type: ip, value: "192.0.2.77" } }), "NOT_FOUND", "rule"],
-      ["SetListenerMaxConnections", "negative", () => ({ listener, max_connections: -1 }), "INVALID_ARGUMENT", "max_connections"],
-      ["SetListenerMaxConnections", "unknown listener", () => ({ listener: "nope:1", max_connections: 5 }), "NOT_FOUND", "listener"],
+      [
+        "SetListenerMaxConnections",
+        "negative",
+        () => ({ listener, max_connections: -1 }),
+        "INVALID_ARGUMENT",
+        "max_connections",
+      ],
+      [
+        "SetListenerMaxConnections",
+        "unknown listener",
+        () => ({ listener: "nope:1", max_connections: 5 }),
+        "NOT_FOUND",
+        "listener",
+      ],
       ["ListRoutes", "unknown listener", () => ({ listener: "nope:1" }), "NOT_FOUND", "listener"],
     ];
     for (const [rpc, name, req, code, field] of cases) {
@@ -170,7 +287,10 @@ describe("admin API (binary)", () => {
   });
 
   test("persistence: API changes survive a restart; a removed seeded route does not come back; the database is 0600", async () => {
-    await client.call("AddRoute", { listener, route: { hostname: "persist.example.com", backend: `127.0.0.1:${beta.port}` } });
+    await client.call("AddRoute", {
+      listener,
+      route: { hostname: "persist.example.com", backend: `127.0.0.1:${beta.port}` },
+    });
     await client.call("RemoveRoute", { listener, hostname: "seeded.example.com" });
     await client.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.44" } });
     await client.call("SetListenerMaxConnections", { listener, max_connections: 50 });
@@ -199,18 +319,31 @@ describe("admin API (binary)", () => {
       return;
     }
     try {
-      const e = await callError(client.call("AddRoute", { listener, route: { hostname: "ro.example.com", backend: `127.0.0.1:${beta.port}` } }));
+      const e = await callError(
+        client.call("AddRoute", { listener, route: { hostname: "ro.example.com", backend: `127.0.0.1:${beta.port}` } }),
+      );
       expect(e.code).toBe("INTERNAL");
       expect(e.details).toContain("database");
       // No file path or raw error to the caller: a request id that the log's record carries with the detail.
       expect(e.details).not.toContain(db);
       const id = /request_id ([0-9a-f]+-r[0-9a-z]+)/.exec(e.details)?.[1];
       expect(id).toBeDefined();
-      await waitFor(() => proxy.records().some((r) => r.msg === "admin: handler failed" && r.request_id === id && String(r.error).includes(db)), 3000, "the detail in the log");
-      const e2 = await callError(client.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.55" } }));
+      await waitFor(
+        () =>
+          proxy
+            .records()
+            .some((r) => r.msg === "admin: handler failed" && r.request_id === id && String(r.error).includes(db)),
+        3000,
+        "the detail in the log",
+      );
+      const e2 = await callError(
+        client.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "127.0.0.55" } }),
+      );
       expect(e2.code).toBe("INTERNAL");
       expect((await tlsGet(port, "ro.example.com", cert)).error).toBe("ECONNRESET");
-      expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.55" }))).toBe("hello from alpha\n");
+      expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.55" }))).toBe(
+        "hello from alpha\n",
+      );
       const r = await client.call<Routes>("ListRoutes", { listener });
       expect(r.listeners[0]!.routes.map((x) => x.hostname)).not.toContain("ro.example.com");
     } finally {
@@ -221,7 +354,10 @@ describe("admin API (binary)", () => {
     expect(raw.query("SELECT count(*) AS n FROM firewall_rules WHERE value = '127.0.0.55'").get()).toEqual({ n: 0 });
     raw.close();
     // And the store works again once the file is writable.
-    await client.call("AddRoute", { listener, route: { hostname: "ro.example.com", backend: `127.0.0.1:${beta.port}` } });
+    await client.call("AddRoute", {
+      listener,
+      route: { hostname: "ro.example.com", backend: `127.0.0.1:${beta.port}` },
+    });
     await client.call("RemoveRoute", { listener, hostname: "ro.example.com" });
   });
 
@@ -230,7 +366,11 @@ describe("admin API (binary)", () => {
     for (let i = 0; i < 100; i++) {
       const hostname = `churn${i % 20}.example.com`;
       calls.push(client.call("AddRoute", { listener, route: { hostname, backend: `127.0.0.1:${beta.port}` } }));
-      calls.push(client.call("RemoveRoute", { listener, hostname }).catch((e) => (e instanceof AdminCallError && e.code === "NOT_FOUND" ? null : Promise.reject(e))));
+      calls.push(
+        client
+          .call("RemoveRoute", { listener, hostname })
+          .catch((e) => (e instanceof AdminCallError && e.code === "NOT_FOUND" ? null : Promise.reject(e))),
+      );
     }
     const traffic: Promise<string | null>[] = [];
     for (let i = 0; i < 40; i++) traffic.push(tlsGet(port, "alpha.example.com", cert).then(bodyOf));
@@ -244,6 +384,8 @@ describe("admin API (binary)", () => {
       )
       .all(listener) as { hostname: string; backend: string; send_proxy_protocol: string }[];
     raw.close();
-    expect(mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol }))).toEqual(stored);
+    expect(
+      mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol })),
+    ).toEqual(stored);
   }, 60_000);
 });

@@ -21,9 +21,19 @@ const BUF = join(ROOT, "node_modules/@bufbuild/buf-linux-x64/bin/buf");
 /** A raw grpc-js client with the given channel credentials. */
 function rawStatus(port: number, creds: grpc.ChannelCredentials): Promise<grpc.ServiceError | null> {
   const pkg = grpc.loadPackageDefinition(adminDefinition()) as unknown as {
-    mc_proxy: { v1: { ProxyAdminService: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { GetStatus: (...args: unknown[]) => unknown } } };
+    mc_proxy: {
+      v1: {
+        ProxyAdminService: new (
+          t: string,
+          c: grpc.ChannelCredentials,
+          o: object,
+        ) => grpc.Client & { GetStatus: (...args: unknown[]) => unknown };
+      };
+    };
   };
-  const c = new pkg.mc_proxy.v1.ProxyAdminService(`127.0.0.1:${port}`, creds, { "grpc.ssl_target_name_override": "localhost" });
+  const c = new pkg.mc_proxy.v1.ProxyAdminService(`127.0.0.1:${port}`, creds, {
+    "grpc.ssl_target_name_override": "localhost",
+  });
   return new Promise((resolve) => {
     c.GetStatus({}, new grpc.Metadata(), { deadline: Date.now() + 3000 }, (err: grpc.ServiceError | null) => {
       c.close();
@@ -46,7 +56,10 @@ describe("admin access (binary)", () => {
   });
 
   test("the proper client certificate works", async () => {
-    const ok = await rawStatus(grpcPort, grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clientKey), readFileSync(pki.clientCert)));
+    const ok = await rawStatus(
+      grpcPort,
+      grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clientKey), readFileSync(pki.clientCert)),
+    );
     expect(ok).toBeNull();
   });
 
@@ -62,7 +75,10 @@ describe("admin access (binary)", () => {
   });
 
   test("a client certificate from another CA is refused", async () => {
-    const err = await rawStatus(grpcPort, grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.foreignKey), readFileSync(pki.foreignCert)));
+    const err = await rawStatus(
+      grpcPort,
+      grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.foreignKey), readFileSync(pki.foreignCert)),
+    );
     expect(err).not.toBeNull();
     expect(err!.code).toBe(grpc.status.UNAVAILABLE);
   });
@@ -114,7 +130,11 @@ describe("admin API on a unix socket (binary)", () => {
       const st = statSync(sock);
       expect(st.isSocket()).toBe(true);
       expect(st.mode & 0o777).toBe(0o600);
-      const r = Bun.spawnSync([...command("binary"), "routes", "list", "-c", proxy.configFile], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([...command("binary"), "routes", "list", "-c", proxy.configFile], {
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(r.stderr.toString()).toBe("");
       expect(r.stdout.toString()).toContain("a.example.com  ->  127.0.0.1:1");
       // A crash leaves the socket file behind; the next start replaces it.
@@ -175,21 +195,37 @@ format = "json"
       expect(log).toContain("admin API listening");
       const env = { ...process.env, BUF_CACHE_DIR: tempDir("buf-cache-") };
       const tls = ["--cacert", pki.ca, "--cert", pki.clientCert, "--key", pki.clientKey];
-      const list = Bun.spawn([BUF, "curl", "--protocol", "grpc", "--list-services", ...tls, `https://127.0.0.1:${grpcPort}`], { env, stdout: "pipe", stderr: "pipe" });
+      const list = Bun.spawn(
+        [BUF, "curl", "--protocol", "grpc", "--list-services", ...tls, `https://127.0.0.1:${grpcPort}`],
+        { env, stdout: "pipe", stderr: "pipe" },
+      );
       const services = (await new Response(list.stdout).text()).trim().split("\n");
       expect(services).toContain("mc_proxy.v1.ProxyAdminService");
       expect(services).toContain("grpc.health.v1.Health");
-      const call = Bun.spawn([BUF, "curl", "--protocol", "grpc", ...tls, `https://127.0.0.1:${grpcPort}/mc_proxy.v1.ProxyAdminService/GetStatus`], {
-        env,
-        stdout: "pipe",
-        stderr: "pipe",
-      });
+      const call = Bun.spawn(
+        [
+          BUF,
+          "curl",
+          "--protocol",
+          "grpc",
+          ...tls,
+          `https://127.0.0.1:${grpcPort}/mc_proxy.v1.ProxyAdminService/GetStatus`,
+        ],
+        {
+          env,
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
       const out = await new Response(call.stdout).text();
       expect(await call.exited).toBe(0);
       const status = JSON.parse(out) as { version: string; listeners: unknown[] };
       expect(status.version).toMatch(/^\d+\.\d+\.\d+/);
       expect(status.listeners.length).toBe(1);
-      const health = Bun.spawn([BUF, "curl", "--protocol", "grpc", ...tls, `https://127.0.0.1:${grpcPort}/grpc.health.v1.Health/Check`], { env, stdout: "pipe", stderr: "pipe" });
+      const health = Bun.spawn(
+        [BUF, "curl", "--protocol", "grpc", ...tls, `https://127.0.0.1:${grpcPort}/grpc.health.v1.Health/Check`],
+        { env, stdout: "pipe", stderr: "pipe" },
+      );
       expect(JSON.parse(await new Response(health.stdout).text())).toEqual({ status: "SERVING" });
     } finally {
       p.kill("SIGTERM");
@@ -204,13 +240,19 @@ describe("operator CLI against a running binary", () => {
   let proxy: RunningProxy;
   let port = 0;
   const cli = (...args: string[]) => {
-    const r = Bun.spawnSync([...command("binary"), ...args, "-c", proxy.configFile], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync([...command("binary"), ...args, "-c", proxy.configFile], {
+      env: cleanEnv(),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
   };
 
   beforeAll(async () => {
     port = freePort();
-    proxy = await startProxy("binary", adminToml(pki, freePort(), port, { "alpha.example.com": 9001 }), { dir: tempDir() });
+    proxy = await startProxy("binary", adminToml(pki, freePort(), port, { "alpha.example.com": 9001 }), {
+      dir: tempDir(),
+    });
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -263,14 +305,24 @@ describe("operator CLI against a running binary", () => {
     const r = cli("snapshot", "-o", dest);
     expect(r.code).toBe(0);
     expect(r.out).toContain(dest);
-    const live = JSON.parse(cli("routes", "list", "--json").out) as { listeners: { routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[] };
+    const live = JSON.parse(cli("routes", "list", "--json").out) as {
+      listeners: { routes: { hostname: string; backend: string; send_proxy_protocol: string }[] }[];
+    };
     const db = new Database(dest, { readonly: true });
     expect((db.query("PRAGMA integrity_check").get() as { integrity_check: string }).integrity_check).toBe("ok");
     const rows = db
-      .query("SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname")
+      .query(
+        "SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname",
+      )
       .all();
     db.close();
-    expect(rows).toEqual(live.listeners[0]!.routes.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol })));
+    expect(rows).toEqual(
+      live.listeners[0]!.routes.map(({ hostname, backend, send_proxy_protocol }) => ({
+        hostname,
+        backend,
+        send_proxy_protocol,
+      })),
+    );
     // The default path: a timestamped file in backups/ beside the database.
     const d = cli("snapshot");
     expect(d.code).toBe(0);

@@ -12,16 +12,32 @@ test('audit at [log] level = "warn": a pool AddRoute writes one line naming all 
   const pki = adminPki();
   const grpcPort = freePort();
   const port = freePort();
-  const proxy = await startProxy("binary", adminToml(pki, grpcPort, port, {}, `admin_clients = ["deployer"]\n\n[log]\nlevel = "warn"\nformat = "json"\n`), { readyPort: grpcPort });
+  const proxy = await startProxy(
+    "binary",
+    adminToml(pki, grpcPort, port, {}, `admin_clients = ["deployer"]\n\n[log]\nlevel = "warn"\nformat = "json"\n`),
+    { readyPort: grpcPort },
+  );
   // CN "ci-runner", DNS SAN "deployer": the SAN is what admin_clients lists.
-  const deployer = new AdminClient({ ...grpcConfig(pki, grpcPort), clientCert: pki.deployerCert, clientKey: pki.deployerKey });
+  const deployer = new AdminClient({
+    ...grpcConfig(pki, grpcPort),
+    clientCert: pki.deployerCert,
+    clientKey: pki.deployerKey,
+  });
   try {
     const backends = ["127.0.0.1:9001", "127.0.0.1:9002", "[::1]:9003"];
-    await deployer.call("AddRoute", { listener: `127.0.0.1:${port}`, route: { hostname: "pool.example.com", backends: backends.map((addr, i) => ({ addr, weight: i + 1 })) } });
+    await deployer.call("AddRoute", {
+      listener: `127.0.0.1:${port}`,
+      route: { hostname: "pool.example.com", backends: backends.map((addr, i) => ({ addr, weight: i + 1 })) },
+    });
     await waitFor(() => proxy.records().some((r) => r.msg === "admin"), 3000, "the audit line");
     const lines = proxy.records().filter((r) => r.msg === "admin");
     expect(lines.length).toBe(1);
-    expect(lines[0]).toMatchObject({ method: "AddRoute", code: "OK", identity: "deployer", "route.hostname": "pool.example.com" });
+    expect(lines[0]).toMatchObject({
+      method: "AddRoute",
+      code: "OK",
+      identity: "deployer",
+      "route.hostname": "pool.example.com",
+    });
     for (const [i, addr] of backends.entries()) expect(lines[0]![`route.backends[${i}].addr`]).toBe(addr);
     expect(lines[0]!["route.backends[2].weight"]).toBe(3);
     // level = "warn" still holds for everything else.

@@ -19,7 +19,12 @@ import { cleanEnv, command, listenerToml, type RunningProxy, startProxy, tempDir
 
 /** A plain TCP echo backend. */
 function echoBackend() {
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, allowHalfOpen: true, socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() } });
+  const l = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() },
+  });
   return { port: l.port, stop: () => l.stop(true) };
 }
 
@@ -67,7 +72,17 @@ describe("admin plane hardening (binary)", () => {
     port = freePort();
     grpcPort = freePort();
     listener = `127.0.0.1:${port}`;
-    proxy = await startProxy("binary", adminToml(pki, grpcPort, port, { "echo.example.com": backend.port }, `admin_clients = ["ops-admin", "deployer", "client"]\n`), { dir });
+    proxy = await startProxy(
+      "binary",
+      adminToml(
+        pki,
+        grpcPort,
+        port,
+        { "echo.example.com": backend.port },
+        `admin_clients = ["ops-admin", "deployer", "client"]\n`,
+      ),
+      { dir },
+    );
     admin = new AdminClient(grpcConfig(pki, grpcPort));
   });
   afterAll(async () => {
@@ -109,10 +124,12 @@ describe("admin plane hardening (binary)", () => {
     while (!out.includes("locked")) out += new TextDecoder().decode((await reader.read()).value);
     const lockedAt = performance.now();
 
-    const during = admin.call("AddRoute", { listener, route: { hostname: "during-lock.example.com", backend: "127.0.0.1:9" } }).then(
-      () => "OK",
-      (e: AdminCallError) => e,
-    );
+    const during = admin
+      .call("AddRoute", { listener, route: { hostname: "during-lock.example.com", backend: "127.0.0.1:9" } })
+      .then(
+        () => "OK",
+        (e: AdminCallError) => e,
+      );
     const latencies: number[] = [];
     while (performance.now() - lockedAt < 9500) {
       const t0 = performance.now();
@@ -142,17 +159,24 @@ describe("admin plane hardening (binary)", () => {
     expect(latencies.every(Number.isFinite)).toBe(true);
 
     // Issued while locked, it succeeds once the lock is gone.
-    const later = admin.call("AddRoute", { listener, route: { hostname: "after-lock.example.com", backend: "127.0.0.1:9" } });
+    const later = admin.call("AddRoute", {
+      listener,
+      route: { hostname: "after-lock.example.com", backend: "127.0.0.1:9" },
+    });
     await locker.exited;
     await later;
     relay.end();
     const mem = (await admin.call<Routes>("ListRoutes", { listener })).listeners[0]!.routes;
     const db = new Database(join(dir, "data/mc-proxy.db"), { readonly: true });
     const rows = db
-      .query("SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname")
+      .query(
+        "SELECT hostname, value ->> '$.backends[0].addr' AS backend, 'SEND_PROXY_PROTOCOL_' || upper(value ->> '$.send_proxy_protocol') AS send_proxy_protocol FROM routes ORDER BY hostname",
+      )
       .all();
     db.close();
-    expect(mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol }))).toEqual(rows as never);
+    expect(
+      mem.map(({ hostname, backend, send_proxy_protocol }) => ({ hostname, backend, send_proxy_protocol })),
+    ).toEqual(rows as never);
     expect(mem.map((r) => r.hostname)).toEqual(["after-lock.example.com", "echo.example.com"]);
     await admin.call("RemoveRoute", { listener, hostname: "after-lock.example.com" });
   }, 40_000);
@@ -160,11 +184,27 @@ describe("admin plane hardening (binary)", () => {
   test("1 MB and 5 MB values in every string field of every RPC: INVALID_ARGUMENT, a message under 1 KB, nothing changed", async () => {
     const before = await state();
     const health = grpc.loadPackageDefinition(healthDefinition()) as unknown as {
-      grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials, o: object) => grpc.Client & { Check: (...args: unknown[]) => unknown } } } };
+      grpc: {
+        health: {
+          v1: {
+            Health: new (
+              t: string,
+              c: grpc.ChannelCredentials,
+              o: object,
+            ) => grpc.Client & { Check: (...args: unknown[]) => unknown };
+          };
+        };
+      };
     };
     const { readFileSync } = await import("node:fs");
-    const creds = grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clientKey), readFileSync(pki.clientCert));
-    const hc = new health.grpc.health.v1.Health(`127.0.0.1:${grpcPort}`, creds, { "grpc.ssl_target_name_override": "localhost" });
+    const creds = grpc.credentials.createSsl(
+      readFileSync(pki.ca),
+      readFileSync(pki.clientKey),
+      readFileSync(pki.clientCert),
+    );
+    const hc = new health.grpc.health.v1.Health(`127.0.0.1:${grpcPort}`, creds, {
+      "grpc.ssl_target_name_override": "localhost",
+    });
     try {
       for (const size of [1_000_000, 5_000_000]) {
         const big = "a".repeat(size);
@@ -186,7 +226,9 @@ describe("admin plane hardening (binary)", () => {
           expect(e.details.length).toBeLessThan(1024);
           expect(e.details).toContain(`(${size} bytes)`);
         }
-        const he = await new Promise<grpc.ServiceError>((resolve) => hc.Check({ service: big }, (err: grpc.ServiceError) => resolve(err)));
+        const he = await new Promise<grpc.ServiceError>((resolve) =>
+          hc.Check({ service: big }, (err: grpc.ServiceError) => resolve(err)),
+        );
         expect(he.code).toBe(grpc.status.INVALID_ARGUMENT);
         expect(he.details.length).toBeLessThan(1024);
       }
@@ -197,7 +239,8 @@ describe("admin plane hardening (binary)", () => {
   }, 60_000);
 
   test("admin_clients: a read-only certificate can read but not change, PERMISSION_DENIED names it; admins by CN or DNS SAN can; one audit line per mutation", async () => {
-    const as = (cert: string, key: string) => new AdminClient({ ...grpcConfig(pki, grpcPort), clientCert: cert, clientKey: key });
+    const as = (cert: string, key: string) =>
+      new AdminClient({ ...grpcConfig(pki, grpcPort), clientCert: cert, clientKey: key });
     const viewer = as(pki.viewerCert, pki.viewerKey);
     const ops = as(pki.opsAdminCert, pki.opsAdminKey);
     const deployer = as(pki.deployerCert, pki.deployerKey);
@@ -205,21 +248,46 @@ describe("admin plane hardening (binary)", () => {
       const before = await state();
       expect((await viewer.call<Routes>("ListRoutes", { listener })).listeners[0]!.routes.length).toBe(1);
       await viewer.call("GetStatus");
-      const denied = await callError(viewer.call("AddRoute", { listener, route: { hostname: "viewer.example.com", backend: "127.0.0.1:9" } }));
+      const denied = await callError(
+        viewer.call("AddRoute", { listener, route: { hostname: "viewer.example.com", backend: "127.0.0.1:9" } }),
+      );
       expect(denied.code).toBe("PERMISSION_DENIED");
       expect(denied.details).toContain('"viewer"');
-      expect((await callError(viewer.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "192.0.2.9" } }))).code).toBe("PERMISSION_DENIED");
+      expect(
+        (
+          await callError(
+            viewer.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "192.0.2.9" } }),
+          )
+        ).code,
+      ).toBe("PERMISSION_DENIED");
       expect(await state()).toEqual(before);
 
       await ops.call("AddRoute", { listener, route: { hostname: "ops.example.com", backend: "127.0.0.1:9" } });
       await deployer.call("RemoveRoute", { listener, hostname: "ops.example.com" });
-      await waitFor(() => proxy.records().filter((r) => r.msg === "admin" && r.identity === "deployer").length === 1, 3000, "audit line");
+      await waitFor(
+        () => proxy.records().filter((r) => r.msg === "admin" && r.identity === "deployer").length === 1,
+        3000,
+        "audit line",
+      );
       const audit = proxy.records().filter((r) => r.msg === "admin");
-      expect(audit.find((r) => r.identity === "viewer" && r.method === "AddRoute")).toMatchObject({ code: "PERMISSION_DENIED", listener, "route.hostname": "viewer.example.com" });
-      expect(audit.find((r) => r.identity === "ops-admin")).toMatchObject({ method: "AddRoute", code: "OK", "route.hostname": "ops.example.com", "route.backend": "127.0.0.1:9" });
+      expect(audit.find((r) => r.identity === "viewer" && r.method === "AddRoute")).toMatchObject({
+        code: "PERMISSION_DENIED",
+        listener,
+        "route.hostname": "viewer.example.com",
+      });
+      expect(audit.find((r) => r.identity === "ops-admin")).toMatchObject({
+        method: "AddRoute",
+        code: "OK",
+        "route.hostname": "ops.example.com",
+        "route.backend": "127.0.0.1:9",
+      });
       // The identity is the name that granted the call: the deployer certificate's CN is
       // "ci-runner", but its DNS SAN "deployer" is what admin_clients lists.
-      expect(audit.find((r) => r.identity === "deployer")).toMatchObject({ method: "RemoveRoute", code: "OK", hostname: "ops.example.com" });
+      expect(audit.find((r) => r.identity === "deployer")).toMatchObject({
+        method: "RemoveRoute",
+        code: "OK",
+        hostname: "ops.example.com",
+      });
       // Reads are not audited.
       expect(audit.some((r) => r.method === "ListRoutes" || r.method === "GetStatus")).toBe(false);
     } finally {
@@ -254,7 +322,9 @@ describe("admin API defaults (binary)", () => {
     expect(run(["check", "-c", f]).code).toBe(0);
     const proxy = await startProxy("binary", open, { dir: tempDir() });
     try {
-      expect(proxy.records().find((x) => x.level === "warn" && String(x.msg).includes("accepts ANY TLS client"))).toBeDefined();
+      expect(
+        proxy.records().find((x) => x.level === "warn" && String(x.msg).includes("accepts ANY TLS client")),
+      ).toBeDefined();
       const c = new AdminClient({ ...grpcConfig(pki, grpcPort), clientCa: null, clientCert: null, clientKey: null });
       const s = await c.call<{ unauthenticated_admin: boolean }>("GetStatus");
       c.close();
@@ -266,7 +336,9 @@ describe("admin API defaults (binary)", () => {
 
   test("the unix socket stays 0600 and its owner may mutate; the audit identity is unix", async () => {
     const dir = tempDir();
-    const proxy = await startProxy("binary", `${listenerToml(freePort(), {})}\n[grpc]\naddr = "unix:admin.sock"\n`, { dir });
+    const proxy = await startProxy("binary", `${listenerToml(freePort(), {})}\n[grpc]\naddr = "unix:admin.sock"\n`, {
+      dir,
+    });
     try {
       const sock = join(dir, "admin.sock");
       expect(statSync(sock).mode & 0o777).toBe(0o600);
@@ -275,7 +347,11 @@ describe("admin API defaults (binary)", () => {
       await c.call("AddRoute", { listener: l, route: { hostname: "u.example.com", backend: "127.0.0.1:9" } });
       c.close();
       await waitFor(() => proxy.records().some((r) => r.msg === "admin"), 3000, "audit line");
-      expect(proxy.records().find((r) => r.msg === "admin")).toMatchObject({ method: "AddRoute", identity: "unix", code: "OK" });
+      expect(proxy.records().find((r) => r.msg === "admin")).toMatchObject({
+        method: "AddRoute",
+        identity: "unix",
+        code: "OK",
+      });
     } finally {
       await proxy.stop();
     }
@@ -285,7 +361,10 @@ describe("admin API defaults (binary)", () => {
 describe("a damaged database (binary)", () => {
   test("refused at start naming the file and the restore procedure; the file's mode is not touched", async () => {
     const dir = tempDir();
-    const toml = listenerToml(freePort(), Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`h${i}.example.com`, 1000 + (i % 100)])));
+    const toml = listenerToml(
+      freePort(),
+      Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`h${i}.example.com`, 1000 + (i % 100)])),
+    );
     const proxy = await startProxy("binary", toml, { dir });
     proxy.signal("SIGTERM");
     expect(await proxy.exited).toBe(0);
@@ -295,7 +374,12 @@ describe("a damaged database (binary)", () => {
     const fd = openSync(db, "r+");
     writeSync(fd, Buffer.alloc(4096, 0x5a), 0, 4096, 4096 * 10);
     closeSync(fd);
-    const r = Bun.spawnSync([...command("binary"), "server", "-c", join(dir, "mc-proxy.toml")], { env: cleanEnv(), stdout: "pipe", stderr: "pipe", cwd: dir });
+    const r = Bun.spawnSync([...command("binary"), "server", "-c", join(dir, "mc-proxy.toml")], {
+      env: cleanEnv(),
+      stdout: "pipe",
+      stderr: "pipe",
+      cwd: dir,
+    });
     expect(r.exitCode).toBe(1);
     const err = r.stderr.toString();
     expect(err).toContain(db);

@@ -31,7 +31,11 @@ client_ca = "${pki.ca}"
   );
   return {
     file,
-    needles: [/listeners\[0\]\.trusted_proxies\[0\][^\n]*10\.0\.0\.0\/8/, /firewall\.geoip_db[^\n]*missing\.mmdb/, /grpc\.tls_key \([^)]*\) does not match grpc\.tls_cert/],
+    needles: [
+      /listeners\[0\]\.trusted_proxies\[0\][^\n]*10\.0\.0\.0\/8/,
+      /firewall\.geoip_db[^\n]*missing\.mmdb/,
+      /grpc\.tls_key \([^)]*\) does not match grpc\.tls_cert/,
+    ],
   };
 }
 
@@ -43,7 +47,8 @@ describe("preflight: every problem in one run (binary)", () => {
     expect(r.code).toBe(1);
     for (const n of needles) expect(r.err).toMatch(n);
     // One problem a line, each naming the file.
-    for (const line of r.err.split("\n").filter((l) => needles.some((n) => n.test(l)))) expect(line).toStartWith(`${file}: `);
+    for (const line of r.err.split("\n").filter((l) => needles.some((n) => n.test(l))))
+      expect(line).toStartWith(`${file}: `);
     expect(r.out).not.toContain("OK");
   });
 
@@ -81,6 +86,15 @@ key = "nope-etcd.key"
     );
     const r = runCli(["check", "-c", file]);
     expect(r.code).toBe(1);
-    for (const key of ["firewall.geoip_db", "grpc.tls_cert", "grpc.tls_key", "grpc.client_ca", "etcd.ca", "etcd.cert", "etcd.key"]) expect(r.err).toContain(`${key}: `);
+    for (const key of [
+      "firewall.geoip_db",
+      "grpc.tls_cert",
+      "grpc.tls_key",
+      "grpc.client_ca",
+      "etcd.ca",
+      "etcd.cert",
+      "etcd.key",
+    ])
+      expect(r.err).toContain(`${key}: `);
   });
 });

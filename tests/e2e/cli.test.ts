@@ -45,7 +45,9 @@ describe("mc-proxy check", () => {
     expect(r.code).toBe(0);
     if (MIGRATE === "1") expect(r.err).not.toContain("tcp_migrate_req");
     else {
-      expect(r.err).toContain(MIGRATE === null ? "this kernel has no net.ipv4.tcp_migrate_req" : `net.ipv4.tcp_migrate_req is ${MIGRATE}`);
+      expect(r.err).toContain(
+        MIGRATE === null ? "this kernel has no net.ipv4.tcp_migrate_req" : `net.ipv4.tcp_migrate_req is ${MIGRATE}`,
+      );
       expect(r.err).toContain("/etc/sysctl.d/");
     }
   });
@@ -61,7 +63,11 @@ describe("mc-proxy check", () => {
 
   test("warns when the listeners' max_connections cannot fit in the open-file limit, naming both numbers", () => {
     const f = configFile(`[[listeners]]\naddr = "127.0.0.1:8443"\nmax_connections = 500\n`);
-    const r = Bun.spawnSync(["prlimit", "--nofile=512:512", ...command("binary"), "check", "-c", f], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync(["prlimit", "--nofile=512:512", ...command("binary"), "check", "-c", f], {
+      env: cleanEnv(),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(r.exitCode).toBe(0);
     const err = r.stderr.toString();
     expect(err).toContain("warning");
@@ -82,19 +88,43 @@ describe("mc-proxy check", () => {
     ["negative timeout", `${LISTENER}[proxy]\nconnect_timeout = "-5s"\n`, ["proxy.connect_timeout", "-5s", "negative"]],
     ["zero hello timeout", `${LISTENER}[proxy]\nhello_timeout = "0s"\n`, ["proxy.hello_timeout", "greater than zero"]],
     ["bare number as duration", `${LISTENER}[proxy]\nidle_timeout = 30\n`, ["proxy.idle_timeout", "30"]],
-    ["bad CIDR", `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.0/33"]\n`, ["firewall.blocked_cidrs[0]", "10.0.0.0/33"]],
-    ["non-canonical CIDR", `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.1/8"]\n`, ["firewall.blocked_cidrs[0]", "10.0.0.1/8", "10.0.0.0/8"]],
+    [
+      "bad CIDR",
+      `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.0/33"]\n`,
+      ["firewall.blocked_cidrs[0]", "10.0.0.0/33"],
+    ],
+    [
+      "non-canonical CIDR",
+      `${LISTENER}[firewall]\nblocked_cidrs = ["10.0.0.1/8"]\n`,
+      ["firewall.blocked_cidrs[0]", "10.0.0.1/8", "10.0.0.0/8"],
+    ],
     ["bad IP", `${LISTENER}[firewall]\nblocked_ips = ["300.1.1.1"]\n`, ["firewall.blocked_ips[0]", "300.1.1.1"]],
-    ["lower-case country", `${LISTENER}[firewall]\ngeoip_db = "g.mmdb"\nblocked_countries = ["kp"]\n`, ["firewall.blocked_countries[0]", "kp"]],
-    ["countries without a GeoIP database", `${LISTENER}[firewall]\nblocked_countries = ["KP"]\n`, ["firewall.geoip_db"]],
+    [
+      "lower-case country",
+      `${LISTENER}[firewall]\ngeoip_db = "g.mmdb"\nblocked_countries = ["kp"]\n`,
+      ["firewall.blocked_countries[0]", "kp"],
+    ],
+    [
+      "countries without a GeoIP database",
+      `${LISTENER}[firewall]\nblocked_countries = ["KP"]\n`,
+      ["firewall.geoip_db"],
+    ],
     ["negative rate limit", `${LISTENER}[firewall]\nrate_limit = -1\n`, ["firewall.rate_limit", "-1"]],
     [
       "duplicate hostname on one listener",
       `${LISTENER}  [[listeners.routes]]\n  hostname = "A.example.com"\n  backend = "127.0.0.1:9002"\n`,
       ["listeners[0].routes[1].hostname", "A.example.com", "duplicates"],
     ],
-    ["bad backend address", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1"\n`, ["listeners[0].routes[0].backend", "127.0.0.1"]],
-    ["backend port out of range", `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:70000"\n`, ["listeners[0].routes[0].backend", "70000"]],
+    [
+      "bad backend address",
+      `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1"\n`,
+      ["listeners[0].routes[0].backend", "127.0.0.1"],
+    ],
+    [
+      "backend port out of range",
+      `[[listeners]]\naddr = ":8443"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:70000"\n`,
+      ["listeners[0].routes[0].backend", "70000"],
+    ],
     ["unknown key", `${LISTENER}[proxy]\nidle_timeot = "5m"\n`, ["proxy.idle_timeot", "unknown key"]],
     [
       "unknown route key",
@@ -133,24 +163,72 @@ describe("mc-proxy check", () => {
       ["listeners[0].routes[0].hostname", "a.*.example.com", "wildcard"],
     ],
     ["bad listener address", `[[listeners]]\naddr = "localhost"\n`, ["listeners[0].addr", "localhost"]],
-    ["duplicate listener address", `${LISTENER}[[listeners]]\naddr = "127.0.0.1:8443"\n`, ["listeners[1].addr", "127.0.0.1:8443"]],
+    [
+      "duplicate listener address",
+      `${LISTENER}[[listeners]]\naddr = "127.0.0.1:8443"\n`,
+      ["listeners[1].addr", "127.0.0.1:8443"],
+    ],
     ["no listeners", `[proxy]\nidle_timeout = "5m"\n`, ["listeners", "required"]],
     ["bad log level", `${LISTENER}[log]\nlevel = "verbose"\n`, ["log.level", "verbose"]],
-    ["fingerprints top out of range", `${LISTENER}[fingerprints]\ntop = 10001\n`, ["fingerprints.top", "10001", "0-10000"]],
+    [
+      "fingerprints top out of range",
+      `${LISTENER}[fingerprints]\ntop = 10001\n`,
+      ["fingerprints.top", "10001", "0-10000"],
+    ],
     ["fingerprints window too short", `${LISTENER}[fingerprints]\nwindow = "5s"\n`, ["fingerprints.window", "10s-24h"]],
     ["max_hello_bytes too small", `${LISTENER}[proxy]\nmax_hello_bytes = 100\n`, ["proxy.max_hello_bytes", "100"]],
     ["TCP admin address without TLS", `${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\n`, ["grpc.tls_cert"]],
-    ["proxy_protocol without trusted_proxies", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\n`, ["listeners[0].trusted_proxies", "required"]],
-    ["trusted_proxies without proxy_protocol", `[[listeners]]\naddr = ":8443"\ntrusted_proxies = ["10.0.0.0/8"]\n`, ["listeners[0].trusted_proxies", "proxy_protocol = true"]],
-    ["empty trusted_proxies", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = []\n`, ["listeners[0].trusted_proxies", "empty"]],
-    ["non-canonical trusted proxy", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.1/8"]\n`, ["listeners[0].trusted_proxies[0]", "10.0.0.0/8"]],
-    ["trusted proxy with a zone id", `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = ["fe80::1%eth0"]\n`, ["listeners[0].trusted_proxies[0]", "zone"]],
-    ["metrics path without a slash", `${LISTENER}[metrics]\naddr = "127.0.0.1:9102"\npath = "metrics"\n`, ["metrics.path", "metrics"]],
-    ["metrics on a proxy listener's address", `${LISTENER}[metrics]\naddr = ":8443"\n`, ["metrics.addr", "listeners[0]"]],
-    ["metrics on the admin API's address", `${LISTENER}[grpc]\naddr = "unix:a.sock"\n[metrics]\naddr = "unix:a.sock"\n`, ["metrics.addr", "grpc.addr"]],
+    [
+      "proxy_protocol without trusted_proxies",
+      `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\n`,
+      ["listeners[0].trusted_proxies", "required"],
+    ],
+    [
+      "trusted_proxies without proxy_protocol",
+      `[[listeners]]\naddr = ":8443"\ntrusted_proxies = ["10.0.0.0/8"]\n`,
+      ["listeners[0].trusted_proxies", "proxy_protocol = true"],
+    ],
+    [
+      "empty trusted_proxies",
+      `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = []\n`,
+      ["listeners[0].trusted_proxies", "empty"],
+    ],
+    [
+      "non-canonical trusted proxy",
+      `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.1/8"]\n`,
+      ["listeners[0].trusted_proxies[0]", "10.0.0.0/8"],
+    ],
+    [
+      "trusted proxy with a zone id",
+      `[[listeners]]\naddr = ":8443"\nproxy_protocol = true\ntrusted_proxies = ["fe80::1%eth0"]\n`,
+      ["listeners[0].trusted_proxies[0]", "zone"],
+    ],
+    [
+      "metrics path without a slash",
+      `${LISTENER}[metrics]\naddr = "127.0.0.1:9102"\npath = "metrics"\n`,
+      ["metrics.path", "metrics"],
+    ],
+    [
+      "metrics on a proxy listener's address",
+      `${LISTENER}[metrics]\naddr = ":8443"\n`,
+      ["metrics.addr", "listeners[0]"],
+    ],
+    [
+      "metrics on the admin API's address",
+      `${LISTENER}[grpc]\naddr = "unix:a.sock"\n[metrics]\naddr = "unix:a.sock"\n`,
+      ["metrics.addr", "grpc.addr"],
+    ],
     ["metrics without an address", `${LISTENER}[metrics]\npath = "/m"\n`, ["metrics.addr", "required"]],
-    ["bad send_proxy_protocol", `${LISTENER}  send_proxy_protocol = "v3"\n`, ["listeners[0].routes[0].send_proxy_protocol", "v3"]],
-    ["default_backend_send_proxy_protocol without a default_backend", `[[listeners]]\naddr = ":8443"\ndefault_backend_send_proxy_protocol = "v2"\n`, ["default_backend_send_proxy_protocol"]],
+    [
+      "bad send_proxy_protocol",
+      `${LISTENER}  send_proxy_protocol = "v3"\n`,
+      ["listeners[0].routes[0].send_proxy_protocol", "v3"],
+    ],
+    [
+      "default_backend_send_proxy_protocol without a default_backend",
+      `[[listeners]]\naddr = ":8443"\ndefault_backend_send_proxy_protocol = "v2"\n`,
+      ["default_backend_send_proxy_protocol"],
+    ],
     ["not TOML", `[[listeners]\naddr = `, ["not valid TOML"]],
     ["wrong type", `[[listeners]]\naddr = ":8443"\nmax_connections = "ten"\n`, ["listeners[0].max_connections", "ten"]],
   ];
@@ -172,7 +250,9 @@ describe("mc-proxy check", () => {
   });
 
   test("admin API certificate files that cannot be read fail the check, naming the key", () => {
-    const f = configFile(`${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\ntls_cert = "nope.pem"\ntls_key = "nope.key"\nclient_ca = "nope-ca.pem"\n`);
+    const f = configFile(
+      `${LISTENER}[grpc]\naddr = "127.0.0.1:9090"\ntls_cert = "nope.pem"\ntls_key = "nope.key"\nclient_ca = "nope-ca.pem"\n`,
+    );
     const r = run(["check", "-c", f]);
     expect(r.code).toBe(1);
     expect(r.err).toContain("grpc.tls_cert");

@@ -45,7 +45,9 @@ async function saturate(nofile: number, clients: number): Promise<void> {
     },
   });
   const port = freePort();
-  const proxy = await startProxy("binary", listenerToml(port, { "held.example.com": backend.port }), { wrap: ["prlimit", `--nofile=${nofile}:${nofile}`] });
+  const proxy = await startProxy("binary", listenerToml(port, { "held.example.com": backend.port }), {
+    wrap: ["prlimit", `--nofile=${nofile}:${nofile}`],
+  });
   const sockets: Socket<Held>[] = [];
   try {
     const limit = proxy.records().find((x) => x.msg === "file descriptor limit")!;
@@ -58,7 +60,12 @@ async function saturate(nofile: number, clients: number): Promise<void> {
     expect(cap).toBe(Math.floor((nofile - (16 + loops * 7)) / 2));
     const hello = helloFor("held.example.com");
     // A client reset before Bun's open callback shows up as a rejected connect.
-    const states: Held[] = Array.from({ length: clients }, () => ({ openedAt: performance.now(), closedAt: 0, error: null, echoed: 0 }));
+    const states: Held[] = Array.from({ length: clients }, () => ({
+      openedAt: performance.now(),
+      closedAt: 0,
+      error: null,
+      echoed: 0,
+    }));
     await Promise.all(
       states.map((st) =>
         Bun.connect<Held>({
@@ -95,7 +102,11 @@ async function saturate(nofile: number, clients: number): Promise<void> {
     expect(refused.filter((s) => (s.error !== "ECONNRESET" && s.error !== "eof") || s.echoed !== 0)).toEqual([]);
     const slowest = Math.max(...refused.map((s) => s.closedAt - s.openedAt));
     expect(slowest).toBeLessThan(2000);
-    await waitFor(() => proxy.access().filter((r) => r.outcome === "over_capacity").length === clients - cap, 5000, "over_capacity records");
+    await waitFor(
+      () => proxy.access().filter((r) => r.outcome === "over_capacity").length === clients - cap,
+      5000,
+      "over_capacity records",
+    );
 
     // Saturated and quiet: the process must not spin (< 5 % of a core).
     const c0 = cpuSeconds(proxy.pid);

@@ -26,9 +26,11 @@ test("mixed traffic from curl, openssl and Python: exact counts per fingerprint 
     { dir },
   );
   const admin = new AdminClient(unixGrpcConfig(`${dir}/admin.sock`));
-  const run = async (cmd: string[]) => void (await Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
+  const run = async (cmd: string[]) =>
+    void (await Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
   const clients: Record<string, () => Promise<void>> = {
-    curl: () => run(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`]),
+    curl: () =>
+      run(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`]),
     openssl: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_3"]),
     python: () =>
       run([
@@ -44,7 +46,8 @@ test("mixed traffic from curl, openssl and Python: exact counts per fingerprint 
     const fp: Record<string, string> = {};
     for (const [name, n] of Object.entries(counts)) {
       const before = proxy.access().length;
-      for (let i = 0; i < n; i += 4) await Promise.all(Array.from({ length: Math.min(4, n - i) }, () => clients[name]!()));
+      for (let i = 0; i < n; i += 4)
+        await Promise.all(Array.from({ length: Math.min(4, n - i) }, () => clients[name]!()));
       await waitFor(() => proxy.access().length >= before + n, 10_000, `${name}'s ${n} records`);
       const mine = proxy.access().slice(before);
       expect(mine.length).toBe(n);
@@ -66,14 +69,22 @@ test("mixed traffic from curl, openssl and Python: exact counts per fingerprint 
 
     const r = await admin.call<FingerprintsReply>("ListFingerprints", {});
     expect(r).toMatchObject({ window_seconds: 300, capacity: 100, workers: 2 });
-    const top = r.fingerprints.map((f) => ({ ja4: f.ja4, connections: f.connections, blocked: f.blocked, error: f.error, networks: f.client_networks }));
+    const top = r.fingerprints.map((f) => ({
+      ja4: f.ja4,
+      connections: f.connections,
+      blocked: f.blocked,
+      error: f.error,
+      networks: f.client_networks,
+    }));
     expect(top).toEqual([
       { ja4: fp.curl!, connections: 24, blocked: 0, error: 0, networks: 1 },
       { ja4: fp.openssl!, connections: 14, blocked: 3, error: 0, networks: 1 },
       { ja4: fp.python!, connections: 5, blocked: 0, error: 0, networks: 1 },
     ]);
     for (const f of r.fingerprints) expect(f.last_seen_unix_ms).toBeGreaterThanOrEqual(f.first_seen_unix_ms);
-    expect((await admin.call<FingerprintsReply>("ListFingerprints", { limit: 1 })).fingerprints.map((f) => f.ja4)).toEqual([fp.curl!]);
+    expect(
+      (await admin.call<FingerprintsReply>("ListFingerprints", { limit: 1 })).fingerprints.map((f) => f.ja4),
+    ).toEqual([fp.curl!]);
     const bad = await admin.call("ListFingerprints", { limit: 20_000 }).catch((e: Error) => e);
     expect(String(bad)).toContain("limit: 20000 must be 1-10000");
 
@@ -112,7 +123,12 @@ test("[fingerprints] top = 0 turns the table off: ListFingerprints says so, and 
   );
   const admin = new AdminClient(unixGrpcConfig(`${dir}/admin.sock`));
   try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, tls: { serverName: HOST, rejectUnauthorized: false }, socket: { data() {}, error() {} } });
+    const s = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      tls: { serverName: HOST, rejectUnauthorized: false },
+      socket: { data() {}, error() {} },
+    });
     await waitFor(() => proxy.access().length > 0 || be.connections > 0, 5000, "a connection");
     s.end();
     const r = await admin.call<FingerprintsReply>("ListFingerprints", {});

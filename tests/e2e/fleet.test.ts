@@ -31,7 +31,11 @@ interface Instance {
   admin: AdminClient;
 }
 
-async function instance(endpoints: string[], prefix: string, opts: { dir?: string; port?: number; routes?: string; extra?: string; etcdExtra?: string } = {}): Promise<Instance> {
+async function instance(
+  endpoints: string[],
+  prefix: string,
+  opts: { dir?: string; port?: number; routes?: string; extra?: string; etcdExtra?: string } = {},
+): Promise<Instance> {
   const dir = opts.dir ?? tempDir();
   const port = opts.port ?? freePort();
   const proxy = await startProxy("binary", fleetToml(endpoints, prefix, port, opts), { dir });
@@ -39,7 +43,9 @@ async function instance(endpoints: string[], prefix: string, opts: { dir?: strin
 }
 
 async function routesOf(i: Instance): Promise<string[]> {
-  const r = await i.admin.call<{ listeners: { routes: { hostname: string; backend: string }[] }[] }>("ListRoutes", { listener: "public" });
+  const r = await i.admin.call<{ listeners: { routes: { hostname: string; backend: string }[] }[] }>("ListRoutes", {
+    listener: "public",
+  });
   return r.listeners[0]!.routes.map((x) => `${x.hostname}=${x.backend}`);
 }
 
@@ -73,7 +79,10 @@ describe("fleet mode (binary, etcd)", () => {
     try {
       // AddRoute on A → real connections through B and C.
       const t0 = performance.now();
-      await a.admin.call("AddRoute", { listener: "public", route: { hostname: "new.example.com", backend: `127.0.0.1:${be.port}` } });
+      await a.admin.call("AddRoute", {
+        listener: "public",
+        route: { hostname: "new.example.com", backend: `127.0.0.1:${be.port}` },
+      });
       for (const x of [b, c]) {
         let got = "";
         while (performance.now() - t0 < 1000 && got !== "fleet-backend") got = await answer(x.port, "new.example.com");
@@ -84,14 +93,16 @@ describe("fleet mode (binary, etcd)", () => {
       const t1 = performance.now();
       for (const x of [b, c]) {
         let end = "";
-        while (performance.now() - t1 < 1000 && end !== "reset") end = (await rawExchange(x.port, helloFor("new.example.com"), { timeoutMs: 300 })).end;
+        while (performance.now() - t1 < 1000 && end !== "reset")
+          end = (await rawExchange(x.port, helloFor("new.example.com"), { timeoutMs: 300 })).end;
         expect(end).toBe("reset");
       }
       await a.admin.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_CIDR", value: "198.51.100.0/24" } });
       for (const x of [b, c]) {
         const end = Date.now() + 1000;
         let rules: { value: string }[] = [];
-        while (Date.now() < end && rules.length === 0) rules = (await x.admin.call<{ rules: { value: string }[] }>("GetFirewallRules")).rules;
+        while (Date.now() < end && rules.length === 0)
+          rules = (await x.admin.call<{ rules: { value: string }[] }>("GetFirewallRules")).rules;
         expect(rules.map((r) => r.value)).toEqual(["198.51.100.0/24"]);
       }
       // 100 changes: the time until both B and C list each new route.
@@ -99,17 +110,23 @@ describe("fleet mode (binary, etcd)", () => {
       for (let i = 0; i < 100; i++) {
         const host = `c${i}.example.com`;
         const start = performance.now();
-        await a.admin.call("AddRoute", { listener: "public", route: { hostname: host, backend: `127.0.0.1:${be.port}` } });
+        await a.admin.call("AddRoute", {
+          listener: "public",
+          route: { hostname: host, backend: `127.0.0.1:${be.port}` },
+        });
         const seen = [false, false];
         while (!seen[0] || !seen[1]) {
           if (performance.now() - start > 2000) throw new Error(`change ${i} did not converge within 2 s`);
-          for (const [k, x] of [b, c].entries()) if (!seen[k]) seen[k] = (await routesOf(x)).some((r) => r.startsWith(`${host}=`));
+          for (const [k, x] of [b, c].entries())
+            if (!seen[k]) seen[k] = (await routesOf(x)).some((r) => r.startsWith(`${host}=`));
         }
         times.push(performance.now() - start);
       }
       const p50 = percentile(times, 0.5);
       const p99 = percentile(times, 0.99);
-      console.log(`fleet convergence over 100 AddRoute calls (A → B and C): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms`);
+      console.log(
+        `fleet convergence over 100 AddRoute calls (A → B and C): p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...times).toFixed(1)} ms`,
+      );
       expect(p99).toBeLessThan(1000);
       const s = await b.admin.call<{ store: string }>("GetStatus");
       expect(s.store).toMatch(/^etcd: synced at revision \d+$/);
@@ -121,9 +138,15 @@ describe("fleet mode (binary, etcd)", () => {
   test("two instances started at the same instant on an empty prefix seed exactly once", async () => {
     if (skip !== null) return void console.warn(`SKIP: fleet: ${skip}`);
     const prefix = "/mcp/seed-race/";
-    const routes = Array.from({ length: 150 }, (_, i) => `  [[listeners.routes]]\n  hostname = "r${i}.example.com"\n  backend = "127.0.0.1:${1000 + i}"\n`).join("");
+    const routes = Array.from(
+      { length: 150 },
+      (_, i) => `  [[listeners.routes]]\n  hostname = "r${i}.example.com"\n  backend = "127.0.0.1:${1000 + i}"\n`,
+    ).join("");
     const extra = `[firewall]\nblocked_ips = ["192.0.2.1", "192.0.2.2"]\nblocked_cidrs = ["198.51.100.0/24"]\n`;
-    const [x, y] = await Promise.all([instance(etcd.endpoints, prefix, { routes, extra }), instance(etcd.endpoints, prefix, { routes, extra })]);
+    const [x, y] = await Promise.all([
+      instance(etcd.endpoints, prefix, { routes, extra }),
+      instance(etcd.endpoints, prefix, { routes, extra }),
+    ]);
     all.push(x, y);
     const client = new Etcd3({ hosts: etcd.endpoints });
     try {
@@ -132,15 +155,22 @@ describe("fleet mode (binary, etcd)", () => {
       const ruleKeys = kv.filter((k) => k.startsWith(`${prefix}rules/`));
       expect(routeKeys.length).toBe(150);
       expect(new Set(routeKeys).size).toBe(150);
-      expect(ruleKeys.sort()).toEqual([`${prefix}rules/cidr/198.51.100.0%2F24`, `${prefix}rules/ip/192.0.2.1`, `${prefix}rules/ip/192.0.2.2`]);
-      const seeders = [x, y].filter((i) => i.proxy.records().some((r) => r.msg === "etcd: seeded the fleet from this config"));
+      expect(ruleKeys.sort()).toEqual([
+        `${prefix}rules/cidr/198.51.100.0%2F24`,
+        `${prefix}rules/ip/192.0.2.1`,
+        `${prefix}rules/ip/192.0.2.2`,
+      ]);
+      const seeders = [x, y].filter((i) =>
+        i.proxy.records().some((r) => r.msg === "etcd: seeded the fleet from this config"),
+      );
       expect(seeders.length).toBe(1);
       // The seeder writes 150 routes in two transactions (etcd's 128-operation
       // limit); the other instance (either may lose) may have read between
       // them and takes the rest from its watch (docs/FLEET.md, seeding).
       const all150 = async (i: Instance) => {
         let got = await routesOf(i);
-        for (const end = Date.now() + 2000; got.length < 150 && Date.now() < end; got = await routesOf(i)) await sleep(20);
+        for (const end = Date.now() + 2000; got.length < 150 && Date.now() < end; got = await routesOf(i))
+          await sleep(20);
         return got;
       };
       const [gx, gy] = [await all150(x), await all150(y)];
@@ -165,17 +195,25 @@ describe("fleet mode (binary, etcd)", () => {
     d.admin.close();
     d.proxy.signal("SIGTERM");
     expect(await d.proxy.exited).toBe(0);
-    await a.admin.call("AddRoute", { listener: "public", route: { hostname: "while-d-away.example.com", backend: `127.0.0.1:${be.port}` } });
+    await a.admin.call("AddRoute", {
+      listener: "public",
+      route: { hostname: "while-d-away.example.com", backend: `127.0.0.1:${be.port}` },
+    });
     all.push(a, b);
     try {
       await etcd.stopAll();
       // Routing goes on, for known and new connections.
       for (const x of [a, b]) expect(await answer(x.port, "keep.example.com")).toBe("outage-backend");
       const t0 = performance.now();
-      const err = await a.admin.call("AddRoute", { listener: "public", route: { hostname: "during.example.com", backend: `127.0.0.1:${be.port}` } }).then(
-        () => null,
-        (e: AdminCallError) => e,
-      );
+      const err = await a.admin
+        .call("AddRoute", {
+          listener: "public",
+          route: { hostname: "during.example.com", backend: `127.0.0.1:${be.port}` },
+        })
+        .then(
+          () => null,
+          (e: AdminCallError) => e,
+        );
       const took = performance.now() - t0;
       expect(err).toBeInstanceOf(AdminCallError);
       expect(err!.code).toBe("UNAVAILABLE");
@@ -184,7 +222,10 @@ describe("fleet mode (binary, etcd)", () => {
       expect(err!.details).not.toContain("cannot reach the admin API");
       expect(took).toBeLessThan(2500);
       // The CLI says the same, in one line.
-      const cli = Bun.spawnSync([...command("binary"), "routes", "add", "-c", join(a.dir, "mc-proxy.toml"), "x.example.com", "127.0.0.1:1"], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const cli = Bun.spawnSync(
+        [...command("binary"), "routes", "add", "-c", join(a.dir, "mc-proxy.toml"), "x.example.com", "127.0.0.1:1"],
+        { env: cleanEnv(), stdout: "pipe", stderr: "pipe" },
+      );
       expect(cli.exitCode).toBe(1);
       expect(cli.stderr.toString()).toContain("UNAVAILABLE: the store (etcd) is unreachable");
       expect(await routesOf(a)).not.toContain(`during.example.com=127.0.0.1:${be.port}`);
@@ -200,10 +241,15 @@ describe("fleet mode (binary, etcd)", () => {
       const end = Date.now() + 15_000;
       let ok = false;
       while (!ok && Date.now() < end) {
-        ok = await a.admin.call("AddRoute", { listener: "public", route: { hostname: "after.example.com", backend: `127.0.0.1:${be.port}` } }).then(
-          () => true,
-          () => false,
-        );
+        ok = await a.admin
+          .call("AddRoute", {
+            listener: "public",
+            route: { hostname: "after.example.com", backend: `127.0.0.1:${be.port}` },
+          })
+          .then(
+            () => true,
+            () => false,
+          );
         if (!ok) await sleep(200);
       }
       expect(ok).toBe(true);
@@ -294,16 +340,24 @@ describe("fleet mode on a three-member etcd cluster (binary)", () => {
       const e = await instance([`http://127.0.0.1:${r.port}`], prefix);
       insts.push(a, b, e);
       await etcd.stop(etcd.members[2]!);
-      await a.admin.call("AddRoute", { listener: "public", route: { hostname: "m.example.com", backend: `127.0.0.1:${be.port}` } });
+      await a.admin.call("AddRoute", {
+        listener: "public",
+        route: { hostname: "m.example.com", backend: `127.0.0.1:${be.port}` },
+      });
       for (const x of [b, e]) {
         const until = Date.now() + 3000;
-        while (Date.now() < until && !(await routesOf(x)).includes(`m.example.com=127.0.0.1:${be.port}`)) await sleep(50);
+        while (Date.now() < until && !(await routesOf(x)).includes(`m.example.com=127.0.0.1:${be.port}`))
+          await sleep(50);
         expect(await routesOf(x)).toContain(`m.example.com=127.0.0.1:${be.port}`);
       }
       // Cut E off, change things, compact past E's revision, restore.
       r.cut();
       await sleep(300);
-      for (let i = 0; i < 5; i++) await a.admin.call("AddRoute", { listener: "public", route: { hostname: `k${i}.example.com`, backend: `127.0.0.1:${be.port}` } });
+      for (let i = 0; i < 5; i++)
+        await a.admin.call("AddRoute", {
+          listener: "public",
+          route: { hostname: `k${i}.example.com`, backend: `127.0.0.1:${be.port}` },
+        });
       await a.admin.call("RemoveRoute", { listener: "public", hostname: "m.example.com" });
       const client = new Etcd3({ hosts: etcd.endpoints.slice(0, 2) });
       const rev = (await client.get(`${prefix}schema`).exec()).header.revision;
@@ -314,7 +368,11 @@ describe("fleet mode on a three-member etcd cluster (binary)", () => {
       let routes: string[] = [];
       while (Date.now() < until) {
         routes = await routesOf(e);
-        if (routes.includes(`k4.example.com=127.0.0.1:${be.port}`) && !routes.includes(`m.example.com=127.0.0.1:${be.port}`)) break;
+        if (
+          routes.includes(`k4.example.com=127.0.0.1:${be.port}`) &&
+          !routes.includes(`m.example.com=127.0.0.1:${be.port}`)
+        )
+          break;
         await sleep(100);
       }
       expect(routes).toContain(`k4.example.com=127.0.0.1:${be.port}`);
@@ -344,26 +402,52 @@ describe("fleet mode over TLS (binary)", () => {
     const insts: Instance[] = [];
     try {
       const be = named("tls-backend");
-      const a = await instance(etcd.endpoints, "/mcp/tls/", { etcdExtra: tls, routes: `  [[listeners.routes]]\n  hostname = "t.example.com"\n  backend = "127.0.0.1:${be.port}"\n` });
+      const a = await instance(etcd.endpoints, "/mcp/tls/", {
+        etcdExtra: tls,
+        routes: `  [[listeners.routes]]\n  hostname = "t.example.com"\n  backend = "127.0.0.1:${be.port}"\n`,
+      });
       insts.push(a);
       expect(await answer(a.port, "t.example.com")).toBe("tls-backend");
       expect((await a.admin.call<{ store: string }>("GetStatus")).store).toMatch(/^etcd: synced/);
       // A wrong CA: refused at start, exit 1, saying what to check.
       const dir = tempDir();
-      writeFileSync(join(dir, "c.toml"), fleetToml(etcd.endpoints, "/mcp/tls/", freePort(), { etcdExtra: `ca = "${pki.dir}/foreign-ca.pem"\ncert = "${pki.clientCert}"\nkey = "${pki.clientKey}"\n` }));
-      const bad = Bun.spawnSync([...command("binary"), "server", "-c", join(dir, "c.toml")], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+      writeFileSync(
+        join(dir, "c.toml"),
+        fleetToml(etcd.endpoints, "/mcp/tls/", freePort(), {
+          etcdExtra: `ca = "${pki.dir}/foreign-ca.pem"\ncert = "${pki.clientCert}"\nkey = "${pki.clientKey}"\n`,
+        }),
+      );
+      const bad = Bun.spawnSync([...command("binary"), "server", "-c", join(dir, "c.toml")], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 20_000,
+      });
       expect(bad.exitCode).toBe(1);
       expect(bad.stderr.toString()).toContain("etcd: the TLS handshake failed");
       // Snapshot of the fleet, imported into an empty prefix: the same state.
       const snap = join(tempDir(), "fleet.db");
-      const s = Bun.spawnSync([...command("binary"), "snapshot", "-c", join(a.dir, "mc-proxy.toml"), "-o", snap], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const s = Bun.spawnSync([...command("binary"), "snapshot", "-c", join(a.dir, "mc-proxy.toml"), "-o", snap], {
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(s.stdout.toString()).toContain("at revision");
       const dir2 = tempDir();
       writeFileSync(join(dir2, "c.toml"), fleetToml(etcd.endpoints, "/mcp/tls-copy/", freePort(), { etcdExtra: tls }));
-      const imp = Bun.spawnSync([...command("binary"), "store", "import", "-c", join(dir2, "c.toml"), snap], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const imp = Bun.spawnSync([...command("binary"), "store", "import", "-c", join(dir2, "c.toml"), snap], {
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(imp.stderr.toString()).toBe("");
       expect(imp.stdout.toString()).toContain("1 route(s)");
-      const again = Bun.spawnSync([...command("binary"), "store", "import", "-c", join(dir2, "c.toml"), snap], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const again = Bun.spawnSync([...command("binary"), "store", "import", "-c", join(dir2, "c.toml"), snap], {
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(again.exitCode).toBe(1);
       expect(again.stderr.toString()).toContain("import only into an empty prefix");
       const b = await instance(etcd.endpoints, "/mcp/tls-copy/", { etcdExtra: tls });

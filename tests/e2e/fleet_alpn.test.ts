@@ -47,12 +47,20 @@ describe("fleet: ALPN routes and route policy in etcd (binary)", () => {
     // Exactly what release 0.2.0 writes when it seeds a fleet (etcd_layout.ts at 61fe203).
     const v1 = (port: number, over: Record<string, unknown> = {}) => v1RouteValue(`127.0.0.1:${port}`, over);
     await client.put(`${prefix}schema`).value("1");
-    await client.put(`${prefix}seeded`).value(JSON.stringify({ version: 1, by: "release-0.2.0", at: "2026-12-05T00:00:00.000Z" }));
+    await client
+      .put(`${prefix}seeded`)
+      .value(JSON.stringify({ version: 1, by: "release-0.2.0", at: "2026-12-05T00:00:00.000Z" }));
     await client.put(`${prefix}listeners/public`).value(JSON.stringify({ version: 1, max_connections: 0 }));
     await client.put(`${prefix}routes/public/app.example.com`).value(v1(app!.port));
-    await client
-      .put(`${prefix}routes/public/pool.example.com`)
-      .value(v1(pool2!.port, { balance: "least_connections", health_check: "off", check: { intervalMs: 2000 }, retries: 1, connect_timeout_ms: 1500 }));
+    await client.put(`${prefix}routes/public/pool.example.com`).value(
+      v1(pool2!.port, {
+        balance: "least_connections",
+        health_check: "off",
+        check: { intervalMs: 2000 },
+        retries: 1,
+        connect_timeout_ms: 1500,
+      }),
+    );
     const port = freePort();
     const dir = tempDir();
     const proxy = await startProxy("binary", fleetToml(etcd.endpoints, prefix, port), { dir });
@@ -60,8 +68,20 @@ describe("fleet: ALPN routes and route policy in etcd (binary)", () => {
     try {
       expect(await answer(port, "app.example.com")).toBe("app");
       expect(await answer(port, "pool.example.com")).toBe("pool");
-      await admin.call("AddRoute", { listener: "public", route: { hostname: "app.example.com", backend: `127.0.0.1:${acme!.port}`, alpn: ["acme-tls/1"] } });
-      await admin.call("AddRoute", { listener: "public", route: { hostname: "app.example.com", backend: `127.0.0.1:${xmpp!.port}`, alpn: ["xmpp-client"], allow: ["127.0.0.1"], max_connections: 5 } });
+      await admin.call("AddRoute", {
+        listener: "public",
+        route: { hostname: "app.example.com", backend: `127.0.0.1:${acme!.port}`, alpn: ["acme-tls/1"] },
+      });
+      await admin.call("AddRoute", {
+        listener: "public",
+        route: {
+          hostname: "app.example.com",
+          backend: `127.0.0.1:${xmpp!.port}`,
+          alpn: ["xmpp-client"],
+          allow: ["127.0.0.1"],
+          max_connections: 5,
+        },
+      });
       expect(await answer(port, "app.example.com", ["acme-tls/1"])).toBe("acme");
       expect(await answer(port, "app.example.com", ["h2"])).toBe("app");
       expect(await answer(port, "app.example.com", ["xmpp-client"])).toBe("xmpp");
@@ -71,10 +91,19 @@ describe("fleet: ALPN routes and route policy in etcd (binary)", () => {
       const xmppKey = await client.get(`${prefix}routes/public/app.example.com/xmpp-client`).string();
       expect(JSON.parse(xmppKey!)).toMatchObject({ version: 2, allow: ["127.0.0.1/32"], max_connections: 5 });
       // The plain route's key is as 0.2.0 wrote it: an older member still reads it.
-      expect(JSON.parse((await client.get(`${prefix}routes/public/app.example.com`).string())!)).toMatchObject({ version: 1 });
+      expect(JSON.parse((await client.get(`${prefix}routes/public/app.example.com`).string())!)).toMatchObject({
+        version: 1,
+      });
       // A key put by hand that claims acme-tls/1 again: refused by key, the first route stands.
       await client.put(`${prefix}routes/public/app.example.com/acme-tls%2F1%2Ch2`).value(v1(xmpp!.port));
-      await waitFor(() => proxy.records().some((r) => r.msg === "etcd: invalid value ignored" && String(r.key).endsWith("acme-tls%2F1%2Ch2")), 5000, "the clash logged");
+      await waitFor(
+        () =>
+          proxy
+            .records()
+            .some((r) => r.msg === "etcd: invalid value ignored" && String(r.key).endsWith("acme-tls%2F1%2Ch2")),
+        5000,
+        "the clash logged",
+      );
       expect(await answer(port, "app.example.com", ["acme-tls/1"])).toBe("acme");
       expect(await answer(port, "app.example.com", ["h2"])).toBe("app");
       // Removing the ALPN route over the API deletes its key only.

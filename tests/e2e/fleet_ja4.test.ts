@@ -41,13 +41,21 @@ test("a ja4 rule added on member A resets that client on member B within a secon
     }
     const [a, b] = members as [(typeof members)[0], (typeof members)[0]];
     const curl = async (port: number) => {
-      const p = Bun.spawn(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`], { stdout: "pipe", stderr: "ignore" });
+      const p = Bun.spawn(
+        ["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`],
+        { stdout: "pipe", stderr: "ignore" },
+      );
       const out = await new Response(p.stdout).text();
       await p.exited;
       return out;
     };
     const openssl = async (port: number) =>
-      void (await Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_2"], { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
+      void (await Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_2"], {
+        stdin: "ignore",
+        stdout: "ignore",
+        stderr: "ignore",
+        timeout: 5000,
+      }).exited);
     expect(await curl(b.port)).toBe("hello from be\n");
     await waitFor(() => b.proxy.access().length > 0, 5000, "curl's record");
     const fp = String(b.proxy.access()[0]!.ja4);
@@ -58,7 +66,11 @@ test("a ja4 rule added on member A resets that client on member B within a secon
     while ((await curl(b.port)) !== "" && Date.now() - t0 < 5000) await sleep(50);
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(await Promise.all([curl(b.port), curl(b.port), curl(a.port), curl(a.port)])).toEqual(["", "", "", ""]);
-    await waitFor(() => b.proxy.access().some((r) => r.outcome === "blocked_ja4" && r.ja4 === fp), 5000, "B's blocked_ja4 record");
+    await waitFor(
+      () => b.proxy.access().some((r) => r.outcome === "blocked_ja4" && r.ja4 === fp),
+      5000,
+      "B's blocked_ja4 record",
+    );
     // Another client (openssl, TLS 1.2) still gets through on both.
     const before = b.proxy.access().length;
     await openssl(b.port);

@@ -18,7 +18,9 @@ test("after 8 s without etcd, a watching member applies a change made when etcd 
   await etcd.startAll();
   const be = named("back");
   const port = freePort();
-  const proxy = await startProxy("binary", fleetToml(etcd.endpoints, "/mc-reconnect/", port, { workers: 1 }), { dir: tempDir() });
+  const proxy = await startProxy("binary", fleetToml(etcd.endpoints, "/mc-reconnect/", port, { workers: 1 }), {
+    dir: tempDir(),
+  });
   let client: Etcd3 | null = null;
   try {
     await etcd.stopAll();

@@ -23,7 +23,11 @@ async function answer(port: number, sni: string): Promise<string> {
 
 function toml(endpoints: string[], prefix: string, port: number, workers: number, backendPort: number): string {
   const routes = `  [[listeners.routes]]\n  hostname = "good.example.com"\n  backend = "127.0.0.1:${backendPort}"\n`;
-  return fleetToml(endpoints, prefix, port, { routes, workers, extra: `\n[metrics]\naddr = "127.0.0.1:${freePort()}"\n` });
+  return fleetToml(endpoints, prefix, port, {
+    routes,
+    workers,
+    extra: `\n[metrics]\naddr = "127.0.0.1:${freePort()}"\n`,
+  });
 }
 
 /** Until `f` answers `want` (each try a real connection), within `ms`. */
@@ -31,12 +35,14 @@ async function until(f: () => Promise<string>, want: string, ms: number, what: s
   const end = Date.now() + ms;
   let got = "";
   while ((got = await f()) !== want) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what} (last answer ${JSON.stringify(got)})`);
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${what} (last answer ${JSON.stringify(got)})`);
     await sleep(50);
   }
 }
 
-const routeJson = (backendPort: number, over: Record<string, unknown> = {}) => v1RouteValue(`127.0.0.1:${backendPort}`, over);
+const routeJson = (backendPort: number, over: Record<string, unknown> = {}) =>
+  v1RouteValue(`127.0.0.1:${backendPort}`, over);
 
 describe("fleet: malformed etcd values (binary)", () => {
   let skip: string | null = null;
@@ -63,16 +69,30 @@ describe("fleet: malformed etcd values (binary)", () => {
       const other = named("other");
       const dir = tempDir();
       const port = freePort();
-      let proxy: RunningProxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, workers, be.port), { dir });
+      let proxy: RunningProxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, workers, be.port), {
+        dir,
+      });
       try {
         expect(await answer(port, "good.example.com")).toBe("good");
         const bad: [string, string][] = [
           [`${prefix}rules/ip/zz%3Azz`, '{"version":1}'],
-          [`${prefix}routes/public/w0.example.com`, routeJson(other.port, { backends: [{ addr: `127.0.0.1:${other.port}`, weight: 0, backup: false }] })],
+          [
+            `${prefix}routes/public/w0.example.com`,
+            routeJson(other.port, { backends: [{ addr: `127.0.0.1:${other.port}`, weight: 0, backup: false }] }),
+          ],
           [`${prefix}routes/public/random.example.com`, routeJson(other.port, { balance: "random" })],
           [`${prefix}routes/public/empty.example.com`, routeJson(other.port, { backends: [] })],
           [`${prefix}routes/public/string.example.com`, routeJson(other.port, { backends: `127.0.0.1:${other.port}` })],
-          [`${prefix}routes/public/forty.example.com`, routeJson(other.port, { backends: Array.from({ length: 40 }, (_, i) => ({ addr: `127.0.0.1:${20000 + i}`, weight: 1, backup: false })) })],
+          [
+            `${prefix}routes/public/forty.example.com`,
+            routeJson(other.port, {
+              backends: Array.from({ length: 40 }, (_, i) => ({
+                addr: `127.0.0.1:${20000 + i}`,
+                weight: 1,
+                backup: false,
+              })),
+            }),
+          ],
           [`${prefix}routes/public/notjson.example.com`, "{this is not json"],
           [`${prefix}listeners/public`, '{"version":1,"max_connections":4294967301}'],
         ];
@@ -95,7 +115,8 @@ describe("fleet: malformed etcd values (binary)", () => {
         // Each bad key logged by name, once; none applied.
         const logged = proxy.records().filter((r) => r.msg === "etcd: invalid value ignored");
         for (const [k] of bad) expect([k, logged.filter((r) => r.key === k).length]).toEqual([k, 1]);
-        for (const h of ["w0", "random", "empty", "string", "forty", "notjson"]) expect((await rawExchange(port, helloFor(`${h}.example.com`), { timeoutMs: 300 })).end).toBe("reset");
+        for (const h of ["w0", "random", "empty", "string", "forty", "notjson"])
+          expect((await rawExchange(port, helloFor(`${h}.example.com`), { timeoutMs: 300 })).end).toBe("reset");
         // The listener's limit stayed (0): connections are not refused.
         expect(await answer(port, "good.example.com")).toBe("good");
         // Counted in the metrics.
@@ -145,14 +166,22 @@ describe("fleet: malformed etcd values (binary)", () => {
       return r.end === "reset" ? "reset" : r.received.toString();
     };
     const canonical = `${prefix}routes/public/app.example.com/xmpp-client%2Cxmpp-server`;
-    const bad = [`${prefix}routes/public/app.example.com/xmpp-client,xmpp-server`, `${prefix}routes/public/alias%2Eexample.com`, `${prefix}routes/public/five.example.com/xmpp-client/x`];
+    const bad = [
+      `${prefix}routes/public/app.example.com/xmpp-client,xmpp-server`,
+      `${prefix}routes/public/alias%2Eexample.com`,
+      `${prefix}routes/public/five.example.com/xmpp-client/x`,
+    ];
     const refused = (p: RunningProxy) => p.records().filter((r) => r.msg === "etcd: invalid value ignored");
     let proxy: RunningProxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, 2, be.port), { dir });
     try {
       await client.put(canonical).value(routeJson(canon.port));
       await until(() => xmpp("app.example.com"), "canon", 5000, "the canonical key served");
       for (const k of bad) await client.put(k).value(routeJson(alias.port));
-      await waitFor(() => bad.every((k) => refused(proxy).some((r) => r.key === k)), 5000, "each other spelling logged by key");
+      await waitFor(
+        () => bad.every((k) => refused(proxy).some((r) => r.key === k)),
+        5000,
+        "each other spelling logged by key",
+      );
       expect(refused(proxy).find((r) => r.key === bad[0])!.reason).toContain("xmpp-client%2Cxmpp-server");
       expect(refused(proxy).find((r) => r.key === bad[2])!.reason).toContain("routes/{listener}/{hostname}");
       expect(await xmpp("app.example.com")).toBe("canon");
@@ -193,7 +222,10 @@ describe("fleet: malformed etcd values (binary)", () => {
     let proxy = await startProxy("binary", sqliteToml, { dir });
     let admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
     try {
-      await admin.call("AddRoute", { listener: "public", route: { hostname: "api.example.com", backend: `127.0.0.1:${api.port}` } });
+      await admin.call("AddRoute", {
+        listener: "public",
+        route: { hostname: "api.example.com", backend: `127.0.0.1:${api.port}` },
+      });
       await admin.call("RemoveRoute", { listener: "public", hostname: "good.example.com" });
       await admin.call("AddFirewallRule", { rule: { type: "FIREWALL_RULE_TYPE_IP", value: "192.0.2.77" } });
       await admin.call("SetListenerMaxConnections", { listener: "public", max_connections: 777 });
@@ -203,10 +235,16 @@ describe("fleet: malformed etcd values (binary)", () => {
       const prefix = "/mcp/switched/";
       proxy = await startProxy("binary", toml(etcd.endpoints, prefix, port, 2, be.port), { dir });
       admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
-      const routes = await admin.call<{ listeners: { routes: { hostname: string }[] }[] }>("ListRoutes", { listener: "public" });
+      const routes = await admin.call<{ listeners: { routes: { hostname: string }[] }[] }>("ListRoutes", {
+        listener: "public",
+      });
       expect(routes.listeners[0]!.routes.map((r) => r.hostname)).toEqual(["api.example.com"]);
-      expect((await admin.call<{ rules: { value: string }[] }>("GetFirewallRules")).rules.map((r) => r.value)).toEqual(["192.0.2.77"]);
-      expect((await admin.call<{ listeners: { max_connections: number }[] }>("GetStatus")).listeners[0]!.max_connections).toBe(777);
+      expect((await admin.call<{ rules: { value: string }[] }>("GetFirewallRules")).rules.map((r) => r.value)).toEqual([
+        "192.0.2.77",
+      ]);
+      expect(
+        (await admin.call<{ listeners: { max_connections: number }[] }>("GetStatus")).listeners[0]!.max_connections,
+      ).toBe(777);
       expect(await answer(port, "api.example.com")).toBe("api");
       // In the fleet itself, not only in this member's memory.
       const keys = (await client.getAll().prefix(prefix).keys()).sort();

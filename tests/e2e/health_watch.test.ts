@@ -20,7 +20,10 @@ test("Health.Watch: an open stream hears NOT_SERVING and is ended when the serve
   const port = freePort();
   const proxy = await startProxy("binary", poolConfig(port, [backend.port]), { dir });
   const Health = grpc.makeClientConstructor(healthDefinition()["grpc.health.v1.Health"] as never, "Health");
-  const client = new Health(`unix:${join(dir, "admin.sock")}`, grpc.credentials.createInsecure()) as unknown as { Watch(req: object): import("node:stream").Readable; close(): void };
+  const client = new Health(`unix:${join(dir, "admin.sock")}`, grpc.credentials.createInsecure()) as unknown as {
+    Watch(req: object): import("node:stream").Readable;
+    close(): void;
+  };
   try {
     const statuses: string[] = [];
     let ended = false;

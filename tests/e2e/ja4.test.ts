@@ -16,27 +16,45 @@ test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls, Bun, gnutls-cli and hea
   // A real TLS server behind the proxy: every client finishes its handshake and leaves at once.
   const be = tlsBackend("be", testCert());
   const port = freePort();
-  const proxy = await startProxy("binary", `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[proxy]\nworkers = 2\n`);
-  const run = async (cmd: string[]) => void (await Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
+  const proxy = await startProxy(
+    "binary",
+    `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[proxy]\nworkers = 2\n`,
+  );
+  const run = async (cmd: string[]) =>
+    void (await Bun.spawn(cmd, { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited);
   const clients: Record<string, () => Promise<void>> = {
     node: () =>
       new Promise<void>((resolve) => {
-        const s = tlsConnect({ host: "127.0.0.1", port, servername: HOST, rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"] });
+        const s = tlsConnect({
+          host: "127.0.0.1",
+          port,
+          servername: HOST,
+          rejectUnauthorized: false,
+          ALPNProtocols: ["h2", "http/1.1"],
+        });
         s.on("error", () => resolve());
         s.on("close", () => resolve());
         setTimeout(() => s.destroy(), 300);
       }),
     bun: async () => {
       try {
-        const s = await Bun.connect({ hostname: "127.0.0.1", port, tls: { serverName: HOST, rejectUnauthorized: false }, socket: { data() {}, error() {} } });
+        const s = await Bun.connect({
+          hostname: "127.0.0.1",
+          port,
+          tls: { serverName: HOST, rejectUnauthorized: false },
+          socket: { data() {}, error() {} },
+        });
         setTimeout(() => s.end(), 300);
       } catch {}
     },
   };
   if (missing === null) {
-    clients.curl = () => run(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`]);
-    clients["openssl-1.3"] = () => run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_3"]);
-    clients["openssl-1.2"] = () => run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_2"]);
+    clients.curl = () =>
+      run(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`]);
+    clients["openssl-1.3"] = () =>
+      run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_3"]);
+    clients["openssl-1.2"] = () =>
+      run(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, "-tls1_2"]);
     clients.python = () =>
       run([
         "python3",
@@ -45,7 +63,8 @@ test("curl, openssl (TLS 1.3 and 1.2), Python, node:tls, Bun, gnutls-cli and hea
       ]);
   } else console.warn(`SKIP curl, openssl and python clients: ${missing}`);
   const gnutls = ensureCommands(["gnutls-cli"], ["gnutls-bin"]);
-  if (gnutls === null) clients.gnutls = () => run(["gnutls-cli", "--insecure", "-p", String(port), "--sni-hostname", HOST, "127.0.0.1"]);
+  if (gnutls === null)
+    clients.gnutls = () => run(["gnutls-cli", "--insecure", "-p", String(port), "--sni-hostname", HOST, "127.0.0.1"]);
   else console.warn(`SKIP gnutls-cli client: ${gnutls}`);
   // Chromium permutes its extensions on every hello (BoringSSL): JA4 sorts them, so the fingerprint holds.
   const chromium = ensureCommands(["chromium"], ["chromium"]);
@@ -109,7 +128,10 @@ test("block a real client's fingerprint at runtime (workers = 2): RST from the n
   const { unixGrpcConfig } = await import("../helpers/admin");
   const admin = new AdminClient(unixGrpcConfig(`${dir}/admin.sock`));
   const curl = async () => {
-    const p = Bun.spawn(["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`], { stdout: "pipe", stderr: "ignore" });
+    const p = Bun.spawn(
+      ["curl", "-sk", "--max-time", "2", "--resolve", `${HOST}:${port}:127.0.0.1`, `https://${HOST}:${port}/`],
+      { stdout: "pipe", stderr: "ignore" },
+    );
     const out = await new Response(p.stdout).text();
     await p.exited;
     return out;
@@ -118,7 +140,12 @@ test("block a real client's fingerprint at runtime (workers = 2): RST from the n
   let curlFp = "";
   const openssl = async (v: "-tls1_2" | "-tls1_3") => {
     const before = proxy.access().length;
-    await Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, v], { stdin: "ignore", stdout: "ignore", stderr: "ignore", timeout: 5000 }).exited;
+    await Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", HOST, v], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "ignore",
+      timeout: 5000,
+    }).exited;
     const mine = () =>
       proxy
         .access()
@@ -138,7 +165,11 @@ test("block a real client's fingerprint at runtime (workers = 2): RST from the n
     const blocked = await Promise.all(Array.from({ length: 8 }, () => curl()));
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(blocked).toEqual(Array(8).fill(""));
-    await waitFor(() => proxy.access().filter((r) => r.outcome === "blocked_ja4").length === 8, 5000, "8 blocked_ja4 records");
+    await waitFor(
+      () => proxy.access().filter((r) => r.outcome === "blocked_ja4").length === 8,
+      5000,
+      "8 blocked_ja4 records",
+    );
     const refused = proxy.access().filter((r) => r.outcome === "blocked_ja4");
     expect(new Set(refused.map((r) => r.worker)).size).toBe(2);
     expect(new Set(refused.map((r) => r.ja4))).toEqual(new Set([fp]));

@@ -17,7 +17,12 @@ const MiB = 1024 * 1024;
 /** A backend that accepts and stays silent; `sockets` lets a test close them. */
 function silentBackend() {
   const sockets: Socket<unknown>[] = [];
-  const l = Bun.listen({ hostname: "127.0.0.1", port: 0, allowHalfOpen: true, socket: { open: (s) => void sockets.push(s), data() {} } });
+  const l = Bun.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: { open: (s) => void sockets.push(s), data() {} },
+  });
   return { port: l.port, sockets, stop: () => l.stop(true) };
 }
 
@@ -179,7 +184,10 @@ shutdown_timeout = "60s"`,
     const dir = tempDir();
     const db = join(dir, "geo.mmdb");
     const writeDb = (cc: string) => {
-      writeFileSync(join(dir, "next.mmdb"), writeMmdb([{ cidr: "127.0.0.7/32", record: { country: { iso_code: cc } } }]));
+      writeFileSync(
+        join(dir, "next.mmdb"),
+        writeMmdb([{ cidr: "127.0.0.7/32", record: { country: { iso_code: cc } } }]),
+      );
       renameSync(join(dir, "next.mmdb"), db);
     };
     writeDb("US");
@@ -193,7 +201,9 @@ blocked_countries = ["KP"]`,
       { dir },
     );
     try {
-      expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.7" }))).toBe("hello from alpha\n");
+      expect(bodyOf(await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.7" }))).toBe(
+        "hello from alpha\n",
+      );
       writeDb("KP");
       proxy.signal("SIGHUP");
       await waitFor(() => proxy.records().some((r) => r.msg === "GeoIP database reloaded"), 5000, "reload log");
@@ -202,7 +212,11 @@ blocked_countries = ["KP"]`,
       // A broken file: the reload fails, is logged, and the KP data stays in force.
       writeFileSync(db, "garbage");
       proxy.signal("SIGHUP");
-      await waitFor(() => proxy.records().some((r) => r.msg.startsWith("GeoIP reload failed")), 5000, "failed reload log");
+      await waitFor(
+        () => proxy.records().some((r) => r.msg.startsWith("GeoIP reload failed")),
+        5000,
+        "failed reload log",
+      );
       expect((await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.7" })).error).toBe("ECONNRESET");
       expect(proxy.proc.exitCode).toBeNull();
     } finally {

@@ -37,7 +37,13 @@ test("stderr to a FIFO nobody reads: a flood of big access records: at most 9 Mi
   // The stalled reader: this test holds the FIFO open for reading and never reads.
   const stalled = openSync(fifo, "r+");
   const writeEnd = openSync(fifo, "w");
-  const proc = Bun.spawn([BINARY, "server", "-c", file], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: "ignore", stderr: writeEnd });
+  const proc = Bun.spawn([BINARY, "server", "-c", file], {
+    cwd: dir,
+    env: cleanEnv(),
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: writeEnd,
+  });
   closeSync(writeEnd);
   let drain: ReturnType<typeof Bun.spawn> | null = null;
   const scrape = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -54,7 +60,9 @@ test("stderr to a FIFO nobody reads: a flood of big access records: at most 9 Mi
     // A hello naming no route, with the longest name and the most ALPN a record writes (eight names of 32 control
     // bytes, each written \u0001): about 2 KB a record.
     const sni = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`;
-    const hello = records(handshake(clientHelloBody([sniExtension(sni), alpnExtension(...Array<string>(8).fill("\x01".repeat(32)))])));
+    const hello = records(
+      handshake(clientHelloBody([sniExtension(sni), alpnExtension(...Array<string>(8).fill("\x01".repeat(32)))])),
+    );
     const recordBytes = 2000;
     let sent = 0;
     const wanted = Math.ceil((48 * 1024 * 1024) / recordBytes);

@@ -101,17 +101,37 @@ describe.each(MODES)("metrics scrape (%s)", (mode) => {
       const lint = promtool(text, tempDir());
       expect(lint.out).toBe("");
       expect(lint.code).toBe(0);
-      for (const o of ["ok", "blocked_ip", "no_route", "no_sni", "not_tls", "malformed", "connect_failed", "hello_timeout", "client_closed"]) {
-        expect({ o, v: sample(text, `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}",outcome="${o}"}`) }).toEqual({ o, v: 1 });
+      for (const o of [
+        "ok",
+        "blocked_ip",
+        "no_route",
+        "no_sni",
+        "not_tls",
+        "malformed",
+        "connect_failed",
+        "hello_timeout",
+        "client_closed",
+      ]) {
+        expect({
+          o,
+          v: sample(text, `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}",outcome="${o}"}`),
+        }).toEqual({ o, v: 1 });
       }
       // Pre-registered at 0.
-      expect(sample(text, `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}",outcome="idle_timeout"}`)).toBe(0);
+      expect(
+        sample(text, `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}",outcome="idle_timeout"}`),
+      ).toBe(0);
       expect(sample(text, `mc_proxy_firewall_blocked_total{reason="ip"}`)).toBe(1);
       expect(sample(text, `mc_proxy_firewall_rules{type="ip"}`)).toBe(1);
       expect(sample(text, `mc_proxy_listener_max_connections{listener="127.0.0.1:${port}"}`)).toBe(50);
       expect(sample(text, `mc_proxy_routes{listener="127.0.0.1:${port}"}`)).toBe(2);
       expect(sample(text, `mc_proxy_connections_accepted_total{listener="127.0.0.1:${port}"}`)).toBe(9);
-      expect(sample(text, `mc_proxy_backend_connect_duration_seconds_count{listener="127.0.0.1:${port}",route="alpha.example.com"}`)).toBe(1);
+      expect(
+        sample(
+          text,
+          `mc_proxy_backend_connect_duration_seconds_count{listener="127.0.0.1:${port}",route="alpha.example.com"}`,
+        ),
+      ).toBe(1);
       expect(sample(text, `mc_proxy_draining`)).toBe(0);
       expect(text).toMatch(/mc_proxy_build_info\{version="\d+\.\d+\.\d+",bun_version="1\.4\.4"\} 1/);
       expect(text).toContain("process_resident_memory_bytes");
@@ -162,10 +182,18 @@ scrape_configs:
       - targets: ["127.0.0.1:${mport}"]
 `,
     );
-    prom = Bun.spawn(["prometheus", `--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${pport}`], {
-      stdout: "ignore",
-      stderr: "ignore",
-    });
+    prom = Bun.spawn(
+      [
+        "prometheus",
+        `--config.file=${join(dir, "prometheus.yml")}`,
+        `--storage.tsdb.path=${join(dir, "data")}`,
+        `--web.listen-address=127.0.0.1:${pport}`,
+      ],
+      {
+        stdout: "ignore",
+        stderr: "ignore",
+      },
+    );
   });
   afterAll(async () => {
     prom?.kill();
@@ -176,7 +204,9 @@ scrape_configs:
 
   async function query(q: string): Promise<number | null> {
     try {
-      const r = (await (await fetch(`http://127.0.0.1:${pport}/api/v1/query?query=${encodeURIComponent(q)}`)).json()) as {
+      const r = (await (
+        await fetch(`http://127.0.0.1:${pport}/api/v1/query?query=${encodeURIComponent(q)}`)
+      ).json()) as {
         data: { result: { value: [number, string] }[] };
       };
       const v = r.data.result[0]?.value[1];
@@ -200,14 +230,17 @@ scrape_configs:
   test("after N routed connections, M unknown-SNI resets and K firewall blocks, Prometheus returns exactly N, M, K; histogram_quantile gives a number", async () => {
     if (skip !== null) return void console.warn(`SKIP: Prometheus: ${skip}`);
     const [N, M, K] = [12, 7, 5];
-    for (let i = 0; i < N; i++) expect(bodyOf(await tlsGet(port, "alpha.example.com", cert))).toBe("hello from alpha\n");
+    for (let i = 0; i < N; i++)
+      expect(bodyOf(await tlsGet(port, "alpha.example.com", cert))).toBe("hello from alpha\n");
     for (let i = 0; i < M; i++) expect((await rawExchange(port, helloFor(`u${i}.unknown.test`))).end).toBe("reset");
     for (let i = 0; i < K; i++) await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.2" });
     const l = `listener="127.0.0.1:${port}"`;
     expect(await until(`sum(mc_proxy_connections_closed_total{${l},outcome="ok"})`, N)).toBe(N);
     expect(await until(`sum(mc_proxy_connections_closed_total{${l},outcome="no_route"})`, M)).toBe(M);
     expect(await until(`sum(mc_proxy_firewall_blocked_total{reason="ip"})`, K)).toBe(K);
-    const p99 = await query(`histogram_quantile(0.99, sum by (le) (mc_proxy_backend_connect_duration_seconds_bucket{${l},route="alpha.example.com"}))`);
+    const p99 = await query(
+      `histogram_quantile(0.99, sum by (le) (mc_proxy_backend_connect_duration_seconds_bucket{${l},route="alpha.example.com"}))`,
+    );
     expect(typeof p99).toBe("number");
     expect(Number.isFinite(p99!)).toBe(true);
     expect(p99!).toBeGreaterThan(0);
@@ -295,19 +328,34 @@ describe("bytes, readiness and cardinality (binary)", () => {
     const alpha = tlsBackend("alpha", cert);
     const port = freePort();
     const mport = freePort();
-    const proxy = await startProxy("binary", toml(port, mport, alpha.port).replace("max_connections = 50", "max_connections = 0"));
+    const proxy = await startProxy(
+      "binary",
+      toml(port, mport, alpha.port).replace("max_connections = 50", "max_connections = 0"),
+    );
     try {
       const before = series(await scrape(mport)).sort();
       // 10,000 unknown names, 100 at a time.
       for (let i = 0; i < 10_000; i += 100) {
-        await Promise.all(Array.from({ length: 100 }, (_, k) => rawExchange(port, helloFor(`r${i + k}-${Math.random().toString(36).slice(2)}.example.net`), { timeoutMs: 3000 })));
+        await Promise.all(
+          Array.from({ length: 100 }, (_, k) =>
+            rawExchange(port, helloFor(`r${i + k}-${Math.random().toString(36).slice(2)}.example.net`), {
+              timeoutMs: 3000,
+            }),
+          ),
+        );
       }
-      await waitFor(() => proxy.access().filter((r) => r.outcome === "no_route").length === 10_000, 20_000, "10,000 no_route records");
+      await waitFor(
+        () => proxy.access().filter((r) => r.outcome === "no_route").length === 10_000,
+        20_000,
+        "10,000 no_route records",
+      );
       const afterUnknown = series(await scrape(mport)).sort();
       expect(afterUnknown).toEqual(before);
       // 1,000 connections on a known route: its label children existed before the first one.
       for (let i = 0; i < 1000; i += 50) {
-        await Promise.all(Array.from({ length: 50 }, () => rawExchange(port, helloFor("alpha.example.com"), { timeoutMs: 200 })));
+        await Promise.all(
+          Array.from({ length: 50 }, () => rawExchange(port, helloFor("alpha.example.com"), { timeoutMs: 200 })),
+        );
       }
       await waitFor(() => proxy.access().length >= 11_000, 20_000, "11,000 records");
       const text = await scrape(mport);
@@ -325,7 +373,10 @@ describe("alerting rules", () => {
   test("examples/alerts.yml passes promtool check rules", () => {
     const why = ensureCommands(["promtool"], ["prometheus"]);
     if (why !== null) return void console.warn(`SKIP: promtool: ${why}`);
-    const r = Bun.spawnSync(["promtool", "check", "rules", join(ROOT, "examples/alerts.yml")], { stdout: "pipe", stderr: "pipe" });
+    const r = Bun.spawnSync(["promtool", "check", "rules", join(ROOT, "examples/alerts.yml")], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(r.stdout.toString() + r.stderr.toString()).toContain("SUCCESS");
     expect(r.exitCode).toBe(0);
   });

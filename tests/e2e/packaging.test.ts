@@ -102,7 +102,9 @@ describe("Containerfile and Containerfile.release", () => {
         .split("# --- final stage")[1]!
         .split("\n")
         .slice(1)
-        .map((l) => l.replace("--from=build ", "").replace(/^(COPY (?:--chown=\S+ )?)(?:dist\/rootfs|\/rootfs)/, "$1ROOTFS"))
+        .map((l) =>
+          l.replace("--from=build ", "").replace(/^(COPY (?:--chown=\S+ )?)(?:dist\/rootfs|\/rootfs)/, "$1ROOTFS"),
+        )
         .join("\n");
     expect(finalStage("Containerfile.release")).toBe(finalStage("Containerfile"));
     expect(readFileSync(join(ROOT, "Containerfile"), "utf8")).toContain("COPY proto ./proto");
@@ -135,10 +137,27 @@ describe("scratch image with podman (runc)", () => {
     run(["rm", "-rf", rootfs]);
     const made = run(["sh", "scripts/rootfs.sh", rootfs, ensureBinary()]);
     expect(made.code).toBe(0);
-    const build = run([...P, "build", "--runtime", "runc", "-f", "Containerfile.release", "--build-arg", `VERSION=${VERSION}`, "-t", tag, "."]);
+    const build = run([
+      ...P,
+      "build",
+      "--runtime",
+      "runc",
+      "-f",
+      "Containerfile.release",
+      "--build-arg",
+      `VERSION=${VERSION}`,
+      "-t",
+      tag,
+      ".",
+    ]);
     expect(build.err + build.out).toContain("COMMIT");
     expect(build.code).toBe(0);
-    const labels = JSON.parse(run([...P, "image", "inspect", tag, "--format", "{{json .Config}}"]).out) as { User: string; Labels: Record<string, string>; StopSignal: string; Entrypoint: string[] };
+    const labels = JSON.parse(run([...P, "image", "inspect", tag, "--format", "{{json .Config}}"]).out) as {
+      User: string;
+      Labels: Record<string, string>;
+      StopSignal: string;
+      Entrypoint: string[];
+    };
     expect(labels.User).toBe("65532:65532");
     expect(labels.Labels["org.opencontainers.image.version"]).toBe(VERSION);
     expect(labels.StopSignal).toBe("SIGTERM");
@@ -220,15 +239,30 @@ describe("systemd units", () => {
     expect(v.err + v.out).toBe("");
     expect(v.code).toBe(0);
     for (const u of ["mc-proxy.service", "mc-proxy-backup.service"]) {
-      const s = run(["systemd-analyze", "security", "--offline=yes", `--root=${root}`, "--threshold=25", `/etc/systemd/system/${u}`]);
+      const s = run([
+        "systemd-analyze",
+        "security",
+        "--offline=yes",
+        `--root=${root}`,
+        "--threshold=25",
+        `/etc/systemd/system/${u}`,
+      ]);
       expect({ unit: u, code: s.code }).toEqual({ unit: u, code: 0 });
       const score = Number(/Overall exposure level for \S+: ([\d.]+)/.exec(s.out)![1]);
       // mc-proxy.service scored 1.6 before takeovers (Type=exec); NotifyAccess=all costs 0.2, PrivateMounts=yes wins it back.
       expect(score).toBeLessThanOrEqual(u === "mc-proxy.service" ? 1.6 : 2.5);
     }
     // A mutation check of the check: an unknown key must make it speak.
-    writeFileSync(join(root, "etc/systemd/system/mc-proxy.service"), readFileSync(join(ROOT, "examples/systemd/mc-proxy.service"), "utf8").replace("[Service]", "[Service]\nNoSuchKey=1"));
-    expect(run(["systemd-analyze", "verify", `--root=${root}`, "/etc/systemd/system/mc-proxy.service"]).err).toContain("NoSuchKey");
+    writeFileSync(
+      join(root, "etc/systemd/system/mc-proxy.service"),
+      readFileSync(join(ROOT, "examples/systemd/mc-proxy.service"), "utf8").replace(
+        "[Service]",
+        "[Service]\nNoSuchKey=1",
+      ),
+    );
+    expect(run(["systemd-analyze", "verify", `--root=${root}`, "/etc/systemd/system/mc-proxy.service"]).err).toContain(
+      "NoSuchKey",
+    );
     const svc = readFileSync(join(ROOT, "examples/systemd/mc-proxy.service"), "utf8");
     expect(svc).toContain("ExecStart=/usr/local/bin/mc-proxy server -c /srv/mc-proxy/mc-proxy.toml");
     // systemctl reload is a takeover, and systemd follows the new main process (sd_notify MAINPID through systemd-notify).
@@ -236,7 +270,9 @@ describe("systemd units", () => {
     expect(svc).toMatch(/^Type=notify$/m);
     expect(svc).toMatch(/^NotifyAccess=all$/m);
     expect(svc).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
-    expect(readFileSync(join(ROOT, "examples/systemd/mc-proxy-backup.service"), "utf8")).toContain("snapshot -c /srv/mc-proxy/mc-proxy.toml --keep 7");
+    expect(readFileSync(join(ROOT, "examples/systemd/mc-proxy-backup.service"), "utf8")).toContain(
+      "snapshot -c /srv/mc-proxy/mc-proxy.toml --keep 7",
+    );
   }, 60_000);
 });
 
@@ -274,7 +310,10 @@ describe("release binaries (bun run release)", () => {
   }, 120_000);
 
   test("the arm64 release binary under qemu-user: version, check, and a routed TLS request", async () => {
-    const why = ensureCommands(["qemu-aarch64-static", "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1"], ["qemu-user-static", "libc6-arm64-cross"]);
+    const why = ensureCommands(
+      ["qemu-aarch64-static", "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1"],
+      ["qemu-user-static", "libc6-arm64-cross"],
+    );
     if (why !== null) {
       console.warn(`SKIP: arm64 smoke test: ${why}`);
       return;
@@ -288,7 +327,11 @@ describe("release binaries (bun run release)", () => {
     const port = freePort();
     writeFileSync(join(dir, "mc-proxy.toml"), serverToml(port, alpha.port, dir));
     mkdirSync(join(dir, "data"));
-    const p = Bun.spawn([...qemu, "server", "-c", join(dir, "mc-proxy.toml")], { stdout: "pipe", stderr: "pipe", env: cleanEnv() });
+    const p = Bun.spawn([...qemu, "server", "-c", join(dir, "mc-proxy.toml")], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: cleanEnv(),
+    });
     const log = follow(p);
     try {
       await waitFor(() => log.text.includes('"started"') || p.exitCode !== null, 60_000, "arm64 server started");

@@ -26,7 +26,8 @@ const who = (port: number, localAddress?: string) => firstReply(port, hello, loc
 
 async function many(port: number, n: number, batch = 50): Promise<string[]> {
   const out: string[] = [];
-  for (let i = 0; i < n; i += batch) out.push(...(await Promise.all(Array.from({ length: Math.min(batch, n - i) }, () => who(port)))));
+  for (let i = 0; i < n; i += batch)
+    out.push(...(await Promise.all(Array.from({ length: Math.min(batch, n - i) }, () => who(port)))));
   return out;
 }
 
@@ -42,7 +43,10 @@ interface ListedBackend {
 async function listBackends(dir: string): Promise<ListedBackend[]> {
   const c = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
   try {
-    const r = await c.call<{ listeners: { routes: { hostname: string; backends: ListedBackend[] }[] }[] }>("ListRoutes", { listener: "" });
+    const r = await c.call<{ listeners: { routes: { hostname: string; backends: ListedBackend[] }[] }[] }>(
+      "ListRoutes",
+      { listener: "" },
+    );
     return r.listeners[0]!.routes.find((x) => x.hostname === "app.example.com")!.backends;
   } finally {
     c.close();
@@ -56,12 +60,24 @@ describe("pools (binary)", () => {
   test("round_robin over 3 equal backends: 300 connections → 100 each (±2); weights 1:3 → 25 % / 75 % (±3 %)", async () => {
     const [a, b, c] = [named("a"), named("b"), named("c")];
     const port = freePort();
-    let proxy = await startProxy("binary", poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  health_check = "off"\n`));
+    let proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  health_check = "off"\n`,
+      ),
+    );
     try {
       const got = await many(port, 300);
       for (const x of ["a", "b", "c"]) expect({ x, n: Math.abs(count(got, x) - 100) <= 2 }).toEqual({ x, n: true });
       await proxy.stop();
-      proxy = await startProxy("binary", poolToml(port, `  backends = [{ addr = "127.0.0.1:${a.port}", weight = 1 }, { addr = "127.0.0.1:${b.port}", weight = 3 }]\n  health_check = "off"\n`));
+      proxy = await startProxy(
+        "binary",
+        poolToml(
+          port,
+          `  backends = [{ addr = "127.0.0.1:${a.port}", weight = 1 }, { addr = "127.0.0.1:${b.port}", weight = 3 }]\n  health_check = "off"\n`,
+        ),
+      );
       const w = await many(port, 400);
       expect(Math.abs(count(w, "a") / 400 - 0.25)).toBeLessThanOrEqual(0.03);
       expect(Math.abs(count(w, "b") / 400 - 0.75)).toBeLessThanOrEqual(0.03);
@@ -77,7 +93,10 @@ describe("pools (binary)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "least_connections"\n  health_check = "off"\n`),
+      poolToml(
+        port,
+        `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "least_connections"\n  health_check = "off"\n`,
+      ),
       { dir },
     );
     const held: Socket<undefined>[] = [];
@@ -111,7 +130,10 @@ describe("pools (binary)", () => {
     const port = freePort();
     const proxy = await startProxy(
       "binary",
-      poolToml(port, `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "source_hash"\n  health_check = "off"\n`),
+      poolToml(
+        port,
+        `  backends = ["127.0.0.1:${a.port}", "127.0.0.1:${b.port}", "127.0.0.1:${c.port}"]\n  balance = "source_hash"\n  health_check = "off"\n`,
+      ),
       { dir },
     );
     try {
@@ -127,7 +149,12 @@ describe("pools (binary)", () => {
       const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
       await admin.call("AddRoute", {
         listener: `127.0.0.1:${port}`,
-        route: { hostname: "app.example.com", backends: [{ addr: `127.0.0.1:${a.port}` }, { addr: `127.0.0.1:${b.port}` }], balance: "BALANCE_SOURCE_HASH", health_check: "HEALTH_CHECK_OFF" },
+        route: {
+          hostname: "app.example.com",
+          backends: [{ addr: `127.0.0.1:${a.port}` }, { addr: `127.0.0.1:${b.port}` }],
+          balance: "BALANCE_SOURCE_HASH",
+          health_check: "HEALTH_CHECK_OFF",
+        },
       });
       admin.close();
       for (const ip of clients) {
@@ -189,8 +216,17 @@ describe("pools (binary)", () => {
       expect(count(back, "c")).toBeGreaterThan(20);
       // Down from the connect failures the workers saw, or from the checks, whichever came first.
       // (Info lines are written in batches: wait for them rather than read at once.)
-      await waitFor(() => proxy.records().some((r) => String(r.msg).startsWith("backend down") && r.backend === `127.0.0.1:${cPort}`), 2000, "backend down logged");
-      await waitFor(() => proxy.records().some((r) => r.msg === "backend up" && r.backend === `127.0.0.1:${cPort}`), 2000, "backend up logged");
+      await waitFor(
+        () =>
+          proxy.records().some((r) => String(r.msg).startsWith("backend down") && r.backend === `127.0.0.1:${cPort}`),
+        2000,
+        "backend down logged",
+      );
+      await waitFor(
+        () => proxy.records().some((r) => r.msg === "backend up" && r.backend === `127.0.0.1:${cPort}`),
+        2000,
+        "backend up logged",
+      );
     } finally {
       await proxy.stop();
       for (const x of [a, b, c]) x.stop();
@@ -201,12 +237,23 @@ describe("pools (binary)", () => {
     // The write of the replay can find the backend already reset, or the
     // reset can arrive after it: both must move on (the kill test above hit
     // the first about once in 12 runs before it did).
-    const resetter = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: (s) => void s.terminate(), data() {} } });
+    const resetter = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { open: (s) => void s.terminate(), data() {} },
+    });
     const good = named("good");
     const dir = tempDir();
     const port = freePort();
     const addrs = [`127.0.0.1:${resetter.port}`, `127.0.0.1:${good.port}`];
-    const proxy = await startProxy("binary", poolToml(port, `  backends = [${addrs.map((a) => `"${a}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        `  backends = [${addrs.map((a) => `"${a}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`,
+      ),
+      { dir },
+    );
     try {
       const got = await many(port, 80, 20);
       expect(count(got, "good")).toBe(80);
@@ -225,7 +272,11 @@ describe("pools (binary)", () => {
   test("health_check = tls marks down a backend that answers garbage or nothing and keeps a real TLS server up; tcp keeps all three up", async () => {
     const cert = testCert();
     const real = tlsBackend("real", cert);
-    const garbage = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data: (s) => void s.write("HTTP/1.1 400 Bad Request\r\n\r\n") } });
+    const garbage = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: { data: (s) => void s.write("HTTP/1.1 400 Bad Request\r\n\r\n") },
+    });
     const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     const addrs = [`127.0.0.1:${real.port}`, `127.0.0.1:${garbage.port}`, `127.0.0.1:${silent.port}`];
     const route = (kind: string) =>
@@ -268,7 +319,11 @@ describe("pools (binary)", () => {
     const addrA = `127.0.0.1:${A.port}`;
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`),
+      { dir },
+    );
     try {
       const downloads = await Promise.all(Array.from({ length: 10 }, () => pacedDownload(port, hello, 3)));
       await waitFor(() => A.conns + B.conns === 10, 5000, "10 transfers");
@@ -279,7 +334,9 @@ describe("pools (binary)", () => {
       expect(drained.code).toBe(0);
       expect(drained.out).toContain("drain");
       // New connections go elsewhere.
-      await Promise.all(Array.from({ length: 20 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 100 })));
+      await Promise.all(
+        Array.from({ length: 20 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 100 })),
+      );
       expect(A.conns).toBe(onA);
       // 2. wait for active to reach 0
       const listed = cli(dir, "backends", "list", "app.example.com", "--json");
@@ -297,16 +354,24 @@ describe("pools (binary)", () => {
         await sleep(50);
       }
       expect(active).toBe(0);
-      expect(cli(dir, "backends", "list", "app.example.com").out).toMatch(new RegExp(`${addrA.replace(".", "\\.")}  weight=1  drain  up  active=0`));
+      expect(cli(dir, "backends", "list", "app.example.com").out).toMatch(
+        new RegExp(`${addrA.replace(".", "\\.")}  weight=1  drain  up  active=0`),
+      );
       // 3. (restart the backend) 4. enable: it takes connections again.
       expect(cli(dir, "backends", "enable", "app.example.com", addrA).code).toBe(0);
-      await Promise.all(Array.from({ length: 20 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 100 })));
+      await Promise.all(
+        Array.from({ length: 20 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 100 })),
+      );
       expect(A.conns).toBeGreaterThan(onA);
       // The state survives a restart (it is in the store).
       expect(cli(dir, "backends", "drain", "app.example.com", addrA).code).toBe(0);
       proxy.signal("SIGTERM");
       expect(await proxy.exited).toBe(0);
-      const again = await startProxy("binary", poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`), { dir });
+      const again = await startProxy(
+        "binary",
+        poolToml(port, `  backends = ["${addrA}", "127.0.0.1:${B.port}"]\n  health_check = "off"\n`),
+        { dir },
+      );
       try {
         expect((await listBackends(dir)).find((x) => x.addr === addrA)!.state).toBe("BACKEND_STATE_DRAIN");
       } finally {
@@ -322,7 +387,14 @@ describe("pools (binary)", () => {
     const dead = [freePort(), freePort(), freePort(), freePort()];
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", poolToml(port, `  backends = [${dead.map((p) => `"127.0.0.1:${p}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      poolToml(
+        port,
+        `  backends = [${dead.map((p) => `"127.0.0.1:${p}"`).join(", ")}]\n  health_check = "off"\n  health_check_fall = 100\n`,
+      ),
+      { dir },
+    );
     try {
       const r = await rawExchange(port, hello);
       expect(r).toMatchObject({ end: "reset" });
@@ -355,8 +427,12 @@ describe("pools (binary)", () => {
       expect(list).toContain("alpha.example.com  ->  127.0.0.1:25444");
       expect(list).toContain("*.wild.example.com  ->  127.0.0.1:25445");
       // Point it at our backend with the old single-backend form; it routes.
-      expect(cli(dir, "routes", "add", "--listener", `127.0.0.1:${port}`, "alpha.example.com", `127.0.0.1:${a.port}`).code).toBe(0);
-      expect((await rawExchange(port, helloFor("alpha.example.com"), { timeoutMs: 300 })).received.toString()).toBe("old");
+      expect(
+        cli(dir, "routes", "add", "--listener", `127.0.0.1:${port}`, "alpha.example.com", `127.0.0.1:${a.port}`).code,
+      ).toBe(0);
+      expect((await rawExchange(port, helloFor("alpha.example.com"), { timeoutMs: 300 })).received.toString()).toBe(
+        "old",
+      );
     } finally {
       await proxy.stop();
       a.stop();

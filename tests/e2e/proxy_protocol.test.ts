@@ -24,11 +24,21 @@ interface Outcome {
  * Connect (optionally from a given local address), write `chunks` one by one
  * as separate segments, then wait for the connection to end or `holdMs`.
  */
-function send(port: number, chunks: Uint8Array[], opts: { localAddress?: string; holdMs?: number; fin?: boolean; host?: string } = {}): Promise<Outcome> {
+function send(
+  port: number,
+  chunks: Uint8Array[],
+  opts: { localAddress?: string; holdMs?: number; fin?: boolean; host?: string } = {},
+): Promise<Outcome> {
   return new Promise((resolve) => {
     const got: Buffer[] = [];
     let done = false;
-    const s = createConnection({ host: opts.host ?? "127.0.0.1", port, localAddress: opts.localAddress, noDelay: true, allowHalfOpen: true });
+    const s = createConnection({
+      host: opts.host ?? "127.0.0.1",
+      port,
+      localAddress: opts.localAddress,
+      noDelay: true,
+      allowHalfOpen: true,
+    });
     const finish = (end: Outcome["end"]) => {
       if (done) return;
       done = true;
@@ -128,9 +138,16 @@ hello_timeout = "1s"
 
   test("v1 and v2 from a trusted balancer, with the hello in the same segment: routed; the log has the real client and the balancer as peer", async () => {
     const n0 = backend.conns.length;
-    const v1 = await send(port, [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.7 203.0.113.1 40001 443\r\n"), hello])]);
+    const v1 = await send(port, [
+      Buffer.concat([enc.encode("PROXY TCP4 198.51.100.7 203.0.113.1 40001 443\r\n"), hello]),
+    ]);
     expect(v1.received.toString()).toBe("ok");
-    const v2 = await send(port, [Buffer.concat([v2Header({ family: "inet6", source: ["2001:db8:1::7", 40002], destination: ["2001:db8::443", 443], crc: true }), hello])]);
+    const v2 = await send(port, [
+      Buffer.concat([
+        v2Header({ family: "inet6", source: ["2001:db8:1::7", 40002], destination: ["2001:db8::443", 443], crc: true }),
+        hello,
+      ]),
+    ]);
     expect(v2.received.toString()).toBe("ok");
     // The backend got the ClientHello, and nothing of the header.
     expect(backend.conns.slice(n0).map((c) => c.bytes.equals(Buffer.from(hello)))).toEqual([true, true]);
@@ -144,7 +161,14 @@ hello_timeout = "1s"
     // A new client address for every connection: the rate limit (5 per 10 s) counts per client.
     let n = 0;
     const h1 = () => enc.encode(`PROXY TCP4 198.51.101.${++n} 203.0.113.1 40003 443\r\n`);
-    const h2 = () => v2Header({ family: "inet", source: [`198.51.101.${++n}`, 40004], destination: ["203.0.113.1", 443], tlvs: [[0x02, enc.encode("app.example.com")]], crc: true });
+    const h2 = () =>
+      v2Header({
+        family: "inet",
+        source: [`198.51.101.${++n}`, 40004],
+        destination: ["203.0.113.1", 443],
+        tlvs: [[0x02, enc.encode("app.example.com")]],
+        crc: true,
+      });
     for (const make of [h1, h2]) {
       const len = make().length;
       for (const cut of [1, 5, 11, 13, 14, 15, 17, len - 1]) {
@@ -161,16 +185,27 @@ hello_timeout = "1s"
 
   test("a header of 3 KB and one of 60 KB (TLVs), across many segments", async () => {
     for (const size of [3000, 60_000]) {
-      const h = v2Header({ family: "inet", source: ["198.51.100.10", 40005], destination: ["203.0.113.1", 443], tlvs: [[0x04, new Uint8Array(size)]], crc: true });
+      const h = v2Header({
+        family: "inet",
+        source: ["198.51.100.10", 40005],
+        destination: ["203.0.113.1", 443],
+        tlvs: [[0x04, new Uint8Array(size)]],
+        crc: true,
+      });
       const r = await send(port, [Buffer.concat([h, hello])]);
       expect({ size, got: r.received.toString() }).toEqual({ size, got: "ok" });
     }
   });
 
   test("a v4 balancer on a dual-stack listener (peer ::ffff:127.0.0.1) is trusted", async () => {
-    const r = await send(dual, [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.11 203.0.113.1 40006 443\r\n"), hello])]);
+    const r = await send(dual, [
+      Buffer.concat([enc.encode("PROXY TCP4 198.51.100.11 203.0.113.1 40006 443\r\n"), hello]),
+    ]);
     expect(r.received.toString()).toBe("ok");
-    expect(await access((x) => x.client === "198.51.100.11:40006")).toMatchObject({ outcome: "ok", listener: `:${dual}` });
+    expect(await access((x) => x.client === "198.51.100.11:40006")).toMatchObject({
+      outcome: "ok",
+      listener: `:${dual}`,
+    });
   });
 
   test("LOCAL and UNKNOWN (balancer health checks): the balancer stays the client and is not firewalled", async () => {
@@ -178,7 +213,10 @@ hello_timeout = "1s"
     expect(local.received.toString()).toBe("ok");
     const unknown = await send(port, [Buffer.concat([enc.encode("PROXY UNKNOWN whatever follows\r\n"), hello])]);
     expect(unknown.received.toString()).toBe("ok");
-    const fromBalancer = () => proxy.access().filter((r) => String(r.client).startsWith("127.0.0.1:") && r.outcome === "ok" && r.client === r.peer);
+    const fromBalancer = () =>
+      proxy
+        .access()
+        .filter((r) => String(r.client).startsWith("127.0.0.1:") && r.outcome === "ok" && r.client === r.peer);
     await waitFor(() => fromBalancer().length >= 2, 3000, "two records with the balancer as client");
   });
 
@@ -186,7 +224,12 @@ hello_timeout = "1s"
     const r = await send(port, [Buffer.concat([enc.encode("PROXY TCP4 192.0.2.66 203.0.113.1 40007 443\r\n"), hello])]);
     expect(r).toEqual({ received: Buffer.alloc(0), end: "reset" });
     expect(await access((x) => x.client === "192.0.2.66:40007")).toMatchObject({ outcome: "blocked_ip" });
-    const six = await send(port, [Buffer.concat([v2Header({ family: "inet6", source: ["2001:db8:bad::1", 40008], destination: ["2001:db8::1", 443] }), hello])]);
+    const six = await send(port, [
+      Buffer.concat([
+        v2Header({ family: "inet6", source: ["2001:db8:bad::1", 40008], destination: ["2001:db8::1", 443] }),
+        hello,
+      ]),
+    ]);
     expect(six.end).toBe("reset");
     expect(await access((x) => x.client === "[2001:db8:bad::1]:40008")).toMatchObject({ outcome: "blocked_cidr" });
   });
@@ -194,19 +237,37 @@ hello_timeout = "1s"
   test("50 IPv6 clients of one /64 behind the balancer are rate-limited as one client", async () => {
     const results: Outcome[] = [];
     for (let i = 1; i <= 50; i++) {
-      const h = v2Header({ family: "inet6", source: [`2001:db8:77:1:${i.toString(16)}::${i.toString(16)}`, 41000 + i], destination: ["2001:db8::1", 443] });
+      const h = v2Header({
+        family: "inet6",
+        source: [`2001:db8:77:1:${i.toString(16)}::${i.toString(16)}`, 41000 + i],
+        destination: ["2001:db8::1", 443],
+      });
       results.push(await send(port, [Buffer.concat([h, hello])], { holdMs: 800 }));
     }
     expect(results.filter((r) => r.received.toString() === "ok").length).toBe(5);
     expect(results.filter((r) => r.end === "reset" && r.received.length === 0).length).toBe(45);
-    await waitFor(() => proxy.access().filter((x) => String(x.client).startsWith("[2001:db8:77:1:") && x.outcome === "rate_limited").length === 45, 4000, "45 rate_limited");
+    await waitFor(
+      () =>
+        proxy.access().filter((x) => String(x.client).startsWith("[2001:db8:77:1:") && x.outcome === "rate_limited")
+          .length === 45,
+      4000,
+      "45 rate_limited",
+    );
   });
 
   const refused: [string, () => Uint8Array[], string][] = [
     ["a ClientHello with no header", () => [hello], "bad_proxy_header"],
     ["HTTP", () => [enc.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n")], "bad_proxy_header"],
-    ["v1 with port 70000", () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 70000 443\r\n"), hello])], "bad_proxy_header"],
-    ["v1 without CR", () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 1 443\n"), hello])], "bad_proxy_header"],
+    [
+      "v1 with port 70000",
+      () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 70000 443\r\n"), hello])],
+      "bad_proxy_header",
+    ],
+    [
+      "v1 without CR",
+      () => [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 1 443\n"), hello])],
+      "bad_proxy_header",
+    ],
     ["v1 of 200 bytes and no CRLF", () => [enc.encode(`PROXY TCP4 ${"9".repeat(194)}`)], "bad_proxy_header"],
     [
       "v2 with a wrong signature",
@@ -219,23 +280,61 @@ hello_timeout = "1s"
       ],
       "bad_proxy_header",
     ],
-    ["v2 version nibble 1", () => [Buffer.concat([v2Header({ family: "inet", version: 1, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }), hello])], "bad_proxy_header"],
-    ["v2 command 2", () => [Buffer.concat([v2Header({ family: "inet", commandNibble: 2, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }), hello])], "bad_proxy_header"],
+    [
+      "v2 version nibble 1",
+      () => [
+        Buffer.concat([
+          v2Header({ family: "inet", version: 1, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }),
+          hello,
+        ]),
+      ],
+      "bad_proxy_header",
+    ],
+    [
+      "v2 command 2",
+      () => [
+        Buffer.concat([
+          v2Header({ family: "inet", commandNibble: 2, source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }),
+          hello,
+        ]),
+      ],
+      "bad_proxy_header",
+    ],
     [
       "v2 length shorter than its address block",
-      () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], lengthOverride: 6 }), hello])],
+      () => [
+        Buffer.concat([
+          v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], lengthOverride: 6 }),
+          hello,
+        ]),
+      ],
       "bad_proxy_header",
     ],
     [
       "v2 TLV running past the header",
-      () => [Buffer.concat([v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], rawTail: new Uint8Array([0x04, 0xff, 0xff]) }), hello])],
+      () => [
+        Buffer.concat([
+          v2Header({
+            family: "inet",
+            source: ["198.51.100.1", 1],
+            destination: ["203.0.113.1", 2],
+            rawTail: new Uint8Array([0x04, 0xff, 0xff]),
+          }),
+          hello,
+        ]),
+      ],
       "bad_proxy_header",
     ],
     [
       "v2 with a bad CRC32C",
       () => [
         (() => {
-          const h = v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2], crc: true });
+          const h = v2Header({
+            family: "inet",
+            source: ["198.51.100.1", 1],
+            destination: ["203.0.113.1", 2],
+            crc: true,
+          });
           h[h.length - 1]! ^= 1;
           return Buffer.concat([h, hello]);
         })(),
@@ -253,11 +352,19 @@ hello_timeout = "1s"
   });
 
   test("an untrusted peer is reset before a byte is read (outcome untrusted_proxy)", async () => {
-    const r = await send(port, [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 1 443\r\n"), hello])], { localAddress: "127.0.0.2" });
+    const r = await send(port, [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.1 203.0.113.1 1 443\r\n"), hello])], {
+      localAddress: "127.0.0.2",
+    });
     expect(r).toEqual({ received: Buffer.alloc(0), end: "reset" });
-    expect(await access((x) => String(x.client).startsWith("127.0.0.2:"))).toMatchObject({ outcome: "untrusted_proxy" });
+    expect(await access((x) => String(x.client).startsWith("127.0.0.2:"))).toMatchObject({
+      outcome: "untrusted_proxy",
+    });
     // 127.0.0.3 is trusted by its /32 entry.
-    const ok = await send(port, [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.12 203.0.113.1 40009 443\r\n"), hello])], { localAddress: "127.0.0.3" });
+    const ok = await send(
+      port,
+      [Buffer.concat([enc.encode("PROXY TCP4 198.51.100.12 203.0.113.1 40009 443\r\n"), hello])],
+      { localAddress: "127.0.0.3" },
+    );
     expect(ok.received.toString()).toBe("ok");
   });
 
@@ -266,7 +373,11 @@ hello_timeout = "1s"
     const slow = await send(port, [enc.encode("PROXY TCP4 198.51.100.1 ")], { holdMs: 2500 });
     expect(slow).toEqual({ received: Buffer.alloc(0), end: "reset" });
     await access((x) => x.outcome === "hello_timeout");
-    const fin = await send(port, [v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }).subarray(0, 20)], { fin: true });
+    const fin = await send(
+      port,
+      [v2Header({ family: "inet", source: ["198.51.100.1", 1], destination: ["203.0.113.1", 2] }).subarray(0, 20)],
+      { fin: true },
+    );
     expect(fin.received.length).toBe(0);
     await access((x) => x.outcome === "client_closed");
     expect(backend.conns.length).toBe(n0);
@@ -327,7 +438,16 @@ ${routes}`,
     if (read.kind !== "done") throw new Error(`backend got no PROXY header: ${got.subarray(0, 40).toString("hex")}`);
     const h = read.value;
     expect(Buffer.from(h.rest).equals(Buffer.from(clientHello))).toBe(true);
-    const id = (await proxy.waitAccess((x) => x.outcome === "ok" && backend.conns.length > n0 && proxy.access().length > 0 && x.id === (h.header.uniqueId ?? x.id), 3000)).id;
+    const id = (
+      await proxy.waitAccess(
+        (x) =>
+          x.outcome === "ok" &&
+          backend.conns.length > n0 &&
+          proxy.access().length > 0 &&
+          x.id === (h.header.uniqueId ?? x.id),
+        3000,
+      )
+    ).id;
     return { header: h.header, raw: got, id };
   }
 
@@ -338,7 +458,9 @@ ${routes}`,
     expect(header.destination).toEqual({ ip: "127.0.0.1", port: plain });
     expect(header.authority).toBe("app.example.com");
     expect(header.uniqueId).toBe(id as string);
-    expect(raw.subarray(0, 12).equals(Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]))).toBe(true);
+    expect(
+      raw.subarray(0, 12).equals(Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])),
+    ).toBe(true);
     const rec = proxy.access().find((x) => x.id === id)!;
     expect(rec.client).toBe(`127.0.0.1:${header.source!.port}`);
   });
@@ -353,18 +475,36 @@ ${routes}`,
   });
 
   test("behind a balancer: the source is the client from the received header and the destination the address it dialled", async () => {
-    const rx = proxyV2({ source: { ip: "198.51.100.20", port: 50000 }, destination: { ip: "203.0.113.80", port: 443 }, authority: null, uniqueId: "lb-1" });
+    const rx = proxyV2({
+      source: { ip: "198.51.100.20", port: 50000 },
+      destination: { ip: "203.0.113.80", port: 443 },
+      authority: null,
+      uniqueId: "lb-1",
+    });
     const { header } = await through(behind, [Buffer.concat([rx, hello])], hello);
-    expect(header).toMatchObject({ source: { ip: "198.51.100.20", port: 50000 }, destination: { ip: "203.0.113.80", port: 443 }, authority: "app.example.com" });
+    expect(header).toMatchObject({
+      source: { ip: "198.51.100.20", port: 50000 },
+      destination: { ip: "203.0.113.80", port: 443 },
+      authority: "app.example.com",
+    });
     // Mixed families: sent as INET6 with the IPv4 side mapped.
-    const mixed = proxyV1({ source: { ip: "2001:db8::20", port: 50001 }, destination: { ip: "203.0.113.80", port: 443 }, authority: null, uniqueId: "" });
+    const mixed = proxyV1({
+      source: { ip: "2001:db8::20", port: 50001 },
+      destination: { ip: "203.0.113.80", port: 443 },
+      authority: null,
+      uniqueId: "",
+    });
     const m = await through(behind, [Buffer.concat([mixed, hello])], hello);
     expect(m.raw[13]).toBe(0x21);
     expect(m.header).toMatchObject({ source: { ip: "2001:db8::20" }, destination: { ip: "203.0.113.80" } });
   });
 
   test("a received LOCAL goes on as PROXY with the balancer as source", async () => {
-    const { header } = await through(behind, [Buffer.concat([v2Header({ command: "local", family: "unspec" }), hello])], hello);
+    const { header } = await through(
+      behind,
+      [Buffer.concat([v2Header({ command: "local", family: "unspec" }), hello])],
+      hello,
+    );
     expect(header.source?.ip).toBe("127.0.0.1");
     expect(header.destination).toEqual({ ip: "127.0.0.1", port: behind });
   });
@@ -385,12 +525,23 @@ describe("send_proxy_protocol over the admin API and the CLI (binary)", () => {
       const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
       const added = await admin.call<{ route: { send_proxy_protocol: string } }>("AddRoute", {
         listener: `127.0.0.1:${port}`,
-        route: { hostname: "app.example.com", backend: `127.0.0.1:${backend.port}`, send_proxy_protocol: "SEND_PROXY_PROTOCOL_V2" },
+        route: {
+          hostname: "app.example.com",
+          backend: `127.0.0.1:${backend.port}`,
+          send_proxy_protocol: "SEND_PROXY_PROTOCOL_V2",
+        },
       });
       admin.close();
       expect(added.route.send_proxy_protocol).toBe("SEND_PROXY_PROTOCOL_V2");
-      const cli = (...args: string[]) => Bun.spawnSync([...command("binary"), ...args, "-c", proxy.configFile], { env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
-      expect(cli("routes", "add", "--send-proxy-protocol", "v1", "v1.example.com", `127.0.0.1:${backend.port}`).exitCode).toBe(0);
+      const cli = (...args: string[]) =>
+        Bun.spawnSync([...command("binary"), ...args, "-c", proxy.configFile], {
+          env: cleanEnv(),
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+      expect(
+        cli("routes", "add", "--send-proxy-protocol", "v1", "v1.example.com", `127.0.0.1:${backend.port}`).exitCode,
+      ).toBe(0);
       expect(cli("routes", "add", "--send-proxy-protocol", "v3", "x.example.com", "127.0.0.1:1").exitCode).toBe(2);
       proxy.signal("SIGTERM");
       expect(await proxy.exited).toBe(0);

@@ -39,7 +39,10 @@ async function waitPort(port: number): Promise<void> {
 }
 
 /** Start a peer (haproxy or nginx) in the foreground; collect its stdout+stderr. */
-async function peer(cmd: string[], port: number): Promise<{ proc: Subprocess; out: () => string; stop: () => Promise<void> }> {
+async function peer(
+  cmd: string[],
+  port: number,
+): Promise<{ proc: Subprocess; out: () => string; stop: () => Promise<void> }> {
   let text = "";
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   for (const s of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
@@ -151,7 +154,11 @@ blocked_ips = ["127.0.0.5"]
     const blockedBefore = proxy.access().filter((r) => r.outcome === "blocked_ip").length;
     const blocked = await tlsGet(port, "alpha.example.com", cert, { localAddress: "127.0.0.5" });
     expect(bodyOf(blocked)).toBeNull();
-    await waitFor(() => proxy.access().filter((r) => r.outcome === "blocked_ip").length === blockedBefore + 1, 5000, "blocked record");
+    await waitFor(
+      () => proxy.access().filter((r) => r.outcome === "blocked_ip").length === blockedBefore + 1,
+      5000,
+      "blocked record",
+    );
     const b = proxy.access().filter((r) => r.outcome === "blocked_ip")[blockedBefore]!;
     expect(String(b.client)).toMatch(/^127\.0\.0\.5:\d+$/);
     expect(b.outcome).toBe("blocked_ip");
@@ -174,7 +181,11 @@ blocked_ips = ["127.0.0.5"]
   test("nginx stream (proxy_protocol on, v1) → mc-proxy → TLS backend", async () => {
     if (skip !== null) return void console.warn(`SKIP: nginx stream in front: ${skip}`);
     const port = freePort();
-    const conf = nginxConf(dir, "front", `  server {\n    listen 127.0.0.1:${port};\n    proxy_pass 127.0.0.1:${mc};\n    proxy_protocol on;\n  }`);
+    const conf = nginxConf(
+      dir,
+      "front",
+      `  server {\n    listen 127.0.0.1:${port};\n    proxy_pass 127.0.0.1:${mc};\n    proxy_protocol on;\n  }`,
+    );
     const n = await peer(["nginx", "-c", conf], port);
     try {
       await check(port);

@@ -16,7 +16,8 @@ import { cryptoFrame, padDatagram, sealInitial } from "../helpers/quic";
 /** A TCP listener and a quic listener on the same address sharing its routes. */
 function quicConfig(port: number, routes: Record<string, number>, extra = ""): string {
   let t = `[[listeners]]\naddr = "127.0.0.1:${port}"\n`;
-  for (const [h, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${h}"\n  backend = "127.0.0.1:${p}"\n`;
+  for (const [h, p] of Object.entries(routes))
+    t += `  [[listeners.routes]]\n  hostname = "${h}"\n  backend = "127.0.0.1:${p}"\n`;
   return `${t}[[listeners]]\naddr = "127.0.0.1:${port}"\nprotocol = "quic"\n${extra}`;
 }
 
@@ -54,10 +55,17 @@ describe("HTTP/3 through mc-proxy: headless Chromium → mc-proxy (UDP) → Cadd
       stdout: "ignore",
       stderr: "ignore",
     });
-    const der = Bun.spawnSync(["sh", "-c", `openssl x509 -in ${cert.certFile} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`]);
+    const der = Bun.spawnSync([
+      "sh",
+      "-c",
+      `openssl x509 -in ${cert.certFile} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`,
+    ]);
     spki = der.stdout.toString().trim();
     port = freePort();
-    proxy = await startProxy("binary", quicConfig(port, { "alpha.example.com": pa, "beta.example.com": pb }, `[proxy]\nquic_idle_timeout = "2s"\n`));
+    proxy = await startProxy(
+      "binary",
+      quicConfig(port, { "alpha.example.com": pa, "beta.example.com": pb }, `[proxy]\nquic_idle_timeout = "2s"\n`),
+    );
     await sleep(500);
   });
 
@@ -98,7 +106,11 @@ describe("HTTP/3 through mc-proxy: headless Chromium → mc-proxy (UDP) → Cadd
     expect(await chromium("beta.example.com")).toBe("hello from beta over HTTP/3.0; next hop h3");
     expect(await chromium("gamma.example.com")).toBe("");
     // Flows end at quic_idle_timeout (2 s): then their records are written.
-    await waitFor(() => proxy!.access().filter((r) => r.outcome === "ok").length >= 2, 10_000, "the two flows' records");
+    await waitFor(
+      () => proxy!.access().filter((r) => r.outcome === "ok").length >= 2,
+      10_000,
+      "the two flows' records",
+    );
     const quic = proxy!.access().filter((r) => r.listener === `127.0.0.1:${port}/quic`);
     const ok = quic.filter((r) => r.outcome === "ok");
     expect(ok.map((r) => r.sni).sort()).toEqual(["alpha.example.com", "beta.example.com"]);
@@ -121,7 +133,11 @@ describe("HTTP/3 through mc-proxy: headless Chromium → mc-proxy (UDP) → Cadd
 /** A UDP socket bound to `host` that collects what it receives. */
 async function udpClient(host = "127.0.0.1"): Promise<{ sock: udp.Socket<"uint8array">; got: Uint8Array[] }> {
   const got: Uint8Array[] = [];
-  const sock = await Bun.udpSocket({ hostname: host, binaryType: "uint8array", socket: { data: (_s, d) => void got.push(d) } });
+  const sock = await Bun.udpSocket({
+    hostname: host,
+    binaryType: "uint8array",
+    socket: { data: (_s, d) => void got.push(d) },
+  });
   return { sock, got };
 }
 
@@ -144,8 +160,11 @@ async function udpBackend(): Promise<{ port: number; got: { d: Uint8Array; from:
 
 describe("QUIC Initials made here (binary)", () => {
   const dcid = Uint8Array.from([9, 8, 7, 6, 5, 4, 3, 2]);
-  const hello = handshake(clientHelloBody([sniExtension("app.example.com"), alpnExtension("h3"), paddingExtension(2200)]));
-  const part = (pn: number, from: number, to: number) => padDatagram(sealInitial({ dcid, pn, frames: cryptoFrame(from, hello.subarray(from, to)) }), 1250);
+  const hello = handshake(
+    clientHelloBody([sniExtension("app.example.com"), alpnExtension("h3"), paddingExtension(2200)]),
+  );
+  const part = (pn: number, from: number, to: number) =>
+    padDatagram(sealInitial({ dcid, pn, frames: cryptoFrame(from, hello.subarray(from, to)) }), 1250);
 
   test("a hello over two datagrams, reordered and repeated, is routed; every datagram reaches the backend unchanged; replies come back; a short-header packet from a new port opens a path of the flow", async () => {
     const be = await udpBackend();
@@ -159,7 +178,11 @@ describe("QUIC Initials made here (binary)", () => {
       c.sock.send(d1, port, "127.0.0.1");
       c.sock.send(d2, port, "127.0.0.1");
       await waitFor(() => be.got.length === 3, 5000, "three datagrams at the backend");
-      expect(be.got.map((g) => Buffer.from(g.d).equals(Buffer.from(g === be.got[1] ? d1 : d2)))).toEqual([true, true, true]);
+      expect(be.got.map((g) => Buffer.from(g.d).equals(Buffer.from(g === be.got[1] ? d1 : d2)))).toEqual([
+        true,
+        true,
+        true,
+      ]);
       await waitFor(() => c.got.length === 3, 5000, "three replies at the client");
       // The client moves: a short-header packet naming the server's connection ID, from another port.
       const moved = await udpClient();
@@ -181,7 +204,13 @@ describe("QUIC Initials made here (binary)", () => {
       proxy.signal("SIGTERM");
       expect(await proxy.exited).toBe(0);
       const r = proxy.access().find((x) => x.listener === `127.0.0.1:${port}/quic`);
-      expect(r).toMatchObject({ outcome: "shutdown", sni: "app.example.com", route: "app.example.com", backend: `127.0.0.1:${be.port}`, tries: 1 });
+      expect(r).toMatchObject({
+        outcome: "shutdown",
+        sni: "app.example.com",
+        route: "app.example.com",
+        backend: `127.0.0.1:${be.port}`,
+        tries: 1,
+      });
       expect(r!.bytes_in).toBe(d1.length + 2 * d2.length + short.length);
     } finally {
       c.sock.close();
@@ -194,12 +223,26 @@ describe("QUIC Initials made here (binary)", () => {
     const be = await udpBackend();
     const port = freePort();
     const dir = tempDir();
-    const proxy = await startProxy("binary", `${quicConfig(port, { "app.example.com": be.port })}[grpc]\naddr = "unix:admin.sock"\n`, { dir });
+    const proxy = await startProxy(
+      "binary",
+      `${quicConfig(port, { "app.example.com": be.port })}[grpc]\naddr = "unix:admin.sock"\n`,
+      { dir },
+    );
     const log = openSync(join(dir, "reloads.log"), "a");
     try {
-      const r = Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: log, stderr: log });
+      const r = Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdin: "ignore",
+        stdout: log,
+        stderr: log,
+      });
       expect(await r.exited).toBe(0);
-      await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes('"protocol":"quic"'), 10_000, "the new process's quic listener");
+      await waitFor(
+        () => readFileSync(join(dir, "reloads.log"), "utf8").includes('"protocol":"quic"'),
+        10_000,
+        "the new process's quic listener",
+      );
       const c = await udpClient();
       c.sock.send(part(0, 0, 1100), port, "127.0.0.1");
       c.sock.send(part(1, 1100, hello.length), port, "127.0.0.1");
@@ -216,7 +259,10 @@ describe("QUIC Initials made here (binary)", () => {
   test("a blocked source gets nothing and opens nothing; non-QUIC and small datagrams are dropped", async () => {
     const be = await udpBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", `${quicConfig(port, { "app.example.com": be.port })}[firewall]\nblocked_ips = ["127.0.0.3"]\n`);
+    const proxy = await startProxy(
+      "binary",
+      `${quicConfig(port, { "app.example.com": be.port })}[firewall]\nblocked_ips = ["127.0.0.3"]\n`,
+    );
     try {
       const blocked = await udpClient("127.0.0.3");
       blocked.sock.send(part(0, 0, 1100), port, "127.0.0.1");
@@ -242,13 +288,18 @@ describe("QUIC Initials made here (binary)", () => {
   test("100,000 spoofed-source Initials (random source ports) while a real client connects: it is routed, memory stays bounded, CPU per rejected Initial is reported", async () => {
     const missing = ensureCommands(["python3"], ["python3"]);
     if (missing !== null) return void console.warn(`SKIP QUIC flood test: ${missing}`);
-    if (process.getuid?.() !== 0) return void console.warn("SKIP QUIC flood test: raw sockets (spoofed source ports) need root");
+    if (process.getuid?.() !== 0)
+      return void console.warn("SKIP QUIC flood test: raw sockets (spoofed source ports) need root");
     const be = await udpBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", `${quicConfig(port, { "app.example.com": be.port })}[proxy]\nworkers = 1\n`);
+    const proxy = await startProxy(
+      "binary",
+      `${quicConfig(port, { "app.example.com": be.port })}[proxy]\nworkers = 1\n`,
+    );
     const stat = () => {
       const f = require("node:fs").readFileSync(`/proc/${proxy.pid}/stat`, "utf8").split(") ")[1].split(" ");
-      const rss = Number(/VmRSS:\s+(\d+)/.exec(require("node:fs").readFileSync(`/proc/${proxy.pid}/status`, "utf8"))![1]) * 1024;
+      const rss =
+        Number(/VmRSS:\s+(\d+)/.exec(require("node:fs").readFileSync(`/proc/${proxy.pid}/status`, "utf8"))![1]) * 1024;
       return { cpu: (Number(f[11]) + Number(f[12])) / 100, rss };
     };
     try {

@@ -31,7 +31,12 @@ function initialFor(host: string, n: number): Uint8Array {
 async function backends(): Promise<{ port: number; flows: Set<number>; close(): void }> {
   const flows = new Set<number>();
   for (let attempt = 0; ; attempt++) {
-    const tcp = Bun.listen({ hostname: "127.0.0.1", port: 0, allowHalfOpen: true, socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() } });
+    const tcp = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      allowHalfOpen: true,
+      socket: { data: (s, d) => void s.write(d), end: (s) => void s.end() },
+    });
     try {
       const udpSock = await Bun.udpSocket({
         hostname: "127.0.0.1",
@@ -80,13 +85,26 @@ ${proxy}
 interface StatusJson {
   active_connections: number;
   connection_cap: number;
-  listeners: { addr: string; name: string; protocol: string; active_connections: number; max_connections: number; route_count: number }[];
+  listeners: {
+    addr: string;
+    name: string;
+    protocol: string;
+    active_connections: number;
+    max_connections: number;
+    route_count: number;
+  }[];
   workers: { id: number; active: number }[];
 }
 
 /** `mc-proxy status --json` against the running proxy; bounded in time (a process out of descriptors never answers). */
 async function status(proxy: RunningProxy): Promise<StatusJson> {
-  const p = Bun.spawn([BINARY, "status", "-c", proxy.configFile, "--json"], { cwd: join(proxy.configFile, ".."), env: cleanEnv(), stdout: "pipe", stderr: "pipe", timeout: 15_000 });
+  const p = Bun.spawn([BINARY, "status", "-c", proxy.configFile, "--json"], {
+    cwd: join(proxy.configFile, ".."),
+    env: cleanEnv(),
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 15_000,
+  });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   if (code !== 0) throw new Error(`mc-proxy status exited with ${code}: ${err}`);
   return JSON.parse(out) as StatusJson;
@@ -94,7 +112,9 @@ async function status(proxy: RunningProxy): Promise<StatusJson> {
 
 /** One /metrics scrape, bounded in time; the value of the sample named exactly `series`. */
 async function scrape(port: number): Promise<(series: string) => number | undefined> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(15_000) }).then((r) => r.text());
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(15_000) }).then((r) =>
+    r.text(),
+  );
   return (series) => {
     const line = text.split("\n").find((l) => l.startsWith(`${series} `));
     return line === undefined ? undefined : Number(line.slice(series.length + 1));
@@ -114,7 +134,11 @@ async function clients(n: number, perAddress: number): Promise<Client[]> {
   for (let i = 0; i < n; i++) {
     const host = `127.0.2.${1 + Math.floor(i / perAddress)}`;
     const c = { answered: false } as Client;
-    c.sock = await Bun.udpSocket({ hostname: host, binaryType: "uint8array", socket: { data: () => void (c.answered = true) } });
+    c.sock = await Bun.udpSocket({
+      hostname: host,
+      binaryType: "uint8array",
+      socket: { data: () => void (c.answered = true) },
+    });
     c.addr = `${host}:${c.sock.port}`;
     out.push(c);
   }
@@ -130,7 +154,11 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
     const mport = freePort();
     // Longer than the flood takes to settle (its rounds below), so no place comes back before the counting is done.
     const idleS = 12;
-    const proxy = await startProxy("binary", quicToml(port, be.port, mport, `workers = 1\nquic_idle_timeout = "${idleS}s"`), { wrap: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`] });
+    const proxy = await startProxy(
+      "binary",
+      quicToml(port, be.port, mport, `workers = 1\nquic_idle_timeout = "${idleS}s"`),
+      { wrap: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`] },
+    );
     const quicLabel = `127.0.0.1:${port}/quic`;
     const tcpLabel = `127.0.0.1:${port}`;
     const udp = await clients(FLOWS, 4);
@@ -145,7 +173,12 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
 
       // One TCP connection relaying before the flood: it holds one place, and keeps flowing throughout.
       const echoed = { echoed: 0 };
-      held = await Bun.connect({ hostname: "127.0.0.1", port, data: echoed, socket: { data: (s, d) => void (s.data.echoed += d.length) } });
+      held = await Bun.connect({
+        hostname: "127.0.0.1",
+        port,
+        data: echoed,
+        socket: { data: (s, d) => void (s.data.echoed += d.length) },
+      });
       held.write(helloFor("app.example.com"));
       await waitFor(() => echoed.echoed > 0, 5000, "the TCP connection relayed");
 
@@ -153,7 +186,12 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
       // sends it again until answered or refused: the listener's receive buffer may overflow on a busy machine.
       const t0 = performance.now();
       const initials = udp.map((_, i) => initialFor("app.example.com", i));
-      const refusedClients = () => new Set(proxy.access().flatMap((r) => (r.listener === quicLabel && r.outcome === "over_capacity" ? [r.client as string] : [])));
+      const refusedClients = () =>
+        new Set(
+          proxy
+            .access()
+            .flatMap((r) => (r.listener === quicLabel && r.outcome === "over_capacity" ? [r.client as string] : [])),
+        );
       let sends = 0;
       for (let round = 0; round < 12; round++) {
         const refused = refusedClients();
@@ -167,7 +205,9 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
         await sleep(700);
       }
       const answered = udp.filter((c) => c.answered).length;
-      console.log(`QUIC budget: ${FLOWS} flows settled in ${(performance.now() - t0).toFixed(0)} ms (${sends} Initials sent); cap ${cap}`);
+      console.log(
+        `QUIC budget: ${FLOWS} flows settled in ${(performance.now() - t0).toFixed(0)} ms (${sends} Initials sent); cap ${cap}`,
+      );
       // Exactly the places left by the one TCP connection are served; every other flow is refused over_capacity.
       expect(answered).toBe(cap - 1);
       expect(be.flows.size).toBe(cap - 1);
@@ -198,7 +238,9 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
 
       // The descriptors it holds stay under the limit, with the reserve's room for the admin API and scrapes.
       const fds = readdirSync(`/proc/${proxy.pid}/fd`).length;
-      console.log(`QUIC budget: ${fds} descriptors open with the budget full (limit ${NOFILE}, reserve ${limit.reserved_fds})`);
+      console.log(
+        `QUIC budget: ${fds} descriptors open with the budget full (limit ${NOFILE}, reserve ${limit.reserved_fds})`,
+      );
       expect(fds).toBeLessThan(NOFILE - 16);
 
       // Full and quiet: the process must not spin (< 5 % of a core).
@@ -209,7 +251,11 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
       expect(used).toBeLessThan(0.05);
 
       // The flows go quiet and end at quic_idle_timeout: their places come back, and TCP clients are served again.
-      await waitFor(() => proxy.access().filter((r) => r.listener === quicLabel && r.outcome === "ok").length === cap - 1, (idleS + 10) * 1000, "the flows' records");
+      await waitFor(
+        () => proxy.access().filter((r) => r.listener === quicLabel && r.outcome === "ok").length === cap - 1,
+        (idleS + 10) * 1000,
+        "the flows' records",
+      );
       const after = await scrape(mport);
       expect(after(`mc_proxy_connections_active{listener="${quicLabel}"}`)).toBe(0);
       const r = await rawExchange(port, helloFor("app.example.com"), { timeoutMs: 2000 });
@@ -229,7 +275,9 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
     const be = await backends();
     const port = freePort();
     const mport = freePort();
-    const proxy = await startProxy("binary", quicToml(port, be.port, mport, `workers = 1\nquic_idle_timeout = "30s"`), { wrap: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`] });
+    const proxy = await startProxy("binary", quicToml(port, be.port, mport, `workers = 1\nquic_idle_timeout = "30s"`), {
+      wrap: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`],
+    });
     const quicLabel = `127.0.0.1:${port}/quic`;
     const udp = await clients(FLOWS, FLOWS);
     try {
@@ -250,14 +298,20 @@ describe("QUIC flows and the descriptor budget (binary)", () => {
       expect(udp.filter((c) => c.answered).length).toBe(share);
       const m = await scrape(mport);
       expect(m(`mc_proxy_connections_active{listener="${quicLabel}"}`)).toBe(share);
-      expect(m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="over_capacity"}`)).toBeGreaterThanOrEqual(FLOWS - share);
+      expect(
+        m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="over_capacity"}`),
+      ).toBeGreaterThanOrEqual(FLOWS - share);
       // A new TCP client is served: relayed to the echo backend, not reset.
       const r = await rawExchange(port, helloFor("app.example.com"), { timeoutMs: 2000 });
       expect(r.end).toBe("timeout"); // held open by the echo backend
       expect(r.received.length).toBeGreaterThan(0);
       // And another source still gets a flow.
       let answered = false;
-      const other = await Bun.udpSocket({ hostname: "127.0.2.200", binaryType: "uint8array", socket: { data: () => void (answered = true) } });
+      const other = await Bun.udpSocket({
+        hostname: "127.0.2.200",
+        binaryType: "uint8array",
+        socket: { data: () => void (answered = true) },
+      });
       try {
         for (let i = 0; i < 20 && !answered; i++) {
           other.send(initialFor("app.example.com", 999), port, "127.0.0.1");
@@ -280,7 +334,10 @@ describe("QUIC flows under their own listener (binary)", () => {
     const be = await backends();
     const port = freePort();
     const mport = freePort();
-    const proxy = await startProxy("binary", `${quicToml(port, be.port, mport, `workers = 2\nquic_idle_timeout = "60s"`)}[firewall]\nblocked_ips = ["127.0.3.9"]\n`);
+    const proxy = await startProxy(
+      "binary",
+      `${quicToml(port, be.port, mport, `workers = 2\nquic_idle_timeout = "60s"`)}[firewall]\nblocked_ips = ["127.0.3.9"]\n`,
+    );
     const quicLabel = `127.0.0.1:${port}/quic`;
     const tcpLabel = `127.0.0.1:${port}`;
     const ok = await clients(2, 2);
@@ -288,7 +345,8 @@ describe("QUIC flows under their own listener (binary)", () => {
     const junk = await Bun.udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array" });
     try {
       for (let round = 0; round < 20 && !ok.every((c) => c.answered); round++) {
-        for (const [i, c] of ok.entries()) if (!c.answered) c.sock.send(initialFor("app.example.com", i), port, "127.0.0.1");
+        for (const [i, c] of ok.entries())
+          if (!c.answered) c.sock.send(initialFor("app.example.com", i), port, "127.0.0.1");
         await sleep(500);
       }
       expect(be.flows.size).toBe(2);
@@ -300,7 +358,11 @@ describe("QUIC flows under their own listener (binary)", () => {
       await proxy.waitAccess((r) => r.outcome === "no_route", 10_000);
       // Drops are counted as they happen; a scrape sums the loops' counters.
       let m = await scrape(mport);
-      for (let i = 0; i < 100 && m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="not_quic"}`) !== 1; i++) {
+      for (
+        let i = 0;
+        i < 100 && m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="not_quic"}`) !== 1;
+        i++
+      ) {
         await sleep(100);
         m = await scrape(mport);
       }
@@ -308,11 +370,14 @@ describe("QUIC flows under their own listener (binary)", () => {
       expect(m(`mc_proxy_connections_active{listener="${tcpLabel}"}`)).toBe(0);
       expect(m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="blocked_ip"}`)).toBe(1);
       expect(m(`mc_proxy_connections_closed_total{listener="${quicLabel}",outcome="no_route"}`)).toBe(1);
-      for (const o of ["not_quic", "blocked_ip", "no_route"]) expect(m(`mc_proxy_connections_closed_total{listener="${tcpLabel}",outcome="${o}"}`)).toBe(0);
+      for (const o of ["not_quic", "blocked_ip", "no_route"])
+        expect(m(`mc_proxy_connections_closed_total{listener="${tcpLabel}",outcome="${o}"}`)).toBe(0);
       expect(m(`mc_proxy_firewall_blocked_total{reason="ip"}`)).toBe(1);
       expect(m(`mc_proxy_listener_max_connections{listener="${quicLabel}"}`)).toBe(10_000);
       expect(m(`mc_proxy_routes{listener="${quicLabel}"}`)).toBe(1);
-      expect(m(`mc_proxy_bytes_total{listener="${quicLabel}",route="app.example.com",direction="from_client"}`)).toBe(0); // counted when a flow ends
+      expect(m(`mc_proxy_bytes_total{listener="${quicLabel}",route="app.example.com",direction="from_client"}`)).toBe(
+        0,
+      ); // counted when a flow ends
       const s = await status(proxy);
       expect(s.active_connections).toBe(2);
       expect(s.listeners.map((l) => [l.addr, l.protocol, l.active_connections])).toEqual([
@@ -322,7 +387,12 @@ describe("QUIC flows under their own listener (binary)", () => {
       expect(s.listeners[1]!.name).toBe(tcpLabel);
       expect(s.workers.find((w) => w.id === 0)!.active).toBe(2);
       // The human form names it too.
-      const human = Bun.spawnSync([BINARY, "status", "-c", proxy.configFile], { cwd: join(proxy.configFile, ".."), env: cleanEnv(), stdout: "pipe", timeout: 15_000 }).stdout.toString();
+      const human = Bun.spawnSync([BINARY, "status", "-c", proxy.configFile], {
+        cwd: join(proxy.configFile, ".."),
+        env: cleanEnv(),
+        stdout: "pipe",
+        timeout: 15_000,
+      }).stdout.toString();
       expect(human).toContain(`  ${quicLabel}  routes=1  active=2  max=10000`);
       // A drain ends the flows: their records are under the QUIC listener, and the places are given back.
       proxy.signal("SIGTERM");

@@ -46,7 +46,8 @@ describe("QUIC reader CPU under gapped CRYPTO frames (binary)", () => {
 
   beforeAll(async () => {
     // One client address per flow: the per-source bounds of the listener are not what is measured here.
-    for (let k = 0; k < FLOWS; k++) clients.push(await Bun.udpSocket({ hostname: `127.0.1.${k + 1}`, binaryType: "uint8array" }));
+    for (let k = 0; k < FLOWS; k++)
+      clients.push(await Bun.udpSocket({ hostname: `127.0.1.${k + 1}`, binaryType: "uint8array" }));
     proxy = await startProxy(
       "binary",
       `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "app.example.com"\n  backend = "127.0.0.1:1"\n` +
@@ -79,7 +80,9 @@ describe("QUIC reader CPU under gapped CRYPTO frames (binary)", () => {
   test(`${FLOWS * PER_FLOW} Initials of ${FRAMES} one-byte gapped CRYPTO frames (${FLOWS} flows × ${PER_FLOW}) cost under 1 s of proxy CPU in all`, async () => {
     const dcids = Array.from({ length: FLOWS }, (_, k) => Uint8Array.from([0xc0, k, 1, 2, 3, 4, 5, 6]));
     // Datagram i of a flow carries offsets no earlier datagram of it did: unbounded, its ranges would pile up.
-    const rounds = Array.from({ length: PER_FLOW }, (_, i) => dcids.map((dcid) => gappedInitial(dcid, i, 1 + 2 * FRAMES * i)));
+    const rounds = Array.from({ length: PER_FLOW }, (_, i) =>
+      dcids.map((dcid) => gappedInitial(dcid, i, 1 + 2 * FRAMES * i)),
+    );
     const r = await send(rounds);
     console.log(
       `QUIC gapped CRYPTO: ${FLOWS * PER_FLOW} datagrams (${FLOWS} flows × ${PER_FLOW}): proxy CPU ${r.cpu.toFixed(2)} s (${((r.cpu * 1e6) / (FLOWS * PER_FLOW)).toFixed(0)} µs a datagram), ${r.ms.toFixed(0)} ms`,
@@ -89,7 +92,11 @@ describe("QUIC reader CPU under gapped CRYPTO frames (binary)", () => {
   }, 180_000);
 
   test(`${FLOWS * PER_FLOW} such Initials, each with a connection ID of its own (each one read): the proxy CPU per datagram, under 1 s in all`, async () => {
-    const rounds = Array.from({ length: PER_FLOW }, (_, i) => Array.from({ length: FLOWS }, (_, k) => gappedInitial(Uint8Array.from([0xd0, k, i, 3, 4, 5, 6, 7]), 0, 1 + 2 * FRAMES * i)));
+    const rounds = Array.from({ length: PER_FLOW }, (_, i) =>
+      Array.from({ length: FLOWS }, (_, k) =>
+        gappedInitial(Uint8Array.from([0xd0, k, i, 3, 4, 5, 6, 7]), 0, 1 + 2 * FRAMES * i),
+      ),
+    );
     const r = await send(rounds);
     console.log(
       `QUIC gapped CRYPTO, a connection ID each: ${FLOWS * PER_FLOW} datagrams: proxy CPU ${r.cpu.toFixed(2)} s (${((r.cpu * 1e6) / (FLOWS * PER_FLOW)).toFixed(0)} µs a datagram), ${r.ms.toFixed(0)} ms`,

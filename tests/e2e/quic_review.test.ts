@@ -8,7 +8,14 @@
 // datagram from it looks like to the proxy.
 import { describe, expect, test } from "bun:test";
 import type { udp } from "bun";
-import { alpnExtension, clientHelloBody, handshake, helloFor, paddingExtension, sniExtension } from "../helpers/hello_builder";
+import {
+  alpnExtension,
+  clientHelloBody,
+  handshake,
+  helloFor,
+  paddingExtension,
+  sniExtension,
+} from "../helpers/hello_builder";
 import { firstReply, freePort, rawExchange, sleep, tcpServer, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy } from "../helpers/proxy";
 import { cryptoFrame, padDatagram, sealInitial, varintBytes } from "../helpers/quic";
@@ -16,7 +23,12 @@ import { cryptoFrame, padDatagram, sealInitial, varintBytes } from "../helpers/q
 const HOST = "app.example.com";
 
 /** A TCP listener and a quic listener on one address sharing its routes (`routes`: extra route tables), /metrics on `metrics`. */
-function config(port: number, backendPort: number, metrics: number, opts: { routes?: string; extra?: string } = {}): string {
+function config(
+  port: number,
+  backendPort: number,
+  metrics: number,
+  opts: { routes?: string; extra?: string } = {},
+): string {
   return (
     `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${backendPort}"\n${opts.routes ?? ""}\n` +
     `[[listeners]]\naddr = "127.0.0.1:${port}"\nprotocol = "quic"\n[metrics]\naddr = "127.0.0.1:${metrics}"\n${opts.extra ?? ""}\n`
@@ -25,18 +37,25 @@ function config(port: number, backendPort: number, metrics: number, opts: { rout
 
 /** One sample of /metrics, 0 when absent. */
 async function metric(port: number, series: string): Promise<number> {
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(15_000) }).then((r) => r.text());
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(15_000) }).then((r) =>
+    r.text(),
+  );
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
 }
 
-const closed = (port: number, outcome: string) => `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}/quic",outcome="${outcome}"}`;
+const closed = (port: number, outcome: string) =>
+  `mc_proxy_connections_closed_total{listener="127.0.0.1:${port}/quic",outcome="${outcome}"}`;
 
 type Client = { sock: udp.Socket<"uint8array">; got: Uint8Array[] };
 
 async function udpClient(host: string): Promise<Client> {
   const got: Uint8Array[] = [];
-  const sock = await Bun.udpSocket({ hostname: host, binaryType: "uint8array", socket: { data: (_s, d) => void got.push(d) } });
+  const sock = await Bun.udpSocket({
+    hostname: host,
+    binaryType: "uint8array",
+    socket: { data: (_s, d) => void got.push(d) },
+  });
   return { sock, got };
 }
 
@@ -71,13 +90,33 @@ function freshCid(): Uint8Array {
 
 /** One datagram carrying a whole hello for `sni` offering `alpn`. */
 function initial(sni: string, dcid: Uint8Array, alpn = ["h3"]): Uint8Array {
-  return padDatagram(sealInitial({ dcid, pn: 0, frames: cryptoFrame(0, handshake(clientHelloBody([sniExtension(sni), alpnExtension(...alpn)]))) }), 1250);
+  return padDatagram(
+    sealInitial({
+      dcid,
+      pn: 0,
+      frames: cryptoFrame(0, handshake(clientHelloBody([sniExtension(sni), alpnExtension(...alpn)]))),
+    }),
+    1250,
+  );
 }
 
 /** A v1 long-header packet of type 1 (0-RTT) or 2 (Handshake) naming `dcid`, with a 20-byte body (not read by the proxy). */
 function longPacket(type: 1 | 2, dcid: Uint8Array): Uint8Array {
   // A 2-byte packet number and the body: the Length field (RFC 9000 §17.2).
-  return Uint8Array.from([0xc1 | (type << 4), 0, 0, 0, 1, dcid.length, ...dcid, 0, ...varintBytes(22), 0, 0, ...new Uint8Array(20).fill(7)]);
+  return Uint8Array.from([
+    0xc1 | (type << 4),
+    0,
+    0,
+    0,
+    1,
+    dcid.length,
+    ...dcid,
+    0,
+    ...varintBytes(22),
+    0,
+    0,
+    ...new Uint8Array(20).fill(7),
+  ]);
 }
 
 const eq = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
@@ -93,7 +132,10 @@ describe("QUIC: another connection from a routed flow's address", () => {
     const port = freePort();
     const mport = freePort();
     const denied = `  [[listeners.routes]]\n  hostname = "other.example.com"\n  backend = "127.0.0.1:${be.port}"\n  allow = ["10.0.0.0/8"]\n`;
-    const proxy = await startProxy("binary", config(port, be.port, mport, { routes: denied, extra: `[firewall]\nblocked_ja4 = ["q12d0202el_*_*"]\n` }));
+    const proxy = await startProxy(
+      "binary",
+      config(port, be.port, mport, { routes: denied, extra: `[firewall]\nblocked_ja4 = ["q12d0202el_*_*"]\n` }),
+    );
     const c = await udpClient("127.0.9.2");
     const p = await udpClient("127.0.9.3");
     try {
@@ -176,7 +218,10 @@ describe("QUIC: the rate limit of unvalidated UDP sources", () => {
     const be = await udpBackend(echo.port);
     const port = freePort();
     const mport = freePort();
-    const proxy = await startProxy("binary", config(port, be.port, mport, { extra: `[firewall]\nrate_limit = 20\nrate_window = "10s"\n` }));
+    const proxy = await startProxy(
+      "binary",
+      config(port, be.port, mport, { extra: `[firewall]\nrate_limit = 20\nrate_window = "10s"\n` }),
+    );
     const socks: Client[] = [];
     try {
       // 40 flows from the victim's address: each a first half of a hello (pending), from a port of its own.
@@ -184,7 +229,11 @@ describe("QUIC: the rate limit of unvalidated UDP sources", () => {
       for (let i = 0; i < 40; i++) {
         const s = await udpClient(victim);
         socks.push(s);
-        s.sock.send(padDatagram(sealInitial({ dcid: freshCid(), pn: 0, frames: cryptoFrame(0, half.subarray(0, 1100)) }), 1250), port, "127.0.0.1");
+        s.sock.send(
+          padDatagram(sealInitial({ dcid: freshCid(), pn: 0, frames: cryptoFrame(0, half.subarray(0, 1100)) }), 1250),
+          port,
+          "127.0.0.1",
+        );
         if (i % 10 === 9) await sleep(20);
       }
       await sleep(300);
@@ -223,7 +272,9 @@ describe("QUIC: refusals and the log", () => {
       const records = proxy.access().filter((r) => r.outcome === "no_route").length;
       const summaries = proxy.records().filter((r) => r.msg === "quic refusals not logged");
       const unlogged = summaries.reduce((n, r) => n + Number(r.no_route ?? 0), 0);
-      console.log(`QUIC refusal records: ${last} refusals in ${seconds.toFixed(1)} s, ${records} access records, ${summaries.length} summary line(s) for ${unlogged}`);
+      console.log(
+        `QUIC refusal records: ${last} refusals in ${seconds.toFixed(1)} s, ${records} access records, ${summaries.length} summary line(s) for ${unlogged}`,
+      );
       expect(last).toBeGreaterThan(2700);
       // The budget: a burst of 1,000, then 100 a second (quic/record_budget.ts).
       expect(records).toBeLessThanOrEqual(1000 + Math.ceil(100 * seconds));

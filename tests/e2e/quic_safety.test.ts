@@ -28,7 +28,11 @@ type Client = { sock: udp.Socket<"uint8array">; got: Uint8Array[] };
 /** A UDP socket bound to `host` that collects what it receives. */
 async function udpClient(host = "127.0.0.1"): Promise<Client> {
   const got: Uint8Array[] = [];
-  const sock = await Bun.udpSocket({ hostname: host, binaryType: "uint8array", socket: { data: (_s, d) => void got.push(d) } });
+  const sock = await Bun.udpSocket({
+    hostname: host,
+    binaryType: "uint8array",
+    socket: { data: (_s, d) => void got.push(d) },
+  });
   return { sock, got };
 }
 
@@ -67,14 +71,21 @@ describe("QUIC: a client address that names another flow's connection ID", () =>
   test("from a firewalled or route-denied address it reaches no backend and gets nothing; an allowed one opens a path of its own, which the backend sees as a new address; the old address keeps its replies", async () => {
     const be = await udpBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", `${config(port, be.port, { route: '  deny = ["127.0.0.4"]' })}[firewall]\nblocked_ips = ["127.0.0.3"]\n`);
+    const proxy = await startProxy(
+      "binary",
+      `${config(port, be.port, { route: '  deny = ["127.0.0.4"]' })}[firewall]\nblocked_ips = ["127.0.0.3"]\n`,
+    );
     const clients: Client[] = [];
     try {
       const c = await udpClient("127.0.0.2");
       clients.push(c);
       c.sock.send(d1, port, "127.0.0.1");
       c.sock.send(d2, port, "127.0.0.1");
-      await waitFor(() => be.got.length === 2 && c.got.length === 2, 5000, "the flow routed, the server's connection ID learned");
+      await waitFor(
+        () => be.got.length === 2 && c.got.length === 2,
+        5000,
+        "the flow routed, the server's connection ID learned",
+      );
       // The blocked address and the route-denied one name the learned ID, several times each.
       for (const host of ["127.0.0.3", "127.0.0.4"]) {
         const x = await udpClient(host);
@@ -88,7 +99,11 @@ describe("QUIC: a client address that names another flow's connection ID", () =>
       const moved = await udpClient("127.0.0.5");
       clients.push(moved);
       moved.sock.send(SHORT, port, "127.0.0.1");
-      await waitFor(() => be.got.length === 3 && moved.got.length === 1, 5000, "the moved client's packet at the backend, its reply at the new address");
+      await waitFor(
+        () => be.got.length === 3 && moved.got.length === 1,
+        5000,
+        "the moved client's packet at the backend, its reply at the new address",
+      );
       expect(Buffer.from(be.got[2]!.d).equals(Buffer.from(SHORT))).toBe(true);
       expect(be.got[2]!.from).not.toBe(be.got[0]!.from);
       // The old address still gets what the backend sends to the old path, and only that.
@@ -152,7 +167,9 @@ describe("QUIC: the pending table", () => {
         clearInterval(resend);
         clearInterval(more);
       }
-      console.log(`QUIC pending flood: the real client was routed after ${sends} send(s), ${(performance.now() - start).toFixed(0)} ms`);
+      console.log(
+        `QUIC pending flood: the real client was routed after ${sends} send(s), ${(performance.now() - start).toFixed(0)} ms`,
+      );
     } finally {
       for (const x of junk) x.sock.close();
       await proxy.stop();
@@ -208,7 +225,9 @@ describe("QUIC: the pending table", () => {
       }
       await sleep(1000);
       const after = rssMiB(proxy.pid);
-      console.log(`QUIC held bytes: 256 flows × 15 datagrams of 60 KB: RSS ${before.toFixed(1)} → ${after.toFixed(1)} MiB`);
+      console.log(
+        `QUIC held bytes: 256 flows × 15 datagrams of 60 KB: RSS ${before.toFixed(1)} → ${after.toFixed(1)} MiB`,
+      );
       expect(after - before).toBeLessThan(64);
       expect(be.got.length).toBe(0);
     } finally {
@@ -266,7 +285,10 @@ describe("QUIC: refusals and routed flows per source", () => {
     try {
       // A one-datagram hello for a name no route has: refused (no_route) once the hello is read.
       const other = handshake(clientHelloBody([sniExtension("nope.example.com"), alpnExtension("h3")]));
-      const refused = padDatagram(sealInitial({ dcid: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]), pn: 0, frames: cryptoFrame(0, other) }), 1250);
+      const refused = padDatagram(
+        sealInitial({ dcid: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]), pn: 0, frames: cryptoFrame(0, other) }),
+        1250,
+      );
       for (let i = 0; i < 10; i++) socks.push(await udpClient("127.0.0.2"));
       for (let i = 0; i < 200; i++) {
         socks[i % 10]!.sock.send(refused, port, "127.0.0.1");
@@ -292,7 +314,14 @@ describe("QUIC: refusals and routed flows per source", () => {
     const proxy = await startProxy("binary", config(port, be.port), { wrap: ["prlimit", "--nofile=20000:20000"] });
     const socks: Client[] = [];
     try {
-      const one = padDatagram(sealInitial({ dcid, pn: 0, frames: cryptoFrame(0, handshake(clientHelloBody([sniExtension(HOST), alpnExtension("h3")]))) }), 1250);
+      const one = padDatagram(
+        sealInitial({
+          dcid,
+          pn: 0,
+          frames: cryptoFrame(0, handshake(clientHelloBody([sniExtension(HOST), alpnExtension("h3")]))),
+        }),
+        1250,
+      );
       for (let i = 0; i < 300; i++) {
         const s = await udpClient("127.0.0.2");
         socks.push(s);

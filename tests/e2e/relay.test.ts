@@ -19,7 +19,11 @@ interface BackendConn {
 }
 
 /** A raw TCP backend: reads (skipping the replayed hello), and runs `onOpen` to start writing. */
-function backend(helloLen: number, onOpen: (s: Socket<BackendConn>) => void, onEnd: (s: Socket<BackendConn>) => void = () => {}) {
+function backend(
+  helloLen: number,
+  onOpen: (s: Socket<BackendConn>) => void,
+  onEnd: (s: Socket<BackendConn>) => void = () => {},
+) {
   const conns: BackendConn[] = [];
   const l = Bun.listen<BackendConn>({
     hostname: "127.0.0.1",
@@ -65,7 +69,15 @@ function client(port: number, hooks: { onData?: ClientState["onData"] } = {}): P
     hostname: "127.0.0.1",
     port,
     allowHalfOpen: true,
-    data: { reader: new StreamReader(0), writer: null, ended: false, closed: false, error: null, closedAt: 0, onData: hooks.onData },
+    data: {
+      reader: new StreamReader(0),
+      writer: null,
+      ended: false,
+      closed: false,
+      error: null,
+      closedAt: 0,
+      onData: hooks.onData,
+    },
     socket: {
       data(s, d) {
         s.data.reader.push(d);
@@ -181,7 +193,11 @@ connect_timeout = "700ms"
     c.data.writer.start();
     await c.data.writer.done;
     c.shutdown();
-    await waitFor(() => c.data.reader.received >= BULK && bulk.conns[0]?.reader.received === BULK, 60_000, "64 MiB both ways");
+    await waitFor(
+      () => c.data.reader.received >= BULK && bulk.conns[0]?.reader.received === BULK,
+      60_000,
+      "64 MiB both ways",
+    );
     // A Bun socket whose own side is shut reports the FIN as a clean close.
     await waitFor(() => c.data.ended || (c.data.closed && c.data.error === null), 5000, "FIN from the proxy");
     expect(c.data.reader.digest()).toBe(streamHash(2, BULK));
@@ -230,7 +246,9 @@ connect_timeout = "700ms"
     clearInterval(sampler);
     expect(c.data.reader.digest()).toBe(streamHash(4, BIG));
     const growth = peak - base;
-    console.log(`slow reader: proxy RSS base ${(base / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB`);
+    console.log(
+      `slow reader: proxy RSS base ${(base / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB`,
+    );
     expect(growth).toBeLessThan(64 * MiB);
     c.end();
   }, 150_000);
@@ -288,16 +306,19 @@ connect_timeout = "700ms"
     expect(rec.outcome).toBe("connect_failed");
   });
 
-  test.skipIf(Bun.which("python3") === null)("a route's own connect_timeout (200ms) overrides [proxy] connect_timeout (700ms)", async () => {
-    const started = performance.now();
-    const r = await rawExchange(port, helloFor("quick.example.com"), { timeoutMs: 5000 });
-    const took = performance.now() - started;
-    expect(r.end).toBe("reset");
-    // The wheel's tick is 100 ms: a deadline fires within one tick after it is due.
-    expect(took).toBeGreaterThanOrEqual(200 - 50);
-    expect(took).toBeLessThan(700 - 150);
-    expect((await proxy.waitAccess((x) => x.sni === "quick.example.com")).outcome).toBe("connect_failed");
-  });
+  test.skipIf(Bun.which("python3") === null)(
+    "a route's own connect_timeout (200ms) overrides [proxy] connect_timeout (700ms)",
+    async () => {
+      const started = performance.now();
+      const r = await rawExchange(port, helloFor("quick.example.com"), { timeoutMs: 5000 });
+      const took = performance.now() - started;
+      expect(r.end).toBe("reset");
+      // The wheel's tick is 100 ms: a deadline fires within one tick after it is due.
+      expect(took).toBeGreaterThanOrEqual(200 - 50);
+      expect(took).toBeLessThan(700 - 150);
+      expect((await proxy.waitAccess((x) => x.sni === "quick.example.com")).outcome).toBe("connect_failed");
+    },
+  );
 });
 
 /**

@@ -54,7 +54,10 @@ describe("retries (binary, two workers)", () => {
       const r2 = await helloThenLater(port, secret, 30);
       await sleep(300);
       const holders = backends.filter((b) => b.received().includes(secret));
-      const copies = backends.reduce((n, b) => n + b.received().toString("latin1").split(secret.toString("latin1")).length - 1, 0);
+      const copies = backends.reduce(
+        (n, b) => n + b.received().toString("latin1").split(secret.toString("latin1")).length - 1,
+        0,
+      );
       expect(r1.end).toBe("reset");
       // Each request reached exactly one backend: 2 sends, 2 copies in all (never 3 or 6).
       expect(copies).toBeLessThanOrEqual(2);

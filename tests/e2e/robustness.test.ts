@@ -93,10 +93,13 @@ connect_timeout = "500ms"
       await sleep(100);
     }
     expect(status.active_connections).toBe(0);
-    console.log(`hostile flood: ${connected} of ${CONNECTIONS} clients connected; proxy counted ${status.total_connections}`);
+    console.log(
+      `hostile flood: ${connected} of ${CONNECTIONS} clients connected; proxy counted ${status.total_connections}`,
+    );
     expect(status.total_connections).toBe(connected);
     const outcomes = Object.fromEntries(status.outcomes.map((o) => [o.outcome, o.count]));
-    for (const o of ["not_tls", "malformed", "hello_timeout", "client_closed", "no_route", "connect_failed"]) expect(outcomes[o] ?? 0).toBeGreaterThan(0);
+    for (const o of ["not_tls", "malformed", "hello_timeout", "client_closed", "no_route", "connect_failed"])
+      expect(outcomes[o] ?? 0).toBeGreaterThan(0);
     expect(proxy.proc.exitCode).toBeNull();
     await sleep(500);
     const growth = proxy.rss() - rssBefore;

@@ -116,40 +116,101 @@ describe("ALPN routes", () => {
       const cases: { client: string; go: () => Promise<void> | void; route: string; backend: Backend }[] = [
         {
           client: "openssl -alpn acme-tls/1",
-          go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "acme-tls/1"]),
+          go: () =>
+            run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "acme-tls/1"]),
           route: `${HOST}+acme-tls/1`,
           backend: s.acme,
         },
         {
           client: "openssl -alpn h2,acme-tls/1",
-          go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "h2,acme-tls/1"]),
+          go: () =>
+            run([
+              "openssl",
+              "s_client",
+              "-connect",
+              `127.0.0.1:${s.port}`,
+              "-servername",
+              HOST,
+              "-alpn",
+              "h2,acme-tls/1",
+            ]),
           route: `${HOST}+h2,postgresql-not`,
           backend: s.h2,
         },
         {
           client: "openssl -alpn acme-tls/1,h2",
-          go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "acme-tls/1,h2"]),
+          go: () =>
+            run([
+              "openssl",
+              "s_client",
+              "-connect",
+              `127.0.0.1:${s.port}`,
+              "-servername",
+              HOST,
+              "-alpn",
+              "acme-tls/1,h2",
+            ]),
           route: `${HOST}+acme-tls/1`,
           backend: s.acme,
         },
-        { client: "openssl, no ALPN", go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST]), route: HOST, backend: s.app },
-        { client: "openssl -alpn http/1.1", go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "http/1.1"]), route: HOST, backend: s.app },
+        {
+          client: "openssl, no ALPN",
+          go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST]),
+          route: HOST,
+          backend: s.app,
+        },
+        {
+          client: "openssl -alpn http/1.1",
+          go: () =>
+            run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", HOST, "-alpn", "http/1.1"]),
+          route: HOST,
+          backend: s.app,
+        },
         // curl offers h2 then http/1.1 by default; --http1.1 offers http/1.1 only; --no-alpn none.
         {
           client: "curl (h2, http/1.1)",
-          go: () => run(["curl", "-sk", "--max-time", "3", "--resolve", `${HOST}:${s.port}:127.0.0.1`, `https://${HOST}:${s.port}/`]),
+          go: () =>
+            run([
+              "curl",
+              "-sk",
+              "--max-time",
+              "3",
+              "--resolve",
+              `${HOST}:${s.port}:127.0.0.1`,
+              `https://${HOST}:${s.port}/`,
+            ]),
           route: `${HOST}+h2,postgresql-not`,
           backend: s.h2,
         },
         {
           client: "curl --http1.1",
-          go: () => run(["curl", "-sk", "--http1.1", "--max-time", "3", "--resolve", `${HOST}:${s.port}:127.0.0.1`, `https://${HOST}:${s.port}/`]),
+          go: () =>
+            run([
+              "curl",
+              "-sk",
+              "--http1.1",
+              "--max-time",
+              "3",
+              "--resolve",
+              `${HOST}:${s.port}:127.0.0.1`,
+              `https://${HOST}:${s.port}/`,
+            ]),
           route: HOST,
           backend: s.app,
         },
         {
           client: "curl --no-alpn",
-          go: () => run(["curl", "-sk", "--no-alpn", "--max-time", "3", "--resolve", `${HOST}:${s.port}:127.0.0.1`, `https://${HOST}:${s.port}/`]),
+          go: () =>
+            run([
+              "curl",
+              "-sk",
+              "--no-alpn",
+              "--max-time",
+              "3",
+              "--resolve",
+              `${HOST}:${s.port}:127.0.0.1`,
+              `https://${HOST}:${s.port}/`,
+            ]),
           route: HOST,
           backend: s.app,
         },
@@ -175,11 +236,26 @@ describe("ALPN routes", () => {
           route: `${HOST}+acme-tls/1`,
           backend: s.acme,
         },
-        { client: "node:tls [acme-tls/1]", go: async () => void (await tlsGet(s.port, HOST, cert, { alpn: ["acme-tls/1"], timeoutMs: 2000 })), route: `${HOST}+acme-tls/1`, backend: s.acme },
+        {
+          client: "node:tls [acme-tls/1]",
+          go: async () => void (await tlsGet(s.port, HOST, cert, { alpn: ["acme-tls/1"], timeoutMs: 2000 })),
+          route: `${HOST}+acme-tls/1`,
+          backend: s.acme,
+        },
         // acme-tls/1 for a name without such a route: its plain route (the ACME client then fails validation, as on a plain server).
         {
           client: "openssl -alpn acme-tls/1, plain.example.com",
-          go: () => run(["openssl", "s_client", "-connect", `127.0.0.1:${s.port}`, "-servername", "plain.example.com", "-alpn", "acme-tls/1"]),
+          go: () =>
+            run([
+              "openssl",
+              "s_client",
+              "-connect",
+              `127.0.0.1:${s.port}`,
+              "-servername",
+              "plain.example.com",
+              "-alpn",
+              "acme-tls/1",
+            ]),
           route: "plain.example.com",
           backend: s.app,
         },
@@ -189,7 +265,12 @@ describe("ALPN routes", () => {
         const before = s.proxy.access().length;
         const conns = c.backend.conns;
         await c.go();
-        expect({ client: c.client, ...(await landed(s, before)) }).toEqual({ client: c.client, route: c.route, backend: `127.0.0.1:${c.backend.port}`, outcome: expect.any(String) });
+        expect({ client: c.client, ...(await landed(s, before)) }).toEqual({
+          client: c.client,
+          route: c.route,
+          backend: `127.0.0.1:${c.backend.port}`,
+          outcome: expect.any(String),
+        });
         expect({ client: c.client, conns: c.backend.conns - conns }).toEqual({ client: c.client, conns: 1 });
       }
       // A name with ALPN routes only, asked without a protocol they name: no route (RST).
@@ -214,7 +295,12 @@ describe("ALPN routes", () => {
       expect(add).toMatchObject({ replaced: false, route: { alpn: ["xmpp-client"] } });
       const r = await rawExchange(s.port, helloFor("new.example.com", ["xmpp-client"]));
       expect(r.received.toString()).toBe("other");
-      const dup = await admin.call("AddRoute", { listener: `127.0.0.1:${s.port}`, route: { hostname: HOST, backend: `127.0.0.1:${other.port}`, alpn: ["h2"] } }).catch((e: Error) => e.message);
+      const dup = await admin
+        .call("AddRoute", {
+          listener: `127.0.0.1:${s.port}`,
+          route: { hostname: HOST, backend: `127.0.0.1:${other.port}`, alpn: ["h2"] },
+        })
+        .catch((e: Error) => e.message);
       expect(String(dup)).toContain('ALPN "h2" is in two routes');
       const cli = (args: string[]) => runCli([...args, "-c", s.proxy.configFile], { cwd: s.dir });
       const added = cli(["routes", "add", "--alpn", "acme-tls/1", "new.example.com", `127.0.0.1:${other.port}`]);
@@ -246,7 +332,15 @@ describe("per-route allow and deny", () => {
     const admin = new AdminClient(unixGrpcConfig(join(s.dir, "admin.sock")));
     try {
       // The route's backend is the app (set over the API: the TOML could not know its port).
-      await admin.call("AddRoute", { listener: `127.0.0.1:${s.port}`, route: { hostname: "private.example.com", backend: `127.0.0.1:${s.app.port}`, allow: ["127.0.0.0/29"], deny: ["127.0.0.3"] } });
+      await admin.call("AddRoute", {
+        listener: `127.0.0.1:${s.port}`,
+        route: {
+          hostname: "private.example.com",
+          backend: `127.0.0.1:${s.app.port}`,
+          allow: ["127.0.0.0/29"],
+          deny: ["127.0.0.3"],
+        },
+      });
       const hello = helloFor("private.example.com");
       const from = async (ip: string) => {
         const before = s.proxy.access().length;
@@ -258,21 +352,36 @@ describe("per-route allow and deny", () => {
       expect(await from("127.0.0.3")).toEqual({ ip: "127.0.0.3", end: "reset", got: "", outcome: "route_denied" });
       expect(await from("127.0.0.9")).toEqual({ ip: "127.0.0.9", end: "reset", got: "", outcome: "route_denied" });
       // Another route of the listener is not touched by this one's policy.
-      expect((await rawExchange(s.port, helloFor(HOST), { localAddress: "127.0.0.9" })).received.toString()).toBe("app");
+      expect((await rawExchange(s.port, helloFor(HOST), { localAddress: "127.0.0.9" })).received.toString()).toBe(
+        "app",
+      );
       // At runtime: deny 127.0.0.2 too; every next connection (spread over both workers) is refused.
       await admin.call("AddRoute", {
         listener: `127.0.0.1:${s.port}`,
-        route: { hostname: "private.example.com", backend: `127.0.0.1:${s.app.port}`, allow: ["127.0.0.0/29"], deny: ["127.0.0.2", "127.0.0.3"] },
+        route: {
+          hostname: "private.example.com",
+          backend: `127.0.0.1:${s.app.port}`,
+          allow: ["127.0.0.0/29"],
+          deny: ["127.0.0.2", "127.0.0.3"],
+        },
       });
-      const after = await Promise.all(Array.from({ length: 12 }, () => rawExchange(s.port, hello, { localAddress: "127.0.0.2" })));
+      const after = await Promise.all(
+        Array.from({ length: 12 }, () => rawExchange(s.port, hello, { localAddress: "127.0.0.2" })),
+      );
       expect(after.map((r) => r.end)).toEqual(Array(12).fill("reset"));
       const denied = () => s.proxy.access().filter((r) => r.outcome === "route_denied");
       await waitFor(() => denied().length === 14, 5000, "14 route_denied records");
       expect(new Set(denied().map((r) => r.worker)).size).toBe(2);
       // And lifted: no policy, everyone in.
-      await admin.call("AddRoute", { listener: `127.0.0.1:${s.port}`, route: { hostname: "private.example.com", backend: `127.0.0.1:${s.app.port}` } });
+      await admin.call("AddRoute", {
+        listener: `127.0.0.1:${s.port}`,
+        route: { hostname: "private.example.com", backend: `127.0.0.1:${s.app.port}` },
+      });
       expect((await rawExchange(s.port, hello, { localAddress: "127.0.0.3" })).received.toString()).toBe("app");
-      const listed = await admin.call<{ listeners: { routes: { hostname: string; allow: string[] }[] }[] }>("ListRoutes", { listener: "" });
+      const listed = await admin.call<{ listeners: { routes: { hostname: string; allow: string[] }[] }[] }>(
+        "ListRoutes",
+        { listener: "" },
+      );
       expect(listed.listeners[0]!.routes.find((r) => r.hostname === "private.example.com")!.allow).toEqual([]);
     } finally {
       admin.close();
@@ -296,17 +405,34 @@ describe("per-route allow and deny", () => {
     try {
       await admin.call("AddRoute", {
         listener: `127.0.0.1:${s.port}`,
-        route: { hostname: "private.example.com", backend: `127.0.0.1:${s.app.port}`, allow: ["127.0.0.4/32", "2001:db8:1::/48"], deny: ["2001:db8:1:bad::/64"] },
+        route: {
+          hostname: "private.example.com",
+          backend: `127.0.0.1:${s.app.port}`,
+          allow: ["127.0.0.4/32", "2001:db8:1::/48"],
+          deny: ["2001:db8:1:bad::/64"],
+        },
       });
       const hello = helloFor("private.example.com");
       const v6 = async (src: string) => {
-        const r = await rawExchange(s.port, Buffer.concat([v2Header({ family: "inet6", source: [src, 40000], destination: ["2001:db8::443", 443], crc: true }), hello]));
+        const r = await rawExchange(
+          s.port,
+          Buffer.concat([
+            v2Header({ family: "inet6", source: [src, 40000], destination: ["2001:db8::443", 443], crc: true }),
+            hello,
+          ]),
+        );
         return r.end === "reset" ? "reset" : r.received.toString();
       };
       expect(await v6("2001:db8:1::5")).toBe("app");
       expect(await v6("2001:db8:1:bad::5")).toBe("reset");
       expect(await v6("2001:db8:2::5")).toBe("reset");
-      await waitFor(() => s.proxy.access().filter((r) => r.outcome === "route_denied" && String(r.client).startsWith("[2001:db8:")).length === 2, 5000, "two IPv6 refusals");
+      await waitFor(
+        () =>
+          s.proxy.access().filter((r) => r.outcome === "route_denied" && String(r.client).startsWith("[2001:db8:"))
+            .length === 2,
+        5000,
+        "two IPv6 refusals",
+      );
       if (missing !== null) {
         console.warn(`SKIP the HAProxy part: ${missing}`);
         return;
@@ -354,10 +480,19 @@ describe("per-route allow and deny, IPv6 clients", () => {
     try {
       const hello = helloFor("v6.example.com");
       expect((await rawExchange(port, hello, { host: "::1" })).received.toString()).toBe("app6");
-      await admin.call("AddRoute", { listener: `[::1]:${port}`, route: { hostname: "v6.example.com", backend: `127.0.0.1:${app.port}`, allow: ["2001:db8::/32"] } });
+      await admin.call("AddRoute", {
+        listener: `[::1]:${port}`,
+        route: { hostname: "v6.example.com", backend: `127.0.0.1:${app.port}`, allow: ["2001:db8::/32"] },
+      });
       const after = await Promise.all(Array.from({ length: 8 }, () => rawExchange(port, hello, { host: "::1" })));
       expect(after.map((r) => r.end)).toEqual(Array(8).fill("reset"));
-      await waitFor(() => proxy.access().filter((r) => r.outcome === "route_denied" && String(r.client).startsWith("[::1]:")).length === 8, 5000, "8 refusals of ::1");
+      await waitFor(
+        () =>
+          proxy.access().filter((r) => r.outcome === "route_denied" && String(r.client).startsWith("[::1]:")).length ===
+          8,
+        5000,
+        "8 refusals of ::1",
+      );
     } finally {
       admin.close();
       await proxy.stop();
@@ -376,7 +511,10 @@ describe("per-route max_connections", () => {
     const admin = new AdminClient(unixGrpcConfig(join(s.dir, "admin.sock")));
     const held = named("held");
     try {
-      await admin.call("AddRoute", { listener: `127.0.0.1:${s.port}`, route: { hostname: "limited.example.com", backend: `127.0.0.1:${held.port}`, max_connections: 10 } });
+      await admin.call("AddRoute", {
+        listener: `127.0.0.1:${s.port}`,
+        route: { hostname: "limited.example.com", backend: `127.0.0.1:${held.port}`, max_connections: 10 },
+      });
       const hello = helloFor("limited.example.com");
       for (let round = 0; round < 5; round++) {
         const socks: { end: string; got: string; close: () => void }[] = await Promise.all(
@@ -401,9 +539,19 @@ describe("per-route max_connections", () => {
           ),
         );
         const open = socks.filter((x) => x.end === "open");
-        expect({ round, open: open.length, answered: open.filter((x) => x.got === "held").length, backendOpen: held.open }).toEqual({ round, open: 10, answered: 10, backendOpen: 10 });
-        const listed = await admin.call<{ listeners: { routes: { hostname: string; active_connections: number; max_connections: number }[] }[] }>("ListRoutes", { listener: "" });
-        expect(listed.listeners[0]!.routes.find((r) => r.hostname === "limited.example.com")).toMatchObject({ active_connections: 10, max_connections: 10 });
+        expect({
+          round,
+          open: open.length,
+          answered: open.filter((x) => x.got === "held").length,
+          backendOpen: held.open,
+        }).toEqual({ round, open: 10, answered: 10, backendOpen: 10 });
+        const listed = await admin.call<{
+          listeners: { routes: { hostname: string; active_connections: number; max_connections: number }[] }[];
+        }>("ListRoutes", { listener: "" });
+        expect(listed.listeners[0]!.routes.find((r) => r.hostname === "limited.example.com")).toMatchObject({
+          active_connections: 10,
+          max_connections: 10,
+        });
         for (const x of socks) x.close();
         await waitFor(() => held.open === 0, 5000, "backend connections closed");
         await sleep(100);

@@ -25,7 +25,10 @@ describe.each(MODES)("routing (%s)", (mode) => {
     beta = tlsBackend("beta", cert);
     fallback = tlsBackend("default", cert);
     const dir = tempDir();
-    writeFileSync(join(dir, "geo.mmdb"), writeMmdb([{ cidr: "127.0.0.5/32", record: { country: { iso_code: "KP" } } }]));
+    writeFileSync(
+      join(dir, "geo.mmdb"),
+      writeMmdb([{ cidr: "127.0.0.5/32", record: { country: { iso_code: "KP" } } }]),
+    );
     portA = freePort();
     portB = freePort();
     proxy = await startProxy(
@@ -72,7 +75,8 @@ blocked_countries = ["KP"]
     expect(rec.bytes_in as number).toBeGreaterThan(0);
     expect(rec.bytes_out as number).toBeGreaterThan(0);
     expect(rec.listener).toBe(`127.0.0.1:${portA}`);
-    for (const k of ["time", "client", "hello_ms", "connect_ms", "duration_ms", "closed_by"]) expect(rec).toHaveProperty(k);
+    for (const k of ["time", "client", "hello_ms", "connect_ms", "duration_ms", "closed_by"])
+      expect(rec).toHaveProperty(k);
   });
 
   test("bun's own fetch (TLS client) reaches alpha through the proxy", async () => {
@@ -103,11 +107,24 @@ blocked_countries = ["KP"]
   });
 
   test.skipIf(!hasOpenssl)("openssl s_client reaches beta by SNI", async () => {
-    const p = Bun.spawn(["openssl", "s_client", "-connect", `127.0.0.1:${portA}`, "-servername", "beta.example.com", "-quiet", "-CAfile", cert.certFile], {
-      stdin: new TextEncoder().encode("GET / HTTP/1.1\r\nHost: beta.example.com\r\n\r\n"),
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const p = Bun.spawn(
+      [
+        "openssl",
+        "s_client",
+        "-connect",
+        `127.0.0.1:${portA}`,
+        "-servername",
+        "beta.example.com",
+        "-quiet",
+        "-CAfile",
+        cert.certFile,
+      ],
+      {
+        stdin: new TextEncoder().encode("GET / HTTP/1.1\r\nHost: beta.example.com\r\n\r\n"),
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     const timer = setTimeout(() => p.kill(), 5000);
     const out = await new Response(p.stdout).text();
     clearTimeout(timer);
@@ -116,10 +133,23 @@ blocked_countries = ["KP"]
 
   test.skipIf(!hasCurl)("curl reaches alpha by SNI", async () => {
     // Async spawn: the backends live in this process and must keep running.
-    const p = Bun.spawn(["curl", "-sS", "--max-time", "5", "--cacert", cert.certFile, "--resolve", `alpha.example.com:${portA}:127.0.0.1`, `https://alpha.example.com:${portA}/`], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const p = Bun.spawn(
+      [
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "--cacert",
+        cert.certFile,
+        "--resolve",
+        `alpha.example.com:${portA}:127.0.0.1`,
+        `https://alpha.example.com:${portA}/`,
+      ],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     expect(await new Response(p.stdout).text()).toBe("hello from alpha\n");
   });
 

@@ -22,10 +22,15 @@ describe("RUNBOOK procedures (binary)", () => {
     const derive = "--build-arg VERSION=$(jq -r .version package.json)";
     for (const l of builds) expect(l).toContain(derive);
     expect(runbook).not.toMatch(/VERSION=\d/);
-    for (const f of ["Containerfile", "Containerfile.release"]) expect(readFileSync(join(ROOT, f), "utf8")).toContain(derive);
+    for (const f of ["Containerfile", "Containerfile.release"])
+      expect(readFileSync(join(ROOT, f), "utf8")).toContain(derive);
     // And it gives the version (jq is a dependency of that one line only).
     const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
-    const jq = Bun.spawnSync(["sh", "-c", "jq -r .version package.json"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const jq = Bun.spawnSync(["sh", "-c", "jq -r .version package.json"], {
+      cwd: ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     if (jq.exitCode === 127) return void console.warn("SKIP: jq not installed: the derivation was not run");
     expect(jq.stdout.toString().trim()).toBe(version);
   });
@@ -107,17 +112,44 @@ describe("RUNBOOK procedures (binary)", () => {
       return;
     }
     const dir = tempDir();
-    const proxy = await startProxy("binary", `${listenerToml(freePort(), {})}\n[grpc]\naddr = "unix:admin.sock"\n`, { dir });
+    const proxy = await startProxy("binary", `${listenerToml(freePort(), {})}\n[grpc]\naddr = "unix:admin.sock"\n`, {
+      dir,
+    });
     try {
       const env = cleanEnv({ BUF_CACHE_DIR: join(dir, "buf-cache") });
       const sock = join(dir, "admin.sock");
-      const list = Bun.spawnSync([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", sock, "--list-services", "http://localhost"], { env, stdout: "pipe", stderr: "pipe" });
+      const list = Bun.spawnSync(
+        [
+          BUF,
+          "curl",
+          "--protocol",
+          "grpc",
+          "--http2-prior-knowledge",
+          "--unix-socket",
+          sock,
+          "--list-services",
+          "http://localhost",
+        ],
+        { env, stdout: "pipe", stderr: "pipe" },
+      );
       expect(list.stdout.toString()).toContain("mc_proxy.v1.ProxyAdminService");
-      const st = Bun.spawnSync([BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", sock, "http://localhost/mc_proxy.v1.ProxyAdminService/GetStatus"], {
-        env,
-        stdout: "pipe",
-        stderr: "pipe",
-      });
+      const st = Bun.spawnSync(
+        [
+          BUF,
+          "curl",
+          "--protocol",
+          "grpc",
+          "--http2-prior-knowledge",
+          "--unix-socket",
+          sock,
+          "http://localhost/mc_proxy.v1.ProxyAdminService/GetStatus",
+        ],
+        {
+          env,
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
       expect(JSON.parse(st.stdout.toString()).version).toMatch(/^\d+\.\d+\.\d+$/);
     } finally {
       await proxy.stop();

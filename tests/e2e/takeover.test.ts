@@ -24,19 +24,35 @@ const HOST = "alpha.example.com";
 /** Run the load program (takeover_load.ts) in a network namespace of its own with tcp_migrate_req set; null when one cannot be made. */
 async function loadRun(migrate: 0 | 1, takeovers: number): Promise<Record<string, unknown> | string> {
   ensureBinary();
-  const probe = Bun.spawnSync(["unshare", "-n", "sh", "-c", "ip link set lo up && cat /proc/sys/net/ipv4/tcp_migrate_req"], { stdout: "pipe", stderr: "pipe" });
-  if (probe.exitCode !== 0) return `cannot make a network namespace (unshare -n, ip): ${probe.stderr.toString().trim().split("\n").pop()}`;
+  const probe = Bun.spawnSync(
+    ["unshare", "-n", "sh", "-c", "ip link set lo up && cat /proc/sys/net/ipv4/tcp_migrate_req"],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  if (probe.exitCode !== 0)
+    return `cannot make a network namespace (unshare -n, ip): ${probe.stderr.toString().trim().split("\n").pop()}`;
   const script = resolve(import.meta.dir, "takeover_load.ts");
-  const p = Bun.spawn(["unshare", "-n", "sh", "-c", `ip link set lo up && echo ${migrate} > /proc/sys/net/ipv4/tcp_migrate_req && exec "$0" "$1"`, process.execPath, script], {
-    cwd: ROOT,
-    env: { ...process.env, MCPROXY_BINARY: BINARY, MCPROXY_TAKEOVERS: String(takeovers) },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const p = Bun.spawn(
+    [
+      "unshare",
+      "-n",
+      "sh",
+      "-c",
+      `ip link set lo up && echo ${migrate} > /proc/sys/net/ipv4/tcp_migrate_req && exec "$0" "$1"`,
+      process.execPath,
+      script,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, MCPROXY_BINARY: BINARY, MCPROXY_TAKEOVERS: String(takeovers) },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   const code = await p.exited;
   const last = out.trim().split("\n").pop() ?? "";
-  if (code !== 0 || !last.startsWith("{")) throw new Error(`load run failed (exit ${code}): ${err.slice(-2000)}\n${out.slice(-1000)}`);
+  if (code !== 0 || !last.startsWith("{"))
+    throw new Error(`load run failed (exit ${code}): ${err.slice(-2000)}\n${out.slice(-1000)}`);
   return JSON.parse(last) as Record<string, unknown>;
 }
 
@@ -78,7 +94,13 @@ function config(port: number, backend: number, extra = "", proxy = ""): string {
 async function reload(dir: string): Promise<number> {
   const log = openSync(join(dir, "reloads.log"), "a");
   try {
-    return await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: log, stderr: log }).exited;
+    return await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], {
+      cwd: dir,
+      env: cleanEnv(),
+      stdin: "ignore",
+      stdout: log,
+      stderr: log,
+    }).exited;
   } finally {
     closeSync(log);
   }
@@ -134,7 +156,9 @@ describe("takeover (binary)", () => {
       expect((await fetch(`http://127.0.0.1:${pm}/readyz`)).status).toBe(200);
       expect(after.pid).not.toBe(before.pid);
       expect(after.listeners.map((l) => l.addr).sort()).toEqual([`127.0.0.1:${p1}`, `127.0.0.1:${p2}`].sort());
-      const pool = after.listeners.find((l) => l.addr === `127.0.0.1:${p2}`)!.routes.find((x) => x.hostname === "pool.example.com")!;
+      const pool = after.listeners
+        .find((l) => l.addr === `127.0.0.1:${p2}`)!
+        .routes.find((x) => x.hostname === "pool.example.com")!;
       expect(pool.backends.map((b) => [b.addr, b.health?.up])).toEqual([
         [`127.0.0.1:${be.port}`, true],
         [`127.0.0.1:${dead}`, false],
@@ -149,10 +173,18 @@ describe("takeover (binary)", () => {
       expect(proxy.access().every((x) => x.gen === 1)).toBe(true);
       // The new process's records carry generation 2.
       expect((await tlsGet(p1, HOST, testCert())).body).toContain("hello from be");
-      await waitFor(() => readFileSync(join(dir, "reloads.log"), "utf8").includes(" gen=2 "), 5000, "an access record of generation 2");
+      await waitFor(
+        () => readFileSync(join(dir, "reloads.log"), "utf8").includes(" gen=2 "),
+        5000,
+        "an access record of generation 2",
+      );
       // SIGUSR2 is the same reload, started by the process itself.
       process.kill(after.pid, "SIGUSR2");
-      await waitFor(() => /msg=started .*generation=3/.test(readFileSync(join(dir, "reloads.log"), "utf8")), 10_000, "generation 3 started after SIGUSR2");
+      await waitFor(
+        () => /msg=started .*generation=3/.test(readFileSync(join(dir, "reloads.log"), "utf8")),
+        10_000,
+        "generation 3 started after SIGUSR2",
+      );
       expect((await status(dir)).generation).toBe(3);
     } finally {
       Bun.spawnSync(["pkill", "-TERM", "-f", join(dir, "mc-proxy.toml")]);
@@ -196,7 +228,13 @@ describe("takeover (binary)", () => {
       await waitFor(() => lines.some((l) => l.includes(`MAINPID=${proxy.pid}`)), 5000, "READY from the first process");
       expect(lines.find((l) => l.includes(`MAINPID=${proxy.pid}`))).toContain("READY=1");
       const log = openSync(join(dir, "reloads.log"), "a");
-      const r = Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], { cwd: dir, env: cleanEnv({ NOTIFY_SOCKET: sock }), stdin: "ignore", stdout: log, stderr: log });
+      const r = Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml")], {
+        cwd: dir,
+        env: cleanEnv({ NOTIFY_SOCKET: sock }),
+        stdin: "ignore",
+        stdout: log,
+        stderr: log,
+      });
       expect(await r.exited).toBe(0);
       closeSync(log);
       const now = await status(dir);
@@ -225,7 +263,9 @@ describe("takeover (binary)", () => {
       }
       expect((await status(dir)).generation).toBe(21);
       expect((await tlsGet(port, HOST, testCert())).body).toContain("hello from be");
-      console.log(`reload → new process serving, 20 takeovers: p50 ${percentile(ms, 0.5).toFixed(0)} ms, p99 ${percentile(ms, 0.99).toFixed(0)} ms`);
+      console.log(
+        `reload → new process serving, 20 takeovers: p50 ${percentile(ms, 0.5).toFixed(0)} ms, p99 ${percentile(ms, 0.99).toFixed(0)} ms`,
+      );
     } finally {
       Bun.spawnSync(["pkill", "-TERM", "-f", join(dir, "mc-proxy.toml")]);
       await proxy.stop();
@@ -247,7 +287,12 @@ describe("takeover (binary)", () => {
       expect((await tlsGet(port, HOST, testCert())).body).toContain("hello from be");
     };
     const takeover = () => {
-      const r = Bun.spawnSync([BINARY, "server", "-c", file, "--takeover"], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([BINARY, "server", "-c", file, "--takeover"], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       return { code: r.exitCode, err: r.stderr.toString() };
     };
     try {
@@ -257,7 +302,12 @@ describe("takeover (binary)", () => {
       let r = takeover();
       expect(r.code).not.toBe(0);
       expect(r.err).toContain("mc-proxy.toml");
-      const rl = Bun.spawnSync([BINARY, "reload", "-c", file], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const rl = Bun.spawnSync([BINARY, "reload", "-c", file], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(rl.exitCode).not.toBe(0);
       await serving();
       // A store this binary cannot open (a schema from a newer release).
@@ -282,7 +332,12 @@ describe("takeover (binary)", () => {
       expect(proxy.records().some((x) => x.msg.startsWith("handing over"))).toBe(false);
       // A plain second start is refused, naming the way to take over.
       writeFileSync(file, good);
-      const second = Bun.spawnSync([BINARY, "server", "-c", file], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const second = Bun.spawnSync([BINARY, "server", "-c", file], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(second.exitCode).not.toBe(0);
       expect(second.stderr.toString()).toContain("--takeover");
       await serving();
@@ -297,18 +352,30 @@ describe("takeover (binary)", () => {
     try {
       old = buildRef(PREVIOUS_RELEASE, join(ROOT, ".cache/releases"));
     } catch (e) {
-      return void console.warn(`SKIP previous-release takeover: cannot build ${PREVIOUS_RELEASE}: ${(e as Error).message.slice(0, 300)}`);
+      return void console.warn(
+        `SKIP previous-release takeover: cannot build ${PREVIOUS_RELEASE}: ${(e as Error).message.slice(0, 300)}`,
+      );
     }
     const be = tlsBackend("be", testCert());
     const port = freePort();
     const dir = tempDir();
     const file = join(dir, "mc-proxy.toml");
     writeFileSync(file, config(port, be.port));
-    const proc = Bun.spawn([old, "server", "-c", file], { cwd: dir, env: cleanEnv(), stdout: "ignore", stderr: "ignore" });
+    const proc = Bun.spawn([old, "server", "-c", file], {
+      cwd: dir,
+      env: cleanEnv(),
+      stdout: "ignore",
+      stderr: "ignore",
+    });
     try {
       await waitFor(() => existsSync(join(dir, "admin.sock")), 10_000, "the old release's admin socket");
       expect((await tlsGet(port, HOST, testCert())).body).toContain("hello from be");
-      const r = Bun.spawnSync([BINARY, "server", "-c", file, "--takeover"], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const r = Bun.spawnSync([BINARY, "server", "-c", file, "--takeover"], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr.toString()).toContain("restart it once with this release");
       expect(proc.exitCode).toBeNull();

@@ -69,7 +69,13 @@ writeFileSync(cfgFile, config(false));
 process.on("exit", () => void Bun.spawnSync(["pkill", "-KILL", "-f", cfgFile]));
 // Every process of the chain (and each reload) appends to one log.
 const logFile = openSync(join(dir, "proxy.log"), "a");
-const first = Bun.spawn([BINARY, "server", "-c", cfgFile], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: logFile, stderr: logFile });
+const first = Bun.spawn([BINARY, "server", "-c", cfgFile], {
+  cwd: dir,
+  env: cleanEnv(),
+  stdin: "ignore",
+  stdout: logFile,
+  stderr: logFile,
+});
 for (let i = 0; ; i++) {
   const up = await Bun.connect({ hostname: "127.0.0.1", port: p1, socket: { data() {} } }).then(
     (s) => {
@@ -199,7 +205,13 @@ for (let k = 1; k <= TAKEOVERS; k++) {
   const two = k % 2 === 1;
   writeFileSync(cfgFile, config(two));
   const t0 = performance.now();
-  const r = Bun.spawn([BINARY, "reload", "-c", cfgFile], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: logFile, stderr: logFile });
+  const r = Bun.spawn([BINARY, "reload", "-c", cfgFile], {
+    cwd: dir,
+    env: cleanEnv(),
+    stdin: "ignore",
+    stdout: logFile,
+    stderr: logFile,
+  });
   const code = await r.exited;
   if (code !== 0) {
     result.reloadFailures.push(`takeover ${k}: exit ${code}`);
@@ -227,5 +239,12 @@ web.stop();
 dl.stop();
 pong.stop(true);
 const ms = result.takeoverMs;
-console.log(JSON.stringify({ ...result, p50: ms.length ? percentile(ms, 0.5) : null, p99: ms.length ? percentile(ms, 0.99) : null, log: join(dir, "proxy.log") }));
+console.log(
+  JSON.stringify({
+    ...result,
+    p50: ms.length ? percentile(ms, 0.5) : null,
+    p99: ms.length ? percentile(ms, 0.99) : null,
+    log: join(dir, "proxy.log"),
+  }),
+);
 process.exit(0);

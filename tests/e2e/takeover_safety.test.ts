@@ -5,7 +5,18 @@
 // process was started from; concurrent reloads leave one server with
 // distinct generations, and every reload's message is true.
 import { describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
@@ -22,11 +33,20 @@ const HOST = "alpha.example.com";
 
 /** mc-proxy reload: its exit code and its own output (the new server's log goes to DIR/server-N.log, which it inherits). */
 let reloads = 0;
-async function reload(dir: string, args: string[] = []): Promise<{ code: number; out: string; log: string; file: string }> {
+async function reload(
+  dir: string,
+  args: string[] = [],
+): Promise<{ code: number; out: string; log: string; file: string }> {
   const file = join(dir, `reload-${++reloads}.log`);
   const fd = openSync(file, "a");
   try {
-    const code = await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml"), ...args], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: fd, stderr: fd }).exited;
+    const code = await Bun.spawn([BINARY, "reload", "-c", join(dir, "mc-proxy.toml"), ...args], {
+      cwd: dir,
+      env: cleanEnv(),
+      stdin: "ignore",
+      stdout: fd,
+      stderr: fd,
+    }).exited;
     const log = readFileSync(file, "utf8");
     return {
       code,
@@ -133,14 +153,31 @@ describe("takeover safety (binary)", () => {
       // The admin key rotated to one that does not match the certificate: check refuses it, and so does the takeover.
       writeFileSync(file, tcpAdminConfig(pki, ports, { key: pki.clientKey }));
       await refused("mismatched admin key", /grpc\.tls_key[^\n]*does not match/);
-      const chk = Bun.spawnSync([BINARY, "check", "-c", file], { cwd: dir, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const chk = Bun.spawnSync([BINARY, "check", "-c", file], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(chk.exitCode).toBe(1);
       expect(chk.stderr.toString()).toContain("grpc.tls_key");
       expect(chk.stderr.toString()).toContain("does not match");
       // A plain start says the same, not "cannot listen".
       const other = tempDir();
-      writeFileSync(join(other, "mc-proxy.toml"), tcpAdminConfig(pki, { ...ports, listener: freePort(), grpc: freePort(), metrics: freePort() }, { key: pki.clientKey }));
-      const plain = Bun.spawnSync([BINARY, "server", "-c", join(other, "mc-proxy.toml")], { cwd: other, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      writeFileSync(
+        join(other, "mc-proxy.toml"),
+        tcpAdminConfig(
+          pki,
+          { ...ports, listener: freePort(), grpc: freePort(), metrics: freePort() },
+          { key: pki.clientKey },
+        ),
+      );
+      const plain = Bun.spawnSync([BINARY, "server", "-c", join(other, "mc-proxy.toml")], {
+        cwd: other,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(plain.exitCode).not.toBe(0);
       expect(plain.stderr.toString()).toMatch(/grpc\.tls_key \([^)]*\) does not match grpc\.tls_cert/);
       expect(plain.stderr.toString()).not.toContain("cannot listen");
@@ -151,7 +188,10 @@ describe("takeover safety (binary)", () => {
       writeFileSync(file, tcpAdminConfig(pki, ports, { grpc: blocker.port }));
       await refused("admin port held", new RegExp(`grpc\\.addr[^\\n]*127\\.0\\.0\\.1:${blocker.port}`));
       // A new listener on a port another program holds without SO_REUSEPORT.
-      writeFileSync(file, tcpAdminConfig(pki, ports, { extraListener: `[[listeners]]\naddr = "127.0.0.1:${blocker.port}"\n` }));
+      writeFileSync(
+        file,
+        tcpAdminConfig(pki, ports, { extraListener: `[[listeners]]\naddr = "127.0.0.1:${blocker.port}"\n` }),
+      );
       await refused("listener held", new RegExp(`127\\.0\\.0\\.1:${blocker.port}`));
       // A store this binary cannot open (a schema from a newer release).
       writeFileSync(file, good);
@@ -208,7 +248,8 @@ describe("takeover safety (binary)", () => {
           for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
             answers.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
             buf = buf.slice(nl + 1);
-            if (answers.length < lines.length && answers.at(-1)!.ok === true) s.write(`${JSON.stringify(lines[answers.length])}\n`);
+            if (answers.length < lines.length && answers.at(-1)!.ok === true)
+              s.write(`${JSON.stringify(lines[answers.length])}\n`);
             else {
               clearTimeout(t);
               s.destroy();
@@ -255,14 +296,21 @@ describe("takeover safety (binary)", () => {
           { op: "handover", pid: process.pid, listeners: [`127.0.0.1:${unrelated.port}`] },
         ]);
         expect(answers.at(-1)!.ok).toBe(false);
-        expect(String(answers.at(-1)!.error)).toContain(`pid ${process.pid}: its command line is not "mc-proxy server -c FILE --takeover"`);
+        expect(String(answers.at(-1)!.error)).toContain(
+          `pid ${process.pid}: its command line is not "mc-proxy server -c FILE --takeover"`,
+        );
       } finally {
         unrelated.stop(true);
       }
       await serving();
       // One that binds the proxy's own listener port beside it (SO_REUSEPORT) and names it, but is no
       // mc-proxy --takeover of this config.
-      const beside = Bun.serve({ hostname: "127.0.0.1", port, reusePort: true, fetch: () => new Response("not mc-proxy") });
+      const beside = Bun.serve({
+        hostname: "127.0.0.1",
+        port,
+        reusePort: true,
+        fetch: () => new Response("not mc-proxy"),
+      });
       try {
         const answers = await converse([
           { op: "prepare", pid: process.pid },
@@ -276,7 +324,10 @@ describe("takeover safety (binary)", () => {
       await serving();
       const refusals = proxy.records().filter((x) => x.msg.startsWith("takeover refused"));
       expect(refusals.length).toBeGreaterThanOrEqual(4);
-      expect(refusals.filter((x) => x.requester_pid === process.pid && String(x.msg).includes("its command line is not")).length).toBeGreaterThanOrEqual(2);
+      expect(
+        refusals.filter((x) => x.requester_pid === process.pid && String(x.msg).includes("its command line is not"))
+          .length,
+      ).toBeGreaterThanOrEqual(2);
       expect(refusals.some((x) => x.requester_pid === process.pid && x.level === "warn")).toBe(true);
       expect(proxy.records().some((x) => x.msg.startsWith("handing over"))).toBe(false);
       // A real takeover still works afterwards.
@@ -313,7 +364,13 @@ s.on("data", (d) => process.stdout.write(d));
 setTimeout(() => process.exit(0), 60000);
 `,
     );
-    const holder = Bun.spawn([process.execPath, script, "server", "-c", file, "--takeover"], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    const holder = Bun.spawn([process.execPath, script, "server", "-c", file, "--takeover"], {
+      cwd: dir,
+      env: cleanEnv(),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "ignore",
+    });
     try {
       await waitFor(() => proxy.records().some((x) => x.msg === "takeover prepared"), 10_000, "the holder's prepare");
       const prepared = proxy.records().find((x) => x.msg === "takeover prepared")!;
@@ -322,8 +379,14 @@ setTimeout(() => process.exit(0), 60000);
       // --timeout 3: reload waits that long (at least 15 s) for the takeover in progress to end before it answers.
       const r = await reload(dir, ["--timeout", "3"]);
       expect(r.code).toBe(1);
-      expect(r.log).toMatch(new RegExp(`a takeover is in progress by pid ${holder.pid} \\(prepared at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z, \\d+ s ago`));
-      expect(r.out).toContain(`pid ${proxy.pid} (generation 1) serves, while a takeover by pid ${holder.pid} is in progress`);
+      expect(r.log).toMatch(
+        new RegExp(
+          `a takeover is in progress by pid ${holder.pid} \\(prepared at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z, \\d+ s ago`,
+        ),
+      );
+      expect(r.out).toContain(
+        `pid ${proxy.pid} (generation 1) serves, while a takeover by pid ${holder.pid} is in progress`,
+      );
       expect((await tlsGet(port, HOST, testCert())).body).toContain("hello from be");
     } finally {
       holder.kill("SIGKILL");
@@ -348,7 +411,16 @@ setTimeout(() => process.exit(0), 60000);
       `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${be.port}"\n[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "3s"\n[log]\nlevel = "info"\nformat = "json"\n`,
     );
     // Started by its path, as systemd's ExecStart does.
-    const proxy = new RunningProxy(Bun.spawn([bin, "server", "-c", file], { cwd: dir, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" }), file);
+    const proxy = new RunningProxy(
+      Bun.spawn([bin, "server", "-c", file], {
+        cwd: dir,
+        env: cleanEnv(),
+        stdin: "ignore",
+        stdout: "pipe",
+        stderr: "pipe",
+      }),
+      file,
+    );
     const admin = unixGrpcConfig(join(dir, "admin.sock"));
     /** Replace the binary as install(1), package managers and mv do: a new file renamed over the old path. */
     const replace = (write: (tmp: string) => void) => {
@@ -436,10 +508,13 @@ setTimeout(() => process.exit(0), 60000);
       expect(new Set(gens).size).toBe(gens.length);
       const byPid = new Map(started.map((x) => [x.pid as number, x.generation as number]));
       // Every "took over" line names the true predecessor: the process of the generation before.
-      for (const t of recordsIn(logs).filter((x) => x.msg === "took over")) expect(byPid.get(t.from_pid as number)).toBe((t.generation as number) - 1);
+      for (const t of recordsIn(logs).filter((x) => x.msg === "took over"))
+        expect(byPid.get(t.from_pid as number)).toBe((t.generation as number) - 1);
       // Every success names a predecessor and successor that exist with those generations.
       for (const m of messages.filter((x) => x.code === 0)) {
-        const [, a, g, b, h] = /pid (\d+) \(generation (\d+)\) → pid (\d+) \(generation (\d+)\)/.exec(m.out)!.map(Number);
+        const [, a, g, b, h] = /pid (\d+) \(generation (\d+)\) → pid (\d+) \(generation (\d+)\)/
+          .exec(m.out)!
+          .map(Number);
         expect(byPid.get(a!)).toBe(g);
         expect(byPid.get(b!)).toBe(h);
         expect(h).toBe(g! + 1);

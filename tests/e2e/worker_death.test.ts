@@ -27,14 +27,20 @@ describe("a worker's death (binary, two workers)", () => {
     const dir = tempDir();
     const ports = Array.from({ length: LISTENERS }, () => freePort());
     let toml = "";
-    for (const p of ports) toml += `[[listeners]]\naddr = "127.0.0.1:${p}"\n  [[listeners.routes]]\n  hostname = "app.example.com"\n  backend = "127.0.0.1:${backend.port}"\n`;
+    for (const p of ports)
+      toml += `[[listeners]]\naddr = "127.0.0.1:${p}"\n  [[listeners.routes]]\n  hostname = "app.example.com"\n  backend = "127.0.0.1:${backend.port}"\n`;
     toml += `[grpc]\naddr = "unix:admin.sock"\n\n[proxy]\nworkers = 2\n`;
     const crashFile = join(dir, "crash-worker");
     const proxy = await startProxy("binary", toml, { dir, env: { MC_PROXY_TEST_WORKER_CRASH: crashFile } });
     const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
     try {
       for (let round = 0; round < 3; round++) {
-        if (round > 0) for (const p of ports) await admin.call("AddRoute", { listener: `127.0.0.1:${p}`, route: { hostname: "app.example.com", backend: `127.0.0.1:${backend.port}` } });
+        if (round > 0)
+          for (const p of ports)
+            await admin.call("AddRoute", {
+              listener: `127.0.0.1:${p}`,
+              route: { hostname: "app.example.com", backend: `127.0.0.1:${backend.port}` },
+            });
         const replaced = proxy.records().filter((r) => r.msg === "worker replaced").length;
         writeFileSync(crashFile, String(round % 2));
         proxy.signal("SIGUSR2");
@@ -43,7 +49,11 @@ describe("a worker's death (binary, two workers)", () => {
           await admin.call("RemoveRoute", { listener: `127.0.0.1:${p}`, hostname: "app.example.com" });
           await sleep(15);
         }
-        await waitFor(() => proxy.records().filter((r) => r.msg === "worker replaced").length === replaced + 1, 5000, "the replacement");
+        await waitFor(
+          () => proxy.records().filter((r) => r.msg === "worker replaced").length === replaced + 1,
+          5000,
+          "the replacement",
+        );
         // Every listener, on both workers, has no route.
         for (const p of ports) {
           const rs = await Promise.all(Array.from({ length: 24 }, () => rawExchange(p, hello, { timeoutMs: 500 })));
@@ -80,7 +90,10 @@ describe("a worker's death (binary, two workers)", () => {
     const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
     const held: Socket<undefined>[] = [];
     const active = async () => {
-      const r = await admin.call<{ listeners: { routes: { backends: { active_connections: number }[] }[] }[] }>("ListRoutes", {});
+      const r = await admin.call<{ listeners: { routes: { backends: { active_connections: number }[] }[] }[] }>(
+        "ListRoutes",
+        {},
+      );
       return r.listeners[0]!.routes[0]!.backends.reduce((n, b) => n + b.active_connections, 0);
     };
     try {
@@ -96,10 +109,18 @@ describe("a worker's death (binary, two workers)", () => {
       expect(victim.active).toBeGreaterThan(0);
       writeFileSync(crashFile, String(victim.id));
       proxy.signal("SIGUSR2");
-      await waitFor(() => proxy.records().some((r) => r.msg === "worker died; its connections are lost"), 5000, "the death");
+      await waitFor(
+        () => proxy.records().some((r) => r.msg === "worker died; its connections are lost"),
+        5000,
+        "the death",
+      );
       const died = performance.now();
       // The dead worker's sockets are gone: the backends see them close.
-      await waitFor(() => bs[0]!.open + bs[1]!.open === 30 - victim.active, 5000, "the dead worker's connections closed");
+      await waitFor(
+        () => bs[0]!.open + bs[1]!.open === 30 - victim.active,
+        5000,
+        "the dead worker's connections closed",
+      );
       let last = -1;
       while (performance.now() - died < 1000) {
         last = await active();
@@ -107,7 +128,9 @@ describe("a worker's death (binary, two workers)", () => {
         await sleep(50);
       }
       expect(last).toBe(bs[0]!.open + bs[1]!.open);
-      expect(proxy.records().find((r) => r.msg === "worker died; its connections are lost")).toMatchObject({ backend_connections: victim.active });
+      expect(proxy.records().find((r) => r.msg === "worker died; its connections are lost")).toMatchObject({
+        backend_connections: victim.active,
+      });
     } finally {
       for (const s of held) s.terminate();
       admin.close();

@@ -44,7 +44,12 @@ function okBackend() {
 /** A slow download through the proxy of the name's stream. */
 const download = (port: number, name: string, paceMs = 1) => pacedDownload(port, helloFor(name), paceMs);
 
-const workersToml = (port: number, routes: Record<string, number>, extra = "", listener: { maxConnections?: number } = {}) =>
+const workersToml = (
+  port: number,
+  routes: Record<string, number>,
+  extra = "",
+  listener: { maxConnections?: number } = {},
+) =>
   `${listenerToml(port, routes, listener)}
 [grpc]
 addr = "unix:admin.sock"
@@ -55,7 +60,11 @@ ${extra}`;
 async function status(dir: string) {
   const c = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
   try {
-    return await c.call<{ total_connections: number; active_connections: number; workers: { id: number; thread: number; active: number; accepted: number; restarts: number }[] }>("GetStatus");
+    return await c.call<{
+      total_connections: number;
+      active_connections: number;
+      workers: { id: number; thread: number; active: number; accepted: number; restarts: number }[];
+    }>("GetStatus");
   } finally {
     c.close();
   }
@@ -77,9 +86,15 @@ describe("workers = 2 (binary)", () => {
 
   test("each thread collects its start-up garbage once (main and both workers), before the first connection", async () => {
     const port = freePort();
-    const proxy = await startProxy("binary", listenerToml(port, {}), { env: { MCPROXY_PROXY_WORKERS: "2", MCPROXY_LOG_LEVEL: "debug" } });
+    const proxy = await startProxy("binary", listenerToml(port, {}), {
+      env: { MCPROXY_PROXY_WORKERS: "2", MCPROXY_LOG_LEVEL: "debug" },
+    });
     try {
-      await waitFor(() => proxy.records().filter((r) => r.msg === "start-up garbage collected").length === 3, 2000, "three start-up collections");
+      await waitFor(
+        () => proxy.records().filter((r) => r.msg === "start-up garbage collected").length === 3,
+        2000,
+        "three start-up collections",
+      );
       const gcs = proxy.records().filter((r) => r.msg === "start-up garbage collected");
       expect(gcs.map((r) => r.thread).sort()).toEqual(["main", "worker 0", "worker 1"]);
       for (const r of gcs) expect(typeof r.ms).toBe("number");
@@ -124,12 +139,19 @@ describe("workers = 2 (binary)", () => {
     const backend = okBackend();
     const dir = tempDir();
     const port = freePort();
-    const proxy = await startProxy("binary", workersToml(port, { "app.example.com": backend.port }, "", { maxConnections: 10 }), { dir });
+    const proxy = await startProxy(
+      "binary",
+      workersToml(port, { "app.example.com": backend.port }, "", { maxConnections: 10 }),
+      { dir },
+    );
     try {
       const hello = helloFor("app.example.com");
       for (let round = 0; round < 5; round++) {
         const held: Socket<{ got: string; end: string | null }>[] = [];
-        const states: { got: string; end: string | null }[] = Array.from({ length: 40 }, () => ({ got: "", end: null }));
+        const states: { got: string; end: string | null }[] = Array.from({ length: 40 }, () => ({
+          got: "",
+          end: null,
+        }));
         await Promise.all(
           states.map((st) =>
             Bun.connect<{ got: string; end: string | null }>({
@@ -147,11 +169,22 @@ describe("workers = 2 (binary)", () => {
             ),
           ),
         );
-        await waitFor(() => states.filter((s) => s.got === "ok").length + states.filter((s) => s.end !== null).length === 40, 5000, "every client answered or reset");
-        expect({ round, open: states.filter((s) => s.got === "ok" && s.end === null).length }).toEqual({ round, open: 10 });
+        await waitFor(
+          () => states.filter((s) => s.got === "ok").length + states.filter((s) => s.end !== null).length === 40,
+          5000,
+          "every client answered or reset",
+        );
+        expect({ round, open: states.filter((s) => s.got === "ok" && s.end === null).length }).toEqual({
+          round,
+          open: 10,
+        });
         expect(states.filter((s) => s.end !== null && s.got === "").length).toBe(30);
         for (const s of held) s.end();
-        await waitFor(() => proxy.access().filter((r) => r.outcome === "ok").length === 10 * (round + 1), 5000, "the 10 closed");
+        await waitFor(
+          () => proxy.access().filter((r) => r.outcome === "ok").length === 10 * (round + 1),
+          5000,
+          "the 10 closed",
+        );
       }
       expect(proxy.access().filter((r) => r.outcome === "over_capacity").length).toBe(150);
     } finally {
@@ -163,16 +196,29 @@ describe("workers = 2 (binary)", () => {
   test("rate_limit = 5 across 2 workers: 20 connections from one IP → exactly 15 refused — 5 times", async () => {
     const backend = okBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", workersToml(port, { "app.example.com": backend.port }, `[firewall]\nrate_limit = 5\nrate_window = "60s"\n`));
+    const proxy = await startProxy(
+      "binary",
+      workersToml(port, { "app.example.com": backend.port }, `[firewall]\nrate_limit = 5\nrate_window = "60s"\n`),
+    );
     try {
       const hello = helloFor("app.example.com");
       for (let round = 0; round < 5; round++) {
         // A different loopback address per round: a fresh client for the limiter.
         const from = `127.0.1.${round + 1}`;
-        const rs = await Promise.all(Array.from({ length: 20 }, () => rawExchange(port, hello, { localAddress: from, timeoutMs: 300 })));
-        expect({ round, ok: rs.filter((r) => r.received.toString() === "ok").length, reset: rs.filter((r) => r.end === "reset").length }).toEqual({ round, ok: 5, reset: 15 });
+        const rs = await Promise.all(
+          Array.from({ length: 20 }, () => rawExchange(port, hello, { localAddress: from, timeoutMs: 300 })),
+        );
+        expect({
+          round,
+          ok: rs.filter((r) => r.received.toString() === "ok").length,
+          reset: rs.filter((r) => r.end === "reset").length,
+        }).toEqual({ round, ok: 5, reset: 15 });
       }
-      await waitFor(() => proxy.access().filter((r) => r.outcome === "rate_limited").length === 75, 5000, "75 rate_limited");
+      await waitFor(
+        () => proxy.access().filter((r) => r.outcome === "rate_limited").length === 75,
+        5000,
+        "75 rate_limited",
+      );
       // Both workers took part.
       const workers = new Set(proxy.access().map((r) => r.worker));
       expect(workers.size).toBe(2);
@@ -191,11 +237,16 @@ describe("workers = 2 (binary)", () => {
     try {
       const listener = `127.0.0.1:${port}`;
       const hello = helloFor("new.example.com");
-      await admin.call("AddRoute", { listener, route: { hostname: "new.example.com", backend: `127.0.0.1:${backend.port}` } });
+      await admin.call("AddRoute", {
+        listener,
+        route: { hostname: "new.example.com", backend: `127.0.0.1:${backend.port}` },
+      });
       const added = await Promise.all(Array.from({ length: 200 }, () => rawExchange(port, hello, { timeoutMs: 500 })));
       expect(added.filter((r) => r.received.toString() !== "ok")).toEqual([]);
       await admin.call("RemoveRoute", { listener, hostname: "new.example.com" });
-      const removed = await Promise.all(Array.from({ length: 200 }, () => rawExchange(port, hello, { timeoutMs: 500 })));
+      const removed = await Promise.all(
+        Array.from({ length: 200 }, () => rawExchange(port, hello, { timeoutMs: 500 })),
+      );
       expect(removed.filter((r) => r.end !== "reset")).toEqual([]);
       await waitFor(() => proxy.access().filter((r) => r.outcome === "no_route").length === 200, 5000, "200 no_route");
       expect(
@@ -219,7 +270,10 @@ describe("workers = 2 (binary)", () => {
     const dir = tempDir();
     const port = freePort();
     const crashFile = join(dir, "crash-worker");
-    const proxy = await startProxy("binary", workersToml(port, { "big.example.com": backend.port }), { dir, env: { MC_PROXY_TEST_WORKER_CRASH: crashFile } });
+    const proxy = await startProxy("binary", workersToml(port, { "big.example.com": backend.port }), {
+      dir,
+      env: { MC_PROXY_TEST_WORKER_CRASH: crashFile },
+    });
     try {
       const d = await download(port, "big.example.com", 2);
       await waitFor(() => d.reader.received > 4 * MiB, 10_000, "transfer under way");
@@ -254,13 +308,25 @@ describe("workers = 2 (binary)", () => {
     const port = freePort();
     const crashFile = join(dir, "crash-worker");
     writeFileSync(crashFile, "0");
-    const proxy = await startProxy("binary", workersToml(port, {}), { dir, env: { MC_PROXY_TEST_WORKER_CRASH: crashFile } });
+    const proxy = await startProxy("binary", workersToml(port, {}), {
+      dir,
+      env: { MC_PROXY_TEST_WORKER_CRASH: crashFile },
+    });
     try {
       for (let i = 0; i < 5 && proxy.proc.exitCode === null; i++) {
         const before = proxy.records().filter((r) => r.msg === "worker died; its connections are lost").length;
         proxy.signal("SIGUSR2");
-        await waitFor(() => proxy.records().filter((r) => r.msg === "worker died; its connections are lost").length > before, 5000, `death ${i + 1}`);
-        if (i < 4) await waitFor(() => proxy.records().filter((r) => r.msg === "worker replaced").length === i + 1, 5000, `replacement ${i + 1}`);
+        await waitFor(
+          () => proxy.records().filter((r) => r.msg === "worker died; its connections are lost").length > before,
+          5000,
+          `death ${i + 1}`,
+        );
+        if (i < 4)
+          await waitFor(
+            () => proxy.records().filter((r) => r.msg === "worker replaced").length === i + 1,
+            5000,
+            `replacement ${i + 1}`,
+          );
       }
       expect(await proxy.exited).toBe(1);
       expect(proxy.records().some((r) => String(r.msg).startsWith("crash loop"))).toBe(true);
@@ -309,7 +375,15 @@ describe("workers = 2 (binary)", () => {
     const geo = join(dir, "geo.mmdb");
     writeFileSync(geo, writeMmdb([{ cidr: "127.0.0.0/8", record: { country_code: "ZZ" } }]));
     const port = freePort();
-    const proxy = await startProxy("binary", workersToml(port, { "app.example.com": backend.port }, `[firewall]\ngeoip_db = "${geo}"\nblocked_countries = ["KP"]\n`), { dir });
+    const proxy = await startProxy(
+      "binary",
+      workersToml(
+        port,
+        { "app.example.com": backend.port },
+        `[firewall]\ngeoip_db = "${geo}"\nblocked_countries = ["KP"]\n`,
+      ),
+      { dir },
+    );
     try {
       const hello = helloFor("app.example.com");
       const many = () => Promise.all(Array.from({ length: 40 }, () => rawExchange(port, hello, { timeoutMs: 150 })));
@@ -320,7 +394,11 @@ describe("workers = 2 (binary)", () => {
       await waitFor(() => proxy.records().some((r) => r.msg === "GeoIP database reloaded"), 5000, "reload");
       const after = await many();
       expect(after.filter((r) => r.end !== "reset")).toEqual([]);
-      await waitFor(() => proxy.access().filter((r) => r.outcome === "blocked_country").length === 40, 5000, "40 blocked_country");
+      await waitFor(
+        () => proxy.access().filter((r) => r.outcome === "blocked_country").length === 40,
+        5000,
+        "40 blocked_country",
+      );
       expect(
         new Set(
           proxy
@@ -342,10 +420,17 @@ describe("workers = 2 (binary)", () => {
     try {
       const dir2 = tempDir();
       writeFileSync(join(dir2, "c.toml"), workersToml(port, { "app.example.com": backend.port }));
-      const second = Bun.spawnSync([...command("binary"), "server", "-c", join(dir2, "c.toml")], { cwd: dir2, env: cleanEnv(), stdout: "pipe", stderr: "pipe" });
+      const second = Bun.spawnSync([...command("binary"), "server", "-c", join(dir2, "c.toml")], {
+        cwd: dir2,
+        env: cleanEnv(),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
       expect(second.exitCode).not.toBe(0);
       expect(second.stderr.toString()).toContain(`127.0.0.1:${port}`);
-      const rs = await Promise.all(Array.from({ length: 100 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 150 })));
+      const rs = await Promise.all(
+        Array.from({ length: 100 }, () => rawExchange(port, helloFor("app.example.com"), { timeoutMs: 150 })),
+      );
       expect(rs.filter((r) => r.received.toString() !== "ok")).toEqual([]);
       expect(backend.connections).toBe(100);
     } finally {

@@ -19,7 +19,17 @@ export function grpcConfig(pki: AdminPki, port: number): GrpcConfig {
 
 /** Client settings for an admin API on a unix socket. */
 export function unixGrpcConfig(socketPath: string): GrpcConfig {
-  return { addr: `unix:${socketPath}`, tlsCert: null, tlsKey: null, clientCa: null, clientCert: null, clientKey: null, serverCa: null, allowUnauthenticatedAdmin: false, adminClients: null };
+  return {
+    addr: `unix:${socketPath}`,
+    tlsCert: null,
+    tlsKey: null,
+    clientCa: null,
+    clientCert: null,
+    clientKey: null,
+    serverCa: null,
+    allowUnauthenticatedAdmin: false,
+    adminClients: null,
+  };
 }
 
 /** The AdminCallError a call must fail with (anything else is rethrown; success fails the test). */

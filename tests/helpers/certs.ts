@@ -21,7 +21,13 @@ export function testCert(): TestCert {
   const dir = mkdtempSync(join(tmpdir(), "mcproxy-certs-"));
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
-  const r = Bun.spawnSync(selfSignedArgs(keyFile, certFile, { cn: "alpha.example.com", sans: ["alpha.example.com", "beta.example.com", "*.example.com", "default.test", "localhost"], days: 2 }));
+  const r = Bun.spawnSync(
+    selfSignedArgs(keyFile, certFile, {
+      cn: "alpha.example.com",
+      sans: ["alpha.example.com", "beta.example.com", "*.example.com", "default.test", "localhost"],
+      days: 2,
+    }),
+  );
   if (r.exitCode !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
   cached = { dir, certFile, keyFile, cert: readFileSync(certFile, "utf8"), key: readFileSync(keyFile, "utf8") };
   return cached;
@@ -56,10 +62,37 @@ export function adminPki(): AdminPki {
   const dir = mkdtempSync(join(tmpdir(), "mcproxy-pki-"));
   const p = (n: string) => join(dir, n);
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  for (const ca of ["ca", "foreign-ca"]) openssl(["req", "-x509", ...ec, "-keyout", p(`${ca}.key`), "-out", p(`${ca}.pem`), "-days", "2", "-subj", `/CN=${ca}`]);
+  for (const ca of ["ca", "foreign-ca"])
+    openssl([
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      p(`${ca}.key`),
+      "-out",
+      p(`${ca}.pem`),
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${ca}`,
+    ]);
   const leaf = (name: string, ca: string, ext: string | null, cn = name) => {
     openssl(["req", ...ec, "-keyout", p(`${name}.key`), "-out", p(`${name}.csr`), "-subj", `/CN=${cn}`]);
-    const args = ["x509", "-req", "-in", p(`${name}.csr`), "-CA", p(`${ca}.pem`), "-CAkey", p(`${ca}.key`), "-CAcreateserial", "-out", p(`${name}.pem`), "-days", "2"];
+    const args = [
+      "x509",
+      "-req",
+      "-in",
+      p(`${name}.csr`),
+      "-CA",
+      p(`${ca}.pem`),
+      "-CAkey",
+      p(`${ca}.key`),
+      "-CAcreateserial",
+      "-out",
+      p(`${name}.pem`),
+      "-days",
+      "2",
+    ];
     if (ext !== null) {
       writeFileSync(p(`${name}.ext`), ext);
       args.push("-extfile", p(`${name}.ext`));

@@ -27,7 +27,14 @@ export class EtcdCluster {
     size: number,
     private readonly tls: { cert: string; key: string; ca: string } | null = null,
   ) {
-    this.members = Array.from({ length: size }, (_, i) => ({ name: `m${i}`, clientPort: freePort(), peerPort: freePort(), dir: tempDir("mcproxy-etcd-"), proc: null, log: "" }));
+    this.members = Array.from({ length: size }, (_, i) => ({
+      name: `m${i}`,
+      clientPort: freePort(),
+      peerPort: freePort(),
+      dir: tempDir("mcproxy-etcd-"),
+      proc: null,
+      log: "",
+    }));
     this.cluster = this.members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
   }
 
@@ -61,7 +68,17 @@ export class EtcdCluster {
       "50",
       "--election-timeout",
       "500",
-      ...(this.tls === null ? [] : ["--cert-file", this.tls.cert, "--key-file", this.tls.key, "--trusted-ca-file", this.tls.ca, "--client-cert-auth"]),
+      ...(this.tls === null
+        ? []
+        : [
+            "--cert-file",
+            this.tls.cert,
+            "--key-file",
+            this.tls.key,
+            "--trusted-ca-file",
+            this.tls.ca,
+            "--client-cert-auth",
+          ]),
     ];
     const p = Bun.spawn(args, { stdout: "ignore", stderr: "pipe" });
     m.proc = p;

@@ -93,13 +93,19 @@ export class FakeAttempt {
 }
 
 /** A connector (src/server/backend_socket.ts BackendConnector) that records each connect. */
-export function fakeConnector(logger: Logger): { connect: (o: BackendOwner, b: string, n: number) => void; attempts: FakeAttempt[] } {
+export function fakeConnector(logger: Logger): {
+  connect: (o: BackendOwner, b: string, n: number) => void;
+  attempts: FakeAttempt[];
+} {
   const attempts: FakeAttempt[] = [];
   return { attempts, connect: (o, b, n) => void attempts.push(new FakeAttempt(o, b, n, logger)) };
 }
 
 /** A JSON logger whose records the test reads (flushed first). */
-export function capturingLogger(level: "debug" | "info" | "warn" = "info"): { logger: Logger; records: () => Record<string, unknown>[] } {
+export function capturingLogger(level: "debug" | "info" | "warn" = "info"): {
+  logger: Logger;
+  records: () => Record<string, unknown>[];
+} {
   const lines: string[] = [];
   const logger = new Logger(level, "json", { write: (t) => void lines.push(t), flush() {} });
   return {

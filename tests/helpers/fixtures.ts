@@ -22,7 +22,8 @@ export function helloFixtures(): HelloFixture[] {
   return lines.map((line) => {
     const [file, size, sni] = line.split("\t") as [string, string, string];
     const bytes = new Uint8Array(readFileSync(join(dir, file)));
-    if (bytes.length !== Number(size)) throw new Error(`${file}: manifest says ${size} bytes, file has ${bytes.length}`);
+    if (bytes.length !== Number(size))
+      throw new Error(`${file}: manifest says ${size} bytes, file has ${bytes.length}`);
     return { file, bytes, sni: sni === "-" ? null : sni };
   });
 }

@@ -51,7 +51,15 @@ export function paddingExtension(size: number, type = 21): Extension {
 /** The body of a ClientHello (no handshake header). */
 export function clientHelloBody(extensions: Extension[] | null, opts: { sessionId?: number } = {}): Uint8Array {
   const sid = opts.sessionId ?? 32;
-  const parts: (Uint8Array | number[])[] = [[3, 3], new Uint8Array(32).fill(7), [sid], new Uint8Array(sid).fill(1), u16(4), [0x13, 0x01, 0x13, 0x02], [1, 0]];
+  const parts: (Uint8Array | number[])[] = [
+    [3, 3],
+    new Uint8Array(32).fill(7),
+    [sid],
+    new Uint8Array(sid).fill(1),
+    u16(4),
+    [0x13, 0x01, 0x13, 0x02],
+    [1, 0],
+  ];
   if (extensions !== null) {
     const exts = concat(...extensions.map((e) => concat(u16(e.type), u16(e.data.length), e.data)));
     parts.push(u16(exts.length), exts);

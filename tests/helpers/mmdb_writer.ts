@@ -48,7 +48,10 @@ function encode(v: Value, uintType = 6): number[] {
   }
   if (Array.isArray(v)) return [...ctrl(11, v.length), ...v.flatMap((x) => encode(x))];
   const entries = Object.entries(v);
-  return [...ctrl(7, entries.length), ...entries.flatMap(([k, x]) => [...encode(k), ...encode(x, k.includes("version") || k === "record_size" ? 5 : 6)])];
+  return [
+    ...ctrl(7, entries.length),
+    ...entries.flatMap(([k, x]) => [...encode(k), ...encode(x, k.includes("version") || k === "record_size" ? 5 : 6)]),
+  ];
 }
 
 export interface MmdbNetwork {

@@ -57,11 +57,20 @@ export interface RawResult {
  * Open a TCP connection, send `payload` (optionally half-closing after it), and
  * collect what comes back until the connection ends or `timeoutMs` passes.
  */
-export function rawExchange(port: number, payload: Uint8Array | null, opts: { localAddress?: string; halfClose?: boolean; timeoutMs?: number; host?: string } = {}): Promise<RawResult> {
+export function rawExchange(
+  port: number,
+  payload: Uint8Array | null,
+  opts: { localAddress?: string; halfClose?: boolean; timeoutMs?: number; host?: string } = {},
+): Promise<RawResult> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let settled = false;
-    const sock: NetSocket = createConnection({ host: opts.host ?? "127.0.0.1", port, localAddress: opts.localAddress, allowHalfOpen: true });
+    const sock: NetSocket = createConnection({
+      host: opts.host ?? "127.0.0.1",
+      port,
+      localAddress: opts.localAddress,
+      allowHalfOpen: true,
+    });
     const done = (end: RawResult["end"], error?: string) => {
       if (settled) return;
       settled = true;
@@ -75,7 +84,9 @@ export function rawExchange(port: number, payload: Uint8Array | null, opts: { lo
       if (opts.halfClose) sock.end();
     });
     sock.on("data", (d: Buffer) => chunks.push(d));
-    sock.on("error", (e: NodeJS.ErrnoException) => done(e.code === "ECONNRESET" ? "reset" : e.code === "ECONNREFUSED" ? "refused" : "eof", e.code ?? e.message));
+    sock.on("error", (e: NodeJS.ErrnoException) =>
+      done(e.code === "ECONNRESET" ? "reset" : e.code === "ECONNREFUSED" ? "refused" : "eof", e.code ?? e.message),
+    );
     // Let an 'error' that trails 'end'/'close' decide the outcome.
     sock.on("end", () => setTimeout(() => done("eof"), 50));
     sock.on("close", () => setTimeout(() => done("eof"), 50));
@@ -89,7 +100,10 @@ export interface CountingServer {
   stop(): void;
 }
 
-export function tcpServer(onOpen: (s: import("bun").Socket<unknown>) => void = () => {}, onData: (s: import("bun").Socket<unknown>, d: Buffer) => void = () => {}): CountingServer {
+export function tcpServer(
+  onOpen: (s: import("bun").Socket<unknown>) => void = () => {},
+  onData: (s: import("bun").Socket<unknown>, d: Buffer) => void = () => {},
+): CountingServer {
   const state: CountingServer = {
     port: 0,
     connections: 0,

@@ -17,7 +17,11 @@ export function ensureCommands(need: string[], packages: string[]): string | nul
     Bun.spawnSync(["apt-get", "update", "-qq"], { stdout: "ignore", stderr: "ignore" });
     updated = true;
   }
-  const r = Bun.spawnSync(["apt-get", "install", "-y", "-qq", ...packages], { stdout: "ignore", stderr: "pipe", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  const r = Bun.spawnSync(["apt-get", "install", "-y", "-qq", ...packages], {
+    stdout: "ignore",
+    stderr: "pipe",
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
   const still = missing();
   if (still.length === 0) return null;
   return `${still.join(", ")} missing; apt-get install ${packages.join(" ")} failed: ${r.stderr.toString().trim().split("\n").pop()}`;

@@ -9,7 +9,10 @@ import { sleep } from "./net";
 
 export type Mode = "source" | "binary";
 /** MC_PROXY_TEST_MODES=binary narrows the suites that run in both modes (the release test uses it). */
-export const MODES: Mode[] = (process.env.MC_PROXY_TEST_MODES?.split(",") as Mode[] | undefined) ?? ["source", "binary"];
+export const MODES: Mode[] = (process.env.MC_PROXY_TEST_MODES?.split(",") as Mode[] | undefined) ?? [
+  "source",
+  "binary",
+];
 
 export const ROOT = resolve(import.meta.dir, "../..");
 /** MC_PROXY_TEST_BINARY runs the binary-mode tests against another build (a release binary); it is never rebuilt. */
@@ -32,7 +35,11 @@ function newestSource(dir: string): number {
  * first; this keeps a local `bun test` from testing a stale binary).
  */
 export function ensureBinary(): string {
-  if (!built && BINARY_OVERRIDE === undefined && (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource(join(ROOT, "src")))) {
+  if (
+    !built &&
+    BINARY_OVERRIDE === undefined &&
+    (!existsSync(BINARY) || statSync(BINARY).mtimeMs < newestSource(join(ROOT, "src")))
+  ) {
     const r = Bun.spawnSync([process.execPath, "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`bun run build failed: ${r.stderr.toString()}`);
   }
@@ -47,7 +54,8 @@ export function command(mode: Mode): string[] {
 /** The environment without any MCPROXY_* overrides from the caller's shell. */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("MCPROXY_") && !k.startsWith("MC_PROXY_TEST_") && v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("MCPROXY_") && !k.startsWith("MC_PROXY_TEST_") && v !== undefined) env[k] = v;
   return { ...env, ...extra };
 }
 
@@ -168,7 +176,9 @@ export async function startProxy(
       return false;
     }
   };
-  while (opts.readyPort === undefined ? !p.records().some((r) => r.msg === "started") : !(await accepts(opts.readyPort))) {
+  while (
+    opts.readyPort === undefined ? !p.records().some((r) => r.msg === "started") : !(await accepts(opts.readyPort))
+  ) {
     if (proc.exitCode !== null) throw new Error(`mc-proxy exited with ${proc.exitCode} before listening:\n${p.output}`);
     if (Date.now() > end) {
       await p.stop();
@@ -180,8 +190,16 @@ export async function startProxy(
 }
 
 /** Run the compiled binary's command line to completion: its exit code and output. */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): { code: number; out: string; err: string } {
-  const r = Bun.spawnSync([...command("binary"), ...args], { env: cleanEnv(opts.env), cwd: opts.cwd, stdout: "pipe", stderr: "pipe" });
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string } = {},
+): { code: number; out: string; err: string } {
+  const r = Bun.spawnSync([...command("binary"), ...args], {
+    env: cleanEnv(opts.env),
+    cwd: opts.cwd,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString() };
 }
 

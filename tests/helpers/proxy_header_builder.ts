@@ -29,11 +29,22 @@ export function v2Header(o: V2Options): Uint8Array {
   if ((o.family === "inet" || o.family === "inet6") && o.source && o.destination) {
     const b = (ip: string) => {
       const a = ipaddr.parse(ip);
-      return o.family === "inet6" && a.kind() === "ipv4" ? (a as ipaddr.IPv4).toIPv4MappedAddress().toByteArray() : a.toByteArray();
+      return o.family === "inet6" && a.kind() === "ipv4"
+        ? (a as ipaddr.IPv4).toIPv4MappedAddress().toByteArray()
+        : a.toByteArray();
     };
     const s = b(o.source[0]);
     const d = b(o.destination[0]);
-    addr.splice(0, addr.length, ...s, ...d, o.source[1] >> 8, o.source[1] & 0xff, o.destination[1] >> 8, o.destination[1] & 0xff);
+    addr.splice(
+      0,
+      addr.length,
+      ...s,
+      ...d,
+      o.source[1] >> 8,
+      o.source[1] & 0xff,
+      o.destination[1] >> 8,
+      o.destination[1] & 0xff,
+    );
   }
   const tlvBytes: number[] = [];
   for (const [t, v] of o.tlvs ?? []) tlvBytes.push(t, v.length >> 8, v.length & 0xff, ...v);

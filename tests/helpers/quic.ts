@@ -17,7 +17,14 @@ export function cryptoFrame(offset: number, data: Uint8Array): Uint8Array {
 }
 
 /** A protected client Initial: header fields, packet number (4 bytes), frames padded to `payloadSize`. */
-export function sealInitial(opts: { version?: number; dcid: Uint8Array; scid?: Uint8Array; pn: number; frames: Uint8Array; payloadSize?: number }): Uint8Array {
+export function sealInitial(opts: {
+  version?: number;
+  dcid: Uint8Array;
+  scid?: Uint8Array;
+  pn: number;
+  frames: Uint8Array;
+  payloadSize?: number;
+}): Uint8Array {
   const version = opts.version ?? 1;
   const keys = clientInitialKeys(version, opts.dcid)!;
   const payload = new Uint8Array(Math.max(opts.payloadSize ?? 0, opts.frames.length, 20));

@@ -18,5 +18,8 @@ export function route(hostname: string, backend: string, sendProxyProtocol: Send
 
 /** A route as the store returns it: each backend with its operator state. */
 export function storedRoute(hostname: string, backend: string, sendProxyProtocol: SendProxy = "off"): Route {
-  return { ...route(hostname, backend, sendProxyProtocol), backends: [{ addr: backend, weight: 1, backup: false, state: "enabled" }] };
+  return {
+    ...route(hostname, backend, sendProxyProtocol),
+    backends: [{ addr: backend, weight: 1, backup: false, state: "enabled" }],
+  };
 }

@@ -146,7 +146,11 @@ export function streamBackend(seed: number, total: number): { port: number; read
  * A slow download: connect to `port`, send `hello`, read with a pause of
  * `paceMs` after every chunk; `done` resolves once the stream has ended.
  */
-export async function pacedDownload(port: number, hello: Uint8Array, paceMs: number): Promise<{ reader: StreamReader; done: Promise<void> }> {
+export async function pacedDownload(
+  port: number,
+  hello: Uint8Array,
+  paceMs: number,
+): Promise<{ reader: StreamReader; done: Promise<void> }> {
   const reader = new StreamReader(0);
   let finish!: () => void;
   const done = new Promise<void>((r) => (finish = r));

@@ -50,7 +50,12 @@ export interface TlsResult {
 }
 
 /** A node:tls client: handshake with `servername`, send one HTTP/1.1 request, read to the end. */
-export function tlsGet(port: number, servername: string | null, cert: TestCert, opts: { localAddress?: string; timeoutMs?: number; alpn?: string[] } = {}): Promise<TlsResult> {
+export function tlsGet(
+  port: number,
+  servername: string | null,
+  cert: TestCert,
+  opts: { localAddress?: string; timeoutMs?: number; alpn?: string[] } = {},
+): Promise<TlsResult> {
   return new Promise((resolve) => {
     let body = "";
     let settled = false;

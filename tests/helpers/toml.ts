@@ -15,7 +15,12 @@ ${extra}`;
 }
 
 /** A fleet member: etcd at `endpoints` under `prefix`, the listener "public" on `port`, the admin API on a unix socket. */
-export function fleetToml(endpoints: string[], prefix: string, port: number, opts: { extra?: string; etcdExtra?: string; routes?: string; workers?: number } = {}): string {
+export function fleetToml(
+  endpoints: string[],
+  prefix: string,
+  port: number,
+  opts: { extra?: string; etcdExtra?: string; routes?: string; workers?: number } = {},
+): string {
   return `[database]
 path = "cache.db"
 
@@ -40,16 +45,27 @@ ${opts.extra ?? ""}`;
 }
 
 /** TOML for one loopback listener on `port` with `routes` (hostname → backend port). */
-export function listenerToml(port: number, routes: Record<string, number>, extra: { maxConnections?: number; defaultBackendPort?: number } = {}): string {
+export function listenerToml(
+  port: number,
+  routes: Record<string, number>,
+  extra: { maxConnections?: number; defaultBackendPort?: number } = {},
+): string {
   let t = `[[listeners]]\naddr = "127.0.0.1:${port}"\n`;
   if (extra.maxConnections !== undefined) t += `max_connections = ${extra.maxConnections}\n`;
   if (extra.defaultBackendPort !== undefined) t += `default_backend = "127.0.0.1:${extra.defaultBackendPort}"\n`;
-  for (const [hostname, p] of Object.entries(routes)) t += `  [[listeners.routes]]\n  hostname = "${hostname}"\n  backend = "127.0.0.1:${p}"\n`;
+  for (const [hostname, p] of Object.entries(routes))
+    t += `  [[listeners.routes]]\n  hostname = "${hostname}"\n  backend = "127.0.0.1:${p}"\n`;
   return t;
 }
 
 /** A listener with `routes`, a database under data/, and the admin API on TCP with mTLS from `pki` (the CLI settings too). */
-export function adminToml(pki: AdminPki, grpcPort: number, listenerPort: number, routes: Record<string, number>, extra = ""): string {
+export function adminToml(
+  pki: AdminPki,
+  grpcPort: number,
+  listenerPort: number,
+  routes: Record<string, number>,
+  extra = "",
+): string {
   return `[database]
 path = "data/mc-proxy.db"
 

@@ -44,7 +44,12 @@ function listen(handlers: Partial<import("bun").SocketHandler<Ev>>, allowHalfOpe
   return { l, accepted };
 }
 
-function connect(port: number, allowHalfOpen: boolean, handlers: Partial<import("bun").SocketHandler<Ev>> = {}, hostname = "127.0.0.1") {
+function connect(
+  port: number,
+  allowHalfOpen: boolean,
+  handlers: Partial<import("bun").SocketHandler<Ev>> = {},
+  hostname = "127.0.0.1",
+) {
   return Bun.connect<Ev>({
     hostname,
     port,
@@ -120,7 +125,9 @@ test("without allowHalfOpen the socket closes itself on the peer's FIN; with it,
     const c = await connect(l.port, true);
     await waitFor(() => accepted.length === 1);
     c.shutdown();
-    await waitFor(() => accepted[0]!.data.events.includes("end") || accepted[0]!.data.events.some((e) => e.startsWith("close")));
+    await waitFor(
+      () => accepted[0]!.data.events.includes("end") || accepted[0]!.data.events.some((e) => e.startsWith("close")),
+    );
     await sleep(30);
     const w = accepted[0]!.write("late reply");
     if (half) expect(w).toBe(10);
@@ -192,7 +199,13 @@ test("Bun.TOML.parse takes text and throws on integers above 2^53", () => {
 });
 
 test("Bun raises the soft open-file limit to the hard limit at start (host_limits.ts relies on it)", () => {
-  const r = Bun.spawnSync(["prlimit", "--nofile=256:4096", process.execPath, "-e", 'console.log(require("fs").readFileSync("/proc/self/limits", "utf8"))']);
+  const r = Bun.spawnSync([
+    "prlimit",
+    "--nofile=256:4096",
+    process.execPath,
+    "-e",
+    'console.log(require("fs").readFileSync("/proc/self/limits", "utf8"))',
+  ]);
   expect(r.exitCode).toBe(0);
   expect(/^Max open files\s+(\d+)\s+(\d+)/m.exec(r.stdout.toString())?.slice(1)).toEqual(["4096", "4096"]);
 });

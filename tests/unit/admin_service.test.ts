@@ -35,7 +35,10 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), "mcproxy-admin-"));
-    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`, join(dir, "t.toml"));
+    const cfg = parseRoutedConfig(
+      `[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
+      join(dir, "t.toml"),
+    );
     plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
     db = SqliteDatabase.open(join(dir, "db.sqlite"));
     db.seed([{ addr: listener, maxConnections: 0, routes: cfg.listeners[0]!.routes }], []);
@@ -50,7 +53,11 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
   test("AddRoute: a pool is validated, written, applied; ListRoutes shows it; a bad field is named and changes nothing", async () => {
     const r = await admin.addRoute({
       listener,
-      route: { hostname: "App.Example.COM.", backends: [{ addr: "127.0.0.1:1001", weight: 2 }, { addr: "[::1]:1002" }], balance: "BALANCE_LEAST_CONNECTIONS" },
+      route: {
+        hostname: "App.Example.COM.",
+        backends: [{ addr: "127.0.0.1:1001", weight: 2 }, { addr: "[::1]:1002" }],
+        balance: "BALANCE_LEAST_CONNECTIONS",
+      },
     });
     expect(r.replaced).toBe(false);
     expect(r.route.hostname).toBe("app.example.com");
@@ -58,7 +65,10 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
       ["127.0.0.1:1001", 2],
       ["[::1]:1002", 1],
     ]);
-    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual(["app.example.com", "seed.example.com"]);
+    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
+      "app.example.com",
+      "seed.example.com",
+    ]);
     expect(
       db
         .state()
@@ -69,10 +79,19 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
     const before = JSON.stringify([...db.state().listeners]);
     const cases: [object, RegExp][] = [
       [{ hostname: "bad host", backend: "127.0.0.1:1" }, /^route\.hostname: "bad host": not a valid host name/],
-      [{ hostname: "x.example.com", backend: "127.0.0.1:0" }, /^route\.backend: "127\.0\.0\.1:0": port 0 is out of range/],
-      [{ hostname: "x.example.com", backends: [{ addr: "127.0.0.1:1", weight: 999 }] }, /^route\.backends\[0\]\.weight: 999 must be 1-256/],
+      [
+        { hostname: "x.example.com", backend: "127.0.0.1:0" },
+        /^route\.backend: "127\.0\.0\.1:0": port 0 is out of range/,
+      ],
+      [
+        { hostname: "x.example.com", backends: [{ addr: "127.0.0.1:1", weight: 999 }] },
+        /^route\.backends\[0\]\.weight: 999 must be 1-256/,
+      ],
       [{ hostname: "x.example.com", backends: [{ addr: "127.0.0.1:1" }, { addr: "127.0.0.1:1" }] }, /appears twice/],
-      [{ hostname: "x.example.com", backend: "127.0.0.1:1", balance: "BALANCE_RANDOM" }, /^route\.balance: "BALANCE_RANDOM" must be/],
+      [
+        { hostname: "x.example.com", backend: "127.0.0.1:1", balance: "BALANCE_RANDOM" },
+        /^route\.balance: "BALANCE_RANDOM" must be/,
+      ],
       [{ hostname: "x".repeat(300), backend: "127.0.0.1:1" }, /too long \(at most 255 characters\)/],
     ];
     for (const [route, why] of cases) {
@@ -85,17 +104,27 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
 
   test("RemoveRoute of an absent route and an unknown listener are NOT_FOUND; a country rule without GeoIP is FAILED_PRECONDITION", async () => {
     expect((await refused(admin.removeRoute({ listener, hostname: "nope.example.com" }))).code).toBe(status.NOT_FOUND);
-    expect((await refused(() => admin.removeRoute({ listener: "127.0.0.1:1", hostname: "seed.example.com" }))).code).toBe(status.NOT_FOUND);
-    expect((await refused(() => admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "KP" } }))).code).toBe(status.FAILED_PRECONDITION);
+    expect(
+      (await refused(() => admin.removeRoute({ listener: "127.0.0.1:1", hostname: "seed.example.com" }))).code,
+    ).toBe(status.NOT_FOUND);
+    expect(
+      (await refused(() => admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "KP" } }))).code,
+    ).toBe(status.FAILED_PRECONDITION);
   });
 
   test("firewall rules: canonical form, added once, removed; SetListenerMaxConnections in range only", async () => {
-    expect((await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:0DB8::1" } })).rule.value).toBe("2001:db8::1");
-    expect((await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } })).added).toBe(false);
+    expect(
+      (await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:0DB8::1" } })).rule.value,
+    ).toBe("2001:db8::1");
+    expect((await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } })).added).toBe(
+      false,
+    );
     expect(admin.getFirewallRules().rules).toEqual([{ type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" }]);
     await admin.removeFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } });
     expect(admin.getFirewallRules().rules).toEqual([]);
-    expect((await refused(() => admin.setListenerMaxConnections({ listener, max_connections: 3_000_000_000 }))).message).toMatch(/max_connections: 3000000000 must be 0 \(unlimited\) to 2147483647/);
+    expect(
+      (await refused(() => admin.setListenerMaxConnections({ listener, max_connections: 3_000_000_000 }))).message,
+    ).toMatch(/max_connections: 3000000000 must be 0 \(unlimited\) to 2147483647/);
     await admin.setListenerMaxConnections({ listener, max_connections: 12 });
     expect(plane.listener(listener)!.maxConnections).toBe(12);
     expect(db.state().listeners.get(listener)!.maxConnections).toBe(12);
@@ -105,6 +134,9 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
     const names = Array.from({ length: 20 }, (_, i) => `q${i}.example.com`);
     await Promise.all(names.map((h) => admin.addRoute({ listener, route: { hostname: h, backend: "127.0.0.1:9" } })));
     await Promise.all(names.map((h) => admin.removeRoute({ listener, hostname: h })));
-    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual(["app.example.com", "seed.example.com"]);
+    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
+      "app.example.com",
+      "seed.example.com",
+    ]);
   });
 });

@@ -11,7 +11,17 @@ import { BackendTable } from "../../src/routing/backend_table";
 import { type RoutePool, bindRoutes } from "../../src/routing/pool";
 import type { Route } from "../../src/routing/route";
 import { RouteTable } from "../../src/routing/route_table";
-import { type AdmissionContext, acceptVerdict, admitHello, enterRoute, helloVerdict, pathVerdict, pickBackend, routeFor, sourceVerdict } from "../../src/server/admission";
+import {
+  type AdmissionContext,
+  acceptVerdict,
+  admitHello,
+  enterRoute,
+  helloVerdict,
+  pathVerdict,
+  pickBackend,
+  routeFor,
+  sourceVerdict,
+} from "../../src/server/admission";
 import { ListenerRuntime } from "../../src/server/listener_runtime";
 import { SharedCounters } from "../../src/server/shared_counters";
 import { ListenerStats } from "../../src/server/stats";
@@ -23,7 +33,12 @@ type Rules = ConstructorParameters<typeof Firewall>[0]["rules"];
 const NO_RULES: Rules = { blockedIps: [], blockedCidrs: [], blockedCountries: [], blockedJa4: [] };
 
 function context(rules: Partial<Rules> = {}, opts: { rateLimit?: number; top?: boolean } = {}) {
-  const firewall = new Firewall({ rules: { ...NO_RULES, ...rules }, geoipDb: null, rateLimit: opts.rateLimit ?? 0, rateWindowMs: 10_000 });
+  const firewall = new Firewall({
+    rules: { ...NO_RULES, ...rules },
+    geoipDb: null,
+    rateLimit: opts.rateLimit ?? 0,
+    rateWindowMs: 10_000,
+  });
   const backends = new BackendTable(64, 1);
   const ctx: AdmissionContext = {
     firewall,
@@ -60,7 +75,12 @@ describe("the source verdict", () => {
     const t = table(ctx, []);
     const counters = new SharedCounters(1, 1);
     const base = { index: 0, addr: "127.0.0.1:443", name: "l", table: t, trustedProxies: ["10.0.0.0/8"] };
-    const behind = new ListenerRuntime({ ...base, proxyProtocol: true }, counters, new AddressTable(["10.0.0.0/8"]), new ListenerStats("l"));
+    const behind = new ListenerRuntime(
+      { ...base, proxyProtocol: true },
+      counters,
+      new AddressTable(["10.0.0.0/8"]),
+      new ListenerStats("l"),
+    );
     expect(acceptVerdict(ctx, behind, "10.0.0.1")).toBeNull();
     expect(acceptVerdict(ctx, behind, "192.0.2.1")).toBe("untrusted_proxy");
     const plain = new ListenerRuntime({ ...base, proxyProtocol: false }, counters, null, new ListenerStats("l"));
@@ -102,7 +122,9 @@ describe("the route", () => {
 
   test("the route's allow/deny, then its max_connections", () => {
     const ctx = context();
-    const t = table(ctx, [{ ...route("app.example.com", "127.0.0.1:1"), allow: ["192.0.2.0/24"], deny: ["192.0.2.9"], maxConnections: 1 }]);
+    const t = table(ctx, [
+      { ...route("app.example.com", "127.0.0.1:1"), allow: ["192.0.2.0/24"], deny: ["192.0.2.9"], maxConnections: 1 },
+    ]);
     const r = routeFor(t, "app.example.com", []);
     if (typeof r === "string") throw new Error(r);
     expect(enterRoute(ctx, r, "203.0.113.1")).toBe("route_denied");
@@ -157,8 +179,20 @@ describe("a QUIC flow's new address", () => {
 });
 
 describe("after the hello, in order", () => {
-  const named = (hostname: string | null, alpn: string[] = []) => ({ buf: body, start: 0, length: body.length, hostname, alpn });
-  const session = () => ({ clientIp: "192.0.2.1", ja4: "", sni: null as string | null, alpn: [] as readonly string[], route: null as RoutePool | null });
+  const named = (hostname: string | null, alpn: string[] = []) => ({
+    buf: body,
+    start: 0,
+    length: body.length,
+    hostname,
+    alpn,
+  });
+  const session = () => ({
+    clientIp: "192.0.2.1",
+    ja4: "",
+    sni: null as string | null,
+    alpn: [] as readonly string[],
+    route: null as RoutePool | null,
+  });
 
   test("ja4 first (nothing routed), then the route, its policy, its limit; the route is named even when it refuses", () => {
     const fp = ja4(body, 0, body.length, "t");
@@ -175,7 +209,9 @@ describe("after the hello, in order", () => {
     expect(denied.alpn).toEqual(["h2"]);
     const ok = { ...session(), clientIp: "203.0.113.1" };
     expect(admitHello(open, t2, ok, named("app.example.com"), "q")).toBeNull();
-    expect(admitHello(open, t2, { ...session(), clientIp: "203.0.113.2" }, named("app.example.com"), "q")).toBe("over_capacity");
+    expect(admitHello(open, t2, { ...session(), clientIp: "203.0.113.2" }, named("app.example.com"), "q")).toBe(
+      "over_capacity",
+    );
     expect(admitHello(open, t2, session(), named(null), "t")).toBe("no_sni");
     expect(admitHello(open, t2, session(), named("x.example.org"), "t")).toBe("no_route");
   });

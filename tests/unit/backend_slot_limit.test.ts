@@ -17,16 +17,34 @@ describe("the backend-slot limit is checked before anything is written", () => {
     const port = 20000 + Math.floor(Math.random() * 5000);
     const cfg = parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:${port}"\n`, join(dir, "t.toml"));
     const quiet = new Logger("error", "text", { write() {}, flush() {} });
-    const srv = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0, backendSlots: 10 });
+    const srv = await ControlPlane.start(cfg, quiet, {
+      loops: 1,
+      histograms: false,
+      connectionCap: 0,
+      backendSlots: 10,
+    });
     const db = SqliteDatabase.open(join(dir, "db.sqlite"));
     db.seed([{ addr: cfg.listeners[0]!.name, maxConnections: 0, routes: [] }], []);
     const admin = new AdminService(srv, new SqliteConfigStore(db, srv), quiet);
-    const pool = (n: number, base: number) => ({ backends: Array.from({ length: n }, (_, i) => ({ addr: `127.0.0.1:${base + i}`, weight: 1 })) });
+    const pool = (n: number, base: number) => ({
+      backends: Array.from({ length: n }, (_, i) => ({ addr: `127.0.0.1:${base + i}`, weight: 1 })),
+    });
     try {
-      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "a.example.com", backend: "", ...pool(3, 1000) } });
-      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "b.example.com", backend: "", ...pool(3, 2000) } });
+      await admin.addRoute({
+        listener: `127.0.0.1:${port}`,
+        route: { hostname: "a.example.com", backend: "", ...pool(3, 1000) },
+      });
+      await admin.addRoute({
+        listener: `127.0.0.1:${port}`,
+        route: { hostname: "b.example.com", backend: "", ...pool(3, 2000) },
+      });
       const before = JSON.stringify([...db.state().listeners]);
-      const e = await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "c.example.com", backend: "", ...pool(3, 3000) } }).catch((x) => x);
+      const e = await admin
+        .addRoute({
+          listener: `127.0.0.1:${port}`,
+          route: { hostname: "c.example.com", backend: "", ...pool(3, 3000) },
+        })
+        .catch((x) => x);
       expect(e).toBeInstanceOf(AdminError);
       expect((e as AdminError).code).toBe(8); // RESOURCE_EXHAUSTED
       expect((e as AdminError).message).toContain("backend table is full");
@@ -38,7 +56,10 @@ describe("the backend-slot limit is checked before anything is written", () => {
           .map((r) => r.hostname),
       ).toEqual(["a.example.com", "b.example.com"]);
       // Replacing a route's pool frees its old slots first: this fits.
-      await admin.addRoute({ listener: `127.0.0.1:${port}`, route: { hostname: "b.example.com", backend: "", ...pool(5, 4000) } });
+      await admin.addRoute({
+        listener: `127.0.0.1:${port}`,
+        route: { hostname: "b.example.com", backend: "", ...pool(5, 4000) },
+      });
       expect(
         db
           .state()

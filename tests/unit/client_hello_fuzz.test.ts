@@ -9,7 +9,15 @@ import { parseClientHelloBody } from "../../src/sni/client_hello_body";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import type { HelloResult } from "../../src/sni/hello_result";
 import { helloFixtures } from "../helpers/fixtures";
-import { alpnExtension, clientHelloBody, handshake, helloFor, paddingExtension, records, sniExtension } from "../helpers/hello_builder";
+import {
+  alpnExtension,
+  clientHelloBody,
+  handshake,
+  helloFor,
+  paddingExtension,
+  records,
+  sniExtension,
+} from "../helpers/hello_builder";
 import { prng, randInt } from "../helpers/prng";
 
 const ITERATIONS = 100_000;
@@ -17,7 +25,10 @@ const TIME_BUDGET_MS = 20_000;
 
 function key(r: HelloResult): string {
   if (r.kind === "more") return "incomplete";
-  if (r.kind === "done") return r.value.hostname === null ? `n:${r.value.alpn.join(",")}` : `h:${r.value.hostname}|${r.value.alpn.join(",")}`;
+  if (r.kind === "done")
+    return r.value.hostname === null
+      ? `n:${r.value.alpn.join(",")}`
+      : `h:${r.value.hostname}|${r.value.alpn.join(",")}`;
   return `r:${r.outcome}|${r.reason}`;
 }
 
@@ -40,7 +51,9 @@ function kindOf(r: HelloResult): string {
 function seeds(): Uint8Array[] {
   const out = helloFixtures().map((f) => f.bytes);
   out.push(helloFor("fuzz.example.com", ["h2", "http/1.1"]));
-  out.push(records(handshake(clientHelloBody([paddingExtension(3000), sniExtension("x.example"), alpnExtension("h2")])), 700));
+  out.push(
+    records(handshake(clientHelloBody([paddingExtension(3000), sniExtension("x.example"), alpnExtension("h2")])), 700),
+  );
   out.push(records(handshake(clientHelloBody([sniExtension("one.example")])), 3));
   out.push(records(handshake(clientHelloBody(null))));
   return out;
@@ -134,18 +147,23 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
       throw new Error(`reader threw on input ${Buffer.from(input).toString("hex")}: ${e}`);
     }
     if (!wellFormed(whole) || key(whole) !== key(chunked)) {
-      throw new Error(`inconsistent outcome for ${Buffer.from(input).toString("hex")}: ${key(whole)} vs ${key(chunked)}`);
+      throw new Error(
+        `inconsistent outcome for ${Buffer.from(input).toString("hex")}: ${key(whole)} vs ${key(chunked)}`,
+      );
     }
     // The reader-less fast path must agree whenever it answers.
     const fast = ClientHelloReader.readWhole(input, max);
     if (fast.kind !== "more") {
       fastAnswers++;
-      if (key(fast) !== key(whole)) throw new Error(`readWhole disagrees for ${Buffer.from(input).toString("hex")}: ${key(fast)} vs ${key(whole)}`);
+      if (key(fast) !== key(whole))
+        throw new Error(`readWhole disagrees for ${Buffer.from(input).toString("hex")}: ${key(fast)} vs ${key(whole)}`);
     }
     const k = kindOf(whole);
     outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
   }
-  console.log(`fuzz: ${done} inputs in ${Math.round(performance.now() - started)} ms; outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);
+  console.log(
+    `fuzz: ${done} inputs in ${Math.round(performance.now() - started)} ms; outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`,
+  );
   expect(done).toBe(ITERATIONS);
   expect(fastAnswers).toBeGreaterThan(ITERATIONS / 10);
   // The corpus must exercise every path, or the fuzzer is not testing much.
@@ -156,7 +174,11 @@ test(`fuzz: ${ITERATIONS} random and mutated hellos (seeded, ≤ ${TIME_BUDGET_M
 
 test("fuzz: the body parser never reads outside its window", () => {
   const rand = prng(0xb0d1);
-  const bodies = [clientHelloBody([sniExtension("w.example"), alpnExtension("h2", "http/1.1")]), clientHelloBody([paddingExtension(500), sniExtension("v.example")]), clientHelloBody(null)];
+  const bodies = [
+    clientHelloBody([sniExtension("w.example"), alpnExtension("h2", "http/1.1")]),
+    clientHelloBody([paddingExtension(500), sniExtension("v.example")]),
+    clientHelloBody(null),
+  ];
   let differ = 0;
   for (let i = 0; i < 30_000; i++) {
     const body = mutate(rand, bodies[randInt(rand, 0, bodies.length - 1)]!);

@@ -3,7 +3,17 @@ import { MORE } from "../../src/net/reader";
 import { ClientHelloReader } from "../../src/sni/client_hello_reader";
 import type { HelloResult } from "../../src/sni/hello_result";
 import { helloFixtures } from "../helpers/fixtures";
-import { alpnExtension, clientHelloBody, concat, handshake, helloFor, paddingExtension, records, sniExtension, u16 } from "../helpers/hello_builder";
+import {
+  alpnExtension,
+  clientHelloBody,
+  concat,
+  handshake,
+  helloFor,
+  paddingExtension,
+  records,
+  sniExtension,
+  u16,
+} from "../helpers/hello_builder";
 import { prng, randInt } from "../helpers/prng";
 
 function readWhole(bytes: Uint8Array, max?: number): HelloResult {
@@ -55,7 +65,10 @@ describe("real ClientHellos from ../shared/testdata/hellos", () => {
 describe("synthetic hellos that must be accepted", () => {
   test("single record, ALPN extracted", () => {
     const r = readWhole(helloFor("alpha.example.com", ["h2", "http/1.1"]));
-    expect(r).toMatchObject({ kind: "done", value: { hostname: "alpha.example.com", alpn: ["h2", "http/1.1"], start: 9 } });
+    expect(r).toMatchObject({
+      kind: "done",
+      value: { hostname: "alpha.example.com", alpn: ["h2", "http/1.1"], start: 9 },
+    });
   });
   test("split over 3 records", () => {
     const hs = handshake(clientHelloBody([sniExtension("three.example.com"), paddingExtension(100)]));
@@ -130,7 +143,11 @@ describe("each reject class", () => {
     ["garbage", new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]), "reject:not_tls"],
     ["record version not 3.x", new Uint8Array([22, 2, 0, 0, 10]), "reject:not_tls"],
     ["non-handshake first record (alert)", records(handshake(clientHelloBody([])), 16384, 21), "reject:not_tls"],
-    ["non-handshake second record", concat(records(handshake(clientHelloBody([sniExtension("a.b")])).subarray(0, 10), 16384), [23, 3, 3, 0, 1, 0]), "reject:malformed"],
+    [
+      "non-handshake second record",
+      concat(records(handshake(clientHelloBody([sniExtension("a.b")])).subarray(0, 10), 16384), [23, 3, 3, 0, 1, 0]),
+      "reject:malformed",
+    ],
     ["ServerHello type", records(handshake(clientHelloBody([sniExtension("a.example")]), 2)), "reject:malformed"],
     ["zero-length record", new Uint8Array([22, 3, 1, 0, 0]), "reject:malformed"],
     ["record over 18432 bytes", new Uint8Array([22, 3, 1, 0x48, 0x01]), "reject:malformed"],
@@ -138,7 +155,11 @@ describe("each reject class", () => {
     ["truncated extensions vector", truncatedExtensions(), "reject:malformed"],
     ["extension length past the end", extensionPastEnd(), "reject:malformed"],
     ["truncated server_name list", badSni(concat(u16(10), [0], u16(3), [0x61])), "reject:malformed"],
-    ["duplicate extension", helloForExts([paddingExtension(4, 99), paddingExtension(4, 99), sniExtension("dup.example")]), "reject:malformed"],
+    [
+      "duplicate extension",
+      helloForExts([paddingExtension(4, 99), paddingExtension(4, 99), sniExtension("dup.example")]),
+      "reject:malformed",
+    ],
     ["two host_names", helloForExts([sniExtension("one.example", "two.example")]), "reject:malformed"],
     ["empty name", helloForExts([sniExtension("")]), "reject:malformed"],
     ["only a dot", helloForExts([sniExtension(".")]), "reject:malformed"],
@@ -157,7 +178,11 @@ describe("each reject class", () => {
   }
   test("too_large is decided from the header alone, before the body arrives", () => {
     const r = new ClientHelloReader(65536);
-    expect(r.feed(new Uint8Array([22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x01]))).toEqual({ kind: "reject", outcome: "too_large", reason: "a ClientHello over max_hello_bytes" });
+    expect(r.feed(new Uint8Array([22, 3, 1, 0x40, 0x00, 1, 0x01, 0x00, 0x01]))).toEqual({
+      kind: "reject",
+      outcome: "too_large",
+      reason: "a ClientHello over max_hello_bytes",
+    });
   });
   test("an incomplete hello yields more, the one shared value, and no outcome yet", () => {
     const bytes = helloFor("wait.example.com");
@@ -177,13 +202,19 @@ describe("the reader contract (net/reader.ts)", () => {
     expect(a).toEqual({ kind: "reject", outcome: "not_tls", reason: "the first bytes are not a TLS handshake record" });
     expect(readWhole(http)).toBe(a);
     const dup = helloForExts([paddingExtension(4, 99), paddingExtension(4, 99)]);
-    expect(readWhole(dup)).toMatchObject({ kind: "reject", outcome: "malformed", reason: "an extension type appears twice" });
+    expect(readWhole(dup)).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+      reason: "an extension type appears twice",
+    });
     expect(readWhole(dup)).toBe(ClientHelloReader.readWhole(dup));
   });
   test("readWhole answers more when its chunk alone does not settle it; the reader then gives the answer", () => {
     const bytes = helloFor("later.example.com");
     expect(ClientHelloReader.readWhole(bytes.subarray(0, 20))).toBe(MORE);
-    expect(ClientHelloReader.readWhole(new Uint8Array([0x47, 0x45, 0x54, 0x20, 0x2f, 0x20, 0x48, 0x54, 0x54]))).toBe(MORE);
+    expect(ClientHelloReader.readWhole(new Uint8Array([0x47, 0x45, 0x54, 0x20, 0x2f, 0x20, 0x48, 0x54, 0x54]))).toBe(
+      MORE,
+    );
     expect(sniOf(readInChunks(bytes, () => 20))).toBe("later.example.com");
   });
 });

@@ -27,7 +27,10 @@ describe("parseConfig", () => {
     expect(c.listeners[0]!.bind).toEqual({ host: "", port: 8443 });
   });
   test("relative paths resolve against the config file's folder", () => {
-    const c = parseRoutedConfig(`${L}[database]\npath = "data/p.db"\n[firewall]\ngeoip_db = "/abs/g.mmdb"\n`, "/srv/x/c.toml");
+    const c = parseRoutedConfig(
+      `${L}[database]\npath = "data/p.db"\n[firewall]\ngeoip_db = "/abs/g.mmdb"\n`,
+      "/srv/x/c.toml",
+    );
     expect(c.databasePath).toBe("/srv/x/data/p.db");
     expect(c.firewall.geoipDb).toBe("/abs/g.mmdb");
   });
@@ -36,14 +39,20 @@ describe("parseConfig", () => {
       `${L}  [[listeners.routes]]\n  hostname = "Alpha.Example.COM."\n  backend = "[::1]:9000"\n  [[listeners.routes]]\n  hostname = "*.Example.org"\n  backend = "backend.internal:9001"\n`,
       "c.toml",
     );
-    expect(c.listeners[0]!.routes).toEqual([route("alpha.example.com", "[::1]:9000"), route("*.example.org", "backend.internal:9001")]);
+    expect(c.listeners[0]!.routes).toEqual([
+      route("alpha.example.com", "[::1]:9000"),
+      route("*.example.org", "backend.internal:9001"),
+    ]);
   });
   test("IPv6 listener addresses in brackets", () => {
     const c = parseRoutedConfig(`[[listeners]]\naddr = "[::1]:8443"\n`, "c.toml");
     expect(c.listeners[0]!.bind).toEqual({ host: "::1", port: 8443 });
   });
   test("firewall values are normalised", () => {
-    const c = parseRoutedConfig(`${L}[firewall]\nblocked_ips = ["::ffff:192.0.2.1"]\nblocked_cidrs = ["2001:DB8::/32"]\n`, "c.toml");
+    const c = parseRoutedConfig(
+      `${L}[firewall]\nblocked_ips = ["::ffff:192.0.2.1"]\nblocked_cidrs = ["2001:DB8::/32"]\n`,
+      "c.toml",
+    );
     expect(c.firewall.blockedIps).toEqual(["192.0.2.1"]);
     expect(c.firewall.blockedCidrs).toEqual(["2001:db8::/32"]);
   });
@@ -82,8 +91,12 @@ describe("[fingerprints]", () => {
     }
   };
   test("top is bounded at 10,000 places per event loop (a report and its merge stay a few ms each), 0 turns it off", () => {
-    for (const top of [0, 1, 1000, 10_000]) expect(parseRoutedConfig(`${L}[fingerprints]\ntop = ${top}\n`, "f.toml").fingerprints.top).toBe(top);
-    for (const top of [10_001, 100_000, -1]) expect(problems(`[fingerprints]\ntop = ${top}\n`)).toEqual([`fingerprints.top: ${top} is out of range 0-10000 (0 turns the table off)`]);
+    for (const top of [0, 1, 1000, 10_000])
+      expect(parseRoutedConfig(`${L}[fingerprints]\ntop = ${top}\n`, "f.toml").fingerprints.top).toBe(top);
+    for (const top of [10_001, 100_000, -1])
+      expect(problems(`[fingerprints]\ntop = ${top}\n`)).toEqual([
+        `fingerprints.top: ${top} is out of range 0-10000 (0 turns the table off)`,
+      ]);
   });
 });
 
@@ -97,6 +110,7 @@ describe("parseDuration", () => {
     expect(parseDuration("1.5s")).toEqual({ ok: true, value: 1500 });
   });
   test("refuses what is not a duration", () => {
-    for (const t of ["", "10", "s", "10 s", "10sec", "-1s", "1d", "5m "]) expect(parseDuration(t)).toEqual({ ok: false, error: expect.stringContaining("is not a duration") });
+    for (const t of ["", "10", "s", "10 s", "10sec", "-1s", "1d", "5m "])
+      expect(parseDuration(t)).toEqual({ ok: false, error: expect.stringContaining("is not a duration") });
   });
 });

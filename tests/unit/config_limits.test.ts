@@ -29,7 +29,9 @@ function problems(toml: string): string[] {
 describe("config/limits.ts: one row for every number", () => {
   test("every int and duration key of a section, a listener and a route option has a row", () => {
     const want: string[] = [];
-    for (const [section, keys] of Object.entries(SECTIONS)) for (const [k, kind] of Object.entries(keys)) if (kind === "int" || kind === "duration" || kind === "workers") want.push(`${section}.${k}`);
+    for (const [section, keys] of Object.entries(SECTIONS))
+      for (const [k, kind] of Object.entries(keys))
+        if (kind === "int" || kind === "duration" || kind === "workers") want.push(`${section}.${k}`);
     want.push("listeners.max_connections");
     for (const row of OPTION_ROWS) if (row.kind === "int" || row.kind === "duration") want.push(`routes.${row.toml}`);
     expect(want.filter((k) => !(k in LIMITS))).toEqual([]);
@@ -38,7 +40,8 @@ describe("config/limits.ts: one row for every number", () => {
   test("every default lies in its range", () => {
     for (const [key, l] of ROWS) {
       expect(l.min <= l.max).toBe(true);
-      if (typeof l.default === "number") expect({ key, inRange: l.default >= l.min && l.default <= l.max }).toEqual({ key, inRange: true });
+      if (typeof l.default === "number")
+        expect({ key, inRange: l.default >= l.min && l.default <= l.max }).toEqual({ key, inRange: true });
     }
   });
 
@@ -50,7 +53,11 @@ describe("config/limits.ts: one row for every number", () => {
       const base = section === "proxy" || section === "firewall" || section === "fingerprints" ? LISTENER : "";
       expect(problems(`${base}[${section}]\n${k} = ${l.max}\n`)).toEqual([]);
       expect(problems(`${base}[${section}]\n${k} = ${l.min}\n`)).toEqual([]);
-      expect(problems(`${base}[${section}]\n${k} = ${l.max + 1}\n`).some((p) => p.startsWith(`${key}: `) && p.includes(String(l.max)))).toBe(true);
+      expect(
+        problems(`${base}[${section}]\n${k} = ${l.max + 1}\n`).some(
+          (p) => p.startsWith(`${key}: `) && p.includes(String(l.max)),
+        ),
+      ).toBe(true);
     });
   }
 
@@ -94,7 +101,8 @@ function exampleLines(doc: string): Map<string, { value: string; comment: string
     const kv = /^\s*(?:#\s*)?([a-z0-9_]+)\s*=\s*(.*)$/.exec(line);
     if (kv === null) continue;
     const hash = kv[2]!.search(/\s#\s?/);
-    const [value, comment] = hash < 0 ? [kv[2]!.trim(), ""] : [kv[2]!.slice(0, hash).trim(), kv[2]!.slice(hash).replace(/^\s#\s?/, "")];
+    const [value, comment] =
+      hash < 0 ? [kv[2]!.trim(), ""] : [kv[2]!.slice(0, hash).trim(), kv[2]!.slice(hash).replace(/^\s#\s?/, "")];
     const key = `${section}.${kv[1]}`;
     if (!out.has(key)) out.set(key, { value, comment });
   }
@@ -126,12 +134,17 @@ describe("docs/CONFIGURATION.md states each default and range as config/limits.t
         expect({ key, default: got }).toEqual({ key, default: { ok: true, value: l.default } });
       } else if (l.default !== null) {
         // No line of its own in the example: its range row says the default.
-        expect({ key, stated: table.some((r) => r.includes(`\`${name}\``) && r.includes(`default ${l.default}`)) }).toEqual({ key, stated: true });
+        expect({
+          key,
+          stated: table.some((r) => r.includes(`\`${name}\``) && r.includes(`default ${l.default}`)),
+        }).toEqual({ key, stated: true });
       } else {
         expect({ key, named: doc.includes(name) }).toEqual({ key, named: true });
       }
       // The range: in the line's comment, a table row naming the key, or the row every duration shares.
-      const rows = table.filter((r) => new RegExp(`\\b${name}\\b`).test(r) || (l.kind === "duration" && r.includes("every duration")));
+      const rows = table.filter(
+        (r) => new RegExp(`\\b${name}\\b`).test(r) || (l.kind === "duration" && r.includes("every duration")),
+      );
       const text = [line?.comment ?? "", ...rows].join("\n");
       const says = (n: number) => spellings(l, n).some((s) => text.includes(s));
       expect({ key, max: says(l.max) }).toEqual({ key, max: true });

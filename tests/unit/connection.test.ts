@@ -26,8 +26,15 @@ import { v2Header } from "../helpers/proxy_header_builder";
 const T0 = 1_000_000;
 
 /** A loop's context over one listener read from TOML (routes of app.example.com unless given). */
-function harness(listener = "", routes = `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\n`, proxy = "") {
-  const cfg = parseRoutedConfig(`[proxy]\n${proxy}\n[[listeners]]\naddr = "127.0.0.1:443"\n${listener}\n${routes}`, "/tmp/connection-test.toml");
+function harness(
+  listener = "",
+  routes = `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\n`,
+  proxy = "",
+) {
+  const cfg = parseRoutedConfig(
+    `[proxy]\n${proxy}\n[[listeners]]\naddr = "127.0.0.1:443"\n${listener}\n${routes}`,
+    "/tmp/connection-test.toml",
+  );
   const l = cfg.listeners[0]!;
   const log = capturingLogger();
   const fake = fakeConnector(log.logger);
@@ -218,7 +225,12 @@ describe("a connection through its life", () => {
     expect(h.ctx.counters.active(0)).toBe(3);
 
     const fw = harness();
-    fw.ctx.firewall.replaceRules({ blockedIps: ["192.0.2.66"], blockedCidrs: [], blockedCountries: [], blockedJa4: [] });
+    fw.ctx.firewall.replaceRules({
+      blockedIps: ["192.0.2.66"],
+      blockedCidrs: [],
+      blockedCountries: [],
+      blockedJa4: [],
+    });
     const blocked = fw.accept("192.0.2.66");
     expect(blocked.s.terminated).toBe(true);
     expect(fw.records().map((r) => r.outcome)).toEqual(["blocked_ip"]);
@@ -241,7 +253,10 @@ describe("a connection through its life", () => {
 
 describe("backend tries", () => {
   test("a failed connect counts against the backend and the next one is tried; all failing → connect_failed", () => {
-    const h = harness("", `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`);
+    const h = harness(
+      "",
+      `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`,
+    );
     const { c, s } = h.accept();
     c.onClientData(helloFor("app.example.com"));
     h.attempts[0]!.fail();
@@ -256,7 +271,10 @@ describe("backend tries", () => {
   });
 
   test("connect_timeout on the wheel moves on to the next backend", () => {
-    const h = harness("", `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\nconnect_timeout = "1s"\n`);
+    const h = harness(
+      "",
+      `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\nconnect_timeout = "1s"\n`,
+    );
     const { c } = h.accept();
     c.onClientData(helloFor("app.example.com"));
     h.advance(900);
@@ -272,7 +290,10 @@ describe("backend tries", () => {
   });
 
   test("a backend that closes before its first byte, having had only the hello: the next gets the same hello", () => {
-    const h = harness("", `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`);
+    const h = harness(
+      "",
+      `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`,
+    );
     const { c, s } = h.accept();
     const hello = helloFor("app.example.com");
     c.onClientData(hello);
@@ -288,7 +309,10 @@ describe("backend tries", () => {
   });
 
   test("client data past the hello never goes to a second backend: the client is reset (backend_closed)", () => {
-    const h = harness("", `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`);
+    const h = harness(
+      "",
+      `[[listeners.routes]]\nhostname = "app.example.com"\nbackends = ["10.0.0.1:443", "10.0.0.2:443"]\nretries = 1\n`,
+    );
     const { c, s } = h.accept();
     c.onClientData(helloFor("app.example.com"));
     h.attempts[0]!.open();
@@ -378,7 +402,10 @@ describe("a proxy_protocol listener", () => {
   const pp = `proxy_protocol = true\ntrusted_proxies = ["10.1.0.0/16"]`;
 
   test("the header's source is the client: firewalled, logged, sent on; the balancer is the peer", () => {
-    const h = harness(pp, `[[listeners.routes]]\nhostname = "app.example.com"\nbackend = "10.0.0.1:443"\nsend_proxy_protocol = "v1"\n`);
+    const h = harness(
+      pp,
+      `[[listeners.routes]]\nhostname = "app.example.com"\nbackend = "10.0.0.1:443"\nsend_proxy_protocol = "v1"\n`,
+    );
     const header = v2Header({ family: "inet", source: ["203.0.113.7", 51000], destination: ["198.51.100.9", 443] });
     const hello = helloFor("app.example.com");
     const bytes = Buffer.concat([header, hello]);
@@ -395,7 +422,12 @@ describe("a proxy_protocol listener", () => {
     }
     const r = h.records()[0]!;
     expect(r).toMatchObject({ client: "203.0.113.7:51000", peer: "10.1.2.3:40000", outcome: "shutdown" });
-    h.ctx.firewall.replaceRules({ blockedIps: ["203.0.113.7"], blockedCidrs: [], blockedCountries: [], blockedJa4: [] });
+    h.ctx.firewall.replaceRules({
+      blockedIps: ["203.0.113.7"],
+      blockedCidrs: [],
+      blockedCountries: [],
+      blockedJa4: [],
+    });
     const { c, s } = h.accept("10.1.2.3");
     c.onClientData(bytes);
     expect(s.terminated).toBe(true);

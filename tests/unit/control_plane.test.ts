@@ -110,7 +110,10 @@ describe("one loop in this thread", () => {
   test("applyRoutes: the control plane's table and the loop's both change; the next hello is routed by it", async () => {
     const { cp, made } = await plane(1);
     const l = made[0]!;
-    await cp.applyRoutes(cp.listener("public")!, [route("app.example.com", "10.0.0.1:443"), route("new.example.com", "10.0.0.2:443")]);
+    await cp.applyRoutes(cp.listener("public")!, [
+      route("app.example.com", "10.0.0.1:443"),
+      route("new.example.com", "10.0.0.2:443"),
+    ]);
     expect(cp.listener("127.0.0.1:8443")!.table.size).toBe(2);
     expect(l.el!.listeners[0]!.table.routes().map((r) => r.hostname)).toEqual(["app.example.com", "new.example.com"]);
     const s = l.connect(0, "192.0.2.1", helloFor("new.example.com"));

@@ -133,16 +133,26 @@ describe("CryptoStream.add", () => {
 });
 
 describe("CryptoStream.addFrames", () => {
-  const oneByteFrames = (n: number, gap = 2) => cat(...Array.from({ length: n }, (_, i) => cryptoFrame(1 + i * gap, bytes(1))));
+  const oneByteFrames = (n: number, gap = 2) =>
+    cat(...Array.from({ length: n }, (_, i) => cryptoFrame(1 + i * gap, bytes(1))));
 
   test(`${MAX_FRAMES_PER_DATAGRAM} frames are read; one more is malformed, with the bound in the reason; PADDING is not counted`, () => {
     const ok = new CryptoStream(16384);
     // Contiguous one-byte frames: one range, so only the frame bound applies.
-    expect(ok.addFrames(cat(new Uint8Array(900), oneByteFrames(MAX_FRAMES_PER_DATAGRAM, 1), new Uint8Array(100)))).toEqual({ kind: "ok", frames: MAX_FRAMES_PER_DATAGRAM });
+    expect(
+      ok.addFrames(cat(new Uint8Array(900), oneByteFrames(MAX_FRAMES_PER_DATAGRAM, 1), new Uint8Array(100))),
+    ).toEqual({ kind: "ok", frames: MAX_FRAMES_PER_DATAGRAM });
     const over = new CryptoStream(16384);
-    expect(over.addFrames(oneByteFrames(MAX_FRAMES_PER_DATAGRAM + 1, 1))).toEqual({ kind: "reject", outcome: "malformed", reason: `more than ${MAX_FRAMES_PER_DATAGRAM} frames in a datagram` });
+    expect(over.addFrames(oneByteFrames(MAX_FRAMES_PER_DATAGRAM + 1, 1))).toEqual({
+      kind: "reject",
+      outcome: "malformed",
+      reason: `more than ${MAX_FRAMES_PER_DATAGRAM} frames in a datagram`,
+    });
     // A budget left over from the datagram's earlier packets.
-    expect(new CryptoStream(16384).addFrames(oneByteFrames(3, 1), 2)).toMatchObject({ kind: "reject", outcome: "malformed" });
+    expect(new CryptoStream(16384).addFrames(oneByteFrames(3, 1), 2)).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
     expect(new CryptoStream(16384).addFrames(Uint8Array.from([1, 1, 0, 0, 1]), 3)).toEqual({ kind: "ok", frames: 3 });
     expect(new CryptoStream(16384).addFrames(new Uint8Array(1000))).toEqual({ kind: "ok", frames: 0 });
   });
@@ -163,23 +173,50 @@ describe("CryptoStream.addFrames", () => {
       last = s.addFrames(cat(...Array.from({ length: per }, () => cryptoFrame(1 + 2 * i++, bytes(1)))));
       if ((last as { kind: string }).kind !== "ok") break;
     }
-    expect(last).toEqual({ kind: "reject", outcome: "malformed", reason: `more than ${MAX_CRYPTO_RANGES} CRYPTO ranges` });
+    expect(last).toEqual({
+      kind: "reject",
+      outcome: "malformed",
+      reason: `more than ${MAX_CRYPTO_RANGES} CRYPTO ranges`,
+    });
   });
 
   test("ACK ranges count as frames; a range count past the budget is refused before any range is read", () => {
-    const ack = (ranges: number) => cat([0x02, ...varintBytes(1000), 0, ...varintBytes(ranges), 0], ...Array.from({ length: ranges }, () => [0, 0]));
+    const ack = (ranges: number) =>
+      cat([0x02, ...varintBytes(1000), 0, ...varintBytes(ranges), 0], ...Array.from({ length: ranges }, () => [0, 0]));
     expect(new CryptoStream(100).addFrames(ack(3))).toEqual({ kind: "ok", frames: 4 });
-    expect(new CryptoStream(100).addFrames(cat([0x03], ack(2).subarray(1), [0, 0, 0]))).toEqual({ kind: "ok", frames: 3 }); // ACK_ECN: three counts
-    expect(new CryptoStream(100).addFrames(ack(MAX_FRAMES_PER_DATAGRAM))).toMatchObject({ kind: "reject", outcome: "malformed" });
+    expect(new CryptoStream(100).addFrames(cat([0x03], ack(2).subarray(1), [0, 0, 0]))).toEqual({
+      kind: "ok",
+      frames: 3,
+    }); // ACK_ECN: three counts
+    expect(new CryptoStream(100).addFrames(ack(MAX_FRAMES_PER_DATAGRAM))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
     // A huge count with no ranges behind it.
-    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x02, 1, 0, 0x80, 0x10, 0, 0, 0]))).toMatchObject({ kind: "reject", outcome: "malformed" });
+    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x02, 1, 0, 0x80, 0x10, 0, 0, 0]))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
   });
 
   test("other refusals: CRYPTO past the bound is too_large; truncated frames and frames an Initial may not carry are malformed; CONNECTION_CLOSE", () => {
-    expect(new CryptoStream(100).addFrames(cryptoFrame(90, bytes(11)))).toMatchObject({ kind: "reject", outcome: "too_large" });
-    expect(new CryptoStream(100).addFrames(cryptoFrame(0, bytes(20)).subarray(0, 10))).toMatchObject({ kind: "reject", outcome: "malformed" });
-    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x06, 0x40]))).toMatchObject({ kind: "reject", outcome: "malformed" });
-    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x08, 0, 0]))).toMatchObject({ kind: "reject", outcome: "malformed", reason: "frame type 0x08 in an Initial" });
+    expect(new CryptoStream(100).addFrames(cryptoFrame(90, bytes(11)))).toMatchObject({
+      kind: "reject",
+      outcome: "too_large",
+    });
+    expect(new CryptoStream(100).addFrames(cryptoFrame(0, bytes(20)).subarray(0, 10))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
+    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x06, 0x40]))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
+    expect(new CryptoStream(100).addFrames(Uint8Array.from([0x08, 0, 0]))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+      reason: "frame type 0x08 in an Initial",
+    });
     expect(new CryptoStream(100).addFrames(Uint8Array.from([0x1c, 0, 0, 0]))).toEqual({ kind: "connection_close" });
   });
 });

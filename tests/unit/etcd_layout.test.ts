@@ -21,15 +21,30 @@ describe("etcd keys: the canonical form", () => {
       keys.route(P, "127.0.0.1:443", { ...plain, alpn: ["acme-tls/1", "h2"] }),
       keys.route(P, "public", { ...plain, hostname: "*.h.test" }),
     ];
-    expect(written).toEqual(["/mc/routes/public/h.test", "/mc/routes/public/h.test/a%2Cb", "/mc/routes/127.0.0.1%3A443/h.test/acme-tls%2F1%2Ch2", "/mc/routes/public/*.h.test"]);
+    expect(written).toEqual([
+      "/mc/routes/public/h.test",
+      "/mc/routes/public/h.test/a%2Cb",
+      "/mc/routes/127.0.0.1%3A443/h.test/acme-tls%2F1%2Ch2",
+      "/mc/routes/public/*.h.test",
+    ]);
     for (const k of written) {
       expect([k, parseEntry(P, k, v)?.kind]).toEqual([k, "route"]);
       expect([k, parseEntry(P, k, null)?.kind]).toEqual([k, "route"]);
     }
-    expect(parseEntry(P, keys.listener(P, "127.0.0.1:443"), listenerValue(5))).toEqual({ kind: "listener", name: "127.0.0.1:443", maxConnections: 5 });
+    expect(parseEntry(P, keys.listener(P, "127.0.0.1:443"), listenerValue(5))).toEqual({
+      kind: "listener",
+      name: "127.0.0.1:443",
+      maxConnections: 5,
+    });
     expect(keys.rule(P, { type: "cidr", value: "10.0.0.0/8" })).toBe("/mc/rules/cidr/10.0.0.0%2F8");
-    expect(parseEntry(P, "/mc/rules/cidr/10.0.0.0%2F8", '{"version":1}')).toEqual({ kind: "rule", rule: { type: "cidr", value: "10.0.0.0/8" } });
-    expect(parseEntry(P, "/mc/rules/ip/2001%3Adb8%3A%3A1", '{"version":1}')).toEqual({ kind: "rule", rule: { type: "ip", value: "2001:db8::1" } });
+    expect(parseEntry(P, "/mc/rules/cidr/10.0.0.0%2F8", '{"version":1}')).toEqual({
+      kind: "rule",
+      rule: { type: "cidr", value: "10.0.0.0/8" },
+    });
+    expect(parseEntry(P, "/mc/rules/ip/2001%3Adb8%3A%3A1", '{"version":1}')).toEqual({
+      kind: "rule",
+      rule: { type: "ip", value: "2001:db8::1" },
+    });
   });
 
   const aliases: [string, string, string][] = [
@@ -53,14 +68,22 @@ describe("etcd keys: the canonical form", () => {
   }
 
   test("a route key of five parts or more, a listener or rule key with extra parts: invalid, not ignored", () => {
-    for (const k of ["/mc/routes/public/h.test/a/b", "/mc/routes/public/h.test/acme-tls/1", "/mc/routes/public/h.test/a%2Cb/x/y", "/mc/routes/public"]) {
+    for (const k of [
+      "/mc/routes/public/h.test/a/b",
+      "/mc/routes/public/h.test/acme-tls/1",
+      "/mc/routes/public/h.test/a%2Cb/x/y",
+      "/mc/routes/public",
+    ]) {
       const e = parseEntry(P, k, v);
       expect([k, e?.kind]).toEqual([k, "invalid"]);
       expect(e?.kind === "invalid" && e.reason).toContain("routes/{listener}/{hostname}");
       expect([k, parseEntry(P, k, null)?.kind]).toEqual([k, "invalid"]);
     }
     expect(parseEntry(P, "/mc/listeners/a/b", listenerValue(1))).toMatchObject({ kind: "invalid" });
-    expect(parseEntry(P, "/mc/rules/cidr/10.0.0.0/8", '{"version":1}')).toMatchObject({ kind: "invalid", reason: expect.stringContaining("%2F") });
+    expect(parseEntry(P, "/mc/rules/cidr/10.0.0.0/8", '{"version":1}')).toMatchObject({
+      kind: "invalid",
+      reason: expect.stringContaining("%2F"),
+    });
     // What a newer release may add stays ignored: another top-level folder, another rule type.
     expect(parseEntry(P, "/mc/quotas/x", "{}")).toBeNull();
     expect(parseEntry(P, "/mc/rules/asn/64500", '{"version":1}')).toBeNull();
@@ -72,7 +95,10 @@ describe("etcd keys: the canonical form", () => {
       P,
       [
         { key: "/mc/routes/public/h.test/a%2Cb", value: routeValue(alpnAB) },
-        { key: "/mc/routes/public/h.test/a,b", value: routeValue({ ...alpnAB, backends: [{ addr: "127.0.0.1:8", weight: 1, backup: false }] }) },
+        {
+          key: "/mc/routes/public/h.test/a,b",
+          value: routeValue({ ...alpnAB, backends: [{ addr: "127.0.0.1:8", weight: 1, backup: false }] }),
+        },
       ],
       (k, why) => bad.push([k, why]),
     );

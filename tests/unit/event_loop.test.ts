@@ -84,7 +84,9 @@ describe("commands", () => {
     const s = l.accept();
     l.send(s, helloFor("app.example.com"));
     l.attempts[0]!.open();
-    expect(l.el.apply({ type: "routes", listener: 0, routes: l.bind(0, [route("new.example.com", "10.0.0.9:443")]) })).toBe(0);
+    expect(
+      l.el.apply({ type: "routes", listener: 0, routes: l.bind(0, [route("new.example.com", "10.0.0.9:443")]) }),
+    ).toBe(0);
     expect(l.el.listeners[0]!.table.routes().map((r) => r.hostname)).toEqual(["new.example.com"]);
     // The other listener is untouched; a new connection sees the new table.
     expect(l.el.listeners[1]!.table.size).toBe(0);
@@ -101,7 +103,12 @@ describe("commands", () => {
 
   test("rules: the next accept is judged by the new rules", () => {
     const l = loop();
-    expect(l.el.apply({ type: "rules", rules: { blockedIps: ["192.0.2.66"], blockedCidrs: ["198.51.100.0/24"], blockedCountries: [], blockedJa4: [] } })).toBe(0);
+    expect(
+      l.el.apply({
+        type: "rules",
+        rules: { blockedIps: ["192.0.2.66"], blockedCidrs: ["198.51.100.0/24"], blockedCountries: [], blockedJa4: [] },
+      }),
+    ).toBe(0);
     expect(l.accept(0, "192.0.2.66").terminated).toBe(true);
     expect(l.accept(0, "198.51.100.7").terminated).toBe(true);
     expect(l.accept(0, "192.0.2.67").terminated).toBe(false);
@@ -142,7 +149,15 @@ describe("queries and accept", () => {
     l.accept(1);
     const snap = l.el.answer({ type: "snapshot" });
     const [pub, other] = snap.listeners;
-    expect(pub).toMatchObject({ addr: "127.0.0.1:8443", name: "public", protocol: "tcp", accepted: 3, active: 2, maxConnections: 2, routes: 1 });
+    expect(pub).toMatchObject({
+      addr: "127.0.0.1:8443",
+      name: "public",
+      protocol: "tcp",
+      accepted: 3,
+      active: 2,
+      maxConnections: 2,
+      routes: 1,
+    });
     expect(pub!.closed[OUTCOME_INDEX.over_capacity]).toBe(1);
     expect(other).toMatchObject({ addr: "127.0.0.1:9443", accepted: 1, active: 1 });
     expect(snap.workers).toEqual([expect.objectContaining({ id: 0, active: 3 })]);

@@ -24,8 +24,14 @@ describe("address normalisation and rule parsing", () => {
     expect(parseIpRule("1.2.3")).toEqual({ ok: false, error: expect.stringContaining("1.2.3") });
   });
   test("CIDR rules must be canonical", () => {
-    expect(parseCidrRule("10.0.0.0/8")).toEqual({ ok: true, value: { address: "10.0.0.0", prefix: 8, family: "ipv4" } });
-    expect(parseCidrRule("2001:db8::/32")).toEqual({ ok: true, value: { address: "2001:db8::", prefix: 32, family: "ipv6" } });
+    expect(parseCidrRule("10.0.0.0/8")).toEqual({
+      ok: true,
+      value: { address: "10.0.0.0", prefix: 8, family: "ipv4" },
+    });
+    expect(parseCidrRule("2001:db8::/32")).toEqual({
+      ok: true,
+      value: { address: "2001:db8::", prefix: 32, family: "ipv6" },
+    });
     expect(parseCidrRule("0.0.0.0/0")).toEqual({ ok: true, value: { address: "0.0.0.0", prefix: 0, family: "ipv4" } });
     const bad = parseCidrRule("10.0.0.1/8");
     expect(!bad.ok && bad.error).toContain("10.0.0.0/8");
@@ -38,8 +44,14 @@ describe("address normalisation and rule parsing", () => {
 
   // The cases where ip-cidr 4.0.2 goes wrong, each with the behaviour chosen here.
   test("NAT64 with an embedded IPv4 address is a valid IPv6 block (ip-cidr rejects it)", () => {
-    expect(parseCidrRule("64:ff9b::1.2.3.4/128")).toEqual({ ok: true, value: { address: "64:ff9b::102:304", prefix: 128, family: "ipv6" } });
-    expect(parseCidrRule("64:ff9b::/96")).toEqual({ ok: true, value: { address: "64:ff9b::", prefix: 96, family: "ipv6" } });
+    expect(parseCidrRule("64:ff9b::1.2.3.4/128")).toEqual({
+      ok: true,
+      value: { address: "64:ff9b::102:304", prefix: 128, family: "ipv6" },
+    });
+    expect(parseCidrRule("64:ff9b::/96")).toEqual({
+      ok: true,
+      value: { address: "64:ff9b::", prefix: 96, family: "ipv6" },
+    });
     expect(parseIpRule("64:ff9b::10.0.0.1")).toEqual({ ok: true, value: "64:ff9b::a00:1" });
   });
   test("a prefix with a leading zero is refused (ip-cidr accepts 10.0.0.0/08)", () => {
@@ -47,7 +59,10 @@ describe("address normalisation and rule parsing", () => {
     expect(parseCidrRule("2001:db8::/032")).toEqual({ ok: false, error: expect.stringContaining("leading zero") });
   });
   test("an IPv4-mapped block is the IPv4 block it maps, since clients are matched as IPv4 (ip-cidr does this silently; here it is the rule)", () => {
-    expect(parseCidrRule("::ffff:10.0.0.0/104")).toEqual({ ok: true, value: { address: "10.0.0.0", prefix: 8, family: "ipv4" } });
+    expect(parseCidrRule("::ffff:10.0.0.0/104")).toEqual({
+      ok: true,
+      value: { address: "10.0.0.0", prefix: 8, family: "ipv4" },
+    });
     expect(parseCidrRule("::ffff:10.0.0.0/64")).toEqual({ ok: false, error: expect.stringContaining("96 or more") });
     expect(parseCidrRule("::ffff:10.0.0.1/104")).toEqual({ ok: false, error: expect.stringContaining("10.0.0.0/8") });
   });
@@ -62,7 +77,10 @@ describe("address normalisation and rule parsing", () => {
     expect(parseIpRule("010.0.0.1")).toEqual({ ok: false, error: expect.any(String) });
     expect(parseIpRule("0x0a.0.0.1")).toEqual({ ok: false, error: expect.any(String) });
     expect(parseIpRule("2001:0DB8:0000::0001")).toEqual({ ok: true, value: "2001:db8::1" });
-    expect(parseCidrRule("2001:DB8:0::/48")).toEqual({ ok: true, value: { address: "2001:db8::", prefix: 48, family: "ipv6" } });
+    expect(parseCidrRule("2001:DB8:0::/48")).toEqual({
+      ok: true,
+      value: { address: "2001:db8::", prefix: 48, family: "ipv6" },
+    });
     expect(parseAddressOrCidr("192.0.2.7")).toEqual({ ok: true, value: "192.0.2.7/32" });
     expect(parseAddressOrCidr("::ffff:192.0.2.7")).toEqual({ ok: true, value: "192.0.2.7/32" });
     expect(parseAddressOrCidr("2001:db8::/32")).toEqual({ ok: true, value: "2001:db8::/32" });
@@ -74,7 +92,12 @@ describe("Firewall verdicts", () => {
   const geo = join(dir, "g.mmdb");
   writeFileSync(geo, writeMmdb([{ cidr: "203.0.113.0/24", record: { country: { iso_code: "KP" } } }]));
   const fw = new Firewall({
-    rules: { blockedIps: ["192.0.2.1", "2001:db8::1"], blockedCidrs: ["198.51.100.0/24", "2001:db8:ff::/48"], blockedCountries: ["KP"], blockedJa4: [] },
+    rules: {
+      blockedIps: ["192.0.2.1", "2001:db8::1"],
+      blockedCidrs: ["198.51.100.0/24", "2001:db8:ff::/48"],
+      blockedCountries: ["KP"],
+      blockedJa4: [],
+    },
     geoipDb: geo,
     rateLimit: 0,
     rateWindowMs: 1000,
@@ -93,7 +116,12 @@ describe("Firewall verdicts", () => {
     expect(fw.check(normaliseIp("::ffff:198.51.100.1"), 0)).toBe("blocked_cidr");
   });
   test("replaceRules swaps the whole rule set", () => {
-    const f2 = new Firewall({ rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [], blockedJa4: [] }, geoipDb: null, rateLimit: 0, rateWindowMs: 1000 });
+    const f2 = new Firewall({
+      rules: { blockedIps: [], blockedCidrs: [], blockedCountries: [], blockedJa4: [] },
+      geoipDb: null,
+      rateLimit: 0,
+      rateWindowMs: 1000,
+    });
     expect(f2.check("10.1.1.1", 0)).toBeNull();
     f2.replaceRules({ blockedIps: ["10.1.1.1"], blockedCidrs: [], blockedCountries: [], blockedJa4: [] });
     expect(f2.check("10.1.1.1", 0)).toBe("blocked_ip");
@@ -143,7 +171,8 @@ describe("RateLimiter", () => {
 describe("AddressTable", () => {
   test("agrees with node's BlockList on random IPv4 rules and addresses", () => {
     const { BlockList } = require("node:net") as typeof import("node:net");
-    const { AddressTable } = require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
+    const { AddressTable } =
+      require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
     const { prng, randInt } = require("../helpers/prng") as typeof import("../helpers/prng");
     const rand = prng(42);
     const quad = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
@@ -161,7 +190,8 @@ describe("AddressTable", () => {
     let hits = 0;
     for (let i = 0; i < 20_000; i++) {
       // Half the probes near a rule, half anywhere.
-      const base = rand() < 0.5 ? rules[randInt(rand, 0, rules.length - 1)]!.split("/")[0]! : quad(Math.floor(rand() * 2 ** 32));
+      const base =
+        rand() < 0.5 ? rules[randInt(rand, 0, rules.length - 1)]!.split("/")[0]! : quad(Math.floor(rand() * 2 ** 32));
       const n = (base.split(".").reduce((a, o) => a * 256 + Number(o), 0) + randInt(rand, 0, 300)) % 2 ** 32;
       const ip = quad(n);
       const want = bl.check(ip, "ipv4");
@@ -171,14 +201,16 @@ describe("AddressTable", () => {
     expect(hits).toBeGreaterThan(1000);
   });
   test("bare addresses, /0, IPv6, and strings that are not IPv4", () => {
-    const { AddressTable, ipv4ToUint32 } = require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
+    const { AddressTable, ipv4ToUint32 } =
+      require("../../src/firewall/address_table") as typeof import("../../src/firewall/address_table");
     const t = new AddressTable(["192.0.2.1", "2001:db8::/32", "2001:db8:1::5"]);
     expect(t.has("192.0.2.1")).toBe(true);
     expect(t.has("192.0.2.2")).toBe(false);
     expect(t.has("2001:db8:ffff::1")).toBe(true);
     expect(t.has("2001:db9::1")).toBe(false);
     expect(new AddressTable(["0.0.0.0/0"]).has("8.8.8.8")).toBe(true);
-    for (const bad of ["1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 "]) expect(ipv4ToUint32(bad)).toBe(-1);
+    for (const bad of ["1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3", "a.b.c.d", "", "1.2.3.4 "])
+      expect(ipv4ToUint32(bad)).toBe(-1);
     expect(ipv4ToUint32("255.255.255.255")).toBe(2 ** 32 - 1);
   });
 });
@@ -199,7 +231,9 @@ describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
 
   test("50 addresses of one /64 are one client; another /64 is another", () => {
     const fw = new Firewall({ rules: none, geoipDb: null, rateLimit: 5, rateWindowMs: 10_000 });
-    const verdicts = Array.from({ length: 50 }, (_, i) => fw.check(`2001:db8:0:1:${hex(i + 1)}::${hex(i * 7 + 1)}`, 1000));
+    const verdicts = Array.from({ length: 50 }, (_, i) =>
+      fw.check(`2001:db8:0:1:${hex(i + 1)}::${hex(i * 7 + 1)}`, 1000),
+    );
     expect(verdicts.filter((v) => v === null).length).toBe(5);
     expect(verdicts.filter((v) => v === "rate_limited").length).toBe(45);
     expect(fw.check("2001:db8:0:2::1", 1000)).toBeNull();
@@ -207,7 +241,13 @@ describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
   });
 
   test("with prefix 128 every address is its own client", () => {
-    const fw = new Firewall({ rules: none, geoipDb: null, rateLimit: 5, rateWindowMs: 10_000, rateLimitIpv6Prefix: 128 });
+    const fw = new Firewall({
+      rules: none,
+      geoipDb: null,
+      rateLimit: 5,
+      rateWindowMs: 10_000,
+      rateLimitIpv6Prefix: 128,
+    });
     const verdicts = Array.from({ length: 50 }, (_, i) => fw.check(`2001:db8:0:1::${hex(i + 1)}`, 1000));
     expect(verdicts.every((v) => v === null)).toBe(true);
   });
@@ -223,6 +263,8 @@ describe("IPv6 rate limiting per prefix (rate_limit_ipv6_prefix)", () => {
     // docs/SECURITY.md "Rate limiting": a fixed shared table (5.25 MiB, outside the JS heap);
     // the heap does not grow with clients.
     expect(grown).toBeLessThan(8 * 1024 * 1024);
-    console.log(`rate limiter: ${fw.rateTracked} entries after 1,000,000 IPv6 clients, heap +${(grown / 1048576).toFixed(1)} MiB (${Math.round(grown / fw.rateTracked)} bytes/entry)`);
+    console.log(
+      `rate limiter: ${fw.rateTracked} entries after 1,000,000 IPv6 clients, heap +${(grown / 1048576).toFixed(1)} MiB (${Math.round(grown / fw.rateTracked)} bytes/entry)`,
+    );
   });
 });

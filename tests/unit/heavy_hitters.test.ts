@@ -1,5 +1,12 @@
 import { describe, expect, test } from "bun:test";
-import { BUCKETS, HeavyHitters, type HitterReport, type MergedHitter, mergeHitters, prefixEstimate } from "../../src/metrics/heavy_hitters";
+import {
+  BUCKETS,
+  HeavyHitters,
+  type HitterReport,
+  type MergedHitter,
+  mergeHitters,
+  prefixEstimate,
+} from "../../src/metrics/heavy_hitters";
 import { LIMITS } from "../../src/config/limits";
 
 const MAX_FINGERPRINT_TOP = LIMITS["fingerprints.top"].max;
@@ -32,10 +39,29 @@ function entries(r: HitterReport) {
 /** The merge done the plain way: every key summed, the whole list sorted, then cut to `limit`. */
 function mergeBySort(reports: HitterReport[], limit: number): MergedHitter[] {
   const floors = reports.reduce((n, r) => n + r.floor, 0);
-  const by = new Map<string, { count: number; blocked: number; error: number; seen: number; sketch: number[]; firstSeen: number; lastSeen: number }>();
+  const by = new Map<
+    string,
+    {
+      count: number;
+      blocked: number;
+      error: number;
+      seen: number;
+      sketch: number[];
+      firstSeen: number;
+      lastSeen: number;
+    }
+  >();
   for (const r of reports)
     for (const e of entries(r)) {
-      const m = by.get(e.key) ?? { count: 0, blocked: 0, error: 0, seen: 0, sketch: [0, 0, 0, 0], firstSeen: Infinity, lastSeen: 0 };
+      const m = by.get(e.key) ?? {
+        count: 0,
+        blocked: 0,
+        error: 0,
+        seen: 0,
+        sketch: [0, 0, 0, 0],
+        firstSeen: Infinity,
+        lastSeen: 0,
+      };
       m.count += e.count;
       m.blocked += e.blocked;
       m.error += e.error;
@@ -97,7 +123,11 @@ describe("HeavyHitters (space-saving over a sliding window)", () => {
     Bun.gc(true);
     const empty = process.memoryUsage().heapUsed;
     const t = new HeavyHitters(cap, 10 * MIN);
-    const heavy = ["t13d1516h2_8daaf6152771_02713d6af862", "t13d1715h2_5b57614c22b0_3d5424432f57", "t12d1209h2_d34a8e72043a_b39be8c56a14"];
+    const heavy = [
+      "t13d1516h2_8daaf6152771_02713d6af862",
+      "t13d1715h2_5b57614c22b0_3d5424432f57",
+      "t12d1209h2_d34a8e72043a_b39be8c56a14",
+    ];
     const truth = [0, 0, 0];
     // Warm up the heavy keys first so they enter while the table has room.
     heavy.forEach((k, i) => {
@@ -123,7 +153,9 @@ describe("HeavyHitters (space-saving over a sliding window)", () => {
     for (const [i, k] of heavy.entries()) expect(by.get(k)).toMatchObject({ count: truth[i], error: 0 });
     // Every other held key: a space-saving count bounds the true count (1) from above, within its error.
     for (const e of entries(r)) if (!heavy.includes(e.key)) expect(e.count - e.error).toBeLessThanOrEqual(1);
-    console.log(`HeavyHitters(1000): ${((before - empty) / 1024).toFixed(0)} KiB full; heap grew ${(grown / 1024).toFixed(0)} KiB over 1,000,000 distinct keys; floor ${r.floor}`);
+    console.log(
+      `HeavyHitters(1000): ${((before - empty) / 1024).toFixed(0)} KiB full; heap grew ${(grown / 1024).toFixed(0)} KiB over 1,000,000 distinct keys; floor ${r.floor}`,
+    );
     // The table was fully allocated before; 1,000,000 keys must not add more than the table's own size.
     expect(grown).toBeLessThan(2 * 1024 * 1024);
   }, 60_000);

@@ -1,5 +1,12 @@
 import { expect, test } from "bun:test";
-import { type FdNeeds, MIN_NEEDS, capacityWarning, connectionCap, parseProcLimits, reservedFds } from "../../src/server/host_limits";
+import {
+  type FdNeeds,
+  MIN_NEEDS,
+  capacityWarning,
+  connectionCap,
+  parseProcLimits,
+  reservedFds,
+} from "../../src/server/host_limits";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds
@@ -25,7 +32,17 @@ test("the connection cap is (soft - reserve) / 2, at least 1, none when unknown 
   expect(connectionCap(null)).toBe(0);
   expect(connectionCap({ soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY })).toBe(0);
   // Two workers, three listeners, admin, metrics, GeoIP, etcd, 6 checked backends, pools that retry:
-  const big: FdNeeds = { loops: 2, listeners: 3, quicListeners: 0, healthTargets: 6, admin: true, metrics: true, geoip: true, etcd: true, retries: true };
+  const big: FdNeeds = {
+    loops: 2,
+    listeners: 3,
+    quicListeners: 0,
+    healthTargets: 6,
+    admin: true,
+    metrics: true,
+    geoip: true,
+    etcd: true,
+    retries: true,
+  };
   const fixed = 16 + 1 + 10 + 6 + 8 + 2 * (3 + 6) + 6;
   expect(reservedFds(big, 4096)).toBe(fixed + Math.ceil((4096 - fixed) / 33));
   expect(connectionCap({ soft: 4096, hard: 4096 }, big)).toBe(Math.floor((4096 - reservedFds(big, 4096)) / 2));

@@ -7,12 +7,22 @@ import { alpnChars, hash12, isGrease, ja4 } from "../../src/sni/ja4";
 import { type Extension, alpnExtension, concat, sniExtension, u16 } from "../helpers/hello_builder";
 import { prng } from "../helpers/prng";
 
-const ext = (type: number, data: number[] | Uint8Array = []): Extension => ({ type, data: data instanceof Uint8Array ? data : new Uint8Array(data) });
+const ext = (type: number, data: number[] | Uint8Array = []): Extension => ({
+  type,
+  data: data instanceof Uint8Array ? data : new Uint8Array(data),
+});
 const list16 = (vs: number[]) => concat(u16(vs.length * 2), ...vs.map(u16));
 
 /** A ClientHello body with exactly these ciphers and extensions, in this order. */
 function body(ciphers: number[], extensions: Extension[] | null, legacyVersion = 0x0303): Uint8Array {
-  const parts: (Uint8Array | number[])[] = [u16(legacyVersion), new Uint8Array(32).fill(9), [32], new Uint8Array(32).fill(1), list16(ciphers), [1, 0]];
+  const parts: (Uint8Array | number[])[] = [
+    u16(legacyVersion),
+    new Uint8Array(32).fill(9),
+    [32],
+    new Uint8Array(32).fill(1),
+    list16(ciphers),
+    [1, 0],
+  ];
   if (extensions !== null) {
     const exts = concat(...extensions.map((e) => concat(u16(e.type), u16(e.data.length), e.data)));
     parts.push(u16(exts.length), exts);
@@ -22,9 +32,15 @@ function body(ciphers: number[], extensions: Extension[] | null, legacyVersion =
 const of = (b: Uint8Array) => ja4(b, 0, b.length);
 
 // The spec's example hello: 15 ciphers, 16 extensions, ALPN h2, these signature algorithms.
-const CIPHERS = [0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f, 0x0035];
+const CIPHERS = [
+  0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014, 0x009c, 0x009d, 0x002f,
+  0x0035,
+];
 const SIGALGS = [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601];
-const EXT_ORDER = [0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012, 0x002b, 0xff01, 0x000b, 0x000a, 0x0015];
+const EXT_ORDER = [
+  0x001b, 0x0000, 0x0033, 0x0010, 0x4469, 0x0017, 0x002d, 0x000d, 0x0005, 0x0023, 0x0012, 0x002b, 0xff01, 0x000b,
+  0x000a, 0x0015,
+];
 
 function exampleExtensions(opts: { grease?: boolean; alpn?: Extension | null; sni?: boolean } = {}): Extension[] {
   const out: Extension[] = [];
@@ -35,7 +51,10 @@ function exampleExtensions(opts: { grease?: boolean; alpn?: Extension | null; sn
     } else if (t === 0x0010) {
       if (opts.alpn !== null) out.push(opts.alpn ?? alpnExtension("h2", "http/1.1"));
     } else if (t === 0x000d) out.push(ext(t, list16(opts.grease ? [0x1a1a, ...SIGALGS] : SIGALGS)));
-    else if (t === 0x002b) out.push(ext(t, concat([opts.grease ? 6 : 4], ...(opts.grease ? [0x2a2a, 0x0304, 0x0303] : [0x0304, 0x0303]).map(u16))));
+    else if (t === 0x002b)
+      out.push(
+        ext(t, concat([opts.grease ? 6 : 4], ...(opts.grease ? [0x2a2a, 0x0304, 0x0303] : [0x0304, 0x0303]).map(u16))),
+      );
     else out.push(ext(t, [0]));
   }
   if (opts.grease) out.push(ext(0xfafa, [0]));
@@ -46,7 +65,11 @@ describe("JA4 (FoxIO JA4.md)", () => {
   test("the spec's worked hashes", () => {
     // "002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9 = 8daaf6152771"
     expect(hash12("002f,0035,009c,009d,1301,1302,1303,c013,c014,c02b,c02c,c02f,c030,cca8,cca9")).toBe("8daaf6152771");
-    expect(hash12("0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601")).toBe("e5627efa2ab1");
+    expect(
+      hash12(
+        "0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601",
+      ),
+    ).toBe("e5627efa2ab1");
     expect(hash12("0005,000a,000b,000d,0012,0015,0017,001b,0023,002b,002d,0033,4469,ff01")).toBe("6d807ffa2a79");
   });
 
@@ -73,7 +96,9 @@ describe("JA4 (FoxIO JA4.md)", () => {
   test("no SNI → i; no ALPN → 00; the c hash is the same (SNI and ALPN are left out of it)", () => {
     // 15 extensions without server_name, 14 without ALPN as well.
     expect(of(body(CIPHERS, exampleExtensions({ sni: false })))).toBe("t13i1515h2_8daaf6152771_e5627efa2ab1");
-    expect(of(body(CIPHERS, exampleExtensions({ sni: false, alpn: null })))).toBe("t13i151400_8daaf6152771_e5627efa2ab1");
+    expect(of(body(CIPHERS, exampleExtensions({ sni: false, alpn: null })))).toBe(
+      "t13i151400_8daaf6152771_e5627efa2ab1",
+    );
   });
 
   test("ALPN values: http/1.1 → h1; non-alphanumeric bytes → the hex form's first and last characters", () => {
@@ -89,18 +114,24 @@ describe("JA4 (FoxIO JA4.md)", () => {
     expect(a([0x30, 0xab, 0xcd, 0x31])).toBe("01");
     // A non-ASCII first ALPN value in a hello (UTF-8 "é2": 0xc3 0xa9 0x32).
     const alpnBytes = concat(u16(4), [3, 0xc3, 0xa9, 0x32]);
-    expect(of(body(CIPHERS, exampleExtensions({ alpn: ext(0x0010, alpnBytes) })))).toBe("t13d1516c2_8daaf6152771_e5627efa2ab1");
+    expect(of(body(CIPHERS, exampleExtensions({ alpn: ext(0x0010, alpnBytes) })))).toBe(
+      "t13d1516c2_8daaf6152771_e5627efa2ab1",
+    );
   });
 
   test("TLS 1.2 only: no supported_versions → the legacy version; no extensions at all → 000000000000", () => {
     const exts = exampleExtensions().filter((e) => e.type !== 0x002b);
     // 15 extensions; c loses 002b from the list.
-    const c = hash12("0005,000a,000b,000d,0012,0015,0017,001b,0023,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601");
+    const c = hash12(
+      "0005,000a,000b,000d,0012,0015,0017,001b,0023,002d,0033,4469,ff01_0403,0804,0401,0503,0805,0501,0806,0601",
+    );
     expect(of(body(CIPHERS, exts))).toBe(`t12d1515h2_8daaf6152771_${c}`);
     expect(of(body([0xc02f, 0x009c], null))).toBe(`t12i020000_${hash12("009c,c02f")}_000000000000`);
     expect(of(body([0x0035], null, 0x0301))).toBe(`t10i010000_${hash12("0035")}_000000000000`);
     // Only SNI and ALPN: counted in a, nothing left for c.
-    expect(of(body([0x1301], [sniExtension("a.example"), alpnExtension("h2")]))).toBe(`t12d0102h2_${hash12("1301")}_000000000000`);
+    expect(of(body([0x1301], [sniExtension("a.example"), alpnExtension("h2")]))).toBe(
+      `t12d0102h2_${hash12("1301")}_000000000000`,
+    );
   });
 
   test("counts are capped at 99; QUIC is q", () => {

@@ -8,14 +8,36 @@ const FP = "t13d1516h2_8daaf6152771_e5627efa2ab1";
 
 describe("ja4 rules", () => {
   test("exact fingerprints and part-wise patterns are accepted; every malformed part is named", () => {
-    for (const ok of [FP, "t13d*_8daaf6152771_*", "*_8daaf6152771_*", "t12*_*_e5627efa2ab1", "q13i0000000_000000000000_000000000000".replace("0000000", "000000"), "t13d1516h2_8daa*_*"])
+    for (const ok of [
+      FP,
+      "t13d*_8daaf6152771_*",
+      "*_8daaf6152771_*",
+      "t12*_*_e5627efa2ab1",
+      "q13i0000000_000000000000_000000000000".replace("0000000", "000000"),
+      "t13d1516h2_8daa*_*",
+    ])
       expect(parseJa4Rule(ok)).toEqual({ ok: true, value: ok });
     expect(parseJa4Rule("*_*_*")).toEqual({ ok: false, error: expect.stringContaining("every client") });
-    expect(parseJa4Rule("t13d1516h2_8daaf6152771")).toEqual({ ok: false, error: expect.stringContaining("three parts") });
-    expect(parseJa4Rule("t13d1516h2_8DAAF6152771_e5627efa2ab1")).toEqual({ ok: false, error: expect.stringContaining("part b") });
-    expect(parseJa4Rule("x13d1516h2_8daaf6152771_e5627efa2ab1")).toEqual({ ok: false, error: expect.stringContaining("part a") });
-    expect(parseJa4Rule("t13d1516h2_8daaf6152771_e5627efa2ab")).toEqual({ ok: false, error: expect.stringContaining("part c") });
-    expect(parseJa4Rule("t1*3d_8daaf6152771_*")).toEqual({ ok: false, error: expect.stringContaining("only at its end") });
+    expect(parseJa4Rule("t13d1516h2_8daaf6152771")).toEqual({
+      ok: false,
+      error: expect.stringContaining("three parts"),
+    });
+    expect(parseJa4Rule("t13d1516h2_8DAAF6152771_e5627efa2ab1")).toEqual({
+      ok: false,
+      error: expect.stringContaining("part b"),
+    });
+    expect(parseJa4Rule("x13d1516h2_8daaf6152771_e5627efa2ab1")).toEqual({
+      ok: false,
+      error: expect.stringContaining("part a"),
+    });
+    expect(parseJa4Rule("t13d1516h2_8daaf6152771_e5627efa2ab")).toEqual({
+      ok: false,
+      error: expect.stringContaining("part c"),
+    });
+    expect(parseJa4Rule("t1*3d_8daaf6152771_*")).toEqual({
+      ok: false,
+      error: expect.stringContaining("only at its end"),
+    });
     expect(parseJa4Rule(`${"a".repeat(100)}_*_*`)).toEqual({ ok: false, error: expect.stringContaining("part a") });
   });
 
@@ -31,10 +53,18 @@ describe("ja4 rules", () => {
   });
 
   test("the same validator for the config file and etcd values", () => {
-    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:21443"\n[firewall]\nblocked_ja4 = ["${FP}", "t12*_*_*"]\n`, "t.toml");
+    const cfg = parseRoutedConfig(
+      `[[listeners]]\naddr = "127.0.0.1:21443"\n[firewall]\nblocked_ja4 = ["${FP}", "t12*_*_*"]\n`,
+      "t.toml",
+    );
     expect(cfg.firewall.blockedJa4).toEqual([FP, "t12*_*_*"]);
-    expect(() => parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:21443"\n[firewall]\nblocked_ja4 = ["*_*_*"]\n`, "t.toml")).toThrow(/blocked_ja4\[0\]/);
-    expect(parseEntry("/p/", `/p/rules/ja4/${encodeURIComponent("t12*_*_*")}`, '{"version":1}')).toEqual({ kind: "rule", rule: { type: "ja4", value: "t12*_*_*" } });
+    expect(() =>
+      parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:21443"\n[firewall]\nblocked_ja4 = ["*_*_*"]\n`, "t.toml"),
+    ).toThrow(/blocked_ja4\[0\]/);
+    expect(parseEntry("/p/", `/p/rules/ja4/${encodeURIComponent("t12*_*_*")}`, '{"version":1}')).toEqual({
+      kind: "rule",
+      rule: { type: "ja4", value: "t12*_*_*" },
+    });
     expect(parseEntry("/p/", "/p/rules/ja4/nope", '{"version":1}')).toMatchObject({ kind: "invalid" });
   });
 });

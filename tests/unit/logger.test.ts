@@ -15,7 +15,17 @@ function capture(format: "text" | "json", level: "debug" | "info" | "warn" | "er
 
 test("logfmt: plain values bare, awkward ones quoted and escaped, one line per record", () => {
   const { lg, text } = capture("text");
-  lg.info("hello world", { a: "plain", b: "has space", c: 'q"uote', d: "new\nline", e: "", f: 42, g: null, h: ["x", "y"], i: undefined });
+  lg.info("hello world", {
+    a: "plain",
+    b: "has space",
+    c: 'q"uote',
+    d: "new\nline",
+    e: "",
+    f: 42,
+    g: null,
+    h: ["x", "y"],
+    i: undefined,
+  });
   const line = text();
   expect(line.split("\n").length).toBe(2);
   expect(line).toMatch(/^time=\d{4}-\d\d-\d\dT[\d:.]+Z level=info msg="hello world" /);

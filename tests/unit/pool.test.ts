@@ -8,11 +8,29 @@ import type { Balance } from "../../src/routing/route_fields";
 
 function pool(backends: BackendSpec[], balance: Balance = "round_robin", retries: number | null = null) {
   const table = new BackendTable(64);
-  const b = bindRoutes(table, 0, [{ hostname: "a.example", ...PLAIN, backends, balance, healthCheck: null, check: {}, retries, connectTimeoutMs: null, sendProxyProtocol: "off" }], null);
+  const b = bindRoutes(
+    table,
+    0,
+    [
+      {
+        hostname: "a.example",
+        ...PLAIN,
+        backends,
+        balance,
+        healthCheck: null,
+        check: {},
+        retries,
+        connectTimeoutMs: null,
+        sendProxyProtocol: "off",
+      },
+    ],
+    null,
+  );
   return { table, p: new RoutePool(b.routes[0]!, POOL_DEFAULTS, table) };
 }
 const be = (addr: string, weight = 1, backup = false): BackendSpec => ({ addr, weight, backup });
-const picks = (p: RoutePool, n: number, ip = "10.0.0.1") => Array.from({ length: n }, () => p.addr(p.pick(ip, 0, 1000)));
+const picks = (p: RoutePool, n: number, ip = "10.0.0.1") =>
+  Array.from({ length: n }, () => p.addr(p.pick(ip, 0, 1000)));
 
 describe("RoutePool", () => {
   test("smooth weighted round robin interleaves by weight", () => {
@@ -68,7 +86,8 @@ describe("RoutePool", () => {
   test("passive health: fall consecutive connect failures take a backend down; with checks off it is tried again after rise × interval", () => {
     const { p, table } = pool([be("a:1")]);
     expect(p.checksOn).toBe(false);
-    for (let i = 0; i < POOL_DEFAULTS.check.fall - 1; i++) table.connectResult(p.ref(0), false, p.fall, false, p.holdSec, 1000);
+    for (let i = 0; i < POOL_DEFAULTS.check.fall - 1; i++)
+      table.connectResult(p.ref(0), false, p.fall, false, p.holdSec, 1000);
     expect(p.pick("x", 0, 1000)).toBe(0);
     expect(table.connectResult(p.ref(0), false, p.fall, false, p.holdSec, 1000)).toBe("down");
     expect(p.pick("x", 0, 1000)).toBe(-1);

@@ -28,7 +28,8 @@ function problemsOf(file: string): string[] {
 }
 
 const pki = adminPki();
-const grpc = (key: string) => `[grpc]\naddr = "127.0.0.1:2"\ntls_cert = "${pki.serverCert}"\ntls_key = "${key}"\nclient_ca = "${pki.ca}"\n`;
+const grpc = (key: string) =>
+  `[grpc]\naddr = "127.0.0.1:2"\ntls_cert = "${pki.serverCert}"\ntls_key = "${key}"\nclient_ca = "${pki.ca}"\n`;
 
 describe("preflight", () => {
   test("a config problem, an unreadable GeoIP database and a mismatched key: three problems, in that order", () => {
@@ -55,7 +56,9 @@ describe("preflight", () => {
     const mmdb = join(mkdtempSync(join(tmpdir(), "mcproxy-preflight-")), "g.mmdb");
     writeFileSync(mmdb, writeMmdb([{ cidr: "10.0.0.0/8", record: { country_code: "KP" } }]));
     const listener = `[[listeners]]\naddr = "127.0.0.1:1"\nproxy_protocol = true\ntrusted_proxies = ["0.0.0.0/0"]\n`;
-    const f = configFile(`${listener}[firewall]\ngeoip_db = "${mmdb}"\nblocked_countries = ["KP"]\n${grpc(pki.serverKey)}`);
+    const f = configFile(
+      `${listener}[firewall]\ngeoip_db = "${mmdb}"\nblocked_countries = ["KP"]\n${grpc(pki.serverKey)}`,
+    );
     const r = preflight(f, {});
     expect(r.admin?.address).toBe("127.0.0.1:2");
     expect(r.warnings.some((w) => w.includes("trusts every address"))).toBe(true);

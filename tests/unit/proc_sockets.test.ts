@@ -50,11 +50,15 @@ describe("/proc/net/tcp, tcp6, udp", () => {
   });
 
   test("a big-endian host writes each word in network order", () => {
-    expect(parseProcNetInet("   0: 7F000001:01BB 00000000:0000 0A 0:0 0:0 0 0 0 42 1\n", null, false)).toEqual([{ ip: "127.0.0.1", port: 443, state: 0x0a, inode: 42 }]);
+    expect(parseProcNetInet("   0: 7F000001:01BB 00000000:0000 0A 0:0 0:0 0 0 0 42 1\n", null, false)).toEqual([
+      { ip: "127.0.0.1", port: 443, state: 0x0a, inode: 42 },
+    ]);
   });
 
   test("with ports, only the sockets on them", () => {
-    expect(parseProcNetInet(TCP, new Set([443]), true)).toEqual([{ ip: "0.0.0.0", port: 443, state: 0x0a, inode: 70001 }]);
+    expect(parseProcNetInet(TCP, new Set([443]), true)).toEqual([
+      { ip: "0.0.0.0", port: 443, state: 0x0a, inode: 70001 },
+    ]);
     expect(parseProcNetInet(TCP6, new Set([1, 2]), true)).toEqual([]);
   });
 

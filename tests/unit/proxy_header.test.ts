@@ -62,20 +62,39 @@ const hello = helloFor("app.example.com");
 describe("PROXY v1", () => {
   test("TCP4, TCP6 and UNKNOWN, with the ClientHello in the same segment, split at every offset", () => {
     const r4 = everySplit(cat(enc.encode("PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n"), hello));
-    expect(r4).toMatchObject({ kind: "done", value: { header: { version: 1, source: { ip: "192.0.2.10", port: 56324 }, destination: { ip: "198.51.100.1", port: 443 } } } });
+    expect(r4).toMatchObject({
+      kind: "done",
+      value: {
+        header: {
+          version: 1,
+          source: { ip: "192.0.2.10", port: 56324 },
+          destination: { ip: "198.51.100.1", port: 443 },
+        },
+      },
+    });
     expect(Buffer.from((r4 as { value: { rest: Uint8Array } }).value.rest).equals(Buffer.from(hello))).toBe(true);
     const r6 = everySplit(cat(enc.encode("PROXY TCP6 2001:DB8::1 2001:db8:0::2 1 65535\r\n"), hello));
-    expect(r6).toMatchObject({ kind: "done", value: { header: { source: { ip: "2001:db8::1", port: 1 }, destination: { ip: "2001:db8::2", port: 65535 } } } });
+    expect(r6).toMatchObject({
+      kind: "done",
+      value: { header: { source: { ip: "2001:db8::1", port: 1 }, destination: { ip: "2001:db8::2", port: 65535 } } },
+    });
     // A v4 client behind a v6 balancer: the mapped form is the IPv4 address.
     expect(everySplit(enc.encode("PROXY TCP6 ::ffff:192.0.2.7 ::ffff:10.0.0.1 5 6\r\n"))).toMatchObject({
       kind: "done",
       value: { header: { source: { ip: "192.0.2.7" }, destination: { ip: "10.0.0.1" } } },
     });
     // UNKNOWN: whatever follows is ignored (§2.1), even bytes HAProxy refuses.
-    expect(everySplit(enc.encode("PROXY UNKNOWN\r\n"))).toMatchObject({ kind: "done", value: { header: { version: 1, source: null } } });
-    expect(everySplit(cat(enc.encode("PROXY UNKNOWN ffff::1 garbage \x01\x7f 99999\r\n"), hello))).toMatchObject({ kind: "done", value: { header: { source: null } } });
+    expect(everySplit(enc.encode("PROXY UNKNOWN\r\n"))).toMatchObject({
+      kind: "done",
+      value: { header: { version: 1, source: null } },
+    });
+    expect(everySplit(cat(enc.encode("PROXY UNKNOWN ffff::1 garbage \x01\x7f 99999\r\n"), hello))).toMatchObject({
+      kind: "done",
+      value: { header: { source: null } },
+    });
     // The longest legal line: 107 bytes with CRLF.
-    const longest = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
+    const longest =
+      "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
     expect(longest.length).toBe(104);
     expect(everySplit(enc.encode(longest)).kind).toBe("done");
   });
@@ -102,12 +121,22 @@ describe("PROXY v1", () => {
     const line = enc.encode(`PROXY TCP4 ${"1".repeat(194)}`);
     const r = new ProxyHeaderReader();
     expect(r.feed(line.subarray(0, 106))).toBe(MORE);
-    expect(r.feed(line.subarray(106, 107))).toMatchObject({ kind: "reject", outcome: "bad_proxy_header", reason: expect.stringContaining("107") });
+    expect(r.feed(line.subarray(106, 107))).toMatchObject({
+      kind: "reject",
+      outcome: "bad_proxy_header",
+      reason: expect.stringContaining("107"),
+    });
   });
 
   test("a ClientHello with no header is refused at its first byte", () => {
-    expect(new ProxyHeaderReader().feed(hello.subarray(0, 1))).toMatchObject({ kind: "reject", outcome: "bad_proxy_header" });
-    expect(new ProxyHeaderReader().feed(enc.encode("GET / HTTP/1.1\r\n"))).toMatchObject({ kind: "reject", outcome: "bad_proxy_header" });
+    expect(new ProxyHeaderReader().feed(hello.subarray(0, 1))).toMatchObject({
+      kind: "reject",
+      outcome: "bad_proxy_header",
+    });
+    expect(new ProxyHeaderReader().feed(enc.encode("GET / HTTP/1.1\r\n"))).toMatchObject({
+      kind: "reject",
+      outcome: "bad_proxy_header",
+    });
   });
 });
 
@@ -115,22 +144,48 @@ describe("PROXY v2", () => {
   test("INET, INET6, LOCAL, UNSPEC and UNIX, with the hello after, split at every offset (inside the signature and the length too)", () => {
     const inet = v2Header({ family: "inet", source: ["192.0.2.10", 56324], destination: ["198.51.100.1", 443] });
     const r = everySplit(cat(inet, hello));
-    expect(r).toMatchObject({ kind: "done", value: { header: { version: 2, source: { ip: "192.0.2.10", port: 56324 }, destination: { ip: "198.51.100.1", port: 443 } } } });
+    expect(r).toMatchObject({
+      kind: "done",
+      value: {
+        header: {
+          version: 2,
+          source: { ip: "192.0.2.10", port: 56324 },
+          destination: { ip: "198.51.100.1", port: 443 },
+        },
+      },
+    });
     expect(Buffer.from((r as { value: { rest: Uint8Array } }).value.rest).equals(Buffer.from(hello))).toBe(true);
-    expect(everySplit(v2Header({ family: "inet6", source: ["2001:db8::1", 1], destination: ["2001:db8::2", 2] }))).toMatchObject({
+    expect(
+      everySplit(v2Header({ family: "inet6", source: ["2001:db8::1", 1], destination: ["2001:db8::2", 2] })),
+    ).toMatchObject({
       kind: "done",
       value: { header: { source: { ip: "2001:db8::1" } } },
     });
-    expect(everySplit(v2Header({ family: "inet6", source: ["::ffff:192.0.2.7", 1], destination: ["::ffff:10.0.0.1", 2] }))).toMatchObject({
+    expect(
+      everySplit(v2Header({ family: "inet6", source: ["::ffff:192.0.2.7", 1], destination: ["::ffff:10.0.0.1", 2] })),
+    ).toMatchObject({
       kind: "done",
       value: { header: { source: { ip: "192.0.2.7" } } },
     });
-    expect(everySplit(v2Header({ command: "local", family: "unspec" }))).toMatchObject({ kind: "done", value: { header: { source: null } } });
+    expect(everySplit(v2Header({ command: "local", family: "unspec" }))).toMatchObject({
+      kind: "done",
+      value: { header: { source: null } },
+    });
     // LOCAL with an address block: the addresses are discarded (§2.2).
-    expect(everySplit(v2Header({ command: "local", family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }))).toMatchObject({ kind: "done", value: { header: { source: null } } });
+    expect(
+      everySplit(
+        v2Header({ command: "local", family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+      ),
+    ).toMatchObject({ kind: "done", value: { header: { source: null } } });
     // PROXY over UNSPEC or UNIX: treated like LOCAL (HAProxy 2.6 refuses these).
-    expect(everySplit(v2Header({ family: "unspec" }))).toMatchObject({ kind: "done", value: { header: { source: null } } });
-    expect(everySplit(v2Header({ family: "unix" }))).toMatchObject({ kind: "done", value: { header: { source: null } } });
+    expect(everySplit(v2Header({ family: "unspec" }))).toMatchObject({
+      kind: "done",
+      value: { header: { source: null } },
+    });
+    expect(everySplit(v2Header({ family: "unix" }))).toMatchObject({
+      kind: "done",
+      value: { header: { source: null } },
+    });
   });
 
   test("TLVs: AUTHORITY and UNIQUE_ID read, a valid CRC32C accepted, a wrong one refused", () => {
@@ -140,10 +195,17 @@ describe("PROXY v2", () => {
       [0x04, new Uint8Array(10)],
     ];
     const ok = v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs, crc: true });
-    expect(everySplit(ok)).toMatchObject({ kind: "done", value: { header: { authority: "app.example.com", uniqueId: "abc-123" } } });
+    expect(everySplit(ok)).toMatchObject({
+      kind: "done",
+      value: { header: { authority: "app.example.com", uniqueId: "abc-123" } },
+    });
     const bad = ok.slice();
     bad[bad.length - 1]! ^= 0xff;
-    expect(everySplit(bad)).toMatchObject({ kind: "reject", outcome: "bad_proxy_header", reason: "v2: CRC32C mismatch" });
+    expect(everySplit(bad)).toMatchObject({
+      kind: "reject",
+      outcome: "bad_proxy_header",
+      reason: "v2: CRC32C mismatch",
+    });
     // Flip a byte elsewhere (the source port): the CRC catches it too.
     const tampered = ok.slice();
     tampered[16 + 8]! ^= 1;
@@ -152,7 +214,13 @@ describe("PROXY v2", () => {
 
   test("a header larger than one segment (3 KB of TLVs) and one of 60 KB", () => {
     for (const size of [3000, 60_000]) {
-      const h = v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs: [[0x04, new Uint8Array(size)]], crc: true });
+      const h = v2Header({
+        family: "inet",
+        source: ["192.0.2.1", 1],
+        destination: ["192.0.2.2", 2],
+        tlvs: [[0x04, new Uint8Array(size)]],
+        crc: true,
+      });
       const input = cat(h, hello);
       const whole = feedSplit(input, []);
       expect(whole.result.kind).toBe("done");
@@ -183,16 +251,61 @@ describe("PROXY v2", () => {
         return h;
       })(),
     ],
-    ["version nibble 1", v2Header({ family: "inet", version: 1, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
-    ["version nibble 3", v2Header({ family: "inet", version: 3, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
-    ["command 2", v2Header({ family: "inet", commandNibble: 2, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
-    ["declared length shorter than the INET address block", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], lengthOverride: 8 })],
-    ["declared length shorter than the INET6 address block", v2Header({ family: "inet6", source: ["2001:db8::1", 1], destination: ["2001:db8::2", 2], lengthOverride: 20 })],
-    ["TLV running past the header", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], rawTail: new Uint8Array([0x04, 0x00, 0x10, 1, 2]) })],
-    ["a stray byte after the last TLV", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], rawTail: new Uint8Array([0x04]) })],
-    ["unknown address family", v2Header({ family: "inet", familyByte: 0x41, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
-    ["datagram over INET", v2Header({ family: "inet", familyByte: 0x12, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] })],
-    ["UNIQUE_ID over 128 bytes", v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], tlvs: [[0x05, new Uint8Array(129)]] })],
+    [
+      "version nibble 1",
+      v2Header({ family: "inet", version: 1, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+    ],
+    [
+      "version nibble 3",
+      v2Header({ family: "inet", version: 3, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+    ],
+    [
+      "command 2",
+      v2Header({ family: "inet", commandNibble: 2, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+    ],
+    [
+      "declared length shorter than the INET address block",
+      v2Header({ family: "inet", source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2], lengthOverride: 8 }),
+    ],
+    [
+      "declared length shorter than the INET6 address block",
+      v2Header({ family: "inet6", source: ["2001:db8::1", 1], destination: ["2001:db8::2", 2], lengthOverride: 20 }),
+    ],
+    [
+      "TLV running past the header",
+      v2Header({
+        family: "inet",
+        source: ["192.0.2.1", 1],
+        destination: ["192.0.2.2", 2],
+        rawTail: new Uint8Array([0x04, 0x00, 0x10, 1, 2]),
+      }),
+    ],
+    [
+      "a stray byte after the last TLV",
+      v2Header({
+        family: "inet",
+        source: ["192.0.2.1", 1],
+        destination: ["192.0.2.2", 2],
+        rawTail: new Uint8Array([0x04]),
+      }),
+    ],
+    [
+      "unknown address family",
+      v2Header({ family: "inet", familyByte: 0x41, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+    ],
+    [
+      "datagram over INET",
+      v2Header({ family: "inet", familyByte: 0x12, source: ["192.0.2.1", 1], destination: ["192.0.2.2", 2] }),
+    ],
+    [
+      "UNIQUE_ID over 128 bytes",
+      v2Header({
+        family: "inet",
+        source: ["192.0.2.1", 1],
+        destination: ["192.0.2.2", 2],
+        tlvs: [[0x05, new Uint8Array(129)]],
+      }),
+    ],
     [
       "two CRC32C TLVs",
       v2Header({
@@ -222,15 +335,30 @@ describe("writer", () => {
   const dst = { ip: "198.51.100.1", port: 443 };
 
   test("v1 reads back", () => {
-    expect(new TextDecoder().decode(proxyV1({ source: src, destination: dst, authority: null, uniqueId: "x" }))).toBe("PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n");
-    const mixed = proxyV1({ source: src, destination: { ip: "2001:db8::1", port: 443 }, authority: null, uniqueId: "x" });
+    expect(new TextDecoder().decode(proxyV1({ source: src, destination: dst, authority: null, uniqueId: "x" }))).toBe(
+      "PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n",
+    );
+    const mixed = proxyV1({
+      source: src,
+      destination: { ip: "2001:db8::1", port: 443 },
+      authority: null,
+      uniqueId: "x",
+    });
     expect(new TextDecoder().decode(mixed)).toBe("PROXY TCP6 ::ffff:192.0.2.10 2001:db8::1 56324 443\r\n");
-    expect(new ProxyHeaderReader().feed(mixed)).toMatchObject({ kind: "done", value: { header: { source: src, destination: { ip: "2001:db8::1", port: 443 } } } });
+    expect(new ProxyHeaderReader().feed(mixed)).toMatchObject({
+      kind: "done",
+      value: { header: { source: src, destination: { ip: "2001:db8::1", port: 443 } } },
+    });
   });
 
   test("v2 carries AUTHORITY, UNIQUE_ID and a CRC32C that verifies; no AUTHORITY without an SNI", () => {
     const h = proxyV2({ source: src, destination: dst, authority: "app.example.com", uniqueId: "0f3a-42" });
-    expect(new ProxyHeaderReader().feed(h)).toMatchObject({ kind: "done", value: { header: { version: 2, source: src, destination: dst, authority: "app.example.com", uniqueId: "0f3a-42" } } });
+    expect(new ProxyHeaderReader().feed(h)).toMatchObject({
+      kind: "done",
+      value: {
+        header: { version: 2, source: src, destination: dst, authority: "app.example.com", uniqueId: "0f3a-42" },
+      },
+    });
     const crcAt = h.length - 4;
     const zeroed = h.slice();
     zeroed.fill(0, crcAt);
@@ -239,6 +367,9 @@ describe("writer", () => {
     expect(new ProxyHeaderReader().feed(noSni)).toMatchObject({ kind: "done", value: { header: { authority: null } } });
     const six = proxyV2({ source: { ip: "2001:db8::5", port: 1 }, destination: dst, authority: null, uniqueId: "1" });
     expect(six[13]).toBe(0x21);
-    expect(new ProxyHeaderReader().feed(six)).toMatchObject({ kind: "done", value: { header: { source: { ip: "2001:db8::5" }, destination: { ip: "198.51.100.1" } } } });
+    expect(new ProxyHeaderReader().feed(six)).toMatchObject({
+      kind: "done",
+      value: { header: { source: { ip: "2001:db8::5" }, destination: { ip: "198.51.100.1" } } },
+    });
   });
 });

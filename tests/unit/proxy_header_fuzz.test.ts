@@ -25,7 +25,12 @@ function seeds(): Uint8Array[] {
     enc.encode("PROXY UNKNOWN 1 2 3\r\n"),
     proxyV1({ source: { ip: "2001:db8::1", port: 9 }, destination: dst, authority: null, uniqueId: "" }),
     proxyV2({ source: src, destination: dst, authority: "app.example.com", uniqueId: "abc" }),
-    proxyV2({ source: { ip: "2001:db8::1", port: 9 }, destination: { ip: "2001:db8::2", port: 10 }, authority: null, uniqueId: "x".repeat(128) }),
+    proxyV2({
+      source: { ip: "2001:db8::1", port: 9 },
+      destination: { ip: "2001:db8::2", port: 10 },
+      authority: null,
+      uniqueId: "x".repeat(128),
+    }),
     v2Header({ command: "local", family: "unspec" }),
     v2Header({ family: "unix" }),
     v2Header({
@@ -47,7 +52,12 @@ function randomValid(rand: () => number): Uint8Array {
   const v6 = () => Array.from({ length: 8 }, () => randInt(rand, 0, 0xffff).toString(16)).join(":");
   const six = rand() < 0.3;
   const addr = () => ({ ip: six ? v6() : v4(), port: randInt(rand, 0, 65535) });
-  const o = { source: addr(), destination: addr(), authority: rand() < 0.5 ? null : `h${randInt(rand, 0, 1e6)}.example.com`, uniqueId: String(randInt(rand, 0, 1e9)) };
+  const o = {
+    source: addr(),
+    destination: addr(),
+    authority: rand() < 0.5 ? null : `h${randInt(rand, 0, 1e6)}.example.com`,
+    uniqueId: String(randInt(rand, 0, 1e9)),
+  };
   return rand() < 0.5 ? proxyV1(o) : proxyV2(o);
 }
 
@@ -119,11 +129,17 @@ test(`${ITERATIONS.toLocaleString()} random and mutated headers in random splits
           : mutate(rand, pick === 3 ? randomValid(rand) : base[randInt(rand, 0, base.length - 1)]!);
     const input = Buffer.concat([head, hello]);
     const whole = run(input, []);
-    const cuts = Array.from({ length: randInt(rand, 1, 6) }, () => randInt(rand, 1, Math.max(1, input.length - 1))).sort((a, b) => a - b);
+    const cuts = Array.from({ length: randInt(rand, 1, 6) }, () =>
+      randInt(rand, 1, Math.max(1, input.length - 1)),
+    ).sort((a, b) => a - b);
     const split = run(input, cuts);
-    if (key(split) !== key(whole)) throw new Error(`split changed the verdict for ${input.toString("hex")} at ${cuts}: ${key(whole)} vs ${key(split)}`);
+    if (key(split) !== key(whole))
+      throw new Error(
+        `split changed the verdict for ${input.toString("hex")} at ${cuts}: ${key(whole)} vs ${key(split)}`,
+      );
     if (whole.r.kind === "done" && whole.rest.length > input.length) throw new Error("rest longer than the input");
-    if (whole.r.kind === "reject" && (whole.r.outcome !== "bad_proxy_header" || whole.r.reason === "")) throw new Error("a refusal without its outcome and reason");
+    if (whole.r.kind === "reject" && (whole.r.outcome !== "bad_proxy_header" || whole.r.reason === ""))
+      throw new Error("a refusal without its outcome and reason");
     counts[whole.r.kind]++;
   }
   console.log(`proxy header fuzz: ${JSON.stringify(counts)}`);

@@ -81,7 +81,8 @@ describe("a hello over several Initial packets", () => {
   const hello = bigHello("app.example.com", 2400);
   const cut = 1000;
   const parts = [hello.subarray(0, cut), hello.subarray(cut)];
-  const dgram = (pn: number, off: number, data: Uint8Array, version = QUIC_V1) => padDatagram(sealInitial({ version, dcid, pn, frames: cryptoFrame(off, data) }));
+  const dgram = (pn: number, off: number, data: Uint8Array, version = QUIC_V1) =>
+    padDatagram(sealInitial({ version, dcid, pn, frames: cryptoFrame(off, data) }));
 
   for (const version of [QUIC_V1, QUIC_V2]) {
     test(`two datagrams, in order and reversed (v${version === QUIC_V1 ? 1 : 2})`, () => {
@@ -121,12 +122,20 @@ describe("a hello over several Initial packets", () => {
   });
 
   test("bounds: a first datagram under 1200 bytes, too many datagrams, a hello over the cap, not QUIC, another version", () => {
-    expect(new QuicHelloReader(65536).feed(sealInitial({ dcid, pn: 0, frames: cryptoFrame(0, parts[0]!) }))).toMatchObject({ kind: "reject", outcome: "not_quic" });
+    expect(
+      new QuicHelloReader(65536).feed(sealInitial({ dcid, pn: 0, frames: cryptoFrame(0, parts[0]!) })),
+    ).toMatchObject({ kind: "reject", outcome: "not_quic" });
     const r = new QuicHelloReader(65536, 3);
     for (let i = 0; i < 3; i++) expect(r.feed(dgram(i, 0, parts[0]!)).kind).toBe("more");
     expect(r.feed(dgram(3, 0, parts[0]!))).toMatchObject({ kind: "reject", outcome: "too_large" });
-    expect(new QuicHelloReader(2000).feed(dgram(0, 0, parts[0]!))).toMatchObject({ kind: "reject", outcome: "too_large" });
-    expect(new QuicHelloReader(65536).feed(new Uint8Array(1200).fill(0x16))).toMatchObject({ kind: "reject", outcome: "not_quic" });
+    expect(new QuicHelloReader(2000).feed(dgram(0, 0, parts[0]!))).toMatchObject({
+      kind: "reject",
+      outcome: "too_large",
+    });
+    expect(new QuicHelloReader(65536).feed(new Uint8Array(1200).fill(0x16))).toMatchObject({
+      kind: "reject",
+      outcome: "not_quic",
+    });
     const v = dgram(0, 0, parts[0]!);
     v.set([0xff, 0x00, 0x00, 0x1d], 1);
     expect(new QuicHelloReader(65536).feed(v)).toMatchObject({ kind: "reject", outcome: "quic_version" });
@@ -165,7 +174,8 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
   /** One Initial of `size` bytes or less, full of one-byte CRYPTO frames at every other offset from `from`. */
   const gapped = (pn: number, from: number, size = 1200, n = Number.POSITIVE_INFINITY) => {
     const frames: Uint8Array[] = [];
-    for (let len = 0, o = from; frames.length < n && len + 5 + 60 <= size; o += 2, len += 5) frames.push(cryptoFrame(o, Uint8Array.of(0x41)));
+    for (let len = 0, o = from; frames.length < n && len + 5 + 60 <= size; o += 2, len += 5)
+      frames.push(cryptoFrame(o, Uint8Array.of(0x41)));
     return sealInitial({ dcid, pn, frames: cat(...frames) });
   };
 
@@ -179,19 +189,32 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
     const r = new QuicHelloReader(16384);
     let last = r.feed(padDatagram(gapped(0, 1, 1200, 10)));
     for (let i = 1; i < 16 && last.kind === "more"; i++) last = r.feed(padDatagram(gapped(i, 1 + 20 * i, 1200, 10)));
-    expect(last).toEqual({ kind: "reject", outcome: "malformed", reason: `more than ${MAX_CRYPTO_RANGES} CRYPTO ranges` });
+    expect(last).toEqual({
+      kind: "reject",
+      outcome: "malformed",
+      reason: `more than ${MAX_CRYPTO_RANGES} CRYPTO ranges`,
+    });
   });
 
   test(`${MAX_PACKETS_PER_DATAGRAM} coalesced Initials are read; one more is malformed`, () => {
-    const cuts = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) => Math.round((hello.length * i) / MAX_PACKETS_PER_DATAGRAM));
-    const packets = cuts.slice(1).map((c, i) => sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, c)) }));
+    const cuts = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) =>
+      Math.round((hello.length * i) / MAX_PACKETS_PER_DATAGRAM),
+    );
+    const packets = cuts
+      .slice(1)
+      .map((c, i) => sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, c)) }));
     const r = new QuicHelloReader(16384).feed(padDatagram(cat(...packets)));
     expect(r).toMatchObject({ kind: "done", value: { hello: { hostname: "app.example.com" } } });
     const extra = sealInitial({ dcid, pn: 99, frames: Uint8Array.of(1) });
     // Small ones, then padding (zeros after the last packet).
-    const small = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) => sealInitial({ dcid, pn: i, frames: i === 0 ? cryptoFrame(0, hello.subarray(0, 100)) : Uint8Array.of(1) }));
+    const small = Array.from({ length: MAX_PACKETS_PER_DATAGRAM + 1 }, (_, i) =>
+      sealInitial({ dcid, pn: i, frames: i === 0 ? cryptoFrame(0, hello.subarray(0, 100)) : Uint8Array.of(1) }),
+    );
     expect(new QuicHelloReader(16384).feed(padDatagram(cat(...small.slice(1))))).toEqual({ kind: "more" });
-    expect(new QuicHelloReader(16384).feed(padDatagram(cat(...small)))).toMatchObject({ kind: "reject", outcome: "malformed" });
+    expect(new QuicHelloReader(16384).feed(padDatagram(cat(...small)))).toMatchObject({
+      kind: "reject",
+      outcome: "malformed",
+    });
     expect(new QuicHelloReader(16384).feed(padDatagram(cat(...packets, extra)))).toEqual({
       kind: "reject",
       outcome: "malformed",
@@ -201,7 +224,11 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
 
   test("an ACK frame with more ranges than the frame budget is malformed", () => {
     const ack = cat([0x02, 0x44, 0x00, 0, 0x40, 100, 0], ...Array.from({ length: 100 }, () => [0, 0]));
-    expect(new QuicHelloReader(16384).feed(padDatagram(sealInitial({ dcid, pn: 0, frames: cat(ack, cryptoFrame(0, hello.subarray(0, 900))) })))).toMatchObject({
+    expect(
+      new QuicHelloReader(16384).feed(
+        padDatagram(sealInitial({ dcid, pn: 0, frames: cat(ack, cryptoFrame(0, hello.subarray(0, 900))) })),
+      ),
+    ).toMatchObject({
       kind: "reject",
       outcome: "malformed",
       reason: `more than ${MAX_FRAMES_PER_DATAGRAM} frames in a datagram`,
@@ -216,7 +243,8 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
       for (let i = randInt(rnd, 1, 10); i > 0; i--) cuts.push(randInt(rnd, from + 1, to - 1));
       cuts.sort((a, b) => a - b);
       const frames: Uint8Array[] = [];
-      for (let i = 0; i + 1 < cuts.length; i++) if (cuts[i]! < cuts[i + 1]!) frames.push(cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, cuts[i + 1]!)));
+      for (let i = 0; i + 1 < cuts.length; i++)
+        if (cuts[i]! < cuts[i + 1]!) frames.push(cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, cuts[i + 1]!)));
       for (let i = randInt(rnd, 2, 10); i > 0; i--) frames.push(Uint8Array.of(1), new Uint8Array(randInt(rnd, 1, 8)));
       for (let i = frames.length - 1; i > 0; i--) {
         const j = randInt(rnd, 0, i);
@@ -229,7 +257,10 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
       if (round % 2 === 1) ds.reverse();
       const r = new QuicHelloReader(16384);
       expect(r.feed(ds[0]!).kind).toBe("more");
-      expect(r.feed(ds[1]!)).toMatchObject({ kind: "done", value: { hello: { hostname: "app.example.com", alpn: ["h3"] } } });
+      expect(r.feed(ds[1]!)).toMatchObject({
+        kind: "done",
+        value: { hello: { hostname: "app.example.com", alpn: ["h3"] } },
+      });
     }
     for (const order of [
       [0, 1, 2],
@@ -239,14 +270,29 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
     ]) {
       const cuts = [0, 800, 1600, hello.length];
       const r = new QuicHelloReader(16384);
-      const results = order.map((k, i) => r.feed(padDatagram(sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[k]!, hello.subarray(cuts[k]!, cuts[k + 1]!)) }))));
+      const results = order.map((k, i) =>
+        r.feed(
+          padDatagram(
+            sealInitial({ dcid, pn: i, frames: cryptoFrame(cuts[k]!, hello.subarray(cuts[k]!, cuts[k + 1]!)) }),
+          ),
+        ),
+      );
       expect(results.map((x) => x.kind)).toEqual(["more", "more", "done"]);
     }
     // 16 pieces, even ones first: up to 8 gaps at once.
     const step = Math.ceil(hello.length / 16);
-    const order = [...Array.from({ length: 8 }, (_, i) => 2 * i + 1), ...Array.from({ length: 8 }, (_, i) => 14 - 2 * i)];
+    const order = [
+      ...Array.from({ length: 8 }, (_, i) => 2 * i + 1),
+      ...Array.from({ length: 8 }, (_, i) => 14 - 2 * i),
+    ];
     const r = new QuicHelloReader(16384);
-    const results = order.map((k, i) => r.feed(padDatagram(sealInitial({ dcid, pn: i, frames: cryptoFrame(k * step, hello.subarray(k * step, (k + 1) * step)) }))));
+    const results = order.map((k, i) =>
+      r.feed(
+        padDatagram(
+          sealInitial({ dcid, pn: i, frames: cryptoFrame(k * step, hello.subarray(k * step, (k + 1) * step)) }),
+        ),
+      ),
+    );
     expect(results.at(-1)).toMatchObject({ kind: "done" });
     expect(results.slice(0, -1).every((x) => x.kind === "more")).toBe(true);
   });
@@ -259,18 +305,50 @@ describe("the work one datagram costs is bounded (hello_reader.ts, crypto_stream
       return r;
     };
     /** A full frame budget of one-byte pieces the flow holds already: every frame is searched for and merged, none is refused. */
-    const repeats = cat(...Array.from({ length: MAX_FRAMES_PER_DATAGRAM }, (_, k) => cryptoFrame(4001 + 2 * (k % (MAX_CRYPTO_RANGES - 1)), Uint8Array.of(0x41))));
+    const repeats = cat(
+      ...Array.from({ length: MAX_FRAMES_PER_DATAGRAM }, (_, k) =>
+        cryptoFrame(4001 + 2 * (k % (MAX_CRYPTO_RANGES - 1)), Uint8Array.of(0x41)),
+      ),
+    );
     const padding16k = (pn: number) => sealInitial({ dcid, pn, frames: Uint8Array.of(1), payloadSize: 16_000 });
     const minimal = (pn: number) => sealInitial({ dcid, pn, frames: Uint8Array.of(1) });
     const cases: [string, () => QuicHelloReader, Uint8Array][] = [
-      ["1200 B: one Initial of one-byte CRYPTO frames at gaps (new flow)", () => new QuicHelloReader(16384), padDatagram(gapped(0, 1))],
+      [
+        "1200 B: one Initial of one-byte CRYPTO frames at gaps (new flow)",
+        () => new QuicHelloReader(16384),
+        padDatagram(gapped(0, 1)),
+      ],
       ["1500 B: the same", () => new QuicHelloReader(16384), padDatagram(gapped(0, 1, 1500), 1500)],
-      [`1200 B: ${MAX_FRAMES_PER_DATAGRAM} one-byte CRYPTO frames to a flow holding ${MAX_CRYPTO_RANGES - 1} ranges`, held, padDatagram(sealInitial({ dcid, pn: 1, frames: repeats }))],
-      [`1200 B: ${MAX_PACKETS_PER_DATAGRAM} coalesced minimal Initials`, () => new QuicHelloReader(16384), padDatagram(cat(...Array.from({ length: MAX_PACKETS_PER_DATAGRAM }, (_, i) => minimal(i))))],
-      ["1200 B: many coalesced minimal Initials (refused)", () => new QuicHelloReader(16384), padDatagram(cat(...Array.from({ length: 24 }, (_, i) => minimal(i))))],
-      ["64 KB: four coalesced 16 KB Initials of PADDING", () => new QuicHelloReader(16384), cat(...[0, 1, 2, 3].map(padding16k))],
-      ["64 KB: four coalesced 16 KB Initials of one-byte CRYPTO frames at gaps", () => new QuicHelloReader(16384), cat(...[0, 1, 2, 3].map((i) => gapped(i, 1 + 4000 * i, 16_000)))],
-      ["1200 B: ACK frames and PINGs (refused at the frame bound)", () => new QuicHelloReader(16384), padDatagram(sealInitial({ dcid, pn: 0, frames: new Uint8Array(1100).fill(1) }))],
+      [
+        `1200 B: ${MAX_FRAMES_PER_DATAGRAM} one-byte CRYPTO frames to a flow holding ${MAX_CRYPTO_RANGES - 1} ranges`,
+        held,
+        padDatagram(sealInitial({ dcid, pn: 1, frames: repeats })),
+      ],
+      [
+        `1200 B: ${MAX_PACKETS_PER_DATAGRAM} coalesced minimal Initials`,
+        () => new QuicHelloReader(16384),
+        padDatagram(cat(...Array.from({ length: MAX_PACKETS_PER_DATAGRAM }, (_, i) => minimal(i)))),
+      ],
+      [
+        "1200 B: many coalesced minimal Initials (refused)",
+        () => new QuicHelloReader(16384),
+        padDatagram(cat(...Array.from({ length: 24 }, (_, i) => minimal(i)))),
+      ],
+      [
+        "64 KB: four coalesced 16 KB Initials of PADDING",
+        () => new QuicHelloReader(16384),
+        cat(...[0, 1, 2, 3].map(padding16k)),
+      ],
+      [
+        "64 KB: four coalesced 16 KB Initials of one-byte CRYPTO frames at gaps",
+        () => new QuicHelloReader(16384),
+        cat(...[0, 1, 2, 3].map((i) => gapped(i, 1 + 4000 * i, 16_000))),
+      ],
+      [
+        "1200 B: ACK frames and PINGs (refused at the frame bound)",
+        () => new QuicHelloReader(16384),
+        padDatagram(sealInitial({ dcid, pn: 0, frames: new Uint8Array(1100).fill(1) })),
+      ],
     ];
     const lines: string[] = [];
     for (const [name, reader, d] of cases) {

@@ -87,7 +87,11 @@ function harness(firewall = "") {
 
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
-function initial(host: string, dcidByte: number, hello = handshake(clientHelloBody([sniExtension(host), alpnExtension("h3")]))): Uint8Array {
+function initial(
+  host: string,
+  dcidByte: number,
+  hello = handshake(clientHelloBody([sniExtension(host), alpnExtension("h3")])),
+): Uint8Array {
   const dcid = Uint8Array.from([1, 2, 3, 4, 5, 6, 7, dcidByte]);
   return padDatagram(sealInitial({ dcid, pn: 0, frames: cryptoFrame(0, hello) }), 1250);
 }
@@ -127,7 +131,10 @@ describe("a QUIC listener, driven with fakes", () => {
     expect(h.made).toEqual([]);
     expect([h.outcome("no_route"), h.outcome("blocked_ip"), h.outcome("not_quic")]).toEqual([1, 1, 1]);
     expect(h.rt.stats.accepted).toBe(3);
-    expect(h.records().find((r) => r.outcome === "no_route")).toMatchObject({ listener: "127.0.0.1:443/quic", sni: "other.example.com" });
+    expect(h.records().find((r) => r.outcome === "no_route")).toMatchObject({
+      listener: "127.0.0.1:443/quic",
+      sni: "other.example.com",
+    });
     expect(h.l.size).toBe(0);
   });
 
@@ -179,6 +186,8 @@ describe("a QUIC listener, driven with fakes", () => {
     expect(h.made[0]!.closed).toBe(true);
     expect(h.rt.active).toBe(0);
     expect(h.outcome("ok")).toBe(1);
-    expect(h.records().filter((r) => r.outcome === "ok")).toEqual([expect.objectContaining({ listener: "127.0.0.1:443/quic", sni: "app.example.com" })]);
+    expect(h.records().filter((r) => r.outcome === "ok")).toEqual([
+      expect.objectContaining({ listener: "127.0.0.1:443/quic", sni: "app.example.com" }),
+    ]);
   });
 });

@@ -14,7 +14,13 @@ describe("newPathDecision", () => {
     expect(MAX_EXTRA_PATHS).toBe(3);
     const now = 100_000;
     expect(newPathDecision([now - 50, now - 10, now - 20], now - 5000, now)).toEqual({ kind: "refuse", why: "full" });
-    expect(newPathDecision([now - 50, now - PATH_QUIET_MS - 1, now - 20], now - 5000, now)).toEqual({ kind: "replace", index: 1 });
-    expect(newPathDecision([now - PATH_QUIET_MS, now - 10, now - 20], now - 5000, now)).toEqual({ kind: "replace", index: 0 });
+    expect(newPathDecision([now - 50, now - PATH_QUIET_MS - 1, now - 20], now - 5000, now)).toEqual({
+      kind: "replace",
+      index: 1,
+    });
+    expect(newPathDecision([now - PATH_QUIET_MS, now - 10, now - 20], now - 5000, now)).toEqual({
+      kind: "replace",
+      index: 0,
+    });
   });
 });

@@ -12,9 +12,19 @@ const OTHER = Uint8Array.from([9, 9, 9, 9, 9, 9, 9, 9]);
 /** A long-header packet with type bits `bits` (v1: 1 0-RTT, 2 Handshake) naming dcid, 10 bytes of body. */
 function long(bits: number, dcid: Uint8Array, version = 1): Uint8Array {
   const v = [version >>> 24, (version >> 16) & 0xff, (version >> 8) & 0xff, version & 0xff];
-  return Uint8Array.from([0xc0 | (bits << 4), ...v, dcid.length, ...dcid, 0, ...varintBytes(11), 0, ...new Uint8Array(10)]);
+  return Uint8Array.from([
+    0xc0 | (bits << 4),
+    ...v,
+    dcid.length,
+    ...dcid,
+    0,
+    ...varintBytes(11),
+    0,
+    ...new Uint8Array(10),
+  ]);
 }
-const initial = (dcid: Uint8Array, version = 1) => sealInitial({ version, dcid, pn: 0, frames: cryptoFrame(0, new Uint8Array(30)) });
+const initial = (dcid: Uint8Array, version = 1) =>
+  sealInitial({ version, dcid, pn: 0, frames: cryptoFrame(0, new Uint8Array(30)) });
 const is = (d: Uint8Array) => opensNewConnection(d, hex(FIRST), [hex(SERVER)]);
 
 test("the flow's own long headers: Initial and 0-RTT with its first ID, Handshake and Initial with the server's, padded", () => {

@@ -80,7 +80,12 @@ describe("PendingTable", () => {
   });
 
   test("bounded under churn: 100,000 adds from 10,000 sources hold at most `entries` and `bytesTotal`", () => {
-    const t = new PendingTable<number>({ entries: 1024, perSource: 8, bytesPerEntry: 24 * 1024, bytesTotal: 8 * 1024 * 1024 });
+    const t = new PendingTable<number>({
+      entries: 1024,
+      perSource: 8,
+      bytesPerEntry: 24 * 1024,
+      bytesTotal: 8 * 1024 * 1024,
+    });
     let most = 0;
     let mostBytes = 0;
     for (let i = 0; i < 100_000; i++) {

@@ -37,7 +37,11 @@ afterEach(() => {
 });
 
 /** A relay in front of `backendPort`: every accepted client gets one, started with `replay` and `preamble`. */
-function relayTo(backendPort: number, replay = new Uint8Array(0), preamble: Uint8Array | null = null): { port: number; relays: TestRelay[] } {
+function relayTo(
+  backendPort: number,
+  replay = new Uint8Array(0),
+  preamble: Uint8Array | null = null,
+): { port: number; relays: TestRelay[] } {
   const relays: TestRelay[] = [];
   const l: TCPSocketListener<TestRelay> = Bun.listen<TestRelay>({
     hostname: "127.0.0.1",
@@ -85,7 +89,10 @@ function relayTo(backendPort: number, replay = new Uint8Array(0), preamble: Uint
 }
 
 /** A backend that records what it reads and runs `onData` for each chunk. */
-function backend(onData: (s: Socket<{ got: Buffer[] }>, d: Uint8Array) => void = () => {}, onEnd: (s: Socket<{ got: Buffer[] }>) => void = () => {}) {
+function backend(
+  onData: (s: Socket<{ got: Buffer[] }>, d: Uint8Array) => void = () => {},
+  onEnd: (s: Socket<{ got: Buffer[] }>) => void = () => {},
+) {
   const all: { got: Buffer[] }[] = [];
   const l = Bun.listen<{ got: Buffer[] }>({
     hostname: "127.0.0.1",

@@ -4,7 +4,14 @@ import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
 import { BackendTable } from "../../src/routing/backend_table";
 import { bindRoutes } from "../../src/routing/pool";
-import { type Route, alpnError, routeName, routeProblems, routeSetProblems, withoutClashes } from "../../src/routing/route";
+import {
+  type Route,
+  alpnError,
+  routeName,
+  routeProblems,
+  routeSetProblems,
+  withoutClashes,
+} from "../../src/routing/route";
 import { sourceList } from "../../src/routing/route_fields";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RouteTable } from "../../src/routing/route_table";
@@ -12,7 +19,11 @@ import { keys, parseEntry, stateFrom } from "../../src/store/etcd_layout";
 import { encodeRoute as routeValue } from "../../src/store/route_codec";
 import { route } from "../helpers/routes";
 
-const alpnRoute = (hostname: string, backend: string, alpn: string[], extra: Partial<Route> = {}): Route => ({ ...route(hostname, backend), alpn, ...extra });
+const alpnRoute = (hostname: string, backend: string, alpn: string[], extra: Partial<Route> = {}): Route => ({
+  ...route(hostname, backend),
+  alpn,
+  ...extra,
+});
 
 function table(routes: Route[], defaultRoute: Route | null = null, bt = new BackendTable(256, 2)): RouteTable {
   const b = bindRoutes(bt, 0, routes, defaultRoute);
@@ -43,7 +54,8 @@ describe("ALPN routes", () => {
     expect(to("app.example.com", ["acme-tls/1", "h2"])).toBe("acme:1");
     expect(to("app.example.com", ["http/1.1", "h3", "acme-tls/1"])).toBe("h2:1");
   });
-  test("protocols compare exactly (RFC 7301: opaque bytes)", () => expect(to("app.example.com", ["ACME-TLS/1", "H2"])).toBe("app:1"));
+  test("protocols compare exactly (RFC 7301: opaque bytes)", () =>
+    expect(to("app.example.com", ["ACME-TLS/1", "H2"])).toBe("app:1"));
   test("wildcards take alpn too", () => {
     expect(to("x.example.com", ["acme-tls/1"])).toBe("wildacme:1");
     expect(to("x.example.com", ["h2"])).toBe("wild:1");
@@ -88,16 +100,39 @@ describe("the rules", () => {
     expect(alpnError("h2", "alpn")).toContain("list");
   });
   test("(hostname, protocol) once per listener; one plain route per hostname", () => {
-    expect(routeSetProblems([route("a.example", "x:1"), alpnRoute("a.example", "y:1", ["h2"]), alpnRoute("a.example", "z:1", ["acme-tls/1"])], "r")).toEqual([]);
-    expect(routeSetProblems([alpnRoute("a.example", "y:1", ["h2", "h3"]), alpnRoute("a.example", "z:1", ["h3"])], "r")[0]).toContain('ALPN "h3" is in two routes');
-    expect(routeSetProblems([route("a.example", "x:1"), route("a.example", "y:1")], "r")[0]).toContain("two routes without alpn");
+    expect(
+      routeSetProblems(
+        [
+          route("a.example", "x:1"),
+          alpnRoute("a.example", "y:1", ["h2"]),
+          alpnRoute("a.example", "z:1", ["acme-tls/1"]),
+        ],
+        "r",
+      ),
+    ).toEqual([]);
+    expect(
+      routeSetProblems([alpnRoute("a.example", "y:1", ["h2", "h3"]), alpnRoute("a.example", "z:1", ["h3"])], "r")[0],
+    ).toContain('ALPN "h3" is in two routes');
+    expect(routeSetProblems([route("a.example", "x:1"), route("a.example", "y:1")], "r")[0]).toContain(
+      "two routes without alpn",
+    );
     const dropped: string[] = [];
-    const kept = withoutClashes([alpnRoute("a.example", "y:1", ["h2", "h3"]), alpnRoute("a.example", "z:1", ["h3"]), alpnRoute("b.example", "z:1", ["h3"])], (r) => dropped.push(routeName(r)));
+    const kept = withoutClashes(
+      [
+        alpnRoute("a.example", "y:1", ["h2", "h3"]),
+        alpnRoute("a.example", "z:1", ["h3"]),
+        alpnRoute("b.example", "z:1", ["h3"]),
+      ],
+      (r) => dropped.push(routeName(r)),
+    );
     expect(kept.map((r) => routeName(r))).toEqual(["a.example+h2,h3", "b.example+h3"]);
     expect(dropped).toEqual(["a.example+h3"]);
   });
   test("allow / deny: addresses and CIDR blocks in canonical form; bad entries named", () => {
-    expect(sourceList(["10.0.0.0/8", "127.0.0.2", "2001:DB8::/32", "::1"], "allow")).toEqual({ ok: true, value: ["10.0.0.0/8", "127.0.0.2/32", "2001:db8::/32", "::1/128"] });
+    expect(sourceList(["10.0.0.0/8", "127.0.0.2", "2001:DB8::/32", "::1"], "allow")).toEqual({
+      ok: true,
+      value: ["10.0.0.0/8", "127.0.0.2/32", "2001:db8::/32", "::1/128"],
+    });
     expect(sourceList(["10.0.0.1/8"], "allow")).toEqual({ ok: false, error: expect.stringContaining("allow[0]") });
     expect(sourceList(["nope"], "deny")).toEqual({ ok: false, error: expect.stringContaining("deny[0]") });
     expect(routeProblems({ ...route("a.example", "x:1"), allow: ["10.0.0.0/8"] }, "r")).toEqual([]);
@@ -123,17 +158,27 @@ addr = "127.0.0.1:21443"
       "t.toml",
     );
     const [plain, acme] = cfg.listeners[0]!.routes;
-    expect(plain).toMatchObject({ alpn: [], allow: ["10.0.0.0/8", "127.0.0.1/32"], deny: ["10.9.0.0/16"], maxConnections: 10 });
+    expect(plain).toMatchObject({
+      alpn: [],
+      allow: ["10.0.0.0/8", "127.0.0.1/32"],
+      deny: ["10.9.0.0/16"],
+      maxConnections: 10,
+    });
     expect(acme).toMatchObject({ hostname: "app.example.com", alpn: ["acme-tls/1"], allow: [], maxConnections: 0 });
     const twice = () =>
       parseRoutedConfig(
         `[[listeners]]\naddr = "127.0.0.1:21443"\n[[listeners.routes]]\nhostname = "a.example"\nalpn = ["h2", "acme-tls/1"]\nbackend = "x:1"\n[[listeners.routes]]\nhostname = "a.example"\nalpn = ["acme-tls/1"]\nbackend = "y:1"\n`,
         "t.toml",
       );
-    expect(twice).toThrow(/routes\[1\]\.hostname: "a\.example" with ALPN "acme-tls\/1" duplicates listeners\[0\]\.routes\[0\]/);
-    expect(() => parseRoutedConfig(`[[listeners]]\naddr = "127.0.0.1:21443"\n[[listeners.routes]]\nhostname = "a.example"\nallow = ["10.0.0.1/8"]\nbackend = "x:1"\n`, "t.toml")).toThrow(
-      /allow\[0\].*host bits/,
+    expect(twice).toThrow(
+      /routes\[1\]\.hostname: "a\.example" with ALPN "acme-tls\/1" duplicates listeners\[0\]\.routes\[0\]/,
     );
+    expect(() =>
+      parseRoutedConfig(
+        `[[listeners]]\naddr = "127.0.0.1:21443"\n[[listeners.routes]]\nhostname = "a.example"\nallow = ["10.0.0.1/8"]\nbackend = "x:1"\n`,
+        "t.toml",
+      ),
+    ).toThrow(/allow\[0\].*host bits/);
   });
 });
 
@@ -154,7 +199,12 @@ describe("per-route policy and limit", () => {
     const bt = new BackendTable(64, 2);
     const t = table([{ ...route("a.example", "x:1"), maxConnections: 3 }], null, bt);
     const p = t.lookup("a.example")!;
-    expect([p.enter("1.1.1.1", 0), p.enter("1.1.1.1", 1), p.enter("1.1.1.1", 1), p.enter("1.1.1.1", 0)]).toEqual([null, null, null, "over_capacity"]);
+    expect([p.enter("1.1.1.1", 0), p.enter("1.1.1.1", 1), p.enter("1.1.1.1", 1), p.enter("1.1.1.1", 0)]).toEqual([
+      null,
+      null,
+      null,
+      "over_capacity",
+    ]);
     expect(p.active).toBe(3);
     bt.forgetWorker(1);
     expect(p.active).toBe(1);
@@ -181,19 +231,32 @@ describe("etcd: ALPN routes and policy values", () => {
     const key = keys.route(P, "public", acme);
     expect(key).toBe("/mc/routes/public/app.example.com/acme-tls%2F1");
     const stored = { ...acme, backends: [{ ...acme.backends[0]!, state: "enabled" as const }] };
-    expect(parseEntry(P, key, routeValue(acme))).toMatchObject({ kind: "route", listener: "public", route: { alpn: ["acme-tls/1"], backends: stored.backends } });
+    expect(parseEntry(P, key, routeValue(acme))).toMatchObject({
+      kind: "route",
+      listener: "public",
+      route: { alpn: ["acme-tls/1"], backends: stored.backends },
+    });
     expect(JSON.parse(routeValue(acme)).version).toBe(1);
     const limited = { ...route("a.example", "x:1"), allow: ["10.0.0.0/8"], maxConnections: 4 };
     expect(JSON.parse(routeValue(limited))).toMatchObject({ version: 2, allow: ["10.0.0.0/8"], max_connections: 4 });
-    expect(parseEntry(P, keys.route(P, "public", limited), routeValue(limited))).toMatchObject({ route: { allow: ["10.0.0.0/8"], maxConnections: 4 } });
+    expect(parseEntry(P, keys.route(P, "public", limited), routeValue(limited))).toMatchObject({
+      route: { allow: ["10.0.0.0/8"], maxConnections: 4 },
+    });
     // A version 1 value must not carry policy (an older reader would drop it silently).
     expect(
-      parseEntry(P, `${P}routes/public/a.example`, '{"version":1,"backends":[{"addr":"x:1","weight":1,"backup":false}],"balance":"round_robin","send_proxy_protocol":"off","allow":["10.0.0.0/8"]}'),
+      parseEntry(
+        P,
+        `${P}routes/public/a.example`,
+        '{"version":1,"backends":[{"addr":"x:1","weight":1,"backup":false}],"balance":"round_robin","send_proxy_protocol":"off","allow":["10.0.0.0/8"]}',
+      ),
     ).toMatchObject({
       kind: "invalid",
       reason: expect.stringContaining("version 2"),
     });
-    expect(parseEntry(P, `${P}routes/public/a.example/h3%2Ch2`, routeValue(acme))).toMatchObject({ kind: "invalid", reason: expect.stringContaining("sorted") });
+    expect(parseEntry(P, `${P}routes/public/a.example/h3%2Ch2`, routeValue(acme))).toMatchObject({
+      kind: "invalid",
+      reason: expect.stringContaining("sorted"),
+    });
     expect(parseEntry(P, `${P}routes/public/a.example/h%202`, routeValue(acme))).toMatchObject({ kind: "invalid" });
   });
   test("two keys claiming one (hostname, protocol): the first stands, the other is reported", () => {

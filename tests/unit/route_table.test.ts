@@ -13,7 +13,12 @@ function table(routes: Route[], defaultRoute: Route | null = null): RouteTable {
 }
 
 describe("RouteTable", () => {
-  const t = table([route("alpha.example.com", "a:1"), route("*.example.com", "w1:1"), route("*.deep.example.com", "w2:1"), route("*.org", "org:1")]);
+  const t = table([
+    route("alpha.example.com", "a:1"),
+    route("*.example.com", "w1:1"),
+    route("*.deep.example.com", "w2:1"),
+    route("*.org", "org:1"),
+  ]);
 
   test("exact beats wildcard", () => expect(t.lookup("alpha.example.com")?.addr(0)).toBe("a:1"));
   test("wildcard needs at least one more label", () => {
@@ -38,7 +43,12 @@ describe("RouteTable", () => {
     expect(d.lookup("a.example")?.addr(0)).toBe("a:1");
   });
   test("routes() lists every route sorted, wildcards as written", () => {
-    expect(t.routes().map((r) => r.hostname)).toEqual(["*.deep.example.com", "*.example.com", "*.org", "alpha.example.com"]);
+    expect(t.routes().map((r) => r.hostname)).toEqual([
+      "*.deep.example.com",
+      "*.example.com",
+      "*.org",
+      "alpha.example.com",
+    ]);
     expect(t.size).toBe(4);
   });
   test("names ending in a dot never match by accident", () => {

@@ -2,7 +2,15 @@
 // and what dead incarnations of a slot counted before they died.
 import { expect, test } from "bun:test";
 import { ListenerStats, OUTCOMES } from "../../src/server/stats";
-import { type ListenerSnapshot, type Snapshot, type SlotCounts, loopSnapshot, retire, sharedListener, sumListeners } from "../../src/server/snapshot";
+import {
+  type ListenerSnapshot,
+  type Snapshot,
+  type SlotCounts,
+  loopSnapshot,
+  retire,
+  sharedListener,
+  sumListeners,
+} from "../../src/server/snapshot";
 
 function listener(accepted: number, ok: number, bytes: number, route = "a.example.com"): ListenerSnapshot {
   const closed = OUTCOMES.map((o) => (o === "ok" ? ok : 0));
@@ -34,7 +42,16 @@ const snap = (l: ListenerSnapshot): Snapshot => ({
   geoipBuildEpoch: null,
   workers: [],
 });
-const base = (): ListenerSnapshot[] => [{ ...listener(0, 0, 0), closed: [], hello: { bounds: [], counts: [], sum: 0, count: 0 }, duration: [], routeStats: [], active: 7 }];
+const base = (): ListenerSnapshot[] => [
+  {
+    ...listener(0, 0, 0),
+    closed: [],
+    hello: { bounds: [], counts: [], sum: 0, count: 0 },
+    duration: [],
+    routeStats: [],
+    active: 7,
+  },
+];
 
 test("two loops' reports add up, route by route; the shared fields of the base stay", () => {
   const slots: SlotCounts[] = [
@@ -72,8 +89,15 @@ test("no report yet: the base as it is", () => {
 });
 
 test("a QUIC listener's entry follows the TCP ones: summed by position, its name, protocol and active count from the base", () => {
-  const quic = (accepted: number): ListenerSnapshot => ({ ...listener(accepted, accepted, 0), addr: "127.0.0.1:443/quic", protocol: "quic" });
-  const two = (tcp: number, q: number): Snapshot => ({ ...snap(listener(tcp, tcp, 0)), listeners: [listener(tcp, tcp, 0), quic(q)] });
+  const quic = (accepted: number): ListenerSnapshot => ({
+    ...listener(accepted, accepted, 0),
+    addr: "127.0.0.1:443/quic",
+    protocol: "quic",
+  });
+  const two = (tcp: number, q: number): Snapshot => ({
+    ...snap(listener(tcp, tcp, 0)),
+    listeners: [listener(tcp, tcp, 0), quic(q)],
+  });
   const b = [...base(), { ...base()[0]!, addr: "127.0.0.1:443/quic", protocol: "quic" as const, active: 3 }];
   // Only the first loop binds QUIC listeners; the others report zeros in the same place.
   const [t, q] = sumListeners(b, [
@@ -81,7 +105,13 @@ test("a QUIC listener's entry follows the TCP ones: summed by position, its name
     { last: two(5, 0), retired: null },
   ]);
   expect([t!.addr, t!.protocol, t!.accepted, t!.active]).toEqual(["127.0.0.1:443", "tcp", 9, 7]);
-  expect([q!.addr, q!.name, q!.protocol, q!.accepted, q!.active]).toEqual(["127.0.0.1:443/quic", "127.0.0.1:443", "quic", 6, 3]);
+  expect([q!.addr, q!.name, q!.protocol, q!.accepted, q!.active]).toEqual([
+    "127.0.0.1:443/quic",
+    "127.0.0.1:443",
+    "quic",
+    6,
+    3,
+  ]);
   expect(q!.closed[OUTCOMES.indexOf("ok")]).toBe(6);
 });
 
@@ -91,17 +121,42 @@ test("one loop's snapshot: a route's bytes include what its open connections hav
   route.bytesFromClient = 100;
   route.bytesToClient = 200;
   stats.accepted = 5;
-  const l = { name: "web", protocol: "tcp" as const, maxConnections: 10, table: { size: 1 }, proxyProtocol: false, trustedProxies: [], stats, active: 2 };
+  const l = {
+    name: "web",
+    protocol: "tcp" as const,
+    maxConnections: 10,
+    table: { size: 1 },
+    proxyProtocol: false,
+    trustedProxies: [],
+    stats,
+    active: 2,
+  };
   const open = [
     { liveRouteStats: route, bytesFromClient: 1, bytesFromBackend: 2 },
     { liveRouteStats: route, bytesFromClient: 10, bytesFromBackend: 20 },
     { liveRouteStats: null, bytesFromClient: 1000, bytesFromBackend: 1000 },
   ];
-  const fields = { startedAt: 1, connectionCap: 50, draining: false, rules: { ip: 1, cidr: 0, country: 0, ja4: 0 }, rateTracked: 3, geoipBuildEpoch: null };
+  const fields = {
+    startedAt: 1,
+    connectionCap: 50,
+    draining: false,
+    rules: { ip: 1, cidr: 0, country: 0, ja4: 0 },
+    rateTracked: 3,
+    geoipBuildEpoch: null,
+  };
   const s = loopSnapshot([l], open, { ...fields, worker: { id: 4, active: 2 } });
   expect(s).toMatchObject({ ...fields, workers: [{ id: 4, thread: 0, active: 2, accepted: 5, restarts: 0 }] });
-  expect(s.listeners[0]).toMatchObject({ addr: "127.0.0.1:443", name: "web", accepted: 5, active: 2, maxConnections: 10 });
-  expect(s.listeners[0]!.routeStats.find((r) => r.label === "a.example.com")).toMatchObject({ bytesFromClient: 111, bytesToClient: 222 });
+  expect(s.listeners[0]).toMatchObject({
+    addr: "127.0.0.1:443",
+    name: "web",
+    accepted: 5,
+    active: 2,
+    maxConnections: 10,
+  });
+  expect(s.listeners[0]!.routeStats.find((r) => r.label === "a.example.com")).toMatchObject({
+    bytesFromClient: 111,
+    bytesToClient: 222,
+  });
   // The stats themselves are not touched: the next snapshot adds the live bytes afresh.
   expect([route.bytesFromClient, route.bytesToClient]).toEqual([100, 200]);
 });
@@ -110,7 +165,22 @@ test("the control plane's base entry: the process's active count and limit; PROX
   const l = { name: "web", table: { size: 3 }, proxyProtocol: true, trustedProxies: ["10.0.0.0/8"] };
   const counters = { active: (i: number) => i * 10, max: (i: number) => i * 100 };
   const tcp = sharedListener(l, { index: 1, addr: "127.0.0.1:443", protocol: "tcp" }, counters);
-  expect(tcp).toMatchObject({ addr: "127.0.0.1:443", name: "web", protocol: "tcp", active: 10, maxConnections: 100, routes: 3, proxyProtocol: true, trustedProxies: ["10.0.0.0/8"] });
+  expect(tcp).toMatchObject({
+    addr: "127.0.0.1:443",
+    name: "web",
+    protocol: "tcp",
+    active: 10,
+    maxConnections: 100,
+    routes: 3,
+    proxyProtocol: true,
+    trustedProxies: ["10.0.0.0/8"],
+  });
   const quic = sharedListener(l, { index: 2, addr: "127.0.0.1:443/quic", protocol: "quic" }, counters);
-  expect(quic).toMatchObject({ protocol: "quic", active: 20, maxConnections: 200, proxyProtocol: false, trustedProxies: [] });
+  expect(quic).toMatchObject({
+    protocol: "quic",
+    active: 20,
+    maxConnections: 200,
+    proxyProtocol: false,
+    trustedProxies: [],
+  });
 });

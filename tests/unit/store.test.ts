@@ -26,7 +26,9 @@ describe("Store", () => {
     s.close();
     const raw = new Database(path);
     expect((raw.query("PRAGMA journal_mode").get() as { journal_mode: string }).journal_mode).toBe("wal");
-    expect((raw.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(MIGRATIONS[MIGRATIONS.length - 1]!.version);
+    expect((raw.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(
+      MIGRATIONS[MIGRATIONS.length - 1]!.version,
+    );
     raw.close();
   });
 
@@ -39,7 +41,10 @@ describe("Store", () => {
     s1.close();
     const s2 = SqliteDatabase.open(path);
     expect(s2.created).toBe(false);
-    const r = s2.seed([...seedListeners, { addr: ":9443", maxConnections: 1, routes: [storedRoute("n.example", "h:2")] }], [{ type: "ip", value: "192.0.2.1" }]);
+    const r = s2.seed(
+      [...seedListeners, { addr: ":9443", maxConnections: 1, routes: [storedRoute("n.example", "h:2")] }],
+      [{ type: "ip", value: "192.0.2.1" }],
+    );
     expect(r.seededListeners).toEqual([":9443"]);
     expect(s2.listener(":443")!.routes).toEqual([]);
     expect(s2.rules()).toEqual([]);
@@ -56,9 +61,15 @@ describe("Store", () => {
     // The result carries the listener's routes as committed.
     expect(replaced.routes).toEqual(s.listener(":443")!.routes);
     expect(s.listener(":443")!.routes.find((r) => r.hostname === "b.example.com")!.backends[0]!.addr).toBe("x:2");
-    expect(s.removeRoute(":443", { hostname: "b.example.com", alpn: [] })).toEqual({ changed: true, routes: [storedRoute("a.example.com", "127.0.0.1:1")] });
+    expect(s.removeRoute(":443", { hostname: "b.example.com", alpn: [] })).toEqual({
+      changed: true,
+      routes: [storedRoute("a.example.com", "127.0.0.1:1")],
+    });
     expect(s.removeRoute(":443", { hostname: "b.example.com", alpn: [] }).changed).toBe(false);
-    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toEqual({ changed: true, rules: [{ type: "cidr", value: "10.0.0.0/8" }] });
+    expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" })).toEqual({
+      changed: true,
+      rules: [{ type: "cidr", value: "10.0.0.0/8" }],
+    });
     expect(s.addRule({ type: "cidr", value: "10.0.0.0/8" }).changed).toBe(false);
     s.setMaxConnections(":8443", 5);
     expect(s.listener(":8443")!.maxConnections).toBe(5);

@@ -19,11 +19,16 @@ test("a database from release 0.1.0 opens, migrates and keeps its listeners, rou
     expect(s.created).toBe(false);
     expect(s.listener("127.0.0.1:25443")).toEqual({
       maxConnections: 7,
-      routes: [storedRoute("*.wild.example.com", "127.0.0.1:25445"), storedRoute("alpha.example.com", "127.0.0.1:25444")],
+      routes: [
+        storedRoute("*.wild.example.com", "127.0.0.1:25445"),
+        storedRoute("alpha.example.com", "127.0.0.1:25444"),
+      ],
     });
     expect(s.listener("127.0.0.1:25446")).toEqual({ maxConnections: 0, routes: [] });
     // Migrated to the current schema: routes from 0.1.0 send no PROXY header.
-    const v = (s as unknown as { db: import("bun:sqlite").Database }).db.query("PRAGMA user_version").get() as { user_version: number };
+    const v = (s as unknown as { db: import("bun:sqlite").Database }).db.query("PRAGMA user_version").get() as {
+      user_version: number;
+    };
     expect(v.user_version).toBe(MIGRATIONS[MIGRATIONS.length - 1]!.version);
     expect(s.rules()).toEqual([
       { type: "cidr", value: "198.51.100.0/24" },
@@ -64,7 +69,12 @@ test("a database from release 0.2.0 (pools, settings, a drained backend) opens, 
     });
     expect(s.role()).toBe("sqlite");
     // The new key: an ALPN route beside the plain one, and removing one leaves the other.
-    const acme = { ...storedRoute("pool.example.com", "127.0.0.1:9"), alpn: ["acme-tls/1"], allow: ["10.0.0.0/8"], maxConnections: 3 };
+    const acme = {
+      ...storedRoute("pool.example.com", "127.0.0.1:9"),
+      alpn: ["acme-tls/1"],
+      allow: ["10.0.0.0/8"],
+      maxConnections: 3,
+    };
     expect(s.upsertRoute("127.0.0.1:25443", acme).changed).toBe(false);
     expect(
       s
@@ -89,7 +99,14 @@ test("the config files of releases 0.1.0 and 0.2.0 still load, their routes plai
   for (const name of ["release-0.1.0.toml", "release-0.2.0.toml"]) {
     const cfg = loadRoutedConfig(join(import.meta.dir, "../fixtures", name), {});
     expect(cfg.listeners.length).toBe(2);
-    for (const r of cfg.listeners[0]!.routes) expect({ name, alpn: r.alpn, allow: r.allow, deny: r.deny, max: r.maxConnections }).toEqual({ name, alpn: [], allow: [], deny: [], max: 0 });
+    for (const r of cfg.listeners[0]!.routes)
+      expect({ name, alpn: r.alpn, allow: r.allow, deny: r.deny, max: r.maxConnections }).toEqual({
+        name,
+        alpn: [],
+        allow: [],
+        deny: [],
+        max: 0,
+      });
   }
 });
 
@@ -131,20 +148,43 @@ test("a schema 6 database (commit 3be55fa: ALPN routes, policy, per-route settin
     expect(s.rules().map((r) => r.type)).toEqual(["cidr", "country", "ip", "ja4"]);
     // Stored as etcd stores it: the same value, readable by the one codec.
     const db = (s as unknown as { db: import("bun:sqlite").Database }).db;
-    const policy = db.query("SELECT value FROM routes WHERE hostname = 'policy.example.com'").get() as { value: string };
-    expect(JSON.parse(policy.value)).toMatchObject({ version: 2, allow: ["10.0.0.0/8", "2001:db8::/32"], max_connections: 5 });
-    expect(decodeRoute({ hostname: "policy.example.com", alpn: ["h2", "http/1.1"] }, policy.value)).toEqual({ ok: true, value: WRITTEN_BY_3BE55FA[2] as never });
+    const policy = db.query("SELECT value FROM routes WHERE hostname = 'policy.example.com'").get() as {
+      value: string;
+    };
+    expect(JSON.parse(policy.value)).toMatchObject({
+      version: 2,
+      allow: ["10.0.0.0/8", "2001:db8::/32"],
+      max_connections: 5,
+    });
+    expect(decodeRoute({ hostname: "policy.example.com", alpn: ["h2", "http/1.1"] }, policy.value)).toEqual({
+      ok: true,
+      value: WRITTEN_BY_3BE55FA[2] as never,
+    });
     // A drained backend stays drained across an upsert of its route; a new backend is enabled.
     const pool = l.routes[3]!;
-    s.upsertRoute("127.0.0.1:25443", { ...pool, backends: [...pool.backends.map(({ state: _, ...b }) => b), { addr: "127.0.0.1:25452", weight: 1, backup: false }] });
-    expect(s.listener("127.0.0.1:25443")!.routes[3]!.backends.map((b) => b.state)).toEqual(["enabled", "drain", "enabled", "enabled"]);
+    s.upsertRoute("127.0.0.1:25443", {
+      ...pool,
+      backends: [
+        ...pool.backends.map(({ state: _, ...b }) => b),
+        { addr: "127.0.0.1:25452", weight: 1, backup: false },
+      ],
+    });
+    expect(s.listener("127.0.0.1:25443")!.routes[3]!.backends.map((b) => b.state)).toEqual([
+      "enabled",
+      "drain",
+      "enabled",
+      "enabled",
+    ]);
   } finally {
     s.close();
   }
 });
 
 test("the etcd values commit 3be55fa wrote (versions 1 and 2) are read as the same routes", () => {
-  const written = JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/etcd-values-3be55fa.json"), "utf8")) as { key: string; value: string }[];
+  const written = JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/etcd-values-3be55fa.json"), "utf8")) as {
+    key: string;
+    value: string;
+  }[];
   const state = stateFrom("/mc/", written, (key, why) => {
     throw new Error(`${key}: ${why}`);
   });

@@ -8,7 +8,12 @@ import type { ControlPlane } from "../../server/control_plane";
 import type { Exposed } from "./expose";
 
 /** The plane's exit code once it has drained. */
-export async function drain(plane: ControlPlane, exposed: Exposed, generation: number, logger: Logger): Promise<number> {
+export async function drain(
+  plane: ControlPlane,
+  exposed: Exposed,
+  generation: number,
+  logger: Logger,
+): Promise<number> {
   const code = await plane.done;
   exposed.closeAfterDrain();
   const s = await plane.snapshot().catch(() => null);

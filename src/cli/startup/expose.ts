@@ -40,11 +40,18 @@ export class Exposed {
    * live one is another instance serving this config.
    */
   async claimTakeoverSocket(): Promise<void> {
-    if (this.succession.session === null) this.control = await HandoverServer.start(this.succession.control, this.succession.hooks);
+    if (this.succession.session === null)
+      this.control = await HandoverServer.start(this.succession.control, this.succession.hooks);
   }
 
   /** Bind the metrics, the admin API and (in a takeover) the takeover socket; `admin` was prepared by the preflight. */
-  async bind(cfg: RoutedConfig, admin: PreparedAdmin | null, plane: ControlPlane, store: ConfigStore, metrics: Metrics | null): Promise<void> {
+  async bind(
+    cfg: RoutedConfig,
+    admin: PreparedAdmin | null,
+    plane: ControlPlane,
+    store: ConfigStore,
+    metrics: Metrics | null,
+  ): Promise<void> {
     const { session, generation, degraded } = this.succession;
     const logger = this.logger;
     const retryMs = session !== null ? REBIND_MS : 0;
@@ -54,7 +61,9 @@ export class Exposed {
       } catch (e) {
         if (session === null) throw e;
         degraded.push(`${what}: ${(e as Error).message}`);
-        logger.error(`${what} could not bind after the handover; this process serves its listeners without it`, { error: (e as Error).message });
+        logger.error(`${what} could not bind after the handover; this process serves its listeners without it`, {
+          error: (e as Error).message,
+        });
       }
     };
     try {
@@ -78,7 +87,9 @@ export class Exposed {
       }
       if (this.control === null)
         await attempt("takeover socket", async () => {
-          this.control = await bindRetrying(REBIND_MS, () => HandoverServer.start(this.succession.control, this.succession.hooks));
+          this.control = await bindRetrying(REBIND_MS, () =>
+            HandoverServer.start(this.succession.control, this.succession.hooks),
+          );
         });
     } catch (e) {
       plane.shutdown();
@@ -94,7 +105,11 @@ export class Exposed {
    * drain follows (drain.ts).
    */
   handOver(plane: ControlPlane, pid: number): HandoverResult {
-    this.logger.info("handing over: closing listeners, admin API and metrics; draining", { generation: this.succession.generation, requester_pid: pid, active: plane.counters.total() });
+    this.logger.info("handing over: closing listeners, admin API and metrics; draining", {
+      generation: this.succession.generation,
+      requester_pid: pid,
+      active: plane.counters.total(),
+    });
     this.stopAdmin();
     plane.shutdown();
     this.metrics?.stop();

@@ -10,19 +10,36 @@ import { probeAddress } from "../../net/address_probe";
 import { bindHost } from "../../net/host_port";
 import type { RoutedConfig } from "../../routing/route_config";
 import { ControlPlane } from "../../server/control_plane";
-import { availableCpus, capacityWarning, connectionCap, needsOf, readFdLimits, reservedFds } from "../../server/host_limits";
+import {
+  availableCpus,
+  capacityWarning,
+  connectionCap,
+  needsOf,
+  readFdLimits,
+  reservedFds,
+} from "../../server/host_limits";
 import type { Exposed } from "./expose";
 import type { Succession } from "./succession";
 
 /** The control plane started with `workers` event loops, every listener bound. */
-export async function startPlane(cfg: RoutedConfig, succession: Succession, exposed: Exposed, logger: Logger): Promise<{ plane: ControlPlane; workers: number }> {
+export async function startPlane(
+  cfg: RoutedConfig,
+  succession: Succession,
+  exposed: Exposed,
+  logger: Logger,
+): Promise<{ plane: ControlPlane; workers: number }> {
   const workers = cfg.proxy.workers === "auto" ? availableCpus() : cfg.proxy.workers;
   const limits = readFdLimits();
   const needs = needsOf(cfg, workers);
   const cap = connectionCap(limits, needs);
   const show = (n: number | undefined) => (n === undefined ? null : Number.isFinite(n) ? n : "unlimited");
   const reserved = limits === null || !Number.isFinite(limits.soft) ? null : reservedFds(needs, limits.soft);
-  logger.info("file descriptor limit", { soft: show(limits?.soft), hard: show(limits?.hard), connection_cap: cap, reserved_fds: reserved });
+  logger.info("file descriptor limit", {
+    soft: show(limits?.soft),
+    hard: show(limits?.hard),
+    connection_cap: cap,
+    reserved_fds: reserved,
+  });
   const warning = capacityWarning(
     cfg.listeners.map((l) => l.maxConnections),
     limits,
@@ -43,12 +60,19 @@ export async function startPlane(cfg: RoutedConfig, succession: Succession, expo
     // with a running instance: bind each address once without it first, so
     // that one already served by another process fails here, naming it.
     if (!takeover) probeListeners(cfg);
-    plane = await ControlPlane.start(cfg, logger, { loops: workers, histograms: cfg.metrics !== null, connectionCap: cap, generation: succession.generation, takeover });
+    plane = await ControlPlane.start(cfg, logger, {
+      loops: workers,
+      histograms: cfg.metrics !== null,
+      connectionCap: cap,
+      generation: succession.generation,
+      takeover,
+    });
   } catch (e) {
     exposed.stop();
     throw e;
   }
-  for (const l of plane.listeners) logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
+  for (const l of plane.listeners)
+    logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
   return { plane, workers };
 }
 
@@ -61,7 +85,8 @@ export async function startPlane(cfg: RoutedConfig, succession: Succession, expo
 async function probeAddresses(cfg: RoutedConfig, incumbent: number | null): Promise<void> {
   if (cfg.metrics !== null) await probeAddress("metrics.addr", cfg.metrics.addr, "tcp", incumbent);
   if (cfg.grpc !== null) await probeAddress("grpc.addr", cfg.grpc.addr, "tcp", incumbent);
-  for (const [i, q] of cfg.quicListeners.entries()) await probeAddress(`quic listener ${i} (${q.name}) addr`, q.addr, "udp", incumbent);
+  for (const [i, q] of cfg.quicListeners.entries())
+    await probeAddress(`quic listener ${i} (${q.name}) addr`, q.addr, "udp", incumbent);
 }
 
 /** Bind each listener address once without SO_REUSEPORT and let it go: EADDRINUSE means another process serves it. */
@@ -71,7 +96,9 @@ function probeListeners(cfg: RoutedConfig): void {
       const s = Bun.listen({ hostname: bindHost(l.bind.host), port: l.bind.port, socket: { data() {} } });
       s.stop(true);
     } catch (e) {
-      throw new Error(`listeners[${i}].addr "${l.addr}": cannot listen: ${(e as Error).message} (is another mc-proxy serving it?)`);
+      throw new Error(
+        `listeners[${i}].addr "${l.addr}": cannot listen: ${(e as Error).message} (is another mc-proxy serving it?)`,
+      );
     }
   });
 }

@@ -76,7 +76,12 @@ function fileProblems(cfg: RoutedConfig): string[] {
     read("client_ca", g.clientCa);
     // A unix: admin socket is plaintext: its certificate is not served.
     if (!g.addr.startsWith("unix:") && cert !== null && key !== null) {
-      const mismatch = keyPairError(cert, key, { key: "grpc.tls_cert", path: g.tlsCert! }, { key: "grpc.tls_key", path: g.tlsKey! });
+      const mismatch = keyPairError(
+        cert,
+        key,
+        { key: "grpc.tls_cert", path: g.tlsCert! },
+        { key: "grpc.tls_key", path: g.tlsKey! },
+      );
       if (mismatch !== null) problems.push(mismatch);
     }
   }

@@ -10,7 +10,13 @@ import type { ControlPlane } from "../../server/control_plane";
 import { selfCommand } from "../reload_command";
 import type { Exposed } from "./expose";
 
-export function installSignals(file: string, plane: ControlPlane, exposed: Exposed, metrics: Metrics | null, logger: Logger): void {
+export function installSignals(
+  file: string,
+  plane: ControlPlane,
+  exposed: Exposed,
+  metrics: Metrics | null,
+  logger: Logger,
+): void {
   let signals = 0;
   const onStop = (sig: string) => {
     signals++;
@@ -47,7 +53,11 @@ function reloadBySignal(file: string, logger: Logger, handedOver: () => boolean)
   const cmd = [...selfCommand(), "reload", "-c", file];
   logger.info("signal received: reloading by a takeover", { signal: "SIGUSR2", command: cmd[0] });
   const failed = (fields: Record<string, string | number>) => {
-    if (handedOver()) logger.error("SIGUSR2 reload failed after this process handed over; it drains (the reload's output says who serves)", { command: cmd[0]!, ...fields });
+    if (handedOver())
+      logger.error(
+        "SIGUSR2 reload failed after this process handed over; it drains (the reload's output says who serves)",
+        { command: cmd[0]!, ...fields },
+      );
     else logger.error("SIGUSR2 reload failed; this process keeps serving", { command: cmd[0]!, ...fields });
   };
   let p: ReturnType<typeof Bun.spawn>;

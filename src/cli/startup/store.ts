@@ -88,13 +88,16 @@ function seedForFleet(db: SqliteDatabase, toml: SeedInput, logger: Logger): Seed
   const copy = `${db.path}.sqlite-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   db.snapshot(copy);
   const state = db.state();
-  logger.warn("etcd: the database was a SQLite store; it becomes the fleet's last-known-good copy. A copy is kept, and its state seeds the fleet if the fleet is new", {
-    database: db.path,
-    copy,
-    role: role ?? "unknown (schema 3 or older)",
-    routes: [...state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
-    rules: state.rules.length,
-  });
+  logger.warn(
+    "etcd: the database was a SQLite store; it becomes the fleet's last-known-good copy. A copy is kept, and its state seeds the fleet if the fleet is new",
+    {
+      database: db.path,
+      copy,
+      role: role ?? "unknown (schema 3 or older)",
+      routes: [...state.listeners.values()].reduce((n, l) => n + l.routes.length, 0),
+      rules: state.rules.length,
+    },
+  );
   // The listeners this config serves, each as the database holds it (a listener new to the TOML from the TOML).
   const listeners = toml.listeners.map((l) => {
     const stored = state.listeners.get(l.name);

@@ -34,7 +34,14 @@ export class Succession {
   ) {
     const previous = session === null ? null : { pid: session.incumbent.pid, generation: session.incumbent.generation };
     this.hooks = {
-      self: () => ({ pid: process.pid, version: VERSION, generation: this.generation, startedAt: this.startedAt, previous, degraded: this.degraded }),
+      self: () => ({
+        pid: process.pid,
+        version: VERSION,
+        generation: this.generation,
+        startedAt: this.startedAt,
+        previous,
+        degraded: this.degraded,
+      }),
       config,
       handover: (pid: number) => this.handOver(pid),
       logger,
@@ -87,15 +94,31 @@ export class Succession {
     const incumbent = session.incumbent;
     const t0 = performance.now();
     const health = await plane.primeHealth();
-    if (health.checked > 0) logger.info("health checks primed", { backends: health.checked, down: health.down, ms: Math.round(performance.now() - t0) });
+    if (health.checked > 0)
+      logger.info("health checks primed", {
+        backends: health.checked,
+        down: health.down,
+        ms: Math.round(performance.now() - t0),
+      });
     try {
       const r = await session.handover(listeners);
-      logger.info("took over", { from_pid: incumbent.pid, from_generation: incumbent.generation, generation: this.generation, old_active: r.active, handover_ms: Math.round(performance.now() - t0) });
+      logger.info("took over", {
+        from_pid: incumbent.pid,
+        from_generation: incumbent.generation,
+        generation: this.generation,
+        old_active: r.active,
+        handover_ms: Math.round(performance.now() - t0),
+      });
     } catch (e) {
-      logger.error("takeover failed: the running process did not hand over; stopping this one", { error: (e as Error).message, pid: incumbent.pid });
+      logger.error("takeover failed: the running process did not hand over; stopping this one", {
+        error: (e as Error).message,
+        pid: incumbent.pid,
+      });
       plane.shutdown();
       await plane.done;
-      throw new Error(`--takeover: the running process (pid ${incumbent.pid}) did not hand over: ${(e as Error).message}`);
+      throw new Error(
+        `--takeover: the running process (pid ${incumbent.pid}) did not hand over: ${(e as Error).message}`,
+      );
     }
   }
 
