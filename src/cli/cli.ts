@@ -1,16 +1,21 @@
 // The command line: dispatch and usage. Usage errors exit 2, configuration
 // errors exit 1, a clean stop exits 0. Each command lives in its own file:
-// server_command.ts, check_command.ts, admin_commands.ts (through the admin
-// API), store_commands.ts (offline).
+// server_command.ts, check_command.ts, reload_command.ts; status_command.ts,
+// routes_command.ts, firewall_command.ts, backends_command.ts,
+// fingerprints_command.ts (through the admin API); store_commands.ts (offline).
 import { ConfigError } from "../config/config";
 import { StoreError } from "../store/config_store";
 import { VERSION } from "../version";
 import { AdminCallError } from "./admin_client";
-import { backends, fingerprints, firewall, routes, status } from "./admin_commands";
 import { UsageError, help, parseArgs } from "./args";
+import { backends } from "./backends_command";
 import { check } from "./check_command";
+import { fingerprints } from "./fingerprints_command";
+import { firewall } from "./firewall_command";
 import { reload } from "./reload_command";
+import { routes } from "./routes_command";
 import { server } from "./server_command";
+import { status } from "./status_command";
 import { snapshot, storeCommand } from "./store_commands";
 
 const MAIN_USAGE = `mc-proxy ${VERSION} — Layer 4 TLS SNI router

@@ -25,11 +25,12 @@ import { HealthChecker } from "../routing/health_checker";
 import { bindRoutes } from "../routing/pool";
 import { type Route, defaultRouteOf } from "../routing/route";
 import { RouteTable } from "../routing/route_table";
-import { mergeHitters } from "../metrics/heavy_hitters";
+import { mergeHitters } from "../metrics/hitter_merge";
 import type { FingerprintsView, ListenerView, RuntimeChanges, RuntimeStatus } from "./runtime_views";
 import type { Ack, LoopCommand, LoopInit, LoopQuery, LoopReply, QueryType } from "./loop_protocol";
 import { Listener, identityOf } from "./listener_runtime";
 import { InThreadLoop, type Loop, type LoopEvents, WorkerLoop } from "./loops";
+import { loopInitOf } from "./loop_init";
 import { SharedCounters } from "./shared_counters";
 import { type Snapshot, type SlotCounts, type WorkerStatus, retire, sharedListener, sumListeners } from "./snapshot";
 
@@ -168,45 +169,6 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     return this.listeners.find((l) => l.name === nameOrAddr) ?? this.listeners.find((l) => l.addr === nameOrAddr);
   }
 
-  /** What a (re)started loop is built from: the routes, rules and limits in force now. */
-  private loopInit(id: number): LoopInit {
-    const config: Config = {
-      ...this.config,
-      listeners: this.config.listeners.map((l) => ({
-        ...l,
-        routes: this.all[l.index]!.table.routes(),
-        maxConnections: this.counters.max(l.index),
-      })),
-      quicListeners: this.config.quicListeners.map((q) => ({
-        ...q,
-        routes: q.routesFrom === null ? this.all[q.index]!.table.routes() : [],
-        maxConnections: this.counters.max(q.index),
-      })),
-      firewall: {
-        ...this.config.firewall,
-        blockedIps: [...this.rules.blockedIps],
-        blockedCidrs: [...this.rules.blockedCidrs],
-        blockedCountries: [...this.rules.blockedCountries],
-        blockedJa4: [...this.rules.blockedJa4],
-      },
-    };
-    return {
-      id,
-      workers: this.options.loops,
-      config,
-      counters: this.counters.buffer,
-      backends: this.backends.buffer,
-      tables: this.all.map((l) => ({ routes: l.table.routes(), defaultRoute: l.table.defaultRoute?.route ?? null })),
-      rateBuffer: this.rate?.buffer ?? null,
-      geoipData: this.geoipData,
-      histograms: this.options.histograms,
-      connectionCap: this.options.connectionCap,
-      generation: this.options.generation ?? 1,
-      takeover: this.options.takeover === true,
-      backendSlots: this.backends.slots,
-    };
-  }
-
   /** Start (or restart) a slot's loop; resolves with an error message, or null once it listens. */
   private spawn(slot: Slot): Promise<string | null> {
     slot.stopped = false;
@@ -223,7 +185,17 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
         if (!this.finished) this.died(slot, loop.thread);
       },
     };
-    const init = this.loopInit(slot.id);
+    // What a (re)started loop is built from: the routes, rules and limits in force now.
+    const state = {
+      config: this.config,
+      all: this.all,
+      counters: this.counters,
+      backends: this.backends,
+      rules: this.rules,
+      rate: this.rate,
+      geoipData: this.geoipData,
+    };
+    const init = loopInitOf(slot.id, state, this.options);
     const make = this.options.newLoop ?? (this.options.loops === 1 ? inThread : inWorker);
     const loop: Loop = make(init, this.logger, events);
     slot.loop = loop;
@@ -272,7 +244,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     }, RESPAWN_MS);
   }
 
-  /** Apply on every loop that exists; a slot waiting to respawn starts from loopInit(), which holds the change. */
+  /** Apply on every loop that exists; a slot waiting to respawn starts from loopInitOf(), which holds the change. */
   private command(c: LoopCommand): Promise<Ack[]> {
     return Promise.all(this.slots.flatMap((s) => (s.loop === null ? [] : [s.loop.command(c)])));
   }

@@ -6,7 +6,7 @@
 // only (metrics/metrics.ts).
 
 import type { FirewallRules } from "../firewall/firewall";
-import type { MergedHitter } from "../metrics/heavy_hitters";
+import type { MergedHitter } from "../metrics/hitter_merge";
 import type { BackendTable, SlotRef } from "../routing/backend_table";
 import type { Route } from "../routing/route";
 import type { RouteTable } from "../routing/route_table";

@@ -13,22 +13,22 @@
 //     instance that starts while etcd is unreachable serves it, says so
 //     ("stale since …"), and catches up when etcd returns.
 //
-// Writes go through etcd transactions and return once committed and applied
-// here; while etcd cannot be reached they fail UNAVAILABLE within
-// dial_timeout and change nothing, and routing goes on from memory.
+// Writes go through etcd transactions (etcd_writes.ts) and return once
+// committed and applied here; while etcd cannot be reached they fail
+// UNAVAILABLE within dial_timeout and change nothing, and routing goes on
+// from memory.
 
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import type { EtcdConfig } from "../config/config";
 import type { Logger } from "../log/logger";
 import type { BackendState } from "../routing/backend_table";
-import { type Route, routeName } from "../routing/route";
+import type { Route } from "../routing/route";
 import type { RuntimeChanges } from "../server/runtime_views";
 import { type ConfigStore, type RouteKey, StoreError, type StoreState, type StoredRule } from "./config_store";
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { FleetState } from "./fleet_state";
 import { type SeedInput, seedFleet } from "./etcd_seed";
-import { RULE_VALUE, keys, listenerValue, parseEntry } from "./etcd_layout";
-import { encodeRoute, keepStates } from "./route_codec";
+import { FleetWrites } from "./etcd_writes";
 import type { SqliteDatabase } from "./sqlite_database";
 
 /** How long a write waits to see itself come back through this instance's watch. */
@@ -40,6 +40,8 @@ export type { SeedInput } from "./etcd_seed";
 export class EtcdConfigStore implements ConfigStore {
   /** The fleet's state as this instance holds it, and how it reaches the data plane. */
   private readonly fleet: FleetState;
+  /** The transactions; each write here waits for its revision to come back through the watch. */
+  private readonly writes: FleetWrites;
   private revision = 0;
   private watcher: Watcher | null = null;
   private staleSince: Date | null = null;
@@ -62,6 +64,7 @@ export class EtcdConfigStore implements ConfigStore {
     private readonly logger: Logger,
   ) {
     this.fleet = new FleetState(cfg.prefix, served, logger, cache.state());
+    this.writes = new FleetWrites(client, cfg);
   }
 
   get stale(): boolean {
@@ -291,93 +294,36 @@ export class EtcdConfigStore implements ConfigStore {
   }
 
   async upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }> {
-    const p = this.cfg.prefix;
-    const key = keys.route(p, listener, route);
-    // Backends that stay keep their operator state (read-modify-write on the key's revision).
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
-      const kv = prev.kvs[0];
-      const old = kv === undefined ? undefined : parseEntry(p, key, kv.value.toString());
-      const oldRoute = old?.kind === "route" ? old.route : undefined;
-      const merged = keepStates(route, oldRoute);
-      const cmp =
-        kv === undefined
-          ? this.client.if(key, "Create", "==", 0)
-          : this.client.if(key, "Mod", "==", Number(kv.mod_revision));
-      const r = await bounded(this.cfg.dialTimeoutMs, "add route", () =>
-        cmp
-          .and(keys.listener(p, listener), "Create", ">", 0)
-          .then(this.client.put(key).value(encodeRoute(merged)))
-          .commit(),
-      );
-      if (r.succeeded) {
-        await this.applied(Number(r.header.revision));
-        return { replaced: kv !== undefined };
-      }
-    }
-    throw new StoreError(`add route: ${routeName(route)} kept changing under us (5 tries); retry`);
+    const r = await this.writes.upsertRoute(listener, route);
+    await this.applied(r.revision);
+    return { replaced: r.replaced };
   }
 
   async removeRoute(listener: string, route: RouteKey): Promise<boolean> {
-    const key = keys.route(this.cfg.prefix, listener, route);
-    const r = await bounded(this.cfg.dialTimeoutMs, "remove route", () =>
-      this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit(),
-    );
-    if (r.succeeded) await this.applied(Number(r.header.revision));
-    return r.succeeded;
+    return this.committed(await this.writes.removeRoute(listener, route));
   }
 
   async addRule(rule: StoredRule): Promise<boolean> {
-    const key = keys.rule(this.cfg.prefix, rule);
-    const r = await bounded(this.cfg.dialTimeoutMs, "add rule", () =>
-      this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(RULE_VALUE)).commit(),
-    );
-    if (r.succeeded) await this.applied(Number(r.header.revision));
-    return r.succeeded;
+    return this.committed(await this.writes.addRule(rule));
   }
 
   async removeRule(rule: StoredRule): Promise<boolean> {
-    const key = keys.rule(this.cfg.prefix, rule);
-    const r = await bounded(this.cfg.dialTimeoutMs, "remove rule", () =>
-      this.client.if(key, "Create", ">", 0).then(this.client.delete().key(key)).commit(),
-    );
-    if (r.succeeded) await this.applied(Number(r.header.revision));
-    return r.succeeded;
+    return this.committed(await this.writes.removeRule(rule));
   }
 
   async setMaxConnections(listener: string, n: number): Promise<void> {
-    const key = keys.listener(this.cfg.prefix, listener);
-    const r = await bounded(this.cfg.dialTimeoutMs, "set max_connections", () =>
-      this.client.put(key).value(listenerValue(n)).exec(),
-    );
-    await this.applied(Number(r.header.revision));
+    await this.applied(await this.writes.setMaxConnections(listener, n));
   }
 
   async setBackendState(listener: string, rk: RouteKey, addr: string, state: BackendState): Promise<boolean> {
-    const p = this.cfg.prefix;
-    const key = keys.route(p, listener, rk);
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const prev = await bounded(this.cfg.dialTimeoutMs, "read route", () => this.client.get(key).exec());
-      const kv = prev.kvs[0];
-      if (kv === undefined) return false;
-      const e = parseEntry(p, key, kv.value.toString());
-      if (e?.kind !== "route" || !e.route.backends.some((b) => b.addr === addr)) return false;
-      const route: Route = {
-        ...e.route,
-        backends: e.route.backends.map((b) => (b.addr === addr ? { ...b, state } : b)),
-      };
-      const r = await bounded(this.cfg.dialTimeoutMs, "set backend state", () =>
-        this.client
-          .if(key, "Mod", "==", Number(kv.mod_revision))
-          .then(this.client.put(key).value(encodeRoute(route)))
-          .commit(),
-      );
-      if (r.succeeded) {
-        await this.applied(Number(r.header.revision));
-        return true;
-      }
-    }
-    throw new StoreError(`set backend state: ${routeName(rk)} kept changing under us (5 tries); retry`);
+    return this.committed(await this.writes.setBackendState(listener, rk, addr, state));
+  }
+
+  /** A conditional write's outcome: false when its condition failed, else true once applied here. */
+  private async committed(revision: number | null): Promise<boolean> {
+    if (revision === null) return false;
+    await this.applied(revision);
+    return true;
   }
 
   rules(): StoredRule[] {

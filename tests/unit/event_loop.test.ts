@@ -19,7 +19,7 @@ import { route } from "../helpers/routes";
 
 const SLOTS = 64;
 
-/** A loop over two listeners, as the control plane would build it (control_plane.ts loopInit), never started. */
+/** A loop over two listeners, as the control plane would build it (loop_init.ts loopInitOf), never started. */
 function loop(extra = "") {
   const toml = `${extra}
 [[listeners]]

@@ -1,12 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import {
-  BUCKETS,
-  HeavyHitters,
-  type HitterReport,
-  type MergedHitter,
-  mergeHitters,
-  prefixEstimate,
-} from "../../src/metrics/heavy_hitters";
+import { BUCKETS, HeavyHitters, type HitterReport } from "../../src/metrics/heavy_hitters";
+import { type MergedHitter, mergeHitters } from "../../src/metrics/hitter_merge";
+import { prefixEstimate } from "../../src/metrics/prefix_sketch";
 import { LIMITS } from "../../src/config/limits";
 
 const MAX_FINGERPRINT_TOP = LIMITS["fingerprints.top"].max;

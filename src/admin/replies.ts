@@ -1,0 +1,132 @@
+// What the admin API answers, built from the tables in force and the
+// counters (docs/ADMIN_API.md; shapes: messages.ts): synchronous, no store,
+// no socket. A route's backends carry their health, operator state and
+// connection counts from the shared backend table.
+import type { BackendTable } from "../routing/backend_table";
+import { type BoundRoute, type Route, healthCheckOf } from "../routing/route";
+import type { FingerprintsView, LiveTables } from "../server/runtime_views";
+import type { Snapshot } from "../server/snapshot";
+import { OUTCOMES } from "../server/stats";
+import { VERSION } from "../version";
+import type { BackendMsg, FingerprintsReply, RouteMsg, StatusReply } from "./messages";
+import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, SEND_PROXY_ENUM } from "./protos";
+
+export interface StatusExtras {
+  /** `[grpc] allow_unauthenticated_admin` is on: shown so it cannot go unnoticed. */
+  unauthenticatedAdmin: boolean;
+  /** This process's takeover generation (1 for a plain start) and pid. */
+  generation?: number;
+  pid?: number;
+}
+
+/** The route's `i`th backend with its health, state and open connections. */
+export function backendMsg(table: BackendTable, r: BoundRoute, i: number): BackendMsg {
+  const b = r.backends[i]!;
+  const h = table.health(r.refs[i]!);
+  return {
+    addr: b.addr,
+    weight: b.weight,
+    backup: b.backup,
+    state: BACKEND_STATE_ENUM[h.state],
+    health: {
+      up: h.up,
+      last_check: h.lastCheck,
+      last_check_unix_seconds: h.lastCheckAt,
+      consecutive_failures: h.consecutiveFailures,
+    },
+    active_connections: h.active,
+  };
+}
+
+/** A route in force, its pool included. */
+export function routeMsg(table: BackendTable, r: BoundRoute): RouteMsg {
+  return {
+    hostname: r.hostname,
+    backend: r.backends[0]!.addr,
+    send_proxy_protocol: SEND_PROXY_ENUM[r.sendProxyProtocol],
+    backends: r.backends.map((_, i) => backendMsg(table, r, i)),
+    balance: BALANCE_ENUM[r.balance],
+    health_check: HEALTH_CHECK_ENUM[healthCheckOf(r)],
+    alpn: [...r.alpn],
+    allow: [...r.allow],
+    deny: [...r.deny],
+    max_connections: r.maxConnections,
+    active_connections: table.active(r.countRef),
+  };
+}
+
+/** A route as written, for when it is not in this instance's table (only when its store lags). */
+export function writtenRouteMsg(route: Route): RouteMsg {
+  return {
+    hostname: route.hostname,
+    backend: route.backends[0]!.addr,
+    send_proxy_protocol: SEND_PROXY_ENUM[route.sendProxyProtocol],
+    backends: [],
+    balance: BALANCE_ENUM[route.balance],
+    health_check: HEALTH_CHECK_ENUM[healthCheckOf(route)],
+    alpn: [...route.alpn],
+    allow: [...route.allow],
+    deny: [...route.deny],
+    max_connections: route.maxConnections,
+    active_connections: 0,
+  };
+}
+
+export function fingerprintsReply(v: FingerprintsView): FingerprintsReply {
+  return {
+    fingerprints: v.entries.map((e) => ({
+      ja4: e.key,
+      connections: e.count,
+      blocked: e.blocked,
+      error: e.error,
+      client_networks: e.clientPrefixes,
+      client_networks_at_least: e.clientPrefixesSaturated,
+      first_seen_unix_ms: e.firstSeen,
+      last_seen_unix_ms: e.lastSeen,
+    })),
+    window_seconds: Math.round(v.windowMs / 1000),
+    capacity: v.capacity,
+    workers: v.loops,
+  };
+}
+
+/** GetStatus at `now` (ms since the epoch): the counters summed, each listener with its routes. */
+export function statusReply(
+  s: Snapshot,
+  tables: LiveTables,
+  store: string,
+  extras: StatusExtras,
+  now: number,
+): StatusReply & { workers: unknown } {
+  const closed = s.listeners.reduce((n, l) => n + l.closed.reduce((a, b) => a + b, 0), 0);
+  const active = s.listeners.reduce((n, l) => n + l.active, 0);
+  return {
+    version: VERSION,
+    uptime_seconds: Math.floor((now - s.startedAt) / 1000),
+    started_at_unix_seconds: Math.floor(s.startedAt / 1000),
+    total_connections: closed + active,
+    active_connections: active,
+    outcomes: OUTCOMES.map((outcome, i) => ({
+      outcome,
+      count: s.listeners.reduce((n, l) => n + l.closed[i]!, 0),
+    })).filter((o) => o.count > 0),
+    // QUIC listeners follow the TCP ones: addr "ADDR/quic", the name (and routes) of the listener whose routes they use.
+    listeners: s.listeners.map((l) => ({
+      addr: l.addr,
+      name: l.name,
+      protocol: l.protocol,
+      route_count: l.routes,
+      active_connections: l.active,
+      max_connections: l.maxConnections,
+      proxy_protocol: l.proxyProtocol,
+      trusted_proxies: l.trustedProxies,
+      routes: (tables.listener(l.name)?.table.routes() ?? []).map((r) => routeMsg(tables.backends, r)),
+    })),
+    connection_cap: s.connectionCap,
+    unauthenticated_admin: extras.unauthenticatedAdmin,
+    workers: s.workers,
+    store,
+    generation: extras.generation ?? 1,
+    pid: extras.pid ?? process.pid,
+  };
+}

@@ -1,0 +1,34 @@
+// A route and a backend as one line of `routes list` and `backends list`
+// (docs/COMMAND_LINE.md), from the admin API's replies.
+import type { BackendMsg, RouteMsg } from "../admin/messages";
+import { BACKEND_STATE_ENUM, BALANCE_ENUM, HEALTH_CHECK_ENUM, fromEnum, shortSendProxy } from "../admin/protos";
+import { routeName } from "../routing/route";
+
+/**
+ * "app.example.com  ->  10.0.0.5:8443" (plus "  (send-proxy v2)"), or for a
+ * pool "app.example.com  ->  pool of 3 (round_robin, tls check)".
+ */
+export function routeLine(r: RouteMsg): string {
+  const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
+  const target =
+    r.backends.length <= 1
+      ? r.backend
+      : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
+  const alpn = r.alpn ?? [];
+  const shown = (l: string[]) => (l.length <= 3 ? l.join(",") : `${l.length} sources`);
+  const extras = [
+    ...(r.allow?.length ? [`allow=${shown(r.allow)}`] : []),
+    ...(r.deny?.length ? [`deny=${shown(r.deny)}`] : []),
+    `active=${r.active_connections ?? 0}${r.max_connections ? `/${r.max_connections}` : ""}`,
+  ];
+  // The route's name as the access log and metrics give it ("app.example.com+acme-tls/1").
+  const name = routeName({ hostname: r.hostname, alpn });
+  return `${name}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}  ${extras.join("  ")}`;
+}
+
+/** One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok". */
+export function backendLine(b: BackendMsg): string {
+  const state = fromEnum(BACKEND_STATE_ENUM, b.state, "enabled");
+  const h = b.health;
+  return `${b.addr}  weight=${b.weight}${b.backup ? "  backup" : ""}  ${String(state)}  ${h?.up ? "up" : "down"}  active=${b.active_connections}  last check ${h?.last_check ?? "none"}${h !== null && h.consecutive_failures > 0 ? `  failures=${h.consecutive_failures}` : ""}`;
+}
