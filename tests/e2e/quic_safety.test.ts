@@ -239,9 +239,11 @@ describe("QUIC: the pending table", () => {
 });
 
 describe("QUIC: held bytes at the bounds", () => {
-  // What the proxy holds is bounded (8 MiB of datagrams, MAX_HELD_BYTES, and 1,024 readers); the rest of the growth is
-  // the garbage of reading every datagram (copies, decryption), collected later: measured +65–70 MiB at the peak here.
-  test("1,536 pending flows × 16 datagrams of 1,500 bytes (36 MiB sent, each flow at its own bound, the table churning): the proxy's RSS grows by under 96 MiB", async () => {
+  // What the proxy holds is bounded (8 MiB of datagrams, MAX_HELD_BYTES, and 1,024 readers of at most 16 KiB); the
+  // rest of the growth is the garbage of reading every datagram (copies, decryption), collected later: its peak
+  // depends on when the collector runs (measured +61 to +90 MiB here, the most on a busy machine), so the bound is on
+  // what stays once it has run — and the peak is held to a loose sanity bound.
+  test("1,536 pending flows × 16 datagrams of 1,500 bytes (36 MiB sent, each flow at its own bound, the table churning): what stays is under 64 MiB", async () => {
     const be = await udpBackend();
     const port = freePort();
     const proxy = await startProxy("binary", `${config(port, be.port)}[proxy]\nworkers = 1\n`);
@@ -261,12 +263,18 @@ describe("QUIC: held bytes at the bounds", () => {
         most = Math.max(most, rssMiB(proxy.pid));
       }
       await sleep(500);
-      const after = Math.max(most, rssMiB(proxy.pid));
-      await sleep(4000);
+      const peak = Math.max(most, rssMiB(proxy.pid));
+      // Settled: the growth falls under the bound once the collector has run (polled for up to 20 s).
+      let settled = rssMiB(proxy.pid);
+      for (let i = 0; i < 40 && settled - before >= 64; i++) {
+        await sleep(500);
+        settled = rssMiB(proxy.pid);
+      }
       console.log(
-        `QUIC held bytes at the bounds: 1,536 flows × 16 datagrams of 1,500 bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s: RSS ${before.toFixed(1)} → ${after.toFixed(1)} MiB at most, ${rssMiB(proxy.pid).toFixed(1)} MiB 4 s later`,
+        `QUIC held bytes at the bounds: 1,536 flows × 16 datagrams of 1,500 bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s: RSS ${before.toFixed(1)} → ${peak.toFixed(1)} MiB at most, ${settled.toFixed(1)} MiB settled`,
       );
-      expect(after - before).toBeLessThan(96);
+      expect(settled - before).toBeLessThan(64);
+      expect(peak - before).toBeLessThan(192);
       expect(be.got.length).toBe(0);
     } finally {
       for (const x of socks) x.sock.close();
