@@ -1,25 +1,30 @@
-// `mc-proxy reload -c FILE`: check FILE, then start this binary as
-// `server -c FILE --takeover` and wait until the new process answers on the
-// takeover socket (handover.ts) — or has failed. Every message says what is
-// true when it is printed: who serves is asked on the takeover socket, never
-// assumed. An upgrade is the same with the new binary in place. The new
-// process keeps this command's stdout and stderr (under systemd: the journal).
+// `mc-proxy reload -c FILE`: check FILE, then ask the running process, on
+// the takeover socket (handover.ts), to start its successor — the binary now
+// on disk as `server -c FILE --takeover`, with the running process's stdout,
+// stderr and environment, as SIGUSR2 does — and wait until the successor
+// answers there, or has failed. Every message says what is true when it is
+// printed: who serves is asked on the takeover socket, never assumed. An
+// upgrade is the same with the new binary in place. A running release
+// without the reload request: this command starts the successor itself
+// (which then keeps this command's stdout and stderr), and says so.
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { loadRoutedConfig } from "../routing/route_config";
-import { type HelloReply, controlPath } from "../server/handover";
-import { hello } from "../server/takeover_client";
+import { type HelloReply, type SuccessorReport, controlPath, endedAs, running } from "../server/handover";
+import { Refused, hello, requestReload } from "../server/takeover_client";
 import { UsageError, help, parseArgs } from "./args";
 
 export const RELOAD_USAGE = `Usage: mc-proxy reload -c FILE [--timeout SECONDS]
 
 Applies FILE (any change: listeners, addresses, PROXY settings, sections)
-with no refused connection: checks it, starts this binary as
-"server -c FILE --takeover" beside the running instance, and returns once
-the new process serves (exit 0) or has failed (non-zero; it says which
-process serves then). The old process drains its open connections for up
-to [proxy] shutdown_timeout. --timeout: how long to wait for the new
-process (default 60).`;
+with no refused connection: checks it, then asks the running instance of
+FILE to start its successor (the binary now on disk, as
+"server -c FILE --takeover", with the running instance's stdout, stderr and
+environment: the same as kill -USR2), and returns once the new process
+serves (exit 0) or has failed (non-zero; it says how the new process ended
+and which process serves then). The old process drains its open
+connections for up to [proxy] shutdown_timeout. --timeout: how long to wait
+for the new process (default 60).`;
 
 /**
  * The path this program was started from, resolved now (at start-up): argv[0]
@@ -66,17 +71,23 @@ export function selfCommand(): string[] {
 function serving(h: HelloReply | null, control: string): string {
   if (h === null) return `nothing answers on ${control} now (see the log)`;
   const degraded = h.degraded.length > 0 ? ` without: ${h.degraded.join("; ")}` : "";
-  return `pid ${h.pid} (generation ${h.generation}) serves${degraded}${h.takeoverBy !== null ? `, while a takeover by pid ${h.takeoverBy} is in progress` : ""}`;
+  const busy =
+    h.takeoverBy !== null
+      ? `, while a takeover by pid ${h.takeoverBy} is in progress`
+      : running(h.successor)
+        ? `, while its successor pid ${h.successor.pid} is starting`
+        : "";
+  return `pid ${h.pid} (generation ${h.generation}) serves${degraded}${busy}`;
 }
 
-/** Who serves once no takeover is in progress (another reload's may be), asked until `until`. */
+/** Who serves once no takeover is in progress nor a successor starting (another reload's may be), asked until `until`. */
 async function settled(control: string, until: number): Promise<HelloReply | null> {
   let last: HelloReply | null = null;
   for (;;) {
     const h = await hello(control, 1000).catch(() => null);
     if (h !== null) {
       last = h;
-      if (h.takeoverBy === null) return h;
+      if (h.takeoverBy === null && !running(h.successor)) return h;
     }
     if (Date.now() > until) return h ?? last;
     await Bun.sleep(50);
@@ -85,6 +96,68 @@ async function settled(control: string, until: number): Promise<HelloReply | nul
 
 /** How long `reload` waits, after its new process failed, for another takeover in progress to end. */
 const SETTLE_MS = 15_000;
+
+/**
+ * The new process as this command sees it: started by the running process
+ * (its end told by hello's "successor"), or — a running release without
+ * the reload request — by this command.
+ */
+interface NewProcess {
+  pid: number;
+  /** How it ended before taking over, if it did; `now` is the latest hello (null: none answered). */
+  ended(now: HelloReply | null): { exitCode: number | null; signal: string | null } | null;
+  /** Stop it (it did not take over in time); resolves once it ended, or after a bound. */
+  stop(): Promise<void>;
+  /** Whose log its log lines are in, for a failure's message. */
+  log: string;
+}
+
+/** A successor the running process started. */
+function startedByServer(pid: number, control: string): NewProcess {
+  const mine = (s: SuccessorReport | null | undefined) => (s?.pid === pid ? s : null);
+  let last: SuccessorReport | null = null;
+  return {
+    pid,
+    ended(now) {
+      const s = mine(now?.successor);
+      if (s !== null) last = s;
+      return last !== null && !running(last) ? last : null;
+    },
+    async stop() {
+      // Only while the running process still reports it running: its pid is not yet anyone else's.
+      const h = await hello(control, 1000).catch(() => null);
+      if (!running(mine(h?.successor))) return;
+      process.kill(pid, "SIGTERM");
+      const end = Date.now() + 10_000;
+      while (Date.now() < end && running(mine((await hello(control, 1000).catch(() => null))?.successor)))
+        await Bun.sleep(50);
+    },
+    log: "the running process's log",
+  };
+}
+
+/** A successor this command started itself (the running release has no reload request). */
+function startedHere(config: string): NewProcess {
+  const child = Bun.spawn([...selfCommand(), "server", "-c", config, "--takeover"], {
+    stdin: "ignore",
+    stdout: "inherit",
+    stderr: "inherit",
+    env: process.env,
+  });
+  child.unref();
+  return {
+    pid: child.pid,
+    ended: () =>
+      child.exitCode === null && child.signalCode === null
+        ? null
+        : { exitCode: child.exitCode, signal: child.signalCode === null ? null : String(child.signalCode) },
+    async stop() {
+      child.kill("SIGTERM");
+      await child.exited;
+    },
+    log: "this command's output",
+  };
+}
 
 export async function reload(args: string[]): Promise<number> {
   const a = parseArgs(args, RELOAD_USAGE, { values: ["--timeout"] });
@@ -99,38 +172,52 @@ export async function reload(args: string[]): Promise<number> {
   // as the server's user, before it asks the running process anything.
   const cfg = loadRoutedConfig(a.config);
   const control = controlPath(cfg.databasePath);
-  await hello(control).catch((e: Error) => {
+  const before = await hello(control).catch((e: Error) => {
     throw new Error(
       `no running mc-proxy answers on ${control} (${e.message}); start it with "mc-proxy server -c ${a.config}"`,
     );
   });
-  const child = Bun.spawn([...selfCommand(), "server", "-c", a.config, "--takeover"], {
-    stdin: "ignore",
-    stdout: "inherit",
-    stderr: "inherit",
-    env: process.env,
-  });
-  child.unref();
+  let started: number | "unsupported";
+  try {
+    started = await requestReload(control, resolve(a.config));
+  } catch (e) {
+    if (!(e instanceof Refused)) throw e;
+    console.error(
+      `mc-proxy: reload failed: the running process refused: ${e.message}; ${serving(await settled(control, Date.now() + SETTLE_MS), control)}`,
+    );
+    return 1;
+  }
+  let child: NewProcess;
+  if (started === "unsupported") {
+    console.error(
+      `mc-proxy: the running process (pid ${before.pid}, version ${before.version || "?"}) is an older release that cannot start its successor: this command starts it, so the new server's logs go to this command's stdout and stderr`,
+    );
+    child = startedHere(a.config);
+  } else child = startedByServer(started, control);
   const end = Date.now() + Number(rawTimeout) * 1000;
   for (;;) {
-    if (child.exitCode !== null) {
-      const now = await settled(control, Math.max(end, Date.now() + SETTLE_MS));
-      console.error(
-        `mc-proxy: reload failed: the new process (pid ${child.pid}) exited with code ${child.exitCode} (its log says why); ${serving(now, control)}`,
-      );
-      return 1;
-    }
     const now = await hello(control, 1000).catch(() => null);
     if (now !== null && now.pid === child.pid) {
       const from = now.previous === null ? "?" : `pid ${now.previous.pid} (generation ${now.previous.generation})`;
+      const applied = now.applied !== null ? `\napplied: ${now.applied}` : "";
       if (now.degraded.length > 0) {
         console.error(
-          `mc-proxy: reload done with errors: ${from} → pid ${now.pid} (generation ${now.generation}), which serves its listeners without: ${now.degraded.join("; ")}; the old process drains`,
+          `mc-proxy: reload done with errors: ${from} → pid ${now.pid} (generation ${now.generation}), which serves its listeners without: ${now.degraded.join("; ")}; the old process drains${applied}`,
         );
         return 1;
       }
-      console.log(`reloaded: ${from} → pid ${now.pid} (generation ${now.generation}); the old process drains`);
+      console.log(
+        `reloaded: ${from} → pid ${now.pid} (generation ${now.generation}); the old process drains${applied}`,
+      );
       return 0;
+    }
+    const ended = child.ended(now);
+    if (ended !== null) {
+      const after = await settled(control, Math.max(end, Date.now() + SETTLE_MS));
+      console.error(
+        `mc-proxy: reload failed: the new process (pid ${child.pid}) ${endedAs(ended)} before taking over (${child.log} says why); ${serving(after, control)}`,
+      );
+      return 1;
     }
     if (Date.now() > end) {
       // Another process still answering means the new one has not been
@@ -138,12 +225,11 @@ export async function reload(args: string[]): Promise<number> {
       // it may be past the handover: it is left running.
       if (now === null) {
         console.error(
-          `mc-proxy: reload failed: the new process (pid ${child.pid}) did not answer within ${rawTimeout} s and nothing answers on ${control}; it was left running (its log says what it does)`,
+          `mc-proxy: reload failed: the new process (pid ${child.pid}) did not answer within ${rawTimeout} s and nothing answers on ${control}; it was left running (${child.log} says what it does)`,
         );
         return 1;
       }
-      child.kill("SIGTERM");
-      await child.exited;
+      await child.stop();
       console.error(
         `mc-proxy: reload failed: the new process (pid ${child.pid}) did not take over within ${rawTimeout} s; it was stopped; ${serving(await settled(control, Date.now() + SETTLE_MS), control)}`,
       );

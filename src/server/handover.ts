@@ -5,7 +5,18 @@
 //
 //   {"op":"hello"}                      → {"ok":true,"pid","version","generation","startedAt",
 //                                          "previous":{"pid","generation"}|null,"takeoverBy":pid|null,
-//                                          "takeoverSince":epoch ms|null,"degraded":[…]}
+//                                          "takeoverSince":epoch ms|null,"degraded":[…],
+//                                          "applied":summary|null,"successor":{"pid","since","trigger",
+//                                          "exitCode","signal"}|null}
+//   {"op":"reload","config":"/abs/path"} → once the path names the file this process runs (same device
+//                                          and inode): it starts its successor itself, `server -c
+//                                          <its config> --takeover` with its own stdout, stderr and
+//                                          environment, and answers {"ok":true,"pid":N}; refused while
+//                                          a successor it started is still starting or a takeover is
+//                                          prepared (naming who), and after the handover. "successor"
+//                                          in hello then says how that process ended, if it did
+//                                          before taking over. A release without this op answers
+//                                          "not a request" (mc-proxy reload then starts it itself).
 //   {"op":"prepare","pid":N}            → once /proc shows pid N is a successor: the same and "next",
 //                                          the generation N will carry; the takeover is N's until this
 //                                          connection closes (at most PREPARE_MS): any other prepare is
@@ -55,7 +66,34 @@ export interface Incumbent {
   previous: { pid: number; generation: number } | null;
   /** What failed after its own handover (it serves its listeners without them); empty when fully up. */
   degraded: string[];
+  /** What it applied from its config file at start (a summary, at most MAX_APPLIED characters); null if not told. */
+  applied: string | null;
+  /** The last successor it started itself (a reload request, SIGUSR2); null if none. */
+  successor: SuccessorReport | null;
 }
+
+/** The longest `applied` summary hello carries. */
+export const MAX_APPLIED = 1000;
+
+/** A successor the running process started: its pid, when and why, and how it ended (both null while it runs). */
+export interface SuccessorReport {
+  pid: number;
+  /** Epoch ms. */
+  since: number;
+  /** What asked for it: "reload" (a reload request on this socket) or "SIGUSR2". */
+  trigger: string;
+  exitCode: number | null;
+  signal: string | null;
+}
+
+/** How a successor ended, in a log line's and a message's words. */
+export function endedAs(r: { exitCode: number | null; signal: string | null }): string {
+  return r.signal !== null ? `was killed by ${r.signal}` : `exited with code ${r.exitCode}`;
+}
+
+/** Whether a successor is still running (started, not yet ended). */
+export const running = (s: SuccessorReport | null): s is SuccessorReport =>
+  s !== null && s.exitCode === null && s.signal === null;
 
 /** hello's answer: the incumbent, and the pid of a takeover in progress and when it was prepared (epoch ms), if any. */
 export interface HelloReply extends Incumbent {
@@ -85,6 +123,7 @@ export function controlPathError(path: string): string | null {
 
 export type Request =
   | { op: "hello" }
+  | { op: "reload"; config: string }
   | { op: "prepare"; pid: number }
   | { op: "handover"; pid: number; listeners: string[] };
 
@@ -103,6 +142,11 @@ export function parseRequest(line: string): Request | string {
   if (typeof v !== "object" || v === null) return "not a request";
   const o = v as Record<string, unknown>;
   if (o.op === "hello") return { op: "hello" };
+  if (o.op === "reload") {
+    if (typeof o.config !== "string" || !o.config.startsWith("/") || o.config.includes("\0"))
+      return 'reload: "config" must be the absolute path of the config file the running process runs';
+    return { op: "reload", config: o.config };
+  }
   if (o.op !== "prepare" && o.op !== "handover") return "not a request";
   if (!isPid(o.pid)) return `${o.op}: "pid" must be the requesting process's id`;
   if (o.op === "prepare") return { op: "prepare", pid: o.pid };
@@ -143,6 +187,8 @@ export interface HandoverHooks {
   config: string;
   /** Close the listeners, admin API, metrics and this socket; the requester is `pid`. */
   handover(pid: number): Promise<HandoverResult>;
+  /** A reload request: start the successor of this process's config, which `config` must name; its pid, or why not. */
+  reload(config: string): Promise<number>;
   logger: Logger;
 }
 
@@ -208,8 +254,8 @@ export class HandoverServer {
     const { logger } = hooks;
     let timer = setTimeout(() => socket.destroy(), IDLE_MS);
     const reply = (o: object) => socket.end(`${JSON.stringify(o)}\n`);
-    const refuse = (pid: number | null, error: string) => {
-      logger.warn(`takeover refused: ${error}`, { requester_pid: pid ?? undefined });
+    const refuse = (pid: number | null, error: string, what = "takeover") => {
+      logger.warn(`${what} refused: ${error}`, { requester_pid: pid ?? undefined });
       reply({ ok: false, error });
     };
     socket.on("close", () => {
@@ -235,6 +281,18 @@ export class HandoverServer {
           takeoverSince: this.prepared?.since ?? null,
         });
         if (req.op === "hello") return reply(hello());
+        if (req.op === "reload") {
+          const why = this.handedOver
+            ? `this process already handed over (to pid ${this.prepared?.pid ?? "?"}) and drains`
+            : this.prepared !== null
+              ? this.inProgress(this.prepared)
+              : null;
+          if (why !== null) return refuse(null, why, "reload");
+          return void hooks.reload(req.config).then(
+            (pid) => reply({ ok: true, pid }),
+            (e: Error) => refuse(null, e.message, "reload"),
+          );
+        }
         if (this.handedOver) return refuse(req.pid, `already handed over (to pid ${this.prepared?.pid ?? "?"})`);
         if (req.op === "prepare") {
           if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));

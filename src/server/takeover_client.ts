@@ -1,10 +1,19 @@
 // The new process's side of the takeover socket (handover.ts has the
 // protocol and the running process's side): `hello` asks who serves;
-// `TakeoverSession` prepares a takeover and asks for the handover
-// (docs/TAKEOVER.md).
+// `requestReload` asks it to start its successor; `TakeoverSession` prepares
+// a takeover and asks for the handover (docs/TAKEOVER.md).
 
 import { type Socket, createConnection } from "node:net";
-import { type HandoverResult, type HelloReply, type Incumbent, type Request, isPid, lines } from "./handover";
+import {
+  type HandoverResult,
+  type HelloReply,
+  type Incumbent,
+  MAX_APPLIED,
+  type Request,
+  type SuccessorReport,
+  isPid,
+  lines,
+} from "./handover";
 
 /** The running process refused the request (its answer says why). */
 export class Refused extends Error {}
@@ -79,8 +88,22 @@ class Channel {
   }
 }
 
+const num = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : 0);
+
+function successorOf(v: unknown): SuccessorReport | null {
+  if (typeof v !== "object" || v === null) return null;
+  const o = v as Record<string, unknown>;
+  if (!isPid(o.pid)) return null;
+  return {
+    pid: o.pid,
+    since: num(o.since),
+    trigger: String(o.trigger ?? "").slice(0, 32),
+    exitCode: typeof o.exitCode === "number" && Number.isSafeInteger(o.exitCode) ? o.exitCode : null,
+    signal: typeof o.signal === "string" ? o.signal.slice(0, 32) : null,
+  };
+}
+
 function incumbentOf(o: Record<string, unknown>): HelloReply {
-  const num = (v: unknown) => (typeof v === "number" && Number.isSafeInteger(v) ? v : 0);
   const prev = o.previous as Record<string, unknown> | null | undefined;
   return {
     pid: num(o.pid),
@@ -93,6 +116,8 @@ function incumbentOf(o: Record<string, unknown>): HelloReply {
     takeoverSince:
       typeof o.takeoverSince === "number" && Number.isSafeInteger(o.takeoverSince) ? o.takeoverSince : null,
     degraded: Array.isArray(o.degraded) ? o.degraded.slice(0, 8).map((d) => String(d).slice(0, 300)) : [],
+    applied: typeof o.applied === "string" ? o.applied.slice(0, MAX_APPLIED) : null,
+    successor: successorOf(o.successor),
   };
 }
 
@@ -101,6 +126,26 @@ export async function hello(path: string, timeoutMs = 2000): Promise<HelloReply>
   const c = new Channel(path);
   try {
     return incumbentOf(await c.ask({ op: "hello" }, timeoutMs));
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * Ask the running process to start its successor of the config file at
+ * `config` (absolute): the successor's pid, or "unsupported" when the
+ * running process is a release without the reload request (it answers
+ * "not a request"). Any other refusal throws `Refused` with its reason.
+ */
+export async function requestReload(path: string, config: string, timeoutMs = 5000): Promise<number | "unsupported"> {
+  const c = new Channel(path);
+  try {
+    const o = await c.ask({ op: "reload", config }, timeoutMs);
+    if (!isPid(o.pid)) throw new Error(`${path}: the answer names no pid`);
+    return o.pid;
+  } catch (e) {
+    if (e instanceof Refused && e.message === "not a request") return "unsupported";
+    throw e;
   } finally {
     c.close();
   }

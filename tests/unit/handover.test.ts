@@ -34,6 +34,17 @@ describe("parseRequest", () => {
     expect(parseRequest(JSON.stringify({ op: "handover", pid: 5, listeners: many }))).toContain("1-256");
   });
 
+  test("reload names the config file by its absolute path; anything else is refused, saying so", () => {
+    expect(parseRequest('{"op":"reload","config":"/srv/mc-proxy/mc-proxy.toml"}')).toEqual({
+      op: "reload",
+      config: "/srv/mc-proxy/mc-proxy.toml",
+    });
+    for (const config of [undefined, "", "mc-proxy.toml", "./a.toml", 5, null, "/a\u0000b"])
+      expect(parseRequest(JSON.stringify({ op: "reload", config }))).toContain(
+        'reload: "config" must be the absolute path',
+      );
+  });
+
   test("anything else is not a request; a line over 4096 bytes is refused unread", () => {
     for (const line of ["", "{", "null", "[]", '"hello"', '{"op":"stop"}', '{"op":"HELLO"}'])
       expect(parseRequest(line)).toBe("not a request");

@@ -1,7 +1,8 @@
 // Start-up's signals phase (docs/COMMAND_LINE.md "Signals"; RUNBOOK §3): SIGINT and
 // SIGTERM drain and stop (a second one exits at once), SIGHUP reloads the
-// GeoIP database, SIGUSR2 runs `mc-proxy reload` of this config — a
-// takeover by the binary now at the path this process was started from.
+// GeoIP database, SIGUSR2 starts this process's successor — the same as a
+// reload request on the takeover socket (successor_start.ts): a takeover by
+// the binary now at the path this process was started from.
 
 import { readFileSync } from "node:fs";
 import type { Logger } from "../../log/logger";
@@ -9,9 +10,10 @@ import type { Metrics } from "../../metrics/metrics";
 import type { ControlPlane } from "../../server/control_plane";
 import { selfCommand } from "../reload_command";
 import type { Exposed } from "./expose";
+import type { Succession } from "./succession";
 
 export function installSignals(
-  file: string,
+  succession: Succession,
   plane: ControlPlane,
   exposed: Exposed,
   metrics: Metrics | null,
@@ -40,33 +42,27 @@ export function installSignals(
   // SIGUSR2 instead makes the worker whose id FILE holds throw an uncaught error.
   const crashFile = process.env.MC_PROXY_TEST_WORKER_CRASH;
   if (crashFile !== undefined) process.on("SIGUSR2", () => plane.crash(Number(readFileSync(crashFile, "utf8").trim())));
-  else process.on("SIGUSR2", () => reloadBySignal(file, logger, () => plane.isDraining));
+  else process.on("SIGUSR2", () => reloadBySignal(succession, logger, () => plane.isDraining));
 }
 
 /**
- * SIGUSR2: run `mc-proxy reload -c FILE` with the binary at the path this
- * process was started from (an upgrade renames a new file over it). A
- * failure — the binary cannot start, or the reload fails — is one log line;
- * this process keeps serving unless it handed over (`handedOver`).
+ * SIGUSR2: start the successor, as a reload request does. A failure — the
+ * binary cannot start, one is already starting, or it ends before taking
+ * over (logged by successor_start.ts) — is one log line; this process keeps
+ * serving. A draining process (stopping, or handed over) starts none.
  */
-function reloadBySignal(file: string, logger: Logger, handedOver: () => boolean): void {
-  const cmd = [...selfCommand(), "reload", "-c", file];
-  logger.info("signal received: reloading by a takeover", { signal: "SIGUSR2", command: cmd[0] });
-  const failed = (fields: Record<string, string | number>) => {
-    if (handedOver())
-      logger.error(
-        "SIGUSR2 reload failed after this process handed over; it drains (the reload's output says who serves)",
-        { command: cmd[0]!, ...fields },
-      );
-    else logger.error("SIGUSR2 reload failed; this process keeps serving", { command: cmd[0]!, ...fields });
-  };
-  let p: ReturnType<typeof Bun.spawn>;
-  try {
-    p = Bun.spawn(cmd, { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
-  } catch (e) {
-    return failed({ error: (e as Error).message });
+function reloadBySignal(succession: Succession, logger: Logger, draining: () => boolean): void {
+  if (draining()) {
+    logger.warn("SIGUSR2 ignored: this process drains; signal the process that serves", { signal: "SIGUSR2" });
+    return;
   }
-  void p.exited.then((code) => {
-    if (code !== 0) failed({ exit_code: code });
-  });
+  logger.info("signal received: reloading by a takeover", { signal: "SIGUSR2" });
+  try {
+    succession.successor.start("SIGUSR2");
+  } catch (e) {
+    logger.error("SIGUSR2 reload failed; this process keeps serving", {
+      command: selfCommand()[0]!,
+      error: (e as Error).message,
+    });
+  }
 }

@@ -4,13 +4,16 @@
 // through the takeover socket once the preflight passed (from then on that
 // process refuses any other until this one ends); without a running
 // process nothing else is touched. Every step that can fail comes before `handover`; after it this
-// process serves whatever else fails, and says so (`degraded`).
+// process serves whatever else fails, and says so (`degraded`). The
+// successor it starts itself (a reload request, SIGUSR2) is
+// successor_start.ts's.
 
 import type { Logger } from "../../log/logger";
 import type { ControlPlane } from "../../server/control_plane";
-import type { HandoverHooks, HandoverResult, Incumbent } from "../../server/handover";
+import { type HandoverHooks, type HandoverResult, type Incumbent, MAX_APPLIED } from "../../server/handover";
 import { Refused, TakeoverSession } from "../../server/takeover_client";
 import { VERSION } from "../../version";
+import { SuccessorStarter } from "./successor_start";
 
 export class Succession {
   /** What failed after this process's handover (it serves its listeners without them). */
@@ -22,6 +25,12 @@ export class Succession {
   };
   /** What this process gives its takeover socket (handover.ts). */
   readonly hooks: HandoverHooks;
+  /** The successor this process starts itself (a reload request, SIGUSR2). */
+  readonly successor: SuccessorStarter;
+  /** What this process applied from its config file at start, as hello tells it; null until set. */
+  private applied: string | null = null;
+  /** The pid this process handed over to, once it did. */
+  private handedOverTo: number | null = null;
 
   private constructor(
     /** The takeover socket's path (handover.ts). */
@@ -33,6 +42,7 @@ export class Succession {
     logger: Logger,
   ) {
     const previous = session === null ? null : { pid: session.incumbent.pid, generation: session.incumbent.generation };
+    this.successor = new SuccessorStarter(config, logger, () => this.handedOverTo);
     this.hooks = {
       self: () => ({
         pid: process.pid,
@@ -41,11 +51,23 @@ export class Succession {
         startedAt: this.startedAt,
         previous,
         degraded: this.degraded,
+        applied: this.applied,
+        successor: this.successor.report(),
       }),
       config,
-      handover: (pid: number) => this.handOver(pid),
+      handover: async (pid: number) => {
+        const r = await this.handOver(pid);
+        this.handedOverTo = pid;
+        return r;
+      },
+      reload: (path: string) => this.successor.forRequest(path),
       logger,
     };
+  }
+
+  /** What this process applied from its config file at start: hello's `applied` (clipped to MAX_APPLIED characters). */
+  setApplied(summary: string): void {
+    this.applied = summary.length > MAX_APPLIED ? `${summary.slice(0, MAX_APPLIED - 1)}…` : summary;
   }
 
   /** A plain start, or (`takeover`) the takeover prepared with the process answering on `control`. */
