@@ -1,20 +1,24 @@
 // `mc-proxy check -c FILE`: the server's preflight (startup/preflight.ts) —
 // the config and the files it names (the GeoIP database, the admin API's and
 // etcd's certificates, each key matching its certificate) — and nothing
-// else: every problem with its key, exit 1; or a summary and warnings, exit 0.
+// else: every problem with its key, exit 1; or a summary, warnings and what a
+// start or reload would apply from the file (check_plan.ts), exit 0.
 import { formatDuration } from "../config/duration";
 import { routeOwners } from "../config/listeners";
 import { availableCpus, capacityWarning, needsOf, readFdLimits } from "../server/host_limits";
 import { configArg, help } from "./args";
+import { planLine } from "./check_plan";
 import { preflight } from "./startup/preflight";
 
 export const CHECK_USAGE = `Usage: mc-proxy check -c FILE
 
 Validates FILE (TOML) and the files it names (GeoIP database, admin API
 certificates); prints every problem with its key and exits 1, or prints a
-summary and exits 0.`;
+summary and what a start or reload would apply from FILE to the store the
+running instance uses (read-only: docs/CONFIGURATION.md "The file and the
+API"), and exits 0.`;
 
-export function check(args: string[]): number {
+export async function check(args: string[]): Promise<number> {
   const file = configArg(args, CHECK_USAGE);
   if (file === null) return help(CHECK_USAGE);
   const { config: cfg, warnings } = preflight(file);
@@ -33,5 +37,6 @@ export function check(args: string[]): number {
       `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} store ${store} ` +
       `admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr} metrics ${cfg.metrics === null ? "off" : `${cfg.metrics.addr}${cfg.metrics.path}`}`,
   );
+  console.log(`${file}: ${await planLine(cfg)}`);
   return 0;
 }

@@ -61,7 +61,7 @@ export async function runCli(argv: string[]): Promise<number> {
         return 0;
       }
       case "check":
-        return check(args);
+        return await check(args);
       case "status":
         return await status(args);
       case "routes":

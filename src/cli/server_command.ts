@@ -10,10 +10,12 @@ import { resolve } from "node:path";
 import { Logger } from "../log/logger";
 import { Metrics } from "../metrics/metrics";
 import { controlPath } from "../server/handover";
+import { migrateWarning } from "../server/host_limits";
 import { notifyReady } from "../server/sd_notify";
 import { collectStartupGarbage } from "../server/startup_gc";
 import { VERSION } from "../version";
 import { UsageError, help, parseArgs } from "./args";
+import { applyFile } from "./startup/apply_file";
 import { drain } from "./startup/drain";
 import { Exposed } from "./startup/expose";
 import { startPlane } from "./startup/plane";
@@ -30,7 +32,9 @@ through the socket beside its database), bind the same listeners, get
 ready, then have it close its listeners and drain: no connection refused
 (mc-proxy reload does this; see RUNBOOK "Upgrade and rollback").
 Signals: SIGINT/SIGTERM drain and stop (a second one exits at once);
-SIGHUP reloads the GeoIP database; SIGUSR2 runs "mc-proxy reload" (a takeover).`;
+SIGHUP reloads the GeoIP database; SIGUSR2 starts this process's successor
+(the binary now on disk, with this process's stdout, stderr and
+environment): the same takeover as "mc-proxy reload".`;
 
 export async function server(args: string[]): Promise<number> {
   const a = parseArgs(args, SERVER_USAGE, { switches: ["--takeover"] });
@@ -49,6 +53,9 @@ export async function server(args: string[]): Promise<number> {
   );
   try {
     for (const w of pre.warnings) logger.warn(w);
+    // Said once, by the process that takes over: only a takeover resets what tcp_migrate_req = 0 leaves queued.
+    const migrate = a.switches.has("--takeover") ? migrateWarning() : null;
+    if (migrate !== null) logger.warn(migrate);
     allocatorNotice(logger);
     const store = await openStore(pre.config, logger);
     try {
@@ -97,6 +104,8 @@ async function serve(
     cfg.listeners.map((l) => l.addr),
     logger,
   );
+  // The file's edits since it last applied, through the store as the API writes (before the API opens).
+  succession.setApplied(await applyFile(store, opened.file, logger));
   await exposed.bind(cfg, pre.admin, plane, store, metrics);
   succession.serveHandovers(async (pid) => exposed.handOver(plane, pid));
   const { degraded } = succession;
@@ -113,6 +122,6 @@ async function serve(
     `serving, generation ${generation}${degraded.length > 0 ? ` (degraded: ${degraded.join("; ")})` : ""}`,
   );
   collectStartupGarbage(logger, "main");
-  installSignals(file, plane, exposed, metrics, logger);
+  installSignals(succession, plane, exposed, metrics, logger);
   return drain(plane, exposed, generation, logger);
 }

@@ -62,6 +62,18 @@ export interface ConfigStore {
   setMaxConnections(listener: string, n: number): Promise<void>;
   /** False when the route has no such backend. */
   setBackendState(listener: string, route: RouteKey, addr: string, state: BackendState): Promise<boolean>;
+  /** Everything the store holds now (listeners by name, with their routes, and the rules). */
+  state(): StoreState;
+  /**
+   * What the config file last applied (store/file_applied.ts's document; null
+   * before the first), and a token for swapApplied.
+   */
+  readApplied(): Promise<{ text: string | null; token: string | null }>;
+  /**
+   * Keep `text` as what the file last applied if the stored one is still
+   * `token`'s: the new token, or null when another process changed it first.
+   */
+  swapApplied(token: string | null, text: string): Promise<string | null>;
   /** Every firewall rule in force (from memory). */
   rules(): StoredRule[];
   /** For GetStatus and /readyz: "sqlite", "etcd: synced at revision N", "etcd: stale since …". */

@@ -11,6 +11,7 @@
 //                                          an ALPN route: {alpn} its protocols, sorted, joined by ","
 //                                          (a four-part key: releases before ALPN routes ignore it)
 //   {prefix}rules/{type}/{value}           {"version":1}
+//   {prefix}applied                        what the config file last applied (file_applied.ts)
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/"),
 // each part exactly as encodeURIComponent writes it, as every release has
 // written it: any other spelling of a key (a raw "," or ":", lower-case hex,
@@ -30,6 +31,7 @@ export const SCHEMA_VERSION = "1";
 export const keys = {
   schema: (p: string) => `${p}schema`,
   seeded: (p: string) => `${p}seeded`,
+  applied: (p: string) => `${p}applied`,
   listener: (p: string, name: string) => `${p}listeners/${encodeURIComponent(name)}`,
   route: (p: string, listener: string, r: RouteKey) =>
     `${p}routes/${encodeURIComponent(listener)}/${encodeURIComponent(r.hostname)}${r.alpn.length === 0 ? "" : `/${encodeURIComponent(alpnKey(r.alpn))}`}`,
@@ -100,7 +102,7 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
   const rest = key.slice(prefix.length);
   const parts = rest.split("/");
   try {
-    if (rest === "schema" || rest === "seeded") return { kind: "meta" };
+    if (rest === "schema" || rest === "seeded" || rest === "applied") return { kind: "meta" };
     if (parts[0] === "listeners") {
       if (parts.length !== 2) shape("listeners/{name}");
       const name = decode(parts, 1, "listener name");

@@ -28,6 +28,7 @@ import { type ConfigStore, type RouteKey, StoreError, type StoreState, type Stor
 import { bounded, etcdClient, fatal } from "./etcd_client";
 import { FleetState } from "./fleet_state";
 import { type SeedInput, seedFleet } from "./etcd_seed";
+import { keys } from "./etcd_layout";
 import { FleetWrites } from "./etcd_writes";
 import type { SqliteDatabase } from "./sqlite_database";
 
@@ -324,6 +325,29 @@ export class EtcdConfigStore implements ConfigStore {
     if (revision === null) return false;
     await this.applied(revision);
     return true;
+  }
+
+  state(): StoreState {
+    return this.fleet.state;
+  }
+
+  async readApplied(): Promise<{ text: string | null; token: string | null }> {
+    const key = keys.applied(this.cfg.prefix);
+    const r = await bounded(this.cfg.dialTimeoutMs, "read applied", () => this.client.get(key).exec());
+    const kv = r.kvs[0];
+    return kv === undefined
+      ? { text: null, token: null }
+      : { text: kv.value.toString(), token: String(kv.mod_revision) };
+  }
+
+  async swapApplied(token: string | null, text: string): Promise<string | null> {
+    const key = keys.applied(this.cfg.prefix);
+    const r = await bounded(this.cfg.dialTimeoutMs, "write applied", () =>
+      (token === null ? this.client.if(key, "Create", "==", 0) : this.client.if(key, "Mod", "==", Number(token)))
+        .then(this.client.put(key).value(text))
+        .commit(),
+    );
+    return r.succeeded ? String(r.header.revision) : null;
   }
 
   rules(): StoredRule[] {

@@ -1,9 +1,14 @@
 // Forward-only, numbered schema migrations. The database's PRAGMA
 // user_version is the number of the last one applied. Never edit a released
-// migration: add the next number.
+// migration: add the next number. Applied (and the file checked first) by
+// migrate and quickCheck below.
 
 import type { Database } from "bun:sqlite";
 import { parseRule } from "../firewall/rule_set";
+import { StoreError } from "./config_store";
+
+/** Where an operator is sent when the database file itself is the problem. */
+export const RESTORE_HINT = `If the file is damaged, stop mc-proxy and restore the newest snapshot (docs/ADMIN_API.md: "Backups and restore")`;
 
 export interface Migration {
   version: number;
@@ -226,3 +231,43 @@ export const MIGRATIONS: readonly Migration[] = [
     },
   },
 ];
+
+/**
+ * `PRAGMA quick_check`: every page and index entry is read once, without
+ * the cross-checks of integrity_check (measured on a 10,000-route database:
+ * see docs/ADMIN_API.md "Persistence").
+ */
+export function quickCheck(db: Database, path: string): void {
+  let rows: { quick_check: string }[];
+  try {
+    rows = db.query("PRAGMA quick_check").all() as { quick_check: string }[];
+  } catch (e) {
+    throw new StoreError(`database ${path}: failed its integrity check (${(e as Error).message}). ${RESTORE_HINT}`, {
+      cause: e,
+    });
+  }
+  if (rows.length === 1 && rows[0]!.quick_check === "ok") return;
+  const found = rows
+    .slice(0, 3)
+    .map((r) => r.quick_check)
+    .join("; ");
+  throw new StoreError(`database ${path}: failed its integrity check (${found}). ${RESTORE_HINT}`);
+}
+
+export function migrate(db: Database, path: string): void {
+  const current = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  if (current > latest) {
+    throw new StoreError(
+      `database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (docs/ADMIN_API.md: "Backups and restore")`,
+    );
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.run(m.sql);
+      m.run?.(db);
+      db.run(`PRAGMA user_version = ${m.version}`);
+    }).immediate();
+  }
+}

@@ -5,8 +5,11 @@ import type { BackendState } from "../routing/backend_table";
 import type { Route } from "../routing/route";
 import type { ListenerView, RuntimeChanges } from "../server/runtime_views";
 import { ruleSet } from "../firewall/rule_set";
-import { type ConfigStore, type RouteKey, type StoredRule, setSlotState } from "./config_store";
+import { type ConfigStore, type RouteKey, type StoreState, type StoredRule, setSlotState } from "./config_store";
 import type { SqliteDatabase } from "./sqlite_database";
+
+/** The meta key of what the config file last applied (file_applied.ts). */
+export const APPLIED_KEY = "file_applied";
 
 /** The SQLite store: synchronous transactions, applied to the data plane as each commits. */
 export class SqliteConfigStore implements ConfigStore {
@@ -62,6 +65,19 @@ export class SqliteConfigStore implements ConfigStore {
     await this.plane.applyRoutes(this.view(listener), after.routes);
     setSlotState(this.plane, listener, route, addr, state);
     return true;
+  }
+
+  state(): StoreState {
+    return this.store.state();
+  }
+
+  async readApplied(): Promise<{ text: string | null; token: string | null }> {
+    const text = this.store.meta(APPLIED_KEY);
+    return { text, token: text };
+  }
+
+  async swapApplied(token: string | null, text: string): Promise<string | null> {
+    return this.store.swapMeta(APPLIED_KEY, token, text) ? text : null;
   }
 
   rules(): StoredRule[] {

@@ -16,7 +16,7 @@ import {
   type StoredRoute,
   type StoredRule,
 } from "./config_store";
-import { MIGRATIONS } from "./migrations";
+import { MIGRATIONS, RESTORE_HINT, migrate, quickCheck } from "./migrations";
 import { decodeRoute, encodeRoute, keepStates } from "./route_codec";
 
 /** A route mutation's result, with the listener's routes as committed (read in the same transaction). */
@@ -37,9 +37,6 @@ export interface SeedResult {
   /** Listeners inserted now (all of them on the first run; new TOML listeners later). */
   seededListeners: string[];
 }
-
-/** Where an operator is sent when the database file itself is the problem. */
-const RESTORE_HINT = `If the file is damaged, stop mc-proxy and restore the newest snapshot (docs/ADMIN_API.md: "Backups and restore")`;
 
 /** How long a write at start waits for another process's lock. */
 const START_BUSY_TIMEOUT_MS = 5000;
@@ -87,6 +84,28 @@ export class SqliteDatabase {
       db?.close();
       if (e instanceof StoreError) throw e;
       throw new StoreError(`database ${path}: cannot open: ${(e as Error).message}. ${RESTORE_HINT}`, { cause: e });
+    }
+  }
+
+  /**
+   * Open an existing file to read only (no migration, no mode change): the
+   * database, or why it cannot be read as this release's schema.
+   */
+  static openReadOnly(path: string): SqliteDatabase | string {
+    if (!existsSync(path)) return "no database yet";
+    let db: Database | null = null;
+    try {
+      db = new Database(path, { readonly: true, strict: true });
+      const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+      const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+      if (version !== latest) {
+        db.close();
+        return `schema ${version}, not this release's ${latest} (the first start of this release migrates it)`;
+      }
+      return new SqliteDatabase(db, path, false);
+    } catch (e) {
+      db?.close();
+      return `cannot read it: ${(e as Error).message}`;
     }
   }
 
@@ -249,6 +268,27 @@ export class SqliteDatabase {
     );
   }
 
+  /** A meta value (null when unset). */
+  meta(key: string): string | null {
+    const r = this.db.query("SELECT value FROM meta WHERE key = ?").get(key) as { value: string } | null;
+    return r === null ? null : r.value;
+  }
+
+  /** Set a meta value if it still is `expected` (null: unset); false when it is not (one transaction). */
+  swapMeta(key: string, expected: string | null, value: string): boolean {
+    return this.write(`set ${key}`, () => {
+      if (this.meta(key) !== expected) return false;
+      this.db
+        .query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .run(key, value);
+      return true;
+    });
+  }
+
+  deleteMeta(key: string): void {
+    this.write(`clear ${key}`, () => this.db.query("DELETE FROM meta WHERE key = ?").run(key));
+  }
+
   /** True when it holds any listener, route or rule. */
   get holdsState(): boolean {
     return this.db.query("SELECT 1 FROM listeners UNION ALL SELECT 1 FROM firewall_rules LIMIT 1").get() !== null;
@@ -339,45 +379,5 @@ export class SqliteDatabase {
         busy,
       });
     }
-  }
-}
-
-/**
- * `PRAGMA quick_check`: every page and index entry is read once, without
- * the cross-checks of integrity_check (measured on a 10,000-route database:
- * see docs/ADMIN_API.md "Persistence").
- */
-function quickCheck(db: Database, path: string): void {
-  let rows: { quick_check: string }[];
-  try {
-    rows = db.query("PRAGMA quick_check").all() as { quick_check: string }[];
-  } catch (e) {
-    throw new StoreError(`database ${path}: failed its integrity check (${(e as Error).message}). ${RESTORE_HINT}`, {
-      cause: e,
-    });
-  }
-  if (rows.length === 1 && rows[0]!.quick_check === "ok") return;
-  const found = rows
-    .slice(0, 3)
-    .map((r) => r.quick_check)
-    .join("; ");
-  throw new StoreError(`database ${path}: failed its integrity check (${found}). ${RESTORE_HINT}`);
-}
-
-function migrate(db: Database, path: string): void {
-  const current = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
-  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
-  if (current > latest) {
-    throw new StoreError(
-      `database ${path}: schema version ${current} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy, or restore a snapshot taken by this version (docs/ADMIN_API.md: "Backups and restore")`,
-    );
-  }
-  for (const m of MIGRATIONS) {
-    if (m.version <= current) continue;
-    db.transaction(() => {
-      db.run(m.sql);
-      m.run?.(db);
-      db.run(`PRAGMA user_version = ${m.version}`);
-    }).immediate();
   }
 }

@@ -10,13 +10,18 @@ import type { RuntimeChanges } from "../../server/runtime_views";
 import { ruleList, ruleSet } from "../../firewall/rule_set";
 import type { ConfigStore, StoreState } from "../../store/config_store";
 import { EtcdConfigStore, type SeedInput } from "../../store/etcd_store";
-import { SqliteConfigStore } from "../../store/sqlite_config_store";
+import { fileState } from "../../store/file_applied";
+import { APPLIED_KEY, SqliteConfigStore } from "../../store/sqlite_config_store";
+import { routeName } from "../../routing/route";
+import type { FileInput } from "./apply_file";
 import { SqliteDatabase } from "../../store/sqlite_database";
 
 export interface OpenedStore {
   db: SqliteDatabase;
   /** The config with routes, firewall rules and connection limits as the store holds them. */
   config: RoutedConfig;
+  /** What the config file applies (apply_file.ts, after the handover). */
+  file: FileInput;
   /** Serving: the store applies its changes to `plane` from now on (made once the plane exists). */
   attach(plane: RuntimeChanges): ConfigStore;
   close(): void;
@@ -28,6 +33,10 @@ export async function openStore(cfg: RoutedConfig, logger: Logger): Promise<Open
     // The listeners with routes of their own, by name (a QUIC listener may use a TCP listener's).
     listeners: routeOwners(cfg).map((l) => ({ name: l.name, maxConnections: l.maxConnections, routes: l.routes })),
     rules: ruleList(cfg.firewall),
+  };
+  const file: FileInput = {
+    state: fileState(seed.listeners, seed.rules),
+    routes: new Map(seed.listeners.map((l) => [l.name, new Map(l.routes.map((r) => [routeName(r), r]))])),
   };
   const db = SqliteDatabase.open(cfg.databasePath);
   // Serving: from here a write never waits inside SQLite for another process's lock.
@@ -43,6 +52,7 @@ export async function openStore(cfg: RoutedConfig, logger: Logger): Promise<Open
       logger.info("store ready", { store: etcd.describe(), cache: db.path });
       return {
         db,
+        file,
         config: effectiveConfig(cfg, etcd.current()),
         attach: (plane) =>
           serving(plane, (p) => {
@@ -55,7 +65,11 @@ export async function openStore(cfg: RoutedConfig, logger: Logger): Promise<Open
         },
       };
     }
-    if (db.role() !== "sqlite") db.setRole("sqlite");
+    if (db.role() !== "sqlite") {
+      // A new file, or etcd's copy becoming the store: nothing was applied to it as a SQLite store.
+      db.deleteMeta(APPLIED_KEY);
+      db.setRole("sqlite");
+    }
     const seeded = db.seed(
       seed.listeners.map((l) => ({ addr: l.name, maxConnections: l.maxConnections, routes: l.routes })),
       seed.rules,
@@ -63,6 +77,7 @@ export async function openStore(cfg: RoutedConfig, logger: Logger): Promise<Open
     logger.info("database ready", { path: db.path, created: seeded.created, seeded_listeners: seeded.seededListeners });
     return {
       db,
+      file,
       config: effectiveConfig(cfg, db.state()),
       attach: (plane) => serving(plane, (p) => new SqliteConfigStore(db, p)),
       close: () => db.close(),
