@@ -74,6 +74,11 @@ function option(row: OptionRow, msg: RouteInput): unknown {
     return v;
   }
   if (raw === undefined || raw === null) return row.unset;
+  if (row.proto!.fromApi !== undefined) {
+    const v = row.proto!.fromApi(raw, at);
+    if (!v.ok) throw invalid(v.error);
+    return v.value;
+  }
   if (Array.isArray(raw)) for (const [i, e] of raw.entries()) bounded(`${at}[${i}]`, e, MAX_LENGTH.ruleValue);
   if (row.canonical === undefined) return raw;
   const c = row.canonical(raw, at);

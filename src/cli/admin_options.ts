@@ -1,13 +1,26 @@
 // What every admin command shares (docs/COMMAND_LINE.md): its options
-// (-c FILE, --listener, --json), the client from the config's [grpc] section,
-// its output (JSON or lines), and --listener's default.
-import { routeOwners } from "../config/listeners";
-import { type RoutedConfig as Config, loadRoutedConfig } from "../routing/route_config";
+// (-c FILE or --admin ADDR, --listener, --json), the client — from the
+// config's [grpc] section alone, so that a file half edited elsewhere still
+// reaches the API, or from --admin and its TLS flags — its output (JSON or
+// lines), and --listener's default, asked of the server.
+import { accessSync, constants } from "node:fs";
+import type { ListRoutesReply } from "../admin/messages";
+import { type GrpcConfig, loadGrpcSection } from "../config/config";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./args";
 
+/** The flags every admin command takes to name the API without a config file (or over its [grpc]). */
+const TARGET_FLAGS = ["--admin", "--server-ca", "--client-cert", "--client-key"];
+
+/** How every admin command's usage names the API. */
+export const ADMIN_TARGET_USAGE = `The admin API is the one named by FILE's [grpc] section (only that section
+is read), or --admin ADDR (host:port, or unix:/abs/path/admin.sock) with, for
+TLS, --server-ca FILE (else the system's roots) and for mTLS --client-cert
+FILE --client-key FILE; with -c as well, [grpc] gives the files not given.`;
+
 export interface Opts {
-  cfg: Config;
+  /** The admin API to call: the [grpc] section, or one made of --admin and its flags. */
+  admin: GrpcConfig;
   json: boolean;
   listener: string | null;
   /** The command's own flags with values. */
@@ -17,13 +30,12 @@ export interface Opts {
 
 export function options(args: string[], usage: string, allowListener: boolean, values: string[] = []): Opts | null {
   const a = parseArgs(args, usage, {
-    values: [...(allowListener ? ["--listener"] : []), ...values],
+    values: [...(allowListener ? ["--listener"] : []), ...TARGET_FLAGS, ...values],
     switches: ["--json"],
   });
   if (a.help) return null;
-  if (a.config === null) throw new UsageError("-c FILE is required", usage);
   return {
-    cfg: loadRoutedConfig(a.config),
+    admin: target(a.config, a.flags, usage),
     json: a.switches.has("--json"),
     listener: a.flags.get("--listener") ?? null,
     values: a.flags,
@@ -31,23 +43,68 @@ export function options(args: string[], usage: string, allowListener: boolean, v
   };
 }
 
-export function client(cfg: Config): AdminClient {
-  if (cfg.grpc === null) throw new Error(`${cfg.file}: no [grpc] section: the admin API is not configured`);
-  return new AdminClient(cfg.grpc);
+/** -c FILE's [grpc], --admin ADDR's flags, or both (the flags win). */
+function target(file: string | null, flags: Map<string, string>, usage: string): GrpcConfig {
+  const addr = flags.get("--admin");
+  const tlsFlags = TARGET_FLAGS.filter((f) => f !== "--admin" && flags.has(f));
+  if (addr === undefined && file === null) throw new UsageError("-c FILE or --admin ADDR is required", usage);
+  if (addr === undefined && tlsFlags.length > 0) throw new UsageError(`${tlsFlags[0]} goes with --admin ADDR`, usage);
+  const grpc = file === null ? null : loadGrpcSection(file);
+  if (addr === undefined) {
+    if (grpc === null)
+      throw new Error(`${file}: no [grpc] section: the admin API is not configured (or give --admin ADDR)`);
+    return grpc;
+  }
+  if (addr.startsWith("unix:") && !addr.startsWith("unix:/"))
+    throw new UsageError(`--admin ${addr}: a unix socket needs an absolute path (unix:/abs/path/admin.sock)`, usage);
+  if (addr.startsWith("unix:") && tlsFlags.length > 0)
+    throw new UsageError(`${tlsFlags[0]}: a unix socket is plaintext (its file mode guards it)`, usage);
+  const flag = (f: string): string | null => {
+    const p = flags.get(f);
+    if (p === undefined) return null;
+    try {
+      accessSync(p, constants.R_OK);
+    } catch (e) {
+      throw new UsageError(`${f} ${p}: cannot read it: ${(e as Error).message}`, usage);
+    }
+    return p;
+  };
+  const clientCert = flag("--client-cert") ?? grpc?.clientCert ?? null;
+  const clientKey = flag("--client-key") ?? grpc?.clientKey ?? null;
+  if ((clientCert === null) !== (clientKey === null))
+    throw new UsageError("--client-cert and --client-key go together (a certificate and its key)", usage);
+  return {
+    addr,
+    // The CA the server's certificate is checked against (none: the system's roots).
+    serverCa: flag("--server-ca") ?? grpc?.serverCa ?? grpc?.tlsCert ?? null,
+    clientCert,
+    clientKey,
+    tlsCert: null,
+    tlsKey: null,
+    clientCa: null,
+    allowUnauthenticatedAdmin: false,
+    adminClients: null,
+  };
+}
+
+export function client(o: Opts): AdminClient {
+  return new AdminClient(o.admin);
 }
 
 export function print(json: boolean, value: unknown, human: () => string): void {
   console.log(json ? JSON.stringify(value, null, 2) : human());
 }
 
-/** --listener, or the only listener with routes of its own in the config (config/listeners.ts routeOwners). */
-export function listenerOf(o: Opts, usage: string): string {
+/**
+ * --listener, or the only listener with routes of its own, as the running
+ * server names it (ListRoutes): the file is not read for it.
+ */
+export async function listenerOf(o: Opts, usage: string, c: AdminClient): Promise<string> {
   if (o.listener !== null) return o.listener;
-  const owners = routeOwners(o.cfg);
-  // A TCP listener by its addr, as before; a QUIC one by its name (its addr in the admin API is "ADDR/quic").
-  if (owners.length === 1) return owners[0]!.protocol === "tcp" ? owners[0]!.addr : owners[0]!.name;
+  const r = await c.call<ListRoutesReply>("ListRoutes", { listener: "" });
+  if (r.listeners.length === 1) return r.listeners[0]!.listener;
   throw new UsageError(
-    `--listener ADDR is required: the config has ${owners.length} listeners (${owners.map((l) => l.addr).join(", ")})`,
+    `--listener ADDR is required: the server has ${r.listeners.length} listeners (${r.listeners.map((l) => l.listener).join(", ")})`,
     usage,
   );
 }

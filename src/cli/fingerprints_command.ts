@@ -24,7 +24,7 @@ export async function fingerprints(args: string[]): Promise<number> {
       `--limit: ${JSON.stringify(rawLimit)} is not a number from 1 to ${MAX_FINGERPRINTS}`,
       FINGERPRINTS_USAGE,
     );
-  const c = client(o.cfg);
+  const c = client(o);
   try {
     const r = await c.call<FingerprintsReply>("ListFingerprints", { limit });
     print(o.json, r, () => {

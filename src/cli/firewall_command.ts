@@ -26,7 +26,7 @@ export async function firewall(args: string[]): Promise<number> {
   const o = options(rest, FIREWALL_USAGE, false);
   if (o === null) return help(FIREWALL_USAGE);
   const pos = o.rest;
-  const c = client(o.cfg);
+  const c = client(o);
   try {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, FIREWALL_USAGE);

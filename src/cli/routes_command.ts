@@ -1,23 +1,32 @@
 // `routes list|add|remove`, through the admin API (ListRoutes, AddRoute,
 // RemoveRoute).
-import type { ListRoutesReply, RouteMsg } from "../admin/messages";
+import type { AddRouteReply, ListRoutesReply, RouteInput } from "../admin/messages";
 import { SEND_PROXY_ENUM } from "../admin/protos";
 import { maxConnectionsError } from "../config/ranges";
 import { routeName } from "../routing/route";
+import { BALANCES, HEALTH_CHECKS } from "../routing/route_fields";
 import { help, UsageError } from "./args";
-import { alpnList, client, listenerOf, options, print } from "./admin_options";
+import { ADMIN_TARGET_USAGE, alpnList, client, listenerOf, options, print } from "./admin_options";
 import { routeLine } from "./route_lines";
 
 export const ROUTES_USAGE = `Usage:
-  mc-proxy routes list   -c FILE [--listener ADDR] [--json]
-  mc-proxy routes add    -c FILE [--listener ADDR] [--send-proxy-protocol v1|v2] [--alpn P[,P...]]
-                         [--allow CIDR[,CIDR...]] [--deny CIDR[,CIDR...]] [--max-connections N] HOSTNAME BACKEND [--json]
-  mc-proxy routes remove -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME
+  mc-proxy routes list   (-c FILE | --admin ADDR) [--listener ADDR] [--json]
+  mc-proxy routes add    (-c FILE | --admin ADDR) [--listener ADDR] [--send-proxy-protocol v1|v2] [--alpn P[,P...]]
+                         [--allow CIDR[,CIDR...]] [--deny CIDR[,CIDR...]] [--max-connections N]
+                         HOSTNAME (BACKEND | --backend ADDR[,weight=N][,backup] ...)
+                         [--balance round_robin|least_connections|source_hash] [--health-check off|tcp|tls]
+                         [--health-check-interval D] [--health-check-timeout D]
+                         [--health-check-rise N] [--health-check-fall N] [--json]
+  mc-proxy routes remove (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] HOSTNAME
 
 HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
---listener is the listener's addr as configured; it may be left out when the
-config has one listener. "add" replaces an existing route (the same
-HOSTNAME and --alpn list) as a whole.
+--listener is the listener's name or addr; it may be left out when the
+server has one listener. "add" replaces an existing route (the same
+HOSTNAME and --alpn list) as a whole, and says what it replaced.
+--backend, given once per backend, makes a pool (docs/POOLS.md): each
+ADDR may carry ",weight=N" (1-256) and ",backup"; --balance and
+--health-check* are the pool's settings (durations such as "5s"; unset:
+the [proxy] defaults).
 --send-proxy-protocol sends a PROXY protocol header to the backend (v2
 carries the SNI and the connection's id); the default is off.
 --alpn makes a route for clients offering one of those ALPN protocols
@@ -25,11 +34,78 @@ carries the SNI and the connection's id); the default is off.
 "remove" takes the same list to name that route.
 --allow / --deny: client addresses or CIDR blocks this route admits or
 refuses (a reset, outcome route_denied); --max-connections: connections
-open at once through the route over every worker (0: no limit).`;
+open at once through the route over every worker (0: no limit).
+
+${ADMIN_TARGET_USAGE}`;
 
 /** A comma-separated option value as a list ("" or absent: none). */
 function list(v: string | undefined): string[] {
   return v === undefined || v === "" ? [] : v.split(",");
+}
+
+/** The flags `routes add` takes with a value, besides the repeatable --backend. */
+const ADD_FLAGS = [
+  "--send-proxy-protocol",
+  "--alpn",
+  "--allow",
+  "--deny",
+  "--max-connections",
+  "--balance",
+  "--health-check",
+  "--health-check-interval",
+  "--health-check-timeout",
+  "--health-check-rise",
+  "--health-check-fall",
+];
+
+/** The repeatable --backend values taken out of `args` (the parser keeps one value a flag), and the rest. */
+export function backendFlags(args: readonly string[], usage: string): { specs: string[]; rest: string[] } {
+  const specs: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      rest.push(...args.slice(i));
+      break;
+    }
+    if (a.startsWith("--backend=")) specs.push(a.slice("--backend=".length));
+    else if (a === "--backend") {
+      const v = args[i + 1];
+      if (v === undefined || v.startsWith("-")) throw new UsageError("--backend needs a value", usage);
+      specs.push(v);
+      i++;
+    } else rest.push(a);
+  }
+  return { specs, rest };
+}
+
+/** "ADDR[,weight=N][,backup]" as AddRoute's backend; the weight's range is the server's rule. */
+export function backendSpec(spec: string, usage: string): { addr: string; weight: number; backup: boolean } {
+  const [addr = "", ...opts] = spec.split(",");
+  let weight = 0;
+  let backup = false;
+  for (const o of opts) {
+    const w = /^weight=(\d{1,9})$/.exec(o);
+    if (w !== null) weight = Number(w[1]);
+    else if (o === "backup") backup = true;
+    else throw new UsageError(`--backend ${spec}: ${JSON.stringify(o)} is not weight=N or backup`, usage);
+  }
+  if (addr === "") throw new UsageError(`--backend ${JSON.stringify(spec)}: no address`, usage);
+  return { addr, weight, backup };
+}
+
+/** An enum flag's value as the proto's name: "least_connections" → "BALANCE_LEAST_CONNECTIONS"; absent: unset. */
+function enumFlag(v: string | undefined, prefix: string, values: readonly string[], flag: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (!values.includes(v)) throw new UsageError(`${flag} ${v}: expected ${values.join(", ")}`, ROUTES_USAGE);
+  return `${prefix}_${v.toUpperCase()}`;
+}
+
+/** A count flag (--health-check-rise): a whole number, its range the server's rule; absent: 0, unset. */
+function countFlag(v: string | undefined, flag: string): number {
+  if (v === undefined) return 0;
+  if (!/^\d{1,9}$/.test(v)) throw new UsageError(`${flag} ${v}: expected a whole number`, ROUTES_USAGE);
+  return Number(v);
 }
 
 export async function routes(args: string[]): Promise<number> {
@@ -40,19 +116,11 @@ export async function routes(args: string[]): Promise<number> {
       sub === undefined ? "routes needs list, add or remove" : `unknown routes command "${sub}"`,
       ROUTES_USAGE,
     );
-  const o = options(
-    rest,
-    ROUTES_USAGE,
-    true,
-    sub === "add"
-      ? ["--send-proxy-protocol", "--alpn", "--allow", "--deny", "--max-connections"]
-      : sub === "remove"
-        ? ["--alpn"]
-        : [],
-  );
+  const pool = sub === "add" ? backendFlags(rest, ROUTES_USAGE) : { specs: [], rest };
+  const o = options(pool.rest, ROUTES_USAGE, true, sub === "add" ? ADD_FLAGS : sub === "remove" ? ["--alpn"] : []);
   if (o === null) return help(ROUTES_USAGE);
   const pos = o.rest;
-  const c = client(o.cfg);
+  const c = client(o);
   try {
     if (sub === "list") {
       if (pos.length > 0) throw new UsageError(`unexpected argument ${pos[0]}`, ROUTES_USAGE);
@@ -68,30 +136,14 @@ export async function routes(args: string[]): Promise<number> {
           .join("\n"),
       );
     } else if (sub === "add") {
-      if (pos.length !== 2) throw new UsageError("routes add needs HOSTNAME and BACKEND", ROUTES_USAGE);
-      const listener = listenerOf(o, ROUTES_USAGE);
-      const pp = o.values.get("--send-proxy-protocol") ?? "off";
-      if (pp !== "off" && pp !== "v1" && pp !== "v2")
-        throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
-      const raw = o.values.get("--max-connections") ?? "0";
-      const max = /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
-      const badMax = maxConnectionsError(max, "--max-connections");
-      if (badMax !== null) throw new UsageError(badMax, ROUTES_USAGE);
-      const route = {
-        hostname: pos[0],
-        backend: pos[1],
-        send_proxy_protocol: SEND_PROXY_ENUM[pp],
-        alpn: alpnList(o.values.get("--alpn"), ROUTES_USAGE),
-        allow: list(o.values.get("--allow")),
-        deny: list(o.values.get("--deny")),
-        max_connections: max,
-      };
-      const r = await c.call<{ route: RouteMsg; replaced: boolean }>("AddRoute", { listener, route });
-      print(o.json, r, () => `${r.replaced ? "replaced" : "added"}: ${listener}  ${routeLine(r.route)}`);
+      const route = addedRoute(pos, pool.specs, o.values);
+      const listener = await listenerOf(o, ROUTES_USAGE, c);
+      const r = await c.call<AddRouteReply>("AddRoute", { listener, route });
+      print(o.json, r, () => addedLines(listener, r));
     } else {
       if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
-      const listener = listenerOf(o, ROUTES_USAGE);
       const alpn = alpnList(o.values.get("--alpn"), ROUTES_USAGE);
+      const listener = await listenerOf(o, ROUTES_USAGE, c);
       await c.call("RemoveRoute", { listener, hostname: pos[0], alpn });
       const name = routeName({ hostname: pos[0]!, alpn });
       print(o.json, { listener, hostname: pos[0], alpn, removed: true }, () => `removed: ${listener}  ${name}`);
@@ -100,4 +152,52 @@ export async function routes(args: string[]): Promise<number> {
   } finally {
     c.close();
   }
+}
+
+/** AddRoute's route from `routes add`'s arguments: one BACKEND, or a pool of --backend flags. */
+function addedRoute(pos: string[], specs: string[], values: Map<string, string>): RouteInput {
+  if (specs.length > 0 && pos.length !== 1)
+    throw new UsageError(
+      pos.length === 0 ? "routes add needs HOSTNAME" : "routes add takes BACKEND or --backend, not both",
+      ROUTES_USAGE,
+    );
+  if (specs.length === 0 && pos.length !== 2)
+    throw new UsageError("routes add needs HOSTNAME and BACKEND (or --backend ADDR ...)", ROUTES_USAGE);
+  const pp = values.get("--send-proxy-protocol") ?? "off";
+  if (pp !== "off" && pp !== "v1" && pp !== "v2")
+    throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
+  const raw = values.get("--max-connections") ?? "0";
+  const max = /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
+  const badMax = maxConnectionsError(max, "--max-connections");
+  if (badMax !== null) throw new UsageError(badMax, ROUTES_USAGE);
+  return {
+    hostname: pos[0],
+    ...(specs.length === 0 ? { backend: pos[1] } : { backends: specs.map((s) => backendSpec(s, ROUTES_USAGE)) }),
+    send_proxy_protocol: SEND_PROXY_ENUM[pp],
+    alpn: alpnList(values.get("--alpn"), ROUTES_USAGE),
+    allow: list(values.get("--allow")),
+    deny: list(values.get("--deny")),
+    max_connections: max,
+    balance: enumFlag(values.get("--balance"), "BALANCE", BALANCES, "--balance"),
+    health_check: enumFlag(values.get("--health-check"), "HEALTH_CHECK", HEALTH_CHECKS, "--health-check"),
+    health_check_interval: values.get("--health-check-interval") ?? "",
+    health_check_timeout: values.get("--health-check-timeout") ?? "",
+    health_check_rise: countFlag(values.get("--health-check-rise"), "--health-check-rise"),
+    health_check_fall: countFlag(values.get("--health-check-fall"), "--health-check-fall"),
+  };
+}
+
+/** "added: L  route", or "replaced: L  route" and what it was — a pool never flattened silently. */
+export function addedLines(listener: string, r: AddRouteReply): string {
+  const now = `${r.replaced ? "replaced" : "added"}: ${listener}  ${routeLine(r.route)}`;
+  if (r.previous === null) return now;
+  const was = r.previous.backends.map((b) => b.addr);
+  const lost = was.filter((a) => !r.route.backends.some((b) => b.addr === a));
+  return [
+    now,
+    `  was: ${routeLine(r.previous)}${was.length > 1 ? ` [${was.join(", ")}]` : ""}`,
+    ...(lost.length > 0 && was.length > 1
+      ? [`  no longer in the pool: ${lost.join(", ")} (give every backend with --backend to keep a pool)`]
+      : []),
+  ].join("\n");
 }

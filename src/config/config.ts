@@ -10,8 +10,8 @@ import type { LogFormat, LogLevel } from "../log/logger";
 import { LIMITS, type LimitKey, defaultOf, outOfRange } from "./limits";
 import { validateListeners, validateQuicListeners } from "./listeners";
 import { validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
-import { SECTIONS, type Table, applyEnvOverrides, checkKeys, readSection, show } from "./toml";
-import { type Config, ConfigError, type ProxyConfig, type RouteReader } from "./types";
+import { SECTIONS, type Table, applyEnvOverrides, checkKeys, parseToml, readSection, show } from "./toml";
+import { type Config, ConfigError, type GrpcConfig, type ProxyConfig, type RouteReader } from "./types";
 
 export * from "./types";
 export { POOL_DEFAULTS, readGrpcFile } from "./sections";
@@ -50,18 +50,55 @@ export function examineConfig<R>(
   readRoutes: RouteReader<R>,
   env: Record<string, string | undefined> = {},
 ): ConfigRead<R> {
-  let raw: unknown;
-  try {
-    raw = Bun.TOML.parse(text);
-  } catch (e) {
-    // Bun's TOML errors carry no line or column (docs/BUN-NOTES.md); say what we can.
-    return { config: null, problems: [`not valid TOML: ${(e as Error).message}`] };
-  }
+  const parsed = parseToml(text);
+  if (!parsed.ok) return { config: null, problems: [parsed.error] };
   const problems: string[] = [];
-  const root = raw as Table;
+  const root = parsed.value;
   applyEnvOverrides(root, env, problems);
   const config = validate(root, file, problems, readRoutes);
   return { config, problems };
+}
+
+/**
+ * The [grpc] section alone, for the admin commands (docs/COMMAND_LINE.md):
+ * a file half edited elsewhere — a broken route, even a TOML syntax error
+ * outside [grpc] — still reaches the admin API. Null when there is no
+ * [grpc]; a ConfigError naming the section's own problems.
+ */
+export function loadGrpcSection(
+  file: string,
+  env: Record<string, string | undefined> = process.env,
+): GrpcConfig | null {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ConfigError(file, [`cannot read config file: ${(e as Error).message}`]);
+  }
+  let parsed = parseToml(text);
+  // Not TOML as a whole: the [grpc] table's own lines may still be.
+  if (!parsed.ok) {
+    const own = parseToml(sectionText(text, "grpc"));
+    if (!own.ok) throw new ConfigError(file, [parsed.error]);
+    parsed = own;
+  }
+  const problems: string[] = [];
+  const root: Table = { grpc: parsed.value.grpc };
+  const grpcEnv = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith("MCPROXY_GRPC_")));
+  applyEnvOverrides(root, grpcEnv, problems);
+  const base = dirname(resolve(file));
+  const grpc = validateGrpc(root, (p) => (isAbsolute(p) ? p : resolve(base, p)), problems);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return grpc;
+}
+
+/** The lines of one top-level [name] table: from its header to the next header (or the end). */
+function sectionText(text: string, name: string): string {
+  const lines = text.split("\n");
+  const start = lines.findIndex((l) => new RegExp(`^\\s*\\[\\s*${name}\\s*\\]\\s*(#.*)?\\r?$`).test(l));
+  if (start < 0) return "";
+  const next = lines.findIndex((l, i) => i > start && /^\s*\[/.test(l));
+  return lines.slice(start, next < 0 ? undefined : next).join("\n");
 }
 
 /** readConfig, or a ConfigError listing every problem. */

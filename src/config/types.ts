@@ -162,7 +162,8 @@ export class ConfigError extends Error {
     readonly file: string,
     readonly problems: string[],
   ) {
-    super(problems.map((p) => `${file}: ${p}`).join("\n"));
+    // A problem placed in the text ("12:7: …") reads as compilers write it: FILE:12:7: …
+    super(problems.map((p) => (/^\d+:\d+: /.test(p) ? `${file}:${p}` : `${file}: ${p}`)).join("\n"));
     this.name = "ConfigError";
   }
 }

@@ -8,6 +8,7 @@
 // "Adding a route option").
 
 import { LIMITS } from "../config/limits";
+import { parseDuration } from "../config/duration";
 import { type Parsed, fail, ok } from "../config/parsed";
 import { durationError, intError, maxConnectionsError, showValue as show } from "../config/ranges";
 import type { Kind } from "../config/toml";
@@ -81,7 +82,13 @@ export interface OptionRow {
    * values (BALANCE_ + "least_connections" upper-cased; UNSPECIFIED is
    * `unset`); null: set in the config file only (AddRoute keeps the route's own).
    */
-  readonly proto: { readonly field: string; readonly enumPrefix?: string; readonly values?: readonly string[] } | null;
+  readonly proto: {
+    readonly field: string;
+    readonly enumPrefix?: string;
+    readonly values?: readonly string[];
+    /** The model's value from the API's form, when they differ (a duration's text → ms), or a problem. */
+    readonly fromApi?: (v: unknown, field: string) => Parsed<unknown>;
+  } | null;
   /** Its value when the source does not set it (in the model; stored values leave it out). */
   readonly unset: unknown;
   /** The rule every source shares: a problem naming `field`, or null. */
@@ -119,22 +126,28 @@ function sources(k: "allow" | "deny"): OptionRow {
   };
 }
 
-/** A per-route override of a [proxy] default: null (unset) or a value in range. */
+/**
+ * A per-route override of a [proxy] default: null (unset) or a value in
+ * range. `api`: the admin API carries it under its TOML key, a duration as
+ * its text ("5s") and a count as a number, the proto3 zero ("", 0) unset.
+ */
 function override(
   toml: string,
   kind: "int" | "duration",
   stored: OptionRow["stored"],
   key: "retries" | "connectTimeoutMs" | keyof CheckSettings,
   rule: OptionRow["rule"],
+  api = false,
 ): OptionRow {
   const inCheck = stored.length === 2;
+  const unset = inCheck ? undefined : null;
   return {
     toml,
     kind,
     stored,
     since: 1,
-    proto: null,
-    unset: inCheck ? undefined : null,
+    proto: api ? { field: toml, fromApi: (v, field) => apiValue(kind, v, field, unset) } : null,
+    unset,
     rule: (v, field) => (v === null || v === undefined ? null : rule(v, field)),
     get: (r) => (inCheck ? r.check[key as keyof CheckSettings] : r[key as "retries"]),
     put: (r, v) => {
@@ -143,6 +156,15 @@ function override(
       else r.check[key] = v;
     },
   };
+}
+
+/** An override as the admin API sends it: "" or 0 unset, a duration's text parsed (config/duration.ts). */
+function apiValue(kind: "int" | "duration", v: unknown, field: string, unset: unknown): Parsed<unknown> {
+  if (v === "" || v === 0) return ok(unset);
+  if (kind === "int") return ok(v);
+  if (typeof v !== "string") return fail(`${field}: ${show(v)} must be a duration such as "5s"`);
+  const ms = parseDuration(v);
+  return ms.ok ? ok(ms.value) : fail(`${field}: ${show(v)} ${ms.error}`);
 }
 
 export const OPTION_ROWS: readonly OptionRow[] = [
@@ -187,17 +209,37 @@ export const OPTION_ROWS: readonly OptionRow[] = [
       r.healthCheck = v;
     },
   },
-  override("health_check_interval", "duration", ["check", "intervalMs"], "intervalMs", (v, f) =>
-    durationError(v, f, LIMITS["routes.health_check_interval"]),
+  override(
+    "health_check_interval",
+    "duration",
+    ["check", "intervalMs"],
+    "intervalMs",
+    (v, f) => durationError(v, f, LIMITS["routes.health_check_interval"]),
+    true,
   ),
-  override("health_check_timeout", "duration", ["check", "timeoutMs"], "timeoutMs", (v, f) =>
-    durationError(v, f, LIMITS["routes.health_check_timeout"]),
+  override(
+    "health_check_timeout",
+    "duration",
+    ["check", "timeoutMs"],
+    "timeoutMs",
+    (v, f) => durationError(v, f, LIMITS["routes.health_check_timeout"]),
+    true,
   ),
-  override("health_check_rise", "int", ["check", "rise"], "rise", (v, f) =>
-    intError(v, f, LIMITS["routes.health_check_rise"]),
+  override(
+    "health_check_rise",
+    "int",
+    ["check", "rise"],
+    "rise",
+    (v, f) => intError(v, f, LIMITS["routes.health_check_rise"]),
+    true,
   ),
-  override("health_check_fall", "int", ["check", "fall"], "fall", (v, f) =>
-    intError(v, f, LIMITS["routes.health_check_fall"]),
+  override(
+    "health_check_fall",
+    "int",
+    ["check", "fall"],
+    "fall",
+    (v, f) => intError(v, f, LIMITS["routes.health_check_fall"]),
+    true,
   ),
   override("retries", "int", ["retries"], "retries", (v, f) => intError(v, f, LIMITS["routes.retries"])),
   override("connect_timeout", "duration", ["connect_timeout_ms"], "connectTimeoutMs", (v, f) =>

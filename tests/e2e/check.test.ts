@@ -60,6 +60,44 @@ describe("preflight: every problem in one run (binary)", () => {
     expect(r.err).not.toContain("listening");
   });
 
+  test("a config problem, an unreadable GeoIP database and an admin CA that TLS refuses: all three in one run", () => {
+    const pki = adminPki();
+    const dir = tempDir();
+    const file = join(dir, "c.toml");
+    writeFileSync(
+      join(dir, "ca.pem"),
+      "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+    writeFileSync(
+      file,
+      `[[listeners]]
+addr = "127.0.0.1:1"
+trusted_proxies = ["10.0.0.0/8"]
+[firewall]
+geoip_db = "missing.mmdb"
+[grpc]
+addr = "127.0.0.1:2"
+tls_cert = "${pki.serverCert}"
+tls_key = "${pki.serverKey}"
+client_ca = "ca.pem"
+`,
+    );
+    const r = runCli(["check", "-c", file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${file}: listeners[0].trusted_proxies: only meaningful with proxy_protocol = true`);
+    expect(r.err).toMatch(/firewall\.geoip_db: [^\n]*missing\.mmdb/);
+    expect(r.err).toMatch(/grpc: TLS refuses tls_cert, tls_key and client_ca \([^)]*ca\.pem\)/);
+  });
+
+  test("a TOML syntax error names FILE:LINE:COLUMN and says nothing else was checked", () => {
+    const file = join(tempDir(), "c.toml");
+    writeFileSync(file, `[[listeners]]\naddr = "127.0.0.1:1"\n\n[grpc]\naddr "unix:a.sock"\n`);
+    const r = runCli(["check", "-c", file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`${file}:5:6: not valid TOML: Expected '=' after a key`);
+    expect(r.err).toContain("nothing else is checked until the file parses");
+  });
+
   test("unreadable files of every group are named together: the admin API's and etcd's certificates, the GeoIP database", () => {
     const dir = tempDir();
     const file = join(dir, "c.toml");

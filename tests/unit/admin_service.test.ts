@@ -103,6 +103,66 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
     expect(JSON.stringify([...db.state().listeners])).toBe(before);
   });
 
+  test("AddRoute: a pool's health-check settings are validated by the route rules, stored and reported; a replace answers with what it replaced", async () => {
+    const pool = await admin.addRoute({
+      listener,
+      route: {
+        hostname: "hc.example.com",
+        backends: [
+          { addr: "127.0.0.1:1101" },
+          { addr: "127.0.0.1:1102", weight: 3 },
+          { addr: "127.0.0.1:1103", backup: true },
+        ],
+        health_check: "HEALTH_CHECK_TCP",
+        health_check_interval: "1m30s",
+        health_check_timeout: "",
+        health_check_rise: 4,
+        health_check_fall: 0,
+      },
+    });
+    expect(pool.previous).toBeNull();
+    // Reported in canonical form, as `check` and the config docs write durations.
+    expect(pool.route).toMatchObject({
+      health_check_interval: "90s",
+      health_check_timeout: "",
+      health_check_rise: 4,
+      health_check_fall: 0,
+    });
+    const stored = db
+      .state()
+      .listeners.get(listener)!
+      .routes.find((r) => r.hostname === "hc.example.com")!;
+    expect(stored.check).toEqual({ intervalMs: 90_000, rise: 4 });
+
+    const before = JSON.stringify([...db.state().listeners]);
+    for (const [route, why] of [
+      [{ health_check_interval: "5" }, /^route\.health_check_interval: "5" /],
+      [{ health_check_interval: "0s" }, /^route\.health_check_interval: must be greater than zero/],
+      [{ health_check_timeout: "1000h" }, /^route\.health_check_timeout: 3600000000 ms is out of range/],
+      [{ health_check_rise: 101 }, /^route\.health_check_rise: 101 must be a whole number from 1 to 100/],
+    ] as [object, RegExp][]) {
+      const e = await refused(() =>
+        admin.addRoute({ listener, route: { hostname: "hc.example.com", backend: "127.0.0.1:1", ...route } }),
+      );
+      expect(e.code).toBe(status.INVALID_ARGUMENT);
+      expect(e.message).toMatch(why);
+    }
+    expect(JSON.stringify([...db.state().listeners])).toBe(before);
+
+    // One backend written over a pool: done, and the answer names the pool it replaced.
+    const flat = await admin.addRoute({ listener, route: { hostname: "hc.example.com", backend: "127.0.0.1:1104" } });
+    expect(flat.replaced).toBe(true);
+    expect(flat.route.backends.map((b) => b.addr)).toEqual(["127.0.0.1:1104"]);
+    expect(flat.route.health_check_interval).toBe("");
+    expect(flat.previous?.backends.map((b) => [b.addr, b.weight, b.backup])).toEqual([
+      ["127.0.0.1:1101", 1, false],
+      ["127.0.0.1:1102", 3, false],
+      ["127.0.0.1:1103", 1, true],
+    ]);
+    expect(flat.previous?.health_check_interval).toBe("90s");
+    await admin.removeRoute({ listener, hostname: "hc.example.com" });
+  });
+
   test("RemoveRoute of an absent route and an unknown listener are NOT_FOUND; a country rule without GeoIP is FAILED_PRECONDITION", async () => {
     expect((await refused(admin.removeRoute({ listener, hostname: "nope.example.com" }))).code).toBe(status.NOT_FOUND);
     expect(

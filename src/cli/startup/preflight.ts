@@ -9,19 +9,18 @@
 // process anything (docs/ARCHITECTURE.md "Takeover").
 
 import { readFileSync } from "node:fs";
-import { AdminServer, type PreparedAdmin } from "../../admin/grpc_server";
+import { AdminServer, type PreparedAdmin, adminTlsError } from "../../admin/grpc_server";
 import { ConfigError, readConfig, readGrpcFile } from "../../config/config";
 import { CountryDatabase } from "../../firewall/country_database";
 import { keyPairError } from "../../net/key_pair";
 import { type RoutedConfig, readRoutes } from "../../routing/route_config";
 import { controlPath, controlPathError } from "../../server/handover";
-import { migrateWarning } from "../../server/host_limits";
 
 export interface Preflight {
   config: RoutedConfig;
   /** The admin API's TLS loaded and matched, ready to bind; null without [grpc]. */
   admin: PreparedAdmin | null;
-  /** What serves anyway but is worth saying: the kernel's tcp_migrate_req, then the config's own warnings. */
+  /** What serves anyway but is worth saying: the config's own warnings (the kernel's tcp_migrate_req is a takeover's: server_command.ts). */
   warnings: string[];
 }
 
@@ -42,8 +41,7 @@ export function preflight(file: string, env: Record<string, string | undefined> 
     }
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
-  const migrate = migrateWarning();
-  return { config, admin, warnings: [...(migrate === null ? [] : [migrate]), ...config.warnings] };
+  return { config, admin, warnings: [...config.warnings] };
 }
 
 /**
@@ -73,16 +71,14 @@ function fileProblems(cfg: RoutedConfig): string[] {
     };
     const cert = read("tls_cert", g.tlsCert);
     const key = read("tls_key", g.tlsKey);
-    read("client_ca", g.clientCa);
-    // A unix: admin socket is plaintext: its certificate is not served.
-    if (!g.addr.startsWith("unix:") && cert !== null && key !== null) {
-      const mismatch = keyPairError(
-        cert,
-        key,
-        { key: "grpc.tls_cert", path: g.tlsCert! },
-        { key: "grpc.tls_key", path: g.tlsKey! },
-      );
-      if (mismatch !== null) problems.push(mismatch);
+    const ca = read("client_ca", g.clientCa);
+    // A unix: admin socket is plaintext: its certificate is not served. The
+    // TLS context is built whatever else is wrong, so that a CA TLS refuses
+    // is named in the same run as the config's problems.
+    const caRead = g.clientCa === null || ca !== null;
+    if (!g.addr.startsWith("unix:") && cert !== null && key !== null && caRead) {
+      const refused = adminTlsError(g, cert, key, ca);
+      if (refused !== null) problems.push(refused);
     }
   }
   if (cfg.etcd !== null) {
