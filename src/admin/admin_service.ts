@@ -26,11 +26,11 @@ import type { ConfigStore } from "../store/config_store";
 import { AdminError, invalid } from "./admin_error";
 import { clip } from "./clip";
 import type {
+  AddRouteReply,
   BackendMsg,
   FingerprintsReply,
   ListRoutesReply,
   RouteInput,
-  RouteMsg,
   RuleMsg,
   StatusReply,
 } from "./messages";
@@ -71,7 +71,7 @@ export class AdminService {
     };
   }
 
-  addRoute(req: { listener: string; route: RouteInput | null }): Promise<{ route: RouteMsg; replaced: boolean }> {
+  addRoute(req: { listener: string; route: RouteInput | null }): Promise<AddRouteReply> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
@@ -115,12 +115,16 @@ export class AdminService {
           `route.backends: the backend table is full (${this.runtime.backends.slots} route backends in all); nothing changed — remove routes or backends first`,
         );
       }
+      // What it replaces, as it is now (its pool's health and counters included).
+      const was = this.runtime.listener(l.name)?.table.find(name);
+      const previous = was === undefined ? null : routeMsg(this.runtime.backends, was);
       const { replaced } = await this.store.upsertRoute(l.name, route);
       const now = this.runtime.listener(l.name)!.table.find(name);
       return {
         // Not in this instance's table (only when its store lags): say what was written.
         route: now === undefined ? writtenRouteMsg(route) : routeMsg(this.runtime.backends, now),
         replaced,
+        previous: replaced ? previous : null,
       };
     });
   }
@@ -145,11 +149,15 @@ export class AdminService {
     if (req.reset_connections && state !== "disabled")
       throw invalid("reset_connections: only with BACKEND_STATE_DISABLED");
     return this.mutations.run(async () => {
-      if (!(await this.store.setBackendState(l.name, key, addr, state)))
+      if (!(await this.store.setBackendState(l.name, key, addr, state))) {
+        // Which of the two is missing: the route, or its backend.
+        if (this.runtime.listener(l.name)!.table.find(hostname) === undefined)
+          throw new AdminError(status.NOT_FOUND, `hostname: no route ${clip(hostname)} on listener ${clip(l.name)}`);
         throw new AdminError(
           status.NOT_FOUND,
-          `addr: route ${clip(hostname)} on ${clip(l.name)} has no backend ${clip(addr)}`,
+          `addr: route ${clip(hostname)} on listener ${clip(l.name)} has no backend ${clip(addr)}`,
         );
+      }
       const pool = this.runtime.listener(l.name)!.table.find(hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
       const reset = req.reset_connections ? await this.runtime.applyBackendReset(pool.refs[i]!) : 0;
@@ -223,6 +231,11 @@ export class AdminService {
   async getStatus(): Promise<StatusReply & { workers: unknown }> {
     const s = await this.runtime.snapshot();
     return statusReply(s, this.runtime, this.store.describe(), this.extras, Date.now());
+  }
+
+  /** The name of the listener a request names by its name or its addr (the audit line's, audit.ts); undefined when none. */
+  listenerName(nameOrAddr: string): string | undefined {
+    return this.runtime.listener(nameOrAddr)?.name;
   }
 
   private listener(addr: string): ListenerView {

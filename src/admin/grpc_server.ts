@@ -9,8 +9,8 @@ import { chmodSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
-import type { Fields } from "../log/logger";
 import { AdminError } from "./admin_error";
+import { auditFields } from "./audit";
 import type { AdminService } from "./admin_service";
 import { clip } from "./clip";
 import { removeStaleSocket } from "../net/unix_socket";
@@ -62,39 +62,6 @@ function answeredMetadata(): grpc.Metadata {
   return m;
 }
 
-/** Fields of one audit line at most (a route of 31 backends has 96). */
-const MAX_AUDIT_FIELDS = 200;
-
-/**
- * Every field of the request for the audit line ("route.backends[1].addr"),
- * strings cut to 64 characters; nested messages and lists walked whole, up
- * to MAX_AUDIT_FIELDS (then "truncated" says how many more there were).
- */
-export function auditFields(req: unknown): Fields {
-  const out: Fields = {};
-  let n = 0;
-  let dropped = 0;
-  const put = (k: string, v: string | number | boolean) => {
-    if (n++ < MAX_AUDIT_FIELDS) out[k] = v;
-    else dropped++;
-  };
-  const walk = (o: unknown, prefix: string, depth: number) => {
-    if (typeof o !== "object" || o === null || depth > 4) return;
-    const entries: [string, unknown][] = Array.isArray(o)
-      ? o.map((v, i) => [`${prefix.slice(0, -1)}[${i}].`, v])
-      : Object.entries(o).map(([k, v]) => [`${prefix}${k}`, v]);
-    for (const [k, v] of entries) {
-      const key = Array.isArray(o) ? k.slice(0, -1) : k;
-      if (typeof v === "string") put(key, v.length > 64 ? `${v.slice(0, 64)}…(${Buffer.byteLength(v)} bytes)` : v);
-      else if (typeof v === "number" || typeof v === "boolean") put(key, v);
-      else walk(v, `${key}.`, depth + 1);
-    }
-  };
-  walk(req, "", 0);
-  if (dropped > 0) out.truncated = dropped;
-  return out;
-}
-
 /**
  * Wrap a handler (synchronous, or returning a promise) as a grpc-js unary
  * handler: access control for mutating calls, status mapping, and one audit
@@ -107,7 +74,14 @@ function unary(
   logger: Logger,
   name: string,
   fn: Handler,
-  opts: { mutating: boolean; unix: boolean; policy: AccessPolicy; observe: CallObserver },
+  opts: {
+    mutating: boolean;
+    unix: boolean;
+    policy: AccessPolicy;
+    observe: CallObserver;
+    /** A listener as the request names it (name or addr) → its name, for the audit line (audit.ts). */
+    listenerName: (given: string) => string | undefined;
+  },
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const caller = callerOf(call, opts.unix);
@@ -137,7 +111,12 @@ function unary(
         }
       }
       if (opts.mutating)
-        logger.audit("admin", { method: name, identity, ...auditFields(call.request), code: grpc.status[code] });
+        logger.audit("admin", {
+          method: name,
+          identity,
+          ...auditFields(call.request, opts.listenerName),
+          code: grpc.status[code],
+        });
       opts.observe(name, grpc.status[code]);
       if (code === grpc.status.OK) callback(null, res);
       else callback({ code, details, metadata: answeredMetadata() });
@@ -201,8 +180,11 @@ export class AdminServer {
     const health = healthDefinition();
     const unix = cfg.addr.startsWith("unix:");
     const policy: AccessPolicy = { adminClients: cfg.adminClients };
-    const read = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: false, unix, policy, observe });
-    const write = (name: string, fn: Handler) => unary(logger, name, fn, { mutating: true, unix, policy, observe });
+    const listenerName = (given: string) => service.listenerName(given);
+    const read = (name: string, fn: Handler) =>
+      unary(logger, name, fn, { mutating: false, unix, policy, observe, listenerName });
+    const write = (name: string, fn: Handler) =>
+      unary(logger, name, fn, { mutating: true, unix, policy, observe, listenerName });
     server.addService(admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition, {
       ListRoutes: read("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
       AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
@@ -315,30 +297,39 @@ export interface PreparedAdmin {
 }
 
 /**
- * TLS 1.3 only; with client_ca, a client certificate signed by it is
- * required. Throws, naming the key, when a file cannot be read, the key does
- * not match the certificate, or TLS refuses them together (as the bind
- * would, later).
+ * Why the admin API's TLS cannot serve these files, or null: the key is not
+ * the certificate's, or TLS refuses them together (a CA that does not parse).
+ * The same question `check` asks (cli/startup/preflight.ts) and the bind
+ * would, later.
  */
-function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
-  // Config validation guarantees tls_cert and tls_key for a TCP address.
-  const cert = readGrpcFile("tls_cert", cfg.tlsCert)!;
-  const key = readGrpcFile("tls_key", cfg.tlsKey)!;
-  const ca = readGrpcFile("client_ca", cfg.clientCa);
+export function adminTlsError(cfg: GrpcConfig, cert: Buffer, key: Buffer, ca: Buffer | null): string | null {
   const mismatch = keyPairError(
     cert,
     key,
     { key: "grpc.tls_cert", path: cfg.tlsCert! },
     { key: "grpc.tls_key", path: cfg.tlsKey! },
   );
-  if (mismatch !== null) throw new Error(mismatch);
+  if (mismatch !== null) return mismatch;
   try {
     createSecureContext({ cert, key, ca: ca ?? undefined, minVersion: "TLSv1.3" });
   } catch (e) {
-    throw new Error(
-      `grpc: TLS refuses tls_cert, tls_key${ca === null ? "" : " and client_ca"} (${cfg.tlsCert}, ${cfg.tlsKey}${ca === null ? "" : `, ${cfg.clientCa}`}): ${(e as Error).message}`,
-    );
+    return `grpc: TLS refuses tls_cert, tls_key${ca === null ? "" : " and client_ca"} (${cfg.tlsCert}, ${cfg.tlsKey}${ca === null ? "" : `, ${cfg.clientCa}`}): ${(e as Error).message}`;
   }
+  return null;
+}
+
+/**
+ * TLS 1.3 only; with client_ca, a client certificate signed by it is
+ * required. Throws, naming the key, when a file cannot be read, the key does
+ * not match the certificate, or TLS refuses them together (adminTlsError).
+ */
+function tlsCredentials(cfg: GrpcConfig): grpc.ServerCredentials {
+  // Config validation guarantees tls_cert and tls_key for a TCP address.
+  const cert = readGrpcFile("tls_cert", cfg.tlsCert)!;
+  const key = readGrpcFile("tls_key", cfg.tlsKey)!;
+  const ca = readGrpcFile("client_ca", cfg.clientCa);
+  const refused = adminTlsError(cfg, cert, key, ca);
+  if (refused !== null) throw new Error(refused);
   const creds = grpc.ServerCredentials.createSsl(ca, [{ private_key: key, cert_chain: cert }], ca !== null);
   // grpc-js has no option for the protocol floor; its secure credentials hand
   // these constructor options to http2.createSecureServer, so add it there.

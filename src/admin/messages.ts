@@ -30,6 +30,11 @@ export interface RouteMsg {
   deny: string[];
   max_connections: number;
   active_connections: number;
+  /** The route's own check settings: a duration's text, a count; "" / 0 where it takes [proxy]'s. */
+  health_check_interval: string;
+  health_check_timeout: string;
+  health_check_rise: number;
+  health_check_fall: number;
 }
 
 /** AddRoute's route as a caller sends it: proto3, so any field may be absent. */
@@ -44,6 +49,17 @@ export interface RouteInput {
   allow?: string[];
   deny?: string[];
   max_connections?: number | string;
+  health_check_interval?: string;
+  health_check_timeout?: string;
+  health_check_rise?: number;
+  health_check_fall?: number;
+}
+
+/** AddRoute's answer: the route now, and the one it replaced (null when none). */
+export interface AddRouteReply {
+  route: RouteMsg;
+  replaced: boolean;
+  previous: RouteMsg | null;
 }
 
 export interface RuleMsg {
@@ -86,6 +102,8 @@ export interface StatusReply {
     name: string;
     /** "tcp", or "quic" (its addr is "ADDR/quic"). */
     protocol: string;
+    /** Its one name in logs, metrics and status (name, or NAME/quic). */
+    label: string;
     route_count: number;
     active_connections: number;
     max_connections: number;

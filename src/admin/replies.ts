@@ -2,6 +2,7 @@
 // counters (docs/ADMIN_API.md; shapes: messages.ts): synchronous, no store,
 // no socket. A route's backends carry their health, operator state and
 // connection counts from the shared backend table.
+import { formatDuration } from "../config/duration";
 import type { BackendTable } from "../routing/backend_table";
 import { type BoundRoute, type Route, healthCheckOf } from "../routing/route";
 import type { FingerprintsView, LiveTables } from "../server/runtime_views";
@@ -52,6 +53,7 @@ export function routeMsg(table: BackendTable, r: BoundRoute): RouteMsg {
     deny: [...r.deny],
     max_connections: r.maxConnections,
     active_connections: table.active(r.countRef),
+    ...checkFields(r),
   };
 }
 
@@ -69,6 +71,20 @@ export function writtenRouteMsg(route: Route): RouteMsg {
     deny: [...route.deny],
     max_connections: route.maxConnections,
     active_connections: 0,
+    ...checkFields(route),
+  };
+}
+
+/** The route's own check settings as AddRoute takes them ("" / 0: [proxy]'s). */
+function checkFields(
+  r: Route,
+): Pick<RouteMsg, "health_check_interval" | "health_check_timeout" | "health_check_rise" | "health_check_fall"> {
+  const d = (ms: number | undefined) => (ms === undefined ? "" : formatDuration(ms));
+  return {
+    health_check_interval: d(r.check.intervalMs),
+    health_check_timeout: d(r.check.timeoutMs),
+    health_check_rise: r.check.rise ?? 0,
+    health_check_fall: r.check.fall ?? 0,
   };
 }
 
@@ -113,6 +129,7 @@ export function statusReply(
     // QUIC listeners follow the TCP ones: addr "ADDR/quic", the name (and routes) of the listener whose routes they use.
     listeners: s.listeners.map((l) => ({
       addr: l.addr,
+      label: l.label,
       name: l.name,
       protocol: l.protocol,
       route_count: l.routes,

@@ -35,7 +35,7 @@ export async function backends(args: string[]): Promise<number> {
   );
   if (o === null) return help(BACKENDS_USAGE);
   const pos = o.rest;
-  const c = client(o.cfg);
+  const c = client(o);
   try {
     if (sub === "list") {
       if (pos.length > 1) throw new UsageError(`unexpected argument ${pos[1]}`, BACKENDS_USAGE);
@@ -45,7 +45,10 @@ export async function backends(args: string[]): Promise<number> {
           .filter((x) => pos[0] === undefined || x.hostname === pos[0])
           .map((x) => ({ listener: l.listener, route: x })),
       );
-      if (pos[0] !== undefined && routes.length === 0) throw new Error(`no route ${pos[0]}`);
+      if (pos[0] !== undefined && routes.length === 0)
+        throw new Error(
+          `no route ${pos[0]} on ${o.listener ? `listener ${o.listener}` : `any listener (${r.listeners.map((l) => l.listener).join(", ")})`}`,
+        );
       print(o.json, routes, () =>
         routes
           .map(({ listener, route }) =>
@@ -56,11 +59,11 @@ export async function backends(args: string[]): Promise<number> {
       return 0;
     }
     if (pos.length !== 2) throw new UsageError(`backends ${sub} needs HOSTNAME and ADDR`, BACKENDS_USAGE);
-    const listener = listenerOf(o, BACKENDS_USAGE);
     const state = { drain: "BACKEND_STATE_DRAIN", enable: "BACKEND_STATE_ENABLED", disable: "BACKEND_STATE_DISABLED" }[
       sub
     ];
     const alpn = alpnList(o.values.get("--alpn"), BACKENDS_USAGE);
+    const listener = await listenerOf(o, BACKENDS_USAGE, c);
     const r = await c.call<{ backend: BackendMsg; connections_reset: number }>("SetBackendState", {
       listener,
       hostname: pos[0],

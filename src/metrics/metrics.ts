@@ -5,13 +5,15 @@
 // (measured in docs/METRICS_AND_LOGS.md "Metrics"), so per-connection counting stays in the
 // server's own pre-resolved counters and is turned into samples here.
 //
-// Labels come only from bounded sets: listener addr (a QUIC listener's is
-// "ADDR/quic", as in the access log: its flows count as connections), outcome, firewall reason,
-// a configured route hostname or _default / _none. A client's SNI never
-// becomes a label value.
+// Labels come only from bounded sets: the listener's one name (its `name`,
+// else its addr; a QUIC listener using a TCP listener's routes is "NAME/quic",
+// as in the access log: its flows count as connections), outcome, firewall
+// reason, a configured route hostname or _default / _none, a configured
+// backend. A client's SNI never becomes a label value.
 
 import { Counter, type Metric, Registry, collectDefaultMetrics } from "prom-client";
 import { logRecordsDropped } from "../log/logger";
+import { type BackendTables, type BackendUpSample, backendUpSamples } from "./backend_up";
 import type { HistogramSnapshot, Snapshot } from "../server/snapshot";
 import { OUTCOMES } from "../server/stats";
 import { VERSION } from "../version";
@@ -85,9 +87,12 @@ export class Metrics {
 
   /** The data plane's counters, taken once per scrape (summed over every event loop). */
   private current: Snapshot | null = null;
+  /** The backends' health, read with the same scrape. */
+  private backendUp: BackendUpSample[] = [];
 
   constructor(
-    private readonly source: { snapshot(): Promise<Snapshot> },
+    /** The control plane: its counters, and the tables in force with the backend table. */
+    private readonly source: { snapshot(): Promise<Snapshot> } & BackendTables,
     store: { readonly invalidValues: number } = { invalidValues: 0 },
     /** The process's takeover generation (server_command.ts): which process a scrape reached. */
     generation = 1,
@@ -103,7 +108,7 @@ export class Metrics {
         "mc_proxy_connections_accepted_total",
         "Connections accepted (on a QUIC listener: first datagrams from a new client address), including those refused at once.",
         "counter",
-        () => listeners().map((l) => ({ labels: { listener: l.addr }, value: l.accepted })),
+        () => listeners().map((l) => ({ labels: { listener: l.label }, value: l.accepted })),
       ),
     );
     r.registerMetric(
@@ -113,18 +118,26 @@ export class Metrics {
         "counter",
         () =>
           listeners().flatMap((l) =>
-            OUTCOMES.map((o, i) => ({ labels: { listener: l.addr, outcome: o }, value: l.closed[i]! })),
+            OUTCOMES.map((o, i) => ({ labels: { listener: l.label, outcome: o }, value: l.closed[i]! })),
           ),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_connections_active", "Connections open now.", "gauge", () =>
-        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.active })),
+        listeners().map((l) => ({ labels: { listener: l.label }, value: l.active })),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_listener_max_connections", "The listener's max_connections (0 = unlimited).", "gauge", () =>
-        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.maxConnections })),
+        listeners().map((l) => ({ labels: { listener: l.label }, value: l.maxConnections })),
+      ),
+    );
+    r.registerMetric(
+      scraped(
+        "mc_proxy_backend_up",
+        "1 while a route's backend is up, 0 once health checks or failed connects took it down (drain / disable aside).",
+        "gauge",
+        () => this.backendUp,
       ),
     );
     r.registerMetric(
@@ -145,7 +158,7 @@ export class Metrics {
     );
     r.registerMetric(
       scraped("mc_proxy_routes", "Routes in the listener's table.", "gauge", () =>
-        listeners().map((l) => ({ labels: { listener: l.addr }, value: l.routes })),
+        listeners().map((l) => ({ labels: { listener: l.label }, value: l.routes })),
       ),
     );
     r.registerMetric(
@@ -187,15 +200,15 @@ export class Metrics {
         () =>
           listeners().flatMap((l) =>
             l.routeStats.flatMap((rs) => [
-              { labels: { listener: l.addr, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient },
-              { labels: { listener: l.addr, route: rs.label, direction: "to_client" }, value: rs.bytesToClient },
+              { labels: { listener: l.label, route: rs.label, direction: "from_client" }, value: rs.bytesFromClient },
+              { labels: { listener: l.label, route: rs.label, direction: "to_client" }, value: rs.bytesToClient },
             ]),
           ),
       ),
     );
     r.registerMetric(
       scraped("mc_proxy_hello_duration_seconds", "Time from accept to a complete ClientHello.", "histogram", () =>
-        listeners().flatMap((l) => histogramSamples("mc_proxy_hello_duration_seconds", { listener: l.addr }, l.hello)),
+        listeners().flatMap((l) => histogramSamples("mc_proxy_hello_duration_seconds", { listener: l.label }, l.hello)),
       ),
     );
     r.registerMetric(
@@ -208,7 +221,7 @@ export class Metrics {
             l.routeStats.flatMap((rs) =>
               histogramSamples(
                 "mc_proxy_backend_connect_duration_seconds",
-                { listener: l.addr, route: rs.label },
+                { listener: l.label, route: rs.label },
                 rs.connect,
               ),
             ),
@@ -219,7 +232,7 @@ export class Metrics {
       scraped("mc_proxy_connection_duration_seconds", "Whole connection time, by outcome.", "histogram", () =>
         listeners().flatMap((l) =>
           OUTCOMES.flatMap((o, i) =>
-            histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.addr, outcome: o }, l.duration[i]!),
+            histogramSamples("mc_proxy_connection_duration_seconds", { listener: l.label, outcome: o }, l.duration[i]!),
           ),
         ),
       ),
@@ -282,6 +295,7 @@ export class Metrics {
     // One scrape at a time: each renders from the snapshot it took.
     const next = this.scraping.then(async () => {
       this.current = await this.source.snapshot();
+      this.backendUp = backendUpSamples(this.source);
       return this.registry.metrics();
     });
     this.scraping = next.catch(() => "");

@@ -25,9 +25,12 @@ import {
   routeName,
 } from "./route";
 
+/** The listener's default route (default_backend) in logs and metrics alike (docs/METRICS_AND_LOGS.md). */
+export const DEFAULT_ROUTE_LABEL = "_default";
+
 export class RoutePool {
   readonly hostname: string;
-  /** routeName: the label in logs and metrics. */
+  /** routeName, or DEFAULT_ROUTE_LABEL for the default route: the route in logs and metrics. */
   readonly name: string;
   readonly sendProxyProtocol: SendProxy;
   /** This route's connect_timeout; null: [proxy] connect_timeout. */
@@ -55,7 +58,7 @@ export class RoutePool {
     private readonly table: BackendTable,
   ) {
     this.hostname = route.hostname;
-    this.name = routeName(route);
+    this.name = route.hostname === "" ? DEFAULT_ROUTE_LABEL : routeName(route);
     this.allow = route.allow.length === 0 ? null : new AddressTable(route.allow);
     this.deny = route.deny.length === 0 ? null : new AddressTable(route.deny);
     this.sendProxyProtocol = route.sendProxyProtocol;

@@ -11,7 +11,8 @@ import type { Outcome } from "./stats";
 export interface AccessFacts {
   readonly id: string;
   readonly tries: number;
-  readonly listener: { readonly addr: string };
+  /** Its listener's one name (listener_runtime.ts listenerLabel). */
+  readonly listener: { readonly label: string };
   readonly clientIp: string;
   /** -1 when never read. */
   readonly clientPort: number;
@@ -72,7 +73,7 @@ export function writeAccessRecord(log: Logger, worker: number, gen: number, c: A
     "info",
     "access",
     log.json
-      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.addr)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.addr)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.label)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.label)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
   );
 }

@@ -173,7 +173,7 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
   /** The current try's connect failed or timed out: count it against the backend (passive health) and try the next. */
   private connectFailed(): void {
     this.releaseBackend();
-    reportConnect(this.ctx, this.route!, this.backendIndex, false, this.listener.addr);
+    reportConnect(this.ctx, this.route!, this.backendIndex, false, this.listener.label);
     this.tryNext();
   }
 
@@ -239,7 +239,7 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
       socket.terminate();
       return;
     }
-    reportConnect(this.ctx, this.route!, this.backendIndex, true, this.listener.addr);
+    reportConnect(this.ctx, this.route!, this.backendIndex, true, this.listener.label);
     this.phase = Phase.Relaying;
     this.connectedAt = performance.now();
     if (this.ctx.histograms) this.routeStats!.connect.observe((this.connectedAt - this.connectStartAt) / 1000);

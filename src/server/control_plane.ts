@@ -104,7 +104,17 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
           : null;
       const table = shared ?? new RouteTable(bound!.routes, bound!.defaultRoute, config.proxy.pool, this.backends);
       this.all.push(
-        new Listener(l.index, id.addr, id.name, table, id.proxyProtocol, id.trustedProxies, this.counters, id.protocol),
+        new Listener(
+          l.index,
+          id.addr,
+          id.name,
+          table,
+          id.proxyProtocol,
+          id.trustedProxies,
+          this.counters,
+          id.protocol,
+          id.label,
+        ),
       );
     }
     this.listeners = this.all.filter((l) => this.routesFrom(l.index) === null);
@@ -154,7 +164,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   /** Health checks follow the TCP listeners' pools: a QUIC listener's own backends are UDP, which a TCP check cannot judge. */
   private syncHealth(l?: Listener): void {
     for (const x of l === undefined ? this.listeners : [l])
-      if (x.protocol === "tcp") this.checker.sync(x.addr, x.table.pools());
+      if (x.protocol === "tcp") this.checker.sync(x.label, x.table.pools());
   }
 
   get isDraining(): boolean {
@@ -310,7 +320,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     });
     // TCP listeners, then QUIC ones: the loops' order (event_loop.ts).
     const base = this.all.map((l) =>
-      sharedListener(l, { index: l.index, addr: l.addr, protocol: l.protocol }, this.counters),
+      sharedListener(l, { index: l.index, addr: l.addr, label: l.label, protocol: l.protocol }, this.counters),
     );
     const workers: WorkerStatus[] = this.slots.map((s) => ({
       id: s.id,

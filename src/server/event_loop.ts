@@ -108,7 +108,7 @@ export class EventLoop {
           : new RouteTable(t.routes, t.defaultRoute, config.proxy.pool, this.backends);
       const trusted = l.protocol === "tcp" && l.proxyProtocol ? new AddressTable(l.trustedProxies) : null;
       this.listeners.push(
-        new ListenerRuntime({ ...id, table }, this.counters, trusted, new ListenerStats(id.addr), this.connectionCap),
+        new ListenerRuntime({ ...id, table }, this.counters, trusted, new ListenerStats(id.label), this.connectionCap),
       );
     }
     // Route label children exist from the start (a scrape shows every configured route at 0).
@@ -256,7 +256,8 @@ export class EventLoop {
     if (!this.bound.includes(k) || rt.protocol !== "quic") return;
     const from = this.config.quicListeners.find((q) => q.index === rt.index)?.routesFrom ?? null;
     this.logger.info("listening", {
-      listener: rt.addr,
+      listener: rt.label,
+      addr: rt.addr,
       protocol: "quic",
       routes_of: from === null ? rt.name : this.listeners[from]!.name,
     });

@@ -16,7 +16,7 @@ export class Listener implements ListenerView {
   constructor(
     /** Position in the config: the listener's slot in the shared counters and backend keys. */
     readonly index: number,
-    /** The configured addr string: where it binds; its label in logs and metrics. */
+    /** The configured addr string: where it binds (a QUIC listener's: "ADDR/quic"). */
     readonly addr: string,
     /** Its identity in the admin API and the store. */
     readonly name: string,
@@ -28,6 +28,8 @@ export class Listener implements ListenerView {
     protected readonly counters: SharedCounters,
     /** TCP: connections accepted; QUIC: flows. */
     readonly protocol: "tcp" | "quic" = "tcp",
+    /** Its one name in logs, metrics and status (listenerLabel). */
+    readonly label: string = name,
   ) {}
 
   /** The limit in force, shared by every event loop (0 = unlimited). */
@@ -42,34 +44,40 @@ export class Listener implements ListenerView {
 }
 
 /**
- * A QUIC listener's label in logs, metrics and GetStatus: its addr and
- * "/quic", as a TCP listener on the same address shares the addr.
+ * A listener's one name in logs, metrics and status (docs/METRICS_AND_LOGS.md
+ * "Metrics"): its `name` (its addr when it has none), the name the admin API
+ * knows it by; a QUIC listener that uses the routes of the TCP listener of
+ * its name adds "/quic", as the two share that name.
  */
-export function quicLabel(addr: string): string {
-  return `${addr}/quic`;
+export function listenerLabel(l: ListenerConfig): string {
+  return l.protocol === "quic" && l.routesFrom !== null ? `${l.name}/quic` : l.name;
 }
 
 /**
- * What a listener is known by, whatever holds it: its slot, its label (addr), its name, its kind and PROXY settings.
+ * What a listener is known by, whatever holds it: its slot, its addr, its name, its label, its kind and PROXY settings.
  */
 export interface ListenerIdentity {
   index: number;
   addr: string;
   name: string;
+  /** Its one name in logs, metrics and status (listenerLabel); default: name. */
+  label?: string;
   proxyProtocol: boolean;
   trustedProxies: readonly string[];
   protocol?: "tcp" | "quic";
 }
 
-/** A configured listener's identity: a QUIC listener is labelled "ADDR/quic" and reads no PROXY header. */
+/** A configured listener's identity: a QUIC listener's addr is "ADDR/quic", and it reads no PROXY header. */
 export function identityOf(l: ListenerConfig): Required<ListenerIdentity> {
   const { index, name } = l;
+  const label = listenerLabel(l);
   if (l.protocol === "quic")
-    return { index, addr: quicLabel(l.addr), name, proxyProtocol: false, trustedProxies: [], protocol: "quic" };
+    return { index, addr: `${l.addr}/quic`, name, label, proxyProtocol: false, trustedProxies: [], protocol: "quic" };
   return {
     index,
     addr: l.addr,
     name,
+    label,
     proxyProtocol: l.proxyProtocol,
     trustedProxies: l.trustedProxies,
     protocol: "tcp",
@@ -96,6 +104,7 @@ export class ListenerRuntime extends Listener {
       base.trustedProxies,
       counters,
       base.protocol,
+      base.label ?? base.name,
     );
   }
 

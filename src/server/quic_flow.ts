@@ -122,7 +122,7 @@ export interface Flow extends AccessFacts, Expiring {
  * `deadline` (wheel clock); `expire` runs when the wheel finds it due.
  */
 export function pendingFlow(
-  listener: { readonly addr: string },
+  listener: { readonly label: string },
   at: {
     key: string;
     src: string;

@@ -368,8 +368,7 @@ export class QuicListener implements PathOwner {
     if (this.closed) return;
     for (const r of this.refusals.expire(Date.now())) this.logRepeats(r);
     const unlogged = this.records.drain();
-    if (unlogged !== null)
-      this.ctx.logger.info("quic refusals not logged", { listener: this.rt.stats.addr, ...unlogged });
+    if (unlogged !== null) this.ctx.logger.info("quic refusals not logged", { listener: this.rt.label, ...unlogged });
     this.housekeeping.deadline = this.ctx.wheel.after(HOUSEKEEPING_MS);
     this.ctx.wheel.schedule(this.housekeeping);
   }

@@ -25,10 +25,12 @@ export interface FingerprintsView {
 export interface ListenerView {
   /** Position in the config: the listener's slot in the shared counters and backend keys. */
   readonly index: number;
-  /** The configured addr string: where it binds; its label in logs and metrics. */
+  /** The configured addr string: where it binds. */
   readonly addr: string;
   /** Its identity in the admin API and the store (default: addr). */
   readonly name: string;
+  /** Its one name in logs, metrics and status (listener_runtime.ts listenerLabel): for a listener with routes of its own, its name. */
+  readonly label: string;
   /** The table in force (the one the admin API lists). */
   readonly table: RouteTable;
   readonly maxConnections: number;

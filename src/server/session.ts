@@ -7,7 +7,7 @@
 import type { Logger } from "../log/logger";
 import type { RoutePool } from "../routing/pool";
 import { type AccessFacts, writeAccessRecord } from "./access_record";
-import { DEFAULT_ROUTE_LABEL, type ListenerStats, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
+import { type ListenerStats, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
 
 /** What the accounting reads of an event loop's context (loop_context.ts). */
 export interface SessionContext {
@@ -17,9 +17,9 @@ export interface SessionContext {
   readonly generation: number;
 }
 
-/** A routed session's route counters: a configured route's, or the listener's default route's. */
+/** A routed session's route counters: a configured route's, or the listener's default route's (`_default`). */
 export function routeStatsOf(stats: ListenerStats, route: RoutePool): RouteStats {
-  return stats.route(route.hostname === "" ? DEFAULT_ROUTE_LABEL : route.name);
+  return stats.route(route.name);
 }
 
 /** Refused before a session exists (a datagram dropped, a path refused): counted in its listener's outcomes only. */

@@ -21,8 +21,10 @@ export interface RouteSnapshot {
 }
 
 export interface ListenerSnapshot {
-  /** Its label in logs and metrics: the configured addr; a QUIC listener's is "ADDR/quic" (listener_runtime.ts quicLabel). */
+  /** The configured addr; a QUIC listener's is "ADDR/quic". */
   addr: string;
+  /** Its one name in logs, metrics and status (listener_runtime.ts listenerLabel). */
+  label: string;
   /** Its identity in the admin API; a QUIC listener shares its TCP sibling's (whose routes it uses). */
   name: string;
   /** QUIC listeners follow the TCP ones, in config order; their "connections" are flows. */
@@ -69,6 +71,7 @@ export function histogramSnapshot(h: Histogram): HistogramSnapshot {
 export function listenerSnapshot(
   s: ListenerStats,
   view: {
+    readonly addr: string;
     readonly name: string;
     readonly protocol: "tcp" | "quic";
     readonly maxConnections: number;
@@ -79,7 +82,8 @@ export function listenerSnapshot(
   active: number,
 ): ListenerSnapshot {
   return {
-    addr: s.addr,
+    addr: view.addr,
+    label: s.label,
     name: view.name,
     protocol: view.protocol,
     accepted: s.accepted,
@@ -195,12 +199,13 @@ export function sharedListener(
     readonly proxyProtocol: boolean;
     readonly trustedProxies: readonly string[];
   },
-  at: { index: number; addr: string; protocol: "tcp" | "quic" },
+  at: { index: number; addr: string; label: string; protocol: "tcp" | "quic" },
   counters: { active(index: number): number; max(index: number): number },
 ): ListenerSnapshot {
   const tcp = at.protocol === "tcp";
   return {
     addr: at.addr,
+    label: at.label,
     name: l.name,
     protocol: at.protocol,
     accepted: 0,

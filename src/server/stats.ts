@@ -4,6 +4,8 @@
 // no maps keyed by client input. GetStatus and the Prometheus metrics
 // (src/metrics) read these; they never count anything themselves.
 
+import { DEFAULT_ROUTE_LABEL } from "../routing/pool";
+
 /** Access-log outcome names (docs/SPEC.md §9), plus client_closed, shutdown, internal_error and the PROXY protocol's two. */
 export const OUTCOMES = [
   "ok",
@@ -43,8 +45,7 @@ export const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.fromEntri
   OUTCOMES.map((o, i) => [o, i]),
 ) as Record<Outcome, number>;
 
-/** Route label for a listener's default route, and for connections that matched no route. */
-export const DEFAULT_ROUTE_LABEL = "_default";
+/** Route label for connections that matched no route (a listener's default route's: routing/pool.ts DEFAULT_ROUTE_LABEL). */
 export const NO_ROUTE_LABEL = "_none";
 
 /**
@@ -97,7 +98,8 @@ export class ListenerStats {
   readonly routes = new Map<string, RouteStats>();
   readonly none: RouteStats;
 
-  constructor(readonly addr: string) {
+  /** `label`: the listener's one name in logs and metrics (listener_runtime.ts listenerLabel). */
+  constructor(readonly label: string) {
     this.none = this.route(NO_ROUTE_LABEL);
     this.route(DEFAULT_ROUTE_LABEL);
   }

@@ -2,7 +2,8 @@
 // (docs/HTTP3.md "Routes"): `check` passes, flows route by its own table,
 // its routes are stored by its name, listed and changed over the admin API
 // (`mc-proxy routes list/add`) like a TCP listener's, and its flows are
-// counted under its own label, ADDR/quic.
+// counted under its name, as everything else knows it (a QUIC listener's
+// label adds "/quic" only when it shares a TCP listener's name).
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { alpnExtension, clientHelloBody, handshake, sniExtension } from "../helpers/hello_builder";
@@ -68,8 +69,8 @@ describe("a QUIC listener with routes of its own, and no TCP listener (binary)",
       expect(await proxy.exited).toBe(0);
       const records = proxy.access();
       expect(records.map((r) => [r.listener, r.sni]).sort()).toEqual([
-        [`127.0.0.1:${port}/quic`, "a.example.com"],
-        [`127.0.0.1:${port}/quic`, "b.example.com"],
+        ["h3", "a.example.com"],
+        ["h3", "b.example.com"],
       ]);
     } finally {
       client.close();

@@ -1,7 +1,7 @@
 // The admin API's audit line: every field of the request, nested lists
 // included, strings clipped.
 import { expect, test } from "bun:test";
-import { auditFields } from "../../src/admin/grpc_server";
+import { auditFields } from "../../src/admin/audit";
 
 test("audit fields: every field of the request, nested lists included, strings clipped", () => {
   const f = auditFields({
@@ -20,4 +20,22 @@ test("audit fields: every field of the request, nested lists included, strings c
   expect(f["route.backends[0].weight"]).toBe(2);
   expect(f["route.backends[1].addr"]).toBe("[::1]:2");
   expect(f["route.backends[1].backup"]).toBe(true);
+});
+
+test("audit fields: a listener named by its addr is written by its name, the name the logs and metrics use; as given kept", () => {
+  const names = new Map([
+    ["127.0.0.1:8443", "web"],
+    ["web", "web"],
+    ["127.0.0.1:9443", "127.0.0.1:9443"],
+  ]);
+  const byName = (given: string) => names.get(given);
+  expect(auditFields({ listener: "127.0.0.1:8443", hostname: "a.example.com" }, byName)).toEqual({
+    listener: "web",
+    listener_given: "127.0.0.1:8443",
+    hostname: "a.example.com",
+  });
+  expect(auditFields({ listener: "web" }, byName)).toEqual({ listener: "web" });
+  expect(auditFields({ listener: "127.0.0.1:9443" }, byName)).toEqual({ listener: "127.0.0.1:9443" });
+  // Not found: as written (the call is refused, and the line says what was asked).
+  expect(auditFields({ listener: "nope" }, byName)).toEqual({ listener: "nope" });
 });

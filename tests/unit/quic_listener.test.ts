@@ -44,7 +44,7 @@ function harness(firewall = "") {
   const bound = bindRoutes(backends, 0, q.routes, null);
   const table = new RouteTable(bound.routes, bound.defaultRoute, cfg.proxy.pool, backends);
   const id = identityOf(q);
-  const rt = new ListenerRuntime({ ...id, table }, counters, null, new ListenerStats(id.addr), 1000);
+  const rt = new ListenerRuntime({ ...id, table }, counters, null, new ListenerStats(id.label), 1000);
   const fw = cfg.firewall;
   const log = capturingLogger();
   const ctx = {
@@ -132,7 +132,7 @@ describe("a QUIC listener, driven with fakes", () => {
     expect([h.outcome("no_route"), h.outcome("blocked_ip"), h.outcome("not_quic")]).toEqual([1, 1, 1]);
     expect(h.rt.stats.accepted).toBe(3);
     expect(h.records().find((r) => r.outcome === "no_route")).toMatchObject({
-      listener: "127.0.0.1:443/quic",
+      listener: "127.0.0.1:443",
       sni: "other.example.com",
     });
     expect(h.l.size).toBe(0);
@@ -187,7 +187,7 @@ describe("a QUIC listener, driven with fakes", () => {
     expect(h.rt.active).toBe(0);
     expect(h.outcome("ok")).toBe(1);
     expect(h.records().filter((r) => r.outcome === "ok")).toEqual([
-      expect.objectContaining({ listener: "127.0.0.1:443/quic", sni: "app.example.com" }),
+      expect.objectContaining({ listener: "127.0.0.1:443", sni: "app.example.com" }),
     ]);
   });
 });

@@ -17,6 +17,7 @@ function listener(accepted: number, ok: number, bytes: number, route = "a.exampl
   const h = () => ({ bounds: [0.1, 1], counts: [ok, 0], sum: ok * 0.05, count: ok });
   return {
     addr: "127.0.0.1:443",
+    label: "127.0.0.1:443",
     name: "127.0.0.1:443",
     protocol: "tcp",
     accepted,
@@ -116,12 +117,13 @@ test("a QUIC listener's entry follows the TCP ones: summed by position, its name
 });
 
 test("one loop's snapshot: a route's bytes include what its open connections have moved so far; one worker entry", () => {
-  const stats = new ListenerStats("127.0.0.1:443");
+  const stats = new ListenerStats("web");
   const route = stats.route("a.example.com");
   route.bytesFromClient = 100;
   route.bytesToClient = 200;
   stats.accepted = 5;
   const l = {
+    addr: "127.0.0.1:443",
     name: "web",
     protocol: "tcp" as const,
     maxConnections: 10,
@@ -148,6 +150,7 @@ test("one loop's snapshot: a route's bytes include what its open connections hav
   expect(s).toMatchObject({ ...fields, workers: [{ id: 4, thread: 0, active: 2, accepted: 5, restarts: 0 }] });
   expect(s.listeners[0]).toMatchObject({
     addr: "127.0.0.1:443",
+    label: "web",
     name: "web",
     accepted: 5,
     active: 2,
@@ -164,9 +167,10 @@ test("one loop's snapshot: a route's bytes include what its open connections hav
 test("the control plane's base entry: the process's active count and limit; PROXY settings for TCP only", () => {
   const l = { name: "web", table: { size: 3 }, proxyProtocol: true, trustedProxies: ["10.0.0.0/8"] };
   const counters = { active: (i: number) => i * 10, max: (i: number) => i * 100 };
-  const tcp = sharedListener(l, { index: 1, addr: "127.0.0.1:443", protocol: "tcp" }, counters);
+  const tcp = sharedListener(l, { index: 1, addr: "127.0.0.1:443", label: "web", protocol: "tcp" }, counters);
   expect(tcp).toMatchObject({
     addr: "127.0.0.1:443",
+    label: "web",
     name: "web",
     protocol: "tcp",
     active: 10,
@@ -175,8 +179,13 @@ test("the control plane's base entry: the process's active count and limit; PROX
     proxyProtocol: true,
     trustedProxies: ["10.0.0.0/8"],
   });
-  const quic = sharedListener(l, { index: 2, addr: "127.0.0.1:443/quic", protocol: "quic" }, counters);
+  const quic = sharedListener(
+    l,
+    { index: 2, addr: "127.0.0.1:443/quic", label: "web/quic", protocol: "quic" },
+    counters,
+  );
   expect(quic).toMatchObject({
+    label: "web/quic",
     protocol: "quic",
     active: 20,
     maxConnections: 200,

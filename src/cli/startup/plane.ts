@@ -72,7 +72,13 @@ export async function startPlane(
     throw e;
   }
   for (const l of plane.listeners)
-    logger.info("listening", { listener: l.addr, routes: l.table.size, max_connections: l.maxConnections, workers });
+    logger.info("listening", {
+      listener: l.label,
+      addr: l.addr,
+      routes: l.table.size,
+      max_connections: l.maxConnections,
+      workers,
+    });
   return { plane, workers };
 }
 
