@@ -6,17 +6,36 @@
 import { accessSync, constants } from "node:fs";
 import type { ListRoutesReply } from "../admin/messages";
 import { type GrpcConfig, loadGrpcSection } from "../config/config";
+import { parseHostPort } from "../net/host_port";
 import { AdminClient } from "./admin_client";
 import { parseArgs, UsageError } from "./args";
 
 /** The flags every admin command takes to name the API without a config file (or over its [grpc]). */
 const TARGET_FLAGS = ["--admin", "--server-ca", "--client-cert", "--client-key"];
 
-/** How every admin command's usage names the API. */
+/** How every admin command's usage names the API (status, routes, backends, firewall, fingerprints). */
 export const ADMIN_TARGET_USAGE = `The admin API is the one named by FILE's [grpc] section (only that section
 is read), or --admin ADDR (host:port, or unix:/abs/path/admin.sock) with, for
 TLS, --server-ca FILE (else the system's roots) and for mTLS --client-cert
 FILE --client-key FILE; with -c as well, [grpc] gives the files not given.`;
+
+/**
+ * What is wrong with --admin ADDR, or null: a unix socket by its absolute
+ * path, or host:port read by the parser [grpc] addr's is (config/sections.ts),
+ * so that nothing reaches grpc-js that the config file would refuse.
+ */
+export function adminAddrProblem(addr: string): string | null {
+  const what = "host:port, or unix:/abs/path/admin.sock";
+  if (addr === "") return `--admin "": no address (${what})`;
+  if (addr.startsWith("unix:")) {
+    if (addr === "unix:") return `--admin unix:: names no socket path (${what})`;
+    if (!addr.startsWith("unix:/"))
+      return `--admin ${addr}: a unix socket needs an absolute path (unix:/abs/path/admin.sock)`;
+    return null;
+  }
+  const hp = parseHostPort(addr, { allowEmptyHost: true });
+  return hp.ok ? null : `--admin ${JSON.stringify(addr)}: ${hp.error} (${what})`;
+}
 
 export interface Opts {
   /** The admin API to call: the [grpc] section, or one made of --admin and its flags. */
@@ -55,8 +74,8 @@ function target(file: string | null, flags: Map<string, string>, usage: string):
       throw new Error(`${file}: no [grpc] section: the admin API is not configured (or give --admin ADDR)`);
     return grpc;
   }
-  if (addr.startsWith("unix:") && !addr.startsWith("unix:/"))
-    throw new UsageError(`--admin ${addr}: a unix socket needs an absolute path (unix:/abs/path/admin.sock)`, usage);
+  const bad = adminAddrProblem(addr);
+  if (bad !== null) throw new UsageError(bad, usage);
   if (addr.startsWith("unix:") && tlsFlags.length > 0)
     throw new UsageError(`${tlsFlags[0]}: a unix socket is plaintext (its file mode guards it)`, usage);
   const flag = (f: string): string | null => {

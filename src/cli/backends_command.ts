@@ -2,19 +2,21 @@
 // (docs/POOLS.md), through the admin API (ListRoutes, SetBackendState).
 import type { BackendMsg, ListRoutesReply } from "../admin/messages";
 import { help, UsageError } from "./args";
-import { alpnList, client, listenerOf, options, print } from "./admin_options";
+import { ADMIN_TARGET_USAGE, alpnList, client, listenerOf, options, print } from "./admin_options";
 import { backendLine, routeLine } from "./route_lines";
 
 export const BACKENDS_USAGE = `Usage:
-  mc-proxy backends list    -c FILE [--listener ADDR] [HOSTNAME] [--json]
-  mc-proxy backends drain   -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
-  mc-proxy backends enable  -c FILE [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
-  mc-proxy backends disable -c FILE [--listener ADDR] [--alpn P[,P...]] [--reset] HOSTNAME ADDR
+  mc-proxy backends list    (-c FILE | --admin ADDR) [--listener ADDR] [HOSTNAME] [--json]
+  mc-proxy backends drain   (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
+  mc-proxy backends enable  (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] HOSTNAME ADDR
+  mc-proxy backends disable (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] [--reset] HOSTNAME ADDR
 
 drain: no new connections go to ADDR; open ones continue (watch "active"
 fall to 0 in "backends list", restart the backend, then enable it).
 disable: no new connections either; --reset also resets the open ones.
---alpn names an ALPN route of HOSTNAME (its protocols, any order).`;
+--alpn names an ALPN route of HOSTNAME (its protocols, any order).
+
+${ADMIN_TARGET_USAGE}`;
 
 export async function backends(args: string[]): Promise<number> {
   const [sub, ...rest] = args;

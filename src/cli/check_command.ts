@@ -7,7 +7,7 @@ import { formatDuration } from "../config/duration";
 import { routeOwners } from "../config/listeners";
 import { availableCpus, capacityWarning, needsOf, readFdLimits } from "../server/host_limits";
 import { configArg, help } from "./args";
-import { planLine } from "./check_plan";
+import { planReport } from "./check_plan";
 import { preflight } from "./startup/preflight";
 
 export const CHECK_USAGE = `Usage: mc-proxy check -c FILE
@@ -16,7 +16,8 @@ Validates FILE (TOML) and the files it names (GeoIP database, admin API
 certificates); prints every problem with its key and exits 1, or prints a
 summary and what a start or reload would apply from FILE to the store the
 running instance uses (read-only: docs/CONFIGURATION.md "The file and the
-API"), and exits 0.`;
+API"), and exits 0 — or 1 when the store would refuse that start (a
+database of a newer release, a route that clashes with one the API added).`;
 
 export async function check(args: string[]): Promise<number> {
   const file = configArg(args, CHECK_USAGE);
@@ -37,6 +38,8 @@ export async function check(args: string[]): Promise<number> {
       `hello_timeout=${formatDuration(cfg.proxy.helloTimeoutMs)} store ${store} ` +
       `admin API ${cfg.grpc === null ? "off" : cfg.grpc.addr} metrics ${cfg.metrics === null ? "off" : `${cfg.metrics.addr}${cfg.metrics.path}`}`,
   );
-  console.log(`${file}: ${await planLine(cfg)}`);
-  return 0;
+  const plan = await planReport(cfg);
+  console.log(`${file}: ${plan.line}`);
+  for (const p of plan.problems) console.error(`${file}: ${p}`);
+  return plan.problems.length > 0 ? 1 : 0;
 }

@@ -18,16 +18,26 @@ import {
   differences,
   fileState,
   planApply,
+  refusedSteps,
+  stepName,
   storedState,
   summarize,
 } from "../store/file_applied";
 import { APPLIED_KEY } from "../store/sqlite_config_store";
 import { SqliteDatabase } from "../store/sqlite_database";
 
-const NEW = "new";
+const NEW = "new" as const;
 
-/** The store's state and last-applied document, or why they cannot be read. */
-async function readStore(cfg: RoutedConfig): Promise<{ state: StoreState; applied: string | null } | string> {
+/** What a start or reload would apply, and what in the store would make it fail (each a problem for `check`). */
+export interface PlanReport {
+  line: string;
+  problems: string[];
+}
+
+/** The store's state and last-applied document, or why they cannot be read (`fatal`: a start would fail too). */
+async function readStore(
+  cfg: RoutedConfig,
+): Promise<{ state: StoreState; applied: string | null } | { error: string; fatal: boolean } | typeof NEW> {
   if (cfg.store === "etcd") {
     const e = cfg.etcd!;
     const client = etcdClient(e);
@@ -39,14 +49,14 @@ async function readStore(cfg: RoutedConfig): Promise<{ state: StoreState; applie
         applied: kvs.find((kv) => kv.key === keys.applied(e.prefix))?.value ?? null,
       };
     } catch (err) {
-      return `etcd ${e.endpoints.join(",")}: ${(err as Error).message}`;
+      return { error: `etcd ${e.endpoints.join(",")}: ${(err as Error).message}`, fatal: false };
     } finally {
       client.close();
     }
   }
   if (!existsSync(cfg.databasePath)) return NEW;
   const db = SqliteDatabase.openReadOnly(cfg.databasePath);
-  if (typeof db === "string") return `database ${cfg.databasePath}: ${db}`;
+  if (!(db instanceof SqliteDatabase)) return { error: `database ${cfg.databasePath}: ${db.error}`, fatal: db.newer };
   try {
     return { state: db.state(), applied: db.role() === "sqlite" ? db.meta(APPLIED_KEY) : null };
   } finally {
@@ -54,13 +64,16 @@ async function readStore(cfg: RoutedConfig): Promise<{ state: StoreState; applie
   }
 }
 
-/** One line: what a start or reload of this config would apply to the store now. */
-export async function planLine(cfg: RoutedConfig): Promise<string> {
+/** What a start or reload of this config would apply to the store now. */
+export async function planReport(cfg: RoutedConfig): Promise<PlanReport> {
   const owners = routeOwners(cfg);
   const file = fileState(owners, ruleList(cfg.firewall));
   const store = await readStore(cfg);
-  if (store === NEW) return "no store yet: a first start seeds it from this file";
-  if (typeof store === "string") return `not compared with the store (${store})`;
+  if (store === NEW) return { line: "no store yet: a first start seeds it from this file", problems: [] };
+  if ("error" in store)
+    return store.fatal
+      ? { line: "not compared with the store", problems: [store.error] }
+      : { line: `not compared with the store (${store.error})`, problems: [] };
   const current = storedState(store.state);
   let last: AppliedState | null = null;
   if (store.applied !== null) {
@@ -69,8 +82,15 @@ export async function planLine(cfg: RoutedConfig): Promise<string> {
   }
   if (last === null) {
     const n = differences(file, current).length;
-    return `the store has no last-applied state: a start takes the file as applied${n > 0 ? ` and leaves ${n} difference(s) from the store as the store has them` : ""}`;
+    return {
+      line: `the store has no last-applied state: a start takes the file as applied${n > 0 ? ` and leaves ${n} difference(s) from the store as the store has them` : ""}`,
+      problems: [],
+    };
   }
   const routes = new Map(owners.map((l) => [l.name, new Map(l.routes.map((r) => [routeName(r), r]))]));
-  return `a start or reload applies: ${summarize(planApply(last, file, routes, current))}`;
+  const plan = planApply(last, file, routes, current);
+  const refused = [...refusedSteps(plan, store.state)].map(
+    ([step, why]) => `a reload would fail to ${stepName(step)}: ${why}`,
+  );
+  return { line: `a start or reload applies: ${summarize(plan)}`, problems: refused };
 }

@@ -4,14 +4,16 @@ import type { FingerprintsReply } from "../admin/messages";
 import { MAX_FINGERPRINTS } from "../admin/request_fields";
 import { formatDuration } from "../config/duration";
 import { help, UsageError } from "./args";
-import { client, noArgs, options, print } from "./admin_options";
+import { ADMIN_TARGET_USAGE, client, noArgs, options, print } from "./admin_options";
 
-export const FINGERPRINTS_USAGE = `Usage: mc-proxy fingerprints -c FILE [--limit N] [--json]
+export const FINGERPRINTS_USAGE = `Usage: mc-proxy fingerprints (-c FILE | --admin ADDR) [--limit N] [--json]
 
 Lists the JA4 client fingerprints seen most over the last [fingerprints]
 window, summed over every worker: connections, how many a ja4 rule refused,
 and how many client networks (/24, /48) they came from. Block one with
-"mc-proxy firewall add -c FILE ja4 FINGERPRINT". --limit: entries (default 20).`;
+"mc-proxy firewall add -c FILE ja4 FINGERPRINT". --limit: entries (default 20).
+
+${ADMIN_TARGET_USAGE}`;
 
 export async function fingerprints(args: string[]): Promise<number> {
   const o = options(args, FINGERPRINTS_USAGE, false, ["--limit"]);

@@ -2,16 +2,18 @@
 // AddFirewallRule, RemoveFirewallRule).
 import { RULE_TYPE_ENUM, type ShortRuleType, shortRuleType } from "../admin/protos";
 import { help, UsageError } from "./args";
-import { client, options, print } from "./admin_options";
+import { ADMIN_TARGET_USAGE, client, options, print } from "./admin_options";
 
 export const FIREWALL_USAGE = `Usage:
-  mc-proxy firewall list   -c FILE [--json]
-  mc-proxy firewall add    -c FILE TYPE VALUE [--json]
-  mc-proxy firewall remove -c FILE TYPE VALUE
+  mc-proxy firewall list   (-c FILE | --admin ADDR) [--json]
+  mc-proxy firewall add    (-c FILE | --admin ADDR) TYPE VALUE [--json]
+  mc-proxy firewall remove (-c FILE | --admin ADDR) TYPE VALUE
 
 TYPE is ip, cidr, country or ja4; e.g. "firewall add -c FILE cidr 198.51.100.0/24",
 "firewall add -c FILE ja4 t13d1516h2_8daaf6152771_e5627efa2ab1" (the access
-log's ja4 field; a part ending in "*" matches any rest of it: "t13d*_8daaf6152771_*").`;
+log's ja4 field; a part ending in "*" matches any rest of it: "t13d*_8daaf6152771_*").
+
+${ADMIN_TARGET_USAGE}`;
 
 const shortType = (t: string) => shortRuleType(t) ?? t;
 

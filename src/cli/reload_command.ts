@@ -7,11 +7,13 @@
 // upgrade is the same with the new binary in place. A running release
 // without the reload request: this command starts the successor itself
 // (which then keeps this command's stdout and stderr), and says so.
+// --timeout bounds the whole command: every wait takes what is left of it,
+// and a refusal returns at once.
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { loadRoutedConfig } from "../routing/route_config";
 import { type HelloReply, type SuccessorReport, controlPath, endedAs, running } from "../server/handover";
-import { Refused, hello, requestReload } from "../server/takeover_client";
+import { BUSY_MS, Refused, hello, requestReload } from "../server/takeover_client";
 import { UsageError, help, parseArgs } from "./args";
 
 export const RELOAD_USAGE = `Usage: mc-proxy reload -c FILE [--timeout SECONDS]
@@ -23,8 +25,8 @@ FILE to start its successor (the binary now on disk, as
 environment: the same as kill -USR2), and returns once the new process
 serves (exit 0) or has failed (non-zero; it says how the new process ended
 and which process serves then). The old process drains its open
-connections for up to [proxy] shutdown_timeout. --timeout: how long to wait
-for the new process (default 60).`;
+connections for up to [proxy] shutdown_timeout. --timeout: how long this
+command may take in all, waiting for the new process included (default 60).`;
 
 /**
  * The path this program was started from, resolved now (at start-up): argv[0]
@@ -70,6 +72,8 @@ export function selfCommand(): string[] {
 /** "pid P (generation G) serves", as the takeover socket answers now. */
 function serving(h: HelloReply | null, control: string): string {
   if (h === null) return `nothing answers on ${control} now (see the log)`;
+  if (h.stopping !== null)
+    return `pid ${h.pid} (generation ${h.generation}) drains and stops (signal ${h.stopping}); start the server again once it stopped`;
   const degraded = h.degraded.length > 0 ? ` without: ${h.degraded.join("; ")}` : "";
   const busy =
     h.takeoverBy !== null
@@ -80,22 +84,35 @@ function serving(h: HelloReply | null, control: string): string {
   return `pid ${h.pid} (generation ${h.generation}) serves${degraded}${busy}`;
 }
 
-/** Who serves once no takeover is in progress nor a successor starting (another reload's may be), asked until `until`. */
-async function settled(control: string, until: number): Promise<HelloReply | null> {
-  let last: HelloReply | null = null;
+/** The time left until `until` for one wait of at most `ms` (at least 100 ms: a last question is still asked). */
+const within = (until: number, ms: number) => Math.max(100, Math.min(ms, until - Date.now()));
+
+/** Who serves now, asked once by `until` (null: nothing answered). */
+const ask = (control: string, until: number) =>
+  hello(control, within(until, 1000), within(until, BUSY_MS)).catch(() => null);
+
+/** Who serves now, asked until one answers (a handover leaves the socket unbound for a moment) or `until`. */
+async function answering(control: string, until: number): Promise<HelloReply | null> {
   for (;;) {
-    const h = await hello(control, 1000).catch(() => null);
-    if (h !== null) {
-      last = h;
-      if (h.takeoverBy === null && !running(h.successor)) return h;
-    }
-    if (Date.now() > until) return h ?? last;
+    const h = await ask(control, until);
+    if (h !== null || Date.now() >= until) return h;
     await Bun.sleep(50);
   }
 }
 
-/** How long `reload` waits, after its new process failed, for another takeover in progress to end. */
-const SETTLE_MS = 15_000;
+/** Who serves once no takeover is in progress nor a successor starting (another reload's may be), asked until `until`. */
+async function settled(control: string, until: number): Promise<HelloReply | null> {
+  let last: HelloReply | null = null;
+  for (;;) {
+    const h = await ask(control, until);
+    if (h !== null) {
+      last = h;
+      if (h.takeoverBy === null && !running(h.successor)) return h;
+    }
+    if (Date.now() >= until) return h ?? last;
+    await Bun.sleep(50);
+  }
+}
 
 /**
  * The new process as this command sees it: started by the running process
@@ -106,8 +123,8 @@ interface NewProcess {
   pid: number;
   /** How it ended before taking over, if it did; `now` is the latest hello (null: none answered). */
   ended(now: HelloReply | null): { exitCode: number | null; signal: string | null } | null;
-  /** Stop it (it did not take over in time); resolves once it ended, or after a bound. */
-  stop(): Promise<void>;
+  /** Stop it (it did not take over in time); resolves once it ended, or at `until`. */
+  stop(until: number): Promise<void>;
   /** Whose log its log lines are in, for a failure's message. */
   log: string;
 }
@@ -123,14 +140,11 @@ function startedByServer(pid: number, control: string): NewProcess {
       if (s !== null) last = s;
       return last !== null && !running(last) ? last : null;
     },
-    async stop() {
+    async stop(until) {
       // Only while the running process still reports it running: its pid is not yet anyone else's.
-      const h = await hello(control, 1000).catch(() => null);
-      if (!running(mine(h?.successor))) return;
+      if (!running(mine((await ask(control, until))?.successor))) return;
       process.kill(pid, "SIGTERM");
-      const end = Date.now() + 10_000;
-      while (Date.now() < end && running(mine((await hello(control, 1000).catch(() => null))?.successor)))
-        await Bun.sleep(50);
+      while (Date.now() < until && running(mine((await ask(control, until))?.successor))) await Bun.sleep(50);
     },
     log: "the running process's log",
   };
@@ -151,9 +165,9 @@ function startedHere(config: string): NewProcess {
       child.exitCode === null && child.signalCode === null
         ? null
         : { exitCode: child.exitCode, signal: child.signalCode === null ? null : String(child.signalCode) },
-    async stop() {
+    async stop(until) {
       child.kill("SIGTERM");
-      await child.exited;
+      await Promise.race([child.exited, Bun.sleep(Math.max(0, until - Date.now()))]);
     },
     log: "this command's output",
   };
@@ -167,23 +181,27 @@ export async function reload(args: string[]): Promise<number> {
   const rawTimeout = a.flags.get("--timeout") ?? "60";
   if (!/^[1-9]\d{0,4}$/.test(rawTimeout))
     throw new UsageError(`--timeout: ${JSON.stringify(rawTimeout)} is not a number of seconds (1-99999)`, RELOAD_USAGE);
+  const t0 = Date.now();
+  const deadline = t0 + Number(rawTimeout) * 1000;
   // The config's own checks: a bad config changes nothing. The files it
   // names are read by the new process's preflight (startup/preflight.ts),
   // as the server's user, before it asks the running process anything.
   const cfg = loadRoutedConfig(a.config);
   const control = controlPath(cfg.databasePath);
-  const before = await hello(control).catch((e: Error) => {
+  const before = await hello(control, within(deadline, 2000), within(deadline, BUSY_MS)).catch((e: Error) => {
+    if (e instanceof Refused) throw new Error(`reload: ${e.message}`);
     throw new Error(
       `no running mc-proxy answers on ${control} (${e.message}); start it with "mc-proxy server -c ${a.config}"`,
     );
   });
   let started: number | "unsupported";
   try {
-    started = await requestReload(control, resolve(a.config));
+    started = await requestReload(control, resolve(a.config), within(deadline, 5000), within(deadline, BUSY_MS));
   } catch (e) {
     if (!(e instanceof Refused)) throw e;
+    // At once: who serves now (and what it is doing), not once it settled.
     console.error(
-      `mc-proxy: reload failed: the running process refused: ${e.message}; ${serving(await settled(control, Date.now() + SETTLE_MS), control)}`,
+      `mc-proxy: reload failed: the running process refused: ${e.message}; ${serving(await answering(control, Math.min(deadline, Date.now() + 2000)), control)}`,
     );
     return 1;
   }
@@ -194,9 +212,10 @@ export async function reload(args: string[]): Promise<number> {
     );
     child = startedHere(a.config);
   } else child = startedByServer(started, control);
-  const end = Date.now() + Number(rawTimeout) * 1000;
+  // What is left at the end is kept to stop the new process and say who serves.
+  const end = deadline - Math.min(3000, (deadline - t0) / 4);
   for (;;) {
-    const now = await hello(control, 1000).catch(() => null);
+    const now = await ask(control, end);
     if (now !== null && now.pid === child.pid) {
       const from = now.previous === null ? "?" : `pid ${now.previous.pid} (generation ${now.previous.generation})`;
       const applied = now.applied !== null ? `\napplied: ${now.applied}` : "";
@@ -213,25 +232,25 @@ export async function reload(args: string[]): Promise<number> {
     }
     const ended = child.ended(now);
     if (ended !== null) {
-      const after = await settled(control, Math.max(end, Date.now() + SETTLE_MS));
+      const after = await settled(control, deadline);
       console.error(
         `mc-proxy: reload failed: the new process (pid ${child.pid}) ${endedAs(ended)} before taking over (${child.log} says why); ${serving(after, control)}`,
       );
       return 1;
     }
-    if (Date.now() > end) {
+    if (Date.now() >= end) {
       // Another process still answering means the new one has not been
       // handed over to: stopping it changes nothing. Nobody answering means
       // it may be past the handover: it is left running.
       if (now === null) {
         console.error(
-          `mc-proxy: reload failed: the new process (pid ${child.pid}) did not answer within ${rawTimeout} s and nothing answers on ${control}; it was left running (${child.log} says what it does)`,
+          `mc-proxy: reload failed: the new process (pid ${child.pid}) did not answer within --timeout ${rawTimeout} s and nothing answers on ${control}; it was left running (${child.log} says what it does)`,
         );
         return 1;
       }
-      await child.stop();
+      await child.stop(deadline - 500);
       console.error(
-        `mc-proxy: reload failed: the new process (pid ${child.pid}) did not take over within ${rawTimeout} s; it was stopped; ${serving(await settled(control, Date.now() + SETTLE_MS), control)}`,
+        `mc-proxy: reload failed: the new process (pid ${child.pid}) did not take over within --timeout ${rawTimeout} s; it was stopped; ${serving(await answering(control, deadline), control)}`,
       );
       return 1;
     }

@@ -2,7 +2,8 @@
 // RemoveRoute).
 import type { AddRouteReply, ListRoutesReply, RouteInput } from "../admin/messages";
 import { SEND_PROXY_ENUM } from "../admin/protos";
-import { maxConnectionsError } from "../config/ranges";
+import { LIMITS, type LimitKey } from "../config/limits";
+import { intError, maxConnectionsError } from "../config/ranges";
 import { routeName } from "../routing/route";
 import { BALANCES, HEALTH_CHECKS } from "../routing/route_fields";
 import { help, UsageError } from "./args";
@@ -24,9 +25,9 @@ HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
 server has one listener. "add" replaces an existing route (the same
 HOSTNAME and --alpn list) as a whole, and says what it replaced.
 --backend, given once per backend, makes a pool (docs/POOLS.md): each
-ADDR may carry ",weight=N" (1-256) and ",backup"; --balance and
---health-check* are the pool's settings (durations such as "5s"; unset:
-the [proxy] defaults).
+ADDR may carry ",weight=N" (${LIMITS["routes.weight"].min}-${LIMITS["routes.weight"].max}) and ",backup"; --balance and
+--health-check* are the pool's settings (durations such as "5s", rise and
+fall ${LIMITS["routes.health_check_rise"].min}-${LIMITS["routes.health_check_rise"].max} checks; unset: the [proxy] defaults).
 --send-proxy-protocol sends a PROXY protocol header to the backend (v2
 carries the SNI and the connection's id); the default is off.
 --alpn makes a route for clients offering one of those ALPN protocols
@@ -79,19 +80,35 @@ export function backendFlags(args: readonly string[], usage: string): { specs: s
   return { specs, rest };
 }
 
-/** "ADDR[,weight=N][,backup]" as AddRoute's backend; the weight's range is the server's rule. */
+/**
+ * "ADDR[,weight=N][,backup]" as AddRoute's backend, each option at most once
+ * and the weight in routes.weight's range (config/limits.ts), as the config
+ * file has it: the API reads a weight of 0 as unset, so it never gets one.
+ */
 export function backendSpec(spec: string, usage: string): { addr: string; weight: number; backup: boolean } {
   const [addr = "", ...opts] = spec.split(",");
-  let weight = 0;
+  const refuse = (why: string) => new UsageError(`--backend ${JSON.stringify(spec)}: ${why}`, usage);
+  if (addr === "") throw refuse("no address");
+  let weight: number | null = null;
   let backup = false;
   for (const o of opts) {
-    const w = /^weight=(\d{1,9})$/.exec(o);
-    if (w !== null) weight = Number(w[1]);
-    else if (o === "backup") backup = true;
-    else throw new UsageError(`--backend ${spec}: ${JSON.stringify(o)} is not weight=N or backup`, usage);
+    if (o.startsWith("weight=")) {
+      if (weight !== null) throw refuse("weight= given twice");
+      const w = wholeNumber(o.slice("weight=".length));
+      const bad = intError(w, "weight", LIMITS["routes.weight"]);
+      if (bad !== null) throw refuse(bad);
+      weight = w as number;
+    } else if (o === "backup") {
+      if (backup) throw refuse("backup given twice");
+      backup = true;
+    } else throw refuse(`${JSON.stringify(o)} is not weight=N or backup`);
   }
-  if (addr === "") throw new UsageError(`--backend ${JSON.stringify(spec)}: no address`, usage);
-  return { addr, weight, backup };
+  return { addr, weight: weight ?? 0, backup };
+}
+
+/** A number as typed, for the range check's wording: digits as their number, anything else as the text. */
+function wholeNumber(raw: string): number | string {
+  return /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
 }
 
 /** An enum flag's value as the proto's name: "least_connections" → "BALANCE_LEAST_CONNECTIONS"; absent: unset. */
@@ -101,11 +118,23 @@ function enumFlag(v: string | undefined, prefix: string, values: readonly string
   return `${prefix}_${v.toUpperCase()}`;
 }
 
-/** A count flag (--health-check-rise): a whole number, its range the server's rule; absent: 0, unset. */
-function countFlag(v: string | undefined, flag: string): number {
+/**
+ * --health-check-rise / --health-check-fall: in the route's range
+ * (config/limits.ts); absent: 0, which AddRoute reads as unset.
+ */
+export function countFlag(v: string | undefined, flag: string, key: LimitKey): number {
   if (v === undefined) return 0;
-  if (!/^\d{1,9}$/.test(v)) throw new UsageError(`${flag} ${v}: expected a whole number`, ROUTES_USAGE);
-  return Number(v);
+  const n = wholeNumber(v);
+  const bad = intError(n, flag, LIMITS[key]);
+  if (bad !== null) throw new UsageError(bad, ROUTES_USAGE);
+  return n as number;
+}
+
+/** --health-check-interval / --health-check-timeout: the server reads the duration; "" (unset over the API) is refused. */
+function durationFlag(v: string | undefined, flag: string): string {
+  if (v === "")
+    throw new UsageError(`${flag}: "" is not a duration (e.g. "5s"); leave ${flag} out for the default`, ROUTES_USAGE);
+  return v ?? "";
 }
 
 export async function routes(args: string[]): Promise<number> {
@@ -166,8 +195,7 @@ function addedRoute(pos: string[], specs: string[], values: Map<string, string>)
   const pp = values.get("--send-proxy-protocol") ?? "off";
   if (pp !== "off" && pp !== "v1" && pp !== "v2")
     throw new UsageError(`--send-proxy-protocol ${pp}: expected v1, v2 or off`, ROUTES_USAGE);
-  const raw = values.get("--max-connections") ?? "0";
-  const max = /^-?\d{1,16}$/.test(raw) ? Number(raw) : raw;
+  const max = wholeNumber(values.get("--max-connections") ?? "0");
   const badMax = maxConnectionsError(max, "--max-connections");
   if (badMax !== null) throw new UsageError(badMax, ROUTES_USAGE);
   return {
@@ -180,10 +208,10 @@ function addedRoute(pos: string[], specs: string[], values: Map<string, string>)
     max_connections: max,
     balance: enumFlag(values.get("--balance"), "BALANCE", BALANCES, "--balance"),
     health_check: enumFlag(values.get("--health-check"), "HEALTH_CHECK", HEALTH_CHECKS, "--health-check"),
-    health_check_interval: values.get("--health-check-interval") ?? "",
-    health_check_timeout: values.get("--health-check-timeout") ?? "",
-    health_check_rise: countFlag(values.get("--health-check-rise"), "--health-check-rise"),
-    health_check_fall: countFlag(values.get("--health-check-fall"), "--health-check-fall"),
+    health_check_interval: durationFlag(values.get("--health-check-interval"), "--health-check-interval"),
+    health_check_timeout: durationFlag(values.get("--health-check-timeout"), "--health-check-timeout"),
+    health_check_rise: countFlag(values.get("--health-check-rise"), "--health-check-rise", "routes.health_check_rise"),
+    health_check_fall: countFlag(values.get("--health-check-fall"), "--health-check-fall", "routes.health_check_fall"),
   };
 }
 

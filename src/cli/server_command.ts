@@ -105,7 +105,7 @@ async function serve(
     logger,
   );
   // The file's edits since it last applied, through the store as the API writes (before the API opens).
-  succession.setApplied(await applyFile(store, opened.file, logger));
+  succession.setApplied(await applyFile(store, plane, opened.file, logger));
   await exposed.bind(cfg, pre.admin, plane, store, metrics);
   succession.serveHandovers(async (pid) => exposed.handOver(plane, pid));
   const { degraded } = succession;

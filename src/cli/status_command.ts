@@ -3,13 +3,14 @@
 import type { StatusReply } from "../admin/messages";
 import { formatDuration } from "../config/duration";
 import { help } from "./args";
-import { client, noArgs, options, print } from "./admin_options";
+import { ADMIN_TARGET_USAGE, client, noArgs, options, print } from "./admin_options";
 
-export const STATUS_USAGE = `Usage: mc-proxy status -c FILE [--json]
+export const STATUS_USAGE = `Usage: mc-proxy status (-c FILE | --admin ADDR) [--json]
 
 Shows the running instance's version, uptime, pid and generation,
-connection counters and listeners, through the admin API named in FILE's
-[grpc] section.`;
+connection counters and listeners, through the admin API.
+
+${ADMIN_TARGET_USAGE}`;
 
 export async function status(args: string[]): Promise<number> {
   const o = options(args, STATUS_USAGE, false);

@@ -75,11 +75,11 @@ export function loadGrpcSection(
   } catch (e) {
     throw new ConfigError(file, [`cannot read config file: ${(e as Error).message}`]);
   }
-  let parsed = parseToml(text);
-  // Not TOML as a whole: the [grpc] table's own lines may still be.
+  let parsed = parseToml(text, false);
+  // Not TOML as a whole: the [grpc] table's own lines may still be (and only if not is the error placed).
   if (!parsed.ok) {
-    const own = parseToml(sectionText(text, "grpc"));
-    if (!own.ok) throw new ConfigError(file, [parsed.error]);
+    const own = parseToml(sectionText(text, "grpc"), false);
+    if (!own.ok) throw new ConfigError(file, [(parseToml(text) as { error: string }).error]);
     parsed = own;
   }
   const problems: string[] = [];

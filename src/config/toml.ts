@@ -66,18 +66,29 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
 
 /** Texts longer than this are not searched for a syntax error's place (each step parses a prefix again). */
 const MAX_LOCATED_CHARS = 256 * 1024;
+/**
+ * Nor is a text whose one parse took longer than this: the search parses up
+ * to about 2 × log2(lines) prefixes, and Bun's parser is slower than linear
+ * in the number of tables (a 207 KB file of 34,000 tables: 3.5 s a parse;
+ * docs/BUN-NOTES.md), so the search is bounded to about 40 such parses.
+ */
+const MAX_LOCATED_PARSE_MS = 25;
 
 /**
  * TOML text as a table, or its syntax error: "LINE:COLUMN: not valid TOML:
  * what the parser said". Nothing else of a file that does not parse can be
- * checked, and the problem says so.
+ * checked, and the problem says so. `locate: false` skips the search for
+ * the place (a caller that only wants to know whether the text parses).
  */
-export function parseToml(text: string): Parsed<Table> {
+export function parseToml(text: string, locate = true): Parsed<Table> {
+  const t0 = performance.now();
   try {
     return ok(Bun.TOML.parse(text) as Table);
   } catch (e) {
     const said = parserMessage(e);
-    const at = text.length <= MAX_LOCATED_CHARS ? syntaxErrorAt(text, said) : null;
+    const ms = performance.now() - t0;
+    const at =
+      locate && text.length <= MAX_LOCATED_CHARS && ms <= MAX_LOCATED_PARSE_MS ? syntaxErrorAt(text, said) : null;
     const where = at === null ? "" : `${at.line}:${at.column}: `;
     return fail(`${where}not valid TOML: ${said} (nothing else is checked until the file parses)`);
   }
@@ -107,7 +118,7 @@ function failsWith(text: string, said: string): boolean {
  * the line's end when only its newline completes the error). A prefix that
  * fails keeps failing as it grows, so both are binary searches: about 2 ×
  * log2(lines) parses (measured: a 250 KB, 10,000-line file with its error
- * on the last line in about 40 ms; a line-by-line search took 17 s).
+ * on the last line in about 55 ms; a line-by-line search took 17 s).
  */
 export function syntaxErrorAt(text: string, said: string): { line: number; column: number } | null {
   const lines = text.split("\n");

@@ -1,26 +1,29 @@
 // The takeover channel: a unix socket beside the database (mode 0600, so
 // only the same user reaches it) through which a new process started with
 // --takeover asks the running one to hand over. One JSON object per line,
-// each way; a line is at most MAX_LINE bytes and anything else is refused.
+// each way; a line is at most MAX_LINE bytes and anything else is refused
+// (takeover_request.ts).
 //
 //   {"op":"hello"}                      → {"ok":true,"pid","version","generation","startedAt",
 //                                          "previous":{"pid","generation"}|null,"takeoverBy":pid|null,
 //                                          "takeoverSince":epoch ms|null,"degraded":[…],
 //                                          "applied":summary|null,"successor":{"pid","since","trigger",
-//                                          "exitCode","signal"}|null}
+//                                          "exitCode","signal"}|null,"stopping":signal|null}
 //   {"op":"reload","config":"/abs/path"} → once the path names the file this process runs (same device
 //                                          and inode): it starts its successor itself, `server -c
 //                                          <its config> --takeover` with its own stdout, stderr and
 //                                          environment, and answers {"ok":true,"pid":N}; refused while
 //                                          a successor it started is still starting or a takeover is
-//                                          prepared (naming who), and after the handover. "successor"
+//                                          prepared (naming who), while it stops (a stop signal), and
+//                                          after the handover. "successor"
 //                                          in hello then says how that process ended, if it did
 //                                          before taking over. A release without this op answers
 //                                          "not a request" (mc-proxy reload then starts it itself).
 //   {"op":"prepare","pid":N}            → once /proc shows pid N is a successor: the same and "next",
 //                                          the generation N will carry; the takeover is N's until this
 //                                          connection closes (at most PREPARE_MS): any other prepare is
-//                                          refused ("a takeover is in progress by pid N (prepared at …)")
+//                                          refused ("a takeover is in progress by pid N (prepared at …)");
+//                                          refused too while this process stops
 //   {"op":"handover","pid":N,"listeners":["host:port",…]}
 //                                       → on the prepared connection only, once /proc shows that
 //                                          pid N is a successor listening on every address named: the
@@ -34,6 +37,12 @@
 // `server --takeover` of the same config file, and the handover only once
 // it listens on the addresses it names. Every prepare is logged with the
 // requester's pid and command line, every refusal at warn with the reason.
+// A connection carries one request (a prepared one, one more: its
+// handover); a line sent while one is answered is dropped unread, and after
+// the answer — a refusal included — the connection is closed and nothing
+// more is read, so one connection writes at most one refusal to the log.
+// Text the requester sent is clipped wherever an answer or a log line
+// repeats it (src/admin/clip.ts).
 // The listeners themselves are shared through SO_REUSEPORT (both processes
 // bind them); when the old one closes its sockets, Linux moves their queued
 // connections to the new one if net.ipv4.tcp_migrate_req is 1
@@ -42,19 +51,16 @@
 import { chmodSync, existsSync, lstatSync, unlinkSync } from "node:fs";
 import { type Server, type Socket, createServer } from "node:net";
 import type { Logger } from "../log/logger";
-import { parseHostPort } from "../net/host_port";
 import { removeStaleSocket } from "../net/unix_socket";
 import { cmdlineOf, successorError } from "./successor";
+import { MAX_LINE, lines, parseRequest } from "./takeover_request";
 
-const MAX_LINE = 4096;
-/** Connections at once; more are closed unanswered. */
-const MAX_CONNECTIONS = 16;
+/** Connections at once; more are closed unanswered (takeover_client.ts tells that from a process not running). */
+export const MAX_CONNECTIONS = 16;
 /** A connection with no request within this long is closed. */
 const IDLE_MS = 5000;
 /** A prepared takeover not handed over within this long is dropped (the new process gives up too). */
 const PREPARE_MS = 120_000;
-/** Listener addresses one handover request may name. */
-const MAX_LISTENERS = 256;
 
 /** What the running process says about itself. */
 export interface Incumbent {
@@ -99,6 +105,8 @@ export const running = (s: SuccessorReport | null): s is SuccessorReport =>
 export interface HelloReply extends Incumbent {
   takeoverBy: number | null;
   takeoverSince: number | null;
+  /** The stop signal this process drains after (it starts and hands over to no successor); null while it serves. */
+  stopping: string | null;
 }
 
 export interface HandoverResult {
@@ -121,63 +129,17 @@ export function controlPathError(path: string): string | null {
     : null;
 }
 
-export type Request =
-  | { op: "hello" }
-  | { op: "reload"; config: string }
-  | { op: "prepare"; pid: number }
-  | { op: "handover"; pid: number; listeners: string[] };
-
-export const isPid = (v: unknown): v is number =>
-  typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v <= 0x3fffffff;
-
-/** Parse one request line: the request, or why it is not one. */
-export function parseRequest(line: string): Request | string {
-  if (line.length > MAX_LINE) return `line longer than ${MAX_LINE} bytes`;
-  let v: unknown;
-  try {
-    v = JSON.parse(line);
-  } catch {
-    return "not a request";
-  }
-  if (typeof v !== "object" || v === null) return "not a request";
-  const o = v as Record<string, unknown>;
-  if (o.op === "hello") return { op: "hello" };
-  if (o.op === "reload") {
-    if (typeof o.config !== "string" || !o.config.startsWith("/") || o.config.includes("\0"))
-      return 'reload: "config" must be the absolute path of the config file the running process runs';
-    return { op: "reload", config: o.config };
-  }
-  if (o.op !== "prepare" && o.op !== "handover") return "not a request";
-  if (!isPid(o.pid)) return `${o.op}: "pid" must be the requesting process's id`;
-  if (o.op === "prepare") return { op: "prepare", pid: o.pid };
-  const ls = o.listeners;
-  if (!Array.isArray(ls) || ls.length === 0 || ls.length > MAX_LISTENERS)
-    return `handover: "listeners" must name the 1-${MAX_LISTENERS} TCP listener addresses the requester listens on`;
-  for (const l of ls) {
-    if (typeof l !== "string" || !parseHostPort(l, { allowEmptyHost: true }).ok)
-      return `handover: listener ${JSON.stringify(l).slice(0, 80)} is not host:port`;
-  }
-  return { op: "handover", pid: o.pid, listeners: [...new Set(ls as string[])] };
-}
-
-/** Split a stream into lines, refusing one longer than MAX_LINE. */
-export function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
-  let buf = "";
-  socket.setEncoding("utf8");
-  socket.on("data", (chunk: string) => {
-    buf += chunk;
-    for (;;) {
-      const nl = buf.indexOf("\n");
-      if (nl < 0) break;
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      onLine(line);
-    }
-    if (buf.length > MAX_LINE) {
-      buf = "";
-      onTooLong();
-    }
-  });
+/** One connection as its requests are answered (HandoverServer.accept). */
+interface Conn {
+  socket: Socket;
+  /** Answer and close: nothing more is read. */
+  reply(o: object): void;
+  /** Answer a refusal (logged at warn) and close. */
+  refuse(pid: number | null, error: string, what?: string): void;
+  /** A prepare by `pid` holds the takeover: the connection takes one more request (its handover) for up to PREPARE_MS. */
+  hold(pid: number): void;
+  /** The handover proceeds: no deadline ends the connection now. */
+  settle(): void;
 }
 
 /** What the running process gives its takeover socket. */
@@ -189,6 +151,10 @@ export interface HandoverHooks {
   handover(pid: number): Promise<HandoverResult>;
   /** A reload request: start the successor of this process's config, which `config` must name; its pid, or why not. */
   reload(config: string): Promise<number>;
+  /** A prepare by `pid` was accepted (successor_start.ts stops a successor of its own that does not get here in time). */
+  prepared(pid: number): void;
+  /** The stop signal this process drains after, or null: while it stops it hands over to no one. */
+  stopping(): string | null;
   logger: Logger;
 }
 
@@ -199,8 +165,6 @@ export class HandoverServer {
   /** The takeover in progress: its pid, connection and when it was prepared (epoch ms). */
   private prepared: { pid: number; socket: Socket; since: number } | null = null;
   private connections = 0;
-  /** A handover request's /proc check is running. */
-  private checking = false;
 
   private constructor(
     private readonly server: Server,
@@ -247,16 +211,40 @@ export class HandoverServer {
     return `a takeover is in progress by pid ${p.pid} (prepared at ${new Date(p.since).toISOString()}, ${s} s ago; dropped ${PREPARE_MS / 1000} s after it unless handed over)`;
   }
 
+  /** Why this process hands over to no one while it stops, or null. */
+  private static stopped(hooks: HandoverHooks): string | null {
+    const signal = hooks.stopping();
+    return signal === null ? null : `this process is stopping (signal ${signal}); it hands over to no successor`;
+  }
+
   private accept(socket: Socket, hooks: HandoverHooks): void {
     socket.on("error", () => {});
     if (this.connections >= MAX_CONNECTIONS) return void socket.destroy();
     this.connections++;
     const { logger } = hooks;
     let timer = setTimeout(() => socket.destroy(), IDLE_MS);
-    const reply = (o: object) => socket.end(`${JSON.stringify(o)}\n`);
-    const refuse = (pid: number | null, error: string, what = "takeover") => {
-      logger.warn(`${what} refused: ${error}`, { requester_pid: pid ?? undefined });
-      reply({ ok: false, error });
+    /** "ready" for a request; "busy" answering one (a line now is dropped unread); "done": answered, nothing more is read. */
+    let state: "ready" | "busy" | "done" = "ready";
+    const conn: Conn = {
+      socket,
+      reply: (o) => {
+        state = "done";
+        stopReading();
+        socket.end(`${JSON.stringify(o)}\n`);
+      },
+      refuse: (pid, error, what = "takeover") => {
+        logger.warn(`${what} refused: ${error}`, { requester_pid: pid ?? undefined });
+        conn.reply({ ok: false, error });
+      },
+      hold: (pid) => {
+        state = "ready";
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          logger.warn("takeover abandoned: not handed over in time", { requester_pid: pid, after_ms: PREPARE_MS });
+          socket.destroy();
+        }, PREPARE_MS);
+      },
+      settle: () => clearTimeout(timer),
     };
     socket.on("close", () => {
       clearTimeout(timer);
@@ -269,82 +257,90 @@ export class HandoverServer {
         this.prepared = null;
       }
     });
-    lines(
+    const stopReading = lines(
       socket,
       (line) => {
-        const req = parseRequest(line);
-        if (typeof req === "string") return refuse(null, req);
-        const hello = () => ({
-          ok: true,
-          ...hooks.self(),
-          takeoverBy: this.takeoverBy,
-          takeoverSince: this.prepared?.since ?? null,
-        });
-        if (req.op === "hello") return reply(hello());
-        if (req.op === "reload") {
-          const why = this.handedOver
-            ? `this process already handed over (to pid ${this.prepared?.pid ?? "?"}) and drains`
-            : this.prepared !== null
-              ? this.inProgress(this.prepared)
-              : null;
-          if (why !== null) return refuse(null, why, "reload");
-          return void hooks.reload(req.config).then(
-            (pid) => reply({ ok: true, pid }),
-            (e: Error) => refuse(null, e.message, "reload"),
-          );
-        }
-        if (this.handedOver) return refuse(req.pid, `already handed over (to pid ${this.prepared?.pid ?? "?"})`);
-        if (req.op === "prepare") {
-          if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
-          // Checked before it holds anything: only a successor may hold the takeover (successor.ts).
-          return void Promise.all([successorError(req.pid, hooks.config, null), cmdlineOf(req.pid)]).then(
-            ([why, cmdline]) => {
-              if (socket.destroyed) return;
-              if (why !== null) return refuse(req.pid, why);
-              if (this.prepared !== null) return refuse(req.pid, this.inProgress(this.prepared));
-              if (this.handedOver) return refuse(req.pid, "already handed over");
-              this.prepared = { pid: req.pid, socket, since: Date.now() };
-              clearTimeout(timer);
-              timer = setTimeout(() => {
-                logger.warn("takeover abandoned: not handed over in time", {
-                  requester_pid: req.pid,
-                  after_ms: PREPARE_MS,
-                });
-                socket.destroy();
-              }, PREPARE_MS);
-              logger.info("takeover prepared", { requester_pid: req.pid, requester_cmdline: cmdline });
-              const me = hello();
-              socket.write(`${JSON.stringify({ ...me, takeoverBy: req.pid, next: me.generation + 1 })}\n`);
-            },
-          );
-        }
-        if (this.prepared?.socket !== socket || this.prepared.pid !== req.pid)
-          return refuse(
-            req.pid,
-            `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${req.pid}} first)`,
-          );
-        // One check at a time: a second handover line on this connection waits its turn and finds it handed over.
-        if (this.checking) return refuse(req.pid, "a handover request is being checked");
-        this.checking = true;
-        void successorError(req.pid, hooks.config, req.listeners).then((why) => {
-          this.checking = false;
-          if (why !== null) return refuse(req.pid, why);
-          if (this.prepared?.socket !== socket || this.handedOver)
-            return refuse(req.pid, "the takeover ended while its request was checked");
-          this.handedOver = true;
-          clearTimeout(timer);
-          void hooks.handover(req.pid).then(
-            (r) => reply({ ok: true, ...r }),
-            (e: Error) => {
-              // Not handed over (it was still starting): a later takeover may try again.
-              this.handedOver = false;
-              reply({ ok: false, error: e.message });
-            },
-          );
-        });
+        if (state !== "ready") return;
+        state = "busy";
+        this.answer(line, conn, hooks);
       },
-      () => refuse(null, `line longer than ${MAX_LINE} bytes`),
+      () => {
+        if (state === "ready") conn.refuse(null, `line longer than ${MAX_LINE} bytes`);
+      },
     );
+  }
+
+  /** hello's answer, now. */
+  private hello(hooks: HandoverHooks): HelloReply & { ok: true } {
+    return {
+      ok: true,
+      ...hooks.self(),
+      takeoverBy: this.takeoverBy,
+      takeoverSince: this.prepared?.since ?? null,
+      stopping: hooks.stopping(),
+    };
+  }
+
+  /** Answer one request line on `c`. */
+  private answer(line: string, c: Conn, hooks: HandoverHooks): void {
+    const req = parseRequest(line);
+    if (typeof req === "string") return c.refuse(null, req);
+    if (req.op === "hello") return c.reply(this.hello(hooks));
+    if (req.op === "reload") {
+      const why = this.handedOver
+        ? `this process already handed over (to pid ${this.prepared?.pid ?? "?"}) and drains`
+        : this.prepared !== null
+          ? this.inProgress(this.prepared)
+          : null;
+      if (why !== null) return c.refuse(null, why, "reload");
+      return void hooks.reload(req.config).then(
+        (pid) => c.reply({ ok: true, pid }),
+        (e: Error) => c.refuse(null, e.message, "reload"),
+      );
+    }
+    const pid = req.pid;
+    /** Why `pid` may not prepare or be handed over to now, whoever it is, or null. */
+    const now = () =>
+      this.handedOver
+        ? `already handed over (to pid ${this.prepared?.pid ?? "?"})`
+        : (HandoverServer.stopped(hooks) ??
+          (req.op === "prepare" && this.prepared !== null ? this.inProgress(this.prepared) : null));
+    const early = now();
+    if (early !== null) return c.refuse(pid, early);
+    if (req.op === "prepare")
+      // Checked before it holds anything: only a successor may hold the takeover (successor.ts).
+      return void Promise.all([successorError(pid, hooks.config, null), cmdlineOf(pid)]).then(([why, cmdline]) => {
+        if (c.socket.destroyed) return;
+        const refused = why ?? now();
+        if (refused !== null) return c.refuse(pid, refused);
+        this.prepared = { pid, socket: c.socket, since: Date.now() };
+        c.hold(pid);
+        hooks.prepared(pid);
+        hooks.logger.info("takeover prepared", { requester_pid: pid, requester_cmdline: cmdline });
+        const me = this.hello(hooks);
+        c.socket.write(`${JSON.stringify({ ...me, takeoverBy: pid, next: me.generation + 1 })}\n`);
+      });
+    if (this.prepared?.socket !== c.socket || this.prepared.pid !== pid)
+      return c.refuse(
+        pid,
+        `handover without a prepared takeover on this connection (send {"op":"prepare","pid":${pid}} first)`,
+      );
+    void successorError(pid, hooks.config, req.listeners).then((why) => {
+      if (why !== null) return c.refuse(pid, why);
+      if (this.prepared?.socket !== c.socket) return c.refuse(pid, "the takeover ended while its request was checked");
+      const refused = now();
+      if (refused !== null) return c.refuse(pid, refused);
+      this.handedOver = true;
+      c.settle();
+      void hooks.handover(pid).then(
+        (r) => c.reply({ ok: true, ...r }),
+        (e: Error) => {
+          // Not handed over (it was still starting): a later takeover may try again.
+          this.handedOver = false;
+          c.reply({ ok: false, error: e.message });
+        },
+      );
+    });
   }
 
   /**

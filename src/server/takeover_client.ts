@@ -1,7 +1,11 @@
 // The new process's side of the takeover socket (handover.ts has the
 // protocol and the running process's side): `hello` asks who serves;
 // `requestReload` asks it to start its successor; `TakeoverSession` prepares
-// a takeover and asks for the handover (docs/TAKEOVER.md).
+// a takeover and asks for the handover (docs/TAKEOVER.md). A connection
+// closed right after connect, with no answer, is the running process at its
+// connection limit (it closes the ones over it unanswered), not a process
+// gone: each request is tried again for up to BUSY_MS, then refused saying
+// so; a process gone refuses the next connect.
 
 import { type Socket, createConnection } from "node:net";
 import {
@@ -9,14 +13,21 @@ import {
   type HelloReply,
   type Incumbent,
   MAX_APPLIED,
-  type Request,
+  MAX_CONNECTIONS,
   type SuccessorReport,
-  isPid,
-  lines,
 } from "./handover";
+import { type Request, isPid, lines } from "./takeover_request";
 
-/** The running process refused the request (its answer says why). */
+/** The running process refused the request (its answer says why), or kept closing the connection unanswered (busy). */
 export class Refused extends Error {}
+
+/** How long a request is tried again while the running process closes its connections unanswered. */
+export const BUSY_MS = 5000;
+/** The pause between those tries. */
+const RETRY_MS = 100;
+
+/** A connection closed after connect with no answer: the running process is at its connection limit. */
+class Unanswered extends Error {}
 
 /** One connection to the takeover socket: requests one at a time, each answered by one line. */
 class Channel {
@@ -28,16 +39,28 @@ class Channel {
   } | null = null;
   private ended: Error | null = null;
   private readonly connected: Promise<void>;
+  /** The connection was made: an end before any answer is Unanswered. */
+  private made = false;
+  /** A line was answered. */
+  private answered = false;
 
   constructor(readonly path: string) {
     this.socket = createConnection({ path });
+    /** The error as this channel tells it: an end or a reset (even at connect) before any answer is the server closing it unanswered. */
+    const told = (e: NodeJS.ErrnoException) =>
+      !this.answered && (this.made || e.code === "ECONNRESET" || e.code === "EPIPE")
+        ? new Unanswered(`${path}: closed unanswered (${e.message})`)
+        : e;
     this.connected = new Promise((resolve, reject) => {
-      this.socket.once("connect", () => resolve());
-      this.socket.once("error", (e) => reject(e));
+      this.socket.once("connect", () => {
+        this.made = true;
+        resolve();
+      });
+      this.socket.once("error", (e) => reject(told(e)));
     });
     this.connected.catch(() => {});
     const end = (e: Error) => {
-      if (this.ended === null) this.ended = e;
+      if (this.ended === null) this.ended = told(e);
       const p = this.pending;
       this.pending = null;
       if (p !== null) {
@@ -50,6 +73,7 @@ class Channel {
     lines(
       this.socket,
       (line) => {
+        this.answered = true;
         const p = this.pending;
         if (p === null) return;
         this.pending = null;
@@ -115,20 +139,47 @@ function incumbentOf(o: Record<string, unknown>): HelloReply {
     takeoverBy: isPid(o.takeoverBy) ? o.takeoverBy : null,
     takeoverSince:
       typeof o.takeoverSince === "number" && Number.isSafeInteger(o.takeoverSince) ? o.takeoverSince : null,
+    stopping: typeof o.stopping === "string" ? o.stopping.slice(0, 32) : null,
     degraded: Array.isArray(o.degraded) ? o.degraded.slice(0, 8).map((d) => String(d).slice(0, 300)) : [],
     applied: typeof o.applied === "string" ? o.applied.slice(0, MAX_APPLIED) : null,
     successor: successorOf(o.successor),
   };
 }
 
-/** Ask the running process who it is. */
-export async function hello(path: string, timeoutMs = 2000): Promise<HelloReply> {
-  const c = new Channel(path);
-  try {
-    return incumbentOf(await c.ask({ op: "hello" }, timeoutMs));
-  } finally {
-    c.close();
+/**
+ * Ask `req` on a new connection, each try answered within `timeoutMs`; tried
+ * again while the connection is closed unanswered, for up to `busyMs`. The
+ * answer and its connection (`keep`: left open for the caller), or an error.
+ */
+async function exchange(
+  path: string,
+  req: Request,
+  timeoutMs: number,
+  busyMs: number,
+  keep = false,
+): Promise<{ c: Channel; o: Record<string, unknown> }> {
+  const t0 = Date.now();
+  for (let tries = 1; ; tries++) {
+    const c = new Channel(path);
+    try {
+      const o = await c.ask(req, timeoutMs);
+      if (!keep) c.close();
+      return { c, o };
+    } catch (e) {
+      c.close();
+      if (!(e instanceof Unanswered)) throw e;
+      if (Date.now() - t0 + RETRY_MS >= busyMs)
+        throw new Refused(
+          `the takeover socket ${path} is at its connection limit (${MAX_CONNECTIONS} connections): it closed ${tries} connection${tries === 1 ? "" : "s"} unanswered in ${((Date.now() - t0) / 1000).toFixed(1)} s; try again, or see what holds it (ss -xp | grep ${path})`,
+        );
+      await Bun.sleep(RETRY_MS);
+    }
   }
+}
+
+/** Ask the running process who it is (tried for up to `busyMs` while its takeover socket is busy). */
+export async function hello(path: string, timeoutMs = 2000, busyMs = BUSY_MS): Promise<HelloReply> {
+  return incumbentOf((await exchange(path, { op: "hello" }, timeoutMs, busyMs)).o);
 }
 
 /**
@@ -137,17 +188,19 @@ export async function hello(path: string, timeoutMs = 2000): Promise<HelloReply>
  * running process is a release without the reload request (it answers
  * "not a request"). Any other refusal throws `Refused` with its reason.
  */
-export async function requestReload(path: string, config: string, timeoutMs = 5000): Promise<number | "unsupported"> {
-  const c = new Channel(path);
+export async function requestReload(
+  path: string,
+  config: string,
+  timeoutMs = 5000,
+  busyMs = BUSY_MS,
+): Promise<number | "unsupported"> {
   try {
-    const o = await c.ask({ op: "reload", config }, timeoutMs);
+    const { o } = await exchange(path, { op: "reload", config }, timeoutMs, busyMs);
     if (!isPid(o.pid)) throw new Error(`${path}: the answer names no pid`);
     return o.pid;
   } catch (e) {
     if (e instanceof Refused && e.message === "not a request") return "unsupported";
     throw e;
-  } finally {
-    c.close();
   }
 }
 
@@ -166,16 +219,10 @@ export class TakeoverSession {
   ) {}
 
   static async open(path: string, timeoutMs = 2000): Promise<TakeoverSession> {
-    const c = new Channel(path);
-    try {
-      const o = await c.ask({ op: "prepare", pid: process.pid }, timeoutMs);
-      const inc = incumbentOf(o);
-      const next = typeof o.next === "number" && Number.isSafeInteger(o.next) ? o.next : inc.generation + 1;
-      return new TakeoverSession(c, inc, next);
-    } catch (e) {
-      c.close();
-      throw e;
-    }
+    const { c, o } = await exchange(path, { op: "prepare", pid: process.pid }, timeoutMs, BUSY_MS, true);
+    const inc = incumbentOf(o);
+    const next = typeof o.next === "number" && Number.isSafeInteger(o.next) ? o.next : inc.generation + 1;
+    return new TakeoverSession(c, inc, next);
   }
 
   /** Ask the running process to hand over to this one, which listens on `listeners` (TCP, host:port as configured). */

@@ -17,7 +17,7 @@
 
 import { type Parsed, fail, ok } from "../config/parsed";
 import { RULE_TYPES, type Rule, parseRule } from "../firewall/rule_set";
-import { type Route, type RouteKey, routeName } from "../routing/route";
+import { type Route, type RouteKey, isRoute, routeName, routeSetProblems } from "../routing/route";
 import type { StoreState } from "./config_store";
 import { decodeRoute, encodeRoute } from "./route_codec";
 
@@ -230,6 +230,36 @@ export function planApply(
   for (const t of last.rules) if (!file.rules.has(t)) plan.rulesRemoved.push(rule(t));
   plan.next = next;
   return plan;
+}
+
+/**
+ * The plan's route steps that the rules every write obeys would refuse
+ * (routing/route.ts: one route per hostname and protocol), by step, when
+ * applied in order — removals first, as apply_file.ts runs them — to the
+ * store's routes. The admin API refuses the same write (ALREADY_EXISTS).
+ */
+export function refusedSteps(p: Plan, store: StoreState): Map<RouteStep, string> {
+  const routes = new Map([...store.listeners].map(([n, l]) => [n, [...l.routes]]));
+  const refused = new Map<RouteStep, string>();
+  for (const s of p.routes)
+    if (s.op === "remove")
+      routes.set(
+        s.listener,
+        (routes.get(s.listener) ?? []).filter((r) => !isRoute(r, s.key)),
+      );
+  for (const s of p.routes) {
+    if (s.op === "remove") continue;
+    const next = [...(routes.get(s.listener) ?? []).filter((r) => !isRoute(r, s.route)), s.route];
+    const clash = routeSetProblems(next, "route");
+    if (clash.length > 0) refused.set(s, `${clash[0]!}; remove or change that route first`);
+    else routes.set(s.listener, next);
+  }
+  return refused;
+}
+
+/** A step as the summary's failures name it. */
+export function stepName(s: RouteStep): string {
+  return `${s.op} ${shown(s.name)} on ${s.listener}`;
 }
 
 export function isEmpty(p: Plan): boolean {

@@ -3,8 +3,8 @@
 // run. WAL journal, foreign keys on, file mode 0600. Every mutation is one
 // transaction; a failure throws StoreError and leaves the database unchanged.
 
-import { Database } from "bun:sqlite";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { Database, constants } from "bun:sqlite";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { BackendState } from "../routing/backend_table";
 import { alpnKey, routeName } from "../routing/route";
@@ -88,24 +88,41 @@ export class SqliteDatabase {
   }
 
   /**
-   * Open an existing file to read only (no migration, no mode change): the
-   * database, or why it cannot be read as this release's schema.
+   * Open an existing file to read only (no migration, no mode change, no
+   * file created): the database, or why it cannot be read as this release's
+   * schema (`newer`: written by a newer release, which a start refuses too).
+   * With no write-ahead log beside it (no process has it open) it is opened
+   * immutable, so not even the -wal and -shm files appear.
    */
-  static openReadOnly(path: string): SqliteDatabase | string {
-    if (!existsSync(path)) return "no database yet";
+  static openReadOnly(path: string): SqliteDatabase | { error: string; newer: boolean } {
     let db: Database | null = null;
     try {
-      db = new Database(path, { readonly: true, strict: true });
+      if (!statSync(path).isFile()) return { error: "not a regular file", newer: false };
+      const quiet = !existsSync(`${path}-wal`);
+      db = quiet
+        ? new Database(
+            `file:${path.split("/").map(encodeURIComponent).join("/")}?immutable=1`,
+            constants.SQLITE_OPEN_READONLY | constants.SQLITE_OPEN_URI,
+          )
+        : new Database(path, { readonly: true, strict: true });
       const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
       const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
       if (version !== latest) {
         db.close();
-        return `schema ${version}, not this release's ${latest} (the first start of this release migrates it)`;
+        return version > latest
+          ? {
+              error: `schema version ${version} is newer than this mc-proxy knows (${latest}); use a newer mc-proxy`,
+              newer: true,
+            }
+          : {
+              error: `schema ${version}, not this release's ${latest} (the first start of this release migrates it)`,
+              newer: false,
+            };
       }
       return new SqliteDatabase(db, path, false);
     } catch (e) {
       db?.close();
-      return `cannot read it: ${(e as Error).message}`;
+      return { error: `cannot read it: ${(e as Error).message}`, newer: false };
     }
   }
 

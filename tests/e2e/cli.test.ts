@@ -329,6 +329,39 @@ describe("usage", () => {
         ["backends", "drain", "-c", f, "--alpn", "", "h.example.com", "127.0.0.1:9"],
         ["--alpn", "empty", "RFC 7301"],
       ],
+      // What the config file refuses (a weight out of 1-256, rise/fall out of 1-100), --backend's options given twice.
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032,weight=3,weight=200", "--backend", "127.0.0.1:26034"],
+        ["--backend", "weight= given twice"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032", "--backend", "127.0.0.1:26034,weight=0"],
+        ["--backend", "weight: 0", "from 1 to 256"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032,weight=257"],
+        ["--backend", "weight: 257", "from 1 to 256"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032,backup,backup"],
+        ["--backend", "backup given twice"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032", "--health-check-fall", "0"],
+        ["--health-check-fall: 0", "from 1 to 100"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032", "--health-check-rise", "0"],
+        ["--health-check-rise: 0", "from 1 to 100"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032", "--health-check-rise", "101"],
+        ["--health-check-rise: 101", "from 1 to 100"],
+      ],
+      [
+        [...add, "w.example.com", "--backend", "127.0.0.1:26032", "--health-check-interval", ""],
+        ["--health-check-interval", "not a duration"],
+      ],
     ] as [string[], string[]][]) {
       const r = run(args);
       expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);
@@ -336,6 +369,44 @@ describe("usage", () => {
       expect(r.err).not.toContain("ambiguous");
     }
   }, 60_000);
+  test("--admin ADDR is read as [grpc] addr is, before anything dials: a bad one is a usage error (exit 2)", () => {
+    for (const [addr, needle] of [
+      ["127.0.0.1", "expected host:port"],
+      ["", "no address"],
+      ["127.0.0.1:99999", "out of range 1-65535"],
+      ["a b:1", "not a valid host name"],
+      ["unix:", "names no socket path"],
+    ] as const) {
+      for (const args of [
+        ["status", "--admin", addr],
+        ["routes", "list", "--admin", addr],
+        ["firewall", "list", "--admin", addr],
+      ]) {
+        const r = run(args);
+        expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);
+        expect(r.err).toContain("--admin");
+        expect(r.err).toContain(needle);
+        expect(r.err).toContain("Usage");
+        expect(r.err).not.toContain("Could not parse target");
+      }
+    }
+  }, 60_000);
+  test("every admin command's usage names --admin ADDR and its TLS flags", () => {
+    for (const args of [
+      ["status", "--help"],
+      ["routes", "--help"],
+      ["backends", "--help"],
+      ["firewall", "--help"],
+      ["fingerprints", "--help"],
+    ]) {
+      const r = run(args);
+      expect([args[0], r.code]).toEqual([args[0], 0]);
+      expect(r.out).toContain(`mc-proxy ${args[0]}`);
+      expect(r.out).toContain("(-c FILE | --admin ADDR)");
+      expect(r.out).toContain("--admin ADDR (host:port, or unix:/abs/path/admin.sock)");
+      expect(r.out).toContain("--client-cert");
+    }
+  });
   test("usage errors exit 2 with a clear message", () => {
     for (const [args, needle] of [
       [[], "no command"],

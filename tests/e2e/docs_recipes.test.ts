@@ -32,7 +32,9 @@ import {
 import { join } from "node:path";
 import { adminPki, testCert } from "../helpers/certs";
 import { writeMmdb } from "../helpers/mmdb_writer";
-import { freePort, sleep } from "../helpers/net";
+import { named } from "../helpers/backends";
+import { helloFor } from "../helpers/hello_builder";
+import { firstReply, freePort, sleep } from "../helpers/net";
 import { ROOT, RunningProxy, cleanEnv, ensureBinary, tempDir } from "../helpers/proxy";
 import { type Recipe, changesHost, extractRecipes, shellCommands, shellWords, withBase } from "../helpers/recipes";
 
@@ -247,6 +249,33 @@ afterAll(async () => {
 });
 
 describe("docs recipes", () => {
+  test("the minimal config at the top of docs/CONFIGURATION.md passes check and serves, as written", async () => {
+    const minimal = RECIPES.find((r) => r.file === "docs/CONFIGURATION.md" && r.lang === "toml");
+    expect(minimal?.body).toContain("[[listeners]]");
+    const dir = tempDir();
+    writeFileSync(join(dir, "mc-proxy.toml"), minimal!.body);
+    const checked = Bun.spawnSync([bin, "check", "-c", "mc-proxy.toml"], { cwd: dir, env: environment() });
+    expect(checked.exitCode).toBe(0);
+    const be = named("minimal backend", 9443);
+    const server = Bun.spawn([bin, "server", "-c", "mc-proxy.toml"], {
+      cwd: dir,
+      env: environment(),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    try {
+      let got = "";
+      for (const end = Date.now() + 15_000; got === "" && Date.now() < end; await sleep(50))
+        got = await firstReply(8443, helloFor("app.example.com"));
+      expect(got).toBe("minimal backend");
+      expect(await firstReply(8443, helloFor("other.example.com"))).toBe("minimal backend");
+    } finally {
+      server.kill("SIGTERM");
+      await server.exited;
+      be.stop();
+    }
+  }, 60_000);
+
   test("every fenced block is run by this test or marked not runnable with its reason", () => {
     const unmarked = RECIPES.filter(
       (r) => r.marker.kind !== "not runnable" && r.lang !== "toml" && !SHELLS.has(r.lang),

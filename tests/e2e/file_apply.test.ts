@@ -6,14 +6,15 @@
 // fleet members on etcd (applied once, not once per member), and for a
 // database written by the previous release.
 import { afterAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildRef } from "../../scripts/build_ref";
 import { named, type NamedBackend } from "../helpers/backends";
 import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { helloFor } from "../helpers/hello_builder";
 import { firstReply, freePort, waitFor } from "../helpers/net";
-import { ROOT, type RunningProxy, cleanEnv, ensureBinary, runCli, startProxy, tempDir } from "../helpers/proxy";
+import { BINARY, ROOT, type RunningProxy, cleanEnv, ensureBinary, runCli, startProxy, tempDir } from "../helpers/proxy";
 
 /** The 0.2.0 release (CHANGELOG), as tests/e2e/takeover.test.ts builds it. */
 const PREVIOUS_RELEASE = "3731369";
@@ -239,4 +240,72 @@ describe("a database written by the previous release (0.2.0)", () => {
     expect(await appliedAfter(p, 1)).toBe("routes: +b.test; firewall: +1 cidr; limits: none; conflicts: none");
     expect(await who(port, "b.test")).toBe("oB");
   }, 180_000);
+});
+
+describe("what the file applies obeys the rules the API's writes obey; check reads the store and nothing else", () => {
+  test("a file route that clashes with an API route on (hostname, protocol) is refused by check and by the reload, and nothing breaks", async () => {
+    ensureBinary();
+    const [P, Q] = ["P", "Q"].map(backend) as NamedBackend[];
+    const dir = tempDir();
+    const port = freePort();
+    const p = await startProxy("binary", sqliteToml(port, { "a.test": P! }, []), { dir });
+    proxies.push(p);
+    const file = p.configFile;
+    await appliedAfter(p, 0);
+    cli(dir, file, "routes", "add", "--listener", "web", "--alpn", "h2", "z.test", `127.0.0.1:${Q!.port}`);
+    const clashing = sqliteToml(port, { "a.test": P! }, []).replace(
+      "\n[firewall]",
+      `  [[listeners.routes]]\n  hostname = "z.test"\n  alpn = ["h2", "http/1.1"]\n  backend = "127.0.0.1:${P!.port}"\n  [[listeners.routes]]\n  hostname = "n.test"\n  backend = "127.0.0.1:${P!.port}"\n\n[firewall]`,
+    );
+    writeFileSync(file, clashing);
+    const checked = runCli(["check", "-c", file], { cwd: dir });
+    expect(checked.code).toBe(1);
+    expect(checked.err).toContain("a reload would fail to add z.test+h2,http/1.1 on web");
+    cli(dir, file, "reload");
+    const summary = await appliedAfter(p, 1);
+    expect(summary).toContain("failed: add z.test+h2,http/1.1 on web");
+    // The rest of the edit applied; the API's route stands; the table takes new routes.
+    expect(await who(port, "n.test")).toBe("P");
+    const listed = cli(dir, file, "routes", "list");
+    expect(listed).toContain("z.test");
+    expect(listed).not.toContain("h2,http/1.1");
+    cli(dir, file, "routes", "add", "--listener", "web", "unrelated.test", `127.0.0.1:${Q!.port}`);
+    expect(await who(port, "unrelated.test")).toBe("Q");
+  }, 90_000);
+
+  test("check creates no file beside a database no process has open, refuses a newer schema and a database path that is not a file", async () => {
+    ensureBinary();
+    const dir = tempDir();
+    const port = freePort();
+    const p = await startProxy("binary", sqliteToml(port, { "a.test": backend("R") }, []), { dir });
+    await appliedAfter(p, 0);
+    p.signal("SIGTERM");
+    await p.exited;
+    const file = p.configFile;
+    const db = join(dir, "mc-proxy.db");
+    const before = readdirSync(dir).sort();
+    expect(before).not.toContain("mc-proxy.db-wal");
+    const ok = runCli(["check", "-c", file], { cwd: dir });
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("routes: none");
+    expect(readdirSync(dir).sort()).toEqual(before);
+
+    const newer = new Database(db);
+    newer.run("PRAGMA user_version = 99");
+    newer.close();
+    const refused = runCli(["check", "-c", file], { cwd: dir });
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("schema version 99 is newer than this mc-proxy knows");
+
+    const fifoDir = tempDir();
+    writeFileSync(join(fifoDir, "mc-proxy.toml"), sqliteToml(port, { "a.test": backend("S") }, []));
+    expect(Bun.spawnSync(["mkfifo", join(fifoDir, "mc-proxy.db")]).exitCode).toBe(0);
+    const fifo = Bun.spawnSync([BINARY, "check", "-c", "mc-proxy.toml"], {
+      cwd: fifoDir,
+      env: cleanEnv(),
+      timeout: 20_000,
+    });
+    expect(fifo.exitCode).toBe(1);
+    expect(fifo.stderr.toString()).toContain("is not a regular file");
+  }, 60_000);
 });

@@ -6,10 +6,28 @@
 // reload naming another config file is refused; a successor that fails at
 // start makes reload exit non-zero with its exit code and who serves;
 // `status` shows the serving pid and generation; a running 0.3.0 (no reload
-// request) is reloaded as before, saying where the new server's logs go.
+// request) is reloaded as before, saying where the new server's logs go. A
+// stopping server starts no successor; a successor that never prepares is
+// stopped by the server after START_MS and by reload at its --timeout, a
+// refusal returns at once; a takeover socket at its connection limit is
+// waited for, not taken for a server gone; one connection writes one
+// refusal to the log.
 import { describe, expect, test } from "bun:test";
-import { closeSync, openSync, readFileSync, readlinkSync, readSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { type Socket, createConnection } from "node:net";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import type { Subprocess } from "bun";
 import { AdminClient } from "../../src/cli/admin_client";
 import type { StatusReply } from "../../src/admin/messages";
@@ -26,8 +44,8 @@ const RELEASE_0_3_0 = "bc30452";
 /** Set in the server's environment only: the successor must have it, the reload command does not. */
 const MARK = "RELOAD_SUCCESSOR_TEST_MARK";
 
-function config(port: number, backend: number, extra = ""): string {
-  return `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${backend}"\n${extra}[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "3s"\n[log]\nlevel = "info"\nformat = "json"\n`;
+function config(port: number, backend: number, extra = "", shutdownTimeout = "3s"): string {
+  return `[[listeners]]\naddr = "127.0.0.1:${port}"\n  [[listeners.routes]]\n  hostname = "${HOST}"\n  backend = "127.0.0.1:${backend}"\n${extra}[grpc]\naddr = "unix:admin.sock"\n[proxy]\nshutdown_timeout = "${shutdownTimeout}"\n[log]\nlevel = "info"\nformat = "json"\n`;
 }
 
 /** A server started with its stdout and stderr to files (as under a journal or a log file): its process and those paths. */
@@ -207,7 +225,7 @@ describe("reload: the running server starts its successor (binary)", () => {
       const r = await reloadToDeletedFile(dir, other);
       expect(r.code).toBe(1);
       expect(r.out).toContain(
-        `mc-proxy: reload failed: the running process refused: ${other} is not the config file this process runs (${file})`,
+        `mc-proxy: reload failed: the running process refused: ${JSON.stringify(other)} is not the config file this process runs (${file})`,
       );
       expect(r.out).toContain(`pid ${server.proc.pid} (generation 1) serves`);
       expect(records(server.err).some((x) => String(x.msg).startsWith("reload refused:"))).toBe(true);
@@ -306,4 +324,177 @@ describe("reload: the running server starts its successor (binary)", () => {
       be.stop();
     }
   }, 180_000);
+});
+
+/** Replace the file at `path` as an upgrade does (a new file renamed over it); `text` null: the real binary again. */
+function replaceBinary(path: string, text: string | null): void {
+  const tmp = `${path}.new`;
+  if (text === null) copyFileSync(BINARY, tmp);
+  else writeFileSync(tmp, text);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, path);
+}
+
+/** A TLS connection through the listener, handshaken with the backend and then held open (no request sent). */
+function heldConnection(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: "127.0.0.1", port, servername: HOST, ca: testCert().cert });
+    s.once("secureConnect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+describe("reload: what the takeover socket refuses, bounds and waits for (binary)", () => {
+  test("a stopping server (SIGTERM, draining a held connection) refuses the reload request: no successor takes over", async () => {
+    const be = tlsBackend("be", testCert());
+    const port = freePort();
+    const dir = tempDir();
+    const file = join(dir, "mc-proxy.toml");
+    writeFileSync(file, config(port, be.port, "", "30s"));
+    const server = await startServer(dir);
+    const held = await heldConnection(port);
+    try {
+      process.kill(server.proc.pid, "SIGTERM");
+      await waitFor(
+        () => records(server.err).some((x) => x.msg === "signal received" && x.signal === "SIGTERM"),
+        10_000,
+        "the server's signal line",
+      );
+      const r = await reloadToDeletedFile(dir);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(
+        "mc-proxy: reload failed: the running process refused: this process is stopping (signal SIGTERM); it starts no successor",
+      );
+      expect(r.out).toContain(`pid ${server.proc.pid} (generation 1) drains and stops (signal SIGTERM)`);
+      expect(records(server.err).some((x) => x.msg === "starting a successor")).toBe(false);
+      // Only the stopping server holds the takeover socket: no other process of this config.
+      expect(processesWith(file).filter((p) => p !== server.proc.pid)).toEqual([]);
+      expect(server.proc.exitCode).toBeNull();
+    } finally {
+      held.destroy();
+      for (const pid of processesWith(file)) process.kill(pid, "SIGKILL");
+      server.proc.kill("SIGKILL");
+      be.stop();
+    }
+  }, 60_000);
+
+  test("a successor that never prepares: reload --timeout 5 stops it within its timeout; a refusal returns at once; the server stops one started by SIGUSR2 after 60 s", async () => {
+    const be = tlsBackend("be", testCert());
+    const port = freePort();
+    const dir = tempDir();
+    const file = join(dir, "mc-proxy.toml");
+    writeFileSync(file, config(port, be.port));
+    const bin = join(dir, "mc-proxy-bin");
+    replaceBinary(bin, null);
+    const server = await startServer(dir, bin);
+    try {
+      replaceBinary(bin, "#!/bin/sh\nexec sleep 90\n");
+      // The reload that asked: bounded by its --timeout, the hanging successor stopped.
+      let t0 = Date.now();
+      const timedOut = await reloadToDeletedFile(dir, file, ["--timeout", "5"]);
+      const took = Date.now() - t0;
+      expect(timedOut.code).toBe(1);
+      expect(timedOut.out).toMatch(
+        /did not take over within --timeout 5 s; it was stopped; pid \d+ \(generation 1\) serves/,
+      );
+      expect(took).toBeLessThan(8000);
+      // SIGUSR2 starts one more; a reload meanwhile is refused at once, saying who is starting.
+      process.kill(server.proc.pid, "SIGUSR2");
+      await waitFor(
+        () => records(server.err).some((x) => x.msg === "starting a successor" && x.trigger === "SIGUSR2"),
+        10_000,
+        "the SIGUSR2 successor",
+      );
+      const hanging = records(server.err).find((x) => x.msg === "starting a successor" && x.trigger === "SIGUSR2")!
+        .successor_pid as number;
+      t0 = Date.now();
+      const refused = await reloadToDeletedFile(dir, file, ["--timeout", "5"]);
+      expect(refused.code).toBe(1);
+      expect(refused.out).toContain(
+        `the running process refused: a successor is starting: pid ${hanging} (started by SIGUSR2`,
+      );
+      expect(refused.out).toContain(`while its successor pid ${hanging} is starting`);
+      expect(Date.now() - t0).toBeLessThan(4000);
+      // The server bounds it: stopped 60 s after its start, logged, and the next reload works.
+      await waitFor(
+        () =>
+          records(server.err).some(
+            (x) =>
+              x.msg === "the successor did not prepare its takeover in time; stopping it" &&
+              x.successor_pid === hanging,
+          ),
+        80_000,
+        "the server stopping the hanging successor",
+      );
+      await waitFor(
+        () =>
+          records(server.err).some(
+            (x) =>
+              String(x.msg).startsWith("SIGUSR2 reload failed") &&
+              x.successor_pid === hanging &&
+              x.signal === "SIGTERM",
+          ),
+        10_000,
+        "the hanging successor's end logged",
+      );
+      replaceBinary(bin, null);
+      const ok = await reloadToDeletedFile(dir);
+      expect(ok.code).toBe(0);
+      expect(ok.out).toContain(`reloaded: pid ${server.proc.pid} (generation 1) → pid `);
+    } finally {
+      for (const pid of processesWith(file)) process.kill(pid, "SIGKILL");
+      for (const pid of processesWith("sleep 90")) process.kill(pid, "SIGKILL");
+      server.proc.kill("SIGKILL");
+      be.stop();
+    }
+  }, 150_000);
+
+  test("a takeover socket with every connection held is waited for, not taken for a server gone; one connection's bad lines are one log line", async () => {
+    const be = tlsBackend("be", testCert());
+    const port = freePort();
+    const dir = tempDir();
+    const file = join(dir, "mc-proxy.toml");
+    writeFileSync(file, config(port, be.port));
+    const server = await startServer(dir);
+    const control = join(dir, "mc-proxy.db.control");
+    const held: Socket[] = [];
+    try {
+      // 2,000 bad lines in one write, then an HTTP/2 client's preface: one refusal each.
+      for (const data of ["{}\n".repeat(2000), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]) {
+        const s = createConnection({ path: control });
+        s.on("error", () => {});
+        await new Promise<void>((resolve) => {
+          s.on("connect", () => s.write(data));
+          s.on("close", () => resolve());
+          s.on("data", () => {});
+        });
+      }
+      await waitFor(
+        () => records(server.err).filter((x) => String(x.msg).startsWith("takeover refused")).length >= 2,
+        5000,
+        "the refusals logged",
+      );
+      await Bun.sleep(300);
+      expect(records(server.err).filter((x) => String(x.msg).startsWith("takeover refused")).length).toBe(2);
+      // Every connection the socket takes held (16, idle), released 1.5 s after the reload started.
+      for (let i = 0; i < 16; i++) {
+        const s = createConnection({ path: control });
+        s.on("error", () => {});
+        held.push(s);
+        await new Promise((r) => s.once("connect", r));
+      }
+      const reloading = reloadToDeletedFile(dir);
+      await Bun.sleep(1500);
+      for (const s of held.splice(0)) s.destroy();
+      const r = await reloading;
+      expect(r.out).not.toContain("no running mc-proxy answers");
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`reloaded: pid ${server.proc.pid} (generation 1) → pid `);
+    } finally {
+      for (const s of held) s.destroy();
+      for (const pid of processesWith(file)) process.kill(pid, "SIGKILL");
+      server.proc.kill("SIGKILL");
+      be.stop();
+    }
+  }, 60_000);
 });

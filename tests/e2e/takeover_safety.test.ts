@@ -492,10 +492,16 @@ setTimeout(() => process.exit(0), 60000);
         messages.push(...rs);
         expect(rs.some((r) => r.code === 0)).toBe(true);
         const s = await status(admin);
-        // Each message names the server as it was when the reload returned: the one serving now.
+        // Each message names the server as it was when the reload returned (a refusal returns at once):
+        // the one serving now, or its predecessor while the one serving now was starting or taking over.
         for (const r of rs) {
           if (r.code === 0) expect(r.out).toMatch(/→ pid \d+ \(generation \d+\)/);
-          else expect(r.out).toContain(`pid ${s.pid} (generation ${s.generation}) serves`);
+          else
+            expect(r.out).toMatch(
+              new RegExp(
+                `pid ${s.pid} \\(generation ${s.generation}\\) serves|pid \\d+ \\(generation ${s.generation - 1}\\) serves, while (its successor pid ${s.pid} is starting|a takeover by pid ${s.pid} is in progress)`,
+              ),
+            );
         }
         // One server remains once the old ones drained.
         await waitFor(() => processesWith(file).length === 1, 15_000, "one server left");

@@ -87,9 +87,10 @@ describe("config/limits.ts: one row for every number", () => {
   });
 });
 
-/** docs/CONFIGURATION.md's example: `key = value # comment` lines by section ("routes" for [[listeners.routes]]). */
+/** docs/CONFIGURATION.md's reference example (the block that starts at [database]): `key = value # comment` lines by section ("routes" for [[listeners.routes]]). */
 function exampleLines(doc: string): Map<string, { value: string; comment: string }> {
-  const block = doc.slice(doc.indexOf("```toml\n"), doc.indexOf("```\n", doc.indexOf("```toml\n") + 1));
+  const start = doc.indexOf("```toml\n[database]\n");
+  const block = doc.slice(start, doc.indexOf("```\n", start + 1));
   const out = new Map<string, { value: string; comment: string }>();
   let section = "";
   for (const line of block.split("\n")) {

@@ -63,6 +63,25 @@ describe("TOML syntax errors: line and column", () => {
     expect(parses).toBeLessThan(40);
   });
 
+  test("a text whose one parse is slow is not searched: one parse, no place (Bun's parser is superlinear in tables)", () => {
+    const real = Bun.TOML.parse;
+    let parses = 0;
+    (Bun.TOML as { parse: typeof real }).parse = (t: Parameters<typeof real>[0]) => {
+      parses++;
+      const end = performance.now() + 30;
+      while (performance.now() < end) {}
+      return real(t);
+    };
+    try {
+      const r = parseToml("[a]\n[b]\n[a]\n");
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.error).toStartWith("not valid TOML: ");
+    } finally {
+      (Bun.TOML as { parse: typeof real }).parse = real;
+    }
+    expect(parses).toBe(1);
+  });
+
   test("syntaxErrorAt: null when no prefix fails with that message (the text is valid)", () => {
     expect(syntaxErrorAt("a = 1\n", "anything")).toBeNull();
   });

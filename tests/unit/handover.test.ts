@@ -2,7 +2,7 @@
 // say, and who may be handed over to (src/server/successor.ts) — fed
 // values and a fake /proc, no socket.
 import { describe, expect, test } from "bun:test";
-import { parseRequest } from "../../src/server/handover";
+import { parseRequest } from "../../src/server/takeover_request";
 import { type ProcView, shownCmdline, splitCmdline, successorError, takeoverConfig } from "../../src/server/successor";
 
 describe("parseRequest", () => {

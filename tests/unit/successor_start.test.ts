@@ -18,17 +18,24 @@ const report = (o: Partial<SuccessorReport> = {}): SuccessorReport => ({
 
 describe("startRefusal: one successor at a time", () => {
   test("none started, or the last one ended (with any code or signal): a new one may start", () => {
-    expect(startRefusal(null, since)).toBeNull();
-    expect(startRefusal(report({ exitCode: 1 }), since + 5000)).toBeNull();
-    expect(startRefusal(report({ exitCode: 0 }), since + 5000)).toBeNull();
-    expect(startRefusal(report({ signal: "SIGTERM" }), since + 5000)).toBeNull();
+    expect(startRefusal(null, since, null)).toBeNull();
+    expect(startRefusal(report({ exitCode: 1 }), since + 5000, null)).toBeNull();
+    expect(startRefusal(report({ exitCode: 0 }), since + 5000, null)).toBeNull();
+    expect(startRefusal(report({ signal: "SIGTERM" }), since + 5000, null)).toBeNull();
   });
 
   test("one still running: refused, naming its pid, what started it and since when", () => {
-    expect(startRefusal(report(), since + 12_400)).toBe(
+    expect(startRefusal(report(), since + 12_400, null)).toBe(
       "a successor is starting: pid 4242 (started by a reload request at 2026-12-07T10:00:00.000Z, 12 s ago)",
     );
-    expect(startRefusal(report({ trigger: "SIGUSR2" }), since)).toContain("started by SIGUSR2 at");
+    expect(startRefusal(report({ trigger: "SIGUSR2" }), since, null)).toContain("started by SIGUSR2 at");
+  });
+
+  test("a stopping process starts none, whatever else holds, naming the signal", () => {
+    const why = "this process is stopping (signal SIGTERM); it starts no successor";
+    expect(startRefusal(null, since, "SIGTERM")).toBe(why);
+    expect(startRefusal(report(), since, "SIGTERM")).toBe(why);
+    expect(startRefusal(report({ exitCode: 1 }), since, "SIGINT")).toContain("(signal SIGINT)");
   });
 });
 

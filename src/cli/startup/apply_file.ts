@@ -7,8 +7,10 @@
 // gives the claim back, and the next start applies the edit again.
 
 import type { Logger } from "../../log/logger";
-import type { Route } from "../../routing/route";
-import type { ConfigStore } from "../../store/config_store";
+import { canBind } from "../../routing/pool";
+import { type Route, isRoute } from "../../routing/route";
+import type { LiveTables } from "../../server/runtime_views";
+import type { ConfigStore, StoreState } from "../../store/config_store";
 import {
   type AppliedState,
   type Plan,
@@ -18,6 +20,8 @@ import {
   encodeApplied,
   isEmpty,
   planApply,
+  refusedSteps,
+  stepName,
   storedState,
   summarize,
 } from "../../store/file_applied";
@@ -32,10 +36,15 @@ export interface FileInput {
 const CLAIM_TRIES = 3;
 
 /** Apply the file's changes; the one-line summary (also logged). Never throws: a failure is in the summary. */
-export async function applyFile(store: ConfigStore, file: FileInput, logger: Logger): Promise<string> {
+export async function applyFile(
+  store: ConfigStore,
+  plane: LiveTables,
+  file: FileInput,
+  logger: Logger,
+): Promise<string> {
   try {
     for (let attempt = 0; attempt < CLAIM_TRIES; attempt++) {
-      const done = await applyOnce(store, file, logger);
+      const done = await applyOnce(store, plane, file, logger);
       if (done !== null) return done;
     }
     return notApplied(logger, "other instances kept changing the last-applied state; the next start applies it");
@@ -51,7 +60,12 @@ function notApplied(logger: Logger, why: string): string {
 }
 
 /** One attempt: null when another process changed the last-applied state first. */
-async function applyOnce(store: ConfigStore, file: FileInput, logger: Logger): Promise<string | null> {
+async function applyOnce(
+  store: ConfigStore,
+  plane: LiveTables,
+  file: FileInput,
+  logger: Logger,
+): Promise<string | null> {
   const { text, token } = await store.readApplied();
   let last: AppliedState | null = null;
   if (text !== null) {
@@ -59,7 +73,8 @@ async function applyOnce(store: ConfigStore, file: FileInput, logger: Logger): P
     if (d.ok) last = d.value;
     else logger.warn("config file: the stored last-applied state is unreadable; taken as absent", { reason: d.error });
   }
-  const current = storedState(store.state());
+  const state = store.state();
+  const current = storedState(state);
   if (last === null) return adopt(store, token, file.state, current, logger);
   const plan = planApply(last, file.state, file.routes, current);
   const nextText = encodeApplied(plan.next);
@@ -72,7 +87,7 @@ async function applyOnce(store: ConfigStore, file: FileInput, logger: Logger): P
   }
   const claimed = await store.swapApplied(token, nextText);
   if (claimed === null) return null;
-  const failures = await run(plan, store, current);
+  const failures = await run(plan, store, plane, state, current);
   if (failures.length > 0) {
     // Given back: the next start plans from the old document again (each step is idempotent).
     const back = await store.swapApplied(claimed, encodeApplied(last)).catch(() => null);
@@ -112,9 +127,21 @@ async function adopt(
   return summary;
 }
 
-/** The plan's steps through the store (removals first); what failed. A step the store already holds is skipped. */
-async function run(plan: Plan, store: ConfigStore, current: AppliedState): Promise<string[]> {
+/**
+ * The plan's steps through the store (removals first); what failed. A step
+ * the store already holds is skipped; one the admin API would refuse (two
+ * routes for one hostname and protocol, a full backend table) is refused
+ * the same way, before anything of it is written.
+ */
+async function run(
+  plan: Plan,
+  store: ConfigStore,
+  plane: LiveTables,
+  state: StoreState,
+  current: AppliedState,
+): Promise<string[]> {
   const failures: string[] = [];
+  const refused = refusedSteps(plan, state);
   const step = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
@@ -124,8 +151,7 @@ async function run(plan: Plan, store: ConfigStore, current: AppliedState): Promi
   };
   const have = (s: RouteStep) => current.listeners.get(s.listener)?.routes.get(s.name);
   for (const s of plan.routes)
-    if (s.op === "remove" && have(s) !== undefined)
-      await step(`remove ${s.name} on ${s.listener}`, () => store.removeRoute(s.listener, s.key));
+    if (s.op === "remove" && have(s) !== undefined) await step(stepName(s), () => store.removeRoute(s.listener, s.key));
   for (const r of plan.rulesRemoved)
     if (current.rules.has(`${r.type} ${r.value}`)) await step(`remove ${r.type} ${r.value}`, () => store.removeRule(r));
   for (const r of plan.rulesAdded)
@@ -136,7 +162,20 @@ async function run(plan: Plan, store: ConfigStore, current: AppliedState): Promi
   for (const s of plan.routes) {
     if (s.op === "remove") continue;
     if (have(s) === plan.next.listeners.get(s.listener)?.routes.get(s.name)) continue;
-    await step(`${s.op} ${s.name} on ${s.listener}`, () => store.upsertRoute(s.listener, s.route));
+    const why = refused.get(s);
+    if (why !== undefined) {
+      failures.push(`${stepName(s)}: ${why}`);
+      continue;
+    }
+    const view = plane.listener(s.listener);
+    if (view !== undefined) {
+      const next = [...view.table.routes().filter((r) => !isRoute(r, s.route)), s.route];
+      if (!canBind(plane.backends, view.index, next, view.table.defaultRoute?.route ?? null)) {
+        failures.push(`${stepName(s)}: the backend table is full (${plane.backends.slots} route backends in all)`);
+        continue;
+      }
+    }
+    await step(stepName(s), () => store.upsertRoute(s.listener, s.route));
   }
   return failures;
 }

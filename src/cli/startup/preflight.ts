@@ -8,7 +8,7 @@
 // beside the database. A takeover fails here before it asks the running
 // process anything (docs/ARCHITECTURE.md "Takeover").
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { AdminServer, type PreparedAdmin, adminTlsError } from "../../admin/grpc_server";
 import { ConfigError, readConfig, readGrpcFile } from "../../config/config";
 import { CountryDatabase } from "../../firewall/country_database";
@@ -99,6 +99,13 @@ function fileProblems(cfg: RoutedConfig): string[] {
       const mismatch = keyPairError(cert, key, { key: "etcd.cert", path: e.cert! }, { key: "etcd.key", path: e.key! });
       if (mismatch !== null) problems.push(mismatch);
     }
+  }
+  // A FIFO or a device there would block the open (and `check`'s read) for ever.
+  try {
+    if (!statSync(cfg.databasePath).isFile())
+      problems.push(`database.path: ${cfg.databasePath} is not a regular file (SQLite needs one)`);
+  } catch {
+    // Absent: the first start creates it.
   }
   const control = controlPathError(controlPath(cfg.databasePath));
   if (control !== null) problems.push(control);

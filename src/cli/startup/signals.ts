@@ -2,7 +2,9 @@
 // SIGTERM drain and stop (a second one exits at once), SIGHUP reloads the
 // GeoIP database, SIGUSR2 starts this process's successor — the same as a
 // reload request on the takeover socket (successor_start.ts): a takeover by
-// the binary now at the path this process was started from.
+// the binary now at the path this process was started from. Once stopping,
+// the process starts no successor and hands over to none, by signal or by
+// a request on its takeover socket.
 
 import { readFileSync } from "node:fs";
 import type { Logger } from "../../log/logger";
@@ -28,6 +30,8 @@ export function installSignals(
       process.exit(0);
     }
     logger.info("signal received", { signal: sig });
+    // Stopping: no successor is started or handed over to from here (successor_start.ts, handover.ts).
+    succession.successor.stop(sig);
     exposed.stopAdmin();
     plane.shutdown();
   };

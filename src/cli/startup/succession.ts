@@ -61,6 +61,8 @@ export class Succession {
         return r;
       },
       reload: (path: string) => this.successor.forRequest(path),
+      prepared: (pid: number) => this.successor.prepared(pid),
+      stopping: () => this.successor.stopping,
       logger,
     };
   }
