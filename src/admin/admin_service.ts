@@ -22,6 +22,7 @@ import {
   singleBackend,
 } from "../routing/route";
 import type { ListenerView, RuntimeStatus } from "../server/runtime_views";
+import type { Snapshot } from "../server/snapshot";
 import type { ConfigStore } from "../store/config_store";
 import { AdminError, invalid } from "./admin_error";
 import { clip } from "./clip";
@@ -228,8 +229,9 @@ export class AdminService {
     return fingerprintsReply(await this.runtime.fingerprints(limit));
   }
 
-  async getStatus(): Promise<StatusReply & { workers: unknown }> {
-    const s = await this.runtime.snapshot();
+  /** From a snapshot just taken (the dashboard's, which reads its counters too), or a new one. */
+  async getStatus(snapshot?: Snapshot): Promise<StatusReply & { workers: unknown }> {
+    const s = snapshot ?? (await this.runtime.snapshot());
     return statusReply(s, this.runtime, this.store.describe(), this.extras, Date.now());
   }
 

@@ -9,8 +9,8 @@ import { chmodSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type GrpcConfig, readGrpcFile } from "../config/config";
 import type { Logger } from "../log/logger";
+import { type AdminCaller, adminCall, isMutating } from "./admin_call";
 import { AdminError } from "./admin_error";
-import { auditFields } from "./audit";
 import type { AdminService } from "./admin_service";
 import { clip } from "./clip";
 import { removeStaleSocket } from "../net/unix_socket";
@@ -27,15 +27,6 @@ import { bindHost, formatHostPort, splitHostPort } from "../net/host_port";
 import { keyPairError } from "../net/key_pair";
 
 type Handler = (req: never) => unknown;
-
-/** Admin request ids: a random prefix per process and a counter (as connection ids). */
-const REQUEST_PREFIX = Math.floor(Math.random() * 0x100000000)
-  .toString(16)
-  .padStart(8, "0");
-let requestSeq = 0;
-function requestId(): string {
-  return `${REQUEST_PREFIX}-r${(++requestSeq).toString(36)}`;
-}
 
 /**
  * Largest request accepted. grpc-js refuses bigger ones with
@@ -62,20 +53,20 @@ function answeredMetadata(): grpc.Metadata {
   return m;
 }
 
-/**
- * Wrap a handler (synchronous, or returning a promise) as a grpc-js unary
- * handler: access control for mutating calls, status mapping, and one audit
- * line (`msg=admin`) per mutating call with the caller and the result.
- */
 /** Told of every admin call's method and final status code name (the metrics count them). */
 export type CallObserver = (method: string, code: string) => void;
 
+/**
+ * Wrap a handler (synchronous, or returning a promise) as a grpc-js unary
+ * handler: the caller named by its certificate (or the unix socket), then
+ * the one admin call (admin_call.ts: access control for mutating calls,
+ * status mapping, one audit line per mutating call).
+ */
 function unary(
   logger: Logger,
   name: string,
   fn: Handler,
   opts: {
-    mutating: boolean;
     unix: boolean;
     policy: AccessPolicy;
     observe: CallObserver;
@@ -85,61 +76,18 @@ function unary(
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const caller = callerOf(call, opts.unix);
-    const granted = opts.mutating ? grantedBy(caller, opts.policy.adminClients) : caller.identity;
-    // The identity that granted the call (the admin_clients entry that matched), else the caller's own.
-    const identity = granted ?? caller.identity;
-    const finish = (err: unknown, res?: unknown) => {
-      let code = grpc.status.OK;
-      let details = "";
-      if (err !== null) {
-        if (err instanceof AdminError && err.code !== grpc.status.INTERNAL) {
-          code = err.code;
-          details = err.message;
-          logger.debug("admin: request refused", { rpc: name, code: grpc.status[code], error: details, identity });
-        } else {
-          // The detail (paths, source excerpts) goes to the log only; the
-          // caller gets the request id to find it there.
-          code = grpc.status.INTERNAL;
-          const id = requestId();
-          details = `${(err instanceof AdminError ? err.hint : undefined) ?? "internal error"} (request_id ${id}; the server's log has the detail)`;
-          logger.error("admin: handler failed", {
-            rpc: name,
-            request_id: id,
-            error: (err as Error).message,
-            stack: (err as Error).stack,
-          });
-        }
-      }
-      if (opts.mutating)
-        logger.audit("admin", {
-          method: name,
-          identity,
-          ...auditFields(call.request, opts.listenerName),
-          code: grpc.status[code],
-        });
-      opts.observe(name, grpc.status[code]);
-      if (code === grpc.status.OK) callback(null, res);
-      else callback({ code, details, metadata: answeredMetadata() });
+    const granted = grantedBy(caller, opts.policy.adminClients);
+    const who: AdminCaller = {
+      // The identity that granted a mutating call (the admin_clients entry that matched), else the caller's own.
+      identity: isMutating(name) ? (granted ?? caller.identity) : caller.identity,
+      role: granted === null ? "reader" : "admin",
+      refusal: () => `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`,
     };
-    if (opts.mutating && granted === null) {
-      return finish(
-        new AdminError(
-          grpc.status.PERMISSION_DENIED,
-          `${name}: ${JSON.stringify(caller.identity)} may only read (not in grpc.admin_clients)`,
-        ),
-      );
-    }
-    try {
-      const r = fn(call.request as never);
-      if (r instanceof Promise)
-        r.then(
-          (v) => finish(null, v),
-          (e) => finish(e),
-        );
-      else finish(null, r);
-    } catch (e) {
-      finish(e);
-    }
+    adminCall(logger, name, call.request, who, opts.listenerName, fn, (o) => {
+      opts.observe(name, grpc.status[o.code]);
+      if (o.code === grpc.status.OK) callback(null, o.result);
+      else callback({ code: o.code, details: o.details, metadata: answeredMetadata() });
+    });
   };
 }
 
@@ -181,30 +129,28 @@ export class AdminServer {
     const unix = cfg.addr.startsWith("unix:");
     const policy: AccessPolicy = { adminClients: cfg.adminClients };
     const listenerName = (given: string) => service.listenerName(given);
-    const read = (name: string, fn: Handler) =>
-      unary(logger, name, fn, { mutating: false, unix, policy, observe, listenerName });
-    const write = (name: string, fn: Handler) =>
-      unary(logger, name, fn, { mutating: true, unix, policy, observe, listenerName });
+    // Which methods mutate, and who may call them: admin_call.ts's one rule.
+    const rpc = (name: string, fn: Handler) => unary(logger, name, fn, { unix, policy, observe, listenerName });
     server.addService(admin[ADMIN_SERVICE] as unknown as grpc.ServiceDefinition, {
-      ListRoutes: read("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
-      AddRoute: write("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
-      RemoveRoute: write("RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
-      GetFirewallRules: read("GetFirewallRules", () => service.getFirewallRules()),
-      AddFirewallRule: write("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) =>
+      ListRoutes: rpc("ListRoutes", (r: { listener: string }) => service.listRoutes(r)),
+      AddRoute: rpc("AddRoute", (r: Parameters<AdminService["addRoute"]>[0]) => service.addRoute(r)),
+      RemoveRoute: rpc("RemoveRoute", (r: Parameters<AdminService["removeRoute"]>[0]) => service.removeRoute(r)),
+      GetFirewallRules: rpc("GetFirewallRules", () => service.getFirewallRules()),
+      AddFirewallRule: rpc("AddFirewallRule", (r: Parameters<AdminService["addFirewallRule"]>[0]) =>
         service.addFirewallRule(r),
       ),
-      RemoveFirewallRule: write("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) =>
+      RemoveFirewallRule: rpc("RemoveFirewallRule", (r: Parameters<AdminService["removeFirewallRule"]>[0]) =>
         service.removeFirewallRule(r),
       ),
-      SetListenerMaxConnections: write(
+      SetListenerMaxConnections: rpc(
         "SetListenerMaxConnections",
         (r: Parameters<AdminService["setListenerMaxConnections"]>[0]) => service.setListenerMaxConnections(r),
       ),
-      GetStatus: read("GetStatus", () => service.getStatus()),
-      SetBackendState: write("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) =>
+      GetStatus: rpc("GetStatus", () => service.getStatus()),
+      SetBackendState: rpc("SetBackendState", (r: Parameters<AdminService["setBackendState"]>[0]) =>
         service.setBackendState(r),
       ),
-      ListFingerprints: read("ListFingerprints", (r: Parameters<AdminService["listFingerprints"]>[0]) =>
+      ListFingerprints: rpc("ListFingerprints", (r: Parameters<AdminService["listFingerprints"]>[0]) =>
         service.listFingerprints(r),
       ),
     });
@@ -219,7 +165,7 @@ export class AdminServer {
       return { status: "SERVING" };
     };
     server.addService(health[HEALTH_SERVICE] as unknown as grpc.ServiceDefinition, {
-      Check: read("Health.Check", (r: { service: string }) => check(r.service)),
+      Check: rpc("Health.Check", (r: { service: string }) => check(r.service)),
       Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
         // Report now; the status changes only when the server stops, and then
         // every open stream hears NOT_SERVING and is ended (stop()).

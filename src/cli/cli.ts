@@ -2,7 +2,8 @@
 // errors exit 1, a clean stop exits 0. Each command lives in its own file:
 // server_command.ts, check_command.ts, reload_command.ts; status_command.ts,
 // routes_command.ts, firewall_command.ts, backends_command.ts,
-// fingerprints_command.ts (through the admin API); store_commands.ts (offline).
+// fingerprints_command.ts (through the admin API); store_commands.ts (offline);
+// passwd_command.ts (a dashboard password's hash).
 import { ConfigError } from "../config/config";
 import { StoreError } from "../store/config_store";
 import { VERSION } from "../version";
@@ -12,6 +13,7 @@ import { backends } from "./backends_command";
 import { check } from "./check_command";
 import { fingerprints } from "./fingerprints_command";
 import { firewall } from "./firewall_command";
+import { passwd } from "./passwd_command";
 import { reload } from "./reload_command";
 import { routes } from "./routes_command";
 import { server } from "./server_command";
@@ -31,6 +33,7 @@ Usage:
   mc-proxy fingerprints -c FILE          the JA4 fingerprints seen most (admin API)
   mc-proxy snapshot -c FILE [-o PATH] [--keep N]  copy the database (or the etcd fleet's state)
   mc-proxy store import -c FILE SNAPSHOT.db       load a snapshot into an empty etcd prefix
+  mc-proxy passwd < FILE                 a dashboard password's argon2id hash (stdin: one line)
   mc-proxy version                       print the version
   mc-proxy COMMAND --help                help for a command
 
@@ -80,6 +83,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return await server(args);
       case "reload":
         return await reload(args);
+      case "passwd":
+        return await passwd(args);
       default:
         throw new UsageError(`unknown command "${cmd}"`, MAIN_USAGE);
     }

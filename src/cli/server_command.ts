@@ -106,7 +106,7 @@ async function serve(
   );
   // The file's edits since it last applied, through the store as the API writes (before the API opens).
   succession.setApplied(await applyFile(store, plane, opened.file, logger));
-  await exposed.bind(cfg, pre.admin, plane, store, metrics);
+  await exposed.bind(cfg, pre.admin, pre.dashboard, plane, store, metrics);
   succession.serveHandovers(async (pid) => exposed.handOver(plane, pid));
   const { degraded } = succession;
   logger.info("started", {

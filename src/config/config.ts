@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import type { LogFormat, LogLevel } from "../log/logger";
+import { validateDashboard } from "./dashboard";
 import { LIMITS, type LimitKey, defaultOf, outOfRange } from "./limits";
 import { validateListeners, validateQuicListeners } from "./listeners";
 import { validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
@@ -180,6 +181,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
   const listeners = validateListeners(root.listeners, problems, readRoutes);
   const quicListeners = validateQuicListeners(root.listeners, listeners, problems, readRoutes);
   const metrics = validateMetrics(root, pathOf, listeners, grpc, problems);
+  const dashboard = validateDashboard(root, pathOf, { listeners, grpc, metrics }, problems);
   const storeSec = readSection(root, "store", problems) ?? {};
   const store = ((storeSec.backend as string | undefined) ?? "sqlite") as "sqlite" | "etcd";
   if (store !== "sqlite" && store !== "etcd") problems.push(`store.backend: ${show(store)} must be "sqlite" or "etcd"`);
@@ -192,6 +194,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     quicListeners,
     grpc,
     metrics,
+    dashboard,
     store,
     etcd,
     firewall,

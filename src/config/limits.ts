@@ -83,6 +83,8 @@ export const LIMITS = {
   "fingerprints.top": { kind: "integer", min: 0, max: 10_000, default: 1000, unit: "entries", zero: "off" },
   "fingerprints.window": duration(600_000, 10_000, 86_400_000),
   "etcd.dial_timeout": duration(5_000),
+  // A dashboard login lasts a working day (8h); at most a week.
+  "dashboard.session_ttl": duration(8 * 3_600_000, 60_000, 168 * 3_600_000),
   // A TCP listener's open connections, a QUIC listener's flows.
   "listeners.max_connections": connections("unlimited"),
   "routes.max_connections": connections("unlimited"),

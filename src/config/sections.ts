@@ -195,7 +195,7 @@ export function validateEtcd(
 }
 
 /** Two TCP addresses collide when their ports match and a host is the same or a wildcard. */
-function collides(a: HostPort, b: HostPort): boolean {
+export function collides(a: HostPort, b: HostPort): boolean {
   return (
     a.port === b.port &&
     (a.host === b.host ||

@@ -51,6 +51,8 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
   fingerprints: { top: "int", window: "duration" },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
+  // Its [[dashboard.users]] tables are read by config/dashboard.ts (not overridable from the environment).
+  dashboard: { addr: "string", tls_cert: "string", tls_key: "string", session_ttl: "duration" },
   store: { backend: "string" },
   etcd: {
     endpoints: "strings",

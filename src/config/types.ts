@@ -86,6 +86,27 @@ export interface GrpcConfig {
   adminClients: string[] | null;
 }
 
+/** What a dashboard user may do (docs/DASHBOARD.md "Roles"); the same three levels as the admin API's callers. */
+export type DashboardRole = "reader" | "operator" | "admin";
+
+export interface DashboardUser {
+  name: string;
+  role: DashboardRole;
+  /** An argon2id PHC string (`mc-proxy passwd`). */
+  passwordHash: string;
+}
+
+/** The web dashboard (docs/DASHBOARD.md): off when the section is absent. */
+export interface DashboardConfig {
+  /** host:port, or unix:/absolute/path. */
+  addr: string;
+  /** Both set: HTTPS. Neither: plain HTTP, on a loopback address or a unix socket only. */
+  tlsCert: string | null;
+  tlsKey: string | null;
+  sessionTtlMs: number;
+  users: DashboardUser[];
+}
+
 export interface FirewallConfig {
   geoipDb: string | null;
   blockedIps: string[];
@@ -149,6 +170,7 @@ export interface Config<R = unknown> {
   quicListeners: QuicListenerConfig<R>[];
   grpc: GrpcConfig | null;
   metrics: MetricsConfig | null;
+  dashboard: DashboardConfig | null;
   firewall: FirewallConfig;
   fingerprints: FingerprintsConfig;
   proxy: ProxyConfig;

@@ -9,7 +9,7 @@
 //               exists (a worker still starting included), resolved once
 //               each has answered (loop_protocol.ts)
 //   queries   → asked of every loop: snapshots summed (with what dead ones
-//               counted), top-fingerprints tables merged
+//               counted), top-fingerprints tables and refusals merged
 //   a death   → its connections, backend counts and rate-limit locks taken
 //               back, logged at error level, replaced within RESPAWN_MS; 5
 //               deaths within 60 s end the process with exit code 1
@@ -32,6 +32,7 @@ import { Listener, identityOf } from "./listener_runtime";
 import { InThreadLoop, type Loop, type LoopEvents, WorkerLoop } from "./loops";
 import { loopInitOf } from "./loop_init";
 import { SharedCounters } from "./shared_counters";
+import { type Refusal, mergeRefusals } from "./refusal_ring";
 import { type Snapshot, type SlotCounts, type WorkerStatus, retire, sharedListener, sumListeners } from "./snapshot";
 
 const RESPAWN_MS = 200;
@@ -266,13 +267,9 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
 
   async applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void> {
     const cl = l as Listener;
-    const bound = bindRoutes(this.backends, cl.index, routes, cl.table.defaultRoute?.route ?? null);
-    cl.table = new RouteTable(
-      bound.routes,
-      cl.table.defaultRoute?.route ?? null,
-      this.config.proxy.pool,
-      this.backends,
-    );
+    const defaultRoute = cl.table.defaultRoute?.route ?? null;
+    const bound = bindRoutes(this.backends, cl.index, routes, defaultRoute);
+    cl.table = new RouteTable(bound.routes, defaultRoute, this.config.proxy.pool, this.backends);
     for (const f of this.all) if (this.routesFrom(f.index) === cl.index) f.table = cl.table;
     this.syncHealth(cl);
     await this.command({ type: "routes", listener: cl.index, routes: bound.routes });
@@ -351,6 +348,11 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     if (top === 0) return { capacity: 0, windowMs, loops: 0, entries: [] };
     const reports = (await this.query({ type: "fingerprints" })).filter((r) => r !== null);
     return { capacity: top, windowMs, loops: reports.length, entries: mergeHitters(reports, limit) };
+  }
+
+  /** Every loop's recent refusals, newest first (refusal_ring.ts; the dashboard's). */
+  async refusals(): Promise<Refusal[]> {
+    return mergeRefusals((await this.query({ type: "refusals" })).filter((r) => r !== null));
   }
 
   /** One health check of every pool backend now, taken as its state (HealthChecker.prime): before a takeover's handover. */

@@ -12,6 +12,7 @@ import { AddressTable } from "../firewall/address_table";
 import { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { HeavyHitters, emptyReport } from "../metrics/heavy_hitters";
+import { RefusalRing } from "./refusal_ring";
 import { DeadlineWheel } from "../relay/deadline_wheel";
 import { BackendTable, type SlotRef } from "../routing/backend_table";
 import { type BoundRoute, routeName } from "../routing/route";
@@ -131,6 +132,7 @@ export class EventLoop {
       ja4: logger.enabled("info") || config.fingerprints.top > 0,
       fingerprints:
         config.fingerprints.top > 0 ? new HeavyHitters(config.fingerprints.top, config.fingerprints.windowMs) : null,
+      refusals: new RefusalRing(),
       onConnectionClosed: () => {
         if (this.draining && !this.lingering && this.ctx.connections.size === 0) this.stopped();
       },
@@ -172,6 +174,7 @@ export class EventLoop {
   private readonly answers: { [K in QueryType]: () => LoopReply<K> } = {
     snapshot: () => this.localSnapshot(),
     fingerprints: () => this.ctx.fingerprints?.report(Date.now()) ?? emptyReport(),
+    refusals: () => this.ctx.refusals.list(),
   };
 
   /**

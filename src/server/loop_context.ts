@@ -7,6 +7,7 @@ import type { Firewall } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import type { HeavyHitters } from "../metrics/heavy_hitters";
 import type { DeadlineWheel, Timed } from "../relay/deadline_wheel";
+import type { RefusalRing } from "./refusal_ring";
 import type { BackendTable } from "../routing/backend_table";
 import type { SharedCounters } from "./shared_counters";
 
@@ -33,5 +34,7 @@ export interface LoopContext<C extends Timed, A> {
   readonly ja4: boolean;
   /** The live top-fingerprints table of this loop; null when [fingerprints] top = 0. */
   readonly fingerprints: HeavyHitters | null;
+  /** This loop's recent refusals (refusal_ring.ts), for the dashboard. */
+  readonly refusals: RefusalRing;
   onConnectionClosed(): void;
 }

@@ -1,7 +1,7 @@
 // What the control plane tells an event loop, and what it asks of one.
 // Commands change every loop (routes, rules, GeoIP bytes, a backend's
 // connections reset) and are answered with an ack or an error; queries read
-// one loop (its counters, its top-fingerprints table), each answered with
+// one loop (its counters, its top-fingerprints table, its recent refusals), each answered with
 // its own type (LoopReply). Both are handled in one place each, EventLoop.apply
 // and EventLoop.answer, whether the loop runs in this thread or in a worker
 // (worker_main.ts posts the answer back). A data-plane change is one
@@ -11,6 +11,7 @@ import type { RoutedConfig as Config } from "../routing/route_config";
 import type { FirewallRules } from "../firewall/firewall";
 import type { BoundRoute } from "../routing/route";
 import type { HitterReport } from "../metrics/heavy_hitters";
+import type { Refusal } from "./refusal_ring";
 import type { Snapshot } from "./snapshot";
 
 /** Everything an event loop is built from; shared memory is attached, never copied. */
@@ -56,6 +57,8 @@ export interface LoopAnswers {
   snapshot: Snapshot;
   /** This loop's top-fingerprints table, counted over its window. */
   fingerprints: HitterReport;
+  /** This loop's recent refusals, newest first. */
+  refusals: Refusal[];
 }
 
 export type QueryType = keyof LoopAnswers;

@@ -68,7 +68,7 @@ import type { Outcome } from "./stats";
 const HOUSEKEEPING_MS = 1000;
 
 /** What a QUIC listener uses of its event loop's context. */
-export type QuicContext = PathContext & Pick<LoopContext<Expiring, unknown>, "generation" | "histograms">;
+export type QuicContext = PathContext & Pick<LoopContext<Expiring, unknown>, "generation" | "histograms" | "refusals">;
 
 /** The listener's UDP socket: Bun's, or a unit test's fake. */
 export interface DatagramSocket {

@@ -7,6 +7,7 @@
 import type { Logger } from "../log/logger";
 import type { RoutePool } from "../routing/pool";
 import { type AccessFacts, writeAccessRecord } from "./access_record";
+import type { RefusalRing } from "./refusal_ring";
 import { type ListenerStats, OUTCOME_INDEX, type Outcome, type RouteStats } from "./stats";
 
 /** What the accounting reads of an event loop's context (loop_context.ts). */
@@ -15,6 +16,8 @@ export interface SessionContext {
   readonly histograms: boolean;
   readonly workerId: number;
   readonly generation: number;
+  /** The loop's recent refusals (refusal_ring.ts): the dashboard's. */
+  readonly refusals: RefusalRing;
 }
 
 /** A routed session's route counters: a configured route's, or the listener's default route's (`_default`). */
@@ -30,8 +33,9 @@ export function countOutcome(stats: ListenerStats, outcome: Outcome): void {
 /**
  * A session's end: its outcome counted, its bytes added to its route's
  * counters (`rs`, null when it matched none), its duration observed, its
- * access record written (at info) unless `record` is false (a QUIC refusal
- * past its listener's record budget, quic/record_budget.ts).
+ * access record written (at info) and a refusal put in the loop's ring
+ * unless `record` is false (a QUIC refusal past its listener's record
+ * budget, quic/record_budget.ts).
  */
 export function endSession(
   ctx: SessionContext,
@@ -47,5 +51,7 @@ export function endSession(
   r.bytesFromClient += s.bytesFromClient;
   r.bytesToClient += s.bytesFromBackend;
   if (ctx.histograms) stats.duration[i]!.observe((performance.now() - s.acceptedAt) / 1000);
-  if (record && ctx.logger.enabled("info")) writeAccessRecord(ctx.logger, ctx.workerId, ctx.generation, s, outcome);
+  if (!record) return;
+  if (outcome !== "ok") ctx.refusals.push(Date.now(), s.listener.label, s.clientIp, s.sni ?? "", s.ja4, outcome);
+  if (ctx.logger.enabled("info")) writeAccessRecord(ctx.logger, ctx.workerId, ctx.generation, s, outcome);
 }

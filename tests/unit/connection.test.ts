@@ -22,6 +22,7 @@ import { ListenerStats, OUTCOME_INDEX, type Outcome } from "../../src/server/sta
 import { FakeSocket, capturingLogger, fakeConnector } from "../helpers/fake_sockets";
 import { helloFor } from "../helpers/hello_builder";
 import { v2Header } from "../helpers/proxy_header_builder";
+import { RefusalRing } from "../../src/server/refusal_ring";
 
 const T0 = 1_000_000;
 
@@ -68,6 +69,7 @@ function harness(
     backends,
     ja4: true,
     fingerprints: null,
+    refusals: new RefusalRing(),
     onConnectionClosed: () => void closed++,
   };
   return {

@@ -18,6 +18,7 @@ import { ListenerStats, OUTCOME_INDEX, type Outcome } from "../../src/server/sta
 import { capturingLogger } from "../helpers/fake_sockets";
 import { alpnExtension, clientHelloBody, handshake, paddingExtension, sniExtension } from "../helpers/hello_builder";
 import { cryptoFrame, padDatagram, sealInitial } from "../helpers/quic";
+import { RefusalRing } from "../../src/server/refusal_ring";
 
 /** A fake backend socket: what the listener sent it, and the way to answer. */
 interface FakeBackend extends BackendDatagrams {
@@ -58,6 +59,7 @@ function harness(firewall = "") {
     backends,
     ja4: true,
     fingerprints: null,
+    refusals: new RefusalRing(),
   };
   const toClients: { d: Uint8Array; port: number; ip: string }[] = [];
   const socket: DatagramSocket = { port: 443, send: (d, port, ip) => void toClients.push({ d, port, ip }), close() {} };

@@ -1,5 +1,5 @@
 // Start-up's expose phase: what this process binds besides its listeners —
-// the metrics, the admin API and the takeover socket (docs/TAKEOVER.md;
+// the metrics, the admin API, the dashboard and the takeover socket (docs/TAKEOVER.md;
 // docs/ARCHITECTURE.md "Takeover"). Before a handover a failure here stops
 // this process (nothing was handed over); after it, this process serves its
 // listeners whatever fails here: each failure is logged and told to the next
@@ -9,6 +9,7 @@
 import type { PreparedAdmin } from "../../admin/grpc_server";
 import { AdminServer } from "../../admin/grpc_server";
 import { AdminService } from "../../admin/admin_service";
+import { DashboardServer, type PreparedDashboard } from "../../dashboard/dashboard_server";
 import type { Logger } from "../../log/logger";
 import { MetricsServer } from "../../metrics/http";
 import type { Metrics } from "../../metrics/metrics";
@@ -26,6 +27,7 @@ const REBIND_MS = 3000;
 export class Exposed {
   private control: HandoverServer | null = null;
   private admin: AdminServer | null = null;
+  private dashboard: DashboardServer | null = null;
   private metrics: MetricsServer | null = null;
   /** Every bind attempted: /readyz says ready from here (until the drain). */
   private serving = false;
@@ -44,10 +46,14 @@ export class Exposed {
       this.control = await HandoverServer.start(this.succession.control, this.succession.hooks);
   }
 
-  /** Bind the metrics, the admin API and (in a takeover) the takeover socket; `admin` was prepared by the preflight. */
+  /**
+   * Bind the metrics, the admin API, the dashboard and (in a takeover) the
+   * takeover socket; `admin` and `dashboard` were prepared by the preflight.
+   */
   async bind(
     cfg: RoutedConfig,
     admin: PreparedAdmin | null,
+    dashboard: PreparedDashboard | null,
     plane: ControlPlane,
     store: ConfigStore,
     metrics: Metrics | null,
@@ -77,14 +83,23 @@ export class Exposed {
           this.metrics = await bindRetrying(retryMs, () => MetricsServer.start(m, metrics, readiness, logger));
         });
       }
+      // One service for both: one queue of mutations, the same rules and audit.
+      const options = {
+        unauthenticatedAdmin: cfg.grpc?.allowUnauthenticatedAdmin ?? false,
+        generation,
+        pid: process.pid,
+      };
+      const service = new AdminService(plane, store, logger, options);
       if (admin !== null) {
-        const options = { unauthenticatedAdmin: cfg.grpc!.allowUnauthenticatedAdmin, generation, pid: process.pid };
-        const service = new AdminService(plane, store, logger, options);
         const observe = (method: string, code: string) => metrics?.adminRequests.labels(method, code).inc();
         await attempt("admin API", async () => {
           this.admin = await bindRetrying(retryMs, () => AdminServer.start(admin, service, logger, observe));
         });
       }
+      if (dashboard !== null)
+        await attempt("dashboard", async () => {
+          this.dashboard = await bindRetrying(retryMs, () => DashboardServer.start(dashboard, service, plane, logger));
+        });
       if (this.control === null)
         await attempt("takeover socket", async () => {
           this.control = await bindRetrying(REBIND_MS, () =>
@@ -105,7 +120,7 @@ export class Exposed {
    * drain follows (drain.ts).
    */
   handOver(plane: ControlPlane, pid: number): HandoverResult {
-    this.logger.info("handing over: closing listeners, admin API and metrics; draining", {
+    this.logger.info("handing over: closing listeners, admin API, dashboard and metrics; draining", {
       generation: this.succession.generation,
       requester_pid: pid,
       active: plane.counters.total(),
@@ -118,15 +133,18 @@ export class Exposed {
     return { active: plane.counters.total() };
   }
 
-  /** The admin API stops first at a stop signal: no change is accepted while draining. */
+  /** The admin API and the dashboard stop first at a stop signal: no change is accepted while draining. */
   stopAdmin(): void {
     this.admin?.stop();
     this.admin = null;
+    this.dashboard?.stop();
+    this.dashboard = null;
   }
 
-  /** The drain ended: the admin API and takeover socket close; the metrics last (drain.ts). */
+  /** The drain ended: the admin API, dashboard and takeover socket close; the metrics last (drain.ts). */
   closeAfterDrain(): void {
     this.admin?.stop();
+    this.dashboard?.stop();
     this.control?.close();
   }
 
@@ -139,6 +157,7 @@ export class Exposed {
   stop(): void {
     this.metrics?.stop();
     this.admin?.stop();
+    this.dashboard?.stop();
     this.control?.close();
   }
 }

@@ -84,13 +84,14 @@ export async function startPlane(
 
 /**
  * Probe every address this process binds besides its TCP listeners (those
- * bind with SO_REUSEPORT beside the running process): the metrics and
- * admin API addresses and the QUIC listeners' UDP addresses must be free,
+ * bind with SO_REUSEPORT beside the running process): the metrics, admin
+ * API and dashboard addresses and the QUIC listeners' UDP addresses must be free,
  * or held by `incumbent` (the pid being taken over).
  */
 async function probeAddresses(cfg: RoutedConfig, incumbent: number | null): Promise<void> {
   if (cfg.metrics !== null) await probeAddress("metrics.addr", cfg.metrics.addr, "tcp", incumbent);
   if (cfg.grpc !== null) await probeAddress("grpc.addr", cfg.grpc.addr, "tcp", incumbent);
+  if (cfg.dashboard !== null) await probeAddress("dashboard.addr", cfg.dashboard.addr, "tcp", incumbent);
   for (const [i, q] of cfg.quicListeners.entries())
     await probeAddress(`quic listener ${i} (${q.name}) addr`, q.addr, "udp", incumbent);
 }

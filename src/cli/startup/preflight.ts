@@ -4,13 +4,19 @@
 // is read with all its problems, then the files it names are opened as the
 // server will open them: the GeoIP database, the admin API's certificates
 // (each read, the key the certificate's, the TLS context built:
-// AdminServer.prepare), etcd's certificates, and the takeover socket's path
+// AdminServer.prepare), the dashboard's (DashboardServer.prepare), etcd's certificates, and the takeover socket's path
 // beside the database. A takeover fails here before it asks the running
 // process anything (docs/ARCHITECTURE.md "Takeover").
 
 import { readFileSync, statSync } from "node:fs";
 import { AdminServer, type PreparedAdmin, adminTlsError } from "../../admin/grpc_server";
 import { ConfigError, readConfig, readGrpcFile } from "../../config/config";
+import {
+  DashboardServer,
+  type PreparedDashboard,
+  dashboardTlsError,
+  readDashboardFile,
+} from "../../dashboard/dashboard_server";
 import { CountryDatabase } from "../../firewall/country_database";
 import { keyPairError } from "../../net/key_pair";
 import { type RoutedConfig, readRoutes } from "../../routing/route_config";
@@ -20,6 +26,8 @@ export interface Preflight {
   config: RoutedConfig;
   /** The admin API's TLS loaded and matched, ready to bind; null without [grpc]. */
   admin: PreparedAdmin | null;
+  /** The dashboard's TLS loaded and matched (or plain HTTP), ready to bind; null without [dashboard]. */
+  dashboard: PreparedDashboard | null;
   /** What serves anyway but is worth saying: the config's own warnings (the kernel's tcp_migrate_req is a takeover's: server_command.ts). */
   warnings: string[];
 }
@@ -40,8 +48,16 @@ export function preflight(file: string, env: Record<string, string | undefined> 
       problems.push((e as Error).message);
     }
   }
+  let dashboard: PreparedDashboard | null = null;
+  if (problems.length === 0 && config.dashboard !== null) {
+    try {
+      dashboard = DashboardServer.prepare(config.dashboard);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
-  return { config, admin, warnings: [...config.warnings] };
+  return { config, admin, dashboard, warnings: [...config.warnings] };
 }
 
 /**
@@ -80,6 +96,21 @@ function fileProblems(cfg: RoutedConfig): string[] {
       const refused = adminTlsError(g, cert, key, ca);
       if (refused !== null) problems.push(refused);
     }
+  }
+  const d = cfg.dashboard;
+  if (d !== null && d.tlsCert !== null && d.tlsKey !== null) {
+    const read = (key: string, path: string): Buffer | null => {
+      try {
+        return readDashboardFile(key, path);
+      } catch (e) {
+        problems.push((e as Error).message);
+        return null;
+      }
+    };
+    const cert = read("tls_cert", d.tlsCert);
+    const key = read("tls_key", d.tlsKey);
+    const mismatch = cert !== null && key !== null ? dashboardTlsError(d, cert, key) : null;
+    if (mismatch !== null) problems.push(mismatch);
   }
   if (cfg.etcd !== null) {
     const e = cfg.etcd;
