@@ -33,6 +33,8 @@ export const MAX_STREAMS = 20;
  * source's failures count before its next attempt starts.
  */
 export const MAX_LOGINS_IN_FLIGHT = 4;
+/** Event streams one session may hold open at once (a few tabs); the rest are left to the others. */
+export const MAX_STREAMS_PER_SESSION = 3;
 /** Events a stream may have queued unread before it is closed (a client that stopped reading). */
 const MAX_QUEUED_EVENTS = 10;
 
@@ -112,8 +114,30 @@ async function boundedBody(req: Request, max: number): Promise<string | null> {
   return bytes.length > max ? null : new TextDecoder().decode(bytes);
 }
 
+/**
+ * A POST from this dashboard's own pages, or from no browser at all (curl):
+ * a browser's cross-site POST (a login forced on the user, a flood of wrong
+ * passwords to lock a loopback address out) says so in `Sec-Fetch-Site`.
+ * A browser without fetch metadata is judged by its Origin, which must be
+ * this Host. (Under `Referrer-Policy: no-referrer` Chromium sends a form's
+ * Origin as "null", with `Sec-Fetch-Site: same-origin`.)
+ */
+export function sameOrigin(req: Request): boolean {
+  const site = req.headers.get("sec-fetch-site");
+  if (site !== null) return site === "same-origin";
+  const origin = req.headers.get("origin");
+  if (origin === null) return true;
+  try {
+    return new URL(origin).host === (req.headers.get("host") ?? "").toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
 export class DashboardApp {
   private readonly streams = new Set<Stream>();
+  /** Plain HTTP on loopback: the Host values it answers (a DNS-rebinding page names another); null: any. */
+  private hosts: ReadonlySet<string> | null = null;
   /** Sources with a password check running. */
   private readonly checking = new Set<string>();
   private readonly now: () => number;
@@ -122,11 +146,19 @@ export class DashboardApp {
     this.now = d.now ?? Date.now;
   }
 
+  /** Set once the address is bound (dashboard_server.ts); null for HTTPS (the certificate names the host) and unix sockets. */
+  allowHosts(hosts: readonly string[] | null): void {
+    this.hosts = hosts === null ? null : new Set(hosts.map((h) => h.toLowerCase()));
+  }
+
   get openStreams(): number {
     return this.streams.size;
   }
 
   async fetch(req: Request, source: string): Promise<Response> {
+    if (this.hosts !== null && !this.hosts.has((req.headers.get("host") ?? "").toLowerCase()))
+      return plain(421, "this dashboard answers to its own address only (the Host header names another)\n");
+    if (req.method === "POST" && !sameOrigin(req)) return plain(403, "a cross-site request is refused\n");
     const path = new URL(req.url).pathname;
     const method = req.method === "HEAD" ? "GET" : req.method;
     const route = `${method} ${path}`;
@@ -199,8 +231,14 @@ export class DashboardApp {
       return redirect("/login?failed=1");
     }
     limiter.succeed(source);
-    const s = sessions.create(user.name, user.role, this.now());
-    logger.audit("dashboard login", { user: user.name, source, outcome: "ok", role: user.role });
+    const { session: s, dropped } = sessions.create(user.name, user.role, this.now());
+    logger.audit("dashboard login", {
+      user: user.name,
+      source,
+      outcome: "ok",
+      role: user.role,
+      ...(dropped > 0 ? { sessions_ended: dropped } : {}),
+    });
     return redirect("/", {
       "Set-Cookie": this.cookie(s.id, `; Max-Age=${Math.floor((s.expires - this.now()) / 1000)}`),
     });
@@ -229,6 +267,8 @@ export class DashboardApp {
   private events(session: Session): Response {
     if (this.streams.size >= MAX_STREAMS)
       return json(503, { error: `too many dashboard streams open (at most ${MAX_STREAMS})` });
+    if ([...this.streams].filter((s) => s.session.id === session.id).length >= MAX_STREAMS_PER_SESSION)
+      return json(429, { error: `this session has ${MAX_STREAMS_PER_SESSION} streams open already` });
     let entry: Stream | null = null;
     const stream = new ReadableStream<string>({
       start: (controller) => {

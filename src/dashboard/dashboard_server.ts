@@ -129,6 +129,13 @@ export class DashboardServer {
     } catch (e) {
       throw new Error(`dashboard.addr ${JSON.stringify(cfg.addr)}: cannot listen: ${(e as Error).message}`);
     }
+    if (!unix && tls === null) {
+      // Plain HTTP is loopback only (config/dashboard.ts): answer to the names of loopback.
+      const port = server.port;
+      const { host } = splitHostPort(cfg.addr);
+      const named = host.includes(":") ? `[${host}]` : host;
+      app.allowHosts([`${named}:${port}`, `127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+    }
     logger.info("dashboard listening", {
       addr: cfg.addr,
       port: unix ? undefined : server.port,

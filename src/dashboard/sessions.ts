@@ -1,7 +1,10 @@
 // Dashboard sessions (docs/DASHBOARD.md "Security model"): an id of 32 random
 // bytes (the cookie) → the user, their role, a CSRF token of 32 random bytes
 // (sent back in the X-CSRF-Token header of every action) and the expiry.
-// Bounded: at most MAX_SESSIONS, the oldest dropped for a new one.
+// Bounded per user: at most PER_USER sessions each, a user's own oldest
+// dropped for their new one — never another user's, so logging in again and
+// again cannot log anyone else out. Users come from the config, so the table
+// is at most PER_USER × users.
 
 import { timingSafeEqual } from "node:crypto";
 import type { DashboardRole } from "../config/types";
@@ -15,7 +18,7 @@ export interface Session {
   readonly expires: number;
 }
 
-export const MAX_SESSIONS = 1000;
+export const PER_USER = 10;
 
 /** 32 random bytes, base64url (no padding). */
 export function randomToken(): string {
@@ -35,7 +38,7 @@ export class Sessions {
 
   constructor(
     private readonly ttlMs: number,
-    private readonly max = MAX_SESSIONS,
+    private readonly perUser = PER_USER,
     private readonly token: () => string = randomToken,
   ) {}
 
@@ -43,12 +46,15 @@ export class Sessions {
     return this.byId.size;
   }
 
-  create(user: string, role: DashboardRole, now: number): Session {
-    if (this.byId.size >= this.max) this.sweep(now);
-    while (this.byId.size >= this.max) this.byId.delete(this.byId.keys().next().value!);
+  /** A new session; with it, the user's own sessions dropped to make room (oldest first), if any. */
+  create(user: string, role: DashboardRole, now: number): { session: Session; dropped: number } {
+    this.sweep(now);
+    const own = [...this.byId.values()].filter((s) => s.user === user);
+    const dropped = Math.max(0, own.length - this.perUser + 1);
+    for (const s of own.slice(0, dropped)) this.byId.delete(s.id);
     const s: Session = { id: this.token(), user, role, csrf: this.token(), expires: now + this.ttlMs };
     this.byId.set(s.id, s);
-    return s;
+    return { session: s, dropped };
   }
 
   /** The live session of this id, or null (unknown, or expired: then dropped). */
@@ -66,7 +72,7 @@ export class Sessions {
     this.byId.delete(id);
   }
 
-  /** Drop every expired session (a full table does, before it drops the oldest live one). */
+  /** Drop every expired session. */
   sweep(now: number): void {
     for (const [id, s] of this.byId) if (s.expires <= now) this.byId.delete(id);
   }

@@ -14,6 +14,7 @@ import {
   CSP,
   DashboardApp,
   MAX_STREAMS,
+  MAX_STREAMS_PER_SESSION,
   cookieOf,
 } from "../../src/dashboard/dashboard_app";
 import { LoginLimiter } from "../../src/dashboard/login_limiter";
@@ -41,6 +42,7 @@ let db: SqliteDatabase;
 let service: AdminService;
 let app: DashboardApp;
 let httpsApp: DashboardApp;
+let appDeps: () => ConstructorParameters<typeof DashboardApp>[0];
 
 const base = "http://127.0.0.1:9443";
 const get = (path: string, cookie?: string) =>
@@ -101,6 +103,7 @@ beforeAll(async () => {
       }),
     ),
   );
+  appDeps = () => deps(false);
   const deps = (https: boolean) => ({
     service,
     state: new DashboardState(service, plane),
@@ -277,15 +280,20 @@ describe("with a session", () => {
     await reader.cancel();
   });
 
-  test(`at most ${MAX_STREAMS} event streams at once: the next is 503`, async () => {
-    const { cookie } = await login(app, "alice", "192.0.2.22");
+  test(`at most ${MAX_STREAMS_PER_SESSION} streams a session (429), ${MAX_STREAMS} at once over all (503)`, async () => {
     const open: { cancel(): Promise<void> }[] = [];
+    let cookie = "";
     for (let i = app.openStreams; i < MAX_STREAMS; i++) {
+      if (open.length % MAX_STREAMS_PER_SESSION === 0) {
+        if (open.length > 0) expect((await app.fetch(get("/api/events", cookie), "192.0.2.22")).status).toBe(429);
+        cookie = (await login(app, "alice", "192.0.2.22")).cookie;
+      }
       const r = await app.fetch(get("/api/events", cookie), "192.0.2.22");
       expect(r.status).toBe(200);
       open.push(r.body!.getReader());
     }
-    expect((await app.fetch(get("/api/events", cookie), "192.0.2.22")).status).toBe(503);
+    const fresh = (await login(app, "alice", "192.0.2.22")).cookie;
+    expect((await app.fetch(get("/api/events", fresh), "192.0.2.22")).status).toBe(503);
     for (const r of open) await r.cancel();
     expect(app.openStreams).toBe(0);
   });
@@ -392,5 +400,47 @@ describe("actions", () => {
       new RegExp(`^${COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0`),
     );
     expect((await app.fetch(get("/api/state", cookie), "192.0.2.35")).status).toBe(401);
+  });
+});
+
+describe("cross-site requests and DNS rebinding", () => {
+  const withHeaders = (r: Request, h: Record<string, string>) => {
+    const headers = new Headers(r.headers);
+    for (const [k, v] of Object.entries(h)) headers.set(k, v);
+    return new Request(r.url, { method: r.method, headers, body: r.method === "GET" ? undefined : r.body });
+  };
+
+  test("a POST from another site (Sec-Fetch-Site, Origin) is refused before anything is checked; the dashboard's own is not", async () => {
+    const src = "198.51.100.77";
+    const crossSite: Record<string, string>[] = [
+      { "sec-fetch-site": "cross-site" },
+      { "sec-fetch-site": "same-site" },
+      { origin: "http://localhost:26081", host: "127.0.0.1:9443" },
+      { origin: "null", host: "127.0.0.1:9443" },
+    ];
+    for (const h of crossSite) {
+      const r = await app.fetch(withHeaders(form("alice", "wrong"), h), src);
+      expect(r.status).toBe(403);
+    }
+    // Refused before the password check: no failure counted against the source, no login line.
+    expect(lines.some((l) => l.includes(`source=${src}`))).toBe(false);
+    // The dashboard's own form: Chromium sends Origin "null" under no-referrer, with Sec-Fetch-Site same-origin.
+    const own = withHeaders(form("alice", "alice-pw"), { "sec-fetch-site": "same-origin", origin: "null" });
+    expect((await app.fetch(own, src)).status).toBe(303);
+    const byOrigin = withHeaders(form("alice", "alice-pw"), {
+      origin: "http://127.0.0.1:9443",
+      host: "127.0.0.1:9443",
+    });
+    expect((await app.fetch(byOrigin, "198.51.100.78")).status).toBe(303);
+  });
+
+  test("plain HTTP answers to loopback's names and its own address only (421 otherwise)", async () => {
+    const local = new DashboardApp({ ...appDeps(), https: false });
+    local.allowHosts(["127.0.0.1:9443", "localhost:9443", "[::1]:9443"]);
+    expect((await local.fetch(withHeaders(get("/login"), { host: "attacker.example:9443" }), "127.0.0.1")).status).toBe(
+      421,
+    );
+    expect((await local.fetch(withHeaders(get("/login"), { host: "LOCALHOST:9443" }), "127.0.0.1")).status).toBe(200);
+    expect((await local.fetch(withHeaders(get("/login"), { host: "127.0.0.1:9443" }), "127.0.0.1")).status).toBe(200);
   });
 });

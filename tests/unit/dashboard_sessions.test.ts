@@ -3,12 +3,12 @@
 // expiry, the bound on sessions and sources, 5 failures a minute.
 import { describe, expect, test } from "bun:test";
 import { LoginLimiter, MAX_FAILURES, WINDOW_MS } from "../../src/dashboard/login_limiter";
-import { MAX_SESSIONS, Sessions, randomToken, sameToken } from "../../src/dashboard/sessions";
+import { PER_USER, Sessions, randomToken, sameToken } from "../../src/dashboard/sessions";
 
 describe("Sessions", () => {
   test("a session: 32 random bytes base64url as id and as CSRF token, distinct; found until it expires, then gone", () => {
     const s = new Sessions(1000);
-    const a = s.create("alice", "operator", 10_000);
+    const { session: a } = s.create("alice", "operator", 10_000);
     expect(a.id).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(a.csrf).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(a.id).not.toBe(a.csrf);
@@ -21,8 +21,8 @@ describe("Sessions", () => {
 
   test("drop; sweep drops the expired", () => {
     const s = new Sessions(1000);
-    const a = s.create("a", "reader", 0);
-    const b = s.create("b", "reader", 500);
+    const a = s.create("a", "reader", 0).session;
+    const b = s.create("b", "reader", 500).session;
     s.drop(a.id);
     expect(s.get(a.id, 1)).toBeNull();
     s.sweep(1600);
@@ -30,22 +30,27 @@ describe("Sessions", () => {
     expect(s.get(b.id, 1)).toBeNull();
   });
 
-  test(`bounded: at most ${MAX_SESSIONS} by default; a new one past the bound drops the oldest`, () => {
+  test(`bounded per user: at most ${PER_USER} each; a user's new one drops their own oldest, never another user's`, () => {
     const s = new Sessions(60_000, 3);
-    const ids = [1, 2, 3, 4].map((i) => s.create(`u${i}`, "reader", i).id);
-    expect(s.size).toBe(3);
-    expect(s.get(ids[0]!, 10)).toBeNull();
-    expect(s.get(ids[3]!, 10)?.user).toBe("u4");
-    // Full: the expired go first, then the oldest live one.
+    const admin = s.create("ada", "admin", 0).session;
+    const own = [1, 2, 3].map((i) => s.create("rita", "reader", i).session.id);
+    // A reader logging in again and again: only their own sessions give way.
+    for (let i = 0; i < 1000; i++) s.create("rita", "reader", 10 + i);
+    expect(s.get(admin.id, 2000)?.user).toBe("ada");
+    expect(own.every((id) => s.get(id, 2000) === null)).toBe(true);
+    expect(s.size).toBe(4);
+    const fourth = s.create("rita", "reader", 3000);
+    expect(fourth.dropped).toBe(1);
+    // The expired go first.
     const ttl = new Sessions(100, 2);
-    const old = ttl.create("old", "reader", 0);
-    const live = ttl.create("live", "reader", 150);
-    ttl.create("new", "reader", 200);
+    const old = ttl.create("u", "reader", 0).session;
+    const live = ttl.create("u", "reader", 150).session;
+    expect(ttl.create("u", "reader", 200).dropped).toBe(0);
     expect(ttl.get(old.id, 200)).toBeNull();
-    expect(ttl.get(live.id, 200)?.user).toBe("live");
+    expect(ttl.get(live.id, 200)?.user).toBe("u");
     const full = new Sessions(60_000);
-    for (let i = 0; i < MAX_SESSIONS + 5; i++) full.create("u", "reader", i);
-    expect(full.size).toBe(MAX_SESSIONS);
+    for (let i = 0; i < PER_USER + 5; i++) full.create("u", "reader", i);
+    expect(full.size).toBe(PER_USER);
   });
 
   test("tokens: random, compared in full", () => {
