@@ -1,4 +1,4 @@
-// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...] [--baseline REF | --base-binary PATH]`
+// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...] [--baseline REF | --base-binary PATH] [--dashboard]`
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 // `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
@@ -20,6 +20,7 @@ import { buildRef } from "../build_ref";
 import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { DashboardViewers } from "./dashboard_viewers";
 import { allProcessCpu, machineBusySeconds, processTree, settledRss, stopProcess, treeCpu } from "./procstat";
 import { median, spread } from "./stats";
 import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePackages, prepare } from "./setup";
@@ -30,6 +31,9 @@ import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePac
  * mc-proxy-pp: PROXY protocol both ways (an untimed HAProxy in front sends
  * v2, mc-proxy sends v2 to the backend). mc-proxy-base: the binary built
  * from `--baseline REF`, for an A/B of the current code in the same run.
+ * mc-proxy+dashboard: [dashboard] on loopback with DASHBOARD_VIEWERS users
+ * logged in and reading its event stream while measured (`--dashboard` adds
+ * it to the default set; dashboard_viewers.ts).
  */
 type SystemName =
   | "direct"
@@ -39,7 +43,8 @@ type SystemName =
   | "mc-proxy-w2"
   | "mc-proxy-metrics"
   | "mc-proxy-pp"
-  | "mc-proxy-base";
+  | "mc-proxy-base"
+  | "mc-proxy+dashboard";
 const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-metrics", "mc-proxy-pp"];
 
 interface Settings {
@@ -73,6 +78,7 @@ function settings(argv: string[]): Settings {
   const only = (opt("--only")?.split(",") as SystemName[] | undefined) ?? [
     ...SYSTEMS,
     ...(withBase ? (["mc-proxy-base"] as SystemName[]) : []),
+    ...(argv.includes("--dashboard") ? (["mc-proxy+dashboard"] as SystemName[]) : []),
   ];
   return {
     quick,
@@ -166,6 +172,10 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyMetricsConf];
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
+  } else if (name === "mc-proxy+dashboard") {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyDashboardConf];
+    port = PORTS.mcproxy;
+    stderr = openSync(f.mcproxyLog, "a");
   } else if (name === "mc-proxy-pp") {
     cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyPpConf];
     port = PORTS.mcproxyPp;
@@ -201,6 +211,14 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     await waitPort(port);
   }
   await sleep(300);
+  // Logged-in dashboard pages reading the live stream for mc-proxy+dashboard (their cost is part of the measurement).
+  const viewers =
+    name === "mc-proxy+dashboard"
+      ? await DashboardViewers.start(PORTS.dashboard).catch(async (e) => {
+          await stopProcess(proc);
+          throw e;
+        })
+      : null;
   // A Prometheus-like scrape every second for mc-proxy-metrics (its cost is part of the measurement).
   let scraping = name === "mc-proxy-metrics";
   if (scraping) {
@@ -221,8 +239,17 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     helperPids: () => (front === null ? [] : processTree(front.pid)),
     stop: async () => {
       scraping = false;
-      if (front !== null) await stopProcess(front);
-      await stopProcess(proc);
+      try {
+        if (viewers !== null) {
+          const v = await viewers.stop();
+          console.log(
+            `bench: ${name}: ${v.viewers} dashboard viewers read ${v.events} events (${(v.bytes / 1e6).toFixed(1)} MB) in ${v.seconds.toFixed(0)} s${v.reconnects > 0 ? `; ${v.reconnects} streams ended by the server and reopened (last: ${v.lastEnd})` : ""}`,
+          );
+        }
+      } finally {
+        if (front !== null) await stopProcess(front);
+        await stopProcess(proc);
+      }
     },
   };
 }
@@ -754,6 +781,7 @@ const RATIOS: [string, SystemName, SystemName][] = [
   ["mc-proxy × HAProxy", "mc-proxy", "haproxy"],
   ["mc-proxy-metrics × mc-proxy", "mc-proxy-metrics", "mc-proxy"],
   ["mc-proxy-w2 × mc-proxy", "mc-proxy-w2", "mc-proxy"],
+  ["mc-proxy+dashboard × mc-proxy", "mc-proxy+dashboard", "mc-proxy"],
   ["mc-proxy-pp × HAProxy", "mc-proxy-pp", "haproxy"],
   ["mc-proxy-pp × mc-proxy", "mc-proxy-pp", "mc-proxy"],
   ["mc-proxy × mc-proxy-base", "mc-proxy", "mc-proxy-base"],

@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { selfSignedArgs } from "../self_signed";
+import { DASHBOARD_PASSWORD, DASHBOARD_USER } from "./dashboard_viewers";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const WORK = join(ROOT, ".bench");
@@ -23,6 +24,8 @@ export const PORTS = {
   ppFront: 20444,
   /** The metrics endpoint of mc-proxy-metrics (scraped every second during its runs). */
   metrics: 22102,
+  /** The dashboard of mc-proxy+dashboard (its viewers read the event stream during its runs). */
+  dashboard: 22104,
   /** --scaling: a plain TCP backend with a fixed reply, and the proxies in front of it. */
   replyBackend: 19445,
   scaleHaproxy: 20445,
@@ -86,6 +89,8 @@ export interface Files {
   ppFrontConf: string;
   /** mc-proxy with [metrics] on. */
   mcproxyMetricsConf: string;
+  /** mc-proxy with a [dashboard] on loopback and one user (dashboard_viewers.ts logs in as it). */
+  mcproxyDashboardConf: string;
   /** mc-proxy with two workers (memory per idle connection). */
   mcproxyW2Conf: string;
   /** --scaling: the reply backend, and per system and event-loop count (1, 2) its config. */
@@ -318,6 +323,22 @@ format = "text"
     mcproxyMetricsConf,
     `${readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-metrics.db"`)}\n[metrics]\naddr = "127.0.0.1:${PORTS.metrics}"\n`,
   );
+  // The dashboard on loopback (plain HTTP), one reader: the bench's viewers.
+  // Logins are not measured: the hash is argon2id with 64 KiB of memory, not
+  // Bun's default 64 MiB, which each login would leave in the allocator for
+  // the idle-connection round to reuse (its memory per connection read low).
+  const mcproxyDashboardConf = join(WORK, "mc-proxy-dashboard.toml");
+  writeFileSync(
+    mcproxyDashboardConf,
+    `${readFileSync(mcproxyConf, "utf8").replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-dashboard.db"`)}
+[dashboard]
+addr = "127.0.0.1:${PORTS.dashboard}"
+[[dashboard.users]]
+name = "${DASHBOARD_USER}"
+role = "reader"
+password_hash = "${Bun.password.hashSync(DASHBOARD_PASSWORD, { algorithm: "argon2id", memoryCost: 64, timeCost: 2 })}"
+`,
+  );
   // --scaling: a plain backend answering REPLY_BYTES to anything (nginx stream `return`, C, cheap).
   const replyBackendConf = join(WORK, "reply-backend.conf");
   writeFileSync(
@@ -350,6 +371,7 @@ stream {
     scaling: { haproxy: [s1.hp, s2.hp], nginx: [s1.ng, s2.ng], mcproxy: [s1.mc, s2.mc] },
     helloFile,
     mcproxyMetricsConf,
+    mcproxyDashboardConf,
     mcproxyPpConf,
     ppFrontConf,
     cert,

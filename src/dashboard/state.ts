@@ -14,6 +14,12 @@ import type { Session } from "./sessions";
 export const HISTORY_POINTS = 900;
 /** Fingerprints the page shows. */
 export const TOP_FINGERPRINTS = 20;
+/**
+ * Rules listed in the state (sent every second to every viewer; a rule set of
+ * 1,000 CIDRs made a 65 kB event): the rest are counted, and listed by
+ * `mc-proxy firewall list`.
+ */
+export const RULES_SHOWN = 200;
 
 /** What the state reads of the control plane (ControlPlane has both). */
 export interface StateSource {
@@ -139,11 +145,19 @@ export class DashboardState {
       this.service.listFingerprints({ limit: TOP_FINGERPRINTS }),
       this.source.refusals(),
     ]);
+    const { rules } = this.service.getFirewallRules();
+    const ja4 = new Set(rules.filter((r) => r.type === "FIREWALL_RULE_TYPE_JA4").map((r) => r.value));
+    const counts: Record<string, number> = {};
+    for (const r of rules) counts[r.type] = (counts[r.type] ?? 0) + 1;
     const doc = {
       status,
       routes: this.service.listRoutes({ listener: "" }),
-      firewall: { ...this.service.getFirewallRules(), blocked: blockedOf(s) },
-      fingerprints,
+      // The first RULES_SHOWN rules (every second, to every viewer), the counts by kind, the total.
+      firewall: { rules: rules.slice(0, RULES_SHOWN), total: rules.length, counts, blocked: blockedOf(s) },
+      fingerprints: {
+        ...fingerprints,
+        fingerprints: fingerprints.fingerprints.map((f) => ({ ...f, ruled: ja4.has(f.ja4) })),
+      },
       refusals: refusals.map((r) => ({ ...r, time: new Date(r.time).toISOString() })),
       history: this.history,
     };

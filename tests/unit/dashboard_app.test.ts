@@ -19,7 +19,7 @@ import {
 } from "../../src/dashboard/dashboard_app";
 import { LoginLimiter } from "../../src/dashboard/login_limiter";
 import { Sessions } from "../../src/dashboard/sessions";
-import { DashboardState } from "../../src/dashboard/state";
+import { RULES_SHOWN, DashboardState } from "../../src/dashboard/state";
 import { Users } from "../../src/dashboard/users";
 import { Logger } from "../../src/log/logger";
 import { parseRoutedConfig } from "../../src/routing/route_config";
@@ -255,7 +255,7 @@ describe("with a session", () => {
       "127.0.0.1:1002",
     ]);
     expect(s.status.version).toBeString();
-    expect(s.firewall).toEqual({ rules: [], blocked: { ip: 0, cidr: 0, country: 0, ja4: 0 } });
+    expect(s.firewall).toEqual({ rules: [], total: 0, counts: {}, blocked: { ip: 0, cidr: 0, country: 0, ja4: 0 } });
     expect(s.refusals).toEqual([]);
     expect(Object.keys(s.history)).toEqual([
       "t",
@@ -442,5 +442,29 @@ describe("cross-site requests and DNS rebinding", () => {
     );
     expect((await local.fetch(withHeaders(get("/login"), { host: "LOCALHOST:9443" }), "127.0.0.1")).status).toBe(200);
     expect((await local.fetch(withHeaders(get("/login"), { host: "127.0.0.1:9443" }), "127.0.0.1")).status).toBe(200);
+  });
+});
+
+describe("the state's size", () => {
+  test(`the firewall: the first ${RULES_SHOWN} rules, the counts by kind and the total; fingerprints say whether a rule blocks them`, async () => {
+    const added = Array.from({ length: RULES_SHOWN + 50 }, (_, i) => ({
+      type: "FIREWALL_RULE_TYPE_CIDR",
+      value: `10.${Math.floor(i / 256)}.${i % 256}.0/24`,
+    }));
+    for (const rule of added) await service.addFirewallRule({ rule });
+    try {
+      const fresh = new DashboardApp({ ...appDeps(), state: new DashboardState(service, plane) });
+      const { cookie } = await login(fresh, "rita", "192.0.2.77");
+      const s = (await (await fresh.fetch(get("/api/state", cookie), "192.0.2.77")).json()) as {
+        firewall: { rules: unknown[]; total: number; counts: Record<string, number> };
+        fingerprints: { fingerprints: { ruled: boolean }[] };
+      };
+      expect(s.firewall.rules).toHaveLength(RULES_SHOWN);
+      expect(s.firewall.total).toBeGreaterThanOrEqual(added.length);
+      expect(s.firewall.counts.FIREWALL_RULE_TYPE_CIDR).toBeGreaterThanOrEqual(added.length);
+      expect(s.fingerprints.fingerprints.every((f) => typeof f.ruled === "boolean")).toBe(true);
+    } finally {
+      for (const rule of added) await service.removeFirewallRule({ rule });
+    }
   });
 });

@@ -63,20 +63,26 @@ export function firewall() {
       el("span", { class: "sub" }),
     );
   return (s) => {
-    const all = s.firewall.rules;
+    const { rules: shown, total, counts } = s.firewall;
     sync(
       $("firewall-kinds"),
       KINDS,
       ([t]) => t,
       figure,
       (d, [t, k]) => {
-        setText(d.children[1], count(all.filter((r) => r.type === `FIREWALL_RULE_TYPE_${t}`).length, "rule", "rules"));
+        setText(d.children[1], count(counts[`FIREWALL_RULE_TYPE_${t}`] ?? 0, "rule", "rules"));
         setText(d.children[2], `${int(s.firewall.blocked?.[k] ?? 0)} blocked`);
       },
     );
     const add = $("firewall-add");
     if (canAct() !== add.childElementCount > 0) add.replaceChildren(...(canAct() ? [addRuleForm()] : []));
-    rules(all);
+    setText(
+      $("firewall-note"),
+      total > shown.length
+        ? `The first ${int(shown.length)} of ${int(total)} rules; mc-proxy firewall list lists every one.`
+        : "",
+    );
+    rules(shown);
   };
 }
 
@@ -98,10 +104,9 @@ export function fingerprints() {
   });
   return (s) => {
     const fp = s.fingerprints;
-    const ruled = new Set(s.firewall.rules.filter((r) => r.type === "FIREWALL_RULE_TYPE_JA4").map((r) => r.value));
     const note = `The most frequent TLS fingerprints over the last ${duration(fp.window_seconds)}, counted by ${count(fp.workers, "worker", "workers")}; at most ${int(fp.capacity)} are tracked.`;
     setText($("fingerprints-note"), note);
-    rows(fp.fingerprints.map((f) => ({ ...f, ruled: ruled.has(f.ja4) })));
+    rows(fp.fingerprints);
   };
 }
 
