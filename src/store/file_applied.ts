@@ -162,6 +162,11 @@ function changedFields(a: string | undefined, b: string | undefined): string[] {
 /** Names listed in a summary line before "and N more". */
 const SHOWN = 20;
 
+/** At most SHOWN items joined by `sep`, then how many more. */
+export function listed(xs: readonly string[], sep: string): string {
+  return xs.length <= SHOWN ? xs.join(sep) : `${xs.slice(0, SHOWN).join(sep)} (and ${xs.length - SHOWN} more)`;
+}
+
 const shown = (name: string) => (name === "" ? "_default" : name);
 
 /**
@@ -287,12 +292,7 @@ export function summarize(p: Plan): string {
       .map(([t, n]) => `${sign}${n} ${t}`);
   const firewall = [...count(p.rulesAdded, "+"), ...count(p.rulesRemoved, "-")];
   const limits = p.limits.map((l) => `${l.listener} max_connections ${l.from}→${l.to}`);
-  const or = (xs: string[]) =>
-    xs.length === 0
-      ? "none"
-      : xs.length <= SHOWN
-        ? xs.join(" ")
-        : `${xs.slice(0, SHOWN).join(" ")} (and ${xs.length - SHOWN} more)`;
+  const or = (xs: string[]) => (xs.length === 0 ? "none" : listed(xs, " "));
   return `routes: ${or(routes)}; firewall: ${or(firewall)}; limits: ${or(limits)}; conflicts: ${
     p.conflicts.length === 0 ? "none" : p.conflicts.join("; ")
   }`;

@@ -19,6 +19,7 @@ import {
   differences,
   encodeApplied,
   isEmpty,
+  listed,
   planApply,
   refusedSteps,
   stepName,
@@ -121,8 +122,7 @@ async function adopt(
     logger.info("config file applied", { summary });
     return summary;
   }
-  const shown = diff.slice(0, 20).join("; ") + (diff.length > 20 ? `; and ${diff.length - 20} more` : "");
-  const summary = `first apply on a store without a last-applied state: the file is taken as applied; ${diff.length} difference(s) from the store left as the store has them (${shown}); from now on edits to the file apply`;
+  const summary = `first apply on a store without a last-applied state: the file is taken as applied; ${diff.length} difference(s) from the store left as the store has them (${listed(diff, "; ")}); from now on edits to the file apply`;
   logger.warn("config file applied", { summary });
   return summary;
 }
