@@ -185,7 +185,10 @@ export class AdminService {
     return { rules: this.store.rules().map((r) => ({ type: RULE_TYPE_ENUM[r.type], value: r.value })) };
   }
 
-  addFirewallRule(req: { rule: RuleMsg | null }): Promise<{ rule: RuleMsg; added: boolean }> {
+  addFirewallRule(req: { rule: RuleMsg | null; keep_established?: boolean }): Promise<{
+    rule: RuleMsg;
+    added: boolean;
+  }> {
     const rule = ruleField(req.rule);
     if (rule.type === "country" && !this.runtime.geoipConfigured) {
       throw new AdminError(
@@ -194,7 +197,7 @@ export class AdminService {
       );
     }
     return this.mutations.run(async () => {
-      const added = await this.store.addRule(rule);
+      const added = await this.store.addRule(rule, req.keep_established === true);
       return { rule: { type: RULE_TYPE_ENUM[rule.type], value: rule.value }, added };
     });
   }

@@ -51,7 +51,7 @@ const BUILDERS: Readonly<Record<string, (b: Body) => Action>> = {
     return { method: "SetBackendState", request, call: (s) => s.setBackendState(request) };
   },
   add_firewall_rule: (b) => {
-    const request = { rule: rule(b) };
+    const request = { rule: rule(b), keep_established: b.keep_established === true };
     return { method: "AddFirewallRule", request, call: (s) => s.addFirewallRule(request) };
   },
   remove_firewall_rule: (b) => {

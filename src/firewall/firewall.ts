@@ -10,6 +10,17 @@ import { IPV4_TAG, RateLimiter, networkKey } from "./rate_limiter";
 
 export type FirewallVerdict = "blocked_ip" | "blocked_cidr" | "blocked_country" | "rate_limited" | null;
 
+/** What a rule (not the rate limit) blocks a session with: its address, its country, or its hello's fingerprint. */
+export type RuleVerdict = "blocked_ip" | "blocked_cidr" | "blocked_country" | "blocked_ja4";
+
+/**
+ * Of a session already admitted, what the rules now in force block that the
+ * rules it was admitted under (`passed`) did not: the verdict, or null.
+ * `ip` "" for a client whose address no rule judges (a PROXY header's LOCAL
+ * command); `ja4` "" for a fingerprint not computed (no hello yet).
+ */
+export type NewlyBlocked = (ip: string, ja4: string) => RuleVerdict | null;
+
 export interface FirewallRules {
   blockedIps: readonly string[];
   /** Canonical "address/prefix" strings. */
@@ -17,6 +28,16 @@ export interface FirewallRules {
   blockedCountries: readonly string[];
   /** JA4 fingerprints and patterns (ja4_rule.ts); judged once the hello is read. */
   blockedJa4: readonly string[];
+}
+
+/** Rules by type (the metrics' and GetStatus's counts). */
+export function ruleCounts(set: FirewallRules): { ip: number; cidr: number; country: number; ja4: number } {
+  return {
+    ip: set.blockedIps.length,
+    cidr: set.blockedCidrs.length,
+    country: set.blockedCountries.length,
+    ja4: set.blockedJa4.length,
+  };
 }
 
 /** A rule snapshot compiled into lookup tables once, when it is installed. */
@@ -91,15 +112,42 @@ export class Firewall {
     this.set = new RuleSet(rules);
   }
 
+  /**
+   * What the rules in force block that `passed` did not (NewlyBlocked): the
+   * verdicts an admission would give now — address, CIDR, country, then
+   * ja4, as check() and checkJa4() judge them — without the rate limit.
+   */
+  newlyBlocked(passed: FirewallRules): NewlyBlocked {
+    const now = this.set;
+    const before = new RuleSet(passed);
+    return (ip, ja4) => {
+      const v = this.ruleVerdict(now, ip, ja4);
+      return v !== null && this.ruleVerdict(before, ip, ja4) === null ? v : null;
+    };
+  }
+
+  private ruleVerdict(s: RuleSet, ip: string, ja4: string): RuleVerdict | null {
+    if (ip !== "") {
+      const v = this.addressVerdict(s, ip, ipv4ToUint32(ip));
+      if (v !== null) return v;
+    }
+    return ja4 !== "" && s.ja4.matches(ja4) ? "blocked_ja4" : null;
+  }
+
+  /** The address rules and the country of `ip` (`v4` its IPv4 number, or negative). */
+  private addressVerdict(s: RuleSet, ip: string, v4: number): "blocked_ip" | "blocked_cidr" | "blocked_country" | null {
+    if (s.ips.has(ip, v4)) return "blocked_ip";
+    if (s.cidrs.has(ip, v4)) return "blocked_cidr";
+    if (s.countries.size > 0 && this.geo !== null) {
+      const cc = this.geo.country(ip);
+      if (cc !== null && s.countries.has(cc)) return "blocked_country";
+    }
+    return null;
+  }
+
   /** Rules in force, by type (for the metrics). */
   ruleCounts(): { ip: number; cidr: number; country: number; ja4: number } {
-    const r = this.set.rules;
-    return {
-      ip: r.blockedIps.length,
-      cidr: r.blockedCidrs.length,
-      country: r.blockedCountries.length,
-      ja4: r.blockedJa4.length,
-    };
+    return ruleCounts(this.set.rules);
   }
 
   /** Whether any JA4 rule is in force (then every hello's fingerprint is computed). */
@@ -135,14 +183,9 @@ export class Firewall {
    * "udp" (a new QUIC flow) counts in a rate table of its own (udpRate).
    */
   check(ip: string, nowMs: number, transport: "tcp" | "udp" = "tcp"): FirewallVerdict {
-    const s = this.set;
     const v4 = ipv4ToUint32(ip);
-    if (s.ips.has(ip, v4)) return "blocked_ip";
-    if (s.cidrs.has(ip, v4)) return "blocked_cidr";
-    if (s.countries.size > 0 && this.geo !== null) {
-      const cc = this.geo.country(ip);
-      if (cc !== null && s.countries.has(cc)) return "blocked_country";
-    }
+    const blocked = this.addressVerdict(this.set, ip, v4);
+    if (blocked !== null) return blocked;
     const rate = transport === "tcp" ? this.rate : this.udpRateTable();
     if (rate !== null) {
       this.lastRateCheckMs = nowMs;

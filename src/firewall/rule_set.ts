@@ -45,3 +45,16 @@ export function ruleSet(rules: readonly Rule[]): { -readonly [K in keyof Firewal
 export function ruleList(set: FirewallRules): Rule[] {
   return RULE_TYPES.flatMap((type) => set[LISTS[type]].map((value) => ({ type, value })));
 }
+
+/**
+ * What established sessions are judged against when `next` replaces `prev`
+ * (Firewall.newlyBlocked): the rules they were admitted under plus the
+ * added rules that keep them (`kept`, added with keep_established); null when
+ * `next` adds no rule beyond that, so that nothing can close.
+ */
+export function passedRules(prev: FirewallRules, next: FirewallRules, kept: readonly Rule[]): FirewallRules | null {
+  const key = (r: Rule) => `${r.type} ${r.value}`;
+  const passed = [...ruleList(prev), ...kept];
+  const known = new Set(passed.map(key));
+  return ruleList(next).some((r) => !known.has(key(r))) ? ruleSet(passed) : null;
+}

@@ -12,8 +12,8 @@ import type { Socket } from "bun";
 
 export type PeerSocket = Socket<unknown>;
 
-/** Who ended the connection first (access-log field `closed_by`). */
-export type Closer = "client" | "backend" | "proxy";
+/** Who ended the connection first (access-log field `closed_by`); "firewall": a rule added while it was open. */
+export type Closer = "client" | "backend" | "proxy" | "firewall";
 
 /** How a relay ends, for the access log: ok, idle_timeout, or a reset. */
 export type RelayEnd = "ok" | "idle_timeout";

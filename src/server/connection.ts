@@ -4,6 +4,7 @@
 // backend_socket.ts); the deadline wheel calls expire().
 
 import type { Socket } from "bun";
+import type { RuleVerdict } from "../firewall/firewall";
 import type { ProxyHeader } from "../proxy_header/proxy_header";
 import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import type { RoutePool } from "../routing/pool";
@@ -66,11 +67,8 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
   ja4 = "";
   backendAddr: string | null = null;
   readonly acceptedAt: number;
-  /**
-   * The client's port, -1 until read: Bun asks the kernel (getpeername) on
-   * every read of remotePort (it caches remoteAddress, not the port), and
-   * only the access log and an outgoing PROXY header need it.
-   */
+  /** The client's port, -1 until read: Bun asks the kernel (getpeername) on every read of remotePort (it caches
+   * remoteAddress, not the port), and only the access log and an outgoing PROXY header need it. */
   clientPort = -1;
   helloAt = 0;
   connectStartAt = 0;
@@ -295,11 +293,8 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     }
   }
 
-  /**
-   * Reset both sides now: at the end of the shutdown grace period
-   * ("shutdown"), or after a handler threw ("internal_error"), so that a bug
-   * can never leave a connection open and unaccounted for.
-   */
+  /** Reset both sides now: at the end of the shutdown grace period ("shutdown"), or after a handler threw
+   * ("internal_error"), so that a bug can never leave a connection open and unaccounted for. */
   forceClose(outcome: "shutdown" | "internal_error" | "backend_disabled" = "shutdown"): void {
     if (this.relay.finished) return;
     if (this.phase === Phase.Relaying) {
@@ -310,13 +305,28 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     } else this.abort(outcome);
   }
 
+  /** The address the firewall judged this client by: "" while a PROXY header is awaited, or when it named none
+   * (LOCAL: the balancer, never judged). */
+  get judgedIp(): string {
+    if (this.phase === Phase.ProxyHeader) return "";
+    return this.listener.proxyProtocol && this.received?.source == null ? "" : this.clientIp;
+  }
+
+  /** A firewall rule added while this connection is open blocks it: RST both sides, the outcome the admission
+   * would give now, `closed_by` firewall (docs/SECURITY.md). */
+  block(outcome: RuleVerdict): void {
+    if (this.relay.finished) return;
+    this.relay.closedBy = "firewall";
+    if (this.phase !== Phase.Relaying) return this.abort(outcome);
+    this.relay.outcomeOverride = outcome;
+    this.relay.resetBoth("firewall");
+  }
+
   /**
-   * The backend closed or reset before sending a byte (seen as an end, a
-   * close, or a failed write of the replay): nothing from it has
-   * reached the client, and it got only the replayed hello. Like a failed
-   * connect, count it against the backend and try the next one (HAProxy's
-   * retry-on empty-response) — a backend killed between accepting and
-   * answering costs the client nothing. False when a retry is not safe.
+   * The backend closed or reset before sending a byte (seen as an end, a close, or a failed write of the
+   * replay): nothing from it has reached the client, and it got only the replayed hello. Like a failed connect,
+   * count it against the backend and try the next one (HAProxy's retry-on empty-response) — a backend killed
+   * between accepting and answering costs the client nothing. False when a retry is not safe.
    */
   retryEmpty(): boolean {
     const replay = this.relay.emptyReplay;

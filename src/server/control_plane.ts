@@ -17,7 +17,8 @@
 
 import type { RoutedConfig as Config } from "../routing/route_config";
 import { CountryDatabase } from "../firewall/country_database";
-import type { FirewallRules } from "../firewall/firewall";
+import { type FirewallRules, ruleCounts } from "../firewall/firewall";
+import { type Rule, passedRules } from "../firewall/rule_set";
 import { RateLimiter } from "../firewall/rate_limiter";
 import type { Logger } from "../log/logger";
 import { BackendTable, DEFAULT_BACKEND_SLOTS, type SlotRef } from "../routing/backend_table";
@@ -276,13 +277,15 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   }
 
   async applyBackendReset(ref: SlotRef): Promise<number> {
-    const acks = await this.command({ type: "reset-backend", slot: ref.slot, gen: ref.gen });
-    return acks.reduce((n, a) => n + (a.ok ? a.closed : 0), 0);
+    return closedOf(await this.command({ type: "reset-backend", slot: ref.slot, gen: ref.gen }));
   }
 
-  async applyRules(rules: FirewallRules): Promise<void> {
+  async applyRules(rules: FirewallRules, kept: readonly Rule[] = []): Promise<number> {
+    const passed = passedRules(this.rules, rules, kept);
     this.rules = rules;
-    await this.command({ type: "rules", rules });
+    const closed = closedOf(await this.command({ type: "rules", rules, passed }));
+    if (closed > 0) this.logger.info("firewall: connections the new rules block closed", { closed });
+    return closed;
   }
 
   applyMaxConnections(l: ListenerView, n: number): void {
@@ -331,12 +334,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
       listeners: sumListeners(base, this.slots),
       connectionCap: this.options.connectionCap,
       draining: this.draining,
-      rules: {
-        ip: this.rules.blockedIps.length,
-        cidr: this.rules.blockedCidrs.length,
-        country: this.rules.blockedCountries.length,
-        ja4: this.rules.blockedJa4.length,
-      },
+      rules: ruleCounts(this.rules),
       rateTracked: this.rate?.tracked(Date.now()) ?? 0,
       geoipBuildEpoch: this.geoipBuildEpoch,
       workers,
@@ -394,5 +392,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   }
 }
 
+/** The connections the loops that answered a command closed. */
+const closedOf = (acks: Ack[]): number => acks.reduce((n, a) => n + (a.ok ? a.closed : 0), 0);
 const inThread = (init: LoopInit, logger: Logger, events: LoopEvents): Loop => new InThreadLoop(init, logger, events);
 const inWorker = (init: LoopInit, logger: Logger, events: LoopEvents): Loop => new WorkerLoop(init, logger, events);

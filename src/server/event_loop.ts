@@ -9,7 +9,7 @@ import type { SocketHandler } from "bun";
 import type { RoutedConfig as Config } from "../routing/route_config";
 import { normaliseIp } from "../net/ip";
 import { AddressTable } from "../firewall/address_table";
-import { Firewall } from "../firewall/firewall";
+import { Firewall, type FirewallRules } from "../firewall/firewall";
 import type { Logger } from "../log/logger";
 import { HeavyHitters, emptyReport } from "../metrics/heavy_hitters";
 import { RefusalRing } from "./refusal_ring";
@@ -159,7 +159,7 @@ export class EventLoop {
         return this.resetBackend({ slot: c.slot, gen: c.gen });
       case "rules":
         this.firewall.replaceRules(c.rules);
-        return 0;
+        return c.passed === null ? 0 : this.closeBlocked(c.passed);
       case "geoip":
         this.firewall.useGeoIp(c.data);
         return 0;
@@ -202,6 +202,22 @@ export class EventLoop {
         c.forceClose("backend_disabled");
         n++;
       }
+    }
+    return n;
+  }
+
+  /**
+   * A rule added at runtime reaches established sessions: RST to each this
+   * loop holds that the rules now in force block and `passed` did not (docs/SECURITY.md).
+   */
+  closeBlocked(passed: FirewallRules): number {
+    const blocked = this.firewall.newlyBlocked(passed);
+    let n = 0;
+    for (const c of [...this.ctx.connections]) {
+      const v = blocked(c.judgedIp, c.ja4);
+      if (v === null) continue;
+      c.block(v);
+      n++;
     }
     return n;
   }

@@ -41,12 +41,17 @@ export type LoopCommand =
   | { type: "routes"; listener: number; routes: BoundRoute[] }
   /** Reset this loop's connections on the backend in that slot (of that generation). */
   | { type: "reset-backend"; slot: number; gen: number }
-  | { type: "rules"; rules: FirewallRules }
+  /**
+   * The rules in force from now on; with `passed`, this loop's sessions the
+   * new rules block and `passed` did not are closed with RST
+   * (Firewall.newlyBlocked); null: none is touched.
+   */
+  | { type: "rules"; rules: FirewallRules; passed: FirewallRules | null }
   | { type: "geoip"; data: Uint8Array };
 
 /**
- * A command's answer: applied, with the connections it closed (reset-backend;
- * 0 for the others), or why not (the loop failed applying it, died, or did
+ * A command's answer: applied, with the connections it closed (reset-backend,
+ * rules; 0 for the others), or why not (the loop failed applying it, died, or did
  * not answer in time).
  */
 export type Ack = { ok: true; closed: number } | { ok: false; error: string };

@@ -6,6 +6,7 @@
 // only (metrics/metrics.ts).
 
 import type { FirewallRules } from "../firewall/firewall";
+import type { Rule } from "../firewall/rule_set";
 import type { MergedHitter } from "../metrics/hitter_merge";
 import type { BackendTable, SlotRef } from "../routing/backend_table";
 import type { Route } from "../routing/route";
@@ -51,7 +52,12 @@ export interface LiveTables {
 export interface RuntimeChanges extends LiveTables {
   /** Swap a listener's routes on every event loop; resolves once all have. */
   applyRoutes(l: ListenerView, routes: readonly Route[]): Promise<void>;
-  applyRules(rules: FirewallRules): Promise<void>;
+  /**
+   * The rules in force from now on; the sessions a rule added here blocks
+   * are closed on every loop (docs/SECURITY.md), but those of the added
+   * rules in `kept` (keep_established). Resolves with how many closed.
+   */
+  applyRules(rules: FirewallRules, kept?: readonly Rule[]): Promise<number>;
   /** Applies to the next accept everywhere (the limit lives in shared memory). */
   applyMaxConnections(l: ListenerView, n: number): void;
 }

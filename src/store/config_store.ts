@@ -55,8 +55,11 @@ export interface ConfigStore {
   upsertRoute(listener: string, route: Route): Promise<{ replaced: boolean }>;
   /** False when there was no such route. */
   removeRoute(listener: string, route: RouteKey): Promise<boolean>;
-  /** False when the rule was already there. */
-  addRule(rule: StoredRule): Promise<boolean>;
+  /**
+   * False when the rule was already there. The open connections it blocks
+   * are closed on every instance unless `keepEstablished` (docs/SECURITY.md).
+   */
+  addRule(rule: StoredRule, keepEstablished?: boolean): Promise<boolean>;
   /** False when there was no such rule. */
   removeRule(rule: StoredRule): Promise<boolean>;
   setMaxConnections(listener: string, n: number): Promise<void>;

@@ -10,7 +10,9 @@
 //   {prefix}routes/{listener}/{hostname}/{alpn}
 //                                          an ALPN route: {alpn} its protocols, sorted, joined by ","
 //                                          (a four-part key: releases before ALPN routes ignore it)
-//   {prefix}rules/{type}/{value}           {"version":1}
+//   {prefix}rules/{type}/{value}           {"version":1}, or {"version":1,"keep_established":true}:
+//                                          the connections it blocks stay open on every member
+//                                          (releases before it read version 1 and ignore the field)
 //   {prefix}applied                        what the config file last applied (file_applied.ts)
 // Names, host names and rule values are URI-encoded in keys (a CIDR has "/"),
 // each part exactly as encodeURIComponent writes it, as every release has
@@ -44,6 +46,11 @@ export function listenerValue(maxConnections: number): string {
 
 export const RULE_VALUE = JSON.stringify({ version: 1 });
 
+/** A rule's value; `keep_established` only when set (docs/SECURITY.md). */
+export function ruleValue(keepEstablished: boolean): string {
+  return keepEstablished ? JSON.stringify({ version: 1, keep_established: true }) : RULE_VALUE;
+}
+
 /**
  * What one key means, or null for a key this version does not know (ignored,
  * so a newer writer does not break older readers). A value that breaks the
@@ -53,7 +60,8 @@ export const RULE_VALUE = JSON.stringify({ version: 1 });
 export type Entry =
   | { kind: "listener"; name: string; maxConnections: number }
   | { kind: "route"; listener: string; route: Route }
-  | { kind: "rule"; rule: StoredRule }
+  /** `keep`: added with keep_established (false for a deletion). */
+  | { kind: "rule"; rule: StoredRule; keep: boolean }
   | { kind: "meta" }
   | { kind: "invalid"; key: string; reason: string };
 
@@ -139,13 +147,13 @@ export function parseEntry(prefix: string, key: string, value: string | null): E
       const type = parts[1];
       if (parts.length !== 3) shape(`rules/${type}/{value} (the value URI-encoded: "/" is %2F)`);
       const raw = decode(parts, 2, "rule value");
-      if (value === null) return { kind: "rule", rule: { type, value: raw } };
-      object(value);
+      if (value === null) return { kind: "rule", rule: { type, value: raw }, keep: false };
+      const keep = object(value).keep_established === true;
       const r = parseRule(type, raw);
       if (!r.ok) throw new Invalid(`${type} rule ${JSON.stringify(raw.slice(0, 64))}: ${r.error}`);
       if (r.value !== raw)
         throw new Invalid(`${type} rule ${JSON.stringify(raw)} is not in canonical form (${JSON.stringify(r.value)})`);
-      return { kind: "rule", rule: { type, value: r.value } };
+      return { kind: "rule", rule: { type, value: r.value }, keep };
     }
   } catch (e) {
     if (e instanceof Invalid) return { kind: "invalid", key, reason: e.message };
@@ -183,4 +191,15 @@ export function stateFrom(
     l.routes = sortRoutes(withoutClashes(l.routes, (r, why) => onInvalid(keys.route(prefix, name, r), why)));
   rules.sort((a, b) => (a.type + a.value < b.type + b.value ? -1 : 1));
   return { listeners, rules };
+}
+
+/** The valid rules of a set of keys added with keep_established: their connections stay open. */
+export function keptRules(prefix: string, kvs: readonly { key: string; value: string }[]): StoredRule[] {
+  const out: StoredRule[] = [];
+  for (const kv of kvs) {
+    if (!kv.key.startsWith(`${prefix}rules/`)) continue;
+    const e = parseEntry(prefix, kv.key, kv.value);
+    if (e?.kind === "rule" && e.keep) out.push(e.rule);
+  }
+  return out;
 }

@@ -304,8 +304,8 @@ export class EtcdConfigStore implements ConfigStore {
     return this.committed(await this.writes.removeRoute(listener, route));
   }
 
-  async addRule(rule: StoredRule): Promise<boolean> {
-    return this.committed(await this.writes.addRule(rule));
+  async addRule(rule: StoredRule, keepEstablished = false): Promise<boolean> {
+    return this.committed(await this.writes.addRule(rule, keepEstablished));
   }
 
   async removeRule(rule: StoredRule): Promise<boolean> {

@@ -10,7 +10,7 @@ import type { BackendState } from "../routing/backend_table";
 import { type Route, routeName } from "../routing/route";
 import { type RouteKey, StoreError, type StoredRule } from "./config_store";
 import { bounded } from "./etcd_client";
-import { RULE_VALUE, keys, listenerValue, parseEntry } from "./etcd_layout";
+import { keys, listenerValue, parseEntry, ruleValue } from "./etcd_layout";
 import { encodeRoute, keepStates } from "./route_codec";
 
 export class FleetWrites {
@@ -55,10 +55,13 @@ export class FleetWrites {
   }
 
   /** null when the rule is there already. */
-  async addRule(rule: StoredRule): Promise<number | null> {
+  async addRule(rule: StoredRule, keepEstablished: boolean): Promise<number | null> {
     const key = keys.rule(this.cfg.prefix, rule);
     const r = await bounded(this.cfg.dialTimeoutMs, "add rule", () =>
-      this.client.if(key, "Create", "==", 0).then(this.client.put(key).value(RULE_VALUE)).commit(),
+      this.client
+        .if(key, "Create", "==", 0)
+        .then(this.client.put(key).value(ruleValue(keepEstablished)))
+        .commit(),
     );
     return r.succeeded ? Number(r.header.revision) : null;
   }

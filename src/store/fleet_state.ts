@@ -11,8 +11,8 @@ import { canBind } from "../routing/pool";
 import { type Route, isRoute, routeSetProblems, sortRoutes } from "../routing/route";
 import type { RuntimeChanges } from "../server/runtime_views";
 import { ruleSet } from "../firewall/rule_set";
-import { type StoreState, setSlotState } from "./config_store";
-import { keys, parseEntry, stateFrom } from "./etcd_layout";
+import { type StoreState, type StoredRule, setSlotState } from "./config_store";
+import { keptRules, keys, parseEntry, stateFrom } from "./etcd_layout";
 
 export class FleetState {
   /** The data plane, once it exists (changes before then only update the state). */
@@ -21,6 +21,8 @@ export class FleetState {
   private readonly invalid = new Map<string, string>();
   /** Values refused since start. */
   invalidValues = 0;
+  /** The rules of the last whole state read that were added with keep_established (applyState). */
+  private kept: StoredRule[] = [];
 
   constructor(
     private readonly prefix: string,
@@ -51,6 +53,7 @@ export class FleetState {
     for (const k of this.invalid.keys()) if (!seen.has(k)) this.invalid.delete(k);
     this.dropUnbindable(state);
     this.state = state;
+    this.kept = keptRules(this.prefix, kvs);
   }
 
   /**
@@ -89,8 +92,9 @@ export class FleetState {
       if (now.maxConnections !== was?.maxConnections)
         plane.applyMaxConnections(plane.listener(name)!, now.maxConnections);
     }
+    // The rules a resync finds added close what they block, but those added with keep_established.
     if (JSON.stringify(this.state.rules) !== JSON.stringify(before.rules))
-      await plane.applyRules(ruleSet(this.state.rules));
+      await plane.applyRules(ruleSet(this.state.rules), this.kept);
   }
 
   private async applyRoutes(name: string, routes: Route[]): Promise<void> {
@@ -106,6 +110,8 @@ export class FleetState {
     const routesChanged = new Set<string>();
     const maxChanged = new Set<string>();
     let rulesChanged = false;
+    /** Rules added in this batch with keep_established: what they block stays open. */
+    const kept: StoredRule[] = [];
     const plane = this.plane;
     const get = (name: string) => {
       let l = this.state.listeners.get(name);
@@ -155,6 +161,7 @@ export class FleetState {
       } else {
         this.state.rules = this.state.rules.filter((r) => r.type !== e.rule.type || r.value !== e.rule.value);
         if (!del) this.state.rules.push(e.rule);
+        if (e.keep) kept.push(e.rule);
         rulesChanged = true;
       }
     }
@@ -164,7 +171,7 @@ export class FleetState {
       for (const name of maxChanged)
         if (this.served.has(name))
           plane.applyMaxConnections(plane.listener(name)!, this.state.listeners.get(name)!.maxConnections);
-      if (rulesChanged) await plane.applyRules(ruleSet(this.state.rules));
+      if (rulesChanged) await plane.applyRules(ruleSet(this.state.rules), kept);
     }
   }
 }

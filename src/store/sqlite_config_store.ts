@@ -40,10 +40,10 @@ export class SqliteConfigStore implements ConfigStore {
     return after.changed;
   }
 
-  async addRule(rule: StoredRule): Promise<boolean> {
+  async addRule(rule: StoredRule, keepEstablished = false): Promise<boolean> {
     const after = this.store.addRule(rule);
     this.current = after.rules;
-    await this.plane.applyRules(ruleSet(after.rules));
+    await this.plane.applyRules(ruleSet(after.rules), keepEstablished ? [rule] : []);
     return after.changed;
   }
 

@@ -40,10 +40,12 @@ describe("etcd keys: the canonical form", () => {
     expect(parseEntry(P, "/mc/rules/cidr/10.0.0.0%2F8", '{"version":1}')).toEqual({
       kind: "rule",
       rule: { type: "cidr", value: "10.0.0.0/8" },
+      keep: false,
     });
     expect(parseEntry(P, "/mc/rules/ip/2001%3Adb8%3A%3A1", '{"version":1}')).toEqual({
       kind: "rule",
       rule: { type: "ip", value: "2001:db8::1" },
+      keep: false,
     });
   });
 

@@ -94,6 +94,7 @@ describe("etcd values pass the same validation as the config file and the admin 
     expect(parseEntry(P, `${P}rules/cidr/10.0.0.0%2F8`, '{"version":1}')).toEqual({
       kind: "rule",
       rule: { type: "cidr", value: "10.0.0.0/8" },
+      keep: false,
     });
     expect(parseEntry(P, `${P}rules/ip/zz%3Azz`, null)?.kind).toBe("rule");
     expect(parseEntry(P, `${P}listeners/public`, '{"version":1,"max_connections":2147483647}')).toEqual({

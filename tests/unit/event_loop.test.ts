@@ -107,6 +107,7 @@ describe("commands", () => {
       l.el.apply({
         type: "rules",
         rules: { blockedIps: ["192.0.2.66"], blockedCidrs: ["198.51.100.0/24"], blockedCountries: [], blockedJa4: [] },
+        passed: null,
       }),
     ).toBe(0);
     expect(l.accept(0, "192.0.2.66").terminated).toBe(true);

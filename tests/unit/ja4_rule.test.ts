@@ -64,6 +64,7 @@ describe("ja4 rules", () => {
     expect(parseEntry("/p/", `/p/rules/ja4/${encodeURIComponent("t12*_*_*")}`, '{"version":1}')).toEqual({
       kind: "rule",
       rule: { type: "ja4", value: "t12*_*_*" },
+      keep: false,
     });
     expect(parseEntry("/p/", "/p/rules/ja4/nope", '{"version":1}')).toMatchObject({ kind: "invalid" });
   });
