@@ -16,6 +16,7 @@ import {
   type Route,
   backendError,
   isRoute,
+  placeholdersOf,
   routeName,
   routeProblems,
   routeSetProblems,
@@ -45,6 +46,7 @@ import {
   alpnField,
   bounded,
   hostnameField,
+  routeKeyField,
   routeOptions,
   ruleField,
 } from "./request_fields";
@@ -67,7 +69,7 @@ export class AdminService {
     return {
       listeners: targets.map((l) => ({
         listener: l.name,
-        routes: l.table.routes().map((r) => routeMsg(this.runtime.backends, r)),
+        routes: l.table.routes().map((r) => routeMsg(this.runtime.backends, r, this.runtime.drainTimeoutMs)),
       })),
     };
   }
@@ -75,6 +77,7 @@ export class AdminService {
   addRoute(req: { listener: string; route: RouteInput | null }): Promise<AddRouteReply> {
     const listener = bounded("listener", req.listener, MAX_LENGTH.listener);
     const rawHost = bounded("route.hostname", req.route?.hostname, MAX_LENGTH.hostname);
+    const rawPattern = bounded("route.hostname_pattern", req.route?.hostname_pattern, MAX_LENGTH.hostname);
     const backend = bounded("route.backend", req.route?.backend, MAX_LENGTH.backend);
     const list = req.route?.backends ?? [];
     const maxBackends = LIMITS["routes.backends"].max;
@@ -87,13 +90,13 @@ export class AdminService {
     }));
     const l = this.listener(listener);
     if (req.route === null || req.route === undefined) throw invalid("route: required");
-    const hostname = hostnameField("route.hostname", rawHost);
+    const hostname = routeKeyField(rawHost, rawPattern);
     let backends: BackendSpec[];
     if (specs.length > 0) {
       backends = specs;
     } else {
       if (backend === "") throw invalid("route.backend: required (host:port), or route.backends for a pool");
-      const err = backendError(backend);
+      const err = backendError(backend, placeholdersOf(hostname));
       if (err !== null) throw invalid(`route.backend: ${clip(backend)}: ${err}`);
       backends = singleBackend(backend);
     }
@@ -118,12 +121,15 @@ export class AdminService {
       }
       // What it replaces, as it is now (its pool's health and counters included).
       const was = this.runtime.listener(l.name)?.table.find(name);
-      const previous = was === undefined ? null : routeMsg(this.runtime.backends, was);
+      const previous = was === undefined ? null : routeMsg(this.runtime.backends, was, this.runtime.drainTimeoutMs);
       const { replaced } = await this.store.upsertRoute(l.name, route);
       const now = this.runtime.listener(l.name)!.table.find(name);
       return {
         // Not in this instance's table (only when its store lags): say what was written.
-        route: now === undefined ? writtenRouteMsg(route) : routeMsg(this.runtime.backends, now),
+        route:
+          now === undefined
+            ? writtenRouteMsg(route)
+            : routeMsg(this.runtime.backends, now, this.runtime.drainTimeoutMs),
         replaced,
         previous: replaced ? previous : null,
       };
@@ -162,7 +168,10 @@ export class AdminService {
       const pool = this.runtime.listener(l.name)!.table.find(hostname)!;
       const i = pool.backends.findIndex((b) => b.addr === addr);
       const reset = req.reset_connections ? await this.runtime.applyBackendReset(pool.refs[i]!) : 0;
-      return { backend: backendMsg(this.runtime.backends, pool, i), connections_reset: reset };
+      return {
+        backend: backendMsg(this.runtime.backends, pool, i, this.runtime.drainTimeoutMs),
+        connections_reset: reset,
+      };
     });
   }
 

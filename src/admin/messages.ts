@@ -11,11 +11,18 @@ export interface BackendMsg {
   state: string;
   health: { up: boolean; last_check: string; last_check_unix_seconds: number; consecutive_failures: number } | null;
   active_connections: number;
+  /** In drain or disabled: the connections still open, and when drain_timeout ends them ("" / 0: never, or enabled). */
+  draining_connections: number;
+  closes_at: string;
+  closes_at_unix_seconds: number;
 }
 
 /** A route as the admin API reports it. */
 export interface RouteMsg {
+  /** The route's key: its host name, or for a pattern route its pattern (as RemoveRoute names it). */
   hostname: string;
+  /** A pattern route's pattern; "" for the others. */
+  hostname_pattern: string;
   /** The first backend (the whole route for a plain `backend = …`). */
   backend: string;
   /** SEND_PROXY_PROTOCOL_* */
@@ -28,6 +35,9 @@ export interface RouteMsg {
   alpn: string[];
   allow: string[];
   deny: string[];
+  /** The destination guard's lists (docs/SECURITY.md "Destination guard"). */
+  allow_destinations: string[];
+  deny_destinations: string[];
   max_connections: number;
   active_connections: number;
   /** The route's own check settings: a duration's text, a count; "" / 0 where it takes [proxy]'s. */
@@ -35,11 +45,15 @@ export interface RouteMsg {
   health_check_timeout: string;
   health_check_rise: number;
   health_check_fall: number;
+  /** The route's own drain_timeout and max_connection_lifetime as duration text; "" where it takes the default. */
+  drain_timeout: string;
+  max_connection_lifetime: string;
 }
 
 /** AddRoute's route as a caller sends it: proto3, so any field may be absent. */
 export interface RouteInput {
   hostname?: string;
+  hostname_pattern?: string;
   backend?: string;
   send_proxy_protocol?: string;
   backends?: { addr?: string; weight?: number; backup?: boolean }[];
@@ -48,11 +62,15 @@ export interface RouteInput {
   alpn?: string[];
   allow?: string[];
   deny?: string[];
+  allow_destinations?: string[];
+  deny_destinations?: string[];
   max_connections?: number | string;
   health_check_interval?: string;
   health_check_timeout?: string;
   health_check_rise?: number;
   health_check_fall?: number;
+  drain_timeout?: string;
+  max_connection_lifetime?: string;
 }
 
 /** AddRoute's answer: the route now, and the one it replaced (null when none). */

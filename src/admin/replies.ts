@@ -4,7 +4,9 @@
 // connection counts from the shared backend table.
 import { formatDuration } from "../config/duration";
 import type { BackendTable } from "../routing/backend_table";
+import { isPattern } from "../routing/host_pattern";
 import { type BoundRoute, type Route, healthCheckOf } from "../routing/route";
+import { drainClosesAt, drainTimeoutOf } from "../server/connection_sweep";
 import type { FingerprintsView, LiveTables } from "../server/runtime_views";
 import type { Snapshot } from "../server/snapshot";
 import { OUTCOMES } from "../server/stats";
@@ -20,10 +22,14 @@ export interface StatusExtras {
   pid?: number;
 }
 
-/** The route's `i`th backend with its health, state and open connections. */
-export function backendMsg(table: BackendTable, r: BoundRoute, i: number): BackendMsg {
+/**
+ * The route's `i`th backend with its health, state and open connections; in drain or disabled, when drain_timeout
+ * (the route's, else `drainDefaultMs`: [proxy]'s) ends those still open (docs/POOLS.md "Drains end").
+ */
+export function backendMsg(table: BackendTable, r: BoundRoute, i: number, drainDefaultMs = 0): BackendMsg {
   const b = r.backends[i]!;
   const h = table.health(r.refs[i]!);
+  const closesAt = drainClosesAt(table.drainedAt(r.refs[i]!), drainTimeoutOf(r, drainDefaultMs));
   return {
     addr: b.addr,
     weight: b.weight,
@@ -36,21 +42,27 @@ export function backendMsg(table: BackendTable, r: BoundRoute, i: number): Backe
       consecutive_failures: h.consecutiveFailures,
     },
     active_connections: h.active,
+    draining_connections: h.state === "enabled" ? 0 : h.active,
+    closes_at: closesAt === 0 ? "" : new Date(closesAt).toISOString(),
+    closes_at_unix_seconds: Math.floor(closesAt / 1000),
   };
 }
 
 /** A route in force, its pool included. */
-export function routeMsg(table: BackendTable, r: BoundRoute): RouteMsg {
+export function routeMsg(table: BackendTable, r: BoundRoute, drainDefaultMs = 0): RouteMsg {
   return {
     hostname: r.hostname,
+    hostname_pattern: isPattern(r.hostname) ? r.hostname : "",
     backend: r.backends[0]!.addr,
     send_proxy_protocol: SEND_PROXY_ENUM[r.sendProxyProtocol],
-    backends: r.backends.map((_, i) => backendMsg(table, r, i)),
+    backends: r.backends.map((_, i) => backendMsg(table, r, i, drainDefaultMs)),
     balance: BALANCE_ENUM[r.balance],
     health_check: HEALTH_CHECK_ENUM[healthCheckOf(r)],
     alpn: [...r.alpn],
     allow: [...r.allow],
     deny: [...r.deny],
+    allow_destinations: [...(r.allowDestinations ?? [])],
+    deny_destinations: [...(r.denyDestinations ?? [])],
     max_connections: r.maxConnections,
     active_connections: table.active(r.countRef),
     ...checkFields(r),
@@ -61,6 +73,7 @@ export function routeMsg(table: BackendTable, r: BoundRoute): RouteMsg {
 export function writtenRouteMsg(route: Route): RouteMsg {
   return {
     hostname: route.hostname,
+    hostname_pattern: isPattern(route.hostname) ? route.hostname : "",
     backend: route.backends[0]!.addr,
     send_proxy_protocol: SEND_PROXY_ENUM[route.sendProxyProtocol],
     backends: [],
@@ -69,6 +82,8 @@ export function writtenRouteMsg(route: Route): RouteMsg {
     alpn: [...route.alpn],
     allow: [...route.allow],
     deny: [...route.deny],
+    allow_destinations: [...(route.allowDestinations ?? [])],
+    deny_destinations: [...(route.denyDestinations ?? [])],
     max_connections: route.maxConnections,
     active_connections: 0,
     ...checkFields(route),
@@ -78,9 +93,19 @@ export function writtenRouteMsg(route: Route): RouteMsg {
 /** The route's own check settings as AddRoute takes them ("" / 0: [proxy]'s). */
 function checkFields(
   r: Route,
-): Pick<RouteMsg, "health_check_interval" | "health_check_timeout" | "health_check_rise" | "health_check_fall"> {
+): Pick<
+  RouteMsg,
+  | "health_check_interval"
+  | "health_check_timeout"
+  | "health_check_rise"
+  | "health_check_fall"
+  | "drain_timeout"
+  | "max_connection_lifetime"
+> {
   const d = (ms: number | undefined) => (ms === undefined ? "" : formatDuration(ms));
   return {
+    drain_timeout: d(r.drainTimeoutMs),
+    max_connection_lifetime: d(r.maxConnectionLifetimeMs),
     health_check_interval: d(r.check.intervalMs),
     health_check_timeout: d(r.check.timeoutMs),
     health_check_rise: r.check.rise ?? 0,
@@ -137,7 +162,9 @@ export function statusReply(
       max_connections: l.maxConnections,
       proxy_protocol: l.proxyProtocol,
       trusted_proxies: l.trustedProxies,
-      routes: (tables.listener(l.name)?.table.routes() ?? []).map((r) => routeMsg(tables.backends, r)),
+      routes: (tables.listener(l.name)?.table.routes() ?? []).map((r) =>
+        routeMsg(tables.backends, r, tables.drainTimeoutMs),
+      ),
     })),
     connection_cap: s.connectionCap,
     unauthenticated_admin: extras.unauthenticatedAdmin,

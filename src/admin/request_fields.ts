@@ -4,6 +4,7 @@
 // (routing/route.ts, routing/route_fields.ts, firewall/rule_set.ts). Each
 // refusal is an AdminError naming the field, its value cut by clip().
 import { parseRule } from "../firewall/rule_set";
+import { compileHostPattern, isPattern } from "../routing/host_pattern";
 import { alpnError, parseRouteHostname, type Route } from "../routing/route";
 import { OPTION_ROWS, type OptionRow, type RouteDraft, emptyDraft } from "../routing/route_fields";
 import type { StoredRule } from "../store/config_store";
@@ -31,9 +32,18 @@ export function bounded(field: string, value: unknown, max: number): string {
   return value;
 }
 
-/** A route's hostname from a request, exact or wildcard, in canonical form. */
+/**
+ * A route's key from a request: a hostname, exact or wildcard, in canonical
+ * form, or a hostname_pattern (starting with "^", compiled as written) —
+ * the key RemoveRoute and SetBackendState name a pattern route by.
+ */
 export function hostnameField(field: string, value: string): string {
   if (value === "") throw invalid(`${field}: required`);
+  if (isPattern(value)) {
+    const p = compileHostPattern(value);
+    if (!p.ok) throw invalid(`${field}: ${clip(value)}: ${p.error}`);
+    return value;
+  }
   const h = parseRouteHostname(value);
   if (!h.ok) throw invalid(`${field}: ${clip(value)}: ${h.error}`);
   return h.value;
@@ -84,6 +94,15 @@ function option(row: OptionRow, msg: RouteInput): unknown {
   const c = row.canonical(raw, at);
   if (!c.ok) throw invalid(c.error);
   return c.value;
+}
+
+/** AddRoute's key: route.hostname or route.hostname_pattern, one of them (hostnameField). */
+export function routeKeyField(hostname: string, pattern: string): string {
+  if (pattern === "") return hostnameField("route.hostname", hostname);
+  if (hostname !== "" && hostname !== pattern)
+    throw invalid("route: both hostname and hostname_pattern are set; use one");
+  if (!isPattern(pattern)) throw invalid(`route.hostname_pattern: ${clip(pattern)}: must start with "^"`);
+  return hostnameField("route.hostname_pattern", pattern);
 }
 
 /** A firewall rule from a request: its type by enum name, its value parsed (firewall/rule_set.ts). */

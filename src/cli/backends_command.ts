@@ -12,7 +12,8 @@ export const BACKENDS_USAGE = `Usage:
   mc-proxy backends disable (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] [--reset] HOSTNAME ADDR
 
 drain: no new connections go to ADDR; open ones continue (watch "active"
-fall to 0 in "backends list", restart the backend, then enable it).
+fall to 0 in "backends list", restart the backend, then enable it), until
+the route's drain_timeout ends them ("draining=N closing at TIME").
 disable: no new connections either; --reset also resets the open ones.
 --alpn names an ALPN route of HOSTNAME (its protocols, any order).
 

@@ -26,9 +26,18 @@ export function routeLine(r: RouteMsg): string {
   return `${name}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}  ${extras.join("  ")}`;
 }
 
-/** One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok". */
+/**
+ * One backend: "10.0.0.5:8443  weight=1  enabled  up  active=3  last check ok"; drained with connections open,
+ * "…  active=3  draining=3 closing at 2026-01-01T00:00:02.000Z  …".
+ */
 export function backendLine(b: BackendMsg): string {
   const state = fromEnum(BACKEND_STATE_ENUM, b.state, "enabled");
   const h = b.health;
-  return `${b.addr}  weight=${b.weight}${b.backup ? "  backup" : ""}  ${String(state)}  ${h?.up ? "up" : "down"}  active=${b.active_connections}  last check ${h?.last_check ?? "none"}${h !== null && h.consecutive_failures > 0 ? `  failures=${h.consecutive_failures}` : ""}`;
+  return `${b.addr}  weight=${b.weight}${b.backup ? "  backup" : ""}  ${String(state)}  ${h?.up ? "up" : "down"}  active=${b.active_connections}${drainPart(b)}  last check ${h?.last_check ?? "none"}${h !== null && h.consecutive_failures > 0 ? `  failures=${h.consecutive_failures}` : ""}`;
+}
+
+/** A drained or disabled backend's open connections and when drain_timeout ends them (docs/POOLS.md "Drains end"). */
+function drainPart(b: BackendMsg): string {
+  if (!b.draining_connections) return "";
+  return `  draining=${b.draining_connections}${b.closes_at ? ` closing at ${b.closes_at}` : " (no drain_timeout)"}`;
 }

@@ -14,13 +14,19 @@ export const ROUTES_USAGE = `Usage:
   mc-proxy routes list   (-c FILE | --admin ADDR) [--listener ADDR] [--json]
   mc-proxy routes add    (-c FILE | --admin ADDR) [--listener ADDR] [--send-proxy-protocol v1|v2] [--alpn P[,P...]]
                          [--allow CIDR[,CIDR...]] [--deny CIDR[,CIDR...]] [--max-connections N]
-                         HOSTNAME (BACKEND | --backend ADDR[,weight=N][,backup] ...)
+                         [--allow-destination CIDR[,CIDR...]] [--deny-destination CIDR[,CIDR...]]
+                         (HOSTNAME | --pattern RE) (BACKEND | --backend ADDR[,weight=N][,backup] ...)
                          [--balance round_robin|least_connections|source_hash] [--health-check off|tcp|tls]
                          [--health-check-interval D] [--health-check-timeout D]
-                         [--health-check-rise N] [--health-check-fall N] [--json]
-  mc-proxy routes remove (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] HOSTNAME
+                         [--health-check-rise N] [--health-check-fall N]
+                         [--drain-timeout D] [--max-connection-lifetime D] [--json]
+  mc-proxy routes remove (-c FILE | --admin ADDR) [--listener ADDR] [--alpn P[,P...]] (HOSTNAME | --pattern RE)
 
 HOSTNAME is exact or a wildcard ("*.example.com"); BACKEND is host:port.
+--pattern makes a templated route instead (docs/ROUTING.md "Templated
+routes"): an anchored RE2 pattern with named captures, whose backends may
+use them and {sni}: --pattern '^(?<app>[a-z0-9-]{1,63}).apps.example.com$'
+--backend '{app}.internal:443'.
 --listener is the listener's name or addr; it may be left out when the
 server has one listener. "add" replaces an existing route (the same
 HOSTNAME and --alpn list) as a whole, and says what it replaced.
@@ -36,6 +42,15 @@ carries the SNI and the connection's id); the default is off.
 --allow / --deny: client addresses or CIDR blocks this route admits or
 refuses (a reset, outcome route_denied); --max-connections: connections
 open at once through the route over every worker (0: no limit).
+--allow-destination / --deny-destination: backend addresses (what a name
+resolves to) let through the destination guard's built-in refusals, or
+never connected to (a reset, outcome destination_denied; docs/SECURITY.md
+"Destination guard").
+--drain-timeout: connections left on a drained, disabled or removed backend
+end this long after ("0s" never; unset: [proxy] drain_timeout);
+--max-connection-lifetime: a connection older than this is ended ("0s"
+never; unset: the listener's). Both end with FIN, then RST after a grace
+(docs/POOLS.md "Drains end").
 
 ${ADMIN_TARGET_USAGE}`;
 
@@ -46,10 +61,13 @@ function list(v: string | undefined): string[] {
 
 /** The flags `routes add` takes with a value, besides the repeatable --backend. */
 const ADD_FLAGS = [
+  "--pattern",
   "--send-proxy-protocol",
   "--alpn",
   "--allow",
   "--deny",
+  "--allow-destination",
+  "--deny-destination",
   "--max-connections",
   "--balance",
   "--health-check",
@@ -57,6 +75,8 @@ const ADD_FLAGS = [
   "--health-check-timeout",
   "--health-check-rise",
   "--health-check-fall",
+  "--drain-timeout",
+  "--max-connection-lifetime",
 ];
 
 /** The repeatable --backend values taken out of `args` (the parser keeps one value a flag), and the rest. */
@@ -130,7 +150,7 @@ export function countFlag(v: string | undefined, flag: string, key: LimitKey): n
   return n as number;
 }
 
-/** --health-check-interval / --health-check-timeout: the server reads the duration; "" (unset over the API) is refused. */
+/** --health-check-interval, --health-check-timeout, --drain-timeout, --max-connection-lifetime: the server reads the duration; "" (unset over the API) is refused. */
 function durationFlag(v: string | undefined, flag: string): string {
   if (v === "")
     throw new UsageError(`${flag}: "" is not a duration (e.g. "5s"); leave ${flag} out for the default`, ROUTES_USAGE);
@@ -146,7 +166,12 @@ export async function routes(args: string[]): Promise<number> {
       ROUTES_USAGE,
     );
   const pool = sub === "add" ? backendFlags(rest, ROUTES_USAGE) : { specs: [], rest };
-  const o = options(pool.rest, ROUTES_USAGE, true, sub === "add" ? ADD_FLAGS : sub === "remove" ? ["--alpn"] : []);
+  const o = options(
+    pool.rest,
+    ROUTES_USAGE,
+    true,
+    sub === "add" ? ADD_FLAGS : sub === "remove" ? ["--alpn", "--pattern"] : [],
+  );
   if (o === null) return help(ROUTES_USAGE);
   const pos = o.rest;
   const c = client(o);
@@ -170,12 +195,12 @@ export async function routes(args: string[]): Promise<number> {
       const r = await c.call<AddRouteReply>("AddRoute", { listener, route });
       print(o.json, r, () => addedLines(listener, r));
     } else {
-      if (pos.length !== 1) throw new UsageError("routes remove needs HOSTNAME", ROUTES_USAGE);
+      const hostname = routeKeyArg(pos, o.values.get("--pattern"), "routes remove needs HOSTNAME or --pattern RE");
       const alpn = alpnList(o.values.get("--alpn"), ROUTES_USAGE);
       const listener = await listenerOf(o, ROUTES_USAGE, c);
-      await c.call("RemoveRoute", { listener, hostname: pos[0], alpn });
-      const name = routeName({ hostname: pos[0]!, alpn });
-      print(o.json, { listener, hostname: pos[0], alpn, removed: true }, () => `removed: ${listener}  ${name}`);
+      await c.call("RemoveRoute", { listener, hostname, alpn });
+      const name = routeName({ hostname, alpn });
+      print(o.json, { listener, hostname, alpn, removed: true }, () => `removed: ${listener}  ${name}`);
     }
     return 0;
   } finally {
@@ -183,8 +208,22 @@ export async function routes(args: string[]): Promise<number> {
   }
 }
 
+/** HOSTNAME, or --pattern's text (a pattern route's key), alone. */
+function routeKeyArg(pos: string[], pattern: string | undefined, need: string): string {
+  if (pattern === undefined) {
+    if (pos.length !== 1) throw new UsageError(need, ROUTES_USAGE);
+    return pos[0]!;
+  }
+  if (pos.length !== 0)
+    throw new UsageError(`--pattern replaces HOSTNAME; unexpected argument ${pos[0]}`, ROUTES_USAGE);
+  return pattern;
+}
+
 /** AddRoute's route from `routes add`'s arguments: one BACKEND, or a pool of --backend flags. */
-function addedRoute(pos: string[], specs: string[], values: Map<string, string>): RouteInput {
+function addedRoute(args: string[], specs: string[], values: Map<string, string>): RouteInput {
+  const pattern = values.get("--pattern");
+  // With --pattern, HOSTNAME is left out: the pattern takes its place.
+  const pos = pattern === undefined ? args : ["", ...args];
   if (specs.length > 0 && pos.length !== 1)
     throw new UsageError(
       pos.length === 0 ? "routes add needs HOSTNAME" : "routes add takes BACKEND or --backend, not both",
@@ -199,12 +238,14 @@ function addedRoute(pos: string[], specs: string[], values: Map<string, string>)
   const badMax = maxConnectionsError(max, "--max-connections");
   if (badMax !== null) throw new UsageError(badMax, ROUTES_USAGE);
   return {
-    hostname: pos[0],
+    ...(pattern === undefined ? { hostname: pos[0] } : { hostname_pattern: pattern }),
     ...(specs.length === 0 ? { backend: pos[1] } : { backends: specs.map((s) => backendSpec(s, ROUTES_USAGE)) }),
     send_proxy_protocol: SEND_PROXY_ENUM[pp],
     alpn: alpnList(values.get("--alpn"), ROUTES_USAGE),
     allow: list(values.get("--allow")),
     deny: list(values.get("--deny")),
+    allow_destinations: list(values.get("--allow-destination")),
+    deny_destinations: list(values.get("--deny-destination")),
     max_connections: max,
     balance: enumFlag(values.get("--balance"), "BALANCE", BALANCES, "--balance"),
     health_check: enumFlag(values.get("--health-check"), "HEALTH_CHECK", HEALTH_CHECKS, "--health-check"),
@@ -212,6 +253,8 @@ function addedRoute(pos: string[], specs: string[], values: Map<string, string>)
     health_check_timeout: durationFlag(values.get("--health-check-timeout"), "--health-check-timeout"),
     health_check_rise: countFlag(values.get("--health-check-rise"), "--health-check-rise", "routes.health_check_rise"),
     health_check_fall: countFlag(values.get("--health-check-fall"), "--health-check-fall", "routes.health_check_fall"),
+    drain_timeout: durationFlag(values.get("--drain-timeout"), "--drain-timeout"),
+    max_connection_lifetime: durationFlag(values.get("--max-connection-lifetime"), "--max-connection-lifetime"),
   };
 }
 

@@ -10,6 +10,7 @@ import type { LogFormat, LogLevel } from "../log/logger";
 import { validateDashboard } from "./dashboard";
 import { LIMITS, type LimitKey, defaultOf, outOfRange } from "./limits";
 import { validateListeners, validateQuicListeners } from "./listeners";
+import { validateDns } from "./dns";
 import { validateEtcd, validateFingerprints, validateFirewall, validateGrpc, validateMetrics } from "./sections";
 import { SECTIONS, type Table, applyEnvOverrides, checkKeys, parseToml, readSection, show } from "./toml";
 import { type Config, ConfigError, type GrpcConfig, type ProxyConfig, type RouteReader } from "./types";
@@ -149,6 +150,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     helloTimeoutMs: dur("hello_timeout"),
     maxHelloBytes: num("max_hello_bytes"),
     shutdownTimeoutMs: dur("shutdown_timeout"),
+    drainTimeoutMs: dur("drain_timeout"),
     workers: (proxySec.workers as number | "auto" | undefined) ?? LIMITS["proxy.workers"].default,
     pool: {
       check: {
@@ -177,6 +179,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
 
   const firewall = validateFirewall(readSection(root, "firewall", problems) ?? {}, pathOf, problems);
   const fingerprints = validateFingerprints(readSection(root, "fingerprints", problems) ?? {}, problems);
+  const dns = validateDns(root, problems);
   const grpc = validateGrpc(root, pathOf, problems);
   const listeners = validateListeners(root.listeners, problems, readRoutes);
   const quicListeners = validateQuicListeners(root.listeners, listeners, problems, readRoutes);
@@ -199,6 +202,7 @@ function validate<R>(root: Table, file: string, problems: string[], readRoutes: 
     etcd,
     firewall,
     fingerprints,
+    dns,
     proxy,
     log: { level: level as LogLevel, format: format as LogFormat },
     warnings: listeners.flatMap((l, i) =>

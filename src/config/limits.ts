@@ -59,6 +59,8 @@ export const LIMITS = {
   "proxy.quic_idle_timeout": duration(30_000),
   "proxy.hello_timeout": duration(10_000),
   "proxy.shutdown_timeout": { ...duration(30_000, 0), zero: "force-close at once" },
+  // Connections left on a drained or removed backend (docs/POOLS.md "Drains end"): 0 keeps them, as before.
+  "proxy.drain_timeout": { ...duration(0, 0), zero: "never" },
   // A ClientHello is a uint24-length handshake message (RFC 8446 §4); a cap
   // under 512 bytes would refuse real clients (the smallest captured one is 214 bytes).
   "proxy.max_hello_bytes": { kind: "integer", min: 512, max: 16_777_219, default: 65_536, unit: "bytes" },
@@ -83,12 +85,25 @@ export const LIMITS = {
   "fingerprints.top": { kind: "integer", min: 0, max: 10_000, default: 1000, unit: "entries", zero: "off" },
   "fingerprints.window": duration(600_000, 10_000, 86_400_000),
   "etcd.dial_timeout": duration(5_000),
+  // The resolver's cache (docs/DNS.md): an answer is kept for its TTL, at least min_ttl (a TTL of 0 would
+  // ask the resolver for every connection) and at most max_ttl; a missing name for negative_ttl (RFC 2308);
+  // an expired answer may be used for stale_ttl while the resolver fails (RFC 8767); 0 = never stale.
+  "dns.min_ttl": duration(1_000, 0, 3_600_000),
+  "dns.max_ttl": duration(300_000, 1_000, 86_400_000),
+  "dns.negative_ttl": duration(5_000, 0, 3_600_000),
+  "dns.stale_ttl": { ...duration(300_000, 0, 86_400_000), zero: "never" },
+  "dns.cache_size": { kind: "integer", min: 1, max: 1_000_000, default: 10_000, unit: "entries" },
+  "dns.timeout": duration(2_000, 100, 60_000),
   // A dashboard login lasts a working day (8h); at most a week.
   "dashboard.session_ttl": duration(8 * 3_600_000, 60_000, 168 * 3_600_000),
   // A TCP listener's open connections, a QUIC listener's flows.
   "listeners.max_connections": connections("unlimited"),
+  // A connection older than this is ended (docs/POOLS.md "Drains end"); a route's own wins.
+  "listeners.max_connection_lifetime": { ...duration(0, 0), zero: "never" },
   "routes.max_connections": connections("unlimited"),
   "routes.connect_timeout": duration(null),
+  "routes.drain_timeout": { ...duration(null, 0), zero: "never" },
+  "routes.max_connection_lifetime": { ...duration(null, 0), zero: "never" },
   "routes.health_check_interval": duration(null),
   "routes.health_check_timeout": duration(null),
   "routes.health_check_rise": riseFall(null),

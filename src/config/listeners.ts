@@ -5,6 +5,7 @@
 
 import { parseAddressOrCidr } from "../firewall/address";
 import { type HostPort, endpointKey, parseHostPort } from "../net/host_port";
+import { destinationList } from "./dns";
 import { defaultOf } from "./limits";
 import { maxConnectionsError } from "./ranges";
 import { type Table, checkKeys, isTable, show, typed } from "./toml";
@@ -14,10 +15,13 @@ const LISTENER_KEYS: Record<string, unknown> = {
   addr: "string",
   name: "string",
   max_connections: "int",
+  max_connection_lifetime: "duration",
   default_backend: "string",
   default_backend_send_proxy_protocol: "send_proxy",
   proxy_protocol: "bool",
   trusted_proxies: "strings",
+  allow_destinations: "strings",
+  deny_destinations: "strings",
   routes: "routes",
   protocol: "string",
 };
@@ -71,6 +75,12 @@ export function validateListeners<R>(
     checkKeys(item, LISTENER_KEYS, `${where}.`, problems);
     const { addr, bind } = readAddr(item, where, i, seenAddr, problems);
     const maxConnections = readMax(item, where, defaultOf("listeners.max_connections"), problems);
+    const maxConnectionLifetimeMs =
+      item.max_connection_lifetime === undefined
+        ? defaultOf("listeners.max_connection_lifetime")
+        : ((typed("duration", item.max_connection_lifetime, `${where}.max_connection_lifetime`, problems) as
+            | number
+            | undefined) ?? 0);
     let defaultBackend: string | null = null;
     if (item.default_backend !== undefined) {
       const db = typed("string", item.default_backend, `${where}.default_backend`, problems) as string | undefined;
@@ -134,10 +144,13 @@ export function validateListeners<R>(
       bind,
       index: out.length,
       maxConnections,
+      maxConnectionLifetimeMs,
       defaultBackend,
       defaultBackendSendProxyProtocol: defaultSend,
       proxyProtocol,
       trustedProxies,
+      allowDestinations: destinationList(item, "allow_destinations", where, problems),
+      denyDestinations: destinationList(item, "deny_destinations", where, problems),
       routes: readRoutes(item.routes, where, problems),
     });
   });

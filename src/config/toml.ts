@@ -41,6 +41,7 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
     hello_timeout: "duration",
     max_hello_bytes: "int",
     shutdown_timeout: "duration",
+    drain_timeout: "duration",
     workers: "workers",
     health_check_interval: "duration",
     health_check_timeout: "duration",
@@ -49,6 +50,15 @@ export const SECTIONS: Record<string, Record<string, Kind>> = {
     retries: "int",
   },
   fingerprints: { top: "int", window: "duration" },
+  dns: {
+    servers: "strings",
+    min_ttl: "duration",
+    max_ttl: "duration",
+    negative_ttl: "duration",
+    stale_ttl: "duration",
+    cache_size: "int",
+    timeout: "duration",
+  },
   log: { level: "string", format: "string" },
   metrics: { addr: "string", path: "string" },
   // Its [[dashboard.users]] tables are read by config/dashboard.ts (not overridable from the environment).

@@ -49,12 +49,17 @@ interface ListenerBase<R> {
 /** A TCP listener (config/listeners.ts validateListeners). */
 export interface TcpListenerConfig<R = unknown> extends ListenerBase<R> {
   protocol: "tcp";
+  /** A connection older than this is ended (docs/POOLS.md "Drains end"); 0 never; a route's own wins. */
+  maxConnectionLifetimeMs: number;
   defaultBackend: string | null;
   defaultBackendSendProxyProtocol: SendProxy;
   /** Every connection starts with a PROXY header from one of trustedProxies. */
   proxyProtocol: boolean;
   /** Canonical "address/prefix" strings; empty unless proxyProtocol. */
   trustedProxies: string[];
+  /** The destination guard's lists for every route of this listener (docs/SECURITY.md "Destination guard"). */
+  allowDestinations?: string[];
+  denyDestinations?: string[];
 }
 
 /** A UDP listener routing QUIC (config/listeners.ts validateQuicListeners; docs/HTTP3.md). */
@@ -126,6 +131,8 @@ export interface ProxyConfig {
   helloTimeoutMs: number;
   maxHelloBytes: number;
   shutdownTimeoutMs: number;
+  /** Connections left on a drained or removed backend are closed this long after (docs/POOLS.md "Drains end"); 0 never. */
+  drainTimeoutMs: number;
   /** Event loops: "auto" = one per CPU this process may run on. */
   workers: number | "auto";
   /** Health-check settings and retries for routes that do not set their own. */
@@ -157,6 +164,18 @@ export interface FingerprintsConfig {
   windowMs: number;
 }
 
+/** [dns] (config/dns.ts, docs/DNS.md): no servers = the system resolver. */
+export interface DnsConfig {
+  /** "ip", "ip:port" or "[v6]:port". */
+  servers: string[];
+  minTtlMs: number;
+  maxTtlMs: number;
+  negativeTtlMs: number;
+  staleTtlMs: number;
+  cacheSize: number;
+  timeoutMs: number;
+}
+
 export interface Config<R = unknown> {
   file: string;
   /** SQLite: the store itself; with etcd, its last-known-good copy. */
@@ -173,6 +192,7 @@ export interface Config<R = unknown> {
   dashboard: DashboardConfig | null;
   firewall: FirewallConfig;
   fingerprints: FingerprintsConfig;
+  dns: DnsConfig;
   proxy: ProxyConfig;
   log: { level: LogLevel; format: LogFormat };
   /** Settings that are valid but risky: `check` prints them, the server logs them at warn. */

@@ -12,8 +12,11 @@ import type { Socket } from "bun";
 
 export type PeerSocket = Socket<unknown>;
 
-/** Who ended the connection first (access-log field `closed_by`); "firewall": a rule added while it was open. */
-export type Closer = "client" | "backend" | "proxy" | "firewall";
+/**
+ * Who ended the connection first (access-log field `closed_by`); "firewall": a rule added while it was open;
+ * "drain" / "lifetime": drain_timeout or max_connection_lifetime (docs/POOLS.md "Drains end").
+ */
+export type Closer = "client" | "backend" | "proxy" | "firewall" | "drain" | "lifetime";
 
 /** How a relay ends, for the access log: ok, idle_timeout, or a reset. */
 export type RelayEnd = "ok" | "idle_timeout";
@@ -159,6 +162,11 @@ export class Relay {
     b?.terminate();
   }
 
+  /** Bytes read from one side wait to be written to the other. */
+  get pending(): boolean {
+    return this.toBackend !== null || this.toClient !== null;
+  }
+
   /** Nothing is waiting to be written to the backend (the replay went out whole). */
   protected get backendWritesDone(): boolean {
     return this.toBackend === null;
@@ -232,10 +240,10 @@ export class Relay {
    * as nginx's lingering_close); the socket closes when the client closes
    * it or the process ends (event_loop.ts waits LINGER_MS for that).
    */
-  closeBoth(): void {
+  closeBoth(by: Closer = "proxy"): void {
     if (this.finished) return;
-    if (this.toBackend !== null || this.toClient !== null) return this.resetBoth("proxy");
-    this.closedBy ??= "proxy";
+    if (this.pending) return this.resetBoth(by);
+    this.closedBy ??= by;
     this.finished = true;
     this.client.shutdown();
     this.backend?.end();

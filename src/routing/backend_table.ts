@@ -31,7 +31,10 @@ const F = {
   retryAt: 8,
   /** 1: a route's own slot (its connection count), not a backend. */
   route: 9,
-  size: 10,
+  /** When it left `enabled` (drain or disabled), seconds since the epoch and the milliseconds; 0: enabled. */
+  drainSec: 10,
+  drainMs: 11,
+  size: 12,
 } as const;
 
 export const DEFAULT_BACKEND_SLOTS = 1 << 16;
@@ -93,6 +96,8 @@ export class BackendTable {
     Atomics.store(this.a, o + F.lastCheckAt, 0);
     Atomics.store(this.a, o + F.retryAt, 0);
     Atomics.store(this.a, o + F.route, route ? 1 : 0);
+    Atomics.store(this.a, o + F.drainSec, 0);
+    this.markDrain(o, state, Date.now());
     for (let w = 0; w < this.workers; w++) Atomics.store(this.perWorker, w * this.slots + slot, 0);
     const ref = { slot, gen };
     this.byKey.set(key, ref);
@@ -134,8 +139,32 @@ export class BackendTable {
     return STATES[Atomics.load(this.a, this.at(r, F.state))]!;
   }
 
-  setState(r: SlotRef, s: BackendState): void {
+  /** The operator's state; leaving `enabled` starts the drain's clock (docs/POOLS.md "Drains end"), kept through drain → disabled. */
+  setState(r: SlotRef, s: BackendState, nowMs = Date.now()): void {
     Atomics.store(this.a, this.at(r, F.state), STATES.indexOf(s));
+    this.markDrain(r.slot * F.size, s, nowMs);
+  }
+
+  private markDrain(o: number, s: BackendState, nowMs: number): void {
+    if (s === "enabled") {
+      Atomics.store(this.a, o + F.drainSec, 0);
+      Atomics.store(this.a, o + F.drainMs, 0);
+    } else if (Atomics.load(this.a, o + F.drainSec) === 0) {
+      Atomics.store(this.a, o + F.drainMs, nowMs % 1000);
+      Atomics.store(this.a, o + F.drainSec, Math.floor(nowMs / 1000));
+    }
+  }
+
+  /** When the backend left `enabled` (ms since the epoch); 0 while enabled, or when the slot is no longer this generation's. */
+  drainedAt(r: SlotRef): number {
+    if (!this.current(r)) return 0;
+    const sec = Atomics.load(this.a, this.at(r, F.drainSec));
+    return sec === 0 ? 0 : sec * 1000 + Atomics.load(this.a, this.at(r, F.drainMs));
+  }
+
+  /** Whether the slot is still this generation's: false once its backend left its route (bindRoutes). */
+  isCurrent(r: SlotRef): boolean {
+    return this.current(r);
   }
 
   /** May take new connections now: enabled, and up (or down from connect failures alone, past its retry time). */

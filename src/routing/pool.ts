@@ -14,6 +14,8 @@
 
 import { AddressTable } from "../firewall/address_table";
 import type { BackendTable, SlotRef } from "./backend_table";
+import { fillTemplate, isTemplate } from "./backend_template";
+import { type HostPattern, SNI_PLACEHOLDER, compileHostPattern, isPattern } from "./host_pattern";
 import {
   type BackendSpec,
   type BoundRoute,
@@ -41,6 +43,8 @@ export class RoutePool {
   readonly checksOn: boolean;
   /** With checks off, a backend down from connect failures is tried again after this long. */
   readonly holdSec: number;
+  /** Whether the backends are templates filled from the name (docs/ROUTING.md "Templated routes"). */
+  readonly templated: boolean;
   private readonly backends: readonly BackendSpec[];
   private readonly refs: readonly SlotRef[];
   /** Smooth weighted round robin (and least_connections' tie-break): the current weights of this loop. */
@@ -48,6 +52,11 @@ export class RoutePool {
   /** Each backend's load at this pick (round robin: 0), -1 where not usable. */
   private readonly loads: Float64Array;
   private readonly hashes: number[];
+  /** The route's hostname_pattern, compiled; null for an exact, wildcard or default route. */
+  readonly pattern: HostPattern | null;
+  /** The last name `filled` was asked about and its answer (the lookup's, then the connect's). */
+  private lastName: string | null = null;
+  private lastFilled: readonly string[] | null = null;
   /** The route's source policy; null when it has none (nothing to check). */
   private readonly allow: AddressTable | null;
   private readonly deny: AddressTable | null;
@@ -68,6 +77,10 @@ export class RoutePool {
     const check = checkSettingsOf(route, defaults);
     this.fall = check.fall;
     this.checksOn = healthCheckOf(route) !== "off";
+    this.templated = route.backends.some((b) => isTemplate(b.addr));
+    // The route was validated (routeProblems): its pattern compiles.
+    const p = isPattern(route.hostname) ? compileHostPattern(route.hostname) : null;
+    this.pattern = p?.ok ? p.value : null;
     this.holdSec = Math.max(1, Math.ceil((check.intervalMs * check.rise) / 1000));
     this.maxTries = Math.min(this.backends.length, 1 + (route.retries ?? defaults.retries));
     this.current = new Float64Array(this.backends.length);
@@ -106,6 +119,44 @@ export class RoutePool {
 
   addr(i: number): string {
     return this.backends[i]!.addr;
+  }
+
+  /**
+   * Whether this route takes the name the table found it for: its pattern
+   * matches the whole name, and every template filled from the name is a
+   * valid host:port (else the route is passed over as if it did not match).
+   */
+  takes(sni: string): boolean {
+    if (!this.templated) return this.pattern === null || this.pattern.test(sni);
+    return this.filled(sni) !== null;
+  }
+
+  /** Where backend i's connection goes for this name: its address, or its template filled from the name (checked by `takes`). */
+  target(i: number, sni: string | null): string {
+    if (!this.templated || sni === null) return this.backends[i]!.addr;
+    return this.filled(sni)?.[i] ?? this.backends[i]!.addr;
+  }
+
+  /** Every backend's address for this name, templates filled; null when the pattern does not match or a host filled in is not valid. */
+  private filled(sni: string): readonly string[] | null {
+    if (sni === this.lastName) return this.lastFilled;
+    let out: string[] | null = null;
+    const caps = this.pattern === null ? {} : this.pattern.captures(sni);
+    if (caps !== null) {
+      const values = { ...caps, [SNI_PLACEHOLDER]: sni };
+      out = [];
+      for (const b of this.backends) {
+        const a = isTemplate(b.addr) ? fillTemplate(b.addr, values) : b.addr;
+        if (a === null) {
+          out = null;
+          break;
+        }
+        out.push(a);
+      }
+    }
+    this.lastName = sni;
+    this.lastFilled = out;
+    return out;
   }
 
   ref(i: number): SlotRef {

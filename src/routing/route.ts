@@ -11,6 +11,8 @@ import type { CheckSettings, PoolDefaults, SendProxy } from "../config/types";
 import { parseHostPort } from "../net/host_port";
 import { normaliseHostName } from "../sni/host_name";
 import { type BackendState, STATES, type SlotRef } from "./backend_table";
+import { isTemplate, templateError } from "./backend_template";
+import { SNI_PLACEHOLDER, compileHostPattern, isPattern } from "./host_pattern";
 import { type HealthCheckKind, OPTION_ROWS, type RouteOptions, emptyDraft } from "./route_fields";
 
 export type { CheckSettings, PoolDefaults, SendProxy };
@@ -25,7 +27,11 @@ export interface BackendSpec {
 
 /** A route as configured and stored: its key, its pool and its options. */
 export interface Route extends RouteOptions {
-  /** "" for a listener's default route. */
+  /**
+   * "" for a listener's default route; for a pattern route
+   * (hostname_pattern) the pattern's text, which starts with "^" as no host
+   * name does (docs/ROUTING.md "Templated routes").
+   */
   readonly hostname: string;
   /**
    * The ALPN protocols this route serves for its hostname (RFC 7301 §3.1
@@ -71,7 +77,9 @@ export function isRoute(r: RouteKey, k: RouteKey): boolean {
 /** The per-route features off: no ALPN, no source policy, no limit. */
 export const PLAIN = { alpn: [], allow: [], deny: [], maxConnections: 0 } as const;
 
+/** Active checks: off for a templated pool (no fixed address to check; connect failures still count per template). */
 export function healthCheckOf(r: Route): HealthCheckKind {
+  if (r.backends.some((b) => isTemplate(b.addr))) return "off";
   return r.healthCheck ?? (r.backends.length >= 2 ? "tcp" : "off");
 }
 
@@ -203,10 +211,22 @@ export function parseRouteHostname(hostname: string): Parsed<string> {
   return ok(wildcard ? `*.${norm}` : norm);
 }
 
-/** Backends are host:port with a host and a port 1-65535. */
-export function backendError(backend: string): string | null {
+/**
+ * Backends are host:port with a host and a port 1-65535, or templates
+ * (backend_template.ts) whose placeholders are among `names`.
+ */
+export function backendError(backend: string, names: readonly string[] = []): string | null {
+  if (isTemplate(backend)) return templateError(backend, names);
   const hp = parseHostPort(backend, { allowEmptyHost: false });
   return hp.ok ? null : hp.error;
+}
+
+/** The placeholders a route's backends may use: none on the default route, {sni} and a pattern's captures. */
+export function placeholdersOf(hostname: string): string[] {
+  if (hostname === "") return [];
+  if (!isPattern(hostname)) return [SNI_PLACEHOLDER];
+  const p = compileHostPattern(hostname);
+  return p.ok ? [SNI_PLACEHOLDER, ...p.value.names] : [SNI_PLACEHOLDER];
 }
 
 /**
@@ -214,7 +234,7 @@ export function backendError(backend: string): string | null {
  * weight 1–256, backup a boolean, state one of enabled, drain, disabled.
  * Returns a problem naming the entry, or null.
  */
-export function poolError(backends: unknown, field: string): string | null {
+export function poolError(backends: unknown, field: string, names: readonly string[] = []): string | null {
   if (!Array.isArray(backends)) return `${field}: ${show(backends)} must be a list of backends`;
   if (backends.length === 0) return `${field}: at least one backend is required`;
   const { max } = LIMITS["routes.backends"];
@@ -224,7 +244,7 @@ export function poolError(backends: unknown, field: string): string | null {
     const b = backends[i] as Partial<BackendSpec> | null;
     if (typeof b !== "object" || b === null) return `${field}[${i}]: ${show(b)} must be { addr, weight, backup }`;
     if (typeof b.addr !== "string") return `${field}[${i}].addr: ${show(b.addr)} must be "host:port"`;
-    const err = backendError(b.addr);
+    const err = backendError(b.addr, names);
     if (err !== null) return `${field}[${i}]: ${JSON.stringify(b.addr.slice(0, 64))}: ${err}`;
     if (seen.has(b.addr)) return `${field}[${i}]: ${JSON.stringify(b.addr)} appears twice`;
     seen.add(b.addr);
@@ -247,7 +267,14 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   const out: string[] = [];
   const push = (e: string | null) => e !== null && out.push(e);
   if (typeof r.hostname !== "string") out.push(`${field}.hostname: ${show(r.hostname)} must be a string`);
-  else if (r.hostname !== "") {
+  else if (isPattern(r.hostname)) {
+    const p = compileHostPattern(r.hostname);
+    if (!p.ok) out.push(`${field}.hostname_pattern: ${show(r.hostname)}: ${p.error}`);
+    if (Array.isArray(r.alpn) && r.alpn.length > 0)
+      out.push(
+        `${field}.alpn: a hostname_pattern route takes no alpn (route a name's protocols with an exact or wildcard route)`,
+      );
+  } else if (r.hostname !== "") {
     const h = parseRouteHostname(r.hostname);
     if (!h.ok) out.push(`${field}.hostname: ${show(r.hostname)}: ${h.error}`);
     else if (h.value !== r.hostname)
@@ -256,7 +283,16 @@ export function routeProblems(r: Partial<Record<keyof Route, unknown>>, field: s
   push(alpnError(r.alpn, `${field}.alpn`));
   if (r.hostname === "" && Array.isArray(r.alpn) && r.alpn.length > 0)
     out.push(`${field}.alpn: a listener's default route takes no alpn`);
-  push(poolError(r.backends, `${field}.backends`));
+  push(poolError(r.backends, `${field}.backends`, placeholdersOf(typeof r.hostname === "string" ? r.hostname : "")));
+  if (
+    Array.isArray(r.backends) &&
+    r.backends.some((b) => typeof b?.addr === "string" && isTemplate(b.addr)) &&
+    r.healthCheck != null &&
+    r.healthCheck !== "off"
+  )
+    out.push(
+      `${field}.health_check: ${show(r.healthCheck)}: a templated pool has no fixed address to check; leave it unset or off`,
+    );
   const check = r.check;
   if (typeof check !== "object" || check === null || Array.isArray(check))
     out.push(`${field}: ${show(check)} must be an object`);

@@ -15,6 +15,8 @@ import {
   routeProblems,
   singleBackend,
 } from "./route";
+import { isTemplate } from "./backend_template";
+import { isPattern } from "./host_pattern";
 import { OPTION_ROWS, type RouteDraft, emptyDraft } from "./route_fields";
 
 /** A backend's weight when the config gives none. */
@@ -22,7 +24,7 @@ const WEIGHT = defaultOf("routes.weight");
 
 /** The route's key and pool, then one key per option row (route_fields.ts). */
 const ROUTE_KEYS: Record<string, unknown> = Object.fromEntries(
-  ["hostname", "alpn", "backend", "backends", ...OPTION_ROWS.map((r) => r.toml)].map((k) => [k, 1]),
+  ["hostname", "hostname_pattern", "alpn", "backend", "backends", ...OPTION_ROWS.map((r) => r.toml)].map((k) => [k, 1]),
 );
 
 export function readRoutes(v: unknown, where: string, problems: string[]): Route[] {
@@ -42,15 +44,15 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     }
     checkKeys(item, ROUTE_KEYS, `${rw}.`, problems);
     const hostname = typed("string", item.hostname ?? "", `${rw}.hostname`, problems) as string | undefined;
+    const pattern = typed("string", item.hostname_pattern ?? "", `${rw}.hostname_pattern`, problems) as
+      | string
+      | undefined;
     const options = readOptions(item, rw, problems);
     const backends = routeBackends(item, rw, problems);
-    if (hostname === undefined || backends === null) return;
-    const host = parseRouteHostname(hostname);
-    if (!host.ok || hostname === "") {
-      problems.push(`${rw}.hostname: ${show(hostname)}: ${hostname === "" || host.ok ? "required" : host.error}`);
-      return;
-    }
-    const route = { ...options, hostname: host.value, alpn: item.alpn ?? [], backends } as unknown as Route;
+    if (hostname === undefined || pattern === undefined || backends === null) return;
+    const key = routeKeyOf(hostname, pattern, rw, problems);
+    if (key === null) return;
+    const route = { ...options, hostname: key, alpn: item.alpn ?? [], backends } as unknown as Route;
     // The same rules as the admin API and stored values (routing/route.ts).
     const bad = routeProblems(route, rw);
     if (bad.length > 0) {
@@ -67,6 +69,27 @@ export function readRoutes(v: unknown, where: string, problems: string[]): Route
     out.push(route);
   });
   return out;
+}
+
+/**
+ * The route's key: its hostname in canonical form, or its hostname_pattern
+ * as written (starting with "^"; routeProblems compiles it) — one of them.
+ */
+function routeKeyOf(hostname: string, pattern: string, rw: string, problems: string[]): string | null {
+  if (pattern !== "") {
+    if (hostname !== "") problems.push(`${rw}: both hostname and hostname_pattern are set; use one`);
+    else if (!isPattern(pattern)) problems.push(`${rw}.hostname_pattern: ${show(pattern)}: must start with "^"`);
+    else return pattern;
+    return null;
+  }
+  const host = parseRouteHostname(hostname);
+  if (!host.ok || hostname === "") {
+    problems.push(
+      `${rw}.hostname: ${show(hostname)}: ${hostname === "" || host.ok ? "required (or hostname_pattern)" : host.error}`,
+    );
+    return null;
+  }
+  return host.value;
 }
 
 /** Every option row's key: its TOML type read here, its canonical form taken; ranges are routeProblems'. */
@@ -113,7 +136,8 @@ function routeBackends(item: Table, rw: string, problems: string[]): BackendSpec
       problems.push(`${rw}.backend: required (host:port), or backends = [...] for a pool`);
       return null;
     }
-    const err = backendError(backend);
+    // A template's placeholders depend on the route's pattern: routeProblems checks it.
+    const err = isTemplate(backend) ? null : backendError(backend);
     if (err !== null) {
       problems.push(`${rw}.backend: ${show(backend)}: ${err}`);
       return null;

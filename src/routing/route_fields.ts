@@ -34,6 +34,14 @@ export interface RouteOptions {
   /** null: [proxy] connect_timeout. */
   readonly connectTimeoutMs: number | null;
   readonly sendProxyProtocol: SendProxy;
+  /** Backend addresses let through the destination guard's built-in refusals (docs/SECURITY.md "Destination guard"); absent: none. */
+  readonly allowDestinations?: readonly string[];
+  /** Backend addresses never connected to, checked first (docs/SECURITY.md "Destination guard"); absent: none. */
+  readonly denyDestinations?: readonly string[];
+  /** How long connections left on a drained or removed backend stay open (docs/POOLS.md "Drains end"); 0 never, unset: [proxy] drain_timeout. */
+  readonly drainTimeoutMs?: number;
+  /** A connection older than this is ended (docs/POOLS.md "Drains end"); 0 never, unset: its listener's. */
+  readonly maxConnectionLifetimeMs?: number;
 }
 
 export const BALANCES: readonly Balance[] = ["round_robin", "least_connections", "source_hash"];
@@ -126,6 +134,24 @@ function sources(k: "allow" | "deny"): OptionRow {
   };
 }
 
+/** allow_destinations / deny_destinations: entries like allow / deny's, about the backend's resolved address. */
+function destinations(toml: "allow_destinations" | "deny_destinations"): OptionRow {
+  const key = toml === "allow_destinations" ? "allowDestinations" : "denyDestinations";
+  return {
+    ...sources("allow"),
+    toml,
+    stored: [toml],
+    since: 3,
+    proto: { field: toml },
+    get: (r) => r[key] ?? [],
+    // Absent when empty: routes from before the guard compare equal to what they were.
+    put: (r, v) => {
+      if (Array.isArray(v) && v.length === 0) delete r[key];
+      else r[key] = v;
+    },
+  };
+}
+
 /**
  * A per-route override of a [proxy] default: null (unset) or a value in
  * range. `api`: the admin API carries it under its TOML key, a duration as
@@ -135,23 +161,26 @@ function override(
   toml: string,
   kind: "int" | "duration",
   stored: OptionRow["stored"],
-  key: "retries" | "connectTimeoutMs" | keyof CheckSettings,
+  key: "retries" | "connectTimeoutMs" | "drainTimeoutMs" | "maxConnectionLifetimeMs" | keyof CheckSettings,
   rule: OptionRow["rule"],
   api = false,
+  since = 1,
 ): OptionRow {
   const inCheck = stored.length === 2;
-  const unset = inCheck ? undefined : null;
+  // Options newer than the first value version are absent from the model when unset, as from the values before them.
+  const unset = inCheck || since > 1 ? undefined : null;
   return {
     toml,
     kind,
     stored,
-    since: 1,
+    since,
     proto: api ? { field: toml, fromApi: (v, field) => apiValue(kind, v, field, unset) } : null,
     unset,
     rule: (v, field) => (v === null || v === undefined ? null : rule(v, field)),
     get: (r) => (inCheck ? r.check[key as keyof CheckSettings] : r[key as "retries"]),
     put: (r, v) => {
-      if (!inCheck) r[key as "retries"] = v;
+      if (!inCheck && v === undefined) delete r[key as "retries"];
+      else if (!inCheck) r[key as "retries"] = v;
       else if (v === undefined) delete r.check[key];
       else r.check[key] = v;
     },
@@ -170,6 +199,8 @@ function apiValue(kind: "int" | "duration", v: unknown, field: string, unset: un
 export const OPTION_ROWS: readonly OptionRow[] = [
   sources("allow"),
   sources("deny"),
+  destinations("allow_destinations"),
+  destinations("deny_destinations"),
   {
     toml: "max_connections",
     kind: "int",
@@ -244,6 +275,24 @@ export const OPTION_ROWS: readonly OptionRow[] = [
   override("retries", "int", ["retries"], "retries", (v, f) => intError(v, f, LIMITS["routes.retries"])),
   override("connect_timeout", "duration", ["connect_timeout_ms"], "connectTimeoutMs", (v, f) =>
     durationError(v, f, LIMITS["routes.connect_timeout"]),
+  ),
+  override(
+    "drain_timeout",
+    "duration",
+    ["drain_timeout_ms"],
+    "drainTimeoutMs",
+    (v, f) => durationError(v, f, LIMITS["routes.drain_timeout"]),
+    true,
+    3,
+  ),
+  override(
+    "max_connection_lifetime",
+    "duration",
+    ["max_connection_lifetime_ms"],
+    "maxConnectionLifetimeMs",
+    (v, f) => durationError(v, f, LIMITS["routes.max_connection_lifetime"]),
+    true,
+    3,
   ),
   {
     toml: "send_proxy_protocol",

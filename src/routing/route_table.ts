@@ -2,10 +2,13 @@
 // built; a change builds a new table and swaps the reference, so a connection
 // sees the old table or the new one, never a mix.
 //
-// Lookup: exact name, then the most specific wildcard, then the default
-// route (for "no SNI" and "no match" only). Wildcard lookup walks the
-// name's suffixes from the longest down, one Map probe per label, so its cost
-// depends on the name, not on the number of routes.
+// Lookup: exact name, then the most specific wildcard, then the
+// hostname_pattern routes in the byte order of their pattern text (the same
+// order whatever source wrote them; docs/ROUTING.md "Templated routes"),
+// then the default route (for "no SNI" and "no match" only). Wildcard lookup
+// walks the name's suffixes from the longest down, one Map probe per label,
+// so its cost depends on the name, not on the number of routes. A route
+// whose templates the name cannot fill (pool.ts `takes`) is passed over.
 //
 // ALPN (docs/SPEC.md "Routing on ALPN"): a hostname may have routes that
 // name protocols beside its plain route. The first protocol in the client's
@@ -15,6 +18,7 @@
 // next candidate (a wildcard, the default route) still gets the client.
 
 import type { BackendTable } from "./backend_table";
+import { isPattern } from "./host_pattern";
 import { RoutePool } from "./pool";
 import type { BoundRoute } from "./route";
 import type { PoolDefaults } from "../config/types";
@@ -44,6 +48,8 @@ export class RouteTable {
   private readonly exact = new Map<string, HostRoutes>();
   /** "*.example.com" is stored under "example.com". */
   private readonly wildcard = new Map<string, HostRoutes>();
+  /** hostname_pattern routes, by pattern text (byte order: patterns are ASCII). */
+  private readonly patterns: RoutePool[] = [];
   private readonly all: RoutePool[] = [];
   readonly defaultRoute: RoutePool | null;
 
@@ -56,6 +62,10 @@ export class RouteTable {
     for (const r of routes) {
       const p = new RoutePool(r, defaults, table);
       this.all.push(p);
+      if (isPattern(r.hostname)) {
+        this.patterns.push(p);
+        continue;
+      }
       const wild = r.hostname.startsWith("*.");
       const map = wild ? this.wildcard : this.exact;
       const key = wild ? r.hostname.slice(2) : r.hostname;
@@ -65,6 +75,7 @@ export class RouteTable {
       else for (const proto of r.alpn) (h.byAlpn ??= new Map()).set(proto, p);
     }
     this.all.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.patterns.sort((a, b) => (a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : 0));
     this.defaultRoute = defaultRoute === null ? null : new RoutePool(defaultRoute, defaults, table);
   }
 
@@ -95,18 +106,19 @@ export class RouteTable {
   lookup(hostname: string | null, alpn: readonly string[] = NO_ALPN): RoutePool | null {
     if (hostname !== null) {
       const exact = this.exact.get(hostname)?.pick(alpn);
-      if (exact != null) return exact;
+      if (exact != null && (!exact.templated || exact.takes(hostname))) return exact;
       if (this.wildcard.size > 0) {
         // "*.example.com" needs at least one more label: "a.example.com" matches,
         // "example.com" does not. Try "b.example.com" before "example.com" so the
         // longest suffix wins.
         let dot = hostname.indexOf(".");
         while (dot >= 0 && dot < hostname.length - 1) {
-          const route = this.wildcard.get(hostname.slice(dot + 1))?.pick(alpn);
-          if (route != null) return route;
+          const route: RoutePool | null | undefined = this.wildcard.get(hostname.slice(dot + 1))?.pick(alpn);
+          if (route != null && (!route.templated || route.takes(hostname))) return route;
           dot = hostname.indexOf(".", dot + 1);
         }
       }
+      for (const p of this.patterns) if (p.takes(hostname)) return p;
     }
     return this.defaultRoute;
   }

@@ -25,6 +25,8 @@ export interface AccessFacts {
   /** The route that matched (routeName), "" when none did. */
   readonly routeName: string;
   readonly backendAddr: string | null;
+  /** The address connected to (or refused) for a backend written as a name (docs/DNS.md); null/absent otherwise. */
+  readonly resolved?: string | null;
   readonly bytesFromClient: number;
   readonly bytesFromBackend: number;
   readonly closedBy: string | null;
@@ -67,13 +69,14 @@ export function writeAccessRecord(log: Logger, worker: number, gen: number, c: A
   const durationMs = round(performance.now() - c.acceptedAt);
   const sni = c.sni ?? "";
   const backend = c.backendAddr ?? "";
+  const resolved = c.resolved ?? "";
   const closedBy = c.closedBy ?? "";
   const alpn = clipAlpn(c.alpn);
   log.emit(
     "info",
     "access",
     log.json
-      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.label)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
-      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.label)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
+      ? `,"id":"${c.id}","gen":${gen},"worker":${worker},"tries":${c.tries},"listener":${JSON.stringify(c.listener.label)},"client":"${client}","peer":"${peer}","outcome":"${outcome}","sni":"${sni}","alpn":${JSON.stringify(alpn)},"ja4":"${c.ja4}","route":${JSON.stringify(c.routeName)},"backend":${JSON.stringify(backend)},"resolved":"${resolved}","bytes_in":${c.bytesFromClient},"bytes_out":${c.bytesFromBackend},"hello_ms":${helloMs},"connect_ms":${connectMs},"duration_ms":${durationMs},"closed_by":"${closedBy}"`
+      : ` id=${c.id} gen=${gen} worker=${worker} tries=${c.tries} listener=${quote(c.listener.label)} client=${quote(client)} peer=${quote(peer)} outcome=${outcome} sni=${quote(sni)} alpn=${quote(alpn.join(","))} ja4=${c.ja4} route=${quote(c.routeName)} backend=${quote(backend)} resolved=${resolved} bytes_in=${c.bytesFromClient} bytes_out=${c.bytesFromBackend} hello_ms=${helloMs ?? ""} connect_ms=${connectMs ?? ""} duration_ms=${durationMs} closed_by=${closedBy}`,
   );
 }

@@ -5,20 +5,21 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Logger } from "../log/logger";
 import type { SendProxy } from "../config/types";
-import { splitHostPort } from "../net/host_port";
+import type { DnsConfig, TcpListenerConfig } from "../config/types";
+import { newResolver } from "../dns/resolver";
 import { normaliseIp } from "../net/ip";
 import type { ProxyHeader } from "../proxy_header/proxy_header";
 import { headerFor } from "../proxy_header/proxy_header_writer";
 import type { PeerSocket, Relay } from "../relay/relay";
 import type { BackendTable } from "../routing/backend_table";
 import type { RoutePool } from "../routing/pool";
+import { type DialOwner, GuardBook, dial, targetOf } from "./backend_dial";
 
 /** What a backend socket tells its connection (connection.ts implements it): the connect's result to it, the bytes to its relay. */
-export interface BackendOwner {
+export interface BackendOwner extends DialOwner {
   readonly relay: Relay;
   onBackendOpen(socket: PeerSocket, attempt: number): void;
   onBackendConnectError(attempt: number): void;
-  forceClose(outcome: "internal_error"): void;
 }
 
 /**
@@ -30,11 +31,15 @@ export class BackendAttempt {
   constructor(
     readonly c: BackendOwner,
     readonly n: number,
+    /** The addresses of this try, and which is being connected to (backend_dial.ts). */
+    readonly addresses: readonly string[] = [],
+    readonly port = 0,
+    readonly i = 0,
   ) {}
 }
 
 export function backendHandlers(logger: Logger): SocketHandler<BackendAttempt> {
-  return {
+  const handlers: SocketHandler<BackendAttempt> = {
     binaryType: "uint8array",
     open: (socket) => socket.data.c.onBackendOpen(socket as unknown as PeerSocket, socket.data.n),
     data: (socket, chunk) => {
@@ -53,28 +58,36 @@ export function backendHandlers(logger: Logger): SocketHandler<BackendAttempt> {
       const r = socket.data.c.relay;
       if (r.backend === (socket as unknown as PeerSocket)) r.socketClosed("backend", err);
     },
-    connectError: (socket: Socket<BackendAttempt>) => socket.data.c.onBackendConnectError(socket.data.n),
+    connectError: (socket: Socket<BackendAttempt>) => {
+      const d = socket.data;
+      // The next address of a name's answer, in the same try (its connect_timeout covers them all).
+      if (d.i + 1 < d.addresses.length && d.c.awaits(d.n)) connectTo(d.c, d.n, d.addresses, d.port, d.i + 1, handlers);
+      else d.c.onBackendConnectError(d.n);
+    },
     error: (socket, err) => {
       logger.error("backend socket handler failed", { error: err.message, stack: err.stack });
       socket.data?.c.forceClose("internal_error");
     },
   };
+  return handlers;
 }
 
 /** Connect failures are reported through connectError; the rejection carries nothing more. */
 const IGNORE = (): void => {};
 
-const backendCache = new Map<string, { host: string; port: number }>();
-
-/** "host:port" / "[v6]:port" → parts, cached; validated when the route was accepted. */
-function splitBackend(backend: string): { host: string; port: number } {
-  let hp = backendCache.get(backend);
-  if (hp === undefined) {
-    hp = splitHostPort(backend);
-    if (backendCache.size > 10_000) backendCache.clear();
-    backendCache.set(backend, hp);
-  }
-  return hp;
+/** Connect try `n` of `c` to its i-th address (an IP literal: nothing is resolved here). */
+function connectTo(
+  c: BackendOwner,
+  n: number,
+  addresses: readonly string[],
+  port: number,
+  i: number,
+  socket: SocketHandler<BackendAttempt>,
+): void {
+  const hostname = addresses[i]!;
+  if (c.resolved !== null) c.resolved = hostname;
+  const data = new BackendAttempt(c, n, addresses, port, i);
+  Bun.connect<BackendAttempt>({ hostname, port, allowHalfOpen: true, data, socket }).catch(IGNORE);
 }
 
 /**
@@ -84,13 +97,21 @@ function splitBackend(backend: string): { host: string; port: number } {
  */
 export type BackendConnector = (owner: BackendOwner, backend: string, attempt: number) => void;
 
-/** Connect with Bun's sockets, every backend socket of the loop sharing one set of handlers. */
-export function bunConnector(logger: Logger): BackendConnector {
+/**
+ * Connect with Bun's sockets, every backend socket of the loop sharing one set of handlers; a backend named
+ * by a host name through the loop's resolver and its routes' destination guards (backend_dial.ts).
+ */
+export function bunConnector(
+  logger: Logger,
+  config: { dns: DnsConfig; listeners: readonly TcpListenerConfig[] },
+): BackendConnector {
   const handlers = backendHandlers(logger);
+  const dns = newResolver(config.dns);
+  const guards = new GuardBook(config.listeners);
   return (owner, backend, attempt) => {
-    const { host, port } = splitBackend(backend);
-    const data = new BackendAttempt(owner, attempt);
-    Bun.connect<BackendAttempt>({ hostname: host, port, allowHalfOpen: true, data, socket: handlers }).catch(IGNORE);
+    const t = targetOf(backend);
+    owner.resolved = t.literal ? null : "";
+    dial(owner, t, attempt, dns, guards, (addresses) => connectTo(owner, attempt, addresses, t.port, 0, handlers));
   };
 }
 

@@ -10,13 +10,14 @@ import { ProxyHeaderReader } from "../proxy_header/proxy_header_reader";
 import type { RoutePool } from "../routing/pool";
 import type { Closer, PeerSocket, RelayEnd } from "../relay/relay";
 import type { Timed } from "../relay/deadline_wheel";
-import { admitHello, pickBackend, sourceVerdict } from "./admission";
+import { admitHello, pickBackend } from "./admission";
 import type { LoopContext } from "./loop_context";
 import { type BackendOwner, proxyPreamble, reportConnect } from "./backend_socket";
 import type { ListenerRuntime } from "./listener_runtime";
 import { connectionId, nextSeq } from "./connection_id";
 import { Peeked } from "./peeked";
 import { type ReplayOwner, ReplayingRelay } from "./replaying_relay";
+import { takeProxyHeader } from "./proxy_header_phase";
 import { endSession, routeStatsOf } from "./session";
 import type { Outcome, RouteStats } from "./stats";
 
@@ -41,7 +42,7 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
   private phase: Phase;
   private headerReader: ProxyHeaderReader | null = null;
   /** The PROXY header received, once read. */
-  private received: ProxyHeader | null = null;
+  received: ProxyHeader | null = null;
   /** The balancer, on a proxy_protocol listener (the socket's peer); "" otherwise. */
   peerIp = "";
   peerPort = 0;
@@ -66,6 +67,8 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
   /** The hello's JA4 fingerprint; "" when not computed or no complete hello. */
   ja4 = "";
   backendAddr: string | null = null;
+  /** The address connected to (or refused) for a backend written as a name; null for an IP literal (backend_dial.ts). */
+  resolved: string | null = null;
   readonly acceptedAt: number;
   /** The client's port, -1 until read: Bun asks the kernel (getpeername) on every read of remotePort (it caches
    * remoteAddress, not the port), and only the access log and an outgoing PROXY header need it. */
@@ -130,9 +133,13 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     if (this.relay.finished) return;
     if (this.phase === Phase.Relaying) return this.relay.clientData(chunk);
     if (this.phase === Phase.ProxyHeader) {
-      const rest = this.onProxyHeaderData(chunk);
-      if (rest === null || rest.length === 0) return;
-      chunk = rest;
+      const r = takeProxyHeader((this.headerReader ??= new ProxyHeaderReader()), chunk, this, this.ctx);
+      if (r.kind === "more") return;
+      this.headerReader = null;
+      if (r.kind === "refused") return this.abort(r.outcome);
+      this.phase = Phase.Hello;
+      if (r.rest.length === 0) return;
+      chunk = r.rest;
     }
     this.peeked.add(chunk);
     if (this.phase !== Phase.Hello) {
@@ -165,7 +172,7 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     this.tries++;
     this.backendIndex = i;
     this.holdsBackend = true;
-    this.connect(this.route!.addr(i));
+    this.connect(this.route!.target(i, this.sni));
   }
 
   /** The current try's connect failed or timed out: count it against the backend (passive health) and try the next. */
@@ -186,37 +193,8 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     return this.holdsBackend ? this.route!.ref(this.backendIndex) : null;
   }
 
-  /**
-   * The PROXY header phase: once the header is whole, the client is the source it names, judged by the firewall
-   * (the balancer was judged by trusted_proxies at accept). The bytes after it; null while incomplete or refused.
-   */
-  private onProxyHeaderData(chunk: Uint8Array): Uint8Array | null {
-    const r = (this.headerReader ??= new ProxyHeaderReader()).feed(chunk);
-    if (r.kind === "more") return null;
-    this.headerReader = null;
-    if (r.kind === "reject") {
-      this.ctx.logger.debug("PROXY header refused", { peer: this.clientIp, reason: r.reason });
-      this.abort(r.outcome);
-      return null;
-    }
-    const { header, rest } = r.value;
-    this.received = header;
-    this.peerIp = this.clientIp;
-    this.peerPort = this.socketPort();
-    this.phase = Phase.Hello;
-    const src = header.source;
-    // LOCAL / UNKNOWN: the balancer speaks for itself (a health check); not firewalled again.
-    if (src === null) return rest;
-    this.clientIp = src.ip;
-    this.clientPort = src.port;
-    const verdict = sourceVerdict(this.ctx, src.ip);
-    if (verdict === null) return rest;
-    this.abort(verdict);
-    return null;
-  }
-
   /** The client's port as its socket's peer (read once, while the socket is open), or the one the PROXY header named. */
-  private socketPort(): number {
+  socketPort(): number {
     if (this.clientPort < 0) this.clientPort = this.relay.client.remotePort ?? 0;
     return this.clientPort;
   }
@@ -230,9 +208,14 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
     this.ctx.connect(this, backend, this.tries);
   }
 
+  /** Whether try `attempt` is the one still awaited: not given up on (connect_timeout, client gone, shutdown). */
+  awaits(attempt: number): boolean {
+    return this.phase === Phase.Connecting && !this.relay.finished && attempt === this.tries;
+  }
+
   onBackendOpen(socket: PeerSocket, attempt: number): void {
     const relay = this.relay;
-    if (this.phase !== Phase.Connecting || relay.finished || attempt !== this.tries) {
+    if (!this.awaits(attempt)) {
       // We gave up on this try (connect_timeout, client gone, shutdown) before it opened.
       socket.terminate();
       return;
@@ -256,7 +239,12 @@ export class Connection implements Timed, BackendOwner, ReplayOwner {
   }
 
   onBackendConnectError(attempt: number): void {
-    if (this.phase === Phase.Connecting && !this.relay.finished && attempt === this.tries) this.connectFailed();
+    if (this.awaits(attempt)) this.connectFailed();
+  }
+
+  /** The backend's name did not resolve, or every address it gave is refused by the destination guard: RST. */
+  onBackendRefused(attempt: number, outcome: "destination_denied" | "dns_failed"): void {
+    if (this.awaits(attempt)) this.abort(outcome);
   }
 
   onClientEnd(): void {

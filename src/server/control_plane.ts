@@ -120,12 +120,8 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
       );
     }
     this.listeners = this.all.filter((l) => this.routesFrom(l.index) === null);
-    this.rules = {
-      blockedIps: config.firewall.blockedIps,
-      blockedCidrs: config.firewall.blockedCidrs,
-      blockedCountries: config.firewall.blockedCountries,
-      blockedJa4: config.firewall.blockedJa4,
-    };
+    const { blockedIps, blockedCidrs, blockedCountries, blockedJa4 } = config.firewall;
+    this.rules = { blockedIps, blockedCidrs, blockedCountries, blockedJa4 };
     this.rate =
       config.firewall.rateLimit > 0 ? new RateLimiter(config.firewall.rateLimit, config.firewall.rateWindowMs) : null;
     // Read once, shared by every loop; throws (refusing to start) when unreadable.
@@ -167,6 +163,11 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
   private syncHealth(l?: Listener): void {
     for (const x of l === undefined ? this.listeners : [l])
       if (x.protocol === "tcp") this.checker.sync(x.label, x.table.pools());
+  }
+
+  /** [proxy] drain_timeout: when a drained backend's connections end (docs/POOLS.md "Drains end"). */
+  get drainTimeoutMs(): number {
+    return this.config.proxy.drainTimeoutMs;
   }
 
   get isDraining(): boolean {

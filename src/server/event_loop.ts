@@ -20,6 +20,7 @@ import { RouteTable } from "../routing/route_table";
 import { acceptVerdict } from "./admission";
 import { type BackendConnector, bunConnector } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
+import { ConnectionSweep } from "./connection_sweep";
 import { type ListenerKind, QuicKind, TcpKind } from "./listener_kind";
 import { ListenerRuntime, identityOf } from "./listener_runtime";
 import type { Expiring } from "./quic_flow";
@@ -56,6 +57,8 @@ export class EventLoop {
   private readonly kinds: ListenerKind[];
   private readonly bound: ListenerKind[] = [];
   private readonly ctx: ServerContext;
+  /** drain_timeout and max_connection_lifetime (connection_sweep.ts). */
+  private readonly sweep: ConnectionSweep;
   /** Process-wide connection cap from the fd limit (0 = none); checked with each listener's own. */
   readonly connectionCap: number;
   private draining = false;
@@ -73,7 +76,7 @@ export class EventLoop {
     init: LoopInit,
     private readonly logger: Logger,
     /** How its connections reach their backends: Bun's sockets, or a unit test's fake. */
-    connect: BackendConnector = bunConnector(logger),
+    connect: BackendConnector = bunConnector(logger, init.config),
   ) {
     const config = init.config;
     this.config = config;
@@ -137,6 +140,15 @@ export class EventLoop {
         if (this.draining && !this.lingering && this.ctx.connections.size === 0) this.stopped();
       },
     };
+    this.sweep = new ConnectionSweep(
+      () => this.ctx.connections,
+      this.backends,
+      {
+        drainTimeoutMs: config.proxy.drainTimeoutMs,
+        listenerLifetimeMs: configured.map((l) => (l.protocol === "tcp" ? l.maxConnectionLifetimeMs : 0)),
+      },
+      logger,
+    );
     this.kinds = [
       ...config.listeners.map(
         (l) => new TcpKind(l, this.listeners[l.index]!, this.clientHandlers(this.listeners[l.index]!)),
@@ -178,7 +190,8 @@ export class EventLoop {
   };
 
   /**
-   * Swap a listener's route table (routes already bound to backend slots); connections already routed are not touched.
+   * Swap a listener's route table (routes already bound to backend slots); connections already routed stay, those on
+   * a backend that left their route until drain_timeout.
    */
   setRoutes(index: number, routes: readonly BoundRoute[]): void {
     const rt = this.listeners[index]!;
@@ -191,6 +204,15 @@ export class EventLoop {
       qrt.table = rt.table;
       for (const r of routes) qrt.stats.route(routeName(r));
     }
+    // Connections on a backend that left its route end after drain_timeout (docs/POOLS.md "Drains end").
+    this.sweep.routesChanged(this.deadlinesConfigured());
+  }
+
+  /** Whether a route of this loop sets drain_timeout or max_connection_lifetime (the sweep is armed only then). */
+  private deadlinesConfigured(): boolean {
+    return this.listeners.some((l) =>
+      l.table.routes().some((r) => (r.drainTimeoutMs ?? 0) > 0 || (r.maxConnectionLifetimeMs ?? 0) > 0),
+    );
   }
 
   /** DISABLED with reset: reset this loop's connections on a backend. */
@@ -253,6 +275,7 @@ export class EventLoop {
       throw e;
     }
     this.ctx.wheel.start();
+    this.sweep.routesChanged(this.deadlinesConfigured());
     for (const k of this.bound) this.logListening(k);
     if (!this.takeover) return;
     for (const k of this.kinds) {
@@ -356,6 +379,7 @@ export class EventLoop {
     if (this.forceTimer !== null) clearTimeout(this.forceTimer);
     this.forceTimer = null;
     this.ctx.wheel.stop();
+    this.sweep.stop();
     this.logger.flush();
     this.resolveDone(0);
   }

@@ -237,8 +237,8 @@ export class QuicListener implements PathOwner {
     if (!this.rt.takePlace(this.ctx.workerId)) return this.refuse(f, "over_capacity");
     f.holdsPlace = true;
     f.tries = 1;
-    f.backendAddr = route.addr(i);
-    void this.connect(f, route.addr(i));
+    f.backendAddr = route.target(i, f.sni);
+    void this.connect(f, f.backendAddr);
   }
 
   private async connect(f: Flow, addr: string): Promise<void> {

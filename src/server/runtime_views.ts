@@ -46,6 +46,8 @@ export interface LiveTables {
   listener(nameOrAddr: string): ListenerView | undefined;
   /** Backend health, operator state and connection counts (shared by every loop). */
   readonly backends: BackendTable;
+  /** [proxy] drain_timeout (docs/POOLS.md "Drains end"): when a drained backend's connections end; absent: 0, never. */
+  readonly drainTimeoutMs?: number;
 }
 
 /** Where a ConfigStore's committed changes take effect: on every event loop. */

@@ -26,6 +26,10 @@ export const OUTCOMES = [
   "route_denied",
   "no_backend",
   "connect_failed",
+  // A backend named by a host name (docs/DNS.md): no answer (past stale_ttl), or every address refused
+  // by the destination guard (docs/SECURITY.md "Destination guard").
+  "dns_failed",
+  "destination_denied",
   "backend_closed",
   "idle_timeout",
   "client_closed",

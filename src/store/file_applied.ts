@@ -84,7 +84,8 @@ export function encodeApplied(a: AppliedState): string {
 
 /** The key a route name stands for (route.ts routeName: hostname, then "+" and the protocols). */
 function keyOf(name: string): RouteKey {
-  const plus = name.indexOf("+");
+  // A pattern route ("^…$", which may hold "+") has no protocols (routing/route.ts).
+  const plus = name.startsWith("^") ? -1 : name.indexOf("+");
   return plus < 0
     ? { hostname: name, alpn: [] }
     : { hostname: name.slice(0, plus), alpn: name.slice(plus + 1).split(",") };

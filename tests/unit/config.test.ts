@@ -16,6 +16,7 @@ describe("parseConfig", () => {
       helloTimeoutMs: 10_000,
       maxHelloBytes: 65536,
       shutdownTimeoutMs: 30_000,
+      drainTimeoutMs: 0,
       workers: "auto",
       pool: POOL_DEFAULTS,
     });

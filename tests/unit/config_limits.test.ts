@@ -50,7 +50,7 @@ describe("config/limits.ts: one row for every number", () => {
   for (const [key, l] of sectionRows) {
     const [section, k] = key.split(".") as [string, string];
     test(`${key}: ${l.min} and ${l.max} pass, ${l.max + 1} is refused naming the key`, () => {
-      const base = section === "proxy" || section === "firewall" || section === "fingerprints" ? LISTENER : "";
+      const base = ["proxy", "firewall", "fingerprints", "dns"].includes(section) ? LISTENER : "";
       expect(problems(`${base}[${section}]\n${k} = ${l.max}\n`)).toEqual([]);
       expect(problems(`${base}[${section}]\n${k} = ${l.min}\n`)).toEqual([]);
       expect(
@@ -81,6 +81,12 @@ describe("config/limits.ts: one row for every number", () => {
       "firewall.rate_limit_ipv6_prefix": c.firewall.rateLimitIpv6Prefix,
       "fingerprints.top": c.fingerprints.top,
       "fingerprints.window": c.fingerprints.windowMs,
+      "dns.min_ttl": c.dns.minTtlMs,
+      "dns.max_ttl": c.dns.maxTtlMs,
+      "dns.negative_ttl": c.dns.negativeTtlMs,
+      "dns.stale_ttl": c.dns.staleTtlMs,
+      "dns.cache_size": c.dns.cacheSize,
+      "dns.timeout": c.dns.timeoutMs,
       "listeners.max_connections": c.listeners[0]!.maxConnections,
     };
     for (const [key, v] of Object.entries(got)) expect({ key, v }).toEqual({ key, v: LIMITS[key as LimitKey].default });

@@ -1,0 +1,110 @@
+// Where a backend connection goes (docs/DNS.md, docs/SECURITY.md
+// "Destination guard"): an IP literal as written; a host name through the
+// loop's resolver cache, each address checked by the route's destination
+// guard, then connected to by that address itself — the address checked is
+// the address connected to, never resolved again in between (DNS rebinding).
+// The addresses are tried in turn within the try's connect_timeout.
+
+import { isIP } from "node:net";
+import { networkInterfaces } from "node:os";
+import type { TcpListenerConfig } from "../config/types";
+import type { DnsCache, Lookup } from "../dns/dns_cache";
+import { DestinationGuard, type OwnAddress } from "../dns/destination_guard";
+import { splitHostPort } from "../net/host_port";
+import type { RoutePool } from "../routing/pool";
+
+/** A backend as split once: its host, port, and whether the host is an IP literal. */
+export interface BackendTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly literal: boolean;
+}
+
+const targets = new Map<string, BackendTarget>();
+
+/** "host:port" / "[v6]:port" → parts, cached; validated when the route was accepted. */
+export function targetOf(backend: string): BackendTarget {
+  let t = targets.get(backend);
+  if (t === undefined) {
+    const hp = splitHostPort(backend);
+    t = { host: hp.host, port: hp.port, literal: isIP(hp.host) !== 0 };
+    if (targets.size > 10_000) targets.clear();
+    targets.set(backend, t);
+  }
+  return t;
+}
+
+/** What the dial reads of the try it serves (connection.ts). */
+export interface DialOwner {
+  readonly route: RoutePool | null;
+  readonly listener: { readonly index: number };
+  /** The address this try connects to, for a backend written as a name (access record `resolved`). */
+  resolved: string | null;
+  /** Whether try `attempt` is still the one awaited (not timed out, the client still there). */
+  awaits(attempt: number): boolean;
+  onBackendRefused(attempt: number, outcome: "destination_denied" | "dns_failed"): void;
+  forceClose(outcome: "internal_error"): void;
+}
+
+/** Each pool's destination guard on one loop, built on first use from its route's and its listener's lists. */
+export class GuardBook {
+  private readonly guards = new WeakMap<RoutePool, DestinationGuard>();
+  private readonly own: OwnAddress[];
+  private readonly localIps: string[];
+
+  constructor(private readonly listeners: readonly TcpListenerConfig[]) {
+    // A listener on ":port" binds every address, IPv4 and IPv6.
+    this.own = listeners.map((l) => ({ ip: l.bind.host === "" ? "::" : l.bind.host, port: l.bind.port }));
+    this.localIps = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
+  }
+
+  of(listener: number, pool: RoutePool): DestinationGuard {
+    let g = this.guards.get(pool);
+    if (g === undefined) {
+      const l = this.listeners[listener];
+      g = new DestinationGuard({
+        allow: [...(pool.route.allowDestinations ?? []), ...(l?.allowDestinations ?? [])],
+        deny: [...(pool.route.denyDestinations ?? []), ...(l?.denyDestinations ?? [])],
+        defaults: pool.templated,
+        own: this.own,
+        localIps: this.localIps,
+      });
+      this.guards.set(pool, g);
+    }
+    return g;
+  }
+}
+
+/**
+ * The addresses try `attempt` of `owner` may connect to, in order, given to `go`; or the refusal given to the
+ * owner (dns_failed, destination_denied). Synchronous for a literal and a cached name.
+ */
+export function dial(
+  owner: DialOwner,
+  t: BackendTarget,
+  attempt: number,
+  dns: DnsCache,
+  guards: GuardBook,
+  go: (addresses: readonly string[]) => void,
+): void {
+  const pool = owner.route!;
+  // A fixed IP literal goes as written (the operator chose it); a templated one is guarded like a name's answer.
+  if (t.literal && !pool.templated) return go([t.host]);
+  const guard = guards.of(owner.listener.index, pool);
+  const checked = (addresses: readonly string[]): void => {
+    const ok = guard.active ? addresses.filter((a) => guard.permits(a, t.port)) : addresses;
+    if (ok.length > 0) return go(ok);
+    owner.resolved = addresses[0] ?? null;
+    owner.onBackendRefused(attempt, "destination_denied");
+  };
+  if (t.literal) return checked([t.host]);
+  const found = (r: Lookup): void => {
+    if (r.kind === "ok") checked(r.addresses);
+    else owner.onBackendRefused(attempt, "dns_failed");
+  };
+  const r = dns.lookup(t.host);
+  if (!(r instanceof Promise)) return found(r);
+  r.then((v) => {
+    if (owner.awaits(attempt)) found(v);
+  }).catch(() => owner.forceClose("internal_error"));
+}

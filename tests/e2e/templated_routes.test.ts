@@ -1,0 +1,119 @@
+// End to end: templated routes (docs/ROUTING.md "Templated routes") in the
+// compiled binary. A hostname_pattern route sends each app's name to the
+// backend its template names, `{app}.svc.test:PORT`, resolved at connect
+// time through Debian's dnsmasq on a loopback port ([dns] servers) to a
+// loopback address of its own (127.0.0.11-13, allowed by the route's
+// allow_destinations: the destination guard refuses loopback by default);
+// exact and wildcard routes win over the pattern.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { testCert } from "../helpers/certs";
+import { freePort, waitFor } from "../helpers/net";
+import { type RunningProxy, startProxy } from "../helpers/proxy";
+import { bodyOf, tlsBackend, tlsGet, type TlsBackend } from "../helpers/tls";
+
+const DNSMASQ = "/usr/sbin/dnsmasq";
+const hasDnsmasq = Bun.which(DNSMASQ) !== null || (await Bun.file(DNSMASQ).exists());
+if (!hasDnsmasq) console.warn(`templated_routes.test.ts: skipped — ${DNSMASQ} (Debian dnsmasq-base) is not installed`);
+
+const APPS = ["one", "two", "three"] as const;
+
+/** A TLS backend on a loopback address of its own and a given port, answering "hello from NAME". */
+function backendOn(name: string, host: string, port: number, cert: ReturnType<typeof testCert>) {
+  const body = `hello from ${name}\n`;
+  const reply = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+  const l = Bun.listen({
+    hostname: host,
+    port,
+    tls: { cert: cert.cert, key: cert.key },
+    socket: {
+      data(s, d) {
+        if (d.toString("latin1").includes("\r\n\r\n")) {
+          s.write(reply);
+          s.end();
+        }
+      },
+    },
+  });
+  return { stop: () => l.stop(true) };
+}
+
+describe.skipIf(!hasDnsmasq)("templated routes (binary)", () => {
+  const cert = testCert();
+  let proxy: RunningProxy;
+  let dns: ReturnType<typeof Bun.spawn>;
+  let exact: TlsBackend, wild: TlsBackend;
+  const apps: { stop(): void }[] = [];
+  let port = 0;
+
+  beforeAll(async () => {
+    const appPort = freePort();
+    for (const [i, a] of APPS.entries()) apps.push(backendOn(a, `127.0.0.${11 + i}`, appPort, cert));
+    exact = tlsBackend("exact", cert);
+    wild = tlsBackend("wild", cert);
+    const dnsPort = freePort();
+    dns = Bun.spawn(
+      [
+        DNSMASQ,
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        `--port=${dnsPort}`,
+        "--user=",
+        "--pid-file=",
+        ...APPS.map((a, i) => `--host-record=${a}.svc.test,127.0.0.${11 + i}`),
+      ],
+      { stdout: "ignore", stderr: "pipe" },
+    );
+    port = freePort();
+    proxy = await startProxy(
+      "binary",
+      `
+[dns]
+servers = ["127.0.0.1:${dnsPort}"]
+
+[[listeners]]
+addr = "127.0.0.1:${port}"
+  [[listeners.routes]]
+  hostname_pattern = '^(?<app>[a-z0-9-]{1,63})\\.apps\\.test$'
+  backend = "{app}.svc.test:${appPort}"
+  allow_destinations = ["127.0.0.0/8"]
+  [[listeners.routes]]
+  hostname = "exact.apps.test"
+  backend = "127.0.0.1:${exact.port}"
+  [[listeners.routes]]
+  hostname = "*.wild.apps.test"
+  backend = "127.0.0.1:${wild.port}"
+`,
+    );
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    dns?.kill();
+    for (const a of apps) a.stop();
+    exact?.stop();
+    wild?.stop();
+  });
+
+  test("each app's name reaches its own backend through the template", async () => {
+    for (const a of APPS) {
+      const r = await tlsGet(port, `${a}.apps.test`, cert, { timeoutMs: 10_000 });
+      expect(bodyOf(r)).toBe(`hello from ${a}\n`);
+    }
+  });
+
+  test("exact and wildcard routes win over the pattern", async () => {
+    expect(bodyOf(await tlsGet(port, "exact.apps.test", cert))).toBe("hello from exact\n");
+    expect(bodyOf(await tlsGet(port, "x.wild.apps.test", cert))).toBe("hello from wild\n");
+  });
+
+  test("a name the pattern does not match is reset (no_route)", async () => {
+    const r = await tlsGet(port, "a.b.apps.test", cert);
+    expect(bodyOf(r)).toBeNull();
+    await waitFor(() => proxy.records().some((x) => x.outcome === "no_route"), 10_000, "a no_route record");
+  });
+});

@@ -1,0 +1,107 @@
+// allow_destinations / deny_destinations (docs/SECURITY.md "Destination guard") through every
+// source: the config file (route and listener keys), AddRoute (canonical form, a bad entry named,
+// ListRoutes shows them), the SQLite store, and the stored value's version (older releases refuse it).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { AdminError } from "../../src/admin/admin_error";
+import { AdminService } from "../../src/admin/admin_service";
+import { ConfigError } from "../../src/config/config";
+import { Logger } from "../../src/log/logger";
+import { parseRoutedConfig } from "../../src/routing/route_config";
+import { versionOf } from "../../src/routing/route_fields";
+import { ControlPlane } from "../../src/server/control_plane";
+import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
+import { SqliteDatabase } from "../../src/store/sqlite_database";
+import { freePort } from "../helpers/net";
+
+const quiet = new Logger("error", "text", { write() {}, flush() {} });
+
+function problems(toml: string): string[] {
+  try {
+    parseRoutedConfig(toml, "t.toml");
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+describe("the config file", () => {
+  test("route and listener keys are read in canonical form", () => {
+    const c = parseRoutedConfig(
+      `[[listeners]]\naddr = "127.0.0.1:18443"\nallow_destinations = ["10.0.0.0/8"]\ndeny_destinations = ["::ffff:10.9.0.0/112"]\n` +
+        `  [[listeners.routes]]\n  hostname = "a.example"\n  backend = "svc.test:443"\n  allow_destinations = ["127.0.0.1"]\n  deny_destinations = ["169.254.0.0/16"]\n`,
+      "t.toml",
+    );
+    const l = c.listeners[0]!;
+    expect([l.allowDestinations, l.denyDestinations]).toEqual([["10.0.0.0/8"], ["10.9.0.0/16"]]);
+    const r = l.routes[0]!;
+    expect([r.allowDestinations, r.denyDestinations]).toEqual([["127.0.0.1/32"], ["169.254.0.0/16"]]);
+    expect(versionOf(r)).toBe(3);
+  });
+  test("a bad entry is named", () => {
+    expect(problems(`[[listeners]]\naddr = "127.0.0.1:18443"\ndeny_destinations = ["10.0.0.1/8"]\n`)).toEqual([
+      expect.stringMatching(/^listeners\[0\]\.deny_destinations\[0\]: "10\.0\.0\.1\/8" is not canonical/),
+    ]);
+    const p = problems(
+      `[[listeners]]\naddr = "127.0.0.1:18443"\n  [[listeners.routes]]\n  hostname = "a.example"\n  backend = "a.test:1"\n  allow_destinations = ["nope"]\n`,
+    );
+    expect(p.some((x) => x.includes("allow_destinations[0]") && x.includes('"nope"'))).toBe(true);
+  });
+});
+
+describe("AddRoute (real control plane and SQLite)", () => {
+  let plane: ControlPlane;
+  let db: SqliteDatabase;
+  let admin: AdminService;
+  const listener = `127.0.0.1:${freePort()}`;
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcproxy-dest-"));
+    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "${listener}"\n`, join(dir, "t.toml"));
+    plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
+    db = SqliteDatabase.open(join(dir, "db.sqlite"));
+    db.seed([{ addr: listener, maxConnections: 0, routes: [] }], []);
+    admin = new AdminService(plane, new SqliteConfigStore(db, plane), quiet);
+  });
+  afterAll(async () => {
+    plane.shutdown();
+    await plane.done;
+    db.close();
+  });
+
+  test("the lists are canonicalised, stored and shown; a bad entry is refused naming it", async () => {
+    const r = await admin.addRoute({
+      listener,
+      route: {
+        hostname: "g.example",
+        backend: "svc.test:443",
+        allow_destinations: ["127.0.0.1"],
+        deny_destinations: ["::ffff:169.254.0.0/112"],
+      },
+    });
+    expect([r.route.allow_destinations, r.route.deny_destinations]).toEqual([["127.0.0.1/32"], ["169.254.0.0/16"]]);
+    const listed = admin.listRoutes({ listener }).listeners[0]!.routes.find((x) => x.hostname === "g.example")!;
+    expect(listed.deny_destinations).toEqual(["169.254.0.0/16"]);
+    const stored = db
+      .state()
+      .listeners.get(listener)!
+      .routes.find((x) => x.hostname === "g.example")!;
+    expect(stored.denyDestinations).toEqual(["169.254.0.0/16"]);
+    let e: unknown = null;
+    try {
+      await admin.addRoute({
+        listener,
+        route: { hostname: "h.example", backend: "a.test:1", deny_destinations: ["x"] },
+      });
+    } catch (err) {
+      e = err;
+    }
+    expect(e).toBeInstanceOf(AdminError);
+    expect((e as AdminError).code).toBe(status.INVALID_ARGUMENT);
+    expect((e as AdminError).message).toMatch(/^route\.deny_destinations\[0\]: "x"/);
+  });
+});

@@ -1,0 +1,170 @@
+// drain_timeout and max_connection_lifetime as settings (docs/POOLS.md
+// "Drains end"): the config file and AddRoute refuse the same bad values
+// through the same rule (routing/route_fields.ts), the stored value carries
+// them at version 3 (older releases refuse it), ListRoutes reports them.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { AdminError } from "../../src/admin/admin_error";
+import { AdminService } from "../../src/admin/admin_service";
+import { ConfigError } from "../../src/config/config";
+import { Logger } from "../../src/log/logger";
+import type { Route } from "../../src/routing/route";
+import { parseRoutedConfig } from "../../src/routing/route_config";
+import { ControlPlane } from "../../src/server/control_plane";
+import { decodeRoute, encodeRoute } from "../../src/store/route_codec";
+import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
+import { SqliteDatabase } from "../../src/store/sqlite_database";
+import { freePort } from "../helpers/net";
+
+const quiet = new Logger("error", "text", { write() {}, flush() {} });
+const L = `[[listeners]]\naddr = ":18443"\n`;
+
+function problems(toml: string): string[] {
+  try {
+    parseRoutedConfig(toml, "t.toml");
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+const withRoute = (line: string) =>
+  `${L}  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  ${line}\n`;
+
+describe("the config file", () => {
+  test("defaults: [proxy] drain_timeout 0, a listener's max_connection_lifetime 0, a route's unset", () => {
+    const c = parseRoutedConfig(withRoute(""), "t.toml");
+    expect(c.proxy.drainTimeoutMs).toBe(0);
+    expect(c.listeners[0]!.maxConnectionLifetimeMs).toBe(0);
+    expect(c.listeners[0]!.routes[0]!.drainTimeoutMs).toBeUndefined();
+    expect(c.listeners[0]!.routes[0]!.maxConnectionLifetimeMs).toBeUndefined();
+  });
+  test("read as durations; 0s is allowed (never)", () => {
+    const c = parseRoutedConfig(
+      `[proxy]\ndrain_timeout = "30s"\n[[listeners]]\naddr = ":18443"\nmax_connection_lifetime = "1h"\n  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  drain_timeout = "0s"\n  max_connection_lifetime = "2s"\n`,
+      "t.toml",
+    );
+    expect(c.proxy.drainTimeoutMs).toBe(30_000);
+    expect(c.listeners[0]!.maxConnectionLifetimeMs).toBe(3_600_000);
+    expect(c.listeners[0]!.routes[0]).toMatchObject({ drainTimeoutMs: 0, maxConnectionLifetimeMs: 2000 });
+  });
+  for (const [key, where] of [
+    ["drain_timeout", "routes"],
+    ["max_connection_lifetime", "routes"],
+  ] as const) {
+    test(`${where}.${key}: negative, too long and the wrong type are refused naming the key`, () => {
+      for (const [v, why] of [
+        ['"-1s"', /negative/],
+        ['"1000h"', /too long/],
+        ["5", /expected a duration/],
+        ['"soon"', /soon/],
+      ] as const) {
+        const p = problems(withRoute(`${key} = ${v}`));
+        expect(p.some((x) => x.includes(key) && why.test(x))).toBe(true);
+      }
+    });
+  }
+  test("[proxy] drain_timeout and a listener's max_connection_lifetime: the same refusals", () => {
+    expect(problems(`${L}[proxy]\ndrain_timeout = "-2s"\n`).some((p) => p.startsWith("proxy.drain_timeout"))).toBe(
+      true,
+    );
+    expect(problems(`${L}[proxy]\ndrain_timeout = 3\n`).some((p) => p.startsWith("proxy.drain_timeout"))).toBe(true);
+    expect(
+      problems(`[[listeners]]\naddr = ":18443"\nmax_connection_lifetime = "1000h"\n`).some((p) =>
+        p.startsWith("listeners[0].max_connection_lifetime"),
+      ),
+    ).toBe(true);
+  });
+});
+
+describe("the stored value", () => {
+  test("a route setting them is version 3 and reads back; unset, the version stays as before", () => {
+    const c = parseRoutedConfig(withRoute('drain_timeout = "2s"'), "t.toml");
+    const r = c.listeners[0]!.routes[0]! as Route;
+    const v = encodeRoute(r);
+    expect(JSON.parse(v)).toMatchObject({ version: 3, drain_timeout_ms: 2000 });
+    const back = decodeRoute({ hostname: r.hostname, alpn: [] }, v);
+    expect(back.ok && back.value.drainTimeoutMs).toBe(2000);
+    const plain = parseRoutedConfig(withRoute(""), "t.toml").listeners[0]!.routes[0]! as Route;
+    expect(JSON.parse(encodeRoute(plain)).version).toBeLessThan(3);
+    expect(JSON.parse(encodeRoute(plain)).drain_timeout_ms).toBeUndefined();
+  });
+});
+
+describe("AddRoute (in process, real control plane and SQLite)", () => {
+  let plane: ControlPlane;
+  let db: SqliteDatabase;
+  let admin: AdminService;
+  const listener = `127.0.0.1:${freePort()}`;
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcproxy-drain-"));
+    const cfg = parseRoutedConfig(
+      `[proxy]\ndrain_timeout = "7s"\n[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
+      join(dir, "t.toml"),
+    );
+    plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
+    db = SqliteDatabase.open(join(dir, "db.sqlite"));
+    db.seed([{ addr: listener, maxConnections: 0, routes: cfg.listeners[0]!.routes }], []);
+    admin = new AdminService(plane, new SqliteConfigStore(db, plane), quiet);
+  });
+  afterAll(async () => {
+    plane.shutdown();
+    await plane.done;
+    db.close();
+  });
+
+  test("taken as duration text and reported; bad values refused by the config file's rule, nothing written", async () => {
+    const r = await admin.addRoute({
+      listener,
+      route: { hostname: "d.example.com", backend: "127.0.0.1:1", drain_timeout: "2s", max_connection_lifetime: "1m" },
+    });
+    expect(r.route).toMatchObject({ drain_timeout: "2s", max_connection_lifetime: "1m" });
+    const before = JSON.stringify([...db.state().listeners]);
+    for (const [route, why] of [
+      [{ drain_timeout: "-1s" }, /^route\.drain_timeout: "-1s" /],
+      [{ drain_timeout: "1000h" }, /^route\.drain_timeout: 3600000000 ms is out of range 0 ms-576h/],
+      [{ max_connection_lifetime: "soon" }, /^route\.max_connection_lifetime: "soon" /],
+      [{ max_connection_lifetime: 5 }, /^route\.max_connection_lifetime: 5 must be a duration/],
+    ] as [object, RegExp][]) {
+      let e: unknown = null;
+      try {
+        await admin.addRoute({ listener, route: { hostname: "d.example.com", backend: "127.0.0.1:1", ...route } });
+      } catch (x) {
+        e = x;
+      }
+      expect(e).toBeInstanceOf(AdminError);
+      expect((e as AdminError).code).toBe(status.INVALID_ARGUMENT);
+      expect((e as AdminError).message).toMatch(why);
+    }
+    expect(JSON.stringify([...db.state().listeners])).toBe(before);
+  });
+
+  test("SetBackendState drain: the backend reports its open connections and when [proxy] drain_timeout ends them", async () => {
+    const t0 = Date.now();
+    const r = await admin.setBackendState({
+      listener,
+      hostname: "seed.example.com",
+      addr: "127.0.0.1:9",
+      state: "BACKEND_STATE_DRAIN",
+      reset_connections: false,
+    });
+    const at = Date.parse(r.backend.closes_at);
+    expect(at).toBeGreaterThanOrEqual(t0 + 7000 - 1);
+    expect(at).toBeLessThanOrEqual(Date.now() + 7000);
+    expect(r.backend.closes_at_unix_seconds).toBe(Math.floor(at / 1000));
+    expect(r.backend.draining_connections).toBe(0);
+    const back = await admin.setBackendState({
+      listener,
+      hostname: "seed.example.com",
+      addr: "127.0.0.1:9",
+      state: "BACKEND_STATE_ENABLED",
+      reset_connections: false,
+    });
+    expect(back.backend.closes_at).toBe("");
+  });
+});
