@@ -128,6 +128,9 @@ interface HealthContext {
  * health (backend_table.ts connectResult); a backend it marks down is logged.
  */
 export function reportConnect(ctx: HealthContext, pool: RoutePool, i: number, ok: boolean, listener: string): void {
+  // A templated backend stands for every host its template fills: one host's failures say nothing of another's,
+  // and a client choosing the name would otherwise take the route down for all (docs/ROUTING.md "Templated routes").
+  if (pool.templated) return;
   const went = ctx.backends.connectResult(pool.ref(i), ok, pool.fall, pool.checksOn, pool.holdSec, ctx.wheel.nowSec);
   if (went !== "down") return;
   const fields = { listener, route: pool.name, backend: pool.addr(i), worker: ctx.workerId };

@@ -1,7 +1,9 @@
 // Backend selection on one loop, fed states directly.
 import { describe, expect, test } from "bun:test";
 import { POOL_DEFAULTS } from "../../src/config/config";
+import { Logger } from "../../src/log/logger";
 import { BackendTable } from "../../src/routing/backend_table";
+import { reportConnect } from "../../src/server/backend_socket";
 import { RoutePool, bindRoutes } from "../../src/routing/pool";
 import { type BackendSpec, PLAIN } from "../../src/routing/route";
 import type { Balance } from "../../src/routing/route_fields";
@@ -94,6 +96,20 @@ describe("RoutePool", () => {
     expect(p.pick("x", 0, 1000 + p.holdSec)).toBe(0);
     table.connectResult(p.ref(0), true, p.fall, false, p.holdSec, 1000 + p.holdSec);
     expect(table.health(p.ref(0)).up).toBe(true);
+  });
+  test("passive health: a templated backend stands for many hosts, so no host's connect failures take it down", () => {
+    // One app's backend down, or a client asking for a name that resolves but refuses, must not stop the others.
+    const { p, table } = pool([be("{sni}:1")]);
+    expect(p.templated).toBe(true);
+    const ctx = { backends: table, logger: new Logger("error", "logfmt"), workerId: 0, wheel: { nowSec: 1000 } };
+    for (let i = 0; i < POOL_DEFAULTS.check.fall * 3; i++) reportConnect(ctx, p, 0, false, "l");
+    expect(table.health(p.ref(0)).up).toBe(true);
+    expect(p.pick("x", 0, 1000)).toBe(0);
+    // A fixed backend, the same way, goes down.
+    const fixed = pool([be("a:1")]);
+    const ctx2 = { ...ctx, backends: fixed.table };
+    for (let i = 0; i < POOL_DEFAULTS.check.fall; i++) reportConnect(ctx2, fixed.p, 0, false, "l");
+    expect(fixed.table.health(fixed.p.ref(0)).up).toBe(false);
   });
   test("active checks: rise successes bring it up, fall failures take it down", () => {
     const { p, table } = pool([be("a:1"), be("b:1")]);
