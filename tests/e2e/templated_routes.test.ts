@@ -7,13 +7,12 @@
 // exact and wildcard routes win over the pattern.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { testCert } from "../helpers/certs";
+import { Dnsmasq, haveDnsmasq } from "../helpers/dnsmasq";
 import { freePort, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy } from "../helpers/proxy";
 import { bodyOf, tlsBackend, tlsGet, type TlsBackend } from "../helpers/tls";
 
-const DNSMASQ = "/usr/sbin/dnsmasq";
-const hasDnsmasq = Bun.which(DNSMASQ) !== null || (await Bun.file(DNSMASQ).exists());
-if (!hasDnsmasq) console.warn(`templated_routes.test.ts: skipped — ${DNSMASQ} (Debian dnsmasq-base) is not installed`);
+const hasDnsmasq = haveDnsmasq();
 
 const APPS = ["one", "two", "three"] as const;
 
@@ -40,7 +39,7 @@ function backendOn(name: string, host: string, port: number, cert: ReturnType<ty
 describe.skipIf(!hasDnsmasq)("templated routes (binary)", () => {
   const cert = testCert();
   let proxy: RunningProxy;
-  let dns: ReturnType<typeof Bun.spawn>;
+  const dns = new Dnsmasq(60, Object.fromEntries(APPS.map((a, i) => [`${a}.svc.test`, [`127.0.0.${11 + i}`]])));
   let exact: TlsBackend, wild: TlsBackend;
   const apps: { stop(): void }[] = [];
   let port = 0;
@@ -50,30 +49,13 @@ describe.skipIf(!hasDnsmasq)("templated routes (binary)", () => {
     for (const [i, a] of APPS.entries()) apps.push(backendOn(a, `127.0.0.${11 + i}`, appPort, cert));
     exact = tlsBackend("exact", cert);
     wild = tlsBackend("wild", cert);
-    const dnsPort = freePort();
-    dns = Bun.spawn(
-      [
-        DNSMASQ,
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--listen-address=127.0.0.1",
-        "--bind-interfaces",
-        `--port=${dnsPort}`,
-        "--user=",
-        "--pid-file=",
-        ...APPS.map((a, i) => `--host-record=${a}.svc.test,127.0.0.${11 + i}`),
-      ],
-      { stdout: "ignore", stderr: "pipe" },
-    );
+    await dns.start();
     port = freePort();
     proxy = await startProxy(
       "binary",
       `
 [dns]
-servers = ["127.0.0.1:${dnsPort}"]
+servers = ["${dns.server}"]
 
 [[listeners]]
 addr = "127.0.0.1:${port}"
@@ -93,7 +75,7 @@ addr = "127.0.0.1:${port}"
 
   afterAll(async () => {
     await proxy?.stop();
-    dns?.kill();
+    await dns.stop();
     for (const a of apps) a.stop();
     exact?.stop();
     wild?.stop();
