@@ -6,7 +6,10 @@ import { routeName } from "../routing/route";
 
 /**
  * "app.example.com  ->  10.0.0.5:8443" (plus "  (send-proxy v2)"), or for a
- * pool "app.example.com  ->  pool of 3 (round_robin, tls check)".
+ * pool "app.example.com  ->  pool of 3 (round_robin, tls check)"; a pattern
+ * route "pattern ^(?<app>…)\.apps\.test$  ->  {app}.svc.test:443"; then its
+ * policy: client allow / deny, allow_destinations / deny_destinations,
+ * drain_timeout, max_connection_lifetime (each when set), open connections.
  */
 export function routeLine(r: RouteMsg): string {
   const pp = shortSendProxy(r.send_proxy_protocol) ?? r.send_proxy_protocol;
@@ -16,13 +19,18 @@ export function routeLine(r: RouteMsg): string {
       : `pool of ${r.backends.length} (${fromEnum(BALANCE_ENUM, r.balance, "round_robin")}, ${fromEnum(HEALTH_CHECK_ENUM, r.health_check, null) ?? "default"} check)`;
   const alpn = r.alpn ?? [];
   const shown = (l: string[]) => (l.length <= 3 ? l.join(",") : `${l.length} sources`);
+  const listed = (key: string, l: string[] | undefined) => (l?.length ? [`${key}=${shown(l)}`] : []);
   const extras = [
-    ...(r.allow?.length ? [`allow=${shown(r.allow)}`] : []),
-    ...(r.deny?.length ? [`deny=${shown(r.deny)}`] : []),
+    ...listed("allow", r.allow),
+    ...listed("deny", r.deny),
+    ...listed("allow_destinations", r.allow_destinations),
+    ...listed("deny_destinations", r.deny_destinations),
+    ...(r.drain_timeout ? [`drain_timeout=${r.drain_timeout}`] : []),
+    ...(r.max_connection_lifetime ? [`max_connection_lifetime=${r.max_connection_lifetime}`] : []),
     `active=${r.active_connections ?? 0}${r.max_connections ? `/${r.max_connections}` : ""}`,
   ];
-  // The route's name as the access log and metrics give it ("app.example.com+acme-tls/1").
-  const name = routeName({ hostname: r.hostname, alpn });
+  // The route's name as the access log and metrics give it ("app.example.com+acme-tls/1"); a pattern route's is its pattern.
+  const name = `${r.hostname_pattern ? "pattern " : ""}${routeName({ hostname: r.hostname, alpn })}`;
   return `${name}  ->  ${target}${pp === "off" ? "" : `  (send-proxy ${pp})`}  ${extras.join("  ")}`;
 }
 

@@ -4,8 +4,9 @@
 // (backend_dial.ts), never resolved again in between.
 //
 // Order: deny_destinations first (always wins); then, where the built-in
-// refusals apply (a templated pool), the proxy's own listeners (never
-// allowed: a loop through itself), allow_destinations, and the built-in
+// refusals apply (a templated pool), the proxy's own addresses — listeners,
+// admin API, metrics, dashboard (never allowed: a loop through itself, or a
+// way in to its control surfaces), allow_destinations, and the built-in
 // ranges below.
 
 import { AddressTable } from "../firewall/address_table";
@@ -37,7 +38,7 @@ export const DEFAULT_REFUSED: readonly string[] = [
   "fc00::/7",
 ];
 
-/** A listener's bound address: ip and port; a wildcard ip (0.0.0.0, ::) stands for every local address. */
+/** An address the process serves on: ip and port; a wildcard ip (0.0.0.0, ::) stands for every local address. */
 export interface OwnAddress {
   readonly ip: string;
   readonly port: number;
@@ -49,7 +50,7 @@ export interface GuardSpec {
   readonly deny: readonly string[];
   /** The built-in refusals apply (templated pools); otherwise only the lists. */
   readonly defaults: boolean;
-  /** The proxy's listeners (refused with the defaults). */
+  /** The proxy's own addresses (backend_dial.ts ownAddresses; refused with the defaults). */
   readonly own: readonly OwnAddress[];
   /** This host's addresses, for a wildcard listener (os.networkInterfaces at build time). */
   readonly localIps: readonly string[];

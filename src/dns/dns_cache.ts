@@ -28,6 +28,18 @@ export interface CacheSettings {
   readonly size: number;
 }
 
+/**
+ * What one loop's cache has counted since it started (docs/METRICS_AND_LOGS.md "Resolver"): queries sent,
+ * queries the resolver failed (timeout, SERVFAIL, refused, unreachable; "no such name" is an answer),
+ * lookups answered from a fresh entry (negative ones too), and expired answers served (serve-stale).
+ */
+export interface DnsCounts {
+  queries: number;
+  failures: number;
+  hits: number;
+  stale: number;
+}
+
 /** After a failed refresh, the stale answer is served without asking again for this long (RFC 8767 §5's failure recheck). */
 export const FAILURE_RECHECK_MS = 1000;
 
@@ -43,8 +55,7 @@ export class DnsCache {
   /** Insertion order is recency order (a hit moves its name to the end). */
   private readonly entries = new Map<string, Entry>();
   private readonly inFlight = new Map<string, Promise<Lookup>>();
-  /** Queries sent (for tests and the metrics). */
-  queries = 0;
+  private readonly counted: DnsCounts = { queries: 0, failures: 0, hits: 0, stale: 0 };
 
   constructor(
     private readonly settings: CacheSettings,
@@ -56,6 +67,11 @@ export class DnsCache {
     return this.entries.size;
   }
 
+  /** A copy of the counts (a loop's snapshot carries it). */
+  counts(): DnsCounts {
+    return { ...this.counted };
+  }
+
   /** `name`'s addresses: synchronously from a fresh entry, else once the one query for it settles. */
   lookup(name: string): Lookup | Promise<Lookup> {
     const e = this.entries.get(name);
@@ -63,10 +79,13 @@ export class DnsCache {
     if (e !== undefined) {
       if (now < e.expiresAt) {
         this.touch(name, e);
+        this.counted.hits++;
         return e.addresses === null ? NO_SUCH_NAME : { kind: "ok", addresses: e.addresses, stale: false };
       }
-      if (e.addresses !== null && now < e.recheckAt && now < e.expiresAt + this.settings.staleTtlMs)
+      if (e.addresses !== null && now < e.recheckAt && now < e.expiresAt + this.settings.staleTtlMs) {
+        this.counted.stale++;
         return { kind: "ok", addresses: e.addresses, stale: true };
+      }
     }
     let p = this.inFlight.get(name);
     if (p === undefined) {
@@ -77,7 +96,7 @@ export class DnsCache {
   }
 
   private async ask(name: string): Promise<Lookup> {
-    this.queries++;
+    this.counted.queries++;
     let r: QueryResult;
     try {
       r = await this.query(name);
@@ -97,9 +116,11 @@ export class DnsCache {
       this.store(name, { addresses: null, expiresAt: now + s.negativeTtlMs, recheckAt: 0 });
       return NO_SUCH_NAME;
     }
+    this.counted.failures++;
     const e = this.entries.get(name);
     if (e?.addresses != null && now < e.expiresAt + s.staleTtlMs) {
       e.recheckAt = now + FAILURE_RECHECK_MS;
+      this.counted.stale++;
       return { kind: "ok", addresses: e.addresses, stale: true };
     }
     return { kind: "failed", reason: r.reason };

@@ -192,6 +192,22 @@ export class Metrics {
         () => [{ labels: {}, value: snap().rateTracked }],
       ),
     );
+    // The resolver caches of every loop, summed (docs/METRICS_AND_LOGS.md "Resolver", docs/DNS.md).
+    for (const [name, help, key] of [
+      ["mc_proxy_dns_queries_total", "Queries sent to the resolver (a name not fresh in a loop's cache).", "queries"],
+      [
+        "mc_proxy_dns_failures_total",
+        "Resolver queries that failed: timeout, SERVFAIL, refused (no such name is an answer).",
+        "failures",
+      ],
+      [
+        "mc_proxy_dns_cache_hits_total",
+        "Backend names answered from a fresh cache entry, negative ones included.",
+        "hits",
+      ],
+      ["mc_proxy_dns_stale_answers_total", "Expired answers served while the resolver failed (stale_ttl).", "stale"],
+    ] as const)
+      r.registerMetric(scraped(name, help, "counter", () => [{ labels: {}, value: snap().dns[key] }]));
     r.registerMetric(
       scraped(
         "mc_proxy_bytes_total",

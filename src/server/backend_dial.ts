@@ -7,9 +7,10 @@
 
 import { isIP } from "node:net";
 import { networkInterfaces } from "node:os";
-import type { TcpListenerConfig } from "../config/types";
+import type { Config, DnsConfig, TcpListenerConfig } from "../config/types";
 import type { DnsCache, Lookup } from "../dns/dns_cache";
 import { DestinationGuard, type OwnAddress } from "../dns/destination_guard";
+import { newResolver } from "../dns/resolver";
 import { splitHostPort } from "../net/host_port";
 import type { RoutePool } from "../routing/pool";
 
@@ -46,15 +47,37 @@ export interface DialOwner {
   forceClose(outcome: "internal_error"): void;
 }
 
+/** What the process serves on: its listeners, the admin API, the metrics endpoint, the dashboard. */
+export type ServedConfig = Pick<Config, "listeners" | "quicListeners" | "grpc" | "metrics" | "dashboard">;
+
+/**
+ * Every address the process serves on (docs/SECURITY.md "Destination guard": the proxy's own addresses):
+ * TCP and QUIC listeners, and the admin API, metrics and dashboard when on host:port (a unix: socket is
+ * no address). ":port" binds every address, IPv4 and IPv6; a host name is taken as every local address
+ * (what it resolves to when bound is not known here; refusing more of this host's own port is safe).
+ */
+export function ownAddresses(cfg: ServedConfig): OwnAddress[] {
+  const own: OwnAddress[] = [];
+  const add = (host: string, port: number) => own.push({ ip: host === "" || isIP(host) === 0 ? "::" : host, port });
+  for (const l of [...cfg.listeners, ...(cfg.quicListeners ?? [])]) add(l.bind.host, l.bind.port);
+  for (const addr of [cfg.grpc?.addr, cfg.metrics?.addr, cfg.dashboard?.addr]) {
+    if (addr === undefined || addr.startsWith("unix:")) continue;
+    const hp = splitHostPort(addr);
+    add(hp.host, hp.port);
+  }
+  return own;
+}
+
 /** Each pool's destination guard on one loop, built on first use from its route's and its listener's lists. */
 export class GuardBook {
   private readonly guards = new WeakMap<RoutePool, DestinationGuard>();
   private readonly own: OwnAddress[];
   private readonly localIps: string[];
+  private readonly listeners: readonly TcpListenerConfig[];
 
-  constructor(private readonly listeners: readonly TcpListenerConfig[]) {
-    // A listener on ":port" binds every address, IPv4 and IPv6.
-    this.own = listeners.map((l) => ({ ip: l.bind.host === "" ? "::" : l.bind.host, port: l.bind.port }));
+  constructor(cfg: ServedConfig) {
+    this.listeners = cfg.listeners;
+    this.own = ownAddresses(cfg);
     this.localIps = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
   }
 
@@ -73,6 +96,16 @@ export class GuardBook {
     }
     return g;
   }
+}
+
+/** One event loop's way to its backends: its resolver cache and its pools' guards, for TCP connections and QUIC flows alike. */
+export interface Dialer {
+  readonly dns: DnsCache;
+  readonly guards: GuardBook;
+}
+
+export function newDialer(config: ServedConfig & { dns: DnsConfig }): Dialer {
+  return { dns: newResolver(config.dns), guards: new GuardBook(config) };
 }
 
 /**

@@ -5,15 +5,13 @@
 import type { Socket, SocketHandler } from "bun";
 import type { Logger } from "../log/logger";
 import type { SendProxy } from "../config/types";
-import type { DnsConfig, TcpListenerConfig } from "../config/types";
-import { newResolver } from "../dns/resolver";
 import { normaliseIp } from "../net/ip";
 import type { ProxyHeader } from "../proxy_header/proxy_header";
 import { headerFor } from "../proxy_header/proxy_header_writer";
 import type { PeerSocket, Relay } from "../relay/relay";
 import type { BackendTable } from "../routing/backend_table";
 import type { RoutePool } from "../routing/pool";
-import { type DialOwner, GuardBook, dial, targetOf } from "./backend_dial";
+import { type DialOwner, type Dialer, dial, targetOf } from "./backend_dial";
 
 /** What a backend socket tells its connection (connection.ts implements it): the connect's result to it, the bytes to its relay. */
 export interface BackendOwner extends DialOwner {
@@ -101,17 +99,14 @@ export type BackendConnector = (owner: BackendOwner, backend: string, attempt: n
  * Connect with Bun's sockets, every backend socket of the loop sharing one set of handlers; a backend named
  * by a host name through the loop's resolver and its routes' destination guards (backend_dial.ts).
  */
-export function bunConnector(
-  logger: Logger,
-  config: { dns: DnsConfig; listeners: readonly TcpListenerConfig[] },
-): BackendConnector {
+export function bunConnector(logger: Logger, dialer: Dialer): BackendConnector {
   const handlers = backendHandlers(logger);
-  const dns = newResolver(config.dns);
-  const guards = new GuardBook(config.listeners);
   return (owner, backend, attempt) => {
     const t = targetOf(backend);
     owner.resolved = t.literal ? null : "";
-    dial(owner, t, attempt, dns, guards, (addresses) => connectTo(owner, attempt, addresses, t.port, 0, handlers));
+    dial(owner, t, attempt, dialer.dns, dialer.guards, (addresses) =>
+      connectTo(owner, attempt, addresses, t.port, 0, handlers),
+    );
   };
 }
 

@@ -34,7 +34,7 @@ import { InThreadLoop, type Loop, type LoopEvents, WorkerLoop } from "./loops";
 import { loopInitOf } from "./loop_init";
 import { SharedCounters } from "./shared_counters";
 import { type Refusal, mergeRefusals } from "./refusal_ring";
-import { type Snapshot, type SlotCounts, type WorkerStatus, retire, sharedListener, sumListeners } from "./snapshot";
+import { type Snapshot, type SlotCounts, type WorkerStatus, retire, sharedListener, sumLoops } from "./snapshot";
 
 const RESPAWN_MS = 200;
 const CRASH_LOOP = { deaths: 5, withinMs: 60_000 };
@@ -332,7 +332,7 @@ export class ControlPlane implements RuntimeChanges, RuntimeStatus {
     }));
     return {
       startedAt: this.startedAt,
-      listeners: sumListeners(base, this.slots),
+      ...sumLoops(base, this.slots),
       connectionCap: this.options.connectionCap,
       draining: this.draining,
       rules: ruleCounts(this.rules),

@@ -18,9 +18,10 @@ import { BackendTable, type SlotRef } from "../routing/backend_table";
 import { type BoundRoute, routeName } from "../routing/route";
 import { RouteTable } from "../routing/route_table";
 import { acceptVerdict } from "./admission";
+import { type Dialer, newDialer } from "./backend_dial";
 import { type BackendConnector, bunConnector } from "./backend_socket";
 import { Connection, type ServerContext } from "./connection";
-import { ConnectionSweep } from "./connection_sweep";
+import { ConnectionSweep, type Sweepable } from "./connection_sweep";
 import { type ListenerKind, QuicKind, TcpKind } from "./listener_kind";
 import { ListenerRuntime, identityOf } from "./listener_runtime";
 import type { Expiring } from "./quic_flow";
@@ -55,6 +56,10 @@ export class EventLoop {
   private readonly config: Config;
   /** What this loop binds and drains: every TCP listener, and in the first loop every QUIC one. */
   private readonly kinds: ListenerKind[];
+  /** The QUIC listeners this loop binds (the first loop only): their flows are reached like connections. */
+  private readonly quic: QuicKind[];
+  /** One resolver cache and one set of destination guards per loop, for its TCP connections and QUIC flows. */
+  private readonly dialer: Dialer;
   private readonly bound: ListenerKind[] = [];
   private readonly ctx: ServerContext;
   /** drain_timeout and max_connection_lifetime (connection_sweep.ts). */
@@ -76,9 +81,10 @@ export class EventLoop {
     init: LoopInit,
     private readonly logger: Logger,
     /** How its connections reach their backends: Bun's sockets, or a unit test's fake. */
-    connect: BackendConnector = bunConnector(logger, init.config),
+    connect?: BackendConnector,
   ) {
     const config = init.config;
+    const dialer = (this.dialer = newDialer(config));
     this.config = config;
     this.workerId = init.id;
     this.connectionCap = init.connectionCap;
@@ -129,7 +135,7 @@ export class EventLoop {
       workerId: this.workerId,
       generation: init.generation,
       connections: new Set(),
-      connect,
+      connect: connect ?? bunConnector(logger, dialer),
       backends: this.backends,
       // Computed only when something reads it: the access log's records, the top table (ja4 rules ask on their own).
       ja4: logger.enabled("info") || config.fingerprints.top > 0,
@@ -141,7 +147,7 @@ export class EventLoop {
       },
     };
     this.sweep = new ConnectionSweep(
-      () => this.ctx.connections,
+      () => this.sweepables(),
       this.backends,
       {
         drainTimeoutMs: config.proxy.drainTimeoutMs,
@@ -149,15 +155,15 @@ export class EventLoop {
       },
       logger,
     );
+    // QUIC listeners live in the first event loop only: Bun's UDP sockets have no SO_REUSEPORT, and one
+    // loop keeps every flow's datagrams together (a client that changes address still reaches its flow).
+    const quic = this.workerId === 0 ? config.quicListeners : [];
+    this.quic = quic.map((q) => new QuicKind(q, this.listeners[q.index]!, this.ctx, dialer));
     this.kinds = [
       ...config.listeners.map(
         (l) => new TcpKind(l, this.listeners[l.index]!, this.clientHandlers(this.listeners[l.index]!)),
       ),
-      // QUIC listeners live in the first event loop only: Bun's UDP sockets have no SO_REUSEPORT, and one
-      // loop keeps every flow's datagrams together (a client that changes address still reaches its flow).
-      ...(this.workerId === 0
-        ? config.quicListeners.map((q) => new QuicKind(q, this.listeners[q.index]!, this.ctx))
-        : []),
+      ...this.quic,
     ];
   }
 
@@ -241,7 +247,14 @@ export class EventLoop {
       c.block(v);
       n++;
     }
+    for (const q of this.quic) n += q.block(blocked);
     return n;
+  }
+
+  /** What the drain / lifetime sweep walks: the connections, then the QUIC listeners' routed flows. */
+  private *sweepables(): Iterable<Sweepable> {
+    yield* this.ctx.connections;
+    for (const q of this.quic) yield* q.routedFlows();
   }
 
   /** This loop's counters, with the bytes live connections have moved so far. */
@@ -254,6 +267,7 @@ export class EventLoop {
       rules: fw.ruleCounts(),
       rateTracked: fw.rateTracked,
       geoipBuildEpoch: fw.geoipBuildEpoch,
+      dns: this.dialer.dns.counts(),
       worker: { id: this.workerId, active: this.counters.workerActive(this.workerId) },
     });
   }

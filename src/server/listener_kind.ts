@@ -9,7 +9,11 @@ import type { SocketHandler, TCPSocketListener, TCPSocketListenOptions, udp } fr
 import type { QuicListenerConfig, TcpListenerConfig } from "../config/types";
 import { bindRetrying } from "../net/bind_retry";
 import { bindHost } from "../net/host_port";
+import type { NewlyBlocked } from "../firewall/firewall";
+import type { Dialer } from "./backend_dial";
 import type { ListenerRuntime } from "./listener_runtime";
+import { backendSocket } from "./quic_backend";
+import type { SweptFlow } from "./quic_established";
 import { type QuicContext, QuicListener } from "./quic_listener";
 
 export interface ListenerKind {
@@ -79,6 +83,8 @@ export class QuicKind implements ListenerKind {
     private readonly cfg: QuicListenerConfig,
     readonly runtime: ListenerRuntime,
     private readonly ctx: QuicContext,
+    /** The loop's resolver cache and destination guards (backend_dial.ts), shared with its TCP connections. */
+    private readonly dialer: Dialer,
   ) {}
 
   /** Bind the UDP address, retrying EADDRINUSE for `retryMs` (a takeover: the old process holds it until it hands over). */
@@ -98,7 +104,13 @@ export class QuicKind implements ListenerKind {
     } catch (e) {
       throw new Error(`quic listener "${cfg.addr}": cannot bind UDP: ${(e as Error).message}`);
     }
-    holder.l = new QuicListener(socket, this.runtime, this.ctx);
+    // The guard's listener lists: those of the TCP listener whose routes (and pools) it shares.
+    const guardListener = cfg.routesFrom ?? cfg.index;
+    holder.l = new QuicListener(socket, this.runtime, this.ctx, {
+      dialer: this.dialer,
+      guardListener,
+      connect: backendSocket,
+    });
     // Drained while it was binding (a takeover's late bind).
     if (this.closed) return holder.l.close();
     this.listener = holder.l;
@@ -111,5 +123,15 @@ export class QuicKind implements ListenerKind {
   close(): void {
     this.closed = true;
     this.listener?.close();
+  }
+
+  /** A rule added at runtime: end the flows it newly blocks (quic_listener.ts block); how many. */
+  block(blocked: NewlyBlocked): number {
+    return this.listener?.block(blocked) ?? 0;
+  }
+
+  /** Its routed flows, for the loop's drain / lifetime sweep. */
+  routedFlows(): Iterable<SweptFlow> {
+    return this.listener?.routedFlows() ?? [];
   }
 }

@@ -4,7 +4,9 @@
 
 import type { QuicHelloReader } from "../quic/hello_reader";
 import type { Timed } from "../relay/deadline_wheel";
+import type { SlotRef } from "../routing/backend_table";
 import type { RoutePool } from "../routing/pool";
+import type { RouteTable } from "../routing/route_table";
 import type { AccessFacts } from "./access_record";
 import { connectionId, nextSeq } from "./connection_id";
 import type { RouteStats } from "./stats";
@@ -39,8 +41,15 @@ export interface BackendDatagrams {
   close(): void;
 }
 
-/** Makes a flow's backend socket to addr ("host:port"), handing its datagrams to onData. */
-export type BackendDatagramConnector = (addr: string, onData: (d: Uint8Array) => void) => Promise<BackendDatagrams>;
+/**
+ * Makes a flow's backend socket to ip (an IP literal, checked by the destination guard: quic_backend.ts) and port,
+ * handing its datagrams to onData.
+ */
+export type BackendDatagramConnector = (
+  ip: string,
+  port: number,
+  onData: (d: Uint8Array) => void,
+) => Promise<BackendDatagrams>;
 
 /** An entry of the event loop's deadline wheel (relay/deadline_wheel.ts) with what to do when it is due. */
 export interface Expiring extends Timed {
@@ -83,6 +92,11 @@ export interface Flow extends AccessFacts, Expiring {
   /** The route's counters, once routed (session.ts). */
   routeStats: RouteStats | null;
   backendIndex: number;
+  /** Its backend's slot in the shared table, once picked (drain_timeout reads its state: quic_established.ts). */
+  backendSlot: SlotRef | null;
+  /** The IP literal and port its backend socket is connected to, checked by the destination guard; its paths' too. */
+  backendIp: string;
+  backendPort: number;
   holdsRoute: boolean;
   /** A place of the process's budget (ListenerRuntime.takePlace), from its backend socket on. */
   holdsPlace: boolean;
@@ -99,6 +113,7 @@ export interface Flow extends AccessFacts, Expiring {
   /** When the last of them was opened. */
   pathOpenedAt: number;
   // AccessFacts, writable here.
+  readonly listener: FlowListener;
   id: string;
   tries: number;
   clientIp: string;
@@ -108,6 +123,7 @@ export interface Flow extends AccessFacts, Expiring {
   ja4: string;
   routeName: string;
   backendAddr: string | null;
+  resolved: string | null;
   bytesFromClient: number;
   bytesFromBackend: number;
   closedBy: string | null;
@@ -116,13 +132,20 @@ export interface Flow extends AccessFacts, Expiring {
   connectedAt: number;
 }
 
+/** What a flow knows of its listener: its label (the access record), its index and routes (drain_timeout). */
+export interface FlowListener {
+  readonly label: string;
+  readonly index: number;
+  readonly table: Pick<RouteTable, "find">;
+}
+
 /**
  * A flow's first datagram (`bytes` long, its Initial's Destination
  * Connection ID `dcid` in hex) from ip:port, pending its hello until
  * `deadline` (wheel clock); `expire` runs when the wheel finds it due.
  */
 export function pendingFlow(
-  listener: { readonly label: string },
+  listener: FlowListener,
   at: {
     key: string;
     src: string;
@@ -155,6 +178,9 @@ export function pendingFlow(
     route: null,
     routeStats: null,
     backendIndex: -1,
+    backendSlot: null,
+    backendIp: "",
+    backendPort: 0,
     holdsRoute: false,
     holdsPlace: false,
     lastAt: now,
@@ -174,6 +200,7 @@ export function pendingFlow(
     ja4: "",
     routeName: "",
     backendAddr: null,
+    resolved: null,
     bytesFromClient: bytes,
     bytesFromBackend: 0,
     closedBy: null,
@@ -183,18 +210,3 @@ export function pendingFlow(
     connectedAt: 0,
   };
 }
-
-/** A connected UDP socket to the backend at addr ("host:port"), handing its datagrams to onData: Bun's. */
-export const backendSocket: BackendDatagramConnector = (addr, onData) => {
-  const colon = addr.lastIndexOf(":");
-  const host = addr.slice(0, colon).replace(/^\[|\]$/g, "");
-  const port = Number(addr.slice(colon + 1));
-  return Bun.udpSocket({
-    binaryType: "uint8array",
-    connect: { hostname: host, port },
-    socket: {
-      data: (_s, d) => onData(d),
-      error: () => {},
-    },
-  });
-};

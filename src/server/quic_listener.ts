@@ -1,49 +1,45 @@
 // A UDP listener that routes QUIC by the server name in its Initial packets
 // (quic/hello_reader.ts) and relays every datagram unchanged: nothing is
-// terminated, nothing rewritten. The UDP shell around the pure reader.
+// terminated, nothing rewritten. The UDP shell around the pure reader; the
+// steps are docs/ARCHITECTURE.md's "The life of one QUIC flow".
 //
 // A flow is a client address and port. Its first datagram passes the global
 // firewall (address rules and the rate limit: one "connection" per flow)
-// before any decryption, then the memory of recent refusals (by address and
-// Destination Connection ID: a retransmitted refused Initial is counted, not
-// decrypted and logged again) and the per-source bound on flows
-// (quic/sources.ts flowsPerSource per IPv4 address or IPv6 /64). Then its datagrams
-// are read until the ClientHello is whole: at most MAX_PENDING_DATAGRAMS
-// and MAX_HELD_BYTES_PER_FLOW of them, within the QUIC hello deadline
-// counted from the first datagram, in a pending table (quic/pending_table.ts)
-// of MAX_PENDING flows, MAX_PENDING_PER_SOURCE per source, MAX_HELD_BYTES
-// in all, where a newcomer evicts the oldest — so a flood of Initials costs
-// bounded memory and one key derivation and decryption each, and cannot
-// hold the table against a client whose hello arrives within a round trip.
-// Then the flow is routed like a TCP connection (ja4 rules, the route's
-// policy and limits, a backend from its pool), a connected UDP socket per
-// flow carries its datagrams to the backend — the buffered ones first — and
-// the backend's replies go back to the client from the listener's address.
-// A long header from the flow's address naming another connection (a new
-// Destination Connection ID: quic/new_connection.ts) is not relayed: a new
-// connection is admitted on its own (quic_new_connection, counted).
-//
-// A client that moves (RFC 9000 §9) opens another path of its flow
-// (quic_paths.ts).
+// before any decryption, then the memory of recent refusals
+// (quic_refusals.ts) and the per-source bound on flows (quic/sources.ts).
+// Its datagrams are read until the ClientHello is whole, within the QUIC
+// hello deadline, in a bounded pending table (quic/pending_table.ts) where a
+// newcomer evicts the oldest — a flood of Initials costs bounded memory and
+// one key derivation and decryption each. Then the flow is admitted like a
+// TCP connection (admission.ts), its backend dialled like one's
+// (quic_backend.ts: a name resolved, every address checked by the
+// destination guard), and a connected UDP socket per flow carries its
+// datagrams to the checked address, the held ones first; the backend's
+// replies go back from the listener's address. A long header naming another
+// connection (quic/new_connection.ts) is not relayed. A client that moves
+// (RFC 9000 §9) opens another path of its flow (quic_paths.ts).
 //
 // A flow ends after quic_idle_timeout without a datagram either way (QUIC's
-// own close is encrypted), with an access record — its hello deadline and
-// idle timeout are entries of the event loop's deadline wheel, as a TCP
-// connection's are; refusals after the hello are recorded too, within a record budget (quic/record_budget.ts: the rest
-// summed in one line a second); datagrams dropped before a hello (not QUIC,
-// blocked addresses, a flood) are counted, not logged one by one.
+// own close is encrypted; the hello deadline and idle timeout are entries of
+// the loop's deadline wheel), when a rule added at runtime blocks it, or at
+// drain_timeout / max_connection_lifetime (quic_established.ts): with an
+// access record, refusals within a record budget. Datagrams dropped before a
+// hello (not QUIC, blocked addresses, a flood) are counted, not logged.
 
+import type { NewlyBlocked } from "../firewall/firewall";
+import { formatHostPort } from "../net/host_port";
 import { normaliseIp } from "../net/ip";
 import { QuicHelloReader } from "../quic/hello_reader";
 import { opensNewConnection } from "../quic/new_connection";
 import { longHeaderIds } from "../quic/packet";
 import { PendingTable } from "../quic/pending_table";
-import { RecordBudget } from "../quic/record_budget";
-import { type Refusal, RefusalMemory } from "../quic/refusal_memory";
 import { SourceCounts, flowsPerSource, sourceKey } from "../quic/sources";
 import { admitHello, pickBackend, sourceVerdict } from "./admission";
 import type { ListenerRuntime } from "./listener_runtime";
 import type { LoopContext } from "./loop_context";
+import { type QuicBackends, dialFlow } from "./quic_backend";
+import { SweptFlow, blockedFlows } from "./quic_established";
+import { QuicRefusals } from "./quic_refusals";
 import {
   type BackendDatagramConnector,
   type Expiring,
@@ -55,17 +51,11 @@ import {
   MAX_PENDING_PER_SOURCE,
   MAX_QUIC_HELLO_BYTES,
   QUIC_HELLO_DEADLINE_MS,
-  REFUSALS_REMEMBERED,
-  REFUSAL_MEMORY_MS,
-  backendSocket,
   pendingFlow,
 } from "./quic_flow";
 import { type PathContext, type PathOwner, QuicPaths } from "./quic_paths";
 import { countOutcome, endSession, routeStatsOf } from "./session";
 import type { Outcome } from "./stats";
-
-/** How often the refusal memory forgets and the refusals past the record budget are summed in one line. */
-const HOUSEKEEPING_MS = 1000;
 
 /** What a QUIC listener uses of its event loop's context. */
 export type QuicContext = PathContext & Pick<LoopContext<Expiring, unknown>, "generation" | "histograms" | "refusals">;
@@ -86,11 +76,11 @@ export class QuicListener implements PathOwner {
     bytesTotal: MAX_HELD_BYTES,
   });
   readonly perSource: SourceCounts;
-  private readonly refusals = new RefusalMemory<Outcome>(REFUSALS_REMEMBERED, REFUSAL_MEMORY_MS);
-  private readonly records = new RecordBudget<Outcome>();
+  private readonly refusals: QuicRefusals;
   private readonly paths: QuicPaths;
-  /** The refusal memory's and the record budget's turn, an entry of the wheel like the flows. */
-  private readonly housekeeping: Expiring;
+  /** Its routed flows as the loop's drain / lifetime sweep sees them (quic_established.ts). */
+  private readonly swept = new Map<Flow, SweptFlow>();
+  readonly connectBackend: BackendDatagramConnector;
   private closed = false;
 
   /** Over a bound socket (listener_kind.ts binds Bun's); a unit test hands in fakes of both sockets. */
@@ -98,12 +88,12 @@ export class QuicListener implements PathOwner {
     private readonly socket: DatagramSocket,
     readonly rt: ListenerRuntime,
     readonly ctx: QuicContext,
-    readonly connectBackend: BackendDatagramConnector = backendSocket,
+    private readonly backends: QuicBackends,
   ) {
+    this.connectBackend = backends.connect;
+    this.refusals = new QuicRefusals(ctx.logger, rt.label, ctx.wheel);
     this.perSource = new SourceCounts(flowsPerSource(rt.connectionCap));
     this.paths = new QuicPaths(this);
-    this.housekeeping = { deadline: ctx.wheel.after(HOUSEKEEPING_MS), wheelSlot: null, expire: () => this.houseKeep() };
-    ctx.wheel.schedule(this.housekeeping);
   }
 
   get port(): number {
@@ -232,30 +222,41 @@ export class QuicListener implements PathOwner {
     const i = pickBackend(this.ctx, route, f.clientIp, 0, 0);
     if (typeof i === "string") return this.refuse(f, i);
     f.backendIndex = i;
+    f.backendSlot = route.ref(i);
     // Its backend socket is a descriptor: a place of max_connections and of the process's connection cap, as a TCP
     // connection takes (host_limits.ts).
     if (!this.rt.takePlace(this.ctx.workerId)) return this.refuse(f, "over_capacity");
     f.holdsPlace = true;
     f.tries = 1;
     f.backendAddr = route.target(i, f.sni);
-    void this.connect(f, f.backendAddr);
-  }
-
-  private async connect(f: Flow, addr: string): Promise<void> {
     f.state = "connecting";
     f.connectStartAt = performance.now();
+    dialFlow(
+      f,
+      this.backends,
+      (ip, port) => void this.connect(f, ip, port),
+      (outcome) => this.refuse(f, outcome),
+    );
+  }
+
+  /** The backend socket to the address the dial checked (an IP literal). */
+  private async connect(f: Flow, ip: string, port: number): Promise<void> {
+    f.backendIp = ip;
+    f.backendPort = port;
     try {
-      const s = await this.connectBackend(addr, (d) => this.fromBackend(f, d));
+      const s = await this.connectBackend(ip, port, (d) => this.fromBackend(f, d));
       // The flow may have ended (shutdown) while the socket was being made.
       if ((f.state as Flow["state"]) === "ended") return s.close();
       f.backend = s;
       f.connectedAt = performance.now();
       f.state = "relaying";
+      this.swept.set(f, new SweptFlow(f, (x, by) => this.endBy(x, by)));
       s.sendMany(f.held);
       f.held = [];
       f.heldBytes = 0;
     } catch (e) {
-      this.ctx.logger.debug("quic backend socket failed", { id: f.id, backend: addr, error: (e as Error).message });
+      const backend = formatHostPort(ip, port);
+      this.ctx.logger.debug("quic backend socket failed", { id: f.id, backend, error: (e as Error).message });
       this.end(f, "connect_failed");
     }
   }
@@ -295,8 +296,7 @@ export class QuicListener implements PathOwner {
    * deadline (a trickled hello restarts nothing).
    */
   private timeOut(f: Flow): void {
-    const pushed = this.refusals.remember(f.refusalKey, "hello_timeout", Date.now());
-    if (pushed !== null) this.logRepeats(pushed);
+    this.refusals.remember(f.refusalKey, "hello_timeout", Date.now());
     this.dropCounted(f, "hello_timeout");
   }
 
@@ -313,20 +313,8 @@ export class QuicListener implements PathOwner {
    */
   private refuse(f: Flow, outcome: Outcome): void {
     const now = Date.now();
-    const pushed = this.refusals.remember(f.refusalKey, outcome, now);
-    if (pushed !== null) this.logRepeats(pushed);
-    this.end(f, outcome, this.records.take(outcome, now));
-  }
-
-  private logRepeats(r: Refusal<Outcome>): void {
-    if (r.repeats === 0) return;
-    const bar = r.key.lastIndexOf("|");
-    this.ctx.logger.info("quic refusal repeated", {
-      client: r.key.slice(0, bar),
-      dcid: r.key.slice(bar + 1),
-      outcome: r.outcome,
-      repeats: r.repeats,
-    });
+    this.refusals.remember(f.refusalKey, outcome, now);
+    this.end(f, outcome, this.refusals.record(outcome, now));
   }
 
   /** Drops before a flow exists: counted in the listener's outcomes, not logged. */
@@ -344,6 +332,7 @@ export class QuicListener implements PathOwner {
     this.ctx.wheel.cancel(f);
     this.perSource.give(f.src);
     this.paths.forget(f);
+    this.swept.delete(f);
     f.backend?.close();
     f.backend = null;
     const w = this.ctx.workerId;
@@ -355,29 +344,41 @@ export class QuicListener implements PathOwner {
     endSession(this.ctx, this.rt.stats, f.routeStats, f, outcome, record);
   }
 
-  /** The QUIC hello deadline in force: QUIC_HELLO_DEADLINE_MS, or hello_timeout if shorter. */
-  private get helloDeadlineMs(): number {
-    return Math.min(this.ctx.proxy.helloTimeoutMs, QUIC_HELLO_DEADLINE_MS);
+  /** Ended from outside (drain, lifetime, a rule): dropped, `closed_by` who ended it, outcome ok unless given. */
+  private endBy(f: Flow, by: "firewall" | "drain" | "lifetime" | (string & {}), outcome: Outcome = "ok"): void {
+    f.closedBy = by;
+    this.end(f, outcome);
   }
 
   /**
-   * Once a second: refusals are forgotten after REFUSAL_MEMORY_MS; the refusals past the record budget since the last
-   * turn make one line.
+   * A rule added at runtime (Firewall.newlyBlocked): the flows it blocks end with the outcome admission would give
+   * now, `closed_by` firewall (a pending one is dropped, counted); a path it blocks closes. How many ended.
    */
-  private houseKeep(): void {
-    if (this.closed) return;
-    for (const r of this.refusals.expire(Date.now())) this.logRepeats(r);
-    const unlogged = this.records.drain();
-    if (unlogged !== null) this.ctx.logger.info("quic refusals not logged", { listener: this.rt.label, ...unlogged });
-    this.housekeeping.deadline = this.ctx.wheel.after(HOUSEKEEPING_MS);
-    this.ctx.wheel.schedule(this.housekeeping);
+  block(blocked: NewlyBlocked): number {
+    const b = blockedFlows(this.flows.values(), blocked);
+    for (const [f, v] of b.flows) {
+      if (f.state === "pending") this.dropCounted(f, v);
+      else this.endBy(f, "firewall", v);
+    }
+    for (const p of b.paths) this.paths.close(p);
+    return b.flows.length + b.paths.length;
+  }
+
+  /** Its routed flows, for the loop's drain / lifetime sweep (connection_sweep.ts). */
+  routedFlows(): Iterable<SweptFlow> {
+    return this.swept.values();
+  }
+
+  /** The QUIC hello deadline in force: QUIC_HELLO_DEADLINE_MS, or hello_timeout if shorter. */
+  private get helloDeadlineMs(): number {
+    return Math.min(this.ctx.proxy.helloTimeoutMs, QUIC_HELLO_DEADLINE_MS);
   }
 
   /** Stop receiving; end every flow (a drain cannot wait on QUIC: its close is invisible here). */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ctx.wheel.cancel(this.housekeeping);
+    this.refusals.stop();
     this.socket.close();
     for (const f of [...this.flows.values()]) {
       if (f.state === "pending") this.drop(f);

@@ -6,9 +6,11 @@
 // (admission.ts pathVerdict: the firewall, the rate limit, ja4 rules, the
 // route's allow/deny), within quic/migration.ts's bounds: a backend socket
 // of its own, so the backend sees the move and validates the path (§9.3),
-// and each path's replies go to its own address only. A path silent for
+// to the flow's backend address as its dial checked it (nothing is resolved
+// again: quic_backend.ts), and each path's replies go to its own address only. A path silent for
 // quic_idle_timeout is closed (the event loop's deadline wheel).
 
+import { formatHostPort } from "../net/host_port";
 import { newPathDecision } from "../quic/migration";
 import { opensNewConnection } from "../quic/new_connection";
 import { longHeaderIds } from "../quic/packet";
@@ -131,7 +133,7 @@ export class QuicPaths {
     this.paths.set(key, p);
     ctx.wheel.schedule(p);
     ctx.logger.debug("quic path opened", { id: f.id, client: `${ip}:${port}`, paths: 1 + f.paths.length });
-    void this.connect(p, f.backendAddr!);
+    void this.connect(p);
   }
 
   /** A datagram from a path's client: to its backend socket (held while it is being made). */
@@ -148,9 +150,11 @@ export class QuicPaths {
     }
   }
 
-  private async connect(p: Path, addr: string): Promise<void> {
+  /** The path's backend socket, to the address the flow's dial checked (an IP literal). */
+  private async connect(p: Path): Promise<void> {
+    const f = p.flow;
     try {
-      const s = await this.o.connectBackend(addr, (d) => this.fromBackend(p, d));
+      const s = await this.o.connectBackend(f.backendIp, f.backendPort, (d) => this.fromBackend(p, d));
       if (p.closed) return s.close();
       p.backend = s;
       s.sendMany(p.held);
@@ -158,7 +162,7 @@ export class QuicPaths {
     } catch (e) {
       this.o.ctx.logger.debug("quic backend socket failed", {
         id: p.flow.id,
-        backend: addr,
+        backend: formatHostPort(f.backendIp, f.backendPort),
         error: (e as Error).message,
       });
       this.close(p);

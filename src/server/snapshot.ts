@@ -3,6 +3,7 @@
 // plane sums the loops' reports into one — dead incarnations included, so a
 // worker's death loses at most what it counted since its last report.
 
+import type { DnsCounts } from "../dns/dns_cache";
 import { type Histogram, type ListenerStats, OUTCOMES, type RouteStats } from "./stats";
 
 export interface HistogramSnapshot {
@@ -61,6 +62,8 @@ export interface Snapshot {
   rateTracked: number;
   geoipBuildEpoch: number | null;
   workers: WorkerStatus[];
+  /** The loops' resolver caches (dns_cache.ts): a loop's own, or every loop's summed (sumDns). */
+  dns: DnsCounts;
 }
 
 export function histogramSnapshot(h: Histogram): HistogramSnapshot {
@@ -178,6 +181,8 @@ export function addListenerSnapshot(a: ListenerSnapshot, b: ListenerSnapshot): v
 export interface SlotCounts {
   last: Snapshot | null;
   retired: ListenerSnapshot[] | null;
+  /** The resolver counts of its dead incarnations. */
+  retiredDns?: DnsCounts;
 }
 
 /** Fold a dead incarnation's last report into what its slot keeps. */
@@ -185,7 +190,30 @@ export function retire(slot: SlotCounts): void {
   if (slot.last === null) return;
   if (slot.retired === null) slot.retired = structuredClone(slot.last.listeners);
   else for (const [i, l] of slot.retired.entries()) addListenerSnapshot(l, slot.last.listeners[i]!);
+  slot.retiredDns = addDns(slot.retiredDns ?? noDns(), slot.last.dns);
   slot.last = null;
+}
+
+const noDns = (): DnsCounts => ({ queries: 0, failures: 0, hits: 0, stale: 0 });
+
+function addDns(a: DnsCounts, b: DnsCounts | undefined): DnsCounts {
+  if (b === undefined) return a;
+  return {
+    queries: a.queries + b.queries,
+    failures: a.failures + b.failures,
+    hits: a.hits + b.hits,
+    stale: a.stale + b.stale,
+  };
+}
+
+/** The resolver counts summed over every slot, retired incarnations included. */
+export function sumDns(slots: readonly SlotCounts[]): DnsCounts {
+  return slots.reduce((sum, s) => addDns(addDns(sum, s.retiredDns), s.last?.dns), noDns());
+}
+
+/** What the control plane's snapshot sums of its loops' reports: the listeners' counters (sumListeners), the resolvers'. */
+export function sumLoops(base: ListenerSnapshot[], slots: readonly SlotCounts[]): Pick<Snapshot, "listeners" | "dns"> {
+  return { listeners: sumListeners(base, slots), dns: sumDns(slots) };
 }
 
 /**

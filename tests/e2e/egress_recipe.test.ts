@@ -74,7 +74,7 @@ describe.skipIf(!ok)("the egress recipe of docs/EGRESS.md (binary, dnsmasq)", ()
       .replace(/^addr = ":443"$/m, `addr = "127.0.0.1:${port}"\nallow_destinations = ["127.0.0.0/8"]`)
       .replaceAll('backend  = "{sni}:443"', `backend  = "{sni}:${backendPort}"`);
     expect(swapped).not.toBe(toml);
-    expect(swapped.match(/\{sni\}:(\d+)/g)).toEqual(Array(3).fill(`{sni}:${backendPort}`));
+    expect([...swapped.matchAll(/\{sni\}:\d+/g)].map((m) => m[0])).toEqual(Array(3).fill(`{sni}:${backendPort}`));
     proxy = await startProxy("binary", `[log]\nformat = "json"\n${swapped}`);
   });
 

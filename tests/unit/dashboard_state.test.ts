@@ -74,6 +74,7 @@ function snapshot(
     rateTracked: 0,
     geoipBuildEpoch: null,
     workers: [],
+    dns: { queries: 0, failures: 0, hits: 0, stale: 0 },
   };
 }
 

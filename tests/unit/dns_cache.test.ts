@@ -156,4 +156,23 @@ describe("DnsCache", () => {
     expect(cache.lookup("b.test")).toBeInstanceOf(Promise);
     expect(n).toBe(2);
   });
+
+  test("counts: queries, resolver failures, cache hits (negative too), stale answers served", async () => {
+    const f = fixture();
+    expect(f.cache.counts()).toEqual({ queries: 0, failures: 0, hits: 0, stale: 0 });
+    f.answers.set("a.test", ok(["192.0.2.1"], 10));
+    await f.cache.lookup("a.test");
+    f.cache.lookup("a.test");
+    await f.cache.lookup("nx.test");
+    f.cache.lookup("nx.test");
+    expect(f.cache.counts()).toEqual({ queries: 2, failures: 0, hits: 2, stale: 0 });
+    f.answers.set("a.test", down);
+    f.clock.now = 10_000;
+    await f.cache.lookup("a.test");
+    f.cache.lookup("a.test");
+    expect(f.cache.counts()).toEqual({ queries: 3, failures: 1, hits: 2, stale: 2 });
+    f.clock.now = 40_000;
+    await f.cache.lookup("a.test");
+    expect(f.cache.counts()).toEqual({ queries: 4, failures: 2, hits: 2, stale: 2 });
+  });
 });

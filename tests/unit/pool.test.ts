@@ -101,7 +101,7 @@ describe("RoutePool", () => {
     // One app's backend down, or a client asking for a name that resolves but refuses, must not stop the others.
     const { p, table } = pool([be("{sni}:1")]);
     expect(p.templated).toBe(true);
-    const ctx = { backends: table, logger: new Logger("error", "logfmt"), workerId: 0, wheel: { nowSec: 1000 } };
+    const ctx = { backends: table, logger: new Logger("error", "text"), workerId: 0, wheel: { nowSec: 1000 } };
     for (let i = 0; i < POOL_DEFAULTS.check.fall * 3; i++) reportConnect(ctx, p, 0, false, "l");
     expect(table.health(p.ref(0)).up).toBe(true);
     expect(p.pick("x", 0, 1000)).toBe(0);

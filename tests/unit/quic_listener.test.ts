@@ -2,7 +2,8 @@
 // socket and a fake backend-socket factory handed to its constructor, the
 // event loop's deadline wheel on a fake clock. No socket, no binary: a
 // routed flow, a refused one, pending flows dropped (hello deadline, a full
-// table), a client that moves (a path admitted, one refused), idle expiry.
+// table), a client that moves (a path admitted, one refused), idle expiry;
+// a rule added at runtime and the drain / lifetime sweep reaching its flows.
 import { describe, expect, test } from "bun:test";
 import { Firewall } from "../../src/firewall/firewall";
 import { DeadlineWheel } from "../../src/relay/deadline_wheel";
@@ -10,6 +11,8 @@ import { BackendTable } from "../../src/routing/backend_table";
 import { bindRoutes } from "../../src/routing/pool";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RouteTable } from "../../src/routing/route_table";
+import { formatHostPort } from "../../src/net/host_port";
+import { newDialer } from "../../src/server/backend_dial";
 import { ListenerRuntime, identityOf } from "../../src/server/listener_runtime";
 import type { BackendDatagrams, Expiring } from "../../src/server/quic_flow";
 import { type DatagramSocket, QuicListener } from "../../src/server/quic_listener";
@@ -64,9 +67,9 @@ function harness(firewall = "") {
   const toClients: { d: Uint8Array; port: number; ip: string }[] = [];
   const socket: DatagramSocket = { port: 443, send: (d, port, ip) => void toClients.push({ d, port, ip }), close() {} };
   const made: FakeBackend[] = [];
-  const connect = async (addr: string, onData: (d: Uint8Array) => void): Promise<BackendDatagrams> => {
+  const connect = async (ip: string, port: number, onData: (d: Uint8Array) => void): Promise<BackendDatagrams> => {
     const b: FakeBackend = {
-      addr,
+      addr: formatHostPort(ip, port),
       sent: [],
       closed: false,
       send: (d) => void b.sent.push(d),
@@ -77,7 +80,7 @@ function harness(firewall = "") {
     made.push(b);
     return b;
   };
-  const l = new QuicListener(socket, rt, ctx, connect);
+  const l = new QuicListener(socket, rt, ctx, { dialer: newDialer(cfg), guardListener: q.index, connect });
   const outcome = (o: Outcome) => rt.stats.closed[OUTCOME_INDEX[o]]!;
   /** Move the fake clock on by `ms` and let the wheel turn. */
   const advance = (ms: number) => {
@@ -191,5 +194,72 @@ describe("a QUIC listener, driven with fakes", () => {
     expect(h.records().filter((r) => r.outcome === "ok")).toEqual([
       expect.objectContaining({ listener: "127.0.0.1:443", sni: "app.example.com" }),
     ]);
+  });
+});
+
+describe("a rule added at runtime reaches a QUIC listener's flows (quic_established.ts)", () => {
+  test("a blocked address's flow ends with every path (closed_by firewall, the rule's outcome); another flow stays", async () => {
+    const h = harness();
+    h.l.onDatagram(initial("app.example.com", 6), 5000, "198.51.100.7");
+    h.l.onDatagram(initial("app.example.com", 7), 5000, "198.51.100.8");
+    await settle();
+    h.made[0]!.reply(SERVER_REPLY);
+    h.l.onDatagram(SHORT, 5003, "198.51.100.9");
+    await settle();
+    expect(h.made.length).toBe(3);
+    expect(h.rt.active).toBe(3);
+    const n = h.l.block((ip) => (ip === "198.51.100.7" ? "blocked_ip" : null));
+    expect(n).toBe(1);
+    expect([h.made[0]!.closed, h.made[1]!.closed, h.made[2]!.closed]).toEqual([true, false, true]);
+    expect(h.rt.active).toBe(1);
+    expect(h.outcome("blocked_ip")).toBe(1);
+    expect(h.records().filter((r) => r.closed_by === "firewall")).toEqual([
+      expect.objectContaining({ outcome: "blocked_ip", client: "198.51.100.7:5000" }),
+    ]);
+    // Nothing more is relayed for it, from its address or its path's.
+    const sent = h.made.map((b) => b.sent.length);
+    h.l.onDatagram(SHORT, 5000, "198.51.100.7");
+    h.l.onDatagram(SHORT, 5003, "198.51.100.9");
+    await settle();
+    expect(h.made.slice(0, 3).map((b) => b.sent.length)).toEqual(sent);
+  });
+
+  test("a ja4 rule ends the flows whose hello it matches; a rule on a path's address closes only that path", async () => {
+    const h = harness();
+    h.l.onDatagram(initial("app.example.com", 8), 5000, "198.51.100.10");
+    await settle();
+    h.made[0]!.reply(SERVER_REPLY);
+    h.l.onDatagram(SHORT, 5004, "198.51.100.11");
+    await settle();
+    expect(h.l.block((ip) => (ip === "198.51.100.11" ? "blocked_ip" : null))).toBe(1);
+    expect([h.made[0]!.closed, h.made[1]!.closed]).toEqual([false, true]);
+    expect(h.rt.active).toBe(1);
+    expect(h.l.block((_ip, ja4) => (ja4.startsWith("q") ? "blocked_ja4" : null))).toBe(1);
+    expect(h.made[0]!.closed).toBe(true);
+    expect(h.records().find((r) => r.closed_by === "firewall")).toMatchObject({ outcome: "blocked_ja4" });
+  });
+
+  test("a pending flow (no hello yet) from a blocked address is dropped, counted under the rule's outcome", () => {
+    const h = harness();
+    h.l.onDatagram(firstHalf(9), 5000, "198.51.100.12");
+    expect(h.l.size).toBe(1);
+    expect(h.l.block(() => "blocked_cidr")).toBe(1);
+    expect(h.l.size).toBe(0);
+    expect(h.outcome("blocked_cidr")).toBe(1);
+    expect(h.made.length).toBe(0);
+  });
+
+  test("a routed flow is seen by the drain / lifetime sweep; ended by it, closed_by lifetime, outcome ok", async () => {
+    const h = harness();
+    h.l.onDatagram(initial("app.example.com", 10), 5000, "198.51.100.13");
+    await settle();
+    const [swept] = [...h.l.routedFlows()];
+    expect(swept!.route?.name).toBe("app.example.com");
+    expect(swept!.connectedAt).toBeGreaterThan(0);
+    swept!.relay.closeBoth("lifetime");
+    expect(swept!.relay.finished).toBe(true);
+    expect([...h.l.routedFlows()]).toEqual([]);
+    expect(h.made[0]!.closed).toBe(true);
+    expect(h.records().find((r) => r.closed_by === "lifetime")).toMatchObject({ outcome: "ok" });
   });
 });

@@ -10,6 +10,7 @@ import {
   retire,
   sharedListener,
   sumListeners,
+  sumLoops,
 } from "../../src/server/snapshot";
 
 function listener(accepted: number, ok: number, bytes: number, route = "a.example.com"): ListenerSnapshot {
@@ -33,7 +34,7 @@ function listener(accepted: number, ok: number, bytes: number, route = "a.exampl
   };
 }
 
-const snap = (l: ListenerSnapshot): Snapshot => ({
+const snap = (l: ListenerSnapshot, queries = 0): Snapshot => ({
   startedAt: 0,
   listeners: [l],
   connectionCap: 0,
@@ -42,6 +43,7 @@ const snap = (l: ListenerSnapshot): Snapshot => ({
   rateTracked: 0,
   geoipBuildEpoch: null,
   workers: [],
+  dns: { queries, failures: 1, hits: 2, stale: 3 },
 });
 const base = (): ListenerSnapshot[] => [
   {
@@ -81,6 +83,16 @@ test("a dead incarnation's counts are kept (retired) and added to its successor'
   expect(l!.accepted).toBe(14);
   expect(l!.closed[OUTCOMES.indexOf("ok")]).toBe(13);
   expect(l!.routeStats[0]!.bytesFromClient).toBe(140);
+});
+
+test("the resolver counts: every loop's and every dead incarnation's, summed", () => {
+  const slot: SlotCounts = { last: snap(listener(1, 1, 1), 10), retired: null };
+  retire(slot);
+  slot.last = snap(listener(1, 1, 1), 20);
+  const other: SlotCounts = { last: snap(listener(1, 1, 1), 5), retired: null };
+  const { listeners, dns } = sumLoops(base(), [slot, other, { last: null, retired: null }]);
+  expect(dns).toEqual({ queries: 35, failures: 3, hits: 6, stale: 9 });
+  expect(listeners[0]!.accepted).toBe(3);
 });
 
 test("no report yet: the base as it is", () => {
@@ -145,6 +157,7 @@ test("one loop's snapshot: a route's bytes include what its open connections hav
     rules: { ip: 1, cidr: 0, country: 0, ja4: 0 },
     rateTracked: 3,
     geoipBuildEpoch: null,
+    dns: { queries: 4, failures: 0, hits: 9, stale: 0 },
   };
   const s = loopSnapshot([l], open, { ...fields, worker: { id: 4, active: 2 } });
   expect(s).toMatchObject({ ...fields, workers: [{ id: 4, thread: 0, active: 2, accepted: 5, restarts: 0 }] });
