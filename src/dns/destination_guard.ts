@@ -16,8 +16,15 @@ import { parseIpText } from "../net/ip";
  * Refused by default: loopback, unspecified, link-local (cloud metadata at
  * 169.254.169.254), multicast, broadcast (RFC 6890 special-purpose
  * registry), and the private ranges (RFC 1918, RFC 6598 shared space,
- * RFC 4193 unique local). IPv4-mapped IPv6 addresses are checked as the IPv4
- * address they map (net/ip.ts canonical), NAT64's well-known prefix
+ * RFC 4193 unique local), the IETF protocol assignments and benchmarking
+ * blocks (192.0.0.0/24, 198.18.0.0/15), and the IPv6 forms that carry or
+ * reach an IPv4 address or a retired scope: IPv4-compatible (::/96),
+ * IPv4-translated (::ffff:0:0:0/96, RFC 2765), NAT64 local use
+ * (64:ff9b:1::/48, RFC 8215), 6to4 (2002::/16, RFC 3056), Teredo
+ * (2001::/32, RFC 4380), site-local (fec0::/10, RFC 3879) and discard-only
+ * (100::/64, RFC 6666): on a host with a relay or translator they reach
+ * what their IPv4 form would. IPv4-mapped IPv6 addresses are checked as the
+ * IPv4 address they map (net/ip.ts canonical), NAT64's well-known prefix
  * (RFC 6052 §2.1) as the IPv4 address it embeds.
  */
 export const DEFAULT_REFUSED: readonly string[] = [
@@ -31,8 +38,16 @@ export const DEFAULT_REFUSED: readonly string[] = [
   "172.16.0.0/12",
   "192.168.0.0/16",
   "100.64.0.0/10",
-  "::/128",
+  "192.0.0.0/24",
+  "198.18.0.0/15",
+  "::/96",
   "::1/128",
+  "::ffff:0:0:0/96",
+  "64:ff9b:1::/48",
+  "2002::/16",
+  "2001::/32",
+  "fec0::/10",
+  "100::/64",
   "fe80::/10",
   "ff00::/8",
   "fc00::/7",
@@ -57,6 +72,13 @@ export interface GuardSpec {
 }
 
 const BUILT_IN = new AddressTable(DEFAULT_REFUSED);
+/**
+ * What a wildcard listener also answers on, beyond the interfaces' own
+ * addresses: every loopback address (Linux routes all of 127.0.0.0/8 to
+ * the host) and the unspecified address (a connect to 0.0.0.0 or :: reaches
+ * the host itself).
+ */
+const HOST_ITSELF = new AddressTable(["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"]);
 const NAT64 = /^64:ff9b::([0-9a-f]{1,4}):([0-9a-f]{1,4})$/;
 
 /** The address a check is made on: canonical, IPv4-mapped and NAT64 forms as their IPv4 address; null when not an IP. */
@@ -75,6 +97,8 @@ export class DestinationGuard {
   private readonly deny: AddressTable | null;
   /** "ip port" of every own listening address, wildcards expanded. */
   private readonly own = new Set<string>();
+  /** Ports a wildcard listener holds: on them every address of HOST_ITSELF is its own too. */
+  private readonly wildcardPorts = new Set<number>();
 
   constructor(readonly spec: GuardSpec) {
     this.allow = spec.allow.length === 0 ? null : new AddressTable(spec.allow);
@@ -83,7 +107,7 @@ export class DestinationGuard {
       const ip = guardedForm(o.ip);
       if (ip === null) continue;
       if (ip === "0.0.0.0" || ip === "::") {
-        this.own.add(`${ip} ${o.port}`);
+        this.wildcardPorts.add(o.port);
         for (const l of spec.localIps) {
           const g = guardedForm(l);
           // "::" covers IPv4 too (a dual-stack socket); "0.0.0.0" only IPv4.
@@ -105,6 +129,7 @@ export class DestinationGuard {
     if (this.deny?.has(g)) return false;
     if (!this.spec.defaults) return true;
     if (this.own.has(`${g} ${port}`)) return false;
+    if (this.wildcardPorts.has(port) && HOST_ITSELF.has(g)) return false;
     if (this.allow?.has(g)) return true;
     return !BUILT_IN.has(g);
   }

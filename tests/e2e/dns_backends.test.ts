@@ -205,7 +205,7 @@ describe.skipIf(!haveDnsmasq())("a TTL-0 name that flips (binary)", () => {
   test("a TTL-0 name flipping between a public-looking address and 127.0.0.1 never reaches loopback", async () => {
     const loBefore = lo0.conns;
     for (let i = 0; i < 8; i++) {
-      await dns0.set({ "flip.svc.test": [i % 2 === 0 ? "198.18.0.1" : "127.0.0.1"] });
+      await dns0.set({ "flip.svc.test": [i % 2 === 0 ? "192.0.2.1" : "127.0.0.1"] });
       await Promise.all([0, 1, 2].map(() => rawExchange(port0, helloFor("flip.tpl.example"), { timeoutMs: 5000 })));
     }
     await waitFor(() => flipRecords("flip.tpl.example").length >= 24, 10_000, "24 records");

@@ -29,12 +29,24 @@ const REFUSED = [
   "172.31.255.255",
   "192.168.1.1",
   "100.64.0.1",
+  // Special-purpose blocks and IPv6 forms that carry or reach an IPv4 address or a retired scope.
+  "192.0.0.1",
+  "198.18.0.1",
+  "198.19.255.255",
+  "::7f00:1",
+  "::127.0.0.1",
+  "::ffff:0:7f00:1",
+  "64:ff9b:1::7f00:1",
+  "2002:7f00:1::",
+  "2001:0:4136:e378::1",
+  "fec0::1",
+  "100::1",
   "100.127.255.255",
   "fc00::1",
   "fd12:3456::1",
 ];
 const MAPPED = ["::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:169.254.169.254", "::ffff:a01:203", "64:ff9b::a9fe:a9fe"];
-const PUBLIC = ["192.0.2.1", "198.18.0.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:8.8.8.8"];
+const PUBLIC = ["192.0.2.1", "203.0.113.1", "198.20.0.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:8.8.8.8"];
 
 describe("templated pool (built-in refusals)", () => {
   test("every default range is refused", () => {
@@ -83,6 +95,20 @@ describe("templated pool (built-in refusals)", () => {
     const v6 = guard({ own: [{ ip: "::", port: 443 }], localIps });
     expect(v6.permits("2001:db8::5", 443)).toBe(false);
     expect(v6.permits("2001:db8::6", 443)).toBe(true);
+  });
+  test("a wildcard listener also answers on every loopback address and the unspecified one, even where allowed", () => {
+    // Linux routes all of 127.0.0.0/8 to the host: a wildcard listener on :443 is reached through 127.0.0.5 too.
+    const localIps = ["127.0.0.1", "10.0.0.5"];
+    const allowAll = ["127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128"];
+    for (const wild of ["0.0.0.0", "::"]) {
+      const g = guard({ allow: allowAll, own: [{ ip: wild, port: 443 }], localIps });
+      for (const ip of ["127.0.0.5", "127.255.0.1", "::ffff:127.0.0.9", "::1", "0.0.0.0", "::"])
+        expect({ wild, ip, ok: g.permits(ip, 443) }).toEqual({ wild, ip, ok: false });
+      expect(g.permits("127.0.0.5", 444)).toBe(true);
+    }
+    // A listener on one address is reached on that address only.
+    const one = guard({ allow: allowAll, own: [{ ip: "127.0.0.1", port: 443 }], localIps });
+    expect(one.permits("127.0.0.5", 443)).toBe(true);
   });
 });
 
