@@ -226,11 +226,11 @@ export class EventLoop {
     let n = 0;
     for (const c of [...this.ctx.connections]) {
       const b = c.backendSlot;
-      if (b !== null && b.slot === ref.slot && b.gen === ref.gen) {
-        c.forceClose("backend_disabled");
-        n++;
-      }
+      if (b === null || b.slot !== ref.slot || b.gen !== ref.gen) continue;
+      c.forceClose("backend_disabled");
+      n++;
     }
+    for (const q of this.quic) n += q.resetBackend(ref);
     return n;
   }
 

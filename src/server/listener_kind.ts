@@ -5,6 +5,7 @@
 // (listener_runtime.ts: its slot, its counters, its label, its routes) that
 // every loop's snapshot reads whether or not this loop binds it.
 
+import type { SlotRef } from "../routing/backend_table";
 import type { SocketHandler, TCPSocketListener, TCPSocketListenOptions, udp } from "bun";
 import type { QuicListenerConfig, TcpListenerConfig } from "../config/types";
 import { bindRetrying } from "../net/bind_retry";
@@ -128,6 +129,11 @@ export class QuicKind implements ListenerKind {
   /** A rule added at runtime: end the flows it newly blocks (quic_listener.ts block); how many. */
   block(blocked: NewlyBlocked): number {
     return this.listener?.block(blocked) ?? 0;
+  }
+
+  /** DISABLED with reset: end the flows on a backend (quic_listener.ts resetBackend); how many. */
+  resetBackend(ref: SlotRef): number {
+    return this.listener?.resetBackend(ref) ?? 0;
   }
 
   /** Its routed flows, for the loop's drain / lifetime sweep. */

@@ -364,6 +364,18 @@ export class QuicListener implements PathOwner {
     return b.flows.length + b.paths.length;
   }
 
+  /** DISABLED with reset: end the flows on backend `ref` (outcome backend_disabled, as a TCP connection's); how many. */
+  resetBackend(ref: NonNullable<Flow["backendSlot"]>): number {
+    let n = 0;
+    for (const { flow: f } of [...this.swept.values()]) {
+      const b = f.backendSlot;
+      if (b === null || b.slot !== ref.slot || b.gen !== ref.gen) continue;
+      this.end(f, "backend_disabled");
+      n++;
+    }
+    return n;
+  }
+
   /** Its routed flows, for the loop's drain / lifetime sweep (connection_sweep.ts). */
   routedFlows(): Iterable<SweptFlow> {
     return this.swept.values();

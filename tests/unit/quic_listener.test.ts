@@ -249,6 +249,21 @@ describe("a rule added at runtime reaches a QUIC listener's flows (quic_establis
     expect(h.made.length).toBe(0);
   });
 
+  test("DISABLED with reset ends the flows on that backend (outcome backend_disabled), as it resets TCP connections", async () => {
+    const h = harness();
+    h.l.onDatagram(initial("app.example.com", 11), 5000, "198.51.100.14");
+    await settle();
+    const [swept] = [...h.l.routedFlows()];
+    const ref = swept!.backendSlot!;
+    expect(h.l.resetBackend({ slot: ref.slot, gen: ref.gen + 1 })).toBe(0);
+    expect(h.made[0]!.closed).toBe(false);
+    expect(h.l.resetBackend(ref)).toBe(1);
+    expect(h.made[0]!.closed).toBe(true);
+    expect(h.rt.active).toBe(0);
+    expect(h.outcome("backend_disabled")).toBe(1);
+    expect([...h.l.routedFlows()]).toEqual([]);
+  });
+
   test("a routed flow is seen by the drain / lifetime sweep; ended by it, closed_by lifetime, outcome ok", async () => {
     const h = harness();
     h.l.onDatagram(initial("app.example.com", 10), 5000, "198.51.100.13");
