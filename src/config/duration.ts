@@ -22,6 +22,19 @@ export function parseDuration(text: string): Parsed<number> {
   return Number.isFinite(total) ? ok(Math.round(total)) : fail(NOT_A_DURATION);
 }
 
+/**
+ * A duration as an operator writes it, from any source (the TOML file, the
+ * admin API): its milliseconds, or the problem that follows the value —
+ * negative, not a duration, or longer than `max`.
+ */
+export function durationText(text: string, max: number): Parsed<number> {
+  if (text.trim().startsWith("-")) return fail("is negative; durations must be positive");
+  const ms = parseDuration(text);
+  if (!ms.ok) return ms;
+  if (ms.value > max) return fail(`is too long (durations are at most ${formatDuration(max)})`);
+  return ms;
+}
+
 export function formatDuration(ms: number): string {
   if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;

@@ -3,7 +3,7 @@
 // (also the MCPROXY_* environment overrides), typed reads that record a
 // problem naming the key, unknown-key checks.
 
-import { formatDuration, parseDuration } from "./duration";
+import { durationText } from "./duration";
 import { LIMITS, MAX_DURATION_MS } from "./limits";
 import { type Parsed, fail, ok } from "./parsed";
 
@@ -226,17 +226,9 @@ export function typed(kind: Kind, v: unknown, key: string, problems: string[]): 
         problems.push(`${key}: expected a duration string such as "500ms", "10s" or "5m", got ${show(v)}`);
         return undefined;
       }
-      if (v.trim().startsWith("-")) {
-        problems.push(`${key}: ${show(v)} is negative; durations must be positive`);
-        return undefined;
-      }
-      const ms = parseDuration(v);
+      const ms = durationText(v, MAX_DURATION_MS);
       if (!ms.ok) {
         problems.push(`${key}: ${show(v)} ${ms.error}`);
-        return undefined;
-      }
-      if (ms.value > MAX_DURATION_MS) {
-        problems.push(`${key}: ${show(v)} is too long (durations are at most ${formatDuration(MAX_DURATION_MS)})`);
         return undefined;
       }
       return ms.value;

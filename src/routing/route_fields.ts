@@ -7,8 +7,8 @@
 // one row here plus the code that uses it (docs/ARCHITECTURE.md
 // "Adding a route option").
 
-import { LIMITS } from "../config/limits";
-import { parseDuration } from "../config/duration";
+import { LIMITS, MAX_DURATION_MS } from "../config/limits";
+import { durationText } from "../config/duration";
 import { type Parsed, fail, ok } from "../config/parsed";
 import { durationError, intError, maxConnectionsError, showValue as show } from "../config/ranges";
 import type { Kind } from "../config/toml";
@@ -192,7 +192,7 @@ function apiValue(kind: "int" | "duration", v: unknown, field: string, unset: un
   if (v === "" || v === 0) return ok(unset);
   if (kind === "int") return ok(v);
   if (typeof v !== "string") return fail(`${field}: ${show(v)} must be a duration such as "5s"`);
-  const ms = parseDuration(v);
+  const ms = durationText(v, MAX_DURATION_MS);
   return ms.ok ? ok(ms.value) : fail(`${field}: ${show(v)} ${ms.error}`);
 }
 
