@@ -5,34 +5,11 @@
 // listener's max_connection_lifetime ends an idle connection at that age;
 // with no drain_timeout nothing closes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import { testCert } from "../helpers/certs";
-import { type Held, cli, stillWorks } from "../helpers/held";
+import { type Held, cli, hold, stillWorks } from "../helpers/held";
 import { freePort, sleep, waitFor } from "../helpers/net";
 import { type RunningProxy, startProxy, tempDir } from "../helpers/proxy";
 import { type TlsBackend, tlsBackend } from "../helpers/tls";
-
-/** A TLS client naming `servername`, handshake done, sending nothing (the backend keeps it open). */
-function holdTo(port: number, servername: string): Promise<Held & { startedAt: number }> {
-  return new Promise((resolve, reject) => {
-    const startedAt = performance.now();
-    const s = tlsConnect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false } as ConnectionOptions);
-    const h = { socket: s, end: null as Held["end"], startedAt };
-    let up = false;
-    s.on("secureConnect", () => {
-      up = true;
-      resolve(h);
-    });
-    s.on("error", (e: NodeJS.ErrnoException) => {
-      h.end ??= { at: performance.now(), code: e.code ?? e.message };
-      if (!up) reject(e);
-    });
-    s.on("close", () => {
-      h.end ??= { at: performance.now(), code: "" };
-      if (!up) reject(new Error(`closed before the handshake (${servername})`));
-    });
-  });
-}
 
 /** A performance.now() time as ms since the epoch. */
 const wall = (at: number) => performance.timeOrigin + at;
@@ -80,8 +57,8 @@ workers = 2
   });
 
   const holdMany = async (n: number, at: number, name: string) => {
-    const held: (Held & { startedAt: number })[] = [];
-    for (let i = 0; i < n; i++) held.push(await holdTo(at, name));
+    const held: Held[] = [];
+    for (let i = 0; i < n; i++) held.push(await hold(at, "127.0.0.1", [], name));
     open.push(...held);
     return held;
   };

@@ -15,7 +15,7 @@ import { testCert } from "../helpers/certs";
 import { Dnsmasq, haveDnsmasq } from "../helpers/dnsmasq";
 import { freePort, waitFor } from "../helpers/net";
 import { ROOT, type RunningProxy, startProxy } from "../helpers/proxy";
-import { bodyOf, tlsGet } from "../helpers/tls";
+import { bodyOf, tlsGet, tlsBackend } from "../helpers/tls";
 
 /** The page's configuration block: the first TOML fence under "## The configuration". */
 function recipeToml(): string {
@@ -26,29 +26,6 @@ function recipeToml(): string {
   return m[1]!;
 }
 
-/** A TLS backend on host:port answering "hello from NAME", counting its connections. */
-function backendOn(name: string, host: string, port: number, cert: ReturnType<typeof testCert>) {
-  const body = `hello from ${name}\n`;
-  const reply = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
-  const state = { conns: 0, stop: () => {} };
-  const l = Bun.listen({
-    hostname: host,
-    port,
-    tls: { cert: cert.cert, key: cert.key },
-    socket: {
-      open: () => void state.conns++,
-      data(s, d) {
-        if (d.toString("latin1").includes("\r\n\r\n")) {
-          s.write(reply);
-          s.end();
-        }
-      },
-    },
-  });
-  state.stop = () => l.stop(true);
-  return state;
-}
-
 const LISTED = { "github.com": "127.0.0.21", "api.github.com": "127.0.0.22", "registry.npmjs.org": "127.0.0.23" };
 const DENIED = { "meta.github.com": "169.254.169.254", "internal.github.com": "10.1.2.3" };
 
@@ -57,7 +34,7 @@ const ok = haveDnsmasq();
 describe.skipIf(!ok)("the egress recipe of docs/EGRESS.md (binary, dnsmasq)", () => {
   const cert = testCert();
   const backendPort = freePort();
-  const backends = Object.entries(LISTED).map(([n, ip]) => backendOn(n, ip, backendPort, cert));
+  const backends = Object.entries(LISTED).map(([n, ip]) => tlsBackend(n, cert, { hostname: ip, port: backendPort }));
   const dns = new Dnsmasq(60, {
     ...Object.fromEntries(Object.entries({ ...LISTED, ...DENIED }).map(([n, ip]) => [n, [ip]])),
   });
@@ -96,13 +73,13 @@ describe.skipIf(!ok)("the egress recipe of docs/EGRESS.md (binary, dnsmasq)", ()
   });
 
   test("a name on no route is reset (no_route) and reaches nothing", async () => {
-    const before = backends.reduce((n, b) => n + b.conns, 0);
+    const before = backends.reduce((n, b) => n + b.connections, 0);
     for (const name of ["evil.example", "github.com.evil.example", "githubXcom"]) {
       const r = await tlsGet(port, name, cert);
       expect(bodyOf(r)).toBeNull();
       await proxy.waitAccess((x) => x.sni === name.toLowerCase() && x.outcome === "no_route", 10_000);
     }
-    expect(backends.reduce((n, b) => n + b.conns, 0)).toBe(before);
+    expect(backends.reduce((n, b) => n + b.connections, 0)).toBe(before);
   });
 
   test("a listed name answering the metadata address or a private one is refused (destination_denied)", async () => {

@@ -18,7 +18,7 @@ import { EtcdCluster, etcdMissing } from "../helpers/etcd";
 import { freePort, sleep, waitFor } from "../helpers/net";
 import { type LogRecord, type RunningProxy, ensureBinary, runCli, startProxy, tempDir } from "../helpers/proxy";
 import { fleetToml } from "../helpers/toml";
-import { bodyOf, tlsGet } from "../helpers/tls";
+import { bodyOf, tlsGet, tlsBackend } from "../helpers/tls";
 
 const hasDnsmasq = haveDnsmasq();
 const cert = testCert();
@@ -27,26 +27,6 @@ const PATTERN = "^(?<app>[a-z0-9-]{1,63})\\.apps\\.test$";
 /** The two apps, each on a loopback address of its own (dnsmasq's answer for APP.svc.test). */
 const APPS = { one: "127.0.0.11", two: "127.0.0.12" } as const;
 type App = keyof typeof APPS;
-
-/** A TLS backend on `host`:`port`, answering "hello from NAME". */
-function backendOn(name: string, host: string, port: number, cert: ReturnType<typeof testCert>) {
-  const body = `hello from ${name}\n`;
-  const reply = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
-  const l = Bun.listen({
-    hostname: host,
-    port,
-    tls: { cert: cert.cert, key: cert.key },
-    socket: {
-      data(s, d) {
-        if (d.toString("latin1").includes("\r\n\r\n")) {
-          s.write(reply);
-          s.end();
-        }
-      },
-    },
-  });
-  return { stop: () => l.stop(true) };
-}
 
 /** `routes add` for the pattern route with a backend on `appPort`, its destination guard and drain_timeout. */
 function addArgs(appPort: number): string[] {
@@ -121,7 +101,7 @@ addr = "127.0.0.1:${port}"
 
   beforeAll(async () => {
     ensureBinary();
-    for (const [a, ip] of Object.entries(APPS)) apps.push(backendOn(a, ip, appPort, cert));
+    for (const [a, ip] of Object.entries(APPS)) apps.push(tlsBackend(a, cert, { hostname: ip, port: appPort }));
     await dns.start();
     proxy = await startProxy("binary", toml(), { dir });
   }, 60_000);
@@ -289,7 +269,7 @@ describe.skipIf(!hasDnsmasq)("templated routes through an etcd fleet (binary)", 
     ensureBinary();
     etcd = new EtcdCluster(1);
     await etcd.startAll();
-    for (const [a, ip] of Object.entries(APPS)) apps.push(backendOn(a, ip, appPort, cert));
+    for (const [a, ip] of Object.entries(APPS)) apps.push(tlsBackend(a, cert, { hostname: ip, port: appPort }));
     await dns.start();
   }, 60_000);
   afterAll(async () => {

@@ -16,26 +16,6 @@ const hasDnsmasq = haveDnsmasq();
 
 const APPS = ["one", "two", "three"] as const;
 
-/** A TLS backend on a loopback address of its own and a given port, answering "hello from NAME". */
-function backendOn(name: string, host: string, port: number, cert: ReturnType<typeof testCert>) {
-  const body = `hello from ${name}\n`;
-  const reply = `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
-  const l = Bun.listen({
-    hostname: host,
-    port,
-    tls: { cert: cert.cert, key: cert.key },
-    socket: {
-      data(s, d) {
-        if (d.toString("latin1").includes("\r\n\r\n")) {
-          s.write(reply);
-          s.end();
-        }
-      },
-    },
-  });
-  return { stop: () => l.stop(true) };
-}
-
 describe.skipIf(!hasDnsmasq)("templated routes (binary)", () => {
   const cert = testCert();
   let proxy: RunningProxy;
@@ -46,7 +26,8 @@ describe.skipIf(!hasDnsmasq)("templated routes (binary)", () => {
 
   beforeAll(async () => {
     const appPort = freePort();
-    for (const [i, a] of APPS.entries()) apps.push(backendOn(a, `127.0.0.${11 + i}`, appPort, cert));
+    for (const [i, a] of APPS.entries())
+      apps.push(tlsBackend(a, cert, { hostname: `127.0.0.${11 + i}`, port: appPort }));
     exact = tlsBackend("exact", cert);
     wild = tlsBackend("wild", cert);
     await dns.start();

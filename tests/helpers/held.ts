@@ -14,22 +14,30 @@ export interface Held {
   socket: TLSSocket;
   /** Set when it ends: when, and the error code (ECONNRESET for an RST), "" for a clean close. */
   end: { at: number; code: string } | null;
+  /** performance.now() when it was started. */
+  startedAt: number;
 }
 
-/** Hold a connection from `from` (a loopback address); `alpn` changes the client's hello (its JA4). */
-export function hold(port: number, from: string, alpn: string[] = ["h2", "http/1.1"]): Promise<Held> {
+/** Hold a connection from `from` (a loopback address) to `servername`; `alpn` changes the client's hello (its JA4). */
+export function hold(
+  port: number,
+  from: string,
+  alpn: string[] = ["h2", "http/1.1"],
+  servername = HELD_HOST,
+): Promise<Held> {
   return new Promise((resolve, reject) => {
+    const startedAt = performance.now();
     // node:tls passes localAddress on to net.connect (its types do not list it).
     const options = {
       host: "127.0.0.1",
       port,
       localAddress: from,
-      servername: HELD_HOST,
+      servername,
       rejectUnauthorized: false,
       ALPNProtocols: alpn.length === 0 ? undefined : alpn,
     };
     const s = tlsConnect(options as ConnectionOptions);
-    const h: Held = { socket: s, end: null };
+    const h: Held = { socket: s, end: null, startedAt };
     let up = false;
     s.on("secureConnect", () => {
       up = true;

@@ -13,15 +13,15 @@ export interface TlsBackend {
 /**
  * A TLS server that answers any HTTP/1.x request with "hello from NAME" and
  * closes. Counts TCP accepts, so "no backend sees a connection" is checkable.
+ * On 127.0.0.1 and a free port unless `at` names them.
  */
-export function tlsBackend(name: string, cert: TestCert): TlsBackend {
+export function tlsBackend(name: string, cert: TestCert, at = { hostname: "127.0.0.1", port: 0 }): TlsBackend {
   const body = `hello from ${name}\n`;
   const reply = `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
   const state: TlsBackend = { name, port: 0, connections: 0, stop: () => l.stop(true) };
   const bufs = new WeakMap<object, string>();
   const l = Bun.listen({
-    hostname: "127.0.0.1",
-    port: 0,
+    ...at,
     tls: { cert: cert.cert, key: cert.key },
     socket: {
       // With a handshake handler, open fires at TCP accept, before the handshake.

@@ -2,21 +2,10 @@
 // this thread, bound on loopback) and a real SQLite database. Validation
 // names the field; a refused change changes nothing; mutations apply to the
 // route tables and persist; the queue keeps arrival order.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
 import { AdminError } from "../../src/admin/admin_error";
-import { AdminService } from "../../src/admin/admin_service";
-import { parseRoutedConfig } from "../../src/routing/route_config";
-import { Logger } from "../../src/log/logger";
-import { ControlPlane } from "../../src/server/control_plane";
-import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
-import { SqliteDatabase } from "../../src/store/sqlite_database";
-import { freePort } from "../helpers/net";
-
-const quiet = new Logger("error", "text", { write() {}, flush() {} });
+import { inProcessAdmin } from "../helpers/admin_in_process";
 
 async function refused(p: Promise<unknown> | (() => unknown)): Promise<AdminError> {
   try {
@@ -29,30 +18,15 @@ async function refused(p: Promise<unknown> | (() => unknown)): Promise<AdminErro
 }
 
 describe("AdminService (in process, real control plane and SQLite)", () => {
-  let plane: ControlPlane;
-  let db: SqliteDatabase;
-  let admin: AdminService;
-  const listener = `127.0.0.1:${freePort()}`;
-
-  beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mcproxy-admin-"));
-    const cfg = parseRoutedConfig(
-      `[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
-      join(dir, "t.toml"),
-    );
-    plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
-    db = SqliteDatabase.open(join(dir, "db.sqlite"));
-    db.seed([{ addr: listener, maxConnections: 0, routes: cfg.listeners[0]!.routes }], []);
-    admin = new AdminService(plane, new SqliteConfigStore(db, plane), quiet);
-  });
-  afterAll(async () => {
-    plane.shutdown();
-    await plane.done;
-    db.close();
-  });
+  const fx = inProcessAdmin(
+    (l) =>
+      `[[listeners]]\naddr = "${l}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
+    "mcproxy-admin-",
+  );
+  const listener = fx.listener;
 
   test("AddRoute: a pool is validated, written, applied; ListRoutes shows it; a bad field is named and changes nothing", async () => {
-    const r = await admin.addRoute({
+    const r = await fx.admin.addRoute({
       listener,
       route: {
         hostname: "App.Example.COM.",
@@ -66,18 +40,18 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
       ["127.0.0.1:1001", 2],
       ["[::1]:1002", 1],
     ]);
-    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
+    expect(fx.admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
       "app.example.com",
       "seed.example.com",
     ]);
     expect(
-      db
+      fx.db
         .state()
         .listeners.get(listener)!
         .routes.map((x) => x.hostname),
     ).toEqual(["app.example.com", "seed.example.com"]);
 
-    const before = JSON.stringify([...db.state().listeners]);
+    const before = JSON.stringify([...fx.db.state().listeners]);
     const cases: [object, RegExp][] = [
       [{ hostname: "bad host", backend: "127.0.0.1:1" }, /^route\.hostname: "bad host": not a valid host name/],
       [
@@ -96,15 +70,15 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
       [{ hostname: "x".repeat(300), backend: "127.0.0.1:1" }, /too long \(at most 255 characters\)/],
     ];
     for (const [route, why] of cases) {
-      const e = await refused(() => admin.addRoute({ listener, route }));
+      const e = await refused(() => fx.admin.addRoute({ listener, route }));
       expect(e.code).toBe(status.INVALID_ARGUMENT);
       expect(e.message).toMatch(why);
     }
-    expect(JSON.stringify([...db.state().listeners])).toBe(before);
+    expect(JSON.stringify([...fx.db.state().listeners])).toBe(before);
   });
 
   test("AddRoute: a pool's health-check settings are validated by the route rules, stored and reported; a replace answers with what it replaced", async () => {
-    const pool = await admin.addRoute({
+    const pool = await fx.admin.addRoute({
       listener,
       route: {
         hostname: "hc.example.com",
@@ -128,29 +102,35 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
       health_check_rise: 4,
       health_check_fall: 0,
     });
-    const stored = db
+    const stored = fx.db
       .state()
       .listeners.get(listener)!
       .routes.find((r) => r.hostname === "hc.example.com")!;
     expect(stored.check).toEqual({ intervalMs: 90_000, rise: 4 });
 
-    const before = JSON.stringify([...db.state().listeners]);
+    const before = JSON.stringify([...fx.db.state().listeners]);
     for (const [route, why] of [
       [{ health_check_interval: "5" }, /^route\.health_check_interval: "5" /],
       [{ health_check_interval: "0s" }, /^route\.health_check_interval: must be greater than zero/],
-      [{ health_check_timeout: "1000h" }, /^route\.health_check_timeout: "1000h" is too long \(durations are at most 576h\)/],
+      [
+        { health_check_timeout: "1000h" },
+        /^route\.health_check_timeout: "1000h" is too long \(durations are at most 576h\)/,
+      ],
       [{ health_check_rise: 101 }, /^route\.health_check_rise: 101 must be a whole number from 1 to 100/],
     ] as [object, RegExp][]) {
       const e = await refused(() =>
-        admin.addRoute({ listener, route: { hostname: "hc.example.com", backend: "127.0.0.1:1", ...route } }),
+        fx.admin.addRoute({ listener, route: { hostname: "hc.example.com", backend: "127.0.0.1:1", ...route } }),
       );
       expect(e.code).toBe(status.INVALID_ARGUMENT);
       expect(e.message).toMatch(why);
     }
-    expect(JSON.stringify([...db.state().listeners])).toBe(before);
+    expect(JSON.stringify([...fx.db.state().listeners])).toBe(before);
 
     // One backend written over a pool: done, and the answer names the pool it replaced.
-    const flat = await admin.addRoute({ listener, route: { hostname: "hc.example.com", backend: "127.0.0.1:1104" } });
+    const flat = await fx.admin.addRoute({
+      listener,
+      route: { hostname: "hc.example.com", backend: "127.0.0.1:1104" },
+    });
     expect(flat.replaced).toBe(true);
     expect(flat.route.backends.map((b) => b.addr)).toEqual(["127.0.0.1:1104"]);
     expect(flat.route.health_check_interval).toBe("");
@@ -160,42 +140,47 @@ describe("AdminService (in process, real control plane and SQLite)", () => {
       ["127.0.0.1:1103", 1, true],
     ]);
     expect(flat.previous?.health_check_interval).toBe("90s");
-    await admin.removeRoute({ listener, hostname: "hc.example.com" });
+    await fx.admin.removeRoute({ listener, hostname: "hc.example.com" });
   });
 
   test("RemoveRoute of an absent route and an unknown listener are NOT_FOUND; a country rule without GeoIP is FAILED_PRECONDITION", async () => {
-    expect((await refused(admin.removeRoute({ listener, hostname: "nope.example.com" }))).code).toBe(status.NOT_FOUND);
+    expect((await refused(fx.admin.removeRoute({ listener, hostname: "nope.example.com" }))).code).toBe(
+      status.NOT_FOUND,
+    );
     expect(
-      (await refused(() => admin.removeRoute({ listener: "127.0.0.1:1", hostname: "seed.example.com" }))).code,
+      (await refused(() => fx.admin.removeRoute({ listener: "127.0.0.1:1", hostname: "seed.example.com" }))).code,
     ).toBe(status.NOT_FOUND);
     expect(
-      (await refused(() => admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "KP" } }))).code,
+      (await refused(() => fx.admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_COUNTRY", value: "KP" } })))
+        .code,
     ).toBe(status.FAILED_PRECONDITION);
   });
 
   test("firewall rules: canonical form, added once, removed; SetListenerMaxConnections in range only", async () => {
     expect(
-      (await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:0DB8::1" } })).rule.value,
+      (await fx.admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:0DB8::1" } })).rule.value,
     ).toBe("2001:db8::1");
-    expect((await admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } })).added).toBe(
-      false,
-    );
-    expect(admin.getFirewallRules().rules).toEqual([{ type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" }]);
-    await admin.removeFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } });
-    expect(admin.getFirewallRules().rules).toEqual([]);
     expect(
-      (await refused(() => admin.setListenerMaxConnections({ listener, max_connections: 3_000_000_000 }))).message,
+      (await fx.admin.addFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } })).added,
+    ).toBe(false);
+    expect(fx.admin.getFirewallRules().rules).toEqual([{ type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" }]);
+    await fx.admin.removeFirewallRule({ rule: { type: "FIREWALL_RULE_TYPE_IP", value: "2001:db8::1" } });
+    expect(fx.admin.getFirewallRules().rules).toEqual([]);
+    expect(
+      (await refused(() => fx.admin.setListenerMaxConnections({ listener, max_connections: 3_000_000_000 }))).message,
     ).toMatch(/max_connections: 3000000000 must be 0 \(unlimited\) to 2147483647/);
-    await admin.setListenerMaxConnections({ listener, max_connections: 12 });
-    expect(plane.listener(listener)!.maxConnections).toBe(12);
-    expect(db.state().listeners.get(listener)!.maxConnections).toBe(12);
+    await fx.admin.setListenerMaxConnections({ listener, max_connections: 12 });
+    expect(fx.plane.listener(listener)!.maxConnections).toBe(12);
+    expect(fx.db.state().listeners.get(listener)!.maxConnections).toBe(12);
   });
 
   test("mutations run in arrival order", async () => {
     const names = Array.from({ length: 20 }, (_, i) => `q${i}.example.com`);
-    await Promise.all(names.map((h) => admin.addRoute({ listener, route: { hostname: h, backend: "127.0.0.1:9" } })));
-    await Promise.all(names.map((h) => admin.removeRoute({ listener, hostname: h })));
-    expect(admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
+    await Promise.all(
+      names.map((h) => fx.admin.addRoute({ listener, route: { hostname: h, backend: "127.0.0.1:9" } })),
+    );
+    await Promise.all(names.map((h) => fx.admin.removeRoute({ listener, hostname: h })));
+    expect(fx.admin.listRoutes({ listener }).listeners[0]!.routes.map((x) => x.hostname)).toEqual([
       "app.example.com",
       "seed.example.com",
     ]);

@@ -46,7 +46,16 @@ const REFUSED = [
   "fd12:3456::1",
 ];
 const MAPPED = ["::ffff:127.0.0.1", "::ffff:7f00:1", "::ffff:169.254.169.254", "::ffff:a01:203", "64:ff9b::a9fe:a9fe"];
-const PUBLIC = ["192.0.2.1", "203.0.113.1", "198.20.0.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:db8::1", "::ffff:8.8.8.8"];
+const PUBLIC = [
+  "192.0.2.1",
+  "203.0.113.1",
+  "198.20.0.1",
+  "8.8.8.8",
+  "172.32.0.1",
+  "100.128.0.1",
+  "2001:db8::1",
+  "::ffff:8.8.8.8",
+];
 
 describe("templated pool (built-in refusals)", () => {
   test("every default range is refused", () => {

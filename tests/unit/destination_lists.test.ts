@@ -1,23 +1,13 @@
 // allow_destinations / deny_destinations (docs/SECURITY.md "Destination guard") through every
 // source: the config file (route and listener keys), AddRoute (canonical form, a bad entry named,
 // ListRoutes shows them), the SQLite store, and the stored value's version (older releases refuse it).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
 import { AdminError } from "../../src/admin/admin_error";
-import { AdminService } from "../../src/admin/admin_service";
 import { ConfigError } from "../../src/config/config";
-import { Logger } from "../../src/log/logger";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { versionOf } from "../../src/routing/route_fields";
-import { ControlPlane } from "../../src/server/control_plane";
-import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
-import { SqliteDatabase } from "../../src/store/sqlite_database";
-import { freePort } from "../helpers/net";
-
-const quiet = new Logger("error", "text", { write() {}, flush() {} });
+import { inProcessAdmin } from "../helpers/admin_in_process";
 
 function problems(toml: string): string[] {
   try {
@@ -54,27 +44,11 @@ describe("the config file", () => {
 });
 
 describe("AddRoute (real control plane and SQLite)", () => {
-  let plane: ControlPlane;
-  let db: SqliteDatabase;
-  let admin: AdminService;
-  const listener = `127.0.0.1:${freePort()}`;
-
-  beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mcproxy-dest-"));
-    const cfg = parseRoutedConfig(`[[listeners]]\naddr = "${listener}"\n`, join(dir, "t.toml"));
-    plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
-    db = SqliteDatabase.open(join(dir, "db.sqlite"));
-    db.seed([{ addr: listener, maxConnections: 0, routes: [] }], []);
-    admin = new AdminService(plane, new SqliteConfigStore(db, plane), quiet);
-  });
-  afterAll(async () => {
-    plane.shutdown();
-    await plane.done;
-    db.close();
-  });
+  const fx = inProcessAdmin((l) => `[[listeners]]\naddr = "${l}"\n`, "mcproxy-dest-");
+  const listener = fx.listener;
 
   test("the lists are canonicalised, stored and shown; a bad entry is refused naming it", async () => {
-    const r = await admin.addRoute({
+    const r = await fx.admin.addRoute({
       listener,
       route: {
         hostname: "g.example",
@@ -84,16 +58,16 @@ describe("AddRoute (real control plane and SQLite)", () => {
       },
     });
     expect([r.route.allow_destinations, r.route.deny_destinations]).toEqual([["127.0.0.1/32"], ["169.254.0.0/16"]]);
-    const listed = admin.listRoutes({ listener }).listeners[0]!.routes.find((x) => x.hostname === "g.example")!;
+    const listed = fx.admin.listRoutes({ listener }).listeners[0]!.routes.find((x) => x.hostname === "g.example")!;
     expect(listed.deny_destinations).toEqual(["169.254.0.0/16"]);
-    const stored = db
+    const stored = fx.db
       .state()
       .listeners.get(listener)!
       .routes.find((x) => x.hostname === "g.example")!;
     expect(stored.denyDestinations).toEqual(["169.254.0.0/16"]);
     let e: unknown = null;
     try {
-      await admin.addRoute({
+      await fx.admin.addRoute({
         listener,
         route: { hostname: "h.example", backend: "a.test:1", deny_destinations: ["x"] },
       });

@@ -2,24 +2,15 @@
 // "Drains end"): the config file and AddRoute refuse the same bad values
 // through the same rule (routing/route_fields.ts), the stored value carries
 // them at version 3 (older releases refuse it), ListRoutes reports them.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
 import { AdminError } from "../../src/admin/admin_error";
-import { AdminService } from "../../src/admin/admin_service";
 import { ConfigError } from "../../src/config/config";
-import { Logger } from "../../src/log/logger";
 import type { Route } from "../../src/routing/route";
 import { parseRoutedConfig } from "../../src/routing/route_config";
-import { ControlPlane } from "../../src/server/control_plane";
 import { decodeRoute, encodeRoute } from "../../src/store/route_codec";
-import { SqliteConfigStore } from "../../src/store/sqlite_config_store";
-import { SqliteDatabase } from "../../src/store/sqlite_database";
-import { freePort } from "../helpers/net";
+import { inProcessAdmin } from "../helpers/admin_in_process";
 
-const quiet = new Logger("error", "text", { write() {}, flush() {} });
 const L = `[[listeners]]\naddr = ":18443"\n`;
 
 function problems(toml: string): string[] {
@@ -96,35 +87,20 @@ describe("the stored value", () => {
 });
 
 describe("AddRoute (in process, real control plane and SQLite)", () => {
-  let plane: ControlPlane;
-  let db: SqliteDatabase;
-  let admin: AdminService;
-  const listener = `127.0.0.1:${freePort()}`;
-
-  beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), "mcproxy-drain-"));
-    const cfg = parseRoutedConfig(
-      `[proxy]\ndrain_timeout = "7s"\n[[listeners]]\naddr = "${listener}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
-      join(dir, "t.toml"),
-    );
-    plane = await ControlPlane.start(cfg, quiet, { loops: 1, histograms: false, connectionCap: 0 });
-    db = SqliteDatabase.open(join(dir, "db.sqlite"));
-    db.seed([{ addr: listener, maxConnections: 0, routes: cfg.listeners[0]!.routes }], []);
-    admin = new AdminService(plane, new SqliteConfigStore(db, plane), quiet);
-  });
-  afterAll(async () => {
-    plane.shutdown();
-    await plane.done;
-    db.close();
-  });
+  const fx = inProcessAdmin(
+    (l) =>
+      `[proxy]\ndrain_timeout = "7s"\n[[listeners]]\naddr = "${l}"\n  [[listeners.routes]]\n  hostname = "seed.example.com"\n  backend = "127.0.0.1:9"\n`,
+    "mcproxy-drain-",
+  );
+  const listener = fx.listener;
 
   test("taken as duration text and reported; bad values refused by the config file's rule, nothing written", async () => {
-    const r = await admin.addRoute({
+    const r = await fx.admin.addRoute({
       listener,
       route: { hostname: "d.example.com", backend: "127.0.0.1:1", drain_timeout: "2s", max_connection_lifetime: "1m" },
     });
     expect(r.route).toMatchObject({ drain_timeout: "2s", max_connection_lifetime: "1m" });
-    const before = JSON.stringify([...db.state().listeners]);
+    const before = JSON.stringify([...fx.db.state().listeners]);
     for (const [route, why] of [
       [{ drain_timeout: "-1s" }, /^route\.drain_timeout: "-1s" /],
       [{ drain_timeout: "1000h" }, /^route\.drain_timeout: "1000h" is too long \(durations are at most 576h\)/],
@@ -133,7 +109,7 @@ describe("AddRoute (in process, real control plane and SQLite)", () => {
     ] as [object, RegExp][]) {
       let e: unknown = null;
       try {
-        await admin.addRoute({ listener, route: { hostname: "d.example.com", backend: "127.0.0.1:1", ...route } });
+        await fx.admin.addRoute({ listener, route: { hostname: "d.example.com", backend: "127.0.0.1:1", ...route } });
       } catch (x) {
         e = x;
       }
@@ -141,12 +117,12 @@ describe("AddRoute (in process, real control plane and SQLite)", () => {
       expect((e as AdminError).code).toBe(status.INVALID_ARGUMENT);
       expect((e as AdminError).message).toMatch(why);
     }
-    expect(JSON.stringify([...db.state().listeners])).toBe(before);
+    expect(JSON.stringify([...fx.db.state().listeners])).toBe(before);
   });
 
   test("SetBackendState drain: the backend reports its open connections and when [proxy] drain_timeout ends them", async () => {
     const t0 = Date.now();
-    const r = await admin.setBackendState({
+    const r = await fx.admin.setBackendState({
       listener,
       hostname: "seed.example.com",
       addr: "127.0.0.1:9",
@@ -158,7 +134,7 @@ describe("AddRoute (in process, real control plane and SQLite)", () => {
     expect(at).toBeLessThanOrEqual(Date.now() + 7000);
     expect(r.backend.closes_at_unix_seconds).toBe(Math.floor(at / 1000));
     expect(r.backend.draining_connections).toBe(0);
-    const back = await admin.setBackendState({
+    const back = await fx.admin.setBackendState({
       listener,
       hostname: "seed.example.com",
       addr: "127.0.0.1:9",
