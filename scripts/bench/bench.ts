@@ -1,4 +1,4 @@
-// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...] [--baseline REF | --base-binary PATH] [--dashboard]`
+// `bun run bench [-- --quick] [--rounds N] [--only direct,haproxy,...] [--baseline REF | --base-binary PATH] [--dashboard] [--templated]`
 // `bun run bench -- --soak [--minutes N]`: the soak report (soak.ts).
 // `bun run bench -- --scaling [--rounds N] [--seconds S]`: 1 vs 2 event loops (scaling.ts).
 // `bun run bench -- --profile [--seconds S]`: a CPU profile and flame graph (profile.ts).
@@ -34,6 +34,8 @@ import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePac
  * mc-proxy+dashboard: [dashboard] on loopback with DASHBOARD_VIEWERS users
  * logged in and reading its event stream while measured (`--dashboard` adds
  * it to the default set; dashboard_viewers.ts).
+ * mc-proxy-templated: its route a templated one (pattern, backend filled from
+ * the name, resolved, checked by the destination guard; `--templated` adds it).
  */
 type SystemName =
   | "direct"
@@ -44,7 +46,8 @@ type SystemName =
   | "mc-proxy-metrics"
   | "mc-proxy-pp"
   | "mc-proxy-base"
-  | "mc-proxy+dashboard";
+  | "mc-proxy+dashboard"
+  | "mc-proxy-templated";
 const SYSTEMS: SystemName[] = ["direct", "haproxy", "nginx", "mc-proxy", "mc-proxy-metrics", "mc-proxy-pp"];
 
 interface Settings {
@@ -79,6 +82,7 @@ function settings(argv: string[]): Settings {
     ...SYSTEMS,
     ...(withBase ? (["mc-proxy-base"] as SystemName[]) : []),
     ...(argv.includes("--dashboard") ? (["mc-proxy+dashboard"] as SystemName[]) : []),
+    ...(argv.includes("--templated") ? (["mc-proxy-templated"] as SystemName[]) : []),
   ];
   return {
     quick,
@@ -174,6 +178,10 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     stderr = openSync(f.mcproxyLog, "a");
   } else if (name === "mc-proxy+dashboard") {
     cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyDashboardConf];
+    port = PORTS.mcproxy;
+    stderr = openSync(f.mcproxyLog, "a");
+  } else if (name === "mc-proxy-templated") {
+    cmd = [join(ROOT, "dist/mc-proxy"), "server", "-c", f.mcproxyTemplatedConf];
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   } else if (name === "mc-proxy-pp") {
@@ -782,6 +790,7 @@ const RATIOS: [string, SystemName, SystemName][] = [
   ["mc-proxy-metrics × mc-proxy", "mc-proxy-metrics", "mc-proxy"],
   ["mc-proxy-w2 × mc-proxy", "mc-proxy-w2", "mc-proxy"],
   ["mc-proxy+dashboard × mc-proxy", "mc-proxy+dashboard", "mc-proxy"],
+  ["mc-proxy-templated × mc-proxy", "mc-proxy-templated", "mc-proxy"],
   ["mc-proxy-pp × HAProxy", "mc-proxy-pp", "haproxy"],
   ["mc-proxy-pp × mc-proxy", "mc-proxy-pp", "mc-proxy"],
   ["mc-proxy × mc-proxy-base", "mc-proxy", "mc-proxy-base"],

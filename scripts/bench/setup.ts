@@ -93,6 +93,13 @@ export interface Files {
   mcproxyDashboardConf: string;
   /** mc-proxy with two workers (memory per idle connection). */
   mcproxyW2Conf: string;
+  /**
+   * mc-proxy whose one route is a templated route (docs/ROUTING.md "Templated
+   * routes"): the name matched by a pattern, the backend filled from it and
+   * resolved (the system resolver: `localhost`), every address checked by
+   * the destination guard (loopback allowed).
+   */
+  mcproxyTemplatedConf: string;
   /** --scaling: the reply backend, and per system and event-loop count (1, 2) its config. */
   replyBackendConf: string;
   scaling: { haproxy: [string, string]; nginx: [string, string]; mcproxy: [string, string] };
@@ -339,6 +346,16 @@ role = "reader"
 password_hash = "${Bun.password.hashSync(DASHBOARD_PASSWORD, { algorithm: "argon2id", memoryCost: 64, timeCost: 2 })}"
 `,
   );
+  const mcproxyTemplatedConf = join(WORK, "mc-proxy-templated.toml");
+  writeFileSync(
+    mcproxyTemplatedConf,
+    readFileSync(mcproxyConf, "utf8")
+      .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-templated.db"`)
+      .replace(
+        `hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`,
+        `hostname_pattern = '^(?<h>${HOST})$'\n  backend = "{h}:${PORTS.backend}"\n  allow_destinations = ["127.0.0.0/8"]`,
+      ),
+  );
   // --scaling: a plain backend answering REPLY_BYTES to anything (nginx stream `return`, C, cheap).
   const replyBackendConf = join(WORK, "reply-backend.conf");
   writeFileSync(
@@ -372,6 +389,7 @@ stream {
     helloFile,
     mcproxyMetricsConf,
     mcproxyDashboardConf,
+    mcproxyTemplatedConf,
     mcproxyPpConf,
     ppFrontConf,
     cert,
