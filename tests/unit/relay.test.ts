@@ -88,10 +88,11 @@ function relayTo(
   return { port: l.port, relays };
 }
 
-/** A backend that records what it reads and runs `onData` for each chunk. */
+/** A backend that records what it reads and runs `onData` for each chunk (`onDrain` when its socket can take more). */
 function backend(
   onData: (s: Socket<{ got: Buffer[] }>, d: Uint8Array) => void = () => {},
   onEnd: (s: Socket<{ got: Buffer[] }>) => void = () => {},
+  onDrain: (s: Socket<{ got: Buffer[] }>) => void = () => {},
 ) {
   const all: { got: Buffer[] }[] = [];
   const l = Bun.listen<{ got: Buffer[] }>({
@@ -108,6 +109,7 @@ function backend(
         onData(s, d);
       },
       end: (s) => onEnd(s),
+      drain: (s) => onDrain(s),
     },
   });
   open.push({ stop: () => l.stop(true) });
@@ -138,10 +140,27 @@ function client(port: number) {
 test("4 MiB each way arrive whole and in order; the preamble and the replay go first", async () => {
   const big = Buffer.alloc(4 * 1024 * 1024);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 13)) & 0xff;
-  const b = backend((s, d) => {
-    // Echo every byte back.
-    s.write(d);
-  });
+  // Echo every byte back. A socket's write takes what its kernel buffer has room for and returns how much: the
+  // rest waits for drain (a busy machine fills the buffer; writing and forgetting lost bytes and failed the test).
+  const queue: Buffer[] = [];
+  const flush = (s: Socket<{ got: Buffer[] }>) => {
+    while (queue.length > 0) {
+      const n = s.write(queue[0]!);
+      if (n < queue[0]!.length) {
+        queue[0] = queue[0]!.subarray(Math.max(n, 0));
+        return;
+      }
+      queue.shift();
+    }
+  };
+  const b = backend(
+    (s, d) => {
+      queue.push(Buffer.from(d));
+      flush(s);
+    },
+    () => {},
+    flush,
+  );
   const r = relayTo(b.port, new Uint8Array([9, 9]), new Uint8Array([7]));
   const c = client(r.port);
   const s = await c.p;
