@@ -130,10 +130,27 @@ export class RunningProxy {
     return m === null ? 0 : Number(m[1]) * 1024;
   }
 
+  /**
+   * Stop it, and the successors a reload started (they write to this one's stdout and stderr, so their "started"
+   * names them): a test that reloads must not leave a server running after it.
+   */
   async stop(): Promise<void> {
+    for (const r of this.records()) {
+      const pid = r.msg === "started" ? Number(r.pid) : 0;
+      if (pid > 0 && pid !== this.proc.pid && this.runsThisConfig(pid)) process.kill(pid, "SIGKILL");
+    }
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     this.proc.kill("SIGKILL");
     await this.exited;
+  }
+
+  /** Whether `pid` is still a process of this config (a pid is reused once its process is gone). */
+  private runsThisConfig(pid: number): boolean {
+    try {
+      return require("node:fs").readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(this.configFile) as boolean;
+    } catch {
+      return false;
+    }
   }
 }
 
