@@ -19,8 +19,8 @@ export const RELEASE_TARGETS: Record<string, string> = {
   "linux-x64-musl": "bun-linux-x64-musl",
 };
 
-/** The program, and the worker threads' entry point ([proxy] workers), compiled in beside it. */
-export const ENTRYPOINTS = ["src/main.ts", "src/server/worker_main.ts"];
+/** The entry (main.ts), the program it loads (cli/cli.ts), and the worker threads' entry point ([proxy] workers), compiled in beside it. */
+export const ENTRYPOINTS = ["src/main.ts", "src/cli/cli.ts", "src/server/worker_main.ts"];
 
 function compile(outfile: string, target: string | null): void {
   const args = [

@@ -23,7 +23,7 @@ import { join, resolve } from "node:path";
 import { DashboardViewers } from "./dashboard_viewers";
 import { allProcessCpu, machineBusySeconds, processTree, settledRss, stopProcess, treeCpu } from "./procstat";
 import { median, spread } from "./stats";
-import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, ensureHost, ensurePackages, prepare } from "./setup";
+import { type Files, HOST, PORTS, ROOT, USER_ENV, WORK, ensureHost, ensurePackages, prepare } from "./setup";
 
 /**
  * mc-proxy-w2: two workers (not in the default set: `--only …,mc-proxy-w2`).
@@ -62,8 +62,8 @@ interface Settings {
   /** --baseline REF: also run the binary built from that git ref, as mc-proxy-base. */
   baseline: string | null;
   /**
-   * --base-binary PATH: run that already built binary as mc-proxy-base, with
-   * the shipped environment (e.g. the same source compiled by another Bun).
+   * --base-binary PATH: run that already built binary as mc-proxy-base
+   * (e.g. the same source compiled by another Bun).
    */
   baseBinary: string | null;
 }
@@ -102,8 +102,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The binary built from `--baseline REF` (a git ref) or given by `--base-binary`, or null. */
 let baselineBinary: string | null = null;
-/** Whether mc-proxy-base is this tree's code (`--base-binary`), run as shipped; a git ref runs as it shipped. */
-let baseIsBuiltHere = false;
 
 function baselineConf(f: Files): string {
   const conf = join(WORK, "mc-proxy-base.toml");
@@ -197,12 +195,11 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
-  const shipped = cmd[0] === join(ROOT, "dist/mc-proxy") || (name === "mc-proxy-base" && baseIsBuiltHere);
   const proc = Bun.spawn(withFds(cmd), {
     stdout: "ignore",
     stderr,
     stdin: "ignore",
-    env: shipped ? SHIPPED_ENV : process.env,
+    env: USER_ENV,
   });
   await waitPort(port);
   // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
@@ -687,7 +684,6 @@ async function main(): Promise<void> {
   if (s.baseBinary !== null) {
     if (!existsSync(s.baseBinary)) throw new Error(`--base-binary ${s.baseBinary}: no such file`);
     baselineBinary = s.baseBinary;
-    baseIsBuiltHere = true;
   }
   console.log(
     `bench: ${s.quick ? "quick" : "full"} run, ${s.rounds} round(s), ${s.loadSeconds}s loads, ${s.bigBytes / 2 ** 20} MiB transfers, ${s.idleConnections} idle connections`,

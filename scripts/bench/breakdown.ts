@@ -15,7 +15,7 @@ import { openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
-import { type Files, HOST, PORTS, ROOT, SHIPPED_ENV, WORK, tcpFront } from "./setup";
+import { type Files, HOST, PORTS, ROOT, USER_ENV, WORK, tcpFront } from "./setup";
 
 const STAGES = ["cidrs", "geoip", "rate", "log", "metrics", "pp", "pool3", "alpn", "policy", "ja4", "top"] as const;
 type Stage = (typeof STAGES)[number];
@@ -207,7 +207,7 @@ async function measure(sys: System, f: Files, seconds: number, warmup: number, h
       stdout: "ignore",
       stderr: log,
       stdin: "ignore",
-      env: sys.binary === undefined ? SHIPPED_ENV : process.env,
+      env: USER_ENV,
     });
     port = sys.stages.includes("pp") ? PORTS.breakdownPp : PORTS.breakdown;
   }

@@ -160,12 +160,12 @@ function scalingConfigs(
 }
 
 /**
- * The environment mc-proxy ships with (the systemd unit, the image): the
- * allocator keeps freed memory for reuse (docs/BENCHMARKS.md "Performance:
- * the allocator"). Systems built from dist/ run with it; older releases as they
- * shipped.
+ * The environment a user starts mc-proxy with: nothing of the allocator's
+ * set (docs/BENCHMARKS.md "Performance: the allocator"). A server from dist/
+ * sets MIMALLOC_PURGE_DELAY itself (src/cli/allocator.ts); an older release
+ * runs with its default, as a user who starts it by hand gets it.
  */
-export const SHIPPED_ENV: Record<string, string | undefined> = { ...process.env, MIMALLOC_PURGE_DELAY: "-1" };
+export const USER_ENV: Record<string, string | undefined> = { ...process.env, MIMALLOC_PURGE_DELAY: undefined };
 
 export function prepare(bigBytes: number): Files {
   for (const d of ["", "www", "run", "logs", "tmp"]) mkdirSync(join(WORK, d), { recursive: true });

@@ -14,6 +14,7 @@ import { migrateWarning } from "../server/host_limits";
 import { notifyReady } from "../server/sd_notify";
 import { collectStartupGarbage } from "../server/startup_gc";
 import { VERSION } from "../version";
+import { PURGE_NEVER, PURGE_VARIABLE } from "./allocator";
 import { UsageError, help, parseArgs } from "./args";
 import { applyFile } from "./startup/apply_file";
 import { drain } from "./startup/drain";
@@ -70,18 +71,16 @@ export async function server(args: string[]): Promise<number> {
 }
 
 /**
- * docs/PERFORMANCE.md "The allocator": freed memory purged after 10 ms is
- * faulted back in on the next reads; the unit and the image keep it.
+ * docs/PERFORMANCE.md "The allocator": the purge delay in force — "-1" as
+ * set by mc-proxy at start (cli/allocator.ts) or by the unit or the image,
+ * else the operator's own value. Unset only where the restart could not run.
  */
 function allocatorNotice(logger: Logger): void {
-  const purge = process.env.MIMALLOC_PURGE_DELAY;
-  logger.info("memory allocator", {
-    purge_delay: purge ?? "default (10 ms)",
-    ...(purge === undefined
-      ? {
-          hint: "set MIMALLOC_PURGE_DELAY=-1 (the systemd unit and the image do) to keep freed memory for reuse: about 0.1 s less CPU per relayed GB",
-        }
-      : {}),
+  const purge = process.env[PURGE_VARIABLE];
+  if (purge !== undefined) return logger.info("memory allocator", { purge_delay: purge });
+  logger.warn("memory allocator", {
+    purge_delay: "default (10 ms)",
+    hint: `could not run itself again with ${PURGE_VARIABLE}=${PURGE_NEVER}; set it in the environment to keep freed memory for reuse (about 0.1 s less CPU per relayed GB)`,
   });
 }
 
