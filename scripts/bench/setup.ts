@@ -351,9 +351,11 @@ password_hash = "${Bun.password.hashSync(DASHBOARD_PASSWORD, { algorithm: "argon
     mcproxyTemplatedConf,
     readFileSync(mcproxyConf, "utf8")
       .replace(`path = "${WORK}/run/mc-proxy.db"`, `path = "${WORK}/run/mc-proxy-templated.db"`)
+      // A function: the pattern's "$'" would be a replacement pattern in a string.
       .replace(
         `hostname = "${HOST}"\n  backend = "127.0.0.1:${PORTS.backend}"`,
-        `hostname_pattern = '^(?<h>${HOST})$'\n  backend = "{h}:${PORTS.backend}"\n  allow_destinations = ["127.0.0.0/8"]`,
+        () =>
+          `hostname_pattern = '^(?<h>${HOST})$'\n  backend = "{h}:${PORTS.backend}"\n  allow_destinations = ["127.0.0.0/8"]`,
       ),
   );
   // --scaling: a plain backend answering REPLY_BYTES to anything (nginx stream `return`, C, cheap).
