@@ -5,26 +5,16 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../../src/config/config";
 import { formatDuration, parseDuration } from "../../src/config/duration";
 import { LIMITS, type Limit, type LimitKey } from "../../src/config/limits";
 import { SECTIONS } from "../../src/config/toml";
 import { parseRoutedConfig } from "../../src/routing/route_config";
+import { problems } from "../helpers/config_problems";
 import { OPTION_ROWS } from "../../src/routing/route_fields";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const ROWS = Object.entries(LIMITS) as [LimitKey, Limit][];
 const LISTENER = `[[listeners]]\naddr = ":18443"\n`;
-
-function problems(toml: string): string[] {
-  try {
-    parseRoutedConfig(toml, "t.toml");
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
 
 describe("config/limits.ts: one row for every number", () => {
   test("every int and duration key of a section, a listener and a route option has a row", () => {

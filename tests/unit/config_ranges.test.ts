@@ -4,19 +4,9 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "../../src/config/config";
 import { parseRoutedConfig } from "../../src/routing/route_config";
+import { problems } from "../helpers/config_problems";
 import { SqliteDatabase } from "../../src/store/sqlite_database";
-
-function problems(toml: string): string[] {
-  try {
-    parseRoutedConfig(toml, "t.toml");
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
 
 describe("config: the same endpoint twice, and numbers with a range", () => {
   const listeners = (a: string, b: string) => `[[listeners]]\naddr = "${a}"\n[[listeners]]\naddr = "${b}"\n`;

@@ -4,20 +4,10 @@
 import { describe, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
 import { AdminError } from "../../src/admin/admin_error";
-import { ConfigError } from "../../src/config/config";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { versionOf } from "../../src/routing/route_fields";
+import { problems } from "../helpers/config_problems";
 import { inProcessAdmin } from "../helpers/admin_in_process";
-
-function problems(toml: string): string[] {
-  try {
-    parseRoutedConfig(toml, "t.toml");
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
 
 describe("the config file", () => {
   test("route and listener keys are read in canonical form", () => {

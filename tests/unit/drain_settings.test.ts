@@ -5,23 +5,13 @@
 import { describe, expect, test } from "bun:test";
 import { status } from "@grpc/grpc-js";
 import { AdminError } from "../../src/admin/admin_error";
-import { ConfigError } from "../../src/config/config";
 import type { Route } from "../../src/routing/route";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { decodeRoute, encodeRoute } from "../../src/store/route_codec";
+import { problems } from "../helpers/config_problems";
 import { inProcessAdmin } from "../helpers/admin_in_process";
 
 const L = `[[listeners]]\naddr = ":18443"\n`;
-
-function problems(toml: string): string[] {
-  try {
-    parseRoutedConfig(toml, "t.toml");
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-  return [];
-}
 
 const withRoute = (line: string) =>
   `${L}  [[listeners.routes]]\n  hostname = "a.example.com"\n  backend = "127.0.0.1:1"\n  ${line}\n`;
