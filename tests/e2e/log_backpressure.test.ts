@@ -10,7 +10,7 @@ import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { alpnExtension, clientHelloBody, handshake, records, sniExtension } from "../helpers/hello_builder";
 import { freePort, rawExchange, waitFor } from "../helpers/net";
-import { BINARY, cleanEnv, ensureBinary, tempDir } from "../helpers/proxy";
+import { BINARY, RSS_IS_LIVE, cleanEnv, ensureBinary, tempDir } from "../helpers/proxy";
 import { testCert } from "../helpers/certs";
 import { tlsBackend, tlsGet } from "../helpers/tls";
 
@@ -39,7 +39,7 @@ test("stderr to a FIFO nobody reads: a flood of big access records: at most 9 Mi
   const writeEnd = openSync(fifo, "w");
   const proc = Bun.spawn([BINARY, "server", "-c", file], {
     cwd: dir,
-    env: cleanEnv(),
+    env: cleanEnv(RSS_IS_LIVE),
     stdin: "ignore",
     stdout: "ignore",
     stderr: writeEnd,

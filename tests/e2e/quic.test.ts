@@ -10,7 +10,7 @@ import { testCert } from "../helpers/certs";
 import { alpnExtension, clientHelloBody, handshake, paddingExtension, sniExtension } from "../helpers/hello_builder";
 import { freePort, sleep, waitFor } from "../helpers/net";
 import { ensureCommands } from "../helpers/packages";
-import { BINARY, type RunningProxy, cleanEnv, startProxy, tempDir } from "../helpers/proxy";
+import { BINARY, RSS_IS_LIVE, type RunningProxy, cleanEnv, startProxy, tempDir } from "../helpers/proxy";
 import { cryptoFrame, padDatagram, sealInitial } from "../helpers/quic";
 
 /** A TCP listener and a quic listener on the same address sharing its routes. */
@@ -294,6 +294,7 @@ describe("QUIC Initials made here (binary)", () => {
     const proxy = await startProxy(
       "binary",
       `${quicConfig(port, { "app.example.com": be.port })}[proxy]\nworkers = 1\n`,
+      { env: RSS_IS_LIVE },
     );
     const stat = () => {
       const f = require("node:fs").readFileSync(`/proc/${proxy.pid}/stat`, "utf8").split(") ")[1].split(" ");

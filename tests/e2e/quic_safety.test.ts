@@ -10,7 +10,7 @@ import { describe, expect, test } from "bun:test";
 import type { udp } from "bun";
 import { alpnExtension, clientHelloBody, handshake, paddingExtension, sniExtension } from "../helpers/hello_builder";
 import { freePort, sleep, waitFor } from "../helpers/net";
-import { startProxy } from "../helpers/proxy";
+import { RSS_IS_LIVE, startProxy } from "../helpers/proxy";
 import { cryptoFrame, padDatagram, sealInitial } from "../helpers/quic";
 
 const HOST = "app.example.com";
@@ -208,7 +208,7 @@ describe("QUIC: the pending table", () => {
   test("256 pending flows × 15 datagrams of 60 KB grow the proxy's RSS by under 64 MiB", async () => {
     const be = await udpBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", `${config(port, be.port)}[proxy]\nworkers = 1\n`);
+    const proxy = await startProxy("binary", `${config(port, be.port)}[proxy]\nworkers = 1\n`, { env: RSS_IS_LIVE });
     const socks: Client[] = [];
     try {
       await sleep(300);
@@ -246,7 +246,7 @@ describe("QUIC: held bytes at the bounds", () => {
   test("1,536 pending flows × 16 datagrams of 1,500 bytes (36 MiB sent, each flow at its own bound, the table churning): what stays is under 64 MiB", async () => {
     const be = await udpBackend();
     const port = freePort();
-    const proxy = await startProxy("binary", `${config(port, be.port)}[proxy]\nworkers = 1\n`);
+    const proxy = await startProxy("binary", `${config(port, be.port)}[proxy]\nworkers = 1\n`, { env: RSS_IS_LIVE });
     const socks: Client[] = [];
     try {
       await sleep(300);

@@ -8,7 +8,7 @@ import { AdminClient } from "../../src/cli/admin_client";
 import { unixGrpcConfig } from "../helpers/admin";
 import { clientHelloBody, handshake, helloFor, records, sniExtension } from "../helpers/hello_builder";
 import { freePort, sleep } from "../helpers/net";
-import { listenerToml, startProxy, tempDir } from "../helpers/proxy";
+import { RSS_IS_LIVE, listenerToml, startProxy, tempDir } from "../helpers/proxy";
 import { prng, randInt } from "../helpers/prng";
 
 const CONNECTIONS = 1500;
@@ -52,7 +52,7 @@ addr = "unix:admin.sock"
 hello_timeout = "1s"
 connect_timeout = "500ms"
 `,
-    { dir },
+    { dir, env: RSS_IS_LIVE },
   );
   const admin = new AdminClient(unixGrpcConfig(join(dir, "admin.sock")));
   try {

@@ -51,6 +51,14 @@ export function command(mode: Mode): string[] {
   return mode === "binary" ? [ensureBinary()] : [process.execPath, "run", join(ROOT, "src/main.ts")];
 }
 
+/**
+ * For a test that reads the proxy's RSS as the memory it still holds: the
+ * allocator's default purge (freed memory given back after 10 ms;
+ * docs/PERFORMANCE.md "The allocator"). A server otherwise runs with purge
+ * off, and its RSS keeps the peak of what it once used, in use or not.
+ */
+export const RSS_IS_LIVE = { MIMALLOC_PURGE_DELAY: "10" };
+
 /** The environment without any MCPROXY_* overrides from the caller's shell. */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
