@@ -51,6 +51,8 @@ export class RouteTable {
   /** hostname_pattern routes, by pattern text (byte order: patterns are ASCII). */
   private readonly patterns: RoutePool[] = [];
   private readonly all: RoutePool[] = [];
+  /** Each route by its name (routeName): find() runs per connection in a drain's sweep. */
+  private readonly byName = new Map<string, BoundRoute>();
   readonly defaultRoute: RoutePool | null;
 
   constructor(
@@ -62,6 +64,7 @@ export class RouteTable {
     for (const r of routes) {
       const p = new RoutePool(r, defaults, table);
       this.all.push(p);
+      this.byName.set(p.name, r);
       if (isPattern(r.hostname)) {
         this.patterns.push(p);
         continue;
@@ -90,7 +93,7 @@ export class RouteTable {
 
   /** The route named `name` (routeName), or undefined. */
   find(name: string): BoundRoute | undefined {
-    return this.all.find((p) => p.name === name)?.route;
+    return this.byName.get(name);
   }
 
   /** The pools, with the default route's (for health checks and status). */

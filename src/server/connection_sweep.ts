@@ -193,20 +193,17 @@ export class ConnectionSweep {
     const facts = { ageMs: mono - c.acceptedAt, lifetimeMs, drainedForMs: -1, drainTimeoutMs: 0 };
     const ref = c.backendSlot;
     if (ref === null) return facts;
+    let since: number;
     if (!this.backends.isCurrent(ref)) {
-      // Its backend left the route: the route now in force under its name says how long it may stay, else its own.
-      let since = this.left.get(c);
-      if (since === undefined) this.left.set(c, (since = now));
-      const route = c.listener.table.find(c.route!.name) ?? own;
-      return {
-        ...facts,
-        drainedForMs: now - since,
-        drainTimeoutMs: drainTimeoutOf(route, this.settings.drainTimeoutMs),
-      };
+      // Its backend left the route: counted from when the sweep first saw it so.
+      since = this.left.get(c) ?? now;
+      this.left.set(c, since);
+    } else {
+      since = this.backends.drainedAt(ref);
+      if (since === 0) return facts;
     }
-    const at = this.backends.drainedAt(ref);
-    if (at === 0) return facts;
+    // The route now in force under its name says how long it may stay, else its own.
     const route = c.listener.table.find(c.route!.name) ?? own;
-    return { ...facts, drainedForMs: now - at, drainTimeoutMs: drainTimeoutOf(route, this.settings.drainTimeoutMs) };
+    return { ...facts, drainedForMs: now - since, drainTimeoutMs: drainTimeoutOf(route, this.settings.drainTimeoutMs) };
   }
 }
