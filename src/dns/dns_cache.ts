@@ -132,8 +132,7 @@ export class DnsCache {
   }
 
   private store(name: string, e: Entry): void {
-    this.entries.delete(name);
-    this.entries.set(name, e);
+    this.touch(name, e);
     while (this.entries.size > this.settings.size) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
