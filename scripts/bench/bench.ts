@@ -139,7 +139,8 @@ async function waitPort(port: number, ms = 10_000): Promise<void> {
     });
     if (ok) return;
     if (Date.now() > end) throw new Error(`nothing listening on ${port} after ${ms} ms`);
-    await sleep(50);
+    // Fine enough to time a start (the "start to listening" row); a refused connect costs microseconds.
+    await sleep(5);
   }
 }
 
@@ -151,12 +152,22 @@ interface Running {
   pids(): number[];
   /** Helpers that are part of the setup, not measured and not "other" (the HAProxy in front of mc-proxy-pp). */
   helperPids(): number[];
+  /** Milliseconds from spawn to the port accepting connections; NaN for direct. */
+  startMs: number;
   stop(): Promise<void>;
 }
 
 async function startSystem(name: SystemName, f: Files): Promise<Running> {
   if (name === "direct")
-    return { name, port: PORTS.backend, proc: null, pids: () => [], helperPids: () => [], stop: async () => {} };
+    return {
+      name,
+      port: PORTS.backend,
+      proc: null,
+      pids: () => [],
+      helperPids: () => [],
+      startMs: Number.NaN,
+      stop: async () => {},
+    };
   let cmd: string[];
   let port: number;
   let stderr: number | "ignore" = "ignore";
@@ -195,6 +206,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     port = PORTS.mcproxy;
     stderr = openSync(f.mcproxyLog, "a");
   }
+  const spawnedAt = performance.now();
   const proc = Bun.spawn(withFds(cmd), {
     stdout: "ignore",
     stderr,
@@ -202,6 +214,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     env: USER_ENV,
   });
   await waitPort(port);
+  const startMs = performance.now() - spawnedAt;
   // mc-proxy-pp is reached through an HAProxy that adds the PROXY header; only mc-proxy is measured.
   const front =
     name === "mc-proxy-pp"
@@ -242,6 +255,7 @@ async function startSystem(name: SystemName, f: Files): Promise<Running> {
     proc,
     pids: () => processTree(proc.pid),
     helperPids: () => (front === null ? [] : processTree(front.pid)),
+    startMs,
     stop: async () => {
       scraping = false;
       try {
@@ -626,6 +640,7 @@ const ROWS: [string, string, number][] = [
   ["idle_bytes_per_conn", "memory per idle conn, bytes", 0],
   ["idle_marginal_bytes_per_conn", "  marginal (second half only)", 0],
   ["idle_working_after", "  idle conns still working", 0],
+  ["start_ms", "start to listening, ms (spawn to the port accepting)", 0],
 ];
 
 function fmt(v: number | undefined, d: number): string {
@@ -710,6 +725,8 @@ async function main(): Promise<void> {
         }
         if (name !== "direct") {
           const fresh = await startSystem(name, f);
+          // Two starts a round (the load round's, the idle round's): their mean.
+          r.metrics.start_ms = (sys.startMs + fresh.startMs) / 2;
           try {
             Object.assign(r.metrics, await idleRound(fresh, s));
           } finally {
@@ -818,6 +835,8 @@ function perRound(results: Record<string, Metrics[]>): string {
     ["cpu_s_per_GB_upload", "CPU s / GB up", 2],
     ["idle_bytes_per_conn", "bytes / idle conn", 0],
     ["idle_marginal_bytes_per_conn", "marginal bytes / idle conn", 0],
+    ["cpu_s_per_GB_first_download", "CPU s / GB, first transfer after start", 2],
+    ["start_ms", "start to listening, ms", 0],
   ];
   const names = Object.keys(results).filter((n) => n !== "direct");
   const head = `| metric | ${names.join(" | ")} |\n|---|${names.map(() => "---").join("|")}|`;
