@@ -1,11 +1,12 @@
-// `bun run bench -- --quic [--rounds N] [--seconds S]`: datagrams through a
+// `bun run bench -- --quic [--rounds N] [--seconds S] [--workers N]`: datagrams through a
 // QUIC listener against the same traffic sent straight to the backend and
 // through nginx's UDP stream proxy (`listen … udp`), interleaved per round.
 // Each of FLOWS client sockets opens with a client Initial (so mc-proxy
 // routes it by name; the others just forward it), then keeps WINDOW
 // datagrams of 1,200 bytes in flight to a UDP echo backend for S seconds.
 // Reports echoed datagrams per second, proxy CPU per GB relayed (both
-// directions) and the ratios to direct and to nginx.
+// directions) and the ratios to direct and to nginx. `--workers N` is
+// mc-proxy's `[proxy] workers` (nginx's worker_processes alike; 1 by default).
 import type { udp } from "bun";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +21,14 @@ const WINDOW = 16;
 const SIZE = 1200;
 const PORTS = { echo: 21701, mcproxy: 21702, nginx: 21703 };
 type Sys = "direct" | "mc-proxy" | "nginx-udp";
+
+/** `--workers N`: event loops of mc-proxy, worker processes of nginx. */
+function workersArg(): number {
+  const i = process.argv.indexOf("--workers");
+  const n = i >= 0 ? Number(process.argv[i + 1]) : 1;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--workers ${process.argv[i + 1]}: a whole number of at least 1`);
+  return n;
+}
 
 interface Result {
   dgramsPerS: number;
@@ -71,7 +80,7 @@ async function load(port: number, seconds: number): Promise<{ echoed: number; se
   return { echoed: got, seconds: took };
 }
 
-async function run(sys: Sys, seconds: number, withFds: (c: string[]) => string[]): Promise<Result> {
+async function run(sys: Sys, seconds: number, workers: number, withFds: (c: string[]) => string[]): Promise<Result> {
   let proc: import("bun").Subprocess | null = null;
   let port = PORTS.echo;
   if (sys === "mc-proxy") {
@@ -79,7 +88,7 @@ async function run(sys: Sys, seconds: number, withFds: (c: string[]) => string[]
     const db = join(WORK, "run/quic-bench.db");
     writeFileSync(
       conf,
-      `[database]\npath = "${db}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\n  [[listeners.routes]]\n  hostname = "bench.example.com"\n  backend = "127.0.0.1:${PORTS.echo}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\nprotocol = "quic"\n[proxy]\nworkers = 1\n[log]\nlevel = "warn"\n`,
+      `[database]\npath = "${db}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\n  [[listeners.routes]]\n  hostname = "bench.example.com"\n  backend = "127.0.0.1:${PORTS.echo}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\nprotocol = "quic"\n[proxy]\nworkers = ${workers}\n[log]\nlevel = "warn"\n`,
     );
     proc = Bun.spawn(withFds([join(ROOT, "dist/mc-proxy"), "server", "-c", conf]), {
       env: { ...process.env, MIMALLOC_PURGE_DELAY: "-1" },
@@ -91,7 +100,7 @@ async function run(sys: Sys, seconds: number, withFds: (c: string[]) => string[]
     const conf = join(WORK, "nginx-udp.conf");
     writeFileSync(
       conf,
-      `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes 1;\ndaemon off;\npid ${join(WORK, "nginx-udp.pid")};\nerror_log stderr error;\nevents { worker_connections 4096; }\nstream {\n  server {\n    listen 127.0.0.1:${PORTS.nginx} udp;\n    proxy_pass 127.0.0.1:${PORTS.echo};\n    proxy_timeout 30s;\n  }\n}\n`,
+      `load_module /usr/lib/nginx/modules/ngx_stream_module.so;\nworker_processes ${workers};\ndaemon off;\npid ${join(WORK, "nginx-udp.pid")};\nerror_log stderr error;\nevents { worker_connections 4096; }\nstream {\n  server {\n    listen 127.0.0.1:${PORTS.nginx} udp;\n    proxy_pass 127.0.0.1:${PORTS.echo};\n    proxy_timeout 30s;\n  }\n}\n`,
     );
     proc = Bun.spawn(withFds(["nginx", "-c", conf]), { stdout: "ignore", stderr: "inherit" });
     port = PORTS.nginx;
@@ -109,13 +118,14 @@ async function run(sys: Sys, seconds: number, withFds: (c: string[]) => string[]
 }
 
 export async function quicBench(rounds: number, seconds: number, withFds: (c: string[]) => string[]): Promise<void> {
+  const workers = workersArg();
   const echo = await echoBackend();
   const systems: Sys[] = ["direct", "mc-proxy", "nginx-udp"];
   const res = new Map<Sys, Result[]>(systems.map((s) => [s, []]));
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 0 ? [...systems].reverse() : systems;
     for (const sys of order) {
-      const r = await run(sys, seconds, withFds);
+      const r = await run(sys, seconds, workers, withFds);
       res.get(sys)!.push(r);
       console.log(
         `quic: round ${round}/${rounds} ${sys}: ${r.dgramsPerS.toFixed(0)} echoed datagrams/s, ${r.cpuSPerGB.toFixed(2)} s CPU per GB`,
@@ -127,7 +137,7 @@ export async function quicBench(rounds: number, seconds: number, withFds: (c: st
   const d = med("direct", "dgramsPerS");
   const n = med("nginx-udp", "dgramsPerS");
   console.log(
-    `\n\`bun run bench -- --quic\`: ${rounds} interleaved rounds, ${seconds} s each after a 1 s warm-up; ${FLOWS} flows × ${WINDOW} datagrams of ${SIZE} bytes in flight to a UDP echo backend; one event loop.\n`,
+    `\n\`bun run bench -- --quic\`: ${rounds} interleaved rounds, ${seconds} s each after a 1 s warm-up; ${FLOWS} flows × ${WINDOW} datagrams of ${SIZE} bytes in flight to a UDP echo backend; workers = ${workers} (nginx worker_processes ${workers}).\n`,
   );
   console.log(
     "| system | echoed datagrams/s (per round) | × direct | × nginx-udp | proxy CPU s per GB (both ways) | × nginx-udp |\n|---|---:|---:|---:|---:|---:|",

@@ -16,13 +16,15 @@ import type { ListenerRuntime } from "./listener_runtime";
 import { backendSocket } from "./quic_backend";
 import type { SweptFlow } from "./quic_established";
 import { type QuicContext, QuicListener } from "./quic_listener";
+import { ClientBatch } from "./quic_send_batch";
 
 export interface ListenerKind {
   readonly runtime: ListenerRuntime;
   /**
    * The old process holds its address until it hands over (a takeover):
-   * bound after the handover, in the background (QUIC: Bun's UDP sockets
-   * have no SO_REUSEPORT).
+   * bound after the handover, in the background (QUIC: bound without
+   * SO_REUSEPORT, so that the kernel never hands a new process the
+   * datagrams of the old one's flows, which it could not relay).
    */
   readonly waitsForHandover: boolean;
   /** Bind its address, retrying EADDRINUSE for `retryMs`; throws when it cannot. */
@@ -74,7 +76,7 @@ export class TcpKind<C> implements ListenerKind {
   }
 }
 
-/** A QUIC listener: one UDP socket, in the first event loop. */
+/** A QUIC listener: one UDP socket, in the first event loop; its sends batched a loop turn at a time (quic_send_batch.ts). */
 export class QuicKind implements ListenerKind {
   readonly waitsForHandover = true;
   private listener: QuicListener | null = null;
@@ -107,7 +109,16 @@ export class QuicKind implements ListenerKind {
     }
     // The guard's listener lists: those of the TCP listener whose routes (and pools) it shares.
     const guardListener = cfg.routesFrom ?? cfg.index;
-    holder.l = new QuicListener(socket, this.runtime, this.ctx, {
+    const batch = new ClientBatch(socket);
+    const batched = {
+      port: socket.port,
+      send: (d: Uint8Array, port: number, address: string) => batch.send(d, port, address),
+      close: () => {
+        batch.close();
+        socket.close();
+      },
+    };
+    holder.l = new QuicListener(batched, this.runtime, this.ctx, {
       dialer: this.dialer,
       guardListener,
       connect: backendSocket,

@@ -11,6 +11,7 @@
 import { isIP } from "node:net";
 import { type DialOwner, type Dialer, dial, targetOf } from "./backend_dial";
 import type { BackendDatagramConnector, Flow } from "./quic_flow";
+import { BackendBatch } from "./quic_send_batch";
 
 /** How a QUIC listener's flows reach their backends. */
 export interface QuicBackends {
@@ -73,5 +74,5 @@ export const backendSocket: BackendDatagramConnector = (ip, port, onData) => {
       data: (_s, d) => onData(d),
       error: () => {},
     },
-  });
+  }).then((s) => new BackendBatch(s));
 };

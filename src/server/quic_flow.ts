@@ -69,7 +69,7 @@ export interface Path extends Expiring {
   backend: BackendDatagrams | null;
   held: Uint8Array[];
   heldBytes: number;
-  /** The last datagram from its client. */
+  /** The last datagram from its client, on the wheel's clock. */
   lastAt: number;
   closed: boolean;
 }
@@ -100,7 +100,6 @@ export interface Flow extends AccessFacts, Expiring {
   holdsRoute: boolean;
   /** A place of the process's budget (ListenerRuntime.takePlace), from its backend socket on. */
   holdsPlace: boolean;
-  lastAt: number;
   /**
    * Its first Initial's Destination Connection ID (hex): with cids, what its client's long headers name
    * (quic/new_connection.ts).
@@ -183,7 +182,6 @@ export function pendingFlow(
     backendPort: 0,
     holdsRoute: false,
     holdsPlace: false,
-    lastAt: now,
     dcid,
     cids: [],
     paths: [],

@@ -107,15 +107,15 @@ export class QuicListener implements PathOwner {
 
   /** A datagram from a client at address:port. */
   onDatagram(d: Uint8Array, port: number, address: string): void {
-    const ip = normaliseIp(address);
-    const key = `${ip}|${port}`;
+    // Keyed by the address as the socket gives it (one client, one form): made canonical only for a new flow or path.
+    const key = `${address}|${port}`;
     const f = this.flows.get(key);
     if (f === undefined) {
       const p = this.paths.get(key);
       if (p !== undefined) return this.paths.fromClient(p, d);
       const moved = this.paths.movedFlow(d);
-      if (moved !== null) return this.paths.open(moved, d, key, ip, port);
-      return this.newFlow(d, key, ip, port);
+      if (moved !== null) return this.paths.open(moved, d, key, normaliseIp(address), port);
+      return this.newFlow(d, key, normaliseIp(address), port);
     }
     // Another connection from a routed flow's address is not relayed under the flow's admission (new_connection.ts).
     if ((d[0]! & 0x80) !== 0 && opensNewConnection(d, f.dcid, f.cids)) return this.refusePath("quic_new_connection");
@@ -133,7 +133,6 @@ export class QuicListener implements PathOwner {
 
   /** A datagram either way: the flow's idle deadline moves (the wheel re-files it when its slot comes round). */
   private touch(f: Flow): void {
-    f.lastAt = Date.now();
     f.deadline = this.ctx.wheel.after(this.ctx.proxy.quicIdleTimeoutMs);
   }
 

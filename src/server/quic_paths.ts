@@ -94,7 +94,8 @@ export class QuicPaths {
     const { ctx, rt } = this.o;
     const verdict = pathVerdict(ctx, rt.table, ip, f);
     if (verdict !== null) return this.o.refusePath(verdict);
-    const now = Date.now();
+    // The wheel's clock (a tick's precision): what fromClient stamps each path with.
+    const now = ctx.wheel.now;
     const decision = newPathDecision(
       f.paths.map((p) => p.lastAt),
       f.pathOpenedAt,
@@ -127,7 +128,6 @@ export class QuicPaths {
     };
     f.paths.push(p);
     f.pathOpenedAt = now;
-    f.lastAt = now;
     f.deadline = p.deadline;
     f.bytesFromClient += d.length;
     this.paths.set(key, p);
@@ -140,7 +140,7 @@ export class QuicPaths {
   fromClient(p: Path, d: Uint8Array): void {
     const f = p.flow;
     if ((d[0]! & 0x80) !== 0 && opensNewConnection(d, f.dcid, f.cids)) return this.o.refusePath("quic_new_connection");
-    p.lastAt = f.lastAt = Date.now();
+    p.lastAt = this.o.ctx.wheel.now;
     p.deadline = f.deadline = this.o.ctx.wheel.after(this.o.ctx.proxy.quicIdleTimeoutMs);
     f.bytesFromClient += d.length;
     if (p.backend !== null) p.backend.send(d);
@@ -173,7 +173,6 @@ export class QuicPaths {
   private fromBackend(p: Path, d: Uint8Array): void {
     const f = p.flow;
     if (f.state === "ended" || p.closed) return;
-    f.lastAt = Date.now();
     f.deadline = this.o.ctx.wheel.after(this.o.ctx.proxy.quicIdleTimeoutMs);
     f.bytesFromBackend += d.length;
     this.learn(f, d);

@@ -12,6 +12,7 @@ import { bindRoutes } from "../../src/routing/pool";
 import { parseRoutedConfig } from "../../src/routing/route_config";
 import { RouteTable } from "../../src/routing/route_table";
 import { formatHostPort } from "../../src/net/host_port";
+import { NEW_PATH_INTERVAL_MS, PATH_QUIET_MS } from "../../src/quic/migration";
 import { newDialer } from "../../src/server/backend_dial";
 import { ListenerRuntime, identityOf } from "../../src/server/listener_runtime";
 import type { BackendDatagrams, Expiring } from "../../src/server/quic_flow";
@@ -175,6 +176,38 @@ describe("a QUIC listener, driven with fakes", () => {
     expect(h.rt.active).toBe(2);
     h.made[1]!.reply(SERVER_REPLY);
     expect(h.toClients.at(-1)).toMatchObject({ port: 5002, ip: "198.51.100.5" });
+  });
+
+  test("a flow's paths are timed on the wheel's clock: full, it refuses a new address until its quietest path has been quiet PATH_QUIET_MS", async () => {
+    const h = harness();
+    h.l.onDatagram(initial("app.example.com", 5), 5000, "198.51.100.6");
+    await settle();
+    h.made[0]!.reply(SERVER_REPLY);
+    // Three more addresses, NEW_PATH_INTERVAL_MS apart: the most a flow has (quic/migration.ts).
+    for (const ip of ["198.51.100.11", "198.51.100.12", "198.51.100.13"]) {
+      h.l.onDatagram(SHORT, 6000, ip);
+      h.advance(NEW_PATH_INTERVAL_MS);
+    }
+    await settle();
+    expect(h.made.length).toBe(4);
+    const heard = (ips: string[]) => {
+      for (const ip of ips) h.l.onDatagram(SHORT, 6000, ip);
+    };
+    heard(["198.51.100.11", "198.51.100.12", "198.51.100.13"]);
+    h.l.onDatagram(SHORT, 6000, "198.51.100.14");
+    expect(h.outcome("over_capacity")).toBe(1);
+    // The first goes quiet: PATH_QUIET_MS later a new address takes its place.
+    h.advance(PATH_QUIET_MS - 100);
+    heard(["198.51.100.12", "198.51.100.13"]);
+    h.l.onDatagram(SHORT, 6000, "198.51.100.15");
+    expect(h.outcome("over_capacity")).toBe(2);
+    h.advance(100);
+    h.l.onDatagram(SHORT, 6000, "198.51.100.15");
+    await settle();
+    expect(h.outcome("over_capacity")).toBe(2);
+    expect(h.made.length).toBe(5);
+    expect(h.made[1]!.closed).toBe(true);
+    expect(h.made[4]!.sent).toEqual([SHORT]);
   });
 
   test("idle expiry through the wheel: a quiet flow ends ok, its backend socket closed, its place given back, one record", async () => {
