@@ -14,7 +14,7 @@ import { alpnExtension, clientHelloBody, handshake, sniExtension } from "../../t
 import { cryptoFrame, padDatagram, sealInitial } from "../../tests/helpers/quic";
 import { processTree, stopProcess, treeCpu } from "./procstat";
 import { median } from "./stats";
-import { ROOT, WORK } from "./setup";
+import { ROOT, USER_ENV, WORK } from "./setup";
 
 const FLOWS = 8;
 const WINDOW = 16;
@@ -91,7 +91,7 @@ async function run(sys: Sys, seconds: number, workers: number, withFds: (c: stri
       `[database]\npath = "${db}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\n  [[listeners.routes]]\n  hostname = "bench.example.com"\n  backend = "127.0.0.1:${PORTS.echo}"\n[[listeners]]\naddr = "127.0.0.1:${PORTS.mcproxy}"\nprotocol = "quic"\n[proxy]\nworkers = ${workers}\n[log]\nlevel = "warn"\n`,
     );
     proc = Bun.spawn(withFds([join(ROOT, "dist/mc-proxy"), "server", "-c", conf]), {
-      env: { ...process.env, MIMALLOC_PURGE_DELAY: "-1" },
+      env: USER_ENV,
       stdout: "ignore",
       stderr: "inherit",
     });

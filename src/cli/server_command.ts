@@ -14,7 +14,7 @@ import { migrateWarning } from "../server/host_limits";
 import { notifyReady } from "../server/sd_notify";
 import { collectStartupGarbage } from "../server/startup_gc";
 import { VERSION } from "../version";
-import { PURGE_NEVER, PURGE_VARIABLE } from "./allocator";
+import { PURGE_DELAY_MS, PURGE_VARIABLE } from "./allocator";
 import { UsageError, help, parseArgs } from "./args";
 import { applyFile } from "./startup/apply_file";
 import { drain } from "./startup/drain";
@@ -71,7 +71,7 @@ export async function server(args: string[]): Promise<number> {
 }
 
 /**
- * docs/PERFORMANCE.md "The allocator": the purge delay in force — "-1" as
+ * docs/PERFORMANCE.md "The allocator": the purge delay in force — "1000" as
  * set by mc-proxy at start (cli/allocator.ts) or by the unit or the image,
  * else the operator's own value. Unset only where the restart could not run.
  */
@@ -80,7 +80,7 @@ function allocatorNotice(logger: Logger): void {
   if (purge !== undefined) return logger.info("memory allocator", { purge_delay: purge });
   logger.warn("memory allocator", {
     purge_delay: "default (10 ms)",
-    hint: `could not run itself again with ${PURGE_VARIABLE}=${PURGE_NEVER}; set it in the environment to keep freed memory for reuse (about 0.1 s less CPU per relayed GB)`,
+    hint: `could not run itself again with ${PURGE_VARIABLE}=${PURGE_DELAY_MS}; set it in the environment to keep freed memory for reuse while relaying`,
   });
 }
 

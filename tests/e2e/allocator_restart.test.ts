@@ -1,5 +1,5 @@
 // A server started as users start it — no MIMALLOC_PURGE_DELAY in its
-// environment — runs with the allocator's purge delay off
+// environment — runs with the allocator's purge delay at a second
 // (docs/PERFORMANCE.md "The allocator", src/cli/allocator.ts): it ran itself
 // again with the variable set, the same pid, before loading anything. A
 // value the operator sets is kept. The binary and the source alike.
@@ -59,7 +59,7 @@ describe("the allocator's purge delay", () => {
     expect(allocatorRestart(["bun", "/$bunfs/root/mc-proxy", "server", "-c", "f"], env, "/usr/bin/mc-proxy")).toEqual({
       path: "/usr/bin/mc-proxy",
       args: ["/usr/bin/mc-proxy", "server", "-c", "f"],
-      env: { PATH: "/bin", X: "1", MIMALLOC_PURGE_DELAY: "-1" },
+      env: { PATH: "/bin", X: "1", MIMALLOC_PURGE_DELAY: "1000" },
     });
     expect(allocatorRestart(["/usr/bin/bun", "/src/main.ts", "server", "-c", "f"], env, "/usr/bin/bun")?.args).toEqual([
       "/usr/bin/bun",
@@ -71,10 +71,10 @@ describe("the allocator's purge delay", () => {
   });
 
   for (const mode of MODES) {
-    test(`${mode}: started with nothing set, it serves with the purge delay off, under the pid it was started as`, async () => {
+    test(`${mode}: started with nothing set, it serves with the purge delay at a second, under the pid it was started as`, async () => {
       const s = await started(mode, envWithout());
-      expect(s.environ).toContain("MIMALLOC_PURGE_DELAY=-1");
-      expect(s.logged.find((r) => r.msg === "memory allocator")).toMatchObject({ purge_delay: "-1" });
+      expect(s.environ).toContain("MIMALLOC_PURGE_DELAY=1000");
+      expect(s.logged.find((r) => r.msg === "memory allocator")).toMatchObject({ purge_delay: "1000" });
       expect(s.logged.find((r) => r.msg === "started")).toMatchObject({ pid: s.pid });
       // One start: the run before the restart logged nothing.
       expect(s.logged.filter((r) => r.msg === "memory allocator")).toHaveLength(1);

@@ -1,11 +1,12 @@
-// With the purge delay off (how `mc-proxy server` runs: docs/PERFORMANCE.md
-// "The allocator"), memory freed after a burst stays in the process for the
-// next one. What it keeps must be a high-water mark, not a leak: a second
-// and later identical bursts reuse it, so the resident size they leave
-// stays near the first one's.
+// With the purge delay at a second (how `mc-proxy server` runs:
+// docs/PERFORMANCE.md "The allocator"), memory freed during a burst stays in
+// the process for the rest of it and for a burst that follows at once. What
+// it keeps must be a high-water mark, not a leak: later identical bursts
+// reuse it, so the resident size they leave stays near the first one's.
 import { expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { readFileSync } from "node:fs";
+import { PURGE_DELAY_MS, PURGE_VARIABLE } from "../../src/cli/allocator";
 import { helloFor } from "../helpers/hello_builder";
 import { freePort, sleep } from "../helpers/net";
 import { listenerToml, startProxy } from "../helpers/proxy";
@@ -71,13 +72,15 @@ async function burst(port: number): Promise<number> {
   return done.filter(Boolean).length;
 }
 
-test("purge delay off: later bursts reuse what the first left; the resident size stays near its first high-water mark", async () => {
+test("purge delay at a second: later bursts reuse what the first left; the resident size stays near its first high-water mark", async () => {
   const backend = sender();
   const port = freePort();
   const proxy = await startProxy("binary", listenerToml(port, { "bulk.example.com": backend.port }));
   try {
-    // The shipped behaviour: the server runs with the purge delay off.
-    expect(readFileSync(`/proc/${proxy.pid}/environ`, "latin1").split("\0")).toContain("MIMALLOC_PURGE_DELAY=-1");
+    // The shipped behaviour: the server runs with the purge delay it sets.
+    expect(readFileSync(`/proc/${proxy.pid}/environ`, "latin1").split("\0")).toContain(
+      `${PURGE_VARIABLE}=${PURGE_DELAY_MS}`,
+    );
     const before = proxy.rss();
     const after: number[] = [];
     for (let i = 0; i < BURSTS; i++) {
